@@ -1,0 +1,43 @@
+"""Client <-> cluster (ingress/egress) and admin messages. Message type ids 32..63.
+
+Field types: ids, correlation ids, seq numbers, terms are int64; member ids and codes int32;
+``service_id`` int32; strings are UTF-8 with a u16 length; ``payload``/``credentials`` bytes
+with a u32 length.
+"""
+from aeronpy._msgdef import message_class
+
+# SessionEvent.code
+EVENT_OK = 0
+EVENT_ERROR = 1
+EVENT_REDIRECT = 2
+EVENT_AUTHENTICATION_REJECTED = 3
+EVENT_CLOSED = 4
+
+SessionConnect = message_class(
+    "SessionConnect", 32, "correlation_id client_nonce response_endpoint credentials protocol_version",
+    defaults={"credentials": b"", "protocol_version": 1},
+    doc="Client asks for a session; response_endpoint is the client's egress 'host:port'.")
+SessionEvent = message_class(
+    "SessionEvent", 33, "correlation_id session_id code leader_member_id leadership_term detail",
+    defaults={"detail": ""},
+    doc="Answer to a connect (OK, ERROR, REDIRECT with detail = leader's ingress endpoint, "
+        "AUTHENTICATION_REJECTED) or a notice that the session closed.")
+SessionMessage = message_class(
+    "SessionMessage", 34, "session_id seq correlation_id service_id payload",
+    doc="Ingress: seq numbers a session's messages 1, 2, ... so the cluster sequences each once.")
+SessionKeepAlive = message_class("SessionKeepAlive", 35, "session_id leadership_term")
+SessionClose = message_class("SessionClose", 36, "session_id leadership_term")
+NewLeaderEvent = message_class(
+    "NewLeaderEvent", 37, "session_id leadership_term leader_member_id ingress_endpoints",
+    doc="Egress: a new leader took over; the client re-sends its unacknowledged messages there.")
+EgressMessage = message_class(
+    "EgressMessage", 38, "session_id correlation_id ack_seq payload",
+    doc="A response; ack_seq is the highest seq of this session the cluster has applied.")
+SessionAck = message_class(
+    "SessionAck", 39, "session_id leadership_term ack_seq",
+    doc="Egress: the highest seq applied, so the client can release its resend buffer.")
+AdminRequest = message_class("AdminRequest", 48, "correlation_id request_type payload")
+AdminResponse = message_class("AdminResponse", 49, "correlation_id request_type code payload")
+
+CLIENT_MESSAGES = (SessionConnect, SessionEvent, SessionMessage, SessionKeepAlive, SessionClose,
+                   NewLeaderEvent, EgressMessage, SessionAck, AdminRequest, AdminResponse)

@@ -1,0 +1,49 @@
+"""Consensus messages between members (sender id travels in the frame header, not here).
+
+Field types: terms, indexes, positions are int64; member ids int32; flags bool; ``entries`` is a
+blob of packed entries (see docs/internal/interfaces.md 1.2) and ``count`` the number of entries
+in it; ``data`` bytes. Message type ids 1..31 are consensus messages.
+"""
+from aeronpy._msgdef import message_class
+
+CanvassPosition = message_class(
+    "CanvassPosition", 1, "term proposed_term last_log_term last_log_index",
+    doc="Pre-vote (canvass): 'could I win an election in proposed_term with this log?' "
+        "Sent without raising the sender's term.")
+RequestVote = message_class(
+    "RequestVote", 2, "term last_log_term last_log_index transfer",
+    defaults={"transfer": False},
+    doc="Ballot request in `term`; transfer=True when it follows a TimeoutNow (leadership transfer).")
+Vote = message_class(
+    "Vote", 3, "term granted pre",
+    defaults={"pre": False},
+    doc="Reply to RequestVote (pre=False) or CanvassPosition (pre=True; term is the proposed term).")
+AppendEntries = message_class(
+    "AppendEntries", 4, "term prev_index prev_term commit_index entries count",
+    defaults={"entries": b"", "count": 0},
+    doc="Entries [prev_index+1, prev_index+count] as a packed-entry blob; commit_index is the leader's.")
+AppendResponse = message_class(
+    "AppendResponse", 5, "term success match_index conflict_index conflict_term",
+    defaults={"conflict_index": 0, "conflict_term": 0},
+    doc="success: match_index is the follower's last index verified to match the leader. "
+        "Reject: conflict_term is the follower's term at the leader's prev_index (0 if its log is "
+        "shorter) and conflict_index the first index of that term (or its last_index + 1), so the "
+        "leader backs up over a whole term in one round trip.")
+Heartbeat = message_class(
+    "Heartbeat", 6, "term commit_index",
+    doc="Leader liveness; commit_index is min(follower's match, leader's commit).")
+HeartbeatResponse = message_class(
+    "HeartbeatResponse", 7, "term last_index",
+    doc="Follower's reply to a Heartbeat (check-quorum liveness; last_index lets the leader probe).")
+TimeoutNow = message_class(
+    "TimeoutNow", 8, "term",
+    doc="Leadership transfer: the receiver starts an election at once, skipping the canvass.")
+InstallSnapshot = message_class(
+    "InstallSnapshot", 9, "term snapshot_index snapshot_term offset total_bytes done data",
+    doc="One chunk of a snapshot; done=True on the last chunk.")
+InstallSnapshotResponse = message_class(
+    "InstallSnapshotResponse", 10, "term snapshot_index offset success",
+    doc="Acknowledges a snapshot chunk (offset = bytes received so far).")
+
+CONSENSUS_MESSAGES = (CanvassPosition, RequestVote, Vote, AppendEntries, AppendResponse, Heartbeat,
+                      HeartbeatResponse, TimeoutNow, InstallSnapshot, InstallSnapshotResponse)

@@ -91,7 +91,8 @@ def describe(data_dir: str) -> ToolResult:
         lines.append(f"log          commit_index {values['commit_index']}, append_index "
                      f"{values['append_index']}")
         lines.append("members")
-        lines += ["  " + _member_line(m, header.member_id, values["leader_id"]) for m in reader.members]
+        lines += ["  " + _member_line(m, header.member_id, values["leader_id"], status.running)
+                  for m in reader.members]
         if not reader.members:
             lines.append("  (the counters file records no members)")
         lines.append("counters")
@@ -107,9 +108,10 @@ def _leader_text(leader_id: int) -> str:
     return "none known" if leader_id < 0 else f"member {leader_id}"
 
 
-def _member_line(member: dict, self_id: int, leader_id: int) -> str:
+def _member_line(member: dict, self_id: int, leader_id: int, live: bool = True) -> str:
     marks = [m for m, on in (("this node", member.get("id") == self_id),
-                             ("leader", member.get("id") == leader_id)) if on]
+                             ("leader" if live else "last known leader",
+                              member.get("id") == leader_id)) if on]
     admin = member.get("admin_port")
     return (f"{member.get('id'):>3}  {member.get('host')}  consensus {member.get('consensus_port')}"
             f"  ingress {member.get('ingress_port')}  admin {admin if admin else '-'}"
@@ -126,11 +128,11 @@ def list_members(data_dir: str) -> ToolResult:
         leader_id = values["leader_id"]
         rows = [dict(m, this_node=m.get("id") == reader.header.member_id,
                      leader=m.get("id") == leader_id) for m in members]
-        lines = [_member_line(m, reader.header.member_id, leader_id) for m in members]
+        lines = [_member_line(m, reader.header.member_id, leader_id, status.running) for m in members]
         if not members:
             lines.append("the counters file records no members")
         if not status.running:
-            lines.append(f"({status.detail}: the leader shown is the last one it knew)")
+            lines.append(f"({status.detail})")
         return ToolResult(EXIT_OK, {"members": rows, "leader_id": leader_id,
                                     "live": status.running}, "\n".join(lines))
 

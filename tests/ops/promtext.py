@@ -43,5 +43,6 @@ def parse(text):
                 rest = rest[lm.end():]
             if name not in families or "type" not in families[name]:
                 raise ValueError(f"line {number}: sample {name} before its TYPE")
-            families[name]["samples"].append((labels, float(value)))
+            number_value = int(value) if re.fullmatch(r"-?[0-9]+", value) else float(value)
+            families[name]["samples"].append((labels, number_value))
     return families

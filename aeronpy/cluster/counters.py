@@ -90,6 +90,9 @@ STANDARD_SLOTS: tuple = (
 )
 SlotId = enum.IntEnum("SlotId", [(name.upper(), i) for i, (name, *_rest) in enumerate(STANDARD_SLOTS)])
 SlotId.__doc__ = "Index of each standard slot in `CountersWriter.values` (cache int(...) on hot paths)."
+_LAST_UPDATE_NS = int(SlotId.LAST_UPDATE_NS)
+_DUTY_CYCLES = int(SlotId.DUTY_CYCLES)
+_MAX_DUTY_CYCLE_NS = int(SlotId.MAX_DUTY_CYCLE_NS)
 
 DEFAULT_ENUM_NAMES: dict = {
     "role": {-1: "UNKNOWN", **{int(r): r.name for r in Role}},
@@ -219,13 +222,13 @@ class CountersWriter:
         return SlotHandle(name, self.index(name), self.values)
 
     def touch(self, now_ns: Optional[int] = None) -> None:
-        self.values[SlotId.LAST_UPDATE_NS] = time.time_ns() if now_ns is None else now_ns
+        self.values[_LAST_UPDATE_NS] = time.time_ns() if now_ns is None else now_ns
 
     def observe_duty_cycle(self, duration_ns: int) -> None:
         values = self.values
-        values[SlotId.DUTY_CYCLES] += 1
-        if duration_ns > values[SlotId.MAX_DUTY_CYCLE_NS]:
-            values[SlotId.MAX_DUTY_CYCLE_NS] = duration_ns
+        values[_DUTY_CYCLES] += 1
+        if duration_ns > values[_MAX_DUTY_CYCLE_NS]:
+            values[_MAX_DUTY_CYCLE_NS] = duration_ns
 
     def close(self) -> None:
         """Mark the file closed cleanly (readers then report "stopped", not "dead")."""

@@ -188,6 +188,9 @@ def test_sigterm_closes_the_node(config_file, tmp_path):
         if child.poll() is None:
             child.kill()
             child.wait()
+        for stream in (child.stdout, child.stderr):
+            if stream is not None:
+                stream.close()
 
 
 def test_usage_errors_exit_2(capsys):
@@ -249,6 +252,14 @@ def test_is_leader_exit_codes(data_dir, capsys):
     assert code == 1 and "stopped" in out
 
 
+def abandon(w):
+    """Drop a writer's mapping without marking the file closed, as a crash would."""
+    w.values.release()
+    w._header.release()
+    w._map.close()
+    w._file.close()
+
+
 def dead_pid():
     p = subprocess.Popen([sys.executable, "-c", "pass"])
     p.wait()
@@ -260,7 +271,7 @@ def test_stopped_node_dir_describes_what_it_can(tmp_path, capsys):
     pid = dead_pid()
     w = CountersWriter(d, member_id=1, cluster_id=7, members=MEMBERS, pid=pid)
     w.values[SlotId.COMMIT_INDEX] = 12
-    del w  # the "node" died without closing
+    abandon(w)  # the "node" died without closing
     code, out, _ = run(["tool", "describe", "--data-dir", d], capsys)
     assert code == 0 and f"node not running: pid {pid} gone" in out
     assert "last values it published" in out and "commit_index 12" in out
@@ -315,6 +326,9 @@ def test_serve_metrics_option(data_dir):
         if child.poll() is None:
             child.kill()
             child.wait()
+        for stream in (child.stdout, child.stderr):
+            if stream is not None:
+                stream.close()
 
 
 def test_tool_without_counters(tmp_path, capsys):

@@ -258,7 +258,8 @@ def test_data_dir_that_is_a_file(tmp_path):
 def test_every_key_is_documented():
     fields = [f.name for f in dataclasses.fields(NodeConfig)]
     assert [k for k, _, _ in KEY_DOCS] == fields
-    docs = open(DOCS).read()
+    with open(DOCS) as f:
+        docs = f.read()
     for key in fields:
         assert f"`{key}`" in NodeConfig.__doc__, key
         assert re.search(rf"^\| `{key}` \|", docs, re.M), f"{key} missing from docs/configuration.md"

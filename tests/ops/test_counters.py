@@ -198,6 +198,7 @@ def test_reader_in_this_process_follows_a_writer_process(tmp_path):
         if child.poll() is None:
             child.kill()
             child.wait()
+        child.stdout.close()
 
 
 def test_reader_in_another_process_sees_a_killed_writer_as_dead(tmp_path):
@@ -224,6 +225,7 @@ def test_reader_in_another_process_sees_a_killed_writer_as_dead(tmp_path):
         if child.poll() is None:
             child.kill()
             child.wait()
+        child.stdout.close()
 
 
 def test_standard_slot_table_is_consistent():

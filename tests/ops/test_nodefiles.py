@@ -112,3 +112,4 @@ def test_pid_file_lock_is_released_by_a_killed_process(tmp_path):
         if child.poll() is None:
             child.kill()
             child.wait()
+        child.stdout.close()

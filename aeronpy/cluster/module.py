@@ -297,6 +297,11 @@ class ConsensusModule:
         if not self.is_leader:
             self._redirect(client_ref, m.correlation_id, m.session_id)
             return
+        if not self._leader_ready:
+            # it may not even have applied the session's open yet; the client re-sends after
+            # our NEW_LEADER event
+            self.counters["ingress_leader_not_ready"] += 1
+            return
         s = self._session_of(client_ref, m.session_id, m.correlation_id)
         if s is None:
             return
@@ -305,9 +310,6 @@ class ConsensusModule:
             self._event(client_ref, m.correlation_id, s.session_id, P.EVENT_ERROR, "message too large")
             return
         self._last_heard_ns[s.session_id] = self._now_ns
-        if not self._leader_ready:
-            self.counters["ingress_leader_not_ready"] += 1   # re-sent after our NEW_LEADER event
-            return
         seq = m.seq
         if seq <= s.last_applied_seq:
             self._answer_applied(s, seq)
@@ -338,12 +340,18 @@ class ConsensusModule:
         if not self.is_leader:
             self._redirect(client_ref, 0, m.session_id)
             return
+        if not self._leader_ready:
+            self.counters["ingress_leader_not_ready"] += 1
+            return
         if self._session_of(client_ref, m.session_id, 0) is not None:
             self._last_heard_ns[m.session_id] = self._now_ns
 
     def _on_close(self, client_ref: object, m: Any) -> None:
         if not self.is_leader:
             self._redirect(client_ref, 0, m.session_id)
+            return
+        if not self._leader_ready:
+            self.counters["ingress_leader_not_ready"] += 1
             return
         if self._session_of(client_ref, m.session_id, 0) is None or m.session_id in self._proposed_closes:
             return

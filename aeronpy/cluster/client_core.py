@@ -21,7 +21,7 @@ from typing import Callable, Optional
 
 from aeronpy.cluster import protocol as P
 from aeronpy.cluster.codes import BACK_PRESSURED, CLOSED, NOT_CONNECTED
-from aeronpy.cluster.config import DEFAULT_MAX_MESSAGE_BYTES, parse_ingress_endpoints
+from aeronpy.cluster.module_config import DEFAULT_MAX_MESSAGE_BYTES, parse_ingress_endpoints
 from aeronpy.errors import (AeronpyError, AuthenticationError, ClusterClosedError,
                             MessageTooLargeError, NotConnectedError)
 

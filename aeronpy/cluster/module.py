@@ -28,7 +28,7 @@ from typing import Any, BinaryIO, Callable, Optional, Sequence
 from aeronpy.cluster import entries as E
 from aeronpy.cluster import protocol as P
 from aeronpy.cluster.codes import BACK_PRESSURED, CLOSED
-from aeronpy.cluster.config import ModuleConfig
+from aeronpy.cluster.module_config import ModuleConfig
 from aeronpy.cluster.container import Cluster, ServiceContainer, ServiceError
 from aeronpy.cluster.egress import EgressQueues
 from aeronpy.cluster.sessions import ClientSession, SessionState, SessionTable

@@ -6,7 +6,7 @@ so failover races can be staged exactly. Entries are (term, type, payload) in a 
 from __future__ import annotations
 
 from aeronpy.cluster import protocol as P
-from aeronpy.cluster.config import ModuleConfig
+from aeronpy.cluster.module_config import ModuleConfig
 from aeronpy.cluster.module import ConsensusModule
 from aeronpy.service import ClusteredService, Role
 

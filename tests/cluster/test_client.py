@@ -7,7 +7,7 @@ from aeronpy.aio import AsyncClusterClient
 from aeronpy.client import ClusterClient
 from aeronpy.cluster.client_core import ClientConfig
 from aeronpy.cluster.codes import BACK_PRESSURED
-from aeronpy.cluster.config import SecretAuthenticator
+from aeronpy.cluster.module_config import SecretAuthenticator
 from aeronpy.errors import (AuthenticationError, ClusterClosedError, ClusterTimeoutError,
                             MessageTooLargeError, NotConnectedError)
 

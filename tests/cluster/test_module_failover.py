@@ -1,7 +1,7 @@
 """Three members on fake cores: redirects, leader changes, exactly-once across failover."""
 from aeronpy.cluster import entries as E
 from aeronpy.cluster import protocol as P
-from aeronpy.cluster.config import parse_ingress_endpoints
+from aeronpy.cluster.module_config import parse_ingress_endpoints
 from aeronpy.cluster.module import ConsensusModule
 from aeronpy.service import Role
 

@@ -3,7 +3,7 @@ import pytest
 
 from aeronpy.cluster import entries as E
 from aeronpy.cluster import protocol as P
-from aeronpy.cluster.config import SecretAuthenticator
+from aeronpy.cluster.module_config import SecretAuthenticator
 from aeronpy.cluster.container import ServiceError
 from aeronpy.cluster.module import ModuleState
 from aeronpy.errors import MessageTooLargeError

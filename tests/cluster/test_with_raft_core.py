@@ -9,7 +9,7 @@ from collections import deque
 
 from aeronpy.client import ClusterClient
 from aeronpy.cluster.client_core import ClientConfig
-from aeronpy.cluster.config import ModuleConfig
+from aeronpy.cluster.module_config import ModuleConfig
 from aeronpy.cluster.module import ConsensusModule
 from aeronpy.core import CoreConfig, RaftCore
 from aeronpy.service import Role

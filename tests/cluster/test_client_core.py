@@ -180,3 +180,15 @@ def test_inbox_is_bounded():
     for i in range(5):
         c.on_egress(P.EgressMessage(42, 0, 0, b"%d" % i), 0)
     assert c.poll(lambda cid, p: None) == 2 and c.counters["inbox_dropped"] == 3
+
+
+def test_codes_match_the_public_constants_and_exports_resolve():
+    import aeronpy
+    import aeronpy.cluster as cluster
+    from aeronpy.cluster import codes
+    assert (codes.NOT_CONNECTED, codes.BACK_PRESSURED, codes.CLOSED) == \
+        (aeronpy.NOT_CONNECTED, aeronpy.BACK_PRESSURED, aeronpy.CLOSED)
+    for name in cluster.__all__:
+        assert getattr(cluster, name).__name__ == name
+    with pytest.raises(AttributeError):
+        cluster.NoSuchThing

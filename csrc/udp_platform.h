@@ -16,6 +16,9 @@
 #include <string.h>
 
 #ifdef _WIN32
+#  ifndef _WIN32_WINNT
+#    define _WIN32_WINNT 0x0600   /* WSAPoll: Windows Vista and later */
+#  endif
 #  ifndef WIN32_LEAN_AND_MEAN
 #    define WIN32_LEAN_AND_MEAN
 #  endif

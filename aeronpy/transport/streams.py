@@ -43,8 +43,9 @@ class StreamConfig:
     max_message_bytes: int = 4 * 1024 * 1024  # largest message (reassembly bound)
     nak_retry_ns: int = 5_000_000            # re-NAK a gap that is still open after this
     retransmit_linger_ns: int = 2_000_000    # ignore NAKs for a range resent this recently
-    status_interval_ns: int = 20_000_000     # STATUS at least this often while a stream lives
-    heartbeat_interval_ns: int = 20_000_000  # HEARTBEAT after this long without sending
+    status_interval_ns: int = 20_000_000     # STATUS this often while consumption advances
+    heartbeat_interval_ns: int = 20_000_000  # HEARTBEAT after this long silent with data unacked
+    idle_interval_ns: int = 100_000_000      # HEARTBEAT / STATUS keep-alive of an idle stream
     setup_linger_ns: int = 5_000_000         # at most one SETUP per this interval
 
     def __post_init__(self) -> None:
@@ -55,7 +56,7 @@ class StreamConfig:
         if self.max_message_bytes < 1 or self.send_buffer_bytes < self.max_message_bytes:
             raise ValueError("need 1 <= max_message_bytes <= send_buffer_bytes")
         for name in ("nak_retry_ns", "retransmit_linger_ns", "status_interval_ns",
-                     "heartbeat_interval_ns", "setup_linger_ns"):
+                     "heartbeat_interval_ns", "idle_interval_ns", "setup_linger_ns"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0")
 
@@ -104,14 +105,18 @@ class StreamSender:
         if n > self._cfg.max_message_bytes:
             raise MessageTooLargeError(
                 f"message of {n} bytes exceeds max_message_bytes={self._cfg.max_message_bytes}")
-        if self.buffered_bytes + n > self._cfg.send_buffer_bytes:
+        position = self.tail_position
+        head = self._head
+        low = self._positions[head] if head < len(self._positions) else position
+        if position - low + n > self._cfg.send_buffer_bytes:
             self._c.back_pressured += 1
             return BACK_PRESSURED
         chunk = self.max_fragment_bytes
         data = self._writer.data
-        position = self.tail_position
         if n <= chunk:
-            self._append(position, data(position, UNFRAGMENTED, n, view), n)
+            self._positions.append(position)
+            self._frames.append(data(position, UNFRAGMENTED, n, view))
+            self._lengths.append(n)
         else:
             for offset in range(0, n, chunk):
                 piece = view[offset:offset + chunk]
@@ -119,7 +124,8 @@ class StreamSender:
                 self._append(position + offset, data(position + offset, flags, n, piece), len(piece))
         self.tail_position = position + n
         self._c.messages_out += 1
-        self._transmit_new(now_ns)
+        if position - self.acked_position < self.receiver_window:
+            self._transmit_new(now_ns)
         return self.tail_position
 
     def _append(self, position: int, frame: bytes, length: int) -> None:
@@ -211,9 +217,12 @@ class StreamSender:
         return 1
 
     def do_work(self, now_ns: int) -> int:
-        """Timers: transmit what the window now allows; HEARTBEAT when idle."""
+        """Timers: transmit what the window now allows; HEARTBEAT when silent (soon while
+        data is unacknowledged, to expose a lost tail; slowly when idle, for liveness)."""
         work = self._transmit_new(now_ns) if self._next < len(self._frames) else 0
-        if now_ns - self._last_emit_ns >= self._cfg.heartbeat_interval_ns:
+        interval = self._cfg.heartbeat_interval_ns if self.sent_position > self.acked_position \
+            else self._cfg.idle_interval_ns
+        if now_ns - self._last_emit_ns >= interval:
             self._emit(self._writer.heartbeat(self.sent_position))
             self._last_emit_ns = now_ns
             self._c.heartbeats_sent += 1
@@ -386,13 +395,15 @@ class StreamReceiver:
         self._c.status_sent += 1
 
     def do_work(self, now_ns: int) -> int:
-        """Timers: re-NAK an open gap, send STATUS periodically."""
+        """Timers: re-NAK an open gap; STATUS soon after progress, slowly when idle."""
         work = 0
         if self.high_position > self.expected_position and \
                 now_ns - self._last_nak_ns >= self._cfg.nak_retry_ns:
             self._maybe_nak(now_ns)
             work += 1
-        if now_ns - self._last_status_ns >= self._cfg.status_interval_ns:
+        interval = self._cfg.status_interval_ns \
+            if self.expected_position != self._last_status_position else self._cfg.idle_interval_ns
+        if now_ns - self._last_status_ns >= interval:
             self._send_status(now_ns)
             work += 1
         return work

@@ -1,6 +1,6 @@
 """Clients (sender_id -1): a server endpoint admits streams from unknown addresses (ingress),
 answers them (egress), tells them apart by (address, epoch), bounds and expires them."""
-from aeronpy.transport import UdpTransport
+from aeronpy.transport import StreamConfig, UdpTransport
 from tests.transport.harness import Endpoint, LOOPBACK, check_exactly_once_in_order, run_until
 
 
@@ -13,7 +13,8 @@ def server(**kw):
 
 
 def client(srv, epoch=None, port=0):
-    c = Endpoint(UdpTransport(LOOPBACK, port, 7, -1, epoch=epoch))
+    c = Endpoint(UdpTransport(LOOPBACK, port, 7, -1, epoch=epoch,
+                              config=StreamConfig(idle_interval_ns=20_000_000)))
     c.t.add_peer(0, *srv.t.local_address)
     return c
 
@@ -47,7 +48,7 @@ def test_ingress_and_egress_with_dynamic_clients():
 
 
 def test_client_restart_on_same_address_is_a_new_client_and_old_one_expires():
-    srv, events = server(client_timeout_ns=200_000_000)
+    srv, events = server(client_timeout_ns=400_000_000)
     c = client(srv, epoch=5)
     port = c.t.local_address[1]
     try:

@@ -110,9 +110,7 @@ def test_send_to_closed_port_never_raises(use_mmsg):
 
 def test_wait_readable_times_out_and_wakes():
     with UdpSocket() as a, UdpSocket() as b:
-        t0 = time.monotonic()
         assert b.wait_readable(20_000_000) is False
-        assert time.monotonic() - t0 >= 0.015
         assert b.wait_readable(0) is False
         a.send_to(address_key(*b.local_address), b"wake")
         assert b.wait_readable(2_000_000_000) is True

@@ -185,7 +185,9 @@ class UdpTransport:
     def poll(self, handler: Callable[[int, memoryview], object], limit: int = 64) -> int:
         """Receive up to ``limit`` datagrams; ``handler(peer_id, message)`` gets each whole
         message in order per peer (the memoryview is valid only during the call). Returns
-        the number of datagrams processed."""
+        the number of datagrams processed. An exception from ``handler`` propagates: that
+        message counts as delivered, and the rest of the socket batch is lost and repaired
+        by NAK like any other loss."""
         if self.closed:
             return 0
         self._now_ns = self._clock()

@@ -1,0 +1,409 @@
+"""Reliable, ordered, flow-controlled message streams over unreliable datagrams (Aeron-like).
+
+One ``StreamSender`` per destination and one ``StreamReceiver`` ("image") per source. Both are
+sans-I/O: they are given ``now_ns`` and an ``emit(frame_bytes)`` callable and never touch a
+socket or a clock, so they can be tested without a network.
+
+Positions count payload bytes from 0 at the start of a sender incarnation (epoch). Rules:
+- The sender keeps every frame it has not seen acknowledged in a bounded buffer
+  (``send_buffer_bytes``); ``offer`` returns ``BACK_PRESSURED`` when a message would not fit.
+- It never has more than the receiver's advertised window in flight beyond the receiver's
+  consumed position (STATUS frames carry both); frames past that wait in the buffer.
+- The receiver delivers whole messages in position order, keeps out-of-order frames only
+  inside its window, NAKs gaps (rate-limited), and reassembles fragmented messages in a buffer
+  bounded by ``max_message_bytes``.
+- HEARTBEAT frames carry the sender's transmitted position so a lost tail is detected, and
+  prove liveness. A receiver that asks for data the sender no longer holds (it restarted and
+  its new image starts at 0) gets a SETUP frame naming the lowest position still held, and
+  jumps there (the messages in between are lost, which consensus tolerates).
+"""
+from __future__ import annotations
+
+from bisect import bisect_right
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+from aeronpy._frame import BEGIN, DATA_HEADER, END, MAC_BYTES, UNFRAGMENTED, FrameWriter
+from aeronpy.errors import MessageTooLargeError
+from aeronpy.transport.counters import TransportCounters
+
+# Negative results of ``offer``/``send`` (same values as aeronpy.NOT_CONNECTED etc.).
+NOT_CONNECTED = -1
+BACK_PRESSURED = -2
+CLOSED = -4
+
+
+@dataclass(frozen=True)
+class StreamConfig:
+    """Every bound and timer of a stream, with its unit in its name."""
+
+    mtu_bytes: int = 1408                    # largest datagram a stream sends (incl. headers)
+    window_bytes: int = 128 * 1024           # receive window a receiver advertises
+    send_buffer_bytes: int = 8 * 1024 * 1024  # retransmit + not-yet-sent bytes per destination
+    max_message_bytes: int = 4 * 1024 * 1024  # largest message (reassembly bound)
+    nak_retry_ns: int = 5_000_000            # re-NAK a gap that is still open after this
+    retransmit_linger_ns: int = 2_000_000    # ignore NAKs for a range resent this recently
+    status_interval_ns: int = 20_000_000     # STATUS this often while consumption advances
+    heartbeat_interval_ns: int = 20_000_000  # HEARTBEAT after this long silent with data unacked
+    idle_interval_ns: int = 100_000_000      # HEARTBEAT / STATUS keep-alive of an idle stream
+    setup_linger_ns: int = 5_000_000         # at most one SETUP per this interval
+
+    def __post_init__(self) -> None:
+        if not DATA_HEADER + MAC_BYTES + 16 <= self.mtu_bytes <= 65507:
+            raise ValueError(f"mtu_bytes out of range: {self.mtu_bytes}")
+        if self.window_bytes < self.mtu_bytes:
+            raise ValueError("window_bytes must hold at least one frame (>= mtu_bytes)")
+        if self.max_message_bytes < 1 or self.send_buffer_bytes < self.max_message_bytes:
+            raise ValueError("need 1 <= max_message_bytes <= send_buffer_bytes")
+        for name in ("nak_retry_ns", "retransmit_linger_ns", "status_interval_ns",
+                     "heartbeat_interval_ns", "idle_interval_ns", "setup_linger_ns"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0")
+
+
+class StreamSender:
+    """The sending half of one stream: fragments, buffers, paces and retransmits."""
+
+    def __init__(self, writer: FrameWriter, emit: Callable[[bytes], object], config: StreamConfig,
+                 counters: TransportCounters, now_ns: int = 0):
+        self.epoch = writer.epoch
+        self._writer = writer
+        self._emit = emit
+        self._cfg = config
+        self._c = counters
+        mac = MAC_BYTES if writer.secret is not None else 0
+        self.max_fragment_bytes = config.mtu_bytes - DATA_HEADER - mac
+        self.tail_position = 0          # position after the last offered byte
+        self.sent_position = 0          # position after the last frame transmitted once
+        self.acked_position = 0         # receiver's consumed position (from STATUS)
+        self.receiver_window = config.window_bytes  # assumed until the first STATUS
+        # Buffered frames, oldest first; entries before _head are acknowledged garbage.
+        self._positions: list[int] = []
+        self._frames: list[bytes] = []
+        self._lengths: list[int] = []
+        self._head = 0
+        self._next = 0                  # index of the first frame never transmitted
+        self._recent_retransmits: dict[int, int] = {}   # position -> ns of last resend
+        self._last_emit_ns = now_ns
+        self._last_setup_ns = -(1 << 62)
+
+    @property
+    def low_position(self) -> int:
+        """Lowest position still held (what a receiver restarted from scratch can get)."""
+        return self._positions[self._head] if self._head < len(self._positions) else self.tail_position
+
+    @property
+    def buffered_bytes(self) -> int:
+        return self.tail_position - self.low_position
+
+    def offer(self, payload, now_ns: int) -> int:
+        """Queue one message; returns the new tail position (> 0) or ``BACK_PRESSURED``."""
+        view = memoryview(payload).cast("B")
+        n = len(view)
+        if n == 0:
+            raise ValueError("empty messages are not allowed on a stream")
+        if n > self._cfg.max_message_bytes:
+            raise MessageTooLargeError(
+                f"message of {n} bytes exceeds max_message_bytes={self._cfg.max_message_bytes}")
+        position = self.tail_position
+        head = self._head
+        low = self._positions[head] if head < len(self._positions) else position
+        if position - low + n > self._cfg.send_buffer_bytes:
+            self._c.back_pressured += 1
+            return BACK_PRESSURED
+        chunk = self.max_fragment_bytes
+        data = self._writer.data
+        if n <= chunk:
+            self._positions.append(position)
+            self._frames.append(data(position, UNFRAGMENTED, n, view))
+            self._lengths.append(n)
+        else:
+            for offset in range(0, n, chunk):
+                piece = view[offset:offset + chunk]
+                flags = (BEGIN if offset == 0 else 0) | (END if offset + chunk >= n else 0)
+                self._append(position + offset, data(position + offset, flags, n, piece), len(piece))
+        self.tail_position = position + n
+        self._c.messages_out += 1
+        if position - self.acked_position < self.receiver_window:
+            self._transmit_new(now_ns)
+        return self.tail_position
+
+    def _append(self, position: int, frame: bytes, length: int) -> None:
+        self._positions.append(position)
+        self._frames.append(frame)
+        self._lengths.append(length)
+
+    def _transmit_new(self, now_ns: int) -> int:
+        """Transmit never-sent frames while they fit in the receiver's window."""
+        limit = self.acked_position + self.receiver_window
+        frames, positions, lengths = self._frames, self._positions, self._lengths
+        i, count = self._next, len(frames)
+        sent = 0
+        while i < count:
+            end = positions[i] + lengths[i]
+            if end > limit and positions[i] != self.acked_position:
+                break   # flow control: wait for STATUS (always allow one frame if none in flight)
+            self._emit(frames[i])
+            self.sent_position = end
+            i += 1
+            sent += 1
+        if sent:
+            self._next = i
+            self._last_emit_ns = now_ns
+            self._c.data_frames_out += sent
+        return sent
+
+    def on_status(self, consumed_position: int, window_bytes: int, now_ns: int) -> int:
+        self._c.status_received += 1
+        if consumed_position > self.sent_position:
+            self._c.drops["bogus_position"] += 1
+            return 0
+        if consumed_position < self.low_position:
+            return self._send_setup(now_ns)     # a receiver that restarted from scratch
+        self.receiver_window = window_bytes
+        if consumed_position > self.acked_position:
+            self.acked_position = consumed_position
+            self._release_acked()
+        return self._transmit_new(now_ns)
+
+    def _release_acked(self) -> None:
+        positions, lengths, head = self._positions, self._lengths, self._head
+        acked, count = self.acked_position, len(positions)
+        while head < count and positions[head] + lengths[head] <= acked:
+            head += 1
+        self._head = head
+        if head > 256 and head * 2 > count:   # compact: keep the lists proportional to use
+            del self._positions[:head], self._frames[:head], self._lengths[:head]
+            self._next -= head
+            self._head = 0
+
+    def on_nak(self, position: int, length: int, now_ns: int) -> int:
+        """Resend the buffered frames covering ``[position, position+length)``."""
+        self._c.naks_received += 1
+        if position < self.low_position:
+            return self._send_setup(now_ns)
+        end = min(position + length, self.sent_position, position + self._cfg.window_bytes)
+        i = bisect_right(self._positions, position, self._head, self._next) - 1
+        if i < self._head:
+            i = self._head
+        recent, linger = self._recent_retransmits, self._cfg.retransmit_linger_ns
+        resent = 0
+        while i < self._next and self._positions[i] < end:
+            p = self._positions[i]
+            last = recent.get(p)
+            if last is None or now_ns - last >= linger:
+                self._emit(self._frames[i])
+                recent[p] = now_ns
+                resent += 1
+            i += 1
+        if len(recent) > 4096:
+            self._purge_recent(now_ns)
+        if resent:
+            self._c.retransmits += resent
+            self._last_emit_ns = now_ns
+        return resent
+
+    def _purge_recent(self, now_ns: int) -> None:
+        linger = self._cfg.retransmit_linger_ns
+        self._recent_retransmits = {p: t for p, t in self._recent_retransmits.items()
+                                    if now_ns - t < linger and p >= self.low_position}
+
+    def _send_setup(self, now_ns: int) -> int:
+        if now_ns - self._last_setup_ns < self._cfg.setup_linger_ns:
+            return 0
+        self._last_setup_ns = now_ns
+        self._emit(self._writer.setup(self.low_position))
+        self._c.setups_sent += 1
+        return 1
+
+    def do_work(self, now_ns: int) -> int:
+        """Timers: transmit what the window now allows; HEARTBEAT when silent (soon while
+        data is unacknowledged, to expose a lost tail; slowly when idle, for liveness)."""
+        work = self._transmit_new(now_ns) if self._next < len(self._frames) else 0
+        interval = self._cfg.heartbeat_interval_ns if self.sent_position > self.acked_position \
+            else self._cfg.idle_interval_ns
+        if now_ns - self._last_emit_ns >= interval:
+            self._emit(self._writer.heartbeat(self.sent_position))
+            self._last_emit_ns = now_ns
+            self._c.heartbeats_sent += 1
+            work += 1
+        if self._recent_retransmits and len(self._recent_retransmits) > 64:
+            self._purge_recent(now_ns)
+        return work
+
+
+class StreamReceiver:
+    """The receiving half ("image") of one sender incarnation's stream."""
+
+    def __init__(self, stream_epoch: int, writer: FrameWriter, emit: Callable[[bytes], object],
+                 config: StreamConfig, counters: TransportCounters, now_ns: int = 0):
+        self.stream_epoch = stream_epoch
+        self._writer = writer
+        self._emit = emit
+        self._cfg = config
+        self._c = counters
+        self.expected_position = 0      # consumed: every byte before it was delivered/assembled
+        self.high_position = 0          # highest position the sender is known to have sent
+        self._pending: dict[int, tuple[int, int, bytes]] = {}   # out-of-order frames
+        self._pending_bytes = 0
+        self._assembly: Optional[bytearray] = None
+        self._assembly_offset = 0
+        self._last_nak_ns = -(1 << 62)
+        self._last_nak_position = -1
+        self._last_status_ns = -(1 << 62)
+        self._last_status_position = -1
+        self._status_threshold = config.window_bytes // 4
+
+    def on_data(self, position: int, fragment_flags: int, message_length: int, payload,
+                handler, peer_id: int, now_ns: int) -> int:
+        """One DATA frame; calls ``handler(peer_id, message)`` for each message completed.
+        Returns the number of messages delivered."""
+        length = len(payload)
+        end = position + length
+        expected = self.expected_position
+        if position != expected:
+            if end <= expected or position < expected:
+                self._c.duplicates += 1
+                return 0
+            return self._hold_out_of_order(position, fragment_flags, message_length, payload, now_ns)
+        delivered = self._accept(fragment_flags, message_length, payload, length, handler, peer_id)
+        if self._pending:
+            delivered += self._drain_pending(handler, peer_id, now_ns)
+        if end > self.high_position:
+            self.high_position = end
+        if self.expected_position - self._last_status_position >= self._status_threshold:
+            self._send_status(now_ns)
+        return delivered
+
+    def _hold_out_of_order(self, position, fragment_flags, message_length, payload, now_ns) -> int:
+        length = len(payload)
+        if position in self._pending:
+            self._c.duplicates += 1
+            return 0
+        window = self._cfg.window_bytes
+        if position + length - self.expected_position > window or \
+                self._pending_bytes + length > window:
+            self._c.drops["beyond_window"] += 1
+            return 0
+        self._pending[position] = (fragment_flags, message_length, bytes(payload))
+        self._pending_bytes += length
+        if position + length > self.high_position:
+            self.high_position = position + length
+        self._maybe_nak(now_ns)
+        return 0
+
+    def _accept(self, flags, message_length, payload, length, handler, peer_id) -> int:
+        """An in-order frame: advance the position, deliver or assemble."""
+        self.expected_position += length
+        if flags == UNFRAGMENTED:
+            if self._assembly is not None:
+                self._abandon_assembly()
+            self._c.messages_in += 1
+            handler(peer_id, payload)
+            return 1
+        if flags & BEGIN:
+            if self._assembly is not None:
+                self._abandon_assembly()
+            self._assembly = bytearray(message_length)
+            self._assembly_offset = 0
+        elif self._assembly is None:
+            self._c.fragments_skipped += 1   # continuation of a message we joined mid-way
+            return 0
+        offset = self._assembly_offset
+        if offset + length > len(self._assembly) or (flags & END and offset + length != len(self._assembly)):
+            self._c.drops["malformed"] += 1    # inconsistent fragment lengths: drop the message
+            self._assembly = None
+            return 0
+        self._assembly[offset:offset + length] = payload
+        self._assembly_offset = offset + length
+        if flags & END:
+            message = self._assembly
+            self._assembly = None
+            self._c.messages_in += 1
+            self._c.messages_reassembled += 1
+            handler(peer_id, memoryview(message))
+            return 1
+        return 0
+
+    def _abandon_assembly(self) -> None:
+        self._assembly = None
+        self._c.drops["incomplete_message"] += 1
+
+    def _drain_pending(self, handler, peer_id, now_ns: int) -> int:
+        delivered = 0
+        pending = self._pending
+        while pending:
+            item = pending.pop(self.expected_position, None)
+            if item is None:
+                # discard anything the position has passed (a SETUP jump), then stop
+                stale = [p for p in pending if p < self.expected_position]
+                for p in stale:
+                    self._pending_bytes -= len(pending.pop(p)[2])
+                if stale:
+                    continue
+                self._maybe_nak(now_ns)
+                break
+            flags, message_length, payload = item
+            self._pending_bytes -= len(payload)
+            delivered += self._accept(flags, message_length, payload, len(payload), handler, peer_id)
+        return delivered
+
+    def _gap_end(self) -> int:
+        if self._pending:
+            return min(self._pending)
+        return self.high_position
+
+    def _maybe_nak(self, now_ns: int) -> None:
+        """NAK the first gap now if it is new, else only after ``nak_retry_ns``."""
+        expected = self.expected_position
+        if self.high_position <= expected:
+            return
+        if expected == self._last_nak_position and now_ns - self._last_nak_ns < self._cfg.nak_retry_ns:
+            return
+        length = min(self._gap_end() - expected, self._cfg.window_bytes)
+        if length <= 0:
+            return
+        self._emit(self._writer.nak(self.stream_epoch, expected, length))
+        self._last_nak_ns = now_ns
+        self._last_nak_position = expected
+        self._c.naks_sent += 1
+
+    def on_heartbeat(self, position: int, now_ns: int) -> None:
+        if position > self.high_position:
+            self.high_position = position
+        self._maybe_nak(now_ns)
+
+    def on_setup(self, start_position: int, handler, peer_id: int, now_ns: int) -> int:
+        """The sender no longer holds data before ``start_position``: jump there."""
+        if start_position <= self.expected_position:
+            return 0
+        self._c.setup_jumps += 1
+        self._c.bytes_skipped += start_position - self.expected_position
+        if self._assembly is not None:
+            self._abandon_assembly()
+        self.expected_position = start_position
+        if start_position > self.high_position:
+            self.high_position = start_position
+        delivered = self._drain_pending(handler, peer_id, now_ns) if self._pending else 0
+        self._send_status(now_ns)
+        return delivered
+
+    def _send_status(self, now_ns: int) -> None:
+        self._emit(self._writer.status(self.stream_epoch, self.expected_position, self._cfg.window_bytes))
+        self._last_status_ns = now_ns
+        self._last_status_position = self.expected_position
+        self._c.status_sent += 1
+
+    def do_work(self, now_ns: int) -> int:
+        """Timers: re-NAK an open gap; STATUS soon after progress, slowly when idle."""
+        work = 0
+        if self.high_position > self.expected_position and \
+                now_ns - self._last_nak_ns >= self._cfg.nak_retry_ns:
+            self._maybe_nak(now_ns)
+            work += 1
+        interval = self._cfg.status_interval_ns \
+            if self.expected_position != self._last_status_position else self._cfg.idle_interval_ns
+        if now_ns - self._last_status_ns >= interval:
+            self._send_status(now_ns)
+            work += 1
+        return work

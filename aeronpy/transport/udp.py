@@ -1,0 +1,323 @@
+"""``UdpTransport``: reliable ordered message streams to and from peers over one UDP socket.
+
+One transport = one bound socket, one ``cluster_id``, one ``stream_id`` and this process's
+``sender_id`` (a member id, or ``-1`` for a client) with a random ``epoch`` per incarnation.
+Each peer gets a ``StreamSender`` (our messages to it) and, once it sends, a
+``StreamReceiver`` (its messages to us). Datagrams pass ``Admission`` before any stream sees
+them; nothing from the network raises.
+
+Peers come in two kinds:
+- *members*, added with ``add_peer(member_id, host, port)``; their frames carry their member
+  id as ``sender_id`` and are admitted by it.
+- *clients* (``sender_id == -1``): with ``accept_clients=True`` a transport admits streams from
+  unknown addresses. A client is identified by (source address, epoch); the first DATA or
+  HEARTBEAT of a new one creates a peer with a negative ``peer_id`` (-2, -3, ...), calls
+  ``on_new_client(peer_id, (host, port))``, and from then on ``send(peer_id, ...)`` reaches it
+  (egress). A client silent for ``client_timeout_ns`` is removed (``on_client_lost(peer_id)``).
+
+Duty cycle: ``poll(handler, limit)`` receives and delivers; ``send`` queues; ``do_work(now_ns)``
+runs the timers (NAK retries, STATUS, HEARTBEAT, client expiry) and flushes the queued
+batch with one ``sendmmsg``.
+"""
+from __future__ import annotations
+
+import os
+import time
+from collections import deque
+from dataclasses import replace
+from functools import partial
+from typing import Callable, Optional
+
+from aeronpy._frame import DATA, HEARTBEAT, NAK, SETUP, STATUS, FrameReader, FrameWriter
+from aeronpy._udp import UdpSocket, address_key, address_tuple
+from aeronpy.transport.admission import RETIRED_EPOCHS_MAX, Admission, epoch_is_stale, retire_epoch
+from aeronpy.transport.counters import TransportCounters
+from aeronpy.transport.streams import (
+    CLOSED, NOT_CONNECTED, StreamConfig, StreamReceiver, StreamSender,
+)
+
+CLIENT_SENDER_ID = -1
+DEFAULT_STREAM_ID = 1001
+
+
+class Peer:
+    """One remote endpoint: where to send, our stream to it, its stream to us."""
+
+    __slots__ = ("peer_id", "address_key", "sender", "image", "epoch", "retired_epochs",
+                 "last_heard_ns", "is_client", "emit")
+
+    def __init__(self, peer_id: int, address_key_: int, sender: StreamSender, emit, is_client: bool,
+                 epoch: Optional[int], now_ns: int):
+        self.peer_id = peer_id
+        self.address_key = address_key_
+        self.sender = sender
+        self.emit = emit
+        self.image: Optional[StreamReceiver] = None
+        self.epoch = epoch                  # the peer's current incarnation (None: not heard yet)
+        self.retired_epochs: deque = deque(maxlen=RETIRED_EPOCHS_MAX)
+        self.last_heard_ns: Optional[int] = None
+        self.is_client = is_client
+
+    @property
+    def address(self) -> tuple:
+        return address_tuple(self.address_key)
+
+
+class UdpTransport:
+    """Reliable ordered streams over a non-blocking UDP socket (see the module docstring)."""
+
+    def __init__(self, bind_host: str, bind_port: int, cluster_id: int, sender_id: int,
+                 secret: Optional[bytes] = None, mtu: int = 1408, *,
+                 stream_id: int = DEFAULT_STREAM_ID, epoch: Optional[int] = None,
+                 config: Optional[StreamConfig] = None, accept_clients: bool = False,
+                 max_clients: int = 1024, client_timeout_ns: int = 10_000_000_000,
+                 liveness_timeout_ns: int = 500_000_000,
+                 on_new_client: Optional[Callable[[int, tuple], object]] = None,
+                 on_client_lost: Optional[Callable[[int], object]] = None,
+                 rcvbuf_bytes: int = 2 * 1024 * 1024, sndbuf_bytes: int = 2 * 1024 * 1024,
+                 batch: int = 64, use_mmsg: bool = True,
+                 clock: Callable[[], int] = time.monotonic_ns):
+        if sender_id < CLIENT_SENDER_ID:
+            raise ValueError(f"sender_id must be a member id >= 0 or -1 (client), got {sender_id}")
+        self.cluster_id = cluster_id
+        self.sender_id = sender_id
+        self.stream_id = stream_id
+        self.epoch = epoch if epoch is not None else (int.from_bytes(os.urandom(4), "little") & 0x7FFFFFFF) or 1
+        self.config = replace(config, mtu_bytes=mtu) if config is not None else StreamConfig(mtu_bytes=mtu)
+        self.accept_clients = accept_clients
+        self.max_clients = max_clients
+        self.client_timeout_ns = client_timeout_ns
+        self.liveness_timeout_ns = liveness_timeout_ns
+        self.on_new_client = on_new_client
+        self.on_client_lost = on_client_lost
+        self.counters = TransportCounters()
+        self._clock = clock
+        self._socket = UdpSocket(bind_host, bind_port, batch=batch, max_datagram_bytes=mtu,
+                                 rcvbuf_bytes=rcvbuf_bytes, sndbuf_bytes=sndbuf_bytes,
+                                 use_mmsg=use_mmsg)
+        self._writer = FrameWriter(cluster_id, sender_id, stream_id, self.epoch, secret)
+        self._reader = FrameReader(secret)
+        self._admission = Admission(self._reader, cluster_id, stream_id,
+                                    self.config.max_message_bytes, self.counters)
+        self._peers: dict[int, Peer] = {}
+        self._clients: dict[tuple[int, int], int] = {}     # (address key, epoch) -> peer id
+        self._next_client_id = -2
+        self._handler = None
+        self._now_ns = clock()
+        self._next_timer_ns = 0
+        self._on_datagram_bound = self._on_datagram
+        self.closed = False
+
+    # ------------------------------------------------------------------ peers
+    @property
+    def local_address(self) -> tuple:
+        return self._socket.local_address
+
+    @property
+    def socket(self) -> UdpSocket:
+        return self._socket
+
+    def add_peer(self, peer_id: int, host: str, port: int) -> None:
+        """Add a member peer (``peer_id >= 0``) reachable at ``host:port``."""
+        if peer_id < 0:
+            raise ValueError("member peer ids are >= 0; clients are added by the transport")
+        if peer_id in self._peers:
+            raise ValueError(f"peer {peer_id} already added")
+        self._peers[peer_id] = self._new_peer(peer_id, address_key(host, port), False, None)
+
+    def _new_peer(self, peer_id: int, key: int, is_client: bool, epoch: Optional[int]) -> Peer:
+        emit = partial(self._socket.queue, key)
+        sender = StreamSender(self._writer, emit, self.config, self.counters, self._now_ns)
+        return Peer(peer_id, key, sender, emit, is_client, epoch, self._now_ns)
+
+    def remove_peer(self, peer_id: int) -> bool:
+        peer = self._peers.pop(peer_id, None)
+        if peer is None:
+            return False
+        if peer.is_client:
+            self._clients.pop((peer.address_key, peer.epoch), None)
+        return True
+
+    def peer_ids(self) -> list:
+        return list(self._peers)
+
+    def client_ids(self) -> list:
+        return [p for p, peer in self._peers.items() if peer.is_client]
+
+    def peer_address(self, peer_id: int) -> Optional[tuple]:
+        peer = self._peers.get(peer_id)
+        return None if peer is None else peer.address
+
+    def peer_alive(self, peer_id: int, now_ns: Optional[int] = None) -> bool:
+        """True when any admitted frame came from the peer within ``liveness_timeout_ns``."""
+        peer = self._peers.get(peer_id)
+        if peer is None or peer.last_heard_ns is None:
+            return False
+        now = self._clock() if now_ns is None else now_ns
+        return now - peer.last_heard_ns <= self.liveness_timeout_ns
+
+    def stream_state(self, peer_id: int) -> dict:
+        """Positions of both directions with a peer, for tests and diagnostics."""
+        peer = self._peers[peer_id]
+        s, image = peer.sender, peer.image
+        return {"tail": s.tail_position, "sent": s.sent_position, "acked": s.acked_position,
+                "buffered_bytes": s.buffered_bytes,
+                "received": None if image is None else image.expected_position,
+                "peer_epoch": peer.epoch}
+
+    # ------------------------------------------------------------------ sending
+    def send(self, peer_id: int, payload) -> int:
+        """Queue a whole message to a peer: the new stream position (> 0), or
+        ``BACK_PRESSURED`` (send buffer full: retry later), ``NOT_CONNECTED`` (no such peer),
+        ``CLOSED``. Too large a message raises ``MessageTooLargeError``."""
+        if self.closed:
+            return CLOSED
+        peer = self._peers.get(peer_id)
+        if peer is None:
+            return NOT_CONNECTED
+        return peer.sender.offer(payload, self._now_ns)
+
+    def flush(self) -> int:
+        """Send every queued datagram now (``do_work`` does this each duty cycle)."""
+        return self._socket.flush()
+
+    # ------------------------------------------------------------------ receiving
+    def poll(self, handler: Callable[[int, memoryview], object], limit: int = 64) -> int:
+        """Receive up to ``limit`` datagrams; ``handler(peer_id, message)`` gets each whole
+        message in order per peer (the memoryview is valid only during the call). Returns
+        the number of datagrams processed. An exception from ``handler`` propagates: that
+        message counts as delivered, and the rest of the socket batch is lost and repaired
+        by NAK like any other loss."""
+        if self.closed:
+            return 0
+        self._now_ns = self._clock()
+        self._handler = handler
+        try:
+            n = self._socket.poll(self._on_datagram_bound, limit)
+        finally:
+            self._handler = None
+        if self._socket.queued:
+            self._socket.flush()     # NAK / STATUS answers go out at once
+        return n
+
+    def _on_datagram(self, key: int, datagram: memoryview) -> None:
+        frame_type = self._admission.admit(datagram)
+        if not frame_type:
+            return
+        reader = self._reader
+        peer = self._resolve_peer(key, reader.sender_id, reader.epoch, frame_type)
+        if peer is None:
+            return
+        now = self._now_ns
+        peer.last_heard_ns = now
+        if frame_type == DATA:
+            image = peer.image or self._new_image(peer)
+            off = reader.payload_offset
+            image.on_data(reader.position, reader.fragment_flags, reader.message_length,
+                          datagram[off:off + reader.payload_length], self._handler, peer.peer_id, now)
+        elif frame_type == STATUS or frame_type == NAK:
+            if reader.stream_epoch != self.epoch:
+                self._admission.drop("stale_epoch")    # about an earlier incarnation of us
+            elif frame_type == STATUS:
+                peer.sender.on_status(reader.position, reader.length, now)
+            else:
+                peer.sender.on_nak(reader.position, reader.length, now)
+        elif frame_type == HEARTBEAT:
+            (peer.image or self._new_image(peer)).on_heartbeat(reader.position, now)
+        elif frame_type == SETUP:
+            (peer.image or self._new_image(peer)).on_setup(reader.position, self._handler,
+                                                           peer.peer_id, now)
+
+    def _new_image(self, peer: Peer) -> StreamReceiver:
+        peer.image = StreamReceiver(peer.epoch, self._writer, peer.emit, self.config,
+                                    self.counters, self._now_ns)
+        return peer.image
+
+    def _resolve_peer(self, key: int, sender_id: int, epoch: int, frame_type: int) -> Optional[Peer]:
+        """The peer a frame belongs to, handling restarts (new epoch) and new clients."""
+        if sender_id >= 0:
+            peer = self._peers.get(sender_id)
+            if peer is None:
+                self._admission.drop("unknown_member")
+                return None
+            if peer.epoch != epoch:
+                if epoch_is_stale(peer.retired_epochs, epoch):
+                    self._admission.drop("stale_epoch")
+                    return None
+                if peer.epoch is not None:       # the member restarted: fresh image
+                    retire_epoch(peer.retired_epochs, peer.epoch)
+                    self.counters.peer_restarts += 1
+                peer.epoch = epoch
+                peer.image = None
+            return peer
+        if sender_id != CLIENT_SENDER_ID or not self.accept_clients:
+            self._admission.drop("unknown_member")
+            return None
+        peer_id = self._clients.get((key, epoch))
+        if peer_id is not None:
+            return self._peers[peer_id]
+        if frame_type != DATA and frame_type != HEARTBEAT:
+            self._admission.drop("unknown_peer")
+            return None
+        if len(self._clients) >= self.max_clients:
+            self._admission.drop("too_many_clients")
+            return None
+        peer_id = self._next_client_id
+        self._next_client_id -= 1
+        peer = self._new_peer(peer_id, key, True, epoch)
+        self._peers[peer_id] = peer
+        self._clients[(key, epoch)] = peer_id
+        self.counters.clients_connected += 1
+        if self.on_new_client is not None:
+            self.on_new_client(peer_id, peer.address)
+        return peer
+
+    # ------------------------------------------------------------------ duty cycle
+    def do_work(self, now_ns: Optional[int] = None) -> int:
+        """Timers (at most once per millisecond) and the flush of the queued batch."""
+        if self.closed:
+            return 0
+        now = self._clock() if now_ns is None else now_ns
+        self._now_ns = now
+        work = 0
+        if now >= self._next_timer_ns:
+            self._next_timer_ns = now + 1_000_000
+            lost = []
+            for peer in self._peers.values():
+                work += peer.sender.do_work(now)
+                if peer.image is not None:
+                    work += peer.image.do_work(now)
+                if peer.is_client and now - (peer.last_heard_ns or now) > self.client_timeout_ns:
+                    lost.append(peer.peer_id)
+            for peer_id in lost:
+                self.remove_peer(peer_id)
+                self.counters.clients_lost += 1
+                if self.on_client_lost is not None:
+                    self.on_client_lost(peer_id)
+        return work + self._socket.flush()
+
+    def wait_readable(self, timeout_ns: int) -> bool:
+        """Block until a datagram arrives or ``timeout_ns`` passes (for idle strategies)."""
+        return self._socket.wait_readable(timeout_ns)
+
+    def socket_counters(self) -> dict:
+        return self._socket.counters()
+
+    def snapshot_counters(self) -> dict:
+        """Stream counters, drop counters and socket counters in one flat dict of ints."""
+        out = self.counters.snapshot()
+        sock = self._socket.counters()
+        out.update({f"socket_{k}": v for k, v in sock.items()})
+        out["drop_oversize"] += sock["truncated"]
+        return out
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self._socket.close()
+
+    def __enter__(self) -> "UdpTransport":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

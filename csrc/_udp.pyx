@@ -1,0 +1,233 @@
+# cython: freethreading_compatible = False
+"""UDP poll loop: non-blocking IPv4 datagrams in batches over preallocated arenas.
+
+Why compiled: one ``poll()`` receives a whole batch with a single ``recvmmsg`` on Linux and
+hands each datagram to the handler as a memoryview slice of a static arena (no bytes object
+per datagram); one ``flush()`` sends every queued datagram with a single ``sendmmsg``. Other
+platforms (and Linux with ``use_mmsg=False``) use a ``recvfrom``/``sendto`` loop with the same
+behaviour. Network errors (EAGAIN, ECONNREFUSED, ENOBUFS, ...) are counted, never raised.
+
+Peers are named by an *address key*, ``(ipv4_host_order << 16) | port``: a plain int that is
+cheap to hash and compare, unlike a ``(host, port)`` tuple per datagram.
+"""
+import socket as _socket
+
+from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE
+from cpython.memoryview cimport PyMemoryView_FromMemory
+from cpython.buffer cimport PyBUF_READ
+from libc.stdint cimport uint64_t
+
+HAVE_MMSG = bool(UDP_HAVE_MMSG)
+DEFAULT_BATCH = 64
+DEFAULT_MAX_DATAGRAM_BYTES = 2048
+
+
+def address_key(str host, int port) -> int:
+    """Address key of an IPv4 ``host`` (dotted quad or resolvable name) and ``port``."""
+    if not 0 <= port <= 0xFFFF:
+        raise ValueError(f"port out of range: {port}")
+    packed = _socket.inet_aton(_socket.gethostbyname(host))
+    return (int.from_bytes(packed, "big") << 16) | port
+
+
+def address_tuple(uint64_t key) -> tuple:
+    """``(host, port)`` of an address key."""
+    host = _socket.inet_ntoa(int(key >> 16).to_bytes(4, "big"))
+    return host, int(key & 0xFFFF)
+
+
+cdef class UdpSocket:
+    """A non-blocking IPv4 UDP socket with a batched receive arena and a queued send batch.
+
+    ``poll(handler, limit)`` calls ``handler(address_key, datagram)`` where ``datagram`` is a
+    read-only memoryview valid only during the call (the arena is reused). Datagrams longer
+    than ``max_datagram_bytes`` are dropped and counted as ``truncated``.
+    """
+
+    def __cinit__(self):
+        self.closed = True
+
+    def __init__(self, str bind_host="127.0.0.1", int bind_port=0, *, int batch=DEFAULT_BATCH,
+                 int max_datagram_bytes=DEFAULT_MAX_DATAGRAM_BYTES, int rcvbuf_bytes=0,
+                 int sndbuf_bytes=0, bint use_mmsg=True):
+        if batch < 1 or batch > 1024:
+            raise ValueError(f"batch must be in 1..1024, got {batch}")
+        if max_datagram_bytes < 64 or max_datagram_bytes > 65507:
+            raise ValueError(f"max_datagram_bytes must be in 64..65507, got {max_datagram_bytes}")
+        self.use_mmsg = use_mmsg and UDP_HAVE_MMSG
+        self.max_datagram_bytes = max_datagram_bytes
+        sock = _socket.socket(_socket.AF_INET, _socket.SOCK_DGRAM)
+        try:
+            if rcvbuf_bytes > 0:
+                sock.setsockopt(_socket.SOL_SOCKET, _socket.SO_RCVBUF, rcvbuf_bytes)
+            if sndbuf_bytes > 0:
+                sock.setsockopt(_socket.SOL_SOCKET, _socket.SO_SNDBUF, sndbuf_bytes)
+            sock.bind((bind_host, bind_port))
+            sock.setblocking(False)
+        except BaseException:
+            sock.close()
+            raise
+        # One spare byte per slot: a datagram that fills the whole slot was truncated.
+        if udp_batch_init(&self._rx, batch, max_datagram_bytes + 1) != 0 or \
+                udp_batch_init(&self._tx, batch, max_datagram_bytes + 1) != 0:
+            udp_batch_free(&self._rx)
+            udp_batch_free(&self._tx)
+            sock.close()
+            raise MemoryError("cannot allocate UDP batch arenas")
+        self._sock = sock
+        self._fd = <udp_sock_t>sock.fileno()
+        self._rx_view = PyMemoryView_FromMemory(<char*>self._rx.arena,
+                                                <Py_ssize_t>batch * (max_datagram_bytes + 1),
+                                                PyBUF_READ)
+        self.closed = False
+
+    def __dealloc__(self):
+        udp_batch_free(&self._rx)
+        udp_batch_free(&self._tx)
+
+    @property
+    def local_address(self) -> tuple:
+        return self._sock.getsockname()
+
+    @property
+    def rcvbuf_bytes(self) -> int:
+        return self._sock.getsockopt(_socket.SOL_SOCKET, _socket.SO_RCVBUF)
+
+    @property
+    def sndbuf_bytes(self) -> int:
+        return self._sock.getsockopt(_socket.SOL_SOCKET, _socket.SO_SNDBUF)
+
+    @property
+    def batch(self) -> int:
+        return self._rx.capacity
+
+    @property
+    def queued(self) -> int:
+        return self._tx.count
+
+    def fileno(self) -> int:
+        return -1 if self.closed else self._sock.fileno()
+
+    def counters(self) -> dict:
+        """Snapshot of the socket's counters as plain ints."""
+        c = self._c
+        return {
+            "datagrams_in": c.datagrams_in, "bytes_in": c.bytes_in,
+            "datagrams_out": c.datagrams_out, "bytes_out": c.bytes_out,
+            "send_would_block": c.send_would_block, "conn_refused": c.conn_refused,
+            "nobufs": c.nobufs, "truncated": c.truncated, "oversize_out": c.oversize_out,
+            "other_errors": c.other_errors,
+        }
+
+    @property
+    def datagrams_in(self): return self._c.datagrams_in
+    @property
+    def bytes_in(self): return self._c.bytes_in
+    @property
+    def datagrams_out(self): return self._c.datagrams_out
+    @property
+    def bytes_out(self): return self._c.bytes_out
+    @property
+    def truncated(self): return self._c.truncated
+
+    def poll(self, handler, int limit=DEFAULT_BATCH) -> int:
+        """Receive up to ``limit`` datagrams, calling ``handler(address_key, memoryview)``
+        for each; returns how many were delivered. Never blocks, never raises on I/O errors
+        (an exception raised by the handler propagates; the rest of its batch is lost)."""
+        cdef int delivered = 0, n, i, want, slot = self._rx.slot_bytes
+        cdef Py_ssize_t off
+        if self.closed:
+            return 0
+        view = self._rx_view
+        while delivered < limit:
+            want = limit - delivered
+            if want > self._rx.capacity:
+                want = self._rx.capacity
+            n = udp_recv_batch(self._fd, &self._rx, want, self.use_mmsg, &self._c)
+            if n <= 0:
+                break
+            for i in range(n):
+                if self._rx.lens[i] < 0:
+                    continue
+                off = <Py_ssize_t>i * slot
+                delivered += 1
+                handler(self._rx.keys[i], view[off:off + self._rx.lens[i]])
+            if n < want:
+                break
+        return delivered
+
+    cpdef int queue(self, uint64_t address_key, object datagram) except -2:
+        """Queue one datagram for the next ``flush()`` (flushing first if the batch is full).
+        Returns 1 if queued, 0 if it is larger than ``max_datagram_bytes`` (counted)."""
+        return self.queue_parts(address_key, datagram, None)
+
+    cpdef int queue_parts(self, uint64_t address_key, object head, object body) except -2:
+        """Queue the datagram ``head + body`` without concatenating them in Python."""
+        cdef Py_buffer hb, bb
+        cdef int r
+        cdef bint have_body = body is not None
+        if self.closed:
+            return 0
+        PyObject_GetBuffer(head, &hb, PyBUF_SIMPLE)
+        try:
+            if have_body:
+                PyObject_GetBuffer(body, &bb, PyBUF_SIMPLE)
+            try:
+                if hb.len + (bb.len if have_body else 0) > self.max_datagram_bytes:
+                    self._c.oversize_out += 1
+                    return 0
+                r = udp_batch_queue(&self._tx, address_key, <const unsigned char*>hb.buf,
+                                    <int>hb.len,
+                                    <const unsigned char*>bb.buf if have_body else NULL,
+                                    <int>bb.len if have_body else 0)
+                if r == -2:
+                    udp_send_batch(self._fd, &self._tx, self.use_mmsg, &self._c)
+                    r = udp_batch_queue(&self._tx, address_key, <const unsigned char*>hb.buf,
+                                        <int>hb.len,
+                                        <const unsigned char*>bb.buf if have_body else NULL,
+                                        <int>bb.len if have_body else 0)
+                return 1 if r == 0 else 0
+            finally:
+                if have_body:
+                    PyBuffer_Release(&bb)
+        finally:
+            PyBuffer_Release(&hb)
+
+    cpdef int flush(self):
+        """Send every queued datagram (one ``sendmmsg`` on Linux); returns how many went out."""
+        if self.closed:
+            return 0
+        return udp_send_batch(self._fd, &self._tx, self.use_mmsg, &self._c)
+
+    def send_to(self, uint64_t address_key, datagram) -> int:
+        """Queue ``datagram`` and flush at once; returns datagrams sent by the flush."""
+        self.queue(address_key, datagram)
+        return self.flush()
+
+    def wait_readable(self, long long timeout_ns) -> bool:
+        """Block (GIL released) until a datagram is waiting or ``timeout_ns`` passes; for idle
+        strategies. The wait is rounded up to whole milliseconds; 0 only checks."""
+        cdef int ms, r
+        if self.closed:
+            return False
+        if timeout_ns <= 0:
+            ms = 0
+        elif timeout_ns >= 2_000_000_000_000:
+            ms = 2_000_000_000
+        else:
+            ms = <int>((timeout_ns + 999_999) // 1_000_000)
+        with nogil:
+            r = udp_wait_readable(self._fd, ms)
+        return r == 1
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self._tx.count = 0
+            self._sock.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

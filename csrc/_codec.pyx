@@ -13,6 +13,8 @@ for values out of range or a buffer too small, TypeError for a wrong field type.
 """
 from cpython.buffer cimport PyBUF_SIMPLE, PyBUF_WRITABLE, PyBuffer_Release, PyObject_GetBuffer
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_CheckExact, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from cpython.long cimport PyLong_Check
+from cpython.number cimport PyNumber_Index
 from cpython.object cimport PyObject, PyTypeObject
 from cpython.ref cimport Py_INCREF, Py_XDECREF
 from libc.stdint cimport INT64_MAX, INT64_MIN, int32_t, int64_t, uint8_t, uint16_t, uint32_t
@@ -255,6 +257,8 @@ cdef int64_t _int_in_range(object value, int64_t lo, int64_t hi, const MessageSp
     Names the field as spec.fields[i], or `what` when spec is NULL."""
     cdef int64_t v
     cdef bint inside = True
+    if not PyLong_Check(value):
+        value = PyNumber_Index(value)       # ints and __index__ only: no silent float truncation
     try:
         v = value
     except OverflowError:

@@ -5,6 +5,8 @@ messages. Re-exported by aeronpy._codec; the C-level versions are inline in _cod
 """
 from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_CheckExact, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from cpython.long cimport PyLong_Check
+from cpython.number cimport PyNumber_Index
 from cpython.object cimport PyObject
 from cpython.sequence cimport PySequence_Fast, PySequence_Fast_GET_ITEM, PySequence_Fast_GET_SIZE
 from libc.stdint cimport INT64_MAX, INT64_MIN, int32_t, int64_t, uint8_t, uint16_t, uint32_t
@@ -52,6 +54,8 @@ cdef inline void _unpin(Pinned* pin) noexcept:
 cdef int64_t _int_arg(object value, int64_t lo, int64_t hi, str what) except? -1:
     cdef int64_t v
     cdef bint inside = True
+    if not PyLong_Check(value):
+        value = PyNumber_Index(value)       # ints and __index__ only: no silent float truncation
     try:
         v = value
     except OverflowError:

@@ -8,7 +8,7 @@
 # Message layout: u16 message_type | u16 version | fixed fields (little-endian, at fixed offsets,
 # in class field order) | variable parts in class field order (bytes: u32 length + data,
 # str: u16 length + UTF-8). Full tables: docs/wire-format.md.
-from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
+from libc.stdint cimport UINT32_MAX, int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.string cimport memcpy
 
 from _cursor cimport (ReadCursor, ap_load_i32, ap_load_i64, ap_load_u16, ap_load_u32, ap_store_i32,
@@ -145,7 +145,7 @@ cdef inline void message_header_store(uint8_t* p, uint16_t message_type) noexcep
 
 cdef inline int check_room(Py_ssize_t capacity, Py_ssize_t header_length,
                            Py_ssize_t body_length) except -1:
-    if body_length < 0 or body_length > 0xFFFFFFFF:
+    if body_length < 0 or body_length > <Py_ssize_t>UINT32_MAX:
         raise ValueError(f"variable part of {body_length} bytes does not fit a u32 length")
     if capacity < header_length + body_length:
         raise ValueError(f"does not fit: {header_length + body_length} bytes needed, "

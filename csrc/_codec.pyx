@@ -17,7 +17,7 @@ from cpython.long cimport PyLong_Check
 from cpython.number cimport PyNumber_Index
 from cpython.object cimport PyObject, PyTypeObject
 from cpython.ref cimport Py_INCREF, Py_XDECREF
-from libc.stdint cimport INT64_MAX, INT64_MIN, int32_t, int64_t, uint8_t, uint16_t, uint32_t
+from libc.stdint cimport INT64_MAX, INT64_MIN, UINT16_MAX, UINT32_MAX, int32_t, int64_t, uint8_t, uint16_t, uint32_t
 from libc.string cimport memcpy
 
 from _cursor cimport (ReadCursor, ap_load_i32, ap_load_i64, ap_load_u16, ap_load_u32, ap_load_u8,
@@ -298,7 +298,7 @@ cdef int _var_part_pin(VarPart* part, object value, bint text, const MessageSpec
         if not isinstance(value, str):
             raise TypeError(f"{_field_name(spec, i)} must be str, got {type(value).__name__}")
         part.data = <const uint8_t*>PyUnicode_AsUTF8AndSize(value, &part.length)
-        if part.length > 0xFFFF:
+        if part.length > UINT16_MAX:
             raise ValueError(f"{_field_name(spec, i)}: {part.length} bytes of UTF-8 exceed the u16 length")
     elif PyBytes_CheckExact(value):
         part.data = <const uint8_t*>PyBytes_AS_STRING(value)
@@ -310,7 +310,7 @@ cdef int _var_part_pin(VarPart* part, object value, bint text, const MessageSpec
         part.has_view = True
         part.data = <const uint8_t*>part.view.buf
         part.length = part.view.len
-        if part.length > 0xFFFFFFFF:
+        if part.length > UINT32_MAX:
             raise ValueError(f"{_field_name(spec, i)}: {part.length} bytes exceed the u32 length")
     Py_INCREF(value)
     part.owner = <PyObject*>value
@@ -346,7 +346,7 @@ cdef int _plan_prepare(const MessageSpec* spec, object msg, EncodePlan* plan) ex
             elif kind == K_I32:
                 plan.ints[i] = _int_in_range(_get_field(spec, msg, i), -0x80000000, 0x7FFFFFFF, spec, i, None)
             elif kind == K_U32:
-                plan.ints[i] = _int_in_range(_get_field(spec, msg, i), 0, 0xFFFFFFFF, spec, i, None)
+                plan.ints[i] = _int_in_range(_get_field(spec, msg, i), 0, UINT32_MAX, spec, i, None)
             elif kind == K_BOOL:
                 plan.ints[i] = _as_flag(_get_field(spec, msg, i), spec, i)
         for i in range(spec.nfields):

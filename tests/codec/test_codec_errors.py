@@ -144,13 +144,27 @@ def test_batch_helpers_reject_bad_entries():
     assert count == 1 and len(blob) == 5016
 
 
-def test_a_sequence_mutated_by_a_term_conversion_is_caught():
-    entries = [None, None, None]
+def test_a_sequence_mutated_by_a_term_conversion_is_packed_safely():
+    """Python code run while packing (a term's __index__) may change the list; packing sees
+    each entry as it is when reached and never reads a freed one."""
+    entries = []
 
     class SneakyTerm:
         def __index__(self):
             entries.clear()
             return 1
     entries[:] = [(SneakyTerm(), 1, b"a"), (1, 1, b"b"), (1, 1, b"c")]
-    with pytest.raises(ValueError, match="changed while being packed"):
-        codec.pack_entries(entries, 1000)
+    assert codec.pack_entries(entries, 1000) == (reference_pack([(1, 1, b"a")]), 1)
+
+
+def test_packing_is_reentrant():
+    """A pack started from inside another one (through __index__) gets its own buffer."""
+    inner = []
+
+    class NestingTerm:
+        def __index__(self):
+            inner.append(codec.pack_entries([(9, 9, b"inner" * 100)], 10_000))
+            return 2
+    blob, count = codec.pack_entries([(1, 1, b"x" * 50), (NestingTerm(), 1, b"y" * 70)], 10_000)
+    assert (blob, count) == (reference_pack([(1, 1, b"x" * 50), (2, 1, b"y" * 70)]), 2)
+    assert inner == [(reference_pack([(9, 9, b"inner" * 100)]), 1)]

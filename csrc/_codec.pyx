@@ -20,13 +20,9 @@ from cpython.ref cimport Py_INCREF, Py_XDECREF
 from libc.stdint cimport INT64_MAX, INT64_MIN, UINT16_MAX, UINT32_MAX, int32_t, int64_t, uint8_t, uint16_t, uint32_t
 from libc.string cimport memcpy
 
-from _cursor cimport (ReadCursor, ap_load_i32, ap_load_i64, ap_load_u16, ap_load_u32, ap_load_u8,
+from aeronpy._cursor cimport (ReadCursor, ap_load_i32, ap_load_i64, ap_load_u16, ap_load_u32, ap_load_u8,
                       ap_store_i32, ap_store_i64, ap_store_u16, ap_store_u32, ap_store_u8,
                       decode_fail, rc_expect_end, rc_init, rc_take_prefixed)
-
-# setup.py names this module aeronpy._codec, so Cython does not pick up _codec.pxd by itself;
-# everything in it is inline, so cimporting it under its bare name costs no run-time import.
-from _codec cimport *
 
 from aeronpy._cursor import DecodeError
 

@@ -14,7 +14,7 @@ from cpython.sequence cimport PySequence_Fast, PySequence_Fast_GET_ITEM, PySeque
 from libc.stdint cimport INT64_MAX, INT64_MIN, UINT16_MAX, UINT32_MAX, int32_t, int64_t, uint8_t, uint16_t, uint32_t
 from libc.string cimport memcpy
 
-from _codec cimport (APPEND_ENTRIES_HEADER_LENGTH, EGRESS_MESSAGE_HEADER_LENGTH,
+from aeronpy._codec cimport (APPEND_ENTRIES_HEADER_LENGTH, EGRESS_MESSAGE_HEADER_LENGTH,
                      PACKED_ENTRY_HEADER_LENGTH, SESSION_MESSAGE_HEADER_LENGTH,
                      append_entries_header_store, egress_message_header_store,
                      packed_entry_header_store, packed_validate, session_message_header_store)
@@ -27,7 +27,7 @@ cdef extern from "Python.h":
     PyObject* PyBytes_FromStringAndSize_raw "PyBytes_FromStringAndSize" (const char* s, Py_ssize_t n) except NULL
     int _PyBytes_Resize(PyObject** string, Py_ssize_t newsize) except -1
 
-from _cursor cimport ap_load_i64, ap_load_u16, ap_load_u32, decode_fail
+from aeronpy._cursor cimport ap_load_i64, ap_load_u16, ap_load_u32, decode_fail
 
 
 

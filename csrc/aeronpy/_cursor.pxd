@@ -1,8 +1,8 @@
 # Bounds-checked read and write cursors over raw buffers (in the manner of asyncpg's frb).
 #
-# Everything here is inline or extern C, so a module that cimports this file needs nothing from
-# aeronpy._cursor at import time: setup.py builds modules as aeronpy.<name> while Cython would
-# look a cimported module up as plain <name>. DecodeError is imported lazily on the error path.
+# `from aeronpy._cursor cimport ...`. Everything here is inline or extern C, so a module that
+# cimports this file needs nothing from aeronpy._cursor at import time: DecodeError is imported
+# lazily, on the error path only (see _cursor.h).
 #
 # Pattern: check a whole fixed-size block once with rc_take(), then load fields at fixed offsets
 # from the returned pointer with the ap_load_* functions; variable parts go through

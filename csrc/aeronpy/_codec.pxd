@@ -1,9 +1,9 @@
 # C-level contract of aeronpy._codec: message-layer constants, flyweight views and encoders for
 # the hot messages, and the packed-entry walker shared with the log index and the archive.
 #
-# The entry points are inline so other Cython modules can cimport them without importing
-# aeronpy._codec by a wrong name at run time (see _cursor.pxd). They raise DecodeError on
-# malformed input and ValueError when an encoding does not fit the space given.
+# Other Cython modules: `from aeronpy._codec cimport append_entries_view, ...`. The entry points
+# are inline, so using them needs nothing from aeronpy._codec at import time. They raise
+# DecodeError on malformed input and ValueError when an encoding does not fit the space given.
 #
 # Message layout: u16 message_type | u16 version | fixed fields (little-endian, at fixed offsets,
 # in class field order) | variable parts in class field order (bytes: u32 length + data,
@@ -11,7 +11,7 @@
 from libc.stdint cimport UINT32_MAX, int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.string cimport memcpy
 
-from _cursor cimport (ReadCursor, ap_load_i32, ap_load_i64, ap_load_u16, ap_load_u32, ap_store_i32,
+from aeronpy._cursor cimport (ReadCursor, ap_load_i32, ap_load_i64, ap_load_u16, ap_load_u32, ap_store_i32,
                       ap_store_i64, ap_store_u16, ap_store_u32, decode_fail, rc_expect_end, rc_init,
                       rc_take, rc_take_prefixed)
 

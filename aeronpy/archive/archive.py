@@ -40,7 +40,8 @@ def _log_index_class():
 class Recovered:
     """What `Archive.recover` found. ``log`` starts after ``snapshot`` (if any); entries up to
     ``commit_index`` are known committed (replay them into the services); ``cut`` says where
-    the log ended and why (``cut.clean`` is False when a torn tail was removed)."""
+    the log ends now (last segment file, offset) and why the scan stopped there (``cut.clean``
+    is False when a torn or damaged tail was removed)."""
     hard_state: HardState
     log: object
     snapshot: SnapshotInfo | None
@@ -130,7 +131,7 @@ class Archive:
         if snapshot is not None:
             log = self._align_with_snapshot(log, snapshot, reported_durable)
         try:
-            self._segments.cut_after_recovery(stop)
+            stop = self._segments.cut_after_recovery(stop)
             self._marker.open()
             if self.file_sync != "none":
                 self._sync_everything()

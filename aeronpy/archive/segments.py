@@ -239,9 +239,10 @@ class SegmentLog:
         finally:
             self.fs.close(h)
 
-    def cut_after_recovery(self, stop: ScanStop) -> None:
+    def cut_after_recovery(self, stop: ScanStop) -> ScanStop:
         """Remove what lies past the recovered end: zero the debris in the last segment read
-        and delete later segment files. The caller syncs (`take_dirty`)."""
+        and delete later segment files. The caller syncs (`take_dirty`). Returns where the
+        log ends now (the last segment kept and the offset of its end), with the reason."""
         if self.segments and stop.path == self.segments[-1].path and stop.debris_end > stop.offset:
             seg = self.segments[-1]
             self.fs.pwrite(self._handle(seg), bytes(stop.debris_end - stop.offset), stop.offset)
@@ -250,6 +251,9 @@ class SegmentLog:
             self.fs.remove(path)
             self.dir_dirty = True
         self._later_files = []
+        last = self.segments[-1] if self.segments else None
+        return ScanStop(stop.index, last.path if last else None, last.end if last else None,
+                        stop.reason, stop.debris_end if last and last.path == stop.path else 0)
 
     # -- appending ---------------------------------------------------------------------------
     def append(self, records, ends: bytes, first_index: int, count: int, last_term: int) -> None:

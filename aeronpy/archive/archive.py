@@ -130,6 +130,8 @@ class Archive:
                 f"index {reported_durable}", path=stop.path, offset=stop.offset, index=stop.index)
         if snapshot is not None:
             log = self._align_with_snapshot(log, snapshot, reported_durable)
+        self._commit = max(min(self._marker.commit_index, self._segments.last_index),
+                           snapshot.index if snapshot else 0)
         try:
             stop = self._segments.cut_after_recovery(stop)
             self._marker.open()
@@ -138,9 +140,7 @@ class Archive:
         except OSError as exc:
             raise self._fail(exc, "recovery")
         self._durable = self._requested = self._segments.last_index
-        commit = max(min(self._marker.commit_index, self._segments.last_index),
-                     snapshot.index if snapshot else 0)
-        self._commit = commit
+        commit = self._commit
         self._recovered = True
         if self._background:
             self._syncer = BackgroundSyncer(self._sync_batch, self._idle_sync)

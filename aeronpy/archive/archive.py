@@ -1,0 +1,424 @@
+"""`Archive`: a node's durable state in one data directory -- the log (segment files), the node
+state (term, vote), the recording log (term starts, snapshots), snapshots, and the durable
+marker -- with the ``file_sync`` policy, group commit, and recovery.
+
+Threading: every method is called from the duty-cycle thread. Under ``file_sync="data"`` or
+``"full"`` with real files, syncs run on a `BackgroundSyncer` thread: `request_sync()` hands
+over what was written, `poll_synced()` reports how far it is durable. With `MemFileSystem`
+(the simulator) there is no thread: `request_sync()` syncs at once, deterministically.
+
+What "durable" means per policy (docs/archive-format.md has the full story):
+  none  written to the OS page cache. Survives kill -9, not power loss.
+  data  fdatasync'd (and the directory synced when a segment file is created). Survives both.
+  full  fsync'd (data and all file metadata) and the directory synced. Survives both.
+"""
+from __future__ import annotations
+
+import errno as errno_codes
+import time
+import warnings
+from dataclasses import dataclass
+
+from .. import _segscan
+from .durable_marker import DurableMarker
+from .errors import ArchiveCorruptError, ArchiveIOError, DataDirError
+from .fs import FileSystem, OsFileSystem
+from .node_state import HardState, load_node_state, save_node_state
+from .recording_log import RecordingLog
+from .segments import DEFAULT_SEGMENT_BYTES, ScanStop, SegmentLog
+from .snapshots import SnapshotInfo, SnapshotWriter, latest_valid_snapshot, open_snapshot
+from .syncer import BackgroundSyncer
+
+FILE_SYNC_LEVELS = ("none", "data", "full")
+# After a power loss, up to this much of the most recently synced log may lie beyond the
+# durable marker on disk (so outside the corruption check; a torn tail there is still cut).
+MARKER_SYNC_INTERVAL_S = 0.1
+
+
+def _log_index_class():
+    from .._logindex import LogIndex  # compiled; imported late so the archive module loads first
+    return LogIndex
+
+
+@dataclass
+class Recovered:
+    """What `Archive.recover` found. ``log`` starts after ``snapshot`` (if any); entries up to
+    ``commit_index`` are known committed (replay them into the services); ``cut`` says where
+    the log ends now (last segment file, offset) and why the scan stopped there (``cut.clean``
+    is False when a torn or damaged tail was removed)."""
+    hard_state: HardState
+    log: object
+    snapshot: SnapshotInfo | None
+    durable_index: int
+    commit_index: int = 0
+    term_starts: tuple = ()
+    cut: ScanStop | None = None
+    skipped_snapshots: tuple = ()
+
+
+class Archive:
+    """Open with `Archive.open`, then call `recover()` once before anything else."""
+
+    def __init__(self, data_dir: str, file_sync: str, segment_bytes: int, fs: FileSystem,
+                 background_sync: bool):
+        self.data_dir = data_dir
+        self.file_sync = file_sync
+        self.fs = fs
+        self._segments = SegmentLog(fs, data_dir, segment_bytes)
+        self._recording_log = RecordingLog(fs, data_dir)
+        self._marker = DurableMarker(fs, data_dir)
+        self._background = background_sync
+        self._syncer: BackgroundSyncer | None = None
+        self._recovered = False
+        self._closed = False
+        self._failure: ArchiveIOError | None = None
+        self._durable = 0
+        self._requested = 0
+        self._commit = 0
+        self._marker_synced_at = 0.0
+
+    @classmethod
+    def open(cls, data_dir: str, file_sync: str = "none", segment_bytes: int = DEFAULT_SEGMENT_BYTES,
+             fs: FileSystem | None = None, background_sync: bool | None = None) -> "Archive":
+        """Check the data directory (created if missing; must be writable) and the settings.
+
+        ``background_sync`` defaults to True for real files under ``data``/``full`` and False
+        otherwise (the simulator's `MemFileSystem` must stay single-threaded)."""
+        if file_sync not in FILE_SYNC_LEVELS:
+            raise ValueError(f"file_sync must be one of {FILE_SYNC_LEVELS}, got {file_sync!r}")
+        fs = fs or OsFileSystem()
+        data_dir = str(data_dir).rstrip("/") or "/"
+        _check_data_dir(fs, data_dir)
+        if background_sync is None:
+            background_sync = isinstance(fs, OsFileSystem) and file_sync != "none"
+        return cls(data_dir, file_sync, segment_bytes, fs, background_sync)
+
+    # -- positions ---------------------------------------------------------------------------
+    @property
+    def written_index(self) -> int:
+        """Last index handed to the OS."""
+        return self._segments.last_index
+
+    @property
+    def durable_index(self) -> int:
+        """Last index durable under the ``file_sync`` policy (``none``: written)."""
+        return self.written_index if self.file_sync == "none" else self._durable
+
+    @property
+    def failed(self) -> bool:
+        return self._failure is not None
+
+    # -- recovery ----------------------------------------------------------------------------
+    def recover(self) -> Recovered:
+        """Load the node state, choose the newest valid snapshot, read the log after it back
+        (verifying every record), cut a torn tail, and report what was found.
+
+        Raises `ArchiveCorruptError` when damage lies inside what the node had reported
+        durable: cutting it would forget acknowledged entries."""
+        if self._recovered:
+            raise RuntimeError("recover() is called once, right after open()")
+        hard_state = load_node_state(self.fs, self.data_dir)
+        self._recording_log.load()
+        self._marker.load()
+        if not self._marker.valid:
+            warnings.warn(f"{self._marker.path} is unreadable: corruption checks of the log "
+                          "cover nothing this time", RuntimeWarning, stacklevel=2)
+        reported_durable = self._marker.durable_index
+        snapshot, failed = latest_valid_snapshot(self.fs, self.data_dir, self._recording_log)
+        start = snapshot.index + 1 if snapshot else 1
+        base = (snapshot.index, snapshot.term) if snapshot else None
+        log, stop = self._segments.recover(start, base, _log_index_class())
+        if stop.index <= reported_durable:
+            what = "the log ends cleanly" if stop.clean else stop.reason
+            raise ArchiveCorruptError(
+                f"{what} at index {stop.index}, but the node had reported the log durable up to "
+                f"index {reported_durable}", path=stop.path, offset=stop.offset, index=stop.index)
+        if snapshot is not None:
+            log = self._align_with_snapshot(log, snapshot, reported_durable)
+        self._commit = max(min(self._marker.commit_index, self._segments.last_index),
+                           snapshot.index if snapshot else 0)
+        try:
+            stop = self._segments.cut_after_recovery(stop)
+            self._marker.open()
+            if self.file_sync != "none":
+                self._sync_everything()
+        except OSError as exc:
+            raise self._fail(exc, "recovery")
+        self._durable = self._requested = self._segments.last_index
+        commit = self._commit
+        self._recovered = True
+        if self._background:
+            self._syncer = BackgroundSyncer(self._sync_batch, self._idle_sync)
+        plan = self._recording_log.plan(snapshot, self._segments.last_index)
+        return Recovered(hard_state, log, snapshot, self.durable_index, commit, plan.term_starts,
+                         stop, tuple(failed))
+
+    def _align_with_snapshot(self, log, snapshot: SnapshotInfo, reported_durable: int):
+        """Start the in-memory log at the snapshot. If the archived log ends below it, the old
+        segments are useless (all below a durable snapshot): delete them."""
+        if log.last_index >= snapshot.index > log.base_index:
+            if log.term_at(snapshot.index) != snapshot.term:
+                raise ArchiveCorruptError(
+                    f"the log has term {log.term_at(snapshot.index)} at index {snapshot.index} "
+                    f"but snapshot {snapshot.path} was taken at term {snapshot.term}",
+                    path=snapshot.path, index=snapshot.index)
+            log.drop_prefix(snapshot.index, snapshot.term)
+        elif log.last_index < snapshot.index:
+            self._segments.reset_at(snapshot.index, snapshot.term)
+            try:
+                self.fs.sync_dir(self.data_dir)
+            except OSError as exc:
+                raise self._fail(exc, "recovery")
+            log = _log_index_class()(snapshot.index, snapshot.term)
+        return log
+
+    def _sync_everything(self) -> None:
+        """After recovery under data/full: what survived a kill -9 in the page cache may not
+        be on disk yet; sync the segments past the old durable mark so it is."""
+        for seg in self._segments.segments:
+            if seg.last_index > self._marker.durable_index or seg.count == 0:
+                self._sync_handle(self._segments._handle(seg))
+        self._segments.take_dirty()
+        self.fs.sync_dir(self.data_dir)
+        self._marker.write(self._segments.last_index, self._commit_for_marker(), sync=True)
+
+    # -- hard state, term starts, commit -----------------------------------------------------------
+    def save_hard_state(self, term: int, voted_for: int | None) -> None:
+        """Atomically replace (term, voted_for); durable on return whatever ``file_sync`` says."""
+        self._check_writable()
+        try:
+            save_node_state(self.fs, self.data_dir, term, voted_for)
+        except OSError as exc:
+            raise self._fail(exc, "saving the node state")
+
+    def record_term_start(self, term: int, index: int) -> None:
+        """Note in the recording log that ``term`` begins at ``index``."""
+        self._check_writable()
+        try:
+            self._recording_log.append_term_start(term, index, sync=self.file_sync != "none")
+        except OSError as exc:
+            raise self._fail(exc, "recording a term start")
+
+    def note_commit_index(self, index: int) -> None:
+        """Remember the commit index; stored with the next durable-marker write (no sync of its
+        own) so recovery can replay committed entries before joining the cluster."""
+        self._commit = max(self._commit, index)
+
+    def _commit_for_marker(self) -> int:
+        return min(self._commit, self._segments.last_index)
+
+    # -- appending and syncing ---------------------------------------------------------------
+    def append_from(self, log, lo: int, hi: int) -> None:
+        """Write entries ``[lo, hi)`` of ``log`` (a `LogIndex`): one write per segment touched,
+        however many entries (group commit). ``lo`` must follow the archived log's end."""
+        self._check_writable()
+        if lo != self.written_index + 1:
+            raise ValueError(f"append_from({lo}, {hi}): the archived log ends at "
+                             f"{self.written_index}; truncate_from() first to overwrite")
+        while lo < hi:
+            packed, count = log.pack(lo, hi, log.size_between(lo, hi))
+            records, ends, last_term = _segscan.encode_records(packed, count, lo)
+            try:
+                self._segments.append(records, ends, lo, count, last_term)
+            except OSError as exc:
+                raise self._fail(exc, f"appending entries {lo}..{lo + count - 1}")
+            lo += count
+
+    def request_sync(self) -> None:
+        """Start making everything written durable (a no-op under ``none``)."""
+        if self.file_sync == "none" or self._failure is not None or not self._recovered:
+            return
+        target = self.written_index
+        segs, dir_dirty = self._segments.take_dirty()
+        if not segs and not dir_dirty and target <= self._requested:
+            return
+        self._requested = max(self._requested, target)
+        handles = [self._segments._handle(s) for s in segs]
+        if self._syncer is not None:
+            self._syncer.submit(target, handles, dir_dirty)
+            return
+        try:
+            self._sync_batch(target, handles, dir_dirty)
+            self._idle_sync()
+        except OSError as exc:
+            raise self._fail(exc, "syncing the log")
+        self._durable = max(self._durable, target)
+
+    def poll_synced(self) -> int:
+        """The durable index now; raises `ArchiveIOError` if a background sync failed."""
+        if self._failure is not None:
+            raise self._failure
+        if self._syncer is not None:
+            if self._syncer.error is not None:
+                raise self._fail(self._syncer.error, "syncing the log")
+            if self._syncer.completed > self._durable:
+                self._durable = self._syncer.completed
+                self._segments.close_sealed(self._durable)
+        return self.durable_index
+
+    def sync(self) -> int:
+        """Block until everything written is durable (under ``none``: synced anyway, for a
+        clean shutdown). Returns the durable index."""
+        self._check_writable()
+        if self.file_sync == "none":
+            try:
+                self._drain()
+                self._sync_batch(self.written_index, [self._segments._handle(s) for s in
+                                                      self._segments.take_dirty()[0]], True)
+                self._idle_sync()
+            except OSError as exc:
+                raise self._fail(exc, "syncing the log")
+            return self.durable_index
+        self.request_sync()
+        self._drain()
+        return self.poll_synced()
+
+    def _sync_handle(self, handle) -> None:
+        if self.file_sync == "full":
+            self.fs.fsync(handle)
+        else:
+            self.fs.fdatasync(handle)
+
+    def _sync_batch(self, target: int, handles: list, sync_dir: bool) -> None:
+        """Runs on the syncer thread (or inline): data first, then the marker that claims it."""
+        for h in handles:
+            self._sync_handle(h)
+        if sync_dir:
+            self.fs.sync_dir(self.data_dir)
+        self._marker.write(target, self._commit_for_marker(), sync=False)
+
+    def _idle_sync(self) -> None:
+        """Sync the durable marker when the syncer has nothing else to do -- but on the
+        background thread at most every MARKER_SYNC_INTERVAL_S, so an idle-between-batches
+        workload does not pay two device flushes per group commit. (Inline, as in the
+        simulator, every time: deterministic, and free in memory.)"""
+        if self._syncer is not None:
+            now = time.monotonic()
+            if now - self._marker_synced_at < MARKER_SYNC_INTERVAL_S:
+                return
+            self._marker_synced_at = now
+        self._marker.sync()
+
+    def _drain(self) -> None:
+        if self._syncer is not None:
+            if not self._syncer.drain():
+                raise self._fail(OSError(errno_codes.ETIMEDOUT, "sync did not finish"), "syncing")
+            if self._syncer.error is not None:
+                raise self._fail(self._syncer.error, "syncing the log")
+            self._durable = max(self._durable, self._syncer.completed)
+
+    # -- truncating and purging --------------------------------------------------------------
+    def truncate_from(self, index: int) -> None:
+        """Drop entries ``index``.. (a conflicting uncommitted tail). Under ``data``/``full``
+        the cut is durable on return, so no old entry can reappear behind new ones."""
+        self._check_writable()
+        if index > self.written_index:
+            return
+        if index <= self._commit:
+            raise ValueError(f"truncate_from({index}) would drop committed entries "
+                             f"(commit index {self._commit})")
+        self._drain()
+        try:
+            self._durable = min(self._durable, index - 1)
+            self._requested = min(self._requested, index - 1)
+            self._marker.write(self._durable, self._commit_for_marker(), sync=True)
+            self._segments.truncate_from(index)
+            if self.file_sync != "none":
+                segs, dir_dirty = self._segments.take_dirty()
+                self._sync_batch(self.written_index, [self._segments._handle(s) for s in segs],
+                                 dir_dirty)
+        except OSError as exc:
+            raise self._fail(exc, f"truncating from index {index}")
+
+    def purge_below(self, index: int) -> int:
+        """Delete whole segment files below ``index``, which must not exceed the newest
+        recorded snapshot. Returns how many files were deleted."""
+        self._check_writable()
+        newest = max((s.index for s in self._recording_log.snapshots()), default=0)
+        if index > newest + 1:
+            raise ValueError(f"purge_below({index}): no snapshot covers the entries below it "
+                             f"(newest snapshot at {newest})")
+        self._drain()
+        try:
+            return self._segments.purge_below(index)
+        except OSError as exc:
+            raise self._fail(exc, f"purging below index {index}")
+
+    # -- snapshots ---------------------------------------------------------------------------
+    def begin_snapshot(self, index: int, term: int) -> SnapshotWriter:
+        """A writable file for the snapshot taken at (``index``, ``term``); `commit()` it."""
+        self._check_writable()
+        try:
+            return SnapshotWriter(self.fs, self.data_dir, self._recording_log, index, term)
+        except OSError as exc:
+            raise self._fail(exc, "starting a snapshot")
+
+    def latest_valid_snapshot(self) -> SnapshotInfo | None:
+        return latest_valid_snapshot(self.fs, self.data_dir, self._recording_log)[0]
+
+    def open_snapshot(self, info: SnapshotInfo):
+        return open_snapshot(self.fs, info)
+
+    def read(self, index: int) -> tuple:
+        """(term, type, payload) of an archived entry, read back from its segment."""
+        return self._segments.read(index)
+
+    # -- failure and closing -----------------------------------------------------------------
+    def _check_writable(self) -> None:
+        if self._closed:
+            raise ArchiveIOError(f"archive {self.data_dir} is closed")
+        if self._failure is not None:
+            raise ArchiveIOError(f"archive {self.data_dir} refuses writes after an earlier "
+                                 f"failure: {self._failure}", self._failure.errno)
+        if not self._recovered:
+            raise RuntimeError("call recover() before writing to the archive")
+
+    def _fail(self, exc: BaseException, doing: str) -> ArchiveIOError:
+        if self._failure is None:
+            code = getattr(exc, "errno", None)
+            hint = {errno_codes.ENOSPC: "the disk is full", errno_codes.EIO: "an I/O error"}.get(code, str(exc))
+            self._failure = ArchiveIOError(
+                f"archive {self.data_dir}: {hint} while {doing} ({exc}); the archive now refuses "
+                "writes. What was durable before is intact: free space / fix the disk and "
+                "restart the node.", code)
+            self._failure.__cause__ = exc if isinstance(exc, BaseException) else None
+        return self._failure
+
+    def close(self) -> None:
+        """Sync what was written (all policies, for a clean shutdown) and release files."""
+        if self._closed:
+            return
+        try:
+            if self._recovered and self._failure is None:
+                self.sync()
+                self._marker.sync()
+        finally:
+            self._closed = True
+            if self._syncer is not None:
+                self._syncer.stop()
+            self._segments.close()
+            self._recording_log.close()
+            self._marker.close()
+
+    def __enter__(self) -> "Archive":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _check_data_dir(fs: FileSystem, data_dir: str) -> None:
+    try:
+        fs.makedirs(data_dir)
+    except OSError as exc:
+        raise DataDirError(data_dir, f"cannot create it ({exc.strerror or exc})") from exc
+    probe = f"{data_dir}/.write-probe"
+    try:
+        h = fs.open_file(probe, create=True)
+        try:
+            fs.pwrite(h, b"probe", 0)
+        finally:
+            fs.close(h)
+        fs.remove(probe)
+    except OSError as exc:
+        raise DataDirError(data_dir, f"not writable ({exc.strerror or exc})") from exc

@@ -1,0 +1,165 @@
+"""The recording log: where each term started and which snapshots exist, so recovery knows
+where to begin (the latest valid snapshot, then the log after it).
+
+Append-only file ``recording.log`` of fixed 128-byte entries (little-endian):
+
+    0   u32 crc32c of bytes [4, 128)
+    4   u16 entry_type   1 = TERM_START, 2 = SNAPSHOT
+    6   u16 name_length  bytes of `name` used (SNAPSHOT only)
+    8   i64 term
+    16  i64 index        TERM_START: first index of the term; SNAPSHOT: last index it covers
+    24  i64 timestamp_ns cluster time of the snapshot (0 for TERM_START)
+    32  u32 checksum     CRC-32C of the snapshot file's bytes (SNAPSHOT only)
+    36  u32 reserved     0
+    40  88s name         snapshot file name, UTF-8, zero padded
+
+A torn last entry (a crash while appending) is cut on load. A damaged entry *followed by a
+valid SNAPSHOT entry* cannot be a torn write (snapshot entries are synced, and a sync covers
+every earlier write of the file), so that is an `ArchiveCorruptError`.
+"""
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+from .._crc import crc32c
+from .errors import ArchiveCorruptError
+from .fs import FileSystem
+
+RECORDING_LOG_FILE = "recording.log"
+ENTRY_BYTES = 128
+TERM_START = 1
+SNAPSHOT = 2
+_ENTRY = struct.Struct("<IHHqqqII88s")
+_NAME_MAX = 88
+
+
+@dataclass(frozen=True)
+class TermStart:
+    term: int
+    index: int
+
+
+@dataclass(frozen=True)
+class SnapshotEntry:
+    index: int
+    term: int
+    name: str
+    checksum: int
+    timestamp_ns: int
+
+
+@dataclass(frozen=True)
+class RecoveryPlan:
+    """What recovery should load: ``snapshot`` (or None), then the log from ``log_start``;
+    ``term_starts`` whose index is at most ``log_end`` (the rest were truncated away)."""
+    snapshot: SnapshotEntry | None
+    log_start: int
+    term_starts: tuple
+
+
+def _encode(entry_type: int, term: int, index: int, timestamp_ns: int = 0, checksum: int = 0,
+            name: str = "") -> bytes:
+    raw_name = name.encode("utf-8")
+    if len(raw_name) > _NAME_MAX:
+        raise ValueError(f"snapshot file name longer than {_NAME_MAX} bytes: {name!r}")
+    body = _ENTRY.pack(0, entry_type, len(raw_name), term, index, timestamp_ns, checksum, 0, raw_name)[4:]
+    return struct.pack("<I", crc32c(body)) + body
+
+
+class RecordingLog:
+    """Load, append to, and plan recovery from ``recording.log``."""
+
+    def __init__(self, fs: FileSystem, directory: str):
+        self.fs = fs
+        self.directory = directory
+        self.path = f"{directory}/{RECORDING_LOG_FILE}"
+        self.handle = None
+        self.entries: list = []   # TermStart | SnapshotEntry, in file order
+        self.size = 0
+
+    def load(self) -> None:
+        """Read every entry; cut a torn tail (and sync the cut)."""
+        self.entries = []
+        if not self.fs.exists(self.path):
+            self.size = 0
+            return
+        raw = self.fs.read_file(self.path)
+        parsed, bad_at = [], None
+        for off in range(0, len(raw) - len(raw) % ENTRY_BYTES, ENTRY_BYTES):
+            entry = self._decode(raw, off)
+            if entry is None:
+                if bad_at is None:
+                    bad_at = off
+                continue
+            if bad_at is not None and isinstance(entry, SnapshotEntry):
+                raise ArchiveCorruptError("recording-log entry fails its checksum before a later "
+                                          "snapshot entry", path=self.path, offset=bad_at)
+            if bad_at is None:
+                parsed.append(entry)
+        self.entries = parsed
+        self.size = len(parsed) * ENTRY_BYTES
+        if self.size != len(raw):
+            h = self.fs.open_file(self.path)
+            try:
+                self.fs.truncate(h, self.size)
+                self.fs.fdatasync(h)
+            finally:
+                self.fs.close(h)
+
+    @staticmethod
+    def _decode(raw, off: int):
+        crc, etype, name_len, term, index, ts, checksum, _, name = _ENTRY.unpack_from(raw, off)
+        if crc != crc32c(memoryview(raw)[off + 4:off + ENTRY_BYTES]) or name_len > _NAME_MAX:
+            return None
+        if etype == TERM_START:
+            return TermStart(term, index)
+        if etype == SNAPSHOT:
+            return SnapshotEntry(index, term, name[:name_len].decode("utf-8", "replace"), checksum, ts)
+        return None
+
+    def _append(self, raw: bytes, sync: bool) -> None:
+        if self.handle is None:
+            fresh = not self.fs.exists(self.path)
+            self.handle = self.fs.open_file(self.path, create=True)
+            if fresh:
+                self.fs.sync_dir(self.directory)
+        self.fs.pwrite(self.handle, raw, self.size)
+        self.size += len(raw)
+        if sync:
+            self.fs.fdatasync(self.handle)
+
+    def append_term_start(self, term: int, index: int, sync: bool) -> None:
+        self._append(_encode(TERM_START, term, index), sync)
+        self.entries.append(TermStart(term, index))
+
+    def append_snapshot(self, entry: SnapshotEntry) -> None:
+        """Always synced: recovery and purging trust recorded snapshots."""
+        self._append(_encode(SNAPSHOT, entry.term, entry.index, entry.timestamp_ns,
+                             entry.checksum, entry.name), sync=True)
+        self.entries.append(entry)
+
+    def snapshots(self) -> list:
+        """Recorded snapshots, oldest first."""
+        return [e for e in self.entries if isinstance(e, SnapshotEntry)]
+
+    def term_starts(self) -> list:
+        """The live term starts: a later entry supersedes earlier ones at or after its index
+        (a truncation followed by a new term rewrites history from there)."""
+        live: list = []
+        for e in self.entries:
+            if isinstance(e, TermStart):
+                while live and (live[-1].index >= e.index or live[-1].term >= e.term):
+                    live.pop()
+                live.append(e)
+        return live
+
+    def plan(self, snapshot: SnapshotEntry | None, log_end: int | None = None) -> RecoveryPlan:
+        """The recovery plan given the snapshot chosen (the newest that verifies)."""
+        starts = tuple(t for t in self.term_starts() if log_end is None or t.index <= log_end)
+        return RecoveryPlan(snapshot, snapshot.index + 1 if snapshot else 1, starts)
+
+    def close(self) -> None:
+        if self.handle is not None:
+            self.fs.close(self.handle)
+            self.handle = None

@@ -1,0 +1,117 @@
+"""Snapshot files: written to a temporary name, checksummed, synced, renamed into place, then
+recorded in the recording log. Always synced (regardless of ``file_sync``): once recorded, the
+log below a snapshot may be purged, so the snapshot must outlive a power failure.
+
+A snapshot that fails its checksum (or is missing) is skipped on recovery in favour of an older
+one; if the log needed after the older one was already purged, recovery says so.
+"""
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+
+from .._crc import crc32c
+from .fs import FileSystem
+from .recording_log import RecordingLog, SnapshotEntry
+
+SNAPSHOT_SUFFIX = ".snap"
+_TMP_SUFFIX = ".tmp"
+
+
+@dataclass(frozen=True)
+class SnapshotInfo:
+    """A recorded snapshot that verified: the state after applying entries up to ``index``."""
+    index: int
+    term: int
+    path: str
+    checksum: int
+    timestamp_ns: int
+    size: int
+
+
+def snapshot_name(index: int, term: int) -> str:
+    return f"snapshot-{index:020d}-{term}{SNAPSHOT_SUFFIX}"
+
+
+class SnapshotWriter(io.RawIOBase):
+    """A writable binary file for `ClusteredService.on_take_snapshot`; `commit()` publishes it,
+    `abort()` (or closing without commit) discards it."""
+
+    def __init__(self, fs: FileSystem, directory: str, recording_log: RecordingLog,
+                 index: int, term: int):
+        super().__init__()
+        self._fs, self._dir, self._recording_log = fs, directory, recording_log
+        self.index, self.term = index, term
+        self.name = snapshot_name(index, term)
+        self._tmp = f"{directory}/{self.name}{_TMP_SUFFIX}"
+        self._handle = fs.open_file(self._tmp, create=True)
+        fs.truncate(self._handle, 0)
+        self._pos = 0
+        self._crc = 0
+        self._done = False
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data) -> int:
+        if self._done:
+            raise ValueError("snapshot already committed or aborted")
+        view = memoryview(data).cast("B")
+        self._fs.pwrite(self._handle, view, self._pos)
+        self._crc = crc32c(view, self._crc)
+        self._pos += len(view)
+        return len(view)
+
+    def commit(self, timestamp_ns: int = 0) -> SnapshotInfo:
+        """Sync, rename into place, sync the directory, record it; returns its info."""
+        if self._done:
+            raise ValueError("snapshot already committed or aborted")
+        self._fs.fsync(self._handle)
+        self._fs.close(self._handle)
+        self._done = True
+        final = f"{self._dir}/{self.name}"
+        self._fs.rename(self._tmp, final)
+        self._fs.sync_dir(self._dir)
+        self._recording_log.append_snapshot(
+            SnapshotEntry(self.index, self.term, self.name, self._crc, timestamp_ns))
+        return SnapshotInfo(self.index, self.term, final, self._crc, timestamp_ns, self._pos)
+
+    def abort(self) -> None:
+        if not self._done:
+            self._done = True
+            self._fs.close(self._handle)
+            self._fs.remove(self._tmp)
+
+    def close(self) -> None:
+        self.abort()
+        super().close()
+
+
+def verify_snapshot(fs: FileSystem, directory: str, entry: SnapshotEntry) -> SnapshotInfo | None:
+    """The snapshot's info if its file exists and matches its recorded checksum, else None."""
+    path = f"{directory}/{entry.name}"
+    if not fs.exists(path):
+        return None
+    data = fs.read_file(path)
+    if crc32c(data) != entry.checksum:
+        return None
+    return SnapshotInfo(entry.index, entry.term, path, entry.checksum, entry.timestamp_ns, len(data))
+
+
+def latest_valid_snapshot(fs: FileSystem, directory: str, recording_log: RecordingLog) -> tuple:
+    """(newest snapshot that verifies or None, list of recorded snapshots that failed)."""
+    failed = []
+    for entry in reversed(recording_log.snapshots()):
+        info = verify_snapshot(fs, directory, entry)
+        if info is not None:
+            return info, failed
+        failed.append(entry)
+    return None, failed
+
+
+def open_snapshot(fs: FileSystem, info: SnapshotInfo) -> io.BytesIO:
+    """A readable binary file over the snapshot's bytes (re-verified)."""
+    data = fs.read_file(info.path)
+    if crc32c(data) != info.checksum:
+        raise ValueError(f"snapshot {info.path} no longer matches its checksum")
+    return io.BytesIO(bytes(data))

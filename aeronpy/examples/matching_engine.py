@@ -25,6 +25,15 @@ Matching rules: price-time priority; a trade prints at the resting order's price
 keeps the order's priority only when the price is unchanged and the quantity does not grow,
 otherwise it goes to the back of the (possibly new) price level and may trade at once.
 Orders of a closed session stay in the book (they are good till cancelled or expired).
+
+A client, using the wire helpers of :mod:`aeronpy.examples.orders`::
+
+    from aeronpy.examples import orders
+    reply = client.request(orders.encode_new_order(instrument=1, client_order_id=42,
+                                                   side=orders.BUY, price=10_050, quantity=5))
+    report = orders.decode_event(reply)      # ExecutionReport: order_id, status, fills
+    ledger = orders.OrderLedger()            # feed it every event to account for each order
+    ledger.apply(report)
 """
 from __future__ import annotations
 

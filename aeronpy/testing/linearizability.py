@@ -1,0 +1,260 @@
+"""Linearizability checker for key-value histories (read / write / compare-and-set).
+
+A history is linearizable if every operation can be given a single instant between its
+invocation and its completion such that, taken in the order of those instants, the operations
+form a legal run of the sequential key-value model (Herlihy & Wing).
+
+How the search works (written from the papers' ideas, not from any implementation):
+
+* **Partition by key.** Linearizability is *local*: a history of a map is linearizable iff
+  the sub-history of each key is (Herlihy & Wing's locality theorem). Each key is searched
+  on its own, which turns one exponential search into many small ones.
+* **Wing & Gong's search.** Repeatedly pick an operation that may go next: one not yet
+  linearized whose invocation is not after the completion of any other operation still
+  waiting (anything that completed before it was invoked must be placed before it). Apply it
+  to the model; if the model's answer contradicts the observed result, try another; if
+  nothing fits, backtrack. Success when every completed operation is linearized.
+* **Lowe's memoisation.** Two search paths that have linearized the same *set* of operations
+  and reached the same model state have identical futures, so each ``(linearized set,
+  state)`` pair is explored once. The set is an int bitmask, the state the key's value.
+* **Indeterminate operations** (timeouts): completion at +infinity and an unknown result.
+  They may take effect at any point after their invocation or never; the search may finish
+  with them left out. A timed-out read has no effect and constrains nothing, so it is dropped.
+* **Bounded.** A step budget (and optional wall-clock deadline) makes the answer
+  ``UNKNOWN`` instead of hanging on a pathological history.
+
+The model: a missing key reads as ``None``; ``write(v)`` sets it; ``cas(expected, new)``
+sets it to ``new`` and returns True iff the value equals ``expected``, else returns False.
+"""
+from __future__ import annotations
+
+import enum
+import math
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Dict, Hashable, Iterable, List, Optional, Tuple
+
+READ = "read"
+WRITE = "write"
+CAS = "cas"
+_ARITY = {READ: 1, WRITE: 2, CAS: 3}      # args: (key,), (key, value), (key, expected, new)
+_UNKNOWN_RESULT = object()
+
+DEFAULT_MAX_STEPS = 2_000_000              # per key; a few seconds of CPU at most
+
+
+class Outcome(enum.Enum):
+    LINEARIZABLE = "linearizable"
+    NOT_LINEARIZABLE = "not_linearizable"
+    UNKNOWN = "unknown"                    # the search budget ran out first
+
+
+@dataclass(frozen=True)
+class Operation:
+    """One client operation. ``complete_ns`` is ``math.inf`` (and ``result`` ignored) when the
+    client never learned the outcome (timeout): the operation may or may not have happened.
+
+    ``args[0]`` is always the key: ``read``: (key,); ``write``: (key, value);
+    ``cas``: (key, expected, new). ``result``: the value read; ignored for ``write``
+    (an acknowledged write succeeded); True/False for ``cas``.
+    """
+    client_id: int
+    op: str
+    args: Tuple[Any, ...]
+    invoke_ns: float
+    complete_ns: float
+    result: Any = None
+
+    @property
+    def key(self) -> Hashable:
+        return self.args[0]
+
+    @property
+    def indeterminate(self) -> bool:
+        return math.isinf(self.complete_ns)
+
+    def validate(self) -> None:
+        if self.op not in _ARITY:
+            raise ValueError(f"unknown operation {self.op!r} (expected read, write or cas)")
+        if len(self.args) != _ARITY[self.op]:
+            raise ValueError(f"{self.op} takes {_ARITY[self.op]} args (key first), got {self.args!r}")
+        if not self.complete_ns >= self.invoke_ns:
+            raise ValueError(f"operation completes before it is invoked: {self!r}")
+        if self.op == CAS and not self.indeterminate and self.result not in (True, False):
+            raise ValueError(f"a completed cas must have a True/False result: {self!r}")
+
+
+@dataclass
+class CheckResult:
+    outcome: Outcome
+    keys_checked: int = 0
+    steps: int = 0                                   # search states expanded, all keys
+    failed_key: Optional[Hashable] = None            # the first key found not linearizable
+    failed_operations: List[Operation] = field(default_factory=list)   # that key's history
+    unknown_keys: List[Hashable] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome is Outcome.LINEARIZABLE
+
+    def __str__(self) -> str:
+        if self.outcome is Outcome.NOT_LINEARIZABLE:
+            ops = "\n  ".join(repr(op) for op in self.failed_operations[:40])
+            return f"not linearizable on key {self.failed_key!r}:\n  {ops}"
+        if self.outcome is Outcome.UNKNOWN:
+            return f"unknown: search budget exhausted on keys {self.unknown_keys[:10]!r}"
+        return f"linearizable ({self.keys_checked} keys, {self.steps} search steps)"
+
+
+def _apply(op: Operation, value: Any) -> Tuple[bool, Any]:
+    """Run ``op`` on the model in state ``value``: (consistent with the observation, new state)."""
+    if op.op == READ:
+        return op.result == value, value
+    if op.op == WRITE:
+        return True, op.args[1]
+    swapped = value == op.args[1]
+    new_value = op.args[2] if swapped else value
+    if op.indeterminate:
+        return True, new_value
+    return op.result == swapped, new_value
+
+
+def _check_key(ops: List[Operation], max_steps: int, deadline: float) -> Tuple[Optional[bool], int]:
+    """Search one key's history: (True/False, steps), or (None, steps) when out of budget."""
+    ops = sorted(ops, key=lambda o: (o.invoke_ns, o.complete_ns))
+    n = len(ops)
+    invoke = [o.invoke_ns for o in ops]
+    complete = [o.complete_ns for o in ops]
+    must_finish = 0                        # bitmask of completed (determinate) operations
+    for i, o in enumerate(ops):
+        if not o.indeterminate:
+            must_finish |= 1 << i
+    full = (1 << n) - 1
+
+    seen = set()
+    # Each stack frame: (linearized mask, state, candidates still to try at this point)
+    stack: List[Tuple[int, Any, List[int]]] = []
+    steps = 0
+
+    def candidates(mask: int) -> List[int]:
+        # Walk the waiting operations in invocation order. An operation may go next iff it
+        # was invoked no later than the earliest completion among the waiting ones; once an
+        # invocation passes the running minimum, later ones cannot lower it (they complete
+        # after they are invoked), so the walk stops there.
+        result = []
+        earliest_completion = math.inf
+        waiting = full & ~mask
+        while waiting:
+            low = waiting & -waiting
+            i = low.bit_length() - 1
+            waiting ^= low
+            if invoke[i] > earliest_completion:
+                break
+            result.append(i)
+            if complete[i] < earliest_completion:
+                earliest_completion = complete[i]
+        # reversed: the stack pops from the end, so the earliest-invoked is tried first
+        return [i for i in reversed(result) if invoke[i] <= earliest_completion]
+
+    mask, state = 0, None
+    stack.append((mask, state, candidates(mask)))
+    seen.add((mask, state))
+    while stack:
+        mask, state, todo = stack[-1]
+        if mask & must_finish == must_finish:
+            return True, steps
+        if not todo:
+            stack.pop()
+            continue
+        i = todo.pop()
+        steps += 1
+        if steps > max_steps or (steps & 0xFFF == 0 and time.monotonic() > deadline):
+            return None, steps
+        consistent, new_state = _apply(ops[i], state)
+        if not consistent:
+            continue
+        new_mask = mask | (1 << i)
+        try:
+            memo_key = (new_mask, new_state)
+            if memo_key in seen:
+                continue
+            seen.add(memo_key)
+        except TypeError:           # unhashable value: search without memoisation
+            pass
+        stack.append((new_mask, new_state, candidates(new_mask)))
+    return False, steps
+
+
+def check_kv_history(history: Iterable[Operation], max_steps: int = DEFAULT_MAX_STEPS,
+                     timeout_s: Optional[float] = None) -> CheckResult:
+    """Check a key-value history; ``max_steps`` bounds the search per key.
+
+    Returns NOT_LINEARIZABLE as soon as one key is proved not linearizable (naming it and its
+    operations), LINEARIZABLE when every key is, UNKNOWN when some key ran out of budget and
+    none failed.
+    """
+    deadline = time.monotonic() + timeout_s if timeout_s is not None else math.inf
+    by_key: Dict[Hashable, List[Operation]] = {}
+    for op in history:
+        op.validate()
+        if op.op == READ and op.indeterminate:
+            continue                      # an unanswered read changes nothing
+        by_key.setdefault(op.key, []).append(op)
+
+    result = CheckResult(Outcome.LINEARIZABLE)
+    for key, ops in by_key.items():
+        verdict, steps = _check_key(ops, max_steps, deadline)
+        result.keys_checked += 1
+        result.steps += steps
+        if verdict is False:
+            result.outcome = Outcome.NOT_LINEARIZABLE
+            result.failed_key = key
+            result.failed_operations = sorted(ops, key=lambda o: o.invoke_ns)
+            return result
+        if verdict is None:
+            result.unknown_keys.append(key)
+    if result.unknown_keys:
+        result.outcome = Outcome.UNKNOWN
+    return result
+
+
+class HistoryRecorder:
+    """Thread-safe recorder for clients under test: ``invoke`` before sending, then exactly
+    one of ``complete`` (with the result) or ``timeout`` (outcome unknown).
+
+    Times come from ``time.monotonic_ns`` (one clock for all threads of this process) unless
+    given explicitly, as a simulation does with its virtual clock.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pending: Dict[int, Tuple[int, str, Tuple[Any, ...], float]] = {}
+        self._done: List[Operation] = []
+        self._next_token = 1
+
+    def invoke(self, client_id: int, op: str, args: Tuple[Any, ...], now_ns: Optional[float] = None) -> int:
+        now = time.monotonic_ns() if now_ns is None else now_ns
+        with self._lock:
+            token = self._next_token
+            self._next_token += 1
+            self._pending[token] = (client_id, op, tuple(args), now)
+        return token
+
+    def complete(self, token: int, result: Any = None, now_ns: Optional[float] = None) -> None:
+        now = time.monotonic_ns() if now_ns is None else now_ns
+        with self._lock:
+            client_id, op, args, start = self._pending.pop(token)
+            self._done.append(Operation(client_id, op, args, start, now, result))
+
+    def timeout(self, token: int) -> None:
+        with self._lock:
+            client_id, op, args, start = self._pending.pop(token)
+            self._done.append(Operation(client_id, op, args, start, math.inf, None))
+
+    def history(self) -> List[Operation]:
+        """Everything recorded; operations still pending count as indeterminate."""
+        with self._lock:
+            pending = [Operation(c, op, args, start, math.inf, None)
+                       for c, op, args, start in self._pending.values()]
+            return list(self._done) + pending

@@ -1,0 +1,134 @@
+"""``AsyncClusterClient``: the cluster client for asyncio applications.
+
+``await client.request(...)`` suspends only the calling task; one background task runs the
+client's duty cycle (poll the network, keepalives, re-sends) and completes the futures of
+waiting requests. Same session logic and guarantees as :class:`aeronpy.ClusterClient`.
+"""
+from __future__ import annotations
+
+import asyncio
+from typing import Callable, Optional
+
+from aeronpy.client import ClusterClient
+from aeronpy.cluster.client_core import ClientState
+from aeronpy.cluster.codes import BACK_PRESSURED, CLOSED, NOT_CONNECTED
+from aeronpy.errors import ClusterClosedError, ClusterTimeoutError, NotConnectedError
+
+__all__ = ["AsyncClusterClient"]
+
+
+class AsyncClusterClient:
+    def __init__(self, client: ClusterClient, poll_interval_s: float = 0.0002):
+        self._client = client
+        self._core = client._core
+        self._poll_interval_s = poll_interval_s
+        self._waiting: dict[int, asyncio.Future] = {}
+        self._task: Optional[asyncio.Task] = None
+        self._closed = False
+
+    @classmethod
+    async def connect(cls, endpoints, timeout_s: float = 5.0, *, poll_interval_s: float = 0.0002,
+                      **options) -> "AsyncClusterClient":
+        """Connect without blocking the event loop; options as ClusterClient.connect."""
+        client = ClusterClient.open(endpoints, **options)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while client._core.state is ClientState.CONNECTING:
+            if loop.time() >= deadline:
+                client._transport.close()
+                raise NotConnectedError(f"no session with the cluster at {endpoints!r} within {timeout_s}s")
+            if not client.do_work():
+                await asyncio.sleep(poll_interval_s)
+        if client._core.state is not ClientState.CONNECTED:
+            client._transport.close()
+            raise client._core.error or NotConnectedError("connect failed")
+        self = cls(client, poll_interval_s)
+        self._task = asyncio.create_task(self._run(), name="aeronpy-client")
+        return self
+
+    async def _run(self) -> None:
+        while not self._closed:
+            work = self._client.do_work()
+            self._complete_waiting()
+            await asyncio.sleep(0 if work else self._poll_interval_s)
+
+    def _complete_waiting(self) -> None:
+        if not self._waiting:
+            return
+        core = self._core
+        closed = core.state is ClientState.CLOSED
+        for correlation_id, future in list(self._waiting.items()):
+            reply = core.take_reply(correlation_id)
+            if reply is not None:
+                del self._waiting[correlation_id]
+                if not future.done():
+                    future.set_result(reply)
+            elif closed:
+                del self._waiting[correlation_id]
+                if not future.done():
+                    future.set_exception(ClusterClosedError(str(core.error or "closed")))
+
+    @property
+    def session_id(self) -> int:
+        return self._client.session_id
+
+    @property
+    def is_connected(self) -> bool:
+        return self._client.is_connected
+
+    def offer(self, payload, service_id: int = 0) -> int:
+        return self._client.offer(payload, service_id)
+
+    def poll_egress(self, on_message: Callable[[int, memoryview], None], limit: int = 1 << 30) -> int:
+        """Responses not claimed by a request (the background task already polls the network)."""
+        return self._core.poll(on_message, limit)
+
+    async def request(self, payload, service_id: int = 0, timeout_s: float = 1.0) -> bytes:
+        """Offer and await the reply; raises as ClusterClient.request does."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while True:
+            correlation_id = self._core.offer(payload, service_id, self._client._clock(), expect_reply=True)
+            if correlation_id != BACK_PRESSURED:
+                break
+            if loop.time() >= deadline:
+                raise ClusterTimeoutError(f"send window full for {timeout_s}s")
+            await asyncio.sleep(self._poll_interval_s)
+        if correlation_id == NOT_CONNECTED:
+            raise NotConnectedError("not connected to the cluster")
+        if correlation_id == CLOSED:
+            raise ClusterClosedError(str(self._core.error or "closed"))
+        self._client._flush()
+        future = loop.create_future()
+        self._waiting[correlation_id] = future
+        try:
+            return await asyncio.wait_for(future, max(0.0, deadline - loop.time()))
+        except asyncio.TimeoutError:
+            raise ClusterTimeoutError(
+                f"no reply to correlation id {correlation_id} within {timeout_s}s "
+                "(it may still be applied, never twice)") from None
+        finally:
+            if self._waiting.pop(correlation_id, None) is not None:
+                self._core.abandon(correlation_id)
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+        for future in self._waiting.values():
+            if not future.done():
+                future.set_exception(ClusterClosedError("the client was closed"))
+        self._waiting.clear()
+        self._client.close()
+
+    async def __aenter__(self) -> "AsyncClusterClient":
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.close()

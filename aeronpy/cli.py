@@ -1,0 +1,284 @@
+"""The ``aeronpy`` command: run a node, inspect and operate one, and start the demo/bench/backup.
+
+    aeronpy node --config cluster.toml --member-id 0 [--data-dir DIR] --service pkg.mod:Class ...
+    aeronpy tool COMMAND --data-dir DIR [--json]
+    aeronpy demo|bench|backup [ARGS...]
+
+Errors that are the operator's (bad config, bad --service, missing data) print one line naming
+the cause and exit with status 2; nothing prints a traceback for them.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import signal
+import sys
+import threading
+from typing import Callable, Optional, Sequence
+
+from aeronpy.errors import AeronpyError, ConfigError
+
+EXIT_OK, EXIT_USAGE, EXIT_NOT_AVAILABLE = 0, 2, 3
+
+
+class ServiceLoadError(AeronpyError):
+    """A ``--service module:Class`` could not be imported, found or constructed."""
+
+
+def _err(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
+def _import_optional(module: str) -> Optional[object]:
+    """Import ``module``, or None when it (not something it imports) does not exist."""
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        missing = exc.name or ""
+        if module == missing or module.startswith(missing + "."):
+            return None
+        raise
+
+
+# -- node -----------------------------------------------------------------------------------------
+
+def load_service(spec: str) -> object:
+    """Import ``pkg.module:ClassName`` and construct it; it must be a ClusteredService subclass."""
+    from aeronpy.service import ClusteredService
+
+    module_name, sep, attr = spec.partition(":")
+    if not sep or not module_name or not attr:
+        raise ServiceLoadError(f"--service {spec!r}: expected module:ClassName, "
+                               "e.g. myapp.matching:MatchingEngine")
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())  # as `python -m` would: services next to the config
+    try:
+        module = _import_optional(module_name)
+    except Exception as exc:  # the service's own module failed while importing
+        raise ServiceLoadError(f"--service {spec!r}: importing {module_name} failed: "
+                               f"{type(exc).__name__}: {exc}") from exc
+    if module is None:
+        raise ServiceLoadError(f"--service {spec!r}: no module named {module_name!r} "
+                               f"(is it on PYTHONPATH? working directory: {os.getcwd()})")
+    target: object = module
+    for part in attr.split("."):
+        if not hasattr(target, part):
+            raise ServiceLoadError(f"--service {spec!r}: module {module_name} has no {attr!r}")
+        target = getattr(target, part)
+    if not isinstance(target, type) or not issubclass(target, ClusteredService):
+        raise ServiceLoadError(f"--service {spec!r}: {module_name}:{attr} is not a subclass of "
+                               "aeronpy.ClusteredService")
+    try:
+        return target()
+    except Exception as exc:
+        raise ServiceLoadError(f"--service {spec!r}: {attr}() raised "
+                               f"{type(exc).__name__}: {exc}") from exc
+
+
+def _cluster_node_class() -> Optional[type]:
+    module = _import_optional("aeronpy.cluster.node")
+    return None if module is None else getattr(module, "ClusterNode", None)
+
+
+def cmd_node(args: argparse.Namespace) -> int:
+    from aeronpy.cluster.config import NodeConfig
+    from aeronpy.cluster.logsetup import configure_cli_logging, node_logger
+
+    overrides = {"data_dir": args.data_dir} if args.data_dir else {}
+    try:
+        config = NodeConfig.from_toml(args.config, member_id=args.member_id, **overrides)
+        services = [load_service(spec) for spec in args.service]
+        config.check_startable()
+    except ConfigError as exc:
+        _err(f"aeronpy node: configuration error: {exc}")
+        return EXIT_USAGE
+    except ServiceLoadError as exc:
+        _err(f"aeronpy node: {exc}")
+        return EXIT_USAGE
+    node_class = _cluster_node_class()
+    if node_class is None:
+        _err("aeronpy node: the node agent (aeronpy.cluster.node.ClusterNode) is not available "
+             "in this build yet; the configuration and services above loaded fine")
+        return EXIT_NOT_AVAILABLE
+    configure_cli_logging(config.log_level)
+    log = node_logger(config.member_id)
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: object) -> None:
+        log.info("received %s: closing", signal.Signals(signum).name)
+        stop.set()
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, on_signal)
+    try:
+        node = node_class(config, services=services)
+    except ConfigError as exc:
+        _err(f"aeronpy node: configuration error: {exc}")
+        return EXIT_USAGE
+    metrics_server = None
+    try:
+        if config.metrics_http_port is not None:
+            from aeronpy.cluster.metrics import MetricsServer
+            metrics_server = MetricsServer(config.data_dir, config.metrics_http_port).start()
+            log.info("metrics at %s", metrics_server.url)
+        node.start()
+        while not stop.wait(0.2):
+            if getattr(node, "closed", False):   # the node stopped itself (e.g. cluster shutdown)
+                break
+    finally:
+        node.close()
+        if metrics_server is not None:
+            metrics_server.close()
+    return EXIT_OK
+
+
+# -- tool -----------------------------------------------------------------------------------------
+
+def _print_result(result: object, as_json: bool) -> int:
+    if as_json:
+        print(json.dumps(result.data, indent=2, sort_keys=True, default=str))
+    else:
+        stream = sys.stdout if result.exit_code in (0, 1) else sys.stderr
+        print(result.text, file=stream)
+    return result.exit_code
+
+
+def cmd_tool(args: argparse.Namespace) -> int:
+    from aeronpy.cluster import admin, tool
+
+    command, data_dir = args.tool_command, args.data_dir
+    if command == "metrics" and args.serve_metrics is not None:
+        return _serve_metrics(data_dir, args.serve_metrics)
+    if command in tool.LOCAL_COMMANDS:
+        return _print_result(tool.run_local(command, data_dir), args.json)
+    try:
+        data = admin.COMMAND_FUNCTIONS[command](data_dir)
+    except admin.AdminNotAvailableError as exc:
+        if args.json:
+            print(json.dumps({"error": str(exc), "available": False}))
+        _err(str(exc))
+        return EXIT_NOT_AVAILABLE
+    except AeronpyError as exc:
+        _err(f"aeronpy tool {command}: {exc}")
+        return EXIT_USAGE
+    print(json.dumps(data, indent=2, sort_keys=True, default=str) if args.json
+          else "\n".join(f"{k}: {v}" for k, v in data.items()))
+    return EXIT_OK
+
+
+def _serve_metrics(data_dir: str, port: int) -> int:
+    from aeronpy.cluster.metrics import MetricsServer
+
+    try:
+        server = MetricsServer(data_dir, port)
+    except OSError as exc:
+        _err(f"aeronpy tool metrics: --serve-metrics {port}: cannot listen on 127.0.0.1:{port}: "
+             f"{exc.strerror or exc}")
+        return EXIT_USAGE
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    server.start()
+    print(f"serving {server.url} from {data_dir}; Ctrl-C to stop", flush=True)
+    try:
+        stop.wait()
+    finally:
+        server.close()
+    return EXIT_OK
+
+
+# -- demo / bench / backup ------------------------------------------------------------------------
+
+def _dispatch(what: str, candidates: Sequence[str], argv: list) -> int:
+    for module_name in candidates:
+        module = _import_optional(module_name)
+        entry: Optional[Callable] = getattr(module, "main", None) if module else None
+        if entry is not None:
+            result = entry(argv)
+            return result if isinstance(result, int) else EXIT_OK
+    _err(f"aeronpy {what}: not available in this build (looked for "
+         f"{', '.join(c + ':main' for c in candidates)})")
+    return EXIT_NOT_AVAILABLE
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    return _dispatch("demo", ["aeronpy.demo"], args.args)
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    return _dispatch("bench", ["bench.cluster_bench", "aeronpy.bench"], args.args)
+
+
+def cmd_backup(args: argparse.Namespace) -> int:
+    return _dispatch("backup", ["aeronpy.cluster.backup"], args.args)
+
+
+# -- parser ---------------------------------------------------------------------------------------
+
+TOOL_HELP = {
+    "describe": "all counters, members, leader, term, liveness and recent errors",
+    "list-members": "the members and which one leads",
+    "is-leader": "exit code 0 if this node is running and leads, 1 otherwise",
+    "pid": "the running node's pid (exit 1 if it is not running)",
+    "errors": "the distinct errors recorded, with timestamps and counts",
+    "metrics": "Prometheus text format from the counters (--serve-metrics PORT to serve it)",
+    "snapshot": "take a snapshot on every member (through the log)",
+    "suspend": "stop sequencing client messages until resume",
+    "resume": "resume sequencing after suspend",
+    "shutdown": "orderly shutdown with a final snapshot on every member",
+    "abort": "stop every member without a snapshot",
+    "recording-log": "the recording log: term starts and snapshots",
+    "recovery-plan": "what a node started on this data dir would load and replay",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="aeronpy", description="aeronpy cluster node and tools")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    node = sub.add_parser("node", help="run one cluster node",
+                          description="Run one cluster node until SIGTERM/SIGINT.")
+    node.add_argument("--config", required=True, help="TOML configuration file")
+    node.add_argument("--member-id", type=int, default=None,
+                      help="which [[members]] entry this node is (overrides member_id in the file)")
+    node.add_argument("--data-dir", default=None, help="overrides data_dir in the file")
+    node.add_argument("--service", action="append", required=True, metavar="MODULE:CLASS",
+                      help="a ClusteredService subclass to host; repeat for service ids 1, 2, ...")
+    node.set_defaults(func=cmd_node)
+
+    tool_parser = sub.add_parser("tool", help="inspect or operate a node through its data dir")
+    tool_sub = tool_parser.add_subparsers(dest="tool_command", metavar="TOOL_COMMAND", required=True)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--data-dir", required=True, help="the node's data directory")
+    common.add_argument("--json", action="store_true", help="machine-readable output")
+    for name, text in TOOL_HELP.items():
+        p = tool_sub.add_parser(name, parents=[common], help=text, description=text)
+        if name == "metrics":
+            p.add_argument("--serve-metrics", type=int, default=None, metavar="PORT",
+                           help="serve http://127.0.0.1:PORT/metrics until interrupted")
+    tool_parser.set_defaults(func=cmd_tool)
+
+    for name, func, text in (("demo", cmd_demo, "run the demo"),
+                             ("bench", cmd_bench, "run the cluster benchmark"),
+                             ("backup", cmd_backup, "back up a cluster member")):
+        p = sub.add_parser(name, help=text, add_help=False)
+        p.add_argument("args", nargs=argparse.REMAINDER)
+        p.set_defaults(func=func)
+    return parser
+
+
+_PASSTHROUGH = {"demo": cmd_demo, "bench": cmd_bench, "backup": cmd_backup}
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in _PASSTHROUGH:   # every later argument, options too, is theirs
+        return _PASSTHROUGH[argv[0]](argparse.Namespace(args=argv[1:]))
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

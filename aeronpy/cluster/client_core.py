@@ -1,0 +1,347 @@
+"""The client side of a cluster session, sans-I/O: shared by ``ClusterClient``, the asyncio
+client and the simulator's client.
+
+Bytes never appear here: protocol messages come in through :meth:`ClientCore.on_egress`,
+time through ``now_ns`` arguments, and what to send piles up in :attr:`ClientCore.outgoing`
+as ``(endpoint, message)`` for the driver to send.
+
+Exactly-once from the client's side: every message gets the next ``seq`` of the session and
+stays in a bounded resend window until the cluster acknowledges it (``ack_seq`` on a response
+or a SessionAck). On a NEW_LEADER event, a redirect, or when acknowledgements stall, the
+whole window is sent again; the cluster skips what it already sequenced and answers what it
+already applied from its reply cache.
+"""
+from __future__ import annotations
+
+import enum
+import random
+from collections import OrderedDict, deque
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+from aeronpy.cluster import protocol as P
+from aeronpy.cluster.codes import BACK_PRESSURED, CLOSED, NOT_CONNECTED
+from aeronpy.cluster.module_config import DEFAULT_MAX_MESSAGE_BYTES, parse_ingress_endpoints
+from aeronpy.errors import (AeronpyError, AuthenticationError, ClusterClosedError,
+                            MessageTooLargeError, NotConnectedError)
+
+_MS = 1_000_000
+
+
+class ClientState(enum.Enum):
+    IDLE = 0
+    CONNECTING = 1
+    CONNECTED = 2
+    CLOSED = 3
+
+
+@dataclass
+class ClientConfig:
+    """Client settings; every buffer is bounded by one of them."""
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES   # must match the cluster's
+    window_messages: int = 1024          # unacknowledged messages kept for re-sending
+    inbox_max: int = 65536               # responses waiting for poll_egress
+    connect_attempt_timeout_ns: int = 250 * _MS
+    keepalive_interval_ns: int = 1000 * _MS   # keep below the cluster's session timeout
+    resend_timeout_ns: int = 500 * _MS   # no acknowledgement for this long: re-send the window
+    abandoned_max: int = 4096            # correlation ids of timed-out requests remembered
+    protocol_version: int = 1
+
+    def __post_init__(self) -> None:
+        for name in ("max_message_bytes", "window_messages", "inbox_max", "connect_attempt_timeout_ns",
+                     "keepalive_interval_ns", "resend_timeout_ns", "abandoned_max"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+
+
+def parse_endpoints(endpoints) -> list[str]:
+    """"h:p,h:p" or a sequence of "h:p" -> list (order kept, blanks dropped)."""
+    if isinstance(endpoints, str):
+        endpoints = endpoints.split(",")
+    out = [e.strip() for e in endpoints if e and e.strip()]
+    if not out:
+        raise ValueError("at least one cluster ingress endpoint is needed")
+    return out
+
+
+class ClientCore:
+    def __init__(self, endpoints, response_endpoint: str, config: Optional[ClientConfig] = None,
+                 rng: Optional[random.Random] = None, credentials: bytes = b""):
+        self.endpoints = parse_endpoints(endpoints)
+        self.response_endpoint = response_endpoint
+        self.config = config or ClientConfig()
+        self.credentials = bytes(credentials)
+        self._rng = rng or random.Random()
+        self.state = ClientState.IDLE
+        self.error: Optional[AeronpyError] = None     # why the client closed, if not by close()
+        self.session_id = 0
+        self.leadership_term = -1
+        self.leader_endpoint: Optional[str] = None
+        self.members: dict[int, str] = {}
+        self.outgoing: list[tuple[str, object]] = []
+        self.counters: dict[str, int] = {}
+        self._next_correlation_id = 1
+        self._next_seq = 1
+        self._window: "OrderedDict[int, P.SessionMessage]" = OrderedDict()   # seq -> message
+        self._inbox: deque = deque()
+        self._awaiting: set[int] = set()
+        self._replies: dict[int, bytes] = {}
+        self._abandoned: "OrderedDict[int, None]" = OrderedDict()
+        self._delivered_ack = 0
+        self._delivered_at_ack: list[tuple[int, bytes]] = []
+        self._connect_message: Optional[P.SessionConnect] = None
+        self._endpoint_index = 0
+        self._attempt_deadline_ns = 0
+        self._last_sent_ns = 0
+        self._last_progress_ns = 0
+        self._stalls = 0
+
+    def _count(self, name: str) -> None:
+        self.counters[name] = self.counters.get(name, 0) + 1
+
+    def _send(self, endpoint: str, message: object, now_ns: int) -> None:
+        self.outgoing.append((endpoint, message))
+        self._last_sent_ns = now_ns
+
+    def take_outgoing(self) -> list[tuple[str, object]]:
+        out, self.outgoing = self.outgoing, []
+        return out
+
+    @property
+    def is_connected(self) -> bool:
+        return self.state is ClientState.CONNECTED
+
+    @property
+    def unacknowledged(self) -> int:
+        return len(self._window)
+
+    # ---- connecting ---------------------------------------------------------------------
+    def connect(self, now_ns: int) -> None:
+        """Start connecting: a SessionConnect to the first endpoint, then round robin."""
+        if self.state is not ClientState.IDLE:
+            raise ClusterClosedError("connect() on a client that is connecting, connected or closed")
+        self._connect_message = P.SessionConnect(
+            self._take_correlation_id(), self._rng.getrandbits(63), self.response_endpoint,
+            self.credentials, self.config.protocol_version)
+        self.state = ClientState.CONNECTING
+        self._send_connect(self.endpoints[0], now_ns)
+
+    def _send_connect(self, endpoint: str, now_ns: int) -> None:
+        # the same correlation id and nonce every time: a connect that reached the leader
+        # twice still opens a single session
+        self._attempt_deadline_ns = now_ns + self.config.connect_attempt_timeout_ns
+        self._send(endpoint, self._connect_message, now_ns)
+
+    def _on_connect_event(self, event, now_ns: int) -> None:
+        code = event.code
+        if code == P.EVENT_OK:
+            self.state = ClientState.CONNECTED
+            self.session_id = event.session_id
+            self.leadership_term = event.leadership_term
+            if event.detail:
+                self.leader_endpoint = event.detail
+            self._last_progress_ns = now_ns
+            self._last_sent_ns = now_ns
+        elif code == P.EVENT_REDIRECT:
+            self._count("redirects")
+            if event.detail:
+                self._send_connect(event.detail, now_ns)
+        elif code == P.EVENT_AUTHENTICATION_REJECTED:
+            self._fail(AuthenticationError(f"cluster rejected the credentials: {event.detail}"))
+        else:
+            self._fail(NotConnectedError(f"cluster refused the session: {event.detail}"))
+
+    def _fail(self, error: AeronpyError) -> None:
+        self.state = ClientState.CLOSED
+        self.error = error
+        self._awaiting.clear()
+
+    # ---- sending ------------------------------------------------------------------------
+    def _take_correlation_id(self) -> int:
+        correlation_id = self._next_correlation_id
+        self._next_correlation_id += 1
+        return correlation_id
+
+    def offer(self, payload, service_id: int = 0, now_ns: int = 0, expect_reply: bool = False) -> int:
+        """> 0: the message's correlation id; < 0: NOT_CONNECTED, BACK_PRESSURED or CLOSED.
+
+        Raises MessageTooLargeError (nothing is sent) above ``max_message_bytes``.
+        With ``expect_reply`` its first response is kept for :meth:`take_reply`, never
+        handed to poll().
+        """
+        size = payload.nbytes if isinstance(payload, memoryview) else len(payload)
+        if size > self.config.max_message_bytes:
+            raise MessageTooLargeError(
+                f"message of {size} bytes exceeds max_message_bytes {self.config.max_message_bytes}")
+        if self.state is ClientState.CLOSED:
+            return CLOSED
+        if self.state is not ClientState.CONNECTED:
+            return NOT_CONNECTED
+        if len(self._window) >= self.config.window_messages:
+            self._count("back_pressured")
+            return BACK_PRESSURED
+        correlation_id = self._take_correlation_id()
+        seq = self._next_seq
+        self._next_seq += 1
+        message = P.SessionMessage(self.session_id, seq, correlation_id, service_id, bytes(payload))
+        if not self._window:
+            self._last_progress_ns = now_ns
+        self._window[seq] = message
+        if expect_reply:
+            self._awaiting.add(correlation_id)
+        self._send(self.leader_endpoint, message, now_ns)
+        return correlation_id
+
+    def _resend_window(self, now_ns: int) -> None:
+        for message in self._window.values():
+            self._send(self.leader_endpoint, message, now_ns)
+        self._last_progress_ns = now_ns
+        if self._window:
+            self._count("window_resends")
+
+    def _release(self, ack_seq: int, now_ns: int) -> None:
+        window = self._window
+        released = False
+        while window:
+            seq = next(iter(window))
+            if seq > ack_seq:
+                break
+            del window[seq]
+            released = True
+        if released:
+            self._last_progress_ns = now_ns
+            self._stalls = 0
+
+    def close(self, now_ns: int = 0) -> None:
+        if self.state is ClientState.CONNECTED:
+            self._send(self.leader_endpoint, P.SessionClose(self.session_id, self.leadership_term), now_ns)
+        if self.state is not ClientState.CLOSED:
+            self.state = ClientState.CLOSED
+            self.error = ClusterClosedError("the client was closed")
+        self._awaiting.clear()
+
+    # ---- time ---------------------------------------------------------------------------
+    def tick(self, now_ns: int) -> None:
+        if self.state is ClientState.CONNECTING:
+            if now_ns >= self._attempt_deadline_ns:
+                self._send_connect(self._next_endpoint(None), now_ns)
+        elif self.state is ClientState.CONNECTED:
+            if self._window and now_ns - self._last_progress_ns >= self.config.resend_timeout_ns:
+                self._stalls += 1
+                if self._stalls >= 2:
+                    # the leader we know stays silent: probe the others (followers redirect)
+                    self.leader_endpoint = self._next_endpoint(self.leader_endpoint)
+                self._resend_window(now_ns)
+            if now_ns - self._last_sent_ns >= self.config.keepalive_interval_ns:
+                self._send(self.leader_endpoint, P.SessionKeepAlive(self.session_id, self.leadership_term),
+                           now_ns)
+
+    def _next_endpoint(self, avoid: Optional[str]) -> str:
+        for _ in range(len(self.endpoints)):
+            self._endpoint_index = (self._endpoint_index + 1) % len(self.endpoints)
+            if self.endpoints[self._endpoint_index] != avoid:
+                break
+        return self.endpoints[self._endpoint_index]
+
+    # ---- receiving ----------------------------------------------------------------------
+    def on_egress(self, message: object, now_ns: int) -> None:
+        kind = type(message)
+        if kind is P.SessionEvent:
+            self._on_session_event(message, now_ns)
+        elif self.state is not ClientState.CONNECTED or getattr(message, "session_id", None) != self.session_id:
+            self._count("egress_not_for_us")
+        elif kind is P.EgressMessage:
+            self._release(message.ack_seq, now_ns)
+            self._on_response(message)
+        elif kind is P.SessionAck:
+            self._release(message.ack_seq, now_ns)
+        elif kind is P.NewLeaderEvent:
+            self._on_new_leader(message, now_ns)
+        else:
+            self._count("egress_unexpected")
+
+    def _on_session_event(self, event, now_ns: int) -> None:
+        if self.state is ClientState.CONNECTING:
+            if event.correlation_id == self._connect_message.correlation_id:
+                self._on_connect_event(event, now_ns)
+            else:
+                self._count("egress_not_for_us")
+            return
+        if self.state is not ClientState.CONNECTED or event.session_id != self.session_id:
+            self._count("egress_not_for_us")
+            return
+        if event.code == P.EVENT_CLOSED:
+            self._fail(ClusterClosedError(f"the cluster closed the session: {event.detail}"))
+        elif event.code == P.EVENT_REDIRECT:
+            self._count("redirects")
+            if event.detail and event.detail != self.leader_endpoint:
+                self.leader_endpoint = event.detail
+                self._resend_window(now_ns)
+        elif event.code == P.EVENT_OK:
+            pass        # a late answer to a re-sent connect
+        else:
+            self._count("session_errors")
+
+    def _on_new_leader(self, event, now_ns: int) -> None:
+        if event.leadership_term < self.leadership_term:
+            self._count("stale_new_leader")
+            return
+        self.leadership_term = event.leadership_term
+        self.members = parse_ingress_endpoints(event.ingress_endpoints) or self.members
+        self.leader_endpoint = self.members.get(event.leader_member_id, self.leader_endpoint)
+        self._stalls = 0
+        self._resend_window(now_ns)
+
+    def _on_response(self, message) -> None:
+        correlation_id = message.correlation_id
+        payload = bytes(message.payload)
+        if correlation_id != 0:
+            # responses come in seq order; one re-sent from the reply cache while the original
+            # was still on its way is the same (ack_seq, correlation id, payload): drop it
+            ack = message.ack_seq
+            if ack < self._delivered_ack:
+                self._count("duplicate_responses")
+                return
+            if ack > self._delivered_ack:
+                self._delivered_ack = ack
+                self._delivered_at_ack = []
+            elif (correlation_id, payload) in self._delivered_at_ack:
+                self._count("duplicate_responses")
+                return
+            self._delivered_at_ack.append((correlation_id, payload))
+            if correlation_id in self._awaiting:
+                self._awaiting.discard(correlation_id)
+                self._replies[correlation_id] = payload
+                return
+            if correlation_id in self._abandoned:
+                self._count("late_replies_dropped")
+                return
+        if len(self._inbox) >= self.config.inbox_max:
+            self._count("inbox_dropped")
+            return
+        self._inbox.append((correlation_id, payload))
+
+    # ---- handing out responses ----------------------------------------------------------
+    def poll(self, on_message: Callable[[int, memoryview], None], limit: int = 1 << 30) -> int:
+        """Deliver queued responses to ``on_message(correlation_id, payload)``."""
+        delivered = 0
+        inbox = self._inbox
+        while inbox and delivered < limit:
+            correlation_id, payload = inbox.popleft()
+            on_message(correlation_id, memoryview(payload))
+            delivered += 1
+        return delivered
+
+    def take_reply(self, correlation_id: int) -> Optional[bytes]:
+        return self._replies.pop(correlation_id, None)
+
+    def is_awaiting(self, correlation_id: int) -> bool:
+        return correlation_id in self._awaiting
+
+    def abandon(self, correlation_id: int) -> None:
+        """A request gave up: a late reply to it is dropped, never handed to anyone else."""
+        self._awaiting.discard(correlation_id)
+        self._replies.pop(correlation_id, None)
+        self._abandoned[correlation_id] = None
+        while len(self._abandoned) > self.config.abandoned_max:
+            self._abandoned.popitem(last=False)

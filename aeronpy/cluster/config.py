@@ -1,0 +1,386 @@
+"""`NodeConfig`: one node's configuration, loaded from TOML and validated before anything starts.
+
+Why validate so eagerly: a trading cluster that starts with a typo in a timeout, or two members
+on one port, fails later in ways that look like network trouble. Every check here raises one
+`aeronpy.ConfigError(key, message)` whose key is the exact TOML key (``members[1].ingress_port``
+for a member field) so the operator knows which line to fix.
+
+Two phases:
+- construction (`from_toml`, `from_dict`, or the constructor) checks the file itself: unknown
+  keys (with the closest known key suggested), types, ranges, duplicate member ids and ports,
+  the timing relations, and that ``member_id`` names a member;
+- `check_startable()`, called by the node just before it binds, checks the machine: this
+  member's ports are free and the data dir can be created and written.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import errno
+import os
+import socket
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Optional
+
+from aeronpy.errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib as _toml
+else:  # pragma: no cover - exercised on 3.10 only
+    import tomli as _toml
+
+FILE_SYNC_LEVELS = ("none", "data", "full")
+IDLE_STRATEGIES = ("busy-spin", "yield", "backoff", "sleep")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+_INT32_MAX = 2**31 - 1
+_KIB, _MIB, _GIB = 1 << 10, 1 << 20, 1 << 30
+
+# (key, default, documentation). The order is the order of the docs table.
+KEY_DOCS: tuple = (
+    ("cluster_id", "required", "Integer (int32) shared by every member; frames carrying another "
+     "cluster id are dropped and counted, so two clusters on one network cannot mix."),
+    ("members", "required", "One `[[members]]` table per member: `id` (non-negative int), `host`, "
+     "`consensus_port` (member-to-member UDP), `ingress_port` (client UDP), optional "
+     "`admin_port` (the `aeronpy tool` admin endpoint). Ids and host:port pairs must be unique."),
+    ("member_id", "required", "Which member this node is; usually given as "
+     "`from_toml(path, member_id=N)` or `aeronpy node --member-id N` so one file serves all."),
+    ("data_dir", '"aeronpy-data/member-{member_id}"', "Directory for the log, snapshots, "
+     "counters and error log; `{member_id}` is replaced, so one file can serve every member. "
+     "Relative paths are relative to the working directory. Must be creatable and writable."),
+    ("file_sync", '"none"', 'When appended log data is fsynced: "none" (left to the OS, as '
+     'Aeron level 0: survives kill -9 but not power loss of a majority), "data" (fdatasync of the '
+     'log before acknowledging, level 1), "full" (data and metadata, level 2). The vote record is '
+     "always synced whatever this says."),
+    ("election_timeout_ms", "200", "Base election timeout; candidates randomise around it."),
+    ("heartbeat_interval_ms", "50", "How often a leader heartbeats idle followers. Must be less "
+     "than `election_timeout_ms` and `leader_heartbeat_timeout_ms`."),
+    ("leader_heartbeat_timeout_ms", "400", "A follower that hears nothing from the leader for "
+     "this long starts an election; a leader that hears from no quorum for this long steps down."),
+    ("session_timeout_ms", "10000", "A client session with no traffic or keepalive for this long "
+     "is closed. Must exceed `leader_heartbeat_timeout_ms + election_timeout_ms` so sessions "
+     "survive a failover."),
+    ("idle_strategy", '"backoff"', 'What the duty cycle does when it found no work: "busy-spin", '
+     '"yield", "backoff" (spin, yield, then park up to 1 ms, waking on a datagram), "sleep" (1 ms).'),
+    ("snapshot_log_bytes", "268435456 (256 MiB)", "Take a snapshot automatically once this many "
+     "log bytes were appended since the last one; 0 turns automatic snapshots off."),
+    ("secret", "none", "Shared key (string, UTF-8) that authenticates member-to-member frames "
+     "with a keyed MAC; frames with a bad MAC are dropped and counted. Off when absent."),
+    ("segment_bytes", "67108864 (64 MiB)", "Size of one log segment file (64 KiB .. 1 GiB)."),
+    ("mtu_bytes", "1408", "Largest UDP datagram sent (512 .. 65504); bigger messages are "
+     "fragmented. 1408 fits common Ethernet paths without IP fragmentation."),
+    ("max_message_bytes", "1048576 (1 MiB)", "Largest client or service message accepted; "
+     "larger offers raise MessageTooLargeError."),
+    ("socket_rcvbuf_bytes", "2097152 (2 MiB)", "SO_RCVBUF asked for on every socket; 0 keeps the "
+     "OS default. Linux caps it at net.core.rmem_max."),
+    ("socket_sndbuf_bytes", "2097152 (2 MiB)", "SO_SNDBUF asked for on every socket; 0 keeps the "
+     "OS default. Linux caps it at net.core.wmem_max."),
+    ("max_append_bytes", "65536 (64 KiB)", "Upper bound on the entries batched into one "
+     "AppendEntries (at least one entry is always sent)."),
+    ("snapshots_to_keep", "2", "How many snapshots (and the log they cover) are kept; older ones "
+     "are deleted. At least 1."),
+    ("metrics_http_port", "off", "When set, serve Prometheus metrics at "
+     "http://127.0.0.1:PORT/metrics (loopback only)."),
+    ("log_level", '"INFO"', "Level of the node's logger `aeronpy.node.<member_id>`: DEBUG, INFO, "
+     "WARNING, ERROR or CRITICAL."),
+)
+_MEMBER_KEYS = ("id", "host", "consensus_port", "ingress_port", "admin_port")
+
+
+def _suggest(key: str, known) -> str:
+    close = difflib.get_close_matches(key, list(known), n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def _int(key: str, value: Any, lo: int, hi: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(key, f"must be an integer, got {type(value).__name__} {value!r}")
+    if not lo <= value <= hi:
+        raise ConfigError(key, f"must be between {lo} and {hi}, got {value}")
+    return value
+
+
+def _choice(key: str, value: Any, choices, fold=str.lower) -> str:
+    if not isinstance(value, str):
+        raise ConfigError(key, f"must be a string, one of {', '.join(map(repr, choices))}")
+    if fold(value) not in choices:
+        raise ConfigError(key, f"must be one of {', '.join(map(repr, choices))}, got {value!r}"
+                          + _suggest(fold(value), choices))
+    return fold(value)
+
+
+@dataclass(frozen=True)
+class MemberConfig:
+    """One `[[members]]` table: where a member listens."""
+
+    id: int
+    host: str
+    consensus_port: int
+    ingress_port: int
+    admin_port: Optional[int] = None
+
+    @property
+    def consensus_endpoint(self) -> tuple:
+        return (self.host, self.consensus_port)
+
+    @property
+    def ingress_endpoint(self) -> tuple:
+        return (self.host, self.ingress_port)
+
+    @classmethod
+    def from_dict(cls, raw: Any, position: int) -> "MemberConfig":
+        where = f"members[{position}]"
+        if isinstance(raw, MemberConfig):
+            raw = dataclasses.asdict(raw)
+        if not isinstance(raw, Mapping):
+            raise ConfigError(where, "must be a table with id, host, consensus_port, ingress_port")
+        for key in raw:
+            if key not in _MEMBER_KEYS:
+                raise ConfigError(f"{where}.{key}", "unknown member key" + _suggest(key, _MEMBER_KEYS))
+        for key in ("id", "host", "consensus_port", "ingress_port"):
+            if key not in raw:
+                raise ConfigError(f"{where}.{key}", "required member key is missing")
+        host = raw["host"]
+        if not isinstance(host, str) or not host.strip():
+            raise ConfigError(f"{where}.host", f"must be a non-empty host name or address, got {host!r}")
+        admin = raw.get("admin_port")
+        return cls(
+            id=_int(f"{where}.id", raw["id"], 0, _INT32_MAX),
+            host=host.strip(),
+            consensus_port=_int(f"{where}.consensus_port", raw["consensus_port"], 1, 65535),
+            ingress_port=_int(f"{where}.ingress_port", raw["ingress_port"], 1, 65535),
+            admin_port=None if admin is None else _int(f"{where}.admin_port", admin, 1, 65535),
+        )
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    """Configuration of one cluster node; keys are the TOML keys (table in docs/configuration.md).
+
+    Constructed only through a validating path: the constructor, `from_dict` and `from_toml`
+    all raise `aeronpy.ConfigError(key, message)` for the first problem found.
+    """
+
+    cluster_id: int
+    members: tuple
+    member_id: int
+    data_dir: str = "aeronpy-data/member-{member_id}"
+    file_sync: str = "none"
+    election_timeout_ms: int = 200
+    heartbeat_interval_ms: int = 50
+    leader_heartbeat_timeout_ms: int = 400
+    session_timeout_ms: int = 10_000
+    idle_strategy: str = "backoff"
+    snapshot_log_bytes: int = 256 * _MIB
+    secret: Optional[bytes] = field(default=None, repr=False)
+    segment_bytes: int = 64 * _MIB
+    mtu_bytes: int = 1408
+    max_message_bytes: int = 1 * _MIB
+    socket_rcvbuf_bytes: int = 2 * _MIB
+    socket_sndbuf_bytes: int = 2 * _MIB
+    max_append_bytes: int = 64 * _KIB
+    snapshots_to_keep: int = 2
+    metrics_http_port: Optional[int] = None
+    log_level: str = "INFO"
+
+    def __post_init__(self) -> None:
+        put = object.__setattr__.__get__(self)  # frozen: normalise through the back door once
+        put("cluster_id", _int("cluster_id", self.cluster_id, -(2**31), _INT32_MAX))
+        members = self.members
+        if isinstance(members, Mapping) or not isinstance(members, (list, tuple)) or not members:
+            raise ConfigError("members", "must be a non-empty list of [[members]] tables")
+        members = tuple(MemberConfig.from_dict(m, i) for i, m in enumerate(members))
+        put("members", members)
+        put("member_id", _int("member_id", self.member_id, 0, _INT32_MAX))
+        self._check_members()
+        if not isinstance(self.data_dir, (str, os.PathLike)) or not str(self.data_dir):
+            raise ConfigError("data_dir", f"must be a non-empty path, got {self.data_dir!r}")
+        put("data_dir", os.fspath(self.data_dir).replace("{member_id}", str(self.member_id)))
+        put("file_sync", _choice("file_sync", self.file_sync, FILE_SYNC_LEVELS))
+        put("idle_strategy", _choice("idle_strategy", self.idle_strategy, IDLE_STRATEGIES))
+        put("log_level", _choice("log_level", self.log_level, LOG_LEVELS, fold=str.upper))
+        for key, lo, hi in (
+            ("election_timeout_ms", 1, 3_600_000), ("heartbeat_interval_ms", 1, 3_600_000),
+            ("leader_heartbeat_timeout_ms", 1, 3_600_000), ("session_timeout_ms", 1, 86_400_000),
+            ("snapshot_log_bytes", 0, 2**62), ("segment_bytes", 64 * _KIB, _GIB),
+            ("mtu_bytes", 512, 65504), ("max_message_bytes", 1, _GIB),
+            ("socket_rcvbuf_bytes", 0, _GIB), ("socket_sndbuf_bytes", 0, _GIB),
+            ("max_append_bytes", 1 * _KIB, _GIB), ("snapshots_to_keep", 1, 1000),
+        ):
+            _int(key, getattr(self, key), lo, hi)
+        if self.metrics_http_port is not None:
+            _int("metrics_http_port", self.metrics_http_port, 1, 65535)
+        if self.secret is not None:
+            secret = self.secret.encode() if isinstance(self.secret, str) else self.secret
+            if not isinstance(secret, (bytes, bytearray)) or not secret:
+                raise ConfigError("secret", "must be a non-empty string")
+            put("secret", bytes(secret))
+        self._check_timing()
+
+    def _check_members(self) -> None:
+        seen_ids: dict = {}
+        seen_ports: dict = {}
+        for i, m in enumerate(self.members):
+            if m.id in seen_ids:
+                raise ConfigError(f"members[{i}].id",
+                                  f"duplicate member id {m.id} (also members[{seen_ids[m.id]}])")
+            seen_ids[m.id] = i
+            for key in ("consensus_port", "ingress_port", "admin_port"):
+                port = getattr(m, key)
+                if port is None:
+                    continue
+                here = f"members[{i}].{key}"
+                other = seen_ports.setdefault((m.host, port), here)
+                if other != here:
+                    raise ConfigError(here, f"{m.host}:{port} is already used by {other}")
+        if self.member_id not in seen_ids:
+            raise ConfigError("member_id", f"{self.member_id} is not one of the member ids "
+                                           f"{sorted(seen_ids)}")
+
+    def _check_timing(self) -> None:
+        hb, lht = self.heartbeat_interval_ms, self.leader_heartbeat_timeout_ms
+        if hb >= lht:
+            raise ConfigError("heartbeat_interval_ms", f"({hb}) must be less than "
+                              f"leader_heartbeat_timeout_ms ({lht}), or followers time out "
+                              "between heartbeats")
+        if hb >= self.election_timeout_ms:
+            raise ConfigError("heartbeat_interval_ms", f"({hb}) must be less than "
+                              f"election_timeout_ms ({self.election_timeout_ms})")
+        failover_ms = lht + self.election_timeout_ms
+        if self.session_timeout_ms <= failover_ms:
+            raise ConfigError("session_timeout_ms", f"({self.session_timeout_ms}) must exceed "
+                              f"leader_heartbeat_timeout_ms + election_timeout_ms ({failover_ms}), "
+                              "or client sessions are closed by every failover")
+        if self.metrics_http_port is not None:
+            me = self.member
+            for key in ("consensus_port", "ingress_port", "admin_port"):
+                if getattr(me, key) == self.metrics_http_port:
+                    raise ConfigError("metrics_http_port", f"{self.metrics_http_port} is also this "
+                                                           f"member's {key}")
+
+    # -- construction -------------------------------------------------------------------------
+
+    @classmethod
+    def from_dict(cls, raw: Mapping, **overrides: Any) -> "NodeConfig":
+        """Build from a parsed TOML table; ``overrides`` (e.g. ``member_id=0``) win over it."""
+        if not isinstance(raw, Mapping):
+            raise ConfigError("<config>", f"must be a table, got {type(raw).__name__}")
+        merged = {**raw, **{k: v for k, v in overrides.items() if v is not None}}
+        known = {f.name for f in dataclasses.fields(cls)}
+        for key in merged:
+            if key not in known:
+                raise ConfigError(key, "unknown configuration key" + _suggest(key, known))
+        for key in ("cluster_id", "members", "member_id"):
+            if key not in merged:
+                hint = " (pass member_id=N, or --member-id N)" if key == "member_id" else ""
+                raise ConfigError(key, "required key is missing" + hint)
+        return cls(**merged)
+
+    @classmethod
+    def from_toml(cls, path: "str | os.PathLike", member_id: Optional[int] = None,
+                  **overrides: Any) -> "NodeConfig":
+        """Load and validate a TOML file; ``member_id`` and ``overrides`` win over the file."""
+        try:
+            with open(path, "rb") as f:
+                raw = _toml.load(f)
+        except FileNotFoundError:
+            raise ConfigError("<config>", f"no such configuration file: {os.fspath(path)}") from None
+        except OSError as exc:
+            raise ConfigError("<config>", f"cannot read {os.fspath(path)}: {exc.strerror}") from None
+        except _toml.TOMLDecodeError as exc:
+            raise ConfigError("<config>", f"{os.fspath(path)} is not valid TOML: {exc}") from None
+        return cls.from_dict(raw, member_id=member_id, **overrides)
+
+    def replace(self, **changes: Any) -> "NodeConfig":
+        """A copy with some keys changed, validated again."""
+        return dataclasses.replace(self, **changes)
+
+    # -- views --------------------------------------------------------------------------------
+
+    @property
+    def member(self) -> MemberConfig:
+        """This node's own `[[members]]` entry."""
+        return next(m for m in self.members if m.id == self.member_id)
+
+    @property
+    def peers(self) -> tuple:
+        """Every other member."""
+        return tuple(m for m in self.members if m.id != self.member_id)
+
+    @property
+    def ingress_endpoints(self) -> str:
+        """``"host:port,host:port,..."``: what `aeronpy.ClusterClient.connect` takes."""
+        return ",".join(f"{m.host}:{m.ingress_port}" for m in self.members)
+
+    def to_dict(self) -> dict:
+        """Plain data (secret hidden), for logs, the counters file and `aeronpy tool describe`."""
+        out = dataclasses.asdict(self)
+        out["members"] = [dataclasses.asdict(m) for m in self.members]
+        out["secret"] = None if self.secret is None else "<set>"
+        return out
+
+    # -- start-time checks --------------------------------------------------------------------
+
+    def check_startable(self) -> None:
+        """Check, just before starting, that this member's ports are free and data_dir writable.
+
+        The ports are bound and released again, so a node that starts right after this finds
+        them free unless another process took them in between.
+        """
+        index = next(i for i, m in enumerate(self.members) if m.id == self.member_id)
+        me = self.member
+        for key in ("consensus_port", "ingress_port", "admin_port"):
+            port = getattr(me, key)
+            if port is not None:
+                _probe_port(f"members[{index}].{key}", me.host, port, socket.SOCK_DGRAM)
+        if self.metrics_http_port is not None:
+            _probe_port("metrics_http_port", "127.0.0.1", self.metrics_http_port, socket.SOCK_STREAM)
+        _probe_data_dir(self.data_dir)
+
+
+def _probe_port(key: str, host: str, port: int, kind: int) -> None:
+    proto = "UDP" if kind == socket.SOCK_DGRAM else "TCP"
+    try:
+        infos = socket.getaddrinfo(host, port, type=kind)
+    except socket.gaierror as exc:
+        raise ConfigError(key, f"cannot resolve host {host!r}: {exc.strerror}") from None
+    family, _, _, _, addr = infos[0]
+    sock = socket.socket(family, kind)
+    try:
+        if kind == socket.SOCK_STREAM and os.name != "nt":
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as http.server does
+        sock.bind(addr)
+    except OSError as exc:
+        if exc.errno in (errno.EADDRINUSE, getattr(errno, "WSAEADDRINUSE", -1)):
+            raise ConfigError(key, f"{proto} port {port} on {host} is already in use") from None
+        if exc.errno == errno.EADDRNOTAVAIL:
+            raise ConfigError(key, f"cannot bind {proto} {host}:{port}: {host} is not an address "
+                                   "of this machine") from None
+        raise ConfigError(key, f"cannot bind {proto} {host}:{port}: {exc.strerror or exc}") from None
+    finally:
+        sock.close()
+
+
+def _probe_data_dir(path: str) -> None:
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError("data_dir", f"cannot create {path!r}: {exc.strerror or exc}") from None
+    if not os.path.isdir(path):
+        raise ConfigError("data_dir", f"{path!r} exists and is not a directory")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".write-probe-", dir=path)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise ConfigError("data_dir", f"{path!r} is not writable: {exc.strerror or exc}") from None
+
+
+def _key_table() -> str:
+    rows = ["| key | default | meaning |", "|---|---|---|"]
+    rows += [f"| `{k}` | {d} | {text} |" for k, d, text in KEY_DOCS]
+    return "\n".join(rows)
+
+
+NodeConfig.__doc__ = (NodeConfig.__doc__ or "") + "\n\n" + _key_table() + "\n"

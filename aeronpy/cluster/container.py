@@ -1,0 +1,127 @@
+"""Hosting services: the ``Cluster`` facade each service gets, and callback invocation.
+
+**Service exceptions stop the node.** Services are replicated state machines: a callback that
+raises on one member may have left that member's state different from its peers'. Rather
+than carry on and diverge, the container logs the error, counts it, remembers it, and raises
+:class:`ServiceError` out of the apply; from then on the module is FAILED and every further
+apply raises the same error, so the node stops. Fix the service and restart the member: it
+replays the log (or a snapshot plus the log) and catches up.
+"""
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any, Optional, Sequence
+
+from aeronpy.errors import AeronpyError
+from aeronpy.service import ClusteredService, Role
+
+if TYPE_CHECKING:  # pragma: no cover
+    from aeronpy.cluster.module import ConsensusModule
+    from aeronpy.cluster.sessions import ClientSession
+
+log = logging.getLogger("aeronpy.cluster")
+
+
+class ServiceError(AeronpyError):
+    """A service callback raised; the member stops instead of diverging from its peers."""
+
+    def __init__(self, service_id: int, callback: str, cause: BaseException, index: int):
+        self.service_id = service_id
+        self.callback = callback
+        self.cause = cause
+        self.index = index
+        super().__init__(f"service {service_id} raised in {callback} at log index {index}: "
+                         f"{type(cause).__name__}: {cause}")
+
+
+class Cluster:
+    """What a service sees of the cluster (DESIGN 1.1); one per hosted service."""
+
+    __slots__ = ("_module", "service_id")
+
+    def __init__(self, module: "ConsensusModule", service_id: int):
+        self._module = module
+        self.service_id = service_id
+
+    @property
+    def member_id(self) -> int:
+        return self._module.member_id
+
+    @property
+    def role(self) -> Role:
+        return self._module.role
+
+    @property
+    def commit_index(self) -> int:
+        return self._module.commit_index
+
+    @property
+    def time_ns(self) -> int:
+        """Cluster time: the timestamp of the entry being (or last) applied."""
+        return self._module.cluster_time_ns
+
+    def schedule_timer(self, correlation_id: int, deadline_ns: int) -> bool:
+        """Fire ``on_timer_event(correlation_id, ...)`` once cluster time reaches deadline_ns.
+
+        Scheduling an id that is already scheduled moves it. The timer fires through the log,
+        at the same position on every member.
+        """
+        return self._module._schedule_timer(self.service_id, int(correlation_id), int(deadline_ns))
+
+    def cancel_timer(self, correlation_id: int) -> bool:
+        return self._module._cancel_timer(self.service_id, int(correlation_id))
+
+    def offer(self, message) -> int:
+        """Append a service message to the log (delivered to this service with session=None).
+
+        > 0 when queued (on every member alike); aeronpy.BACK_PRESSURED when the pending
+        queue is full. Raises MessageTooLargeError above the max message size.
+        """
+        return self._module._offer_service_message(self.service_id, message)
+
+    @property
+    def client_sessions(self) -> tuple["ClientSession", ...]:
+        return self._module._client_sessions()
+
+    def get_client_session(self, session_id: int) -> Optional["ClientSession"]:
+        return self._module._get_client_session(session_id)
+
+    def close_client_session(self, session_id: int) -> bool:
+        """Close a session (reason SERVICE_ACTION) once the current callback returns."""
+        return self._module._close_client_session_by_service(session_id)
+
+    def __repr__(self) -> str:
+        return f"Cluster(member_id={self.member_id}, service_id={self.service_id}, role={self.role.name})"
+
+
+class ServiceContainer:
+    """Calls service callbacks; turns an exception into a FAILED container and ServiceError."""
+
+    def __init__(self, services: Sequence[ClusteredService]):
+        if not services:
+            raise ValueError("a node hosts at least one service")
+        self.services = list(services)
+        self.failure: Optional[ServiceError] = None
+        self.errors = 0
+        self.current_index = 0
+
+    def __len__(self) -> int:
+        return len(self.services)
+
+    def check(self) -> None:
+        if self.failure is not None:
+            raise self.failure
+
+    def invoke(self, service_id: int, callback: str, *args: Any) -> None:
+        self.check()
+        try:
+            getattr(self.services[service_id], callback)(*args)
+        except Exception as exc:  # noqa: BLE001 - any service bug stops the node (module docs)
+            self.errors += 1
+            self.failure = ServiceError(service_id, callback, exc, self.current_index)
+            log.error("%s; this member stops rather than diverge", self.failure, exc_info=exc)
+            raise self.failure from exc
+
+    def broadcast(self, callback: str, *args: Any) -> None:
+        for service_id in range(len(self.services)):
+            self.invoke(service_id, callback, *args)

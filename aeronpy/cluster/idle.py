@@ -1,0 +1,205 @@
+"""Idle strategies for the duty cycle, in the manner of Agrona's `IdleStrategy`.
+
+The agent loop is ``while running: idle.idle(agent.do_work())``. A strategy sees how much work
+the last cycle did: any work resets it; a run of empty cycles makes it wait harder. The choice
+trades latency against CPU: ``busy-spin`` answers fastest and burns a core; ``backoff`` (the
+default) spins, yields, then parks with growing sleeps capped at 1 ms, so a 3-node cluster plus
+a client can share 2 cores while an active node stays in its fast spinning phase.
+
+Parking need not be blind: give `BackoffIdleStrategy` a ``waiter(timeout_s)`` (for example
+`select_waiter` over the node's sockets) and a parked node wakes as soon as a datagram arrives.
+
+Every strategy counts what it did (``spins``, ``yields``, ``parks``) and takes its sleep and
+yield functions as arguments, so tests check the behaviour, never the timing.
+"""
+from __future__ import annotations
+
+import os
+import select
+import time
+from typing import Callable, Iterable, Optional
+
+from aeronpy.errors import ConfigError
+
+__all__ = [
+    "IdleStrategy", "BusySpinIdleStrategy", "YieldingIdleStrategy", "SleepingIdleStrategy",
+    "BackoffIdleStrategy", "idle_strategy_from_name", "select_waiter", "IDLE_STRATEGY_NAMES",
+]
+
+
+def _default_yield() -> None:
+    time.sleep(0)  # releases the GIL and, on every OS, lets another runnable thread in
+
+
+_sched_yield: Callable[[], None] = getattr(os, "sched_yield", _default_yield)
+
+
+class IdleStrategy:
+    """What a duty-cycle loop does after a cycle: ``idle(work_count)`` then loop again."""
+
+    name = "abstract"
+
+    def __init__(self) -> None:
+        self.spins = 0
+        self.yields = 0
+        self.parks = 0
+
+    def idle(self, work_count: int) -> None:
+        raise NotImplementedError
+
+    def reset(self) -> None:
+        """Forget any backoff state (called when work arrives by another route)."""
+
+    def __repr__(self) -> str:
+        return (f"{type(self).__name__}(spins={self.spins}, yields={self.yields}, "
+                f"parks={self.parks})")
+
+
+class BusySpinIdleStrategy(IdleStrategy):
+    """Never gives the CPU away: lowest latency, one core per node. For pinned, dedicated cores."""
+
+    name = "busy-spin"
+
+    def idle(self, work_count: int) -> None:
+        if work_count <= 0:
+            self.spins += 1
+
+
+class YieldingIdleStrategy(IdleStrategy):
+    """Yields the CPU on every empty cycle: near-spin latency, but lets others run."""
+
+    name = "yield"
+
+    def __init__(self, yield_fn: Callable[[], None] = _sched_yield) -> None:
+        super().__init__()
+        self._yield = yield_fn
+
+    def idle(self, work_count: int) -> None:
+        if work_count <= 0:
+            self.yields += 1
+            self._yield()
+
+
+class SleepingIdleStrategy(IdleStrategy):
+    """Sleeps a fixed period on every empty cycle: cheapest on CPU, adds up to that latency."""
+
+    name = "sleep"
+
+    def __init__(self, period_s: float = 0.001,
+                 sleep_fn: Callable[[float], None] = time.sleep) -> None:
+        super().__init__()
+        if period_s <= 0:
+            raise ValueError("period_s must be positive")
+        self.period_s = period_s
+        self._sleep = sleep_fn
+
+    def idle(self, work_count: int) -> None:
+        if work_count <= 0:
+            self.parks += 1
+            self._sleep(self.period_s)
+
+
+_NOT_IDLE, _SPINNING, _YIELDING, _PARKING = 0, 1, 2, 3
+
+
+class BackoffIdleStrategy(IdleStrategy):
+    """Spin ``max_spins`` times, yield ``max_yields`` times, then park with doubling periods.
+
+    Parks start at ``min_park_s`` and double up to ``max_park_s`` (1 ms by default). A park calls
+    ``waiter(timeout_s)`` when one is given (it may return early when input is ready), else
+    ``sleep_fn(timeout_s)``. Any cycle with work returns the strategy to the start.
+    """
+
+    name = "backoff"
+
+    def __init__(self, max_spins: int = 10, max_yields: int = 5,
+                 min_park_s: float = 16e-6, max_park_s: float = 0.001,
+                 waiter: Optional[Callable[[float], object]] = None,
+                 yield_fn: Callable[[], None] = _sched_yield,
+                 sleep_fn: Callable[[float], None] = time.sleep) -> None:
+        super().__init__()
+        if max_spins < 0 or max_yields < 0:
+            raise ValueError("max_spins and max_yields must be >= 0")
+        if not 0 < min_park_s <= max_park_s:
+            raise ValueError("need 0 < min_park_s <= max_park_s")
+        self.max_spins = max_spins
+        self.max_yields = max_yields
+        self.min_park_s = min_park_s
+        self.max_park_s = max_park_s
+        self._park = waiter if waiter is not None else sleep_fn
+        self._yield = yield_fn
+        self._state = _NOT_IDLE
+        self._spun = 0
+        self._yielded = 0
+        self._park_s = min_park_s
+
+    def idle(self, work_count: int) -> None:
+        if work_count > 0:
+            if self._state != _NOT_IDLE:
+                self.reset()
+            return
+        state = self._state
+        if state == _NOT_IDLE:
+            state = self._state = (_SPINNING if self.max_spins else
+                                   _YIELDING if self.max_yields else _PARKING)
+        if state == _SPINNING:
+            self.spins += 1
+            self._spun += 1
+            if self._spun >= self.max_spins:
+                self._state = _YIELDING if self.max_yields else _PARKING
+            return
+        if state == _YIELDING:
+            self.yields += 1
+            self._yielded += 1
+            if self._yielded >= self.max_yields:
+                self._state = _PARKING
+            self._yield()
+            return
+        self.parks += 1
+        period = self._park_s
+        self._park_s = min(period * 2, self.max_park_s)
+        self._park(period)
+
+    def reset(self) -> None:
+        self._state = _NOT_IDLE
+        self._spun = 0
+        self._yielded = 0
+        self._park_s = self.min_park_s
+
+    @property
+    def park_period_s(self) -> float:
+        """The length of the next park (for tests and the describe tool)."""
+        return self._park_s
+
+
+def select_waiter(sockets: Iterable) -> Callable[[float], bool]:
+    """A ``waiter`` that parks in ``select`` on ``sockets`` (objects with ``fileno()`` or fds).
+
+    Returns True when one became readable. On Windows ``select`` needs sockets, which is all a
+    node waits on.
+    """
+    fds = list(sockets)
+
+    def wait(timeout_s: float) -> bool:
+        readable, _, _ = select.select(fds, (), (), timeout_s)
+        return bool(readable)
+
+    return wait
+
+
+IDLE_STRATEGY_NAMES = ("busy-spin", "yield", "backoff", "sleep")
+
+
+def idle_strategy_from_name(name: str, *, waiter: Optional[Callable[[float], object]] = None
+                            ) -> IdleStrategy:
+    """The strategy for a config's ``idle_strategy``; ``waiter`` is used by ``backoff`` only."""
+    if name == "busy-spin":
+        return BusySpinIdleStrategy()
+    if name == "yield":
+        return YieldingIdleStrategy()
+    if name == "backoff":
+        return BackoffIdleStrategy(waiter=waiter)
+    if name == "sleep":
+        return SleepingIdleStrategy()
+    raise ConfigError("idle_strategy", f"must be one of {', '.join(map(repr, IDLE_STRATEGY_NAMES))}, "
+                                       f"got {name!r}")

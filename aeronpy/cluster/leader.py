@@ -1,0 +1,202 @@
+"""Leader side of the consensus module: client ingress and the leader's timed duties.
+
+Split out of module.py for size; it is a mixin of :class:`ConsensusModule` and uses that
+class's state. Everything here runs on the leader only (followers answer with redirects)
+and changes only leader-local state: the replicated state changes when the entries proposed
+here are applied (module.py).
+"""
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from aeronpy.cluster import entries as E
+from aeronpy.cluster import protocol as P
+from aeronpy.cluster.sessions import SessionState
+from aeronpy.service import CloseReason
+
+MAX_ENDPOINT_BYTES = 256
+
+
+class LeaderDuties:
+    """Ingress handling and leader ticks (mixin of ConsensusModule)."""
+    # ---- ingress ------------------------------------------------------------------------
+    def on_ingress(self, client_ref: object, message: object, now_ns: int) -> None:
+        """A decoded client message from the client known to the driver as ``client_ref``."""
+        self._now_ns = now_ns
+        self._sync_role()
+        handler = self._ingress_handlers.get(type(message))
+        if handler is None:
+            self.counters["ingress_unexpected_type"] += 1
+            return
+        try:
+            handler(client_ref, message)
+        except (TypeError, ValueError, AttributeError, OverflowError, UnicodeError):
+            self.counters["ingress_malformed"] += 1
+
+    def _event(self, client_ref: object, correlation_id: int, session_id: int, code: int,
+               detail: str = "") -> None:
+        leader_id = self.core.leader_id
+        event = P.SessionEvent(correlation_id, session_id, code,
+                               -1 if leader_id is None else leader_id, self.core.term, detail)
+        if not self.egress.put(client_ref, event):
+            self.counters["egress_dropped"] += 1
+
+    def _redirect(self, client_ref: object, correlation_id: int, session_id: int) -> None:
+        self.counters["redirects"] += 1
+        leader_id = self.core.leader_id
+        detail = "" if leader_id is None else self.config.members.get(leader_id, "")
+        self._event(client_ref, correlation_id, session_id, P.EVENT_REDIRECT, detail)
+
+    def _on_connect(self, client_ref: object, m: Any) -> None:
+        if m.protocol_version != self.config.protocol_version:
+            self.counters["connect_bad_version"] += 1
+            self._event(client_ref, m.correlation_id, 0, P.EVENT_ERROR,
+                        f"protocol version {m.protocol_version} not supported "
+                        f"(cluster speaks {self.config.protocol_version})")
+            return
+        if not self.is_leader:
+            self._redirect(client_ref, m.correlation_id, 0)
+            return
+        endpoint = m.response_endpoint
+        if not isinstance(endpoint, str) or not endpoint or len(endpoint.encode()) > MAX_ENDPOINT_BYTES:
+            self.counters["connect_bad_endpoint"] += 1
+            self._event(client_ref, m.correlation_id, 0, P.EVENT_ERROR, "bad response_endpoint")
+            return
+        if not self.config.authenticator.authenticate(bytes(m.credentials), endpoint):
+            self.counters["authentication_rejected"] += 1
+            self._event(client_ref, m.correlation_id, 0, P.EVENT_AUTHENTICATION_REJECTED,
+                        "credentials rejected")
+            return
+        existing = self.sessions.find_client(endpoint, m.client_nonce)
+        if existing is not None:        # a re-sent connect whose session is already open
+            self._event(client_ref, m.correlation_id, existing.session_id, P.EVENT_OK,
+                        self.config.members.get(self.member_id, ""))
+            return
+        key = (endpoint, m.client_nonce)
+        if key in self._pending_connects:
+            return
+        if self._propose(E.SESSION_OPEN, E.encode_session_open(
+                self._stamp(), m.correlation_id, m.client_nonce, endpoint)):
+            self._pending_connects[key] = (client_ref, m.correlation_id)
+
+    def _session_of(self, client_ref: object, session_id: int, correlation_id: int) -> Optional[SessionState]:
+        """The session a message names, or None (answered and counted) when it is not this
+        client's open session: unknown ids and ids of other clients' sessions are refused."""
+        s = self.sessions.get(session_id)
+        if s is None:
+            self.counters["ingress_unknown_session"] += 1
+            self._event(client_ref, correlation_id, session_id, P.EVENT_CLOSED, "unknown session")
+            return None
+        if self.config.bind_session_to_endpoint and self.config.client_ref(s.response_endpoint) != client_ref:
+            self.counters["ingress_session_client_mismatch"] += 1
+            self._event(client_ref, correlation_id, session_id, P.EVENT_ERROR, "session belongs to another client")
+            return None
+        return s
+
+    def _on_session_message(self, client_ref: object, m: Any) -> None:
+        if not self.is_leader:
+            self._redirect(client_ref, m.correlation_id, m.session_id)
+            return
+        if not self._leader_ready:
+            # it may not even have applied the session's open yet; the client re-sends after
+            # our NEW_LEADER event
+            self.counters["ingress_leader_not_ready"] += 1
+            return
+        s = self._session_of(client_ref, m.session_id, m.correlation_id)
+        if s is None:
+            return
+        if len(m.payload) > self.config.max_message_bytes:
+            self.counters["ingress_too_large"] += 1
+            self._event(client_ref, m.correlation_id, s.session_id, P.EVENT_ERROR, "message too large")
+            return
+        self._last_heard_ns[s.session_id] = self._now_ns
+        seq = m.seq
+        if seq <= s.last_applied_seq:
+            self._answer_applied(s, seq)
+            return
+        sequenced = max(self._leader_seq.get(s.session_id, 0), s.last_applied_seq)
+        if seq <= sequenced:
+            self.counters["ingress_already_sequenced"] += 1
+            return
+        if seq != sequenced + 1:
+            self.counters["ingress_seq_gap"] += 1   # the client re-sends from its window
+            return
+        if self._propose(E.SESSION_MESSAGE, E.encode_session_message(
+                self._stamp(), s.session_id, seq, m.correlation_id, m.service_id, m.payload)):
+            self._leader_seq[s.session_id] = seq
+
+    def _answer_applied(self, s: SessionState, seq: int) -> None:
+        """A re-sent message that was applied already: its original replies, or an ack."""
+        replies = s.replies.get(seq)
+        if replies:
+            self.counters["replies_from_cache"] += len(replies)
+            for correlation_id, payload in replies:
+                self._emit(s, P.EgressMessage(s.session_id, correlation_id, seq, payload))
+        else:
+            self.counters["duplicate_acked"] += 1
+            self._ack_pending.add(s.session_id)
+
+    def _on_keepalive(self, client_ref: object, m: Any) -> None:
+        if not self.is_leader:
+            self._redirect(client_ref, 0, m.session_id)
+            return
+        if not self._leader_ready:
+            self.counters["ingress_leader_not_ready"] += 1
+            return
+        if self._session_of(client_ref, m.session_id, 0) is not None:
+            self._last_heard_ns[m.session_id] = self._now_ns
+
+    def _on_close(self, client_ref: object, m: Any) -> None:
+        if not self.is_leader:
+            self._redirect(client_ref, 0, m.session_id)
+            return
+        if not self._leader_ready:
+            self.counters["ingress_leader_not_ready"] += 1
+            return
+        if self._session_of(client_ref, m.session_id, 0) is None or m.session_id in self._proposed_closes:
+            return
+        if self._propose(E.SESSION_CLOSE, E.encode_session_close(
+                self._stamp(), m.session_id, CloseReason.CLIENT_ACTION)):
+            self._proposed_closes.add(m.session_id)
+
+    # ---- leader duties ------------------------------------------------------------------
+    def tick(self, now_ns: int) -> int:
+        """Leader duties due at ``now_ns`` (session timeouts, timers, service messages);
+        returns how many entries it proposed."""
+        self._now_ns = now_ns
+        self._sync_role()
+        if not self.leader_ready or self.container.failure is not None:
+            return 0
+        budget = self.config.proposals_per_tick_max
+        proposed = 0
+        timeout_ns = self.config.session_timeout_ns
+        for session_id, heard_ns in list(self._last_heard_ns.items()):
+            if proposed >= budget:
+                return proposed
+            if now_ns - heard_ns >= timeout_ns and session_id not in self._proposed_closes \
+                    and session_id in self.sessions:
+                if not self._propose(E.SESSION_CLOSE, E.encode_session_close(
+                        self._stamp(), session_id, CloseReason.TIMEOUT)):
+                    return proposed
+                self._proposed_closes.add(session_id)
+                self.counters["session_timeouts_proposed"] += 1
+                proposed += 1
+        leader_time_ns = max(now_ns, self._last_stamp_ns)
+        for service_id, correlation_id, timer_seq in self.timers.due(leader_time_ns):
+            if timer_seq not in self._proposed_timer_fires:
+                if not self._propose(E.TIMER_FIRE, E.encode_timer_fire(
+                        self._stamp(), service_id, correlation_id, timer_seq)):
+                    return proposed
+                self._proposed_timer_fires.add(timer_seq)
+                proposed += 1
+            if proposed >= budget:
+                return proposed
+        for pending_id, (service_id, payload) in self.pending_service_messages.items():
+            if pending_id <= self._service_messages_proposed_upto:
+                continue
+            if proposed >= budget or not self._propose(E.SERVICE_MESSAGE, E.encode_service_message(
+                    self._stamp(), service_id, pending_id, payload)):
+                return proposed
+            self._service_messages_proposed_upto = pending_id
+            proposed += 1
+        return proposed

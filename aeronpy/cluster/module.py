@@ -1,0 +1,457 @@
+"""The consensus module: between the Raft core and the services, sans-I/O.
+
+One ``ConsensusModule`` per member. The driver (``ClusterNode`` or ``SimCluster``) feeds it
+client ingress (:meth:`on_ingress`), time (:meth:`tick`) and the committed entries in log
+order (:meth:`apply` / :meth:`apply_ready`), and drains its egress (:meth:`drain_egress`).
+It never reads a clock or touches a socket.
+
+Two kinds of state live here, and they must not be mixed:
+
+* **replicated** (sessions, last applied seq and reply cache per session, timers, pending
+  service messages, cluster time): changed only by :meth:`apply`, so identical on every
+  member and written to snapshots (:meth:`snapshot_state`);
+* **leader-local** (who was heard from when, what was already proposed in this term, which
+  connects wait for their SESSION_OPEN): rebuilt whenever a member becomes leader.
+
+A new leader turns *ready* only once it has applied every entry its log held when it won:
+only then does it know each session's last sequenced message, so only then does it accept
+session messages, propose timers and service messages, and send NEW_LEADER events that make
+clients re-send what they have not seen acknowledged. Messages numbered at or below what a
+session already had applied are answered from the reply cache instead of being proposed.
+"""
+from __future__ import annotations
+
+import enum
+from collections import Counter, OrderedDict
+from typing import Any, BinaryIO, Callable, Optional, Sequence
+
+from aeronpy.cluster import entries as E
+from aeronpy.cluster import protocol as P
+from aeronpy.cluster.codes import BACK_PRESSURED, CLOSED
+from aeronpy.cluster.module_config import ModuleConfig
+from aeronpy.cluster.container import Cluster, ServiceContainer, ServiceError
+from aeronpy.cluster.egress import EgressQueues
+from aeronpy.cluster.leader import LeaderDuties
+from aeronpy.cluster.sessions import ClientSession, SessionState, SessionTable
+from aeronpy.cluster.timers import TimerTable
+from aeronpy.errors import MessageTooLargeError
+from aeronpy.service import CloseReason, ClusteredService, Role
+
+__all__ = ["ConsensusModule", "ModuleState", "ServiceError"]
+
+
+class ModuleState(enum.Enum):
+    INIT = 0      # constructed, services not started
+    ACTIVE = 1
+    FAILED = 2    # a service raised: every apply raises ServiceError, the node must stop
+    CLOSED = 3
+
+
+def public_role(core_role: Any) -> Role:
+    """Map the core's role value (its own enum or an int) onto aeronpy.Role."""
+    if isinstance(core_role, Role):
+        return core_role
+    name = getattr(core_role, "name", None)
+    if name in Role.__members__:
+        return Role[name]
+    return Role(int(core_role))
+
+
+class ConsensusModule(LeaderDuties):
+    def __init__(self, member_id: int, core: Any, services: Sequence[ClusteredService],
+                 config: Optional[ModuleConfig] = None, now_ns: int = 0):
+        self.member_id = member_id
+        self.core = core
+        self.config = config or ModuleConfig()
+        self.container = ServiceContainer(services)
+        self.clusters = [Cluster(self, i) for i in range(len(self.container))]
+        self.counters: Counter = Counter()
+        self._state = ModuleState.INIT
+        # replicated state
+        self.sessions = SessionTable()
+        self.timers = TimerTable()
+        self.pending_service_messages: "OrderedDict[int, tuple[int, bytes]]" = OrderedDict()
+        self.next_service_message_id = 1
+        self.cluster_time_ns = 0
+        self.applied_index = 0
+        # leader-local state
+        self._now_ns = now_ns
+        self._role = public_role(core.role)
+        self._leadership_term = -1
+        self._leader_ready = False
+        self._ready_index = 0
+        self._last_stamp_ns = 0
+        self._last_heard_ns: dict[int, int] = {}
+        self._leader_seq: dict[int, int] = {}
+        self._proposed_closes: set[int] = set()
+        self._proposed_timer_fires: set[int] = set()
+        self._service_messages_proposed_upto = 0
+        self._pending_connects: dict[tuple[str, int], tuple[object, int]] = {}
+        self._ack_pending: set[int] = set()
+        self.egress = EgressQueues(self.config.egress_queue_max)
+        # apply context
+        self._views: dict[int, ClientSession] = {}
+        self._in_apply = False
+        self._handling: Optional[tuple[SessionState, int, int]] = None  # (session, seq, cid)
+        self._replied = False
+        self._service_closes: list[int] = []
+        self.cluster_action_listeners: list[Callable[[int, int, int], None]] = []
+        self._ingress_handlers = {
+            P.SessionConnect: self._on_connect, P.SessionMessage: self._on_session_message,
+            P.SessionKeepAlive: self._on_keepalive, P.SessionClose: self._on_close,
+        }
+
+    # ---- lifecycle ----------------------------------------------------------------------
+    def start(self, snapshots: Optional[Sequence[Optional[BinaryIO]]] = None) -> None:
+        """Call every service's on_start (after restore_state, before replaying the log)."""
+        snapshots = list(snapshots) if snapshots is not None else [None] * len(self.container)
+        if len(snapshots) != len(self.container):
+            raise ValueError(f"{len(snapshots)} service snapshots for {len(self.container)} services")
+        self._role = public_role(self.core.role)
+        for service_id, snapshot in enumerate(snapshots):
+            self.container.invoke(service_id, "on_start", self.clusters[service_id], snapshot)
+        self._finish_service_closes()
+        self._state = ModuleState.ACTIVE
+
+    def take_service_snapshots(self, writers: Sequence[BinaryIO]) -> None:
+        for service_id, writer in enumerate(writers):
+            self.container.invoke(service_id, "on_take_snapshot", writer)
+
+    def close(self) -> None:
+        """on_terminate to every service (best effort: a failing one is logged and counted)."""
+        if self._state is ModuleState.CLOSED:
+            return
+        for service_id in range(len(self.container)):
+            try:
+                self.container.invoke(service_id, "on_terminate", self.clusters[service_id])
+            except ServiceError:
+                pass
+        self._state = ModuleState.CLOSED
+
+    @property
+    def state(self) -> ModuleState:
+        if self.container.failure is not None and self._state is not ModuleState.CLOSED:
+            return ModuleState.FAILED
+        return self._state
+
+    @property
+    def failure(self) -> Optional[ServiceError]:
+        return self.container.failure
+
+    # ---- views --------------------------------------------------------------------------
+    @property
+    def role(self) -> Role:
+        return self._role
+
+    @property
+    def is_leader(self) -> bool:
+        return self._role is Role.LEADER
+
+    @property
+    def leader_ready(self) -> bool:
+        return self._role is Role.LEADER and self._leader_ready
+
+    @property
+    def commit_index(self) -> int:
+        return self.core.commit_index
+
+    # ---- role tracking ------------------------------------------------------------------
+    def _sync_role(self) -> None:
+        role = public_role(self.core.role)
+        term = self.core.term
+        if role is self._role and (role is not Role.LEADER or term == self._leadership_term):
+            return
+        changed = role is not self._role
+        self._role = role
+        self._reset_leader_state()
+        if role is Role.LEADER:
+            self._leadership_term = term
+            self._ready_index = self.core.log.last_index
+            self._check_ready()
+        if changed:
+            self.container.broadcast("on_role_change", role)
+
+    def _reset_leader_state(self) -> None:
+        self._leader_ready = False
+        self._last_heard_ns.clear()
+        self._leader_seq.clear()
+        self._proposed_closes.clear()
+        self._proposed_timer_fires.clear()
+        self._service_messages_proposed_upto = 0
+        self._pending_connects.clear()
+        self._ack_pending.clear()
+        self.egress.clear()
+
+    def _check_ready(self) -> None:
+        if self._leader_ready or self._role is not Role.LEADER or self.applied_index < self._ready_index:
+            return
+        self._leader_ready = True
+        self._last_stamp_ns = max(self._last_stamp_ns, self.cluster_time_ns)
+        self.timers.rebuild_heap()
+        endpoints = self.config.ingress_endpoints()
+        for s in self.sessions:
+            self._last_heard_ns[s.session_id] = self._now_ns
+            self._leader_seq[s.session_id] = s.last_applied_seq
+            self._emit(s, P.NewLeaderEvent(s.session_id, self._leadership_term, self.member_id, endpoints))
+        self.counters["leader_ready"] += 1
+
+    # ---- proposals ----------------------------------------------------------------------
+    def _stamp(self) -> int:
+        """Cluster time for a new entry: the leader's clock, never going backwards."""
+        ts = max(self._now_ns, self._last_stamp_ns, self.cluster_time_ns)
+        self._last_stamp_ns = ts
+        return ts
+
+    def _propose(self, entry_type: int, payload: bytes) -> int:
+        index = self.core.propose(entry_type, payload)
+        if index:
+            self.counters["proposed"] += 1
+        else:
+            self.counters["propose_refused"] += 1
+        return index
+
+    def propose_cluster_action(self, action: int, argument: int = 0) -> int:
+        """Leader only: append a CLUSTER_ACTION entry; the log index, or 0 when not leader."""
+        if action not in E.CLUSTER_ACTIONS:
+            raise ValueError(f"unknown cluster action {action}")
+        if not self.is_leader:
+            return 0
+        return self._propose(E.CLUSTER_ACTION, E.encode_cluster_action(self._stamp(), action, argument))
+
+    # ---- applying committed entries -----------------------------------------------------
+    def apply_ready(self, ready: Any, now_ns: int) -> int:
+        """Apply the committed range a core ``Ready`` names, from ``core.log``."""
+        self._now_ns = now_ns
+        self._sync_role()
+        log = self.core.log
+        applied = 0
+        for index in range(max(ready.apply_lo, self.applied_index + 1), ready.apply_hi):
+            self.apply(index, log.term_at(index), log.type_at(index), log.payload_at(index))
+            applied += 1
+        return applied
+
+    def apply(self, index: int, term: int, entry_type: int, payload) -> None:
+        """Apply one committed entry. Entries must come in log order, each exactly once.
+
+        Raises ServiceError (now and on every later call) once a service callback raised.
+        """
+        self.container.check()
+        if index <= self.applied_index:
+            self.counters["apply_already_applied"] += 1
+            return
+        self._sync_role()
+        self.applied_index = index
+        self.container.current_index = index
+        if entry_type >= E.FIRST_CLUSTER_ENTRY_TYPE:
+            entry = E.decode_entry(entry_type, payload)
+            if entry.timestamp_ns > self.cluster_time_ns:
+                self.cluster_time_ns = entry.timestamp_ns
+            self._in_apply = True
+            try:
+                self._apply_entry(index, entry_type, entry)
+                self._finish_service_closes()
+            finally:
+                self._in_apply = False
+        self._check_ready()
+
+    def _apply_entry(self, index: int, entry_type: int, entry: Any) -> None:
+        if entry_type == E.SESSION_MESSAGE:
+            self._apply_session_message(entry)
+        elif entry_type == E.SESSION_OPEN:
+            self._apply_session_open(index, entry)
+        elif entry_type == E.SESSION_CLOSE:
+            s = self.sessions.get(entry.session_id)
+            if s is None:
+                self.counters["close_of_closed_session"] += 1
+            else:
+                self._close_session(s, CloseReason(entry.reason))
+        elif entry_type == E.TIMER_FIRE:
+            self._proposed_timer_fires.discard(entry.timer_seq)
+            if self.timers.take_if_live(entry.service_id, entry.correlation_id, entry.timer_seq):
+                self._invoke(entry.service_id, "on_timer_event", entry.correlation_id, self.cluster_time_ns)
+            else:
+                self.counters["timer_fire_stale"] += 1
+        elif entry_type == E.SERVICE_MESSAGE:
+            pending = self.pending_service_messages.pop(entry.pending_id, None)
+            if pending is None:
+                self.counters["service_message_duplicate"] += 1
+            else:
+                self._deliver(entry.service_id, None, entry.payload)
+        elif entry_type == E.CLUSTER_ACTION:
+            for listener in self.cluster_action_listeners:
+                listener(self.applied_index, entry.action, entry.argument)
+
+    def _invoke(self, service_id: int, callback: str, *args: Any) -> bool:
+        if not 0 <= service_id < len(self.container):
+            self.counters["unknown_service"] += 1
+            return False
+        self.container.invoke(service_id, callback, *args)
+        return True
+
+    def _deliver(self, service_id: int, session: Optional[ClientSession], payload: memoryview) -> None:
+        try:
+            self._invoke(service_id, "on_session_message", session, self.cluster_time_ns, payload)
+        finally:
+            try:
+                payload.release()       # "valid only during the call", enforced
+            except BufferError:
+                pass                    # the service holds an export of it; nothing to enforce
+
+    def _view(self, s: SessionState) -> ClientSession:
+        view = self._views.get(s.session_id)
+        if view is None:
+            view = self._views[s.session_id] = ClientSession(s, self._session_offer)
+        return view
+
+    def _apply_session_open(self, index: int, e: E.SessionOpen) -> None:
+        key = (e.response_endpoint, e.client_nonce)
+        existing = self.sessions.find_client(*key)
+        if existing is not None:
+            self.counters["session_open_duplicate"] += 1
+            s, opened = existing, False
+        else:
+            s, opened = SessionState(index, e.response_endpoint, e.client_nonce, e.correlation_id,
+                                     self.cluster_time_ns), True
+            self.sessions.open(s)
+        if self.is_leader:
+            pending = self._pending_connects.pop(key, None)
+            client_ref = pending[0] if pending else self.config.client_ref(e.response_endpoint)
+            self._last_heard_ns.setdefault(s.session_id, self._now_ns)
+            self._leader_seq.setdefault(s.session_id, s.last_applied_seq)
+            self._event(client_ref, e.correlation_id, s.session_id, P.EVENT_OK,
+                        self.config.members.get(self.member_id, ""))
+        if opened:
+            self.container.broadcast("on_session_open", self._view(s), self.cluster_time_ns)
+
+    def _close_session(self, s: SessionState, reason: CloseReason) -> None:
+        self.container.broadcast("on_session_close", self._view(s), self.cluster_time_ns, reason)
+        self.sessions.close(s.session_id)
+        self._views.pop(s.session_id, None)
+        if self.is_leader:
+            self._emit(s, P.SessionEvent(0, s.session_id, P.EVENT_CLOSED, self.member_id,
+                                         self._leadership_term, reason.name))
+        for leader_local in (self._last_heard_ns, self._leader_seq):
+            leader_local.pop(s.session_id, None)
+        self._proposed_closes.discard(s.session_id)
+        self._ack_pending.discard(s.session_id)
+
+    def _apply_session_message(self, e: E.SessionMessage) -> None:
+        s = self.sessions.get(e.session_id)
+        if s is None:
+            self.counters["message_for_closed_session"] += 1
+            return
+        if e.seq <= s.last_applied_seq:
+            self.counters["duplicate_message_skipped"] += 1
+            return
+        if e.seq != s.last_applied_seq + 1:
+            self.counters["seq_gap_applied"] += 1
+        s.last_applied_seq = e.seq
+        self._handling = (s, e.seq, e.correlation_id)
+        self._replied = False
+        try:
+            self._deliver(e.service_id, self._view(s), e.payload)
+        finally:
+            self._handling = None
+        if self.is_leader and not self._replied:
+            self._ack_pending.add(s.session_id)
+
+    # ---- services' side (Cluster facade and ClientSession) ------------------------------
+    def _emit(self, s: SessionState, message: object) -> None:
+        if not self.egress.put(self.config.client_ref(s.response_endpoint), message):
+            self.counters["egress_dropped"] += 1
+
+    def _session_offer(self, s: SessionState, payload) -> int:
+        if s.closed:
+            return CLOSED
+        size = len(payload) if not isinstance(payload, memoryview) else payload.nbytes
+        if size > self.config.max_message_bytes:
+            raise MessageTooLargeError(
+                f"response of {size} bytes exceeds max_message_bytes {self.config.max_message_bytes}")
+        data = bytes(payload)
+        s.offers += 1
+        handling = self._handling
+        if handling is not None and handling[0] is s:
+            _, seq, correlation_id = handling
+            if not s.record_reply(seq, correlation_id, data, self.config.reply_cache_messages,
+                                  self.config.reply_cache_replies_per_message):
+                self.counters["reply_not_cached"] += 1
+            ack_seq = seq
+            self._replied = True
+        else:
+            correlation_id, ack_seq = 0, s.last_applied_seq
+        if self.is_leader:
+            self._emit(s, P.EgressMessage(s.session_id, correlation_id, ack_seq, data))
+        return s.offers
+
+    def _schedule_timer(self, service_id: int, correlation_id: int, deadline_ns: int) -> bool:
+        self.timers.schedule(service_id, correlation_id, deadline_ns)
+        return True
+
+    def _cancel_timer(self, service_id: int, correlation_id: int) -> bool:
+        return self.timers.cancel(service_id, correlation_id)
+
+    def _offer_service_message(self, service_id: int, message) -> int:
+        data = bytes(message)
+        if len(data) > self.config.max_message_bytes:
+            raise MessageTooLargeError(
+                f"service message of {len(data)} bytes exceeds max_message_bytes {self.config.max_message_bytes}")
+        if len(self.pending_service_messages) >= self.config.service_message_queue_max:
+            self.counters["service_message_back_pressured"] += 1
+            return BACK_PRESSURED
+        pending_id = self.next_service_message_id
+        self.next_service_message_id += 1
+        self.pending_service_messages[pending_id] = (service_id, data)
+        return pending_id
+
+    def _client_sessions(self) -> tuple[ClientSession, ...]:
+        return tuple(self._view(s) for s in self.sessions)
+
+    def _get_client_session(self, session_id: int) -> Optional[ClientSession]:
+        s = self.sessions.get(session_id)
+        return None if s is None else self._view(s)
+
+    def _close_client_session_by_service(self, session_id: int) -> bool:
+        if session_id not in self.sessions or session_id in self._service_closes:
+            return False
+        self._service_closes.append(session_id)
+        if not self._in_apply:
+            self._finish_service_closes()
+        return True
+
+    def _finish_service_closes(self) -> None:
+        while self._service_closes:
+            s = self.sessions.get(self._service_closes[0])
+            if s is not None:
+                self._close_session(s, CloseReason.SERVICE_ACTION)
+            self._service_closes.pop(0)
+
+    # ---- egress -------------------------------------------------------------------------
+    def _flush_acks(self) -> None:
+        for session_id in sorted(self._ack_pending):
+            s = self.sessions.get(session_id)
+            if s is not None:
+                self._emit(s, P.SessionAck(session_id, self._leadership_term, s.last_applied_seq))
+        self._ack_pending.clear()
+
+    def drain_egress(self, send: Callable[[object, object], bool], limit: int = 1 << 30) -> int:
+        """Hand egress to ``send(client_ref, message) -> bool`` (False: that client is full)."""
+        self._flush_acks()
+        return self.egress.drain(send, limit)
+
+    def take_egress(self) -> list[tuple[object, object]]:
+        """All queued egress as (client_ref, message), oldest first per client."""
+        self._flush_acks()
+        return self.egress.take_all()
+
+    # ---- snapshots of the consensus-layer state -----------------------------------------
+    def snapshot_state(self) -> bytes:
+        from aeronpy.cluster.snapshot import encode_module_state
+        return encode_module_state(self)
+
+    def restore_state(self, data: bytes) -> None:
+        from aeronpy.cluster.snapshot import decode_module_state
+        decode_module_state(self, data)
+        self._views.clear()
+        self._reset_leader_state()
+        self._role = public_role(self.core.role)
+        self._leadership_term = -1

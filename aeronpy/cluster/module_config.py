@@ -1,0 +1,85 @@
+"""Settings of the cluster layer (sessions, timers, egress) and the authentication hook.
+
+Every queue and cache the layer keeps is bounded by one of the named settings here.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Mapping, Optional
+
+DEFAULT_MAX_MESSAGE_BYTES = 1 << 20
+
+
+class Authenticator:
+    """Decides whether a client may open a session, from the credentials in its connect
+    request. Runs on the leader only, before anything reaches the log. Subclass it; the
+    default accepts everyone."""
+
+    def authenticate(self, credentials: bytes, response_endpoint: str) -> bool:
+        return True
+
+
+class SecretAuthenticator(Authenticator):
+    """Accepts clients whose credentials equal a shared secret (a simple, useful default)."""
+
+    def __init__(self, secret: bytes):
+        self._secret = bytes(secret)
+
+    def authenticate(self, credentials: bytes, response_endpoint: str) -> bool:
+        import hmac
+        return hmac.compare_digest(bytes(credentials), self._secret)
+
+
+@dataclass
+class ModuleConfig:
+    """Settings of a ConsensusModule.
+
+    ``members`` maps each member id to its client ingress endpoint ("host:port"); followers
+    name the leader's endpoint in redirects and a new leader sends all of them in its
+    NEW_LEADER events. ``client_ref_of_endpoint`` turns a session's response endpoint (as
+    the client sent it) into the opaque reference the driver sends egress to; the default
+    uses the endpoint string itself.
+    """
+    members: Mapping[int, str] = field(default_factory=dict)
+    session_timeout_ns: int = 10_000_000_000
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+    reply_cache_messages: int = 16              # per session: replies to its latest N messages
+    reply_cache_replies_per_message: int = 8
+    egress_queue_max: int = 4096                # per client, then drop and count
+    service_message_queue_max: int = 65536      # pending cluster.offer() messages
+    proposals_per_tick_max: int = 1024          # timer fires + service messages + timeouts
+    protocol_version: int = 1
+    bind_session_to_endpoint: bool = True       # a session only takes ingress from its own client
+    authenticator: Authenticator = field(default_factory=Authenticator)
+    client_ref_of_endpoint: Optional[Callable[[str], object]] = None
+
+    def __post_init__(self) -> None:
+        for name in ("session_timeout_ns", "max_message_bytes", "egress_queue_max",
+                     "service_message_queue_max", "proposals_per_tick_max"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.reply_cache_messages < 0 or self.reply_cache_replies_per_message < 0:
+            raise ValueError("reply cache bounds must be >= 0")
+
+    def client_ref(self, response_endpoint: str) -> object:
+        if self.client_ref_of_endpoint is None:
+            return response_endpoint
+        return self.client_ref_of_endpoint(response_endpoint)
+
+    def ingress_endpoints(self) -> str:
+        """Aeron's format: "0=host:port,1=host:port,..." in member id order."""
+        return ",".join(f"{mid}={ep}" for mid, ep in sorted(self.members.items()))
+
+
+def parse_ingress_endpoints(text: str) -> dict[int, str]:
+    """Inverse of ModuleConfig.ingress_endpoints; malformed parts are skipped."""
+    members: dict[int, str] = {}
+    for part in text.split(","):
+        mid, sep, endpoint = part.strip().partition("=")
+        if not sep or not endpoint:
+            continue
+        try:
+            members[int(mid)] = endpoint
+        except ValueError:
+            continue
+    return members

@@ -1,0 +1,225 @@
+"""The local commands of ``aeronpy tool``: everything that can be read from a node's data dir.
+
+Each command returns a `ToolResult`: an exit code, plain data (printed with ``--json``) and
+text for people. They work on a stopped node's data dir too: they then show the last values
+the node published, say that the node is not running, and say what they cannot tell.
+
+Exit codes: 0 success (or "yes"); 1 a "no" answer (not leader, not running); 2 nothing to read
+(no counters file); 3 command not available yet (see `aeronpy.cluster.admin`).
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import os
+from dataclasses import asdict, dataclass, field
+from typing import Any, Optional
+
+from aeronpy.cluster.counters import CountersReader, CountersUnavailableError
+from aeronpy.cluster.metrics import prometheus_text
+from aeronpy.cluster.nodefiles import read_errors, read_pid
+from aeronpy.service import Role
+
+EXIT_OK, EXIT_NO, EXIT_UNAVAILABLE, EXIT_NOT_IMPLEMENTED = 0, 1, 2, 3
+_NOT_LIVE = ("the node is not running: these are the last values it published; its role and "
+             "the cluster's leader now are unknown from here (ask a running member)")
+
+
+@dataclass
+class ToolResult:
+    exit_code: int
+    data: Any
+    text: str
+    warnings: list = field(default_factory=list)
+
+
+def iso_time(ns: int) -> str:
+    """UTC wall-clock time with milliseconds, e.g. ``2024-05-01T12:00:00.123Z``."""
+    if ns <= 0:
+        return "-"
+    t = _dt.datetime.fromtimestamp(ns / 1e9, tz=_dt.timezone.utc)
+    return t.strftime("%Y-%m-%dT%H:%M:%S.") + f"{t.microsecond // 1000:03d}Z"
+
+
+def _open(data_dir: str) -> CountersReader:
+    if not os.path.isdir(data_dir):
+        raise CountersUnavailableError(f"no node data dir at {data_dir}: not a directory")
+    return CountersReader(data_dir)
+
+
+def _unavailable(exc: Exception, data_dir: str) -> ToolResult:
+    return ToolResult(EXIT_UNAVAILABLE, {"error": str(exc), "data_dir": data_dir}, str(exc))
+
+
+def _named(reader: CountersReader, slot: str, value: int) -> str:
+    name = reader.enum_name(slot, value)
+    return f"{value} ({name})" if name else str(value)
+
+
+def describe(data_dir: str) -> ToolResult:
+    """All counters, the members, leader and term, the node's liveness and recent errors."""
+    try:
+        reader = _open(data_dir)
+    except CountersUnavailableError as exc:
+        errors = _safe_errors(data_dir)
+        text = f"{exc}\n" + (f"errors.log has {len(errors)} entries: see 'aeronpy tool errors'"
+                             if errors else "no error log either")
+        data = {"error": str(exc), "data_dir": data_dir, "errors": len(errors),
+                "pid_file": read_pid(data_dir)}
+        return ToolResult(EXIT_UNAVAILABLE, data, text)
+    with reader:
+        header, status, values = reader.header, reader.status(), reader.read()
+        errors = _safe_errors(data_dir)
+        data = {
+            "data_dir": os.path.abspath(data_dir), "cluster_id": header.cluster_id,
+            "member_id": header.member_id, "pid": header.pid,
+            "start_time": iso_time(header.start_time_ns),
+            "status": asdict(status), "live": status.running,
+            "members": reader.members, "counters": values,
+            "counter_names": {s: reader.enum_name(s, values[s]) for s in reader.enum_names
+                              if s in values and reader.enum_name(s, values[s])},
+            "errors": len(errors),
+        }
+        lines = [f"data dir     {data['data_dir']}",
+                 f"cluster      {header.cluster_id}, member {header.member_id}",
+                 f"started      {data['start_time']} (pid {header.pid})",
+                 f"status       {status.state}: {status.detail}",
+                 f"last update  {iso_time(values.get('last_update_ns', 0))}"]
+        if not status.running:
+            lines.append(f"note         {_NOT_LIVE}")
+        lines.append(f"role         {_named(reader, 'role', values['role'])}, term "
+                     f"{values['leadership_term']}, leader {_leader_text(values['leader_id'])}")
+        lines.append(f"log          commit_index {values['commit_index']}, append_index "
+                     f"{values['append_index']}")
+        lines.append("members")
+        lines += ["  " + _member_line(m, header.member_id, values["leader_id"], status.running)
+                  for m in reader.members]
+        if not reader.members:
+            lines.append("  (the counters file records no members)")
+        lines.append("counters")
+        width = max(len(n) for n in reader.names)
+        for name in reader.names:
+            lines.append(f"  {name:<{width}}  {_named(reader, name, values[name])}")
+        lines.append(f"errors       {len(errors)} distinct" +
+                     (f", latest {iso_time(errors[-1].last_ns)}: {errors[-1].text}" if errors else ""))
+        return ToolResult(EXIT_OK, data, "\n".join(lines))
+
+
+def _leader_text(leader_id: int) -> str:
+    return "none known" if leader_id < 0 else f"member {leader_id}"
+
+
+def _member_line(member: dict, self_id: int, leader_id: int, live: bool = True) -> str:
+    marks = [m for m, on in (("this node", member.get("id") == self_id),
+                             ("leader" if live else "last known leader",
+                              member.get("id") == leader_id)) if on]
+    admin = member.get("admin_port")
+    return (f"{member.get('id'):>3}  {member.get('host')}  consensus {member.get('consensus_port')}"
+            f"  ingress {member.get('ingress_port')}  admin {admin if admin else '-'}"
+            + (f"  ({', '.join(marks)})" if marks else ""))
+
+
+def list_members(data_dir: str) -> ToolResult:
+    try:
+        reader = _open(data_dir)
+    except CountersUnavailableError as exc:
+        return _unavailable(exc, data_dir)
+    with reader:
+        status, values, members = reader.status(), reader.read(), reader.members
+        leader_id = values["leader_id"]
+        rows = [dict(m, this_node=m.get("id") == reader.header.member_id,
+                     leader=m.get("id") == leader_id) for m in members]
+        lines = [_member_line(m, reader.header.member_id, leader_id, status.running) for m in members]
+        if not members:
+            lines.append("the counters file records no members")
+        if not status.running:
+            lines.append(f"({status.detail})")
+        return ToolResult(EXIT_OK, {"members": rows, "leader_id": leader_id,
+                                    "live": status.running}, "\n".join(lines))
+
+
+def is_leader(data_dir: str) -> ToolResult:
+    """Exit code 0 when the node is running and leads, 1 otherwise."""
+    try:
+        reader = _open(data_dir)
+    except CountersUnavailableError as exc:
+        result = _unavailable(exc, data_dir)
+        result.exit_code = EXIT_NO
+        result.data["is_leader"] = False
+        return result
+    with reader:
+        status, values = reader.status(), reader.read()
+        role = values["role"]
+        leading = status.running and role == int(Role.LEADER)
+        data = {"is_leader": leading, "role": reader.enum_name("role", role) or role,
+                "leader_id": values["leader_id"], "leadership_term": values["leadership_term"],
+                "status": status.state}
+        if not status.running:
+            text = f"no: {status.detail}"
+        elif leading:
+            text = f"yes: member {reader.header.member_id} leads term {values['leadership_term']}"
+        else:
+            text = (f"no: member {reader.header.member_id} is {data['role']}, leader is "
+                    f"{_leader_text(values['leader_id'])}")
+        return ToolResult(EXIT_OK if leading else EXIT_NO, data, text)
+
+
+def pid(data_dir: str) -> ToolResult:
+    """The running node's pid (exit 0), or why there is none (exit 1)."""
+    try:
+        reader = _open(data_dir)
+    except CountersUnavailableError as exc:
+        from_file = read_pid(data_dir)
+        text = f"{exc}" + (f"; node.pid says {from_file}" if from_file else "")
+        return ToolResult(EXIT_NO, {"pid": None, "pid_file": from_file, "error": str(exc)}, text)
+    with reader:
+        status = reader.status()
+        data = {"pid": status.pid if status.running else None, "last_pid": status.pid,
+                "status": status.state, "detail": status.detail}
+        if status.running:
+            return ToolResult(EXIT_OK, data, str(status.pid))
+        return ToolResult(EXIT_NO, data, status.detail)
+
+
+def _safe_errors(data_dir: str) -> list:
+    try:
+        return read_errors(data_dir)
+    except CountersUnavailableError:
+        return []
+
+
+def errors(data_dir: str) -> ToolResult:
+    """The distinct errors recorded, oldest first, with first/last time and count."""
+    if not os.path.isdir(data_dir):
+        return _unavailable(CountersUnavailableError(f"{data_dir} is not a directory"), data_dir)
+    try:
+        entries = read_errors(data_dir)
+    except CountersUnavailableError as exc:
+        return _unavailable(exc, data_dir)
+    data = [{"first": iso_time(e.first_ns), "last": iso_time(e.last_ns), "count": e.count,
+             "text": e.text} for e in entries]
+    if not entries:
+        return ToolResult(EXIT_OK, data, "no errors recorded")
+    lines = [f"{d['first']}  x{d['count']:<5} {d['text']}" +
+             (f"  (last {d['last']})" if d["count"] > 1 else "") for d in data]
+    return ToolResult(EXIT_OK, data, "\n".join(lines))
+
+
+def metrics(data_dir: str) -> ToolResult:
+    """Prometheus text exposition of the counters (``--json`` gives the raw values)."""
+    try:
+        reader = _open(data_dir)
+    except CountersUnavailableError as exc:
+        return _unavailable(exc, data_dir)
+    with reader:
+        text = prometheus_text(reader)
+        return ToolResult(EXIT_OK, {"counters": reader.read(), "live": reader.status().running},
+                          text.rstrip("\n"))
+
+
+LOCAL_COMMANDS = {"describe": describe, "list-members": list_members, "is-leader": is_leader,
+                  "pid": pid, "errors": errors, "metrics": metrics}
+
+
+def run_local(command: str, data_dir: str) -> Optional[ToolResult]:
+    func = LOCAL_COMMANDS.get(command)
+    return None if func is None else func(data_dir)

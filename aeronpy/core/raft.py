@@ -1,0 +1,343 @@
+"""``RaftCore``: one member's consensus state machine, sans-I/O.
+
+Inputs are ``tick(now_ns)``, ``step(from_id, msg, now_ns)``, ``propose(...)``; the output is a
+:class:`~aeronpy.core.ready.Ready` listing what to persist, send and apply, in that order.
+It never reads a clock, draws global randomness or touches the OS: time comes in as an
+argument and randomness from the injected ``random.Random``. That is what makes the
+simulator exact. The election lives in ``election.py``, replication in ``replication.py``;
+this class keeps the shared state (term, vote, role, commit) and dispatches.
+"""
+from __future__ import annotations
+
+from aeronpy.core import config as _config
+from aeronpy.core.config import NEW_LEADERSHIP_TERM, NO_VOTE, CoreConfig, HardState
+from aeronpy.core.election import Election, ElectionState
+from aeronpy.core.messages import (AppendEntries, AppendResponse, CanvassPosition, Heartbeat,
+                                   HeartbeatResponse, InstallSnapshot, InstallSnapshotResponse,
+                                   RequestVote, TimeoutNow, Vote)
+from aeronpy.core.ready import Ready
+from aeronpy.core.replication import LeaderReplication, follower_on_append, follower_on_heartbeat
+from aeronpy.service import Role
+
+_LEADER_MESSAGES = (AppendEntries, Heartbeat, TimeoutNow, InstallSnapshot)
+
+
+class RaftCore:
+    """Consensus for one member. Not thread-safe; one driver calls it."""
+
+    def __init__(self, config: CoreConfig, rng, hard_state: HardState | None = None, log=None,
+                 commit_index: int = 0):
+        if log is None:
+            from aeronpy._logindex import LogIndex  # compiled; imports nothing from the OS
+            log = LogIndex()
+        hard_state = hard_state or HardState()
+        self.config = config
+        self.member_id = config.member_id
+        self.is_voter = config.member_id in config.voters
+        self._peers = frozenset(config.voters) - {config.member_id}
+        self._rng = rng
+        self.log = log
+        self.term = hard_state.term
+        self.voted_for = hard_state.voted_for
+        self.role = Role.FOLLOWER
+        self.leader_id = None
+        if not log.base_index <= commit_index <= log.last_index:
+            commit_index = min(max(commit_index, log.base_index), log.last_index)
+        self.commit_index = commit_index
+        self.applied_index = commit_index
+        self.persisted_index = log.last_index
+        self.verified_index = 0           # follower: last index known to match this term's leader
+        self.last_leader_contact_ns = None
+        self.now_ns = 0                   # latest time given by the driver
+        self.counters: dict = {}
+        self.election = Election(self)
+        self.leader_state: LeaderReplication | None = None
+        # pending output
+        self._messages: list = []
+        self._pending_hard_state: HardState | None = None
+        self._truncate_from = None
+        self._snapshot_requests: list = []
+        self._reported_role = Role.FOLLOWER
+        self._reported_leader = None
+        self._awaiting_advance: Ready | None = None
+
+    # ================================================================ public API
+    @property
+    def election_state(self) -> ElectionState:
+        return self.election.state
+
+    def tick(self, now_ns: int) -> None:
+        self._check_not_awaiting()
+        self.now_ns = now_ns
+        if self.leader_state is not None:
+            if not self.leader_state.on_tick(now_ns):
+                self.election.on_tick(now_ns)
+        else:
+            self.election.on_tick(now_ns)
+
+    def step(self, from_id: int, msg, now_ns: int) -> None:
+        """Handle a message from a peer. Unknown senders and stale terms are dropped and counted."""
+        self._check_not_awaiting()
+        self.now_ns = now_ns
+        if from_id not in self._peers:
+            self.counters_add("dropped_unknown_sender")
+            return
+        kind = type(msg)
+        if kind is CanvassPosition:
+            self.election.on_canvass(from_id, msg, now_ns)
+            return
+        if kind is Vote and msg.pre:
+            self.election.on_vote(from_id, msg, now_ns)
+            return
+        term = msg.term
+        if term > self.term:
+            if kind is RequestVote:
+                if not msg.transfer and self.in_leader_lease(now_ns):
+                    self.counters_add("ballot_ignored_in_lease")
+                    return
+                self.become_follower(term, None, now_ns, "higher term in a ballot")
+            elif kind in _LEADER_MESSAGES:
+                self.become_follower(term, from_id, now_ns, "higher term from a leader")
+            else:
+                self.become_follower(term, None, now_ns, "higher term in a reply")
+        elif term < self.term:
+            self.counters_add("dropped_stale_term")
+            # Tell a stale leader or candidate about the newer term so it steps down.
+            if kind is AppendEntries:
+                self.send(from_id, AppendResponse(self.term, False, msg.prev_index, 0, 0))
+            elif kind is Heartbeat:
+                self.send(from_id, HeartbeatResponse(self.term, self.log.last_index))
+            elif kind is RequestVote:
+                self.send(from_id, Vote(self.term, False, False))
+            return
+        handler = _DISPATCH.get(kind)
+        if handler is None:
+            self.counters_add("dropped_unsupported_message")
+            return
+        handler(self, from_id, msg, now_ns)
+
+    def propose(self, entry_type: int, payload) -> int:
+        """Append an entry if this member leads (and is not handing over); else return 0."""
+        leader_state = self.leader_state
+        if leader_state is None or leader_state.transfer_target is not None:
+            return 0
+        index = self.log.append(self.term, entry_type, payload)
+        leader_state.broadcast_pending = True
+        return index
+
+    def transfer_leadership(self, target: int | None = None, now_ns: int | None = None) -> bool:
+        """Hand leadership to ``target`` (default: the most up-to-date follower)."""
+        self._check_not_awaiting()
+        if now_ns is not None:
+            self.now_ns = now_ns
+        leader_state = self.leader_state
+        if leader_state is None:
+            return False
+        if target is None:
+            target = leader_state.best_transfer_target()
+        if target is None or target == self.member_id:
+            return False
+        return leader_state.start_transfer(target, self.now_ns)
+
+    def compact(self, index: int, term: int) -> None:
+        """A snapshot covers the log up to ``index``: drop that prefix from the in-memory log."""
+        if index > self.applied_index:
+            raise ValueError(f"compact: index {index} is beyond the applied index {self.applied_index}")
+        if index <= self.log.base_index:
+            return
+        if self.log.term_at(index) != term:
+            raise ValueError(f"compact: entry {index} has term {self.log.term_at(index)}, not {term}")
+        self.log.drop_prefix(index, term)
+
+    def report_snapshot(self, member_id: int, success: bool) -> None:
+        """The driver finished (or gave up) sending a snapshot requested in a Ready."""
+        if self.leader_state is not None:
+            self.leader_state.on_snapshot_reported(member_id, success)
+
+    def has_ready(self) -> bool:
+        leader_state = self.leader_state
+        if leader_state is not None and leader_state.broadcast_pending:
+            leader_state.broadcast()
+        return bool(self._messages or self._pending_hard_state is not None or self._truncate_from is not None
+                    or self.log.last_index > self.persisted_index or self.commit_index > self.applied_index
+                    or self.role != self._reported_role or self.leader_id != self._reported_leader
+                    or self._snapshot_requests)
+
+    def ready(self) -> Ready:
+        self._check_not_awaiting()
+        leader_state = self.leader_state
+        if leader_state is not None and leader_state.broadcast_pending:
+            leader_state.broadcast()
+        role_changed = self.role if self.role != self._reported_role else None
+        leader_changed = self.leader_id != self._reported_leader
+        rd = Ready(self._truncate_from, self._pending_hard_state, self.persisted_index + 1,
+                   self.log.last_index + 1, self._messages, self.applied_index + 1, self.commit_index + 1,
+                   self.commit_index, role_changed, leader_changed, self._snapshot_requests)
+        self._messages = []
+        self._snapshot_requests = []
+        self._pending_hard_state = None
+        self._truncate_from = None
+        self._reported_role = self.role
+        self._reported_leader = self.leader_id
+        self._awaiting_advance = rd
+        return rd
+
+    def advance(self, rd: Ready) -> None:
+        """The driver persisted, sent and applied everything in ``rd``."""
+        if rd is not self._awaiting_advance:
+            raise RuntimeError("advance() must be given the Ready returned by the last ready()")
+        self._awaiting_advance = None
+        self.persisted_index = rd.persist_hi - 1
+        self.applied_index = rd.apply_hi - 1
+        if self.leader_state is not None:
+            self.leader_state.maybe_commit()   # our own log is durable further now
+
+    # ================================================================ helpers for election/replication
+    def counters_add(self, name: str, n: int = 1) -> None:
+        counters = self.counters
+        counters[name] = counters.get(name, 0) + n
+
+    def send(self, to: int, msg) -> None:
+        self._messages.append((to, msg))
+
+    def request_snapshot(self, member_id: int, index: int, term: int) -> None:
+        self._snapshot_requests.append((member_id, index, term))
+
+    def log_is_up_to_date(self, last_log_term: int, last_log_index: int) -> bool:
+        """Raft 5.4.1: compare last terms; with equal terms the longer log wins."""
+        log = self.log
+        my_term = log.last_term
+        return last_log_term > my_term or (last_log_term == my_term and last_log_index >= log.last_index)
+
+    def in_leader_lease(self, now_ns: int) -> bool:
+        """True if we lead, or heard from a live leader within the election timeout."""
+        if not self.config.check_quorum or self.leader_id is None:
+            return False
+        if self.leader_id == self.member_id:
+            return True
+        contact = self.last_leader_contact_ns
+        return contact is not None and now_ns - contact < self.config.election_timeout_ns
+
+    def record_vote(self, candidate: int) -> None:
+        self.voted_for = candidate
+        if "vote_not_persisted" in _config._BUGS:
+            return
+        self._pending_hard_state = HardState(self.term, candidate)
+
+    def set_commit(self, index: int) -> None:
+        self.commit_index = index
+
+    def truncate_log(self, index: int) -> None:
+        """Drop entries from ``index`` on, in memory now and on disk in the next Ready."""
+        self.log.truncate_from(index)
+        if index <= self.persisted_index:
+            self.persisted_index = index - 1
+            if self._truncate_from is None or index < self._truncate_from:
+                self._truncate_from = index
+        if self.verified_index >= index:
+            self.verified_index = index - 1
+
+    # ================================================================ role changes
+    def _set_term(self, term: int) -> None:
+        if term < self.term:
+            raise AssertionError(f"term must never decrease ({self.term} -> {term})")
+        if term > self.term:
+            self.term = term
+            self.voted_for = NO_VOTE
+            self.verified_index = 0
+            self._pending_hard_state = HardState(term, NO_VOTE)
+
+    def become_follower(self, term: int, leader_id, now_ns: int, reason: str) -> None:
+        self._set_term(term)
+        self.role = Role.FOLLOWER
+        self.leader_state = None
+        self.leader_id = leader_id
+        if leader_id is not None:
+            self.last_leader_contact_ns = now_ns
+        self.election.follow(now_ns, reason)
+
+    def become_candidate(self, now_ns: int) -> None:
+        """Entry action of CANDIDATE_BALLOT: a new term and a vote for ourselves."""
+        self._set_term(self.term + 1)
+        self.role = Role.CANDIDATE
+        self.leader_state = None
+        self.leader_id = None
+        self.record_vote(self.member_id)
+
+    def become_leader(self, now_ns: int) -> None:
+        """Entry action of LEADER_READY: open the term with a new-leadership-term entry."""
+        self.role = Role.LEADER
+        self.leader_id = self.member_id
+        self.leader_state = LeaderReplication(self, now_ns)
+        self.log.append(self.term, NEW_LEADERSHIP_TERM, now_ns.to_bytes(8, "little", signed=True))
+        self.leader_state.broadcast_pending = True
+
+    def _accept_leader(self, from_id: int, now_ns: int) -> None:
+        if self.role != Role.FOLLOWER or self.leader_id != from_id \
+                or self.election.state != ElectionState.FOLLOWER_READY:
+            self.become_follower(self.term, from_id, now_ns, "heard from the leader")
+        else:
+            self.election.reset_timer(now_ns)
+        self.last_leader_contact_ns = now_ns
+
+    def _check_not_awaiting(self) -> None:
+        if self._awaiting_advance is not None:
+            raise RuntimeError("the driver must call advance(rd) before the next tick/step/ready")
+
+    def __repr__(self) -> str:
+        return (f"RaftCore(member={self.member_id}, role={self.role.name}, term={self.term}, "
+                f"leader={self.leader_id}, last={self.log.last_index}, commit={self.commit_index})")
+
+
+# ==================================================================== dispatch (same-term messages)
+def _on_append_entries(core: RaftCore, from_id: int, msg, now_ns: int) -> None:
+    if core.role == Role.LEADER:
+        core.counters_add("dropped_second_leader_in_term")   # impossible unless safety broke
+        return
+    core._accept_leader(from_id, now_ns)
+    follower_on_append(core, from_id, msg)
+
+
+def _on_heartbeat(core: RaftCore, from_id: int, msg, now_ns: int) -> None:
+    if core.role == Role.LEADER:
+        core.counters_add("dropped_second_leader_in_term")
+        return
+    core._accept_leader(from_id, now_ns)
+    follower_on_heartbeat(core, from_id, msg)
+
+
+def _on_append_response(core: RaftCore, from_id: int, msg, now_ns: int) -> None:
+    if core.leader_state is not None:
+        core.leader_state.on_append_response(from_id, msg, now_ns)
+
+
+def _on_heartbeat_response(core: RaftCore, from_id: int, msg, now_ns: int) -> None:
+    if core.leader_state is not None:
+        core.leader_state.on_heartbeat_response(from_id, msg, now_ns)
+
+
+def _on_request_vote(core: RaftCore, from_id: int, msg, now_ns: int) -> None:
+    core.election.on_request_vote(from_id, msg, now_ns)
+
+
+def _on_vote(core: RaftCore, from_id: int, msg, now_ns: int) -> None:
+    core.election.on_vote(from_id, msg, now_ns)
+
+
+def _on_timeout_now(core: RaftCore, from_id: int, msg, now_ns: int) -> None:
+    if core.role == Role.LEADER or not core.is_voter:
+        return
+    core.counters_add("timeout_now_received")
+    core.election.start_campaign(now_ns, "leadership transferred to us", transfer=True)
+
+
+_DISPATCH = {
+    AppendEntries: _on_append_entries,
+    Heartbeat: _on_heartbeat,
+    AppendResponse: _on_append_response,
+    HeartbeatResponse: _on_heartbeat_response,
+    RequestVote: _on_request_vote,
+    Vote: _on_vote,
+    TimeoutNow: _on_timeout_now,
+}
+_UNSUPPORTED_YET = (InstallSnapshot, InstallSnapshotResponse)  # snapshot transfer: driver-level, later

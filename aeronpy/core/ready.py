@@ -1,0 +1,44 @@
+"""The value the core hands its driver: everything to do next, in the order it must be done."""
+from __future__ import annotations
+
+
+class Ready:
+    """One batch of work for the driver. Do it in field order, then call ``core.advance(rd)``.
+
+    1. ``truncate_from``: cut the persisted log from this index (None: nothing to cut).
+    2. ``hard_state`` (None: unchanged) saved and synced; entries ``[persist_lo, persist_hi)``
+       of ``core.log`` written (and synced per policy).
+    3. ``messages``: ``(to_member_id, message)`` pairs, sent only after 1 and 2 are durable:
+       a vote or an acknowledgement must never outrun the state it promises.
+    4. apply committed entries ``[apply_lo, apply_hi)`` of ``core.log`` to the state machine.
+    ``snapshot_requests``: ``(member_id, snapshot_index, snapshot_term)`` of followers that need
+    a snapshot because the entries they lack were compacted away; report the outcome with
+    ``core.report_snapshot``.
+    """
+
+    __slots__ = ("truncate_from", "hard_state", "persist_lo", "persist_hi", "messages",
+                 "apply_lo", "apply_hi", "commit_index", "role_changed", "leader_changed",
+                 "snapshot_requests")
+
+    def __init__(self, truncate_from, hard_state, persist_lo, persist_hi, messages, apply_lo,
+                 apply_hi, commit_index, role_changed, leader_changed, snapshot_requests):
+        self.truncate_from = truncate_from
+        self.hard_state = hard_state
+        self.persist_lo = persist_lo
+        self.persist_hi = persist_hi
+        self.messages = messages
+        self.apply_lo = apply_lo
+        self.apply_hi = apply_hi
+        self.commit_index = commit_index
+        self.role_changed = role_changed
+        self.leader_changed = leader_changed
+        self.snapshot_requests = snapshot_requests
+
+    @property
+    def must_persist(self) -> bool:
+        return (self.truncate_from is not None or self.hard_state is not None
+                or self.persist_hi > self.persist_lo)
+
+    def __repr__(self) -> str:
+        return ("Ready(" + ", ".join(f"{k}={getattr(self, k)!r}" for k in self.__slots__
+                                     if k != "messages") + f", messages={len(self.messages)})")

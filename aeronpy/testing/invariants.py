@@ -1,0 +1,176 @@
+"""Raft's safety properties, checked incrementally after every simulated event.
+
+Each check costs O(new entries) or O(members), so the swarm can afford them everywhere:
+- election safety: at most one leader per term;
+- log matching: an (index, term) pair names one entry, with one predecessor term;
+- committed entries never change, and no member truncates one;
+- leader completeness: a new leader holds every committed entry;
+- state machine safety: what a member applies at an index is the committed entry there;
+- terms never decrease, across restarts too; at most one vote per member per term, across
+  restarts too;
+- the highest committed entry is durable on a quorum (per each member's file_sync policy).
+A violation raises :class:`InvariantViolation` naming the seed, and is kept for ``check()``.
+"""
+from __future__ import annotations
+
+from aeronpy.core.messages import RequestVote, Vote
+from aeronpy.core.quorum import quorum_size
+from aeronpy.service import Role
+
+
+class InvariantViolation(AssertionError):
+    pass
+
+
+class InvariantChecker:
+    def __init__(self, describe, storages: dict, voter_count: int):
+        self._describe = describe               # () -> "SimCluster(seed=..) at t=..ms"
+        self._storages = storages               # member id -> storage (survives restarts)
+        self._quorum = quorum_size(voter_count)
+        self.enabled = True
+        self.violations: list = []
+        self.leader_of_term: dict = {}
+        self.max_term: dict = {}
+        self.votes: dict = {}                   # (member, term) -> candidate
+        self.entries: dict = {}                 # (index, term) -> (prev_term, type, payload hash)
+        self.committed: list = [(0, None)]      # committed[i] = (term, payload hash); [0] unused
+        self.member_commit: dict = {}           # member -> commit index checked (this incarnation)
+        self.checks = 0
+
+    # ------------------------------------------------------------------ reporting
+    def fail(self, message: str) -> None:
+        text = f"{self._describe()}: invariant broken: {message}"
+        self.violations.append(text)
+        raise InvariantViolation(text)
+
+    def raise_if_violated(self) -> None:
+        if self.violations:
+            raise InvariantViolation(self.violations[0])
+
+    # ------------------------------------------------------------------ hooks called by the driver
+    def on_start(self, member) -> None:
+        if not self.enabled:
+            return
+        core = member.core
+        m = member.member_id
+        if core.term < self.max_term.get(m, 0):
+            self.fail(f"member {m} restarted in term {core.term} after reaching term {self.max_term[m]}")
+        self.member_commit[m] = core.commit_index
+
+    def before_truncate(self, member, index: int) -> None:
+        if not self.enabled:
+            return
+        committed = self.committed
+        if index < len(committed):
+            term = self._storages[member.member_id].written_term_at(index)
+            if term is not None and term == committed[index][0]:
+                self.fail(f"member {member.member_id} truncates its log from {index}, "
+                          f"a committed entry (term {term}; commit is {len(committed) - 1})")
+
+    def on_persisted(self, member, rd) -> None:
+        if not self.enabled or rd.persist_hi <= rd.persist_lo:
+            return
+        log = member.core.log
+        entries = self.entries
+        prev_term = log.term_at(rd.persist_lo - 1)
+        for index in range(rd.persist_lo, rd.persist_hi):
+            term = log.term_at(index)
+            record = (prev_term, log.type_at(index), hash(bytes(log.payload_at(index))))
+            known = entries.setdefault((index, term), record)
+            if known != record:
+                self.fail(f"log matching: member {member.member_id} holds a different entry at "
+                          f"index {index} term {term} (prev term {prev_term} vs {known[0]})")
+            prev_term = term
+
+    def on_send(self, member, to: int, msg) -> None:
+        if not self.enabled:
+            return
+        kind = type(msg)
+        if kind is Vote:
+            if msg.granted and not msg.pre:
+                self._record_vote(member.member_id, msg.term, to)
+        elif kind is RequestVote:
+            self._record_vote(member.member_id, msg.term, member.member_id)
+
+    def _record_vote(self, voter: int, term: int, candidate: int) -> None:
+        known = self.votes.setdefault((voter, term), candidate)
+        if known != candidate:
+            self.fail(f"member {voter} voted twice in term {term}: for {known} and for {candidate}")
+
+    def on_role_change(self, member, role) -> None:
+        if self.enabled and role == Role.LEADER:
+            self._check_leader(member)
+
+    def on_apply(self, member, index: int) -> None:
+        if not self.enabled:
+            return
+        core = member.core
+        if index > core.commit_index:
+            self.fail(f"member {member.member_id} applies index {index} beyond its commit {core.commit_index}")
+        self._observe_commit(member)
+        log = core.log
+        if (log.term_at(index), hash(bytes(log.payload_at(index)))) != self.committed[index]:
+            self.fail(f"state machine safety: member {member.member_id} applies at index {index} an entry "
+                      "other than the committed one")
+
+    def after_event(self, member) -> None:
+        if not self.enabled:
+            return
+        self.checks += 1
+        core = member.core
+        m = member.member_id
+        if core.term < self.max_term.get(m, 0):
+            self.fail(f"member {m}'s term went back from {self.max_term[m]} to {core.term}")
+        self.max_term[m] = core.term
+        if core.role == Role.LEADER:
+            self._check_leader(member)
+        self._observe_commit(member)
+        self.check_commit_durable()
+
+    # ------------------------------------------------------------------ the checks
+    def _check_leader(self, member) -> None:
+        core = member.core
+        m = member.member_id
+        known = self.leader_of_term.setdefault(core.term, m)
+        if known != m:
+            self.fail(f"election safety: members {known} and {m} both lead term {core.term}")
+        if known == m and not getattr(member, "_completeness_checked", None) == core.term:
+            member._completeness_checked = core.term
+            commit = len(self.committed) - 1
+            log = core.log
+            if commit > log.last_index or (commit > log.base_index
+                                          and log.term_at(commit) != self.committed[commit][0]):
+                self.fail(f"leader completeness: leader {m} of term {core.term} lacks committed entry {commit}")
+
+    def _observe_commit(self, member) -> None:
+        core = member.core
+        m = member.member_id
+        seen = self.member_commit.get(m, 0)
+        commit = core.commit_index
+        if commit < seen:
+            self.fail(f"member {m}'s commit index went back from {seen} to {commit}")
+        if commit == seen:
+            return
+        log = core.log
+        committed = self.committed
+        for index in range(max(seen + 1, log.first_index), commit + 1):
+            record = (log.term_at(index), hash(bytes(log.payload_at(index))))
+            if index < len(committed):
+                if committed[index] != record:
+                    self.fail(f"member {m} committed index {index} with term {record[0]}, but term "
+                              f"{committed[index][0]} was committed there before")
+            elif index == len(committed):
+                committed.append(record)
+            else:
+                self.fail(f"member {m} committed {index} past a gap in the committed log")
+        self.member_commit[m] = commit
+
+    def check_commit_durable(self) -> None:
+        commit = len(self.committed) - 1
+        if commit == 0:
+            return
+        term = self.committed[commit][0]
+        holders = sum(1 for s in self._storages.values() if s.durable_term_at(commit) == term)
+        if holders < self._quorum:
+            self.fail(f"committed entry {commit} (term {term}) is durable on only {holders} members, "
+                      f"fewer than a quorum of {self._quorum}")

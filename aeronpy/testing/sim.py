@@ -1,0 +1,253 @@
+"""``SimCluster``: a whole cluster in one thread on virtual time (DESIGN.md 1.4).
+
+One seed derives everything: a single ``random.Random(seed)`` hands out the seeds of the
+network's, the fault model's and each member's generators in a fixed order, so the same seed
+replays the same run event for event (``trace_hash()`` proves it). Events sit in a heap keyed
+by (time, sequence number). After every event the invariant checker runs.
+"""
+from __future__ import annotations
+
+import hashlib
+import heapq
+import random
+
+from aeronpy.core import CoreConfig
+from aeronpy.core.messages import AppendEntries
+from aeronpy.service import ClusteredService, Role
+from aeronpy.testing.client import SimClient
+from aeronpy.testing.invariants import InvariantChecker
+from aeronpy.testing.member import SimMember
+from aeronpy.testing.network import SimNetwork
+from aeronpy.testing.storage import MemStorage
+
+MS = 1_000_000
+
+
+class SimCluster:
+    def __init__(self, members: int = 3, seed: int = 0, service=None, *, file_sync: str = "data",
+                 election_timeout_ms: float = 200, heartbeat_interval_ms: float = 50,
+                 leader_heartbeat_timeout_ms: float = 400, max_append_bytes: int = 64 * 1024,
+                 max_inflight_appends: int = 64, pre_vote: bool = True, check_quorum: bool = True,
+                 tick_ms: float = 10, check_invariants: bool = True, log_factory=None):
+        if members < 1:
+            raise ValueError(f"members: need at least 1, got {members}")
+        self.seed = seed
+        self.member_count = members
+        self._service_factory = service or ClusteredService
+        self._master_rng = random.Random(seed)
+        derive = self._master_rng.getrandbits
+        self._net_rng = random.Random(derive(64))
+        self._fault_rng = random.Random(derive(64))
+        self._member_seed_rngs = [random.Random(derive(64)) for _ in range(members)]
+        self._tick_ns = int(tick_ms * MS)
+        voters = tuple(range(members))
+        self._configs = [CoreConfig(m, voters, election_timeout_ns=int(election_timeout_ms * MS),
+                                    heartbeat_interval_ns=int(heartbeat_interval_ms * MS),
+                                    leader_heartbeat_timeout_ns=int(leader_heartbeat_timeout_ms * MS),
+                                    max_append_bytes=max_append_bytes, max_inflight_appends=max_inflight_appends,
+                                    pre_vote=pre_vote, check_quorum=check_quorum)
+                         for m in range(members)]
+        self.now_ns = 0
+        self.events = 0
+        self._seq = 0
+        self._queue: list = []
+        self._trace = hashlib.blake2b(digest_size=16)
+        self.net = SimNetwork(self._net_rng, self._schedule)
+        self.storages = {m: MemStorage(file_sync, log_factory) for m in range(members)}
+        self.checker = InvariantChecker(self.describe, self.storages, members)
+        self.checker.enabled = check_invariants
+        self.members: list = [None] * members
+        self._incarnation = [0] * members
+        self._last_services: list = [None] * members
+        self._clients: dict = {}
+        for m in range(members):
+            self._start_member(m)
+
+    # ------------------------------------------------------------------ DESIGN.md 1.4
+    def run_for(self, ms: float) -> None:
+        end = self.now_ns + int(ms * MS)
+        queue = self._queue
+        while queue and queue[0][0] <= end:
+            self._run_one()
+        self.now_ns = end
+
+    def run_until(self, predicate, within_ms: float) -> bool:
+        if predicate():
+            return True
+        end = self.now_ns + int(within_ms * MS)
+        queue = self._queue
+        while queue and queue[0][0] <= end:
+            self._run_one()
+            if predicate():
+                return True
+        self.now_ns = end
+        return False
+
+    def leader(self):
+        best = None
+        for member in self.members:
+            if member is not None and member.core.role == Role.LEADER:
+                if best is None or member.core.term > best.core.term:
+                    best = member
+        return None if best is None else best.member_id
+
+    def client(self, retry_ms: float = 100.0) -> SimClient:
+        client_id = -(len(self._clients) + 1)
+        client = SimClient(self, client_id, retry_ms)
+        self._clients[client_id] = client
+        return client
+
+    def partition(self, *groups) -> None:
+        self.net.partition(range(self.member_count), *[set(g) for g in groups])
+        self._note("partition", repr(sorted(sorted(g) for g in groups)))
+
+    def heal(self) -> None:
+        self.net.heal()
+        self._note("heal")
+
+    def crash(self, member: int) -> None:
+        self._kill(member)
+        self.storages[member].crash()
+        self._note("crash", member)
+
+    def power_fail(self, member: int) -> None:
+        self._kill(member)
+        lost = self.storages[member].power_fail(self._fault_rng)
+        self._note("power_fail", member, lost)
+
+    def restart(self, member: int) -> None:
+        if self.members[member] is not None:
+            raise ValueError(f"member {member} is running; crash it first")
+        self._start_member(member)
+        self._note("restart", member)
+
+    def network(self, drop: float = 0.0, duplicate: float = 0.0, delay_ms=(1.0, 1.0)) -> None:
+        self.net.configure(drop, duplicate, delay_ms)
+        self._note("network", drop, duplicate, delay_ms)
+
+    def service(self, member: int, service_id: int = 0):
+        live = self.members[member]
+        services = live.services if live is not None else self._last_services[member]
+        return services[service_id]
+
+    def check(self) -> None:
+        self.checker.raise_if_violated()
+
+    # ------------------------------------------------------------------ extras for tests
+    def trace_hash(self) -> str:
+        return self._trace.hexdigest()
+
+    def describe(self) -> str:
+        return f"SimCluster(seed={self.seed}) at t={self.now_ns / MS:.3f}ms"
+
+    def core(self, member: int):
+        live = self.members[member]
+        return None if live is None else live.core
+
+    def alive(self, member: int) -> bool:
+        return self.members[member] is not None
+
+    def isolate(self, member: int) -> None:
+        others = [m for m in range(self.member_count) if m != member]
+        self.partition({member}, set(others))
+
+    def cut(self, src: int, dst: int) -> None:
+        """Asymmetric partition: ``src`` can no longer reach ``dst``."""
+        self.net.block(src, dst)
+        self._note("cut", src, dst)
+
+    def transfer_leadership(self, target=None) -> bool:
+        leader = self.leader()
+        if leader is None:
+            return False
+        member = self.members[leader]
+        ok = member.core.transfer_leadership(target, self.now_ns)
+        member.process(self.now_ns)
+        return ok
+
+    def propose(self, member: int, entry_type: int, payload: bytes) -> int:
+        """Propose straight into a member's core (tests that bypass the client)."""
+        live = self.members[member]
+        if live is None:
+            return 0
+        index = live.core.propose(entry_type, payload)
+        live.process(self.now_ns)
+        return index
+
+    # ------------------------------------------------------------------ machinery
+    def _schedule(self, at_ns: int, fn, *args) -> None:
+        self._seq += 1
+        heapq.heappush(self._queue, (at_ns, self._seq, fn, args))
+
+    def _schedule_in(self, delay_ns: int, fn, *args) -> None:
+        self._schedule(self.now_ns + delay_ns, fn, *args)
+
+    def _run_one(self) -> None:
+        at_ns, _seq, fn, args = heapq.heappop(self._queue)
+        self.now_ns = at_ns
+        self.events += 1
+        fn(*args)
+
+    def _note(self, *parts) -> None:
+        self._trace.update(f"{self.now_ns}|{'|'.join(map(str, parts))}\n".encode())
+
+    def _start_member(self, m: int) -> None:
+        self._incarnation[m] += 1
+        factory = self._service_factory
+        made = factory()
+        services = list(made) if isinstance(made, (list, tuple)) else [made]
+        rng = random.Random(self._member_seed_rngs[m].getrandbits(64))
+        self.members[m] = SimMember(m, self._configs[m], self.storages[m], services, rng, self, self.checker)
+        self._last_services[m] = services
+        phase = rng.randrange(0, self._tick_ns) if self._tick_ns > 1 else 0
+        self._schedule_in(phase, self._tick, m, self._incarnation[m])
+
+    def _kill(self, m: int) -> None:
+        if self.members[m] is None:
+            raise ValueError(f"member {m} is not running")
+        self.members[m].alive = False
+        self.members[m] = None
+
+    def _tick(self, m: int, incarnation: int) -> None:
+        member = self.members[m]
+        if member is None or self._incarnation[m] != incarnation:
+            return
+        member.on_tick(self.now_ns)
+        self._schedule_in(self._tick_ns, self._tick, m, incarnation)
+
+    # transport used by members -------------------------------------------------
+    def send_member(self, src: int, dst: int, msg) -> None:
+        self.net.send(self.now_ns, src, dst, self._deliver_member, dst, src, msg)
+
+    def _deliver_member(self, dst: int, src: int, msg) -> None:
+        if type(msg) is AppendEntries:
+            self._note("d", src, dst, "AE", msg.term, msg.prev_index, msg.prev_term, msg.count, msg.commit_index)
+        else:
+            self._note("d", src, dst, repr(msg))
+        member = self.members[dst]
+        if member is not None:
+            member.on_message(src, msg, self.now_ns)
+
+    def send_reply(self, src: int, client_id: int, correlation_id: int, payload: bytes) -> None:
+        self.net.send(self.now_ns, src, client_id, self._deliver_reply, client_id, src, correlation_id, payload)
+
+    def _deliver_reply(self, client_id: int, src: int, correlation_id: int, payload: bytes) -> None:
+        self._note("reply", src, client_id, correlation_id)
+        self._clients[client_id].on_reply(src, correlation_id, payload)
+
+    def send_redirect(self, src: int, client_id: int, correlation_id: int, leader_id) -> None:
+        self.net.send(self.now_ns, src, client_id, self._deliver_redirect, client_id, src, correlation_id, leader_id)
+
+    def _deliver_redirect(self, client_id: int, src: int, correlation_id: int, leader_id) -> None:
+        self._note("redirect", src, client_id, correlation_id, leader_id)
+        self._clients[client_id].on_redirect(src, correlation_id, leader_id)
+
+    def _client_send(self, client_id: int, dst: int, correlation_id: int, service_id: int, body: bytes) -> None:
+        self.net.send(self.now_ns, client_id, dst, self._deliver_ingress, dst, client_id, correlation_id,
+                      service_id, body)
+
+    def _deliver_ingress(self, dst: int, client_id: int, correlation_id: int, service_id: int, body: bytes) -> None:
+        self._note("ingress", client_id, dst, correlation_id)
+        member = self.members[dst]
+        if member is not None:
+            member.on_client_message(self.now_ns, client_id, correlation_id, service_id, body)

@@ -23,6 +23,10 @@ def encode_client_entry(timestamp_ns: int, client_id: int, correlation_id: int, 
     return _CLIENT_HEADER.pack(timestamp_ns, client_id, correlation_id, service_id) + bytes(body)
 
 
+def encode_service_entry(timestamp_ns: int, service_id: int, body) -> bytes:
+    return _SERVICE_HEADER.pack(timestamp_ns, service_id) + bytes(body)
+
+
 class SimClientSession:
     """What a service sees as ``session``: ``id`` and ``offer`` (a reply on the leader only)."""
 
@@ -97,9 +101,9 @@ class MinimalApplier:
     def on_client_message(self, now_ns: int, client_id: int, correlation_id: int, service_id: int, body) -> str:
         """Returns 'proposed', 'duplicate' (answered from the reply cache) or 'not_leader'."""
         if correlation_id <= self.last_applied_correlation.get(client_id, 0):
-            reply = self.replies.get(client_id, {}).get(correlation_id)
-            if reply is not None and self.role == Role.LEADER:
-                self._send_reply(client_id, correlation_id, reply)
+            if self.role == Role.LEADER:
+                # the cached reply, or None: "applied long ago, its reply is no longer kept"
+                self._send_reply(client_id, correlation_id, self.replies.get(client_id, {}).get(correlation_id))
             return "duplicate"
         index = self.core.propose(CLIENT_MESSAGE, encode_client_entry(now_ns, client_id, correlation_id,
                                                                       service_id, body))
@@ -108,7 +112,7 @@ class MinimalApplier:
     def propose_service_message(self, service_id: int, body) -> int:
         if self.role != Role.LEADER:
             return 1   # as on followers of the real cluster: accepted, the leader's copy counts
-        return self.core.propose(SERVICE_MESSAGE, _SERVICE_HEADER.pack(self.cluster_time_ns, service_id) + bytes(body))
+        return self.core.propose(SERVICE_MESSAGE, encode_service_entry(self.cluster_time_ns, service_id, body))
 
     # ------------------------------------------------------------------ egress (leader only)
     def record_reply(self, client_id: int, correlation_id: int, payload: bytes) -> None:

@@ -89,8 +89,8 @@ class SimClient:
     def on_reply(self, member_id: int, correlation_id: int, payload: bytes) -> None:
         self._heard_since_retry = True
         self._target = member_id
-        if self._pending.pop(correlation_id, None) is not None:
-            self._replies[correlation_id] = payload
+        if self._pending.pop(correlation_id, None) is not None and payload is not None:
+            self._replies[correlation_id] = payload   # None: applied, reply evicted from the cache
 
     def on_redirect(self, member_id: int, correlation_id: int, leader_id) -> None:
         if leader_id is None or leader_id == member_id:

@@ -8,7 +8,8 @@ Each check costs O(new entries) or O(members), so the swarm can afford them ever
 - state machine safety: what a member applies at an index is the committed entry there;
 - terms never decrease, across restarts too; at most one vote per member per term, across
   restarts too;
-- the highest committed entry is durable on a quorum (per each member's file_sync policy).
+- the highest committed entry is durable on a quorum (per each member's file_sync policy);
+- a leader advances its commit index only to an entry of its own term (figure 8).
 A violation raises :class:`InvariantViolation` naming the seed, and is kept for ``check()``.
 """
 from __future__ import annotations
@@ -122,9 +123,14 @@ class InvariantChecker:
         if core.term < self.max_term.get(m, 0):
             self.fail(f"member {m}'s term went back from {self.max_term[m]} to {core.term}")
         self.max_term[m] = core.term
+        before = self.member_commit.get(m, 0)
+        self._observe_commit(member)
         if core.role == Role.LEADER:
             self._check_leader(member)
-        self._observe_commit(member)
+            commit = core.commit_index
+            if commit > before and commit > core.log.base_index and core.log.term_at(commit) != core.term:
+                self.fail(f"figure 8: leader {m} of term {core.term} advanced its commit to {commit}, "
+                          f"an entry of term {core.log.term_at(commit)}, by counting replicas")
         self.check_commit_durable()
 
     # ------------------------------------------------------------------ the checks

@@ -79,10 +79,13 @@ def _run_seed(seed: int, fault_phase_ms: float, liveness_within_ms: float) -> Se
     plan = random.Random(f"swarm-plan-{seed}")
     members = plan.choice((3, 3, 3, 5, 5))
     file_sync = plan.choice(("data", "full", "none"))
-    max_append_bytes = plan.choice((64 * 1024, 64 * 1024, 600, 100))
+    max_append_bytes = plan.choice((64 * 1024, 64 * 1024, 600, 100, 1))   # 1: one entry per append
+    pre_vote = plan.random() < 0.75
     sim = SimCluster(members=members, seed=seed, service=RecordingService, file_sync=file_sync,
-                     max_append_bytes=max_append_bytes, max_inflight_appends=plan.choice((64, 4, 1)))
+                     max_append_bytes=max_append_bytes, max_inflight_appends=plan.choice((64, 4, 1)),
+                     pre_vote=pre_vote, check_quorum=pre_vote or plan.random() < 0.5)
     faults = {"members": members, "file_sync": file_sync, "max_append_bytes": max_append_bytes,
+              "pre_vote": pre_vote,
               "partition": 0, "cut": 0, "heal": 0, "crash": 0, "power_fail": 0, "restart": 0,
               "network": 0, "transfer": 0, "offers": 0}
     client = sim.client()

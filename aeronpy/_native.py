@@ -6,7 +6,7 @@ install from a latency-sensitive user.
 import importlib
 
 # Grows as modules land; the final set is ("_crc", "_logindex", "_codec", "_frame", "_udp").
-COMPILED_MODULES: tuple = ("_crc", "_logindex")
+COMPILED_MODULES: tuple = ("_crc", "_logindex", "_cursor", "_codec", "_codec_batch")
 
 
 def load_compiled() -> dict:

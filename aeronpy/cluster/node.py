@@ -1,0 +1,355 @@
+"""``ClusterNode``: the duty-cycle agent that makes one cluster member real.
+
+One ``do_work()`` (Agrona's ``Agent.doWork``) polls the consensus and ingress transports,
+steps the Raft core and the consensus module, writes the archive, sends, applies committed
+entries to the services and flushes egress, and returns how much work it did; the idle
+strategy decides what to do when that is 0. ``start()`` runs the cycle on a background
+thread (thread mode); an application may instead call ``do_work()`` from its own loop
+(invoker mode). The GIL makes more threads pointless on the hot path, so there is one.
+
+The core and the module are sans-I/O: everything with a clock, a socket or a file lives
+here, and ``aeronpy.testing.SimCluster`` drives the same two objects on virtual time.
+"""
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from typing import Optional, Sequence
+
+from aeronpy import _codec
+from aeronpy.archive import Archive
+from aeronpy.cluster.config import NodeConfig
+from aeronpy.cluster.counters import CountersWriter, SlotId
+from aeronpy.cluster.idle import idle_strategy_from_name, select_waiter
+from aeronpy.cluster.logsetup import BurstLogger, node_logger
+from aeronpy.cluster.module import ConsensusModule
+from aeronpy.cluster.module_config import Authenticator, ModuleConfig
+from aeronpy.cluster.nodefiles import ErrorLog, PidFile
+from aeronpy.core import CoreConfig, RaftCore
+from aeronpy.service import ClusteredService, Role
+from aeronpy.transport.udp import UdpTransport
+
+_MS = 1_000_000
+_POLL_LIMIT = 64
+CONSENSUS_STREAM_ID = 1
+INGRESS_STREAM_ID = 2
+
+_S = SlotId
+_ROLE, _TERM, _LEADER, _COMMIT, _APPEND = (int(_S.ROLE), int(_S.LEADERSHIP_TERM), int(_S.LEADER_ID),
+                                           int(_S.COMMIT_INDEX), int(_S.APPEND_INDEX))
+_ELECTION_STATE, _CM_STATE, _SESSIONS = (int(_S.ELECTION_STATE), int(_S.CONSENSUS_MODULE_STATE),
+                                         int(_S.SESSIONS_OPEN))
+_ERRORS, _DROPS_MALFORMED = int(_S.ERRORS), int(_S.DROPS_MALFORMED)
+
+
+class NodeStoppedError(RuntimeError):
+    """The node stopped because of a fault it must not continue past (see ``node.failure``)."""
+
+
+class ClusterNode:
+    """One member of a cluster (DESIGN.md 1.2). Construct, then ``start()`` or drive ``do_work()``."""
+
+    def __init__(self, config: NodeConfig, services: Sequence[ClusteredService],
+                 authenticator: Optional[Authenticator] = None, *, check_startable: bool = True):
+        if not services:
+            raise ValueError("services: a node hosts at least one ClusteredService")
+        if check_startable:
+            config.check_startable()
+        self.config = config
+        self.member_id = config.member_id
+        self.log = node_logger(config.member_id, config.log_level)
+        self._pid_file = PidFile(config.data_dir).acquire()
+        self._errors = ErrorLog(config.data_dir)
+        self._drop_log = BurstLogger(self.log)
+        self.failure: Optional[BaseException] = None
+        self._closed = False
+        self._thread: Optional[threading.Thread] = None
+        self._stop = threading.Event()
+        self._clock = time.monotonic_ns
+
+        # -- archive and recovery ---------------------------------------------------------
+        self.archive = Archive.open(config.data_dir, file_sync=config.file_sync,
+                                    segment_bytes=config.segment_bytes)
+        recovered = self.archive.recover()
+        self.log.info("recovered: term=%d voted_for=%s log=[%d, %d] commit=%d snapshot=%s",
+                      recovered.hard_state.term, recovered.hard_state.voted_for,
+                      recovered.log.first_index, recovered.log.last_index,
+                      recovered.commit_index, recovered.snapshot)
+        voters = tuple(m.id for m in config.members)
+        core_config = CoreConfig(
+            member_id=config.member_id, voters=voters,
+            election_timeout_ns=config.election_timeout_ms * _MS,
+            heartbeat_interval_ns=config.heartbeat_interval_ms * _MS,
+            leader_heartbeat_timeout_ns=config.leader_heartbeat_timeout_ms * _MS,
+            max_append_bytes=config.max_append_bytes)
+        self.core = RaftCore(core_config, rng=random.Random(), hard_state=recovered.hard_state,
+                             log=recovered.log, commit_index=recovered.commit_index)
+
+        # -- transports -----------------------------------------------------------------
+        me = config.member
+        secret = config.secret
+        self.consensus = UdpTransport(me.host, me.consensus_port, config.cluster_id, config.member_id,
+                                      secret=secret, mtu=config.mtu_bytes, stream_id=CONSENSUS_STREAM_ID,
+                                      rcvbuf_bytes=config.socket_rcvbuf_bytes,
+                                      sndbuf_bytes=config.socket_sndbuf_bytes)
+        for peer in config.peers:
+            self.consensus.add_peer(peer.id, peer.host, peer.consensus_port)
+        self._client_of_endpoint: dict = {}
+        self.ingress = UdpTransport(me.host, me.ingress_port, config.cluster_id, config.member_id,
+                                    secret=None, mtu=config.mtu_bytes, stream_id=INGRESS_STREAM_ID,
+                                    accept_clients=True, on_new_client=self._on_new_client,
+                                    on_client_lost=self._on_client_lost,
+                                    client_timeout_ns=max(config.session_timeout_ms * _MS, 1_000 * _MS),
+                                    rcvbuf_bytes=config.socket_rcvbuf_bytes,
+                                    sndbuf_bytes=config.socket_sndbuf_bytes)
+
+        # -- consensus module and services ----------------------------------------------
+        module_config = ModuleConfig(
+            members={m.id: f"{m.host}:{m.ingress_port}" for m in config.members},
+            session_timeout_ns=config.session_timeout_ms * _MS,
+            max_message_bytes=config.max_message_bytes,
+            authenticator=authenticator or Authenticator(),
+            client_ref_of_endpoint=self._client_of_endpoint.get)
+        self.module = ConsensusModule(config.member_id, self.core, list(services), module_config,
+                                      now_ns=self._clock())
+        self.module.start(self._open_snapshots(recovered))
+        self._replay_committed()
+
+        # -- counters and idling -------------------------------------------------------
+        self.counters = CountersWriter.for_config(config)
+        self._values = self.counters.values
+        self._idle = idle_strategy_from_name(
+            config.idle_strategy,
+            waiter=select_waiter([self.consensus.socket.fileno(), self.ingress.socket.fileno()]))
+        self._pending = None          # a Ready waiting for its fsync (file_sync != "none")
+        self._decode = _codec.decode
+        self._encode = _codec.encode
+        self._publish_counters()
+
+    # ------------------------------------------------------------------ recovery helpers
+    def _open_snapshots(self, recovered):
+        """Service snapshot streams for ``on_start`` (None for a node without a snapshot)."""
+        if recovered.snapshot is None:
+            return None
+        loader = getattr(self.module, "restore_from_snapshot", None)
+        if loader is None:
+            return None
+        return loader(self.archive.open_snapshot(recovered.snapshot))
+
+    def _replay_committed(self) -> None:
+        """Apply the entries recovery knows were committed, before joining the cluster."""
+        log = self.core.log
+        end = self.core.commit_index
+        start = max(self.module.applied_index + 1, log.first_index)
+        for index in range(start, end + 1):
+            self.module.apply(index, log.term_at(index), log.type_at(index), log.payload_at(index))
+        if end >= start:
+            self.log.info("replayed %d committed entries into the services", end - start + 1)
+
+    # ------------------------------------------------------------------ client bookkeeping
+    def _on_new_client(self, peer_id: int, address: tuple) -> None:
+        self._client_of_endpoint[f"{address[0]}:{address[1]}"] = peer_id
+
+    def _on_client_lost(self, peer_id: int) -> None:
+        for endpoint, ref in list(self._client_of_endpoint.items()):
+            if ref == peer_id:
+                del self._client_of_endpoint[endpoint]
+
+    # ------------------------------------------------------------------ duty cycle
+    def do_work(self) -> int:
+        """One duty cycle; returns how much work it did (0 lets the idle strategy back off)."""
+        if self._closed:
+            return 0
+        start_ns = self._clock()
+        try:
+            work = self._do_work(start_ns)
+        except Exception as exc:  # a fault we must not continue past: stop, don't diverge
+            self._fail(exc)
+            raise
+        end_ns = self._clock()
+        self._publish_counters()
+        self.counters.observe_duty_cycle(end_ns - start_ns)
+        return work
+
+    def _do_work(self, now_ns: int) -> int:
+        work = self.consensus.poll(self._on_consensus_message, _POLL_LIMIT)
+        work += self.ingress.poll(self._on_ingress_message, _POLL_LIMIT)
+        now_ns = self._clock()
+        core = self.core
+        core.tick(now_ns)
+        work += self.module.tick(now_ns)
+        work += self._process_ready(now_ns)
+        work += self.module.egress.drain(self._send_egress)
+        work += self.consensus.do_work(now_ns)
+        work += self.ingress.do_work(now_ns)
+        return work
+
+    def _on_consensus_message(self, peer_id: int, payload: memoryview) -> None:
+        try:
+            msg = self._decode(payload)
+        except _codec.DecodeError:
+            self._values[_DROPS_MALFORMED] += 1
+            self._drop_log.record("malformed consensus message")
+            return
+        self.core.step(peer_id, msg, self._clock())
+
+    def _on_ingress_message(self, client_ref: int, payload: memoryview) -> None:
+        try:
+            msg = self._decode(payload)
+        except _codec.DecodeError:
+            self._values[_DROPS_MALFORMED] += 1
+            self._drop_log.record("malformed ingress message")
+            return
+        self.module.on_ingress(client_ref, msg, self._clock())
+
+    def _send_egress(self, client_ref, message) -> bool:
+        if client_ref is None:
+            return True   # the client has no stream to this member: drop (it reconnects)
+        code = self.ingress.send(client_ref, self._encode(message))
+        return code > 0 or code != -2   # only back pressure keeps the message queued
+
+    def _process_ready(self, now_ns: int) -> int:
+        archive = self.archive
+        pending = self._pending
+        if pending is not None:
+            if archive.poll_synced() < pending.persist_hi - 1:
+                return 0
+            self._pending = None
+            self._finish_ready(pending, now_ns)
+            return 1
+        core = self.core
+        if not core.has_ready():
+            return 0
+        rd = core.ready()
+        if rd.truncate_from is not None:
+            archive.truncate_from(rd.truncate_from)
+        if rd.hard_state is not None:
+            archive.save_hard_state(rd.hard_state.term, rd.hard_state.voted_for)
+        if rd.persist_hi > rd.persist_lo:
+            archive.append_from(core.log, rd.persist_lo, rd.persist_hi)
+            if self.config.file_sync != "none":
+                archive.request_sync()
+                if archive.poll_synced() < rd.persist_hi - 1:
+                    self._pending = rd       # group commit: finish when the syncer is done
+                    return 1
+        self._finish_ready(rd, now_ns)
+        return 1
+
+    def _finish_ready(self, rd, now_ns: int) -> None:
+        send = self.consensus.send
+        encode = self._encode
+        for to, msg in rd.messages:
+            send(to, encode(msg))
+        if rd.apply_hi > rd.apply_lo:
+            self.module.apply_ready(rd, now_ns)
+            self.archive.note_commit_index(rd.apply_hi - 1)
+        if rd.role_changed is not None or rd.leader_changed:
+            self.log.info("role %s, leader %s, term %d", Role(int(self.core.role)).name,
+                          self.core.leader_id, self.core.term)
+        for member_id, _index, _term in rd.snapshot_requests:
+            # Snapshot transfer to a lagging follower is not wired yet: report failure so the
+            # core keeps probing instead of waiting forever.
+            self.core.report_snapshot(member_id, False)
+        self.core.advance(rd)
+
+    # ------------------------------------------------------------------ counters
+    def _publish_counters(self) -> None:
+        v = self._values
+        core = self.core
+        v[_ROLE] = int(core.role)
+        v[_TERM] = core.term
+        v[_LEADER] = -1 if core.leader_id is None else core.leader_id
+        v[_COMMIT] = core.commit_index
+        v[_APPEND] = core.log.last_index
+        v[_ELECTION_STATE] = int(getattr(core.election_state, "value", 0))
+        v[_SESSIONS] = len(self.module.sessions)
+        self.counters.touch()
+
+    def _fail(self, exc: BaseException) -> None:
+        self.failure = exc
+        self._values[_ERRORS] += 1
+        self._errors.record(exc)
+        self.log.error("node stopping after an unrecoverable error: %r", exc)
+
+    # ------------------------------------------------------------------ read-only views
+    @property
+    def role(self) -> Role:
+        return Role(int(self.core.role))
+
+    @property
+    def leader_id(self) -> Optional[int]:
+        return self.core.leader_id
+
+    @property
+    def term(self) -> int:
+        return self.core.term
+
+    @property
+    def commit_index(self) -> int:
+        return self.core.commit_index
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    # ------------------------------------------------------------------ thread mode
+    def start(self) -> "ClusterNode":
+        """Run the duty cycle on a background thread until ``close()``."""
+        if self._thread is not None:
+            raise RuntimeError("node already started")
+        self._thread = threading.Thread(target=self._run, name=f"aeronpy-node-{self.member_id}",
+                                        daemon=True)
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        idle = self._idle.idle
+        stop = self._stop
+        while not stop.is_set():
+            try:
+                work = self.do_work()
+            except Exception:
+                break
+            idle(work)
+
+    def close(self, transfer_timeout_ms: Optional[int] = None) -> None:
+        """Stop the node. A leader first hands leadership to an up-to-date follower, so a
+        rolling restart costs no election timeout."""
+        if self._closed:
+            return
+        if self._thread is not None:
+            self._stop.set()
+            self._thread.join(timeout=5.0)
+            self._thread = None
+        if self.failure is None and self.core.role == Role.LEADER:
+            self._hand_over(transfer_timeout_ms or 2 * self.config.election_timeout_ms)
+        self._closed = True
+        try:
+            self.module.close()
+        finally:
+            for closer in (self.consensus.close, self.ingress.close, self.archive.close,
+                           self.counters.close, self._pid_file.release):
+                try:
+                    closer()
+                except Exception as exc:  # keep closing the rest
+                    self.log.warning("error while closing: %r", exc)
+
+    def _hand_over(self, timeout_ms: int) -> None:
+        deadline = self._clock() + timeout_ms * _MS
+        if not self.core.transfer_leadership(None, self._clock()):
+            return
+        while self._clock() < deadline and self.core.role == Role.LEADER:
+            if self.do_work() == 0:
+                time.sleep(0.0002)
+        # let the TimeoutNow and final acknowledgements leave before the sockets close
+        for _ in range(20):
+            self.consensus.do_work(self._clock())
+        self.log.info("leadership handed over (now %s)", Role(int(self.core.role)).name)
+
+    def __enter__(self) -> "ClusterNode":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -20,6 +20,13 @@ How the search works (written from the papers' ideas, not from any implementatio
 * **Indeterminate operations** (timeouts): completion at +infinity and an unknown result.
   They may take effect at any point after their invocation or never; the search may finish
   with them left out. A timed-out read has no effect and constrains nothing, so it is dropped.
+* **Pruning that keeps it sound** (each checked against a brute-force oracle in the tests):
+  a read of a value nobody could have stored fails at once; a state that linearized a
+  superset of the timed-out operations of an explored one (same completed set, same value) is
+  dominated; identical timed-out operations are interchangeable (only the earliest is tried);
+  a timed-out write immediately overwritten, or a timed-out no-op, is left out instead.
+  Timed-out writes still make the search exponential in how many are open at once: a long
+  single-key history with many timeouts can end UNKNOWN; spread load over many keys.
 * **Bounded.** A step budget (and optional wall-clock deadline) makes the answer
   ``UNKNOWN`` instead of hanging on a pathological history.
 
@@ -120,8 +127,26 @@ def _apply(op: Operation, value: Any) -> Tuple[bool, Any]:
     return op.result == swapped, new_value
 
 
+def _observes_unwritten_value(ops: List[Operation]) -> bool:
+    """A cheap sound test before the search: a completed read (or successful cas) that saw a
+    value no operation on the key could have stored is a violation whatever the order."""
+    try:
+        stored = {None}
+        stored.update(o.args[1] if o.op == WRITE else o.args[2] for o in ops if o.op != READ)
+        for o in ops:
+            if o.indeterminate:
+                continue
+            if (o.op == READ and o.result not in stored) or (o.op == CAS and o.result and o.args[1] not in stored):
+                return True
+    except TypeError:               # unhashable values: leave it to the search
+        pass
+    return False
+
+
 def _check_key(ops: List[Operation], max_steps: int, deadline: float) -> Tuple[Optional[bool], int]:
     """Search one key's history: (True/False, steps), or (None, steps) when out of budget."""
+    if _observes_unwritten_value(ops):
+        return False, 0
     ops = sorted(ops, key=lambda o: (o.invoke_ns, o.complete_ns))
     n = len(ops)
     invoke = [o.invoke_ns for o in ops]
@@ -131,26 +156,51 @@ def _check_key(ops: List[Operation], max_steps: int, deadline: float) -> Tuple[O
         if not o.indeterminate:
             must_finish |= 1 << i
     full = (1 << n) - 1
+    twin_key: List[Optional[Tuple[Any, ...]]] = []
+    for o in ops:
+        key = None
+        if o.indeterminate:
+            try:
+                key = (o.op, o.args)
+                hash(key)
+            except TypeError:
+                key = None
+        twin_key.append(key)
 
-    seen = set()
-    # Each stack frame: (linearized mask, state, candidates still to try at this point)
-    stack: List[Tuple[int, Any, List[int]]] = []
+    # Memo (Lowe): determinate part of the linearized set and state -> the indeterminate parts
+    # already explored with them. Dominance: a state that has linearized a *superset* of the
+    # indeterminate operations of an explored one (same determinate set, same value) has only
+    # fewer options - timed-out operations never narrow the candidate window, as they
+    # complete at +inf - so it cannot succeed where that one did not, and is skipped. Without
+    # this, every subset of the timed-out writes would be a separate memo entry.
+    seen: Dict[Tuple[int, Any], List[int]] = {}
+    # Each stack frame: (linearized mask, state, candidates still to try at this point,
+    # whether the last step was a timed-out write)
+    stack: List[Tuple[int, Any, List[int], bool]] = []
     steps = 0
 
     def candidates(mask: int) -> List[int]:
         # Walk the waiting operations in invocation order. An operation may go next iff it
         # was invoked no later than the earliest completion among the waiting ones; once an
         # invocation passes the running minimum, later ones cannot lower it (they complete
-        # after they are invoked), so the walk stops there.
+        # after they are invoked), so the walk stops there. The window only moves forward:
+        # once an operation may go next, it stays so until it is linearized.
         result = []
         earliest_completion = math.inf
         waiting = full & ~mask
+        twins = set()
         while waiting:
             low = waiting & -waiting
             i = low.bit_length() - 1
             waiting ^= low
             if invoke[i] > earliest_completion:
                 break
+            if twin_key[i] is not None:
+                # Symmetry: identical timed-out operations that are both available are
+                # interchangeable, so only the earliest unused one is tried.
+                if twin_key[i] in twins:
+                    continue
+                twins.add(twin_key[i])
             result.append(i)
             if complete[i] < earliest_completion:
                 earliest_completion = complete[i]
@@ -158,10 +208,10 @@ def _check_key(ops: List[Operation], max_steps: int, deadline: float) -> Tuple[O
         return [i for i in reversed(result) if invoke[i] <= earliest_completion]
 
     mask, state = 0, None
-    stack.append((mask, state, candidates(mask)))
-    seen.add((mask, state))
+    stack.append((mask, state, candidates(mask), False))
+    seen[(0, None)] = [0]
     while stack:
-        mask, state, todo = stack[-1]
+        mask, state, todo, after_maybe_write = stack[-1]
         if mask & must_finish == must_finish:
             return True, steps
         if not todo:
@@ -171,18 +221,25 @@ def _check_key(ops: List[Operation], max_steps: int, deadline: float) -> Tuple[O
         steps += 1
         if steps > max_steps or (steps & 0xFFF == 0 and time.monotonic() > deadline):
             return None, steps
-        consistent, new_state = _apply(ops[i], state)
+        op = ops[i]
+        if after_maybe_write and op.op == WRITE:
+            continue      # the timed-out write before it is overwritten unseen: drop it instead
+        consistent, new_state = _apply(op, state)
         if not consistent:
             continue
+        maybe = op.indeterminate
+        if maybe and new_state == state:
+            continue      # a timed-out no-op (failed cas, same value): leaving it out dominates
         new_mask = mask | (1 << i)
         try:
-            memo_key = (new_mask, new_state)
-            if memo_key in seen:
-                continue
-            seen.add(memo_key)
+            explored = seen.setdefault((new_mask & must_finish, new_state), [])
         except TypeError:           # unhashable value: search without memoisation
-            pass
-        stack.append((new_mask, new_state, candidates(new_mask)))
+            explored = []
+        new_maybe = new_mask & ~must_finish
+        if any(old & ~new_maybe == 0 for old in explored):
+            continue
+        explored.append(new_maybe)
+        stack.append((new_mask, new_state, candidates(new_mask), maybe and op.op == WRITE))
     return False, steps
 
 

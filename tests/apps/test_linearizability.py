@@ -94,12 +94,32 @@ def test_failed_key_is_named():
 
 
 def test_budget_gives_unknown_instead_of_hanging():
-    # Many fully concurrent writes of distinct values then a read of an unwritten value: the
-    # search must exhaust every order, which a tiny budget cannot do.
-    ops = [w(i, "x", i, 0, 1000) for i in range(12)] + [r(99, "x", -1, 2000, 2001)]
+    # Many fully concurrent writes of distinct values, then two reads that disagree after all
+    # writes completed: the search must exhaust every order, which a tiny budget cannot do.
+    ops = [w(i, "x", i, 0, 1000) for i in range(12)] + [r(99, "x", 0, 2000, 2001),
+                                                        r(99, "x", 1, 2002, 2003)]
     assert check_kv_history(ops, max_steps=50).outcome is Outcome.UNKNOWN
     # with memoisation the full search is small (2^12 sets x 13 states at most)
     assert check_kv_history(ops).outcome is Outcome.NOT_LINEARIZABLE
+
+
+def test_a_violation_deep_in_a_long_history_is_found():
+    # Unique values, so "read the first value after it was surely overwritten" is a violation
+    # that the quick unwritten-value pre-check cannot see: only the search can.
+    history = generate_history(random.Random(11), n_ops=2000, keys=2, clients=8, values=10**9)
+    key = history[0].key
+    writes = sorted((o for o in history if o.key == key and o.op == WRITE), key=lambda o: o.invoke_ns)
+    first = writes[0]
+    values = [o.args[1] for o in history if o.op == WRITE] + [o.args[2] for o in history if o.op == CAS]
+    assert values.count(first.args[1]) == 1
+    overwriter = next(o for o in writes if o.invoke_ns > first.complete_ns)
+    reads = [i for i, o in enumerate(history) if o.key == key and o.op == READ
+             and o.invoke_ns > overwriter.complete_ns + 1000]
+    i = reads[len(reads) // 2]
+    op = history[i]
+    history[i] = Operation(op.client_id, READ, op.args, op.invoke_ns, op.complete_ns, first.args[1])
+    result = check_kv_history(history, timeout_s=30)
+    assert result.outcome is Outcome.NOT_LINEARIZABLE and result.failed_key == key
 
 
 def test_bad_input_is_refused_clearly():

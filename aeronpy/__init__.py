@@ -16,17 +16,21 @@ from aeronpy.errors import (  # noqa: E402
     NotConnectedError,
 )
 from aeronpy.service import CloseReason, ClusteredService, Role  # noqa: E402
+from aeronpy.cluster.codes import BACK_PRESSURED, CLOSED, NOT_CONNECTED  # noqa: E402
+from aeronpy.cluster.config import MemberConfig, NodeConfig  # noqa: E402
+from aeronpy.cluster.container import Cluster, ServiceError  # noqa: E402
+from aeronpy.cluster.module_config import Authenticator, SecretAuthenticator  # noqa: E402
+from aeronpy.cluster.sessions import ClientSession  # noqa: E402
+from aeronpy.client import ClusterClient  # noqa: E402
+from aeronpy.cluster.node import ClusterNode  # noqa: E402
 
 __version__ = "0.1.0"
 
-# Aeron-style negative results of ClusterClient.offer()
-NOT_CONNECTED = -1
-BACK_PRESSURED = -2
-CLOSED = -4
 
 __all__ = [
     "AeronpyError", "AuthenticationError", "ClusterClosedError", "ClusterTimeoutError",
     "ConfigError", "MessageTooLargeError", "NotConnectedError",
-    "CloseReason", "ClusteredService", "Role",
+    "CloseReason", "ClusteredService", "Role", "Cluster", "ClientSession", "ServiceError",
+    "NodeConfig", "MemberConfig", "ClusterNode", "ClusterClient", "Authenticator", "SecretAuthenticator",
     "NOT_CONNECTED", "BACK_PRESSURED", "CLOSED",
 ]

@@ -34,7 +34,7 @@ from aeronpy.transport.udp import UdpTransport
 _MS = 1_000_000
 _POLL_LIMIT = 64
 CONSENSUS_STREAM_ID = 1
-INGRESS_STREAM_ID = 2
+INGRESS_CLUSTER_ID = 0
 
 _S = SlotId
 _ROLE, _TERM, _LEADER, _COMMIT, _APPEND = (int(_S.ROLE), int(_S.LEADERSHIP_TERM), int(_S.LEADER_ID),
@@ -97,8 +97,10 @@ class ClusterNode:
         for peer in config.peers:
             self.consensus.add_peer(peer.id, peer.host, peer.consensus_port)
         self._client_of_endpoint: dict = {}
-        self.ingress = UdpTransport(me.host, me.ingress_port, config.cluster_id, config.member_id,
-                                    secret=None, mtu=config.mtu_bytes, stream_id=INGRESS_STREAM_ID,
+        # Clients are told only endpoints, not the cluster id: the ingress stream uses the
+        # client cluster id (0); clients are vetted by the Authenticator, not by frame ids.
+        self.ingress = UdpTransport(me.host, me.ingress_port, INGRESS_CLUSTER_ID, config.member_id,
+                                    secret=None, mtu=config.mtu_bytes,
                                     accept_clients=True, on_new_client=self._on_new_client,
                                     on_client_lost=self._on_client_lost,
                                     client_timeout_ns=max(config.session_timeout_ms * _MS, 1_000 * _MS),

@@ -2,7 +2,8 @@
 `struct` implementation of the same work measured in the same run, and SessionMessage /
 EgressMessage encode/decode in ns per message.
 
-    python -m pytest bench/test_bench_codec.py -q -s --benchmark-columns=min,median,mean,rounds
+    python -m pytest bench/test_bench_codec.py -q -s -p no:cacheprovider \
+        --benchmark-min-time=0.00005 --benchmark-columns=min,median,mean,rounds
 
 Frame budget: a 1408-byte datagram minus the 24-byte frame header and 16 bytes of DATA frame body
 leaves 1368 bytes for the message; 44 of those are the AppendEntries header, so 27 entries of

@@ -140,7 +140,7 @@ def test_power_fail_keeps_only_synced_state():
     none.append_from(log, 3, 5)
     assert none.durable_index == 4          # under "none", only a process crash is survivable
     none.crash()
-    assert len(none.recover().log.__class__.__name__) > 0 and none.recover().log.last_index == 4
+    assert none.recover().log.last_index == 4
     kept = set()
     for seed in range(30):
         s = MemStorage("none")
@@ -154,6 +154,7 @@ def test_power_fail_keeps_only_synced_state():
     assert kept == {0, 1, 2, 3, 4}, "a random prefix survives, torn inside a write too"
     synced = MemStorage("data")
     synced.append_from(log, 1, 5)
+    synced.sync()
     synced.truncate_from(3)                 # not synced yet
     synced.power_fail(random.Random(1))
     assert synced.recover().log.last_index in (2, 4)

@@ -8,7 +8,7 @@ import pytest
 
 from aeronpy.core import CoreConfig, ElectionState, HardState, RaftCore, Role
 from aeronpy.core.messages import (AppendEntries, AppendResponse, CanvassPosition, Heartbeat,
-                                   HeartbeatResponse, InstallSnapshot, RequestVote, TimeoutNow, Vote)
+                                   HeartbeatResponse, InstallSnapshot, RequestVote, TimeoutNow)
 
 from .harness import MS, LogIndex, PaperNet, make_log
 

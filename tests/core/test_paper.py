@@ -8,7 +8,7 @@ import pytest
 from aeronpy.core import HardState, NEW_LEADERSHIP_TERM, Role, _BUGS
 from aeronpy.core.messages import (AppendEntries, AppendResponse, Heartbeat, RequestVote, Vote)
 
-from .harness import MS, PaperNet, make_log
+from .harness import PaperNet, make_log
 
 
 def test_term_update_from_any_message():

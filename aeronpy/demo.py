@@ -537,6 +537,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
               "(one member is killed, the rest must stay a majority)", file=sys.stderr)
         return 2
     previous = signal.signal(signal.SIGTERM, lambda signum, _frame: sys.exit(128 + signum))
+    previous_int = signal.signal(signal.SIGINT, signal.default_int_handler)  # even if inherited ignored
     progress = Progress(enabled=not opts.quiet)
     try:
         report = run_demo(opts, progress)
@@ -548,6 +549,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 1
     finally:
         signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGINT, previous_int)
     print(json.dumps(report, indent=2, default=str) if opts.json else format_report(report))
     return 0 if report.get("ok") else 1
 

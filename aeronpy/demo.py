@@ -217,7 +217,12 @@ def check_final_state(expected_members: int, records: Dict[int, dict], states: D
     accounted = bool(states) and not missing
     checked = sum(len(ledger.orders) for ledger in ledgers)
     for member, state in sorted(states.items()):
-        engine = engine_from_state(state)
+        try:
+            engine = engine_from_state(state)
+        except ValueError as exc:             # damaged or truncated state file
+            problems.append(f"member {member}: unreadable final state: {exc}")
+            accounted = False
+            continue
         if engine.state_hash() != hashes.get(member):
             problems.append(f"member {member}: state file does not match its recorded hash")
             accounted = False

@@ -487,6 +487,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print("aeronpy bench: --duration, --rate and --sizes must be positive", file=sys.stderr)
         return 2
     extra_sizes = [s for s in (32, 256, 1024) if s not in sizes] if opts.plots else []
+    if opts.plots:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            print("aeronpy bench: --plots needs matplotlib (pip install 'aeronpy[bench]')",
+                  file=sys.stderr)
+            return 2
     with_pso = not opts.no_pysyncobj
     if with_pso:
         try:

@@ -99,15 +99,14 @@ class ProcessCluster:
             for i in range(members)
         ]
         self.env = dict(os.environ)
-        self.env.update(env or {})
-        # Children import the aeronpy this process imported (an installed wheel or a built
-        # checkout), never a source tree that happens to be their working directory; the
-        # caller's directory stays importable after it, for user services.
+        # Children run in base_dir (never the source tree, whose aeronpy lacks the compiled
+        # modules when the package is installed) and import the same aeronpy as this process.
         import aeronpy
 
         package_root = os.path.dirname(os.path.dirname(os.path.abspath(aeronpy.__file__)))
         self.env["PYTHONPATH"] = os.pathsep.join(
-            p for p in (package_root, os.getcwd(), self.env.get("PYTHONPATH")) if p)
+            p for p in (package_root, self.env.get("PYTHONPATH", "")) if p)
+        self.env.update(env or {})
         self.procs: Dict[int, subprocess.Popen] = {}
         self._logs: Dict[int, object] = {}
         self.config_path = os.path.join(self.base_dir, "cluster.toml")
@@ -155,7 +154,7 @@ class ProcessCluster:
         log = open(self.log_path(member), "ab")
         self._logs[member] = log
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=self.env,
-                                stdin=subprocess.DEVNULL, start_new_session=True, cwd=self.base_dir)
+                                cwd=self.base_dir, stdin=subprocess.DEVNULL, start_new_session=True)
         self.procs[member] = proc
         return proc
 

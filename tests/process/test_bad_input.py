@@ -80,7 +80,11 @@ def test_stranger_spraying_every_port_is_dropped_and_counted_while_commits_conti
         commits_during_spray = 0
         deadline = time.monotonic() + SPRAY_SECONDS
         while time.monotonic() < deadline and stranger.poll() is None:
-            total = add(client, timeout_s=5)      # a timeout here fails the test
+            try:
+                total = add(client, timeout_s=5)
+            except aeronpy.ClusterTimeoutError:
+                pytest.fail(f"a request timed out during the spray after {commits_during_spray} "
+                            f"commits\n{describe(pc)}")
             assert total == acked + 1, "a reply out of order or applied twice"
             acked = total
             commits_during_spray += 1

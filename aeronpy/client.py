@@ -174,6 +174,9 @@ class ClusterClient:
             reply = core.take_reply(correlation_id)
             if reply is not None:
                 return reply
+            error = core.take_error(correlation_id)
+            if error is not None:         # the cluster refused the message (e.g. too large)
+                raise error
             if core.state is ClientState.CLOSED:
                 core.abandon(correlation_id)
                 raise ClusterClosedError(str(core.error or "closed"))

@@ -346,13 +346,22 @@ class ConsensusModule(LeaderDuties):
         if e.seq != s.last_applied_seq + 1:
             self.counters["seq_gap_applied"] += 1
         s.last_applied_seq = e.seq
-        self._handling = (s, e.seq, e.correlation_id)
-        self._replied = False
-        try:
-            self._deliver(e.service_id, self._view(s), e.payload)
-        finally:
-            self._handling = None
-        if self.is_leader and not self._replied:
+        if e.service_id == E.REJECTED_MESSAGE_SERVICE_ID:
+            self.counters["rejected_message_skipped"] += 1    # it only consumes its seq
+            self._replied = False
+        else:
+            self._handling = (s, e.seq, e.correlation_id)
+            self._replied = False
+            try:
+                self._deliver(e.service_id, self._view(s), e.payload)
+            finally:
+                self._handling = None
+        # Only a ready leader acks. A SessionAck releases the client's window up to
+        # last_applied_seq; a new leader still applying its predecessor's entries cannot
+        # know which of their replies the client got (the old leader may have died before
+        # sending them), so it leaves acks and the re-sent window to after its NEW_LEADER
+        # event, when the reply cache answers every message the client still holds.
+        if self.leader_ready and not self._replied:
             self._ack_pending.add(s.session_id)
 
     # ---- services' side (Cluster facade and ClientSession) ------------------------------

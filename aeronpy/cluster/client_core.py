@@ -371,8 +371,12 @@ class ClientCore:
             if not self._first_delivery(message.ack_seq, correlation_id, payload):
                 self._count("duplicate_responses")
                 return
-            if self._window and message.ack_seq == next(iter(self._window)):
-                self._release_answered(now_ns)
+            if self._window:
+                front = next(iter(self._window))
+                if message.ack_seq == front:
+                    self._release_answered(now_ns)
+                elif message.ack_seq > front:
+                    self._count("answered_ahead_of_window")   # a lower one is still unanswered
             if correlation_id in self._awaiting:
                 self._awaiting.discard(correlation_id)
                 self._replies[correlation_id] = payload

@@ -56,7 +56,8 @@ class SimNetwork:
         self.links[(src, dst)] = LinkFaults(drop, duplicate, delay_ms)
 
     def partition(self, members, *groups) -> None:
-        """Members in different groups cannot talk; members named in no group are isolated."""
+        """Endpoints in different groups cannot talk. A member (id >= 0) named in no group is
+        isolated; a client (id < 0) named in no group still reaches everyone."""
         group_of = {}
         for number, group in enumerate(groups):
             for member in group:
@@ -68,6 +69,8 @@ class SimNetwork:
         self.blocked.clear()
         for a in members:
             for b in members:
+                if a < 0 and a not in group_of or b < 0 and b not in group_of:
+                    continue
                 if a != b and group_of.get(a, ("alone", a)) != group_of.get(b, ("alone", b)):
                     self.blocked.add((a, b))
 

@@ -18,7 +18,9 @@ Snapshot file layout (inside the archive's checksummed snapshot file), little-en
     b"APSN" u16 version | u16 service_count | i64 index | i64 term | i64 cluster_time_ns
     u64 module_state_bytes | module_state            (ConsensusModule.snapshot_state())
     service_count x (u64 bytes | service stream)     (on_take_snapshot, service id order)
-    u32 crc32c of everything before it               (end to end: checked after a transfer)
+    u32 ~crc32c of everything before it              (end to end: checked after a transfer;
+                                                      complemented, or the file's own CRC
+                                                      would be the same for every snapshot)
 """
 from __future__ import annotations
 
@@ -57,7 +59,7 @@ def encode_snapshot(index: int, term: int, cluster_time_ns: int, module_state: b
     crc = 0
     for p in parts:
         crc = crc32c(p, crc)
-    parts.append(_CRC.pack(crc))
+    parts.append(_CRC.pack(crc ^ 0xFFFFFFFF))
     return parts
 
 
@@ -81,7 +83,7 @@ def decode_snapshot(data) -> SnapshotContents:
     if n < _HEADER.size + _LEN.size + _CRC.size:
         raise SnapshotFileError(f"snapshot of {n} bytes is too short")
     (stored,) = _CRC.unpack_from(view, n - _CRC.size)
-    if crc32c(view[:n - _CRC.size]) != stored:
+    if crc32c(view[:n - _CRC.size]) ^ 0xFFFFFFFF != stored:
         raise SnapshotFileError("snapshot fails its inner checksum")
     magic, version, count, index, term, cluster_time_ns = _HEADER.unpack_from(view, 0)
     if magic != MAGIC or version != VERSION:

@@ -112,15 +112,16 @@ def _members_from_counters(data_dir: str) -> tuple:
         raise AdminError(str(exc)) from exc
 
 
-def admin_request(endpoint: str, request_type: int, payload: bytes, timeout_s: float,
-                  max_redirects: int = 3) -> tuple:
-    """Send one AdminRequest to ``endpoint``, following not-leader answers.
-    Returns (endpoint that answered, code, payload)."""
+def admin_request(endpoints: list, endpoint: str, request_type: int, payload: bytes,
+                  timeout_s: float, max_redirects: int = 3) -> tuple:
+    """Send one AdminRequest to ``endpoint``, following not-leader answers. ``endpoints`` are
+    every member's ingress endpoint in member-id order (the client transport names a member's
+    stream by its position there). Returns (endpoint that answered, code, payload)."""
     from aeronpy.client import UdpClientTransport
     from aeronpy.cluster import protocol as P
     from aeronpy.cluster.node_snapshots import ADMIN_NOT_LEADER
     deadline = time.monotonic() + timeout_s
-    transport = UdpClientTransport([endpoint])
+    transport = UdpClientTransport(list(endpoints))
     try:
         for _ in range(max_redirects + 1):
             correlation_id = int.from_bytes(os.urandom(6), "little") or 1
@@ -162,8 +163,9 @@ def request_snapshot(data_dir: str, timeout_s: float) -> dict:
     if me is None:
         raise AdminError(f"the counters file in {data_dir} does not name this member's endpoint")
     deadline = time.monotonic() + timeout_s
-    endpoint, code, payload = admin_request(f"{me['host']}:{me['ingress_port']}", ADMIN_SNAPSHOT,
-                                            b"", timeout_s)
+    endpoints = [f"{m['host']}:{m['ingress_port']}" for m in sorted(members, key=lambda m: m["id"])]
+    endpoint, code, payload = admin_request(endpoints, f"{me['host']}:{me['ingress_port']}",
+                                            ADMIN_SNAPSHOT, b"", timeout_s)
     if code != ADMIN_OK:
         raise AdminError(f"{endpoint} refused the snapshot: {payload.decode(errors='replace')}")
     index = _I64.unpack(payload)[0]

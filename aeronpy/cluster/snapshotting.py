@@ -16,11 +16,11 @@ the newest fails its checksum; everything below is purged (disk stays bounded).
 Snapshot file layout (inside the archive's checksummed snapshot file), little-endian::
 
     b"APSN" u16 version | u16 service_count | i64 index | i64 term | i64 cluster_time_ns
+    u32 crc32c of the header above and everything after this field (end to end: checked
+        after a transfer; kept in the header, since a CRC trailer would make the whole file's
+        CRC -- the one the recording log keeps -- the same constant for every snapshot)
     u64 module_state_bytes | module_state            (ConsensusModule.snapshot_state())
     service_count x (u64 bytes | service stream)     (on_take_snapshot, service id order)
-    u32 ~crc32c of everything before it              (end to end: checked after a transfer;
-                                                      complemented, or the file's own CRC
-                                                      would be the same for every snapshot)
 """
 from __future__ import annotations
 
@@ -39,8 +39,8 @@ from aeronpy.cluster import entries as E
 MAGIC = b"APSN"
 VERSION = 1
 _HEADER = struct.Struct("<4sHHqqq")
-_LEN = struct.Struct("<Q")
 _CRC = struct.Struct("<I")
+_LEN = struct.Struct("<Q")
 
 
 class SnapshotFileError(ValueError):
@@ -50,17 +50,16 @@ class SnapshotFileError(ValueError):
 # ---------------------------------------------------------------------------------- file format
 def encode_snapshot(index: int, term: int, cluster_time_ns: int, module_state: bytes,
                     service_streams: Sequence) -> List:
-    """The parts of a snapshot file, in order (buffers are not copied); the last is the CRC."""
-    parts: list = [_HEADER.pack(MAGIC, VERSION, len(service_streams), index, term, cluster_time_ns),
-                   _LEN.pack(len(module_state)), module_state]
+    """The parts of a snapshot file, in order (the big buffers are not copied)."""
+    header = _HEADER.pack(MAGIC, VERSION, len(service_streams), index, term, cluster_time_ns)
+    body: list = [_LEN.pack(len(module_state)), module_state]
     for stream in service_streams:
-        parts.append(_LEN.pack(memoryview(stream).nbytes))
-        parts.append(stream)
-    crc = 0
-    for p in parts:
+        body.append(_LEN.pack(memoryview(stream).nbytes))
+        body.append(stream)
+    crc = crc32c(header)
+    for p in body:
         crc = crc32c(p, crc)
-    parts.append(_CRC.pack(crc ^ 0xFFFFFFFF))
-    return parts
+    return [header, _CRC.pack(crc)] + body
 
 
 @dataclass
@@ -80,27 +79,28 @@ def decode_snapshot(data) -> SnapshotContents:
     """Parse and verify a snapshot file's bytes (raises SnapshotFileError)."""
     view = memoryview(data).cast("B")
     n = view.nbytes
-    if n < _HEADER.size + _LEN.size + _CRC.size:
+    start = _HEADER.size + _CRC.size
+    if n < start + _LEN.size:
         raise SnapshotFileError(f"snapshot of {n} bytes is too short")
-    (stored,) = _CRC.unpack_from(view, n - _CRC.size)
-    if crc32c(view[:n - _CRC.size]) ^ 0xFFFFFFFF != stored:
+    (stored,) = _CRC.unpack_from(view, _HEADER.size)
+    if crc32c(view[start:], crc32c(view[:_HEADER.size])) != stored:
         raise SnapshotFileError("snapshot fails its inner checksum")
     magic, version, count, index, term, cluster_time_ns = _HEADER.unpack_from(view, 0)
     if magic != MAGIC or version != VERSION:
         raise SnapshotFileError(f"not a version-{VERSION} aeronpy snapshot (magic {bytes(magic)!r})")
-    pos = _HEADER.size
+    pos = start
     blobs = []
     for _ in range(count + 1):
-        if pos + _LEN.size > n - _CRC.size:
+        if pos + _LEN.size > n:
             raise SnapshotFileError(f"snapshot truncated at byte {pos}")
         (length,) = _LEN.unpack_from(view, pos)
         pos += _LEN.size
-        if pos + length > n - _CRC.size:
+        if pos + length > n:
             raise SnapshotFileError(f"snapshot section of {length} bytes overruns the file at {pos}")
         blobs.append(view[pos:pos + length])
         pos += length
-    if pos != n - _CRC.size:
-        raise SnapshotFileError(f"{n - _CRC.size - pos} trailing bytes in the snapshot")
+    if pos != n:
+        raise SnapshotFileError(f"{n - pos} trailing bytes in the snapshot")
     return SnapshotContents(index, term, cluster_time_ns, bytes(blobs[0]), blobs[1:])
 
 

@@ -1,8 +1,9 @@
 """Build script: compiles every ``csrc/*.pyx`` into an extension module ``aeronpy.<name>``.
 
-New compiled modules need no edit here: drop ``csrc/_name.pyx`` (with its ``.pxd``) in and
-it is built as ``aeronpy._name``. Modules share C-level APIs through ``cimport`` of the
-``.pxd`` files in ``csrc/`` (which is on the Cython include path).
+New compiled modules need no edit here: drop ``csrc/_name.pyx`` in and it is built as
+``aeronpy._name``. Its cdef contract lives in ``csrc/aeronpy/_name.pxd``: Cython finds a
+module's ``.pxd`` by its full dotted name, and ``csrc/`` is on the include path, so other
+modules ``from aeronpy._name cimport ...``.
 """
 import os
 import sys

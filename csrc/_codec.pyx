@@ -38,6 +38,7 @@ cdef extern from "Python.h":
 
 __all__ = ["DecodeError", "encode", "encode_into", "decode", "message_size", "message_type",
            "layout", "validate_packed", "iter_packed", "pack_entries", "encode_append_entries",
+           "encode_append_entries_header_into",
            "encode_session_message", "encode_egress_message"]
 
 VERSION = MESSAGE_VERSION
@@ -602,5 +603,5 @@ def message_classes() -> dict:
 
 
 from aeronpy._codec_batch import (PackedEntryIterator, encode_append_entries,  # noqa: E402
-                                  encode_egress_message, encode_session_message, iter_packed,
+                                  encode_append_entries_header_into, encode_egress_message, encode_session_message, iter_packed,
                                   pack_entries, validate_packed)

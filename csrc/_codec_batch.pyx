@@ -3,7 +3,7 @@
 (validate, iterate, pack a batch that fits a frame) and one-call encoders for the three hot
 messages. Re-exported by aeronpy._codec; the C-level versions are inline in _codec.pxd.
 """
-from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
+from cpython.buffer cimport PyBUF_SIMPLE, PyBUF_WRITABLE, PyBuffer_Release, PyObject_GetBuffer
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_CheckExact, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.long cimport PyLong_AsLongLongAndOverflow, PyLong_Check, PyLong_CheckExact
 from cpython.number cimport PyNumber_Index
@@ -302,6 +302,29 @@ def encode_append_entries(term, prev_index, prev_term, commit_index, entries,
     finally:
         Py_XDECREF(b.out)
     return message, count
+
+
+def encode_append_entries_header_into(buf, Py_ssize_t offset, term, prev_index, prev_term, commit_index,
+                                      count, Py_ssize_t entries_length) -> int:
+    """Write the 44-byte AppendEntries header into the writable buffer buf at offset, for packed
+    entries (entries_length bytes) already in place right after it, e.g. from
+    LogIndex.pack_into(buf, offset + 44, ...). Returns 44. The whole message must fit buf; the
+    entries are not checked here (they come from the log, which validated them on the way in)."""
+    cdef Py_buffer view
+    cdef int64_t c_term = _int_arg(term, INT64_MIN, INT64_MAX, "term")
+    cdef int64_t c_prev_index = _int_arg(prev_index, INT64_MIN, INT64_MAX, "prev_index")
+    cdef int64_t c_prev_term = _int_arg(prev_term, INT64_MIN, INT64_MAX, "prev_term")
+    cdef int64_t c_commit_index = _int_arg(commit_index, INT64_MIN, INT64_MAX, "commit_index")
+    cdef uint32_t c_count = <uint32_t>_int_arg(count, 0, UINT32_MAX, "count")
+    PyObject_GetBuffer(buf, &view, PyBUF_WRITABLE)
+    try:
+        if offset < 0 or offset > view.len:
+            raise ValueError(f"offset {offset} outside the {view.len}-byte buffer")
+        return append_entries_header_store(<uint8_t*>view.buf + offset, view.len - offset, c_term,
+                                           c_prev_index, c_prev_term, c_commit_index, c_count,
+                                           entries_length)
+    finally:
+        PyBuffer_Release(&view)
 
 
 # ---- one-call encoders for the client hot path -----------------------------------------------

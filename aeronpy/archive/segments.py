@@ -333,7 +333,8 @@ class SegmentLog:
             return
         if index <= self.base_index:
             raise ValueError(f"cannot truncate from {index}: the archive starts after {self.base_index}")
-        while self.segments and self.segments[-1].first_index >= index:
+        # the first segment is emptied rather than deleted: its header keeps the base on disk
+        while len(self.segments) > 1 and self.segments[-1].first_index >= index:
             self._remove(self.segments.pop())
         if not self.segments:
             return

@@ -21,11 +21,14 @@ from typing import Optional, Sequence
 from aeronpy import _codec
 from aeronpy.archive import Archive
 from aeronpy.cluster.config import NodeConfig
+from aeronpy.errors import ConfigError
 from aeronpy.cluster.counters import CountersWriter, SlotId
 from aeronpy.cluster.idle import idle_strategy_from_name, select_waiter
 from aeronpy.cluster.logsetup import BurstLogger, node_logger
 from aeronpy.cluster.module import ConsensusModule
+from aeronpy.cluster.protocol import NewLeaderEvent
 from aeronpy.cluster.module_config import Authenticator, ModuleConfig
+from aeronpy.cluster.node_counters import TRANSPORT_EXTRA_SLOTS, TransportCounterPublisher
 from aeronpy.cluster.nodefiles import ErrorLog, PidFile
 from aeronpy.cluster.node_snapshots import TRANSFER_MESSAGES as _TRANSFER_MESSAGES
 from aeronpy.cluster.protocol import AdminRequest as _AdminRequest
@@ -43,7 +46,24 @@ _ROLE, _TERM, _LEADER, _COMMIT, _APPEND = (int(_S.ROLE), int(_S.LEADERSHIP_TERM)
                                            int(_S.COMMIT_INDEX), int(_S.APPEND_INDEX))
 _ELECTION_STATE, _CM_STATE, _SESSIONS = (int(_S.ELECTION_STATE), int(_S.CONSENSUS_MODULE_STATE),
                                          int(_S.SESSIONS_OPEN))
-_ERRORS, _DROPS_MALFORMED = int(_S.ERRORS), int(_S.DROPS_MALFORMED)
+_ERRORS = int(_S.ERRORS)
+
+
+def load_authenticator(spec: str) -> Authenticator:
+    """The ``authenticator = "module:ClassName"`` config key: import and construct it."""
+    import importlib
+
+    module_name, _, attr = spec.partition(":")
+    try:
+        cls = getattr(importlib.import_module(module_name.strip()), attr.strip())
+    except (ImportError, AttributeError) as exc:
+        raise ConfigError("authenticator", f"cannot load {spec!r}: {exc}") from None
+    if not (isinstance(cls, type) and issubclass(cls, Authenticator)):
+        raise ConfigError("authenticator", f"{spec!r} is not a subclass of aeronpy.Authenticator")
+    try:
+        return cls()
+    except Exception as exc:  # the user's constructor
+        raise ConfigError("authenticator", f"{spec}() raised {type(exc).__name__}: {exc}") from None
 
 
 class NodeStoppedError(RuntimeError):
@@ -59,6 +79,8 @@ class ClusterNode:
             raise ValueError("services: a node hosts at least one ClusteredService")
         if check_startable:
             config.check_startable()
+        if authenticator is None and config.authenticator:
+            authenticator = load_authenticator(config.authenticator)   # before taking any resource
         self.config = config
         self.member_id = config.member_id
         self.log = node_logger(config.member_id, config.log_level)
@@ -122,8 +144,9 @@ class ClusterNode:
         self._replay_committed()
 
         # -- counters and idling -------------------------------------------------------
-        self.counters = CountersWriter.for_config(config)
+        self.counters = CountersWriter.for_config(config, extra_slots=TRANSPORT_EXTRA_SLOTS)
         self._values = self.counters.values
+        self._transport_counters = TransportCounterPublisher(self.counters, (self.consensus, self.ingress))
         self._idle = idle_strategy_from_name(
             config.idle_strategy,
             waiter=select_waiter([self.consensus.socket.fileno(), self.ingress.socket.fileno()]))
@@ -172,6 +195,7 @@ class ClusterNode:
             raise
         end_ns = self._clock()
         self._publish_counters()
+        self._transport_counters.maybe_publish(end_ns)
         self.counters.observe_duty_cycle(end_ns - start_ns)
         return work
 
@@ -185,7 +209,9 @@ class ClusterNode:
         if self._pending is None:
             work += self.snapshots.do_work(now_ns)
         work += self._process_ready(now_ns)
-        work += self.module.egress.drain(self._send_egress)
+        # drain_egress, not egress.drain: it first queues the SessionAcks of messages the
+        # service did not answer (and of re-sent duplicates), which release client windows
+        work += self.module.drain_egress(self._send_egress)
         work += self.consensus.do_work(now_ns)
         work += self.ingress.do_work(now_ns)
         return work
@@ -194,7 +220,7 @@ class ClusterNode:
         try:
             msg = self._decode(payload)
         except _codec.DecodeError:
-            self._values[_DROPS_MALFORMED] += 1
+            self._transport_counters.decode_drops += 1
             self._drop_log.record("malformed consensus message")
             return
         if type(msg) in _TRANSFER_MESSAGES:
@@ -206,7 +232,7 @@ class ClusterNode:
         try:
             msg = self._decode(payload)
         except _codec.DecodeError:
-            self._values[_DROPS_MALFORMED] += 1
+            self._transport_counters.decode_drops += 1
             self._drop_log.record("malformed ingress message")
             return
         if type(msg) is _AdminRequest:
@@ -343,8 +369,8 @@ class ClusterNode:
         try:
             self.module.close()
         finally:
-            for closer in (self.consensus.close, self.ingress.close, self.archive.close,
-                           self.counters.close, self._pid_file.release):
+            for closer in (self._transport_counters.publish, self.consensus.close, self.ingress.close,
+                           self.archive.close, self.counters.close, self._pid_file.release):
                 try:
                     closer()
                 except Exception as exc:  # keep closing the rest
@@ -354,13 +380,39 @@ class ClusterNode:
         deadline = self._clock() + timeout_ms * _MS
         if not self.core.transfer_leadership(None, self._clock()):
             return
-        while self._clock() < deadline and self.core.role == Role.LEADER:
+        core = self.core
+        # Run until a successor leads (its first append names it), not just until we step down.
+        while self._clock() < deadline and (core.role == Role.LEADER or core.leader_id in
+                                            (None, self.member_id)):
             if self.do_work() == 0:
                 time.sleep(0.0002)
+        self._tell_clients_the_new_leader()
         # let the TimeoutNow and final acknowledgements leave before the sockets close
         for _ in range(20):
             self.consensus.do_work(self._clock())
-        self.log.info("leadership handed over (now %s)", Role(int(self.core.role)).name)
+            self.ingress.do_work(self._clock())
+        self.log.info("leadership handed over (now %s, leader %s)", Role(int(core.role)).name,
+                      core.leader_id)
+
+    def _tell_clients_the_new_leader(self) -> None:
+        """Send each session a NEW_LEADER event naming our successor, from this member.
+
+        Why: the successor's own NEW_LEADER reaches only clients its ingress has heard from
+        (a client's first heartbeat to it may be 100 ms away), and a client that misses it
+        waits for its resend timeouts (about 1 s) before probing. We still hold a stream to
+        every client of ours, and the event is true: the successor leads in ``core.term``.
+        """
+        core = self.core
+        successor = core.leader_id
+        if core.role == Role.LEADER or successor is None or successor == self.member_id:
+            return
+        endpoints = self.module.config.ingress_endpoints()
+        for session in self.module.sessions:
+            client_ref = self._client_of_endpoint.get(session.response_endpoint)
+            if client_ref is not None:
+                self.ingress.send(client_ref, self._encode(NewLeaderEvent(
+                    session.session_id, core.term, successor, endpoints)))
+        self.ingress.flush()
 
     def __enter__(self) -> "ClusterNode":
         return self

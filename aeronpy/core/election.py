@@ -183,10 +183,11 @@ class Election:
     def on_vote(self, from_id: int, msg, now_ns: int) -> None:
         core = self.core
         if msg.pre:
-            if self.state != ElectionState.CANVASS or msg.term != core.term + 1:
-                if not msg.granted and msg.term > core.term:
-                    core.become_follower(msg.term, None, now_ns, "canvass refused with a higher term")
+            if not msg.granted and msg.term > core.term:
+                core.become_follower(msg.term, None, now_ns, "canvass refused with a higher term")
                 return
+            if self.state != ElectionState.CANVASS or (msg.granted and msg.term != core.term + 1):
+                return   # late answer to an earlier canvass
             (self.granted if msg.granted else self.rejected).add(from_id)
             self._check_canvass_tally(now_ns)
             return

@@ -13,7 +13,7 @@ from aeronpy.core import config as _config
 from aeronpy.core.config import NEW_LEADERSHIP_TERM, NO_VOTE, CoreConfig, HardState
 from aeronpy.core.election import Election, ElectionState
 from aeronpy.core.messages import (AppendEntries, AppendResponse, CanvassPosition, Heartbeat,
-                                   HeartbeatResponse, InstallSnapshot, InstallSnapshotResponse,
+                                   HeartbeatResponse, InstallSnapshot,
                                    RequestVote, TimeoutNow, Vote)
 from aeronpy.core.ready import Ready
 from aeronpy.core.replication import LeaderReplication, follower_on_append, follower_on_heartbeat
@@ -340,4 +340,5 @@ _DISPATCH = {
     Vote: _on_vote,
     TimeoutNow: _on_timeout_now,
 }
-_UNSUPPORTED_YET = (InstallSnapshot, InstallSnapshotResponse)  # snapshot transfer: driver-level, later
+# InstallSnapshot/InstallSnapshotResponse are not dispatched yet: snapshot transfer is the
+# driver's job (Ready.snapshot_requests, report_snapshot); they are dropped and counted.

@@ -174,6 +174,8 @@ class LeaderReplication:
         if pr.match == core.log.last_index:
             core.send(target, TimeoutNow(core.term))
         else:
+            if pr.mode == REPLICATE:
+                pr.become_probe(pr.match + 1)   # do not wait for a retransmit timeout
             self.send_appends(pr)
         return True
 

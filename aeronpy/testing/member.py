@@ -63,6 +63,8 @@ class SimMember:
                 storage.save_hard_state(rd.hard_state.term, rd.hard_state.voted_for)
             if rd.persist_hi > rd.persist_lo:
                 storage.append_from(core.log, rd.persist_lo, rd.persist_hi)
+            if storage.file_sync != "none" and (rd.persist_hi > rd.persist_lo or rd.truncate_from is not None):
+                storage.sync()      # group commit: one sync per Ready, before anything is sent
             checker.on_persisted(self, rd)
             for to, msg in rd.messages:
                 checker.on_send(self, to, msg)

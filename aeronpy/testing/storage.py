@@ -61,8 +61,6 @@ class MemStorage:
         entries = [(log.term_at(i), log.type_at(i), bytes(log.payload_at(i))) for i in range(lo, hi)]
         self.written.extend(entries)
         self._journal.append(("append", lo, entries))
-        if self.file_sync != "none":
-            self.sync()
 
     def sync(self) -> int:
         if self._journal:

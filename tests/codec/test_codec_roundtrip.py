@@ -60,6 +60,18 @@ def test_append_entries_batch_round_trip(entries, term, prev, prev_term, commit)
     assert (one_call, n) == (codec.encode(msg), len(entries))
 
 
+@settings(max_examples=50, deadline=None)
+@given(entries=entry_lists, term=i64s, commit=i64s, offset=st.integers(0, 7))
+def test_header_into_plus_entries_in_place_equals_encode(entries, term, commit, offset):
+    blob = reference_pack(entries)
+    buf = bytearray(offset + 44 + len(blob))
+    buf[offset + 44:] = blob
+    assert codec.encode_append_entries_header_into(buf, offset, term, 5, 4, commit, len(entries), len(blob)) == 44
+    assert bytes(buf[offset:]) == codec.encode(AppendEntries(term, 5, 4, commit, blob, len(entries)))
+    with pytest.raises(ValueError, match="does not fit"):
+        codec.encode_append_entries_header_into(buf, offset + 1, term, 5, 4, commit, len(entries), len(blob))
+
+
 @settings(max_examples=80, deadline=None)
 @given(entries=entry_lists, budget=st.integers(0, 1500), start=st.integers(0, 45))
 def test_batch_packs_the_longest_prefix_that_fits_but_at_least_one(entries, budget, start):

@@ -8,7 +8,7 @@ import pytest
 from aeronpy.core import HardState, NEW_LEADERSHIP_TERM, Role, _BUGS
 from aeronpy.core.messages import (AppendEntries, AppendResponse, Heartbeat, RequestVote, Vote)
 
-from .harness import MS, PaperNet, make_log
+from .harness import PaperNet, make_log
 
 
 def test_term_update_from_any_message():
@@ -296,27 +296,79 @@ def test_voter_up_to_date_rule(cand_last_term, cand_last_index, granted):
     assert vote.granted is granted
 
 
-def _figure8(bug: bool):
-    """Figure 8 (c): S1 leads term 4 holding entry 2 of term 2, which S2 has too; S5 (term 3
-    entry at 2) is down. S1 replicates entry 2 to S3. It is now on a majority, but of an
-    earlier term, so it must not commit until an entry of term 4 is on a majority too."""
+def _figure8_prefix():
+    """Figure 8 (c): S1 (member 0) wins term 4 holding entry 2 of term 2, which S2 also has; S5
+    (member 4) holds entry 2 of term 3. S1 replicates entry 2 to S3 and S4, one entry per
+    AppendEntries, and they acknowledge it before its term-4 entry reaches any of them."""
     logs = [make_log([1, 2]), make_log([1, 2]), make_log([1]), make_log([1]), make_log([1, 3])]
-    net = PaperNet(5, logs=logs, terms=[2, 2, 2, 2, 3], max_append_bytes=1)   # one entry per append
-    net.blocked = {(0, 4), (4, 0), (1, 4), (4, 1), (2, 4), (4, 2), (3, 4), (4, 3)}
-    net[0].term = 3        # S1 has seen term 3 (it was the election S5 won); it now wins term 4
-    net.campaign(0)
-    for _ in range(3):
-        net.deliver_all()
+    net = PaperNet(5, logs=logs, terms=[3, 3, 3, 3, 3], max_append_bytes=1, pre_vote=False,
+                   check_quorum=False)
+    net.tick(0)
+    net.tick(0, 400)
+    assert net[0].role == Role.CANDIDATE and net[0].term == 4
+    for src, dst, msg in net.take(src=0):
+        if dst in (1, 2):
+            net.step(dst, 0, msg)
+    for src, dst, msg in net.take(dst=0):
+        net.step(0, src, msg)                # two votes: S1 leads term 4
+    leader = net[0]
+    assert leader.role == Role.LEADER and leader.log.last_index == 3 and leader.log.term_at(3) == 4
+    for src, dst, msg in net.take(src=0, kind=AppendEntries):
+        if dst in (2, 3):
+            net.step(dst, 0, msg)            # rejected: their logs are too short
+    for src, dst, msg in net.take(dst=0):
+        net.step(0, src, msg)                # leader backs up and sends entry 2 alone
+    probes = net.take(src=0, kind=AppendEntries)
+    assert {(d, m.prev_index, m.count) for _, d, m in probes} >= {(2, 1, 1), (3, 1, 1)}
+    for src, dst, msg in probes:
+        if dst in (2, 3):
+            net.step(dst, 0, msg)
+    for src, dst, msg in net.take(dst=0):
+        net.step(0, src, msg)                # entry 2 is now on S1, S3, S4: a majority
+    net.take(src=0)                          # the term-4 entry never leaves S1: it crashes
     return net
+
+
+def _s5_takes_over(net):
+    net.blocked = {(0, m) for m in range(1, 5)} | {(m, 0) for m in range(1, 5)}
+    for _ in range(3):
+        net.tick(4, 400)
+        net.deliver_all()
+        if net[4].role == Role.LEADER:
+            break
+    assert net[4].role == Role.LEADER
+    net.deliver_all()
 
 
 def test_figure8_no_commit_of_earlier_term_by_counting():
     """5.4.2: "Raft never commits log entries from previous terms by counting replicas. Only log
     entries from the leader's current term are committed by counting replicas"."""
-    net = _figure8(bug=False)
-    leader = net[0]
-    assert leader.role == Role.LEADER and leader.term == 4
-    # deliver only what carries entry 2 to S3 and S4, withhold the term-4 entry
-    for src, dst, msg in net.take(src=0):
-        pass
-    assert leader.commit_index in (0, 1) or leader.log.term_at(leader.commit_index) == 4
+    net = _figure8_prefix()
+    assert net[0].commit_index < 2, "entry 2 (term 2) is on a majority but must not be committed"
+    _s5_takes_over(net)
+    assert net[2].log.term_at(2) == 3     # so S5 may overwrite it: it was never committed
+
+
+def test_figure8_negative_control_loses_a_committed_entry():
+    """With the rule broken, S1 commits entry 2, and S5 (legitimately elected) overwrites it."""
+    _BUGS.add("commit_old_term_by_counting")
+    try:
+        net = _figure8_prefix()
+        assert net[0].commit_index == 2 and net[0].log.term_at(2) == 2
+        _s5_takes_over(net)
+        assert net[2].log.term_at(2) == 3, "the 'committed' entry 2 of term 2 is gone"
+    finally:
+        _BUGS.discard("commit_old_term_by_counting")
+
+
+def test_truncate_matching_negative_control():
+    """With the truncation rule broken, a delayed AppendEntries cuts acknowledged entries."""
+    leader_log = make_log([1, 1, 1, 1])
+    blob, count = leader_log.pack(2, 3, 1 << 20)
+    _BUGS.add("truncate_matching_entries")
+    try:
+        net = PaperNet(2, logs=[leader_log, make_log([1, 1, 1, 1])], terms=[1, 1])
+        net.step(1, 0, AppendEntries(1, 1, 1, 0, blob, count))
+        assert net[1].log.last_index == 2
+    finally:
+        _BUGS.discard("truncate_matching_entries")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 
 from aeronpy.core import Role
-from aeronpy.core.messages import AppendEntries, AppendResponse, Heartbeat, HeartbeatResponse
 
 from .helpers import converge, make_sim, propose, states, wait_leader
 

@@ -1,0 +1,539 @@
+"""``aeronpy bench``: the cluster benchmark, aeronpy next to PySyncObj in the same run.
+
+Both systems run 3 separate processes on 127.0.0.1 and replicate every message before it is
+answered. aeronpy hosts :class:`aeronpy.testing.services.EchoService` (the reply is the message)
+and is driven by one :class:`aeronpy.ClusterClient` in this process; PySyncObj replicates a
+counter whose command carries the same payload, submitted from its leader process (it has no
+separate client), see :mod:`aeronpy.testing.pysyncobj_harness`. Parts, per message size:
+
+* **throughput**: aeronpy with windowed asynchronous offers (``THROUGHPUT_WINDOW`` in flight);
+  PySyncObj in its batched setting (its default) with asynchronous callbacks.
+* **latency** at a fixed offered rate (10k/s): aeronpy offers on an open-loop schedule (several
+  in flight when needed) and times each offer to its reply; PySyncObj in its unbatched setting,
+  one synchronous call at a time (it cannot pipeline a synchronous call). HDR-style histogram
+  (p50, p90, p99, p99.9, max). Both also report the achieved rate, since a system that cannot
+  keep up with the offered rate shows it there.
+* **failover gap**: kill -9 the leader while a request is offered every millisecond; the gap is
+  from the kill to the first reply to a message offered after the kill (PySyncObj: first
+  command committed after the kill). Default settings for both.
+
+Figures on a shared machine are noisy: compare the two systems through the ratios, which are
+measured in the same run. ``--quick`` (1 s per part, 32 B) is what the test suite runs.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import os
+import platform
+import signal
+import sys
+import time
+from typing import Dict, List, Optional, Sequence
+
+from aeronpy.testing.histogram import Histogram
+
+ECHO_SERVICE = "aeronpy.testing.services:EchoService"
+THROUGHPUT_WINDOW = 512            # aeronpy offers in flight (the client's window is 1024)
+LATENCY_RATE = 10_000.0
+MAX_LATENCY_IN_FLIGHT = 256        # open loop, but bounded
+FAILOVER_PROBE_INTERVAL_S = 0.001
+FAILOVER_LIMIT_S = 15.0
+STARTUP_TIMEOUT_S = 30.0
+TARGETS = {"throughput_msgs_per_s": 200_000, "p50_us": 100, "p99_us": 500,
+           "ratio_vs_pysyncobj": 5.0, "failover_gap_ms": 1000}
+
+
+# -- machine -------------------------------------------------------------------------------------
+
+def machine_info() -> Dict[str, object]:
+    """CPU count and model, memory, load, OS and Python: printed with every result."""
+    info: Dict[str, object] = {"nproc": os.cpu_count(), "python": platform.python_version(),
+                               "os": f"{platform.system()} {platform.release()}",
+                               "date": _dt.datetime.now().strftime("%Y-%m-%d %H:%M")}
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    info["cpu"] = line.split(":", 1)[1].strip()
+                    break
+        with open("/proc/meminfo") as f:
+            kib = int(f.readline().split()[1])
+            info["memory_gib"] = round(kib / (1 << 20), 1)
+        info["loadavg"] = " ".join(f"{x:.1f}" for x in os.getloadavg())
+    except (OSError, ValueError, IndexError):
+        info.setdefault("cpu", platform.processor() or "unknown")
+    return info
+
+
+# -- aeronpy side --------------------------------------------------------------------------------
+
+def _cluster(members: int = 3):
+    from aeronpy.testing.process_cluster import ProcessCluster
+    parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    path = os.environ.get("PYTHONPATH", "")
+    cluster = ProcessCluster(members, services=[ECHO_SERVICE],
+                             env={"PYTHONPATH": parent + (os.pathsep + path if path else "")})
+    cluster.start()
+    if cluster.leader(timeout_s=STARTUP_TIMEOUT_S) is None:
+        log = cluster.tail_log(0)
+        cluster.close()
+        raise RuntimeError(f"aeronpy cluster elected no leader in {STARTUP_TIMEOUT_S:.0f} s:\n{log}")
+    return cluster
+
+
+def _connect(cluster):
+    from aeronpy import ClusterClient
+    return ClusterClient.connect(cluster.ingress_endpoints, timeout_s=STARTUP_TIMEOUT_S)
+
+
+def aeronpy_throughput(client, msg_size: int, duration_s: float) -> Dict[str, object]:
+    """Replies per second with up to THROUGHPUT_WINDOW asynchronous offers in flight."""
+    payload = b"x" * msg_size
+    in_flight = [0]
+    replies = [0]
+
+    def on_reply(_cid: int, _payload: memoryview) -> None:
+        in_flight[0] -= 1
+        replies[0] += 1
+
+    refused = 0
+    start = time.monotonic()
+    deadline = start + duration_s
+    while time.monotonic() < deadline:
+        while in_flight[0] < THROUGHPUT_WINDOW:
+            if client.offer(payload) > 0:
+                in_flight[0] += 1
+            else:
+                refused += 1
+                break
+        client.poll_egress(on_reply)
+    elapsed = time.monotonic() - start
+    done_in_time = replies[0]
+    drain = time.monotonic() + 5.0
+    while in_flight[0] > 0 and time.monotonic() < drain:
+        client.poll_egress(on_reply)
+    return {"system": "aeronpy", "mode": "throughput", "msg_size": msg_size,
+            "messages": done_in_time, "elapsed_s": round(elapsed, 3),
+            "msgs_per_s": done_in_time / elapsed, "refused_offers": refused,
+            "unanswered": in_flight[0],
+            "settings": f"1 client, async offers, {THROUGHPUT_WINDOW} in flight"}
+
+
+def aeronpy_latency(client, msg_size: int, duration_s: float, rate: float) -> Dict[str, object]:
+    """Open-loop offers at ``rate``/s; latency from each offer (and from its schedule) to its reply."""
+    payload = b"x" * msg_size
+    hist, corrected = Histogram(), Histogram()
+    sent: Dict[int, tuple] = {}
+
+    def on_reply(cid: int, _payload: memoryview) -> None:
+        times = sent.pop(cid, None)
+        if times is not None:
+            now = time.monotonic_ns()
+            hist.record(now - times[1])
+            corrected.record(now - times[0])
+
+    gap_ns = int(1e9 / rate)
+    start = time.monotonic_ns()
+    end = start + int(duration_s * 1e9)
+    scheduled = start
+    skipped = 0
+    while True:
+        now = time.monotonic_ns()
+        if now >= end:
+            break
+        work = 0
+        while scheduled <= now:
+            if len(sent) < MAX_LATENCY_IN_FLIGHT:
+                cid = client.offer(payload)
+                if cid > 0:
+                    sent[cid] = (scheduled, time.monotonic_ns())
+                    work += 1
+                else:
+                    skipped += 1
+            else:
+                skipped += 1
+            scheduled += gap_ns
+        work += client.poll_egress(on_reply)
+        if not work and scheduled - time.monotonic_ns() > 300_000:
+            time.sleep(0.0001)
+    elapsed = (time.monotonic_ns() - start) / 1e9
+    drain = time.monotonic() + 5.0
+    while sent and time.monotonic() < drain:
+        client.poll_egress(on_reply)
+    return {"system": "aeronpy", "mode": "latency", "msg_size": msg_size, "offered_rate": rate,
+            "achieved_rate": hist.count / elapsed, "messages": hist.count, "skipped": skipped,
+            "unanswered": len(sent), "latency": hist.summary_us(),
+            "corrected_latency": corrected.summary_us(), "histogram": hist.to_dict(),
+            "settings": f"1 client, open-loop offers at {rate:,.0f}/s, up to "
+                        f"{MAX_LATENCY_IN_FLIGHT} in flight"}
+
+
+def aeronpy_latency_serial(client, msg_size: int, duration_s: float, rate: float) -> Dict[str, object]:
+    """PySyncObj's latency method on aeronpy: one request at a time, started on a ``rate``/s
+    schedule (a late reply starts the next at once), timed from the request's start."""
+    from aeronpy.errors import AeronpyError
+    payload = b"x" * msg_size
+    hist = Histogram()
+    gap_ns = int(1e9 / rate)
+    start = time.monotonic_ns()
+    end = start + int(duration_s * 1e9)
+    count = 0
+    timeouts = 0
+    while True:
+        scheduled = start + count * gap_ns
+        now = time.monotonic_ns()
+        if now >= end:
+            break
+        if scheduled > now + 200_000:
+            time.sleep((scheduled - now - 100_000) / 1e9)
+        while time.monotonic_ns() < scheduled:
+            pass
+        count += 1
+        begin = time.monotonic_ns()
+        try:
+            client.request(payload, timeout_s=1.0)
+        except AeronpyError:
+            timeouts += 1
+            continue
+        hist.record(time.monotonic_ns() - begin)
+    elapsed = (time.monotonic_ns() - start) / 1e9
+    return {"system": "aeronpy", "mode": "latency-serial", "msg_size": msg_size,
+            "offered_rate": rate, "achieved_rate": hist.count / elapsed, "messages": hist.count,
+            "timeouts": timeouts, "latency": hist.summary_us(), "histogram": hist.to_dict(),
+            "settings": f"1 client, request() one at a time on a {rate:,.0f}/s schedule "
+                        "(PySyncObj's method)"}
+
+
+def aeronpy_failover(msg_size: int) -> Dict[str, object]:
+    """kill -9 the leader under a 1 kHz request stream; time to the first reply to a post-kill offer."""
+    cluster = _cluster()
+    try:
+        client = _connect(cluster)
+        try:
+            payload = b"p" * msg_size
+            sent_at: Dict[int, int] = {}
+            first_post_kill: List[int] = []
+            kill_ns = [0]
+
+            def on_reply(cid: int, _payload: memoryview) -> None:
+                t_sent = sent_at.pop(cid, None)
+                if t_sent is not None and kill_ns[0] and t_sent > kill_ns[0] and not first_post_kill:
+                    first_post_kill.append(time.monotonic_ns())
+
+            leader = cluster.leader(timeout_s=5.0)
+            start = time.monotonic()
+            next_offer = start
+            while time.monotonic() - start < FAILOVER_LIMIT_S and not first_post_kill:
+                now = time.monotonic()
+                if not kill_ns[0] and now - start >= 0.5:
+                    kill_ns[0] = time.monotonic_ns()
+                    cluster.kill(leader)
+                if now >= next_offer:
+                    cid = client.offer(payload)
+                    if cid > 0:
+                        sent_at[cid] = time.monotonic_ns()
+                    next_offer += FAILOVER_PROBE_INTERVAL_S
+                if not client.poll_egress(on_reply):
+                    time.sleep(0.0001)
+            gap = (first_post_kill[0] - kill_ns[0]) / 1e6 if first_post_kill else None
+            return {"system": "aeronpy", "mode": "failover", "msg_size": msg_size,
+                    "failover_gap_ms": None if gap is None else round(gap, 1),
+                    "killed_member": leader, "new_leader": cluster.leader(timeout_s=1.0, exclude=(leader,)),
+                    "settings": "defaults (election_timeout_ms=200, leader_heartbeat_timeout_ms=400)"}
+        finally:
+            client.close()
+    finally:
+        cluster.close()
+
+
+def run_aeronpy(sizes: Sequence[int], duration_s: float, rate: float,
+                throughput_only_sizes: Sequence[int] = ()) -> List[Dict[str, object]]:
+    results: List[Dict[str, object]] = []
+    cluster = _cluster()
+    try:
+        client = _connect(cluster)
+        try:
+            aeronpy_throughput(client, sizes[0], min(0.5, duration_s))      # warm up
+            for size in sizes:
+                results.append(aeronpy_throughput(client, size, duration_s))
+                results.append(aeronpy_latency(client, size, duration_s, rate))
+                results.append(aeronpy_latency_serial(client, size, duration_s, rate))
+            for size in throughput_only_sizes:
+                results.append(aeronpy_throughput(client, size, duration_s))
+        finally:
+            client.close()
+    finally:
+        cluster.close()
+    results.append(aeronpy_failover(sizes[0]))
+    return results
+
+
+def run_pysyncobj(sizes: Sequence[int], duration_s: float, rate: float,
+                  throughput_only_sizes: Sequence[int] = ()) -> List[Dict[str, object]]:
+    from aeronpy.testing import pysyncobj_harness as harness
+    results: List[Dict[str, object]] = []
+    try:
+        for size in sizes:
+            results.append(harness.run("throughput", duration_s, size))
+            results.append(harness.run("latency", duration_s, size, rate))
+        for size in throughput_only_sizes:
+            results.append(harness.run("throughput", duration_s, size))
+        results.append(harness.run("failover", duration_s, sizes[0]))
+    finally:
+        harness._kill_all_children()
+    return results
+
+
+# -- comparison ----------------------------------------------------------------------------------
+
+def _find(results: List[dict], mode: str, size: Optional[int] = None) -> Optional[dict]:
+    for r in results:
+        if r.get("mode") == mode and (size is None or r.get("msg_size") == size):
+            return r
+    return None
+
+
+def compare(aeron: List[dict], pso: List[dict], sizes: Sequence[int]) -> List[dict]:
+    """Rows of (metric, aeronpy, PySyncObj, ratio); ratio > 1 means aeronpy is better."""
+    rows: List[dict] = []
+
+    def row(metric: str, a, p, higher_is_better: bool) -> None:
+        ratio = None
+        if a and p:
+            ratio = round(a / p if higher_is_better else p / a, 2)
+        rows.append({"metric": metric, "aeronpy": a, "pysyncobj": p, "ratio": ratio})
+
+    for size in sizes:
+        a, p = _find(aeron, "throughput", size), _find(pso, "throughput", size)
+        row(f"throughput {size} B (msgs/s)", a and round(a["msgs_per_s"]), p and round(p["msgs_per_s"]),
+            True)
+    for size in sizes:    # like for like: one request at a time on both
+        a, p = _find(aeron, "latency-serial", size), _find(pso, "latency", size)
+        for key in ("p50_us", "p90_us", "p99_us", "p99_9_us", "max_us"):
+            row(f"1-at-a-time {size} B {key.replace('_us', '').replace('_', '.')} (us)",
+                a and a["latency"][key], p and p["latency"][key], False)
+        row(f"1-at-a-time {size} B achieved (/s)", a and round(a["achieved_rate"]),
+            p and round(p["achieved_rate"]), True)
+    for size in sizes:    # the offered rate held: aeronpy pipelines, PySyncObj cannot (sync)
+        a = _find(aeron, "latency", size)
+        for key in ("p50_us", "p90_us", "p99_us", "p99_9_us", "max_us"):
+            row(f"open loop {size} B {key.replace('_us', '').replace('_', '.')} (us)",
+                a and a["latency"][key], None, False)
+        row(f"open loop {size} B achieved (/s)", a and round(a["achieved_rate"]), None, True)
+    a, p = _find(aeron, "failover"), _find(pso, "failover")
+    row("failover gap (ms)", a and a["failover_gap_ms"], p and p["failover_gap_ms"], False)
+    return rows
+
+
+def check_targets(aeron: List[dict], rows: List[dict]) -> Dict[str, dict]:
+    """The issue's targets against what this run measured (32-byte messages)."""
+    thr = _find(aeron, "throughput", 32)
+    lat = _find(aeron, "latency", 32)
+    fail = _find(aeron, "failover")
+    ratios = {r["metric"]: r["ratio"] for r in rows}
+    out: Dict[str, dict] = {}
+
+    def target(name: str, achieved, goal, at_most: bool) -> None:
+        met = None if achieved is None else (achieved <= goal if at_most else achieved >= goal)
+        out[name] = {"target": goal, "achieved": achieved, "met": met}
+
+    target("throughput >= 200,000 msgs/s", thr and round(thr["msgs_per_s"]),
+           TARGETS["throughput_msgs_per_s"], False)
+    target("throughput >= 5x PySyncObj", ratios.get("throughput 32 B (msgs/s)"), 5.0, False)
+    target("p50 <= 100 us at 10k/s (open loop)", lat and lat["latency"]["p50_us"], TARGETS["p50_us"], True)
+    target("p99 <= 500 us at 10k/s (open loop)", lat and lat["latency"]["p99_us"], TARGETS["p99_us"], True)
+    target("p50 >= 5x better than PySyncObj", ratios.get("1-at-a-time 32 B p50 (us)"), 5.0, False)
+    target("failover gap < 1 s", fail and fail["failover_gap_ms"], TARGETS["failover_gap_ms"], True)
+    return out
+
+
+def _fmt(value) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float) and not value.is_integer():
+        return f"{value:,.1f}"
+    return f"{int(value):,}"
+
+
+def format_table(report: dict) -> str:
+    m = report["machine"]
+    lines = [f"aeronpy vs PySyncObj {report.get('pysyncobj_version', '?')}: 3 processes each on "
+             f"127.0.0.1, same run, {report['duration_s']:g} s per part",
+             f"machine: {m.get('nproc')} CPUs, {m.get('cpu', '?')}, {m.get('memory_gib', '?')} GiB, "
+             f"load {m.get('loadavg', '?')}, Python {m.get('python')}, {m.get('date')}",
+             "", f"{'':38}{'aeronpy':>12}{'PySyncObj':>12}{'ratio':>8}"]
+    for r in report["rows"]:
+        ratio = "-" if r["ratio"] is None else f"{r['ratio']:.2f}x"
+        lines.append(f"{r['metric']:38}{_fmt(r['aeronpy']):>12}{_fmt(r['pysyncobj']):>12}{ratio:>8}")
+    lines += ["", "ratio: how many times better aeronpy is (higher throughput, lower latency/gap)",
+              "settings:"]
+    seen = set()
+    for r in report["aeronpy"] + report["pysyncobj"]:
+        key = (r["system"], r["mode"])
+        if key not in seen:
+            seen.add(key)
+            lines.append(f"  {r['system']:9} {r['mode']:10} {r.get('settings', '')}")
+    lines.append("targets (issue 9, 32-byte messages):")
+    for name, t in report["targets"].items():
+        state = {True: "met", False: "NOT met", None: "not measured"}[t["met"]]
+        lines.append(f"  {name:34} achieved {_fmt(t['achieved']):>10}   {state}")
+    if report.get("plots"):
+        lines.append("plots: " + ", ".join(report["plots"]))
+    return "\n".join(lines)
+
+
+# -- plots ---------------------------------------------------------------------------------------
+
+_PERCENTILES = [0, 10, 25, 50, 75, 90, 95, 99, 99.5, 99.9, 99.95, 99.99]
+
+
+def write_plots(report: dict, directory: str) -> List[str]:
+    """latency-distribution.png and throughput-vs-size.png under ``directory``."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    os.makedirs(directory, exist_ok=True)
+    paths = []
+    colors = {"aeronpy": "tab:blue", "pysyncobj": "tab:orange"}
+    fig, ax = plt.subplots(figsize=(8, 5))
+    curves = {("aeronpy", "latency"): ("tab:blue", "aeronpy open loop"),
+              ("aeronpy", "latency-serial"): ("tab:green", "aeronpy 1 at a time"),
+              ("pysyncobj", "latency"): ("tab:orange", "PySyncObj 1 at a time")}
+    for system in ("aeronpy", "pysyncobj"):
+        for r in report[system]:
+            curve = curves.get((system, r["mode"]))
+            if curve is None or "histogram" not in r:
+                continue
+            hist = Histogram.from_dict(r["histogram"])
+            if not hist.count:
+                continue
+            xs = [1.0 / (1.0 - p / 100.0) for p in _PERCENTILES]   # 1, 10, 100 ... = p0, p90, p99
+            ys = [hist.percentile(p) / 1e3 for p in _PERCENTILES]
+            style = "-" if r["msg_size"] == 32 else "--"
+            ax.plot(xs, ys, style, marker="o", markersize=3, color=curve[0],
+                    label=f"{curve[1]}, {r['msg_size']} B ({r['achieved_rate']:,.0f}/s achieved)")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ticks = [1, 2, 10, 100, 1000, 10000]
+    ax.set_xticks(ticks)
+    ax.set_xticklabels(["p0", "p50", "p90", "p99", "p99.9", "p99.99"])
+    ax.set_xlabel("percentile")
+    ax.set_ylabel("latency (us, log scale)")
+    ax.set_title(f"Request/response latency, {report['offered_rate']:,.0f}/s offered, 3 nodes on "
+                 "loopback\n1 at a time: each request waits for the previous reply "
+                 "(PySyncObj unbatched, sync); open loop: pipelined", fontsize=9)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    path = os.path.join(directory, "latency-distribution.png")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    paths.append(path)
+
+    fig, ax = plt.subplots(figsize=(8, 5))
+    sizes = sorted({r["msg_size"] for s in ("aeronpy", "pysyncobj") for r in report[s]
+                    if r["mode"] == "throughput"})
+    width = 0.38
+    for offset, system in ((-width / 2, "aeronpy"), (width / 2, "pysyncobj")):
+        values = [(_find(report[system], "throughput", s) or {}).get("msgs_per_s", 0) for s in sizes]
+        bars = ax.bar([i + offset for i in range(len(sizes))], values, width, color=colors[system],
+                      label=system)
+        ax.bar_label(bars, labels=[f"{v:,.0f}" for v in values], fontsize=8)
+    ax.set_xticks(range(len(sizes)))
+    ax.set_xticklabels([f"{s} B" for s in sizes])
+    ax.set_xlabel("message size")
+    ax.set_ylabel("replicated messages per second")
+    ax.set_title("Throughput vs message size, 3 nodes on loopback\n"
+                 f"aeronpy: 1 client, {THROUGHPUT_WINDOW} async offers in flight; "
+                 "PySyncObj: batched, async, on the leader", fontsize=9)
+    ax.grid(True, axis="y", alpha=0.3)
+    ax.legend()
+    path = os.path.join(directory, "throughput-vs-size.png")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    paths.append(path)
+    return paths
+
+
+# -- command line --------------------------------------------------------------------------------
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="aeronpy bench", description=__doc__.split("\n")[0])
+    p.add_argument("--duration", type=float, default=5.0, help="seconds per part (default 5)")
+    p.add_argument("--sizes", default="32,256", help="message sizes in bytes (default 32,256)")
+    p.add_argument("--rate", type=float, default=LATENCY_RATE, help="offered rate of the latency part")
+    p.add_argument("--quick", action="store_true", help="1 s per part, 32-byte messages only")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("--plots", metavar="DIR", default=None,
+                   help="also measure throughput at 1024 B and write PNG plots to DIR")
+    p.add_argument("--no-pysyncobj", action="store_true", help="aeronpy only")
+    return p
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    opts = build_parser().parse_args(argv)
+    duration = 1.0 if opts.quick else opts.duration
+    try:
+        sizes = [32] if opts.quick else [int(s) for s in opts.sizes.split(",") if s.strip()]
+    except ValueError:
+        print(f"aeronpy bench: --sizes {opts.sizes!r}: expected sizes in bytes, e.g. 32,256",
+              file=sys.stderr)
+        return 2
+    if duration <= 0 or opts.rate <= 0 or not sizes or min(sizes) <= 0:
+        print("aeronpy bench: --duration, --rate and --sizes must be positive", file=sys.stderr)
+        return 2
+    extra_sizes = [s for s in (32, 256, 1024) if s not in sizes] if opts.plots else []
+    if opts.plots:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            print("aeronpy bench: --plots needs matplotlib (pip install 'aeronpy[bench]')",
+                  file=sys.stderr)
+            return 2
+    with_pso = not opts.no_pysyncobj
+    if with_pso:
+        try:
+            import pysyncobj  # noqa: F401
+        except ImportError:
+            print("aeronpy bench: pysyncobj is not installed (pip install 'aeronpy[bench]'); "
+                  "use --no-pysyncobj for aeronpy alone", file=sys.stderr)
+            return 2
+    previous = signal.signal(signal.SIGTERM, lambda signum, _frame: sys.exit(128 + signum))
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    report: dict = {"machine": machine_info(), "duration_s": duration, "offered_rate": opts.rate,
+                    "command": "aeronpy bench " + " ".join(argv if argv is not None else sys.argv[2:])}
+    try:
+        log = (lambda text: print(text, file=sys.stderr, flush=True))
+        log(f"aeronpy: {len(sizes) * 2 + len(extra_sizes) + 1} parts of ~{duration:g} s ...")
+        report["aeronpy"] = run_aeronpy(sizes, duration, opts.rate, extra_sizes)
+        report["pysyncobj"] = []
+        if with_pso:
+            from aeronpy.testing.pysyncobj_harness import _pysyncobj_version
+            report["pysyncobj_version"] = _pysyncobj_version()
+            log("PySyncObj: the same parts ...")
+            report["pysyncobj"] = run_pysyncobj(sizes, duration, opts.rate, extra_sizes)
+    except KeyboardInterrupt:
+        print("aeronpy bench: interrupted; every child process killed", file=sys.stderr)
+        return 130
+    except RuntimeError as exc:
+        print(f"aeronpy bench: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    report["rows"] = compare(report["aeronpy"], report["pysyncobj"], sizes)
+    report["targets"] = check_targets(report["aeronpy"], report["rows"])
+    if opts.plots:
+        report["plots"] = write_plots(report, opts.plots)
+    if opts.json:
+        print(json.dumps(report, indent=2, default=str))
+    else:
+        print(format_table(report))
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

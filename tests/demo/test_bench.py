@@ -1,0 +1,63 @@
+"""``aeronpy bench --quick``: runs both systems and reports figures for each.
+
+Speed is a benchmark matter: figures are printed, never asserted. The test checks that the
+benchmark measured every part on both systems and that its comparison arithmetic is right.
+"""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from aeronpy import bench
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+@pytest.mark.process
+def test_quick_bench_reports_numbers_for_both_systems():
+    try:
+        import pysyncobj  # noqa: F401
+    except ImportError:
+        pytest.skip("pysyncobj is not importable (pip install pysyncobj==0.3.17)")
+    proc = subprocess.run([sys.executable, "-m", "aeronpy", "bench", "--quick", "--json"],
+                          capture_output=True, text=True, timeout=150, cwd=REPO_ROOT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(proc.stdout)
+    print(bench.format_table(report))
+    rows = {r["metric"]: r for r in report["rows"]}
+    for metric in ("throughput 32 B (msgs/s)", "1-at-a-time 32 B p50 (us)",
+                   "1-at-a-time 32 B p99 (us)", "failover gap (ms)"):
+        assert rows[metric]["aeronpy"] and rows[metric]["aeronpy"] > 0, metric
+        assert rows[metric]["pysyncobj"] and rows[metric]["pysyncobj"] > 0, metric
+        assert rows[metric]["ratio"] and rows[metric]["ratio"] > 0, metric
+    assert rows["open loop 32 B p50 (us)"]["aeronpy"] > 0
+    assert report["machine"]["nproc"] >= 1
+    assert {r["system"] for r in report["pysyncobj"]} == {"pysyncobj"}
+
+
+def test_ratios_say_how_many_times_better_aeronpy_is():
+    aeron = [{"system": "aeronpy", "mode": "throughput", "msg_size": 32, "msgs_per_s": 300.0},
+             {"system": "aeronpy", "mode": "latency-serial", "msg_size": 32, "achieved_rate": 10.0,
+              "latency": {"p50_us": 100.0, "p90_us": 1, "p99_us": 1, "p99_9_us": 1, "max_us": 1}},
+             {"system": "aeronpy", "mode": "failover", "msg_size": 32, "failover_gap_ms": 500.0}]
+    pso = [{"system": "pysyncobj", "mode": "throughput", "msg_size": 32, "msgs_per_s": 100.0},
+           {"system": "pysyncobj", "mode": "latency", "msg_size": 32, "achieved_rate": 5.0,
+            "latency": {"p50_us": 400.0, "p90_us": 1, "p99_us": 1, "p99_9_us": 1, "max_us": 1}},
+           {"system": "pysyncobj", "mode": "failover", "msg_size": 32, "failover_gap_ms": 250.0}]
+    rows = {r["metric"]: r["ratio"] for r in bench.compare(aeron, pso, [32])}
+    assert rows["throughput 32 B (msgs/s)"] == 3.0           # higher is better
+    assert rows["1-at-a-time 32 B p50 (us)"] == 4.0          # lower is better
+    assert rows["failover gap (ms)"] == 0.5                  # aeronpy worse here
+    assert rows["open loop 32 B p50 (us)"] is None           # not measured: no ratio
+    targets = bench.check_targets(aeron, bench.compare(aeron, pso, [32]))
+    assert targets["failover gap < 1 s"]["met"] is True
+    assert targets["throughput >= 200,000 msgs/s"]["met"] is False
+    assert targets["p50 <= 100 us at 10k/s (open loop)"]["met"] is None
+
+
+def test_bad_arguments_are_refused(capsys):
+    assert bench.main(["--sizes", "a,b", "--no-pysyncobj"]) == 2
+    assert bench.main(["--duration", "-1", "--no-pysyncobj"]) == 2
+    assert "positive" in capsys.readouterr().err

@@ -338,8 +338,8 @@ def test_tool_without_counters(tmp_path, capsys):
     assert code == 2 and "not a directory" in err
 
 
-@pytest.mark.parametrize("command", ["snapshot", "suspend", "resume", "shutdown", "abort",
-                                     "recording-log", "recovery-plan"])
+# snapshot, recording-log and recovery-plan exist now (issue 7: tests/snapshots/test_tool.py)
+@pytest.mark.parametrize("command", ["suspend", "resume", "shutdown", "abort"])
 def test_cluster_commands_say_not_available_yet(command, data_dir, capsys):
     d, _ = data_dir
     code, out, err = run(["tool", command, "--data-dir", d], capsys)

@@ -290,7 +290,9 @@ class ClientCore:
         elif self.state is not ClientState.CONNECTED or getattr(message, "session_id", None) != self.session_id:
             self._count("egress_not_for_us")
         elif kind is P.EgressMessage:
-            self._on_response(message, now_ns)
+            self._on_response(message)
+            if message.correlation_id != 0 and self._window:
+                self._on_answer(message.ack_seq, now_ns)
         elif kind is P.SessionAck:
             self._release(message.ack_seq, now_ns)
         elif kind is P.NewLeaderEvent:
@@ -362,21 +364,22 @@ class ClientCore:
             delivered.append(key)
         return True
 
-    def _on_response(self, message, now_ns: int) -> None:
+    def _on_answer(self, seq: int, now_ns: int) -> None:
+        """After a response to message ``seq`` (correlation id != 0; the service's own
+        messages, correlation id 0, answer nothing and release nothing)."""
+        front = next(iter(self._window))
+        if seq == front:
+            self._release_answered(now_ns)
+        elif seq > front:
+            self._count("answered_ahead_of_window")     # a lower one is still unanswered
+
+    def _on_response(self, message) -> None:
         correlation_id = message.correlation_id
         payload = bytes(message.payload)
         if correlation_id != 0:
-            # the answer to message ack_seq (responses with correlation id 0 are the service's
-            # own: they answer nothing and release nothing)
             if not self._first_delivery(message.ack_seq, correlation_id, payload):
                 self._count("duplicate_responses")
                 return
-            if self._window:
-                front = next(iter(self._window))
-                if message.ack_seq == front:
-                    self._release_answered(now_ns)
-                elif message.ack_seq > front:
-                    self._count("answered_ahead_of_window")   # a lower one is still unanswered
             if correlation_id in self._awaiting:
                 self._awaiting.discard(correlation_id)
                 self._replies[correlation_id] = payload

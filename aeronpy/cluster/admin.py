@@ -2,9 +2,11 @@
 
 Each action (snapshot, suspend, resume, shutdown, abort) must go through the replicated log so
 that every member agrees on where it happened; ``recording-log`` and ``recovery-plan`` read the
-archive. None of this exists yet: the admin endpoint (AdminRequest/AdminResponse, issue 8) and
-the archive's recording log (issue 7) are being built. Until then each function raises
-`AdminNotAvailableError` with a message saying so, and the CLI exits with status 3.
+archive. ``snapshot`` (issue 7) sends an AdminRequest to the member's ingress endpoint (found in
+its counters file) and follows a not-leader answer to the leader, which appends a CLUSTER_ACTION
+snapshot entry; ``recording-log`` and ``recovery-plan`` read a data dir locally, read-only (safe
+on a running node). The others (suspend, resume, shutdown, abort: issue 8) still raise
+`AdminNotAvailableError`, and the CLI exits with status 3.
 
 The signatures are the seam: the implementation replaces each body, the CLI stays as it is.
 Every function returns plain data (a dict) that the CLI prints or dumps as JSON.
@@ -34,8 +36,12 @@ _NEEDS_ARCHIVE = "the archive's recording log reader"
 
 
 def snapshot(data_dir: "str | os.PathLike", timeout_s: float = 10.0) -> dict:
-    """Ask the cluster to take a snapshot on every member at one log position."""
-    raise _not_yet("snapshot", _NEEDS_ADMIN)
+    """Ask the cluster to take a snapshot on every member at one log position.
+
+    Returns once the leader has appended the snapshot entry and this member's recording log
+    shows a snapshot at or after it (or ``timeout_s`` passed: then ``recorded`` is False)."""
+    from aeronpy.cluster.admin_client import request_snapshot
+    return request_snapshot(os.fspath(data_dir), timeout_s)
 
 
 def suspend(data_dir: "str | os.PathLike", timeout_s: float = 10.0) -> dict:
@@ -59,13 +65,15 @@ def abort(data_dir: "str | os.PathLike", timeout_s: float = 10.0) -> dict:
 
 
 def recording_log(data_dir: "str | os.PathLike") -> dict:
-    """The recording log of a data dir: term starts and snapshots."""
-    raise _not_yet("recording-log", _NEEDS_ARCHIVE)
+    """The recording log of a data dir: term starts and snapshots (read-only)."""
+    from aeronpy.cluster.admin_client import read_recording_log
+    return read_recording_log(os.fspath(data_dir))
 
 
 def recovery_plan(data_dir: "str | os.PathLike") -> dict:
-    """What a node started on this data dir would load and replay."""
-    raise _not_yet("recovery-plan", _NEEDS_ARCHIVE)
+    """What a node started on this data dir would load and replay (read-only)."""
+    from aeronpy.cluster.admin_client import plan_recovery
+    return plan_recovery(os.fspath(data_dir))
 
 
 COMMAND_FUNCTIONS = {

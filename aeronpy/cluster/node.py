@@ -30,6 +30,8 @@ from aeronpy.cluster.protocol import NewLeaderEvent
 from aeronpy.cluster.module_config import Authenticator, ModuleConfig
 from aeronpy.cluster.node_counters import TRANSPORT_EXTRA_SLOTS, TransportCounterPublisher
 from aeronpy.cluster.nodefiles import ErrorLog, PidFile
+from aeronpy.cluster.node_snapshots import TRANSFER_MESSAGES as _TRANSFER_MESSAGES
+from aeronpy.cluster.protocol import AdminRequest as _AdminRequest
 from aeronpy.core import CoreConfig, RaftCore
 from aeronpy.service import ClusteredService, Role
 from aeronpy.transport.udp import UdpTransport
@@ -155,13 +157,11 @@ class ClusterNode:
 
     # ------------------------------------------------------------------ recovery helpers
     def _open_snapshots(self, recovered):
-        """Service snapshot streams for ``on_start`` (None for a node without a snapshot)."""
-        if recovered.snapshot is None:
-            return None
-        loader = getattr(self.module, "restore_from_snapshot", None)
-        if loader is None:
-            return None
-        return loader(self.archive.open_snapshot(recovered.snapshot))
+        """Service snapshot streams for ``on_start`` (None for a node without a snapshot).
+        Creates the snapshot machinery (aeronpy.cluster.node_snapshots) that the hooks use."""
+        from aeronpy.cluster.node_snapshots import NodeSnapshots
+        self.snapshots = NodeSnapshots(self)
+        return self.snapshots.open_recovered(recovered)
 
     def _replay_committed(self) -> None:
         """Apply the entries recovery knows were committed, before joining the cluster."""
@@ -206,6 +206,8 @@ class ClusterNode:
         core = self.core
         core.tick(now_ns)
         work += self.module.tick(now_ns)
+        if self._pending is None:
+            work += self.snapshots.do_work(now_ns)
         work += self._process_ready(now_ns)
         # drain_egress, not egress.drain: it first queues the SessionAcks of messages the
         # service did not answer (and of re-sent duplicates), which release client windows
@@ -221,6 +223,9 @@ class ClusterNode:
             self._transport_counters.decode_drops += 1
             self._drop_log.record("malformed consensus message")
             return
+        if type(msg) in _TRANSFER_MESSAGES:
+            self.snapshots.on_transfer_message(peer_id, msg, self._clock())
+            return
         self.core.step(peer_id, msg, self._clock())
 
     def _on_ingress_message(self, client_ref: int, payload: memoryview) -> None:
@@ -229,6 +234,9 @@ class ClusterNode:
         except _codec.DecodeError:
             self._transport_counters.decode_drops += 1
             self._drop_log.record("malformed ingress message")
+            return
+        if type(msg) is _AdminRequest:
+            self.snapshots.on_admin_request(client_ref, msg)
             return
         self.module.on_ingress(client_ref, msg, self._clock())
 
@@ -276,11 +284,11 @@ class ClusterNode:
         if rd.role_changed is not None or rd.leader_changed:
             self.log.info("role %s, leader %s, term %d", Role(int(self.core.role)).name,
                           self.core.leader_id, self.core.term)
-        for member_id, _index, _term in rd.snapshot_requests:
-            # Snapshot transfer to a lagging follower is not wired yet: report failure so the
-            # core keeps probing instead of waiting forever.
-            self.core.report_snapshot(member_id, False)
+        if rd.snapshot_requests:
+            self.snapshots.on_snapshot_requests(rd.snapshot_requests, now_ns)
         self.core.advance(rd)
+        if rd.apply_hi > rd.apply_lo:
+            self.snapshots.after_apply()
 
     # ------------------------------------------------------------------ counters
     def _publish_counters(self) -> None:
@@ -354,6 +362,10 @@ class ClusterNode:
         if self.failure is None and self.core.role == Role.LEADER:
             self._hand_over(transfer_timeout_ms or 2 * self.config.election_timeout_ms)
         self._closed = True
+        try:
+            self.snapshots.close()
+        except Exception as exc:
+            self.log.warning("error while finishing snapshots: %r", exc)
         try:
             self.module.close()
         finally:

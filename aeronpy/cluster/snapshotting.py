@@ -48,18 +48,29 @@ class SnapshotFileError(ValueError):
 
 
 # ---------------------------------------------------------------------------------- file format
+def snapshot_parts(index: int, term: int, cluster_time_ns: int, module_state: bytes,
+                   service_streams: Sequence) -> List:
+    """The header and body of a snapshot file, checksum not yet computed (no copies made)."""
+    header = _HEADER.pack(MAGIC, VERSION, len(service_streams), index, term, cluster_time_ns)
+    parts: list = [header, _LEN.pack(len(module_state)), module_state]
+    for stream in service_streams:
+        parts.append(_LEN.pack(memoryview(stream).nbytes))
+        parts.append(stream)
+    return parts
+
+
+def seal_parts(parts: Sequence) -> List:
+    """Insert the checksum after the header (on the background thread: a pass over the state)."""
+    crc = 0
+    for p in parts:
+        crc = crc32c(p, crc)
+    return [parts[0], _CRC.pack(crc)] + list(parts[1:])
+
+
 def encode_snapshot(index: int, term: int, cluster_time_ns: int, module_state: bytes,
                     service_streams: Sequence) -> List:
-    """The parts of a snapshot file, in order (the big buffers are not copied)."""
-    header = _HEADER.pack(MAGIC, VERSION, len(service_streams), index, term, cluster_time_ns)
-    body: list = [_LEN.pack(len(module_state)), module_state]
-    for stream in service_streams:
-        body.append(_LEN.pack(memoryview(stream).nbytes))
-        body.append(stream)
-    crc = crc32c(header)
-    for p in body:
-        crc = crc32c(p, crc)
-    return [header, _CRC.pack(crc)] + body
+    """The parts of a snapshot file, in order."""
+    return seal_parts(snapshot_parts(index, term, cluster_time_ns, module_state, service_streams))
 
 
 @dataclass
@@ -134,6 +145,7 @@ class BackgroundJobs:
 
 def write_snapshot_file(archive: Any, index: int, term: int, timestamp_ns: int, parts: Sequence):
     """Background job: temp file, checksum, fsync, rename, record. Returns the SnapshotInfo."""
+    parts = seal_parts(parts)
     writer = archive.begin_snapshot(index, term)
     try:
         for part in parts:
@@ -225,12 +237,12 @@ class Snapshotter:
         buffers = [io.BytesIO() for _ in range(len(self.module.container))]
         self.module.take_service_snapshots(buffers)
         streams = [b.getbuffer() for b in buffers]
-        parts = encode_snapshot(index, term, self.module.cluster_time_ns, module_state, streams)
+        parts = snapshot_parts(index, term, self.module.cluster_time_ns, module_state, streams)
         pause = self._clock() - started
         stats = self.stats
         stats.last_pause_ns = pause
         stats.max_pause_ns = max(stats.max_pause_ns, pause)
-        size = sum(memoryview(p).nbytes for p in parts)
+        size = sum(memoryview(p).nbytes for p in parts) + _CRC.size
         future = self._jobs.submit(write_snapshot_file, self.archive, index, term,
                                    self.module.cluster_time_ns, parts)
         self._inflight = _InFlight(index, term, started, future, size)

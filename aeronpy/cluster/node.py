@@ -103,6 +103,11 @@ class ClusterNode:
                       recovered.hard_state.term, recovered.hard_state.voted_for,
                       recovered.log.first_index, recovered.log.last_index,
                       recovered.commit_index, recovered.snapshot)
+        cut = getattr(recovered, "cut", None)
+        if cut is not None and not cut.clean:
+            self.log.warning("recovery cut the log at index %d (%s, %s offset %s): a torn or "
+                             "damaged tail past the durable region was removed", cut.index,
+                             cut.reason, cut.path, cut.offset)
         voters = tuple(m.id for m in config.members)
         core_config = CoreConfig(
             member_id=config.member_id, voters=voters,

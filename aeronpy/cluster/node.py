@@ -214,11 +214,15 @@ class ClusterNode:
         return work
 
     def _do_work(self, now_ns: int) -> int:
-        work = self.consensus.poll(self._on_consensus_message, _POLL_LIMIT)
+        # While a Ready waits for its group commit the core takes no step or tick (it must
+        # see advance(rd) first): peer messages stay queued in the socket until the sync is done.
+        work = 0
+        if self._pending is None:
+            work += self.consensus.poll(self._on_consensus_message, _POLL_LIMIT)
         work += self.ingress.poll(self._on_ingress_message, _POLL_LIMIT)
         now_ns = self._clock()
-        core = self.core
-        core.tick(now_ns)
+        if self._pending is None:
+            self.core.tick(now_ns)
         work += self.module.tick(now_ns)
         if self._pending is None:
             work += self.snapshots.do_work(now_ns)

@@ -48,7 +48,10 @@ class ClientState(enum.Enum):
 class ClientConfig:
     """Client settings; every buffer is bounded by one of them."""
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES   # must match the cluster's
-    window_messages: int = 1024          # unacknowledged messages kept for re-sending
+    # Unacknowledged messages kept for re-sending. Keep it <= the cluster's reply cache per session
+    # (ModuleConfig.reply_cache_messages, 256 by default), so a re-sent message that was already
+    # applied is always answered with its original reply.
+    window_messages: int = 256
     inbox_max: int = 65536               # responses waiting for poll_egress
     connect_attempt_timeout_ns: int = 250 * _MS
     keepalive_interval_ns: int = 1000 * _MS   # keep below the cluster's session timeout

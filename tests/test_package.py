@@ -19,8 +19,10 @@ def test_import_fails_loudly_without_compiled_modules(tmp_path):
     src = __import__("os").path.dirname(aeronpy.__file__)
     dst = tmp_path / "aeronpy"
     shutil.copytree(src, dst, ignore=shutil.ignore_patterns("*.so", "*.pyd", "__pycache__"))
+    # -S: no site-packages, so an editable install's import hook cannot redirect the import
+    # back to the source tree; the copy in tmp_path (cwd) is the one imported.
     proc = subprocess.run(
-        [sys.executable, "-c", "import aeronpy"], cwd=tmp_path, capture_output=True, text=True
+        [sys.executable, "-S", "-c", "import aeronpy"], cwd=tmp_path, capture_output=True, text=True
     )
     assert proc.returncode != 0
     assert "compiled module" in proc.stderr and "no pure-Python fallback" in proc.stderr

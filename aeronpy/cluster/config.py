@@ -84,6 +84,11 @@ KEY_DOCS: tuple = (
      "http://127.0.0.1:PORT/metrics (loopback only)."),
     ("log_level", '"INFO"', "Level of the node's logger `aeronpy.node.<member_id>`: DEBUG, INFO, "
      "WARNING, ERROR or CRITICAL."),
+    ("authenticator", "none (accept every client)", 'Client authentication: "module:ClassName" '
+     "of an `aeronpy.Authenticator` subclass, constructed with no arguments on every member; its "
+     "`authenticate(credentials, response_endpoint)` runs on the leader for each connect, and a "
+     "rejected client gets `aeronpy.AuthenticationError`. The module is imported as "
+     "`--service` modules are."),
 )
 _MEMBER_KEYS = ("id", "host", "consensus_port", "ingress_port", "admin_port")
 
@@ -183,6 +188,7 @@ class NodeConfig:
     snapshots_to_keep: int = 2
     metrics_http_port: Optional[int] = None
     log_level: str = "INFO"
+    authenticator: Optional[str] = None
 
     def __post_init__(self) -> None:
         put = object.__setattr__.__get__(self)  # frozen: normalise through the back door once
@@ -216,6 +222,11 @@ class NodeConfig:
             if not isinstance(secret, (bytes, bytearray)) or not secret:
                 raise ConfigError("secret", "must be a non-empty string")
             put("secret", bytes(secret))
+        if self.authenticator is not None:
+            spec = self.authenticator
+            module, sep, attr = spec.partition(":") if isinstance(spec, str) else ("", "", "")
+            if not sep or not module.strip() or not attr.strip():
+                raise ConfigError("authenticator", f'must be "module:ClassName", got {spec!r}')
         self._check_timing()
 
     def _check_members(self) -> None:

@@ -21,6 +21,7 @@ from typing import Optional, Sequence
 from aeronpy import _codec
 from aeronpy.archive import Archive
 from aeronpy.cluster.config import NodeConfig
+from aeronpy.errors import ConfigError
 from aeronpy.cluster.counters import CountersWriter, SlotId
 from aeronpy.cluster.idle import idle_strategy_from_name, select_waiter
 from aeronpy.cluster.logsetup import BurstLogger, node_logger
@@ -42,6 +43,38 @@ _ROLE, _TERM, _LEADER, _COMMIT, _APPEND = (int(_S.ROLE), int(_S.LEADERSHIP_TERM)
 _ELECTION_STATE, _CM_STATE, _SESSIONS = (int(_S.ELECTION_STATE), int(_S.CONSENSUS_MODULE_STATE),
                                          int(_S.SESSIONS_OPEN))
 _ERRORS, _DROPS_MALFORMED = int(_S.ERRORS), int(_S.DROPS_MALFORMED)
+_TRANSPORT_COUNTERS_INTERVAL_NS = 10 * _MS
+# standard counter slot <- sum of these UdpTransport.snapshot_counters() keys (both transports)
+_TRANSPORT_SLOTS = tuple((int(slot), keys) for slot, keys in (
+    (_S.FRAMES_IN, ("socket_datagrams_in",)), (_S.FRAMES_OUT, ("socket_datagrams_out",)),
+    (_S.BYTES_IN, ("socket_bytes_in",)), (_S.BYTES_OUT, ("socket_bytes_out",)),
+    (_S.NAKS_SENT, ("naks_sent",)), (_S.NAKS_RECEIVED, ("naks_received",)),
+    (_S.RETRANSMITS, ("retransmits",)),
+    (_S.DROPS_WRONG_CLUSTER, ("drop_wrong_cluster",)),
+    (_S.DROPS_UNKNOWN_MEMBER, ("drop_unknown_member", "drop_unknown_peer")),
+    (_S.DROPS_BAD_MAC, ("drop_bad_mac",)),
+    (_S.DROPS_TOO_LARGE, ("drop_oversize",)),
+    (_S.DROPS_STALE, ("drop_stale_epoch",)),
+    (_S.DROPS_OTHER, ("drop_wrong_stream", "drop_too_many_clients", "drop_beyond_window",
+                      "drop_bogus_position", "drop_incomplete_message")),
+))
+
+
+def load_authenticator(spec: str) -> Authenticator:
+    """The ``authenticator = "module:ClassName"`` config key: import and construct it."""
+    import importlib
+
+    module_name, _, attr = spec.partition(":")
+    try:
+        cls = getattr(importlib.import_module(module_name.strip()), attr.strip())
+    except (ImportError, AttributeError) as exc:
+        raise ConfigError("authenticator", f"cannot load {spec!r}: {exc}") from None
+    if not (isinstance(cls, type) and issubclass(cls, Authenticator)):
+        raise ConfigError("authenticator", f"{spec!r} is not a subclass of aeronpy.Authenticator")
+    try:
+        return cls()
+    except Exception as exc:  # the user's constructor
+        raise ConfigError("authenticator", f"{spec}() raised {type(exc).__name__}: {exc}") from None
 
 
 class NodeStoppedError(RuntimeError):
@@ -57,6 +90,8 @@ class ClusterNode:
             raise ValueError("services: a node hosts at least one ClusteredService")
         if check_startable:
             config.check_startable()
+        if authenticator is None and config.authenticator:
+            authenticator = load_authenticator(config.authenticator)   # before taking any resource
         self.config = config
         self.member_id = config.member_id
         self.log = node_logger(config.member_id, config.log_level)
@@ -126,6 +161,8 @@ class ClusterNode:
             config.idle_strategy,
             waiter=select_waiter([self.consensus.socket.fileno(), self.ingress.socket.fileno()]))
         self._pending = None          # a Ready waiting for its fsync (file_sync != "none")
+        self._decode_drops = 0        # messages that arrived whole but failed to decode
+        self._transport_counters_due_ns = 0
         self._decode = _codec.decode
         self._encode = _codec.encode
         self._publish_counters()
@@ -183,7 +220,9 @@ class ClusterNode:
         core.tick(now_ns)
         work += self.module.tick(now_ns)
         work += self._process_ready(now_ns)
-        work += self.module.egress.drain(self._send_egress)
+        # drain_egress, not egress.drain: it first queues the SessionAcks of messages the
+        # service did not answer (and of re-sent duplicates), which release client windows
+        work += self.module.drain_egress(self._send_egress)
         work += self.consensus.do_work(now_ns)
         work += self.ingress.do_work(now_ns)
         return work
@@ -192,7 +231,7 @@ class ClusterNode:
         try:
             msg = self._decode(payload)
         except _codec.DecodeError:
-            self._values[_DROPS_MALFORMED] += 1
+            self._decode_drops += 1
             self._drop_log.record("malformed consensus message")
             return
         self.core.step(peer_id, msg, self._clock())
@@ -201,7 +240,7 @@ class ClusterNode:
         try:
             msg = self._decode(payload)
         except _codec.DecodeError:
-            self._values[_DROPS_MALFORMED] += 1
+            self._decode_drops += 1
             self._drop_log.record("malformed ingress message")
             return
         self.module.on_ingress(client_ref, msg, self._clock())
@@ -267,7 +306,20 @@ class ClusterNode:
         v[_APPEND] = core.log.last_index
         v[_ELECTION_STATE] = int(getattr(core.election_state, "value", 0))
         v[_SESSIONS] = len(self.module.sessions)
+        now_ns = self._clock()
+        if now_ns >= self._transport_counters_due_ns:
+            self._transport_counters_due_ns = now_ns + _TRANSPORT_COUNTERS_INTERVAL_NS
+            self._publish_transport_counters()
         self.counters.touch()
+
+    def _publish_transport_counters(self) -> None:
+        """Frame, byte, NAK and per-reason drop counts of both transports (a dict per
+        transport, so at most every 10 ms rather than every duty cycle)."""
+        v = self._values
+        snapshots = [t.snapshot_counters() for t in (self.consensus, self.ingress)]
+        for slot, keys in _TRANSPORT_SLOTS:
+            v[slot] = sum(snap.get(key, 0) for snap in snapshots for key in keys)
+        v[_DROPS_MALFORMED] = self._decode_drops + sum(snap.get("drop_malformed", 0) for snap in snapshots)
 
     def _fail(self, exc: BaseException) -> None:
         self.failure = exc

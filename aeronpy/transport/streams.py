@@ -65,7 +65,7 @@ class StreamSender:
     """The sending half of one stream: fragments, buffers, paces and retransmits."""
 
     def __init__(self, writer: FrameWriter, emit: Callable[[bytes], object], config: StreamConfig,
-                 counters: TransportCounters, now_ns: int = 0):
+                 counters: TransportCounters, now_ns: int = 0, start_position: int = 0):
         self.epoch = writer.epoch
         self._writer = writer
         self._emit = emit
@@ -73,9 +73,11 @@ class StreamSender:
         self._c = counters
         mac = MAC_BYTES if writer.secret is not None else 0
         self.max_fragment_bytes = config.mtu_bytes - DATA_HEADER - mac
-        self.tail_position = 0          # position after the last offered byte
-        self.sent_position = 0          # position after the last frame transmitted once
-        self.acked_position = 0         # receiver's consumed position (from STATUS)
+        # start_position > 0: a stream re-created for a receiver that may still hold an image
+        # of the earlier one (same epoch); it must never see positions go backwards
+        self.tail_position = start_position   # position after the last offered byte
+        self.sent_position = start_position   # position after the last frame transmitted once
+        self.acked_position = start_position  # receiver's consumed position (from STATUS)
         self.receiver_window = config.window_bytes  # assumed until the first STATUS
         # Buffered frames, oldest first; entries before _head are acknowledged garbage.
         self._positions: list[int] = []

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from dataclasses import replace
 from functools import partial
 from typing import Callable, Optional
@@ -102,6 +102,9 @@ class UdpTransport:
                                     self.config.max_message_bytes, self.counters)
         self._peers: dict[int, Peer] = {}
         self._clients: dict[tuple[int, int], int] = {}     # (address key, epoch) -> peer id
+        self._member_by_address: dict[int, int] = {}       # client transports: address -> peer id
+        # address -> where our stream to a forgotten client ended (bounded; see remove_peer)
+        self._client_stream_floor: "OrderedDict[int, int]" = OrderedDict()
         self._next_client_id = -2
         self._handler = None
         self._now_ns = clock()
@@ -124,12 +127,16 @@ class UdpTransport:
             raise ValueError("member peer ids are >= 0; clients are added by the transport")
         if peer_id in self._peers:
             raise ValueError(f"peer {peer_id} already added")
-        self._peers[peer_id] = self._new_peer(peer_id, address_key(host, port), False, None)
+        key = address_key(host, port)
+        self._peers[peer_id] = self._new_peer(peer_id, key, False, None)
+        self._member_by_address[key] = peer_id
 
-    def _new_peer(self, peer_id: int, key: int, is_client: bool, epoch: Optional[int]) -> Peer:
+    def _new_peer(self, peer_id: int, key: int, is_client: bool, epoch: Optional[int],
+                  start_position: int = 0) -> Peer:
         # Frames queued to a peer in one duty cycle share datagrams up to the MTU (coalesce).
         emit = partial(self._socket.queue_frame if self.coalesce else self._socket.queue, key)
-        sender = StreamSender(self._writer, emit, self.config, self.counters, self._now_ns)
+        sender = StreamSender(self._writer, emit, self.config, self.counters, self._now_ns,
+                              start_position)
         return Peer(peer_id, key, sender, emit, is_client, epoch, self._now_ns)
 
     def remove_peer(self, peer_id: int) -> bool:
@@ -138,6 +145,15 @@ class UdpTransport:
             return False
         if peer.is_client:
             self._clients.pop((peer.address_key, peer.epoch), None)
+            # The client may come back (same address and epoch) still holding its image of
+            # our stream, under our unchanged epoch: a new stream to it starts past where this
+            # one ended, so the client sees a gap (NAK, SETUP, jump) and never old positions.
+            floors = self._client_stream_floor
+            floors[peer.address_key] = max(floors.pop(peer.address_key, 0), peer.sender.tail_position)
+            while len(floors) > 4 * self.max_clients:
+                floors.popitem(last=False)
+        elif self._member_by_address.get(peer.address_key) == peer_id:
+            del self._member_by_address[peer.address_key]
         return True
 
     def peer_ids(self) -> list:
@@ -251,7 +267,13 @@ class UdpTransport:
     def _resolve_peer(self, key: int, sender_id: int, epoch: int, frame_type: int) -> Optional[Peer]:
         """The peer a frame belongs to, handling restarts (new epoch) and new clients."""
         if sender_id >= 0:
-            peer = self._peers.get(sender_id)
+            if self.sender_id == CLIENT_SENDER_ID:
+                # a client knows members by the endpoints it was given, not by member id:
+                # its peer ids are its own numbering, so frames are matched by source address
+                peer_id = self._member_by_address.get(key)
+                peer = None if peer_id is None else self._peers.get(peer_id)
+            else:
+                peer = self._peers.get(sender_id)
             if peer is None:
                 self._admission.drop("unknown_member")
                 return None
@@ -279,7 +301,7 @@ class UdpTransport:
             return None
         peer_id = self._next_client_id
         self._next_client_id -= 1
-        peer = self._new_peer(peer_id, key, True, epoch)
+        peer = self._new_peer(peer_id, key, True, epoch, self._client_stream_floor.pop(key, 0))
         self._peers[peer_id] = peer
         self._clients[(key, epoch)] = peer_id
         self.counters.clients_connected += 1

@@ -44,6 +44,7 @@ _ELECTION_STATE, _CM_STATE, _SESSIONS = (int(_S.ELECTION_STATE), int(_S.CONSENSU
                                          int(_S.SESSIONS_OPEN))
 _ERRORS, _DROPS_MALFORMED = int(_S.ERRORS), int(_S.DROPS_MALFORMED)
 _TRANSPORT_COUNTERS_INTERVAL_NS = 10 * _MS
+_IDLE_COUNTERS_INTERVAL_NS = 1 * _MS     # counters of cycles that did nothing: at most this often
 # standard counter slot <- sum of these UdpTransport.snapshot_counters() keys (both transports)
 _TRANSPORT_SLOTS = tuple((int(slot), keys) for slot, keys in (
     (_S.FRAMES_IN, ("socket_datagrams_in",)), (_S.FRAMES_OUT, ("socket_datagrams_out",)),
@@ -163,6 +164,7 @@ class ClusterNode:
         self._pending = None          # a Ready waiting for its fsync (file_sync != "none")
         self._decode_drops = 0        # messages that arrived whole but failed to decode
         self._transport_counters_due_ns = 0
+        self._counters_due_ns = 0
         self._decode = _codec.decode
         self._encode = _codec.encode
         self._publish_counters()
@@ -208,7 +210,10 @@ class ClusterNode:
             self._fail(exc)
             raise
         end_ns = self._clock()
-        self._publish_counters()
+        if work or end_ns >= self._counters_due_ns:
+            # an empty cycle changes nothing worth publishing at once: idle spinning stays cheap
+            self._counters_due_ns = end_ns + _IDLE_COUNTERS_INTERVAL_NS
+            self._publish_counters(end_ns)
         self.counters.observe_duty_cycle(end_ns - start_ns)
         return work
 
@@ -296,7 +301,7 @@ class ClusterNode:
         self.core.advance(rd)
 
     # ------------------------------------------------------------------ counters
-    def _publish_counters(self) -> None:
+    def _publish_counters(self, now_ns: Optional[int] = None) -> None:
         v = self._values
         core = self.core
         v[_ROLE] = int(core.role)
@@ -306,7 +311,8 @@ class ClusterNode:
         v[_APPEND] = core.log.last_index
         v[_ELECTION_STATE] = int(getattr(core.election_state, "value", 0))
         v[_SESSIONS] = len(self.module.sessions)
-        now_ns = self._clock()
+        if now_ns is None:
+            now_ns = self._clock()
         if now_ns >= self._transport_counters_due_ns:
             self._transport_counters_due_ns = now_ns + _TRANSPORT_COUNTERS_INTERVAL_NS
             self._publish_transport_counters()

@@ -186,6 +186,9 @@ class LeaderDuties:
             if timer_seq not in self._proposed_timer_fires:
                 if not self._propose(E.TIMER_FIRE, E.encode_timer_fire(
                         self._stamp(), service_id, correlation_id, timer_seq)):
+                    # refused (e.g. a leadership transfer is under way): due() popped it, so
+                    # put it back or it would never fire while this member stays leader
+                    self.timers.requeue(service_id, correlation_id, timer_seq)
                     return proposed
                 self._proposed_timer_fires.add(timer_seq)
                 proposed += 1

@@ -26,7 +26,9 @@ from aeronpy.cluster.counters import CountersWriter, SlotId
 from aeronpy.cluster.idle import idle_strategy_from_name, select_waiter
 from aeronpy.cluster.logsetup import BurstLogger, node_logger
 from aeronpy.cluster.module import ConsensusModule
+from aeronpy.cluster.protocol import NewLeaderEvent
 from aeronpy.cluster.module_config import Authenticator, ModuleConfig
+from aeronpy.cluster.node_counters import TRANSPORT_EXTRA_SLOTS, TransportCounterPublisher
 from aeronpy.cluster.nodefiles import ErrorLog, PidFile
 from aeronpy.core import CoreConfig, RaftCore
 from aeronpy.service import ClusteredService, Role
@@ -42,23 +44,8 @@ _ROLE, _TERM, _LEADER, _COMMIT, _APPEND = (int(_S.ROLE), int(_S.LEADERSHIP_TERM)
                                            int(_S.COMMIT_INDEX), int(_S.APPEND_INDEX))
 _ELECTION_STATE, _CM_STATE, _SESSIONS = (int(_S.ELECTION_STATE), int(_S.CONSENSUS_MODULE_STATE),
                                          int(_S.SESSIONS_OPEN))
-_ERRORS, _DROPS_MALFORMED = int(_S.ERRORS), int(_S.DROPS_MALFORMED)
-_TRANSPORT_COUNTERS_INTERVAL_NS = 10 * _MS
+_ERRORS = int(_S.ERRORS)
 _IDLE_COUNTERS_INTERVAL_NS = 1 * _MS     # counters of cycles that did nothing: at most this often
-# standard counter slot <- sum of these UdpTransport.snapshot_counters() keys (both transports)
-_TRANSPORT_SLOTS = tuple((int(slot), keys) for slot, keys in (
-    (_S.FRAMES_IN, ("socket_datagrams_in",)), (_S.FRAMES_OUT, ("socket_datagrams_out",)),
-    (_S.BYTES_IN, ("socket_bytes_in",)), (_S.BYTES_OUT, ("socket_bytes_out",)),
-    (_S.NAKS_SENT, ("naks_sent",)), (_S.NAKS_RECEIVED, ("naks_received",)),
-    (_S.RETRANSMITS, ("retransmits",)),
-    (_S.DROPS_WRONG_CLUSTER, ("drop_wrong_cluster",)),
-    (_S.DROPS_UNKNOWN_MEMBER, ("drop_unknown_member", "drop_unknown_peer")),
-    (_S.DROPS_BAD_MAC, ("drop_bad_mac",)),
-    (_S.DROPS_TOO_LARGE, ("drop_oversize",)),
-    (_S.DROPS_STALE, ("drop_stale_epoch",)),
-    (_S.DROPS_OTHER, ("drop_wrong_stream", "drop_too_many_clients", "drop_beyond_window",
-                      "drop_bogus_position", "drop_incomplete_message")),
-))
 
 
 def load_authenticator(spec: str) -> Authenticator:
@@ -156,17 +143,16 @@ class ClusterNode:
         self._replay_committed()
 
         # -- counters and idling -------------------------------------------------------
-        self.counters = CountersWriter.for_config(config)
+        self.counters = CountersWriter.for_config(config, extra_slots=TRANSPORT_EXTRA_SLOTS)
         self._values = self.counters.values
+        self._transport_counters = TransportCounterPublisher(self.counters, (self.consensus, self.ingress))
         self._idle = idle_strategy_from_name(
             config.idle_strategy,
             waiter=select_waiter([self.consensus.socket.fileno(), self.ingress.socket.fileno()]))
         self._pending = None          # a Ready waiting for its fsync (file_sync != "none")
-        self._decode_drops = 0        # messages that arrived whole but failed to decode
-        self._transport_counters_due_ns = 0
-        self._counters_due_ns = 0
         self._decode = _codec.decode
         self._encode = _codec.encode
+        self._counters_due_ns = 0
         self._publish_counters()
 
     # ------------------------------------------------------------------ recovery helpers
@@ -213,16 +199,21 @@ class ClusterNode:
         if work or end_ns >= self._counters_due_ns:
             # an empty cycle changes nothing worth publishing at once: idle spinning stays cheap
             self._counters_due_ns = end_ns + _IDLE_COUNTERS_INTERVAL_NS
-            self._publish_counters(end_ns)
+            self._publish_counters()
+            self._transport_counters.maybe_publish(end_ns)
         self.counters.observe_duty_cycle(end_ns - start_ns)
         return work
 
     def _do_work(self, now_ns: int) -> int:
-        work = self.consensus.poll(self._on_consensus_message, _POLL_LIMIT)
+        # While a Ready waits for its group commit the core takes no step or tick (it must
+        # see advance(rd) first): peer messages stay queued in the socket until the sync is done.
+        work = 0
+        if self._pending is None:
+            work += self.consensus.poll(self._on_consensus_message, _POLL_LIMIT)
         work += self.ingress.poll(self._on_ingress_message, _POLL_LIMIT)
         now_ns = self._clock()
-        core = self.core
-        core.tick(now_ns)
+        if self._pending is None:
+            self.core.tick(now_ns)
         work += self.module.tick(now_ns)
         work += self._process_ready(now_ns)
         # drain_egress, not egress.drain: it first queues the SessionAcks of messages the
@@ -236,7 +227,7 @@ class ClusterNode:
         try:
             msg = self._decode(payload)
         except _codec.DecodeError:
-            self._decode_drops += 1
+            self._transport_counters.decode_drops += 1
             self._drop_log.record("malformed consensus message")
             return
         self.core.step(peer_id, msg, self._clock())
@@ -245,7 +236,7 @@ class ClusterNode:
         try:
             msg = self._decode(payload)
         except _codec.DecodeError:
-            self._decode_drops += 1
+            self._transport_counters.decode_drops += 1
             self._drop_log.record("malformed ingress message")
             return
         self.module.on_ingress(client_ref, msg, self._clock())
@@ -301,7 +292,7 @@ class ClusterNode:
         self.core.advance(rd)
 
     # ------------------------------------------------------------------ counters
-    def _publish_counters(self, now_ns: Optional[int] = None) -> None:
+    def _publish_counters(self) -> None:
         v = self._values
         core = self.core
         v[_ROLE] = int(core.role)
@@ -311,21 +302,7 @@ class ClusterNode:
         v[_APPEND] = core.log.last_index
         v[_ELECTION_STATE] = int(getattr(core.election_state, "value", 0))
         v[_SESSIONS] = len(self.module.sessions)
-        if now_ns is None:
-            now_ns = self._clock()
-        if now_ns >= self._transport_counters_due_ns:
-            self._transport_counters_due_ns = now_ns + _TRANSPORT_COUNTERS_INTERVAL_NS
-            self._publish_transport_counters()
         self.counters.touch()
-
-    def _publish_transport_counters(self) -> None:
-        """Frame, byte, NAK and per-reason drop counts of both transports (a dict per
-        transport, so at most every 10 ms rather than every duty cycle)."""
-        v = self._values
-        snapshots = [t.snapshot_counters() for t in (self.consensus, self.ingress)]
-        for slot, keys in _TRANSPORT_SLOTS:
-            v[slot] = sum(snap.get(key, 0) for snap in snapshots for key in keys)
-        v[_DROPS_MALFORMED] = self._decode_drops + sum(snap.get("drop_malformed", 0) for snap in snapshots)
 
     def _fail(self, exc: BaseException) -> None:
         self.failure = exc
@@ -389,8 +366,8 @@ class ClusterNode:
         try:
             self.module.close()
         finally:
-            for closer in (self.consensus.close, self.ingress.close, self.archive.close,
-                           self.counters.close, self._pid_file.release):
+            for closer in (self._transport_counters.publish, self.consensus.close, self.ingress.close,
+                           self.archive.close, self.counters.close, self._pid_file.release):
                 try:
                     closer()
                 except Exception as exc:  # keep closing the rest
@@ -400,13 +377,39 @@ class ClusterNode:
         deadline = self._clock() + timeout_ms * _MS
         if not self.core.transfer_leadership(None, self._clock()):
             return
-        while self._clock() < deadline and self.core.role == Role.LEADER:
+        core = self.core
+        # Run until a successor leads (its first append names it), not just until we step down.
+        while self._clock() < deadline and (core.role == Role.LEADER or core.leader_id in
+                                            (None, self.member_id)):
             if self.do_work() == 0:
                 time.sleep(0.0002)
+        self._tell_clients_the_new_leader()
         # let the TimeoutNow and final acknowledgements leave before the sockets close
         for _ in range(20):
             self.consensus.do_work(self._clock())
-        self.log.info("leadership handed over (now %s)", Role(int(self.core.role)).name)
+            self.ingress.do_work(self._clock())
+        self.log.info("leadership handed over (now %s, leader %s)", Role(int(core.role)).name,
+                      core.leader_id)
+
+    def _tell_clients_the_new_leader(self) -> None:
+        """Send each session a NEW_LEADER event naming our successor, from this member.
+
+        Why: the successor's own NEW_LEADER reaches only clients its ingress has heard from
+        (a client's first heartbeat to it may be 100 ms away), and a client that misses it
+        waits for its resend timeouts (about 1 s) before probing. We still hold a stream to
+        every client of ours, and the event is true: the successor leads in ``core.term``.
+        """
+        core = self.core
+        successor = core.leader_id
+        if core.role == Role.LEADER or successor is None or successor == self.member_id:
+            return
+        endpoints = self.module.config.ingress_endpoints()
+        for session in self.module.sessions:
+            client_ref = self._client_of_endpoint.get(session.response_endpoint)
+            if client_ref is not None:
+                self.ingress.send(client_ref, self._encode(NewLeaderEvent(
+                    session.session_id, core.term, successor, endpoints)))
+        self.ingress.flush()
 
     def __enter__(self) -> "ClusterNode":
         return self

@@ -58,6 +58,12 @@ class TimerTable:
             if current is not None and current[1] == timer_seq:
                 yield service_id, cid, timer_seq
 
+    def requeue(self, service_id: int, correlation_id: int, timer_seq: int) -> None:
+        """Put a schedule that :meth:`due` yielded back (its fire could not be proposed)."""
+        current = self._timers.get((service_id, correlation_id))
+        if current is not None and current[1] == timer_seq:
+            heapq.heappush(self._heap, (current[0], timer_seq, service_id, correlation_id))
+
     def rebuild_heap(self) -> None:
         self._heap = [(d, s, svc, cid) for (svc, cid), (d, s) in self._timers.items()]
         heapq.heapify(self._heap)

@@ -38,7 +38,8 @@ class RaftCore:
         self._rng = rng
         self.log = log
         self.term = hard_state.term
-        self.voted_for = hard_state.voted_for
+        # the archive's HardState says None for "no vote"; the core's own value is NO_VOTE
+        self.voted_for = NO_VOTE if hard_state.voted_for is None else hard_state.voted_for
         self.role = Role.FOLLOWER
         self.leader_id = None
         if not log.base_index <= commit_index <= log.last_index:

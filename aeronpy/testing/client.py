@@ -1,102 +1,179 @@
-"""A minimal simulated client with the shape of ``aeronpy.ClusterClient``.
+"""The simulated client: the real ``ClientCore`` (the session logic ``ClusterClient`` uses)
+over a ``ClientTransport`` on the simulated network.
 
-It numbers its messages (correlation ids 1, 2, ...), sends them to the member it believes
-leads, follows redirects, re-sends everything unanswered when no reply comes within
-``retry_ms`` (trying the next member if the current one stays silent), and keeps replies for
-``poll_egress``/``request``. The replicated side applies each number once, in order, so a
-re-sent message is never applied twice. The real sessions layer replaces this later.
+``SimClient`` has ``ClusterClient``'s surface (DESIGN.md 1.3): ``offer``, ``poll_egress``,
+``request``, ``close``, with the same return codes and exceptions; ``request`` (and connecting,
+in ``SimCluster.client()``) run the *simulation* until the reply arrives or the simulated
+timeout passes. The client is driven like an application that polls it in its own duty cycle:
+a tick every ``tick_ms`` of simulated time (keepalives, re-sends, connect retries) and a poll
+whenever egress arrives, so it keeps working while a test only calls ``sim.run_for``.
 """
 from __future__ import annotations
 
-import aeronpy
+from collections import deque
+from typing import Callable
+
+from aeronpy.cluster.client_core import ClientCore, ClientState
+from aeronpy.cluster.codes import BACK_PRESSURED, CLOSED, NOT_CONNECTED
 from aeronpy.errors import ClusterClosedError, ClusterTimeoutError, NotConnectedError
 
 MS = 1_000_000
 
 
-class SimClient:
-    def __init__(self, sim, client_id: int, retry_ms: float = 100.0):
+class SimClientTransport:
+    """``aeronpy.client.ClientTransport`` over ``SimNetwork``: ingress to a member's endpoint
+    is scheduled with the network's drop/duplicate/delay/partition model; egress lands in
+    ``inbox`` (the simulator delivers it) until :meth:`poll` hands it over."""
+
+    def __init__(self, sim, client_id: int, local_endpoint: str):
         self._sim = sim
         self.client_id = client_id
-        self._retry_ns = int(retry_ms * MS)
-        self._next_correlation_id = 1
-        self._pending: dict = {}          # correlation id -> (service_id, body), in offer order
-        self._replies: dict = {}          # correlation id -> reply not yet claimed
-        self._target = 0
-        self._heard_since_retry = False
-        self._retry_scheduled = False
-        self._closed = False
-        self.resends = 0
+        self.local_endpoint = local_endpoint
+        self.inbox: deque = deque()
+        self.closed = False
+        self.sent = 0
 
-    # ------------------------------------------------------------------ ClusterClient API
-    def offer(self, payload, service_id: int = 0) -> int:
-        if self._closed:
-            return aeronpy.CLOSED
-        correlation_id = self._next_correlation_id
-        self._next_correlation_id += 1
-        self._pending[correlation_id] = (service_id, bytes(payload))
-        self._send(correlation_id)
-        self._ensure_retry_timer()
-        return correlation_id
+    def send(self, endpoint: str, message: object) -> None:
+        if self.closed:
+            return
+        self.sent += 1
+        self._sim.send_ingress(self.client_id, endpoint, message)
 
-    def poll_egress(self, on_message) -> int:
-        replies, self._replies = self._replies, {}
-        for correlation_id, payload in replies.items():
-            on_message(correlation_id, memoryview(payload))
-        return len(replies)
-
-    def request(self, payload, service_id: int = 0, timeout_s: float = 1.0) -> bytes:
-        if self._closed:
-            raise ClusterClosedError("client is closed")
-        correlation_id = self.offer(payload, service_id)
-        if correlation_id <= 0:
-            raise NotConnectedError("client could not offer")
-        if not self._sim.run_until(lambda: correlation_id in self._replies, timeout_s * 1000.0):
-            raise ClusterTimeoutError(f"no reply to correlation id {correlation_id} within {timeout_s}s "
-                                      f"of simulated time ({self._sim.describe()})")
-        return self._replies.pop(correlation_id)
+    def poll(self, handler: Callable[[object], None], limit: int = 64) -> int:
+        inbox = self.inbox
+        n = 0
+        while inbox and n < limit:
+            handler(inbox.popleft())
+            n += 1
+        return n
 
     def close(self) -> None:
-        self._closed = True
-        self._pending.clear()
+        self.closed = True
+        self.inbox.clear()
+
+
+class SimClient:
+    """A client session in the simulation (see the module docstring)."""
+
+    def __init__(self, sim, client_id: int, core: ClientCore, transport: SimClientTransport, tick_ns: int):
+        self._sim = sim
+        self.client_id = client_id
+        self.core = core
+        self.transport = transport
+        self._tick_ns = tick_ns
+        self._closed = False
+        self.delivered: set = set()      # correlation ids handed to the application
+        self.duplicate_deliveries = 0
+
+    # ------------------------------------------------------------------ the client's duty cycle
+    def start(self) -> None:
+        self.core.connect(self._sim.now_ns)
+        self._flush()
+        self._sim._schedule_in(self._tick_ns, self._on_tick)
+
+    def _flush(self) -> int:
+        out = self.core.take_outgoing()
+        send = self.transport.send
+        for endpoint, message in out:
+            send(endpoint, message)
+        return len(out)
+
+    def do_work(self) -> int:
+        now_ns = self._sim.now_ns
+        core = self.core
+        work = self.transport.poll(lambda message: core.on_egress(message, now_ns), 1 << 30)
+        core.tick(now_ns)
+        return work + self._flush()
+
+    def _on_tick(self) -> None:
+        if self._closed:
+            return
+        self.do_work()
+        self._sim._schedule_in(self._tick_ns, self._on_tick)
+
+    def on_egress_arrived(self, message) -> None:
+        """The simulator delivered an egress message: poll at once, as a busy client would."""
+        if self._closed:
+            return
+        self.transport.inbox.append(message)
+        self.do_work()
+
+    def _note_delivery(self, correlation_id: int) -> None:
+        if correlation_id in self.delivered:
+            self.duplicate_deliveries += 1
+            self._sim.checker.fail(f"client {self.client_id} got a second reply to correlation id {correlation_id}")
+        self.delivered.add(correlation_id)
+
+    # ------------------------------------------------------------------ ClusterClient's API
+    @property
+    def session_id(self) -> int:
+        return self.core.session_id
+
+    @property
+    def is_connected(self) -> bool:
+        return self.core.is_connected
+
+    @property
+    def leader_endpoint(self):
+        return self.core.leader_endpoint
+
+    @property
+    def counters(self) -> dict:
+        return dict(self.core.counters)
 
     @property
     def pending(self) -> int:
-        return len(self._pending)
+        """Messages offered but not yet acknowledged by the cluster (the resend window)."""
+        return self.core.unacknowledged
 
-    # ------------------------------------------------------------------ network side
-    def _send(self, correlation_id: int) -> None:
-        service_id, body = self._pending[correlation_id]
-        self._sim._client_send(self.client_id, self._target, correlation_id, service_id, body)
+    def offer(self, payload, service_id: int = 0) -> int:
+        """> 0: correlation id; < 0: aeronpy.BACK_PRESSURED, NOT_CONNECTED or CLOSED."""
+        result = self.core.offer(payload, service_id, self._sim.now_ns)
+        if result > 0:
+            self._flush()
+        return result
 
-    def _ensure_retry_timer(self) -> None:
-        if not self._retry_scheduled:
-            self._retry_scheduled = True
-            self._sim._schedule_in(self._retry_ns, self._on_retry_timer)
+    def poll_egress(self, on_message: Callable[[int, memoryview], None], limit: int = 1 << 30) -> int:
+        self.do_work()
 
-    def _on_retry_timer(self) -> None:
-        self._retry_scheduled = False
-        if self._closed or not self._pending:
+        def deliver(correlation_id, payload):
+            if correlation_id:
+                self._note_delivery(correlation_id)
+            on_message(correlation_id, payload)
+        return self.core.poll(deliver, limit)
+
+    def request(self, payload, service_id: int = 0, timeout_s: float = 1.0) -> bytes:
+        """Offer and run the simulation until the reply, or raise after ``timeout_s`` simulated."""
+        sim = self._sim
+        core = self.core
+        deadline_ns = sim.now_ns + int(timeout_s * 1e9)
+        while True:
+            correlation_id = core.offer(payload, service_id, sim.now_ns, expect_reply=True)
+            if correlation_id != BACK_PRESSURED:
+                break
+            if sim.now_ns >= deadline_ns:
+                raise ClusterTimeoutError(f"send window full for {timeout_s}s of simulated time ({sim.describe()})")
+            sim.run_for(min(self._tick_ns, deadline_ns - sim.now_ns) / MS)
+        if correlation_id == NOT_CONNECTED:
+            raise NotConnectedError(f"not connected to the cluster ({sim.describe()})")
+        if correlation_id == CLOSED:
+            raise ClusterClosedError(f"{core.error or 'closed'} ({sim.describe()})")
+        self._flush()
+        sim.run_until(lambda: not core.is_awaiting(correlation_id), (deadline_ns - sim.now_ns) / MS)
+        reply = core.take_reply(correlation_id)
+        if reply is not None:
+            self._note_delivery(correlation_id)
+            return reply
+        core.abandon(correlation_id)
+        if core.state is ClientState.CLOSED:
+            raise ClusterClosedError(f"{core.error or 'closed'} ({sim.describe()})")
+        raise ClusterTimeoutError(f"no reply to correlation id {correlation_id} within {timeout_s}s of "
+                                  f"simulated time; it may still be applied, never twice ({sim.describe()})")
+
+    def close(self) -> None:
+        if self._closed:
             return
-        if not self._heard_since_retry:
-            self._target = (self._target + 1) % self._sim.member_count
-        self._heard_since_retry = False
-        for correlation_id in list(self._pending):
-            self.resends += 1
-            self._send(correlation_id)
-        self._ensure_retry_timer()
-
-    def on_reply(self, member_id: int, correlation_id: int, payload: bytes) -> None:
-        self._heard_since_retry = True
-        self._target = member_id
-        if self._pending.pop(correlation_id, None) is not None and payload is not None:
-            self._replies[correlation_id] = payload   # None: applied, reply evicted from the cache
-
-    def on_redirect(self, member_id: int, correlation_id: int, leader_id) -> None:
-        if leader_id is None or leader_id == member_id:
-            return
-        self._heard_since_retry = True
-        if leader_id != self._target:
-            self._target = leader_id
-            if correlation_id in self._pending:
-                self._send(correlation_id)
+        self.core.close(self._sim.now_ns)
+        self._flush()
+        self._closed = True
+        self.transport.close()

@@ -9,11 +9,16 @@ Each check costs O(new entries) or O(members), so the swarm can afford them ever
 - terms never decrease, across restarts too; at most one vote per member per term, across
   restarts too;
 - the highest committed entry is durable on a quorum (per each member's file_sync policy);
-- a leader advances its commit index only to an entry of its own term (figure 8).
+- a leader advances its commit index only to an entry of its own term (figure 8);
+- service level (through the real ``ConsensusModule``): every member makes the same service
+  calls (callback, session, cluster time, payload) at each log index, restarted members
+  replaying included; a session's messages reach the services exactly once each, in
+  ``seq`` order without gaps, and each is the message of the log entry being applied.
 A violation raises :class:`InvariantViolation` naming the seed, and is kept for ``check()``.
 """
 from __future__ import annotations
 
+from aeronpy.cluster import entries as E
 from aeronpy.core.messages import RequestVote, Vote
 from aeronpy.core.quorum import quorum_size
 from aeronpy.service import Role
@@ -26,7 +31,7 @@ class InvariantViolation(AssertionError):
 class InvariantChecker:
     def __init__(self, describe, storages: dict, voter_count: int):
         self._describe = describe               # () -> "SimCluster(seed=..) at t=..ms"
-        self._storages = storages               # member id -> storage (survives restarts)
+        self._storages = storages               # member id -> SimDisk (survives restarts)
         self._quorum = quorum_size(voter_count)
         self.enabled = True
         self.violations: list = []
@@ -36,6 +41,8 @@ class InvariantChecker:
         self.entries: dict = {}                 # (index, term) -> (prev_term, type, payload hash)
         self.committed: list = [(0, None)]      # committed[i] = (term, payload hash); [0] unused
         self.member_commit: dict = {}           # member -> commit index checked (this incarnation)
+        self.service_calls_at: dict = {}        # index -> the service calls applying it makes
+        self.session_messages_delivered = 0
         self.checks = 0
 
     # ------------------------------------------------------------------ reporting
@@ -57,6 +64,7 @@ class InvariantChecker:
         if core.term < self.max_term.get(m, 0):
             self.fail(f"member {m} restarted in term {core.term} after reaching term {self.max_term[m]}")
         self.member_commit[m] = core.commit_index
+        self._watch_services(member)
 
     def before_truncate(self, member, index: int) -> None:
         if not self.enabled:
@@ -178,3 +186,78 @@ class InvariantChecker:
         if holders < self._quorum:
             self.fail(f"committed entry {commit} (term {term}) is durable on only {holders} members, "
                       f"fewer than a quorum of {self._quorum}")
+
+    # ------------------------------------------------------------------ service level
+    def _watch_services(self, member) -> None:
+        """Record every log-ordered service callback of this incarnation with its log index."""
+        container = member.module.container
+        invoke = container.invoke
+        calls: list = []
+        member.service_calls = calls
+        member.delivered_seq = {}             # session id -> last seq delivered (this incarnation)
+
+        def recording_invoke(service_id, callback, *args):
+            summary = _SUMMARIES.get(callback)
+            if summary is not None:
+                calls.append((container.current_index, service_id, callback, summary(args)))
+            return invoke(service_id, callback, *args)
+        container.invoke = recording_invoke
+
+    def after_apply(self, member, lo: int, hi: int) -> None:
+        """Entries [lo, hi) were applied by ``member``'s module: compare its service calls."""
+        calls = getattr(member, "service_calls", None)
+        if calls is None:
+            return
+        if not self.enabled:
+            calls.clear()
+            return
+        by_index: dict = {}
+        for call in calls:
+            by_index.setdefault(call[0], []).append(call[1:])
+        calls.clear()
+        known_calls = self.service_calls_at
+        m = member.member_id
+        for index in range(lo, hi):
+            made = tuple(by_index.pop(index, ()))
+            known = known_calls.setdefault(index, made)
+            if known != made:
+                self.fail(f"members diverge at index {index}: member {m} made service calls {made}, "
+                          f"another member made {known}")
+            for service_id, callback, summary in made:
+                if callback == "on_session_message" and summary[0] is not None:
+                    self._check_exactly_once(member, index, service_id, summary)
+        if by_index:
+            self.fail(f"member {m} called services at indexes {sorted(by_index)} outside the applied "
+                      f"range [{lo}, {hi})")
+
+    def _check_exactly_once(self, member, index: int, service_id: int, summary) -> None:
+        m = member.member_id
+        session_id, _timestamp, payload_hash = summary
+        log = member.core.log
+        if log.type_at(index) != E.SESSION_MESSAGE:
+            self.fail(f"member {m} delivered a session message at index {index}, an entry of type "
+                      f"{log.type_at(index)}")
+        entry = E.decode_entry(E.SESSION_MESSAGE, log.payload_at(index))
+        if (entry.session_id, entry.service_id, hash(bytes(entry.payload))) != (session_id, service_id, payload_hash):
+            self.fail(f"member {m} delivered at index {index} a message other than the entry's "
+                      f"(session {session_id} service {service_id})")
+        last = member.delivered_seq.get(session_id, 0)
+        if entry.seq != last + 1:
+            what = "twice" if entry.seq <= last else f"after {last}, skipping some"
+            self.fail(f"exactly-once: member {m} delivered message {entry.seq} of session {session_id} "
+                      f"{what} (index {index})")
+        member.delivered_seq[session_id] = entry.seq
+        self.session_messages_delivered += 1
+
+
+def _summary_session_message(args) -> tuple:
+    session, timestamp_ns, message = args
+    return (None if session is None else session.id, timestamp_ns, hash(bytes(message)))
+
+
+_SUMMARIES = {
+    "on_session_message": _summary_session_message,
+    "on_timer_event": lambda args: (args[0], args[1]),
+    "on_session_open": lambda args: (args[0].id, args[1]),
+    "on_session_close": lambda args: (args[0].id, args[1], int(args[2])),
+}

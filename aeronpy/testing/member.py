@@ -1,85 +1,130 @@
-"""One simulated member: the driver that connects a ``RaftCore`` to storage, network and the
-hosted services. It does, for every Ready, exactly what a real node's duty cycle does:
-truncate, persist (sync per policy), send, apply, advance. Kept small so the cluster layer's
-``ConsensusModule`` can replace the applier later without touching the simulator.
+"""One simulated member: ``RaftCore`` + ``ConsensusModule`` (hosting the real services) + the
+real ``Archive`` on a simulated disk, driven on virtual time exactly as ``ClusterNode`` drives
+them (``_process_ready`` / ``_finish_ready``): truncate, save the hard state, append, sync per
+``file_sync``, then send, apply through the module, note the commit index, advance; then drain
+egress. Each simulated event (a tick, a peer message, a client message) is one duty cycle.
+
+Start-up is the node's too: ``Archive.open`` + ``recover`` (done by the disk), a core on the
+recovered hard state, log and commit index, ``module.start``, and the committed entries
+replayed into the services before the member joins.
 """
 from __future__ import annotations
 
-from aeronpy.core import CoreConfig, RaftCore
+from aeronpy.cluster.container import ServiceError
+from aeronpy.cluster.module import ConsensusModule
+from aeronpy.core import RaftCore
 from aeronpy.service import Role
-from aeronpy.testing.applier import MinimalApplier
 
 READY_ROUNDS_MAX = 16   # a Ready can enable another (commit after persist); never loop forever
 
 
+class MemberStopped(Exception):
+    """The member hit a fault it must not continue past (a service raised: ServiceError)."""
+
+
 class SimMember:
-    def __init__(self, member_id: int, config: CoreConfig, storage, services: list, rng, transport, checker):
+    def __init__(self, member_id: int, core_config, module_config, disk, services: list, rng, sim, checker):
         self.member_id = member_id
-        self.storage = storage
+        self.disk = disk
         self.alive = True
-        self._transport = transport      # transport.send_member(src, dst, msg) / .send_reply(...)
+        self._sim = sim                  # send_member(src, dst, msg) / send_egress(src, client_ref, msg)
         self._checker = checker
-        recovered = storage.recover()
-        self.core = RaftCore(config, rng, recovered.hard_state, recovered.log,
-                             commit_index=recovered.log.base_index)
-        self.applier = MinimalApplier(member_id, services, self.core, self._reply)
+        self._sync = disk.file_sync != "none"
+        recovered = disk.take_recovered()
+        self.recovered = recovered
+        self.core = RaftCore(core_config, rng, recovered.hard_state, recovered.log,
+                             commit_index=recovered.commit_index)
+        self.module = ConsensusModule(member_id, self.core, services, module_config, now_ns=sim.now_ns)
         checker.on_start(self)
+        if recovered.snapshot is not None:
+            raise NotImplementedError("SimCluster does not take snapshots yet, but the archive holds one")
+        self.module.start(None)
+        self._replay_committed()
+        checker.after_event(self)
+
+    def _replay_committed(self) -> None:
+        """As ClusterNode: apply what recovery knows was committed before joining."""
+        core, module = self.core, self.module
+        log = core.log
+        lo = max(module.applied_index + 1, log.first_index)
+        hi = core.commit_index + 1
+        for index in range(lo, hi):
+            self._checker.on_apply(self, index)
+        for index in range(lo, hi):
+            module.apply(index, log.term_at(index), log.type_at(index), log.payload_at(index))
+        self._checker.after_apply(self, lo, hi)
 
     @property
     def services(self) -> list:
-        return self.applier.services
+        return self.module.container.services
 
-    def _reply(self, client_id: int, correlation_id: int, payload: bytes) -> None:
-        self._transport.send_reply(self.member_id, client_id, correlation_id, payload)
+    @property
+    def role(self) -> Role:
+        return self.core.role
 
-    # ------------------------------------------------------------------ inputs
+    # ------------------------------------------------------------------ inputs (one duty cycle each)
     def on_tick(self, now_ns: int) -> None:
         self.core.tick(now_ns)
-        self.process(now_ns)
+        self.duty_cycle(now_ns)
 
     def on_message(self, src: int, msg, now_ns: int) -> None:
         self.core.step(src, msg, now_ns)
-        self.process(now_ns)
+        self.duty_cycle(now_ns)
 
-    def on_client_message(self, now_ns: int, client_id: int, correlation_id: int, service_id: int, body) -> None:
-        outcome = self.applier.on_client_message(now_ns, client_id, correlation_id, service_id, body)
-        if outcome == "not_leader":
-            self._transport.send_redirect(self.member_id, client_id, correlation_id, self.core.leader_id)
-        self.process(now_ns)
+    def on_ingress(self, client_ref: int, msg, now_ns: int) -> None:
+        self.module.on_ingress(client_ref, msg, now_ns)
+        self.duty_cycle(now_ns)
 
-    # ------------------------------------------------------------------ the duty cycle's second half
+    def duty_cycle(self, now_ns: int) -> None:
+        try:
+            self.module.tick(now_ns)
+            self.process(now_ns)
+        except ServiceError as exc:
+            raise MemberStopped(str(exc)) from exc
+        self.module.drain_egress(self._send_egress)
+        self._checker.after_event(self)
+
+    def _send_egress(self, client_ref, message) -> bool:
+        self._sim.send_egress(self.member_id, client_ref, message)
+        return True
+
+    # ------------------------------------------------------------------ the node's _process_ready
     def process(self, now_ns: int) -> None:
         core = self.core
-        storage = self.storage
+        disk = self.disk
         checker = self._checker
+        module = self.module
         for _ in range(READY_ROUNDS_MAX):
             if not core.has_ready():
                 break
             rd = core.ready()
             if rd.truncate_from is not None:
                 checker.before_truncate(self, rd.truncate_from)
-                storage.truncate_from(rd.truncate_from)
+                disk.truncate_from(rd.truncate_from)
             if rd.hard_state is not None:
-                storage.save_hard_state(rd.hard_state.term, rd.hard_state.voted_for)
+                disk.save_hard_state(rd.hard_state.term, rd.hard_state.voted_for)
             if rd.persist_hi > rd.persist_lo:
-                storage.append_from(core.log, rd.persist_lo, rd.persist_hi)
-            if storage.file_sync != "none" and (rd.persist_hi > rd.persist_lo or rd.truncate_from is not None):
-                storage.sync()      # group commit: one sync per Ready, before anything is sent
+                disk.append_from(core.log, rd.persist_lo, rd.persist_hi)
+                if self._sync:
+                    disk.archive.request_sync()     # MemFileSystem: the group commit is inline
+                    if disk.archive.poll_synced() < rd.persist_hi - 1:
+                        raise AssertionError(f"member {self.member_id}: the inline sync left "
+                                             f"{rd.persist_hi - 1} not durable")
             checker.on_persisted(self, rd)
+            # ---- _finish_ready: send only what is durable, then apply
+            send = self._sim.send_member
             for to, msg in rd.messages:
                 checker.on_send(self, to, msg)
-                self._transport.send_member(self.member_id, to, msg)
+                send(self.member_id, to, msg)
             if rd.role_changed is not None:
                 checker.on_role_change(self, rd.role_changed)
-                self.applier.on_role_change(rd.role_changed)
-            self.applier.commit_index = rd.commit_index
-            log = core.log
-            for index in range(rd.apply_lo, rd.apply_hi):
-                checker.on_apply(self, index)
-                self.applier.apply(log, index)
+            if rd.apply_hi > rd.apply_lo:
+                lo = max(rd.apply_lo, module.applied_index + 1)
+                for index in range(lo, rd.apply_hi):
+                    checker.on_apply(self, index)
+                module.apply_ready(rd, now_ns)
+                disk.archive.note_commit_index(rd.apply_hi - 1)
+                checker.after_apply(self, lo, rd.apply_hi)
+            for member_id, _index, _term in rd.snapshot_requests:
+                core.report_snapshot(member_id, False)   # as ClusterNode: no snapshot transfer yet
             core.advance(rd)
-        checker.after_event(self)
-
-    @property
-    def role(self) -> Role:
-        return self.core.role

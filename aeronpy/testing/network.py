@@ -3,6 +3,13 @@ partitions (symmetric between groups, or one direction at a time).
 
 Endpoints are small ints: members are 0..n-1, simulated clients are negative. Every random
 choice comes from the ``random.Random`` handed in, so a run replays exactly from its seed.
+
+Links between members reorder freely (harsher than the real transport; Raft must not care).
+Links to and from clients keep each link's order (``ordered_client_links``), as the real
+transport's streams do: the session protocol sequences a client's messages in order and
+treats a gap as "the client re-sends its window", so reordering a window of N messages
+would turn every re-send into a handful of accepted messages. Loss, duplication (in order)
+and delay still apply to them.
 """
 from __future__ import annotations
 
@@ -39,6 +46,8 @@ class SimNetwork:
         self.default = LinkFaults()
         self.links: dict = {}              # (src, dst) -> LinkFaults overriding the default
         self.blocked: set = set()          # directed (src, dst) pairs cut off
+        self.ordered_client_links = True
+        self._last_arrival: dict = {}      # (src, dst) -> latest scheduled arrival on an ordered link
         self.sent = 0
         self.delivered_scheduled = 0
         self.dropped_blocked = 0
@@ -56,7 +65,8 @@ class SimNetwork:
         self.links[(src, dst)] = LinkFaults(drop, duplicate, delay_ms)
 
     def partition(self, members, *groups) -> None:
-        """Members in different groups cannot talk; members named in no group are isolated."""
+        """Endpoints in different groups cannot talk. A member (id >= 0) named in no group is
+        isolated; a client (id < 0) named in no group still reaches everyone."""
         group_of = {}
         for number, group in enumerate(groups):
             for member in group:
@@ -68,6 +78,8 @@ class SimNetwork:
         self.blocked.clear()
         for a in members:
             for b in members:
+                if a < 0 and a not in group_of or b < 0 and b not in group_of:
+                    continue
                 if a != b and group_of.get(a, ("alone", a)) != group_of.get(b, ("alone", b)):
                     self.blocked.add((a, b))
 
@@ -101,11 +113,15 @@ class SimNetwork:
         if faults.duplicate and rng.random() < faults.duplicate:
             copies = 2
             self.duplicated += 1
+        ordered = self.ordered_client_links and (src < 0 or dst < 0)
         for _ in range(copies):
             lo, hi = faults.delay_lo_ns, faults.delay_hi_ns
-            delay = lo if lo == hi else rng.randrange(lo, hi + 1)
+            at_ns = now_ns + (lo if lo == hi else rng.randrange(lo, hi + 1))
+            if ordered:
+                at_ns = max(at_ns, self._last_arrival.get((src, dst), 0))
+                self._last_arrival[(src, dst)] = at_ns
             self.delivered_scheduled += 1
-            self._schedule(now_ns + delay, deliver, *args)
+            self._schedule(at_ns, deliver, *args)
 
     def stats(self) -> dict:
         return {"sent": self.sent, "scheduled": self.delivered_scheduled, "dropped_blocked": self.dropped_blocked,

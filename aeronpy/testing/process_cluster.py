@@ -76,12 +76,21 @@ class ProcessCluster:
         cluster_id: int = 7,
         env: Optional[Dict[str, str]] = None,
         host: str = "127.0.0.1",
+        hosts: Optional[Sequence[str]] = None,
+        wrap_command: Optional[Callable[[int, List[str]], List[str]]] = None,
     ):
+        """``hosts`` gives each member its own address (default: ``host`` for all);
+        ``wrap_command(member, argv)`` may prefix a child's command line (for example with
+        ``ip netns exec NS``)."""
         self.members = members
         self.services = list(services)
         self._own_dir = base_dir is None
-        self.base_dir = base_dir or tempfile.mkdtemp(prefix="aeronpy-cluster-")
+        self.base_dir = os.path.abspath(base_dir or tempfile.mkdtemp(prefix="aeronpy-cluster-"))
         self.host = host
+        self.hosts = list(hosts) if hosts is not None else [host] * members
+        if len(self.hosts) != members:
+            raise ValueError(f"hosts: {len(self.hosts)} addresses for {members} members")
+        self.wrap_command = wrap_command
         self.cluster_id = cluster_id
         self.extra_config = dict(config or {})
         ports = free_udp_ports(3 * members, host)
@@ -110,7 +119,7 @@ class ProcessCluster:
         for key, value in self.extra_config.items():
             lines.append(f"{key} = {_toml_value(value)}")
         for i, ports in enumerate(self.member_ports):
-            lines += ["", "[[members]]", f"id = {i}", f'host = "{self.host}"']
+            lines += ["", "[[members]]", f"id = {i}", f'host = "{self.hosts[i]}"']
             lines += [f"{k} = {v}" for k, v in ports.items()]
         os.makedirs(self.base_dir, exist_ok=True)
         with open(self.config_path, "w") as f:
@@ -124,7 +133,7 @@ class ProcessCluster:
 
     @property
     def ingress_endpoints(self) -> str:
-        return ",".join(f"{self.host}:{p['ingress_port']}" for p in self.member_ports)
+        return ",".join(f"{h}:{p['ingress_port']}" for h, p in zip(self.hosts, self.member_ports))
 
     # -- process control -----------------------------------------------------------------------
     def start(self, members: Optional[Iterable[int]] = None) -> "ProcessCluster":
@@ -140,6 +149,8 @@ class ProcessCluster:
                "--member-id", str(member), "--data-dir", self.data_dir(member)]
         for service in self.services:
             cmd += ["--service", service]
+        if self.wrap_command is not None:
+            cmd = self.wrap_command(member, cmd)
         log = open(self.log_path(member), "ab")
         self._logs[member] = log
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=self.env,
@@ -172,8 +183,10 @@ class ProcessCluster:
         except Exception:
             return None
 
-    def leader(self, timeout_s: float = 10.0, exclude: Iterable[int] = ()) -> Optional[int]:
-        """The live member whose counters say it leads in the highest term, waiting up to timeout_s."""
+    def leader(self, timeout_s: float = 10.0, exclude: Iterable[int] = (), min_term: int = 0,
+               interval_s: float = 0.01) -> Optional[int]:
+        """The live member whose counters say it leads in the highest term (at least
+        ``min_term``), waiting up to timeout_s."""
         excluded = set(exclude)
         deadline = time.monotonic() + timeout_s
         while True:
@@ -182,13 +195,14 @@ class ProcessCluster:
                 if i in excluded or not self.alive(i):
                     continue
                 c = self.read_counters(i)
-                if c and c.get("role") == 2 and (best is None or c["leadership_term"] > best[0]):
+                if (c and c.get("role") == 2 and c["leadership_term"] >= min_term
+                        and (best is None or c["leadership_term"] > best[0])):
                     best = (c["leadership_term"], i)
             if best is not None:
                 return best[1]
             if time.monotonic() >= deadline:
                 return None
-            time.sleep(0.01)
+            time.sleep(interval_s)
 
     def wait_for(self, predicate: Callable[[], bool], timeout_s: float, interval_s: float = 0.01) -> bool:
         deadline = time.monotonic() + timeout_s

@@ -1,9 +1,12 @@
 """``SimCluster``: a whole cluster in one thread on virtual time (DESIGN.md 1.4).
 
-One seed derives everything: a single ``random.Random(seed)`` hands out the seeds of the
-network's, the fault model's and each member's generators in a fixed order, so the same seed
-replays the same run event for event (``trace_hash()`` proves it). Events sit in a heap keyed
-by (time, sequence number). After every event the invariant checker runs.
+Each member is the production stack (``RaftCore`` + ``ConsensusModule`` hosting the real
+services + ``Archive`` on an in-memory disk), driven as ``ClusterNode`` drives it; each client
+is the real ``ClientCore`` over the simulated network. One seed derives everything: a single
+``random.Random(seed)`` hands out the seeds of the network's, the fault model's, each member's
+and each client's generators in a fixed order, so the same seed replays the same run event
+for event (``trace_hash()`` proves it). Events sit in a heap keyed by (time, sequence number).
+After every event the invariant checker runs.
 """
 from __future__ import annotations
 
@@ -11,16 +14,21 @@ import hashlib
 import heapq
 import random
 
+from aeronpy.cluster.client_core import ClientConfig, ClientCore, ClientState
+from aeronpy.cluster.module_config import Authenticator, ModuleConfig
 from aeronpy.core import CoreConfig
 from aeronpy.core.messages import AppendEntries
+from aeronpy.errors import NotConnectedError
 from aeronpy.service import ClusteredService, Role
-from aeronpy.testing.client import SimClient
+from aeronpy.testing.client import SimClient, SimClientTransport
 from aeronpy.testing.invariants import InvariantChecker
-from aeronpy.testing.member import SimMember
+from aeronpy.testing.member import MemberStopped, SimMember
 from aeronpy.testing.network import SimNetwork
-from aeronpy.testing.storage import MemStorage
+from aeronpy.testing.storage import DEFAULT_SIM_SEGMENT_BYTES, SimDisk
 
 MS = 1_000_000
+INGRESS_PORT = 9000
+CLIENT_PORT = 7000
 
 
 class SimCluster:
@@ -28,7 +36,9 @@ class SimCluster:
                  election_timeout_ms: float = 200, heartbeat_interval_ms: float = 50,
                  leader_heartbeat_timeout_ms: float = 400, max_append_bytes: int = 64 * 1024,
                  max_inflight_appends: int = 64, pre_vote: bool = True, check_quorum: bool = True,
-                 tick_ms: float = 10, check_invariants: bool = True, log_factory=None):
+                 tick_ms: float = 10, check_invariants: bool = True, session_timeout_ms: float = 10_000,
+                 authenticator: Authenticator | None = None, segment_bytes: int = DEFAULT_SIM_SEGMENT_BYTES,
+                 module_options: dict | None = None):
         if members < 1:
             raise ValueError(f"members: need at least 1, got {members}")
         self.seed = seed
@@ -39,6 +49,7 @@ class SimCluster:
         self._net_rng = random.Random(derive(64))
         self._fault_rng = random.Random(derive(64))
         self._member_seed_rngs = [random.Random(derive(64)) for _ in range(members)]
+        self._client_seed_rng = random.Random(derive(64))
         self._tick_ns = int(tick_ms * MS)
         voters = tuple(range(members))
         self._configs = [CoreConfig(m, voters, election_timeout_ns=int(election_timeout_ms * MS),
@@ -47,19 +58,30 @@ class SimCluster:
                                     max_append_bytes=max_append_bytes, max_inflight_appends=max_inflight_appends,
                                     pre_vote=pre_vote, check_quorum=check_quorum)
                          for m in range(members)]
+        self.ingress_endpoints = {m: f"member{m}:{INGRESS_PORT}" for m in range(members)}
+        self._member_of_endpoint = {e: m for m, e in self.ingress_endpoints.items()}
+        self._client_of_endpoint: dict = {}
+        self.module_config = ModuleConfig(members=dict(self.ingress_endpoints),
+                                          session_timeout_ns=int(session_timeout_ms * MS),
+                                          authenticator=authenticator or Authenticator(),
+                                          client_ref_of_endpoint=self._client_of_endpoint.get,
+                                          **(module_options or {}))
         self.now_ns = 0
         self.events = 0
         self._seq = 0
         self._queue: list = []
         self._trace = hashlib.blake2b(digest_size=16)
         self.net = SimNetwork(self._net_rng, self._schedule)
-        self.storages = {m: MemStorage(file_sync, log_factory) for m in range(members)}
-        self.checker = InvariantChecker(self.describe, self.storages, members)
-        self.checker.enabled = check_invariants
         self.members: list = [None] * members
+        self.stopped: dict = {}                  # member -> why it stopped itself (a service raised)
         self._incarnation = [0] * members
         self._last_services: list = [None] * members
+        self._last_modules: list = [None] * members
         self._clients: dict = {}
+        self.disks = {m: SimDisk(m, file_sync, segment_bytes) for m in range(members)}
+        self.storages = self.disks               # the checker's name for them
+        self.checker = InvariantChecker(self.describe, self.disks, members)
+        self.checker.enabled = check_invariants
         for m in range(members):
             self._start_member(m)
 
@@ -91,14 +113,38 @@ class SimCluster:
                     best = member
         return None if best is None else best.member_id
 
-    def client(self, retry_ms: float = 100.0) -> SimClient:
-        client_id = -(len(self._clients) + 1)
-        client = SimClient(self, client_id, retry_ms)
+    def client(self, *, connect_timeout_ms: float = 5000.0, credentials: bytes = b"",
+               config: ClientConfig | None = None) -> SimClient:
+        """A connected client session; runs the simulation until the session is open.
+
+        Raises NotConnectedError (AuthenticationError when the credentials are refused) if no
+        session opens within ``connect_timeout_ms`` of simulated time."""
+        number = len(self._clients) + 1
+        client_id = -number
+        endpoint = f"client{number}:{CLIENT_PORT}"
+        self._client_of_endpoint[endpoint] = client_id
+        rng = random.Random(self._client_seed_rng.getrandbits(64))
+        core = ClientCore(",".join(self.ingress_endpoints[m] for m in range(self.member_count)), endpoint,
+                          config or ClientConfig(), rng, credentials)
+        client = SimClient(self, client_id, core, SimClientTransport(self, client_id, endpoint), self._tick_ns)
         self._clients[client_id] = client
+        self._note("client", client_id)
+        client.start()
+        self.run_until(lambda: core.state is not ClientState.CONNECTING, connect_timeout_ms)
+        if core.state is not ClientState.CONNECTED:
+            client.close()
+            raise core.error or NotConnectedError(
+                f"no session within {connect_timeout_ms}ms of simulated time ({self.describe()})")
         return client
 
     def partition(self, *groups) -> None:
-        self.net.partition(range(self.member_count), *[set(g) for g in groups])
+        """Members (and clients, by their negative ids) in different groups cannot talk;
+        members named in no group are isolated, clients named in none reach everyone."""
+        clients = [c for g in groups for c in g if c < 0]
+        unknown = [c for c in clients if c not in self._clients]
+        if unknown:
+            raise ValueError(f"unknown client id(s) {unknown} in a partition group")
+        self.net.partition(list(range(self.member_count)) + clients, *[set(g) for g in groups])
         self._note("partition", repr(sorted(sorted(g) for g in groups)))
 
     def heal(self) -> None:
@@ -107,13 +153,13 @@ class SimCluster:
 
     def crash(self, member: int) -> None:
         self._kill(member)
-        self.storages[member].crash()
-        self._note("crash", member)
+        self.disks[member].crash()
+        self._note("crash", member, self.disks[member].written_index)
 
     def power_fail(self, member: int) -> None:
         self._kill(member)
-        lost = self.storages[member].power_fail(self._fault_rng)
-        self._note("power_fail", member, lost)
+        self.disks[member].power_fail(self._fault_rng)
+        self._note("power_fail", member, self.disks[member].written_index)
 
     def restart(self, member: int) -> None:
         if self.members[member] is not None:
@@ -144,6 +190,11 @@ class SimCluster:
         live = self.members[member]
         return None if live is None else live.core
 
+    def module(self, member: int):
+        """That member's ConsensusModule (the last incarnation's when it is down)."""
+        live = self.members[member]
+        return live.module if live is not None else self._last_modules[member]
+
     def alive(self, member: int) -> bool:
         return self.members[member] is not None
 
@@ -152,7 +203,7 @@ class SimCluster:
         self.partition({member}, set(others))
 
     def cut(self, src: int, dst: int) -> None:
-        """Asymmetric partition: ``src`` can no longer reach ``dst``."""
+        """Asymmetric partition: ``src`` can no longer reach ``dst`` (members or client ids)."""
         self.net.block(src, dst)
         self._note("cut", src, dst)
 
@@ -162,16 +213,16 @@ class SimCluster:
             return False
         member = self.members[leader]
         ok = member.core.transfer_leadership(target, self.now_ns)
-        member.process(self.now_ns)
+        self._run_member(member, member.duty_cycle, self.now_ns)
         return ok
 
     def propose(self, member: int, entry_type: int, payload: bytes) -> int:
-        """Propose straight into a member's core (tests that bypass the client)."""
+        """Propose straight into a member's core (tests that bypass the client and module)."""
         live = self.members[member]
         if live is None:
             return 0
         index = live.core.propose(entry_type, payload)
-        live.process(self.now_ns)
+        self._run_member(live, live.duty_cycle, self.now_ns)
         return index
 
     # ------------------------------------------------------------------ machinery
@@ -193,12 +244,15 @@ class SimCluster:
 
     def _start_member(self, m: int) -> None:
         self._incarnation[m] += 1
-        factory = self._service_factory
-        made = factory()
+        made = self._service_factory()
         services = list(made) if isinstance(made, (list, tuple)) else [made]
         rng = random.Random(self._member_seed_rngs[m].getrandbits(64))
-        self.members[m] = SimMember(m, self._configs[m], self.storages[m], services, rng, self, self.checker)
+        member = SimMember(m, self._configs[m], self.module_config, self.disks[m], services, rng, self,
+                           self.checker)
+        self.members[m] = member
         self._last_services[m] = services
+        self._last_modules[m] = member.module
+        self.stopped.pop(m, None)
         phase = rng.randrange(0, self._tick_ns) if self._tick_ns > 1 else 0
         self._schedule_in(phase, self._tick, m, self._incarnation[m])
 
@@ -208,14 +262,26 @@ class SimCluster:
         self.members[m].alive = False
         self.members[m] = None
 
+    def _run_member(self, member, step, *args) -> None:
+        """One duty cycle; a member whose service raised stops (as a node does), its disk as
+        after a process exit."""
+        try:
+            step(*args)
+        except MemberStopped as exc:
+            m = member.member_id
+            self.stopped[m] = exc
+            self._note("stopped", m, exc)
+            self._kill(m)
+            self.disks[m].crash()
+
     def _tick(self, m: int, incarnation: int) -> None:
         member = self.members[m]
         if member is None or self._incarnation[m] != incarnation:
             return
-        member.on_tick(self.now_ns)
+        self._run_member(member, member.on_tick, self.now_ns)
         self._schedule_in(self._tick_ns, self._tick, m, incarnation)
 
-    # transport used by members -------------------------------------------------
+    # transport used by members and clients ---------------------------------------------
     def send_member(self, src: int, dst: int, msg) -> None:
         self.net.send(self.now_ns, src, dst, self._deliver_member, dst, src, msg)
 
@@ -226,28 +292,26 @@ class SimCluster:
             self._note("d", src, dst, repr(msg))
         member = self.members[dst]
         if member is not None:
-            member.on_message(src, msg, self.now_ns)
+            self._run_member(member, member.on_message, src, msg, self.now_ns)
 
-    def send_reply(self, src: int, client_id: int, correlation_id: int, payload: bytes) -> None:
-        self.net.send(self.now_ns, src, client_id, self._deliver_reply, client_id, src, correlation_id, payload)
+    def send_egress(self, src: int, client_ref, msg) -> None:
+        """A member's egress to a client (client_ref: the client's id; None: unknown)."""
+        if client_ref is None or client_ref not in self._clients:
+            return
+        self.net.send(self.now_ns, src, client_ref, self._deliver_egress, client_ref, src, msg)
 
-    def _deliver_reply(self, client_id: int, src: int, correlation_id: int, payload: bytes) -> None:
-        self._note("reply", src, client_id, correlation_id)
-        self._clients[client_id].on_reply(src, correlation_id, payload)
+    def _deliver_egress(self, client_id: int, src: int, msg) -> None:
+        self._note("e", src, client_id, repr(msg))
+        self._clients[client_id].on_egress_arrived(msg)
 
-    def send_redirect(self, src: int, client_id: int, correlation_id: int, leader_id) -> None:
-        self.net.send(self.now_ns, src, client_id, self._deliver_redirect, client_id, src, correlation_id, leader_id)
+    def send_ingress(self, client_id: int, endpoint: str, msg) -> None:
+        dst = self._member_of_endpoint.get(endpoint)
+        if dst is None:
+            return
+        self.net.send(self.now_ns, client_id, dst, self._deliver_ingress, dst, client_id, msg)
 
-    def _deliver_redirect(self, client_id: int, src: int, correlation_id: int, leader_id) -> None:
-        self._note("redirect", src, client_id, correlation_id, leader_id)
-        self._clients[client_id].on_redirect(src, correlation_id, leader_id)
-
-    def _client_send(self, client_id: int, dst: int, correlation_id: int, service_id: int, body: bytes) -> None:
-        self.net.send(self.now_ns, client_id, dst, self._deliver_ingress, dst, client_id, correlation_id,
-                      service_id, body)
-
-    def _deliver_ingress(self, dst: int, client_id: int, correlation_id: int, service_id: int, body: bytes) -> None:
-        self._note("ingress", client_id, dst, correlation_id)
+    def _deliver_ingress(self, dst: int, client_id: int, msg) -> None:
+        self._note("i", client_id, dst, repr(msg))
         member = self.members[dst]
         if member is not None:
-            member.on_client_message(self.now_ns, client_id, correlation_id, service_id, body)
+            self._run_member(member, member.on_ingress, client_id, msg, self.now_ns)

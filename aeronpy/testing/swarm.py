@@ -16,6 +16,7 @@ import sys
 import time
 
 from aeronpy.core import config as core_config
+from aeronpy.errors import ClusterClosedError, ClusterTimeoutError, NotConnectedError
 from aeronpy.service import ClusteredService
 from aeronpy.testing.invariants import InvariantViolation
 from aeronpy.testing.sim import SimCluster
@@ -24,19 +25,41 @@ FAULT_PHASE_MS = 2500          # simulated time with faults
 LIVENESS_WITHIN_MS = 6000      # after healing, the cluster must converge within this
 STEP_MS = (10, 250)            # pause between fault actions
 OFFERS_PER_BURST_MAX = 6
+TIMER_DELAY_MS = 50
+REQUEST_TIMEOUT_S = (0.05, 0.4)
 
 
 class RecordingService(ClusteredService):
-    """Keeps every message applied, with its cluster time, and echoes it back."""
+    """Keeps every message applied, with its cluster time, and echoes it back. A message
+    starting with ``t`` also schedules a timer (correlation id = its session's message count)
+    TIMER_DELAY_MS of cluster time later; the timer's firing offers a service message."""
 
     def __init__(self):
         self.applied = []
+        self.timers_scheduled = []
+        self.timers_fired = []
+        self.cluster = None
+
+    def on_start(self, cluster, snapshot):
+        self.cluster = cluster
 
     def on_session_message(self, session, timestamp_ns, message):
         body = bytes(message)
         self.applied.append((timestamp_ns, body))
         if session is not None:
             session.offer(b"re:" + body)
+            if body.startswith(b"t"):
+                correlation_id = len(self.applied)
+                self.timers_scheduled.append(correlation_id)
+                self.cluster.schedule_timer(correlation_id, timestamp_ns + TIMER_DELAY_MS * 1_000_000)
+
+    def on_timer_event(self, correlation_id, timestamp_ns):
+        self.timers_fired.append(correlation_id)
+        self.cluster.offer(b"timer%d" % correlation_id)
+
+
+def two_services():
+    return [RecordingService(), RecordingService()]
 
 
 class SeedResult:
@@ -75,47 +98,123 @@ def run_seed(seed: int, fault_phase_ms: float = FAULT_PHASE_MS, liveness_within_
         core_config._BUGS.update(saved)
 
 
+class Traffic:
+    """The client side of a run: what was offered to which service, and what came back.
+
+    Every reply must be the echo of the message its correlation id names, at most once; at
+    the end every accepted message must have been applied exactly once, in offer order."""
+
+    def __init__(self, client):
+        self.client = client
+        self.offered = {0: [], 1: []}         # service id -> bodies accepted, in offer order
+        self.body_of: dict = {}               # correlation id -> body
+        self.replies = 0
+        self.requests = 0
+        self.request_timeouts = 0
+        self.errors: list = []
+
+    def _accepted(self, correlation_id: int, body: bytes, service_id: int) -> None:
+        self.offered[service_id].append(body)
+        self.body_of[correlation_id] = body
+
+    def offer(self, body: bytes, service_id: int) -> int:
+        correlation_id = self.client.offer(body, service_id)
+        if correlation_id > 0:
+            self._accepted(correlation_id, body, service_id)
+        return correlation_id
+
+    def request(self, body: bytes, service_id: int, timeout_s: float) -> None:
+        self.requests += 1
+        next_id = self.client.core._next_correlation_id
+        try:
+            reply = self.client.request(body, service_id, timeout_s)
+        except ClusterTimeoutError:
+            self.request_timeouts += 1          # offered; may still be applied, never twice
+            self._accepted(next_id, body, service_id)
+            return
+        except (ClusterClosedError, NotConnectedError) as exc:
+            self.errors.append(f"request failed: {exc!r}")
+            return
+        self._accepted(next_id, body, service_id)
+        self._check_reply(next_id, reply)
+
+    def poll(self) -> None:
+        self.client.poll_egress(lambda cid, payload: self._check_reply(cid, bytes(payload)))
+
+    def _check_reply(self, correlation_id: int, payload: bytes) -> None:
+        self.replies += 1
+        body = self.body_of.get(correlation_id)
+        if body is None or payload != b"re:" + body:
+            self.errors.append(f"reply {payload!r} to correlation id {correlation_id}, which offered {body!r}")
+
+
 def _run_seed(seed: int, fault_phase_ms: float, liveness_within_ms: float) -> SeedResult:
     plan = random.Random(f"swarm-plan-{seed}")
     members = plan.choice((3, 3, 3, 5, 5))
     file_sync = plan.choice(("data", "full", "none"))
     max_append_bytes = plan.choice((64 * 1024, 64 * 1024, 600, 100, 1))   # 1: one entry per append
     pre_vote = plan.random() < 0.75
-    sim = SimCluster(members=members, seed=seed, service=RecordingService, file_sync=file_sync,
+    sim = SimCluster(members=members, seed=seed, service=two_services, file_sync=file_sync,
                      max_append_bytes=max_append_bytes, max_inflight_appends=plan.choice((64, 4, 1)),
                      pre_vote=pre_vote, check_quorum=pre_vote or plan.random() < 0.5)
     faults = {"members": members, "file_sync": file_sync, "max_append_bytes": max_append_bytes,
               "pre_vote": pre_vote,
               "partition": 0, "cut": 0, "heal": 0, "crash": 0, "power_fail": 0, "restart": 0,
-              "network": 0, "transfer": 0, "offers": 0}
-    client = sim.client()
+              "network": 0, "transfer": 0, "offers": 0, "requests": 0}
     try:
+        traffic = Traffic(sim.client())
         sim.network(**_random_network(plan))
         end_ns = fault_phase_ms * 1_000_000
         while sim.now_ns < end_ns:
             sim.run_for(plan.uniform(*STEP_MS))
-            _random_action(sim, plan, client, faults)
+            _random_action(sim, plan, traffic, faults)
+            traffic.poll()
         # ---- liveness: heal everything, then the cluster must converge
         sim.heal()
         sim.network(drop=0.0, duplicate=0.0, delay_ms=(1.0, 1.0))
         for m in range(members):
             if not sim.alive(m):
                 sim.restart(m)
-        for _ in range(3):
-            client.offer(b"final")
+        for service_id in (0, 1):
+            traffic.offer(b"final", service_id)
             faults["offers"] += 1
+        client = traffic.client
         if not sim.run_until(lambda: _converged(sim, client), liveness_within_ms):
             return SeedResult(seed, False, f"{sim.describe()}: no convergence within {liveness_within_ms}ms "
-                              f"after healing: {_state(sim)} client pending={client.pending}",
-                              sim.events, faults, sim.now_ns / 1e6)
+                              f"after healing: {_state(sim)} client pending={client.pending} "
+                              f"state={client.core.state.name}", sim.events, faults, sim.now_ns / 1e6)
+        traffic.poll()
         sim.check()
-        applied = [sim.service(m).applied for m in range(members)]
-        if any(a != applied[0] for a in applied):
-            return SeedResult(seed, False, f"{sim.describe()}: services diverged: "
-                              f"{[len(a) for a in applied]} messages applied", sim.events, faults, sim.now_ns / 1e6)
+        problem = _final_problem(sim, traffic)
+        if problem:
+            return SeedResult(seed, False, f"{sim.describe()}: {problem}", sim.events, faults, sim.now_ns / 1e6)
         return SeedResult(seed, True, "", sim.events, faults, sim.now_ns / 1e6, sim.core(0).commit_index)
     except InvariantViolation as exc:
         return SeedResult(seed, False, str(exc), sim.events, faults, sim.now_ns / 1e6)
+
+
+def _final_problem(sim: SimCluster, traffic: Traffic) -> str:
+    """End-to-end exactly-once after convergence; '' when all is well."""
+    if traffic.errors:
+        return "client saw: " + "; ".join(traffic.errors[:3])
+    for service_id in (0, 1):
+        services = [sim.service(m, service_id) for m in range(sim.member_count)]
+        first = services[0]
+        for other in services[1:]:
+            if (other.applied, other.timers_fired) != (first.applied, first.timers_fired):
+                return (f"service {service_id} diverged: {[len(s.applied) for s in services]} messages, "
+                        f"{[len(s.timers_fired) for s in services]} timers")
+        from_clients = [body for _ts, body in first.applied if not body.startswith(b"timer")]
+        if from_clients != traffic.offered[service_id]:
+            return (f"service {service_id} applied {len(from_clients)} client messages, "
+                    f"{len(traffic.offered[service_id])} were offered: not exactly once in order")
+        if sorted(first.timers_fired) != sorted(first.timers_scheduled) or \
+                len(set(first.timers_fired)) != len(first.timers_fired):
+            return f"service {service_id} timers: scheduled {first.timers_scheduled}, fired {first.timers_fired}"
+        from_timers = sorted(body for _ts, body in first.applied if body.startswith(b"timer"))
+        if from_timers != sorted(b"timer%d" % c for c in first.timers_fired):
+            return f"service {service_id}: the timers' service messages were not applied once each"
+    return ""
 
 
 def _random_network(plan) -> dict:
@@ -124,15 +223,19 @@ def _random_network(plan) -> dict:
             "delay_ms": (lo, lo + plan.choice((0.0, 2.0, 10.0, 40.0)))}
 
 
-def _random_action(sim: SimCluster, plan, client, faults: dict) -> None:
+def _random_action(sim: SimCluster, plan, traffic: Traffic, faults: dict) -> None:
     n = sim.member_count
     roll = plan.random()
     dead = [m for m in range(n) if not sim.alive(m)]
     live = [m for m in range(n) if sim.alive(m)]
-    if roll < 0.30:
+    if roll < 0.27:
         for _ in range(plan.randint(1, OFFERS_PER_BURST_MAX)):
-            client.offer(b"m%d" % faults["offers"])
+            kind = b"t" if plan.random() < 0.2 else b"m"
+            traffic.offer(kind + b"%d" % faults["offers"], plan.choice((0, 0, 1)))
             faults["offers"] += 1
+    elif roll < 0.30:
+        traffic.request(b"r%d" % faults["requests"], plan.choice((0, 1)), plan.uniform(*REQUEST_TIMEOUT_S))
+        faults["requests"] += 1
     elif roll < 0.42:
         members = list(range(n))
         plan.shuffle(members)
@@ -148,7 +251,7 @@ def _random_action(sim: SimCluster, plan, client, faults: dict) -> None:
         faults["heal"] += 1
     elif roll < 0.70 and live:
         victim = sim.leader() if plan.random() < 0.5 and sim.leader() is not None else plan.choice(live)
-        if sim.storages[victim].file_sync != "none" and plan.random() < 0.4:
+        if sim.disks[victim].file_sync != "none" and plan.random() < 0.4:
             sim.power_fail(victim)
             faults["power_fail"] += 1
         else:
@@ -169,6 +272,9 @@ def _random_action(sim: SimCluster, plan, client, faults: dict) -> None:
 def _converged(sim: SimCluster, client) -> bool:
     leader = sim.leader()
     if leader is None or client.pending:
+        return False
+    module = sim.module(leader)
+    if not module.leader_ready or len(module.timers) or module.pending_service_messages:
         return False
     lead = sim.core(leader)
     last = lead.log.last_index

@@ -8,7 +8,9 @@ them; nothing from the network raises.
 
 Peers come in two kinds:
 - *members*, added with ``add_peer(member_id, host, port)``; their frames carry their member
-  id as ``sender_id`` and are admitted by it.
+  id as ``sender_id`` and are admitted by it when they come from that member's address (the
+  configured one; behind a relay, the first one it was heard from), so a stranger cannot
+  forge a "restart" that would retire the member's real stream.
 - *clients* (``sender_id == -1``): with ``accept_clients=True`` a transport admits streams from
   unknown addresses. A client is identified by (source address, epoch); the first DATA or
   HEARTBEAT of a new one creates a peer with a negative ``peer_id`` (-2, -3, ...), calls
@@ -44,7 +46,7 @@ class Peer:
     """One remote endpoint: where to send, our stream to it, its stream to us."""
 
     __slots__ = ("peer_id", "address_key", "sender", "image", "epoch", "retired_epochs",
-                 "last_heard_ns", "is_client", "emit")
+                 "last_heard_ns", "is_client", "emit", "source_key")
 
     def __init__(self, peer_id: int, address_key_: int, sender: StreamSender, emit, is_client: bool,
                  epoch: Optional[int], now_ns: int):
@@ -57,6 +59,7 @@ class Peer:
         self.retired_epochs: deque = deque(maxlen=RETIRED_EPOCHS_MAX)
         self.last_heard_ns: Optional[int] = None
         self.is_client = is_client
+        self.source_key: Optional[int] = None   # where the current incarnation's frames come from
 
     @property
     def address(self) -> tuple:
@@ -277,6 +280,15 @@ class UdpTransport:
             if peer is None:
                 self._admission.drop("unknown_member")
                 return None
+            if key != peer.source_key:
+                # A member speaks from its configured address (or, behind a relay, from the
+                # first address it was heard from, until it is heard from its own). A frame
+                # from anywhere else is a stranger or a replay: admitting it would let one
+                # forged epoch retire the real member's stream for good.
+                if key != peer.address_key and peer.source_key is not None:
+                    self._admission.drop("unknown_member")
+                    return None
+                peer.source_key = key
             if peer.epoch != epoch:
                 if epoch_is_stale(peer.retired_epochs, epoch):
                     self._admission.drop("stale_epoch")

@@ -129,3 +129,19 @@ def test_service_message_queue_is_bounded():
     command(w, sid, 1, b"o a")
     command(w, sid, 2, b"o b")
     assert w.services(0)[0].results == [1, BACK_PRESSURED]
+
+
+def test_timer_whose_fire_was_refused_fires_later_under_the_same_leader():
+    """Regression (found by the SimCluster swarm, seed 535): the core refused the TIMER_FIRE
+    proposal once (a leadership transfer under way) and the timer, already taken off the
+    due heap, never fired while that member stayed leader."""
+    w = FakeWorld(services=lambda: [TimerService()])
+    sid = w.connect()
+    command(w, sid, 1, b"s 9 %d" % (T0 + 500))
+    leader = w.cores[w.leader()]
+    leader.refuse_proposals = True
+    assert w.tick(600) == 0
+    leader.refuse_proposals = False
+    assert w.tick(10) == 1
+    w.settle()
+    assert [e[1] for e in timer_events(w)] == [9]

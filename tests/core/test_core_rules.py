@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from aeronpy.core import CoreConfig, ElectionState, HardState, RaftCore, Role
+from aeronpy.core import NO_VOTE, CoreConfig, ElectionState, HardState, RaftCore, Role
 from aeronpy.core.messages import (AppendEntries, AppendResponse, CanvassPosition, Heartbeat,
                                    HeartbeatResponse, InstallSnapshot, RequestVote, TimeoutNow)
 
@@ -294,6 +294,19 @@ def test_recovered_state_is_used():
     core.step(2, RequestVote(3, 5, 5), 1)
     rd = core.ready()
     assert [m.granted for _, m in rd.messages] == [False], "voted for 1 in term 3 already"
+
+
+def test_archive_hard_state_without_a_vote_can_still_vote():
+    """The archive recovers "no vote" as voted_for=None; a restarted member must still be able
+    to grant its vote in its current term (it refused every candidate until the next term)."""
+    from aeronpy.archive import HardState as ArchiveHardState
+    core = RaftCore(CoreConfig(0, (0, 1, 2)), random.Random(1), ArchiveHardState(3, None), make_log([1, 1, 2]))
+    assert core.voted_for == NO_VOTE
+    core.tick(0)
+    core.step(2, RequestVote(3, 5, 5), 1)
+    rd = core.ready()
+    assert [m.granted for _, m in rd.messages] == [True]
+    assert rd.hard_state.voted_for == 2
 
 
 def test_election_transitions_are_recorded_with_reasons():

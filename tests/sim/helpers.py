@@ -4,9 +4,9 @@ from __future__ import annotations
 from aeronpy.core import Role
 from aeronpy.service import ClusteredService
 from aeronpy.testing import SimCluster
-from aeronpy.testing.applier import SERVICE_MESSAGE, encode_service_entry
 
 ELECTION_BOUND_MS = 1000     # a leader must be found within this much simulated time
+RAW_ENTRY = 15               # an entry type of the core's range: the cluster layer skips it
 
 
 class KvService(ClusteredService):
@@ -63,11 +63,13 @@ def committed_on(sim: SimCluster, index: int, members) -> bool:
 
 
 def propose(sim: SimCluster, payload: bytes, member=None) -> int:
-    """Propose a service message straight into ``member`` (default: the leader); 0 if it does not lead."""
+    """Propose a raw entry straight into ``member``'s core (default: the leader); 0 if it does
+    not lead. For Raft-level tests: services never see it (client messages go through
+    ``sim.client()``)."""
     member = sim.leader() if member is None else member
     if member is None:
         return 0
-    return sim.propose(member, SERVICE_MESSAGE, encode_service_entry(sim.now_ns, 0, payload))
+    return sim.propose(member, RAW_ENTRY, payload)
 
 
 def converge(sim: SimCluster, within_ms=3000) -> None:

@@ -93,9 +93,10 @@ def test_leadership_transfer_to_lagging_member():
     sim = make_sim(3, seed=35)
     leader = wait_leader(sim)
     target = (leader + 1) % 3
+    client = sim.client()
     sim.cut(leader, target)
     for i in range(20):
-        propose(sim, b"p%d" % i)
+        assert client.offer(b"p%d" % i) > 0
     sim.run_for(50)
     assert sim.core(target).log.last_index < sim.core(leader).log.last_index
     sim.heal()

@@ -113,7 +113,8 @@ class ServiceContainer:
             raise self.failure
 
     def invoke(self, service_id: int, callback: str, *args: Any) -> None:
-        self.check()
+        if self.failure is not None:
+            raise self.failure
         try:
             getattr(self.services[service_id], callback)(*args)
         except Exception as exc:  # noqa: BLE001 - any service bug stops the node (module docs)

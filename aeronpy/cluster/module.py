@@ -240,17 +240,13 @@ class ConsensusModule(LeaderDuties):
     def _apply_session_messages(self, log: Any, index: int, hi: int) -> int:
         """``apply`` for consecutive SESSION_MESSAGE entries from ``index`` (below ``hi``),
         with the per-entry work of the general path hoisted out of the loop (the role cannot
-        change while committed entries are applied); returns the first index not applied."""
+        change while committed entries are applied, and no entry object is built); returns
+        the first index not applied. Each entry still goes through _apply_session_message."""
         type_at, payload_at = log.type_at, log.payload_at
         unpack, header = E.SESSION_MESSAGE_STRUCT.unpack_from, E.SESSION_MESSAGE_HEADER_BYTES
         container = self.container
-        services = container.services
-        service_count = len(services)
-        sessions_get = self.sessions.get
-        views = self._views
-        counters = self.counters
-        is_leader = self._role is Role.LEADER
-        ack_pending = self._ack_pending
+        apply_message = self._apply_session_message
+        check_ready = self._role is Role.LEADER and not self._leader_ready
         session_message = E.SESSION_MESSAGE
         self._in_apply = True
         try:
@@ -264,38 +260,12 @@ class ConsensusModule(LeaderDuties):
                 index += 1
                 if timestamp_ns > self.cluster_time_ns:
                     self.cluster_time_ns = timestamp_ns
-                s = sessions_get(session_id)
-                if s is None:
-                    counters["message_for_closed_session"] += 1
-                elif seq <= s.last_applied_seq:
-                    counters["duplicate_message_skipped"] += 1
-                else:
-                    if seq != s.last_applied_seq + 1:
-                        counters["seq_gap_applied"] += 1
-                    s.last_applied_seq = seq
-                    self._replied = False
-                    if 0 <= service_id < service_count:
-                        view = views.get(session_id) or self._view(s)
-                        body = payload[header:]
-                        self._handling = (s, seq, correlation_id)
-                        try:
-                            services[service_id].on_session_message(view, self.cluster_time_ns, body)
-                        except Exception as exc:  # noqa: BLE001 - as ServiceContainer.invoke
-                            container.fail(service_id, "on_session_message", exc)
-                        finally:
-                            self._handling = None
-                            try:
-                                body.release()   # "valid only during the call", enforced
-                            except BufferError:
-                                pass
-                    else:
-                        counters["unknown_service"] += 1
-                    if is_leader and not self._replied:
-                        ack_pending.add(session_id)
+                apply_message(session_id, seq, correlation_id, service_id, payload[header:])
                 if self._service_closes:
                     self._finish_service_closes()
-                if is_leader and not self._leader_ready:
+                if check_ready:
                     self._check_ready()
+                    check_ready = not self._leader_ready
         finally:
             self._in_apply = False
         return index
@@ -326,7 +296,8 @@ class ConsensusModule(LeaderDuties):
 
     def _apply_entry(self, index: int, entry_type: int, entry: Any) -> None:
         if entry_type == E.SESSION_MESSAGE:
-            self._apply_session_message(entry)
+            self._apply_session_message(entry.session_id, entry.seq, entry.correlation_id,
+                                        entry.service_id, entry.payload)
         elif entry_type == E.SESSION_OPEN:
             self._apply_session_open(index, entry)
         elif entry_type == E.SESSION_CLOSE:
@@ -360,7 +331,11 @@ class ConsensusModule(LeaderDuties):
 
     def _deliver(self, service_id: int, session: Optional[ClientSession], payload: memoryview) -> None:
         try:
-            self._invoke(service_id, "on_session_message", session, self.cluster_time_ns, payload)
+            if 0 <= service_id < len(self.container.services):
+                self.container.invoke(service_id, "on_session_message", session, self.cluster_time_ns,
+                                      payload)
+            else:
+                self.counters["unknown_service"] += 1
         finally:
             try:
                 payload.release()       # "valid only during the call", enforced
@@ -405,25 +380,27 @@ class ConsensusModule(LeaderDuties):
         self._proposed_closes.discard(s.session_id)
         self._ack_pending.discard(s.session_id)
 
-    def _apply_session_message(self, e: E.SessionMessage) -> None:
-        s = self.sessions.get(e.session_id)
+    def _apply_session_message(self, session_id: int, seq: int, correlation_id: int,
+                               service_id: int, payload: memoryview) -> None:
+        """Exactly-once delivery of one session message (both apply paths come here)."""
+        s = self.sessions.get(session_id)
         if s is None:
             self.counters["message_for_closed_session"] += 1
             return
-        if e.seq <= s.last_applied_seq:
+        if seq <= s.last_applied_seq:
             self.counters["duplicate_message_skipped"] += 1
             return
-        if e.seq != s.last_applied_seq + 1:
+        if seq != s.last_applied_seq + 1:
             self.counters["seq_gap_applied"] += 1
-        s.last_applied_seq = e.seq
-        self._handling = (s, e.seq, e.correlation_id)
+        s.last_applied_seq = seq
+        self._handling = (s, seq, correlation_id)
         self._replied = False
         try:
-            self._deliver(e.service_id, self._view(s), e.payload)
+            self._deliver(service_id, self._views.get(session_id) or self._view(s), payload)
         finally:
             self._handling = None
-        if self.is_leader and not self._replied:
-            self._ack_pending.add(s.session_id)
+        if self._role is Role.LEADER and not self._replied:
+            self._ack_pending.add(session_id)
 
     # ---- services' side (Cluster facade and ClientSession) ------------------------------
     def _emit(self, s: SessionState, message: object) -> None:

@@ -1,0 +1,181 @@
+"""The implementations behind ``aeronpy tool snapshot | recording-log | recovery-plan``.
+
+``snapshot`` talks to a running member through its ingress endpoint (AdminRequest); the other
+two read a data dir and never write to it (a live node's files are safe to inspect: a torn
+last recording-log entry is ignored here, never cut as the node's own loader would).
+"""
+from __future__ import annotations
+
+import os
+import struct
+import time
+from typing import Optional
+
+from aeronpy.archive.durable_marker import DURABLE_MARKER_FILE, DurableMarker
+from aeronpy.archive.fs import OsFileSystem
+from aeronpy.archive.node_state import load_node_state
+from aeronpy.archive.recording_log import ENTRY_BYTES, RECORDING_LOG_FILE, RecordingLog, SnapshotEntry, TermStart
+from aeronpy.archive.segments import SEGMENT_SUFFIX
+from aeronpy.archive.snapshots import verify_snapshot
+from aeronpy.errors import AeronpyError
+
+_I64 = struct.Struct("<q")
+
+
+class AdminError(AeronpyError):
+    """An admin request could not be completed (no member answered, or it refused)."""
+
+
+# ------------------------------------------------------------------------------- local reads
+def _recording_entries(data_dir: str) -> list:
+    path = os.path.join(data_dir, RECORDING_LOG_FILE)
+    if not os.path.exists(path):
+        return []
+    with open(path, "rb") as f:
+        raw = f.read()
+    entries = []
+    for off in range(0, len(raw) - len(raw) % ENTRY_BYTES, ENTRY_BYTES):
+        entry = RecordingLog._decode(raw, off)
+        if entry is not None:
+            entries.append(entry)
+    return entries
+
+
+def _entry_dict(e) -> dict:
+    if isinstance(e, TermStart):
+        return {"type": "TERM_START", "term": e.term, "index": e.index}
+    return {"type": "SNAPSHOT", "term": e.term, "index": e.index, "name": e.name,
+            "checksum": f"{e.checksum:08x}", "timestamp_ns": e.timestamp_ns}
+
+
+def read_recording_log(data_dir: str) -> dict:
+    if not os.path.isdir(data_dir):
+        raise AdminError(f"no data dir at {data_dir}")
+    entries = _recording_entries(data_dir)
+    return {"data_dir": data_dir, "entries": [_entry_dict(e) for e in entries],
+            "snapshots": sum(isinstance(e, SnapshotEntry) for e in entries),
+            "term_starts": sum(isinstance(e, TermStart) for e in entries)}
+
+
+def plan_recovery(data_dir: str) -> dict:
+    """Which snapshot recovery would load (newest whose file verifies), which it would skip,
+    the log segments present, and the committed range it would replay into the services."""
+    if not os.path.isdir(data_dir):
+        raise AdminError(f"no data dir at {data_dir}")
+    fs = OsFileSystem()
+    snapshots = [e for e in _recording_entries(data_dir) if isinstance(e, SnapshotEntry)]
+    chosen, skipped = None, []
+    for entry in reversed(snapshots):
+        info = verify_snapshot(fs, data_dir, entry)
+        if info is not None:
+            chosen = info
+            break
+        skipped.append({"index": entry.index, "term": entry.term, "name": entry.name,
+                        "reason": "missing" if not os.path.exists(os.path.join(data_dir, entry.name))
+                        else "checksum mismatch"})
+    marker = DurableMarker(fs, data_dir)
+    if os.path.exists(os.path.join(data_dir, DURABLE_MARKER_FILE)):
+        marker.load()
+    hard = load_node_state(fs, data_dir)
+    segments = sorted(n for n in os.listdir(data_dir) if n.endswith(SEGMENT_SUFFIX))
+    first_indexes = [int(n[:-len(SEGMENT_SUFFIX)]) for n in segments if n[:-len(SEGMENT_SUFFIX)].isdigit()]
+    start = chosen.index + 1 if chosen else 1
+    commit = max(marker.commit_index, chosen.index if chosen else 0)
+    gap = bool(first_indexes) and first_indexes[0] > start
+    plan = {
+        "data_dir": data_dir,
+        "snapshot": None if chosen is None else {"index": chosen.index, "term": chosen.term,
+                                                 "file": os.path.basename(chosen.path),
+                                                 "bytes": chosen.size},
+        "skipped_snapshots": skipped,
+        "term": hard.term,
+        "voted_for": None if hard.voted_for is None or hard.voted_for < 0 else hard.voted_for,
+        "segments": segments,
+        "durable_index": marker.durable_index,
+        "replay_from": start, "replay_to": commit,
+        "entries_to_replay": max(0, commit - start + 1),
+    }
+    if gap:
+        plan["problem"] = (f"the log starts at index {first_indexes[0]} but recovery needs it from "
+                           f"{start}: the snapshot that covered the gap is unusable")
+    return plan
+
+
+# ------------------------------------------------------------------------------- admin requests
+def _members_from_counters(data_dir: str) -> tuple:
+    from aeronpy.cluster.counters import CountersReader, CountersUnavailableError
+    if not os.path.isdir(data_dir):
+        raise AdminError(f"no node data dir at {data_dir}")
+    try:
+        with CountersReader(data_dir) as reader:
+            return reader.header.member_id, reader.members
+    except CountersUnavailableError as exc:
+        raise AdminError(str(exc)) from exc
+
+
+def admin_request(endpoints: list, endpoint: str, request_type: int, payload: bytes,
+                  timeout_s: float, max_redirects: int = 3) -> tuple:
+    """Send one AdminRequest to ``endpoint``, following not-leader answers. ``endpoints`` are
+    every member's ingress endpoint in member-id order (the client transport names a member's
+    stream by its position there). Returns (endpoint that answered, code, payload)."""
+    from aeronpy.client import UdpClientTransport
+    from aeronpy.cluster import protocol as P
+    from aeronpy.cluster.node_snapshots import ADMIN_NOT_LEADER
+    deadline = time.monotonic() + timeout_s
+    transport = UdpClientTransport(list(endpoints))
+    try:
+        for _ in range(max_redirects + 1):
+            correlation_id = int.from_bytes(os.urandom(6), "little") or 1
+            request = P.AdminRequest(correlation_id, request_type, payload)
+            answer: list = []
+
+            def on_message(msg) -> None:
+                if type(msg) is P.AdminResponse and msg.correlation_id == correlation_id:
+                    answer.append(msg)
+
+            next_send = 0.0
+            while not answer:
+                now = time.monotonic()
+                if now > deadline:
+                    raise AdminError(f"no answer from {endpoint} within {timeout_s} s")
+                if now >= next_send:
+                    transport.send(endpoint, request)
+                    next_send = now + 0.5
+                if transport.poll(on_message) == 0:
+                    time.sleep(0.001)
+            msg = answer[0]
+            if msg.code == ADMIN_NOT_LEADER:
+                leader = bytes(msg.payload).decode()
+                if not leader:
+                    time.sleep(0.1)             # election in progress: ask the same member again
+                    continue
+                endpoint = leader
+                continue
+            return endpoint, msg.code, bytes(msg.payload)
+        raise AdminError("too many redirects")
+    finally:
+        transport.close()
+
+
+def request_snapshot(data_dir: str, timeout_s: float) -> dict:
+    from aeronpy.cluster.node_snapshots import ADMIN_OK, ADMIN_SNAPSHOT
+    member_id, members = _members_from_counters(data_dir)
+    me = next((m for m in members if m.get("id") == member_id), None)
+    if me is None:
+        raise AdminError(f"the counters file in {data_dir} does not name this member's endpoint")
+    deadline = time.monotonic() + timeout_s
+    endpoints = [f"{m['host']}:{m['ingress_port']}" for m in sorted(members, key=lambda m: m["id"])]
+    endpoint, code, payload = admin_request(endpoints, f"{me['host']}:{me['ingress_port']}",
+                                            ADMIN_SNAPSHOT, b"", timeout_s)
+    if code != ADMIN_OK:
+        raise AdminError(f"{endpoint} refused the snapshot: {payload.decode(errors='replace')}")
+    index = _I64.unpack(payload)[0]
+    recorded: Optional[dict] = None
+    while time.monotonic() < deadline and recorded is None:
+        for e in _recording_entries(data_dir):
+            if isinstance(e, SnapshotEntry) and e.index >= index:
+                recorded = _entry_dict(e)
+        if recorded is None:
+            time.sleep(0.02)
+    return {"requested_at_index": index, "leader_endpoint": endpoint,
+            "recorded": recorded is not None, "snapshot": recorded}

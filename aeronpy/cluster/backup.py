@@ -1,0 +1,267 @@
+"""Cluster backup: a non-voting copy of a cluster's snapshots and committed log.
+
+``aeronpy backup --config cluster.toml --data-dir DIR`` runs a ``ClusterBackup`` that pulls,
+over the members' ingress endpoints (AdminRequest BACKUP_QUERY / BACKUP_CHUNK), the newest
+snapshot each time the cluster records one and every committed entry after it, into an archive
+of the same format a member uses. Restore (docs/backup.md): copy the directory into each new
+member's data dir (``--restore-to``) and start the members.
+
+Why a puller and not a Raft learner: the core has no non-voting replicas yet (``CoreConfig.voters``
+are the only members the leader replicates to), and a puller needs nothing of the core: it only
+ever asks for *committed* entries, so whatever it holds is final and it can never affect quorum,
+elections or the leader's pace (one bounded request at a time, answered from memory). Its cost is
+freshness: it lags by up to one poll interval plus a round trip.
+
+The backup's reported *position* (``backup.json`` and the log line) is the last index that is
+on its disk and synced: every entry the cluster committed up to it is in the backup.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shutil
+import struct
+import sys
+import time
+import tomllib
+from typing import Any, Optional, Sequence
+
+from aeronpy.cluster.node_snapshots import ADMIN_OK, BACKUP_CHUNK, BACKUP_QUERY
+
+_QUERY = struct.Struct("<qi")                 # from_index, max_bytes
+_QUERY_ANSWER = struct.Struct("<qqqqqqi")     # commit, snap_index, snap_term, snap_size, base, first, count
+_CHUNK = struct.Struct("<qqi")                # snap_index, offset, length
+_CHUNK_ANSWER = struct.Struct("<qq")          # snap_index, offset
+MAX_ENTRY_BYTES = 256 * 1024
+MAX_CHUNK_BYTES = 64 * 1024
+STATUS_FILE = "backup.json"
+log = logging.getLogger("aeronpy.backup")
+
+
+# ------------------------------------------------------------------------------ member side
+def serve_backup_request(hooks: Any, kind: int, payload: bytes) -> tuple:
+    """Answer a backup's request on a member (called from the duty cycle; bounded work)."""
+    core = hooks.core
+    kept = hooks.snapshotter.kept
+    newest = kept[-1] if kept else None
+    if kind == BACKUP_QUERY:
+        from_index, max_bytes = _QUERY.unpack(payload[:_QUERY.size])
+        max_bytes = max(1, min(max_bytes, MAX_ENTRY_BYTES))
+        log_ = core.log
+        commit = core.commit_index
+        blob, count, first = b"", 0, 0
+        if log_.base_index < from_index <= commit:
+            blob, count = log_.pack(from_index, commit + 1, max_bytes)
+            first = from_index
+        head = _QUERY_ANSWER.pack(commit, newest.index if newest else 0, newest.term if newest else 0,
+                                  newest.size if newest else 0, log_.base_index, first, count)
+        return ADMIN_OK, head + bytes(blob)
+    snap_index, offset, length = _CHUNK.unpack(payload[:_CHUNK.size])
+    info = next((s for s in kept if s.index == snap_index), None)
+    if info is None:
+        raise ValueError(f"snapshot {snap_index} is no longer held")
+    length = max(0, min(length, MAX_CHUNK_BYTES, info.size - offset))
+    fs = hooks.archive.fs
+    handle = fs.open_file(info.path)
+    try:
+        data = fs.pread(handle, length, offset)
+    finally:
+        fs.close(handle)
+    return ADMIN_OK, _CHUNK_ANSWER.pack(snap_index, offset) + bytes(data)
+
+
+# ------------------------------------------------------------------------------ backup side
+class ClusterBackup:
+    """Pulls snapshots and committed entries into ``data_dir``. Drive with ``do_work()`` or
+    ``run()``; ``position`` is the last committed index durable in the backup."""
+
+    def __init__(self, endpoints: Sequence[str], data_dir: str, snapshots_to_keep: int = 2,
+                 poll_interval_s: float = 0.02, request_timeout_s: float = 1.0):
+        from aeronpy.archive import Archive
+        from aeronpy.client import UdpClientTransport
+        self.endpoints = list(endpoints)
+        self.data_dir = data_dir
+        self.snapshots_to_keep = max(1, snapshots_to_keep)
+        self.poll_interval_s = poll_interval_s
+        self.request_timeout_s = request_timeout_s
+        self.archive = Archive.open(data_dir, file_sync="data")
+        recovered = self.archive.recover()
+        self.log = recovered.log
+        self.snapshot_index = recovered.snapshot.index if recovered.snapshot else 0
+        self.snapshots: list = [recovered.snapshot] if recovered.snapshot else []
+        self.position = self.archive.sync()
+        self.term = recovered.hard_state.term
+        self.cluster_commit = 0
+        self._member = 0
+        self._transport = UdpClientTransport(self.endpoints)
+        self._next_id = 1
+        self.requests = 0
+        self.failures = 0
+
+    # ---- requests -------------------------------------------------------------------
+    def _request(self, kind: int, payload: bytes) -> Optional[bytes]:
+        from aeronpy.cluster import protocol as P
+        endpoint = self.endpoints[self._member % len(self.endpoints)]
+        cid = self._next_id
+        self._next_id += 1
+        answer: list = []
+
+        def on_message(msg) -> None:
+            if type(msg) is P.AdminResponse and msg.correlation_id == cid:
+                answer.append(msg)
+
+        self._transport.send(endpoint, P.AdminRequest(cid, kind, payload))
+        self.requests += 1
+        deadline = time.monotonic() + self.request_timeout_s
+        while not answer and time.monotonic() < deadline:
+            if self._transport.poll(on_message) == 0:
+                time.sleep(0.0002)
+        if not answer or answer[0].code != ADMIN_OK:
+            self.failures += 1
+            self._member += 1                     # try the next member next time
+            return None
+        return bytes(answer[0].payload)
+
+    # ---- one round ------------------------------------------------------------------
+    def do_work(self) -> int:
+        """One query (and what it leads to); returns entries + snapshot bytes pulled."""
+        raw = self._request(BACKUP_QUERY, _QUERY.pack(self.position + 1, MAX_ENTRY_BYTES))
+        if raw is None:
+            return 0
+        commit, snap_index, snap_term, snap_size, base, first, count = _QUERY_ANSWER.unpack_from(raw)
+        self.cluster_commit = max(self.cluster_commit, commit)
+        work = 0
+        if snap_index > self.snapshot_index and snap_size > 0:
+            work += self._pull_snapshot(snap_index, snap_term, snap_size)
+            return work                           # entries after it: next round
+        if count and first == self.position + 1:
+            self.log.append_packed(memoryview(raw)[_QUERY_ANSWER.size:], count)
+            self.archive.append_from(self.log, first, first + count)
+            self.archive.note_commit_index(self.log.last_index)
+            if self.log.last_term > self.term:
+                self.term = self.log.last_term
+                self.archive.save_hard_state(self.term, None)
+            self.position = self.archive.sync()
+            self._write_status()
+            work += count
+        return work
+
+    def _pull_snapshot(self, index: int, term: int, size: int) -> int:
+        writer = self.archive.begin_snapshot(index, term)
+        offset = 0
+        try:
+            while offset < size:
+                raw = self._request(BACKUP_CHUNK, _CHUNK.pack(index, offset, MAX_CHUNK_BYTES))
+                if raw is None:
+                    writer.abort()
+                    return 0
+                got_index, got_offset = _CHUNK_ANSWER.unpack_from(raw)
+                data = memoryview(raw)[_CHUNK_ANSWER.size:]
+                if got_index != index or got_offset != offset or not data:
+                    writer.abort()
+                    return 0
+                writer.write(data)
+                offset += len(data)
+            info = writer.commit(0)
+        except BaseException:
+            writer.abort()
+            raise
+        from aeronpy.cluster.snapshotting import read_snapshot_file
+        from aeronpy.cluster.snapshot_transfer import reset_archive_at_snapshot
+        read_snapshot_file(self.archive, info)    # end-to-end check of the inner checksum
+        keeps = self.log.base_index < index <= self.log.last_index and self.log.term_at(index) == term
+        self.log.drop_prefix(index, term)
+        reset_archive_at_snapshot(self.archive, index, term, keeps)
+        if term > self.term:
+            self.term = term
+            self.archive.save_hard_state(term, None)
+        self.snapshot_index = index
+        self.snapshots.append(info)
+        while len(self.snapshots) > self.snapshots_to_keep:
+            old = self.snapshots.pop(0)
+            try:
+                os.remove(old.path)
+            except OSError:
+                pass
+        self.archive.purge_below(self.snapshots[0].index + 1)
+        self.position = max(self.archive.sync(), index)
+        self._write_status()
+        log.info("backup: snapshot at index %d (%d bytes) pulled", index, size)
+        return size
+
+    def _write_status(self) -> None:
+        path = os.path.join(self.data_dir, STATUS_FILE)
+        with open(path + ".tmp", "w") as f:
+            json.dump({"position": self.position, "snapshot_index": self.snapshot_index,
+                       "cluster_commit": self.cluster_commit, "term": self.term,
+                       "updated_unix_s": time.time()}, f)
+        os.replace(path + ".tmp", path)
+
+    def run(self, stop=None, max_s: Optional[float] = None) -> None:
+        """Pull until ``stop`` (a threading.Event) is set or ``max_s`` passed."""
+        end = None if max_s is None else time.monotonic() + max_s
+        while (stop is None or not stop.is_set()) and (end is None or time.monotonic() < end):
+            if self.do_work() == 0 or self.position >= self.cluster_commit:
+                time.sleep(self.poll_interval_s)
+
+    def close(self) -> None:
+        self._transport.close()
+        self.archive.close()
+
+
+# ------------------------------------------------------------------------------ restore
+RESTORED_FILES = (".snap", ".seg", "recording.log", "durable.pos", "node.state")
+
+
+def restore_to(backup_dir: str, member_data_dir: str) -> list:
+    """Copy a backup into a fresh member data dir (which must not hold a log already)."""
+    os.makedirs(member_data_dir, exist_ok=True)
+    if any(n.endswith(".seg") for n in os.listdir(member_data_dir)):
+        raise ValueError(f"{member_data_dir} already holds a log: restore only into an empty dir")
+    copied = []
+    for name in sorted(os.listdir(backup_dir)):
+        if name.endswith(RESTORED_FILES) and not name.endswith(".tmp"):
+            shutil.copy2(os.path.join(backup_dir, name), os.path.join(member_data_dir, name))
+            copied.append(name)
+    return copied
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="aeronpy backup",
+                                     description="Continuously back up a cluster (non-voting).")
+    parser.add_argument("--config", required=True, help="the cluster's TOML file (members)")
+    parser.add_argument("--data-dir", required=True, help="where the backup is kept")
+    parser.add_argument("--poll-interval-ms", type=int, default=20)
+    parser.add_argument("--snapshots-to-keep", type=int, default=2)
+    parser.add_argument("--restore-to", default=None, metavar="DIR",
+                        help="instead of backing up: copy the backup into DIR, a new member's data dir")
+    args = parser.parse_args(list(argv) if argv is not None else None)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    if args.restore_to:
+        copied = restore_to(args.data_dir, args.restore_to)
+        print(f"restored {len(copied)} files into {args.restore_to}")
+        return 0
+    try:
+        with open(args.config, "rb") as f:
+            raw = tomllib.load(f)
+        endpoints = [f"{m['host']}:{m['ingress_port']}" for m in raw["members"]]
+    except (OSError, KeyError, TypeError, ValueError) as exc:
+        print(f"aeronpy backup: cannot read members from {args.config}: {exc}", file=sys.stderr)
+        return 2
+    backup = ClusterBackup(endpoints, args.data_dir, args.snapshots_to_keep,
+                           args.poll_interval_ms / 1000)
+    import signal
+    import threading
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    log.info("backing up %s into %s from position %d", ",".join(endpoints), args.data_dir,
+             backup.position)
+    try:
+        backup.run(stop)
+    finally:
+        backup.close()
+    log.info("backup stopped at position %d", backup.position)
+    return 0

@@ -1,0 +1,289 @@
+"""Install-snapshot: sending a snapshot to a follower behind the leader's log, and receiving one.
+
+The core asks for a transfer in ``Ready.snapshot_requests`` when the entries a follower lacks
+were compacted away; the driver reports the outcome with ``core.report_snapshot``. The core
+leaves the transfer itself to the driver (it never touches files), so it lives here.
+
+Leader: a ``SnapshotSender`` per lagging follower. A background thread reads the snapshot file
+into a bounded queue of chunks (``chunk_bytes`` each, at most ``queue_chunks`` ahead); the
+duty cycle sends at most ``chunks_per_cycle`` of them per cycle and keeps at most
+``inflight_chunks`` unacknowledged, so a transfer costs the other followers a few microseconds
+per cycle, never a stall. Unacknowledged chunks are resent after ``ack_timeout_ns``; no progress
+for ``give_up_ns`` reports failure (the core asks again if the follower is still behind).
+
+Follower: chunks are appended, in order, to an archive snapshot writer (temp file); the commit
+(fsync, rename, record) runs on the snapshot thread; then :func:`install_snapshot` swaps the
+member's state at one point of the duty cycle: core log and commit, archive, module, services
+(``on_start`` is called again with the snapshot: a service replaces its whole state there).
+"""
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections import deque
+from typing import Any, Callable, Optional
+
+from aeronpy.core.messages import InstallSnapshot, InstallSnapshotResponse
+from aeronpy.cluster.snapshotting import read_snapshot_file
+from aeronpy.service import Role
+
+CHUNK_BYTES = 32 * 1024
+INFLIGHT_CHUNKS = 16
+CHUNKS_PER_CYCLE = 4
+QUEUE_CHUNKS = 32
+ACK_TIMEOUT_NS = 500_000_000
+GIVE_UP_NS = 5_000_000_000
+BACK_PRESSURED = -2
+
+
+class ChunkReader:
+    """Reads a file in chunks ahead of the sender, on its own thread (or inline)."""
+
+    def __init__(self, fs: Any, path: str, total: int, chunk_bytes: int, queue_chunks: int,
+                 threaded: bool):
+        self._fs, self._path, self.total, self._chunk = fs, path, total, chunk_bytes
+        self._offset = 0
+        self._handle = fs.open_file(path)
+        self._stop = threading.Event()
+        self._queue: "queue.Queue" = queue.Queue(maxsize=queue_chunks)
+        self.error: Optional[BaseException] = None
+        self._thread = None
+        if threaded:
+            self._thread = threading.Thread(target=self._run, name="aeronpy-snapshot-read", daemon=True)
+            self._thread.start()
+
+    def _read_one(self):
+        size = min(self._chunk, self.total - self._offset)
+        data = self._fs.pread(self._handle, size, self._offset)
+        if len(data) != size:
+            raise OSError(f"{self._path}: short read at {self._offset}")
+        chunk = (self._offset, bytes(data))
+        self._offset += size
+        return chunk
+
+    def _run(self) -> None:
+        try:
+            while self._offset < self.total and not self._stop.is_set():
+                chunk = self._read_one()
+                while not self._stop.is_set():
+                    try:
+                        self._queue.put(chunk, timeout=0.05)
+                        break
+                    except queue.Full:
+                        continue
+        except BaseException as exc:
+            self.error = exc
+
+    def next_chunk(self):
+        """(offset, bytes) of the next chunk, or None if none is ready yet."""
+        if self._thread is None:
+            return self._read_one() if self._offset < self.total else None
+        try:
+            return self._queue.get_nowait()
+        except queue.Empty:
+            return None
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=2.0)
+        self._fs.close(self._handle)
+
+
+class SnapshotSender:
+    """Leader side of one transfer."""
+
+    def __init__(self, member_id: int, term: int, info: Any, fs: Any, send: Callable, now_ns: int,
+                 threaded: bool, chunk_bytes: int = CHUNK_BYTES):
+        self.member_id, self.term, self.info = member_id, term, info
+        self.total = info.size
+        self._send = send
+        self._reader = ChunkReader(fs, info.path, self.total, chunk_bytes, QUEUE_CHUNKS, threaded)
+        self._window: deque = deque()      # [offset, data, sent] not yet acknowledged
+        self.acked = 0
+        self.last_progress_ns = now_ns
+        self.last_send_ns = now_ns
+        self.started_ns = now_ns
+        self.done: Optional[bool] = None   # True/False once finished
+
+    def do_work(self, now_ns: int) -> int:
+        if self.done is not None:
+            return 0
+        if self._reader.error is not None or now_ns - self.last_progress_ns > GIVE_UP_NS:
+            self.done = False
+            return 1
+        if self._window and now_ns - self.last_send_ns > ACK_TIMEOUT_NS:
+            for entry in self._window:
+                entry[2] = False                      # resend everything unacknowledged
+        sent = 0
+        for entry in self._window:
+            if sent >= CHUNKS_PER_CYCLE:
+                return sent
+            if not entry[2]:
+                if not self._transmit(entry, now_ns):
+                    return sent
+                sent += 1
+        while sent < CHUNKS_PER_CYCLE and len(self._window) < INFLIGHT_CHUNKS:
+            chunk = self._reader.next_chunk()
+            if chunk is None:
+                break
+            entry = [chunk[0], chunk[1], False]
+            self._window.append(entry)
+            if not self._transmit(entry, now_ns):
+                break
+            sent += 1
+        return sent
+
+    def _transmit(self, entry: list, now_ns: int) -> bool:
+        offset, data = entry[0], entry[1]
+        done = offset + len(data) >= self.total
+        code = self._send(self.member_id, InstallSnapshot(self.term, self.info.index, self.info.term,
+                                                          offset, self.total, done, data))
+        if code == BACK_PRESSURED:
+            return False
+        entry[2] = True
+        self.last_send_ns = now_ns
+        return True
+
+    def on_response(self, msg: Any, now_ns: int) -> None:
+        if msg.snapshot_index != self.info.index or self.done is not None:
+            return
+        if msg.success and msg.offset >= self.total:
+            self.done = True
+            return
+        if msg.offset > self.acked:
+            self.acked = msg.offset
+            self.last_progress_ns = now_ns
+        window = self._window
+        while window and window[0][0] + len(window[0][1]) <= self.acked:
+            window.popleft()
+        if not msg.success:                            # the follower wants bytes from msg.offset
+            if window and window[0][0] > msg.offset:
+                self.done = False                      # older than we hold: start again
+                return
+            for entry in window:
+                if entry[0] >= msg.offset:
+                    entry[2] = False
+
+    def close(self) -> None:
+        self._reader.close()
+
+
+class SnapshotReceiver:
+    """Follower side: one transfer at a time, chunks in order into an archive snapshot writer."""
+
+    def __init__(self, node_hooks: Any):
+        self.hooks = node_hooks             # the NodeSnapshots owning this receiver
+        self._key = None                    # (leader, term, index, snapshot_term)
+        self._writer = None
+        self.received = 0
+        self._committing = None             # Future of the commit job
+        self._commit_key = None
+        self.installed = 0
+
+    def on_chunk(self, from_id: int, msg: Any) -> Optional[Any]:
+        """Handle one chunk; returns the response to send (None: nothing now)."""
+        hooks = self.hooks
+        core = hooks.core
+        if msg.term != core.term or core.role == Role.LEADER:
+            return None
+        if msg.snapshot_index <= core.commit_index:
+            return InstallSnapshotResponse(core.term, msg.snapshot_index, msg.total_bytes, True)
+        key = (from_id, msg.term, msg.snapshot_index, msg.snapshot_term)
+        if self._committing is not None:
+            return None                     # the previous transfer is being made durable
+        if msg.offset == 0 and key != self._key:
+            self.abort()
+            self._key = key
+            self._writer = hooks.archive.begin_snapshot(msg.snapshot_index, msg.snapshot_term)
+            self.received = 0
+        if key != self._key or msg.offset != self.received:
+            return InstallSnapshotResponse(core.term, msg.snapshot_index,
+                                           self.received if key == self._key else 0, False)
+        self._writer.write(msg.data)
+        self.received += len(msg.data)
+        if msg.done:
+            if self.received != msg.total_bytes:
+                self.abort()
+                return InstallSnapshotResponse(core.term, msg.snapshot_index, 0, False)
+            writer, self._writer = self._writer, None
+            self._commit_key = key
+            self._committing = hooks.jobs.submit(writer.commit, 0)
+            return None
+        return InstallSnapshotResponse(core.term, msg.snapshot_index, self.received, True)
+
+    def poll(self) -> Optional[tuple]:
+        """(leader, response) once a received snapshot is durable and installed, else None."""
+        future = self._committing
+        if future is None or not future.done() or not self.hooks.can_install():
+            return None
+        self._committing = None
+        key, self._commit_key, self._key = self._commit_key, None, None
+        leader, term, index, _snap_term = key
+        try:
+            info = future.result()
+        except Exception as exc:
+            self.hooks.log.warning("received snapshot at %d could not be recorded: %r", index, exc)
+            return leader, InstallSnapshotResponse(term, index, 0, False)
+        self.hooks.install(info)
+        self.installed += 1
+        return leader, InstallSnapshotResponse(self.hooks.core.term, index, info.size, True)
+
+    def abort(self) -> None:
+        if self._writer is not None:
+            try:
+                self._writer.abort()
+            except OSError:
+                pass
+        self._writer = None
+        self._key = None
+        self.received = 0
+
+
+def install_snapshot(core: Any, archive: Any, module: Any, info: Any) -> None:
+    """Make a member's state the snapshot's: core log/commit, archive log, module, services.
+
+    Entries up to the snapshot are committed on the leader, so a held entry with the same term
+    matches and the suffix after it stays; otherwise the whole log is replaced by the snapshot.
+    """
+    contents = read_snapshot_file(archive, info)
+    index, term = info.index, info.term
+    log = core.log
+    keeps_suffix = log.base_index < index <= log.last_index and log.term_at(index) == term
+    log.drop_prefix(index, term)
+    core.commit_index = max(core.commit_index, index)
+    core.applied_index = index
+    core.persisted_index = max(min(core.persisted_index, log.last_index), index) if keeps_suffix \
+        else index
+    core.verified_index = max(core.verified_index, index) if keeps_suffix else index
+    reset_archive_at_snapshot(archive, index, term, keeps_suffix)
+    archive.note_commit_index(index)
+    module.restore_state(contents.module_state)
+    module.start(contents.service_files())
+
+
+def reset_archive_at_snapshot(archive: Any, index: int, term: int, keeps_suffix: bool) -> None:
+    """The archived log after installing a snapshot at (index, term).
+
+    Uses the archive's internal segment reset (what its own recovery does when the log ends
+    below the snapshot); the seam ``Archive.reset_to_snapshot(index, term)`` is requested from
+    the archive layer and used here as soon as it exists.
+    """
+    public = getattr(archive, "reset_to_snapshot", None)
+    if public is not None:
+        public(index, term, keeps_suffix)
+        return
+    if keeps_suffix and archive.written_index >= index:
+        archive.purge_below(index + 1)
+        return
+    archive._drain()
+    archive._segments.reset_at(index, term)
+    archive.fs.sync_dir(archive.data_dir)
+    archive._durable = archive._requested = index
+    archive._commit = max(archive._commit, index)
+    archive._marker.write(index, index, sync=True)
+
+
+def now_ns() -> int:
+    return time.monotonic_ns()

@@ -1,0 +1,363 @@
+"""Taking, recording, loading and compacting snapshots on a real node.
+
+Why the work is split the way it is: the duty cycle must keep the log flowing, so the only
+part that runs on it is the part that *must* see one consistent state -- the consensus
+module's replicated state and each service's ``on_take_snapshot`` stream, serialised into
+memory at one log index. Everything slow (writing the file, its checksum, fsync, rename,
+recording it) runs on one background thread; the duty cycle only polls for the result and
+then compacts (drops the in-memory log prefix and purges whole segment files), both cheap.
+
+Triggers: a CLUSTER_ACTION snapshot entry (admin request: every member snapshots at the same
+index) and, per member, once the log appended since the last snapshot passes
+``snapshot_log_bytes``. Retention: the newest ``snapshots_to_keep`` snapshots and the log
+after the oldest of them are kept, so recovery can still fall back to an older snapshot when
+the newest fails its checksum; everything below is purged (disk stays bounded).
+
+Snapshot file layout (inside the archive's checksummed snapshot file), little-endian::
+
+    b"APSN" u16 version | u16 service_count | i64 index | i64 term | i64 cluster_time_ns
+    u32 crc32c of the header above and everything after this field (end to end: checked
+        after a transfer; kept in the header, since a CRC trailer would make the whole file's
+        CRC -- the one the recording log keeps -- the same constant for every snapshot)
+    u64 module_state_bytes | module_state            (ConsensusModule.snapshot_state())
+    service_count x (u64 bytes | service stream)     (on_take_snapshot, service id order)
+"""
+from __future__ import annotations
+
+import io
+import logging
+import struct
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, BinaryIO, Callable, List, Optional, Sequence
+
+from aeronpy._crc import crc32c
+from aeronpy.cluster import entries as E
+
+MAGIC = b"APSN"
+VERSION = 1
+_HEADER = struct.Struct("<4sHHqqq")
+_CRC = struct.Struct("<I")
+_LEN = struct.Struct("<Q")
+
+
+class SnapshotFileError(ValueError):
+    """A snapshot file is malformed, of another version, or fails its inner checksum."""
+
+
+# ---------------------------------------------------------------------------------- file format
+def snapshot_parts(index: int, term: int, cluster_time_ns: int, module_state: bytes,
+                   service_streams: Sequence) -> List:
+    """The header and body of a snapshot file, checksum not yet computed (no copies made)."""
+    header = _HEADER.pack(MAGIC, VERSION, len(service_streams), index, term, cluster_time_ns)
+    parts: list = [header, _LEN.pack(len(module_state)), module_state]
+    for stream in service_streams:
+        parts.append(_LEN.pack(memoryview(stream).nbytes))
+        parts.append(stream)
+    return parts
+
+
+def seal_parts(parts: Sequence) -> List:
+    """Insert the checksum after the header (on the background thread: a pass over the state)."""
+    crc = 0
+    for p in parts:
+        crc = crc32c(p, crc)
+    return [parts[0], _CRC.pack(crc)] + list(parts[1:])
+
+
+def encode_snapshot(index: int, term: int, cluster_time_ns: int, module_state: bytes,
+                    service_streams: Sequence) -> List:
+    """The parts of a snapshot file, in order."""
+    return seal_parts(snapshot_parts(index, term, cluster_time_ns, module_state, service_streams))
+
+
+@dataclass
+class SnapshotContents:
+    index: int
+    term: int
+    cluster_time_ns: int
+    module_state: bytes
+    service_streams: list = field(default_factory=list)   # memoryviews into the file bytes
+
+    def service_files(self) -> List[BinaryIO]:
+        """A fresh readable binary file per service (for ``on_start``)."""
+        return [io.BytesIO(s) for s in self.service_streams]
+
+
+def decode_snapshot(data) -> SnapshotContents:
+    """Parse and verify a snapshot file's bytes (raises SnapshotFileError)."""
+    view = memoryview(data).cast("B")
+    n = view.nbytes
+    start = _HEADER.size + _CRC.size
+    if n < start + _LEN.size:
+        raise SnapshotFileError(f"snapshot of {n} bytes is too short")
+    (stored,) = _CRC.unpack_from(view, _HEADER.size)
+    if crc32c(view[start:], crc32c(view[:_HEADER.size])) != stored:
+        raise SnapshotFileError("snapshot fails its inner checksum")
+    magic, version, count, index, term, cluster_time_ns = _HEADER.unpack_from(view, 0)
+    if magic != MAGIC or version != VERSION:
+        raise SnapshotFileError(f"not a version-{VERSION} aeronpy snapshot (magic {bytes(magic)!r})")
+    pos = start
+    blobs = []
+    for _ in range(count + 1):
+        if pos + _LEN.size > n:
+            raise SnapshotFileError(f"snapshot truncated at byte {pos}")
+        (length,) = _LEN.unpack_from(view, pos)
+        pos += _LEN.size
+        if pos + length > n:
+            raise SnapshotFileError(f"snapshot section of {length} bytes overruns the file at {pos}")
+        blobs.append(view[pos:pos + length])
+        pos += length
+    if pos != n:
+        raise SnapshotFileError(f"{n - pos} trailing bytes in the snapshot")
+    return SnapshotContents(index, term, cluster_time_ns, bytes(blobs[0]), blobs[1:])
+
+
+def read_snapshot_file(archive: Any, info: Any) -> SnapshotContents:
+    """Open a recorded snapshot (the archive re-verifies its file checksum) and parse it."""
+    return decode_snapshot(archive.open_snapshot(info).getbuffer())
+
+
+# ---------------------------------------------------------------------------------- background
+class BackgroundJobs:
+    """One worker thread for file work, or inline execution (the simulator's MemFileSystem is
+    single-threaded). ``submit`` returns a Future either way."""
+
+    def __init__(self, threaded: bool, name: str):
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name) if threaded else None
+
+    def submit(self, fn: Callable, *args) -> Future:
+        if self._pool is not None:
+            return self._pool.submit(fn, *args)
+        future: Future = Future()
+        try:
+            future.set_result(fn(*args))
+        except BaseException as exc:  # handed to the poller, like the threaded case
+            future.set_exception(exc)
+        return future
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+
+
+def write_snapshot_file(archive: Any, index: int, term: int, timestamp_ns: int, parts: Sequence):
+    """Background job: temp file, checksum, fsync, rename, record. Returns the SnapshotInfo."""
+    parts = seal_parts(parts)
+    writer = archive.begin_snapshot(index, term)
+    try:
+        for part in parts:
+            writer.write(part)
+        return writer.commit(timestamp_ns)
+    except BaseException:
+        writer.abort()
+        raise
+
+
+@dataclass
+class SnapshotStats:
+    taken: int = 0
+    failed: int = 0
+    last_index: int = 0
+    last_pause_ns: int = 0          # duty cycle blocked: module + services serialising to memory
+    max_pause_ns: int = 0
+    last_total_ns: int = 0          # request to recorded (pause + background write + fsync)
+    last_bytes: int = 0
+    purged_segments: int = 0
+    deleted_snapshots: int = 0
+
+
+@dataclass
+class _InFlight:
+    index: int
+    term: int
+    started_ns: int
+    future: Future
+    size: int
+
+
+class Snapshotter:
+    """Snapshots of one node. The node calls: ``on_cluster_action`` (module listener),
+    ``after_apply`` (after each applied batch), ``poll`` (each duty cycle), ``close``."""
+
+    def __init__(self, *, module: Any, core: Any, archive: Any, snapshot_log_bytes: int,
+                 snapshots_to_keep: int, threaded: bool, log: logging.Logger,
+                 clock: Callable[[], int] = time.monotonic_ns, initial_index: int = 0):
+        self.module, self.core, self.archive, self.log = module, core, archive, log
+        self.snapshot_log_bytes = snapshot_log_bytes
+        self.snapshots_to_keep = max(1, snapshots_to_keep)
+        self._clock = clock
+        self._jobs = BackgroundJobs(threaded, "aeronpy-snapshot")
+        self._inflight: Optional[_InFlight] = None
+        self._queued: Optional[int] = None        # an admin snapshot requested while one is in flight
+        self.last_snapshot_index = initial_index
+        self.kept: list = []                      # SnapshotInfo of the snapshots kept, oldest first
+        self.stats = SnapshotStats()
+        self.listeners: list = []                 # fn(SnapshotInfo) after a snapshot is recorded
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------------ triggers
+    def on_cluster_action(self, index: int, action: int, argument: int) -> None:
+        if action == E.ACTION_SNAPSHOT:
+            self.take(index, "admin request")
+
+    def after_apply(self) -> None:
+        """Automatic trigger: enough log since the last snapshot (checked after each batch)."""
+        if self.snapshot_log_bytes <= 0 or self._inflight is not None:
+            return
+        applied = self.module.applied_index
+        log = self.core.log
+        lo = max(self.last_snapshot_index, log.base_index) + 1
+        if applied < lo:
+            return
+        if log.size_between(lo, applied + 1) >= self.snapshot_log_bytes:
+            self.take(applied, "log passed snapshot_log_bytes")
+
+    # ------------------------------------------------------------------ taking
+    @property
+    def in_progress(self) -> bool:
+        return self._inflight is not None
+
+    def take(self, index: int, reason: str) -> bool:
+        """Serialise the state at ``index`` (== the module's applied index) into memory now and
+        hand the file work to the background thread. False if skipped."""
+        if index != self.module.applied_index:
+            raise RuntimeError(f"snapshot at {index} but the services have applied "
+                               f"{self.module.applied_index}")
+        if index <= self.last_snapshot_index:
+            return False
+        if self._inflight is not None:
+            self._queued = index if reason == "admin request" else self._queued
+            return False
+        started = self._clock()
+        term = self.core.log.term_at(index)
+        module_state = self.module.snapshot_state()
+        buffers = [io.BytesIO() for _ in range(len(self.module.container))]
+        self.module.take_service_snapshots(buffers)
+        streams = [b.getbuffer() for b in buffers]
+        parts = snapshot_parts(index, term, self.module.cluster_time_ns, module_state, streams)
+        pause = self._clock() - started
+        stats = self.stats
+        stats.last_pause_ns = pause
+        stats.max_pause_ns = max(stats.max_pause_ns, pause)
+        size = sum(memoryview(p).nbytes for p in parts) + _CRC.size
+        future = self._jobs.submit(write_snapshot_file, self.archive, index, term,
+                                   self.module.cluster_time_ns, parts)
+        self._inflight = _InFlight(index, term, started, future, size)
+        self.log.info("snapshot at index %d (%s): %d bytes serialised, log paused %.3f ms",
+                      index, reason, size, pause / 1e6)
+        return True
+
+    def poll(self) -> int:
+        """Finish a snapshot whose file is recorded: compact and purge. Returns work done."""
+        inflight = self._inflight
+        if inflight is None or not inflight.future.done():
+            return 0
+        self._inflight = None
+        stats = self.stats
+        try:
+            info = inflight.future.result()
+        except Exception as exc:
+            stats.failed += 1
+            self.log.warning("snapshot at index %d failed: %r", inflight.index, exc)
+            return 1
+        stats.taken += 1
+        stats.last_index = info.index
+        stats.last_bytes = info.size
+        stats.last_total_ns = self._clock() - inflight.started_ns
+        self.last_snapshot_index = info.index
+        self.kept.append(info)
+        self._compact()
+        for listener in self.listeners:
+            listener(info)
+        self.log.info("snapshot at index %d recorded: %d bytes in %.1f ms", info.index, info.size,
+                      stats.last_total_ns / 1e6)
+        queued, self._queued = self._queued, None
+        if queued is not None and queued > info.index:
+            self.take(self.module.applied_index, "admin request")
+        return 1
+
+    def wait(self, timeout_s: float = 30.0) -> bool:
+        """Block until the snapshot in flight is finished and polled (tests, shutdown)."""
+        inflight = self._inflight
+        if inflight is None:
+            return True
+        try:
+            inflight.future.exception(timeout=timeout_s)
+        except Exception:
+            return False
+        self.poll()
+        return True
+
+    # ------------------------------------------------------------------ compaction
+    def _compact(self) -> None:
+        """Keep the newest ``snapshots_to_keep`` snapshots and the log after the oldest kept;
+        drop the in-memory log prefix and purge whole segments and snapshot files below it."""
+        while len(self.kept) > self.snapshots_to_keep:
+            old = self.kept.pop(0)
+            try:
+                self.archive.fs.remove(old.path)
+                self.stats.deleted_snapshots += 1
+            except OSError as exc:
+                self.log.warning("could not delete old snapshot %s: %r", old.path, exc)
+        oldest = self.kept[0]
+        core = self.core
+        if oldest.index > core.log.base_index and oldest.index <= core.applied_index:
+            core.compact(oldest.index, oldest.term)
+        self.stats.purged_segments += self.archive.purge_below(oldest.index + 1)
+
+    def adopt_recovered(self, archive_snapshots: Sequence) -> None:
+        """At start: the snapshots already on disk (newest last) count towards retention."""
+        self.kept = list(archive_snapshots)[-self.snapshots_to_keep:]
+        if self.kept:
+            self.last_snapshot_index = max(self.last_snapshot_index, self.kept[-1].index)
+
+    def close(self) -> None:
+        self.wait()
+        self._jobs.close()
+
+
+# ---------------------------------------------------------------------------------- recovery
+def load_recovered_snapshot(module: Any, archive: Any, recovered: Any,
+                            log: logging.Logger) -> Optional[List[BinaryIO]]:
+    """Restore the module from the recovered snapshot; the services' ``on_start`` streams.
+
+    The archive already skipped snapshots that fail their file checksum (warned here); a file
+    that passes it but fails to parse is a bug or tampering: refuse to start rather than guess.
+    """
+    for skipped in getattr(recovered, "skipped_snapshots", ()):
+        log.warning("snapshot %s at index %d fails its checksum or is missing: skipped in favour "
+                    "of an older one", getattr(skipped, "name", skipped),
+                    getattr(skipped, "index", -1))
+    info = recovered.snapshot
+    if info is None:
+        return None
+    contents = read_snapshot_file(archive, info)
+    if contents.index != info.index or len(contents.service_streams) != len(module.container):
+        raise SnapshotFileError(
+            f"snapshot {info.path} holds index {contents.index} and "
+            f"{len(contents.service_streams)} service streams; expected index {info.index} and "
+            f"{len(module.container)} services")
+    module.restore_state(contents.module_state)
+    log.info("restored snapshot at index %d (%d bytes)", info.index, info.size)
+    return contents.service_files()
+
+
+def recorded_snapshots(archive: Any) -> list:
+    """SnapshotInfo of every recorded snapshot whose file still exists, oldest first (not
+    re-verified here: recovery verifies the one it loads; this is for retention only)."""
+    from aeronpy.archive.snapshots import SnapshotInfo
+    out = []
+    for entry in archive._recording_log.snapshots():
+        path = f"{archive.data_dir}/{entry.name}"
+        if archive.fs.exists(path):
+            handle = archive.fs.open_file(path)
+            try:
+                size = archive.fs.size(handle)
+            finally:
+                archive.fs.close(handle)
+            out.append(SnapshotInfo(entry.index, entry.term, path, entry.checksum,
+                                    entry.timestamp_ns, size))
+    return out

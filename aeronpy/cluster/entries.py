@@ -62,6 +62,7 @@ _CLUSTER_ACTION = struct.Struct("<qiq")
 _TIMESTAMP = struct.Struct("<q")
 
 SESSION_MESSAGE_HEADER_BYTES = _SESSION_MESSAGE.size
+SESSION_MESSAGE_STRUCT = _SESSION_MESSAGE     # the module's apply fast path unpacks in place
 SERVICE_MESSAGE_HEADER_BYTES = _SERVICE_MESSAGE.size
 
 

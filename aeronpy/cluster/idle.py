@@ -4,10 +4,13 @@ The agent loop is ``while running: idle.idle(agent.do_work())``. A strategy sees
 the last cycle did: any work resets it; a run of empty cycles makes it wait harder. The choice
 trades latency against CPU: ``busy-spin`` answers fastest and burns a core; ``backoff`` (the
 default) spins, yields, then parks with growing sleeps capped at 1 ms, so a 3-node cluster plus
-a client can share 2 cores while an active node stays in its fast spinning phase.
+a client can share 2 cores.
 
 Parking need not be blind: give `BackoffIdleStrategy` a ``waiter(timeout_s)`` (for example
 `select_waiter` over the node's sockets) and a parked node wakes as soon as a datagram arrives.
+``idle_strategy_from_name("backoff", waiter=...)`` then parks at once, without spinning or
+yielding first: the wait ends at the next datagram anyway, and on shared cores the CPU a
+spinning node burns is what its peers need to produce that datagram.
 
 Every strategy counts what it did (``spins``, ``yields``, ``parks``) and takes its sleep and
 yield functions as arguments, so tests check the behaviour, never the timing.
@@ -198,7 +201,13 @@ def idle_strategy_from_name(name: str, *, waiter: Optional[Callable[[float], obj
     if name == "yield":
         return YieldingIdleStrategy()
     if name == "backoff":
-        return BackoffIdleStrategy(waiter=waiter)
+        if waiter is not None:
+            # A waiter wakes on input, so spinning first only takes the CPU the other nodes
+            # and the client need for their share of the request: parking at once cut the
+            # one-at-a-time p50 of a 3-process cluster on 2 busy cores to 0.81-0.89x of
+            # 10 spins + 5 yields (bench/results/perf.md, "single-request latency").
+            return BackoffIdleStrategy(max_spins=0, max_yields=0, waiter=waiter)
+        return BackoffIdleStrategy()
     if name == "sleep":
         return SleepingIdleStrategy()
     raise ConfigError("idle_strategy", f"must be one of {', '.join(map(repr, IDLE_STRATEGY_NAMES))}, "

@@ -299,10 +299,15 @@ class ClusterNode:
         return 1
 
     def _finish_ready(self, rd, now_ns: int) -> None:
-        send = self.consensus.send
-        encode = self._encode
-        for to, msg in rd.messages:
-            send(to, encode(msg))
+        messages = rd.messages
+        if messages:
+            send = self.consensus.send
+            encode = self._encode
+            for to, msg in messages:
+                send(to, encode(msg))
+            # Out now, not at the end of the cycle: the peers' next step (a follower's append,
+            # the leader's commit) waits for these, not for our apply, egress and timers.
+            self.consensus.flush()
         if rd.apply_hi > rd.apply_lo:
             self.module.apply_ready(rd, now_ns)
             self.archive.note_commit_index(rd.apply_hi - 1)

@@ -163,3 +163,47 @@ def test_async_client_request_and_failover():
 
     asyncio.run(main())
     assert applied(w, 2) == [b"%d" % i for i in range(5)] + [b"after"]
+
+
+class _WaitingTransport(MemTransport):
+    """A transport that, like the UDP one, can block until a datagram arrives."""
+
+    def __init__(self, net, local_endpoint):
+        super().__init__(net, local_endpoint)
+        self.waits = []
+
+    def wait_readable(self, timeout_ns: int) -> bool:
+        self.waits.append(timeout_ns)
+        return bool(self.inbox)
+
+
+def test_request_parks_on_the_transport_instead_of_spinning_or_sleeping(monkeypatch):
+    import aeronpy.client as client_mod
+
+    w, net = cluster()
+    transport = net.transports["c9:7000"] = _WaitingTransport(net, "c9:7000")
+    client = ClusterClient.connect(net.endpoints(), timeout_s=1.0, transport=transport,
+                                   config=ClientConfig(connect_attempt_timeout_ns=5_000_000,
+                                                       resend_timeout_ns=20_000_000),
+                                   clock=net.clock)
+    assert client.request(b"a") == b"re:a"
+
+    def no_sleep(_s):
+        raise AssertionError("a client whose transport can wait must not sleep blind")
+    monkeypatch.setattr(client_mod.time, "sleep", no_sleep)
+    net.down.update({0, 1, 2})
+    waits_before = len(transport.waits)
+    with pytest.raises(ClusterTimeoutError):
+        client.request(b"b", timeout_s=0.005)
+    parked = transport.waits[waits_before:]
+    assert parked and all(t == client_mod._Backoff.PARK_NS for t in parked)
+
+
+def test_udp_client_transport_wait_readable_times_out_without_input():
+    from aeronpy.client import UdpClientTransport
+
+    transport = UdpClientTransport(["127.0.0.1:9"])
+    try:
+        assert transport.wait_readable(1_000_000) is False
+    finally:
+        transport.close()

@@ -138,6 +138,19 @@ def test_from_name_passes_the_waiter_to_backoff():
     assert len(waits) == 1
 
 
+def test_backoff_with_a_waiter_parks_on_the_first_empty_cycle():
+    """The waiter wakes on input, so a node does not spin first (single-request latency)."""
+    waits = []
+    s = idle_strategy_from_name("backoff", waiter=waits.append)
+    s.idle(0)
+    assert waits == [s.min_park_s] and s.spins == 0 and s.yields == 0
+    s.idle(1)
+    s.idle(0)
+    assert waits == [s.min_park_s, s.min_park_s]     # work resets the park period
+    blind = idle_strategy_from_name("backoff")       # no waiter: a blind sleep spins first
+    assert blind.max_spins > 0
+
+
 def test_unknown_name_is_a_config_error():
     with pytest.raises(ConfigError) as e:
         idle_strategy_from_name("spin")

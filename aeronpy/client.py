@@ -77,6 +77,7 @@ class ClusterClient:
         self._transport = transport
         self._clock = clock
         self._closed = False
+        self._send_now = getattr(transport, "flush", None)
 
     # ---- construction -------------------------------------------------------------------
     @classmethod
@@ -187,6 +188,8 @@ class ClusterClient:
         if correlation_id == CLOSED:
             raise ClusterClosedError(str(core.error or "closed"))
         self._flush()
+        if self._send_now is not None:
+            self._send_now()          # on the wire now, not after the next poll's receive
         while True:
             reply = core.take_reply(correlation_id)
             if reply is not None:
@@ -272,6 +275,10 @@ class UdpClientTransport:
                 return
             handler(message)
         return self._udp.poll(on_message, limit) + self._udp.do_work()
+
+    def flush(self) -> int:
+        """Send what ``send`` queued now (``poll`` would, after its receive)."""
+        return self._udp.flush()
 
     def wait_readable(self, timeout_ns: int) -> bool:
         """Block until a datagram waits or ``timeout_ns`` passes (rounded up to whole ms)."""

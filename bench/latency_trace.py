@@ -18,7 +18,8 @@ machine's minute-to-minute noise does not swamp. Experiments: ``late-flush`` (B:
 sends wait for the end of the duty cycle), ``backoff:S,Y`` (A: 10 spins + 5 yields before a
 node parks, the old default; B: S spins + Y yields), ``no-gc-tuning`` (B: ``gc.unfreeze()``),
 ``client-park:S,Y`` (A: the client as it is; B: S spins + Y yields, then it waits on its
-socket). ``AERONPY_TRACE_GCTIME=1`` makes each node print its collector pauses at exit.
+socket), ``client-late-send`` (B: ``request()`` leaves its message queued until the
+client's next poll). ``AERONPY_TRACE_GCTIME=1`` makes each node print its collector pauses at exit.
 """
 from __future__ import annotations
 
@@ -277,6 +278,9 @@ def drive(requests: int, gap_us: int, trace: bool, config: dict, ab: str = "",
                     else:
                         wait(1_000_000)
             client_mod._Backoff = lambda: Parking() if mode_b else plain()
+        if ab == "client-late-send":        # B: request() leaves its send to the next poll
+            send_now = client._send_now
+            client._send_now = lambda: None if mode_b else send_now()
         if ab:
             pids = [p.pid for p in cluster.procs.values()]
             lat_ab = {False: [], True: []}

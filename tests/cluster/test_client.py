@@ -207,3 +207,24 @@ def test_udp_client_transport_wait_readable_times_out_without_input():
         assert transport.wait_readable(1_000_000) is False
     finally:
         transport.close()
+
+
+def test_udp_client_transport_flush_sends_what_send_queued():
+    """request() puts its message on the wire at once through flush(), before any poll."""
+    import socket
+
+    from aeronpy.cluster.protocol import SessionKeepAlive
+    from aeronpy.client import UdpClientTransport
+
+    rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    rx.bind(("127.0.0.1", 0))
+    rx.settimeout(2.0)
+    transport = UdpClientTransport([f"127.0.0.1:{rx.getsockname()[1]}"])
+    try:
+        transport.send(f"127.0.0.1:{rx.getsockname()[1]}", SessionKeepAlive(1, 1))
+        assert transport.flush() >= 1
+        assert len(rx.recv(2048)) > 0
+        assert transport.flush() == 0          # nothing left queued
+    finally:
+        transport.close()
+        rx.close()

@@ -107,6 +107,13 @@ def test_crash_between_snapshot_write_and_record_falls_back(tmp_path, monkeypatc
         assert plan["replay_to"] >= last - 1
         cluster.start(victim)
         assert cluster.wait_for(lambda: cluster.services[victim].state_hash() == expected, 10)
+        # the replay passed the orphan's snapshot entry again: the member took that snapshot
+        # again (same index) and recorded it this time
+        orphan_index = int(unrecorded[1].split("-")[1])
+        assert cluster.wait_for(lambda: cluster.nodes[victim].snapshots.snapshotter.stats.taken == 1, 10)
+        recorded = [e["index"] for e in admin.recording_log(cluster.data_dir(victim))["entries"]
+                    if e["type"] == "SNAPSHOT"]
+        assert recorded == [int(unrecorded[0].split("-")[1]), orphan_index], recorded
     finally:
         cluster.close()
 

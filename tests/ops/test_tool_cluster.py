@@ -195,6 +195,18 @@ def test_every_tool_command_on_a_live_cluster_then_shutdown(make_cluster):
         client.close()
 
         # -- read-only commands ------------------------------------------------------------
+        # Under load an election may have moved leadership since the start: wait until every
+        # member's counters name one leader in one term, and check against that.
+        def settled():
+            c = [pc.read_counters(i) for i in range(3)]
+            if any(x is None for x in c):
+                return None
+            leaders = {x["leader_id"] for x in c}
+            terms = {x["leadership_term"] for x in c}
+            return leaders.pop() if len(leaders) == 1 and len(terms) == 1 and -1 not in leaders else None
+        assert pc.wait_for(lambda: settled() is not None, 20.0), roles(pc)
+        leader = settled()
+        follower = (leader + 1) % 3
         code, data, err = tool(pc, "describe", follower)
         assert code == 0, err
         assert data["live"] and data["member_id"] == follower and len(data["members"]) == 3

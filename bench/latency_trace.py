@@ -28,6 +28,7 @@ import atexit
 import bisect
 import json
 import os
+import shutil
 import signal
 import sys
 import tempfile
@@ -325,6 +326,8 @@ def drive(requests: int, gap_us: int, trace: bool, config: dict, ab: str = "",
             p.wait(timeout=15)
     finally:
         cluster.close()
+        if not trace:
+            shutil.rmtree(out_dir, ignore_errors=True)
     lat = [(e - b) / 1000 for b, e in spans]
     report = {"requests": len(lat), "p50_us": _pct(lat, 0.5), "p90_us": _pct(lat, 0.9),
               "p99_us": _pct(lat, 0.99), "leader": leader}
@@ -367,6 +370,7 @@ def drive(requests: int, gap_us: int, trace: bool, config: dict, ab: str = "",
         rows.append((_pct(vals, 0.5), key, _pct(vals, 0.9), len(vals)))
     order = {k: i for i, k in enumerate(stages)}
     rows.sort(key=lambda r: order[r[1]])
+    shutil.rmtree(out_dir, ignore_errors=True)
     report["stages"] = [{"stage": k, "p50_us": round(a, 1), "p90_us": round(b, 1), "n": n}
                         for a, k, b, n in rows]
     return report

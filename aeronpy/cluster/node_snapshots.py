@@ -8,11 +8,13 @@ each Ready (snapshot requests from the core, the automatic trigger), once per du
 from __future__ import annotations
 
 import struct
-from typing import Any, Optional
+import time
+from typing import Any, Callable, Optional
 
 from aeronpy.cluster import entries as E
 from aeronpy.cluster import protocol as P
-from aeronpy.cluster.snapshot_transfer import (SnapshotReceiver, SnapshotSender, install_snapshot)
+from aeronpy.cluster.snapshot_transfer import (CHUNK_BYTES, SnapshotReceiver, SnapshotSender,
+                                               install_snapshot)
 from aeronpy.cluster.snapshotting import (Snapshotter, load_recovered_snapshot, recorded_snapshots)
 from aeronpy.core.messages import InstallSnapshot, InstallSnapshotResponse
 from aeronpy.service import Role
@@ -30,15 +32,20 @@ _I64 = struct.Struct("<q")
 
 
 class NodeSnapshots:
-    def __init__(self, node: Any, threaded: bool = True):
+    def __init__(self, node: Any, threaded: bool = True, *, jobs: Any = None,
+                 clock: Optional[Callable[[], int]] = None, chunk_bytes: int = CHUNK_BYTES):
+        """``jobs``/``clock``/``chunk_bytes``: injected by the simulator (an executor on its
+        event queue, virtual time, small chunks); a node uses the defaults."""
         self.node = node
         self.core, self.module, self.archive, self.log = node.core, node.module, node.archive, node.log
         config = node.config
         self.threaded = threaded
+        self.chunk_bytes = chunk_bytes
         self.snapshotter = Snapshotter(module=self.module, core=self.core, archive=self.archive,
                                        snapshot_log_bytes=config.snapshot_log_bytes,
                                        snapshots_to_keep=config.snapshots_to_keep,
-                                       threaded=threaded, log=self.log)
+                                       threaded=threaded, log=self.log,
+                                       clock=clock or time.monotonic_ns, jobs=jobs)
         self.jobs = self.snapshotter._jobs
         self.receiver = SnapshotReceiver(self)
         self.senders: dict = {}
@@ -90,7 +97,8 @@ class NodeSnapshots:
             self.log.info("sending snapshot at index %d (%d bytes) to member %d", index, info.size,
                           member_id)
             self.senders[member_id] = SnapshotSender(member_id, self.core.term, info, self.archive.fs,
-                                                     self._send, now_ns, self.threaded)
+                                                     self._send, now_ns, self.threaded,
+                                                     chunk_bytes=self.chunk_bytes)
 
     def after_apply(self) -> None:
         self.snapshotter.after_apply()

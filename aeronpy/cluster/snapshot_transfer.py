@@ -258,31 +258,17 @@ def install_snapshot(core: Any, archive: Any, module: Any, info: Any) -> None:
         else index
     core.verified_index = max(core.verified_index, index) if keeps_suffix else index
     reset_archive_at_snapshot(archive, index, term, keeps_suffix)
+    # the archive may have dropped a suffix the core still holds (its copy there was stale):
+    # the core persists it again from the archive's end
+    core.persisted_index = min(core.persisted_index, max(archive.written_index, index))
     archive.note_commit_index(index)
     module.restore_state(contents.module_state)
     module.start(contents.service_files())
 
 
 def reset_archive_at_snapshot(archive: Any, index: int, term: int, keeps_suffix: bool) -> None:
-    """The archived log after installing a snapshot at (index, term).
-
-    Uses the archive's internal segment reset (what its own recovery does when the log ends
-    below the snapshot); the seam ``Archive.reset_to_snapshot(index, term)`` is requested from
-    the archive layer and used here as soon as it exists.
-    """
-    public = getattr(archive, "reset_to_snapshot", None)
-    if public is not None:
-        public(index, term, keeps_suffix)
-        return
-    if keeps_suffix and archive.written_index >= index:
-        archive.purge_below(index + 1)
-        return
-    archive._drain()
-    archive._segments.reset_at(index, term)
-    archive.fs.sync_dir(archive.data_dir)
-    archive._durable = archive._requested = index
-    archive._commit = max(archive._commit, index)
-    archive._marker.write(index, index, sync=True)
+    """The archived log after installing a snapshot at (index, term) (``Archive.reset_to_snapshot``)."""
+    archive.reset_to_snapshot(index, term, keeps_suffix)
 
 
 def now_ns() -> int:

@@ -184,12 +184,15 @@ class Snapshotter:
 
     def __init__(self, *, module: Any, core: Any, archive: Any, snapshot_log_bytes: int,
                  snapshots_to_keep: int, threaded: bool, log: logging.Logger,
-                 clock: Callable[[], int] = time.monotonic_ns, initial_index: int = 0):
+                 clock: Callable[[], int] = time.monotonic_ns, initial_index: int = 0,
+                 jobs: Any = None):
         self.module, self.core, self.archive, self.log = module, core, archive, log
         self.snapshot_log_bytes = snapshot_log_bytes
         self.snapshots_to_keep = max(1, snapshots_to_keep)
         self._clock = clock
-        self._jobs = BackgroundJobs(threaded, "aeronpy-snapshot")
+        # jobs: any executor with submit(fn, *args) -> Future and close() (the simulator
+        # injects one that runs each job as a later event on its virtual clock)
+        self._jobs = jobs if jobs is not None else BackgroundJobs(threaded, "aeronpy-snapshot")
         self._inflight: Optional[_InFlight] = None
         self._queued: Optional[int] = None        # an admin snapshot requested while one is in flight
         self.last_snapshot_index = initial_index
@@ -348,16 +351,4 @@ def load_recovered_snapshot(module: Any, archive: Any, recovered: Any,
 def recorded_snapshots(archive: Any) -> list:
     """SnapshotInfo of every recorded snapshot whose file still exists, oldest first (not
     re-verified here: recovery verifies the one it loads; this is for retention only)."""
-    from aeronpy.archive.snapshots import SnapshotInfo
-    out = []
-    for entry in archive._recording_log.snapshots():
-        path = f"{archive.data_dir}/{entry.name}"
-        if archive.fs.exists(path):
-            handle = archive.fs.open_file(path)
-            try:
-                size = archive.fs.size(handle)
-            finally:
-                archive.fs.close(handle)
-            out.append(SnapshotInfo(entry.index, entry.term, path, entry.checksum,
-                                    entry.timestamp_ns, size))
-    return out
+    return archive.recorded_snapshots()

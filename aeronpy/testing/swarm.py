@@ -11,7 +11,9 @@ generator seeded by the same seed as the cluster, so a seed names the whole run.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import random
+import struct
 import sys
 import time
 
@@ -42,6 +44,15 @@ class RecordingService(ClusteredService):
 
     def on_start(self, cluster, snapshot):
         self.cluster = cluster
+        if snapshot is not None:        # replace the whole state (also on install-snapshot)
+            self.applied, self.timers_scheduled, self.timers_fired = _decode_recording(snapshot.read())
+
+    def on_take_snapshot(self, writer):
+        writer.write(_encode_recording(self.applied, self.timers_scheduled, self.timers_fired))
+
+    def state_hash(self) -> str:
+        return hashlib.blake2b(_encode_recording(self.applied, self.timers_scheduled, self.timers_fired),
+                               digest_size=16).hexdigest()
 
     def on_session_message(self, session, timestamp_ns, message):
         body = bytes(message)
@@ -56,6 +67,43 @@ class RecordingService(ClusteredService):
     def on_timer_event(self, correlation_id, timestamp_ns):
         self.timers_fired.append(correlation_id)
         self.cluster.offer(b"timer%d" % correlation_id)
+
+
+_COUNT = struct.Struct("<I")
+_APPLIED = struct.Struct("<qI")
+_ID = struct.Struct("<q")
+
+
+def _encode_recording(applied, scheduled, fired) -> bytes:
+    out = [_COUNT.pack(len(applied))]
+    for timestamp_ns, body in applied:
+        out.append(_APPLIED.pack(timestamp_ns, len(body)))
+        out.append(body)
+    for ids in (scheduled, fired):
+        out.append(_COUNT.pack(len(ids)))
+        out.extend(_ID.pack(i) for i in ids)
+    return b"".join(out)
+
+
+def _decode_recording(data: bytes) -> tuple:
+    view = memoryview(data)
+    pos = 0
+
+    def take(st):
+        nonlocal pos
+        values = st.unpack_from(view, pos)
+        pos += st.size
+        return values
+    applied = []
+    for _ in range(take(_COUNT)[0]):
+        timestamp_ns, n = take(_APPLIED)
+        applied.append((timestamp_ns, bytes(view[pos:pos + n])))
+        pos += n
+    scheduled = [take(_ID)[0] for _ in range(take(_COUNT)[0])]
+    fired = [take(_ID)[0] for _ in range(take(_COUNT)[0])]
+    if pos != len(view):
+        raise ValueError(f"{len(view) - pos} trailing bytes in a RecordingService snapshot")
+    return applied, scheduled, fired
 
 
 def two_services():

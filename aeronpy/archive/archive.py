@@ -384,7 +384,7 @@ class Archive:
             return False
 
     def recorded_snapshots(self) -> list:
-        """`SnapshotInfo` of every recorded snapshot whose file still exists, oldest first.
+        """`SnapshotInfo` of every recorded snapshot whose file still exists, lowest index first.
         Not re-verified (recovery verifies the one it loads): for retention and transfer."""
         out = []
         for entry in self._recording_log.snapshots():
@@ -398,6 +398,7 @@ class Archive:
                 self.fs.close(handle)
             out.append(SnapshotInfo(entry.index, entry.term, path, entry.checksum,
                                     entry.timestamp_ns, size))
+        out.sort(key=lambda info: info.index)
         return out
 
     # -- snapshots ---------------------------------------------------------------------------

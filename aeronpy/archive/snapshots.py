@@ -99,9 +99,11 @@ def verify_snapshot(fs: FileSystem, directory: str, entry: SnapshotEntry) -> Sna
 
 
 def latest_valid_snapshot(fs: FileSystem, directory: str, recording_log: RecordingLog) -> tuple:
-    """(newest snapshot that verifies or None, list of recorded snapshots that failed)."""
+    """(newest snapshot that verifies or None, list of recorded snapshots that failed).
+    Newest by index, not by position in the recording log: a snapshot taken just before one
+    was installed from the leader may be recorded after it."""
     failed = []
-    for entry in reversed(recording_log.snapshots()):
+    for entry in sorted(recording_log.snapshots(), key=lambda e: e.index, reverse=True):
         info = verify_snapshot(fs, directory, entry)
         if info is not None:
             return info, failed

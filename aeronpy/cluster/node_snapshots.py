@@ -110,8 +110,7 @@ class NodeSnapshots:
     def install(self, info: Any) -> None:
         install_snapshot(self.core, self.archive, self.module, info)
         snapshotter = self.snapshotter
-        snapshotter.last_snapshot_index = max(snapshotter.last_snapshot_index, info.index)
-        snapshotter.kept.append(info)
+        snapshotter.keep(info)
         snapshotter._compact()
         self.log.info("installed snapshot at index %d (%d bytes) from the leader", info.index, info.size)
 

@@ -270,8 +270,7 @@ class Snapshotter:
         stats.last_index = info.index
         stats.last_bytes = info.size
         stats.last_total_ns = self._clock() - inflight.started_ns
-        self.last_snapshot_index = info.index
-        self.kept.append(info)
+        self.keep(info)
         self._compact()
         for listener in self.listeners:
             listener(info)
@@ -295,6 +294,14 @@ class Snapshotter:
         return True
 
     # ------------------------------------------------------------------ compaction
+    def keep(self, info: Any) -> None:
+        """Count a recorded snapshot towards retention, in index order. A snapshot taken just
+        before a newer one was installed from the leader can be recorded after it: it is the
+        older one then, and must never push the installed one out (found by the simulator)."""
+        self.kept = sorted([k for k in self.kept if k.index != info.index] + [info],
+                           key=lambda k: k.index)
+        self.last_snapshot_index = max(self.last_snapshot_index, info.index)
+
     def _compact(self) -> None:
         """Keep the newest ``snapshots_to_keep`` snapshots and the log after the oldest kept;
         drop the in-memory log prefix and purge whole segments and snapshot files below it."""
@@ -313,7 +320,7 @@ class Snapshotter:
 
     def adopt_recovered(self, archive_snapshots: Sequence) -> None:
         """At start: the snapshots already on disk (newest last) count towards retention."""
-        self.kept = list(archive_snapshots)[-self.snapshots_to_keep:]
+        self.kept = sorted(archive_snapshots, key=lambda k: k.index)[-self.snapshots_to_keep:]
         if self.kept:
             self.last_snapshot_index = max(self.last_snapshot_index, self.kept[-1].index)
 

@@ -53,6 +53,7 @@ class SimMember:
                                           lambda: sim.now_ns)
         self.module.start(self.snapshots.open_recovered(recovered))
         if recovered.snapshot is not None:
+            sim.snapshot_totals["snapshot_restarts"] += 1
             checker.on_restored(self, recovered.snapshot)
         self._replay_committed()
         checker.after_event(self)
@@ -79,11 +80,13 @@ class SimMember:
 
     def on_snapshot_recorded(self, info) -> None:
         """The Snapshotter recorded a snapshot (and compacted): check it, update the shadow."""
+        self._sim.snapshot_totals["snapshots_recorded"] += 1
         self.disk.note_snapshots()
         self._checker.on_snapshot(self, info)
 
     def on_snapshot_installed(self, info) -> None:
         """A snapshot from the leader replaced this member's state (install_snapshot)."""
+        self._sim.snapshot_totals["snapshots_installed"] += 1
         self.disk.reset_shadow_at(info.index)
         self._checker.on_restored(self, info)
 

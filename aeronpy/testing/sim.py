@@ -71,6 +71,7 @@ class SimCluster:
                                           **(module_options or {}))
         self.snapshot_options = SimSnapshotOptions(snapshot_log_bytes, snapshots_to_keep, snapshot_chunk_bytes,
                                                    snapshot_write_ms)
+        self.snapshot_totals = {"snapshots_recorded": 0, "snapshots_installed": 0, "snapshot_restarts": 0}
         self.now_ns = 0
         self.events = 0
         self._seq = 0

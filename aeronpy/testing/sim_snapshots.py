@@ -57,7 +57,7 @@ class SimJobs:
     def __init__(self, schedule_in: Callable, delay_ns: int, is_current: Callable[[], bool],
                  note: Callable):
         self._schedule_in = schedule_in
-        self._delay_ns = delay_ns
+        self.delay_ns = delay_ns          # tests may lengthen one member's jobs
         self._is_current = is_current
         self._note = note
         self.submitted = 0
@@ -66,10 +66,10 @@ class SimJobs:
     def submit(self, fn: Callable, *args) -> Future:
         future: Future = Future()
         self.submitted += 1
-        if self._delay_ns <= 0:
+        if self.delay_ns <= 0:
             self._run(future, fn, args)
         else:
-            self._schedule_in(self._delay_ns, self._run, future, fn, args)
+            self._schedule_in(self.delay_ns, self._run, future, fn, args)
         return future
 
     def _run(self, future: Future, fn: Callable, args: tuple) -> None:

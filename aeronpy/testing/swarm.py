@@ -29,6 +29,7 @@ STEP_MS = (10, 250)            # pause between fault actions
 OFFERS_PER_BURST_MAX = 6
 TIMER_DELAY_MS = 50
 REQUEST_TIMEOUT_S = (0.05, 0.4)
+SNAPSHOT_LOG_BYTES = (0, 300, 800, 2000)   # per seed; 0: admin snapshots only
 
 
 class RecordingService(ClusteredService):
@@ -202,13 +203,20 @@ def _run_seed(seed: int, fault_phase_ms: float, liveness_within_ms: float) -> Se
     file_sync = plan.choice(("data", "full", "none"))
     max_append_bytes = plan.choice((64 * 1024, 64 * 1024, 600, 100, 1))   # 1: one entry per append
     pre_vote = plan.random() < 0.75
+    max_inflight_appends = plan.choice((64, 4, 1))
+    check_quorum = pre_vote or plan.random() < 0.5
+    snapshot_log_bytes = plan.choice(SNAPSHOT_LOG_BYTES)
+    snapshots_to_keep = plan.choice((1, 1, 2))
     sim = SimCluster(members=members, seed=seed, service=two_services, file_sync=file_sync,
-                     max_append_bytes=max_append_bytes, max_inflight_appends=plan.choice((64, 4, 1)),
-                     pre_vote=pre_vote, check_quorum=pre_vote or plan.random() < 0.5)
+                     max_append_bytes=max_append_bytes, max_inflight_appends=max_inflight_appends,
+                     pre_vote=pre_vote, check_quorum=check_quorum, snapshot_log_bytes=snapshot_log_bytes,
+                     snapshots_to_keep=snapshots_to_keep, snapshot_chunk_bytes=plan.choice((128, 512, 4096)),
+                     snapshot_write_ms=plan.choice((0.0, 2.0, 20.0)))
     faults = {"members": members, "file_sync": file_sync, "max_append_bytes": max_append_bytes,
-              "pre_vote": pre_vote,
+              "pre_vote": pre_vote, "snapshot_log_bytes": snapshot_log_bytes, "snapshots_to_keep": snapshots_to_keep,
               "partition": 0, "cut": 0, "heal": 0, "crash": 0, "power_fail": 0, "restart": 0,
-              "network": 0, "transfer": 0, "offers": 0, "requests": 0}
+              "network": 0, "transfer": 0, "offers": 0, "requests": 0, "admin_snapshot": 0,
+              "corrupt_snapshot": 0}
     try:
         traffic = Traffic(sim.client())
         sim.network(**_random_network(plan))
@@ -233,6 +241,7 @@ def _run_seed(seed: int, fault_phase_ms: float, liveness_within_ms: float) -> Se
                               f"state={client.core.state.name}", sim.events, faults, sim.now_ns / 1e6)
         traffic.poll()
         sim.check()
+        faults.update(sim.snapshot_totals)
         problem = _final_problem(sim, traffic)
         if problem:
             return SeedResult(seed, False, f"{sim.describe()}: {problem}", sim.events, faults, sim.now_ns / 1e6)
@@ -306,7 +315,12 @@ def _random_action(sim: SimCluster, plan, traffic: Traffic, faults: dict) -> Non
             sim.crash(victim)
             faults["crash"] += 1
     elif roll < 0.82 and dead:
-        sim.restart(plan.choice(dead))
+        member = plan.choice(dead)
+        if sim.snapshot_options.snapshots_to_keep >= 2 and not faults["corrupt_snapshot"] \
+                and len(sim.disks[member].archive.recorded_snapshots()) >= 2 and plan.random() < 0.3:
+            sim.corrupt_snapshot(member)     # one disk fault per run: recovery falls back
+            faults["corrupt_snapshot"] += 1
+        sim.restart(member)
         faults["restart"] += 1
     elif roll < 0.90:
         sim.network(**_random_network(plan))
@@ -314,6 +328,9 @@ def _random_action(sim: SimCluster, plan, traffic: Traffic, faults: dict) -> Non
     elif roll < 0.95:
         if sim.transfer_leadership():
             faults["transfer"] += 1
+    elif roll < 0.97:
+        if sim.snapshot():
+            faults["admin_snapshot"] += 1
     # else: quiet period
 
 

@@ -144,10 +144,7 @@ class InvariantChecker:
         if core.term < self.max_term.get(m, 0):
             self.fail(f"member {m}'s term went back from {self.max_term[m]} to {core.term}")
         self.max_term[m] = core.term
-        base = core.log.base_index
-        if base > core.applied_index or base > core.commit_index:
-            self.fail(f"member {m} compacted its log to {base}, beyond its applied index "
-                      f"{core.applied_index} / commit index {core.commit_index}")
+        self._check_compaction(member)
         self._observe_commit(member)
         if core.role == Role.LEADER:
             self._check_leader(member)
@@ -222,11 +219,19 @@ class InvariantChecker:
             self.fail(f"snapshot consistency: {what} of member {member.member_id} at index {index} "
                       f"differs from the {known[2]} of member {known[1]} there")
 
+    def _check_compaction(self, member) -> None:
+        core = member.core
+        base = core.log.base_index
+        if base > core.applied_index or base > core.commit_index:
+            self.fail(f"member {member.member_id} compacted its log to {base}, beyond its applied "
+                      f"index {core.applied_index} / commit index {core.commit_index}")
+
     def on_snapshot(self, member, info) -> None:
-        """A member recorded a snapshot: its state must equal every other snapshot and every
-        replay of the log at that index."""
+        """A member recorded a snapshot (and compacted): its state must equal every other
+        snapshot and every replay of the log at that index."""
         if not self.enabled:
             return
+        self._check_compaction(member)
         archive = member.disk.archive
         if not archive.fs.exists(info.path):
             return          # recorded after a newer one was installed, and deleted at once

@@ -33,6 +33,9 @@ from aeronpy.cluster.node_snapshots import NodeSnapshots
 from aeronpy.cluster.snapshotting import read_snapshot_file
 
 MS = 1_000_000
+# The members' snapshot logs (warnings included) stay quiet unless a test or user attaches a
+# handler: the swarm replays thousands of runs in which they are expected.
+logging.getLogger("aeronpy.sim").addHandler(logging.NullHandler())
 
 
 @dataclass(frozen=True)
@@ -160,9 +163,25 @@ def _snapshot_labelled_one_late(monkeypatch_set) -> None:
     monkeypatch_set(snapshotting, "write_snapshot_file", write)
 
 
+def _compact_above_applied(monkeypatch_set) -> None:
+    """After a snapshot, the in-memory log is also dropped past what was applied (as if the
+    compaction point were taken from the commit index or the log's end instead)."""
+    original = snapshotting.Snapshotter._compact
+
+    def compact(self):
+        original(self)
+        core = self.core
+        log = core.log
+        if log.last_index > core.applied_index:
+            index = core.applied_index + 1
+            log.drop_prefix(index, log.term_at(index))
+    monkeypatch_set(snapshotting.Snapshotter, "_compact", compact)
+
+
 SNAPSHOT_BUGS = {
     "restore_without_module_state": _restore_without_module_state,
     "snapshot_labelled_one_late": _snapshot_labelled_one_late,
+    "compact_above_applied": _compact_above_applied,
 }
 
 

@@ -4,6 +4,7 @@ every event; then a liveness phase on a healed network that must converge in bou
     python -m aeronpy.testing.swarm --seeds 1000            # seeds 0..999
     python -m aeronpy.testing.swarm --seed 4242             # replay one seed
     python -m aeronpy.testing.swarm --seeds 200 --bug commit_old_term_by_counting
+    python -m aeronpy.testing.swarm --seeds 50 --bug restore_without_module_state
 
 A failing seed prints the command that replays it. The fault schedule comes from a
 generator seeded by the same seed as the cluster, so a seed names the whole run.
@@ -22,6 +23,7 @@ from aeronpy.errors import ClusterClosedError, ClusterTimeoutError, NotConnected
 from aeronpy.service import ClusteredService
 from aeronpy.testing.invariants import InvariantViolation
 from aeronpy.testing.sim import SimCluster
+from aeronpy.testing.sim_snapshots import SNAPSHOT_BUGS, snapshot_bugs
 
 FAULT_PHASE_MS = 2500          # simulated time with faults
 LIVENESS_WITHIN_MS = 6000      # after healing, the cluster must converge within this
@@ -29,7 +31,7 @@ STEP_MS = (10, 250)            # pause between fault actions
 OFFERS_PER_BURST_MAX = 6
 TIMER_DELAY_MS = 50
 REQUEST_TIMEOUT_S = (0.05, 0.4)
-SNAPSHOT_LOG_BYTES = (0, 300, 800, 2000)   # per seed; 0: admin snapshots only
+SNAPSHOT_LOG_BYTES = (0, 150, 300, 800)   # per seed; 0: admin snapshots only
 
 
 class RecordingService(ClusteredService):
@@ -134,14 +136,15 @@ def replay_command(seed: int, bugs=()) -> str:
 def run_seed(seed: int, fault_phase_ms: float = FAULT_PHASE_MS, liveness_within_ms: float = LIVENESS_WITHIN_MS,
              bugs=()) -> SeedResult:
     """One swarm run; never raises for a cluster failure (the result says what broke)."""
-    unknown = set(bugs) - core_config.KNOWN_BUGS
+    unknown = set(bugs) - core_config.KNOWN_BUGS - set(SNAPSHOT_BUGS)
     if unknown:
         raise ValueError(f"unknown bug switch(es): {sorted(unknown)}")
     saved = set(core_config._BUGS)
     core_config._BUGS.clear()
-    core_config._BUGS.update(bugs)
+    core_config._BUGS.update(b for b in bugs if b in core_config.KNOWN_BUGS)
     try:
-        return _run_seed(seed, fault_phase_ms, liveness_within_ms)
+        with snapshot_bugs([b for b in bugs if b in SNAPSHOT_BUGS]):
+            return _run_seed(seed, fault_phase_ms, liveness_within_ms)
     finally:
         core_config._BUGS.clear()
         core_config._BUGS.update(saved)
@@ -248,6 +251,9 @@ def _run_seed(seed: int, fault_phase_ms: float, liveness_within_ms: float) -> Se
         return SeedResult(seed, True, "", sim.events, faults, sim.now_ns / 1e6, sim.core(0).commit_index)
     except InvariantViolation as exc:
         return SeedResult(seed, False, str(exc), sim.events, faults, sim.now_ns / 1e6)
+    except Exception as exc:       # the stack itself raised (e.g. a member cannot recover)
+        return SeedResult(seed, False, f"{sim.describe()}: {type(exc).__name__}: {exc}", sim.events, faults,
+                          sim.now_ns / 1e6)
 
 
 def _final_problem(sim: SimCluster, traffic: Traffic) -> str:
@@ -317,7 +323,7 @@ def _random_action(sim: SimCluster, plan, traffic: Traffic, faults: dict) -> Non
     elif roll < 0.82 and dead:
         member = plan.choice(dead)
         if sim.snapshot_options.snapshots_to_keep >= 2 and not faults["corrupt_snapshot"] \
-                and len(sim.disks[member].archive.recorded_snapshots()) >= 2 and plan.random() < 0.3:
+                and len(sim.disks[member].archive.recorded_snapshots()) >= 2 and plan.random() < 0.5:
             sim.corrupt_snapshot(member)     # one disk fault per run: recovery falls back
             faults["corrupt_snapshot"] += 1
         sim.restart(member)
@@ -373,7 +379,8 @@ def main(argv=None) -> int:
     parser.add_argument("--seeds", type=int, default=100, help="how many seeds to run (from --start)")
     parser.add_argument("--start", type=int, default=0, help="first seed")
     parser.add_argument("--seed", type=int, default=None, help="run (replay) this one seed only")
-    parser.add_argument("--bug", action="append", default=[], choices=sorted(core_config.KNOWN_BUGS),
+    parser.add_argument("--bug", action="append", default=[],
+                        choices=sorted(core_config.KNOWN_BUGS | set(SNAPSHOT_BUGS)),
                         help="switch on a deliberate bug (negative control)")
     parser.add_argument("--fault-ms", type=float, default=FAULT_PHASE_MS, help="simulated ms of the fault phase")
     args = parser.parse_args(argv)

@@ -273,3 +273,35 @@ def test_regression_own_snapshot_recorded_after_an_install_never_evicts_it():
         sim.restart(f)
         offer_all(sim, client, batch(b"r", 5), sent=sent)
         assert_same_state(sim, client, sent)
+
+
+# ---------------------------------------------------------------------------------- negative controls
+import pytest                                                   # noqa: E402
+
+from aeronpy.testing import InvariantViolation                  # noqa: E402
+from aeronpy.testing.sim_snapshots import snapshot_bugs         # noqa: E402
+from aeronpy.testing.swarm import run_seed                      # noqa: E402
+
+
+@pytest.mark.parametrize("bug, scenario, message", [
+    ("restore_without_module_state", "crash", "restored the snapshot at"),
+    ("restore_without_module_state", "partition", "restored the snapshot at"),
+    ("snapshot_labelled_one_late", "partition", "snapshot consistency"),
+    ("compact_above_applied", "partition", "beyond its applied index"),
+])
+def test_broken_snapshot_rules_are_caught(bug, scenario, message):
+    _lagging_follower_rejoins(3, unreliable=False, crash=scenario == "crash")   # correct: passes
+    with snapshot_bugs([bug]):
+        with pytest.raises(InvariantViolation, match=message) as excinfo:
+            _lagging_follower_rejoins(3, unreliable=False, crash=scenario == "crash")
+    assert "seed=3" in str(excinfo.value)
+
+
+@pytest.mark.parametrize("bug", ["restore_without_module_state", "snapshot_labelled_one_late",
+                                 "compact_above_applied"])
+def test_swarm_catches_broken_snapshot_rules(bug):
+    results = [run_seed(seed, bugs=(bug,)) for seed in range(12)]
+    failed = [r for r in results if not r.ok]
+    assert len(failed) >= 2, results
+    assert all("seed=" in r.error for r in failed)
+    assert all(run_seed(r.seed).ok for r in failed[:2])      # the same seeds pass without the bug

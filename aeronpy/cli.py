@@ -20,7 +20,7 @@ from typing import Callable, Optional, Sequence
 
 from aeronpy.errors import AeronpyError, ConfigError
 
-EXIT_OK, EXIT_USAGE, EXIT_NOT_AVAILABLE = 0, 2, 3
+EXIT_OK, EXIT_NO, EXIT_USAGE, EXIT_NOT_AVAILABLE = 0, 1, 2, 3
 
 
 class ServiceLoadError(AeronpyError):
@@ -165,7 +165,8 @@ def cmd_tool(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     print(json.dumps(data, indent=2, sort_keys=True, default=str) if args.json
           else "\n".join(f"{k}: {v}" for k, v in data.items()))
-    return EXIT_OK
+    # an action sent but not seen to take effect here within the timeout: a "no" answer
+    return EXIT_NO if data.get("completed") is False else EXIT_OK
 
 
 def _serve_metrics(data_dir: str, port: int) -> int:

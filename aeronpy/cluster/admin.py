@@ -5,8 +5,10 @@ that every member agrees on where it happened; ``recording-log`` and ``recovery-
 archive. ``snapshot`` (issue 7) sends an AdminRequest to the member's ingress endpoint (found in
 its counters file) and follows a not-leader answer to the leader, which appends a CLUSTER_ACTION
 snapshot entry; ``recording-log`` and ``recovery-plan`` read a data dir locally, read-only (safe
-on a running node). The others (suspend, resume, shutdown, abort: issue 8) still raise
-`AdminNotAvailableError`, and the CLI exits with status 3.
+on a running node). ``suspend``, ``resume``, ``shutdown`` and ``abort`` (issue 8) go the same
+way (`aeronpy.cluster.admin_actions`); the node side is `aeronpy.cluster.node_admin`. Each
+returns ``completed`` False when the effect was not seen on this member within ``timeout_s``
+(the CLI then exits with status 1).
 
 The signatures are the seam: the implementation replaces each body, the CLI stays as it is.
 Every function returns plain data (a dict) that the CLI prints or dumps as JSON.
@@ -14,8 +16,12 @@ Every function returns plain data (a dict) that the CLI prints or dumps as JSON.
 from __future__ import annotations
 
 import os
+import struct
+import time
 
 from aeronpy.errors import AeronpyError
+
+_I64 = struct.Struct("<q")
 
 ADMIN_COMMANDS = ("snapshot", "suspend", "resume", "shutdown", "abort", "recording-log",
                   "recovery-plan")
@@ -23,16 +29,6 @@ ADMIN_COMMANDS = ("snapshot", "suspend", "resume", "shutdown", "abort", "recordi
 
 class AdminNotAvailableError(AeronpyError):
     """The admin command exists in the CLI but its implementation has not landed yet."""
-
-
-def _not_yet(command: str, needs: str) -> AdminNotAvailableError:
-    return AdminNotAvailableError(
-        f"'aeronpy tool {command}' is not available yet in this build: it needs {needs}, "
-        "which is still being implemented (issues 7 and 8)")
-
-
-_NEEDS_ADMIN = "a running member's admin endpoint and the admin messages through the log"
-_NEEDS_ARCHIVE = "the archive's recording log reader"
 
 
 def snapshot(data_dir: "str | os.PathLike", timeout_s: float = 10.0) -> dict:
@@ -45,23 +41,96 @@ def snapshot(data_dir: "str | os.PathLike", timeout_s: float = 10.0) -> dict:
 
 
 def suspend(data_dir: "str | os.PathLike", timeout_s: float = 10.0) -> dict:
-    """Stop the cluster sequencing new client messages (until `resume`)."""
-    raise _not_yet("suspend", _NEEDS_ADMIN)
+    """Stop the cluster sequencing new client messages (until `resume`).
+
+    Returns once this member has applied the suspend entry (its counters show SUSPENDED)."""
+    return _cluster_action(os.fspath(data_dir), "suspend", timeout_s)
 
 
 def resume(data_dir: "str | os.PathLike", timeout_s: float = 10.0) -> dict:
     """Let a suspended cluster sequence client messages again."""
-    raise _not_yet("resume", _NEEDS_ADMIN)
+    return _cluster_action(os.fspath(data_dir), "resume", timeout_s)
 
 
 def shutdown(data_dir: "str | os.PathLike", timeout_s: float = 30.0) -> dict:
-    """Orderly stop: every member takes the same final snapshot, then exits."""
-    raise _not_yet("shutdown", _NEEDS_ADMIN)
+    """Orderly stop: every member takes the same final snapshot, then exits.
+
+    Returns once this member has stopped; ``snapshot`` is its final snapshot (from its
+    recording log), ``stopped_at_index`` the log index every member stops at."""
+    return _cluster_action(os.fspath(data_dir), "shutdown", timeout_s)
 
 
 def abort(data_dir: "str | os.PathLike", timeout_s: float = 10.0) -> dict:
     """Stop every member at one log position without a snapshot."""
-    raise _not_yet("abort", _NEEDS_ADMIN)
+    return _cluster_action(os.fspath(data_dir), "abort", timeout_s)
+
+
+def _cluster_action(data_dir: str, action: str, timeout_s: float) -> dict:
+    """Send the action to this member (followed to the leader), then watch this member's
+    counters until the action shows: SUSPENDED / ACTIVE, or the node stopped."""
+    from aeronpy.cluster.admin_client import AdminError, _members_from_counters, _recording_entries, _entry_dict, admin_request
+    from aeronpy.cluster.counters import ConsensusModuleState, CountersReader, CountersUnavailableError
+    from aeronpy.cluster.node_admin import ADMIN_ABORT, ADMIN_RESUME, ADMIN_SHUTDOWN, ADMIN_SUSPEND
+    from aeronpy.cluster.node_snapshots import ADMIN_OK
+    from aeronpy.archive.recording_log import SnapshotEntry
+
+    request_type = {"suspend": ADMIN_SUSPEND, "resume": ADMIN_RESUME, "shutdown": ADMIN_SHUTDOWN,
+                    "abort": ADMIN_ABORT}[action]
+    member_id, members = _members_from_counters(data_dir)
+    with CountersReader(data_dir) as reader:
+        status = reader.status()
+    if not status.running:
+        raise AdminError(f"member {member_id} is not running ({status.detail}): send "
+                         f"'{action}' through a running member's data dir")
+    me = next((m for m in members if m.get("id") == member_id), None)
+    if me is None:
+        raise AdminError(f"the counters file in {data_dir} does not name this member's endpoint")
+    deadline = time.monotonic() + timeout_s
+    endpoints = [f"{m['host']}:{m['ingress_port']}" for m in sorted(members, key=lambda m: m["id"])]
+    endpoint, code, payload = admin_request(endpoints, f"{me['host']}:{me['ingress_port']}",
+                                            request_type, b"", timeout_s)
+    if code != ADMIN_OK:
+        raise AdminError(f"{endpoint} refused '{action}': {payload.decode(errors='replace')}")
+    index = _I64.unpack(payload)[0]
+    want = {"suspend": ConsensusModuleState.SUSPENDED, "resume": ConsensusModuleState.ACTIVE}.get(action)
+    result = {"action": action, "index": index, "leader_endpoint": endpoint, "member_id": member_id}
+    state = None
+    stopped = False
+    while True:
+        try:
+            with CountersReader(data_dir) as reader:
+                values, status = reader.read(), reader.status()
+        except CountersUnavailableError:
+            values, status = {}, None
+        if values:
+            state = ConsensusModuleState(values["consensus_module_state"]).name \
+                if values["consensus_module_state"] in ConsensusModuleState._value2member_map_ else None
+            if want is not None and values["consensus_module_state"] == want \
+                    and values["commit_index"] >= index:
+                break
+            stopped = status is not None and not status.running
+            if want is None and stopped:
+                result["stopped_at_index"] = values.get("stopped_at_index", 0)
+                break
+        if time.monotonic() >= deadline:
+            break
+        time.sleep(0.02)
+    result["state"] = state
+    if want is not None:
+        result["completed"] = state == want.name
+    else:
+        result["stopped"] = stopped
+        result["completed"] = stopped and result.get("stopped_at_index") == index
+        if action == "shutdown":
+            final = [e for e in _recording_entries(data_dir) if isinstance(e, SnapshotEntry)
+                     and e.index == index]
+            result["snapshot"] = _entry_dict(final[-1]) if final else None
+            result["completed"] = result["completed"] and bool(final)
+    if not result["completed"]:
+        result["problem"] = (f"this member did not show the {action} within {timeout_s} s "
+                             f"(state {state}, stopped {stopped}); see 'aeronpy tool describe' "
+                             "and the node logs")
+    return result
 
 
 def recording_log(data_dir: "str | os.PathLike") -> dict:

@@ -66,9 +66,9 @@ STANDARD_SLOTS: tuple = (
     ("append_index", GAUGE, 0, "Highest log index appended locally"),
     ("election_state", GAUGE, -1, "Election state machine code"),
     ("consensus_module_state", GAUGE, 0, "Consensus module state code"),
-    ("snapshot_count", COUNTER, 0, "Snapshots taken"),
+    ("snapshot_count", COUNTER, 0, "Snapshots taken by this node since it started"),
     ("sessions_open", GAUGE, 0, "Client sessions open"),
-    ("elections_held", COUNTER, 0, "Elections started by this member"),
+    ("elections_held", COUNTER, 0, "Elections seen: times the leadership term advanced"),
     ("frames_in", COUNTER, 0, "UDP frames received"),
     ("frames_out", COUNTER, 0, "UDP frames sent"),
     ("bytes_in", COUNTER, 0, "UDP bytes received"),
@@ -94,13 +94,33 @@ _LAST_UPDATE_NS = int(SlotId.LAST_UPDATE_NS)
 _DUTY_CYCLES = int(SlotId.DUTY_CYCLES)
 _MAX_DUTY_CYCLE_NS = int(SlotId.MAX_DUTY_CYCLE_NS)
 
+class ConsensusModuleState(enum.IntEnum):
+    """Codes of the ``consensus_module_state`` slot (Aeron's ConsensusModule.State, plus FAILED).
+
+    ACTIVE sequences client messages; SUSPENDED (after ``aeronpy tool suspend``) appends
+    nothing but admin actions; SNAPSHOT while an admin or final snapshot is being taken;
+    QUITTING after a shutdown/abort action, until the member may stop (a leader waits for
+    its followers to learn the action's commit); TERMINATING while the node closes; CLOSED
+    once it has; FAILED after a service raised (the node stops)."""
+    INIT = 0
+    ACTIVE = 1
+    SUSPENDED = 2
+    SNAPSHOT = 3
+    QUITTING = 4
+    TERMINATING = 5
+    CLOSED = 6
+    FAILED = 7
+
+
+def _election_state_names() -> dict:
+    from aeronpy.core.election import ElectionState
+    return {-1: "UNKNOWN", **{int(s): s.name for s in ElectionState}}
+
+
 DEFAULT_ENUM_NAMES: dict = {
     "role": {-1: "UNKNOWN", **{int(r): r.name for r in Role}},
-    "election_state": {-1: "UNKNOWN", 0: "INIT", 1: "CANVASS", 2: "NOMINATE",
-                       3: "CANDIDATE_BALLOT", 4: "FOLLOWER_BALLOT", 5: "LEADER_READY",
-                       6: "FOLLOWER_READY", 7: "CLOSED"},
-    "consensus_module_state": {0: "INIT", 1: "ACTIVE", 2: "SUSPENDED", 3: "SNAPSHOT",
-                               4: "QUITTING", 5: "TERMINATING", 6: "CLOSED"},
+    "election_state": _election_state_names(),
+    "consensus_module_state": {int(s): s.name for s in ConsensusModuleState},
 }
 
 
@@ -117,7 +137,9 @@ def _normalise_enum_names(enum_names: Optional[Mapping]) -> dict:
     for slot, names in (enum_names or {}).items():
         if isinstance(names, type) and issubclass(names, enum.Enum):
             names = {int(m.value): m.name for m in names}
-        out[slot] = {int(k): str(v) for k, v in names.items()}
+        unknown = out.get(slot, {}).get(-1)       # keep the name of the slot's initial -1
+        out[slot] = {**({-1: unknown} if unknown else {}),
+                     **{int(k): str(v) for k, v in names.items()}}
     return out
 
 

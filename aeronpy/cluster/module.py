@@ -39,6 +39,9 @@ from aeronpy.service import CloseReason, ClusteredService, Role
 
 __all__ = ["ConsensusModule", "ModuleState", "ServiceError"]
 
+_HOLDING_ACTIONS = (E.ACTION_SUSPEND, E.ACTION_SHUTDOWN, E.ACTION_ABORT)
+_TERMINAL_ACTIONS = (E.ACTION_SHUTDOWN, E.ACTION_ABORT)
+
 
 class ModuleState(enum.Enum):
     INIT = 0      # constructed, services not started
@@ -74,6 +77,7 @@ class ConsensusModule(LeaderDuties):
         self.next_service_message_id = 1
         self.cluster_time_ns = 0
         self.applied_index = 0
+        self.suspended = False      # CLUSTER_ACTION suspend applied (and no resume since)
         # leader-local state
         self._now_ns = now_ns
         self._role = public_role(core.role)
@@ -88,6 +92,8 @@ class ConsensusModule(LeaderDuties):
         self._service_messages_proposed_upto = 0
         self._pending_connects: dict[tuple[str, int], tuple[object, int]] = {}
         self._ack_pending: set[int] = set()
+        self._proposals_held = 0        # action (suspend/shutdown/abort) this leader proposed: append no more
+        self._halted = False            # the driver stopped applying (cluster shutdown/abort)
         self.egress = EgressQueues(self.config.egress_queue_max)
         # apply context
         self._views: dict[int, ClientSession] = {}
@@ -180,6 +186,7 @@ class ConsensusModule(LeaderDuties):
         self._service_messages_proposed_upto = 0
         self._pending_connects.clear()
         self._ack_pending.clear()
+        self._proposals_held = 0
         self.egress.clear()
 
     def _check_ready(self) -> None:
@@ -203,6 +210,9 @@ class ConsensusModule(LeaderDuties):
         return ts
 
     def _propose(self, entry_type: int, payload: bytes) -> int:
+        if self._proposals_held or self.suspended:
+            self.counters["proposals_held"] += 1    # the client re-sends after resume
+            return 0
         index = self.core.propose(entry_type, payload)
         if index:
             self.counters["proposed"] += 1
@@ -216,7 +226,31 @@ class ConsensusModule(LeaderDuties):
             raise ValueError(f"unknown cluster action {action}")
         if not self.is_leader:
             return 0
-        return self._propose(E.CLUSTER_ACTION, E.encode_cluster_action(self._stamp(), action, argument))
+        index = self.core.propose(E.CLUSTER_ACTION, E.encode_cluster_action(self._stamp(), action, argument))
+        if index:
+            self.counters["cluster_actions_proposed"] += 1
+            if action in _HOLDING_ACTIONS and self._proposals_held not in _TERMINAL_ACTIONS:
+                # nothing else goes into the log behind it (until a resume is applied)
+                self._proposals_held = action
+        return index
+
+    def halt_applying(self) -> None:
+        """Stop applying entries (the driver calls it while the shutdown or abort entry is
+        applied): the services stay at that entry's index, on every member alike."""
+        self._halted = True
+
+    @property
+    def halted(self) -> bool:
+        return self._halted
+
+    def tick(self, now_ns: int) -> int:
+        """Leader duties (see LeaderDuties.tick); none while suspended or stopping: timers,
+        session timeouts and service messages wait for resume."""
+        if self.suspended or self._proposals_held:
+            self._now_ns = now_ns
+            self._sync_role()
+            return 0
+        return LeaderDuties.tick(self, now_ns)
 
     # ---- applying committed entries -----------------------------------------------------
     def apply_ready(self, ready: Any, now_ns: int) -> int:
@@ -236,6 +270,9 @@ class ConsensusModule(LeaderDuties):
         Raises ServiceError (now and on every later call) once a service callback raised.
         """
         self.container.check()
+        if self._halted:
+            self.counters["not_applied_after_halt"] += 1
+            return
         if index <= self.applied_index:
             self.counters["apply_already_applied"] += 1
             return
@@ -278,8 +315,28 @@ class ConsensusModule(LeaderDuties):
             else:
                 self._deliver(entry.service_id, None, entry.payload)
         elif entry_type == E.CLUSTER_ACTION:
+            self._apply_cluster_action(entry.action)
             for listener in self.cluster_action_listeners:
                 listener(self.applied_index, entry.action, entry.argument)
+
+    def _apply_cluster_action(self, action: int) -> None:
+        """The replicated part of suspend/resume (snapshot, shutdown and abort belong to the
+        driver's listeners)."""
+        if action == E.ACTION_SUSPEND:
+            self.suspended = True
+        elif action == E.ACTION_RESUME:
+            self.suspended = False
+            if self.is_leader:
+                if self._proposals_held == E.ACTION_SUSPEND:
+                    self._proposals_held = 0
+                if self._leader_ready:
+                    # clients re-send what waited during the suspension now, not after their
+                    # resend timeout
+                    endpoints = self.config.ingress_endpoints()
+                    for s in self.sessions:
+                        self._last_heard_ns[s.session_id] = self._now_ns
+                        self._emit(s, P.NewLeaderEvent(s.session_id, self._leadership_term,
+                                                       self.member_id, endpoints))
 
     def _invoke(self, service_id: int, callback: str, *args: Any) -> bool:
         if not 0 <= service_id < len(self.container):

@@ -28,6 +28,7 @@ from aeronpy.cluster.logsetup import BurstLogger, node_logger
 from aeronpy.cluster.module import ConsensusModule
 from aeronpy.cluster.protocol import NewLeaderEvent
 from aeronpy.cluster.module_config import Authenticator, ModuleConfig
+from aeronpy.cluster.node_admin import ADMIN_EXTRA_SLOTS, ENUM_NAMES as _ENUM_NAMES, NodeAdmin
 from aeronpy.cluster.node_counters import TRANSPORT_EXTRA_SLOTS, TransportCounterPublisher
 from aeronpy.cluster.nodefiles import ErrorLog, PidFile
 from aeronpy.cluster.node_snapshots import TRANSFER_MESSAGES as _TRANSFER_MESSAGES
@@ -92,6 +93,7 @@ class ClusterNode:
         self._thread: Optional[threading.Thread] = None
         self._stop = threading.Event()
         self._clock = time.monotonic_ns
+        self._stop_by_action = False      # a cluster shutdown/abort told this node to close
 
         # -- archive and recovery ---------------------------------------------------------
         self.archive = Archive.open(config.data_dir, file_sync=config.file_sync,
@@ -101,6 +103,11 @@ class ClusterNode:
                       recovered.hard_state.term, recovered.hard_state.voted_for,
                       recovered.log.first_index, recovered.log.last_index,
                       recovered.commit_index, recovered.snapshot)
+        cut = getattr(recovered, "cut", None)
+        if cut is not None and not cut.clean:
+            self.log.warning("recovery cut the log at index %d (%s, %s offset %s): a torn or "
+                             "damaged tail past the durable region was removed", cut.index,
+                             cut.reason, cut.path, cut.offset)
         voters = tuple(m.id for m in config.members)
         core_config = CoreConfig(
             member_id=config.member_id, voters=voters,
@@ -144,9 +151,12 @@ class ClusterNode:
         self._replay_committed()
 
         # -- counters and idling -------------------------------------------------------
-        self.counters = CountersWriter.for_config(config, extra_slots=TRANSPORT_EXTRA_SLOTS)
+        self.counters = CountersWriter.for_config(config, extra_slots=TRANSPORT_EXTRA_SLOTS + ADMIN_EXTRA_SLOTS,
+                                                  enum_names=_ENUM_NAMES)
         self._values = self.counters.values
+        self._admin = NodeAdmin(self)    # after the replay: replayed shutdowns are history
         self._transport_counters = TransportCounterPublisher(self.counters, (self.consensus, self.ingress))
+        self._transport_counters.drop_log = self._drop_log
         self._idle = idle_strategy_from_name(
             config.idle_strategy,
             waiter=select_waiter([self.consensus.socket.fileno(), self.ingress.socket.fileno()]))
@@ -154,6 +164,8 @@ class ClusterNode:
         self._decode = _codec.decode
         self._encode = _codec.encode
         self._publish_counters()
+        self.log.info("started: member %d of cluster %d, %d members, data dir %s",
+                      config.member_id, config.cluster_id, len(config.members), config.data_dir)
 
     # ------------------------------------------------------------------ recovery helpers
     def _open_snapshots(self, recovered):
@@ -197,6 +209,8 @@ class ClusterNode:
         self._publish_counters()
         self._transport_counters.maybe_publish(end_ns)
         self.counters.observe_duty_cycle(end_ns - start_ns)
+        if self._stop_by_action and self._thread is None:
+            self.close()               # invoker mode: the caller sees node.closed
         return work
 
     def _do_work(self, now_ns: int) -> int:
@@ -212,6 +226,8 @@ class ClusterNode:
         work += self.module.tick(now_ns)
         if self._pending is None:
             work += self.snapshots.do_work(now_ns)
+            if self._admin.pending:
+                work += self._admin.do_work(now_ns)
         work += self._process_ready(now_ns)
         # drain_egress, not egress.drain: it first queues the SessionAcks of messages the
         # service did not answer (and of re-sent duplicates), which release client windows
@@ -240,7 +256,7 @@ class ClusterNode:
             self._drop_log.record("malformed ingress message")
             return
         if type(msg) is _AdminRequest:
-            self.snapshots.on_admin_request(client_ref, msg)
+            self._admin.on_admin_request(client_ref, msg)
             return
         self.module.on_ingress(client_ref, msg, self._clock())
 
@@ -286,8 +302,7 @@ class ClusterNode:
             self.module.apply_ready(rd, now_ns)
             self.archive.note_commit_index(rd.apply_hi - 1)
         if rd.role_changed is not None or rd.leader_changed:
-            self.log.info("role %s, leader %s, term %d", Role(int(self.core.role)).name,
-                          self.core.leader_id, self.core.term)
+            self._admin.on_role_change()
         if rd.snapshot_requests:
             self.snapshots.on_snapshot_requests(rd.snapshot_requests, now_ns)
         self.core.advance(rd)
@@ -303,13 +318,18 @@ class ClusterNode:
         v[_LEADER] = -1 if core.leader_id is None else core.leader_id
         v[_COMMIT] = core.commit_index
         v[_APPEND] = core.log.last_index
-        v[_ELECTION_STATE] = int(getattr(core.election_state, "value", 0))
+        v[_ELECTION_STATE] = core.election.state
         v[_SESSIONS] = len(self.module.sessions)
+        admin = self._admin
+        if core.election.transition_count != admin.transitions_seen or core.term != admin.term_seen:
+            admin.observe_election()
+        v[_CM_STATE] = admin.state_code
         self.counters.touch()
 
     def _fail(self, exc: BaseException) -> None:
         self.failure = exc
         self._values[_ERRORS] += 1
+        self._admin.failed()
         self._errors.record(exc)
         self.log.error("node stopping after an unrecoverable error: %r", exc)
 
@@ -353,19 +373,30 @@ class ClusterNode:
             except Exception:
                 break
             idle(work)
+        if self._stop_by_action:
+            self.close()
+
+    def _stop_by_cluster_action(self) -> None:
+        """Called by NodeAdmin when a cluster shutdown/abort is done here: close the node from
+        its own duty cycle (thread mode: after the loop; invoker mode: after this cycle)."""
+        self._stop_by_action = True
+        self._stop.set()
 
     def close(self, transfer_timeout_ms: Optional[int] = None) -> None:
         """Stop the node. A leader first hands leadership to an up-to-date follower, so a
         rolling restart costs no election timeout."""
         if self._closed:
             return
-        if self._thread is not None:
+        if self._thread is not None and self._thread is not threading.current_thread():
             self._stop.set()
             self._thread.join(timeout=5.0)
             self._thread = None
-        if self.failure is None and self.core.role == Role.LEADER:
+            if self._closed:           # the duty-cycle thread closed it (cluster shutdown)
+                return
+        if self.failure is None and self.core.role == Role.LEADER and not self._admin.stopping:
             self._hand_over(transfer_timeout_ms or 2 * self.config.election_timeout_ms)
         self._closed = True
+        self._admin.closing()
         try:
             self.snapshots.close()
         except Exception as exc:
@@ -373,8 +404,9 @@ class ClusterNode:
         try:
             self.module.close()
         finally:
-            for closer in (self._transport_counters.publish, self.consensus.close, self.ingress.close,
-                           self.archive.close, self.counters.close, self._pid_file.release):
+            for closer in (self._transport_counters.publish, self._drop_log.close, self.consensus.close,
+                           self.ingress.close, self.archive.close, self._admin.closed,
+                           self.counters.close, self._pid_file.release):
                 try:
                     closer()
                 except Exception as exc:  # keep closing the rest

@@ -56,6 +56,7 @@ class TransportCounterPublisher:
         self._period_ns = period_ns
         self._next_ns = 0
         self.decode_drops = 0        # bumped by the node for messages that fail to decode
+        self.drop_log = None         # a logsetup.BurstLogger: drops logged as bursts, per reason
         # (reason, standard slot index, detail slot index), resolved once
         self._reason_slots = tuple(
             (reason, int(_STANDARD_DROP_SLOT.get(reason, SlotId.DROPS_OTHER)),
@@ -94,11 +95,16 @@ class TransportCounterPublisher:
         totals[_MALFORMED] = self.decode_drops
         totals[_TOO_LARGE] = truncated
         drop_tables = [t.counters.drops for t in self._transports]
+        drop_log = self.drop_log
         for reason, standard, detail in self._reason_slots:
             n = 0
             for drops in drop_tables:
                 n += drops[reason]
+            if drop_log is not None and n > v[detail]:
+                drop_log.record(reason, n - v[detail])
             v[detail] = n
             totals[standard] += n
         for slot, n in totals.items():
             v[slot] = n
+        if drop_log is not None:
+            drop_log.flush()

@@ -1,6 +1,6 @@
 """Encoding of the consensus module's replicated state for snapshots.
 
-Layout (little-endian), version 1::
+Layout (little-endian), version 2 (version 1 lacks the trailing flags byte and still loads)::
 
     b"APCM" u16 version
     i64 cluster_time_ns | i64 applied_index | i64 next_service_message_id | i64 next_timer_seq
@@ -9,6 +9,7 @@ Layout (little-endian), version 1::
                          u32 cached, each: i64 seq | u32 replies, each: i64 correlation_id | u32 len bytes
     u32 timers, each:    i32 service_id | i64 correlation_id | i64 deadline_ns | i64 timer_seq
     u32 pending service messages, each: i64 pending_id | i32 service_id | u32 len bytes
+    u8 flags (bit 0: suspended -- a snapshot taken while suspended restores suspended)
 
 Decoding is bounds-checked and raises SnapshotFormatError on anything malformed.
 """
@@ -23,7 +24,9 @@ if TYPE_CHECKING:  # pragma: no cover
     from aeronpy.cluster.module import ConsensusModule
 
 MAGIC = b"APCM"
-VERSION = 1
+VERSION = 2
+_READABLE_VERSIONS = (1, 2)
+_FLAG_SUSPENDED = 1
 
 _HEADER = struct.Struct("<4sHqqqq")
 _U32 = struct.Struct("<I")
@@ -63,6 +66,7 @@ def encode_module_state(module: "ConsensusModule") -> bytes:
     for pending_id, (service_id, payload) in module.pending_service_messages.items():
         out.append(_PENDING.pack(pending_id, service_id, len(payload)))
         out.append(payload)
+    out.append(bytes((_FLAG_SUSPENDED if getattr(module, "suspended", False) else 0,)))
     return b"".join(out)
 
 
@@ -91,7 +95,7 @@ class _Reader:
 def decode_module_state(module: "ConsensusModule", data: bytes) -> None:
     r = _Reader(data)
     magic, version, cluster_time_ns, applied_index, next_msg_id, next_timer_seq = r.unpack(_HEADER)
-    if magic != MAGIC or version != VERSION:
+    if magic != MAGIC or version not in _READABLE_VERSIONS:
         raise SnapshotFormatError(f"not a version-{VERSION} consensus module snapshot")
     sessions = []
     for _ in range(r.unpack(_U32)[0]):
@@ -114,6 +118,9 @@ def decode_module_state(module: "ConsensusModule", data: bytes) -> None:
     for _ in range(r.unpack(_U32)[0]):
         pending_id, service_id, n = r.unpack(_PENDING)
         pending[pending_id] = (service_id, r.take(n))
+    flags = r.take(1)[0] if version >= 2 else 0
+    if flags & ~_FLAG_SUSPENDED:
+        raise SnapshotFormatError(f"unknown flags {flags:#x}")
     if r.pos != len(r.buf):
         raise SnapshotFormatError(f"{len(r.buf) - r.pos} trailing bytes")
     # all parsed: now replace the module's state in one go
@@ -126,3 +133,4 @@ def decode_module_state(module: "ConsensusModule", data: bytes) -> None:
     module.next_service_message_id = next_msg_id
     module.cluster_time_ns = cluster_time_ns
     module.applied_index = applied_index
+    module.suspended = bool(flags & _FLAG_SUSPENDED)

@@ -338,14 +338,23 @@ def test_tool_without_counters(tmp_path, capsys):
     assert code == 2 and "not a directory" in err
 
 
-# snapshot, recording-log and recovery-plan exist now (issue 7: tests/snapshots/test_tool.py)
 @pytest.mark.parametrize("command", ["suspend", "resume", "shutdown", "abort"])
-def test_cluster_commands_say_not_available_yet(command, data_dir, capsys):
-    d, _ = data_dir
+def test_cluster_actions_on_a_stopped_node_say_so(command, data_dir, capsys):
+    d, writer = data_dir
+    writer.close()                                   # the node stopped cleanly
     code, out, err = run(["tool", command, "--data-dir", d], capsys)
-    assert code == 3 and f"'aeronpy tool {command}' is not available yet" in err
+    assert code == 2 and "member 0 is not running" in err and "node stopped cleanly" in err
+    assert out == ""
+
+
+@pytest.mark.parametrize("command", ["recording-log", "recovery-plan"])
+def test_archive_commands_read_a_data_dir_without_a_node(command, data_dir, capsys):
+    d, writer = data_dir
+    writer.close()
     code, out, _ = run(["tool", command, "--data-dir", d, "--json"], capsys)
-    assert code == 3 and json.loads(out)["available"] is False
+    data = json.loads(out)
+    assert code == 0 and data["data_dir"] == d
+    assert data.get("entries", []) == [] and data.get("snapshot") is None
 
 
 @pytest.mark.parametrize("command, modules", [("demo", ["aeronpy.demo"]),

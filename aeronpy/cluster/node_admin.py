@@ -1,0 +1,283 @@
+"""Cluster-wide admin actions on a real node (suspend, resume, shutdown, abort), the consensus
+module state counter, and what the node logs about elections. Kept out of node.py.
+
+Why through the log: an operator's ``aeronpy tool suspend | resume | shutdown | abort`` reaches
+one member's ingress as an AdminRequest; the leader appends a CLUSTER_ACTION entry and every
+member acts when it applies that entry, so all agree on *where* it happened.
+
+- **suspend / resume** are replicated state of the consensus module (``module.suspended``,
+  kept in snapshots): while suspended the leader appends nothing but admin actions; client
+  messages are held (not answered; clients re-send after resume, which nudges them with a
+  NEW_LEADER event naming the same leader).
+- **shutdown**: each member stops applying at the entry (``module.halt_applying``), takes its
+  final snapshot at that index (the snapshot machinery of `aeronpy.cluster.node_snapshots`),
+  then closes: services get ``on_terminate``, the counters file is marked closed, ``aeronpy
+  node`` exits with status 0. **abort**: the same without the snapshot.
+- A leader does not leave first: it keeps heart-beating (the heartbeats carry the commit
+  index that tells followers the action is committed) until every follower has gone quiet
+  (it stopped) or ``quit_linger`` has passed, so a follower is not left to learn the commit
+  from an election.
+- A shutdown/abort entry is acted on only when it is applied live in the term that ordered
+  it. Met while replaying the log at start, or applied after a later leadership term began
+  (a member catching up after the cluster was restarted), it is history: skipped, with a log
+  line. Edge: a follower that learns the commit only after its leader left and a new term
+  began keeps running; the tool then reports that member as not stopped.
+"""
+from __future__ import annotations
+
+import struct
+from typing import Any
+
+from aeronpy.cluster import entries as E
+from aeronpy.cluster import protocol as P
+from aeronpy.cluster.counters import COUNTER, GAUGE, ConsensusModuleState, SlotId
+from aeronpy.cluster.logsetup import log_transition
+from aeronpy.core.election import ElectionState
+from aeronpy.service import Role
+
+# AdminRequest.request_type (1 = snapshot and 16/17 = backup belong to node_snapshots)
+ADMIN_SUSPEND = 2
+ADMIN_RESUME = 3
+ADMIN_SHUTDOWN = 4
+ADMIN_ABORT = 5
+ADMIN_ACTIONS = {ADMIN_SUSPEND: E.ACTION_SUSPEND, ADMIN_RESUME: E.ACTION_RESUME,
+                 ADMIN_SHUTDOWN: E.ACTION_SHUTDOWN, ADMIN_ABORT: E.ACTION_ABORT}
+ACTION_NAMES = {E.ACTION_SNAPSHOT: "snapshot", E.ACTION_SUSPEND: "suspend",
+                E.ACTION_RESUME: "resume", E.ACTION_SHUTDOWN: "shutdown", E.ACTION_ABORT: "abort"}
+
+# Extra counter slots the node declares (beside the standard ones).
+ADMIN_EXTRA_SLOTS: tuple = (
+    ("election_transitions", COUNTER, "Election state machine transitions since start"),
+    ("stopped_at_index", GAUGE, "Log index of the shutdown/abort entry this node stopped at"),
+)
+ENUM_NAMES = {"election_state": ElectionState, "consensus_module_state": ConsensusModuleState}
+
+_S = ConsensusModuleState
+_I64 = struct.Struct("<q")
+_MS = 1_000_000
+_QUIET_HEARTBEATS = 3          # a follower silent this many heartbeat intervals has stopped
+_ANSWERS_KEPT = 64             # AdminResponses kept for re-sent requests (same correlation id)
+
+
+class NodeAdmin:
+    """The node calls: ``observe_election`` (when the core's election or term moved),
+    ``on_role_change`` (a Ready with a role or leader change), ``on_admin_request``,
+    ``do_work`` (each duty cycle while ``pending``), ``closing``/``closed`` from ``close``."""
+
+    def __init__(self, node: Any):
+        from aeronpy.cluster.node_snapshots import ADMIN_ERROR, ADMIN_NOT_LEADER, ADMIN_OK
+        self._ok, self._not_leader, self._error = ADMIN_OK, ADMIN_NOT_LEADER, ADMIN_ERROR
+        self.node = node
+        self.core, self.module, self.log = node.core, node.module, node.log
+        self.snapshotter = node.snapshots.snapshotter
+        counters = node.counters
+        self._values = counters.values
+        self._transitions_slot = counters.index("election_transitions")
+        self._stopped_at_slot = counters.index("stopped_at_index")
+        self._elections_slot = int(SlotId.ELECTIONS_HELD)
+        self._snapshots_slot = int(SlotId.SNAPSHOT_COUNT)
+        config = node.config
+        self._heartbeat_ns = config.heartbeat_interval_ms * _MS
+        self.quit_linger_ns = max(1_000 * _MS, 2 * config.leader_heartbeat_timeout_ms * _MS)
+        # what was already seen of the core, so each change is logged once
+        self.transitions_seen = self.core.election.transition_count
+        self.term_seen = self.core.term
+        self._was_leader = False
+        # state for the consensus_module_state counter: 0 = derive from module.suspended
+        self.phase = 0
+        self.pending = False          # do_work has something to finish
+        self.stop_index = 0           # the shutdown/abort entry we stop at
+        self.stop_action = 0
+        self._snapshot_started = False
+        self._quit_started_ns = 0
+        self.stop_requested = False
+        self._answers: dict = {}
+        self.module.cluster_action_listeners.append(self.on_cluster_action)
+        self.snapshotter.listeners.append(self._on_snapshot_recorded)
+
+    # ------------------------------------------------------------------ counters
+    @property
+    def state_code(self) -> int:
+        return self.phase or (_S.SUSPENDED if self.module.suspended else _S.ACTIVE)
+
+    def _on_snapshot_recorded(self, info: Any) -> None:
+        self._values[self._snapshots_slot] += 1
+
+    # ------------------------------------------------------------------ elections and roles
+    def observe_election(self) -> None:
+        """Log each election transition once (the pure core records them, it cannot log) and
+        count elections: a leadership term advancing is one election held, whoever ran it."""
+        core = self.core
+        election = core.election
+        count = election.transition_count
+        new = count - self.transitions_seen
+        if new > 0:
+            history = election.history
+            shown = history[-min(new, len(history)):]
+            if new > len(shown):
+                self.log.info("election: %d earlier transitions not shown (history is bounded)",
+                              new - len(shown))
+            for _now_ns, old, state, reason in shown:
+                log_transition(self.log, "election", old, state, f"{reason} (term {core.term})")
+            self.transitions_seen = count
+            self._values[self._transitions_slot] = count
+        term = core.term
+        if term != self.term_seen:
+            if term > self.term_seen:
+                self._values[self._elections_slot] += 1
+            self.term_seen = term
+
+    def on_role_change(self) -> None:
+        core = self.core
+        if core.election.transition_count != self.transitions_seen or core.term != self.term_seen:
+            self.observe_election()           # the transition that caused it reads first
+        role = Role(int(core.role))
+        leading = role == Role.LEADER
+        if self._was_leader and not leading:
+            history = core.election.history
+            reason = history[-1][3] if history else "unknown"
+            self.log.warning("lost leadership of term %d: now %s, leader %s (%s)",
+                             core.term, role.name, core.leader_id, reason)
+        else:
+            self.log.info("role %s, leader %s, term %d", role.name, core.leader_id, core.term)
+        self._was_leader = leading
+
+    # ------------------------------------------------------------------ admin requests
+    def on_admin_request(self, client_ref: int, msg: Any) -> None:
+        """Suspend/resume/shutdown/abort here; every other request type to node_snapshots."""
+        kind = msg.request_type
+        if kind not in ADMIN_ACTIONS:
+            self.node.snapshots.on_admin_request(client_ref, msg)
+            return
+        key = (client_ref, msg.correlation_id)
+        answer = self._answers.get(key)
+        if answer is None:            # a re-sent request is answered again, never re-proposed
+            answer = self._propose(ADMIN_ACTIONS[kind])
+            if answer[0] != self._not_leader:
+                if len(self._answers) >= _ANSWERS_KEPT:
+                    del self._answers[next(iter(self._answers))]
+                self._answers[key] = answer
+        code, payload = answer
+        self.node.ingress.send(client_ref, self.node._encode(
+            P.AdminResponse(msg.correlation_id, kind, code, payload)))
+
+    def _propose(self, action: int) -> tuple:
+        module = self.module
+        if not module.is_leader:
+            leader = self.core.leader_id
+            endpoint = module.config.members.get(leader, "") if leader is not None else ""
+            return self._not_leader, endpoint.encode()
+        if self.stop_action or module._proposals_held in (E.ACTION_SHUTDOWN, E.ACTION_ABORT):
+            return self._error, b"the cluster is already stopping"
+        index = module.propose_cluster_action(action, 0)
+        if not index:
+            return self._error, b"the leader refused the proposal (stepping down?)"
+        self.log.info("cluster %s requested by the tool: proposed at index %d",
+                      ACTION_NAMES[action], index)
+        return self._ok, _I64.pack(index)
+
+    # ------------------------------------------------------------------ applied actions
+    def on_cluster_action(self, index: int, action: int, argument: int) -> None:
+        name = ACTION_NAMES.get(action, str(action))
+        if action in (E.ACTION_SUSPEND, E.ACTION_RESUME):
+            self.log.info("cluster %s at index %d: client messages %s", name, index,
+                          "held until resume" if action == E.ACTION_SUSPEND else "flow again")
+        elif action == E.ACTION_SNAPSHOT:
+            if self.snapshotter.in_progress and not self.phase:
+                self.phase = _S.SNAPSHOT
+                self.pending = True
+        elif action in (E.ACTION_SHUTDOWN, E.ACTION_ABORT):
+            self._on_stop_action(index, action, name)
+
+    def _on_stop_action(self, index: int, action: int, name: str) -> None:
+        core = self.core
+        ordered_in = core.log.term_at(index)
+        if ordered_in != core.term or self.stop_action:
+            self.log.warning("cluster %s at index %d ignored: ordered in term %d, this member is "
+                             "in term %d (history from before a restart or a leader change)",
+                             name, index, ordered_in, core.term)
+            return
+        self.module.halt_applying()
+        self.stop_index, self.stop_action = index, action
+        self._values[self._stopped_at_slot] = index
+        self.pending = True
+        if action == E.ACTION_SHUTDOWN:
+            self.phase = _S.SNAPSHOT
+            self.log.info("cluster shutdown at index %d: taking the final snapshot", index)
+        else:
+            self._start_quitting("cluster abort at index %d: stopping without a snapshot" % index)
+
+    def _start_quitting(self, message: str) -> None:
+        self.phase = _S.QUITTING
+        self._quit_started_ns = self.node._clock()
+        self.log.info("%s", message)
+
+    # ------------------------------------------------------------------ each duty cycle
+    def do_work(self, now_ns: int) -> int:
+        """Finish what an applied action started; 0 when there is nothing to do yet."""
+        phase = self.phase
+        snapshotter = self.snapshotter
+        if phase == _S.SNAPSHOT and not self.stop_action:
+            if not snapshotter.in_progress:          # an admin snapshot finished
+                self.phase = 0
+                self.pending = False
+                return 1
+            return 0
+        if phase == _S.SNAPSHOT:
+            if snapshotter.in_progress:
+                return 0                             # ours or an earlier one, still writing
+            if snapshotter.last_snapshot_index >= self.stop_index:
+                self._start_quitting("final snapshot at index %d recorded: stopping"
+                                     % snapshotter.last_snapshot_index)
+                return 1
+            if not self._snapshot_started:
+                self._snapshot_started = True
+                snapshotter.take(self.stop_index, "cluster shutdown")
+                return 1
+            self.log.error("cluster shutdown: the final snapshot at index %d failed (see the "
+                           "warning above); stopping without it", self.stop_index)
+            self._start_quitting("stopping at index %d" % self.stop_index)
+            return 1
+        if phase == _S.QUITTING and not self.stop_requested and self._may_stop(now_ns):
+            self.stop_requested = True
+            self.pending = False
+            self.node._stop_by_cluster_action()
+            return 1
+        return 0
+
+    def _may_stop(self, now_ns: int) -> bool:
+        """A follower stops at once; a leader once every follower went quiet (it stopped, or
+        it is dead: waiting does not help it) or after ``quit_linger_ns``."""
+        leader_state = self.core.leader_state
+        if leader_state is None:
+            return True
+        if now_ns - self._quit_started_ns >= self.quit_linger_ns:
+            waiting = [m for m, pr in leader_state.progress.items()
+                       if now_ns - pr.last_heard_ns < _QUIET_HEARTBEATS * self._heartbeat_ns]
+            self.log.warning("stopping while members %s still answer: they may not have "
+                             "learned that index %d is committed", waiting, self.stop_index)
+            return True
+        quiet_ns = _QUIET_HEARTBEATS * self._heartbeat_ns
+        return all(now_ns - pr.last_heard_ns >= quiet_ns for pr in leader_state.progress.values())
+
+    # ------------------------------------------------------------------ close
+    @property
+    def stopping(self) -> bool:
+        """A shutdown/abort entry was acted on: the node closes without handing over."""
+        return bool(self.stop_action)
+
+    def closing(self) -> None:
+        self.phase = _S.TERMINATING
+        self._values[int(SlotId.CONSENSUS_MODULE_STATE)] = self.phase
+        if self.stop_action:
+            self.log.info("closing after cluster %s at index %d",
+                          ACTION_NAMES[self.stop_action], self.stop_index)
+
+    def closed(self) -> None:
+        self.phase = _S.CLOSED
+        self._values[int(SlotId.CONSENSUS_MODULE_STATE)] = self.phase
+
+    def failed(self) -> None:
+        self.phase = _S.FAILED
+        self._values[int(SlotId.CONSENSUS_MODULE_STATE)] = self.phase
+

@@ -256,6 +256,9 @@ def _run_seed(seed: int, fault_phase_ms: float, liveness_within_ms: float) -> Se
                           sim.now_ns / 1e6)
 
 
+_SETTINGS = ("members", "max_append_bytes", "snapshot_log_bytes", "snapshots_to_keep")   # not counts
+
+
 def _final_problem(sim: SimCluster, traffic: Traffic) -> str:
     """End-to-end exactly-once after convergence; '' when all is well."""
     if traffic.errors:
@@ -389,10 +392,14 @@ def main(argv=None) -> int:
     failures = []
     events = 0
     count = 0
+    totals: dict = {}
     for seed in seeds:
         result = run_seed(seed, fault_phase_ms=args.fault_ms, bugs=args.bug)
         count += 1
         events += result.events
+        for key, value in result.faults.items():
+            if isinstance(value, int) and not isinstance(value, bool) and key not in _SETTINGS:
+                totals[key] = totals.get(key, 0) + value
         if not result.ok:
             failures.append(result)
             print(f"FAIL seed {seed}: {result.error}\n  faults: {result.faults}\n"
@@ -403,6 +410,8 @@ def main(argv=None) -> int:
     wall = time.perf_counter() - started
     print(f"{count} seeds, {len(failures)} failed, {events} events, {wall:.1f}s wall"
           f" ({events / wall if wall else 0:.0f} events/s)")
+    if count > 1:
+        print("totals: " + ", ".join(f"{key} {value}" for key, value in totals.items()))
     return 1 if failures else 0
 
 

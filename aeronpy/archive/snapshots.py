@@ -62,6 +62,12 @@ class SnapshotWriter(io.RawIOBase):
         self._pos += len(view)
         return len(view)
 
+    def read_back(self) -> bytes:
+        """Everything written so far (to verify a received snapshot before committing it)."""
+        if self._done:
+            raise ValueError("snapshot already committed or aborted")
+        return bytes(self._fs.read_file(self._tmp))
+
     def commit(self, timestamp_ns: int = 0) -> SnapshotInfo:
         """Sync, rename into place, sync the directory, record it; returns its info."""
         if self._done:

@@ -29,6 +29,7 @@ ADMIN_OK = 0
 ADMIN_NOT_LEADER = 1
 ADMIN_ERROR = 2
 _I64 = struct.Struct("<q")
+RETRY_AFTER_NS = 100_000_000      # after a failed transfer, wait this long before the next
 
 
 class NodeSnapshots:
@@ -49,13 +50,19 @@ class NodeSnapshots:
         self.jobs = self.snapshotter._jobs
         self.receiver = SnapshotReceiver(self)
         self.senders: dict = {}
+        self._retry_at: dict = {}           # member -> earliest time of the next attempt (ns)
+        self._deferred: dict = {}           # member -> (index, term) asked for during the wait
         self.transfers_sent = 0
         self.transfers_failed = 0
         self.module.cluster_action_listeners.append(self.snapshotter.on_cluster_action)
 
     # ------------------------------------------------------------------ start
     def open_recovered(self, recovered: Any) -> Optional[list]:
-        self.snapshotter.adopt_recovered(recorded_snapshots(self.archive))
+        # snapshots recovery skipped (bad checksum) never count for retention: one of them
+        # could become the compaction point and be sent to a follower (found by the simulator)
+        skipped = {(s.index, s.term) for s in getattr(recovered, "skipped_snapshots", ())}
+        self.snapshotter.adopt_recovered([s for s in recorded_snapshots(self.archive)
+                                          if (s.index, s.term) not in skipped])
         if recovered.snapshot is not None:
             self.snapshotter.last_snapshot_index = max(self.snapshotter.last_snapshot_index,
                                                        recovered.snapshot.index)
@@ -85,20 +92,30 @@ class NodeSnapshots:
     # ------------------------------------------------------------------ after each Ready
     def on_snapshot_requests(self, requests, now_ns: int) -> None:
         for member_id, index, term in requests:
-            info = next((s for s in self.snapshotter.kept if s.index == index and s.term == term), None)
             old = self.senders.pop(member_id, None)
             if old is not None:
                 old.close()
-            if info is None or self.core.role != Role.LEADER:
-                self.log.warning("member %d needs snapshot %d/%d, which this node does not hold",
-                                 member_id, index, term)
-                self.core.report_snapshot(member_id, False)
+            if now_ns < self._retry_at.get(member_id, 0):
+                self._deferred[member_id] = (index, term)   # the last attempt failed: wait
                 continue
-            self.log.info("sending snapshot at index %d (%d bytes) to member %d", index, info.size,
-                          member_id)
-            self.senders[member_id] = SnapshotSender(member_id, self.core.term, info, self.archive.fs,
-                                                     self._send, now_ns, self.threaded,
-                                                     chunk_bytes=self.chunk_bytes)
+            self._start_transfer(member_id, index, term, now_ns)
+
+    def _start_transfer(self, member_id: int, index: int, term: int, now_ns: int) -> None:
+        """A failed attempt is retried after RETRY_AFTER_NS, not at once: the core asks again as
+        soon as it hears of the failure, and a transfer failing fast (a damaged file) would
+        otherwise restart every duty cycle and flood the follower (found by the simulator)."""
+        info = next((s for s in self.snapshotter.kept if s.index == index and s.term == term), None)
+        if info is None or self.core.role != Role.LEADER:
+            self.log.warning("member %d needs snapshot %d/%d, which this node does not hold",
+                             member_id, index, term)
+            self._retry_at[member_id] = now_ns + RETRY_AFTER_NS
+            self.core.report_snapshot(member_id, False)
+            return
+        self.log.info("sending snapshot at index %d (%d bytes) to member %d", index, info.size,
+                      member_id)
+        self.senders[member_id] = SnapshotSender(member_id, self.core.term, info, self.archive.fs,
+                                                 self._send, now_ns, self.threaded,
+                                                 chunk_bytes=self.chunk_bytes)
 
     def after_apply(self) -> None:
         self.snapshotter.after_apply()
@@ -113,6 +130,11 @@ class NodeSnapshots:
         snapshotter.keep(info)
         snapshotter._compact()
         self.log.info("installed snapshot at index %d (%d bytes) from the leader", info.index, info.size)
+
+    def keep_without_installing(self, info: Any) -> None:
+        """A received snapshot the member no longer needs: retention only."""
+        self.snapshotter.keep(info)
+        self.snapshotter._compact()
 
     def do_work(self, now_ns: int) -> int:
         work = self.snapshotter.poll()
@@ -132,10 +154,30 @@ class NodeSnapshots:
                     self.log.info("snapshot transfer to member %d %s after %.1f ms", member_id,
                                   "finished" if sender.done else "failed",
                                   (now_ns - sender.started_ns) / 1e6)
+                    if not sender.done:
+                        self._retry_at[member_id] = now_ns + RETRY_AFTER_NS
+                        if sender.source_error is not None:
+                            self._replace_damaged(sender.info, sender.source_error)
                     self.core.report_snapshot(member_id, bool(sender.done))
                 sender.close()
                 del self.senders[member_id]
+        if self._deferred:
+            for member_id, (index, term) in list(self._deferred.items()):
+                if now_ns >= self._retry_at.get(member_id, 0):
+                    del self._deferred[member_id]
+                    self._start_transfer(member_id, index, term, now_ns)
+                    work += 1
         return work
+
+    def _replace_damaged(self, info: Any, error: BaseException) -> None:
+        """The kept snapshot could not be read back intact: stop serving it and take a fresh
+        one at the applied index, which becomes the compaction point the core asks for."""
+        snapshotter = self.snapshotter
+        self.log.warning("snapshot at index %d is damaged (%r): taking a new one", info.index, error)
+        snapshotter.kept = [k for k in snapshotter.kept if k is not info]
+        snapshotter.last_snapshot_index = max((k.index for k in snapshotter.kept), default=0)
+        if not snapshotter.in_progress:
+            snapshotter.take(self.module.applied_index, "replace a damaged snapshot")
 
     # ------------------------------------------------------------------ admin ingress
     def on_admin_request(self, client_ref: int, msg: Any) -> None:

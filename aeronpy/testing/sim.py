@@ -7,6 +7,10 @@ is the real ``ClientCore`` over the simulated network. One seed derives everythi
 and each client's generators in a fixed order, so the same seed replays the same run event
 for event (``trace_hash()`` proves it). Events sit in a heap keyed by (time, sequence number).
 After every event the invariant checker runs.
+
+Snapshots (``snapshot_log_bytes`` > 0 for automatic ones, ``snapshot()`` for an admin one),
+compaction, recovery from a snapshot and install-snapshot run through the node's own
+``NodeSnapshots`` with a simulated executor (aeronpy/testing/sim_snapshots.py).
 """
 from __future__ import annotations
 

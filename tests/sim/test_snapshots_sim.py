@@ -305,3 +305,86 @@ def test_swarm_catches_broken_snapshot_rules(bug):
     assert len(failed) >= 2, results
     assert all("seed=" in r.error for r in failed)
     assert all(run_seed(r.seed).ok for r in failed[:2])      # the same seeds pass without the bug
+
+
+def test_regression_received_snapshot_the_member_already_passed_is_not_installed():
+    """Found by the swarm (seed 2615 of the 10,000): while a received snapshot at i was being
+    made durable, the member reached commit >= i from another leader's entries; installing it
+    then took the state back and compaction deleted the file. Now it is kept, not installed."""
+    from concurrent.futures import Future
+    from types import SimpleNamespace
+
+    from aeronpy.cluster.snapshot_transfer import SnapshotReceiver
+    calls = []
+    hooks = SimpleNamespace(core=SimpleNamespace(term=3, commit_index=25, role=None),
+                            install=lambda info: calls.append(("install", info.index)),
+                            keep_without_installing=lambda info: calls.append(("keep", info.index)),
+                            can_install=lambda: True, log=None)
+    receiver = SnapshotReceiver(hooks)
+    for index, expected in ((17, ("keep", 17)), (30, ("install", 30))):
+        done: Future = Future()
+        done.set_result(SimpleNamespace(index=index, size=100))
+        receiver._committing, receiver._commit_key = done, (1, 3, index, 2)
+        leader, response = receiver.poll()
+        assert leader == 1 and response.success and response.snapshot_index == index
+        assert calls[-1] == expected
+
+
+def test_regression_swarm_seeds_found_by_the_10000_seed_run():
+    """5583 / 6786: a snapshot that recovery skipped (bad checksum) was still counted for
+    retention, became the compaction point and was sent to a follower, whose install failed
+    its inner checksum. 2615: the stale install above."""
+    for seed, fault in ((5583, "corrupt_snapshot"), (6786, "corrupt_snapshot"), (2615, "snapshots_installed")):
+        result = run_seed(seed)
+        assert result.ok, result.error
+        assert result.faults[fault] >= 1, result.faults
+
+
+def test_a_snapshot_file_damaged_on_the_leader_is_never_sent_nor_recorded():
+    """Bit rot in the leader's kept snapshot after it was recorded: the sender checks the
+    file's recorded checksum before the last chunk, so the follower never records it; the
+    leader retries after a pause (before the fix each fast failure restarted the transfer at
+    once and the resent chunks multiplied: a storm), replaces the damaged snapshot with a
+    fresh one, and the follower catches up from that."""
+    sim = make(91, snapshot_log_bytes=0, snapshot_write_ms=0)
+    client = sim.client()
+    sent = offer_all(sim, client, batch(b"s", 20))
+    assert sim.run_until(lambda: converged(sim, client), 1000)
+    lagger = follower_of(sim)
+    sim.isolate(lagger)
+    offer_all(sim, client, batch(b"v", 20), sent=sent)
+    assert sim.snapshot() > 0
+    sim.run_for(50)
+    leader = sim.leader()
+    kept = sim.members[leader].snapshots.snapshotter.kept[-1]
+    fs = sim.disks[leader].fs
+    handle = fs.open_file(kept.path)
+    fs.pwrite(handle, b"\xff", kept.size // 2)
+    fs.close(handle)
+    recorded_before = [s.index for s in sim.disks[lagger].archive.recorded_snapshots()]
+    sim.heal()
+    events_before = sim.events
+    assert sim.run_until(lambda: sim.members[leader].snapshots.transfers_failed >= 1, 300)
+    assert [s.index for s in sim.disks[lagger].archive.recorded_snapshots()] == recorded_before
+    assert sim.members[lagger].snapshots.receiver.installed == 0
+    assert_same_state(sim, client, offer_all(sim, client, batch(b"u", 3), sent=sent))
+    assert sim.members[lagger].snapshots.receiver.installed == 1
+    assert sim.members[leader].snapshots.transfers_failed <= 3
+    assert sim.events - events_before < 5000, "a resend storm"
+
+
+def test_a_received_snapshot_failing_its_inner_checksum_is_not_recorded():
+    from aeronpy.archive import Archive, MemFileSystem
+    from aeronpy.cluster.snapshot_transfer import verify_and_commit
+    from aeronpy.cluster.snapshotting import SnapshotFileError, encode_snapshot
+    arc = Archive.open("/d", fs=MemFileSystem())
+    arc.recover()
+    good = b"".join(bytes(p) for p in encode_snapshot(5, 1, 7, b"module", [b"svc"]))
+    writer = arc.begin_snapshot(5, 1)
+    writer.write(good[:-1] + bytes([good[-1] ^ 1]))
+    with pytest.raises(SnapshotFileError):
+        verify_and_commit(writer)
+    assert arc.recorded_snapshots() == []
+    writer = arc.begin_snapshot(5, 1)
+    writer.write(good)
+    assert verify_and_commit(writer).index == 5 and len(arc.recorded_snapshots()) == 1

@@ -59,10 +59,15 @@ class AsyncClusterClient:
         closed = core.state is ClientState.CLOSED
         for correlation_id, future in list(self._waiting.items()):
             reply = core.take_reply(correlation_id)
+            error = None if reply is not None else core.take_error(correlation_id)
             if reply is not None:
                 del self._waiting[correlation_id]
                 if not future.done():
                     future.set_result(reply)
+            elif error is not None:     # the cluster refused the message (e.g. too large)
+                del self._waiting[correlation_id]
+                if not future.done():
+                    future.set_exception(error)
             elif closed:
                 del self._waiting[correlation_id]
                 if not future.done():

@@ -37,10 +37,15 @@ class ClientTransport(Protocol):
 
 
 class _Backoff:
-    """Idle strategy while waiting: spin, then yield, then sleep briefly (latency first)."""
+    """Idle strategy while waiting: spin, then yield, then sleep briefly (latency first).
+
+    Few spins: on a machine with fewer cores than busy processes, a client spinning on an
+    empty socket takes the CPU the cluster needs to produce its reply (measured on 2 cores:
+    200 spins + 200 yields used 35-39% of a core for p99 1.4-1.7 ms; 20 + 50, 18% for
+    p99 1.0-1.2 ms, same p50)."""
 
     __slots__ = ("idle",)
-    SPINS, YIELDS, SLEEP_S = 200, 200, 50e-6
+    SPINS, YIELDS, SLEEP_S = 20, 50, 50e-6
 
     def __init__(self) -> None:
         self.idle = 0
@@ -174,6 +179,9 @@ class ClusterClient:
             reply = core.take_reply(correlation_id)
             if reply is not None:
                 return reply
+            error = core.take_error(correlation_id)
+            if error is not None:         # the cluster refused the message (e.g. too large)
+                raise error
             if core.state is ClientState.CLOSED:
                 core.abandon(correlation_id)
                 raise ClusterClosedError(str(core.error or "closed"))

@@ -176,23 +176,32 @@ cdef class FrameWriter:
 
 
 cdef class FrameReader:
-    """Parses one datagram in place; the fields describe the last frame ``read()``."""
+    """Parses frames in place; the fields describe the last frame ``read()`` / ``read_at()``."""
 
     def __init__(self, secret=None):
         self.secret = None if secret is None else bytes(secret)
         self._mac = _mac_factory(self.secret)
 
     cpdef int read(self, buf) except -1:
-        """Parse ``buf`` (one datagram); returns the frame type or raises ``FrameError``.
-        The MAC is not checked here: ``mac_ok()`` does that, after cheaper admission checks."""
+        """Parse ``buf`` (a datagram holding exactly one frame); returns the frame type or
+        raises ``FrameError``. The MAC is not checked here: ``mac_ok()`` does that, after
+        cheaper admission checks."""
+        return self.read_at(buf, 0, True)
+
+    cpdef int read_at(self, buf, Py_ssize_t offset, bint whole=False) except -1:
+        """Parse the frame starting at ``offset`` of a datagram that may pack several frames
+        back to back; ``frame_end`` is then where the next one starts. With ``whole`` the frame
+        must end exactly at the end of ``buf``. Returns the frame type or raises ``FrameError``."""
         cdef Py_buffer b
         cdef const unsigned char* p
-        cdef Py_ssize_t n, flen, body
+        cdef Py_ssize_t n, flen, total
         cdef int ftype, flags
         PyObject_GetBuffer(buf, &b, PyBUF_SIMPLE)
         try:
-            n = b.len
-            p = <const unsigned char*>b.buf
+            if offset < 0 or offset > b.len:
+                raise FrameError("short", f"offset {offset} outside a {b.len}-byte datagram")
+            n = b.len - offset
+            p = <const unsigned char*>b.buf + offset
             if n < FRAME_HEADER_LENGTH:
                 raise FrameError("short", f"{n} bytes")
             flen = _get_u32(p)
@@ -201,12 +210,15 @@ cdef class FrameReader:
             flags = p[5]
             if flags & ~FLAG_MAC:
                 raise FrameError("flags", f"unknown flags 0x{flags:02x}")
-            if flen < FRAME_HEADER_LENGTH or flen + (MAC_LENGTH if flags & FLAG_MAC else 0) != n:
+            total = flen + (MAC_LENGTH if flags & FLAG_MAC else 0)
+            if flen < FRAME_HEADER_LENGTH or total > n or (whole and total != n):
                 raise FrameError("length", f"frame_length {flen} for a {n}-byte datagram")
             ftype = _get_u16(p + 6)
             self.frame_type = ftype
             self.flags = flags
             self.frame_length = flen
+            self.frame_offset = offset
+            self.frame_end = offset + total
             self.cluster_id = <int32_t>_get_u32(p + 8)
             self.sender_id = <int32_t>_get_u32(p + 12)
             self.stream_id = <int32_t>_get_u32(p + 16)
@@ -219,7 +231,7 @@ cdef class FrameReader:
                 self.position = _get_i64(p + 24)
                 self.fragment_flags = p[32]
                 self.message_length = <int32_t>_get_u32(p + 36)
-                self.payload_offset = DATA_HEADER_LENGTH
+                self.payload_offset = offset + DATA_HEADER_LENGTH
                 self.payload_length = flen - DATA_HEADER_LENGTH
                 if self.fragment_flags & ~(FRAGMENT_BEGIN | FRAGMENT_END) or p[33] or _get_u16(p + 34):
                     raise FrameError("body", "DATA reserved bits set")
@@ -258,9 +270,11 @@ cdef class FrameReader:
         if not (self.flags & FLAG_MAC):
             return False
         view = memoryview(buf)
+        start = self.frame_offset
+        end = start + self.frame_length
         mac = self._mac.copy()
-        mac.update(view[:self.frame_length])
-        return hmac.compare_digest(mac.digest(), view[self.frame_length:self.frame_length + MAC_LENGTH])
+        mac.update(view[start:end])
+        return hmac.compare_digest(mac.digest(), view[end:end + MAC_LENGTH])
 
     def payload(self, buf) -> memoryview:
         """The payload of the last DATA frame read from ``buf`` (a view, no copy)."""

@@ -116,7 +116,7 @@ cdef class UdpSocket:
             "datagrams_out": c.datagrams_out, "bytes_out": c.bytes_out,
             "send_would_block": c.send_would_block, "conn_refused": c.conn_refused,
             "nobufs": c.nobufs, "truncated": c.truncated, "oversize_out": c.oversize_out,
-            "other_errors": c.other_errors,
+            "other_errors": c.other_errors, "frames_coalesced": c.frames_coalesced,
         }
 
     @property
@@ -192,6 +192,29 @@ cdef class UdpSocket:
                     PyBuffer_Release(&bb)
         finally:
             PyBuffer_Release(&hb)
+
+    cpdef int queue_frame(self, uint64_t address_key, object frame) except -2:
+        """Queue one self-delimiting frame, packed into the datagram already queued to the same
+        peer when it fits in ``max_datagram_bytes`` (the receiver splits datagrams by each
+        frame's length). Returns 1 if queued, 0 if the frame alone is too large (counted)."""
+        cdef Py_buffer fb
+        cdef int r
+        if self.closed:
+            return 0
+        PyObject_GetBuffer(frame, &fb, PyBUF_SIMPLE)
+        try:
+            if fb.len > self.max_datagram_bytes:
+                self._c.oversize_out += 1
+                return 0
+            r = udp_batch_append_frame(&self._tx, address_key, <const unsigned char*>fb.buf,
+                                       <int>fb.len, self.max_datagram_bytes, &self._c)
+            if r == -2:
+                udp_send_batch(self._fd, &self._tx, self.use_mmsg, &self._c)
+                r = udp_batch_queue(&self._tx, address_key, <const unsigned char*>fb.buf,
+                                    <int>fb.len, NULL, 0)
+            return 1 if r >= 0 else 0
+        finally:
+            PyBuffer_Release(&fb)
 
     cpdef int flush(self):
         """Send every queued datagram (one ``sendmmsg`` on Linux); returns how many went out."""

@@ -70,6 +70,7 @@ typedef struct udp_counters {
     uint64_t truncated;         /* received datagram larger than a slot: dropped */
     uint64_t oversize_out;      /* datagram larger than a send slot: refused before sending */
     uint64_t other_errors;      /* anything else: counted, never raised */
+    uint64_t frames_coalesced;  /* frames appended to a datagram already queued to the same peer */
 } udp_counters;
 
 /* Preallocated arena of `capacity` slots of `slot_bytes` each, with per-slot metadata. */
@@ -299,6 +300,28 @@ static int udp_batch_queue(udp_batch *b, uint64_t key, const unsigned char *head
     udp_addr_of(key, &b->addrs[b->count]);
     b->count++;
     return 0;
+}
+
+/* Queue a whole frame to `key`, appending it to the latest datagram already queued to that
+ * peer when the result stays within `max_len` bytes (Aeron's batching of several frames per
+ * datagram): a burst of small messages costs one datagram per MTU, not one per message.
+ * Only the latest slot of a peer is extended, so frames to one peer keep their order.
+ * Returns 0 when queued in a new slot, 1 when appended, -1 / -2 as udp_batch_queue. */
+static int udp_batch_append_frame(udp_batch *b, uint64_t key, const unsigned char *frame,
+                                  int frame_len, int max_len, udp_counters *c) {
+    for (int i = b->count - 1; i >= 0; i--) {
+        if (b->keys[i] != key) continue;
+        if (b->lens[i] >= 0 && frame_len >= 0 && b->lens[i] + frame_len <= max_len &&
+                b->lens[i] + frame_len < b->slot_bytes) {
+            memcpy(b->arena + (size_t)i * (size_t)b->slot_bytes + (size_t)b->lens[i], frame,
+                   (size_t)frame_len);
+            b->lens[i] += frame_len;
+            c->frames_coalesced++;
+            return 1;
+        }
+        break;  /* the latest datagram to this peer is full: start a new one after it */
+    }
+    return udp_batch_queue(b, key, frame, frame_len, NULL, 0);
 }
 
 /* Wait until the socket is readable or timeout_ms passes. 1 readable, 0 timeout, -1 error. */

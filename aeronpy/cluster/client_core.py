@@ -6,10 +6,19 @@ time through ``now_ns`` arguments, and what to send piles up in :attr:`ClientCor
 as ``(endpoint, message)`` for the driver to send.
 
 Exactly-once from the client's side: every message gets the next ``seq`` of the session and
-stays in a bounded resend window until the cluster acknowledges it (``ack_seq`` on a response
-or a SessionAck). On a NEW_LEADER event, a redirect, or when acknowledgements stall, the
-whole window is sent again; the cluster skips what it already sequenced and answers what it
-already applied from its reply cache.
+stays in a bounded resend window until the cluster acknowledges it. On a NEW_LEADER event, a
+redirect, or when acknowledgements stall, the whole window is sent again; the cluster skips
+what it already sequenced and answers what it already applied from its reply cache.
+
+Releasing the window: a SessionAck (sent for messages the service did not answer) releases
+every message up to its ``ack_seq``. A response releases only the window's answered prefix,
+never a lower message that is still unanswered: responses are not cumulative. Across a
+leader change the reply to message 5 can come from the new leader while the reply to message
+4 died with the old one (or was dropped by a new leader that could not reach us yet); if the
+reply to 5 released 4, nobody would ever ask for 4's reply again and the client would wait
+forever. Kept in the window, 4 is re-sent (NEW_LEADER, or the resend timeout) and answered
+from the reply cache. For the same reason duplicates are recognised per message (which
+responses to ``seq`` were delivered), not as "below the highest ack seen".
 """
 from __future__ import annotations
 
@@ -39,7 +48,10 @@ class ClientState(enum.Enum):
 class ClientConfig:
     """Client settings; every buffer is bounded by one of them."""
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES   # must match the cluster's
-    window_messages: int = 1024          # unacknowledged messages kept for re-sending
+    # Unacknowledged messages kept for re-sending. Keep it <= the cluster's reply cache per session
+    # (ModuleConfig.reply_cache_messages, 256 by default), so a re-sent message that was already
+    # applied is always answered with its original reply.
+    window_messages: int = 256
     inbox_max: int = 65536               # responses waiting for poll_egress
     connect_attempt_timeout_ns: int = 250 * _MS
     keepalive_interval_ns: int = 1000 * _MS   # keep below the cluster's session timeout
@@ -87,8 +99,12 @@ class ClientCore:
         self._awaiting: set[int] = set()
         self._replies: dict[int, bytes] = {}
         self._abandoned: "OrderedDict[int, None]" = OrderedDict()
-        self._delivered_ack = 0
-        self._delivered_at_ack: list[tuple[int, bytes]] = []
+        # seq -> [(correlation id, hash of payload)] of the responses delivered for it, kept
+        # for the window and window_messages seqs below it; responses to lower seqs are
+        # late duplicates (_answered_floor)
+        self._answered: "OrderedDict[int, list]" = OrderedDict()
+        self._answered_floor = 1
+        self._errors: dict[int, AeronpyError] = {}
         self._connect_message: Optional[P.SessionConnect] = None
         self._endpoint_index = 0
         self._attempt_deadline_ns = 0
@@ -200,6 +216,7 @@ class ClientCore:
             self._count("window_resends")
 
     def _release(self, ack_seq: int, now_ns: int) -> None:
+        """A SessionAck: every message up to ``ack_seq`` is done with."""
         window = self._window
         released = False
         while window:
@@ -209,8 +226,33 @@ class ClientCore:
             del window[seq]
             released = True
         if released:
-            self._last_progress_ns = now_ns
-            self._stalls = 0
+            self._released(now_ns)
+
+    def _release_answered(self, now_ns: int) -> None:
+        """A response arrived: release the window's prefix of answered messages."""
+        window = self._window
+        answered = self._answered
+        released = False
+        while window:
+            seq = next(iter(window))
+            if seq not in answered:
+                break
+            del window[seq]
+            released = True
+        if released:
+            self._released(now_ns)
+
+    def _released(self, now_ns: int) -> None:
+        self._last_progress_ns = now_ns
+        self._stalls = 0
+        # forget what was delivered for seqs far below the window (bounded record)
+        base = next(iter(self._window)) if self._window else self._next_seq
+        floor = base - self.config.window_messages
+        if floor > self._answered_floor:
+            self._answered_floor = floor
+            answered = self._answered
+            while answered and next(iter(answered)) < floor:
+                answered.popitem(last=False)
 
     def close(self, now_ns: int = 0) -> None:
         if self.state is ClientState.CONNECTED:
@@ -251,8 +293,9 @@ class ClientCore:
         elif self.state is not ClientState.CONNECTED or getattr(message, "session_id", None) != self.session_id:
             self._count("egress_not_for_us")
         elif kind is P.EgressMessage:
-            self._release(message.ack_seq, now_ns)
             self._on_response(message)
+            if message.correlation_id != 0 and self._window:
+                self._on_answer(message.ack_seq, now_ns)
         elif kind is P.SessionAck:
             self._release(message.ack_seq, now_ns)
         elif kind is P.NewLeaderEvent:
@@ -281,6 +324,23 @@ class ClientCore:
             pass        # a late answer to a re-sent connect
         else:
             self._count("session_errors")
+            self._on_message_rejected(event)
+
+    def _on_message_rejected(self, event) -> None:
+        """The cluster refused one of our messages as larger than its max message size (our
+        max_message_bytes is set higher than the cluster's). The cluster consumes its seq,
+        so the window moves on (a SessionAck releases it), and a request() waiting for it
+        fails with MessageTooLargeError instead of timing out. Other errors leave the
+        message in the window: it may still be applied."""
+        correlation_id = event.correlation_id
+        if correlation_id == 0 or event.detail != P.DETAIL_MESSAGE_TOO_LARGE:
+            return
+        self._count("messages_rejected")
+        if correlation_id in self._awaiting:
+            self._awaiting.discard(correlation_id)
+            self._errors[correlation_id] = MessageTooLargeError(
+                f"the cluster rejected message {correlation_id}: {event.detail} "
+                "(max_message_bytes is larger on this client than on the cluster)")
 
     def _on_new_leader(self, event, now_ns: int) -> None:
         if event.leadership_term < self.leadership_term:
@@ -292,23 +352,37 @@ class ClientCore:
         self._stalls = 0
         self._resend_window(now_ns)
 
+    def _first_delivery(self, seq: int, correlation_id: int, payload: bytes) -> bool:
+        """False for a response already delivered: one re-sent from the reply cache (or by
+        another leader) is the same (seq, correlation id, payload)."""
+        if seq < self._answered_floor:
+            return False
+        key = (correlation_id, hash(payload))
+        delivered = self._answered.get(seq)
+        if delivered is None:
+            self._answered[seq] = [key]
+        elif key in delivered:
+            return False
+        else:
+            delivered.append(key)
+        return True
+
+    def _on_answer(self, seq: int, now_ns: int) -> None:
+        """After a response to message ``seq`` (correlation id != 0; the service's own
+        messages, correlation id 0, answer nothing and release nothing)."""
+        front = next(iter(self._window))
+        if seq == front:
+            self._release_answered(now_ns)
+        elif seq > front:
+            self._count("answered_ahead_of_window")     # a lower one is still unanswered
+
     def _on_response(self, message) -> None:
         correlation_id = message.correlation_id
         payload = bytes(message.payload)
         if correlation_id != 0:
-            # responses come in seq order; one re-sent from the reply cache while the original
-            # was still on its way is the same (ack_seq, correlation id, payload): drop it
-            ack = message.ack_seq
-            if ack < self._delivered_ack:
+            if not self._first_delivery(message.ack_seq, correlation_id, payload):
                 self._count("duplicate_responses")
                 return
-            if ack > self._delivered_ack:
-                self._delivered_ack = ack
-                self._delivered_at_ack = []
-            elif (correlation_id, payload) in self._delivered_at_ack:
-                self._count("duplicate_responses")
-                return
-            self._delivered_at_ack.append((correlation_id, payload))
             if correlation_id in self._awaiting:
                 self._awaiting.discard(correlation_id)
                 self._replies[correlation_id] = payload
@@ -335,6 +409,10 @@ class ClientCore:
     def take_reply(self, correlation_id: int) -> Optional[bytes]:
         return self._replies.pop(correlation_id, None)
 
+    def take_error(self, correlation_id: int) -> Optional[AeronpyError]:
+        """Why the cluster rejected an awaited message (then no reply will come), or None."""
+        return self._errors.pop(correlation_id, None)
+
     def is_awaiting(self, correlation_id: int) -> bool:
         return correlation_id in self._awaiting
 
@@ -342,6 +420,7 @@ class ClientCore:
         """A request gave up: a late reply to it is dropped, never handed to anyone else."""
         self._awaiting.discard(correlation_id)
         self._replies.pop(correlation_id, None)
+        self._errors.pop(correlation_id, None)
         self._abandoned[correlation_id] = None
         while len(self._abandoned) > self.config.abandoned_max:
             self._abandoned.popitem(last=False)

@@ -113,14 +113,19 @@ class ServiceContainer:
             raise self.failure
 
     def invoke(self, service_id: int, callback: str, *args: Any) -> None:
-        self.check()
+        if self.failure is not None:
+            raise self.failure
         try:
             getattr(self.services[service_id], callback)(*args)
         except Exception as exc:  # noqa: BLE001 - any service bug stops the node (module docs)
-            self.errors += 1
-            self.failure = ServiceError(service_id, callback, exc, self.current_index)
-            log.error("%s; this member stops rather than diverge", self.failure, exc_info=exc)
-            raise self.failure from exc
+            self.fail(service_id, callback, exc)
+
+    def fail(self, service_id: int, callback: str, exc: Exception) -> None:
+        """Record that a callback raised ``exc``, and raise the ServiceError that stops the node."""
+        self.errors += 1
+        self.failure = ServiceError(service_id, callback, exc, self.current_index)
+        log.error("%s; this member stops rather than diverge", self.failure, exc_info=exc)
+        raise self.failure from exc
 
     def broadcast(self, callback: str, *args: Any) -> None:
         for service_id in range(len(self.services)):

@@ -18,6 +18,10 @@ CLUSTER_ACTION     i32 action | i64 argument
 
 A session id is the log index of its SESSION_OPEN entry: unique forever, and known to every
 member without any counter to agree on.
+
+A SESSION_MESSAGE whose service_id is ``REJECTED_MESSAGE_SERVICE_ID`` (empty payload) stands
+for a message the leader refused (too large): it consumes the message's seq, so the client's
+later messages are not stuck behind it, and reaches no service.
 """
 from __future__ import annotations
 
@@ -32,6 +36,8 @@ TIMER_FIRE = 19
 SERVICE_MESSAGE = 20
 CLUSTER_ACTION = 21
 FIRST_CLUSTER_ENTRY_TYPE = 16
+
+REJECTED_MESSAGE_SERVICE_ID = -1     # SESSION_MESSAGE placeholder for a refused message
 
 ENTRY_TYPE_NAMES = {
     SESSION_OPEN: "SESSION_OPEN", SESSION_CLOSE: "SESSION_CLOSE",
@@ -56,6 +62,7 @@ _CLUSTER_ACTION = struct.Struct("<qiq")
 _TIMESTAMP = struct.Struct("<q")
 
 SESSION_MESSAGE_HEADER_BYTES = _SESSION_MESSAGE.size
+SESSION_MESSAGE_STRUCT = _SESSION_MESSAGE     # the module's apply fast path unpacks in place
 SERVICE_MESSAGE_HEADER_BYTES = _SERVICE_MESSAGE.size
 
 

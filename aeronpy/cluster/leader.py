@@ -105,12 +105,11 @@ class LeaderDuties:
         s = self._session_of(client_ref, m.session_id, m.correlation_id)
         if s is None:
             return
-        if len(m.payload) > self.config.max_message_bytes:
-            self.counters["ingress_too_large"] += 1
-            self._event(client_ref, m.correlation_id, s.session_id, P.EVENT_ERROR, "message too large")
-            return
         self._last_heard_ns[s.session_id] = self._now_ns
         seq = m.seq
+        if len(m.payload) > self.config.max_message_bytes:
+            self._reject_too_large(client_ref, s, m)
+            return
         if seq <= s.last_applied_seq:
             self._answer_applied(s, seq)
             return
@@ -123,6 +122,22 @@ class LeaderDuties:
             return
         if self._propose(E.SESSION_MESSAGE, E.encode_session_message(
                 self._stamp(), s.session_id, seq, m.correlation_id, m.service_id, m.payload)):
+            self._leader_seq[s.session_id] = seq
+
+    def _reject_too_large(self, client_ref: object, s: SessionState, m: Any) -> None:
+        """Refuse a message above max_message_bytes, every time it arrives (so a lost error is
+        re-sent with the message), and consume its seq with a placeholder entry: otherwise it
+        would sit at the head of the client's window and every later message would be a seq
+        gap for good. The placeholder's SessionAck releases it from the window."""
+        self.counters["ingress_too_large"] += 1
+        self._event(client_ref, m.correlation_id, s.session_id, P.EVENT_ERROR, P.DETAIL_MESSAGE_TOO_LARGE)
+        seq = m.seq
+        if seq <= s.last_applied_seq:
+            self._ack_pending.add(s.session_id)
+            return
+        sequenced = max(self._leader_seq.get(s.session_id, 0), s.last_applied_seq)
+        if seq == sequenced + 1 and self._propose(E.SESSION_MESSAGE, E.encode_session_message(
+                self._stamp(), s.session_id, seq, m.correlation_id, E.REJECTED_MESSAGE_SERVICE_ID, b"")):
             self._leader_seq[s.session_id] = seq
 
     def _answer_applied(self, s: SessionState, seq: int) -> None:

@@ -254,15 +254,55 @@ class ConsensusModule(LeaderDuties):
 
     # ---- applying committed entries -----------------------------------------------------
     def apply_ready(self, ready: Any, now_ns: int) -> int:
-        """Apply the committed range a core ``Ready`` names, from ``core.log``."""
+        """Apply the committed range a core ``Ready`` names, from ``core.log``. Runs of
+        SESSION_MESSAGE entries (nearly all of a busy log) take a fast path."""
         self._now_ns = now_ns
         self._sync_role()
         log = self.core.log
-        applied = 0
-        for index in range(max(ready.apply_lo, self.applied_index + 1), ready.apply_hi):
-            self.apply(index, log.term_at(index), log.type_at(index), log.payload_at(index))
-            applied += 1
-        return applied
+        type_at = log.type_at
+        start = index = max(ready.apply_lo, self.applied_index + 1)
+        hi = ready.apply_hi
+        while index < hi:
+            entry_type = type_at(index)
+            if entry_type == E.SESSION_MESSAGE and self.container.failure is None:
+                index = self._apply_session_messages(log, index, hi)
+            else:
+                self.apply(index, log.term_at(index), entry_type, log.payload_at(index))
+                index += 1
+        return max(hi - start, 0)
+
+    def _apply_session_messages(self, log: Any, index: int, hi: int) -> int:
+        """``apply`` for consecutive SESSION_MESSAGE entries from ``index`` (below ``hi``),
+        with the per-entry work of the general path hoisted out of the loop (the role cannot
+        change while committed entries are applied, and no entry object is built); returns
+        the first index not applied. Each entry still goes through _apply_session_message."""
+        type_at, payload_at = log.type_at, log.payload_at
+        unpack, header = E.SESSION_MESSAGE_STRUCT.unpack_from, E.SESSION_MESSAGE_HEADER_BYTES
+        container = self.container
+        apply_message = self._apply_session_message
+        check_ready = self._role is Role.LEADER and not self._leader_ready
+        session_message = E.SESSION_MESSAGE
+        self._in_apply = True
+        try:
+            while index < hi and type_at(index) == session_message:
+                payload = payload_at(index)
+                if len(payload) < header:
+                    E.decode_session_message(payload)          # raises EntryDecodeError
+                timestamp_ns, session_id, seq, correlation_id, service_id = unpack(payload, 0)
+                self.applied_index = index
+                container.current_index = index
+                index += 1
+                if timestamp_ns > self.cluster_time_ns:
+                    self.cluster_time_ns = timestamp_ns
+                apply_message(session_id, seq, correlation_id, service_id, payload[header:])
+                if self._service_closes:
+                    self._finish_service_closes()
+                if check_ready:
+                    self._check_ready()
+                    check_ready = not self._leader_ready
+        finally:
+            self._in_apply = False
+        return index
 
     def apply(self, index: int, term: int, entry_type: int, payload) -> None:
         """Apply one committed entry. Entries must come in log order, each exactly once.
@@ -293,7 +333,8 @@ class ConsensusModule(LeaderDuties):
 
     def _apply_entry(self, index: int, entry_type: int, entry: Any) -> None:
         if entry_type == E.SESSION_MESSAGE:
-            self._apply_session_message(entry)
+            self._apply_session_message(entry.session_id, entry.seq, entry.correlation_id,
+                                        entry.service_id, entry.payload)
         elif entry_type == E.SESSION_OPEN:
             self._apply_session_open(index, entry)
         elif entry_type == E.SESSION_CLOSE:
@@ -347,7 +388,11 @@ class ConsensusModule(LeaderDuties):
 
     def _deliver(self, service_id: int, session: Optional[ClientSession], payload: memoryview) -> None:
         try:
-            self._invoke(service_id, "on_session_message", session, self.cluster_time_ns, payload)
+            if 0 <= service_id < len(self.container.services):
+                self.container.invoke(service_id, "on_session_message", session, self.cluster_time_ns,
+                                      payload)
+            else:
+                self.counters["unknown_service"] += 1
         finally:
             try:
                 payload.release()       # "valid only during the call", enforced
@@ -392,25 +437,36 @@ class ConsensusModule(LeaderDuties):
         self._proposed_closes.discard(s.session_id)
         self._ack_pending.discard(s.session_id)
 
-    def _apply_session_message(self, e: E.SessionMessage) -> None:
-        s = self.sessions.get(e.session_id)
+    def _apply_session_message(self, session_id: int, seq: int, correlation_id: int,
+                               service_id: int, payload: memoryview) -> None:
+        """Exactly-once delivery of one session message (both apply paths come here)."""
+        s = self.sessions.get(session_id)
         if s is None:
             self.counters["message_for_closed_session"] += 1
             return
-        if e.seq <= s.last_applied_seq:
+        if seq <= s.last_applied_seq:
             self.counters["duplicate_message_skipped"] += 1
             return
-        if e.seq != s.last_applied_seq + 1:
+        if seq != s.last_applied_seq + 1:
             self.counters["seq_gap_applied"] += 1
-        s.last_applied_seq = e.seq
-        self._handling = (s, e.seq, e.correlation_id)
-        self._replied = False
-        try:
-            self._deliver(e.service_id, self._view(s), e.payload)
-        finally:
-            self._handling = None
-        if self.is_leader and not self._replied:
-            self._ack_pending.add(s.session_id)
+        s.last_applied_seq = seq
+        if service_id == E.REJECTED_MESSAGE_SERVICE_ID:
+            self.counters["rejected_message_skipped"] += 1    # it only consumes its seq
+            self._replied = False
+        else:
+            self._handling = (s, seq, correlation_id)
+            self._replied = False
+            try:
+                self._deliver(service_id, self._views.get(session_id) or self._view(s), payload)
+            finally:
+                self._handling = None
+        # Only a ready leader acks. A SessionAck releases the client's window up to
+        # last_applied_seq; a new leader still applying its predecessor's entries cannot
+        # know which of their replies the client got (the old leader may have died before
+        # sending them), so it leaves acks and the re-sent window to after its NEW_LEADER
+        # event, when the reply cache answers every message the client still holds.
+        if self.leader_ready and not self._replied:
+            self._ack_pending.add(session_id)
 
     # ---- services' side (Cluster facade and ClientSession) ------------------------------
     def _emit(self, s: SessionState, message: object) -> None:
@@ -420,23 +476,24 @@ class ConsensusModule(LeaderDuties):
     def _session_offer(self, s: SessionState, payload) -> int:
         if s.closed:
             return CLOSED
-        size = len(payload) if not isinstance(payload, memoryview) else payload.nbytes
-        if size > self.config.max_message_bytes:
+        config = self.config
+        size = payload.nbytes if type(payload) is memoryview else len(payload)
+        if size > config.max_message_bytes:
             raise MessageTooLargeError(
-                f"response of {size} bytes exceeds max_message_bytes {self.config.max_message_bytes}")
+                f"response of {size} bytes exceeds max_message_bytes {config.max_message_bytes}")
         data = bytes(payload)
         s.offers += 1
         handling = self._handling
         if handling is not None and handling[0] is s:
             _, seq, correlation_id = handling
-            if not s.record_reply(seq, correlation_id, data, self.config.reply_cache_messages,
-                                  self.config.reply_cache_replies_per_message):
+            if not s.record_reply(seq, correlation_id, data, config.reply_cache_messages,
+                                  config.reply_cache_replies_per_message):
                 self.counters["reply_not_cached"] += 1
             ack_seq = seq
             self._replied = True
         else:
             correlation_id, ack_seq = 0, s.last_applied_seq
-        if self.is_leader:
+        if self._role is Role.LEADER:
             self._emit(s, P.EgressMessage(s.session_id, correlation_id, ack_seq, data))
         return s.offers
 

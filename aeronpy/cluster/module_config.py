@@ -43,7 +43,10 @@ class ModuleConfig:
     members: Mapping[int, str] = field(default_factory=dict)
     session_timeout_ns: int = 10_000_000_000
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
-    reply_cache_messages: int = 16              # per session: replies to its latest N messages
+    # Per session: replies to its latest N messages. Keep it >= the clients' send window
+    # (ClientConfig.window_messages, 256 by default): then every reply to a message a client may
+    # still re-send after a failover is still cached, and no reply is ever lost.
+    reply_cache_messages: int = 256
     reply_cache_replies_per_message: int = 8
     egress_queue_max: int = 4096                # per client, then drop and count
     service_message_queue_max: int = 65536      # pending cluster.offer() messages

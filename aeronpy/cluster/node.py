@@ -48,6 +48,7 @@ _ROLE, _TERM, _LEADER, _COMMIT, _APPEND = (int(_S.ROLE), int(_S.LEADERSHIP_TERM)
 _ELECTION_STATE, _CM_STATE, _SESSIONS = (int(_S.ELECTION_STATE), int(_S.CONSENSUS_MODULE_STATE),
                                          int(_S.SESSIONS_OPEN))
 _ERRORS = int(_S.ERRORS)
+_IDLE_COUNTERS_INTERVAL_NS = 1 * _MS     # counters of cycles that did nothing: at most this often
 
 
 def load_authenticator(spec: str) -> Authenticator:
@@ -163,6 +164,7 @@ class ClusterNode:
         self._pending = None          # a Ready waiting for its fsync (file_sync != "none")
         self._decode = _codec.decode
         self._encode = _codec.encode
+        self._counters_due_ns = 0
         self._publish_counters()
         self.log.info("started: member %d of cluster %d, %d members, data dir %s",
                       config.member_id, config.cluster_id, len(config.members), config.data_dir)
@@ -206,8 +208,11 @@ class ClusterNode:
             self._fail(exc)
             raise
         end_ns = self._clock()
-        self._publish_counters()
-        self._transport_counters.maybe_publish(end_ns)
+        if work or end_ns >= self._counters_due_ns:
+            # an empty cycle changes nothing worth publishing at once: idle spinning stays cheap
+            self._counters_due_ns = end_ns + _IDLE_COUNTERS_INTERVAL_NS
+            self._publish_counters()
+            self._transport_counters.maybe_publish(end_ns)
         self.counters.observe_duty_cycle(end_ns - start_ns)
         if self._stop_by_action and self._thread is None:
             self.close()               # invoker mode: the caller sees node.closed

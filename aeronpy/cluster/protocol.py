@@ -13,6 +13,10 @@ EVENT_REDIRECT = 2
 EVENT_AUTHENTICATION_REJECTED = 3
 EVENT_CLOSED = 4
 
+# SessionEvent.detail of the EVENT_ERROR answering a message above the cluster's
+# max_message_bytes (the cluster consumes its seq; the client fails a request waiting for it)
+DETAIL_MESSAGE_TOO_LARGE = "message too large"
+
 SessionConnect = message_class(
     "SessionConnect", 32, "correlation_id client_nonce response_endpoint credentials protocol_version",
     defaults={"credentials": b"", "protocol_version": 1},
@@ -32,7 +36,9 @@ NewLeaderEvent = message_class(
     doc="Egress: a new leader took over; the client re-sends its unacknowledged messages there.")
 EgressMessage = message_class(
     "EgressMessage", 38, "session_id correlation_id ack_seq payload",
-    doc="A response; ack_seq is the highest seq of this session the cluster has applied.")
+    doc="A response. ack_seq: the seq of the message it answers (correlation_id != 0), or the "
+        "highest seq applied (the service's own messages, correlation_id 0). Not a cumulative "
+        "ack: the reply to a lower seq may still be on its way from another leader.")
 SessionAck = message_class(
     "SessionAck", 39, "session_id leadership_term ack_seq",
     doc="Egress: the highest seq applied, so the client can release its resend buffer.")

@@ -39,13 +39,19 @@ class SessionState:
     def record_reply(self, seq: int, correlation_id: int, payload: bytes,
                      max_messages: int, max_replies_per_message: int) -> bool:
         """Keep a reply to message ``seq``; False when it was not kept (bound reached)."""
-        replies = self.replies.get(seq)
+        cache = self.replies
+        replies = cache.get(seq)
         if replies is None:
             if max_messages <= 0:
                 return False
-            replies = self.replies[seq] = []
-            while len(self.replies) > max_messages:
-                self.replies.popitem(last=False)
+            if max_replies_per_message > 0:     # the common case: the first reply to seq
+                cache[seq] = [(correlation_id, payload)]
+                while len(cache) > max_messages:
+                    cache.popitem(last=False)
+                return True
+            replies = cache[seq] = []
+            while len(cache) > max_messages:
+                cache.popitem(last=False)
         if len(replies) >= max_replies_per_message:
             return False
         replies.append((correlation_id, payload))

@@ -1,4 +1,4 @@
-"""Frame admission: decide whether a datagram may enter a stream, and count why not.
+"""Frame admission: decide whether a frame may enter a stream, and count why not.
 
 The rule of this module: input from the network never raises. A datagram is checked
 cheapest-first (shape, cluster, stream, size, then the MAC, which costs a hash) and every
@@ -28,10 +28,16 @@ class Admission:
         self.drops = counters.drops
 
     def admit(self, datagram) -> int:
-        """The frame type if ``datagram`` passes; 0 (and one drop counted) if not."""
+        """The frame type if ``datagram`` (exactly one frame) passes; 0 (and one drop counted)
+        if not."""
+        return self.admit_at(datagram, 0, True)
+
+    def admit_at(self, datagram, offset: int, whole: bool = False) -> int:
+        """The same checks for the frame at ``offset`` of a datagram packing several frames;
+        on success ``reader.frame_end`` is where the next frame starts."""
         reader = self.reader
         try:
-            frame_type = reader.read(datagram)
+            frame_type = reader.read_at(datagram, offset, whole)
         except FrameError:
             self.drops["malformed"] += 1
             return 0

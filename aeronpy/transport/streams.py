@@ -100,7 +100,7 @@ class StreamSender:
 
     def offer(self, payload, now_ns: int) -> int:
         """Queue one message; returns the new tail position (> 0) or ``BACK_PRESSURED``."""
-        view = memoryview(payload).cast("B")
+        view = payload if type(payload) is bytes else memoryview(payload).cast("B")
         n = len(view)
         if n == 0:
             raise ValueError("empty messages are not allowed on a stream")
@@ -116,9 +116,25 @@ class StreamSender:
         chunk = self.max_fragment_bytes
         data = self._writer.data
         if n <= chunk:
+            frame = data(position, UNFRAGMENTED, n, view)
+            frames = self._frames
             self._positions.append(position)
-            self._frames.append(data(position, UNFRAGMENTED, n, view))
+            frames.append(frame)
             self._lengths.append(n)
+            end = self.tail_position = position + n
+            self._c.messages_out += 1
+            acked = self.acked_position
+            if self._next == len(frames) - 1 and \
+                    (end <= acked + self.receiver_window or position == acked):
+                # the common case, inlined: nothing waits before it and the window allows it
+                self._emit(frame)
+                self._next += 1
+                self.sent_position = end
+                self._last_emit_ns = now_ns
+                self._c.data_frames_out += 1
+            elif position - acked < self.receiver_window:
+                self._transmit_new(now_ns)
+            return end
         else:
             for offset in range(0, n, chunk):
                 piece = view[offset:offset + chunk]
@@ -263,6 +279,17 @@ class StreamReceiver:
         length = len(payload)
         end = position + length
         expected = self.expected_position
+        if position == expected and fragment_flags == UNFRAGMENTED and self._assembly is None \
+                and not self._pending:
+            # the common case, inlined: the next whole message, nothing held out of order
+            self.expected_position = end
+            self._c.messages_in += 1
+            handler(peer_id, payload)
+            if end > self.high_position:
+                self.high_position = end
+            if end - self._last_status_position >= self._status_threshold:
+                self._send_status(now_ns)
+            return 1
         if position != expected:
             if end <= expected or position < expected:
                 self._c.duplicates += 1

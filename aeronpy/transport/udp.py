@@ -78,7 +78,7 @@ class UdpTransport:
                  on_new_client: Optional[Callable[[int, tuple], object]] = None,
                  on_client_lost: Optional[Callable[[int], object]] = None,
                  rcvbuf_bytes: int = 2 * 1024 * 1024, sndbuf_bytes: int = 2 * 1024 * 1024,
-                 batch: int = 64, use_mmsg: bool = True,
+                 batch: int = 64, use_mmsg: bool = True, coalesce: bool = True,
                  clock: Callable[[], int] = time.monotonic_ns):
         if sender_id < CLIENT_SENDER_ID:
             raise ValueError(f"sender_id must be a member id >= 0 or -1 (client), got {sender_id}")
@@ -93,6 +93,7 @@ class UdpTransport:
         self.liveness_timeout_ns = liveness_timeout_ns
         self.on_new_client = on_new_client
         self.on_client_lost = on_client_lost
+        self.coalesce = coalesce
         self.counters = TransportCounters()
         self._clock = clock
         self._socket = UdpSocket(bind_host, bind_port, batch=batch, max_datagram_bytes=mtu,
@@ -135,7 +136,8 @@ class UdpTransport:
 
     def _new_peer(self, peer_id: int, key: int, is_client: bool, epoch: Optional[int],
                   start_position: int = 0) -> Peer:
-        emit = partial(self._socket.queue, key)
+        # Frames queued to a peer in one duty cycle share datagrams up to the MTU (coalesce).
+        emit = partial(self._socket.queue_frame if self.coalesce else self._socket.queue, key)
         sender = StreamSender(self._writer, emit, self.config, self.counters, self._now_ns,
                               start_position)
         return Peer(peer_id, key, sender, emit, is_client, epoch, self._now_ns)
@@ -220,32 +222,45 @@ class UdpTransport:
         return n
 
     def _on_datagram(self, key: int, datagram: memoryview) -> None:
-        frame_type = self._admission.admit(datagram)
-        if not frame_type:
-            return
+        """Every frame of one datagram, in order. A refused frame drops the rest of its
+        datagram with it (one drop counted): the frames after it came from the same sender."""
+        admit = self._admission.admit_at
         reader = self._reader
-        peer = self._resolve_peer(key, reader.sender_id, reader.epoch, frame_type)
-        if peer is None:
-            return
+        size = len(datagram)
+        offset = 0
+        peer = None
+        peer_sender = peer_epoch = None
         now = self._now_ns
-        peer.last_heard_ns = now
-        if frame_type == DATA:
-            image = peer.image or self._new_image(peer)
-            off = reader.payload_offset
-            image.on_data(reader.position, reader.fragment_flags, reader.message_length,
-                          datagram[off:off + reader.payload_length], self._handler, peer.peer_id, now)
-        elif frame_type == STATUS or frame_type == NAK:
-            if reader.stream_epoch != self.epoch:
-                self._admission.drop("stale_epoch")    # about an earlier incarnation of us
-            elif frame_type == STATUS:
-                peer.sender.on_status(reader.position, reader.length, now)
-            else:
-                peer.sender.on_nak(reader.position, reader.length, now)
-        elif frame_type == HEARTBEAT:
-            (peer.image or self._new_image(peer)).on_heartbeat(reader.position, now)
-        elif frame_type == SETUP:
-            (peer.image or self._new_image(peer)).on_setup(reader.position, self._handler,
-                                                           peer.peer_id, now)
+        while True:     # at least once: an empty datagram is refused as malformed
+            frame_type = admit(datagram, offset)
+            if not frame_type:
+                return
+            offset = reader.frame_end
+            if peer is None or reader.sender_id != peer_sender or reader.epoch != peer_epoch:
+                peer_sender, peer_epoch = reader.sender_id, reader.epoch
+                peer = self._resolve_peer(key, peer_sender, peer_epoch, frame_type)
+                if peer is None:
+                    return
+                peer.last_heard_ns = now
+            if frame_type == DATA:
+                image = peer.image or self._new_image(peer)
+                off = reader.payload_offset
+                image.on_data(reader.position, reader.fragment_flags, reader.message_length,
+                              datagram[off:off + reader.payload_length], self._handler, peer.peer_id, now)
+            elif frame_type == STATUS or frame_type == NAK:
+                if reader.stream_epoch != self.epoch:
+                    self._admission.drop("stale_epoch")    # about an earlier incarnation of us
+                elif frame_type == STATUS:
+                    peer.sender.on_status(reader.position, reader.length, now)
+                else:
+                    peer.sender.on_nak(reader.position, reader.length, now)
+            elif frame_type == HEARTBEAT:
+                (peer.image or self._new_image(peer)).on_heartbeat(reader.position, now)
+            elif frame_type == SETUP:
+                (peer.image or self._new_image(peer)).on_setup(reader.position, self._handler,
+                                                               peer.peer_id, now)
+            if offset >= size:
+                return
 
     def _new_image(self, peer: Peer) -> StreamReceiver:
         peer.image = StreamReceiver(peer.epoch, self._writer, peer.emit, self.config,

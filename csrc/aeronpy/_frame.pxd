@@ -1,4 +1,4 @@
-# cdef contract of aeronpy._frame: the versioned frame layer (one frame per UDP datagram).
+# cdef contract of aeronpy._frame: the versioned frame layer (one or more whole frames per UDP datagram).
 # Layout and rules: docs/transport.md and docs/internal/interfaces.md 1.3.
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 
@@ -52,5 +52,8 @@ cdef class FrameReader:
     cdef readonly int32_t stream_epoch
     cdef readonly Py_ssize_t payload_offset
     cdef readonly Py_ssize_t payload_length
+    cdef readonly Py_ssize_t frame_offset
+    cdef readonly Py_ssize_t frame_end
     cpdef int read(self, buf) except -1
+    cpdef int read_at(self, buf, Py_ssize_t offset, bint whole=*) except -1
     cpdef bint mac_ok(self, buf)

@@ -14,6 +14,7 @@ cdef extern from "udp_platform.h":
         uint64_t truncated
         uint64_t oversize_out
         uint64_t other_errors
+        uint64_t frames_coalesced
     ctypedef struct udp_batch:
         int capacity
         int slot_bytes
@@ -28,6 +29,8 @@ cdef extern from "udp_platform.h":
     int udp_send_batch(udp_sock_t s, udp_batch *b, int use_mmsg, udp_counters *c) nogil
     int udp_batch_queue(udp_batch *b, uint64_t key, const unsigned char *head, int head_len,
                         const unsigned char *body, int body_len) nogil
+    int udp_batch_append_frame(udp_batch *b, uint64_t key, const unsigned char *frame,
+                               int frame_len, int max_len, udp_counters *c) nogil
     int udp_wait_readable(udp_sock_t s, int timeout_ms) nogil
 
 
@@ -44,4 +47,5 @@ cdef class UdpSocket:
 
     cpdef int queue(self, uint64_t address_key, object datagram) except -2
     cpdef int queue_parts(self, uint64_t address_key, object head, object body) except -2
+    cpdef int queue_frame(self, uint64_t address_key, object frame) except -2
     cpdef int flush(self)

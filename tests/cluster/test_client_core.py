@@ -93,7 +93,7 @@ def test_new_leader_event_resends_every_unacknowledged_message_to_the_new_leader
     c = connected()
     for i in range(4):
         c.offer(b"%d" % i)
-    c.on_egress(P.EgressMessage(42, 2, 2, b"r"), 0)
+    c.on_egress(P.SessionAck(42, 3, 2), 0)           # messages 1 and 2 are done with
     sent(c)
     c.on_egress(P.NewLeaderEvent(42, 4, 0, "0=m0:1,1=m1:1,2=m2:1"), 0)
     out = sent(c)
@@ -192,3 +192,67 @@ def test_codes_match_the_public_constants_and_exports_resolve():
         assert getattr(cluster, name).__name__ == name
     with pytest.raises(AttributeError):
         cluster.NoSuchThing
+
+
+def test_a_reply_to_a_later_message_does_not_release_an_earlier_unanswered_one():
+    # the replies to 1 and 2 died with a leader; the new one answers 3 and 4 first
+    c = connected(resend_timeout_ns=100, keepalive_interval_ns=10 ** 12)
+    cids = [c.offer(b"%d" % seq, now_ns=0) for seq in range(1, 5)]
+    sent(c)
+    for seq in (3, 4):
+        c.on_egress(P.EgressMessage(42, cids[seq - 1], seq, b"r%d" % seq), 10)
+    assert c.unacknowledged == 4
+    c.tick(100)                                       # no progress: 1 and 2 are asked for again
+    assert [m.seq for _, m in sent(c)] == [1, 2, 3, 4]
+    for seq in (1, 2, 3, 4):                          # the reply cache answers all four
+        c.on_egress(P.EgressMessage(42, cids[seq - 1], seq, b"r%d" % seq), 110)
+    got = []
+    c.poll(lambda cid, p: got.append((cid, bytes(p))))
+    assert sorted(got) == [(cids[i], b"r%d" % (i + 1)) for i in range(4)]
+    assert c.unacknowledged == 0 and c.counters["duplicate_responses"] == 2
+
+
+def test_a_reply_arriving_after_a_later_ones_is_delivered_once():
+    c = connected()
+    a, b = c.offer(b"a"), c.offer(b"b")
+    c.on_egress(P.EgressMessage(42, b, 2, b"rb"), 0)  # from the new leader
+    c.on_egress(P.EgressMessage(42, a, 1, b"ra"), 0)  # from its reply cache, later
+    c.on_egress(P.EgressMessage(42, a, 1, b"ra"), 0)
+    got = []
+    c.poll(lambda cid, p: got.append((cid, bytes(p))))
+    assert got == [(b, b"rb"), (a, b"ra")] and c.unacknowledged == 0
+
+
+def test_unsolicited_responses_release_nothing_and_session_acks_release_up_to_their_seq():
+    c = connected()
+    for i in range(3):
+        c.offer(b"%d" % i)
+    c.on_egress(P.EgressMessage(42, 0, 3, b"push"), 0)   # the service's own: answers nothing
+    assert c.unacknowledged == 3
+    c.on_egress(P.SessionAck(42, 3, 2), 0)
+    assert c.unacknowledged == 1
+
+
+def test_rejected_message_fails_its_request_and_the_ack_releases_it():
+    c = connected()
+    cid = c.offer(b"big", expect_reply=True)
+    later = c.offer(b"small")
+    c.on_egress(P.SessionEvent(cid, 42, P.EVENT_ERROR, 1, 3, "message too large"), 0)
+    error = c.take_error(cid)
+    assert isinstance(error, MessageTooLargeError) and "too large" in str(error)
+    assert not c.is_awaiting(cid) and c.take_error(cid) is None
+    assert c.counters["messages_rejected"] == 1
+    c.on_egress(P.SessionAck(42, 3, 1), 0)            # the cluster consumed its seq
+    assert c.unacknowledged == 1
+    c.on_egress(P.EgressMessage(42, later, 2, b"ok"), 0)
+    assert c.unacknowledged == 0
+
+
+def test_record_of_delivered_replies_is_bounded():
+    c = connected(window_messages=4)
+    for seq in range(1, 101):
+        cid = c.offer(b"x")
+        c.on_egress(P.EgressMessage(42, cid, seq, b"r"), 0)
+    assert c.unacknowledged == 0 and len(c._answered) <= 5
+    c.on_egress(P.EgressMessage(42, 2, 1, b"r"), 0)    # far below the window: a late duplicate
+    assert c.counters["duplicate_responses"] == 1

@@ -196,9 +196,20 @@ def test_oversized_ingress_is_refused_and_oversized_response_stops_the_node():
     w = FakeWorld(services=lambda: [Big()], max_message_bytes=64)
     sid = w.connect()
     w.ingress(0, C1, msg(sid, 1, b"x" * 65))
-    assert E.SESSION_MESSAGE not in w.log_types()
-    assert w.take(0, P.SessionEvent)[0].detail == "message too large"
-    w.ingress(0, C1, msg(sid, 1, b"x" * 64))
+    [error] = w.take(0, P.SessionEvent)
+    assert (error.code, error.detail, error.correlation_id) == (P.EVENT_ERROR, "message too large", 101)
+    w.settle()      # Big would fail the node if it saw the placeholder (its reply is too large)
+    # the refused message consumed seq 1 with a placeholder no service sees, and is acked, so
+    # it leaves the client's window instead of blocking every later message as a seq gap
+    assert w.modules[0].sessions.get(sid).last_applied_seq == 1
+    assert w.modules[0].counters["rejected_message_skipped"] == 1
+    assert [a.ack_seq for a in w.take(0, P.SessionAck)] == [1]
+    w.ingress(0, C1, msg(sid, 1, b"x" * 65))             # re-sent: refused again, acked again
+    assert [e.detail for e in w.take(0, P.SessionEvent)] == ["message too large"]
+    w.settle()
+    assert [a.ack_seq for a in w.take(0, P.SessionAck)] == [1]
+    assert w.log_types().count(E.SESSION_MESSAGE) == 1
+    w.ingress(0, C1, msg(sid, 2, b"x" * 64))
     with pytest.raises(ServiceError) as info:
         w.settle()
     assert isinstance(info.value.cause, MessageTooLargeError)

@@ -48,6 +48,25 @@ def test_oversized_payload_is_refused_at_offer_and_nothing_is_sent(shared_cluste
         assert _echo(client, "x" * 4000)["data"] == "x" * 4000              # the limit is exact
 
 
+def test_message_above_the_clusters_limit_fails_its_request_and_does_not_wedge_the_session(shared_cluster):
+    # the client allows more than the cluster (1 MiB): the leader refuses the message, and
+    # it must neither hang its request nor stay at the head of the window blocking the rest
+    config = ClientConfig(max_message_bytes=2 << 20, resend_timeout_ns=FAST_CLIENT.resend_timeout_ns,
+                          keepalive_interval_ns=FAST_CLIENT.keepalive_interval_ns)
+    too_big = b"x" * ((1 << 20) + 1)
+    with shared_cluster.connect(config=config) as client:
+        _echo(client, "before")
+        with pytest.raises(MessageTooLargeError, match="rejected"):
+            client.request(too_big, timeout_s=10.0)
+        assert client.offer(too_big) > 0                      # no one waits for this one
+        assert _echo(client, "after") == {"service": 0, "data": "after"}
+        assert shared_cluster.wait_for(lambda: client.poll_egress(lambda *_: None) >= 0
+                                       and client._core.unacknowledged == 0, 10.0)
+        assert client.counters["messages_rejected"] >= 2
+    # no service on any member saw the refused messages
+    assert shared_cluster.wait_probe(lambda r: _messages(r, client.session_id) == ["before", "after"])
+
+
 def _garbage(rng: random.Random) -> list:
     header = struct.Struct("<IBBHiiii")    # frame_length, version, flags, type, cluster, sender, stream, epoch
     return [

@@ -189,6 +189,10 @@ def test_every_tool_command_on_a_live_cluster_then_shutdown(make_cluster):
     try:
         for _ in range(20):
             add(client)
+        # nothing polls this client while the tool commands below run (a dozen interpreter
+        # starts: over session_timeout_ms on a loaded machine, and an idle session is closed
+        # by design), so it goes now and the suspend section opens its own
+        client.close()
 
         # -- read-only commands ------------------------------------------------------------
         code, data, err = tool(pc, "describe", follower)
@@ -228,6 +232,7 @@ def test_every_tool_command_on_a_live_cluster_then_shutdown(make_cluster):
         assert wait_until(lambda: counters(pc, follower)["snapshot_count"] == 1, 5)
 
         # -- suspend: the control first (a request is answered), then nothing commits ------
+        client = aeronpy.ClusterClient.connect(pc.ingress_endpoints, timeout_s=10)
         total = add(client, timeout_s=2.0)
         code, data, err = tool(pc, "suspend", follower)
         assert code == 0 and data["completed"] and data["state"] == "SUSPENDED", (data, err)

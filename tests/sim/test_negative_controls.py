@@ -147,11 +147,11 @@ def test_duplicate_delivery_is_caught(monkeypatch):
     assert sim.module(sim.leader()).counters["duplicate_message_skipped"] >= 1
     original = ConsensusModule._apply_session_message
 
-    def forgetful(self, entry):
-        session = self.sessions.get(entry.session_id)
+    def forgetful(self, session_id, seq, *rest):
+        session = self.sessions.get(session_id)
         if session is not None:
-            session.last_applied_seq = min(session.last_applied_seq, entry.seq - 1)
-        return original(self, entry)
+            session.last_applied_seq = min(session.last_applied_seq, seq - 1)
+        return original(self, session_id, seq, *rest)
     monkeypatch.setattr(ConsensusModule, "_apply_session_message", forgetful)
     with pytest.raises(InvariantViolation, match="exactly-once.*twice"):
         _sequence_again(sim, client, 1)

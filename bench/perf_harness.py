@@ -1,0 +1,149 @@
+"""CPU cost per replicated message, the figure the hot-path work in bench/results/perf.md is
+measured by. On a shared machine wall-clock throughput moves 2x between runs; CPU time per
+message barely moves, and on 2 cores it is what bounds throughput.
+
+    python bench/perf_harness.py inproc [--messages N] [--profile]
+        3 ClusterNodes and a client in this one thread, each driven by do_work(): CPU us per
+        message of the whole path (no scheduling, no other process), optionally with cProfile.
+    python bench/perf_harness.py processes [--seconds S] [--spin]
+        3 node processes (ProcessCluster) and a client here: msgs/s and CPU us per message of
+        the client, the leader and each follower (from /proc). The client idles on an empty
+        poll, as `aeronpy bench` does; --spin makes it busy-poll instead.
+
+Both: EchoService, 32-byte messages, 512 offers in flight.
+"""
+from __future__ import annotations
+
+import argparse
+import cProfile
+import os
+import pstats
+import sys
+import tempfile
+import time
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if REPO_ROOT not in sys.path:
+    sys.path.insert(0, REPO_ROOT)
+
+from aeronpy.client import ClusterClient, _Backoff  # noqa: E402
+
+WINDOW = 512
+PAYLOAD = b"x" * 32
+ECHO = "aeronpy.testing.services:EchoService"
+
+
+def _windowed(client, count: int, pump, idle=None) -> None:
+    """Keep WINDOW offers in flight until ``count`` replies came back; ``pump()`` runs the nodes."""
+    replies = [0]
+
+    def on_reply(_cid, _payload) -> None:
+        replies[0] += 1
+    sent = 0
+    deadline = time.monotonic() + 120
+    while replies[0] < count and time.monotonic() < deadline:
+        while sent < count and sent - replies[0] < WINDOW and client.offer(PAYLOAD) > 0:
+            sent += 1
+        pump()
+        got = client.poll_egress(on_reply)
+        if idle is not None:
+            idle(got)
+    if replies[0] < count:
+        raise SystemExit(f"only {replies[0]} of {count} replies within 120 s")
+
+
+def inproc(messages: int, profile: bool) -> None:
+    from aeronpy.cluster.config import NodeConfig
+    from aeronpy.cluster.node import ClusterNode
+    from aeronpy.testing.process_cluster import free_udp_ports
+    from aeronpy.testing.services import EchoService
+    ports = free_udp_ports(6)
+    members = [{"id": i, "host": "127.0.0.1", "consensus_port": ports[2 * i],
+                "ingress_port": ports[2 * i + 1]} for i in range(3)]
+    base = tempfile.mkdtemp(prefix="aeronpy-perf-")
+    nodes = [ClusterNode(NodeConfig(cluster_id=7, members=members, member_id=i, data_dir=f"{base}/n{i}",
+                                    log_level="WARNING"), [EchoService()]) for i in range(3)]
+
+    def pump() -> None:
+        for node in nodes:
+            node.do_work()
+    try:
+        deadline = time.monotonic() + 10
+        while not any(n.role.name == "LEADER" for n in nodes) and time.monotonic() < deadline:
+            pump()
+            time.sleep(0.001)
+        client = ClusterClient.open(",".join(f"127.0.0.1:{m['ingress_port']}" for m in members))
+        while not client.is_connected and time.monotonic() < deadline:
+            pump()
+            client.do_work()
+        _windowed(client, 2_000, pump)                          # warm up
+        profiler = cProfile.Profile() if profile else None
+        cpu0, wall0 = time.process_time(), time.perf_counter()
+        if profiler:
+            profiler.enable()
+        _windowed(client, messages, pump)
+        if profiler:
+            profiler.disable()
+        cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+        print(f"in-process, {messages} x 32 B: CPU {cpu / messages * 1e6:.1f} us per message "
+              f"({messages / wall:,.0f} msgs/s wall, one thread){' [profiled]' if profile else ''}")
+        if profiler:
+            pstats.Stats(profiler).sort_stats("tottime").print_stats(30)
+        client.close()
+    finally:
+        for node in nodes:
+            node.close()
+
+
+def _cpu_seconds(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def processes(seconds: float, spin: bool) -> None:
+    from aeronpy.testing.process_cluster import ProcessCluster
+    with ProcessCluster(3, services=[ECHO]) as cluster:
+        cluster.start()
+        if cluster.leader(timeout_s=30) is None:
+            raise SystemExit("no leader")
+        client = ClusterClient.connect(cluster.ingress_endpoints, timeout_s=10)
+        idle = None if spin else _Backoff()
+        rate_probe = time.perf_counter()
+        _windowed(client, 5_000, lambda: None, idle)
+        per_second = 5_000 / (time.perf_counter() - rate_probe)
+        count = max(10_000, int(per_second * seconds))
+        pids = {i: p.pid for i, p in cluster.procs.items()}
+        before = {i: _cpu_seconds(p) for i, p in pids.items()}
+        cpu0, wall0 = time.process_time(), time.perf_counter()
+        _windowed(client, count, lambda: None, idle)
+        wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+        after = {i: _cpu_seconds(p) for i, p in pids.items()}
+        leader = cluster.leader(timeout_s=1)
+        parts = [f"client {cpu / count * 1e6:.1f}"] + [
+            f"{'leader' if i == leader else 'follower'} {(after[i] - before[i]) / count * 1e6:.1f}"
+            for i in sorted(pids)]
+        print(f"3 processes + client ({'spinning' if spin else 'idling'} client), {count} x 32 B: "
+              f"{count / wall:,.0f} msgs/s; CPU us per message: {', '.join(parts)}")
+        client.close()
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="mode", required=True)
+    p = sub.add_parser("inproc")
+    p.add_argument("--messages", type=int, default=20_000)
+    p.add_argument("--profile", action="store_true")
+    p = sub.add_parser("processes")
+    p.add_argument("--seconds", type=float, default=3.0)
+    p.add_argument("--spin", action="store_true")
+    args = parser.parse_args(argv)
+    if args.mode == "inproc":
+        inproc(args.messages, args.profile)
+    else:
+        processes(args.seconds, args.spin)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -129,6 +129,11 @@ class NodeSnapshots:
     def install(self, info: Any) -> None:
         install_snapshot(self.core, self.archive, self.module, info)
         snapshotter = self.snapshotter
+        # the archive kept no log below the installed snapshot, so an older one can no longer
+        # be recovered around: it must not count as a fallback (found by the simulator)
+        for old in [k for k in snapshotter.kept if k.index < info.index]:
+            snapshotter.kept.remove(old)
+            snapshotter._delete(old)
         snapshotter.keep(info)
         snapshotter._compact()
         self.log.info("installed snapshot at index %d (%d bytes) from the leader", info.index, info.size)

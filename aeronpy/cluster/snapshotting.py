@@ -266,6 +266,11 @@ class Snapshotter:
             stats.failed += 1
             self.log.warning("snapshot at index %d failed: %r", inflight.index, exc)
             return 1
+        if info.index < self.core.log.base_index:
+            # overtaken by a snapshot installed from the leader meanwhile: no log follows it,
+            # so it is no fallback either; drop it (found by the simulator)
+            self._delete(info)
+            return 1
         stats.taken += 1
         stats.last_index = info.index
         stats.last_bytes = info.size
@@ -306,17 +311,19 @@ class Snapshotter:
         """Keep the newest ``snapshots_to_keep`` snapshots and the log after the oldest kept;
         drop the in-memory log prefix and purge whole segments and snapshot files below it."""
         while len(self.kept) > self.snapshots_to_keep:
-            old = self.kept.pop(0)
-            try:
-                self.archive.fs.remove(old.path)
-                self.stats.deleted_snapshots += 1
-            except OSError as exc:
-                self.log.warning("could not delete old snapshot %s: %r", old.path, exc)
+            self._delete(self.kept.pop(0))
         oldest = self.kept[0]
         core = self.core
         if oldest.index > core.log.base_index and oldest.index <= core.applied_index:
             core.compact(oldest.index, oldest.term)
         self.stats.purged_segments += self.archive.purge_below(oldest.index + 1)
+
+    def _delete(self, info: Any) -> None:
+        try:
+            self.archive.fs.remove(info.path)
+            self.stats.deleted_snapshots += 1
+        except OSError as exc:
+            self.log.warning("could not delete old snapshot %s: %r", info.path, exc)
 
     def adopt_recovered(self, archive_snapshots: Sequence) -> None:
         """At start: the snapshots already on disk (newest last) count towards retention."""

@@ -333,8 +333,11 @@ def test_regression_received_snapshot_the_member_already_passed_is_not_installed
 def test_regression_swarm_seeds_found_by_the_10000_seed_run():
     """5583 / 6786: a snapshot that recovery skipped (bad checksum) was still counted for
     retention, became the compaction point and was sent to a follower, whose install failed
-    its inner checksum. 2615: the stale install above."""
-    for seed, fault in ((5583, "corrupt_snapshot"), (6786, "corrupt_snapshot"), (2615, "snapshots_installed")):
+    its inner checksum. 2615: the stale install above. 1954: after an install, an older kept
+    snapshot (no log after it any more) still counted as the fallback, so corrupting the
+    newest left a member that could not start."""
+    for seed, fault in ((5583, "corrupt_snapshot"), (6786, "corrupt_snapshot"), (2615, "snapshots_installed"),
+                        (1954, "snapshots_installed")):
         result = run_seed(seed)
         assert result.ok, result.error
         assert result.faults[fault] >= 1, result.faults

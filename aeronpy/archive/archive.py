@@ -344,6 +344,63 @@ class Archive:
         except OSError as exc:
             raise self._fail(exc, f"purging below index {index}")
 
+    def reset_to_snapshot(self, index: int, term: int, keeps_suffix: bool) -> None:
+        """The archived log after a snapshot at (``index``, ``term``) was installed from the
+        leader (InstallSnapshot). The snapshot must already be recorded.
+
+        ``keeps_suffix``: the member's log holds the entry (``index``, ``term``), so the entries
+        after it stay; only whole segments below the snapshot are purged. Otherwise (or when
+        the archived entry at ``index`` is missing or of another term) every segment is
+        dropped and the next append starts at ``index + 1``. Durable on return; the commit
+        index becomes at least ``index``."""
+        self._check_writable()
+        newest = max((s.index for s in self._recording_log.snapshots()), default=0)
+        if index > newest:
+            raise ValueError(f"reset_to_snapshot({index}): record the snapshot first "
+                             f"(newest recorded snapshot at {newest})")
+        if keeps_suffix and self._holds(index, term):
+            self._commit = max(self._commit, index)
+            self.purge_below(index + 1)
+            return
+        self._drain()
+        try:
+            self._segments.reset_at(index, term)
+            self.fs.sync_dir(self.data_dir)
+            self._durable = self._requested = index
+            self._commit = max(self._commit, index)
+            self._marker.write(index, self._commit_for_marker(), sync=True)
+        except OSError as exc:
+            raise self._fail(exc, f"resetting the log at snapshot {index}")
+
+    def _holds(self, index: int, term: int) -> bool:
+        segments = self._segments
+        if index == segments.base_index:
+            return segments.base_term == term
+        if not segments.base_index < index <= self.written_index:
+            return False
+        try:
+            return self._segments.read(index)[0] == term
+        except (OSError, ValueError):
+            return False
+
+    def recorded_snapshots(self) -> list:
+        """`SnapshotInfo` of every recorded snapshot whose file still exists, lowest index first.
+        Not re-verified (recovery verifies the one it loads): for retention and transfer."""
+        out = []
+        for entry in self._recording_log.snapshots():
+            path = f"{self.data_dir}/{entry.name}"
+            if not self.fs.exists(path):
+                continue
+            handle = self.fs.open_file(path)
+            try:
+                size = self.fs.size(handle)
+            finally:
+                self.fs.close(handle)
+            out.append(SnapshotInfo(entry.index, entry.term, path, entry.checksum,
+                                    entry.timestamp_ns, size))
+        out.sort(key=lambda info: info.index)
+        return out
+
     # -- snapshots ---------------------------------------------------------------------------
     def begin_snapshot(self, index: int, term: int) -> SnapshotWriter:
         """A writable file for the snapshot taken at (``index``, ``term``); `commit()` it."""

@@ -337,8 +337,6 @@ class MemFileSystem(FileSystem):
         return handle
 
     def close(self, handle: _MemHandle) -> None:
-        if handle.closed:
-            raise OSError(errno.EBADF, "handle closed twice", handle.path)
         handle.closed = True
         self._live_handles.discard(id(handle))
 

@@ -109,7 +109,7 @@ def test_simulated_disk_models_the_bound_through_crashes_and_power_loss(file_syn
     assert arc.truncate_from(1400) is None and arc.written_index == 1399
     del log
     synced = arc.sync()
-    assert fs.open_handles <= limit
+    assert fs.open_handles == accounted_handles(arc) <= limit
     fs.power_fail(random.Random(3))
     assert fs.open_handles == 0
     arc2 = Archive.open("/d", file_sync=file_sync, segment_bytes=SEG, fs=fs)
@@ -133,19 +133,30 @@ def test_simulated_disk_refuses_past_its_descriptor_limit():
     assert fs.open_handles == 0
 
 
+def accounted_handles(arc: Archive) -> int:
+    """Handles the archive knows it holds: its segment table plus the two control files."""
+    return (arc._segments.open_handles + (arc._marker.handle is not None)
+            + (arc._recording_log.handle is not None))
+
+
 def test_purge_and_truncate_close_their_handles():
     fs = MemFileSystem()
     arc = Archive.open("/d", file_sync="data", segment_bytes=SEG, fs=fs)
     log = arc.recover().log
     write_many(arc, log, 400, batch=40)
     segs = arc._segments
+    for i in range(1, 400, 3):   # fill the LRU with old segments, then cut them away
+        arc.read(i)
+    assert segs.open_handles == OPEN_SEGMENTS_MAX
     arc.truncate_from(200)
-    assert all(s.handle is None for s in segs._open.values() if s not in segs.segments)
-    with arc.begin_snapshot(150, 1) as snap:
-        snap.write(b"state")
-        snap.commit()
+    assert fs.open_handles == accounted_handles(arc)   # nothing leaked by the removed files
+    assert all(s in segs.segments and s.handle is not None for s in segs._open.values())
+    snap = arc.begin_snapshot(150, 1)
+    snap.write(b"state")
+    snap.commit()
     removed = arc.purge_below(150)
     assert removed > 0 and segs.open_handles <= OPEN_SEGMENTS_MAX
+    assert fs.open_handles == accounted_handles(arc)
     assert all(s in segs.segments for s in segs._open.values())
     arc.close()
     assert fs.open_handles == 0

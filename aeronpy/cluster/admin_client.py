@@ -114,17 +114,23 @@ def _members_from_counters(data_dir: str) -> tuple:
 
 
 def admin_request(endpoints: list, endpoint: str, request_type: int, payload: bytes,
-                  timeout_s: float, max_redirects: int = 3) -> tuple:
+                  timeout_s: float, max_redirects: int = 5) -> tuple:
     """Send one AdminRequest to ``endpoint``, following not-leader answers. ``endpoints`` are
     every member's ingress endpoint in member-id order (the client transport names a member's
-    stream by its position there). Returns (endpoint that answered, code, payload)."""
+    stream by its position there). Returns (endpoint that answered, code, payload).
+
+    A member that knows of no leader (an election is running) is asked again until
+    ``timeout_s``: elections happen on a loaded machine, and only a redirect to another member
+    counts against ``max_redirects``. A request is re-sent with the same correlation id while
+    unanswered; the member answers a re-sent request again without acting on it twice."""
     from aeronpy.client import UdpClientTransport
     from aeronpy.cluster import protocol as P
     from aeronpy.cluster.node_snapshots import ADMIN_NOT_LEADER
     deadline = time.monotonic() + timeout_s
     transport = UdpClientTransport(list(endpoints))
+    redirects = 0
     try:
-        for _ in range(max_redirects + 1):
+        while True:
             correlation_id = int.from_bytes(os.urandom(6), "little") or 1
             request = P.AdminRequest(correlation_id, request_type, payload)
             answer: list = []
@@ -146,13 +152,17 @@ def admin_request(endpoints: list, endpoint: str, request_type: int, payload: by
             msg = answer[0]
             if msg.code == ADMIN_NOT_LEADER:
                 leader = bytes(msg.payload).decode()
-                if not leader:
-                    time.sleep(0.1)             # election in progress: ask the same member again
+                if not leader or leader == endpoint:
+                    if time.monotonic() + 0.05 > deadline:
+                        raise AdminError(f"no leader known to {endpoint} within {timeout_s} s")
+                    time.sleep(0.05)            # election in progress: ask the same member again
                     continue
+                redirects += 1
+                if redirects > max_redirects:
+                    raise AdminError(f"too many redirects (last to {leader})")
                 endpoint = leader
                 continue
             return endpoint, msg.code, bytes(msg.payload)
-        raise AdminError("too many redirects")
     finally:
         transport.close()
 

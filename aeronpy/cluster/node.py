@@ -90,7 +90,8 @@ class ClusterNode:
         self._errors = ErrorLog(config.data_dir)
         self._drop_log = BurstLogger(self.log)
         self.failure: Optional[BaseException] = None
-        self._closed = False
+        self._closed = False          # close() has begun: the duty cycle does nothing more
+        self._close_done = threading.Event()   # close() has finished every closer
         self._thread: Optional[threading.Thread] = None
         self._stop = threading.Event()
         self._clock = time.monotonic_ns
@@ -357,7 +358,9 @@ class ClusterNode:
 
     @property
     def closed(self) -> bool:
-        return self._closed
+        """True once the node has finished closing (files, sockets and counters closed), so a
+        caller that exits on it (``aeronpy node``) never cuts a close short."""
+        return self._close_done.is_set()
 
     # ------------------------------------------------------------------ thread mode
     def start(self) -> "ClusterNode":
@@ -390,13 +393,16 @@ class ClusterNode:
     def close(self, transfer_timeout_ms: Optional[int] = None) -> None:
         """Stop the node. A leader first hands leadership to an up-to-date follower, so a
         rolling restart costs no election timeout."""
-        if self._closed:
+        if self._closed:               # closing already (possibly on the duty-cycle thread)
+            if self._thread is not threading.current_thread():
+                self._close_done.wait(timeout=30.0)
             return
         if self._thread is not None and self._thread is not threading.current_thread():
             self._stop.set()
             self._thread.join(timeout=5.0)
             self._thread = None
             if self._closed:           # the duty-cycle thread closed it (cluster shutdown)
+                self._close_done.wait(timeout=30.0)
                 return
         if self.failure is None and self.core.role == Role.LEADER and not self._admin.stopping:
             self._hand_over(transfer_timeout_ms or 2 * self.config.election_timeout_ms)
@@ -416,6 +422,7 @@ class ClusterNode:
                     closer()
                 except Exception as exc:  # keep closing the rest
                     self.log.warning("error while closing: %r", exc)
+            self._close_done.set()
 
     def _hand_over(self, timeout_ms: int) -> None:
         deadline = self._clock() + timeout_ms * _MS

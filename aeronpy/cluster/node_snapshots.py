@@ -27,6 +27,7 @@ ADMIN_OK = 0
 ADMIN_NOT_LEADER = 1
 ADMIN_ERROR = 2
 _I64 = struct.Struct("<q")
+_SNAPSHOT_ANSWERS_KEPT = 64     # answers kept for re-sent snapshot requests (same correlation id)
 
 
 class NodeSnapshots:
@@ -44,6 +45,7 @@ class NodeSnapshots:
         self.senders: dict = {}
         self.transfers_sent = 0
         self.transfers_failed = 0
+        self._snapshot_answers: dict = {}
         self.module.cluster_action_listeners.append(self.snapshotter.on_cluster_action)
 
     # ------------------------------------------------------------------ start
@@ -134,7 +136,17 @@ class NodeSnapshots:
     def on_admin_request(self, client_ref: int, msg: Any) -> None:
         kind = msg.request_type
         if kind == ADMIN_SNAPSHOT:
-            code, payload = self._admin_snapshot()
+            # the tool re-sends a request it has no answer to yet: answer it again, never
+            # propose a second snapshot for it
+            key = (client_ref, msg.correlation_id)
+            answer = self._snapshot_answers.get(key)
+            if answer is None:
+                answer = self._admin_snapshot()
+                if answer[0] != ADMIN_NOT_LEADER:
+                    if len(self._snapshot_answers) >= _SNAPSHOT_ANSWERS_KEPT:
+                        del self._snapshot_answers[next(iter(self._snapshot_answers))]
+                    self._snapshot_answers[key] = answer
+            code, payload = answer
         elif kind in (BACKUP_QUERY, BACKUP_CHUNK):
             from aeronpy.cluster.backup import serve_backup_request
             try:

@@ -189,8 +189,24 @@ def test_every_tool_command_on_a_live_cluster_then_shutdown(make_cluster):
     try:
         for _ in range(20):
             add(client)
+        # nothing polls this client while the tool commands below run (a dozen interpreter
+        # starts: over session_timeout_ms on a loaded machine, and an idle session is closed
+        # by design), so it goes now and the suspend section opens its own
+        client.close()
 
         # -- read-only commands ------------------------------------------------------------
+        # Under load an election may have moved leadership since the start: wait until every
+        # member's counters name one leader in one term, and check against that.
+        def settled():
+            c = [pc.read_counters(i) for i in range(3)]
+            if any(x is None for x in c):
+                return None
+            leaders = {x["leader_id"] for x in c}
+            terms = {x["leadership_term"] for x in c}
+            return leaders.pop() if len(leaders) == 1 and len(terms) == 1 and -1 not in leaders else None
+        assert pc.wait_for(lambda: settled() is not None, 20.0), roles(pc)
+        leader = settled()
+        follower = (leader + 1) % 3
         code, data, err = tool(pc, "describe", follower)
         assert code == 0, err
         assert data["live"] and data["member_id"] == follower and len(data["members"]) == 3
@@ -228,6 +244,7 @@ def test_every_tool_command_on_a_live_cluster_then_shutdown(make_cluster):
         assert wait_until(lambda: counters(pc, follower)["snapshot_count"] == 1, 5)
 
         # -- suspend: the control first (a request is answered), then nothing commits ------
+        client = aeronpy.ClusterClient.connect(pc.ingress_endpoints, timeout_s=10)
         total = add(client, timeout_s=2.0)
         code, data, err = tool(pc, "suspend", follower)
         assert code == 0 and data["completed"] and data["state"] == "SUSPENDED", (data, err)

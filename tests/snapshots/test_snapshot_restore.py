@@ -90,10 +90,15 @@ def test_crash_between_snapshot_write_and_record_falls_back(tmp_path, monkeypatc
             assert admin.snapshot(cluster.data_dir(leader))["recorded"]
             assert cluster.wait_for(lambda: cluster.nodes[victim].snapshots.snapshotter.stats.failed == 1, 10)
             for _ in range(20):
-                add(client)
-        last = cluster.nodes[leader].commit_index
+                total = add(client)
+        # 120 adds of 1, each applied once: the state every member must reach, whoever leads
+        # now (an election on a loaded machine may have moved the leadership)
+        assert total == 120
+        expected = f"{total}:{total}"
+        assert cluster.wait_for(lambda: all(s.state_hash() == expected
+                                            for s in cluster.services.values()), 10)
+        last = max(n.commit_index for n in cluster.nodes.values())
         assert cluster.wait_for(lambda: applied_everywhere(cluster, last), 10)
-        expected = cluster.services[leader].state_hash()
         unrecorded = _snapshot_files(cluster.data_dir(victim))
         assert len(unrecorded) == 2          # the new file exists, but the recording log lacks it
         cluster.stop(victim)
@@ -102,6 +107,13 @@ def test_crash_between_snapshot_write_and_record_falls_back(tmp_path, monkeypatc
         assert plan["replay_to"] >= last - 1
         cluster.start(victim)
         assert cluster.wait_for(lambda: cluster.services[victim].state_hash() == expected, 10)
+        # the replay passed the orphan's snapshot entry again: the member took that snapshot
+        # again (same index) and recorded it this time
+        orphan_index = int(unrecorded[1].split("-")[1])
+        assert cluster.wait_for(lambda: cluster.nodes[victim].snapshots.snapshotter.stats.taken == 1, 10)
+        recorded = [e["index"] for e in admin.recording_log(cluster.data_dir(victim))["entries"]
+                    if e["type"] == "SNAPSHOT"]
+        assert recorded == [int(unrecorded[0].split("-")[1]), orphan_index], recorded
     finally:
         cluster.close()
 

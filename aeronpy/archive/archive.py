@@ -25,7 +25,7 @@ from .errors import ArchiveCorruptError, ArchiveIOError, DataDirError
 from .fs import FileSystem, OsFileSystem
 from .node_state import HardState, load_node_state, save_node_state
 from .recording_log import RecordingLog
-from .segments import DEFAULT_SEGMENT_BYTES, ScanStop, SegmentLog
+from .segments import DEFAULT_SEGMENT_BYTES, OPEN_SEGMENTS_MAX, ScanStop, SegmentLog
 from .snapshots import SnapshotInfo, SnapshotWriter, latest_valid_snapshot, open_snapshot
 from .syncer import BackgroundSyncer
 
@@ -60,11 +60,15 @@ class Archive:
     """Open with `Archive.open`, then call `recover()` once before anything else."""
 
     def __init__(self, data_dir: str, file_sync: str, segment_bytes: int, fs: FileSystem,
-                 background_sync: bool):
+                 background_sync: bool, open_segments_max: int = OPEN_SEGMENTS_MAX):
         self.data_dir = data_dir
         self.file_sync = file_sync
         self.fs = fs
-        self._segments = SegmentLog(fs, data_dir, segment_bytes)
+        self._segments = SegmentLog(fs, data_dir, segment_bytes, open_segments_max)
+        # a sealed segment leaving the handle table is synced first under data/full; under
+        # none it stays dirty and `sync()` reopens it
+        self._segments.before_close = self._sync_handle if file_sync != "none" else None
+        self._segments.wait_for_syncs = self._wait_for_syncs
         self._recording_log = RecordingLog(fs, data_dir)
         self._marker = DurableMarker(fs, data_dir)
         self._background = background_sync
@@ -79,11 +83,13 @@ class Archive:
 
     @classmethod
     def open(cls, data_dir: str, file_sync: str = "none", segment_bytes: int = DEFAULT_SEGMENT_BYTES,
-             fs: FileSystem | None = None, background_sync: bool | None = None) -> "Archive":
+             fs: FileSystem | None = None, background_sync: bool | None = None,
+             open_segments_max: int = OPEN_SEGMENTS_MAX) -> "Archive":
         """Check the data directory (created if missing; must be writable) and the settings.
 
         ``background_sync`` defaults to True for real files under ``data``/``full`` and False
-        otherwise (the simulator's `MemFileSystem` must stay single-threaded)."""
+        otherwise (the simulator's `MemFileSystem` must stay single-threaded).
+        ``open_segments_max`` bounds the segment files held open (tail + LRU of readers)."""
         if file_sync not in FILE_SYNC_LEVELS:
             raise ValueError(f"file_sync must be one of {FILE_SYNC_LEVELS}, got {file_sync!r}")
         fs = fs or OsFileSystem()
@@ -91,7 +97,7 @@ class Archive:
         _check_data_dir(fs, data_dir)
         if background_sync is None:
             background_sync = isinstance(fs, OsFileSystem) and file_sync != "none"
-        return cls(data_dir, file_sync, segment_bytes, fs, background_sync)
+        return cls(data_dir, file_sync, segment_bytes, fs, background_sync, open_segments_max)
 
     # -- positions ---------------------------------------------------------------------------
     @property
@@ -117,6 +123,15 @@ class Archive:
         durable: cutting it would forget acknowledged entries."""
         if self._recovered:
             raise RuntimeError("recover() is called once, right after open()")
+        try:
+            return self._recover()
+        except BaseException:
+            # a failed recovery must not keep the files it opened (callers cannot close a
+            # half-recovered archive; a leak here once exhausted a test run's descriptors)
+            self._release_files()
+            raise
+
+    def _recover(self) -> Recovered:
         hard_state = load_node_state(self.fs, self.data_dir)
         self._recording_log.load()
         self._marker.load()
@@ -178,6 +193,7 @@ class Archive:
         for seg in self._segments.segments:
             if seg.last_index > self._marker.durable_index or seg.count == 0:
                 self._sync_handle(self._segments._handle(seg))
+                self._segments.trim()
         self._segments.take_dirty()
         self.fs.sync_dir(self.data_dir)
         self._marker.write(self._segments.last_index, self._commit_for_marker(), sync=True)
@@ -235,11 +251,13 @@ class Archive:
         self._requested = max(self._requested, target)
         handles = [self._segments._handle(s) for s in segs]
         if self._syncer is not None:
+            self._segments.pin(segs, target)  # the sync thread uses them: no close until done
             self._syncer.submit(target, handles, dir_dirty)
             return
         try:
             self._sync_batch(target, handles, dir_dirty)
             self._idle_sync()
+            self._segments.trim()
         except OSError as exc:
             raise self._fail(exc, "syncing the log")
         self._durable = max(self._durable, target)
@@ -253,7 +271,11 @@ class Archive:
                 raise self._fail(self._syncer.error, "syncing the log")
             if self._syncer.completed > self._durable:
                 self._durable = self._syncer.completed
-                self._segments.close_sealed(self._durable)
+                self._segments.unpin(self._durable)
+                try:
+                    self._segments.trim()
+                except OSError as exc:
+                    raise self._fail(exc, "syncing the log")
         return self.durable_index
 
     def sync(self) -> int:
@@ -263,8 +285,10 @@ class Archive:
         if self.file_sync == "none":
             try:
                 self._drain()
-                self._sync_batch(self.written_index, [self._segments._handle(s) for s in
-                                                      self._segments.take_dirty()[0]], True)
+                for seg in self._segments.take_dirty()[0]:  # one at a time: the handle bound holds
+                    self._sync_handle(self._segments._handle(seg))
+                    self._segments.trim()
+                self._sync_batch(self.written_index, [], True)
                 self._idle_sync()
             except OSError as exc:
                 raise self._fail(exc, "syncing the log")
@@ -306,6 +330,15 @@ class Archive:
             if self._syncer.error is not None:
                 raise self._fail(self._syncer.error, "syncing the log")
             self._durable = max(self._durable, self._syncer.completed)
+            self._segments.unpin(self._syncer.completed)
+
+    def _wait_for_syncs(self) -> bool:
+        """For the handle table: wait for the sync thread so pinned handles can be closed.
+        Never raises (a failed sync is reported by the next `poll_synced`)."""
+        if self._syncer is None or not self._syncer.drain() or self._syncer.error is not None:
+            return False
+        self._segments.unpin(self._syncer.completed)
+        return True
 
     # -- truncating and purging --------------------------------------------------------------
     def truncate_from(self, index: int) -> None:
@@ -327,6 +360,7 @@ class Archive:
                 segs, dir_dirty = self._segments.take_dirty()
                 self._sync_batch(self.written_index, [self._segments._handle(s) for s in segs],
                                  dir_dirty)
+            self._segments.trim()
         except OSError as exc:
             raise self._fail(exc, f"truncating from index {index}")
 
@@ -343,6 +377,63 @@ class Archive:
             return self._segments.purge_below(index)
         except OSError as exc:
             raise self._fail(exc, f"purging below index {index}")
+
+    def reset_to_snapshot(self, index: int, term: int, keeps_suffix: bool) -> None:
+        """The archived log after a snapshot at (``index``, ``term``) was installed from the
+        leader (InstallSnapshot). The snapshot must already be recorded.
+
+        ``keeps_suffix``: the member's log holds the entry (``index``, ``term``), so the entries
+        after it stay; only whole segments below the snapshot are purged. Otherwise (or when
+        the archived entry at ``index`` is missing or of another term) every segment is
+        dropped and the next append starts at ``index + 1``. Durable on return; the commit
+        index becomes at least ``index``."""
+        self._check_writable()
+        newest = max((s.index for s in self._recording_log.snapshots()), default=0)
+        if index > newest:
+            raise ValueError(f"reset_to_snapshot({index}): record the snapshot first "
+                             f"(newest recorded snapshot at {newest})")
+        if keeps_suffix and self._holds(index, term):
+            self._commit = max(self._commit, index)
+            self.purge_below(index + 1)
+            return
+        self._drain()
+        try:
+            self._segments.reset_at(index, term)
+            self.fs.sync_dir(self.data_dir)
+            self._durable = self._requested = index
+            self._commit = max(self._commit, index)
+            self._marker.write(index, self._commit_for_marker(), sync=True)
+        except OSError as exc:
+            raise self._fail(exc, f"resetting the log at snapshot {index}")
+
+    def _holds(self, index: int, term: int) -> bool:
+        segments = self._segments
+        if index == segments.base_index:
+            return segments.base_term == term
+        if not segments.base_index < index <= self.written_index:
+            return False
+        try:
+            return self._segments.read(index)[0] == term
+        except (OSError, ValueError):
+            return False
+
+    def recorded_snapshots(self) -> list:
+        """`SnapshotInfo` of every recorded snapshot whose file still exists, lowest index first.
+        Not re-verified (recovery verifies the one it loads): for retention and transfer."""
+        out = []
+        for entry in self._recording_log.snapshots():
+            path = f"{self.data_dir}/{entry.name}"
+            if not self.fs.exists(path):
+                continue
+            handle = self.fs.open_file(path)
+            try:
+                size = self.fs.size(handle)
+            finally:
+                self.fs.close(handle)
+            out.append(SnapshotInfo(entry.index, entry.term, path, entry.checksum,
+                                    entry.timestamp_ns, size))
+        out.sort(key=lambda info: info.index)
+        return out
 
     # -- snapshots ---------------------------------------------------------------------------
     def begin_snapshot(self, index: int, term: int) -> SnapshotWriter:
@@ -396,9 +487,14 @@ class Archive:
             self._closed = True
             if self._syncer is not None:
                 self._syncer.stop()
-            self._segments.close()
-            self._recording_log.close()
-            self._marker.close()
+            self._release_files()
+
+    def _release_files(self) -> None:
+        for close in (self._segments.close, self._recording_log.close, self._marker.close):
+            try:
+                close()
+            except OSError:  # a handle the OS already dropped; keep closing the others
+                pass
 
     def __enter__(self) -> "Archive":
         return self

@@ -39,6 +39,9 @@ the OS shows and the entries known to be on disk:
   relies on is the file size, which both make durable.
 - `capacity_bytes` (disk full) and `fail(op, errno)` (one-shot injected ENOSPC/EIO) let tests
   exercise the archive's error handling.
+- `open_handles` counts live handles as the kernel counts descriptors, and `max_open_files`
+  (like ``ulimit -n``) makes `open_file` fail with EMFILE past it, so a handle leak shows up in
+  the simulator as it would in production.
 """
 from __future__ import annotations
 
@@ -204,8 +207,11 @@ class MemFileSystem(FileSystem):
     writing what fits, as a real disk does.
     """
 
-    def __init__(self, capacity_bytes: int | None = None):
+    def __init__(self, capacity_bytes: int | None = None, max_open_files: int | None = None):
         self.capacity_bytes = capacity_bytes
+        self.max_open_files = max_open_files
+        self._live_handles: set = set()       # id(handle) of handles open in this epoch
+        self.open_handles_peak = 0
         self._epoch = 0
         self._dirs: dict = {"/": {}}          # dir -> {name: inode | None for subdir}
         self._durable_dirs: dict = {"/": {}}
@@ -233,14 +239,20 @@ class MemFileSystem(FileSystem):
         return None
 
     # -- crash models ------------------------------------------------------------------------
+    @property
+    def open_handles(self) -> int:
+        return len(self._live_handles)
+
     def crash(self) -> None:
         """Process crash: everything written survives; open handles die."""
         self._epoch += 1
+        self._live_handles.clear()
 
     def power_fail(self, rng: random.Random) -> None:
         """Machine crash: keep synced state plus a random in-order prefix of what was not
         synced, the next unsynced write possibly torn at a random byte."""
         self._epoch += 1
+        self._live_handles.clear()
         for d in list(self._dirs):
             entries = dict(self._durable_dirs.get(d, {}))
             pending = self._dir_pending.get(d, [])
@@ -314,12 +326,19 @@ class MemFileSystem(FileSystem):
             fault = self._check_fault("create")
             if fault:
                 raise OSError(fault[1], os.strerror(fault[1]), path)
+        if self.max_open_files is not None and len(self._live_handles) >= self.max_open_files:
+            raise OSError(errno.EMFILE, os.strerror(errno.EMFILE), path)
+        if inode is None:
             inode = _MemInode()
             self._dir_op(d, ("set", name, inode))
-        return _MemHandle(inode, self._epoch, path)
+        handle = _MemHandle(inode, self._epoch, path)
+        self._live_handles.add(id(handle))
+        self.open_handles_peak = max(self.open_handles_peak, len(self._live_handles))
+        return handle
 
     def close(self, handle: _MemHandle) -> None:
         handle.closed = True
+        self._live_handles.discard(id(handle))
 
     def pwrite(self, handle: _MemHandle, data, offset: int) -> None:
         inode = self._live(handle)

@@ -8,13 +8,22 @@ short frame, a bad checksum, or an unexpected index or term.
 
 This module only reads and writes; *when* to sync is the archive's business (`Archive`), and
 which handles need syncing is reported through `dirty` / `take_dirty()`.
+
+Open files are bounded: the tail segment stays open for appending, other segments are opened on
+demand (reads, syncs, truncation) and kept in a small LRU of at most ``open_segments_max``
+handles in all. A node with thousands of segments therefore holds a handful of descriptors. A
+handle is never closed while the archive's sync thread may still use it (`pin`), and a segment
+written but not yet synced is synced before its handle goes (``before_close``), so durability
+never depends on a re-opened descriptor.
 """
 from __future__ import annotations
 
 import struct
 from array import array
 from bisect import bisect_right
+from collections import OrderedDict
 from dataclasses import dataclass
+from typing import Callable
 
 from .. import _segscan
 from .._crc import crc32c
@@ -27,6 +36,9 @@ SEGMENT_VERSION = 1
 SEGMENT_SUFFIX = ".seg"
 DEFAULT_SEGMENT_BYTES = 64 << 20
 MIN_SEGMENT_BYTES = 4096
+# Segment handles one archive keeps open at most (the tail plus a small LRU of sealed ones);
+# only exceeded transiently while the sync thread still holds more than this many.
+OPEN_SEGMENTS_MAX = 8
 
 # magic, version, header_bytes, first_index, prev_term, capacity_bytes, reserved, crc32c
 _SEGMENT_HEADER = struct.Struct("<8sIIqqq20sI")
@@ -114,20 +126,31 @@ class ScanStop:
 class SegmentLog:
     """The segment files of one data directory: append, read by index, truncate, purge."""
 
-    def __init__(self, fs: FileSystem, directory: str, segment_bytes: int = DEFAULT_SEGMENT_BYTES):
+    def __init__(self, fs: FileSystem, directory: str, segment_bytes: int = DEFAULT_SEGMENT_BYTES,
+                 open_segments_max: int = OPEN_SEGMENTS_MAX):
         if segment_bytes < MIN_SEGMENT_BYTES:
             raise ValueError(f"segment_bytes must be >= {MIN_SEGMENT_BYTES}, got {segment_bytes}")
+        if open_segments_max < 2:
+            raise ValueError(f"open_segments_max must be >= 2, got {open_segments_max}")
         self.fs = fs
         self.directory = directory
         self.segment_bytes = segment_bytes
+        self.open_segments_max = open_segments_max
         self.segments: list[Segment] = []
         self.base_index = 0        # index before the first record held
         self.base_term = 0
         self.dirty: dict = {}      # id(segment) -> segment written since the last take_dirty()
         self.dir_dirty = False     # a segment file was created or removed since take_dirty()
         self.stale_paths: list = []   # segments below the recovery start, deleted by purge_below
-        self.sealed_open: list = []   # sealed segments whose handle is still open
         self._later_files: list = []  # segments past the recovered end, deleted by the cut
+        self._open: OrderedDict = OrderedDict()  # id(segment) -> segment with an open handle, LRU first
+        self._pinned: dict = {}    # id(segment) -> index its in-flight sync covers; kept open
+        # Set by the archive: ``before_close(handle)`` syncs a dirty segment before its handle
+        # is closed (None: nothing to sync, the segment stays in `dirty` and is reopened for
+        # the next sync); ``wait_for_syncs()`` waits for the sync thread and `unpin`s, so that
+        # pinned handles can be released. Returns False if it could not.
+        self.before_close: Callable | None = None
+        self.wait_for_syncs: Callable | None = None
 
     # -- positions ---------------------------------------------------------------------------
     @property
@@ -152,10 +175,58 @@ class SegmentLog:
             raise IndexError(f"index {index} not in the archived log [{self.first_index}, {self.last_index}]")
         return self.segments[k]
 
+    # -- the bounded handle table -------------------------------------------------------------
     def _handle(self, seg: Segment):
+        """The segment's open handle (opened if needed; most recently used). Does not evict:
+        callers holding several handles at once call `trim()` once they are done."""
         if seg.handle is None:
             seg.handle = self.fs.open_file(seg.path)
+            self._open[id(seg)] = seg
+        else:
+            self._open.move_to_end(id(seg))
         return seg.handle
+
+    @property
+    def open_handles(self) -> int:
+        return len(self._open)
+
+    def _close_handle(self, seg: Segment) -> None:
+        self._open.pop(id(seg), None)
+        self._pinned.pop(id(seg), None)
+        h, seg.handle = seg.handle, None
+        if h is not None:
+            self.fs.close(h)
+
+    def pin(self, segs, index: int) -> None:
+        """Keep these segments' handles open: a sync covering up to ``index`` uses them."""
+        for seg in segs:
+            if seg.handle is not None:
+                self._pinned[id(seg)] = max(index, self._pinned.get(id(seg), 0))
+
+    def unpin(self, synced_index: int) -> None:
+        """Syncs up to ``synced_index`` are done: their handles may be closed again."""
+        if self._pinned:
+            self._pinned = {k: v for k, v in self._pinned.items() if v > synced_index}
+
+    def trim(self) -> None:
+        """Close least recently used handles until at most ``open_segments_max`` are open.
+        The tail segment and pinned handles stay; a dirty segment is synced first
+        (``before_close``). If only pinned handles are left to close, wait for the sync
+        thread once (``wait_for_syncs``); if that fails the bound is exceeded for now."""
+        waited = False
+        while len(self._open) > self.open_segments_max:
+            tail = self.segments[-1] if self.segments else None
+            victim = next((s for k, s in self._open.items()
+                           if s is not tail and k not in self._pinned), None)
+            if victim is None:
+                if waited or self.wait_for_syncs is None or not self.wait_for_syncs():
+                    return
+                waited = True
+                continue
+            if id(victim) in self.dirty and self.before_close is not None:
+                self.before_close(victim.handle)
+                self.dirty.pop(id(victim), None)
+            self._close_handle(victim)
 
     # -- recovery ----------------------------------------------------------------------------
     def list_segment_files(self) -> list:
@@ -300,11 +371,11 @@ class SegmentLog:
             raise
         seg = Segment(path, first_index, prev_term, capacity)
         seg.handle = h
-        if self.segments:
-            self.sealed_open.append(self.segments[-1])
+        self._open[id(seg)] = seg
         self.segments.append(seg)
         self.dirty[id(seg)] = seg
         self.dir_dirty = True
+        self.trim()  # a batch spanning many segments keeps the bound as it goes
         return seg
 
     def take_dirty(self) -> tuple:
@@ -320,6 +391,7 @@ class SegmentLog:
         start = seg.record_start(index)
         size = seg.ends[index - seg.first_index] - start
         raw = self.fs.pread(self._handle(seg), size, start)
+        self.trim()
         flen, rtype, _, term, rindex, _, crc = _RECORD_HEADER.unpack_from(raw, 0)
         if flen != size or rindex != index or crc != _segscan.record_crc32c(raw):
             raise ValueError(f"record {index} in {seg.path} at offset {start} fails verification")
@@ -354,9 +426,7 @@ class SegmentLog:
         return _RECORD_HEADER.unpack_from(raw, 0)[3]
 
     def _remove(self, seg: Segment) -> None:
-        if seg.handle is not None:
-            self.fs.close(seg.handle)
-            seg.handle = None
+        self._close_handle(seg)
         self.dirty.pop(id(seg), None)
         self.fs.remove(seg.path)
         self.dir_dirty = True
@@ -374,9 +444,7 @@ class SegmentLog:
         self.stale_paths = []
         while len(self.segments) > 1 and self.segments[1].first_index <= index:
             seg = self.segments.pop(0)
-            if seg.handle is not None:
-                self.fs.close(seg.handle)
-                seg.handle = None
+            self._close_handle(seg)
             self.dirty.pop(id(seg), None)
             self.fs.remove(seg.path)
             self.dir_dirty = True
@@ -390,30 +458,18 @@ class SegmentLog:
         """Forget every segment (all lie below a durable snapshot at ``index``): the next
         append starts a new segment at ``index + 1``. The caller syncs the directory."""
         for seg in self.segments:
-            if seg.handle is not None:
-                self.fs.close(seg.handle)
-                seg.handle = None
+            self._close_handle(seg)
             self.fs.remove(seg.path)
         for path in self.stale_paths:
             self.fs.remove(path)
-        self.segments, self.stale_paths, self.sealed_open, self.dirty = [], [], [], {}
+        self.segments, self.stale_paths, self.dirty = [], [], {}
         self.dir_dirty = True
         self.base_index, self.base_term = index, term
 
-    def close_sealed(self, durable_index: int) -> None:
-        """Close handles of sealed segments that are wholly durable (reads reopen them)."""
-        keep = []
-        for seg in self.sealed_open:
-            if seg.handle is not None and seg.last_index <= durable_index and id(seg) not in self.dirty \
-                    and seg is not (self.segments[-1] if self.segments else None):
-                self.fs.close(seg.handle)
-                seg.handle = None
-            elif seg.handle is not None:
-                keep.append(seg)
-        self.sealed_open = keep
-
     def close(self) -> None:
-        for seg in self.segments:
+        """Close every handle (the archive has synced or given up on what was written)."""
+        for seg in list(self._open.values()):
+            self._close_handle(seg)
+        for seg in self.segments:  # none should be left; belt and braces
             if seg.handle is not None:
-                self.fs.close(seg.handle)
-                seg.handle = None
+                self._close_handle(seg)

@@ -62,6 +62,12 @@ class SnapshotWriter(io.RawIOBase):
         self._pos += len(view)
         return len(view)
 
+    def read_back(self) -> bytes:
+        """Everything written so far (to verify a received snapshot before committing it)."""
+        if self._done:
+            raise ValueError("snapshot already committed or aborted")
+        return bytes(self._fs.read_file(self._tmp))
+
     def commit(self, timestamp_ns: int = 0) -> SnapshotInfo:
         """Sync, rename into place, sync the directory, record it; returns its info."""
         if self._done:
@@ -99,9 +105,11 @@ def verify_snapshot(fs: FileSystem, directory: str, entry: SnapshotEntry) -> Sna
 
 
 def latest_valid_snapshot(fs: FileSystem, directory: str, recording_log: RecordingLog) -> tuple:
-    """(newest snapshot that verifies or None, list of recorded snapshots that failed)."""
+    """(newest snapshot that verifies or None, list of recorded snapshots that failed).
+    Newest by index, not by position in the recording log: a snapshot taken just before one
+    was installed from the leader may be recorded after it."""
     failed = []
-    for entry in reversed(recording_log.snapshots()):
+    for entry in sorted(recording_log.snapshots(), key=lambda e: e.index, reverse=True):
         info = verify_snapshot(fs, directory, entry)
         if info is not None:
             return info, failed

@@ -422,7 +422,7 @@ class ClusterNode:
         finally:
             for closer in (self._transport_counters.publish, self._drop_log.close, self.consensus.close,
                            self.ingress.close, self.archive.close, self._admin.closed,
-                           self.counters.close, self._pid_file.release):
+                           self.counters.close, self._errors.close, self._pid_file.release):
                 try:
                     closer()
                 except Exception as exc:  # keep closing the rest

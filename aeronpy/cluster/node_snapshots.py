@@ -8,11 +8,13 @@ each Ready (snapshot requests from the core, the automatic trigger), once per du
 from __future__ import annotations
 
 import struct
-from typing import Any, Optional
+import time
+from typing import Any, Callable, Optional
 
 from aeronpy.cluster import entries as E
 from aeronpy.cluster import protocol as P
-from aeronpy.cluster.snapshot_transfer import (SnapshotReceiver, SnapshotSender, install_snapshot)
+from aeronpy.cluster.snapshot_transfer import (CHUNK_BYTES, SnapshotReceiver, SnapshotSender,
+                                               install_snapshot)
 from aeronpy.cluster.snapshotting import (Snapshotter, load_recovered_snapshot, recorded_snapshots)
 from aeronpy.core.messages import InstallSnapshot, InstallSnapshotResponse
 from aeronpy.service import Role
@@ -27,22 +29,30 @@ ADMIN_OK = 0
 ADMIN_NOT_LEADER = 1
 ADMIN_ERROR = 2
 _I64 = struct.Struct("<q")
+RETRY_AFTER_NS = 100_000_000      # after a failed transfer, wait this long before the next
 _SNAPSHOT_ANSWERS_KEPT = 64     # answers kept for re-sent snapshot requests (same correlation id)
 
 
 class NodeSnapshots:
-    def __init__(self, node: Any, threaded: bool = True):
+    def __init__(self, node: Any, threaded: bool = True, *, jobs: Any = None,
+                 clock: Optional[Callable[[], int]] = None, chunk_bytes: int = CHUNK_BYTES):
+        """``jobs``/``clock``/``chunk_bytes``: injected by the simulator (an executor on its
+        event queue, virtual time, small chunks); a node uses the defaults."""
         self.node = node
         self.core, self.module, self.archive, self.log = node.core, node.module, node.archive, node.log
         config = node.config
         self.threaded = threaded
+        self.chunk_bytes = chunk_bytes
         self.snapshotter = Snapshotter(module=self.module, core=self.core, archive=self.archive,
                                        snapshot_log_bytes=config.snapshot_log_bytes,
                                        snapshots_to_keep=config.snapshots_to_keep,
-                                       threaded=threaded, log=self.log)
+                                       threaded=threaded, log=self.log,
+                                       clock=clock or time.monotonic_ns, jobs=jobs)
         self.jobs = self.snapshotter._jobs
         self.receiver = SnapshotReceiver(self)
         self.senders: dict = {}
+        self._retry_at: dict = {}           # member -> earliest time of the next attempt (ns)
+        self._deferred: dict = {}           # member -> (index, term) asked for during the wait
         self.transfers_sent = 0
         self.transfers_failed = 0
         self._snapshot_answers: dict = {}
@@ -50,7 +60,11 @@ class NodeSnapshots:
 
     # ------------------------------------------------------------------ start
     def open_recovered(self, recovered: Any) -> Optional[list]:
-        self.snapshotter.adopt_recovered(recorded_snapshots(self.archive))
+        # snapshots recovery skipped (bad checksum) never count for retention: one of them
+        # could become the compaction point and be sent to a follower (found by the simulator)
+        skipped = {(s.index, s.term) for s in getattr(recovered, "skipped_snapshots", ())}
+        self.snapshotter.adopt_recovered([s for s in recorded_snapshots(self.archive)
+                                          if (s.index, s.term) not in skipped])
         if recovered.snapshot is not None:
             self.snapshotter.last_snapshot_index = max(self.snapshotter.last_snapshot_index,
                                                        recovered.snapshot.index)
@@ -80,19 +94,30 @@ class NodeSnapshots:
     # ------------------------------------------------------------------ after each Ready
     def on_snapshot_requests(self, requests, now_ns: int) -> None:
         for member_id, index, term in requests:
-            info = next((s for s in self.snapshotter.kept if s.index == index and s.term == term), None)
             old = self.senders.pop(member_id, None)
             if old is not None:
                 old.close()
-            if info is None or self.core.role != Role.LEADER:
-                self.log.warning("member %d needs snapshot %d/%d, which this node does not hold",
-                                 member_id, index, term)
-                self.core.report_snapshot(member_id, False)
+            if now_ns < self._retry_at.get(member_id, 0):
+                self._deferred[member_id] = (index, term)   # the last attempt failed: wait
                 continue
-            self.log.info("sending snapshot at index %d (%d bytes) to member %d", index, info.size,
-                          member_id)
-            self.senders[member_id] = SnapshotSender(member_id, self.core.term, info, self.archive.fs,
-                                                     self._send, now_ns, self.threaded)
+            self._start_transfer(member_id, index, term, now_ns)
+
+    def _start_transfer(self, member_id: int, index: int, term: int, now_ns: int) -> None:
+        """A failed attempt is retried after RETRY_AFTER_NS, not at once: the core asks again as
+        soon as it hears of the failure, and a transfer failing fast (a damaged file) would
+        otherwise restart every duty cycle and flood the follower (found by the simulator)."""
+        info = next((s for s in self.snapshotter.kept if s.index == index and s.term == term), None)
+        if info is None or self.core.role != Role.LEADER:
+            self.log.warning("member %d needs snapshot %d/%d, which this node does not hold",
+                             member_id, index, term)
+            self._retry_at[member_id] = now_ns + RETRY_AFTER_NS
+            self.core.report_snapshot(member_id, False)
+            return
+        self.log.info("sending snapshot at index %d (%d bytes) to member %d", index, info.size,
+                      member_id)
+        self.senders[member_id] = SnapshotSender(member_id, self.core.term, info, self.archive.fs,
+                                                 self._send, now_ns, self.threaded,
+                                                 chunk_bytes=self.chunk_bytes)
 
     def after_apply(self) -> None:
         self.snapshotter.after_apply()
@@ -104,10 +129,19 @@ class NodeSnapshots:
     def install(self, info: Any) -> None:
         install_snapshot(self.core, self.archive, self.module, info)
         snapshotter = self.snapshotter
-        snapshotter.last_snapshot_index = max(snapshotter.last_snapshot_index, info.index)
-        snapshotter.kept.append(info)
+        # the archive kept no log below the installed snapshot, so an older one can no longer
+        # be recovered around: it must not count as a fallback (found by the simulator)
+        for old in [k for k in snapshotter.kept if k.index < info.index]:
+            snapshotter.kept.remove(old)
+            snapshotter._delete(old)
+        snapshotter.keep(info)
         snapshotter._compact()
         self.log.info("installed snapshot at index %d (%d bytes) from the leader", info.index, info.size)
+
+    def keep_without_installing(self, info: Any) -> None:
+        """A received snapshot the member no longer needs: retention only."""
+        self.snapshotter.keep(info)
+        self.snapshotter._compact()
 
     def do_work(self, now_ns: int) -> int:
         work = self.snapshotter.poll()
@@ -127,10 +161,30 @@ class NodeSnapshots:
                     self.log.info("snapshot transfer to member %d %s after %.1f ms", member_id,
                                   "finished" if sender.done else "failed",
                                   (now_ns - sender.started_ns) / 1e6)
+                    if not sender.done:
+                        self._retry_at[member_id] = now_ns + RETRY_AFTER_NS
+                        if sender.source_error is not None:
+                            self._replace_damaged(sender.info, sender.source_error)
                     self.core.report_snapshot(member_id, bool(sender.done))
                 sender.close()
                 del self.senders[member_id]
+        if self._deferred:
+            for member_id, (index, term) in list(self._deferred.items()):
+                if now_ns >= self._retry_at.get(member_id, 0):
+                    del self._deferred[member_id]
+                    self._start_transfer(member_id, index, term, now_ns)
+                    work += 1
         return work
+
+    def _replace_damaged(self, info: Any, error: BaseException) -> None:
+        """The kept snapshot could not be read back intact: stop serving it and take a fresh
+        one at the applied index, which becomes the compaction point the core asks for."""
+        snapshotter = self.snapshotter
+        self.log.warning("snapshot at index %d is damaged (%r): taking a new one", info.index, error)
+        snapshotter.kept = [k for k in snapshotter.kept if k is not info]
+        snapshotter.last_snapshot_index = max((k.index for k in snapshotter.kept), default=0)
+        if not snapshotter.in_progress:
+            snapshotter.take(self.module.applied_index, "replace a damaged snapshot")
 
     # ------------------------------------------------------------------ admin ingress
     def on_admin_request(self, client_ref: int, msg: Any) -> None:

@@ -11,8 +11,8 @@ duty cycle sends at most ``chunks_per_cycle`` of them per cycle and keeps at mos
 per cycle, never a stall. Unacknowledged chunks are resent after ``ack_timeout_ns``; no progress
 for ``give_up_ns`` reports failure (the core asks again if the follower is still behind).
 
-Follower: chunks are appended, in order, to an archive snapshot writer (temp file); the commit
-(fsync, rename, record) runs on the snapshot thread; then :func:`install_snapshot` swaps the
+Follower: chunks are appended, in order, to an archive snapshot writer (temp file); the
+check of the inner checksum and the commit (fsync, rename, record) run on the snapshot thread; then :func:`install_snapshot` swaps the
 member's state at one point of the duty cycle: core log and commit, archive, module, services
 (``on_start`` is called again with the snapshot: a service replaces its whole state there).
 """
@@ -25,7 +25,8 @@ from collections import deque
 from typing import Any, Callable, Optional
 
 from aeronpy.core.messages import InstallSnapshot, InstallSnapshotResponse
-from aeronpy.cluster.snapshotting import read_snapshot_file
+from aeronpy._crc import crc32c
+from aeronpy.cluster.snapshotting import SnapshotFileError, decode_snapshot, read_snapshot_file
 from aeronpy.service import Role
 
 CHUNK_BYTES = 32 * 1024
@@ -41,9 +42,11 @@ class ChunkReader:
     """Reads a file in chunks ahead of the sender, on its own thread (or inline)."""
 
     def __init__(self, fs: Any, path: str, total: int, chunk_bytes: int, queue_chunks: int,
-                 threaded: bool):
+                 threaded: bool, checksum: Optional[int] = None):
         self._fs, self._path, self.total, self._chunk = fs, path, total, chunk_bytes
         self._offset = 0
+        self._checksum = checksum           # the file's recorded CRC: checked before the last chunk
+        self._crc = 0
         self._handle = fs.open_file(path)
         self._stop = threading.Event()
         self._queue: "queue.Queue" = queue.Queue(maxsize=queue_chunks)
@@ -60,6 +63,10 @@ class ChunkReader:
             raise OSError(f"{self._path}: short read at {self._offset}")
         chunk = (self._offset, bytes(data))
         self._offset += size
+        if self._checksum is not None:
+            self._crc = crc32c(chunk[1], self._crc)
+            if self._offset >= self.total and self._crc != self._checksum:
+                raise OSError(f"{self._path} no longer matches its recorded checksum: not sent")
         return chunk
 
     def _run(self) -> None:
@@ -78,7 +85,13 @@ class ChunkReader:
     def next_chunk(self):
         """(offset, bytes) of the next chunk, or None if none is ready yet."""
         if self._thread is None:
-            return self._read_one() if self._offset < self.total else None
+            if self._offset >= self.total or self.error is not None:
+                return None
+            try:
+                return self._read_one()
+            except OSError as exc:          # as the threaded reader: reported through .error
+                self.error = exc
+                return None
         try:
             return self._queue.get_nowait()
         except queue.Empty:
@@ -99,13 +112,19 @@ class SnapshotSender:
         self.member_id, self.term, self.info = member_id, term, info
         self.total = info.size
         self._send = send
-        self._reader = ChunkReader(fs, info.path, self.total, chunk_bytes, QUEUE_CHUNKS, threaded)
+        self._reader = ChunkReader(fs, info.path, self.total, chunk_bytes, QUEUE_CHUNKS, threaded,
+                                   checksum=info.checksum)
         self._window: deque = deque()      # [offset, data, sent] not yet acknowledged
         self.acked = 0
         self.last_progress_ns = now_ns
         self.last_send_ns = now_ns
         self.started_ns = now_ns
         self.done: Optional[bool] = None   # True/False once finished
+
+    @property
+    def source_error(self) -> Optional[BaseException]:
+        """Why the snapshot file could not be read (damaged, unreadable), else None."""
+        return self._reader.error
 
     def do_work(self, now_ns: int) -> int:
         if self.done is not None:
@@ -209,7 +228,7 @@ class SnapshotReceiver:
                 return InstallSnapshotResponse(core.term, msg.snapshot_index, 0, False)
             writer, self._writer = self._writer, None
             self._commit_key = key
-            self._committing = hooks.jobs.submit(writer.commit, 0)
+            self._committing = hooks.jobs.submit(verify_and_commit, writer)
             return None
         return InstallSnapshotResponse(core.term, msg.snapshot_index, self.received, True)
 
@@ -226,6 +245,12 @@ class SnapshotReceiver:
         except Exception as exc:
             self.hooks.log.warning("received snapshot at %d could not be recorded: %r", index, exc)
             return leader, InstallSnapshotResponse(term, index, 0, False)
+        if index <= self.hooks.core.commit_index:
+            # the member got there by itself while the file was being made durable (another
+            # leader's entries): installing now would take its state back (found by the
+            # simulator). The recorded file only counts for retention.
+            self.hooks.keep_without_installing(info)
+            return leader, InstallSnapshotResponse(self.hooks.core.term, index, info.size, True)
         self.hooks.install(info)
         self.installed += 1
         return leader, InstallSnapshotResponse(self.hooks.core.term, index, info.size, True)
@@ -239,6 +264,18 @@ class SnapshotReceiver:
         self._writer = None
         self._key = None
         self.received = 0
+
+
+def verify_and_commit(writer: Any) -> Any:
+    """Background job: check a received snapshot end to end (its inner checksum) before it is
+    recorded -- recovery trusts a recorded snapshot, so a bad one would stop the member from
+    starting. A bad one is discarded (the poller answers the leader with a failure)."""
+    try:
+        decode_snapshot(writer.read_back())
+    except SnapshotFileError:
+        writer.abort()
+        raise
+    return writer.commit(0)
 
 
 def install_snapshot(core: Any, archive: Any, module: Any, info: Any) -> None:
@@ -258,31 +295,17 @@ def install_snapshot(core: Any, archive: Any, module: Any, info: Any) -> None:
         else index
     core.verified_index = max(core.verified_index, index) if keeps_suffix else index
     reset_archive_at_snapshot(archive, index, term, keeps_suffix)
+    # the archive may have dropped a suffix the core still holds (its copy there was stale):
+    # the core persists it again from the archive's end
+    core.persisted_index = min(core.persisted_index, max(archive.written_index, index))
     archive.note_commit_index(index)
     module.restore_state(contents.module_state)
     module.start(contents.service_files())
 
 
 def reset_archive_at_snapshot(archive: Any, index: int, term: int, keeps_suffix: bool) -> None:
-    """The archived log after installing a snapshot at (index, term).
-
-    Uses the archive's internal segment reset (what its own recovery does when the log ends
-    below the snapshot); the seam ``Archive.reset_to_snapshot(index, term)`` is requested from
-    the archive layer and used here as soon as it exists.
-    """
-    public = getattr(archive, "reset_to_snapshot", None)
-    if public is not None:
-        public(index, term, keeps_suffix)
-        return
-    if keeps_suffix and archive.written_index >= index:
-        archive.purge_below(index + 1)
-        return
-    archive._drain()
-    archive._segments.reset_at(index, term)
-    archive.fs.sync_dir(archive.data_dir)
-    archive._durable = archive._requested = index
-    archive._commit = max(archive._commit, index)
-    archive._marker.write(index, index, sync=True)
+    """The archived log after installing a snapshot at (index, term) (``Archive.reset_to_snapshot``)."""
+    archive.reset_to_snapshot(index, term, keeps_suffix)
 
 
 def now_ns() -> int:

@@ -184,12 +184,15 @@ class Snapshotter:
 
     def __init__(self, *, module: Any, core: Any, archive: Any, snapshot_log_bytes: int,
                  snapshots_to_keep: int, threaded: bool, log: logging.Logger,
-                 clock: Callable[[], int] = time.monotonic_ns, initial_index: int = 0):
+                 clock: Callable[[], int] = time.monotonic_ns, initial_index: int = 0,
+                 jobs: Any = None):
         self.module, self.core, self.archive, self.log = module, core, archive, log
         self.snapshot_log_bytes = snapshot_log_bytes
         self.snapshots_to_keep = max(1, snapshots_to_keep)
         self._clock = clock
-        self._jobs = BackgroundJobs(threaded, "aeronpy-snapshot")
+        # jobs: any executor with submit(fn, *args) -> Future and close() (the simulator
+        # injects one that runs each job as a later event on its virtual clock)
+        self._jobs = jobs if jobs is not None else BackgroundJobs(threaded, "aeronpy-snapshot")
         self._inflight: Optional[_InFlight] = None
         self._queued: Optional[int] = None        # an admin snapshot requested while one is in flight
         self.last_snapshot_index = initial_index
@@ -263,12 +266,16 @@ class Snapshotter:
             stats.failed += 1
             self.log.warning("snapshot at index %d failed: %r", inflight.index, exc)
             return 1
+        if info.index < self.core.log.base_index:
+            # overtaken by a snapshot installed from the leader meanwhile: no log follows it,
+            # so it is no fallback either; drop it (found by the simulator)
+            self._delete(info)
+            return 1
         stats.taken += 1
         stats.last_index = info.index
         stats.last_bytes = info.size
         stats.last_total_ns = self._clock() - inflight.started_ns
-        self.last_snapshot_index = info.index
-        self.kept.append(info)
+        self.keep(info)
         self._compact()
         for listener in self.listeners:
             listener(info)
@@ -292,25 +299,35 @@ class Snapshotter:
         return True
 
     # ------------------------------------------------------------------ compaction
+    def keep(self, info: Any) -> None:
+        """Count a recorded snapshot towards retention, in index order. A snapshot taken just
+        before a newer one was installed from the leader can be recorded after it: it is the
+        older one then, and must never push the installed one out (found by the simulator)."""
+        self.kept = sorted([k for k in self.kept if k.index != info.index] + [info],
+                           key=lambda k: k.index)
+        self.last_snapshot_index = max(self.last_snapshot_index, info.index)
+
     def _compact(self) -> None:
         """Keep the newest ``snapshots_to_keep`` snapshots and the log after the oldest kept;
         drop the in-memory log prefix and purge whole segments and snapshot files below it."""
         while len(self.kept) > self.snapshots_to_keep:
-            old = self.kept.pop(0)
-            try:
-                self.archive.fs.remove(old.path)
-                self.stats.deleted_snapshots += 1
-            except OSError as exc:
-                self.log.warning("could not delete old snapshot %s: %r", old.path, exc)
+            self._delete(self.kept.pop(0))
         oldest = self.kept[0]
         core = self.core
         if oldest.index > core.log.base_index and oldest.index <= core.applied_index:
             core.compact(oldest.index, oldest.term)
         self.stats.purged_segments += self.archive.purge_below(oldest.index + 1)
 
+    def _delete(self, info: Any) -> None:
+        try:
+            self.archive.fs.remove(info.path)
+            self.stats.deleted_snapshots += 1
+        except OSError as exc:
+            self.log.warning("could not delete old snapshot %s: %r", info.path, exc)
+
     def adopt_recovered(self, archive_snapshots: Sequence) -> None:
         """At start: the snapshots already on disk (newest last) count towards retention."""
-        self.kept = list(archive_snapshots)[-self.snapshots_to_keep:]
+        self.kept = sorted(archive_snapshots, key=lambda k: k.index)[-self.snapshots_to_keep:]
         if self.kept:
             self.last_snapshot_index = max(self.last_snapshot_index, self.kept[-1].index)
 
@@ -348,16 +365,4 @@ def load_recovered_snapshot(module: Any, archive: Any, recovered: Any,
 def recorded_snapshots(archive: Any) -> list:
     """SnapshotInfo of every recorded snapshot whose file still exists, oldest first (not
     re-verified here: recovery verifies the one it loads; this is for retention only)."""
-    from aeronpy.archive.snapshots import SnapshotInfo
-    out = []
-    for entry in archive._recording_log.snapshots():
-        path = f"{archive.data_dir}/{entry.name}"
-        if archive.fs.exists(path):
-            handle = archive.fs.open_file(path)
-            try:
-                size = archive.fs.size(handle)
-            finally:
-                archive.fs.close(handle)
-            out.append(SnapshotInfo(entry.index, entry.term, path, entry.checksum,
-                                    entry.timestamp_ns, size))
-    return out
+    return archive.recorded_snapshots()

@@ -13,15 +13,22 @@ Each check costs O(new entries) or O(members), so the swarm can afford them ever
 - service level (through the real ``ConsensusModule``): every member makes the same service
   calls (callback, session, cluster time, payload) at each log index, restarted members
   replaying included; a session's messages reach the services exactly once each, in
-  ``seq`` order without gaps, and each is the message of the log entry being applied.
+  ``seq`` order without gaps, and each is the message of the log entry being applied;
+- snapshots: every snapshot at index i (any member, taken or received) holds the same state
+  (module state, service streams, cluster time) as every replay of the log to i and every
+  other snapshot at i; a restored snapshot serialises back to exactly itself; no member
+  compacts beyond its applied index; an entry inside a recorded snapshot counts as durable.
 A violation raises :class:`InvariantViolation` naming the seed, and is kept for ``check()``.
 """
 from __future__ import annotations
+
+import bisect
 
 from aeronpy.cluster import entries as E
 from aeronpy.core.messages import RequestVote, Vote
 from aeronpy.core.quorum import quorum_size
 from aeronpy.service import Role
+from aeronpy.testing.sim_snapshots import file_digest, live_digest
 
 
 class InvariantViolation(AssertionError):
@@ -44,6 +51,11 @@ class InvariantChecker:
         self.service_calls_at: dict = {}        # index -> the service calls applying it makes
         self.session_messages_delivered = 0
         self.checks = 0
+        self.snapshot_digests: dict = {}        # index -> (state digest, member, what it came from)
+        self._snapshot_points: list = []        # sorted keys of snapshot_digests
+        self.snapshots_checked = 0
+        self.replays_checked = 0
+        self.restores_checked = 0
 
     # ------------------------------------------------------------------ reporting
     def fail(self, message: str) -> None:
@@ -81,8 +93,9 @@ class InvariantChecker:
             return
         log = member.core.log
         entries = self.entries
-        prev_term = log.term_at(rd.persist_lo - 1)
-        for index in range(rd.persist_lo, rd.persist_hi):
+        lo = max(rd.persist_lo, log.first_index)     # nothing below the snapshot is persisted
+        prev_term = log.term_at(lo - 1)
+        for index in range(lo, rd.persist_hi):
             term = log.term_at(index)
             record = (prev_term, log.type_at(index), hash(bytes(log.payload_at(index))))
             known = entries.setdefault((index, term), record)
@@ -131,6 +144,7 @@ class InvariantChecker:
         if core.term < self.max_term.get(m, 0):
             self.fail(f"member {m}'s term went back from {self.max_term[m]} to {core.term}")
         self.max_term[m] = core.term
+        self._check_compaction(member)
         self._observe_commit(member)
         if core.role == Role.LEADER:
             self._check_leader(member)
@@ -182,10 +196,74 @@ class InvariantChecker:
         if commit == 0:
             return
         term = self.committed[commit][0]
-        holders = sum(1 for s in self._storages.values() if s.durable_term_at(commit) == term)
+        holders = sum(1 for s in self._storages.values() if s.durably_holds(commit, term))
         if holders < self._quorum:
             self.fail(f"committed entry {commit} (term {term}) is durable on only {holders} members, "
                       f"fewer than a quorum of {self._quorum}")
+
+    # ------------------------------------------------------------------ snapshots
+    def snapshot_points(self, lo: int, hi: int) -> list:
+        """Indexes in [lo, hi) at which some member took a snapshot (a member applying that
+        range stops at each to compare its replayed state)."""
+        points = self._snapshot_points
+        if not self.enabled or not points or points[-1] < lo:
+            return []
+        return points[bisect.bisect_left(points, lo):bisect.bisect_left(points, hi)]
+
+    def _record_snapshot(self, member, index: int, digest: bytes, what: str) -> None:
+        known = self.snapshot_digests.get(index)
+        if known is None:
+            self.snapshot_digests[index] = (digest, member.member_id, what)
+            bisect.insort(self._snapshot_points, index)
+        elif known[0] != digest:
+            self.fail(f"snapshot consistency: {what} of member {member.member_id} at index {index} "
+                      f"differs from the {known[2]} of member {known[1]} there")
+
+    def _check_compaction(self, member) -> None:
+        core = member.core
+        base = core.log.base_index
+        if base > core.applied_index or base > core.commit_index:
+            self.fail(f"member {member.member_id} compacted its log to {base}, beyond its applied "
+                      f"index {core.applied_index} / commit index {core.commit_index}")
+
+    def on_snapshot(self, member, info) -> None:
+        """A member recorded a snapshot (and compacted): its state must equal every other
+        snapshot and every replay of the log at that index."""
+        if not self.enabled:
+            return
+        self._check_compaction(member)
+        archive = member.disk.archive
+        if not archive.fs.exists(info.path):
+            return          # recorded after a newer one was installed, and deleted at once
+        self.snapshots_checked += 1
+        index, digest = file_digest(archive, info)
+        if index != info.index:
+            self.fail(f"member {member.member_id}'s snapshot recorded at {info.index} holds index {index}")
+        self._record_snapshot(member, index, digest, "snapshot")
+
+    def on_state_at(self, member, index: int) -> None:
+        """``member`` has just applied the log up to ``index``, where a snapshot was taken."""
+        if not self.enabled:
+            return
+        self.replays_checked += 1
+        self._record_snapshot(member, index, live_digest(member.module), "state replayed to that index")
+
+    def on_restored(self, member, info) -> None:
+        """A member's state was replaced by a snapshot (recovery or install): the restored state
+        must serialise to exactly what the snapshot holds."""
+        if not self.enabled:
+            return
+        self.restores_checked += 1
+        index, digest = file_digest(member.disk.archive, info)
+        self._record_snapshot(member, index, digest, "snapshot")
+        module = member.module
+        if module.applied_index != index:
+            self.fail(f"member {member.member_id} restored the snapshot at {index} but its module "
+                      f"applied index is {module.applied_index}")
+        if live_digest(module) != digest:
+            self.fail(f"snapshot consistency: member {member.member_id} restored the snapshot at "
+                      f"index {index} into a state other than the snapshot's")
+        member.delivered_seq = {s.session_id: s.last_applied_seq for s in module.sessions}
 
     # ------------------------------------------------------------------ service level
     def _watch_services(self, member) -> None:

@@ -5,8 +5,10 @@ them (``_process_ready`` / ``_finish_ready``): truncate, save the hard state, ap
 egress. Each simulated event (a tick, a peer message, a client message) is one duty cycle.
 
 Start-up is the node's too: ``Archive.open`` + ``recover`` (done by the disk), a core on the
-recovered hard state, log and commit index, ``module.start``, and the committed entries
-replayed into the services before the member joins.
+recovered hard state, log and commit index, the recovered snapshot restored by the node's
+snapshot machinery (``SimNodeSnapshots``), ``module.start``, and the committed entries
+replayed into the services before the member joins. Snapshots, compaction and install-snapshot
+run through the same ``NodeSnapshots`` hooks as the node's (aeronpy/testing/sim_snapshots.py).
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from aeronpy.cluster.container import ServiceError
 from aeronpy.cluster.module import ConsensusModule
 from aeronpy.core import RaftCore
 from aeronpy.service import Role
+from aeronpy.testing.sim_snapshots import SimNodeSnapshots, SimSnapshotOptions
 
 READY_ROUNDS_MAX = 16   # a Ready can enable another (commit after persist); never loop forever
 
@@ -22,8 +25,17 @@ class MemberStopped(Exception):
     """The member hit a fault it must not continue past (a service raised: ServiceError)."""
 
 
+class _ApplyRange:
+    """The part of a Ready that ``ConsensusModule.apply_ready`` reads: [apply_lo, apply_hi)."""
+    __slots__ = ("apply_lo", "apply_hi")
+
+    def __init__(self, lo: int, hi: int):
+        self.apply_lo, self.apply_hi = lo, hi
+
+
 class SimMember:
-    def __init__(self, member_id: int, core_config, module_config, disk, services: list, rng, sim, checker):
+    def __init__(self, member_id: int, core_config, module_config, disk, services: list, rng, sim, checker,
+                 snapshot_options: SimSnapshotOptions | None = None, jobs=None):
         self.member_id = member_id
         self.disk = disk
         self.alive = True
@@ -36,9 +48,13 @@ class SimMember:
                              commit_index=recovered.commit_index)
         self.module = ConsensusModule(member_id, self.core, services, module_config, now_ns=sim.now_ns)
         checker.on_start(self)
+        # as ClusterNode: the snapshot machinery, the recovered snapshot, on_start, replay
+        self.snapshots = SimNodeSnapshots(self, snapshot_options or SimSnapshotOptions(), jobs,
+                                          lambda: sim.now_ns)
+        self.module.start(self.snapshots.open_recovered(recovered))
         if recovered.snapshot is not None:
-            raise NotImplementedError("SimCluster does not take snapshots yet, but the archive holds one")
-        self.module.start(None)
+            sim.snapshot_totals["snapshot_restarts"] += 1
+            checker.on_restored(self, recovered.snapshot)
         self._replay_committed()
         checker.after_event(self)
 
@@ -48,11 +64,31 @@ class SimMember:
         log = core.log
         lo = max(module.applied_index + 1, log.first_index)
         hi = core.commit_index + 1
+        checker = self._checker
         for index in range(lo, hi):
-            self._checker.on_apply(self, index)
+            checker.on_apply(self, index)
+        points = checker.snapshot_points(lo, hi)
         for index in range(lo, hi):
             module.apply(index, log.term_at(index), log.type_at(index), log.payload_at(index))
-        self._checker.after_apply(self, lo, hi)
+            if points and index == points[0]:
+                checker.on_state_at(self, points.pop(0))
+        checker.after_apply(self, lo, hi)
+
+    # ------------------------------------------------------------------ snapshot hooks
+    def send_transfer(self, to: int, msg) -> None:
+        self._sim.send_member(self.member_id, to, msg)
+
+    def on_snapshot_recorded(self, info) -> None:
+        """The Snapshotter recorded a snapshot (and compacted): check it, update the shadow."""
+        self._sim.snapshot_totals["snapshots_recorded"] += 1
+        self.disk.note_snapshots()
+        self._checker.on_snapshot(self, info)
+
+    def on_snapshot_installed(self, info) -> None:
+        """A snapshot from the leader replaced this member's state (install_snapshot)."""
+        self._sim.snapshot_totals["snapshots_installed"] += 1
+        self.disk.reset_shadow_at(info.index)
+        self._checker.on_restored(self, info)
 
     @property
     def services(self) -> list:
@@ -75,9 +111,15 @@ class SimMember:
         self.module.on_ingress(client_ref, msg, now_ns)
         self.duty_cycle(now_ns)
 
+    def on_transfer(self, src: int, msg, now_ns: int) -> None:
+        """InstallSnapshot / InstallSnapshotResponse: to the snapshot machinery, as the node."""
+        self.snapshots.on_transfer_message(src, msg, now_ns)
+        self.duty_cycle(now_ns)
+
     def duty_cycle(self, now_ns: int) -> None:
         try:
             self.module.tick(now_ns)
+            self.snapshots.do_work(now_ns)
             self.process(now_ns)
         except ServiceError as exc:
             raise MemberStopped(str(exc)) from exc
@@ -118,13 +160,26 @@ class SimMember:
                 send(self.member_id, to, msg)
             if rd.role_changed is not None:
                 checker.on_role_change(self, rd.role_changed)
-            if rd.apply_hi > rd.apply_lo:
+            applied = rd.apply_hi > rd.apply_lo
+            if applied:
                 lo = max(rd.apply_lo, module.applied_index + 1)
                 for index in range(lo, rd.apply_hi):
                     checker.on_apply(self, index)
-                module.apply_ready(rd, now_ns)
+                points = checker.snapshot_points(lo, rd.apply_hi)
+                if points:
+                    # stop at each index some member snapshotted: compare the replayed state
+                    start = lo
+                    for point in points:
+                        module.apply_ready(_ApplyRange(start, point + 1), now_ns)
+                        checker.on_state_at(self, point)
+                        start = point + 1
+                    module.apply_ready(_ApplyRange(start, rd.apply_hi), now_ns)
+                else:
+                    module.apply_ready(rd, now_ns)
                 disk.archive.note_commit_index(rd.apply_hi - 1)
                 checker.after_apply(self, lo, rd.apply_hi)
-            for member_id, _index, _term in rd.snapshot_requests:
-                core.report_snapshot(member_id, False)   # as ClusterNode: no snapshot transfer yet
+            if rd.snapshot_requests:
+                self.snapshots.on_snapshot_requests(rd.snapshot_requests, now_ns)
             core.advance(rd)
+            if applied:
+                self.snapshots.after_apply()

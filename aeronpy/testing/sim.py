@@ -7,6 +7,10 @@ is the real ``ClientCore`` over the simulated network. One seed derives everythi
 and each client's generators in a fixed order, so the same seed replays the same run event
 for event (``trace_hash()`` proves it). Events sit in a heap keyed by (time, sequence number).
 After every event the invariant checker runs.
+
+Snapshots (``snapshot_log_bytes`` > 0 for automatic ones, ``snapshot()`` for an admin one),
+compaction, recovery from a snapshot and install-snapshot run through the node's own
+``NodeSnapshots`` with a simulated executor (aeronpy/testing/sim_snapshots.py).
 """
 from __future__ import annotations
 
@@ -17,13 +21,15 @@ import random
 from aeronpy.cluster.client_core import ClientConfig, ClientCore, ClientState
 from aeronpy.cluster.module_config import Authenticator, ModuleConfig
 from aeronpy.core import CoreConfig
-from aeronpy.core.messages import AppendEntries
+from aeronpy.cluster.node_snapshots import ADMIN_OK, TRANSFER_MESSAGES
+from aeronpy.core.messages import AppendEntries, InstallSnapshot
 from aeronpy.errors import NotConnectedError
 from aeronpy.service import ClusteredService, Role
 from aeronpy.testing.client import SimClient, SimClientTransport
 from aeronpy.testing.invariants import InvariantChecker
 from aeronpy.testing.member import MemberStopped, SimMember
 from aeronpy.testing.network import SimNetwork
+from aeronpy.testing.sim_snapshots import SimJobs, SimSnapshotOptions
 from aeronpy.testing.storage import DEFAULT_SIM_SEGMENT_BYTES, SimDisk
 
 MS = 1_000_000
@@ -38,7 +44,8 @@ class SimCluster:
                  max_inflight_appends: int = 64, pre_vote: bool = True, check_quorum: bool = True,
                  tick_ms: float = 10, check_invariants: bool = True, session_timeout_ms: float = 10_000,
                  authenticator: Authenticator | None = None, segment_bytes: int = DEFAULT_SIM_SEGMENT_BYTES,
-                 module_options: dict | None = None):
+                 module_options: dict | None = None, snapshot_log_bytes: int = 0, snapshots_to_keep: int = 1,
+                 snapshot_chunk_bytes: int = 512, snapshot_write_ms: float = 2.0):
         if members < 1:
             raise ValueError(f"members: need at least 1, got {members}")
         self.seed = seed
@@ -66,6 +73,9 @@ class SimCluster:
                                           authenticator=authenticator or Authenticator(),
                                           client_ref_of_endpoint=self._client_of_endpoint.get,
                                           **(module_options or {}))
+        self.snapshot_options = SimSnapshotOptions(snapshot_log_bytes, snapshots_to_keep, snapshot_chunk_bytes,
+                                                   snapshot_write_ms)
+        self.snapshot_totals = {"snapshots_recorded": 0, "snapshots_installed": 0, "snapshot_restarts": 0}
         self.now_ns = 0
         self.events = 0
         self._seq = 0
@@ -216,6 +226,50 @@ class SimCluster:
         self._run_member(member, member.duty_cycle, self.now_ns)
         return ok
 
+    def snapshot(self) -> int:
+        """Admin-requested snapshot, as ``aeronpy tool snapshot``: the leader appends a
+        CLUSTER_ACTION entry and every member snapshots when it applies it. Returns the entry's
+        index, 0 when there is no leader or it refused."""
+        leader = self.leader()
+        if leader is None:
+            return 0
+        member = self.members[leader]
+        code, payload = member.snapshots._admin_snapshot()
+        self._note("snapshot", leader, code)
+        if code != ADMIN_OK:
+            return 0
+        self._run_member(member, member.duty_cycle, self.now_ns)
+        return int.from_bytes(payload, "little", signed=True)
+
+    def snapshot_stats(self, member: int):
+        """That member's SnapshotStats (taken, failed, purged segments, ...), None if down."""
+        live = self.members[member]
+        return None if live is None else live.snapshots.snapshotter.stats
+
+    def corrupt_snapshot(self, member: int) -> str | None:
+        """Disk fault on a crashed member: flip a byte of its newest recorded snapshot file
+        (recovery must skip it in favour of an older one). Returns the file, None if none."""
+        if self.members[member] is not None:
+            raise ValueError(f"member {member} is running; crash it first")
+        disk = self.disks[member]
+        recorded = disk.archive.recorded_snapshots()
+        if not recorded:
+            return None
+        path = recorded[-1].path
+        fs = disk.fs
+        handle = fs.open_file(path)
+        try:
+            size = fs.size(handle)
+            offset = self._fault_rng.randrange(size)
+            byte = fs.pread(handle, 1, offset)
+            fs.pwrite(handle, bytes([byte[0] ^ 0x5A]), offset)
+            fs.fsync(handle)
+        finally:
+            fs.close(handle)
+        disk.crash()                         # recover again from the damaged disk
+        self._note("corrupt_snapshot", member, path, offset)
+        return path
+
     def propose(self, member: int, entry_type: int, payload: bytes) -> int:
         """Propose straight into a member's core (tests that bypass the client and module)."""
         live = self.members[member]
@@ -247,8 +301,12 @@ class SimCluster:
         made = self._service_factory()
         services = list(made) if isinstance(made, (list, tuple)) else [made]
         rng = random.Random(self._member_seed_rngs[m].getrandbits(64))
+        incarnation = self._incarnation[m]
+        jobs = SimJobs(self._schedule_in, int(self.snapshot_options.write_delay_ms * MS),
+                       lambda: self._incarnation[m] == incarnation and self.members[m] is not None,
+                       lambda *parts: self._note(m, *parts))
         member = SimMember(m, self._configs[m], self.module_config, self.disks[m], services, rng, self,
-                           self.checker)
+                           self.checker, self.snapshot_options, jobs)
         self.members[m] = member
         self._last_services[m] = services
         self._last_modules[m] = member.module
@@ -286,13 +344,20 @@ class SimCluster:
         self.net.send(self.now_ns, src, dst, self._deliver_member, dst, src, msg)
 
     def _deliver_member(self, dst: int, src: int, msg) -> None:
-        if type(msg) is AppendEntries:
+        kind = type(msg)
+        if kind is AppendEntries:
             self._note("d", src, dst, "AE", msg.term, msg.prev_index, msg.prev_term, msg.count, msg.commit_index)
+        elif kind is InstallSnapshot:
+            self._note("d", src, dst, "IS", msg.term, msg.snapshot_index, msg.snapshot_term, msg.offset,
+                       len(msg.data), msg.done)
         else:
             self._note("d", src, dst, repr(msg))
         member = self.members[dst]
         if member is not None:
-            self._run_member(member, member.on_message, src, msg, self.now_ns)
+            if kind in TRANSFER_MESSAGES:
+                self._run_member(member, member.on_transfer, src, msg, self.now_ns)
+            else:
+                self._run_member(member, member.on_message, src, msg, self.now_ns)
 
     def send_egress(self, src: int, client_ref, msg) -> None:
         """A member's egress to a client (client_ref: the client's id; None: unknown)."""

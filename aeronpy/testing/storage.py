@@ -9,7 +9,9 @@ finds the same bytes, and the invariant checker sees what really survived while 
 down. The recovered state waits for :meth:`take_recovered` at restart.
 
 Beside the archive the disk keeps a shadow of the terms it handed to the archive, so the
-checker can ask "what term is durable at index i" after every event without reading files.
+checker can ask "what term is durable at index i" after every event without reading files,
+and the index of the newest recorded snapshot (entries up to it survive inside the snapshot
+even after the log below it was purged).
 """
 from __future__ import annotations
 
@@ -55,6 +57,7 @@ class SimDisk:
         self._base = log.base_index
         self._terms = array("q", (log.term_at(i) for i in range(log.first_index, log.last_index + 1)))
         self._recovered = recovered
+        self.snapshot_index = recovered.snapshot.index if recovered.snapshot is not None else 0
 
     def take_recovered(self):
         """What recovery found, for the incarnation that starts now (once per recovery)."""
@@ -85,6 +88,21 @@ class SimDisk:
         self.archive.append_from(log, lo, hi)
         self._terms.extend(log.term_at(i) for i in range(lo, hi))
 
+    def note_snapshots(self) -> None:
+        """A snapshot was recorded (and the log below the oldest kept one purged): entries up
+        to the newest recorded snapshot survive any crash inside it."""
+        recorded = self.archive.recorded_snapshots()
+        if recorded:
+            self.snapshot_index = max(self.snapshot_index, recorded[-1].index)
+
+    def reset_shadow_at(self, index: int) -> None:
+        """A snapshot at ``index`` was installed: the archive's log now starts after it and
+        holds what ``Archive.reset_to_snapshot`` kept; read those terms back from it."""
+        self.note_snapshots()
+        archive = self.archive
+        self._base = index
+        self._terms = array("q", (archive.read(i)[0] for i in range(index + 1, archive.written_index + 1)))
+
     # ------------------------------------------------------------------ the checker's view
     @property
     def written_index(self) -> int:
@@ -101,3 +119,8 @@ class SimDisk:
 
     def durable_term_at(self, index: int):
         return self.written_term_at(index) if index <= self.archive.durable_index else None
+
+    def durably_holds(self, index: int, term: int) -> bool:
+        """Entry (index, term) survives a power failure: in the durable log, or inside a
+        recorded (always synced) snapshot."""
+        return index <= self.snapshot_index or self.durable_term_at(index) == term

@@ -4,6 +4,7 @@ every event; then a liveness phase on a healed network that must converge in bou
     python -m aeronpy.testing.swarm --seeds 1000            # seeds 0..999
     python -m aeronpy.testing.swarm --seed 4242             # replay one seed
     python -m aeronpy.testing.swarm --seeds 200 --bug commit_old_term_by_counting
+    python -m aeronpy.testing.swarm --seeds 50 --bug restore_without_module_state
 
 A failing seed prints the command that replays it. The fault schedule comes from a
 generator seeded by the same seed as the cluster, so a seed names the whole run.
@@ -11,7 +12,9 @@ generator seeded by the same seed as the cluster, so a seed names the whole run.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import random
+import struct
 import sys
 import time
 
@@ -20,6 +23,7 @@ from aeronpy.errors import ClusterClosedError, ClusterTimeoutError, NotConnected
 from aeronpy.service import ClusteredService
 from aeronpy.testing.invariants import InvariantViolation
 from aeronpy.testing.sim import SimCluster
+from aeronpy.testing.sim_snapshots import SNAPSHOT_BUGS, snapshot_bugs
 
 FAULT_PHASE_MS = 2500          # simulated time with faults
 LIVENESS_WITHIN_MS = 6000      # after healing, the cluster must converge within this
@@ -27,6 +31,7 @@ STEP_MS = (10, 250)            # pause between fault actions
 OFFERS_PER_BURST_MAX = 6
 TIMER_DELAY_MS = 50
 REQUEST_TIMEOUT_S = (0.05, 0.4)
+SNAPSHOT_LOG_BYTES = (0, 150, 300, 800)   # per seed; 0: admin snapshots only
 
 
 class RecordingService(ClusteredService):
@@ -42,6 +47,15 @@ class RecordingService(ClusteredService):
 
     def on_start(self, cluster, snapshot):
         self.cluster = cluster
+        if snapshot is not None:        # replace the whole state (also on install-snapshot)
+            self.applied, self.timers_scheduled, self.timers_fired = _decode_recording(snapshot.read())
+
+    def on_take_snapshot(self, writer):
+        writer.write(_encode_recording(self.applied, self.timers_scheduled, self.timers_fired))
+
+    def state_hash(self) -> str:
+        return hashlib.blake2b(_encode_recording(self.applied, self.timers_scheduled, self.timers_fired),
+                               digest_size=16).hexdigest()
 
     def on_session_message(self, session, timestamp_ns, message):
         body = bytes(message)
@@ -56,6 +70,43 @@ class RecordingService(ClusteredService):
     def on_timer_event(self, correlation_id, timestamp_ns):
         self.timers_fired.append(correlation_id)
         self.cluster.offer(b"timer%d" % correlation_id)
+
+
+_COUNT = struct.Struct("<I")
+_APPLIED = struct.Struct("<qI")
+_ID = struct.Struct("<q")
+
+
+def _encode_recording(applied, scheduled, fired) -> bytes:
+    out = [_COUNT.pack(len(applied))]
+    for timestamp_ns, body in applied:
+        out.append(_APPLIED.pack(timestamp_ns, len(body)))
+        out.append(body)
+    for ids in (scheduled, fired):
+        out.append(_COUNT.pack(len(ids)))
+        out.extend(_ID.pack(i) for i in ids)
+    return b"".join(out)
+
+
+def _decode_recording(data: bytes) -> tuple:
+    view = memoryview(data)
+    pos = 0
+
+    def take(st):
+        nonlocal pos
+        values = st.unpack_from(view, pos)
+        pos += st.size
+        return values
+    applied = []
+    for _ in range(take(_COUNT)[0]):
+        timestamp_ns, n = take(_APPLIED)
+        applied.append((timestamp_ns, bytes(view[pos:pos + n])))
+        pos += n
+    scheduled = [take(_ID)[0] for _ in range(take(_COUNT)[0])]
+    fired = [take(_ID)[0] for _ in range(take(_COUNT)[0])]
+    if pos != len(view):
+        raise ValueError(f"{len(view) - pos} trailing bytes in a RecordingService snapshot")
+    return applied, scheduled, fired
 
 
 def two_services():
@@ -85,14 +136,15 @@ def replay_command(seed: int, bugs=()) -> str:
 def run_seed(seed: int, fault_phase_ms: float = FAULT_PHASE_MS, liveness_within_ms: float = LIVENESS_WITHIN_MS,
              bugs=()) -> SeedResult:
     """One swarm run; never raises for a cluster failure (the result says what broke)."""
-    unknown = set(bugs) - core_config.KNOWN_BUGS
+    unknown = set(bugs) - core_config.KNOWN_BUGS - set(SNAPSHOT_BUGS)
     if unknown:
         raise ValueError(f"unknown bug switch(es): {sorted(unknown)}")
     saved = set(core_config._BUGS)
     core_config._BUGS.clear()
-    core_config._BUGS.update(bugs)
+    core_config._BUGS.update(b for b in bugs if b in core_config.KNOWN_BUGS)
     try:
-        return _run_seed(seed, fault_phase_ms, liveness_within_ms)
+        with snapshot_bugs([b for b in bugs if b in SNAPSHOT_BUGS]):
+            return _run_seed(seed, fault_phase_ms, liveness_within_ms)
     finally:
         core_config._BUGS.clear()
         core_config._BUGS.update(saved)
@@ -154,13 +206,20 @@ def _run_seed(seed: int, fault_phase_ms: float, liveness_within_ms: float) -> Se
     file_sync = plan.choice(("data", "full", "none"))
     max_append_bytes = plan.choice((64 * 1024, 64 * 1024, 600, 100, 1))   # 1: one entry per append
     pre_vote = plan.random() < 0.75
+    max_inflight_appends = plan.choice((64, 4, 1))
+    check_quorum = pre_vote or plan.random() < 0.5
+    snapshot_log_bytes = plan.choice(SNAPSHOT_LOG_BYTES)
+    snapshots_to_keep = plan.choice((1, 1, 2))
     sim = SimCluster(members=members, seed=seed, service=two_services, file_sync=file_sync,
-                     max_append_bytes=max_append_bytes, max_inflight_appends=plan.choice((64, 4, 1)),
-                     pre_vote=pre_vote, check_quorum=pre_vote or plan.random() < 0.5)
+                     max_append_bytes=max_append_bytes, max_inflight_appends=max_inflight_appends,
+                     pre_vote=pre_vote, check_quorum=check_quorum, snapshot_log_bytes=snapshot_log_bytes,
+                     snapshots_to_keep=snapshots_to_keep, snapshot_chunk_bytes=plan.choice((128, 512, 4096)),
+                     snapshot_write_ms=plan.choice((0.0, 2.0, 20.0)))
     faults = {"members": members, "file_sync": file_sync, "max_append_bytes": max_append_bytes,
-              "pre_vote": pre_vote,
+              "pre_vote": pre_vote, "snapshot_log_bytes": snapshot_log_bytes, "snapshots_to_keep": snapshots_to_keep,
               "partition": 0, "cut": 0, "heal": 0, "crash": 0, "power_fail": 0, "restart": 0,
-              "network": 0, "transfer": 0, "offers": 0, "requests": 0}
+              "network": 0, "transfer": 0, "offers": 0, "requests": 0, "admin_snapshot": 0,
+              "corrupt_snapshot": 0}
     try:
         traffic = Traffic(sim.client())
         sim.network(**_random_network(plan))
@@ -185,12 +244,19 @@ def _run_seed(seed: int, fault_phase_ms: float, liveness_within_ms: float) -> Se
                               f"state={client.core.state.name}", sim.events, faults, sim.now_ns / 1e6)
         traffic.poll()
         sim.check()
+        faults.update(sim.snapshot_totals)
         problem = _final_problem(sim, traffic)
         if problem:
             return SeedResult(seed, False, f"{sim.describe()}: {problem}", sim.events, faults, sim.now_ns / 1e6)
         return SeedResult(seed, True, "", sim.events, faults, sim.now_ns / 1e6, sim.core(0).commit_index)
     except InvariantViolation as exc:
         return SeedResult(seed, False, str(exc), sim.events, faults, sim.now_ns / 1e6)
+    except Exception as exc:       # the stack itself raised (e.g. a member cannot recover)
+        return SeedResult(seed, False, f"{sim.describe()}: {type(exc).__name__}: {exc}", sim.events, faults,
+                          sim.now_ns / 1e6)
+
+
+_SETTINGS = ("members", "max_append_bytes", "snapshot_log_bytes", "snapshots_to_keep")   # not counts
 
 
 def _final_problem(sim: SimCluster, traffic: Traffic) -> str:
@@ -258,7 +324,12 @@ def _random_action(sim: SimCluster, plan, traffic: Traffic, faults: dict) -> Non
             sim.crash(victim)
             faults["crash"] += 1
     elif roll < 0.82 and dead:
-        sim.restart(plan.choice(dead))
+        member = plan.choice(dead)
+        if sim.snapshot_options.snapshots_to_keep >= 2 and not faults["corrupt_snapshot"] \
+                and len(sim.disks[member].archive.recorded_snapshots()) >= 2 and plan.random() < 0.5:
+            sim.corrupt_snapshot(member)     # one disk fault per run: recovery falls back
+            faults["corrupt_snapshot"] += 1
+        sim.restart(member)
         faults["restart"] += 1
     elif roll < 0.90:
         sim.network(**_random_network(plan))
@@ -266,6 +337,9 @@ def _random_action(sim: SimCluster, plan, traffic: Traffic, faults: dict) -> Non
     elif roll < 0.95:
         if sim.transfer_leadership():
             faults["transfer"] += 1
+    elif roll < 0.97:
+        if sim.snapshot():
+            faults["admin_snapshot"] += 1
     # else: quiet period
 
 
@@ -308,7 +382,8 @@ def main(argv=None) -> int:
     parser.add_argument("--seeds", type=int, default=100, help="how many seeds to run (from --start)")
     parser.add_argument("--start", type=int, default=0, help="first seed")
     parser.add_argument("--seed", type=int, default=None, help="run (replay) this one seed only")
-    parser.add_argument("--bug", action="append", default=[], choices=sorted(core_config.KNOWN_BUGS),
+    parser.add_argument("--bug", action="append", default=[],
+                        choices=sorted(core_config.KNOWN_BUGS | set(SNAPSHOT_BUGS)),
                         help="switch on a deliberate bug (negative control)")
     parser.add_argument("--fault-ms", type=float, default=FAULT_PHASE_MS, help="simulated ms of the fault phase")
     args = parser.parse_args(argv)
@@ -317,10 +392,14 @@ def main(argv=None) -> int:
     failures = []
     events = 0
     count = 0
+    totals: dict = {}
     for seed in seeds:
         result = run_seed(seed, fault_phase_ms=args.fault_ms, bugs=args.bug)
         count += 1
         events += result.events
+        for key, value in result.faults.items():
+            if isinstance(value, int) and not isinstance(value, bool) and key not in _SETTINGS:
+                totals[key] = totals.get(key, 0) + value
         if not result.ok:
             failures.append(result)
             print(f"FAIL seed {seed}: {result.error}\n  faults: {result.faults}\n"
@@ -331,6 +410,8 @@ def main(argv=None) -> int:
     wall = time.perf_counter() - started
     print(f"{count} seeds, {len(failures)} failed, {events} events, {wall:.1f}s wall"
           f" ({events / wall if wall else 0:.0f} events/s)")
+    if count > 1:
+        print("totals: " + ", ".join(f"{key} {value}" for key, value in totals.items()))
     return 1 if failures else 0
 
 

@@ -95,30 +95,42 @@ def run_kill_cycles(data_dir: str, kills: int, segment_bytes: int, min_size: int
                 assert any(l.startswith("start") for l in lines), \
                     f"writer did not start: {proc.stderr.read().decode() if reader.eof else lines}"
                 lines += reader.read_until(time.monotonic() + rng.uniform(0.0, 0.06))
-        finally:
-            proc.send_signal(signal.SIGKILL)
-            proc.wait(timeout=STARTUP_TIMEOUT_S)
-        lines += reader.read_until(time.monotonic() + 1.0)  # what it printed before dying
-        proc.stdout.close()
-        proc.stderr.close()
+            lines += _kill_and_collect(proc, reader)
+        finally:  # on any failure too: never leave a writer running or its pipes open
+            if proc.poll() is None:
+                proc.kill()
+            try:
+                proc.wait(timeout=STARTUP_TIMEOUT_S)
+            finally:
+                proc.stdout.close()
+                proc.stderr.close()
         for line in lines:
             if line.startswith("durable "):
                 reported = max(reported, int(line.split()[1]))
         stats["kills"] += 1
 
         arc = Archive.open(data_dir, file_sync="data", segment_bytes=segment_bytes)
-        rec = arc.recover()
-        full = k % 10 == 9 or k == kills - 1
-        verify_log(rec.log, reported, 1 if full else verified_to, min_size, max_size)
-        verified_to = rec.log.last_index
-        stats["max_index"] = verified_to
-        if rec.cut is not None and rec.cut.path is not None:
-            with open(rec.cut.path, "rb") as f:
-                f.seek(rec.cut.offset)
-                assert not any(f.read()), f"debris left after the recovered end in {rec.cut.path}"
-            stats["torn_tails_cut"] += not rec.cut.clean
-        arc.close()
+        try:  # closed on a failed check too: a leaked archive keeps its descriptors
+            rec = arc.recover()
+            full = k % 10 == 9 or k == kills - 1
+            verify_log(rec.log, reported, 1 if full else verified_to, min_size, max_size)
+            verified_to = rec.log.last_index
+            stats["max_index"] = verified_to
+            if rec.cut is not None and rec.cut.path is not None:
+                with open(rec.cut.path, "rb") as f:
+                    f.seek(rec.cut.offset)
+                    assert not any(f.read()), f"debris left after the recovered end in {rec.cut.path}"
+                stats["torn_tails_cut"] += not rec.cut.clean
+        finally:
+            arc.close()
     return stats
+
+
+def _kill_and_collect(proc: subprocess.Popen, reader: _LineReader) -> list:
+    """SIGKILL the writer and read what it printed before dying."""
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=STARTUP_TIMEOUT_S)
+    return reader.read_until(time.monotonic() + 1.0)
 
 
 def test_sigkill_writer_loses_nothing_reported_durable(tmp_path):

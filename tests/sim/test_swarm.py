@@ -32,7 +32,8 @@ def test_swarm_seeds_exercise_every_fault():
         for key, value in result.faults.items():
             if isinstance(value, (int, float)) and not isinstance(value, bool):
                 totals[key] = totals.get(key, 0) + value
-    for fault in ("partition", "cut", "heal", "crash", "power_fail", "restart", "network", "transfer", "offers"):
+    for fault in ("partition", "cut", "heal", "crash", "power_fail", "restart", "network", "transfer", "offers",
+                  "admin_snapshot", "snapshots_recorded", "snapshots_installed", "snapshot_restarts"):
         assert totals.get(fault, 0) > 0, f"no seed injected {fault}: {totals}"
 
 

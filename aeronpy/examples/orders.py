@@ -258,11 +258,17 @@ class OrderLedger:
     Use it to check the promise "every acknowledged order is in the book or in its fills":
     after a run, each order this ledger knows must be known to the engine
     (:meth:`MatchingEngine.order_state`) with at least the quantity filled here.
+
+    Fill notices to a resting order's owner answer another session's message, so across a
+    leader failover they are delivered at least once (a new leader re-sends what it produced
+    while taking over): the ledger counts each match id once, as a trading client reconciles
+    by execution id. Replies to the client's own requests are exactly once.
     """
 
     def __init__(self) -> None:
         self.orders: Dict[int, LedgerEntry] = {}
         self.rejected = 0
+        self.duplicate_fills = 0
 
     def apply(self, event: Event) -> None:
         if isinstance(event, ExecutionReport):
@@ -273,13 +279,20 @@ class OrderLedger:
                                            LedgerEntry(event.instrument, event.status, event.leaves_qty))
             entry.status = event.status
             entry.leaves_qty = event.leaves_qty
-            entry.filled_qty += sum(f.qty for f in event.fills)
-            entry.match_ids.extend(f.match_id for f in event.fills)
+            for f in event.fills:
+                if f.match_id in entry.match_ids:
+                    self.duplicate_fills += 1
+                    continue
+                entry.filled_qty += f.qty
+                entry.match_ids.append(f.match_id)
         else:
             entry = self.orders.get(event.order_id)
             if entry is None:        # a fill can overtake nothing (same session, in order), but be lenient
                 entry = self.orders.setdefault(event.order_id,
                                                LedgerEntry(event.instrument, ACCEPTED, event.leaves_qty))
+            if event.match_id in entry.match_ids:    # re-sent across a failover: count it once
+                self.duplicate_fills += 1
+                return
             entry.filled_qty += event.qty
             entry.match_ids.append(event.match_id)
             entry.leaves_qty = min(entry.leaves_qty, event.leaves_qty)

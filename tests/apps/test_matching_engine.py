@@ -287,3 +287,23 @@ def test_ledger_accounts_for_every_acknowledged_order(env):
     engine.books[INSTR].side_of(engine.open_orders[lost]).remove(engine.open_orders[lost])
     del engine.open_orders[lost]
     assert ledger.missing_from(engine) == [f"order {lost} acknowledged but unknown to the engine"]
+
+
+def test_ledger_counts_a_fill_notice_re_sent_across_failover_once(env):
+    cluster, engine, alice, bob = env
+    ledger = wire.OrderLedger()
+    new(cluster, alice, SELL, 10, 5, coid=1)          # rests
+    new(cluster, bob, BUY, 10, 2, coid=2)             # fills 2 of alice's 5
+    events = [e for s in (alice, bob) for e in s.events()]
+    notices = [e for e in events if isinstance(e, wire.Fill)]
+    assert notices, "the resting owner got a fill notice"
+    for event in events + notices:                    # every notice delivered twice
+        ledger.apply(event)
+    assert ledger.duplicate_fills == len(notices)
+    assert ledger.missing_from(engine) == []
+    # negative control: a notice with a new match id is a real extra fill and is reported
+    extra = notices[0]
+    ledger.apply(wire.Fill(extra.side, extra.instrument, extra.order_id, extra.client_order_id,
+                           extra.match_id + 1000, extra.price, extra.qty, extra.leaves_qty,
+                           extra.timestamp_ns))
+    assert any("client saw" in p for p in ledger.missing_from(engine))

@@ -34,7 +34,10 @@ def free_udp_port():
 
 @pytest.fixture
 def config_file(tmp_path):
-    ports = [free_udp_port() for _ in range(2)]
+    # distinct free ports from the shared helper (two port-0 binds may return the same port)
+    from aeronpy.testing.process_cluster import free_udp_ports
+
+    ports = free_udp_ports(2)
     path = tmp_path / "cluster.toml"
     path.write_text(textwrap.dedent(f"""
         cluster_id = 7
@@ -179,7 +182,11 @@ def test_sigterm_closes_the_node(config_file, tmp_path):
     child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True, env=env)
     try:
-        assert child.stdout.readline().strip() == "started"
+        first = child.stdout.readline().strip()
+        if first != "started":
+            child.kill()
+            _, err = child.communicate(timeout=20)
+            raise AssertionError(f"the node command did not start: {first!r}; stderr:\n{err}")
         child.send_signal(signal.SIGTERM)
         out, err = child.communicate(timeout=20)
         assert child.returncode == 0 and out.strip() == "closed"

@@ -53,16 +53,20 @@ KEY_DOCS: tuple = (
      'Aeron level 0: survives kill -9 but not power loss of a majority), "data" (fdatasync of the '
      'log before acknowledging, level 1), "full" (data and metadata, level 2). The vote record is '
      "always synced whatever this says."),
-    ("election_timeout_ms", "200", "Base election timeout; candidates randomise around it."),
+    ("election_timeout_ms", "200", "A follower that hears nothing from a leader for a random time "
+     "between this and twice this starts an election (canvass first); candidates retry on the "
+     "same randomised timer."),
     ("heartbeat_interval_ms", "50", "How often a leader heartbeats idle followers. Must be less "
      "than `election_timeout_ms` and `leader_heartbeat_timeout_ms`."),
-    ("leader_heartbeat_timeout_ms", "400", "A follower that hears nothing from the leader for "
-     "this long starts an election; a leader that hears from no quorum for this long steps down."),
+    ("leader_heartbeat_timeout_ms", "400", "A leader that hears from no quorum for this long "
+     "steps down (check-quorum); a follower that heard from a live leader within this long "
+     "refuses to help a disruptive candidate."),
     ("session_timeout_ms", "10000", "A client session with no traffic or keepalive for this long "
      "is closed. Must exceed `leader_heartbeat_timeout_ms + election_timeout_ms` so sessions "
      "survive a failover."),
     ("idle_strategy", '"backoff"', 'What the duty cycle does when it found no work: "busy-spin", '
-     '"yield", "backoff" (spin, yield, then park up to 1 ms, waking on a datagram), "sleep" (1 ms).'),
+     '"yield", "backoff" (park up to 1 ms in `select` on the node\'s sockets, waking on a '
+     'datagram; without sockets to wait on it spins and yields first), "sleep" (1 ms).'),
     ("snapshot_log_bytes", "268435456 (256 MiB)", "Take a snapshot automatically once this many "
      "log bytes were appended since the last one; 0 turns automatic snapshots off."),
     ("secret", "none", "Shared key (string, UTF-8) that authenticates member-to-member frames "

@@ -16,12 +16,10 @@ Every function returns plain data (a dict) that the CLI prints or dumps as JSON.
 from __future__ import annotations
 
 import os
-import struct
 import time
 
 from aeronpy.errors import AeronpyError
 
-_I64 = struct.Struct("<q")
 
 ADMIN_COMMANDS = ("snapshot", "suspend", "resume", "shutdown", "abort", "recording-log",
                   "recovery-plan")
@@ -68,10 +66,9 @@ def abort(data_dir: "str | os.PathLike", timeout_s: float = 10.0) -> dict:
 def _cluster_action(data_dir: str, action: str, timeout_s: float) -> dict:
     """Send the action to this member (followed to the leader), then watch this member's
     counters until the action shows: SUSPENDED / ACTIVE, or the node stopped."""
-    from aeronpy.cluster.admin_client import AdminError, _members_from_counters, _recording_entries, _entry_dict, admin_request
+    from aeronpy.cluster.admin_client import AdminError, _members_from_counters, _recording_entries, _entry_dict, request_through_member
     from aeronpy.cluster.counters import ConsensusModuleState, CountersReader, CountersUnavailableError
     from aeronpy.cluster.node_admin import ADMIN_ABORT, ADMIN_RESUME, ADMIN_SHUTDOWN, ADMIN_SUSPEND
-    from aeronpy.cluster.node_snapshots import ADMIN_OK
     from aeronpy.archive.recording_log import SnapshotEntry
 
     request_type = {"suspend": ADMIN_SUSPEND, "resume": ADMIN_RESUME, "shutdown": ADMIN_SHUTDOWN,
@@ -82,16 +79,9 @@ def _cluster_action(data_dir: str, action: str, timeout_s: float) -> dict:
     if not status.running:
         raise AdminError(f"member {member_id} is not running ({status.detail}): send "
                          f"'{action}' through a running member's data dir")
-    me = next((m for m in members if m.get("id") == member_id), None)
-    if me is None:
-        raise AdminError(f"the counters file in {data_dir} does not name this member's endpoint")
     deadline = time.monotonic() + timeout_s
-    endpoints = [f"{m['host']}:{m['ingress_port']}" for m in sorted(members, key=lambda m: m["id"])]
-    endpoint, code, payload = admin_request(endpoints, f"{me['host']}:{me['ingress_port']}",
-                                            request_type, b"", timeout_s)
-    if code != ADMIN_OK:
-        raise AdminError(f"{endpoint} refused '{action}': {payload.decode(errors='replace')}")
-    index = _I64.unpack(payload)[0]
+    endpoint, index = request_through_member(data_dir, member_id, members, request_type,
+                                             f"'{action}'", timeout_s)
     want = {"suspend": ConsensusModuleState.SUSPENDED, "resume": ConsensusModuleState.ACTIVE}.get(action)
     result = {"action": action, "index": index, "leader_endpoint": endpoint, "member_id": member_id}
     state = None

@@ -167,19 +167,28 @@ def admin_request(endpoints: list, endpoint: str, request_type: int, payload: by
         transport.close()
 
 
-def request_snapshot(data_dir: str, timeout_s: float) -> dict:
-    from aeronpy.cluster.node_snapshots import ADMIN_OK, ADMIN_SNAPSHOT
-    member_id, members = _members_from_counters(data_dir)
+def request_through_member(data_dir: str, member_id: int, members: list, request_type: int,
+                           what: str, timeout_s: float) -> tuple:
+    """Send one admin request through this member's ingress endpoint, following redirects to
+    the leader; returns (the leader's endpoint, the log index the leader gave the action)."""
+    from aeronpy.cluster.node_snapshots import ADMIN_OK
     me = next((m for m in members if m.get("id") == member_id), None)
     if me is None:
         raise AdminError(f"the counters file in {data_dir} does not name this member's endpoint")
-    deadline = time.monotonic() + timeout_s
     endpoints = [f"{m['host']}:{m['ingress_port']}" for m in sorted(members, key=lambda m: m["id"])]
     endpoint, code, payload = admin_request(endpoints, f"{me['host']}:{me['ingress_port']}",
-                                            ADMIN_SNAPSHOT, b"", timeout_s)
+                                            request_type, b"", timeout_s)
     if code != ADMIN_OK:
-        raise AdminError(f"{endpoint} refused the snapshot: {payload.decode(errors='replace')}")
-    index = _I64.unpack(payload)[0]
+        raise AdminError(f"{endpoint} refused {what}: {payload.decode(errors='replace')}")
+    return endpoint, _I64.unpack(payload)[0]
+
+
+def request_snapshot(data_dir: str, timeout_s: float) -> dict:
+    from aeronpy.cluster.node_snapshots import ADMIN_SNAPSHOT
+    member_id, members = _members_from_counters(data_dir)
+    deadline = time.monotonic() + timeout_s
+    endpoint, index = request_through_member(data_dir, member_id, members, ADMIN_SNAPSHOT,
+                                             "the snapshot", timeout_s)
     recorded: Optional[dict] = None
     while time.monotonic() < deadline and recorded is None:
         for e in _recording_entries(data_dir):

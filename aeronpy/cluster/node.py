@@ -12,7 +12,6 @@ here, and ``aeronpy.testing.SimCluster`` drives the same two objects on virtual 
 """
 from __future__ import annotations
 
-import logging
 import random
 import threading
 import time
@@ -66,10 +65,6 @@ def load_authenticator(spec: str) -> Authenticator:
         return cls()
     except Exception as exc:  # the user's constructor
         raise ConfigError("authenticator", f"{spec}() raised {type(exc).__name__}: {exc}") from None
-
-
-class NodeStoppedError(RuntimeError):
-    """The node stopped because of a fault it must not continue past (see ``node.failure``)."""
 
 
 class ClusterNode:

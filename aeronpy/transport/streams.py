@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Callable, Optional
 
 from aeronpy._frame import BEGIN, DATA_HEADER, END, MAC_BYTES, UNFRAGMENTED, FrameWriter
+from aeronpy._streams import ReceiverCore, SenderCore
 from aeronpy.errors import MessageTooLargeError
 from aeronpy.transport.counters import TransportCounters
 
@@ -61,8 +62,11 @@ class StreamConfig:
                 raise ValueError(f"{name} must be >= 0")
 
 
-class StreamSender:
-    """The sending half of one stream: fragments, buffers, paces and retransmits."""
+class StreamSender(SenderCore):
+    """The sending half of one stream: fragments, buffers, paces and retransmits.
+
+    ``offer`` is compiled (``SenderCore``) for a bytes message that fits one frame and the
+    buffer; it calls ``_offer_slow`` (the whole rule, the reference) for anything else."""
 
     def __init__(self, writer: FrameWriter, emit: Callable[[bytes], object], config: StreamConfig,
                  counters: TransportCounters, now_ns: int = 0, start_position: int = 0):
@@ -71,6 +75,8 @@ class StreamSender:
         self._emit = emit
         self._cfg = config
         self._c = counters
+        self._max_message_bytes = config.max_message_bytes
+        self._send_buffer_bytes = config.send_buffer_bytes
         mac = MAC_BYTES if writer.secret is not None else 0
         self.max_fragment_bytes = config.mtu_bytes - DATA_HEADER - mac
         # start_position > 0: a stream re-created for a receiver that may still hold an image
@@ -98,8 +104,8 @@ class StreamSender:
     def buffered_bytes(self) -> int:
         return self.tail_position - self.low_position
 
-    def offer(self, payload, now_ns: int) -> int:
-        """Queue one message; returns the new tail position (> 0) or ``BACK_PRESSURED``."""
+    def _offer_slow(self, payload, now_ns: int) -> int:
+        """``offer`` for every case (``SenderCore.offer`` handles the common one itself)."""
         view = payload if type(payload) is bytes else memoryview(payload).cast("B")
         n = len(view)
         if n == 0:
@@ -250,8 +256,12 @@ class StreamSender:
         return work
 
 
-class StreamReceiver:
-    """The receiving half ("image") of one sender incarnation's stream."""
+class StreamReceiver(ReceiverCore):
+    """The receiving half ("image") of one sender incarnation's stream.
+
+    ``on_data`` is compiled (``ReceiverCore``) for the next whole message while nothing is
+    held out of order or half assembled; it calls ``_on_data_slow`` (the whole rule, the
+    reference) for anything else."""
 
     def __init__(self, stream_epoch: int, writer: FrameWriter, emit: Callable[[bytes], object],
                  config: StreamConfig, counters: TransportCounters, now_ns: int = 0):
@@ -272,10 +282,10 @@ class StreamReceiver:
         self._last_status_position = -1
         self._status_threshold = config.window_bytes // 4
 
-    def on_data(self, position: int, fragment_flags: int, message_length: int, payload,
-                handler, peer_id: int, now_ns: int) -> int:
-        """One DATA frame; calls ``handler(peer_id, message)`` for each message completed.
-        Returns the number of messages delivered."""
+    def _on_data_slow(self, position: int, fragment_flags: int, message_length: int, payload,
+                      handler, peer_id: int, now_ns: int) -> int:
+        """``on_data`` for every case: calls ``handler(peer_id, message)`` for each message
+        completed; returns the number of messages delivered."""
         length = len(payload)
         end = position + length
         expected = self.expected_position

@@ -31,6 +31,7 @@ from functools import partial
 from typing import Callable, Optional
 
 from aeronpy._frame import DATA, HEARTBEAT, NAK, SETUP, STATUS, FrameReader, FrameWriter
+from aeronpy._streams import DatagramWalker
 from aeronpy._udp import UdpSocket, address_key, address_tuple
 from aeronpy.transport.admission import RETIRED_EPOCHS_MAX, Admission, epoch_is_stale, retire_epoch
 from aeronpy.transport.counters import TransportCounters
@@ -112,7 +113,8 @@ class UdpTransport:
         self._handler = None
         self._now_ns = clock()
         self._next_timer_ns = 0
-        self._on_datagram_bound = self._on_datagram
+        # the compiled twin of _on_datagram (same rules, same calls; tests compare the two)
+        self._on_datagram_bound = DatagramWalker(self, self._admission, self.epoch)
         self.closed = False
 
     # ------------------------------------------------------------------ peers
@@ -223,7 +225,8 @@ class UdpTransport:
 
     def _on_datagram(self, key: int, datagram: memoryview) -> None:
         """Every frame of one datagram, in order. A refused frame drops the rest of its
-        datagram with it (one drop counted): the frames after it came from the same sender."""
+        datagram with it (one drop counted): the frames after it came from the same sender.
+        ``poll`` runs the compiled ``DatagramWalker`` instead; this is its reference."""
         admit = self._admission.admit_at
         reader = self._reader
         size = len(datagram)

@@ -18,6 +18,7 @@ import time
 from typing import Optional, Sequence
 
 from aeronpy import _codec
+from aeronpy._ingress import session_message_fields
 from aeronpy.archive import Archive
 from aeronpy.cluster.config import NodeConfig
 from aeronpy.errors import ConfigError
@@ -251,10 +252,14 @@ class ClusterNode:
 
     def _on_ingress_message(self, client_ref: int, payload: memoryview) -> None:
         try:
-            msg = self._decode(payload)
+            fields = session_message_fields(payload)
+            msg = self._decode(payload) if fields is None else None
         except _codec.DecodeError:
             self._transport_counters.decode_drops += 1
             self._drop_log.record("malformed ingress message")
+            return
+        if fields is not None:      # the common case: no message object is built
+            self.module.on_session_message(client_ref, fields, self._clock())
             return
         if type(msg) is _AdminRequest:
             self._admin.on_admin_request(client_ref, msg)

@@ -17,6 +17,8 @@ from aeronpy._frame cimport (FRAGMENT_BEGIN, FRAGMENT_END, TYPE_DATA, TYPE_HEART
 from aeronpy._frame import FrameError
 
 cdef int UNFRAGMENTED_FLAGS = FRAGMENT_BEGIN | FRAGMENT_END
+cdef int TRANSPORT_NOT_CONNECTED = -1     # the values of streams.NOT_CONNECTED and CLOSED
+cdef int TRANSPORT_CLOSED = -4
 
 
 cdef class StreamCounters:
@@ -30,6 +32,9 @@ cdef class SenderCore:
 
     def offer(self, payload, int64_t now_ns):
         """Queue one message; returns the new tail position (> 0) or ``BACK_PRESSURED``."""
+        return self._offer_c(payload, now_ns)
+
+    cdef object _offer_c(self, object payload, int64_t now_ns):
         cdef Py_ssize_t n, head
         cdef int64_t position, low, end, acked
         cdef list positions, frames
@@ -62,6 +67,21 @@ cdef class SenderCore:
         elif position - acked < self.receiver_window:
             self._transmit_new(now_ns)
         return end
+
+
+cdef class TransportCore:
+    """``UdpTransport.send``, the one transport method every outgoing message calls."""
+
+    def send(self, peer_id, payload):
+        """Queue a whole message to a peer: the new stream position (> 0), or
+        ``BACK_PRESSURED`` (send buffer full: retry later), ``NOT_CONNECTED`` (no such peer),
+        ``CLOSED``. Too large a message raises ``MessageTooLargeError``."""
+        if self.closed:
+            return TRANSPORT_CLOSED
+        peer = self._peers.get(peer_id)
+        if peer is None:
+            return TRANSPORT_NOT_CONNECTED
+        return (<SenderCore?>peer.sender)._offer_c(payload, self._now_ns)
 
 
 cdef class ReceiverCore:

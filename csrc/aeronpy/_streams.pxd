@@ -22,6 +22,12 @@ cdef class SenderCore:
     cdef public FrameWriter _writer
     cdef public object _emit
     cdef public StreamCounters _c
+    cdef object _offer_c(self, object payload, int64_t now_ns)
+
+cdef class TransportCore:
+    cdef public bint closed
+    cdef public dict _peers
+    cdef public int64_t _now_ns
 
 cdef class ReceiverCore:
     cdef public int32_t stream_epoch

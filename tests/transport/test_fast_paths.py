@@ -12,7 +12,9 @@ import pytest
 from aeronpy._frame import DATA, FrameReader, FrameWriter
 from aeronpy._udp import UdpSocket, address_key
 from aeronpy.transport.counters import TransportCounters
-from aeronpy.transport.streams import StreamConfig, StreamReceiver, StreamSender
+from aeronpy.transport.streams import (
+    BACK_PRESSURED, CLOSED, NOT_CONNECTED, StreamConfig, StreamReceiver, StreamSender,
+)
 from aeronpy.transport.udp import UdpTransport
 
 MS = 1_000_000
@@ -300,3 +302,14 @@ def test_datagram_walk_comparison_catches_a_wrong_walker():
         finally:
             a.close()
             b.close()
+
+
+def test_compiled_send_returns_the_stream_codes():
+    cfg = StreamConfig(mtu_bytes=160, window_bytes=1024, send_buffer_bytes=256, max_message_bytes=128)
+    with UdpTransport("127.0.0.1", 0, cluster_id=5, sender_id=1, config=cfg, mtu=160) as t:
+        t.add_peer(0, "127.0.0.1", t.local_address[1])
+        assert t.send(7, b"x") == NOT_CONNECTED
+        assert t.send(0, b"a" * 100) == 100 and t.send(0, b"b" * 100) == 200
+        assert t.send(0, b"c" * 100) == BACK_PRESSURED
+        t.close()
+        assert t.send(0, b"x") == CLOSED

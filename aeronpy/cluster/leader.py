@@ -12,7 +12,8 @@ from typing import Any, Optional
 from aeronpy.cluster import entries as E
 from aeronpy.cluster import protocol as P
 from aeronpy.cluster.sessions import SessionState
-from aeronpy.service import CloseReason
+from aeronpy.cluster.entries import SESSION_MESSAGE, encode_session_message
+from aeronpy.service import CloseReason, Role
 
 MAX_ENDPOINT_BYTES = 256
 
@@ -96,49 +97,53 @@ class LeaderDuties:
     def on_session_message(self, client_ref: object, fields: tuple, now_ns: int) -> None:
         """``on_ingress`` for a SessionMessage the driver decoded to its fields
         ``(session_id, seq, correlation_id, service_id, payload)``: the same checks and
-        counters without building a message object (the node's ingress hot path)."""
+        counters without building a message object (the node's ingress hot path, so the
+        checks are written out here rather than spread over helper calls)."""
         self._now_ns = now_ns
         self._sync_role()
         try:
-            self._session_message(client_ref, *fields)
+            session_id, seq, correlation_id, service_id, payload = fields
+            if self._role is not Role.LEADER:
+                self._redirect(client_ref, correlation_id, session_id)
+                return
+            if not self._leader_ready:
+                # it may not even have applied the session's open yet; the client re-sends
+                # after our NEW_LEADER event
+                self.counters["ingress_leader_not_ready"] += 1
+                return
+            s = self.sessions.get(session_id)
+            config = self.config
+            if s is None or (config.bind_session_to_endpoint
+                             and config.client_ref(s.response_endpoint) != client_ref):
+                self._session_of(client_ref, session_id, correlation_id)   # answers the refusal
+                return
+            session_id = s.session_id
+            self._last_heard_ns[session_id] = now_ns
+            if len(payload) > config.max_message_bytes:
+                self._reject_too_large(client_ref, s, seq, correlation_id)
+                return
+            applied = s.last_applied_seq
+            if seq <= applied:
+                self._answer_applied(s, seq)
+                return
+            sequenced = self._leader_seq.get(session_id, 0)
+            if sequenced < applied:
+                sequenced = applied
+            if seq <= sequenced:
+                self.counters["ingress_already_sequenced"] += 1
+                return
+            if seq != sequenced + 1:
+                self.counters["ingress_seq_gap"] += 1   # the client re-sends from its window
+                return
+            if self._propose(SESSION_MESSAGE, encode_session_message(
+                    self._stamp(), session_id, seq, correlation_id, service_id, payload)):
+                self._leader_seq[session_id] = seq
         except (TypeError, ValueError, AttributeError, OverflowError, UnicodeError):
             self.counters["ingress_malformed"] += 1
 
     def _on_session_message(self, client_ref: object, m: Any) -> None:
-        self._session_message(client_ref, m.session_id, m.seq, m.correlation_id, m.service_id,
-                              m.payload)
-
-    def _session_message(self, client_ref: object, session_id: int, seq: int,
-                         correlation_id: int, service_id: int, payload) -> None:
-        if not self.is_leader:
-            self._redirect(client_ref, correlation_id, session_id)
-            return
-        if not self._leader_ready:
-            # it may not even have applied the session's open yet; the client re-sends after
-            # our NEW_LEADER event
-            self.counters["ingress_leader_not_ready"] += 1
-            return
-        s = self._session_of(client_ref, session_id, correlation_id)
-        if s is None:
-            return
-        session_id = s.session_id
-        self._last_heard_ns[session_id] = self._now_ns
-        if len(payload) > self.config.max_message_bytes:
-            self._reject_too_large(client_ref, s, seq, correlation_id)
-            return
-        if seq <= s.last_applied_seq:
-            self._answer_applied(s, seq)
-            return
-        sequenced = max(self._leader_seq.get(session_id, 0), s.last_applied_seq)
-        if seq <= sequenced:
-            self.counters["ingress_already_sequenced"] += 1
-            return
-        if seq != sequenced + 1:
-            self.counters["ingress_seq_gap"] += 1   # the client re-sends from its window
-            return
-        if self._propose(E.SESSION_MESSAGE, E.encode_session_message(
-                self._stamp(), session_id, seq, correlation_id, service_id, payload)):
-            self._leader_seq[session_id] = seq
+        self.on_session_message(client_ref, (m.session_id, m.seq, m.correlation_id, m.service_id,
+                                             m.payload), self._now_ns)
 
     def _reject_too_large(self, client_ref: object, s: SessionState, seq: int,
                           correlation_id: int) -> None:

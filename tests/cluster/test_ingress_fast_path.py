@@ -2,10 +2,11 @@
 
 - ``aeronpy._ingress.session_message_fields`` against ``_codec.decode`` on valid, mutated,
   truncated and random buffers: same fields, same refusals.
-- ``ConsensusModule.on_session_message(ref, fields, now)`` against
-  ``on_ingress(ref, P.SessionMessage(*fields), now)`` on two identical 3-member worlds driven
-  by the same random script (forged and foreign sessions, duplicates, gaps, oversized payloads,
-  followers, leader changes): same log, same egress, same counters.
+- ``ConsensusModule.on_session_message(ref, fields, now)`` against the handling it replaced
+  (reference_leader.py, reached through ``on_ingress(ref, P.SessionMessage(*fields), now)``)
+  on two identical 3-member worlds driven by the same random script (forged and foreign
+  sessions, duplicates, gaps, oversized payloads, followers, leader changes): same log, same
+  egress, same counters. The object path of the package is checked the same way.
 Both comparisons have a negative control: a deliberately wrong fast path they catch.
 """
 import random
@@ -15,6 +16,7 @@ from aeronpy._ingress import session_message_fields
 from aeronpy.cluster import protocol as P
 
 from .fakes import FakeWorld
+from .reference_leader import use_reference
 
 MAX_MESSAGE_BYTES = 64
 
@@ -100,9 +102,12 @@ def _object_entry(world, member, ref, fields):
     world.ingress(member, ref, P.SessionMessage(*fields))
 
 
-def _leader_trace(seed: int, entry) -> list:
+def _leader_trace(seed: int, entry, reference: bool = False) -> list:
     rng = random.Random(seed)
     w = FakeWorld(members=3, max_message_bytes=MAX_MESSAGE_BYTES)
+    if reference:
+        for module in w.modules:
+            use_reference(module)
     w.elect(0)
     w.settle()
     clients = {"c1:7000": w.connect(0, "c1:7000", 11), "c2:7000": w.connect(0, "c2:7000", 12)}
@@ -144,6 +149,7 @@ def test_leader_fast_entry_matches_the_message_object_path():
                           "proposed"), 0)
     for seed in range(6):
         fast = _leader_trace(seed, _fast_entry)
+        assert fast == _leader_trace(seed, _object_entry, reference=True), seed
         assert fast == _leader_trace(seed, _object_entry), seed
         for name in seen:
             seen[name] += sum(c.get(name, 0) for c in fast[-1])
@@ -151,4 +157,4 @@ def test_leader_fast_entry_matches_the_message_object_path():
 
 
 def test_leader_comparison_catches_a_wrong_fast_entry():
-    assert _leader_trace(0, _truncating_entry) != _leader_trace(0, _object_entry)
+    assert _leader_trace(0, _truncating_entry) != _leader_trace(0, _object_entry, reference=True)

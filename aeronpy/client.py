@@ -27,7 +27,9 @@ class ClientTransport(Protocol):
         """"host:port" the cluster sends egress to (the client's response endpoint)."""
 
     def send(self, endpoint: str, message: object) -> None:
-        """Send a protocol message to a member's ingress endpoint "host:port" (best effort)."""
+        """Send a protocol message to a member's ingress endpoint "host:port" (best effort).
+        A transport with ``sends_encoded = True`` also takes an already encoded message
+        (bytes), sent as it is; the client then encodes its session messages once, at offer."""
 
     def poll(self, handler: Callable[[object], None], limit: int = 64) -> int:
         """Deliver received egress messages to ``handler``; returns how much work was done."""
@@ -78,6 +80,8 @@ class ClusterClient:
         self._clock = clock
         self._closed = False
         self._send_now = getattr(transport, "flush", None)
+        # a transport that can hand over EgressMessages by their fields (no message objects)
+        self._poll_fields = getattr(transport, "poll_fields", None)
 
     # ---- construction -------------------------------------------------------------------
     @classmethod
@@ -89,7 +93,8 @@ class ClusterClient:
         endpoint_list = parse_endpoints(endpoints)
         if transport is None:
             transport = UdpClientTransport(endpoint_list, cluster_id=cluster_id, secret=secret)
-        core = ClientCore(endpoint_list, transport.local_endpoint, config, rng, credentials)
+        core = ClientCore(endpoint_list, transport.local_endpoint, config, rng, credentials,
+                          encoded_messages=bool(getattr(transport, "sends_encoded", False)))
         client = cls(core, transport, clock)
         core.connect(clock())
         client._flush()
@@ -117,7 +122,11 @@ class ClusterClient:
 
     # ---- the duty cycle -----------------------------------------------------------------
     def _flush(self) -> int:
-        out = self._core.take_outgoing()
+        core = self._core
+        out = core.outgoing
+        if not out:
+            return 0
+        core.outgoing = []
         send = self._transport.send
         for endpoint, message in out:
             send(endpoint, message)
@@ -127,7 +136,10 @@ class ClusterClient:
         """Poll the network, run timers (keepalives, re-sends), send; returns work done."""
         now_ns = self._clock()
         core = self._core
-        work = self._transport.poll(lambda message: core.on_egress(message, now_ns))
+        if self._poll_fields is not None:
+            work = self._poll_fields(core.on_egress, core.on_egress_message, now_ns)
+        else:
+            work = self._transport.poll(lambda message: core.on_egress(message, now_ns))
         core.tick(self._clock())
         return work + self._flush()
 
@@ -157,9 +169,16 @@ class ClusterClient:
 
         Raises MessageTooLargeError (nothing sent) above the max message size.
         """
-        result = self._core.offer(payload, service_id, self._clock())
+        core = self._core
+        result = core.offer(payload, service_id, self._clock())
         if result > 0:
-            self._flush()
+            out = core.outgoing
+            if len(out) == 1:                 # the usual case: just this message
+                core.outgoing = []
+                endpoint, message = out[0]
+                self._transport.send(endpoint, message)
+            else:
+                self._flush()
         return result
 
     def poll_egress(self, on_message: Callable[[int, memoryview], None], limit: int = 1 << 30) -> int:
@@ -236,7 +255,12 @@ def _split_endpoint(endpoint: str) -> tuple[str, int]:
 class UdpClientTransport:
     """The client side of ``aeronpy.transport.UdpTransport``: one stream per member endpoint,
     messages encoded by ``aeronpy._codec``. Members are peers 0, 1, ... in endpoint order;
-    an endpoint first named by a redirect becomes the next peer."""
+    an endpoint first named by a redirect becomes the next peer.
+
+    Hot path: ``send`` takes already encoded messages (``sends_encoded``), and ``poll_fields``
+    hands EgressMessages over by their fields, read in place by ``aeronpy._clientpath``."""
+
+    sends_encoded = True
 
     def __init__(self, endpoints: Sequence[str], cluster_id: int = 0, secret: Optional[bytes] = None,
                  bind_host: str = "127.0.0.1", **transport_options):
@@ -246,15 +270,20 @@ class UdpClientTransport:
         except ImportError as exc:   # the transport / codec layers are not built in
             raise NotConnectedError(f"the UDP client transport is unavailable ({exc}); "
                                     "pass transport= to ClusterClient.connect") from exc
-        self._encode, self._decode = _codec.encode, _codec.decode
-        self._decode_error = getattr(_codec, "DecodeError", ValueError)
+        from aeronpy._clientpath import EgressDispatcher
+        self._encode = _codec.encode
+        self._dispatch = EgressDispatcher(_codec.decode, getattr(_codec, "DecodeError", ValueError))
         self._udp = UdpTransport(bind_host, 0, cluster_id, CLIENT_SENDER_ID, secret, **transport_options)
         self._peers: dict[str, int] = {}
         for endpoint in endpoints:
             self._peer(endpoint)
         host, port = self._udp.local_address[:2]
         self.local_endpoint = f"{host}:{port}"
-        self.decode_errors = 0
+
+    @property
+    def decode_errors(self) -> int:
+        """Received messages dropped as malformed."""
+        return self._dispatch.decode_errors
 
     def _peer(self, endpoint: str) -> int:
         peer_id = self._peers.get(endpoint)
@@ -264,17 +293,30 @@ class UdpClientTransport:
         return peer_id
 
     def send(self, endpoint: str, message: object) -> None:
-        self._udp.send(self._peer(endpoint), self._encode(message))
+        """``message``: a protocol message, or one already encoded (bytes)."""
+        peer_id = self._peers.get(endpoint)
+        if peer_id is None:
+            peer_id = self._peer(endpoint)
+        self._udp.send(peer_id, message if type(message) is bytes else self._encode(message))
 
     def poll(self, handler: Callable[[object], None], limit: int = 64) -> int:
-        def on_message(peer_id: int, payload: memoryview) -> None:
-            try:
-                message = self._decode(payload)
-            except self._decode_error:
-                self.decode_errors += 1
-                return
-            handler(message)
-        return self._udp.poll(on_message, limit) + self._udp.do_work()
+        dispatch = self._dispatch
+        dispatch.on_message = lambda message, _now: handler(message)
+        dispatch.on_egress_message = None
+        return self._udp.poll(dispatch, limit) + self._udp.do_work()
+
+    def poll_fields(self, on_message: Callable[[object, int], None],
+                    on_egress_message: Callable[[int, int, int, bytes, int], None],
+                    now_ns: int, limit: int = 64) -> int:
+        """``poll``, with EgressMessages handed to ``on_egress_message(session_id,
+        correlation_id, ack_seq, payload, now_ns)`` without a message object; any other
+        message decoded to ``on_message(message, now_ns)``. Malformed ones are counted in
+        ``decode_errors``."""
+        dispatch = self._dispatch
+        dispatch.on_message = on_message
+        dispatch.on_egress_message = on_egress_message
+        dispatch.now_ns = now_ns
+        return self._udp.poll(dispatch, limit) + self._udp.do_work()
 
     def flush(self) -> int:
         """Send what ``send`` queued now (``poll`` would, after its receive)."""

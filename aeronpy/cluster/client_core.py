@@ -76,9 +76,22 @@ def parse_endpoints(endpoints) -> list[str]:
     return out
 
 
+def _session_message(session_id: int, seq: int, correlation_id: int, service_id: int, payload) -> P.SessionMessage:
+    return P.SessionMessage(session_id, seq, correlation_id, service_id, bytes(payload))
+
+
 class ClientCore:
+    """The session state machine (see the module docstring).
+
+    ``encoded_messages=True`` (for a transport that sends bytes as they are, such as
+    ``UdpClientTransport``): session messages are encoded once, at ``offer``, and the window
+    keeps and re-sends those bytes (a SessionMessage holds nothing that changes with the
+    leader, so the bytes stay valid); ``take_outgoing`` then holds bytes for them. Otherwise
+    they are ``protocol.SessionMessage`` objects."""
+
     def __init__(self, endpoints, response_endpoint: str, config: Optional[ClientConfig] = None,
-                 rng: Optional[random.Random] = None, credentials: bytes = b""):
+                 rng: Optional[random.Random] = None, credentials: bytes = b"", *,
+                 encoded_messages: bool = False):
         self.endpoints = parse_endpoints(endpoints)
         self.response_endpoint = response_endpoint
         self.config = config or ClientConfig()
@@ -94,7 +107,15 @@ class ClientCore:
         self.counters: dict[str, int] = {}
         self._next_correlation_id = 1
         self._next_seq = 1
-        self._window: "OrderedDict[int, P.SessionMessage]" = OrderedDict()   # seq -> message
+        # the unacknowledged messages, seqs _window_base, _window_base + 1, ... _next_seq - 1:
+        # released only from the front, so a deque and the seq of its first entry
+        self._window: deque = deque()
+        self._window_base = 1
+        if encoded_messages:
+            from aeronpy._codec import encode_session_message
+            self._make_message = encode_session_message
+        else:
+            self._make_message = _session_message
         self._inbox: deque = deque()
         self._awaiting: set[int] = set()
         self._replies: dict[int, bytes] = {}
@@ -102,7 +123,7 @@ class ClientCore:
         # seq -> [(correlation id, hash of payload)] of the responses delivered for it, kept
         # for the window and window_messages seqs below it; responses to lower seqs are
         # late duplicates (_answered_floor)
-        self._answered: "OrderedDict[int, list]" = OrderedDict()
+        self._answered: dict[int, list] = {}
         self._answered_floor = 1
         self._errors: dict[int, AeronpyError] = {}
         self._connect_message: Optional[P.SessionConnect] = None
@@ -185,31 +206,33 @@ class ClientCore:
         With ``expect_reply`` its first response is kept for :meth:`take_reply`, never
         handed to poll().
         """
-        size = payload.nbytes if isinstance(payload, memoryview) else len(payload)
-        if size > self.config.max_message_bytes:
+        config = self.config
+        size = payload.nbytes if type(payload) is memoryview else len(payload)
+        if size > config.max_message_bytes:
             raise MessageTooLargeError(
-                f"message of {size} bytes exceeds max_message_bytes {self.config.max_message_bytes}")
-        if self.state is ClientState.CLOSED:
-            return CLOSED
+                f"message of {size} bytes exceeds max_message_bytes {config.max_message_bytes}")
         if self.state is not ClientState.CONNECTED:
-            return NOT_CONNECTED
-        if len(self._window) >= self.config.window_messages:
+            return CLOSED if self.state is ClientState.CLOSED else NOT_CONNECTED
+        window = self._window
+        if len(window) >= config.window_messages:
             self._count("back_pressured")
             return BACK_PRESSURED
-        correlation_id = self._take_correlation_id()
+        correlation_id = self._next_correlation_id
+        self._next_correlation_id = correlation_id + 1
         seq = self._next_seq
-        self._next_seq += 1
-        message = P.SessionMessage(self.session_id, seq, correlation_id, service_id, bytes(payload))
-        if not self._window:
+        self._next_seq = seq + 1
+        message = self._make_message(self.session_id, seq, correlation_id, service_id, payload)
+        if not window:
             self._last_progress_ns = now_ns
-        self._window[seq] = message
+        window.append(message)
         if expect_reply:
             self._awaiting.add(correlation_id)
-        self._send(self.leader_endpoint, message, now_ns)
+        self.outgoing.append((self.leader_endpoint, message))
+        self._last_sent_ns = now_ns
         return correlation_id
 
     def _resend_window(self, now_ns: int) -> None:
-        for message in self._window.values():
+        for message in self._window:
             self._send(self.leader_endpoint, message, now_ns)
         self._last_progress_ns = now_ns
         if self._window:
@@ -218,41 +241,39 @@ class ClientCore:
     def _release(self, ack_seq: int, now_ns: int) -> None:
         """A SessionAck: every message up to ``ack_seq`` is done with."""
         window = self._window
-        released = False
-        while window:
-            seq = next(iter(window))
-            if seq > ack_seq:
-                break
-            del window[seq]
-            released = True
-        if released:
+        count = min(ack_seq - self._window_base + 1, len(window))
+        if count > 0:
+            for _ in range(count):
+                window.popleft()
+            self._window_base += count
             self._released(now_ns)
 
     def _release_answered(self, now_ns: int) -> None:
         """A response arrived: release the window's prefix of answered messages."""
         window = self._window
         answered = self._answered
-        released = False
-        while window:
-            seq = next(iter(window))
-            if seq not in answered:
-                break
-            del window[seq]
-            released = True
-        if released:
+        base = first = self._window_base
+        while window and base in answered:
+            window.popleft()
+            base += 1
+        if base != first:
+            self._window_base = base
             self._released(now_ns)
 
     def _released(self, now_ns: int) -> None:
         self._last_progress_ns = now_ns
         self._stalls = 0
-        # forget what was delivered for seqs far below the window (bounded record)
-        base = next(iter(self._window)) if self._window else self._next_seq
-        floor = base - self.config.window_messages
-        if floor > self._answered_floor:
+        # forget what was delivered for seqs far below the window (bounded record); the
+        # floor moves by what was released, so this is O(1) a message
+        floor = self._window_base - self.config.window_messages
+        old_floor = self._answered_floor
+        if floor > old_floor:
             self._answered_floor = floor
             answered = self._answered
-            while answered and next(iter(answered)) < floor:
-                answered.popitem(last=False)
+            if answered:
+                pop = answered.pop
+                for seq in range(old_floor, floor):
+                    pop(seq, None)
 
     def close(self, now_ns: int = 0) -> None:
         if self.state is ClientState.CONNECTED:
@@ -370,17 +391,74 @@ class ClientCore:
     def _on_answer(self, seq: int, now_ns: int) -> None:
         """After a response to message ``seq`` (correlation id != 0; the service's own
         messages, correlation id 0, answer nothing and release nothing)."""
-        front = next(iter(self._window))
+        front = self._window_base
         if seq == front:
             self._release_answered(now_ns)
         elif seq > front:
             self._count("answered_ahead_of_window")     # a lower one is still unanswered
 
+    def on_egress_message(self, session_id: int, correlation_id: int, ack_seq: int, payload: bytes,
+                          now_ns: int) -> None:
+        """``on_egress(EgressMessage(session_id, correlation_id, ack_seq, payload), now_ns)``
+        for a transport that reads egress without building the message object (the client's
+        hot path: one call per response)."""
+        if session_id != self.session_id or self.state is not ClientState.CONNECTED:
+            self._count("egress_not_for_us")
+            return
+        if correlation_id == 0:                 # the service's own message: answers nothing
+            self._deliver(0, ack_seq, payload)
+            return
+        # _deliver, _first_delivery, _on_answer, _release_answered and _released in one frame
+        # (this runs once per response; tests/cluster/test_client_fastpath.py holds it to
+        # on_egress, step by step)
+        answered = self._answered
+        first = ack_seq >= self._answered_floor
+        if first:
+            key = (correlation_id, hash(payload))
+            delivered = answered.get(ack_seq)
+            if delivered is None:
+                answered[ack_seq] = [key]
+            elif key in delivered:
+                first = False
+            else:
+                delivered.append(key)
+        if not first:
+            self._count("duplicate_responses")
+        elif correlation_id in self._awaiting:
+            self._awaiting.discard(correlation_id)
+            self._replies[correlation_id] = payload
+        elif correlation_id in self._abandoned:
+            self._count("late_replies_dropped")
+        elif len(self._inbox) < self.config.inbox_max:
+            self._inbox.append((correlation_id, payload))
+        else:
+            self._count("inbox_dropped")
+        window = self._window
+        if window:
+            base = self._window_base
+            if ack_seq == base:
+                while window and base in answered:
+                    window.popleft()
+                    base += 1
+                self._window_base = base
+                self._last_progress_ns = now_ns
+                self._stalls = 0
+                floor = base - self.config.window_messages
+                old_floor = self._answered_floor
+                if floor > old_floor:
+                    self._answered_floor = floor
+                    for seq in range(old_floor, floor):
+                        answered.pop(seq, None)
+            elif ack_seq > base:
+                self._count("answered_ahead_of_window")
+
     def _on_response(self, message) -> None:
-        correlation_id = message.correlation_id
-        payload = bytes(message.payload)
+        self._deliver(message.correlation_id, message.ack_seq, bytes(message.payload))
+
+    def _deliver(self, correlation_id: int, ack_seq: int, payload: bytes) -> None:
+        """A response: into the inbox, or to a waiting request(), unless it is a duplicate."""
         if correlation_id != 0:
-            if not self._first_delivery(message.ack_seq, correlation_id, payload):
+            if not self._first_delivery(ack_seq, correlation_id, payload):
                 self._count("duplicate_responses")
                 return
             if correlation_id in self._awaiting:

@@ -282,3 +282,22 @@ def test_udp_client_transport_fast_path_counts_malformed_egress_and_delivers_the
     seen = []
     transport.poll(seen.append)
     assert seen == [P.EgressMessage(SESSION, cid, 1, b"answer")] and transport.decode_errors == 4
+
+
+# ---- idling without a socket to wait on ---------------------------------------------------
+
+def test_backoff_without_a_waiter_spins_then_sleeps_doubling_up_to_a_cap(monkeypatch):
+    import aeronpy.client as client_mod
+    slept = []
+    monkeypatch.setattr(client_mod.time, "sleep", slept.append)
+    idle = client_mod._Backoff()
+    for _ in range(client_mod._Backoff.SPINS):
+        idle(0)
+    assert slept == []                                   # the spins cost no sleep
+    for _ in range(8):
+        idle(0)
+    assert slept == pytest.approx([50e-6, 100e-6, 200e-6, 400e-6, 800e-6, 1e-3, 1e-3, 1e-3])
+    idle(3)                                              # work: back to spinning
+    for _ in range(client_mod._Backoff.SPINS + 1):
+        idle(0)
+    assert slept[-1] == pytest.approx(50e-6) and len(slept) == 9

@@ -76,3 +76,133 @@ def egress_fields(payload):
                 PyBytes_FromStringAndSize(<const char*>egress.payload, egress.payload_length))
     finally:
         PyBuffer_Release(&view)
+
+
+# ---- the per-message half of ClientCore ------------------------------------------------------
+
+from aeronpy._codec cimport SESSION_MESSAGE_HEADER_LENGTH, session_message_header_store
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
+from libc.string cimport memcpy
+
+from aeronpy.cluster.codes import BACK_PRESSURED, CLOSED, NOT_CONNECTED
+from aeronpy.errors import MessageTooLargeError
+
+
+cdef class ClientSessionBase:
+    """The base of ``aeronpy.cluster.client_core.ClientCore``: its per-message state and the
+    steps that run once per message, ``offer``, ``on_egress_message`` and ``poll``, compiled. All
+    other session logic (connecting, leader changes, resends, acks, the object path of
+    ``on_egress``) is Python in the subclass, on the same attributes;
+    tests/cluster/test_client_fastpath.py holds ``on_egress_message`` to that object path
+    step by step."""
+
+    cdef void _bump(self, str name) except *:
+        counters = self.counters
+        counters[name] = counters.get(name, 0) + 1
+
+    def offer(self, payload, service_id=0, int64_t now_ns=0, bint expect_reply=False):
+        """> 0: the message's correlation id; < 0: NOT_CONNECTED, BACK_PRESSURED or CLOSED.
+
+        Raises MessageTooLargeError (nothing is sent) above ``max_message_bytes``.
+        With ``expect_reply`` its first response is kept for :meth:`take_reply`, never
+        handed to poll()."""
+        cdef Py_ssize_t size = payload.nbytes if type(payload) is memoryview else len(payload)
+        cdef int64_t correlation_id, seq
+        if size > self._max_message_bytes:
+            raise MessageTooLargeError(
+                f"message of {size} bytes exceeds max_message_bytes {self._max_message_bytes}")
+        if self.state is not self._connected_state:
+            return CLOSED if self.state is self._closed_state else NOT_CONNECTED
+        window = self._window
+        if len(window) >= self._window_messages:
+            self._bump("back_pressured")
+            return BACK_PRESSURED
+        correlation_id = self._next_correlation_id
+        self._next_correlation_id = correlation_id + 1
+        seq = self._next_seq
+        self._next_seq = seq + 1
+        if self._make_message is None and type(payload) is bytes:
+            message = PyBytes_FromStringAndSize(NULL, SESSION_MESSAGE_HEADER_LENGTH + size)
+            session_message_header_store(<uint8_t*>PyBytes_AS_STRING(message),
+                                         SESSION_MESSAGE_HEADER_LENGTH + size, self.session_id, seq,
+                                         correlation_id, service_id, size)
+            memcpy(PyBytes_AS_STRING(message) + SESSION_MESSAGE_HEADER_LENGTH,
+                   PyBytes_AS_STRING(payload), size)
+        elif self._make_message is None:
+            from aeronpy._codec import encode_session_message
+            message = encode_session_message(self.session_id, seq, correlation_id, service_id, payload)
+        else:
+            message = self._make_message(self.session_id, seq, correlation_id, service_id, payload)
+        if not window:
+            self._last_progress_ns = now_ns
+        window.append(message)
+        if expect_reply:
+            self._awaiting.add(correlation_id)
+        self.outgoing.append((self.leader_endpoint, message))
+        self._last_sent_ns = now_ns
+        return correlation_id
+
+    def poll(self, on_message, Py_ssize_t limit=1 << 30):
+        """Deliver queued responses to ``on_message(correlation_id, payload)``."""
+        cdef Py_ssize_t delivered = 0
+        inbox = self._inbox
+        while inbox and delivered < limit:
+            correlation_id, payload = inbox.popleft()
+            on_message(correlation_id, memoryview(payload))
+            delivered += 1
+        return delivered
+
+    def on_egress_message(self, int64_t session_id, int64_t correlation_id, int64_t ack_seq,
+                          bytes payload, int64_t now_ns):
+        """``on_egress(EgressMessage(session_id, correlation_id, ack_seq, payload), now_ns)``
+        for a transport that reads egress without building the message object (one call per
+        response)."""
+        cdef bint first
+        cdef int64_t base, floor, old_floor, s
+        if session_id != self.session_id or self.state is not self._connected_state:
+            self._bump("egress_not_for_us")
+            return
+        if correlation_id == 0:                 # the service's own message: answers nothing
+            self._deliver(0, ack_seq, payload)
+            return
+        answered = self._answered
+        first = ack_seq >= self._answered_floor
+        if first:
+            key = (correlation_id, hash(payload))
+            delivered = answered.get(ack_seq)
+            if delivered is None:
+                answered[ack_seq] = [key]
+            elif key in delivered:
+                first = False
+            else:
+                delivered.append(key)
+        if not first:
+            self._bump("duplicate_responses")
+        elif correlation_id in self._awaiting:
+            self._awaiting.discard(correlation_id)
+            self._replies[correlation_id] = payload
+        elif correlation_id in self._abandoned:
+            self._bump("late_replies_dropped")
+        elif len(self._inbox) < self._inbox_max:
+            self._inbox.append((correlation_id, payload))
+        else:
+            self._bump("inbox_dropped")
+        window = self._window
+        if window:
+            base = self._window_base
+            if ack_seq == base:
+                while window and base in answered:
+                    window.popleft()
+                    base += 1
+                self._window_base = base
+                self._last_progress_ns = now_ns
+                self._stalls = 0
+                # forget what was delivered far below the window (bounded record)
+                floor = base - self._window_messages
+                old_floor = self._answered_floor
+                if floor > old_floor:
+                    self._answered_floor = floor
+                    for s in range(old_floor, floor):
+                        answered.pop(s, None)
+            elif ack_seq > base:
+                self._bump("answered_ahead_of_window")

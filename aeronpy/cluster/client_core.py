@@ -1,9 +1,11 @@
 """The client side of a cluster session, sans-I/O: shared by ``ClusterClient``, the asyncio
 client and the simulator's client.
 
-Bytes never appear here: protocol messages come in through :meth:`ClientCore.on_egress`,
-time through ``now_ns`` arguments, and what to send piles up in :attr:`ClientCore.outgoing`
-as ``(endpoint, message)`` for the driver to send.
+No I/O here: protocol messages come in through :meth:`ClientCore.on_egress` (or, read in
+place by the transport, :meth:`ClientCore.on_egress_message`), time through ``now_ns``
+arguments, and what to send piles up in :attr:`ClientCore.outgoing` as ``(endpoint,
+message)`` for the driver to send (session messages already encoded, with
+``encoded_messages=True``).
 
 Exactly-once from the client's side: every message gets the next ``seq`` of the session and
 stays in a bounded resend window until the cluster acknowledges it. On a NEW_LEADER event, a
@@ -26,10 +28,10 @@ import enum
 import random
 from collections import OrderedDict, deque
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Optional
 
+from aeronpy._clientpath import ClientSessionBase
 from aeronpy.cluster import protocol as P
-from aeronpy.cluster.codes import BACK_PRESSURED, CLOSED, NOT_CONNECTED
 from aeronpy.cluster.module_config import DEFAULT_MAX_MESSAGE_BYTES, parse_ingress_endpoints
 from aeronpy.errors import (AeronpyError, AuthenticationError, ClusterClosedError,
                             MessageTooLargeError, NotConnectedError)
@@ -80,8 +82,11 @@ def _session_message(session_id: int, seq: int, correlation_id: int, service_id:
     return P.SessionMessage(session_id, seq, correlation_id, service_id, bytes(payload))
 
 
-class ClientCore:
-    """The session state machine (see the module docstring).
+class ClientCore(ClientSessionBase):
+    """The session state machine (see the module docstring). ``offer``,
+    ``on_egress_message`` and ``poll``, the steps run once per message, are compiled in the
+    base class (``aeronpy._clientpath.ClientSessionBase``), on the attributes set here; the
+    return codes of ``offer`` are aeronpy.cluster.codes'.
 
     ``encoded_messages=True`` (for a transport that sends bytes as they are, such as
     ``UdpClientTransport``): session messages are encoded once, at ``offer``, and the window
@@ -98,6 +103,10 @@ class ClientCore:
         self.credentials = bytes(credentials)
         self._rng = rng or random.Random()
         self.state = ClientState.IDLE
+        self._connected_state, self._closed_state = ClientState.CONNECTED, ClientState.CLOSED
+        self._max_message_bytes = self.config.max_message_bytes
+        self._window_messages = self.config.window_messages
+        self._inbox_max = self.config.inbox_max
         self.error: Optional[AeronpyError] = None     # why the client closed, if not by close()
         self.session_id = 0
         self.leadership_term = -1
@@ -111,11 +120,7 @@ class ClientCore:
         # released only from the front, so a deque and the seq of its first entry
         self._window: deque = deque()
         self._window_base = 1
-        if encoded_messages:
-            from aeronpy._codec import encode_session_message
-            self._make_message = encode_session_message
-        else:
-            self._make_message = _session_message
+        self._make_message = None if encoded_messages else _session_message   # None: encode
         self._inbox: deque = deque()
         self._awaiting: set[int] = set()
         self._replies: dict[int, bytes] = {}
@@ -197,38 +202,6 @@ class ClientCore:
     def _take_correlation_id(self) -> int:
         correlation_id = self._next_correlation_id
         self._next_correlation_id += 1
-        return correlation_id
-
-    def offer(self, payload, service_id: int = 0, now_ns: int = 0, expect_reply: bool = False) -> int:
-        """> 0: the message's correlation id; < 0: NOT_CONNECTED, BACK_PRESSURED or CLOSED.
-
-        Raises MessageTooLargeError (nothing is sent) above ``max_message_bytes``.
-        With ``expect_reply`` its first response is kept for :meth:`take_reply`, never
-        handed to poll().
-        """
-        config = self.config
-        size = payload.nbytes if type(payload) is memoryview else len(payload)
-        if size > config.max_message_bytes:
-            raise MessageTooLargeError(
-                f"message of {size} bytes exceeds max_message_bytes {config.max_message_bytes}")
-        if self.state is not ClientState.CONNECTED:
-            return CLOSED if self.state is ClientState.CLOSED else NOT_CONNECTED
-        window = self._window
-        if len(window) >= config.window_messages:
-            self._count("back_pressured")
-            return BACK_PRESSURED
-        correlation_id = self._next_correlation_id
-        self._next_correlation_id = correlation_id + 1
-        seq = self._next_seq
-        self._next_seq = seq + 1
-        message = self._make_message(self.session_id, seq, correlation_id, service_id, payload)
-        if not window:
-            self._last_progress_ns = now_ns
-        window.append(message)
-        if expect_reply:
-            self._awaiting.add(correlation_id)
-        self.outgoing.append((self.leader_endpoint, message))
-        self._last_sent_ns = now_ns
         return correlation_id
 
     def _resend_window(self, now_ns: int) -> None:
@@ -397,61 +370,6 @@ class ClientCore:
         elif seq > front:
             self._count("answered_ahead_of_window")     # a lower one is still unanswered
 
-    def on_egress_message(self, session_id: int, correlation_id: int, ack_seq: int, payload: bytes,
-                          now_ns: int) -> None:
-        """``on_egress(EgressMessage(session_id, correlation_id, ack_seq, payload), now_ns)``
-        for a transport that reads egress without building the message object (the client's
-        hot path: one call per response)."""
-        if session_id != self.session_id or self.state is not ClientState.CONNECTED:
-            self._count("egress_not_for_us")
-            return
-        if correlation_id == 0:                 # the service's own message: answers nothing
-            self._deliver(0, ack_seq, payload)
-            return
-        # _deliver, _first_delivery, _on_answer, _release_answered and _released in one frame
-        # (this runs once per response; tests/cluster/test_client_fastpath.py holds it to
-        # on_egress, step by step)
-        answered = self._answered
-        first = ack_seq >= self._answered_floor
-        if first:
-            key = (correlation_id, hash(payload))
-            delivered = answered.get(ack_seq)
-            if delivered is None:
-                answered[ack_seq] = [key]
-            elif key in delivered:
-                first = False
-            else:
-                delivered.append(key)
-        if not first:
-            self._count("duplicate_responses")
-        elif correlation_id in self._awaiting:
-            self._awaiting.discard(correlation_id)
-            self._replies[correlation_id] = payload
-        elif correlation_id in self._abandoned:
-            self._count("late_replies_dropped")
-        elif len(self._inbox) < self.config.inbox_max:
-            self._inbox.append((correlation_id, payload))
-        else:
-            self._count("inbox_dropped")
-        window = self._window
-        if window:
-            base = self._window_base
-            if ack_seq == base:
-                while window and base in answered:
-                    window.popleft()
-                    base += 1
-                self._window_base = base
-                self._last_progress_ns = now_ns
-                self._stalls = 0
-                floor = base - self.config.window_messages
-                old_floor = self._answered_floor
-                if floor > old_floor:
-                    self._answered_floor = floor
-                    for seq in range(old_floor, floor):
-                        answered.pop(seq, None)
-            elif ack_seq > base:
-                self._count("answered_ahead_of_window")
-
     def _on_response(self, message) -> None:
         self._deliver(message.correlation_id, message.ack_seq, bytes(message.payload))
 
@@ -474,16 +392,6 @@ class ClientCore:
         self._inbox.append((correlation_id, payload))
 
     # ---- handing out responses ----------------------------------------------------------
-    def poll(self, on_message: Callable[[int, memoryview], None], limit: int = 1 << 30) -> int:
-        """Deliver queued responses to ``on_message(correlation_id, payload)``."""
-        delivered = 0
-        inbox = self._inbox
-        while inbox and delivered < limit:
-            correlation_id, payload = inbox.popleft()
-            on_message(correlation_id, memoryview(payload))
-            delivered += 1
-        return delivered
-
     def take_reply(self, correlation_id: int) -> Optional[bytes]:
         return self._replies.pop(correlation_id, None)
 

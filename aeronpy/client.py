@@ -145,7 +145,7 @@ class ClusterClient:
         now_ns = self._clock()
         core = self._core
         if self._poll_fields is not None:
-            work = self._poll_fields(core.on_egress, core.on_egress_message, now_ns)
+            work = self._poll_fields(core.on_egress, core, now_ns)
         else:
             work = self._transport.poll(lambda message: core.on_egress(message, now_ns))
         core.tick(self._clock())
@@ -314,12 +314,13 @@ class UdpClientTransport:
         return self._udp.poll(dispatch, limit) + self._udp.do_work()
 
     def poll_fields(self, on_message: Callable[[object, int], None],
-                    on_egress_message: Callable[[int, int, int, bytes, int], None],
+                    on_egress_message: "Callable[[int, int, int, bytes, int], None] | ClientCore",
                     now_ns: int, limit: int = 64) -> int:
         """``poll``, with EgressMessages handed to ``on_egress_message(session_id,
-        correlation_id, ack_seq, payload, now_ns)`` without a message object; any other
-        message decoded to ``on_message(message, now_ns)``. Malformed ones are counted in
-        ``decode_errors``."""
+        correlation_id, ack_seq, payload, now_ns)`` without a message object (pass a
+        ``ClientCore`` itself to have its ``on_egress_message`` called without a Python
+        call); any other message decoded to ``on_message(message, now_ns)``. Malformed ones
+        are counted in ``decode_errors``."""
         dispatch = self._dispatch
         dispatch.on_message = on_message
         dispatch.on_egress_message = on_egress_message

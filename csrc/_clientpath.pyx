@@ -20,7 +20,8 @@ cdef class EgressDispatcher:
     """``handler(peer_id, payload)`` for ``UdpTransport.poll`` (see the module docstring).
 
     ``on_egress_message(session_id, correlation_id, ack_seq, payload, now_ns)`` gets every
-    well-formed EgressMessage (``payload`` as bytes) when it is set; otherwise, and for every
+    well-formed EgressMessage (``payload`` as bytes) when it is set (a ClientCore there gets
+    them by a C call to its ``on_egress_message`` step); otherwise, and for every
     other message type, ``on_message(message, now_ns)`` gets the decoded message. ``now_ns``
     is whatever the caller set before polling, passed through."""
 
@@ -50,8 +51,12 @@ cdef class EgressDispatcher:
             finally:
                 PyBuffer_Release(&view)
             if is_egress:
-                self.on_egress_message(egress.session_id, egress.correlation_id, egress.ack_seq,
-                                       body, self.now_ns)
+                target = self.on_egress_message
+                if isinstance(target, ClientSessionBase):    # no Python call in between
+                    (<ClientSessionBase>target)._on_egress_fields(
+                        egress.session_id, egress.correlation_id, egress.ack_seq, body, self.now_ns)
+                else:
+                    target(egress.session_id, egress.correlation_id, egress.ack_seq, body, self.now_ns)
                 return
         try:
             message = self._decode(payload)
@@ -157,14 +162,18 @@ cdef class ClientSessionBase:
         """``on_egress(EgressMessage(session_id, correlation_id, ack_seq, payload), now_ns)``
         for a transport that reads egress without building the message object (one call per
         response)."""
+        self._on_egress_fields(session_id, correlation_id, ack_seq, payload, now_ns)
+
+    cdef int _on_egress_fields(self, int64_t session_id, int64_t correlation_id, int64_t ack_seq,
+                               bytes payload, int64_t now_ns) except -1:
         cdef bint first
         cdef int64_t base, floor, old_floor, s
         if session_id != self.session_id or self.state is not self._connected_state:
             self._bump("egress_not_for_us")
-            return
+            return 0
         if correlation_id == 0:                 # the service's own message: answers nothing
             self._deliver(0, ack_seq, payload)
-            return
+            return 0
         answered = self._answered
         first = ack_seq >= self._answered_floor
         if first:
@@ -206,3 +215,4 @@ cdef class ClientSessionBase:
                         answered.pop(s, None)
             elif ack_seq > base:
                 self._bump("answered_ahead_of_window")
+        return 0

@@ -1,5 +1,6 @@
 # cdef contract of aeronpy._clientpath: the client's receive fast path (egress without message
-# objects). Used from Python only (aeronpy.client.UdpClientTransport); nothing cimports it yet.
+# objects) and the per-message half of ClientCore. Used from Python (aeronpy.client,
+# aeronpy.cluster.client_core); nothing cimports it yet.
 from libc.stdint cimport int64_t
 
 
@@ -41,3 +42,5 @@ cdef class ClientSessionBase:
     cdef public Py_ssize_t _window_messages
     cdef public Py_ssize_t _inbox_max
     cdef void _bump(self, str name) except *
+    cdef int _on_egress_fields(self, int64_t session_id, int64_t correlation_id, int64_t ack_seq,
+                               bytes payload, int64_t now_ns) except -1

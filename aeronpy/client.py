@@ -332,7 +332,7 @@ class UdpClientTransport:
         return self._udp.flush()
 
     def wait_readable(self, timeout_ns: int) -> bool:
-        """Block until a datagram waits or ``timeout_ns`` passes (rounded up to whole ms)."""
+        """Block until a datagram waits or ``timeout_ns`` passes (to the ns on Linux, whole ms elsewhere)."""
         return self._udp.wait_readable(timeout_ns)
 
     def close(self) -> None:

@@ -23,7 +23,7 @@ from aeronpy.archive import Archive
 from aeronpy.cluster.config import NodeConfig
 from aeronpy.errors import ConfigError
 from aeronpy.cluster.counters import CountersWriter, SlotId
-from aeronpy.cluster.idle import idle_strategy_from_name, select_waiter
+from aeronpy.cluster.idle import idle_strategy_from_name, select_waiter, short_park_strategy
 from aeronpy.cluster.logsetup import BurstLogger, node_logger
 from aeronpy.cluster.module import ConsensusModule
 from aeronpy.cluster.protocol import NewLeaderEvent
@@ -155,9 +155,11 @@ class ClusterNode:
         self._admin = NodeAdmin(self)    # after the replay: replayed shutdowns are history
         self._transport_counters = TransportCounterPublisher(self.counters, (self.consensus, self.ingress))
         self._transport_counters.drop_log = self._drop_log
-        self._idle = idle_strategy_from_name(
-            config.idle_strategy,
-            waiter=select_waiter([self.consensus.socket.fileno(), self.ingress.socket.fileno()]))
+        waiter = select_waiter([self.consensus.socket.fileno(), self.ingress.socket.fileno()])
+        self._idle = idle_strategy_from_name(config.idle_strategy, waiter=waiter)
+        # while a Ready waits for the syncer (no datagram will say it is done), park briefly
+        self._sync_idle = (short_park_strategy(waiter) if config.idle_strategy == "backoff"
+                           else self._idle)
         self._pending = None          # a Ready waiting for its fsync (file_sync != "none")
         self._decode = _codec.decode
         self._encode = _codec.encode
@@ -379,13 +381,17 @@ class ClusterNode:
 
     def _run(self) -> None:
         idle = self._idle.idle
+        sync_idle = self._sync_idle.idle
         stop = self._stop
         while not stop.is_set():
             try:
                 work = self.do_work()
             except Exception:
                 break
-            idle(work)
+            if self._pending is None:
+                idle(work)
+            else:
+                sync_idle(work)
         if self._stop_by_action:
             self.close()
 

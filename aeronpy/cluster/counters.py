@@ -252,6 +252,13 @@ class CountersWriter:
         if duration_ns > values[_MAX_DUTY_CYCLE_NS]:
             values[_MAX_DUTY_CYCLE_NS] = duration_ns
 
+    def observe_duty_cycles(self, count: int, longest_ns: int) -> None:
+        """``count`` duty cycles ran since the last call, the longest taking ``longest_ns``."""
+        values = self.values
+        values[_DUTY_CYCLES] += count
+        if longest_ns > values[_MAX_DUTY_CYCLE_NS]:
+            values[_MAX_DUTY_CYCLE_NS] = longest_ns
+
     def close(self) -> None:
         """Mark the file closed cleanly (readers then report "stopped", not "dead")."""
         if self._map is None:

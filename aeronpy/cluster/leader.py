@@ -20,6 +20,9 @@ MAX_ENDPOINT_BYTES = 256
 
 class LeaderDuties:
     """Ingress handling and leader ticks (mixin of ConsensusModule)."""
+
+    # no session can time out before this (see _propose_session_timeouts); 0: check now
+    _session_check_due_ns = 0
     # ---- ingress ------------------------------------------------------------------------
     def on_ingress(self, client_ref: object, message: object, now_ns: int) -> None:
         """A decoded client message from the client known to the driver as ``client_ref``."""
@@ -201,35 +204,62 @@ class LeaderDuties:
         returns how many entries it proposed."""
         self._now_ns = now_ns
         self._sync_role()
-        if not self.leader_ready or self.container.failure is not None:
+        if not (self._leader_ready and self._role is Role.LEADER) or self.container.failure is not None:
             return 0
+        proposed = 0
+        if now_ns >= self._session_check_due_ns:
+            proposed = self._propose_session_timeouts(now_ns)
+            if proposed < 0:
+                return -proposed - 1
+        leader_time_ns = now_ns if now_ns > self._last_stamp_ns else self._last_stamp_ns
+        if self.timers.has_due(leader_time_ns):
+            budget = self.config.proposals_per_tick_max
+            for service_id, correlation_id, timer_seq in self.timers.due(leader_time_ns):
+                if timer_seq not in self._proposed_timer_fires:
+                    if not self._propose(E.TIMER_FIRE, E.encode_timer_fire(
+                            self._stamp(), service_id, correlation_id, timer_seq)):
+                        # refused (e.g. a leadership transfer is under way): due() popped it, so
+                        # put it back or it would never fire while this member stays leader
+                        self.timers.requeue(service_id, correlation_id, timer_seq)
+                        return proposed
+                    self._proposed_timer_fires.add(timer_seq)
+                    proposed += 1
+                if proposed >= budget:
+                    return proposed
+        if self.pending_service_messages:
+            proposed = self._propose_service_messages(proposed)
+        return proposed
+
+    def _propose_session_timeouts(self, now_ns: int) -> int:
+        """Propose the close of every session silent for ``session_timeout_ns``. Returns how
+        many it proposed, or ``-(that + 1)`` when the tick must stop there (budget used up
+        or a proposal refused). A full pass sets ``_session_check_due_ns``: the earliest time
+        a session can time out (heard times only grow, and a session heard of later times out
+        later), so the ticks before it skip the pass."""
         budget = self.config.proposals_per_tick_max
         proposed = 0
         timeout_ns = self.config.session_timeout_ns
+        earliest_heard_ns = now_ns
         for session_id, heard_ns in list(self._last_heard_ns.items()):
             if proposed >= budget:
-                return proposed
+                self._session_check_due_ns = 0
+                return -proposed - 1
+            if heard_ns < earliest_heard_ns:
+                earliest_heard_ns = heard_ns
             if now_ns - heard_ns >= timeout_ns and session_id not in self._proposed_closes \
                     and session_id in self.sessions:
                 if not self._propose(E.SESSION_CLOSE, E.encode_session_close(
                         self._stamp(), session_id, CloseReason.TIMEOUT)):
-                    return proposed
+                    self._session_check_due_ns = 0
+                    return -proposed - 1
                 self._proposed_closes.add(session_id)
                 self.counters["session_timeouts_proposed"] += 1
                 proposed += 1
-        leader_time_ns = max(now_ns, self._last_stamp_ns)
-        for service_id, correlation_id, timer_seq in self.timers.due(leader_time_ns):
-            if timer_seq not in self._proposed_timer_fires:
-                if not self._propose(E.TIMER_FIRE, E.encode_timer_fire(
-                        self._stamp(), service_id, correlation_id, timer_seq)):
-                    # refused (e.g. a leadership transfer is under way): due() popped it, so
-                    # put it back or it would never fire while this member stays leader
-                    self.timers.requeue(service_id, correlation_id, timer_seq)
-                    return proposed
-                self._proposed_timer_fires.add(timer_seq)
-                proposed += 1
-            if proposed >= budget:
-                return proposed
+        self._session_check_due_ns = earliest_heard_ns + timeout_ns
+        return proposed
+
+    def _propose_service_messages(self, proposed: int) -> int:
+        budget = self.config.proposals_per_tick_max
         for pending_id, (service_id, payload) in self.pending_service_messages.items():
             if pending_id <= self._service_messages_proposed_upto:
                 continue

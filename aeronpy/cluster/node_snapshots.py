@@ -144,6 +144,9 @@ class NodeSnapshots:
         self.snapshotter._compact()
 
     def do_work(self, now_ns: int) -> int:
+        if (self.snapshotter._inflight is None and self.receiver._committing is None
+                and not self.senders and not self._deferred):
+            return 0       # nearly every cycle: nothing being written, received or sent
         work = self.snapshotter.poll()
         done = self.receiver.poll()
         if done is not None:

@@ -58,6 +58,12 @@ class TimerTable:
             if current is not None and current[1] == timer_seq:
                 yield service_id, cid, timer_seq
 
+    def has_due(self, now_ns: int) -> bool:
+        """True when :meth:`due` may yield at ``now_ns`` (a scheduled deadline has passed):
+        the leader's tick asks this one comparison before it builds the generator."""
+        heap = self._heap
+        return bool(heap) and heap[0][0] <= now_ns
+
     def requeue(self, service_id: int, correlation_id: int, timer_seq: int) -> None:
         """Put a schedule that :meth:`due` yielded back (its fire could not be proposed)."""
         current = self._timers.get((service_id, correlation_id))

@@ -116,7 +116,10 @@ class Election:
 
     # ---------------------------------------------------------------- per-state tick methods
     def on_tick(self, now_ns: int) -> None:
-        if self.deadline_ns is None and self.state != ElectionState.LEADER_READY:
+        deadline_ns = self.deadline_ns
+        if deadline_ns is not None and now_ns < deadline_ns:
+            return    # every state's tick method acts only once its deadline has passed
+        if deadline_ns is None and self.state != ElectionState.LEADER_READY:
             self.reset_timer(now_ns)
             return
         _TICK_METHODS[self.state](self, now_ns)

@@ -68,13 +68,16 @@ class RaftCore:
         return self.election.state
 
     def tick(self, now_ns: int) -> None:
-        self._check_not_awaiting()
+        """Run the timers due at ``now_ns``. Most ticks find none due: they compare one
+        deadline (the leader's ``tick_due_ns``, the election's ``deadline_ns``) and return."""
+        if self._awaiting_advance is not None:
+            self._check_not_awaiting()
         self.now_ns = now_ns
-        if self.leader_state is not None:
-            if not self.leader_state.on_tick(now_ns):
-                self.election.on_tick(now_ns)
-        else:
-            self.election.on_tick(now_ns)
+        leader_state = self.leader_state
+        if leader_state is not None:
+            if now_ns < leader_state.tick_due_ns or leader_state.on_tick(now_ns):
+                return
+        self.election.on_tick(now_ns)
 
     def step(self, from_id: int, msg, now_ns: int) -> None:
         """Handle a message from a peer. Unknown senders and stale terms are dropped and counted."""

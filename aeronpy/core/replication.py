@@ -27,7 +27,7 @@ class LeaderReplication:
     """Exists only while this member leads; dropped when it steps down."""
 
     __slots__ = ("core", "progress", "next_heartbeat_ns", "transfer_target", "transfer_deadline_ns",
-                 "broadcast_pending")
+                 "broadcast_pending", "tick_due_ns")
 
     def __init__(self, core, now_ns: int):
         self.core = core
@@ -39,6 +39,10 @@ class LeaderReplication:
         self.transfer_target = None
         self.transfer_deadline_ns = 0
         self.broadcast_pending = False
+        # No timer of on_tick can fire before this time: a tick earlier than it does nothing
+        # and is skipped. Recomputed by every full on_tick; whatever could make a timer due
+        # earlier (a first append in flight, a transfer) lowers it. 0: run the next tick.
+        self.tick_due_ns = 0
 
     # ---------------------------------------------------------------- sending
     def broadcast(self) -> None:
@@ -66,6 +70,11 @@ class LeaderReplication:
             core.send(pr.member_id, AppendEntries(core.term, prev, log.term_at(prev), core.commit_index,
                                                   blob, count))
             pr.on_sent(prev + count)
+            if pr.mode == REPLICATE and len(pr.inflight) == 1:
+                # the retransmit timer of this follower starts running (from its last ack)
+                due = pr.last_ack_ns + core.config.retransmit_timeout_ns
+                if due < self.tick_due_ns:
+                    self.tick_due_ns = due
 
     def heartbeat(self) -> None:
         core = self.core
@@ -85,19 +94,51 @@ class LeaderReplication:
         if self.transfer_target is not None and now_ns >= self.transfer_deadline_ns:
             core.counters_add("transfer_aborted")
             self.transfer_target = None
+        retransmit_ns = cfg.retransmit_timeout_ns
         for pr in self.progress.values():
-            if pr.mode == REPLICATE and pr.inflight and now_ns - pr.last_ack_ns >= cfg.retransmit_timeout_ns:
+            if pr.mode == REPLICATE and pr.inflight and now_ns - pr.last_ack_ns >= retransmit_ns:
                 core.counters_add("retransmit_probe")
                 pr.become_probe(pr.match + 1)
                 self.send_appends(pr)
         if now_ns >= self.next_heartbeat_ns:
             self.next_heartbeat_ns = now_ns + cfg.heartbeat_interval_ns
             self.heartbeat()
+        self.tick_due_ns = self._next_due_ns()
         return True
+
+    def _next_due_ns(self) -> int:
+        """The earliest time a timer of on_tick can fire, given the state now. Later changes
+        only move it later (acks and replies are heard later), except the ones that lower
+        ``tick_due_ns`` themselves (send_appends, start_transfer)."""
+        cfg = self.core.config
+        due = self.next_heartbeat_ns
+        if self.transfer_target is not None and self.transfer_deadline_ns < due:
+            due = self.transfer_deadline_ns
+        retransmit_ns = cfg.retransmit_timeout_ns
+        heard = []
+        for pr in self.progress.values():
+            if pr.mode == REPLICATE and pr.inflight:
+                pr_due = pr.last_ack_ns + retransmit_ns
+                if pr_due < due:
+                    due = pr_due
+            heard.append(pr.last_heard_ns)
+        if cfg.check_quorum:
+            # active peers needed besides us; quorum is lost when the needed-th most recent
+            # of them falls silent for the heartbeat timeout
+            needed = quorum_size(len(cfg.voters)) - 1
+            if needed > 0:
+                heard.sort(reverse=True)
+                lost = heard[needed - 1] + cfg.leader_heartbeat_timeout_ns if needed <= len(heard) else 0
+                if lost < due:
+                    due = lost
+        return due
 
     def _quorum_active(self, now_ns: int) -> bool:
         timeout = self.core.config.leader_heartbeat_timeout_ns
-        active = 1 + sum(1 for pr in self.progress.values() if now_ns - pr.last_heard_ns < timeout)
+        active = 1
+        for pr in self.progress.values():
+            if now_ns - pr.last_heard_ns < timeout:
+                active += 1
         return active >= quorum_size(len(self.core.config.voters))
 
     # ---------------------------------------------------------------- responses
@@ -171,6 +212,8 @@ class LeaderReplication:
         core = self.core
         self.transfer_target = target
         self.transfer_deadline_ns = now_ns + core.config.election_timeout_ns
+        if self.transfer_deadline_ns < self.tick_due_ns:
+            self.tick_due_ns = self.transfer_deadline_ns
         if pr.match == core.log.last_index:
             core.send(target, TimeoutNow(core.term))
         else:

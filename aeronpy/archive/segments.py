@@ -334,6 +334,18 @@ class SegmentLog:
             raise ValueError(f"append at {first_index} but the archived log ends at {self.last_index}")
         if count == 0:
             return
+        segments = self.segments
+        if segments:
+            seg = segments[-1]
+            total = len(records)       # == the end of the last record
+            if seg.capacity - seg.end >= total:
+                # the common case, one batch that fits the open segment: one write, no search
+                self.fs.pwrite(self._handle(seg), records, seg.end)
+                seg.ends.frombytes(_segscan.rebase_ends(ends, 0, count, seg.end))
+                seg.end += total
+                seg.last_term = last_term
+                self.dirty[id(seg)] = seg
+                return
         end_of = array("q")
         end_of.frombytes(ends)
         view = memoryview(records)

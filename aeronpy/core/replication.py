@@ -71,10 +71,14 @@ class LeaderReplication:
                                                   blob, count))
             pr.on_sent(prev + count)
             if pr.mode == REPLICATE and len(pr.inflight) == 1:
-                # the retransmit timer of this follower starts running (from its last ack)
-                due = pr.last_ack_ns + core.config.retransmit_timeout_ns
-                if due < self.tick_due_ns:
-                    self.tick_due_ns = due
+                self._retransmit_timer_started(pr)
+
+    def _retransmit_timer_started(self, pr: Progress) -> None:
+        """``pr`` has an append in flight again: its retransmit timer runs from its last ack
+        (which may be long ago), so the next tick may be due sooner than computed."""
+        due = pr.last_ack_ns + self.core.config.retransmit_timeout_ns
+        if due < self.tick_due_ns:
+            self.tick_due_ns = due
 
     def heartbeat(self) -> None:
         core = self.core

@@ -12,6 +12,10 @@ message barely moves, and on 2 cores it is what bounds throughput.
     python bench/perf_harness.py serial [--requests N]
         3 node processes and one request() at a time: latency and CPU us per request of
         each process (the Python work on one request's path).
+    python bench/perf_harness.py cycles [--requests N]
+        3 ClusterNodes and a client in this one thread, one request at a time: the wall time
+        of each node's do_work(), split into cycles that did work and empty ones (the fixed
+        cost every duty cycle pays), per node and per request.
 
 Both: EchoService, 32-byte messages, 512 offers in flight.
 """
@@ -92,6 +96,73 @@ def inproc(messages: int, profile: bool) -> None:
               f"({messages / wall:,.0f} msgs/s wall, one thread){' [profiled]' if profile else ''}")
         if profiler:
             pstats.Stats(profiler).sort_stats("tottime").print_stats(30)
+        client.close()
+    finally:
+        for node in nodes:
+            node.close()
+
+
+def cycles(requests: int) -> None:
+    """Wall time per duty cycle of each node, one request at a time, all in this thread."""
+    from aeronpy.cluster.config import NodeConfig
+    from aeronpy.cluster.node import ClusterNode
+    from aeronpy.testing.process_cluster import free_udp_ports
+    from aeronpy.testing.services import EchoService
+    ports = free_udp_ports(6)
+    members = [{"id": i, "host": "127.0.0.1", "consensus_port": ports[2 * i],
+                "ingress_port": ports[2 * i + 1]} for i in range(3)]
+    base = tempfile.mkdtemp(prefix="aeronpy-perf-")
+    nodes = [ClusterNode(NodeConfig(cluster_id=7, members=members, member_id=i, data_dir=f"{base}/n{i}",
+                                    log_level="WARNING"), [EchoService()]) for i in range(3)]
+    clock = time.perf_counter_ns
+    stats = [[0, 0, 0, 0] for _ in nodes]   # work cycles, their ns, empty cycles, their ns
+    measuring = [False]
+
+    def pump() -> None:
+        for node, st in zip(nodes, stats):
+            t0 = clock()
+            work = node.do_work()
+            elapsed = clock() - t0
+            if measuring[0]:
+                if work:
+                    st[0] += 1
+                    st[1] += elapsed
+                else:
+                    st[2] += 1
+                    st[3] += elapsed
+    replies = [0]
+
+    def on_reply(_cid, _payload) -> None:
+        replies[0] += 1
+
+    def one_request() -> None:
+        target = replies[0] + 1
+        client.offer(PAYLOAD)
+        deadline = time.monotonic() + 5
+        while replies[0] < target and time.monotonic() < deadline:
+            pump()
+            client.poll_egress(on_reply)
+        time.sleep(0.0002)        # a gap between requests, as at a fixed offered rate
+        pump()
+        pump()
+    try:
+        deadline = time.monotonic() + 10
+        while not any(n.role.name == "LEADER" for n in nodes) and time.monotonic() < deadline:
+            pump()
+            time.sleep(0.001)
+        client = ClusterClient.open(",".join(f"127.0.0.1:{m['ingress_port']}" for m in members))
+        while not client.is_connected and time.monotonic() < deadline:
+            pump()
+            client.do_work()
+        for _ in range(300):
+            one_request()                                        # warm up
+        measuring[0] = True
+        for _ in range(requests):
+            one_request()
+        for node, (wn, wns, en, ens) in zip(nodes, stats):
+            print(f"{node.role.name:8s} work cycles {wn / requests:.2f}/req at {wns / max(1, wn) / 1e3:.1f} us, "
+                  f"empty cycles {en / requests:.2f}/req at {ens / max(1, en) / 1e3:.1f} us; "
+                  f"{(wns + ens) / requests / 1e3:.1f} us per request")
         client.close()
     finally:
         for node in nodes:
@@ -181,9 +252,13 @@ def main(argv=None) -> int:
     p.add_argument("--spin", action="store_true")
     p = sub.add_parser("serial")
     p.add_argument("--requests", type=int, default=5_000)
+    p = sub.add_parser("cycles")
+    p.add_argument("--requests", type=int, default=2_000)
     args = parser.parse_args(argv)
     if args.mode == "inproc":
         inproc(args.messages, args.profile)
+    elif args.mode == "cycles":
+        cycles(args.requests)
     elif args.mode == "serial":
         serial(args.requests)
     else:

@@ -164,6 +164,7 @@ class ClusterNode:
         self._sync_idle = (short_park_strategy(waiter) if config.idle_strategy == "backoff"
                            else self._idle)
         self._pending = None          # a Ready waiting for its fsync (file_sync != "none")
+        self._file_sync = config.file_sync != "none"
         self._decode = _codec.decode
         self._encode = _codec.encode
         self._counters_due_ns = 0
@@ -301,7 +302,7 @@ class ClusterNode:
             archive.save_hard_state(rd.hard_state.term, rd.hard_state.voted_for)
         if rd.persist_hi > rd.persist_lo:
             archive.append_from(core.log, rd.persist_lo, rd.persist_hi)
-            if self.config.file_sync != "none":
+            if self._file_sync:
                 archive.request_sync()
                 if archive.poll_synced() < rd.persist_hi - 1:
                     self._pending = rd       # group commit: finish when the syncer is done
@@ -438,7 +439,8 @@ class ClusterNode:
         try:
             self.module.close()
         finally:
-            for closer in (self._publish_counters, self._transport_counters.publish, self._drop_log.close, self.consensus.close,
+            for closer in (self._publish_counters, self._transport_counters.publish,
+                           self._drop_log.close, self.consensus.close,
                            self.ingress.close, self.archive.close, self._admin.closed,
                            self.counters.close, self._errors.close, self._pid_file.release):
                 try:

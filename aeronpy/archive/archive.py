@@ -228,7 +228,7 @@ class Archive:
         """Write entries ``[lo, hi)`` of ``log`` (a `LogIndex`): one write per segment touched,
         however many entries (group commit). ``lo`` must follow the archived log's end."""
         self._check_writable()
-        if lo != self.written_index + 1:
+        if lo != self._segments.last_index + 1:      # the written index
             raise ValueError(f"append_from({lo}, {hi}): the archived log ends at "
                              f"{self.written_index}; truncate_from() first to overwrite")
         while lo < hi:

@@ -90,9 +90,13 @@ class OsFileSystem(FileSystem):
         os.close(handle)
 
     def pwrite(self, handle: int, data, offset: int) -> None:
+        done = os.pwrite(handle, data, offset)
+        size = data.nbytes if type(data) is memoryview else len(data)
+        if done == size:
+            return                 # nearly always: the whole buffer in one call
         view = memoryview(data).cast("B")
-        done = 0
-        while done < len(view):
+        size = len(view)           # in bytes, whatever ``data`` is
+        while done < size:
             n = os.pwrite(handle, view[done:], offset + done)
             if n <= 0:  # pragma: no cover - the kernel raises ENOSPC instead
                 raise OSError(errno.EIO, "pwrite wrote nothing")

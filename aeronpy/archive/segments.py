@@ -330,15 +330,11 @@ class SegmentLog:
     def append(self, records, ends: bytes, first_index: int, count: int, last_term: int) -> None:
         """Write ``count`` encoded records (``_segscan.encode_records`` output) starting at
         ``first_index``: one write per segment touched."""
-        if first_index != self.last_index + 1:
-            raise ValueError(f"append at {first_index} but the archived log ends at {self.last_index}")
-        if count == 0:
-            return
         segments = self.segments
-        if segments:
+        if segments and count:
             seg = segments[-1]
             total = len(records)       # == the end of the last record
-            if seg.capacity - seg.end >= total:
+            if seg.capacity - seg.end >= total and first_index == seg.first_index + len(seg.ends):
                 # the common case, one batch that fits the open segment: one write, no search
                 self.fs.pwrite(self._handle(seg), records, seg.end)
                 seg.ends.frombytes(_segscan.rebase_ends(ends, 0, count, seg.end))
@@ -346,6 +342,10 @@ class SegmentLog:
                 seg.last_term = last_term
                 self.dirty[id(seg)] = seg
                 return
+        if first_index != self.last_index + 1:
+            raise ValueError(f"append at {first_index} but the archived log ends at {self.last_index}")
+        if count == 0:
+            return
         end_of = array("q")
         end_of.frombytes(ends)
         view = memoryview(records)

@@ -70,7 +70,8 @@ class LeaderReplication:
             core.send(pr.member_id, AppendEntries(core.term, prev, log.term_at(prev), core.commit_index,
                                                   blob, count))
             pr.on_sent(prev + count)
-            if pr.mode == REPLICATE and len(pr.inflight) == 1:
+            if pr.mode == REPLICATE and len(pr.inflight) == 1 \
+                    and pr.last_ack_ns + core.config.retransmit_timeout_ns < self.tick_due_ns:
                 self._retransmit_timer_started(pr)
 
     def _retransmit_timer_started(self, pr: Progress) -> None:

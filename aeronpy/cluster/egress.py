@@ -4,11 +4,18 @@ The module only queues; the driver drains through a ``send(client_ref, message) 
 callable and a client that cannot take more (send returns False) keeps its backlog. A queue
 that reaches its bound drops new messages and counts them, so a vanished client costs a
 bounded amount of memory and never holds up the log.
+
+A reply (the bulk of egress) is queued as a plain ``(session_id, correlation_id, ack_seq,
+payload)`` tuple rather than a message object: building one per reply cost more than the
+rest of its queueing. The drain turns it into whatever its driver sends, ``reply_form(*t)``:
+an ``EgressMessage`` for the simulator and the tests, its wire bytes for a node.
 """
 from __future__ import annotations
 
 from collections import deque
-from typing import Callable
+from typing import Callable, Optional
+
+ReplyForm = Callable[[int, int, int, bytes], object]
 
 
 class EgressQueues:
@@ -29,13 +36,18 @@ class EgressQueues:
         self.queued += 1
         return True
 
-    def drain(self, send: Callable[[object, object], bool], limit: int = 1 << 30) -> int:
-        """Hand queued messages to ``send`` (oldest first per client); returns how many went."""
+    def drain(self, send: Callable[[object, object], bool], limit: int = 1 << 30,
+              reply_form: Optional[ReplyForm] = None) -> int:
+        """Hand queued messages to ``send`` (oldest first per client); returns how many went.
+        Queued reply tuples go through ``reply_form`` first (required when there are any)."""
         sent = 0
         emptied = []
         for client_ref, queue in self._queues.items():
             while queue and sent < limit:
-                if send(client_ref, queue[0]) is False:
+                message = queue[0]
+                if type(message) is tuple:
+                    message = reply_form(*message)
+                if send(client_ref, message) is False:
                     break
                 queue.popleft()
                 sent += 1
@@ -48,8 +60,9 @@ class EgressQueues:
         self.queued -= sent
         return sent
 
-    def take_all(self) -> list[tuple[object, object]]:
-        out = [(ref, msg) for ref, queue in self._queues.items() for msg in queue]
+    def take_all(self, reply_form: Optional[ReplyForm] = None) -> list[tuple[object, object]]:
+        out = [(ref, reply_form(*msg) if type(msg) is tuple else msg)
+               for ref, queue in self._queues.items() for msg in queue]
         self._queues.clear()
         self.queued = 0
         return out

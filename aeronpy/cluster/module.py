@@ -25,6 +25,7 @@ import enum
 from collections import Counter, OrderedDict
 from typing import Any, BinaryIO, Callable, Optional, Sequence
 
+from aeronpy._codec import encode_egress_message as _encode_egress_message
 from aeronpy.cluster import entries as E
 from aeronpy.cluster import protocol as P
 from aeronpy.cluster.codes import BACK_PRESSURED, CLOSED
@@ -38,6 +39,13 @@ from aeronpy.errors import MessageTooLargeError
 from aeronpy.service import CloseReason, ClusteredService, Role
 
 __all__ = ["ConsensusModule", "ModuleState", "ServiceError"]
+
+
+def _release(view: memoryview) -> None:
+    try:
+        view.release()
+    except BufferError:
+        pass
 
 _HOLDING_ACTIONS = (E.ACTION_SUSPEND, E.ACTION_SHUTDOWN, E.ACTION_ABORT)
 _TERMINAL_ACTIONS = (E.ACTION_SHUTDOWN, E.ACTION_ABORT)
@@ -98,7 +106,9 @@ class ConsensusModule(LeaderDuties):
         # apply context
         self._views: dict[int, ClientSession] = {}
         self._in_apply = False
-        self._handling: Optional[tuple[SessionState, int, int]] = None  # (session, seq, cid)
+        self._handling: Optional[SessionState] = None   # whose message a service handles,
+        self._handling_seq = 0                          # its seq
+        self._handling_correlation_id = 0               # and its correlation id
         self._replied = False
         self._service_closes: list[int] = []
         self.cluster_action_listeners: list[Callable[[int, int, int], None]] = []
@@ -272,10 +282,98 @@ class ConsensusModule(LeaderDuties):
         return max(hi - start, 0)
 
     def _apply_session_messages(self, log: Any, index: int, hi: int) -> int:
-        """``apply`` for consecutive SESSION_MESSAGE entries from ``index`` (below ``hi``),
-        with the per-entry work of the general path hoisted out of the loop (the role cannot
-        change while committed entries are applied, and no entry object is built); returns
-        the first index not applied. Each entry still goes through _apply_session_message."""
+        """``apply`` for consecutive SESSION_MESSAGE entries from ``index`` (below ``hi``);
+        returns the first index not applied. The body of _apply_session_message and _deliver
+        is inlined here, with everything that cannot change while committed entries are
+        applied (role, services' callbacks, tables) looked up once per run, not per entry.
+
+        A subclass or a test that replaces _apply_session_message or _deliver gets the
+        path through them instead (the simulator's negative controls do); a wrapped
+        ``container.invoke`` (the simulator's invariant checker) is called, as by _deliver.
+        """
+        cls = type(self)
+        if cls._apply_session_message is not _INLINED[0] or cls._deliver is not _INLINED[1]:
+            return self._apply_session_messages_via_hooks(log, index, hi)
+        type_at, payload_at = log.type_at, log.payload_at
+        unpack, header = E.SESSION_MESSAGE_STRUCT.unpack_from, E.SESSION_MESSAGE_HEADER_BYTES
+        container = self.container
+        handlers = [service.on_session_message for service in container.services]
+        invoke = container.invoke
+        # call the services directly, as container.invoke would, unless something (the
+        # simulator's invariant checker) wraps invoke to watch the calls
+        direct = getattr(invoke, "__func__", None) is _INVOKE
+        services_count = len(handlers)
+        sessions = self.sessions._by_id
+        views = self._views
+        counters = self.counters
+        rejected = E.REJECTED_MESSAGE_SERVICE_ID
+        check_ready = self._role is Role.LEADER and not self._leader_ready
+        acking = self.leader_ready
+        ack_pending = self._ack_pending
+        session_message = E.SESSION_MESSAGE
+        self._in_apply = True
+        try:
+            while index < hi and type_at(index) == session_message:
+                payload = payload_at(index)
+                if len(payload) < header:
+                    E.decode_session_message(payload)          # raises EntryDecodeError
+                timestamp_ns, session_id, seq, correlation_id, service_id = unpack(payload, 0)
+                self.applied_index = index
+                container.current_index = index
+                index += 1
+                if timestamp_ns > self.cluster_time_ns:
+                    self.cluster_time_ns = timestamp_ns
+                s = sessions.get(session_id)
+                if s is None:
+                    counters["message_for_closed_session"] += 1
+                elif seq <= s.last_applied_seq:
+                    counters["duplicate_message_skipped"] += 1
+                else:
+                    if seq != s.last_applied_seq + 1:
+                        counters["seq_gap_applied"] += 1
+                    s.last_applied_seq = seq
+                    self._replied = False
+                    if service_id == rejected:
+                        counters["rejected_message_skipped"] += 1    # it only consumes its seq
+                    elif 0 <= service_id < services_count:
+                        body = payload[header:]
+                        self._handling = s
+                        self._handling_seq = seq
+                        self._handling_correlation_id = correlation_id
+                        try:
+                            if direct:
+                                handlers[service_id](views.get(session_id) or self._view(s),
+                                                     self.cluster_time_ns, body)
+                            else:
+                                invoke(service_id, "on_session_message",
+                                       views.get(session_id) or self._view(s), self.cluster_time_ns, body)
+                        except Exception as exc:  # noqa: BLE001 - the container's rule: stop
+                            self._handling = None
+                            _release(body)
+                            if direct:
+                                container.fail(service_id, "on_session_message", exc)
+                            raise                # ServiceError, raised by invoke
+                        self._handling = None
+                        try:
+                            body.release()       # "valid only during the call", enforced
+                        except BufferError:
+                            pass                 # the service holds an export of it
+                    else:
+                        counters["unknown_service"] += 1
+                    if acking and not self._replied:
+                        ack_pending.add(session_id)
+                if self._service_closes:
+                    self._finish_service_closes()
+                if check_ready:
+                    self._check_ready()
+                    check_ready = not self._leader_ready
+                    acking = self._leader_ready
+        finally:
+            self._in_apply = False
+        return index
+
+    def _apply_session_messages_via_hooks(self, log: Any, index: int, hi: int) -> int:
+        """The run of SESSION_MESSAGE entries through _apply_session_message (see above)."""
         type_at, payload_at = log.type_at, log.payload_at
         unpack, header = E.SESSION_MESSAGE_STRUCT.unpack_from, E.SESSION_MESSAGE_HEADER_BYTES
         container = self.container
@@ -454,7 +552,9 @@ class ConsensusModule(LeaderDuties):
             self.counters["rejected_message_skipped"] += 1    # it only consumes its seq
             self._replied = False
         else:
-            self._handling = (s, seq, correlation_id)
+            self._handling = s
+            self._handling_seq = seq
+            self._handling_correlation_id = correlation_id
             self._replied = False
             try:
                 self._deliver(service_id, self._views.get(session_id) or self._view(s), payload)
@@ -483,18 +583,30 @@ class ConsensusModule(LeaderDuties):
                 f"response of {size} bytes exceeds max_message_bytes {config.max_message_bytes}")
         data = bytes(payload)
         s.offers += 1
-        handling = self._handling
-        if handling is not None and handling[0] is s:
-            _, seq, correlation_id = handling
-            if not s.record_reply(seq, correlation_id, data, config.reply_cache_messages,
-                                  config.reply_cache_replies_per_message):
+        if self._handling is s:
+            seq = ack_seq = self._handling_seq
+            correlation_id = self._handling_correlation_id
+            cache = s.replies
+            if seq not in cache and config.reply_cache_messages > 0 \
+                    and config.reply_cache_replies_per_message > 0:
+                # the common case, SessionState.record_reply's first branch inline
+                cache[seq] = [(correlation_id, data)]
+                while len(cache) > config.reply_cache_messages:
+                    cache.popitem(last=False)
+            elif not s.record_reply(seq, correlation_id, data, config.reply_cache_messages,
+                                    config.reply_cache_replies_per_message):
                 self.counters["reply_not_cached"] += 1
-            ack_seq = seq
             self._replied = True
         else:
             correlation_id, ack_seq = 0, s.last_applied_seq
         if self._role is Role.LEADER:
-            self._emit(s, P.EgressMessage(s.session_id, correlation_id, ack_seq, data))
+            endpoint = s.response_endpoint
+            ref_of = config.client_ref_of_endpoint
+            # a reply is queued as a tuple: the driver's drain turns it into an EgressMessage
+            # or straight into its wire bytes (EgressQueues.drain)
+            if not self.egress.put(endpoint if ref_of is None else ref_of(endpoint),
+                                   (s.session_id, correlation_id, ack_seq, data)):
+                self.counters["egress_dropped"] += 1
         return s.offers
 
     def _schedule_timer(self, service_id: int, correlation_id: int, deadline_ns: int) -> bool:
@@ -547,15 +659,20 @@ class ConsensusModule(LeaderDuties):
                 self._emit(s, P.SessionAck(session_id, self._leadership_term, s.last_applied_seq))
         self._ack_pending.clear()
 
-    def drain_egress(self, send: Callable[[object, object], bool], limit: int = 1 << 30) -> int:
-        """Hand egress to ``send(client_ref, message) -> bool`` (False: that client is full)."""
+    def drain_egress(self, send: Callable[[object, object], bool], limit: int = 1 << 30,
+                     wire: bool = False) -> int:
+        """Hand egress to ``send(client_ref, message) -> bool`` (False: that client is full).
+
+        ``wire=True``: replies reach ``send`` already encoded (bytes in the EgressMessage
+        wire format, built without a message object); other messages stay objects.
+        """
         self._flush_acks()
-        return self.egress.drain(send, limit)
+        return self.egress.drain(send, limit, _encode_egress_message if wire else P.EgressMessage)
 
     def take_egress(self) -> list[tuple[object, object]]:
         """All queued egress as (client_ref, message), oldest first per client."""
         self._flush_acks()
-        return self.egress.take_all()
+        return self.egress.take_all(P.EgressMessage)
 
     # ---- snapshots of the consensus-layer state -----------------------------------------
     def snapshot_state(self) -> bytes:
@@ -569,3 +686,8 @@ class ConsensusModule(LeaderDuties):
         self._reset_leader_state()
         self._role = public_role(self.core.role)
         self._leadership_term = -1
+
+
+# what _apply_session_messages inlines: when these are replaced, it calls them instead
+_INLINED = (ConsensusModule._apply_session_message, ConsensusModule._deliver)
+_INVOKE = ServiceContainer.invoke

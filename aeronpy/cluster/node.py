@@ -232,7 +232,7 @@ class ClusterNode:
         work += self._process_ready(now_ns)
         # drain_egress, not egress.drain: it first queues the SessionAcks of messages the
         # service did not answer (and of re-sent duplicates), which release client windows
-        work += self.module.drain_egress(self._send_egress)
+        work += self.module.drain_egress(self._send_egress, wire=True)
         work += self.consensus.do_work(now_ns)
         work += self.ingress.do_work(now_ns)
         return work
@@ -264,7 +264,8 @@ class ClusterNode:
     def _send_egress(self, client_ref, message) -> bool:
         if client_ref is None:
             return True   # the client has no stream to this member: drop (it reconnects)
-        code = self.ingress.send(client_ref, self._encode(message))
+        # replies come encoded already (drain_egress(wire=True)); events and acks as objects
+        code = self.ingress.send(client_ref, message if type(message) is bytes else self._encode(message))
         return code > 0 or code != -2   # only back pressure keeps the message queued
 
     def _process_ready(self, now_ns: int) -> int:

@@ -47,6 +47,7 @@ def _release(view: memoryview) -> None:
     except BufferError:
         pass
 
+_LEADER = Role.LEADER      # a global: Role.LEADER is an enum class attribute lookup, slow on 3.11
 _HOLDING_ACTIONS = (E.ACTION_SUSPEND, E.ACTION_SHUTDOWN, E.ACTION_ABORT)
 _TERMINAL_ACTIONS = (E.ACTION_SHUTDOWN, E.ACTION_ABORT)
 
@@ -161,11 +162,11 @@ class ConsensusModule(LeaderDuties):
 
     @property
     def is_leader(self) -> bool:
-        return self._role is Role.LEADER
+        return self._role is _LEADER
 
     @property
     def leader_ready(self) -> bool:
-        return self._role is Role.LEADER and self._leader_ready
+        return self._role is _LEADER and self._leader_ready
 
     @property
     def commit_index(self) -> int:
@@ -175,12 +176,12 @@ class ConsensusModule(LeaderDuties):
     def _sync_role(self) -> None:
         role = public_role(self.core.role)
         term = self.core.term
-        if role is self._role and (role is not Role.LEADER or term == self._leadership_term):
+        if role is self._role and (role is not _LEADER or term == self._leadership_term):
             return
         changed = role is not self._role
         self._role = role
         self._reset_leader_state()
-        if role is Role.LEADER:
+        if role is _LEADER:
             self._leadership_term = term
             self._ready_index = self.core.log.last_index
             self._check_ready()
@@ -200,7 +201,7 @@ class ConsensusModule(LeaderDuties):
         self.egress.clear()
 
     def _check_ready(self) -> None:
-        if self._leader_ready or self._role is not Role.LEADER or self.applied_index < self._ready_index:
+        if self._leader_ready or self._role is not _LEADER or self.applied_index < self._ready_index:
             return
         self._leader_ready = True
         self._last_stamp_ns = max(self._last_stamp_ns, self.cluster_time_ns)
@@ -307,7 +308,7 @@ class ConsensusModule(LeaderDuties):
         views = self._views
         counters = self.counters
         rejected = E.REJECTED_MESSAGE_SERVICE_ID
-        check_ready = self._role is Role.LEADER and not self._leader_ready
+        check_ready = self._role is _LEADER and not self._leader_ready
         acking = self.leader_ready
         ack_pending = self._ack_pending
         session_message = E.SESSION_MESSAGE
@@ -378,7 +379,7 @@ class ConsensusModule(LeaderDuties):
         unpack, header = E.SESSION_MESSAGE_STRUCT.unpack_from, E.SESSION_MESSAGE_HEADER_BYTES
         container = self.container
         apply_message = self._apply_session_message
-        check_ready = self._role is Role.LEADER and not self._leader_ready
+        check_ready = self._role is _LEADER and not self._leader_ready
         session_message = E.SESSION_MESSAGE
         self._in_apply = True
         try:
@@ -577,29 +578,36 @@ class ConsensusModule(LeaderDuties):
         if s.closed:
             return CLOSED
         config = self.config
-        size = payload.nbytes if type(payload) is memoryview else len(payload)
+        if type(payload) is memoryview:
+            size = payload.nbytes
+            data = payload.tobytes() if size <= config.max_message_bytes else None
+        else:
+            size = len(payload)
+            data = bytes(payload)
         if size > config.max_message_bytes:
             raise MessageTooLargeError(
                 f"response of {size} bytes exceeds max_message_bytes {config.max_message_bytes}")
-        data = bytes(payload)
         s.offers += 1
         if self._handling is s:
             seq = ack_seq = self._handling_seq
             correlation_id = self._handling_correlation_id
             cache = s.replies
-            if seq not in cache and config.reply_cache_messages > 0 \
-                    and config.reply_cache_replies_per_message > 0:
-                # the common case, SessionState.record_reply's first branch inline
+            order = s.reply_order
+            cache_max = config.reply_cache_messages
+            if seq not in cache and cache_max > 0 and config.reply_cache_replies_per_message > 0 \
+                    and len(order) == len(cache):
+                # the common case: SessionState.record_reply's first reply to a seq, inline
                 cache[seq] = [(correlation_id, data)]
-                while len(cache) > config.reply_cache_messages:
-                    cache.popitem(last=False)
+                order.append(seq)
+                while len(order) > cache_max:
+                    del cache[order.popleft()]
             elif not s.record_reply(seq, correlation_id, data, config.reply_cache_messages,
                                     config.reply_cache_replies_per_message):
                 self.counters["reply_not_cached"] += 1
             self._replied = True
         else:
             correlation_id, ack_seq = 0, s.last_applied_seq
-        if self._role is Role.LEADER:
+        if self._role is _LEADER:
             endpoint = s.response_endpoint
             ref_of = config.client_ref_of_endpoint
             # a reply is queued as a tuple: the driver's drain turns it into an EgressMessage

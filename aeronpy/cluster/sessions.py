@@ -7,7 +7,7 @@ is local to the leader, and a timeout only takes effect through a SESSION_CLOSE 
 """
 from __future__ import annotations
 
-from collections import OrderedDict
+from collections import deque
 from typing import Callable, Iterator, Optional
 
 
@@ -17,12 +17,16 @@ class SessionState:
     ``last_applied_seq`` is the highest message number of the session applied so far: a
     message numbered at or below it is skipped, which is what makes delivery exactly-once
     even when a message is sequenced twice across a leader change. ``replies`` keeps the
-    responses to the session's latest messages (seq -> [(correlation_id, payload)]), bounded,
-    so that a new leader can answer a re-sent message with its original reply.
+    responses to the session's latest messages (seq -> [(correlation_id, payload)], oldest
+    first), bounded, so that a new leader can answer a re-sent message with its original reply.
+
+    ``reply_order`` is only an index into ``replies`` (its keys, oldest first) that makes
+    evicting the oldest cheap; a plain dict's first key is not (its iteration walks over the
+    slots of every key deleted before), an OrderedDict costs twice a dict per reply.
     """
 
     __slots__ = ("session_id", "response_endpoint", "client_nonce", "connect_correlation_id",
-                 "opened_ns", "last_applied_seq", "replies", "offers", "closed")
+                 "opened_ns", "last_applied_seq", "replies", "reply_order", "offers", "closed")
 
     def __init__(self, session_id: int, response_endpoint: str, client_nonce: int,
                  connect_correlation_id: int, opened_ns: int):
@@ -32,9 +36,17 @@ class SessionState:
         self.connect_correlation_id = connect_correlation_id
         self.opened_ns = opened_ns
         self.last_applied_seq = 0
-        self.replies: "OrderedDict[int, list]" = OrderedDict()
+        self.replies: dict[int, list] = {}
+        self.reply_order: deque = deque()
         self.offers = 0        # responses offered on this session (ClientSession.offer's result)
         self.closed = False
+
+    def reply_keys(self) -> deque:
+        """``reply_order``, rebuilt when ``replies`` was filled without it (snapshot restore)."""
+        order = self.reply_order
+        if len(order) != len(self.replies):
+            order = self.reply_order = deque(self.replies)
+        return order
 
     def record_reply(self, seq: int, correlation_id: int, payload: bytes,
                      max_messages: int, max_replies_per_message: int) -> bool:
@@ -44,14 +56,11 @@ class SessionState:
         if replies is None:
             if max_messages <= 0:
                 return False
-            if max_replies_per_message > 0:     # the common case: the first reply to seq
-                cache[seq] = [(correlation_id, payload)]
-                while len(cache) > max_messages:
-                    cache.popitem(last=False)
-                return True
+            order = self.reply_keys()
             replies = cache[seq] = []
-            while len(cache) > max_messages:
-                cache.popitem(last=False)
+            order.append(seq)
+            while len(order) > max_messages:
+                del cache[order.popleft()]
         if len(replies) >= max_replies_per_message:
             return False
         replies.append((correlation_id, payload))

@@ -28,12 +28,12 @@ from typing import Any, BinaryIO, Callable, Optional, Sequence
 from aeronpy._codec import encode_egress_message as _encode_egress_message
 from aeronpy.cluster import entries as E
 from aeronpy.cluster import protocol as P
-from aeronpy.cluster.codes import BACK_PRESSURED, CLOSED
+from aeronpy.cluster.codes import BACK_PRESSURED
 from aeronpy.cluster.module_config import ModuleConfig
 from aeronpy.cluster.container import Cluster, ServiceContainer, ServiceError
 from aeronpy.cluster.egress import EgressQueues
 from aeronpy.cluster.leader import LeaderDuties
-from aeronpy.cluster.sessions import ClientSession, SessionState, SessionTable
+from aeronpy.cluster.sessions import ClientSession, ReplyPath, SessionState, SessionTable
 from aeronpy.cluster.timers import TimerTable
 from aeronpy.errors import MessageTooLargeError
 from aeronpy.service import CloseReason, ClusteredService, Role
@@ -107,10 +107,10 @@ class ConsensusModule(LeaderDuties):
         # apply context
         self._views: dict[int, ClientSession] = {}
         self._in_apply = False
-        self._handling: Optional[SessionState] = None   # whose message a service handles,
-        self._handling_seq = 0                          # its seq
-        self._handling_correlation_id = 0               # and its correlation id
-        self._replied = False
+        # which message a service handles, and whether it replied: what ClientSession.offer
+        # needs of this member (compiled, with the reply cache and egress queueing)
+        self._reply = ReplyPath(self.config, self.counters, self.egress)
+        self._reply.leader = self._role is _LEADER
         self._service_closes: list[int] = []
         self.cluster_action_listeners: list[Callable[[int, int, int], None]] = []
         self._ingress_handlers = {
@@ -125,6 +125,7 @@ class ConsensusModule(LeaderDuties):
         if len(snapshots) != len(self.container):
             raise ValueError(f"{len(snapshots)} service snapshots for {len(self.container)} services")
         self._role = public_role(self.core.role)
+        self._reply.leader = self._role is _LEADER
         for service_id, snapshot in enumerate(snapshots):
             self.container.invoke(service_id, "on_start", self.clusters[service_id], snapshot)
         self._finish_service_closes()
@@ -180,6 +181,7 @@ class ConsensusModule(LeaderDuties):
             return
         changed = role is not self._role
         self._role = role
+        self._reply.leader = role is _LEADER
         self._reset_leader_state()
         if role is _LEADER:
             self._leadership_term = term
@@ -311,6 +313,7 @@ class ConsensusModule(LeaderDuties):
         check_ready = self._role is _LEADER and not self._leader_ready
         acking = self.leader_ready
         ack_pending = self._ack_pending
+        reply = self._reply
         session_message = E.SESSION_MESSAGE
         self._in_apply = True
         try:
@@ -333,14 +336,14 @@ class ConsensusModule(LeaderDuties):
                     if seq != s.last_applied_seq + 1:
                         counters["seq_gap_applied"] += 1
                     s.last_applied_seq = seq
-                    self._replied = False
+                    reply.replied = False
                     if service_id == rejected:
                         counters["rejected_message_skipped"] += 1    # it only consumes its seq
                     elif 0 <= service_id < services_count:
                         body = payload[header:]
-                        self._handling = s
-                        self._handling_seq = seq
-                        self._handling_correlation_id = correlation_id
+                        reply.handling = s
+                        reply.handling_seq = seq
+                        reply.handling_correlation_id = correlation_id
                         try:
                             if direct:
                                 handlers[service_id](views.get(session_id) or self._view(s),
@@ -349,19 +352,19 @@ class ConsensusModule(LeaderDuties):
                                 invoke(service_id, "on_session_message",
                                        views.get(session_id) or self._view(s), self.cluster_time_ns, body)
                         except Exception as exc:  # noqa: BLE001 - the container's rule: stop
-                            self._handling = None
+                            reply.handling = None
                             _release(body)
                             if direct:
                                 container.fail(service_id, "on_session_message", exc)
                             raise                # ServiceError, raised by invoke
-                        self._handling = None
+                        reply.handling = None
                         try:
                             body.release()       # "valid only during the call", enforced
                         except BufferError:
                             pass                 # the service holds an export of it
                     else:
                         counters["unknown_service"] += 1
-                    if acking and not self._replied:
+                    if acking and not reply.replied:
                         ack_pending.add(session_id)
                 if self._service_closes:
                     self._finish_service_closes()
@@ -501,7 +504,7 @@ class ConsensusModule(LeaderDuties):
     def _view(self, s: SessionState) -> ClientSession:
         view = self._views.get(s.session_id)
         if view is None:
-            view = self._views[s.session_id] = ClientSession(s, self._session_offer)
+            view = self._views[s.session_id] = ClientSession(s, self._reply)
         return view
 
     def _apply_session_open(self, index: int, e: E.SessionOpen) -> None:
@@ -549,73 +552,31 @@ class ConsensusModule(LeaderDuties):
         if seq != s.last_applied_seq + 1:
             self.counters["seq_gap_applied"] += 1
         s.last_applied_seq = seq
+        reply = self._reply
         if service_id == E.REJECTED_MESSAGE_SERVICE_ID:
             self.counters["rejected_message_skipped"] += 1    # it only consumes its seq
-            self._replied = False
+            reply.replied = False
         else:
-            self._handling = s
-            self._handling_seq = seq
-            self._handling_correlation_id = correlation_id
-            self._replied = False
+            reply.handling = s
+            reply.handling_seq = seq
+            reply.handling_correlation_id = correlation_id
+            reply.replied = False
             try:
                 self._deliver(service_id, self._views.get(session_id) or self._view(s), payload)
             finally:
-                self._handling = None
+                reply.handling = None
         # Only a ready leader acks. A SessionAck releases the client's window up to
         # last_applied_seq; a new leader still applying its predecessor's entries cannot
         # know which of their replies the client got (the old leader may have died before
         # sending them), so it leaves acks and the re-sent window to after its NEW_LEADER
         # event, when the reply cache answers every message the client still holds.
-        if self.leader_ready and not self._replied:
+        if self.leader_ready and not reply.replied:
             self._ack_pending.add(session_id)
 
     # ---- services' side (Cluster facade and ClientSession) ------------------------------
     def _emit(self, s: SessionState, message: object) -> None:
         if not self.egress.put(self.config.client_ref(s.response_endpoint), message):
             self.counters["egress_dropped"] += 1
-
-    def _session_offer(self, s: SessionState, payload) -> int:
-        if s.closed:
-            return CLOSED
-        config = self.config
-        if type(payload) is memoryview:
-            size = payload.nbytes
-            data = payload.tobytes() if size <= config.max_message_bytes else None
-        else:
-            size = len(payload)
-            data = bytes(payload)
-        if size > config.max_message_bytes:
-            raise MessageTooLargeError(
-                f"response of {size} bytes exceeds max_message_bytes {config.max_message_bytes}")
-        s.offers += 1
-        if self._handling is s:
-            seq = ack_seq = self._handling_seq
-            correlation_id = self._handling_correlation_id
-            cache = s.replies
-            order = s.reply_order
-            cache_max = config.reply_cache_messages
-            if seq not in cache and cache_max > 0 and config.reply_cache_replies_per_message > 0 \
-                    and len(order) == len(cache):
-                # the common case: SessionState.record_reply's first reply to a seq, inline
-                cache[seq] = [(correlation_id, data)]
-                order.append(seq)
-                while len(order) > cache_max:
-                    del cache[order.popleft()]
-            elif not s.record_reply(seq, correlation_id, data, config.reply_cache_messages,
-                                    config.reply_cache_replies_per_message):
-                self.counters["reply_not_cached"] += 1
-            self._replied = True
-        else:
-            correlation_id, ack_seq = 0, s.last_applied_seq
-        if self._role is _LEADER:
-            endpoint = s.response_endpoint
-            ref_of = config.client_ref_of_endpoint
-            # a reply is queued as a tuple: the driver's drain turns it into an EgressMessage
-            # or straight into its wire bytes (EgressQueues.drain)
-            if not self.egress.put(endpoint if ref_of is None else ref_of(endpoint),
-                                   (s.session_id, correlation_id, ack_seq, data)):
-                self.counters["egress_dropped"] += 1
-        return s.offers
 
     def _schedule_timer(self, service_id: int, correlation_id: int, deadline_ns: int) -> bool:
         self.timers.schedule(service_id, correlation_id, deadline_ns)
@@ -693,6 +654,7 @@ class ConsensusModule(LeaderDuties):
         self._views.clear()
         self._reset_leader_state()
         self._role = public_role(self.core.role)
+        self._reply.leader = self._role is _LEADER
         self._leadership_term = -1
 
 

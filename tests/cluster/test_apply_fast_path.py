@@ -79,24 +79,50 @@ def random_log(rng: random.Random, count: int, with_boom: bool = False) -> list:
     return log
 
 
-class ReferenceModule(ConsensusModule):
-    """The slow side: services' replies through the plain reply-cache and egress code
-    (SessionState.record_reply, one EgressMessage object per reply), not the inlined one."""
+class ReferenceSession:
+    """The ClientSession the reference module's services get: its offer is plain Python."""
 
-    def _session_offer(self, s, payload):
+    def __init__(self, state, module):
+        self.state, self.module = state, module
+
+    id = property(lambda self: self.state.session_id)
+
+    def offer(self, payload):
+        return self.module.reference_offer(self.state, payload)
+
+
+class ReferenceModule(ConsensusModule):
+    """The slow side: services' replies through a plain-Python model of the reply cache
+    (evict the oldest cached message past the bound; at most N replies per message) and
+    egress (one EgressMessage object per reply), not the compiled ReplyPath."""
+
+    def _view(self, s):
+        view = self._views.get(s.session_id)
+        if view is None:
+            view = self._views[s.session_id] = ReferenceSession(s, self)
+        return view
+
+    def reference_offer(self, s, payload):
         if s.closed:
             return CLOSED
         data = bytes(payload)
         if len(data) > self.config.max_message_bytes:
             raise MessageTooLargeError("too large")
         s.offers += 1
-        if self._handling is s:
-            seq = ack_seq = self._handling_seq
-            correlation_id = self._handling_correlation_id
-            if not s.record_reply(seq, correlation_id, data, self.config.reply_cache_messages,
-                                  self.config.reply_cache_replies_per_message):
+        reply, config = self._reply, self.config
+        if reply.handling is s:
+            seq = ack_seq = reply.handling_seq
+            correlation_id = reply.handling_correlation_id
+            cache = s.replies
+            if seq not in cache and config.reply_cache_messages > 0:
+                cache[seq] = []
+                while len(cache) > config.reply_cache_messages:
+                    del cache[next(iter(cache))]
+            if seq in cache and len(cache[seq]) < config.reply_cache_replies_per_message:
+                cache[seq].append((correlation_id, data))
+            else:
                 self.counters["reply_not_cached"] += 1
-            self._replied = True
+            reply.replied = True
         else:
             correlation_id, ack_seq = 0, s.last_applied_seq
         if self.is_leader:

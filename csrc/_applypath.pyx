@@ -1,0 +1,194 @@
+# cython: language_level=3, boundscheck=False, wraparound=False
+"""Client sessions' per-message objects, compiled: ``SessionState``, ``ClientSession`` and the
+reply path ``ClientSession.offer`` takes.
+
+Every member runs ``ClientSession.offer`` once per reply to every committed client message
+(followers too: the reply cache is replicated state). In Python it was two frames and a dozen
+attribute lookups per reply, the largest single cost of applying a message; here it is one C
+call. The logic is exactly ``SessionState.record_reply`` plus queueing on the leader; the
+module's apply loop sets ``ReplyPath.handling`` while a service handles a client message.
+"""
+from collections import deque
+
+from cpython.bytes cimport PyBytes_FromStringAndSize
+from cpython.buffer cimport PyBuffer_IsContiguous
+from cpython.memoryview cimport PyMemoryView_Check, PyMemoryView_GET_BUFFER
+from cpython.object cimport PyObject
+from libc.stdint cimport int64_t
+
+from aeronpy.cluster.codes import CLOSED
+from aeronpy.errors import MessageTooLargeError
+
+cdef object _CLOSED = CLOSED
+cdef object _deque = deque
+
+
+cdef class SessionState:
+    """One open session as every member knows it.
+
+    ``last_applied_seq`` is the highest message number of the session applied so far: a
+    message numbered at or below it is skipped, which is what makes delivery exactly-once
+    even when a message is sequenced twice across a leader change. ``replies`` keeps the
+    responses to the session's latest messages (seq -> [(correlation_id, payload)], oldest
+    first), bounded, so that a new leader can answer a re-sent message with its original reply.
+
+    ``reply_order`` is only an index into ``replies`` (its keys, oldest first) that makes
+    evicting the oldest cheap; a plain dict's first key is not (its iteration walks over the
+    slots of every key deleted before), an OrderedDict costs twice a dict per reply.
+    """
+
+    def __init__(self, session_id, response_endpoint, client_nonce, connect_correlation_id, opened_ns):
+        self.session_id = session_id
+        self.response_endpoint = response_endpoint
+        self.client_nonce = client_nonce
+        self.connect_correlation_id = connect_correlation_id
+        self.opened_ns = opened_ns
+        self.last_applied_seq = 0
+        self.replies = {}
+        self.reply_order = _deque()
+        self.offers = 0        # responses offered on this session (ClientSession.offer's result)
+        self.closed = False
+
+    cpdef object reply_keys(self):
+        """``reply_order``, rebuilt when ``replies`` was filled without it (snapshot restore)."""
+        if len(self.reply_order) != len(self.replies):
+            self.reply_order = _deque(self.replies)
+        return self.reply_order
+
+    cpdef bint record_reply(self, int64_t seq, int64_t correlation_id, object payload,
+                            Py_ssize_t max_messages, Py_ssize_t max_replies_per_message) except -1:
+        """Keep a reply to message ``seq``; False when it was not kept (bound reached)."""
+        cdef dict cache = self.replies
+        cdef object key = seq
+        cdef object replies = cache.get(key)
+        cdef object order
+        if replies is None:
+            if max_messages <= 0:
+                return False
+            order = self.reply_keys()
+            replies = []
+            cache[key] = replies
+            order.append(key)
+            while len(order) > max_messages:
+                del cache[order.popleft()]
+        if len(<list>replies) >= max_replies_per_message:
+            return False
+        (<list>replies).append((correlation_id, payload))
+        return True
+
+    def __repr__(self) -> str:
+        return (f"SessionState(id={self.session_id}, endpoint={self.response_endpoint!r}, "
+                f"last_applied_seq={self.last_applied_seq}, cached={list(self.replies)})")
+
+
+cdef class ReplyPath:
+    """What a reply needs of its member: which message is being handled, the role, the
+    bounds (``config``), the counters and the egress queues. One per ConsensusModule."""
+
+    def __init__(self, config, counters, egress):
+        self.handling = None
+        self.handling_seq = 0
+        self.handling_correlation_id = 0
+        self.replied = False
+        self.leader = False
+        self.config = config
+        self.counters = counters
+        self.egress = egress
+
+    cpdef object offer(self, SessionState s, object payload):
+        """ClientSession.offer: cache the reply to the handled message (every member), queue
+        it for the client (leader only); s.offers, or CLOSED for a closed session."""
+        cdef Py_ssize_t size
+        cdef object data
+        cdef object config = self.config
+        cdef object correlation_id, ack_seq, key, order
+        cdef dict cache
+        cdef Py_ssize_t cache_max, per_message
+        if s.closed:
+            return _CLOSED
+        max_bytes = config.max_message_bytes
+        if PyMemoryView_Check(payload):
+            view = PyMemoryView_GET_BUFFER(payload)
+            size = view.len
+            if size > max_bytes:
+                raise MessageTooLargeError(f"response of {size} bytes exceeds max_message_bytes {max_bytes}")
+            if PyBuffer_IsContiguous(view, b'C'):
+                data = PyBytes_FromStringAndSize(<char*>view.buf, size)
+            else:
+                data = payload.tobytes()
+        else:
+            size = len(payload)
+            if size > max_bytes:
+                raise MessageTooLargeError(f"response of {size} bytes exceeds max_message_bytes {max_bytes}")
+            data = bytes(payload)
+        s.offers += 1
+        if self.handling is s:
+            key = ack_seq = self.handling_seq
+            correlation_id = self.handling_correlation_id
+            cache = s.replies
+            order = s.reply_order
+            cache_max = config.reply_cache_messages
+            per_message = config.reply_cache_replies_per_message
+            if cache_max > 0 and per_message > 0 and key not in cache and len(order) == len(cache):
+                # the common case: record_reply's first reply to a seq, inline
+                cache[key] = [(correlation_id, data)]
+                order.append(key)
+                while len(order) > cache_max:
+                    del cache[order.popleft()]
+            elif not s.record_reply(self.handling_seq, self.handling_correlation_id, data,
+                                    cache_max, per_message):
+                self.counters["reply_not_cached"] += 1
+            self.replied = True
+        else:
+            correlation_id, ack_seq = 0, s.last_applied_seq
+        if self.leader:
+            endpoint = s.response_endpoint
+            ref_of = config.client_ref_of_endpoint
+            # queued as a tuple: the drain makes it an EgressMessage or its wire bytes
+            if not self.egress.put(endpoint if ref_of is None else ref_of(endpoint),
+                                   (s.session_id, correlation_id, ack_seq, data)):
+                self.counters["egress_dropped"] += 1
+        return s.offers
+
+
+cdef class ClientSession:
+    """A client's session as a service sees it (DESIGN 1.1).
+
+    ``offer`` sends a response on egress. Its result never depends on this member's role or
+    on the network (on followers nothing is sent and a positive value is still returned), so
+    service code that looks at it stays deterministic on every member.
+    """
+
+    def __init__(self, SessionState state, ReplyPath path):
+        self.state = state
+        self.path = path
+
+    @property
+    def id(self) -> int:
+        return self.state.session_id
+
+    @property
+    def response_endpoint(self) -> str:
+        return self.state.response_endpoint
+
+    @property
+    def is_closed(self) -> bool:
+        return self.state.closed
+
+    def offer(self, payload) -> int:
+        """Send ``payload`` to the client: > 0 once accepted, aeronpy.CLOSED if the session is closed.
+
+        Raises MessageTooLargeError for a payload above the cluster's max message size.
+        """
+        return self.path.offer(self.state, payload)
+
+    def __eq__(self, other):
+        if not isinstance(other, ClientSession):
+            return False
+        return (<ClientSession>other).state is self.state
+
+    def __hash__(self) -> int:
+        return hash(self.state.session_id)
+
+    def __repr__(self) -> str:
+        return f"ClientSession(id={self.id}, endpoint={self.response_endpoint!r})"

@@ -16,6 +16,8 @@ from cpython.memoryview cimport PyMemoryView_Check, PyMemoryView_GET_BUFFER
 from cpython.object cimport PyObject
 from libc.stdint cimport int64_t
 
+from aeronpy._cursor cimport ap_load_i32, ap_load_i64
+
 from aeronpy.cluster.codes import CLOSED
 from aeronpy.errors import MessageTooLargeError
 
@@ -192,3 +194,113 @@ cdef class ClientSession:
 
     def __repr__(self) -> str:
         return f"ClientSession(id={self.id}, endpoint={self.response_endpoint!r})"
+
+
+# ---- the apply loop over a run of committed SESSION_MESSAGE entries --------------------------
+
+cdef enum:
+    SESSION_MESSAGE_TYPE = 18              # entries.SESSION_MESSAGE
+    SESSION_MESSAGE_HEADER = 36            # entries.SESSION_MESSAGE_HEADER_BYTES: i64 x 4, i32
+    REJECTED_MESSAGE_SERVICE_ID = -1       # entries.REJECTED_MESSAGE_SERVICE_ID
+
+
+cdef inline void _release(object view):
+    try:
+        view.release()       # "valid only during the call", enforced
+    except BufferError:
+        pass                 # the service holds an export of it; nothing to enforce
+
+
+def apply_session_run(module, log, int64_t index, int64_t hi, list handlers, invoke,
+                      bint acking, bint check_ready) -> int:
+    """ConsensusModule._apply_session_message for each SESSION_MESSAGE from ``index`` up to
+    ``hi`` or the first other entry; returns the first index not applied. ``handlers``: each
+    service's on_session_message, called as ServiceContainer.invoke would; None: call
+    ``invoke(service_id, "on_session_message", ...)`` instead (a wrapped container.invoke).
+    ``acking``: the member is a ready leader; ``check_ready``: a leader that may turn ready.
+    The caller sets module._in_apply around it and checks every precondition (no failure)."""
+    cdef object container = module.container
+    cdef dict sessions = module.sessions._by_id
+    cdef dict views = module._views
+    cdef object counters = module.counters
+    cdef set ack_pending = module._ack_pending
+    cdef ReplyPath reply = module._reply
+    cdef object type_at = log.type_at
+    cdef object payload_at = log.payload_at
+    cdef Py_ssize_t services_count = len(handlers) if handlers is not None else len(container.services)
+    cdef int64_t cluster_time_ns = module.cluster_time_ns
+    cdef int64_t timestamp_ns, seq, correlation_id
+    cdef int service_id
+    cdef const unsigned char* p
+    cdef Py_buffer* buf
+    cdef SessionState s
+    cdef object payload, body, session_id, view, found
+    while index < hi and type_at(index) == SESSION_MESSAGE_TYPE:
+        payload = payload_at(index)
+        if not PyMemoryView_Check(payload):
+            payload = memoryview(payload)
+        buf = PyMemoryView_GET_BUFFER(payload)
+        if buf.len < SESSION_MESSAGE_HEADER or not PyBuffer_IsContiguous(buf, b'C'):
+            from aeronpy.cluster.entries import decode_session_message
+            decode_session_message(payload)                 # raises EntryDecodeError
+            payload = memoryview(bytes(payload))
+            buf = PyMemoryView_GET_BUFFER(payload)
+        p = <const unsigned char*>buf.buf
+        timestamp_ns = ap_load_i64(p)
+        session_id = ap_load_i64(p + 8)
+        seq = ap_load_i64(p + 16)
+        correlation_id = ap_load_i64(p + 24)
+        service_id = ap_load_i32(p + 32)
+        module.applied_index = index
+        container.current_index = index
+        index += 1
+        if timestamp_ns > cluster_time_ns:
+            cluster_time_ns = timestamp_ns
+            module.cluster_time_ns = timestamp_ns
+        found = sessions.get(session_id)
+        if found is None:
+            counters["message_for_closed_session"] += 1
+        else:
+            s = <SessionState>found
+            if seq <= s.last_applied_seq:
+                counters["duplicate_message_skipped"] += 1
+            else:
+                if seq != s.last_applied_seq + 1:
+                    counters["seq_gap_applied"] += 1
+                s.last_applied_seq = seq
+                reply.replied = False
+                if service_id == REJECTED_MESSAGE_SERVICE_ID:
+                    counters["rejected_message_skipped"] += 1    # it only consumes its seq
+                elif 0 <= service_id < services_count:
+                    body = payload[SESSION_MESSAGE_HEADER:]
+                    view = views.get(session_id)
+                    if view is None:
+                        view = module._view(s)
+                    reply.handling = s
+                    reply.handling_seq = seq
+                    reply.handling_correlation_id = correlation_id
+                    try:
+                        if handlers is not None:
+                            handlers[service_id](view, cluster_time_ns, body)
+                        else:
+                            invoke(service_id, "on_session_message", view, cluster_time_ns, body)
+                    except Exception as exc:  # any service bug stops the node (container.py)
+                        reply.handling = None
+                        _release(body)
+                        if handlers is not None:
+                            container.fail(service_id, "on_session_message", exc)
+                        raise                # the ServiceError invoke raised
+                    reply.handling = None
+                    _release(body)
+                else:
+                    counters["unknown_service"] += 1
+                if acking and not reply.replied:
+                    ack_pending.add(session_id)
+        if module._service_closes:
+            module._finish_service_closes()
+        if check_ready:
+            module._check_ready()
+            if module._leader_ready:
+                check_ready = False
+                acking = True
+    return index

@@ -25,6 +25,7 @@ import enum
 from collections import Counter, OrderedDict
 from typing import Any, BinaryIO, Callable, Optional, Sequence
 
+from aeronpy._applypath import apply_session_run
 from aeronpy._codec import encode_egress_message as _encode_egress_message
 from aeronpy.cluster import entries as E
 from aeronpy.cluster import protocol as P
@@ -39,13 +40,6 @@ from aeronpy.errors import MessageTooLargeError
 from aeronpy.service import CloseReason, ClusteredService, Role
 
 __all__ = ["ConsensusModule", "ModuleState", "ServiceError"]
-
-
-def _release(view: memoryview) -> None:
-    try:
-        view.release()
-    except BufferError:
-        pass
 
 _LEADER = Role.LEADER      # a global: Role.LEADER is an enum class attribute lookup, slow on 3.11
 _HOLDING_ACTIONS = (E.ACTION_SUSPEND, E.ACTION_SHUTDOWN, E.ACTION_ABORT)
@@ -286,9 +280,10 @@ class ConsensusModule(LeaderDuties):
 
     def _apply_session_messages(self, log: Any, index: int, hi: int) -> int:
         """``apply`` for consecutive SESSION_MESSAGE entries from ``index`` (below ``hi``);
-        returns the first index not applied. The body of _apply_session_message and _deliver
-        is inlined here, with everything that cannot change while committed entries are
-        applied (role, services' callbacks, tables) looked up once per run, not per entry.
+        returns the first index not applied. The compiled loop (_applypath.apply_session_run)
+        does what _apply_session_message and _deliver do per entry, with everything that
+        cannot change while committed entries are applied (role, services' callbacks, tables)
+        looked up once per run.
 
         A subclass or a test that replaces _apply_session_message or _deliver gets the
         path through them instead (the simulator's negative controls do); a wrapped
@@ -297,84 +292,18 @@ class ConsensusModule(LeaderDuties):
         cls = type(self)
         if cls._apply_session_message is not _INLINED[0] or cls._deliver is not _INLINED[1]:
             return self._apply_session_messages_via_hooks(log, index, hi)
-        type_at, payload_at = log.type_at, log.payload_at
-        unpack, header = E.SESSION_MESSAGE_STRUCT.unpack_from, E.SESSION_MESSAGE_HEADER_BYTES
         container = self.container
-        handlers = [service.on_session_message for service in container.services]
         invoke = container.invoke
         # call the services directly, as container.invoke would, unless something (the
         # simulator's invariant checker) wraps invoke to watch the calls
-        direct = getattr(invoke, "__func__", None) is _INVOKE
-        services_count = len(handlers)
-        sessions = self.sessions._by_id
-        views = self._views
-        counters = self.counters
-        rejected = E.REJECTED_MESSAGE_SERVICE_ID
-        check_ready = self._role is _LEADER and not self._leader_ready
-        acking = self.leader_ready
-        ack_pending = self._ack_pending
-        reply = self._reply
-        session_message = E.SESSION_MESSAGE
+        handlers = ([service.on_session_message for service in container.services]
+                    if getattr(invoke, "__func__", None) is _INVOKE else None)
         self._in_apply = True
         try:
-            while index < hi and type_at(index) == session_message:
-                payload = payload_at(index)
-                if len(payload) < header:
-                    E.decode_session_message(payload)          # raises EntryDecodeError
-                timestamp_ns, session_id, seq, correlation_id, service_id = unpack(payload, 0)
-                self.applied_index = index
-                container.current_index = index
-                index += 1
-                if timestamp_ns > self.cluster_time_ns:
-                    self.cluster_time_ns = timestamp_ns
-                s = sessions.get(session_id)
-                if s is None:
-                    counters["message_for_closed_session"] += 1
-                elif seq <= s.last_applied_seq:
-                    counters["duplicate_message_skipped"] += 1
-                else:
-                    if seq != s.last_applied_seq + 1:
-                        counters["seq_gap_applied"] += 1
-                    s.last_applied_seq = seq
-                    reply.replied = False
-                    if service_id == rejected:
-                        counters["rejected_message_skipped"] += 1    # it only consumes its seq
-                    elif 0 <= service_id < services_count:
-                        body = payload[header:]
-                        reply.handling = s
-                        reply.handling_seq = seq
-                        reply.handling_correlation_id = correlation_id
-                        try:
-                            if direct:
-                                handlers[service_id](views.get(session_id) or self._view(s),
-                                                     self.cluster_time_ns, body)
-                            else:
-                                invoke(service_id, "on_session_message",
-                                       views.get(session_id) or self._view(s), self.cluster_time_ns, body)
-                        except Exception as exc:  # noqa: BLE001 - the container's rule: stop
-                            reply.handling = None
-                            _release(body)
-                            if direct:
-                                container.fail(service_id, "on_session_message", exc)
-                            raise                # ServiceError, raised by invoke
-                        reply.handling = None
-                        try:
-                            body.release()       # "valid only during the call", enforced
-                        except BufferError:
-                            pass                 # the service holds an export of it
-                    else:
-                        counters["unknown_service"] += 1
-                    if acking and not reply.replied:
-                        ack_pending.add(session_id)
-                if self._service_closes:
-                    self._finish_service_closes()
-                if check_ready:
-                    self._check_ready()
-                    check_ready = not self._leader_ready
-                    acking = self._leader_ready
+            return apply_session_run(self, log, index, hi, handlers, invoke, self.leader_ready,
+                                     self._role is _LEADER and not self._leader_ready)
         finally:
             self._in_apply = False
-        return index
 
     def _apply_session_messages_via_hooks(self, log: Any, index: int, hi: int) -> int:
         """The run of SESSION_MESSAGE entries through _apply_session_message (see above)."""

@@ -83,6 +83,70 @@ cdef class SessionState:
                 f"last_applied_seq={self.last_applied_seq}, cached={list(self.replies)})")
 
 
+cdef class EgressQueues:
+    """Bounded per-client egress queues (see aeronpy/cluster/egress.py, which re-exports it)."""
+
+    def __init__(self, Py_ssize_t queue_max):
+        self.queue_max = queue_max
+        self._queues = {}
+        self.dropped = 0
+        self.queued = 0
+
+    cpdef bint put(self, object client_ref, object message) except -1:
+        """Queue ``message`` for ``client_ref``; False (dropped, counted) when its queue is full."""
+        queue = self._queues.get(client_ref)
+        if queue is None:
+            queue = self._queues[client_ref] = _deque()
+        if len(queue) >= self.queue_max:
+            self.dropped += 1
+            return False
+        queue.append(message)
+        self.queued += 1
+        return True
+
+    def drain(self, send, Py_ssize_t limit=1 << 30, reply_form=None) -> int:
+        """Hand queued messages to ``send`` (oldest first per client); returns how many went.
+        Queued reply tuples go through ``reply_form`` first (required when there are any)."""
+        cdef Py_ssize_t sent = 0
+        cdef list emptied = []
+        for client_ref, queue in self._queues.items():
+            while queue and sent < limit:
+                message = queue[0]
+                if type(message) is tuple:
+                    message = reply_form(*message)
+                if send(client_ref, message) is False:
+                    break
+                queue.popleft()
+                sent += 1
+            if not queue:
+                emptied.append(client_ref)
+            if sent >= limit:
+                break
+        for client_ref in emptied:
+            del self._queues[client_ref]
+        self.queued -= sent
+        return sent
+
+    def take_all(self, reply_form=None) -> list:
+        """Every queued message as (client_ref, message), oldest first per client; empties the queues."""
+        out = [(ref, reply_form(*msg) if type(msg) is tuple else msg)
+               for ref, queue in self._queues.items() for msg in queue]
+        self._queues.clear()
+        self.queued = 0
+        return out
+
+    def backlog(self, client_ref) -> int:
+        queue = self._queues.get(client_ref)
+        return 0 if queue is None else len(queue)
+
+    def clear(self) -> None:
+        self._queues.clear()
+        self.queued = 0
+
+    def __len__(self) -> int:
+        return self.queued
+
+
 cdef class ReplyPath:
     """What a reply needs of its member: which message is being handled, the role, the
     bounds (``config``), the counters and the egress queues. One per ConsensusModule."""

@@ -23,6 +23,15 @@ cdef class SessionState:
                             Py_ssize_t max_messages, Py_ssize_t max_replies_per_message) except -1
 
 
+cdef class EgressQueues:
+    cdef public Py_ssize_t queue_max          # per client, then drop and count
+    cdef public Py_ssize_t dropped
+    cdef public Py_ssize_t queued
+    cdef dict _queues                         # client_ref -> deque, oldest first
+
+    cpdef bint put(self, object client_ref, object message) except -1
+
+
 cdef class ReplyPath:
     # which message a service is handling (handling is None between messages)
     cdef public SessionState handling
@@ -32,7 +41,7 @@ cdef class ReplyPath:
     cdef public bint leader                   # this member's role is LEADER: replies go to egress
     cdef public object config                 # ModuleConfig
     cdef public object counters               # collections.Counter
-    cdef public object egress                 # EgressQueues
+    cdef public EgressQueues egress
 
     cpdef object offer(self, SessionState s, object payload)
 

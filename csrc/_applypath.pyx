@@ -17,6 +17,7 @@ from cpython.object cimport PyObject
 from libc.stdint cimport int64_t
 
 from aeronpy._cursor cimport ap_load_i32, ap_load_i64
+from aeronpy._logindex cimport LogIndex
 
 from aeronpy.cluster.codes import CLOSED
 from aeronpy.errors import MessageTooLargeError
@@ -299,7 +300,9 @@ def apply_session_run(module, log, int64_t index, int64_t hi, list handlers, inv
     cdef Py_buffer* buf
     cdef SessionState s
     cdef object payload, body, session_id, view, found
-    while index < hi and type_at(index) == SESSION_MESSAGE_TYPE:
+    cdef LogIndex log_index = log if type(log) is LogIndex else None     # else a test's fake
+    while index < hi and (log_index.c_type_at(index) if log_index is not None
+                          else type_at(index)) == SESSION_MESSAGE_TYPE:
         payload = payload_at(index)
         if not PyMemoryView_Check(payload):
             payload = memoryview(payload)

@@ -272,7 +272,10 @@ class ConsensusModule(LeaderDuties):
         while index < hi:
             entry_type = type_at(index)
             if entry_type == E.SESSION_MESSAGE and self.container.failure is None:
-                index = self._apply_session_messages(log, index, hi)
+                run_end = self._apply_session_messages(log, index, hi)
+                if run_end <= index:      # a broken run must fail here, not spin forever
+                    raise AssertionError(f"the run of session messages at {index} applied nothing")
+                index = run_end
             else:
                 self.apply(index, log.term_at(index), entry_type, log.payload_at(index))
                 index += 1

@@ -27,7 +27,9 @@ class ClientTransport(Protocol):
         """"host:port" the cluster sends egress to (the client's response endpoint)."""
 
     def send(self, endpoint: str, message: object) -> None:
-        """Send a protocol message to a member's ingress endpoint "host:port" (best effort)."""
+        """Send a protocol message to a member's ingress endpoint "host:port" (best effort).
+        A transport with ``sends_encoded = True`` also takes an already encoded message
+        (bytes), sent as it is; the client then encodes its session messages once, at offer."""
 
     def poll(self, handler: Callable[[object], None], limit: int = 64) -> int:
         """Deliver received egress messages to ``handler``; returns how much work was done."""
@@ -37,18 +39,26 @@ class ClientTransport(Protocol):
 
 
 class _Backoff:
-    """Idle strategy while waiting: park on the transport's socket when it can, else spin,
-    yield, then sleep briefly.
+    """Idle strategy while waiting: park on the transport's socket when it can, else spin a
+    little, then sleep, each sleep twice as long as the one before, up to 1 ms.
 
     A transport with ``wait_readable(timeout_ns)`` is waited on at once: the reply ends the
     wait, and on a machine with fewer cores than busy processes every spin or yield takes
     CPU the cluster needs to produce that reply (one-at-a-time ``request()`` on a 3-process
     cluster, 2 busy cores: p50 0.84x and p99 0.87-0.90x of 20 spins + 50 yields + 50 us
-    sleeps; 20 + 50 before the same wait: 1.04x). Without it, few spins for the same reason
-    (200 spins + 200 yields used 35-39% of a core for p99 1.4-1.7 ms; 20 + 50, 18%)."""
+    sleeps; 20 + 50 before the same wait: 1.04x).
+
+    Without a waiter: every sleep costs the client 12-17 us of CPU however short it is
+    (timer, two context switches; ``time.sleep(0)`` is no cheap yield either: 17 us CPU,
+    ~70 us wall), so a waiting client's CPU is the number of sleeps. Doubling from 50 us to
+    1 ms bounds a wait of T to ~5 + T/1ms sleeps and wakes at most ~T late. Windowed offers
+    (bench/perf_harness.py processes, 2 busy cores): client CPU 6.4 -> 4.2 us per message,
+    msgs/s unchanged within noise, against 20 spins + 50 ``sleep(0)`` + 50 us sleeps. Spins
+    stay few: 200 spins + 200 yields used 35-39% of a core for the same p99 as 20 + 50."""
 
     __slots__ = ("idle", "_wait")
-    SPINS, YIELDS, SLEEP_S = 20, 50, 50e-6
+    SPINS = 20
+    SLEEP_MIN_S, SLEEP_MAX_S = 50e-6, 1e-3
     PARK_NS = 1_000_000       # a wait ends at a datagram, else after this (client timers)
 
     def __init__(self, wait_readable: Optional[Callable[[int], object]] = None) -> None:
@@ -65,7 +75,7 @@ class _Backoff:
         self.idle += 1
         if self.idle <= self.SPINS:
             return
-        time.sleep(0 if self.idle <= self.SPINS + self.YIELDS else self.SLEEP_S)
+        time.sleep(min(self.SLEEP_MIN_S * (1 << min(self.idle - self.SPINS - 1, 5)), self.SLEEP_MAX_S))
 
 
 class ClusterClient:
@@ -78,6 +88,8 @@ class ClusterClient:
         self._clock = clock
         self._closed = False
         self._send_now = getattr(transport, "flush", None)
+        # a transport that can hand over EgressMessages by their fields (no message objects)
+        self._poll_fields = getattr(transport, "poll_fields", None)
 
     # ---- construction -------------------------------------------------------------------
     @classmethod
@@ -89,7 +101,8 @@ class ClusterClient:
         endpoint_list = parse_endpoints(endpoints)
         if transport is None:
             transport = UdpClientTransport(endpoint_list, cluster_id=cluster_id, secret=secret)
-        core = ClientCore(endpoint_list, transport.local_endpoint, config, rng, credentials)
+        core = ClientCore(endpoint_list, transport.local_endpoint, config, rng, credentials,
+                          encoded_messages=bool(getattr(transport, "sends_encoded", False)))
         client = cls(core, transport, clock)
         core.connect(clock())
         client._flush()
@@ -117,7 +130,11 @@ class ClusterClient:
 
     # ---- the duty cycle -----------------------------------------------------------------
     def _flush(self) -> int:
-        out = self._core.take_outgoing()
+        core = self._core
+        out = core.outgoing
+        if not out:
+            return 0
+        core.outgoing = []
         send = self._transport.send
         for endpoint, message in out:
             send(endpoint, message)
@@ -127,7 +144,10 @@ class ClusterClient:
         """Poll the network, run timers (keepalives, re-sends), send; returns work done."""
         now_ns = self._clock()
         core = self._core
-        work = self._transport.poll(lambda message: core.on_egress(message, now_ns))
+        if self._poll_fields is not None:
+            work = self._poll_fields(core.on_egress, core, now_ns)
+        else:
+            work = self._transport.poll(lambda message: core.on_egress(message, now_ns))
         core.tick(self._clock())
         return work + self._flush()
 
@@ -157,9 +177,16 @@ class ClusterClient:
 
         Raises MessageTooLargeError (nothing sent) above the max message size.
         """
-        result = self._core.offer(payload, service_id, self._clock())
+        core = self._core
+        result = core.offer(payload, service_id, self._clock())
         if result > 0:
-            self._flush()
+            out = core.outgoing
+            if len(out) == 1:                 # the usual case: just this message
+                core.outgoing = []
+                endpoint, message = out[0]
+                self._transport.send(endpoint, message)
+            else:
+                self._flush()
         return result
 
     def poll_egress(self, on_message: Callable[[int, memoryview], None], limit: int = 1 << 30) -> int:
@@ -236,7 +263,12 @@ def _split_endpoint(endpoint: str) -> tuple[str, int]:
 class UdpClientTransport:
     """The client side of ``aeronpy.transport.UdpTransport``: one stream per member endpoint,
     messages encoded by ``aeronpy._codec``. Members are peers 0, 1, ... in endpoint order;
-    an endpoint first named by a redirect becomes the next peer."""
+    an endpoint first named by a redirect becomes the next peer.
+
+    Hot path: ``send`` takes already encoded messages (``sends_encoded``), and ``poll_fields``
+    hands EgressMessages over by their fields, read in place by ``aeronpy._clientpath``."""
+
+    sends_encoded = True
 
     def __init__(self, endpoints: Sequence[str], cluster_id: int = 0, secret: Optional[bytes] = None,
                  bind_host: str = "127.0.0.1", **transport_options):
@@ -246,15 +278,20 @@ class UdpClientTransport:
         except ImportError as exc:   # the transport / codec layers are not built in
             raise NotConnectedError(f"the UDP client transport is unavailable ({exc}); "
                                     "pass transport= to ClusterClient.connect") from exc
-        self._encode, self._decode = _codec.encode, _codec.decode
-        self._decode_error = getattr(_codec, "DecodeError", ValueError)
+        from aeronpy._clientpath import EgressDispatcher
+        self._encode = _codec.encode
+        self._dispatch = EgressDispatcher(_codec.decode, getattr(_codec, "DecodeError", ValueError))
         self._udp = UdpTransport(bind_host, 0, cluster_id, CLIENT_SENDER_ID, secret, **transport_options)
         self._peers: dict[str, int] = {}
         for endpoint in endpoints:
             self._peer(endpoint)
         host, port = self._udp.local_address[:2]
         self.local_endpoint = f"{host}:{port}"
-        self.decode_errors = 0
+
+    @property
+    def decode_errors(self) -> int:
+        """Received messages dropped as malformed."""
+        return self._dispatch.decode_errors
 
     def _peer(self, endpoint: str) -> int:
         peer_id = self._peers.get(endpoint)
@@ -264,24 +301,38 @@ class UdpClientTransport:
         return peer_id
 
     def send(self, endpoint: str, message: object) -> None:
-        self._udp.send(self._peer(endpoint), self._encode(message))
+        """``message``: a protocol message, or one already encoded (bytes)."""
+        peer_id = self._peers.get(endpoint)
+        if peer_id is None:
+            peer_id = self._peer(endpoint)
+        self._udp.send(peer_id, message if type(message) is bytes else self._encode(message))
 
     def poll(self, handler: Callable[[object], None], limit: int = 64) -> int:
-        def on_message(peer_id: int, payload: memoryview) -> None:
-            try:
-                message = self._decode(payload)
-            except self._decode_error:
-                self.decode_errors += 1
-                return
-            handler(message)
-        return self._udp.poll(on_message, limit) + self._udp.do_work()
+        dispatch = self._dispatch
+        dispatch.on_message = lambda message, _now: handler(message)
+        dispatch.on_egress_message = None
+        return self._udp.poll(dispatch, limit) + self._udp.do_work()
+
+    def poll_fields(self, on_message: Callable[[object, int], None],
+                    on_egress_message: "Callable[[int, int, int, bytes, int], None] | ClientCore",
+                    now_ns: int, limit: int = 64) -> int:
+        """``poll``, with EgressMessages handed to ``on_egress_message(session_id,
+        correlation_id, ack_seq, payload, now_ns)`` without a message object (pass a
+        ``ClientCore`` itself to have its ``on_egress_message`` called without a Python
+        call); any other message decoded to ``on_message(message, now_ns)``. Malformed ones
+        are counted in ``decode_errors``."""
+        dispatch = self._dispatch
+        dispatch.on_message = on_message
+        dispatch.on_egress_message = on_egress_message
+        dispatch.now_ns = now_ns
+        return self._udp.poll(dispatch, limit) + self._udp.do_work()
 
     def flush(self) -> int:
         """Send what ``send`` queued now (``poll`` would, after its receive)."""
         return self._udp.flush()
 
     def wait_readable(self, timeout_ns: int) -> bool:
-        """Block until a datagram waits or ``timeout_ns`` passes (rounded up to whole ms)."""
+        """Block until a datagram waits or ``timeout_ns`` passes (to the ns on Linux, whole ms elsewhere)."""
         return self._udp.wait_readable(timeout_ns)
 
     def close(self) -> None:

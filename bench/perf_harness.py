@@ -9,6 +9,9 @@ message barely moves, and on 2 cores it is what bounds throughput.
         3 node processes (ProcessCluster) and a client here: msgs/s and CPU us per message of
         the client, the leader and each follower (from /proc). The client idles on an empty
         poll, as `aeronpy bench` does; --spin makes it busy-poll instead.
+    python bench/perf_harness.py serial [--requests N]
+        3 node processes and one request() at a time: latency and CPU us per request of
+        each process (the Python work on one request's path).
 
 Both: EchoService, 32-byte messages, 512 offers in flight.
 """
@@ -128,6 +131,45 @@ def processes(seconds: float, spin: bool) -> None:
         client.close()
 
 
+def serial(requests: int) -> None:
+    """One request() at a time against 3 node processes: CPU us per request of each process.
+
+    The sum over the processes is the Python work on a request's path (plus the empty duty
+    cycles a wake-up costs); with the wake-up floor of bench/latency_floor.py it bounds the
+    latency a request can have here."""
+    from aeronpy.testing.process_cluster import ProcessCluster
+    from aeronpy.testing.histogram import Histogram
+    with ProcessCluster(3, services=[ECHO]) as cluster:
+        cluster.start()
+        if cluster.leader(timeout_s=30) is None:
+            raise SystemExit("no leader")
+        client = ClusterClient.connect(cluster.ingress_endpoints, timeout_s=10)
+        for _ in range(500):
+            client.request(PAYLOAD, timeout_s=5.0)                # warm up
+        pids = {i: p.pid for i, p in cluster.procs.items()}
+        before = {i: _cpu_seconds(p) for i, p in pids.items()}
+        hist = Histogram()
+        cpu0 = time.process_time()
+        deadline = time.monotonic() + 120
+        done = 0
+        while done < requests and time.monotonic() < deadline:
+            start = time.monotonic_ns()
+            client.request(PAYLOAD, timeout_s=5.0)
+            hist.record(time.monotonic_ns() - start)
+            done += 1
+        cpu = time.process_time() - cpu0
+        after = {i: _cpu_seconds(p) for i, p in pids.items()}
+        leader = cluster.leader(timeout_s=1)
+        per = {i: (after[i] - before[i]) / done * 1e6 for i in pids}
+        parts = [f"client {cpu / done * 1e6:.1f}"] + [
+            f"{'leader' if i == leader else 'follower'} {per[i]:.1f}" for i in sorted(pids)]
+        total = cpu / done * 1e6 + sum(per.values())
+        lat = hist.summary_us()
+        print(f"serial request(), {done} x 32 B: p50 {lat['p50_us']:.0f} us, p99 {lat['p99_us']:.0f} us; "
+              f"CPU us per request: {', '.join(parts)}; all processes {total:.1f}")
+        client.close()
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="mode", required=True)
@@ -137,9 +179,13 @@ def main(argv=None) -> int:
     p = sub.add_parser("processes")
     p.add_argument("--seconds", type=float, default=3.0)
     p.add_argument("--spin", action="store_true")
+    p = sub.add_parser("serial")
+    p.add_argument("--requests", type=int, default=5_000)
     args = parser.parse_args(argv)
     if args.mode == "inproc":
         inproc(args.messages, args.profile)
+    elif args.mode == "serial":
+        serial(args.requests)
     else:
         processes(args.seconds, args.spin)
     return 0

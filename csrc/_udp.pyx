@@ -229,18 +229,13 @@ cdef class UdpSocket:
 
     def wait_readable(self, long long timeout_ns) -> bool:
         """Block (GIL released) until a datagram is waiting or ``timeout_ns`` passes; for idle
-        strategies. The wait is rounded up to whole milliseconds; 0 only checks."""
-        cdef int ms, r
+        strategies. Nanosecond precision on Linux, whole milliseconds (rounded up) elsewhere;
+        0 only checks."""
+        cdef int r
         if self.closed:
             return False
-        if timeout_ns <= 0:
-            ms = 0
-        elif timeout_ns >= 2_000_000_000_000:
-            ms = 2_000_000_000
-        else:
-            ms = <int>((timeout_ns + 999_999) // 1_000_000)
         with nogil:
-            r = udp_wait_readable(self._fd, ms)
+            r = udp_wait_readable(self._fd, timeout_ns)
         return r == 1
 
     def close(self) -> None:

@@ -324,16 +324,29 @@ static int udp_batch_append_frame(udp_batch *b, uint64_t key, const unsigned cha
     return udp_batch_queue(b, key, frame, frame_len, NULL, 0);
 }
 
-/* Wait until the socket is readable or timeout_ms passes. 1 readable, 0 timeout, -1 error. */
-static int udp_wait_readable(udp_sock_t s, int timeout_ms) {
+/* Wait until the socket is readable or timeout_ns passes (<= 0: only check).
+ * 1 readable, 0 timeout or signal, -1 error. Linux waits to the nanosecond (ppoll), so a
+ * client that parks until its next scheduled send wakes on time; elsewhere the wait is
+ * rounded up to whole milliseconds (poll / WSAPoll). */
+static int udp_wait_readable(udp_sock_t s, long long timeout_ns) {
+    if (timeout_ns < 0) timeout_ns = 0;
 #ifdef _WIN32
     WSAPOLLFD p;
     p.fd = s; p.events = POLLRDNORM; p.revents = 0;
-    int r = WSAPoll(&p, 1, timeout_ms);
+    long long ms = (timeout_ns + 999999LL) / 1000000LL;
+    int r = WSAPoll(&p, 1, ms > 2000000000LL ? 2000000000 : (int)ms);
 #else
     struct pollfd p;
     p.fd = s; p.events = POLLIN; p.revents = 0;
-    int r = poll(&p, 1, timeout_ms);
+#  ifdef __linux__
+    struct timespec ts;
+    ts.tv_sec = (time_t)(timeout_ns / 1000000000LL);
+    ts.tv_nsec = (long)(timeout_ns % 1000000000LL);
+    int r = ppoll(&p, 1, &ts, NULL);
+#  else
+    long long ms = (timeout_ns + 999999LL) / 1000000LL;
+    int r = poll(&p, 1, ms > 2000000000LL ? 2000000000 : (int)ms);
+#  endif
     if (r < 0 && errno == EINTR) return 0;
 #endif
     if (r < 0) return -1;

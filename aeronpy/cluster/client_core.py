@@ -1,9 +1,11 @@
 """The client side of a cluster session, sans-I/O: shared by ``ClusterClient``, the asyncio
 client and the simulator's client.
 
-Bytes never appear here: protocol messages come in through :meth:`ClientCore.on_egress`,
-time through ``now_ns`` arguments, and what to send piles up in :attr:`ClientCore.outgoing`
-as ``(endpoint, message)`` for the driver to send.
+No I/O here: protocol messages come in through :meth:`ClientCore.on_egress` (or, read in
+place by the transport, :meth:`ClientCore.on_egress_message`), time through ``now_ns``
+arguments, and what to send piles up in :attr:`ClientCore.outgoing` as ``(endpoint,
+message)`` for the driver to send (session messages already encoded, with
+``encoded_messages=True``).
 
 Exactly-once from the client's side: every message gets the next ``seq`` of the session and
 stays in a bounded resend window until the cluster acknowledges it. On a NEW_LEADER event, a
@@ -26,10 +28,10 @@ import enum
 import random
 from collections import OrderedDict, deque
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Optional
 
+from aeronpy._clientpath import ClientSessionBase
 from aeronpy.cluster import protocol as P
-from aeronpy.cluster.codes import BACK_PRESSURED, CLOSED, NOT_CONNECTED
 from aeronpy.cluster.module_config import DEFAULT_MAX_MESSAGE_BYTES, parse_ingress_endpoints
 from aeronpy.errors import (AeronpyError, AuthenticationError, ClusterClosedError,
                             MessageTooLargeError, NotConnectedError)
@@ -76,15 +78,35 @@ def parse_endpoints(endpoints) -> list[str]:
     return out
 
 
-class ClientCore:
+def _session_message(session_id: int, seq: int, correlation_id: int, service_id: int, payload) -> P.SessionMessage:
+    return P.SessionMessage(session_id, seq, correlation_id, service_id, bytes(payload))
+
+
+class ClientCore(ClientSessionBase):
+    """The session state machine (see the module docstring). ``offer``,
+    ``on_egress_message`` and ``poll``, the steps run once per message, are compiled in the
+    base class (``aeronpy._clientpath.ClientSessionBase``), on the attributes set here; the
+    return codes of ``offer`` are aeronpy.cluster.codes'.
+
+    ``encoded_messages=True`` (for a transport that sends bytes as they are, such as
+    ``UdpClientTransport``): session messages are encoded once, at ``offer``, and the window
+    keeps and re-sends those bytes (a SessionMessage holds nothing that changes with the
+    leader, so the bytes stay valid); ``take_outgoing`` then holds bytes for them. Otherwise
+    they are ``protocol.SessionMessage`` objects."""
+
     def __init__(self, endpoints, response_endpoint: str, config: Optional[ClientConfig] = None,
-                 rng: Optional[random.Random] = None, credentials: bytes = b""):
+                 rng: Optional[random.Random] = None, credentials: bytes = b"", *,
+                 encoded_messages: bool = False):
         self.endpoints = parse_endpoints(endpoints)
         self.response_endpoint = response_endpoint
         self.config = config or ClientConfig()
         self.credentials = bytes(credentials)
         self._rng = rng or random.Random()
         self.state = ClientState.IDLE
+        self._connected_state, self._closed_state = ClientState.CONNECTED, ClientState.CLOSED
+        self._max_message_bytes = self.config.max_message_bytes
+        self._window_messages = self.config.window_messages
+        self._inbox_max = self.config.inbox_max
         self.error: Optional[AeronpyError] = None     # why the client closed, if not by close()
         self.session_id = 0
         self.leadership_term = -1
@@ -94,7 +116,11 @@ class ClientCore:
         self.counters: dict[str, int] = {}
         self._next_correlation_id = 1
         self._next_seq = 1
-        self._window: "OrderedDict[int, P.SessionMessage]" = OrderedDict()   # seq -> message
+        # the unacknowledged messages, seqs _window_base, _window_base + 1, ... _next_seq - 1:
+        # released only from the front, so a deque and the seq of its first entry
+        self._window: deque = deque()
+        self._window_base = 1
+        self._make_message = None if encoded_messages else _session_message   # None: encode
         self._inbox: deque = deque()
         self._awaiting: set[int] = set()
         self._replies: dict[int, bytes] = {}
@@ -102,7 +128,7 @@ class ClientCore:
         # seq -> [(correlation id, hash of payload)] of the responses delivered for it, kept
         # for the window and window_messages seqs below it; responses to lower seqs are
         # late duplicates (_answered_floor)
-        self._answered: "OrderedDict[int, list]" = OrderedDict()
+        self._answered: dict[int, list] = {}
         self._answered_floor = 1
         self._errors: dict[int, AeronpyError] = {}
         self._connect_message: Optional[P.SessionConnect] = None
@@ -178,38 +204,8 @@ class ClientCore:
         self._next_correlation_id += 1
         return correlation_id
 
-    def offer(self, payload, service_id: int = 0, now_ns: int = 0, expect_reply: bool = False) -> int:
-        """> 0: the message's correlation id; < 0: NOT_CONNECTED, BACK_PRESSURED or CLOSED.
-
-        Raises MessageTooLargeError (nothing is sent) above ``max_message_bytes``.
-        With ``expect_reply`` its first response is kept for :meth:`take_reply`, never
-        handed to poll().
-        """
-        size = payload.nbytes if isinstance(payload, memoryview) else len(payload)
-        if size > self.config.max_message_bytes:
-            raise MessageTooLargeError(
-                f"message of {size} bytes exceeds max_message_bytes {self.config.max_message_bytes}")
-        if self.state is ClientState.CLOSED:
-            return CLOSED
-        if self.state is not ClientState.CONNECTED:
-            return NOT_CONNECTED
-        if len(self._window) >= self.config.window_messages:
-            self._count("back_pressured")
-            return BACK_PRESSURED
-        correlation_id = self._take_correlation_id()
-        seq = self._next_seq
-        self._next_seq += 1
-        message = P.SessionMessage(self.session_id, seq, correlation_id, service_id, bytes(payload))
-        if not self._window:
-            self._last_progress_ns = now_ns
-        self._window[seq] = message
-        if expect_reply:
-            self._awaiting.add(correlation_id)
-        self._send(self.leader_endpoint, message, now_ns)
-        return correlation_id
-
     def _resend_window(self, now_ns: int) -> None:
-        for message in self._window.values():
+        for message in self._window:
             self._send(self.leader_endpoint, message, now_ns)
         self._last_progress_ns = now_ns
         if self._window:
@@ -218,41 +214,39 @@ class ClientCore:
     def _release(self, ack_seq: int, now_ns: int) -> None:
         """A SessionAck: every message up to ``ack_seq`` is done with."""
         window = self._window
-        released = False
-        while window:
-            seq = next(iter(window))
-            if seq > ack_seq:
-                break
-            del window[seq]
-            released = True
-        if released:
+        count = min(ack_seq - self._window_base + 1, len(window))
+        if count > 0:
+            for _ in range(count):
+                window.popleft()
+            self._window_base += count
             self._released(now_ns)
 
     def _release_answered(self, now_ns: int) -> None:
         """A response arrived: release the window's prefix of answered messages."""
         window = self._window
         answered = self._answered
-        released = False
-        while window:
-            seq = next(iter(window))
-            if seq not in answered:
-                break
-            del window[seq]
-            released = True
-        if released:
+        base = first = self._window_base
+        while window and base in answered:
+            window.popleft()
+            base += 1
+        if base != first:
+            self._window_base = base
             self._released(now_ns)
 
     def _released(self, now_ns: int) -> None:
         self._last_progress_ns = now_ns
         self._stalls = 0
-        # forget what was delivered for seqs far below the window (bounded record)
-        base = next(iter(self._window)) if self._window else self._next_seq
-        floor = base - self.config.window_messages
-        if floor > self._answered_floor:
+        # forget what was delivered for seqs far below the window (bounded record); the
+        # floor moves by what was released, so this is O(1) a message
+        floor = self._window_base - self.config.window_messages
+        old_floor = self._answered_floor
+        if floor > old_floor:
             self._answered_floor = floor
             answered = self._answered
-            while answered and next(iter(answered)) < floor:
-                answered.popitem(last=False)
+            if answered:
+                pop = answered.pop
+                for seq in range(old_floor, floor):
+                    pop(seq, None)
 
     def close(self, now_ns: int = 0) -> None:
         if self.state is ClientState.CONNECTED:
@@ -370,17 +364,19 @@ class ClientCore:
     def _on_answer(self, seq: int, now_ns: int) -> None:
         """After a response to message ``seq`` (correlation id != 0; the service's own
         messages, correlation id 0, answer nothing and release nothing)."""
-        front = next(iter(self._window))
+        front = self._window_base
         if seq == front:
             self._release_answered(now_ns)
         elif seq > front:
             self._count("answered_ahead_of_window")     # a lower one is still unanswered
 
     def _on_response(self, message) -> None:
-        correlation_id = message.correlation_id
-        payload = bytes(message.payload)
+        self._deliver(message.correlation_id, message.ack_seq, bytes(message.payload))
+
+    def _deliver(self, correlation_id: int, ack_seq: int, payload: bytes) -> None:
+        """A response: into the inbox, or to a waiting request(), unless it is a duplicate."""
         if correlation_id != 0:
-            if not self._first_delivery(message.ack_seq, correlation_id, payload):
+            if not self._first_delivery(ack_seq, correlation_id, payload):
                 self._count("duplicate_responses")
                 return
             if correlation_id in self._awaiting:
@@ -396,16 +392,6 @@ class ClientCore:
         self._inbox.append((correlation_id, payload))
 
     # ---- handing out responses ----------------------------------------------------------
-    def poll(self, on_message: Callable[[int, memoryview], None], limit: int = 1 << 30) -> int:
-        """Deliver queued responses to ``on_message(correlation_id, payload)``."""
-        delivered = 0
-        inbox = self._inbox
-        while inbox and delivered < limit:
-            correlation_id, payload = inbox.popleft()
-            on_message(correlation_id, memoryview(payload))
-            delivered += 1
-        return delivered
-
     def take_reply(self, correlation_id: int) -> Optional[bytes]:
         return self._replies.pop(correlation_id, None)
 

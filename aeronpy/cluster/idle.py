@@ -8,9 +8,11 @@ a client can share 2 cores.
 
 Parking need not be blind: give `BackoffIdleStrategy` a ``waiter(timeout_s)`` (for example
 `select_waiter` over the node's sockets) and a parked node wakes as soon as a datagram arrives.
-``idle_strategy_from_name("backoff", waiter=...)`` then parks at once, without spinning or
-yielding first: the wait ends at the next datagram anyway, and on shared cores the CPU a
-spinning node burns is what its peers need to produce that datagram.
+``idle_strategy_from_name("backoff", waiter=...)`` then parks at once, for the whole 1 ms,
+without spinning, yielding or short parks first: the wait ends at the next datagram anyway,
+and on shared cores the CPU a node burns on empty cycles is what its peers need to produce
+that datagram. What is not a datagram waits at most 1 ms, as in a backoff's longest park
+(timers, the client's resend; the node parks briefly while a Ready waits for its fsync).
 
 Every strategy counts what it did (``spins``, ``yields``, ``parks``) and takes its sleep and
 yield functions as arguments, so tests check the behaviour, never the timing.
@@ -27,6 +29,7 @@ from aeronpy.errors import ConfigError
 __all__ = [
     "IdleStrategy", "BusySpinIdleStrategy", "YieldingIdleStrategy", "SleepingIdleStrategy",
     "BackoffIdleStrategy", "idle_strategy_from_name", "select_waiter", "IDLE_STRATEGY_NAMES",
+    "short_park_strategy",
 ]
 
 
@@ -191,6 +194,13 @@ def select_waiter(sockets: Iterable) -> Callable[[float], bool]:
 
 
 IDLE_STRATEGY_NAMES = ("busy-spin", "yield", "backoff", "sleep")
+_WAIT_PARK_S = 0.001     # a park that ends at the next datagram: the longest backoff park
+
+
+def short_park_strategy(waiter: Callable[[float], object]) -> "BackoffIdleStrategy":
+    """Parks of 16 us doubling to 1 ms, each ended early by input: for waiting on something
+    that is not a datagram and finishes soon (the archive's fsync of a pending Ready)."""
+    return BackoffIdleStrategy(max_spins=0, max_yields=0, waiter=waiter)
 
 
 def idle_strategy_from_name(name: str, *, waiter: Optional[Callable[[float], object]] = None
@@ -206,7 +216,11 @@ def idle_strategy_from_name(name: str, *, waiter: Optional[Callable[[float], obj
             # and the client need for their share of the request: parking at once cut the
             # one-at-a-time p50 of a 3-process cluster on 2 busy cores to 0.81-0.89x of
             # 10 spins + 5 yields (bench/results/perf.md, "single-request latency").
-            return BackoffIdleStrategy(max_spins=0, max_yields=0, waiter=waiter)
+            # Nor do short parks pay: a node that parked for 16, 32, 64 ... us ran ~4 empty
+            # duty cycles between one-at-a-time requests; one 1 ms park cut a follower's CPU
+            # per request from 113-117 to 70-80 us (bench/results/perf.md).
+            return BackoffIdleStrategy(max_spins=0, max_yields=0, min_park_s=_WAIT_PARK_S,
+                                       max_park_s=_WAIT_PARK_S, waiter=waiter)
         return BackoffIdleStrategy()
     if name == "sleep":
         return SleepingIdleStrategy()

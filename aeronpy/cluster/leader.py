@@ -12,7 +12,8 @@ from typing import Any, Optional
 from aeronpy.cluster import entries as E
 from aeronpy.cluster import protocol as P
 from aeronpy.cluster.sessions import SessionState
-from aeronpy.service import CloseReason
+from aeronpy.cluster.entries import SESSION_MESSAGE, encode_session_message
+from aeronpy.service import CloseReason, Role
 
 MAX_ENDPOINT_BYTES = 256
 
@@ -93,51 +94,71 @@ class LeaderDuties:
             return None
         return s
 
-    def _on_session_message(self, client_ref: object, m: Any) -> None:
-        if not self.is_leader:
-            self._redirect(client_ref, m.correlation_id, m.session_id)
-            return
-        if not self._leader_ready:
-            # it may not even have applied the session's open yet; the client re-sends after
-            # our NEW_LEADER event
-            self.counters["ingress_leader_not_ready"] += 1
-            return
-        s = self._session_of(client_ref, m.session_id, m.correlation_id)
-        if s is None:
-            return
-        self._last_heard_ns[s.session_id] = self._now_ns
-        seq = m.seq
-        if len(m.payload) > self.config.max_message_bytes:
-            self._reject_too_large(client_ref, s, m)
-            return
-        if seq <= s.last_applied_seq:
-            self._answer_applied(s, seq)
-            return
-        sequenced = max(self._leader_seq.get(s.session_id, 0), s.last_applied_seq)
-        if seq <= sequenced:
-            self.counters["ingress_already_sequenced"] += 1
-            return
-        if seq != sequenced + 1:
-            self.counters["ingress_seq_gap"] += 1   # the client re-sends from its window
-            return
-        if self._propose(E.SESSION_MESSAGE, E.encode_session_message(
-                self._stamp(), s.session_id, seq, m.correlation_id, m.service_id, m.payload)):
-            self._leader_seq[s.session_id] = seq
+    def on_session_message(self, client_ref: object, fields: tuple, now_ns: int) -> None:
+        """``on_ingress`` for a SessionMessage the driver decoded to its fields
+        ``(session_id, seq, correlation_id, service_id, payload)``: the same checks and
+        counters without building a message object (the node's ingress hot path, so the
+        checks are written out here rather than spread over helper calls)."""
+        self._now_ns = now_ns
+        self._sync_role()
+        try:
+            session_id, seq, correlation_id, service_id, payload = fields
+            if self._role is not Role.LEADER:
+                self._redirect(client_ref, correlation_id, session_id)
+                return
+            if not self._leader_ready:
+                # it may not even have applied the session's open yet; the client re-sends
+                # after our NEW_LEADER event
+                self.counters["ingress_leader_not_ready"] += 1
+                return
+            s = self.sessions.get(session_id)
+            config = self.config
+            if s is None or (config.bind_session_to_endpoint
+                             and config.client_ref(s.response_endpoint) != client_ref):
+                self._session_of(client_ref, session_id, correlation_id)   # answers the refusal
+                return
+            session_id = s.session_id
+            self._last_heard_ns[session_id] = now_ns
+            if len(payload) > config.max_message_bytes:
+                self._reject_too_large(client_ref, s, seq, correlation_id)
+                return
+            applied = s.last_applied_seq
+            if seq <= applied:
+                self._answer_applied(s, seq)
+                return
+            sequenced = self._leader_seq.get(session_id, 0)
+            if sequenced < applied:
+                sequenced = applied
+            if seq <= sequenced:
+                self.counters["ingress_already_sequenced"] += 1
+                return
+            if seq != sequenced + 1:
+                self.counters["ingress_seq_gap"] += 1   # the client re-sends from its window
+                return
+            if self._propose(SESSION_MESSAGE, encode_session_message(
+                    self._stamp(), session_id, seq, correlation_id, service_id, payload)):
+                self._leader_seq[session_id] = seq
+        except (TypeError, ValueError, AttributeError, OverflowError, UnicodeError):
+            self.counters["ingress_malformed"] += 1
 
-    def _reject_too_large(self, client_ref: object, s: SessionState, m: Any) -> None:
+    def _on_session_message(self, client_ref: object, m: Any) -> None:
+        self.on_session_message(client_ref, (m.session_id, m.seq, m.correlation_id, m.service_id,
+                                             m.payload), self._now_ns)
+
+    def _reject_too_large(self, client_ref: object, s: SessionState, seq: int,
+                          correlation_id: int) -> None:
         """Refuse a message above max_message_bytes, every time it arrives (so a lost error is
         re-sent with the message), and consume its seq with a placeholder entry: otherwise it
         would sit at the head of the client's window and every later message would be a seq
         gap for good. The placeholder's SessionAck releases it from the window."""
         self.counters["ingress_too_large"] += 1
-        self._event(client_ref, m.correlation_id, s.session_id, P.EVENT_ERROR, P.DETAIL_MESSAGE_TOO_LARGE)
-        seq = m.seq
+        self._event(client_ref, correlation_id, s.session_id, P.EVENT_ERROR, P.DETAIL_MESSAGE_TOO_LARGE)
         if seq <= s.last_applied_seq:
             self._ack_pending.add(s.session_id)
             return
         sequenced = max(self._leader_seq.get(s.session_id, 0), s.last_applied_seq)
         if seq == sequenced + 1 and self._propose(E.SESSION_MESSAGE, E.encode_session_message(
-                self._stamp(), s.session_id, seq, m.correlation_id, E.REJECTED_MESSAGE_SERVICE_ID, b"")):
+                self._stamp(), s.session_id, seq, correlation_id, E.REJECTED_MESSAGE_SERVICE_ID, b"")):
             self._leader_seq[s.session_id] = seq
 
     def _answer_applied(self, s: SessionState, seq: int) -> None:

@@ -18,11 +18,12 @@ import time
 from typing import Optional, Sequence
 
 from aeronpy import _codec
+from aeronpy._ingress import session_message_fields
 from aeronpy.archive import Archive
 from aeronpy.cluster.config import NodeConfig
 from aeronpy.errors import ConfigError
 from aeronpy.cluster.counters import CountersWriter, SlotId
-from aeronpy.cluster.idle import idle_strategy_from_name, select_waiter
+from aeronpy.cluster.idle import idle_strategy_from_name, select_waiter, short_park_strategy
 from aeronpy.cluster.logsetup import BurstLogger, node_logger
 from aeronpy.cluster.module import ConsensusModule
 from aeronpy.cluster.protocol import NewLeaderEvent
@@ -154,9 +155,11 @@ class ClusterNode:
         self._admin = NodeAdmin(self)    # after the replay: replayed shutdowns are history
         self._transport_counters = TransportCounterPublisher(self.counters, (self.consensus, self.ingress))
         self._transport_counters.drop_log = self._drop_log
-        self._idle = idle_strategy_from_name(
-            config.idle_strategy,
-            waiter=select_waiter([self.consensus.socket.fileno(), self.ingress.socket.fileno()]))
+        waiter = select_waiter([self.consensus.socket.fileno(), self.ingress.socket.fileno()])
+        self._idle = idle_strategy_from_name(config.idle_strategy, waiter=waiter)
+        # while a Ready waits for the syncer (no datagram will say it is done), park briefly
+        self._sync_idle = (short_park_strategy(waiter) if config.idle_strategy == "backoff"
+                           else self._idle)
         self._pending = None          # a Ready waiting for its fsync (file_sync != "none")
         self._decode = _codec.decode
         self._encode = _codec.encode
@@ -251,10 +254,14 @@ class ClusterNode:
 
     def _on_ingress_message(self, client_ref: int, payload: memoryview) -> None:
         try:
-            msg = self._decode(payload)
+            fields = session_message_fields(payload)
+            msg = self._decode(payload) if fields is None else None
         except _codec.DecodeError:
             self._transport_counters.decode_drops += 1
             self._drop_log.record("malformed ingress message")
+            return
+        if fields is not None:      # the common case: no message object is built
+            self.module.on_session_message(client_ref, fields, self._clock())
             return
         if type(msg) is _AdminRequest:
             self._admin.on_admin_request(client_ref, msg)
@@ -375,13 +382,17 @@ class ClusterNode:
 
     def _run(self) -> None:
         idle = self._idle.idle
+        sync_idle = self._sync_idle.idle
         stop = self._stop
         while not stop.is_set():
             try:
                 work = self.do_work()
             except Exception:
                 break
-            idle(work)
+            if self._pending is None:
+                idle(work)
+            else:
+                sync_idle(work)
         if self._stop_by_action:
             self.close()
 

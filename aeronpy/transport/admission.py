@@ -10,14 +10,19 @@ from __future__ import annotations
 
 from collections import deque
 
-from aeronpy._frame import DATA, FrameError, FrameReader
+from aeronpy._frame import FrameReader
+from aeronpy._streams import AdmissionCore
 from aeronpy.transport.counters import TransportCounters
 
 RETIRED_EPOCHS_MAX = 8   # earlier incarnations remembered per member, to refuse their replays
 
 
-class Admission:
-    """Stateless checks of one datagram against this transport's identity and limits."""
+class Admission(AdmissionCore):
+    """Stateless checks of one datagram against this transport's identity and limits.
+
+    ``admit_at(datagram, offset, whole=False)`` (compiled, ``AdmissionCore``) checks the frame
+    at ``offset`` of a datagram packing several frames: the frame type, or 0 with one drop
+    counted; on success ``reader.frame_end`` is where the next frame starts."""
 
     def __init__(self, reader: FrameReader, cluster_id: int, stream_id: int,
                  max_message_bytes: int, counters: TransportCounters):
@@ -31,29 +36,6 @@ class Admission:
         """The frame type if ``datagram`` (exactly one frame) passes; 0 (and one drop counted)
         if not."""
         return self.admit_at(datagram, 0, True)
-
-    def admit_at(self, datagram, offset: int, whole: bool = False) -> int:
-        """The same checks for the frame at ``offset`` of a datagram packing several frames;
-        on success ``reader.frame_end`` is where the next frame starts."""
-        reader = self.reader
-        try:
-            frame_type = reader.read_at(datagram, offset, whole)
-        except FrameError:
-            self.drops["malformed"] += 1
-            return 0
-        if reader.cluster_id != self.cluster_id:
-            self.drops["wrong_cluster"] += 1
-            return 0
-        if reader.stream_id != self.stream_id:
-            self.drops["wrong_stream"] += 1
-            return 0
-        if frame_type == DATA and reader.message_length > self.max_message_bytes:
-            self.drops["oversize"] += 1
-            return 0
-        if not reader.mac_ok(datagram):
-            self.drops["bad_mac"] += 1
-            return 0
-        return frame_type
 
     def drop(self, reason: str) -> None:
         self.drops[reason] += 1

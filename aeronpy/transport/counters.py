@@ -1,9 +1,12 @@
 """Transport counters: plain ints the node can read (and export) at any time.
 
 Why plain attributes: they are bumped on the hot path, where a dict lookup or a lock per
-increment would cost more than the work being counted.
+increment would cost more than the work being counted. They are C integers of the compiled
+``StreamCounters`` so the compiled stream paths bump them directly.
 """
 from __future__ import annotations
+
+from aeronpy._streams import StreamCounters
 
 # Every reason a datagram (or a frame inside a stream) is dropped. Each has its own counter.
 DROP_REASONS = (
@@ -22,20 +25,21 @@ DROP_REASONS = (
 )
 
 
-class TransportCounters:
+# Every counter besides ``drops`` (the fields of StreamCounters, C integers).
+COUNTER_NAMES = (
+    "messages_in", "messages_out", "messages_reassembled", "data_frames_out",
+    "naks_sent", "naks_received", "retransmits", "status_sent", "status_received",
+    "heartbeats_sent", "setups_sent", "setup_jumps", "bytes_skipped", "fragments_skipped",
+    "duplicates", "back_pressured", "clients_connected", "clients_lost", "peer_restarts",
+)
+
+
+class TransportCounters(StreamCounters):
     """Counters of one transport. ``drops[reason]`` counts each drop reason."""
 
-    __slots__ = (
-        "messages_in", "messages_out", "messages_reassembled", "data_frames_out",
-        "naks_sent", "naks_received", "retransmits", "status_sent", "status_received",
-        "heartbeats_sent", "setups_sent", "setup_jumps", "bytes_skipped", "fragments_skipped",
-        "duplicates", "back_pressured", "clients_connected", "clients_lost", "peer_restarts",
-        "drops",
-    )
+    __slots__ = ()
 
     def __init__(self) -> None:
-        for name in self.__slots__:
-            setattr(self, name, 0)
         self.drops = {reason: 0 for reason in DROP_REASONS}
 
     @property
@@ -44,6 +48,6 @@ class TransportCounters:
 
     def snapshot(self) -> dict:
         """All counters as one flat dict of ints (drops as ``drop_<reason>``)."""
-        out = {name: getattr(self, name) for name in self.__slots__ if name != "drops"}
+        out = {name: getattr(self, name) for name in COUNTER_NAMES}
         out.update({f"drop_{reason}": n for reason, n in self.drops.items()})
         return out

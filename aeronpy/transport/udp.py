@@ -31,12 +31,11 @@ from functools import partial
 from typing import Callable, Optional
 
 from aeronpy._frame import DATA, HEARTBEAT, NAK, SETUP, STATUS, FrameReader, FrameWriter
+from aeronpy._streams import DatagramWalker, TransportCore
 from aeronpy._udp import UdpSocket, address_key, address_tuple
 from aeronpy.transport.admission import RETIRED_EPOCHS_MAX, Admission, epoch_is_stale, retire_epoch
 from aeronpy.transport.counters import TransportCounters
-from aeronpy.transport.streams import (
-    CLOSED, NOT_CONNECTED, StreamConfig, StreamReceiver, StreamSender,
-)
+from aeronpy.transport.streams import StreamConfig, StreamReceiver, StreamSender
 
 CLIENT_SENDER_ID = -1
 DEFAULT_STREAM_ID = 1001
@@ -66,8 +65,12 @@ class Peer:
         return address_tuple(self.address_key)
 
 
-class UdpTransport:
-    """Reliable ordered streams over a non-blocking UDP socket (see the module docstring)."""
+class UdpTransport(TransportCore):
+    """Reliable ordered streams over a non-blocking UDP socket (see the module docstring).
+
+    ``send(peer_id, payload)`` is compiled (``TransportCore``): the new stream position (> 0),
+    or ``BACK_PRESSURED`` (send buffer full: retry later), ``NOT_CONNECTED`` (no such peer),
+    ``CLOSED``; too large a message raises ``MessageTooLargeError``."""
 
     def __init__(self, bind_host: str, bind_port: int, cluster_id: int, sender_id: int,
                  secret: Optional[bytes] = None, mtu: int = 1408, *,
@@ -112,7 +115,8 @@ class UdpTransport:
         self._handler = None
         self._now_ns = clock()
         self._next_timer_ns = 0
-        self._on_datagram_bound = self._on_datagram
+        # the compiled twin of _on_datagram (same rules, same calls; tests compare the two)
+        self._on_datagram_bound = DatagramWalker(self, self._admission, self.epoch)
         self.closed = False
 
     # ------------------------------------------------------------------ peers
@@ -187,17 +191,6 @@ class UdpTransport:
                 "peer_epoch": peer.epoch}
 
     # ------------------------------------------------------------------ sending
-    def send(self, peer_id: int, payload) -> int:
-        """Queue a whole message to a peer: the new stream position (> 0), or
-        ``BACK_PRESSURED`` (send buffer full: retry later), ``NOT_CONNECTED`` (no such peer),
-        ``CLOSED``. Too large a message raises ``MessageTooLargeError``."""
-        if self.closed:
-            return CLOSED
-        peer = self._peers.get(peer_id)
-        if peer is None:
-            return NOT_CONNECTED
-        return peer.sender.offer(payload, self._now_ns)
-
     def flush(self) -> int:
         """Send every queued datagram now (``do_work`` does this each duty cycle)."""
         return self._socket.flush()
@@ -223,7 +216,8 @@ class UdpTransport:
 
     def _on_datagram(self, key: int, datagram: memoryview) -> None:
         """Every frame of one datagram, in order. A refused frame drops the rest of its
-        datagram with it (one drop counted): the frames after it came from the same sender."""
+        datagram with it (one drop counted): the frames after it came from the same sender.
+        ``poll`` runs the compiled ``DatagramWalker`` instead; this is its reference."""
         admit = self._admission.admit_at
         reader = self._reader
         size = len(datagram)

@@ -31,7 +31,7 @@ cdef extern from "udp_platform.h":
                         const unsigned char *body, int body_len) nogil
     int udp_batch_append_frame(udp_batch *b, uint64_t key, const unsigned char *frame,
                                int frame_len, int max_len, udp_counters *c) nogil
-    int udp_wait_readable(udp_sock_t s, int timeout_ms) nogil
+    int udp_wait_readable(udp_sock_t s, long long timeout_ns) nogil
 
 
 cdef class UdpSocket:

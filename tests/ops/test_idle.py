@@ -143,10 +143,12 @@ def test_backoff_with_a_waiter_parks_on_the_first_empty_cycle():
     waits = []
     s = idle_strategy_from_name("backoff", waiter=waits.append)
     s.idle(0)
-    assert waits == [s.min_park_s] and s.spins == 0 and s.yields == 0
+    assert waits == [0.001] and s.spins == 0 and s.yields == 0
+    s.idle(0)
     s.idle(1)
     s.idle(0)
-    assert waits == [s.min_park_s, s.min_park_s]     # work resets the park period
+    # one whole-ms park each time, never the short doubling parks (empty duty cycles)
+    assert waits == [0.001, 0.001, 0.001]
     blind = idle_strategy_from_name("backoff")       # no waiter: a blind sleep spins first
     assert blind.max_spins > 0
 
@@ -155,3 +157,43 @@ def test_unknown_name_is_a_config_error():
     with pytest.raises(ConfigError) as e:
         idle_strategy_from_name("spin")
     assert e.value.key == "idle_strategy"
+
+
+def test_short_park_strategy_doubles_from_a_short_park():
+    """The node's strategy while a Ready waits for its fsync: no datagram ends that wait."""
+    from aeronpy.cluster.idle import short_park_strategy
+    waits = []
+    s = short_park_strategy(waits.append)
+    for _ in range(4):
+        s.idle(0)
+    assert waits == pytest.approx([16e-6, 32e-6, 64e-6, 128e-6])
+    s.idle(1)
+    s.idle(0)
+    assert waits[-1] == pytest.approx(16e-6)
+
+
+def test_node_parks_briefly_only_while_a_ready_waits_for_its_sync(tmp_path):
+    """ClusterNode._run picks the short-park strategy exactly while ``_pending`` is set."""
+    from aeronpy.cluster.node import ClusterNode
+    calls = []
+
+    class FakeNode:
+        _run = ClusterNode._run
+        _stop_by_action = False
+
+        def __init__(self):
+            self._stop = __import__("threading").Event()
+            self._idle = type("I", (), {"idle": lambda _s, w: calls.append(("long", w))})()
+            self._sync_idle = type("I", (), {"idle": lambda _s, w: calls.append(("short", w))})()
+            self._pending = None
+            self.cycles = 0
+
+        def do_work(self):
+            self.cycles += 1
+            self._pending = object() if self.cycles == 2 else None
+            if self.cycles == 3:
+                self._stop.set()
+            return 0
+
+    FakeNode()._run()
+    assert calls == [("long", 0), ("short", 0), ("long", 0)]

@@ -128,7 +128,7 @@ def run_until(predicate: Callable[[], bool], endpoints, proxies=(), timeout_s: f
         if i % 64 == 0 and time.monotonic() > deadline:
             return False
         if not work and endpoints:
-            endpoints[0].t.wait_readable(200_000)   # idle: 0.2 ms (rounded to 1 ms)
+            endpoints[0].t.wait_readable(200_000)   # idle: 0.2 ms
     return False
 
 

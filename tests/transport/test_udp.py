@@ -126,3 +126,20 @@ def test_socket_buffer_sizes_configurable_and_close_is_safe():
         UdpSocket(batch=0)
     with pytest.raises(ValueError):
         UdpSocket(max_datagram_bytes=10)
+
+
+def test_wait_readable_honours_a_sub_millisecond_timeout():
+    """A client parks until its next scheduled send: a 200 us wait must not last a whole ms
+    (it was rounded up to whole milliseconds before). On Linux the wait is ppoll's; the
+    best of 20 waits is taken, so a busy machine delays some waits, not the check."""
+    with UdpSocket("127.0.0.1", 0) as sock:
+        best = min(_timed_wait(sock, 200_000) for _ in range(20))
+    if sys.platform.startswith("linux"):
+        assert best < 900_000, f"a 200 us wait took at least {best} ns"
+    assert best >= 150_000, f"a 200 us wait returned after {best} ns"
+
+
+def _timed_wait(sock, timeout_ns: int) -> int:
+    start = time.monotonic_ns()
+    assert sock.wait_readable(timeout_ns) is False
+    return time.monotonic_ns() - start

@@ -363,3 +363,21 @@ def test_the_comparison_notices_a_difference():
     apply_in_batches(fast, len(log), random.Random(0))
     apply_one_by_one(slow, len(log) - 1, random.Random(0))
     assert observe(fast) != observe(slow)
+
+
+def test_a_restored_reply_cache_keeps_its_bounds_and_order():
+    """A snapshot restore fills ``replies`` without its key index (``reply_order``): the
+    reply path must rebuild it and evict exactly as the reference does."""
+    log = random_log(random.Random(21), 300)
+    half = 150
+    before, slow = member(log, LEADER), member(log, LEADER, cls=ReferenceModule)
+    before.apply_ready(SimpleNamespace(apply_lo=1, apply_hi=half + 1), 5_000)
+    after = member(log, LEADER)
+    after.restore_state(before.snapshot_state())
+    assert [len(s.reply_order) for s in after.sessions] == [0] * len(after.sessions)
+    assert any(s.replies for s in after.sessions)
+    after.apply_ready(SimpleNamespace(apply_lo=half + 1, apply_hi=len(log) + 1), 5_000)
+    apply_one_by_one(slow, len(log), random.Random(0))
+    got = observe(after)["sessions"]
+    assert got == observe(slow)["sessions"]
+    assert all(list(s.reply_order) == list(s.replies) for s in after.sessions if s.replies)

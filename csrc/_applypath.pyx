@@ -10,19 +10,33 @@ module's apply loop sets ``ReplyPath.handling`` while a service handles a client
 """
 from collections import deque
 
-from cpython.bytes cimport PyBytes_FromStringAndSize
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
+from libc.string cimport memcpy
 from cpython.buffer cimport PyBuffer_IsContiguous
 from cpython.memoryview cimport PyMemoryView_Check, PyMemoryView_GET_BUFFER
 from cpython.object cimport PyObject
 from libc.stdint cimport int64_t
 
+from aeronpy._codec cimport EGRESS_MESSAGE_HEADER_LENGTH, egress_message_header_store
 from aeronpy._cursor cimport ap_load_i32, ap_load_i64
 from aeronpy._logindex cimport LogIndex
 
-from aeronpy.cluster.codes import CLOSED
+from aeronpy.cluster.codes import BACK_PRESSURED, CLOSED
 from aeronpy.errors import MessageTooLargeError
 
 cdef object _CLOSED = CLOSED
+cdef object _BACK_PRESSURED = BACK_PRESSURED
+
+
+cdef bytes _encode_reply(tuple reply):
+    """A queued reply (session_id, correlation_id, ack_seq, payload) as EgressMessage bytes."""
+    cdef bytes payload = reply[3]
+    cdef Py_ssize_t n = len(payload)
+    cdef bytes out = PyBytes_FromStringAndSize(NULL, EGRESS_MESSAGE_HEADER_LENGTH + n)
+    cdef unsigned char* p = <unsigned char*>PyBytes_AS_STRING(out)
+    egress_message_header_store(p, EGRESS_MESSAGE_HEADER_LENGTH + n, reply[0], reply[1], reply[2], n)
+    memcpy(p + EGRESS_MESSAGE_HEADER_LENGTH, PyBytes_AS_STRING(payload), n)
+    return out
 cdef object _deque = deque
 
 
@@ -117,6 +131,32 @@ cdef class EgressQueues:
                     message = reply_form(*message)
                 if send(client_ref, message) is False:
                     break
+                queue.popleft()
+                sent += 1
+            if not queue:
+                emptied.append(client_ref)
+            if sent >= limit:
+                break
+        for client_ref in emptied:
+            del self._queues[client_ref]
+        self.queued -= sent
+        return sent
+
+    def drain_encoded(self, send_bytes, encode, Py_ssize_t limit=1 << 30) -> int:
+        """``drain`` for a driver that sends bytes: ``send_bytes(client_ref, data) -> int``
+        (> 0 sent; BACK_PRESSURED keeps that client's backlog; any other code drops the
+        message, as for a client gone). Replies are encoded here, straight from their tuple,
+        other messages with ``encode(message)``; a None client_ref (no stream to the client)
+        drops its messages. No Python call per message besides ``send_bytes``."""
+        cdef Py_ssize_t sent = 0
+        cdef list emptied = []
+        for client_ref, queue in self._queues.items():
+            while queue and sent < limit:
+                message = queue[0]
+                if client_ref is not None:
+                    data = _encode_reply(<tuple>message) if type(message) is tuple else encode(message)
+                    if send_bytes(client_ref, data) == _BACK_PRESSURED:
+                        break
                 queue.popleft()
                 sent += 1
             if not queue:

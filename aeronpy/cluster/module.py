@@ -570,6 +570,15 @@ class ConsensusModule(LeaderDuties):
         self._flush_acks()
         return self.egress.drain(send, limit, _encode_egress_message if wire else P.EgressMessage)
 
+    def drain_egress_encoded(self, send_bytes: Callable[[object, bytes], int],
+                             encode: Callable[[object], bytes], limit: int = 1 << 30) -> int:
+        """``drain_egress`` for a driver whose transport sends bytes (the node):
+        ``send_bytes(client_ref, data) -> int`` is called with every message encoded (replies
+        straight from their queued fields, others with ``encode``); BACK_PRESSURED keeps that
+        client's backlog, any other result takes the message off the queue."""
+        self._flush_acks()
+        return self.egress.drain_encoded(send_bytes, encode, limit)
+
     def take_egress(self) -> list[tuple[object, object]]:
         """All queued egress as (client_ref, message), oldest first per client."""
         self._flush_acks()

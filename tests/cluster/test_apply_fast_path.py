@@ -16,7 +16,7 @@ from aeronpy import _codec
 from aeronpy._logindex import LogIndex
 from aeronpy.cluster import entries as E
 from aeronpy.cluster import protocol as P
-from aeronpy.cluster.codes import CLOSED
+from aeronpy.cluster.codes import BACK_PRESSURED, CLOSED, NOT_CONNECTED
 from aeronpy.cluster.container import ServiceError
 from aeronpy.cluster.module import ConsensusModule
 from aeronpy.cluster.module_config import ModuleConfig
@@ -293,6 +293,45 @@ def test_wire_egress_is_the_encoding_of_the_object_egress():
         else:
             assert msg_w == msg_o                               # events and acks: objects
     assert replies > 100
+
+
+def test_encoded_drain_sends_the_encoding_of_every_object():
+    """drain_egress_encoded (the node's): every message as the bytes _codec.encode makes of
+    the object the simulator gets, replies encoded in C from their queued fields."""
+    log = random_log(random.Random(13), 300)
+    encoded, objects = member(log, LEADER), member(log, LEADER)
+    for m in (encoded, objects):
+        apply_in_batches(m, len(log), random.Random(4), collect=False)
+    sent_bytes, sent_objects = [], []
+    assert encoded.drain_egress_encoded(lambda ref, data: sent_bytes.append((ref, data)) or 1,
+                                        _codec.encode) > 0
+    objects.drain_egress(lambda ref, msg: sent_objects.append((ref, msg)) or True)
+    assert [(ref, _codec.encode(msg)) for ref, msg in sent_objects] == sent_bytes
+    assert sum(1 for _, msg in sent_objects if type(msg) is P.EgressMessage) > 100
+    assert len(encoded.egress) == 0
+
+
+def test_encoded_drain_keeps_a_back_pressured_backlog_and_drops_on_other_codes():
+    log = random_log(random.Random(14), 80)
+    module = member(log, LEADER)
+    apply_in_batches(module, len(log), random.Random(3), collect=False)
+    module._flush_acks()
+    queued = len(module.egress)
+    assert queued and module.drain_egress_encoded(lambda ref, data: BACK_PRESSURED, _codec.encode) == 0
+    assert len(module.egress) == queued                       # back pressure: all kept
+    assert module.drain_egress_encoded(lambda ref, data: NOT_CONNECTED, _codec.encode) == queued
+    assert len(module.egress) == 0                            # a client gone: dropped
+
+
+def test_encoded_drain_drops_egress_for_a_client_without_a_stream():
+    log = random_log(random.Random(15), 60)
+    module = member(log, LEADER)
+    module.config.client_ref_of_endpoint = lambda endpoint: None   # no stream to any client
+    apply_in_batches(module, len(log), random.Random(3), collect=False)
+    sent = []
+    queued = len(module.egress)
+    assert queued and module.drain_egress_encoded(lambda ref, data: sent.append(ref) or 1, _codec.encode) >= queued
+    assert sent == [] and len(module.egress) == 0
 
 
 def test_a_refused_send_keeps_the_reply_queued_in_either_form():

@@ -5,7 +5,7 @@ install from a latency-sensitive user.
 """
 import importlib
 
-COMPILED_MODULES: tuple = ('_crc', '_logindex', '_frame', '_udp', '_cursor', '_codec', '_codec_batch', '_segscan', '_clientpath', '_streams', '_ingress')
+COMPILED_MODULES: tuple = ('_crc', '_logindex', '_frame', '_udp', '_cursor', '_codec', '_codec_batch', '_segscan', '_clientpath', '_streams', '_ingress', '_applypath')
 
 
 def load_compiled() -> dict:

@@ -25,20 +25,23 @@ import enum
 from collections import Counter, OrderedDict
 from typing import Any, BinaryIO, Callable, Optional, Sequence
 
+from aeronpy._applypath import apply_session_run
+from aeronpy._codec import encode_egress_message as _encode_egress_message
 from aeronpy.cluster import entries as E
 from aeronpy.cluster import protocol as P
-from aeronpy.cluster.codes import BACK_PRESSURED, CLOSED
+from aeronpy.cluster.codes import BACK_PRESSURED
 from aeronpy.cluster.module_config import ModuleConfig
 from aeronpy.cluster.container import Cluster, ServiceContainer, ServiceError
 from aeronpy.cluster.egress import EgressQueues
 from aeronpy.cluster.leader import LeaderDuties
-from aeronpy.cluster.sessions import ClientSession, SessionState, SessionTable
+from aeronpy.cluster.sessions import ClientSession, ReplyPath, SessionState, SessionTable
 from aeronpy.cluster.timers import TimerTable
 from aeronpy.errors import MessageTooLargeError
 from aeronpy.service import CloseReason, ClusteredService, Role
 
 __all__ = ["ConsensusModule", "ModuleState", "ServiceError"]
 
+_LEADER = Role.LEADER      # a global: Role.LEADER is an enum class attribute lookup, slow on 3.11
 _HOLDING_ACTIONS = (E.ACTION_SUSPEND, E.ACTION_SHUTDOWN, E.ACTION_ABORT)
 _TERMINAL_ACTIONS = (E.ACTION_SHUTDOWN, E.ACTION_ABORT)
 
@@ -98,8 +101,10 @@ class ConsensusModule(LeaderDuties):
         # apply context
         self._views: dict[int, ClientSession] = {}
         self._in_apply = False
-        self._handling: Optional[tuple[SessionState, int, int]] = None  # (session, seq, cid)
-        self._replied = False
+        # which message a service handles, and whether it replied: what ClientSession.offer
+        # needs of this member (compiled, with the reply cache and egress queueing)
+        self._reply = ReplyPath(self.config, self.counters, self.egress)
+        self._reply.leader = self._role is _LEADER
         self._service_closes: list[int] = []
         self.cluster_action_listeners: list[Callable[[int, int, int], None]] = []
         self._ingress_handlers = {
@@ -114,6 +119,7 @@ class ConsensusModule(LeaderDuties):
         if len(snapshots) != len(self.container):
             raise ValueError(f"{len(snapshots)} service snapshots for {len(self.container)} services")
         self._role = public_role(self.core.role)
+        self._reply.leader = self._role is _LEADER
         for service_id, snapshot in enumerate(snapshots):
             self.container.invoke(service_id, "on_start", self.clusters[service_id], snapshot)
         self._finish_service_closes()
@@ -151,11 +157,11 @@ class ConsensusModule(LeaderDuties):
 
     @property
     def is_leader(self) -> bool:
-        return self._role is Role.LEADER
+        return self._role is _LEADER
 
     @property
     def leader_ready(self) -> bool:
-        return self._role is Role.LEADER and self._leader_ready
+        return self._role is _LEADER and self._leader_ready
 
     @property
     def commit_index(self) -> int:
@@ -165,12 +171,13 @@ class ConsensusModule(LeaderDuties):
     def _sync_role(self) -> None:
         role = public_role(self.core.role)
         term = self.core.term
-        if role is self._role and (role is not Role.LEADER or term == self._leadership_term):
+        if role is self._role and (role is not _LEADER or term == self._leadership_term):
             return
         changed = role is not self._role
         self._role = role
+        self._reply.leader = role is _LEADER
         self._reset_leader_state()
-        if role is Role.LEADER:
+        if role is _LEADER:
             self._leadership_term = term
             self._ready_index = self.core.log.last_index
             self._check_ready()
@@ -190,7 +197,7 @@ class ConsensusModule(LeaderDuties):
         self.egress.clear()
 
     def _check_ready(self) -> None:
-        if self._leader_ready or self._role is not Role.LEADER or self.applied_index < self._ready_index:
+        if self._leader_ready or self._role is not _LEADER or self.applied_index < self._ready_index:
             return
         self._leader_ready = True
         self._last_stamp_ns = max(self._last_stamp_ns, self.cluster_time_ns)
@@ -265,22 +272,49 @@ class ConsensusModule(LeaderDuties):
         while index < hi:
             entry_type = type_at(index)
             if entry_type == E.SESSION_MESSAGE and self.container.failure is None:
-                index = self._apply_session_messages(log, index, hi)
+                run_end = self._apply_session_messages(log, index, hi)
+                if run_end <= index:      # a broken run must fail here, not spin forever
+                    raise AssertionError(f"the run of session messages at {index} applied nothing")
+                index = run_end
             else:
                 self.apply(index, log.term_at(index), entry_type, log.payload_at(index))
                 index += 1
         return max(hi - start, 0)
 
     def _apply_session_messages(self, log: Any, index: int, hi: int) -> int:
-        """``apply`` for consecutive SESSION_MESSAGE entries from ``index`` (below ``hi``),
-        with the per-entry work of the general path hoisted out of the loop (the role cannot
-        change while committed entries are applied, and no entry object is built); returns
-        the first index not applied. Each entry still goes through _apply_session_message."""
+        """``apply`` for consecutive SESSION_MESSAGE entries from ``index`` (below ``hi``);
+        returns the first index not applied. The compiled loop (_applypath.apply_session_run)
+        does what _apply_session_message and _deliver do per entry, with everything that
+        cannot change while committed entries are applied (role, services' callbacks, tables)
+        looked up once per run.
+
+        A subclass or a test that replaces _apply_session_message or _deliver gets the
+        path through them instead (the simulator's negative controls do); a wrapped
+        ``container.invoke`` (the simulator's invariant checker) is called, as by _deliver.
+        """
+        cls = type(self)
+        if cls._apply_session_message is not _INLINED[0] or cls._deliver is not _INLINED[1]:
+            return self._apply_session_messages_via_hooks(log, index, hi)
+        container = self.container
+        invoke = container.invoke
+        # call the services directly, as container.invoke would, unless something (the
+        # simulator's invariant checker) wraps invoke to watch the calls
+        handlers = ([service.on_session_message for service in container.services]
+                    if getattr(invoke, "__func__", None) is _INVOKE else None)
+        self._in_apply = True
+        try:
+            return apply_session_run(self, log, index, hi, handlers, invoke, self.leader_ready,
+                                     self._role is _LEADER and not self._leader_ready)
+        finally:
+            self._in_apply = False
+
+    def _apply_session_messages_via_hooks(self, log: Any, index: int, hi: int) -> int:
+        """The run of SESSION_MESSAGE entries through _apply_session_message (see above)."""
         type_at, payload_at = log.type_at, log.payload_at
         unpack, header = E.SESSION_MESSAGE_STRUCT.unpack_from, E.SESSION_MESSAGE_HEADER_BYTES
         container = self.container
         apply_message = self._apply_session_message
-        check_ready = self._role is Role.LEADER and not self._leader_ready
+        check_ready = self._role is _LEADER and not self._leader_ready
         session_message = E.SESSION_MESSAGE
         self._in_apply = True
         try:
@@ -402,7 +436,7 @@ class ConsensusModule(LeaderDuties):
     def _view(self, s: SessionState) -> ClientSession:
         view = self._views.get(s.session_id)
         if view is None:
-            view = self._views[s.session_id] = ClientSession(s, self._session_offer)
+            view = self._views[s.session_id] = ClientSession(s, self._reply)
         return view
 
     def _apply_session_open(self, index: int, e: E.SessionOpen) -> None:
@@ -450,52 +484,31 @@ class ConsensusModule(LeaderDuties):
         if seq != s.last_applied_seq + 1:
             self.counters["seq_gap_applied"] += 1
         s.last_applied_seq = seq
+        reply = self._reply
         if service_id == E.REJECTED_MESSAGE_SERVICE_ID:
             self.counters["rejected_message_skipped"] += 1    # it only consumes its seq
-            self._replied = False
+            reply.replied = False
         else:
-            self._handling = (s, seq, correlation_id)
-            self._replied = False
+            reply.handling = s
+            reply.handling_seq = seq
+            reply.handling_correlation_id = correlation_id
+            reply.replied = False
             try:
                 self._deliver(service_id, self._views.get(session_id) or self._view(s), payload)
             finally:
-                self._handling = None
+                reply.handling = None
         # Only a ready leader acks. A SessionAck releases the client's window up to
         # last_applied_seq; a new leader still applying its predecessor's entries cannot
         # know which of their replies the client got (the old leader may have died before
         # sending them), so it leaves acks and the re-sent window to after its NEW_LEADER
         # event, when the reply cache answers every message the client still holds.
-        if self.leader_ready and not self._replied:
+        if self.leader_ready and not reply.replied:
             self._ack_pending.add(session_id)
 
     # ---- services' side (Cluster facade and ClientSession) ------------------------------
     def _emit(self, s: SessionState, message: object) -> None:
         if not self.egress.put(self.config.client_ref(s.response_endpoint), message):
             self.counters["egress_dropped"] += 1
-
-    def _session_offer(self, s: SessionState, payload) -> int:
-        if s.closed:
-            return CLOSED
-        config = self.config
-        size = payload.nbytes if type(payload) is memoryview else len(payload)
-        if size > config.max_message_bytes:
-            raise MessageTooLargeError(
-                f"response of {size} bytes exceeds max_message_bytes {config.max_message_bytes}")
-        data = bytes(payload)
-        s.offers += 1
-        handling = self._handling
-        if handling is not None and handling[0] is s:
-            _, seq, correlation_id = handling
-            if not s.record_reply(seq, correlation_id, data, config.reply_cache_messages,
-                                  config.reply_cache_replies_per_message):
-                self.counters["reply_not_cached"] += 1
-            ack_seq = seq
-            self._replied = True
-        else:
-            correlation_id, ack_seq = 0, s.last_applied_seq
-        if self._role is Role.LEADER:
-            self._emit(s, P.EgressMessage(s.session_id, correlation_id, ack_seq, data))
-        return s.offers
 
     def _schedule_timer(self, service_id: int, correlation_id: int, deadline_ns: int) -> bool:
         self.timers.schedule(service_id, correlation_id, deadline_ns)
@@ -547,15 +560,29 @@ class ConsensusModule(LeaderDuties):
                 self._emit(s, P.SessionAck(session_id, self._leadership_term, s.last_applied_seq))
         self._ack_pending.clear()
 
-    def drain_egress(self, send: Callable[[object, object], bool], limit: int = 1 << 30) -> int:
-        """Hand egress to ``send(client_ref, message) -> bool`` (False: that client is full)."""
+    def drain_egress(self, send: Callable[[object, object], bool], limit: int = 1 << 30,
+                     wire: bool = False) -> int:
+        """Hand egress to ``send(client_ref, message) -> bool`` (False: that client is full).
+
+        ``wire=True``: replies reach ``send`` already encoded (bytes in the EgressMessage
+        wire format, built without a message object); other messages stay objects.
+        """
         self._flush_acks()
-        return self.egress.drain(send, limit)
+        return self.egress.drain(send, limit, _encode_egress_message if wire else P.EgressMessage)
+
+    def drain_egress_encoded(self, send_bytes: Callable[[object, bytes], int],
+                             encode: Callable[[object], bytes], limit: int = 1 << 30) -> int:
+        """``drain_egress`` for a driver whose transport sends bytes (the node):
+        ``send_bytes(client_ref, data) -> int`` is called with every message encoded (replies
+        straight from their queued fields, others with ``encode``); BACK_PRESSURED keeps that
+        client's backlog, any other result takes the message off the queue."""
+        self._flush_acks()
+        return self.egress.drain_encoded(send_bytes, encode, limit)
 
     def take_egress(self) -> list[tuple[object, object]]:
         """All queued egress as (client_ref, message), oldest first per client."""
         self._flush_acks()
-        return self.egress.take_all()
+        return self.egress.take_all(P.EgressMessage)
 
     # ---- snapshots of the consensus-layer state -----------------------------------------
     def snapshot_state(self) -> bytes:
@@ -568,4 +595,10 @@ class ConsensusModule(LeaderDuties):
         self._views.clear()
         self._reset_leader_state()
         self._role = public_role(self.core.role)
+        self._reply.leader = self._role is _LEADER
         self._leadership_term = -1
+
+
+# what _apply_session_messages inlines: when these are replaced, it calls them instead
+_INLINED = (ConsensusModule._apply_session_message, ConsensusModule._deliver)
+_INVOKE = ServiceContainer.invoke

@@ -244,7 +244,11 @@ class ClusterNode:
         work += self._process_ready(now_ns)
         # drain_egress, not egress.drain: it first queues the SessionAcks of messages the
         # service did not answer (and of re-sent duplicates), which release client windows
-        work += self.module.drain_egress(self._send_egress)
+        if type(self)._send_egress is _SEND_EGRESS:
+            # no Python call per message: replies encoded in C, straight into the transport
+            work += self.module.drain_egress_encoded(self.ingress.send, self._encode)
+        else:   # _send_egress is wrapped (bench/latency_trace.py stamps egress): through it
+            work += self.module.drain_egress(self._send_egress, wire=True)
         work += self.consensus.do_work(now_ns)
         work += self.ingress.do_work(now_ns)
         return work
@@ -278,9 +282,12 @@ class ClusterNode:
         self.module.on_ingress(client_ref, msg, self._clock())
 
     def _send_egress(self, client_ref, message) -> bool:
+        """One egress message (the drain's per-message path; drain_egress_encoded does the
+        same in C: a None client_ref drops, only back pressure keeps it queued)."""
         if client_ref is None:
             return True   # the client has no stream to this member: drop (it reconnects)
-        code = self.ingress.send(client_ref, self._encode(message))
+        # replies come encoded already (drain_egress(wire=True)); events and acks as objects
+        code = self.ingress.send(client_ref, message if type(message) is bytes else self._encode(message))
         return code > 0 or code != -2   # only back pressure keeps the message queued
 
     def _process_ready(self, now_ns: int) -> int:
@@ -492,3 +499,6 @@ class ClusterNode:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+_SEND_EGRESS = ClusterNode._send_egress   # what drain_egress_encoded stands in for

@@ -7,59 +7,17 @@ is local to the leader, and a timeout only takes effect through a SESSION_CLOSE 
 """
 from __future__ import annotations
 
-from collections import OrderedDict
-from typing import Callable, Iterator, Optional
+from typing import Iterator, Optional
+
+from aeronpy import _applypath
 
 
-class SessionState:
-    """One open session as every member knows it.
-
-    ``last_applied_seq`` is the highest message number of the session applied so far: a
-    message numbered at or below it is skipped, which is what makes delivery exactly-once
-    even when a message is sequenced twice across a leader change. ``replies`` keeps the
-    responses to the session's latest messages (seq -> [(correlation_id, payload)]), bounded,
-    so that a new leader can answer a re-sent message with its original reply.
-    """
-
-    __slots__ = ("session_id", "response_endpoint", "client_nonce", "connect_correlation_id",
-                 "opened_ns", "last_applied_seq", "replies", "offers", "closed")
-
-    def __init__(self, session_id: int, response_endpoint: str, client_nonce: int,
-                 connect_correlation_id: int, opened_ns: int):
-        self.session_id = session_id
-        self.response_endpoint = response_endpoint
-        self.client_nonce = client_nonce
-        self.connect_correlation_id = connect_correlation_id
-        self.opened_ns = opened_ns
-        self.last_applied_seq = 0
-        self.replies: "OrderedDict[int, list]" = OrderedDict()
-        self.offers = 0        # responses offered on this session (ClientSession.offer's result)
-        self.closed = False
-
-    def record_reply(self, seq: int, correlation_id: int, payload: bytes,
-                     max_messages: int, max_replies_per_message: int) -> bool:
-        """Keep a reply to message ``seq``; False when it was not kept (bound reached)."""
-        cache = self.replies
-        replies = cache.get(seq)
-        if replies is None:
-            if max_messages <= 0:
-                return False
-            if max_replies_per_message > 0:     # the common case: the first reply to seq
-                cache[seq] = [(correlation_id, payload)]
-                while len(cache) > max_messages:
-                    cache.popitem(last=False)
-                return True
-            replies = cache[seq] = []
-            while len(cache) > max_messages:
-                cache.popitem(last=False)
-        if len(replies) >= max_replies_per_message:
-            return False
-        replies.append((correlation_id, payload))
-        return True
-
-    def __repr__(self) -> str:
-        return (f"SessionState(id={self.session_id}, endpoint={self.response_endpoint!r}, "
-                f"last_applied_seq={self.last_applied_seq}, cached={list(self.replies)})")
+# SessionState (replicated: ids, last applied seq, reply cache) and ClientSession (what a
+# service gets) are compiled (csrc/_applypath.pyx): every member runs ClientSession.offer once
+# per reply to every committed message, the largest single cost of applying one in Python.
+SessionState = _applypath.SessionState
+ClientSession = _applypath.ClientSession
+ReplyPath = _applypath.ReplyPath
 
 
 class SessionTable:
@@ -101,46 +59,3 @@ class SessionTable:
     def clear(self) -> None:
         self._by_id.clear()
         self._by_client.clear()
-
-
-class ClientSession:
-    """A client's session as a service sees it (DESIGN 1.1).
-
-    ``offer`` sends a response on egress. Its result never depends on this member's role or
-    on the network (on followers nothing is sent and a positive value is still returned), so
-    service code that looks at it stays deterministic on every member.
-    """
-
-    __slots__ = ("_state", "_offer")
-
-    def __init__(self, state: SessionState, offer: Callable[[SessionState, object], int]):
-        self._state = state
-        self._offer = offer
-
-    @property
-    def id(self) -> int:
-        return self._state.session_id
-
-    @property
-    def response_endpoint(self) -> str:
-        return self._state.response_endpoint
-
-    @property
-    def is_closed(self) -> bool:
-        return self._state.closed
-
-    def offer(self, payload) -> int:
-        """Send ``payload`` to the client: > 0 once accepted, aeronpy.CLOSED if the session is closed.
-
-        Raises MessageTooLargeError for a payload above the cluster's max message size.
-        """
-        return self._offer(self._state, payload)
-
-    def __eq__(self, other) -> bool:
-        return isinstance(other, ClientSession) and other._state is self._state
-
-    def __hash__(self) -> int:
-        return hash(self._state.session_id)
-
-    def __repr__(self) -> str:
-        return f"ClientSession(id={self.id}, endpoint={self.response_endpoint!r})"

@@ -1,0 +1,413 @@
+# cython: language_level=3, boundscheck=False, wraparound=False
+"""Client sessions' per-message objects, compiled: ``SessionState``, ``ClientSession`` and the
+reply path ``ClientSession.offer`` takes.
+
+Every member runs ``ClientSession.offer`` once per reply to every committed client message
+(followers too: the reply cache is replicated state). In Python it was two frames and a dozen
+attribute lookups per reply, the largest single cost of applying a message; here it is one C
+call. The logic is exactly ``SessionState.record_reply`` plus queueing on the leader; the
+module's apply loop sets ``ReplyPath.handling`` while a service handles a client message.
+"""
+from collections import deque
+
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
+from libc.string cimport memcpy
+from cpython.buffer cimport PyBuffer_IsContiguous
+from cpython.memoryview cimport PyMemoryView_Check, PyMemoryView_GET_BUFFER
+from cpython.object cimport PyObject
+from libc.stdint cimport int64_t
+
+from aeronpy._codec cimport EGRESS_MESSAGE_HEADER_LENGTH, egress_message_header_store
+from aeronpy._cursor cimport ap_load_i32, ap_load_i64
+from aeronpy._logindex cimport LogIndex
+
+from aeronpy.cluster.codes import BACK_PRESSURED, CLOSED
+from aeronpy.errors import MessageTooLargeError
+
+cdef object _CLOSED = CLOSED
+cdef object _BACK_PRESSURED = BACK_PRESSURED
+
+
+cdef bytes _encode_reply(tuple reply):
+    """A queued reply (session_id, correlation_id, ack_seq, payload) as EgressMessage bytes."""
+    cdef bytes payload = reply[3]
+    cdef Py_ssize_t n = len(payload)
+    cdef bytes out = PyBytes_FromStringAndSize(NULL, EGRESS_MESSAGE_HEADER_LENGTH + n)
+    cdef unsigned char* p = <unsigned char*>PyBytes_AS_STRING(out)
+    egress_message_header_store(p, EGRESS_MESSAGE_HEADER_LENGTH + n, reply[0], reply[1], reply[2], n)
+    memcpy(p + EGRESS_MESSAGE_HEADER_LENGTH, PyBytes_AS_STRING(payload), n)
+    return out
+cdef object _deque = deque
+
+
+cdef class SessionState:
+    """One open session as every member knows it.
+
+    ``last_applied_seq`` is the highest message number of the session applied so far: a
+    message numbered at or below it is skipped, which is what makes delivery exactly-once
+    even when a message is sequenced twice across a leader change. ``replies`` keeps the
+    responses to the session's latest messages (seq -> [(correlation_id, payload)], oldest
+    first), bounded, so that a new leader can answer a re-sent message with its original reply.
+
+    ``reply_order`` is only an index into ``replies`` (its keys, oldest first) that makes
+    evicting the oldest cheap; a plain dict's first key is not (its iteration walks over the
+    slots of every key deleted before), an OrderedDict costs twice a dict per reply.
+    """
+
+    def __init__(self, session_id, response_endpoint, client_nonce, connect_correlation_id, opened_ns):
+        self.session_id = session_id
+        self.response_endpoint = response_endpoint
+        self.client_nonce = client_nonce
+        self.connect_correlation_id = connect_correlation_id
+        self.opened_ns = opened_ns
+        self.last_applied_seq = 0
+        self.replies = {}
+        self.reply_order = _deque()
+        self.offers = 0        # responses offered on this session (ClientSession.offer's result)
+        self.closed = False
+
+    cpdef object reply_keys(self):
+        """``reply_order``, rebuilt when ``replies`` was filled without it (snapshot restore)."""
+        if len(self.reply_order) != len(self.replies):
+            self.reply_order = _deque(self.replies)
+        return self.reply_order
+
+    cpdef bint record_reply(self, int64_t seq, int64_t correlation_id, object payload,
+                            Py_ssize_t max_messages, Py_ssize_t max_replies_per_message) except -1:
+        """Keep a reply to message ``seq``; False when it was not kept (bound reached)."""
+        cdef dict cache = self.replies
+        cdef object key = seq
+        cdef object replies = cache.get(key)
+        cdef object order
+        if replies is None:
+            if max_messages <= 0:
+                return False
+            order = self.reply_keys()
+            replies = []
+            cache[key] = replies
+            order.append(key)
+            while len(order) > max_messages:
+                del cache[order.popleft()]
+        if len(<list>replies) >= max_replies_per_message:
+            return False
+        (<list>replies).append((correlation_id, payload))
+        return True
+
+    def __repr__(self) -> str:
+        return (f"SessionState(id={self.session_id}, endpoint={self.response_endpoint!r}, "
+                f"last_applied_seq={self.last_applied_seq}, cached={list(self.replies)})")
+
+
+cdef class EgressQueues:
+    """Bounded per-client egress queues (see aeronpy/cluster/egress.py, which re-exports it)."""
+
+    def __init__(self, Py_ssize_t queue_max):
+        self.queue_max = queue_max
+        self._queues = {}
+        self.dropped = 0
+        self.queued = 0
+
+    cpdef bint put(self, object client_ref, object message) except -1:
+        """Queue ``message`` for ``client_ref``; False (dropped, counted) when its queue is full."""
+        queue = self._queues.get(client_ref)
+        if queue is None:
+            queue = self._queues[client_ref] = _deque()
+        if len(queue) >= self.queue_max:
+            self.dropped += 1
+            return False
+        queue.append(message)
+        self.queued += 1
+        return True
+
+    def drain(self, send, Py_ssize_t limit=1 << 30, reply_form=None) -> int:
+        """Hand queued messages to ``send`` (oldest first per client); returns how many went.
+        Queued reply tuples go through ``reply_form`` first (required when there are any)."""
+        cdef Py_ssize_t sent = 0
+        cdef list emptied = []
+        for client_ref, queue in self._queues.items():
+            while queue and sent < limit:
+                message = queue[0]
+                if type(message) is tuple:
+                    message = reply_form(*message)
+                if send(client_ref, message) is False:
+                    break
+                queue.popleft()
+                sent += 1
+            if not queue:
+                emptied.append(client_ref)
+            if sent >= limit:
+                break
+        for client_ref in emptied:
+            del self._queues[client_ref]
+        self.queued -= sent
+        return sent
+
+    def drain_encoded(self, send_bytes, encode, Py_ssize_t limit=1 << 30) -> int:
+        """``drain`` for a driver that sends bytes: ``send_bytes(client_ref, data) -> int``
+        (> 0 sent; BACK_PRESSURED keeps that client's backlog; any other code drops the
+        message, as for a client gone). Replies are encoded here, straight from their tuple,
+        other messages with ``encode(message)``; a None client_ref (no stream to the client)
+        drops its messages. No Python call per message besides ``send_bytes``."""
+        cdef Py_ssize_t sent = 0
+        cdef list emptied = []
+        for client_ref, queue in self._queues.items():
+            while queue and sent < limit:
+                message = queue[0]
+                if client_ref is not None:
+                    data = _encode_reply(<tuple>message) if type(message) is tuple else encode(message)
+                    if send_bytes(client_ref, data) == _BACK_PRESSURED:
+                        break
+                queue.popleft()
+                sent += 1
+            if not queue:
+                emptied.append(client_ref)
+            if sent >= limit:
+                break
+        for client_ref in emptied:
+            del self._queues[client_ref]
+        self.queued -= sent
+        return sent
+
+    def take_all(self, reply_form=None) -> list:
+        """Every queued message as (client_ref, message), oldest first per client; empties the queues."""
+        out = [(ref, reply_form(*msg) if type(msg) is tuple else msg)
+               for ref, queue in self._queues.items() for msg in queue]
+        self._queues.clear()
+        self.queued = 0
+        return out
+
+    def backlog(self, client_ref) -> int:
+        queue = self._queues.get(client_ref)
+        return 0 if queue is None else len(queue)
+
+    def clear(self) -> None:
+        self._queues.clear()
+        self.queued = 0
+
+    def __len__(self) -> int:
+        return self.queued
+
+
+cdef class ReplyPath:
+    """What a reply needs of its member: which message is being handled, the role, the
+    bounds (``config``), the counters and the egress queues. One per ConsensusModule."""
+
+    def __init__(self, config, counters, egress):
+        self.handling = None
+        self.handling_seq = 0
+        self.handling_correlation_id = 0
+        self.replied = False
+        self.leader = False
+        self.config = config
+        self.counters = counters
+        self.egress = egress
+
+    cpdef object offer(self, SessionState s, object payload):
+        """ClientSession.offer: cache the reply to the handled message (every member), queue
+        it for the client (leader only); s.offers, or CLOSED for a closed session."""
+        cdef Py_ssize_t size
+        cdef object data
+        cdef object config = self.config
+        cdef object correlation_id, ack_seq, key, order
+        cdef dict cache
+        cdef Py_ssize_t cache_max, per_message
+        if s.closed:
+            return _CLOSED
+        max_bytes = config.max_message_bytes
+        if PyMemoryView_Check(payload):
+            view = PyMemoryView_GET_BUFFER(payload)
+            size = view.len
+            if size > max_bytes:
+                raise MessageTooLargeError(f"response of {size} bytes exceeds max_message_bytes {max_bytes}")
+            if PyBuffer_IsContiguous(view, b'C'):
+                data = PyBytes_FromStringAndSize(<char*>view.buf, size)
+            else:
+                data = payload.tobytes()
+        else:
+            size = len(payload)
+            if size > max_bytes:
+                raise MessageTooLargeError(f"response of {size} bytes exceeds max_message_bytes {max_bytes}")
+            data = bytes(payload)
+        s.offers += 1
+        if self.handling is s:
+            key = ack_seq = self.handling_seq
+            correlation_id = self.handling_correlation_id
+            cache = s.replies
+            order = s.reply_order
+            cache_max = config.reply_cache_messages
+            per_message = config.reply_cache_replies_per_message
+            if cache_max > 0 and per_message > 0 and key not in cache and len(order) == len(cache):
+                # the common case: record_reply's first reply to a seq, inline
+                cache[key] = [(correlation_id, data)]
+                order.append(key)
+                while len(order) > cache_max:
+                    del cache[order.popleft()]
+            elif not s.record_reply(self.handling_seq, self.handling_correlation_id, data,
+                                    cache_max, per_message):
+                self.counters["reply_not_cached"] += 1
+            self.replied = True
+        else:
+            correlation_id, ack_seq = 0, s.last_applied_seq
+        if self.leader:
+            endpoint = s.response_endpoint
+            ref_of = config.client_ref_of_endpoint
+            # queued as a tuple: the drain makes it an EgressMessage or its wire bytes
+            if not self.egress.put(endpoint if ref_of is None else ref_of(endpoint),
+                                   (s.session_id, correlation_id, ack_seq, data)):
+                self.counters["egress_dropped"] += 1
+        return s.offers
+
+
+cdef class ClientSession:
+    """A client's session as a service sees it (DESIGN 1.1).
+
+    ``offer`` sends a response on egress. Its result never depends on this member's role or
+    on the network (on followers nothing is sent and a positive value is still returned), so
+    service code that looks at it stays deterministic on every member.
+    """
+
+    def __init__(self, SessionState state, ReplyPath path):
+        self.state = state
+        self.path = path
+
+    @property
+    def id(self) -> int:
+        return self.state.session_id
+
+    @property
+    def response_endpoint(self) -> str:
+        return self.state.response_endpoint
+
+    @property
+    def is_closed(self) -> bool:
+        return self.state.closed
+
+    def offer(self, payload) -> int:
+        """Send ``payload`` to the client: > 0 once accepted, aeronpy.CLOSED if the session is closed.
+
+        Raises MessageTooLargeError for a payload above the cluster's max message size.
+        """
+        return self.path.offer(self.state, payload)
+
+    def __eq__(self, other):
+        if not isinstance(other, ClientSession):
+            return False
+        return (<ClientSession>other).state is self.state
+
+    def __hash__(self) -> int:
+        return hash(self.state.session_id)
+
+    def __repr__(self) -> str:
+        return f"ClientSession(id={self.id}, endpoint={self.response_endpoint!r})"
+
+
+# ---- the apply loop over a run of committed SESSION_MESSAGE entries --------------------------
+
+cdef enum:
+    SESSION_MESSAGE_TYPE = 18              # entries.SESSION_MESSAGE
+    SESSION_MESSAGE_HEADER = 36            # entries.SESSION_MESSAGE_HEADER_BYTES: i64 x 4, i32
+    REJECTED_MESSAGE_SERVICE_ID = -1       # entries.REJECTED_MESSAGE_SERVICE_ID
+
+
+cdef inline void _release(object view):
+    try:
+        view.release()       # "valid only during the call", enforced
+    except BufferError:
+        pass                 # the service holds an export of it; nothing to enforce
+
+
+def apply_session_run(module, log, int64_t index, int64_t hi, list handlers, invoke,
+                      bint acking, bint check_ready) -> int:
+    """ConsensusModule._apply_session_message for each SESSION_MESSAGE from ``index`` up to
+    ``hi`` or the first other entry; returns the first index not applied. ``handlers``: each
+    service's on_session_message, called as ServiceContainer.invoke would; None: call
+    ``invoke(service_id, "on_session_message", ...)`` instead (a wrapped container.invoke).
+    ``acking``: the member is a ready leader; ``check_ready``: a leader that may turn ready.
+    The caller sets module._in_apply around it and checks every precondition (no failure)."""
+    cdef object container = module.container
+    cdef dict sessions = module.sessions._by_id
+    cdef dict views = module._views
+    cdef object counters = module.counters
+    cdef set ack_pending = module._ack_pending
+    cdef ReplyPath reply = module._reply
+    cdef object type_at = log.type_at
+    cdef object payload_at = log.payload_at
+    cdef Py_ssize_t services_count = len(handlers) if handlers is not None else len(container.services)
+    cdef int64_t cluster_time_ns = module.cluster_time_ns
+    cdef int64_t timestamp_ns, seq, correlation_id
+    cdef int service_id
+    cdef const unsigned char* p
+    cdef Py_buffer* buf
+    cdef SessionState s
+    cdef object payload, body, session_id, view, found
+    cdef LogIndex log_index = log if type(log) is LogIndex else None     # else a test's fake
+    while index < hi and (log_index.c_type_at(index) if log_index is not None
+                          else type_at(index)) == SESSION_MESSAGE_TYPE:
+        payload = payload_at(index)
+        if not PyMemoryView_Check(payload):
+            payload = memoryview(payload)
+        buf = PyMemoryView_GET_BUFFER(payload)
+        if buf.len < SESSION_MESSAGE_HEADER or not PyBuffer_IsContiguous(buf, b'C'):
+            from aeronpy.cluster.entries import decode_session_message
+            decode_session_message(payload)                 # raises EntryDecodeError
+            payload = memoryview(bytes(payload))
+            buf = PyMemoryView_GET_BUFFER(payload)
+        p = <const unsigned char*>buf.buf
+        timestamp_ns = ap_load_i64(p)
+        session_id = ap_load_i64(p + 8)
+        seq = ap_load_i64(p + 16)
+        correlation_id = ap_load_i64(p + 24)
+        service_id = ap_load_i32(p + 32)
+        module.applied_index = index
+        container.current_index = index
+        index += 1
+        if timestamp_ns > cluster_time_ns:
+            cluster_time_ns = timestamp_ns
+            module.cluster_time_ns = timestamp_ns
+        found = sessions.get(session_id)
+        if found is None:
+            counters["message_for_closed_session"] += 1
+        else:
+            s = <SessionState>found
+            if seq <= s.last_applied_seq:
+                counters["duplicate_message_skipped"] += 1
+            else:
+                if seq != s.last_applied_seq + 1:
+                    counters["seq_gap_applied"] += 1
+                s.last_applied_seq = seq
+                reply.replied = False
+                if service_id == REJECTED_MESSAGE_SERVICE_ID:
+                    counters["rejected_message_skipped"] += 1    # it only consumes its seq
+                elif 0 <= service_id < services_count:
+                    body = payload[SESSION_MESSAGE_HEADER:]
+                    view = views.get(session_id)
+                    if view is None:
+                        view = module._view(s)
+                    reply.handling = s
+                    reply.handling_seq = seq
+                    reply.handling_correlation_id = correlation_id
+                    try:
+                        if handlers is not None:
+                            handlers[service_id](view, cluster_time_ns, body)
+                        else:
+                            invoke(service_id, "on_session_message", view, cluster_time_ns, body)
+                    except Exception as exc:  # any service bug stops the node (container.py)
+                        reply.handling = None
+                        _release(body)
+                        if handlers is not None:
+                            container.fail(service_id, "on_session_message", exc)
+                        raise                # the ServiceError invoke raised
+                    reply.handling = None
+                    _release(body)
+                else:
+                    counters["unknown_service"] += 1
+                if acking and not reply.replied:
+                    ack_pending.add(session_id)
+        if module._service_closes:
+            module._finish_service_closes()
+        if check_ready:
+            module._check_ready()
+            if module._leader_ready:
+                check_ready = False
+                acking = True
+    return index

@@ -1,0 +1,51 @@
+# C-level contract of aeronpy._applypath: the per-message objects of applying committed session
+# messages (the session's replicated state, the view a service gets, and the reply path its
+# offer takes). aeronpy.cluster.sessions re-exports them; the module's apply loop drives them.
+from libc.stdint cimport int64_t
+
+
+cdef class SessionState:
+    # replicated (in snapshots): see the class docstring
+    cdef public object session_id             # int: the SESSION_OPEN index
+    cdef public object response_endpoint      # str
+    cdef public object client_nonce           # int
+    cdef public object connect_correlation_id # int
+    cdef public object opened_ns              # int
+    cdef public int64_t last_applied_seq
+    cdef public dict replies                  # seq -> [(correlation_id, payload)], oldest first
+    cdef public int64_t offers
+    cdef public bint closed
+    # a member-local index into replies (its keys, oldest first)
+    cdef public object reply_order            # collections.deque
+
+    cpdef object reply_keys(self)
+    cpdef bint record_reply(self, int64_t seq, int64_t correlation_id, object payload,
+                            Py_ssize_t max_messages, Py_ssize_t max_replies_per_message) except -1
+
+
+cdef class EgressQueues:
+    cdef public Py_ssize_t queue_max          # per client, then drop and count
+    cdef public Py_ssize_t dropped
+    cdef public Py_ssize_t queued
+    cdef dict _queues                         # client_ref -> deque, oldest first
+
+    cpdef bint put(self, object client_ref, object message) except -1
+
+
+cdef class ReplyPath:
+    # which message a service is handling (handling is None between messages)
+    cdef public SessionState handling
+    cdef public int64_t handling_seq
+    cdef public int64_t handling_correlation_id
+    cdef public bint replied                  # the handled message got a reply
+    cdef public bint leader                   # this member's role is LEADER: replies go to egress
+    cdef public object config                 # ModuleConfig
+    cdef public object counters               # collections.Counter
+    cdef public EgressQueues egress
+
+    cpdef object offer(self, SessionState s, object payload)
+
+
+cdef class ClientSession:
+    cdef readonly SessionState state
+    cdef readonly ReplyPath path

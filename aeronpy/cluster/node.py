@@ -48,9 +48,10 @@ _ROLE, _TERM, _LEADER, _COMMIT, _APPEND = (int(_S.ROLE), int(_S.LEADERSHIP_TERM)
 _ELECTION_STATE, _CM_STATE, _SESSIONS = (int(_S.ELECTION_STATE), int(_S.CONSENSUS_MODULE_STATE),
                                          int(_S.SESSIONS_OPEN))
 _ERRORS = int(_S.ERRORS)
-# Counters are published at most this often (plus at once on a role or leader change): a
-# reader polls them at human rates, and publishing after every busy cycle cost more than a
-# tenth of a follower's cycle. Duty-cycle figures are gathered locally in between.
+# While a node is busy (cycle after cycle with work) its counters are published at most this
+# often; the first empty cycle after work publishes at once, as does a role or leader change,
+# so a reader sees a node that has gone quiet (a request answered, an entry applied) as fresh
+# as before. Duty-cycle figures are gathered locally in between.
 _COUNTERS_INTERVAL_NS = 1 * _MS
 
 
@@ -169,6 +170,7 @@ class ClusterNode:
         self._encode = _codec.encode
         self._counters_due_ns = 0
         self._cycles_unpublished = 0   # duty cycles run since the last publish
+        self._work_unpublished = False # a cycle did work since the last publish
         self._cycle_max_ns = 0         # the longest of them
         self._publish_counters()
         self.log.info("started: member %d of cluster %d, %d members, data dir %s",
@@ -218,10 +220,13 @@ class ClusterNode:
         self._cycles_unpublished += 1
         if cycle_ns > self._cycle_max_ns:
             self._cycle_max_ns = cycle_ns
-        if end_ns >= self._counters_due_ns:
+        if end_ns >= self._counters_due_ns or (not work and self._work_unpublished):
             self._counters_due_ns = end_ns + _COUNTERS_INTERVAL_NS
+            self._work_unpublished = False
             self._publish_counters()
             self._transport_counters.maybe_publish(end_ns)
+        elif work:
+            self._work_unpublished = True    # published by the first empty cycle after it
         if self._stop_by_action and self._thread is None:
             self.close()               # invoker mode: the caller sees node.closed
         return work

@@ -1,5 +1,6 @@
-"""The node publishes its counters at most every ``_COUNTERS_INTERVAL_NS`` instead of after
-every busy duty cycle, and at once when the role or leader changes. What a reader is promised
+"""While busy, the node publishes its counters at most every ``_COUNTERS_INTERVAL_NS`` instead
+of after every duty cycle with work; the first empty cycle after work publishes at once, as
+does a role or leader change. What a reader is promised
 (docs/operations.md: figures updated by the duty cycle, duty_cycles counts every cycle) must
 hold: a role change is visible after the cycle that made it, and after the interval every
 figure, duty_cycles included, is current. Each check has a negative control."""
@@ -11,6 +12,7 @@ import time
 
 import pytest
 
+from aeronpy.client import ClusterClient
 from aeronpy.cluster import node as node_module
 from aeronpy.cluster.config import NodeConfig
 from aeronpy.cluster.counters import CountersReader
@@ -94,6 +96,58 @@ def _figures_current_after_interval(tmp_path) -> bool:
                 and values["duty_cycles"] >= cycles)
     finally:
         node.close()
+
+
+def _figures_current_when_idle(tmp_path, node_class=ClusterNode) -> bool:
+    """With the interval out of reach, a node that did work and then found none (the first
+    empty cycle) has published what the work changed."""
+    node = _single_member(tmp_path, node_class)
+    try:
+        reader = CountersReader(node.config.data_dir)
+        deadline = time.monotonic() + 10.0
+        while node.role != Role.LEADER and time.monotonic() < deadline:
+            node.do_work()
+        member = node.config.members[0]
+        client = ClusterClient.open(f"{member.host}:{member.ingress_port}")
+        try:
+            while not client.is_connected and time.monotonic() < deadline:
+                node.do_work()
+                client.do_work()
+            committed = node.commit_index
+            assert client.offer(b"work") > 0
+            while node.commit_index == committed and time.monotonic() < deadline:
+                node.do_work()
+                client.do_work()
+            while node.do_work() and time.monotonic() < deadline:
+                pass                    # until the first empty cycle
+            values = reader.read()
+            return node.commit_index > committed and values["commit_index"] == node.commit_index
+        finally:
+            client.close()
+    finally:
+        node.close()
+
+
+class _IdleCycleDoesNotPublish(ClusterNode):
+    """Mutant: the first empty cycle after work does not publish."""
+
+    @property
+    def _work_unpublished(self):
+        return False
+
+    @_work_unpublished.setter
+    def _work_unpublished(self, value):
+        pass
+
+
+def test_first_empty_cycle_after_work_publishes(tmp_path, monkeypatch):
+    monkeypatch.setattr(node_module, "_COUNTERS_INTERVAL_NS", 60 * 1_000_000_000)
+    assert _figures_current_when_idle(tmp_path)
+
+
+def test_negative_control_idle_cycle_without_publish_is_caught(tmp_path, monkeypatch):
+    monkeypatch.setattr(node_module, "_COUNTERS_INTERVAL_NS", 60 * 1_000_000_000)
+    assert not _figures_current_when_idle(tmp_path, _IdleCycleDoesNotPublish)
 
 
 def test_figures_are_current_after_the_publish_interval(tmp_path):

@@ -6,7 +6,8 @@ and is driven by one :class:`aeronpy.ClusterClient` in this process; PySyncObj r
 counter whose command carries the same payload, submitted from its leader process (it has no
 separate client), see :mod:`aeronpy.testing.pysyncobj_harness`. Parts, per message size:
 
-* **throughput**: aeronpy with windowed asynchronous offers (``THROUGHPUT_WINDOW`` in flight);
+* **throughput**: aeronpy with windowed asynchronous offers (``THROUGHPUT_WINDOW`` in flight,
+  client window and reply cache raised to match; also with the default window of 256);
   PySyncObj in its batched setting (its default) with asynchronous callbacks.
 * **latency** at a fixed offered rate (10k/s): aeronpy offers on an open-loop schedule (several
   in flight when needed) and times each offer to its reply; PySyncObj in its unbatched setting,
@@ -35,7 +36,13 @@ from typing import Callable, Dict, List, Optional, Sequence
 from aeronpy.testing.histogram import Histogram
 
 ECHO_SERVICE = "aeronpy.testing.services:EchoService"
-THROUGHPUT_WINDOW = 512            # aeronpy offers in flight (the client's window is 1024)
+# aeronpy offers in flight in the throughput part. The client's window and the cluster's reply
+# cache are raised to match (window_messages = reply_cache_messages = 2048; both default to 256):
+# with 256 in flight the four processes take turns on one window's worth of work and leave the
+# cores partly idle (3 processes + client, same minutes: 110k msgs/s at 256, 133k at 1024,
+# 155-179k at 2048, 150k at 4096; bench/results/perf.md). The default window is measured too.
+THROUGHPUT_WINDOW = 2048
+DEFAULT_WINDOW = 256
 LATENCY_RATE = 10_000.0
 MAX_LATENCY_IN_FLIGHT = 256        # open loop, but bounded
 FAILOVER_PROBE_INTERVAL_S = 0.001
@@ -74,6 +81,7 @@ def _cluster(members: int = 3):
     parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     path = os.environ.get("PYTHONPATH", "")
     cluster = ProcessCluster(members, services=[ECHO_SERVICE],
+                             config={"reply_cache_messages": THROUGHPUT_WINDOW},
                              env={"PYTHONPATH": parent + (os.pathsep + path if path else "")})
     cluster.start()
     if cluster.leader(timeout_s=STARTUP_TIMEOUT_S) is None:
@@ -85,7 +93,9 @@ def _cluster(members: int = 3):
 
 def _connect(cluster):
     from aeronpy import ClusterClient
-    return ClusterClient.connect(cluster.ingress_endpoints, timeout_s=STARTUP_TIMEOUT_S)
+    from aeronpy.cluster.client_core import ClientConfig
+    return ClusterClient.connect(cluster.ingress_endpoints, timeout_s=STARTUP_TIMEOUT_S,
+                                 config=ClientConfig(window_messages=THROUGHPUT_WINDOW))
 
 
 def _socket_waiter(client) -> Callable[[int], object]:
@@ -97,8 +107,9 @@ def _socket_waiter(client) -> Callable[[int], object]:
     return lambda timeout_ns: time.sleep(min(timeout_ns, 100_000) / 1e9)
 
 
-def aeronpy_throughput(client, msg_size: int, duration_s: float) -> Dict[str, object]:
-    """Replies per second with up to THROUGHPUT_WINDOW asynchronous offers in flight."""
+def aeronpy_throughput(client, msg_size: int, duration_s: float,
+                       window: int = THROUGHPUT_WINDOW) -> Dict[str, object]:
+    """Replies per second with up to ``window`` asynchronous offers in flight."""
     payload = b"x" * msg_size
     in_flight = [0]
     replies = [0]
@@ -116,7 +127,7 @@ def aeronpy_throughput(client, msg_size: int, duration_s: float) -> Dict[str, ob
     start = time.monotonic()
     deadline = start + duration_s
     while time.monotonic() < deadline:
-        while in_flight[0] < THROUGHPUT_WINDOW:
+        while in_flight[0] < window:
             if client.offer(payload) > 0:
                 in_flight[0] += 1
             else:
@@ -128,11 +139,15 @@ def aeronpy_throughput(client, msg_size: int, duration_s: float) -> Dict[str, ob
     drain = time.monotonic() + 5.0
     while in_flight[0] > 0 and time.monotonic() < drain:
         idle(client.poll_egress(on_reply))
-    return {"system": "aeronpy", "mode": "throughput", "msg_size": msg_size,
+    default = window == DEFAULT_WINDOW
+    return {"system": "aeronpy", "mode": "throughput-default-window" if default else "throughput",
+            "msg_size": msg_size, "window": window,
             "messages": done_in_time, "elapsed_s": round(elapsed, 3),
             "msgs_per_s": done_in_time / elapsed, "refused_offers": refused,
             "unanswered": in_flight[0],
-            "settings": f"1 client, async offers, {THROUGHPUT_WINDOW} in flight"}
+            "settings": f"1 client, async offers, {window} in flight"
+                        + (" (the default window)" if default else
+                           f" (client window_messages = node reply_cache_messages = {window})")}
 
 
 def aeronpy_latency(client, msg_size: int, duration_s: float, rate: float) -> Dict[str, object]:
@@ -278,6 +293,8 @@ def run_aeronpy(sizes: Sequence[int], duration_s: float, rate: float,
             aeronpy_throughput(client, sizes[0], min(0.5, duration_s))      # warm up
             for size in sizes:
                 results.append(aeronpy_throughput(client, size, duration_s))
+                if size == sizes[0]:
+                    results.append(aeronpy_throughput(client, size, duration_s, DEFAULT_WINDOW))
                 results.append(aeronpy_latency(client, size, duration_s, rate))
                 results.append(aeronpy_latency_serial(client, size, duration_s, rate))
             for size in throughput_only_sizes:
@@ -329,6 +346,10 @@ def compare(aeron: List[dict], pso: List[dict], sizes: Sequence[int]) -> List[di
         a, p = _find(aeron, "throughput", size), _find(pso, "throughput", size)
         row(f"throughput {size} B (msgs/s)", a and round(a["msgs_per_s"]), p and round(p["msgs_per_s"]),
             True)
+        d = _find(aeron, "throughput-default-window", size)
+        if d is not None:
+            row(f"  same, window {d['window']} (default)", round(d["msgs_per_s"]),
+                p and round(p["msgs_per_s"]), True)
     for size in sizes:    # like for like: one request at a time on both
         a, p = _find(aeron, "latency-serial", size), _find(pso, "latency", size)
         for key in ("p50_us", "p90_us", "p99_us", "p99_9_us", "max_us"):

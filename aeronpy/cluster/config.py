@@ -64,6 +64,11 @@ KEY_DOCS: tuple = (
     ("session_timeout_ms", "10000", "A client session with no traffic or keepalive for this long "
      "is closed. Must exceed `leader_heartbeat_timeout_ms + election_timeout_ms` so sessions "
      "survive a failover."),
+    ("reply_cache_messages", "256", "Per session, the replies to its latest this-many messages "
+     "are kept in the replicated session state, so a message a client re-sends after a failover "
+     "is answered with its original reply. Keep it at least the clients' send window "
+     "(`ClientConfig.window_messages`, 256 by default); raise both for more messages in flight "
+     "(throughput). Costs memory and snapshot bytes per session: up to this many replies each."),
     ("idle_strategy", '"backoff"', 'What the duty cycle does when it found no work: "busy-spin", '
      '"yield", "backoff" (park up to 1 ms in `select` on the node\'s sockets, waking on a '
      'datagram; without sockets to wait on it spins and yields first), "sleep" (1 ms).'),
@@ -180,6 +185,7 @@ class NodeConfig:
     heartbeat_interval_ms: int = 50
     leader_heartbeat_timeout_ms: int = 400
     session_timeout_ms: int = 10_000
+    reply_cache_messages: int = 256
     idle_strategy: str = "backoff"
     snapshot_log_bytes: int = 256 * _MIB
     secret: Optional[bytes] = field(default=None, repr=False)
@@ -213,6 +219,7 @@ class NodeConfig:
         for key, lo, hi in (
             ("election_timeout_ms", 1, 3_600_000), ("heartbeat_interval_ms", 1, 3_600_000),
             ("leader_heartbeat_timeout_ms", 1, 3_600_000), ("session_timeout_ms", 1, 86_400_000),
+            ("reply_cache_messages", 0, 1 << 20),
             ("snapshot_log_bytes", 0, 2**62), ("segment_bytes", 64 * _KIB, _GIB),
             ("mtu_bytes", 512, 65504), ("max_message_bytes", 1, _GIB),
             ("socket_rcvbuf_bytes", 0, _GIB), ("socket_sndbuf_bytes", 0, _GIB),

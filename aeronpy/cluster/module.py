@@ -27,6 +27,7 @@ from typing import Any, BinaryIO, Callable, Optional, Sequence
 
 from aeronpy._applypath import apply_session_run
 from aeronpy._codec import encode_egress_message as _encode_egress_message
+from aeronpy._ingress import IngressPath
 from aeronpy.cluster import entries as E
 from aeronpy.cluster import protocol as P
 from aeronpy.cluster.codes import BACK_PRESSURED
@@ -107,6 +108,9 @@ class ConsensusModule(LeaderDuties):
         self._reply.leader = self._role is _LEADER
         self._service_closes: list[int] = []
         self.cluster_action_listeners: list[Callable[[int, int, int], None]] = []
+        # the node's SessionMessage frames: the common case compiled, the rest through
+        # on_session_message (csrc/_ingress.pyx)
+        self.ingress_path = IngressPath(self)
         self._ingress_handlers = {
             P.SessionConnect: self._on_connect, P.SessionMessage: self._on_session_message,
             P.SessionKeepAlive: self._on_keepalive, P.SessionClose: self._on_close,

@@ -144,6 +144,7 @@ class ClusterNode:
         module_config = ModuleConfig(
             members={m.id: f"{m.host}:{m.ingress_port}" for m in config.members},
             session_timeout_ns=config.session_timeout_ms * _MS,
+            reply_cache_messages=config.reply_cache_messages,
             max_message_bytes=config.max_message_bytes,
             authenticator=authenticator or Authenticator(),
             client_ref_of_endpoint=self._client_of_endpoint.get)
@@ -272,14 +273,14 @@ class ClusterNode:
 
     def _on_ingress_message(self, client_ref: int, payload: memoryview) -> None:
         try:
-            fields = session_message_fields(payload)
-            msg = self._decode(payload) if fields is None else None
+            # a SessionMessage, the common case, is handled here with no message object (and
+            # proposed in C when it is the next message of a session of this ready leader)
+            if self.module.ingress_path.on_frame(client_ref, payload, self._clock):
+                return
+            msg = self._decode(payload)
         except _codec.DecodeError:
             self._transport_counters.decode_drops += 1
             self._drop_log.record("malformed ingress message")
-            return
-        if fields is not None:      # the common case: no message object is built
-            self.module.on_session_message(client_ref, fields, self._clock())
             return
         if type(msg) is _AdminRequest:
             self._admin.on_admin_request(client_ref, msg)

@@ -136,6 +136,7 @@ BAD = [
     ({"heartbeat_interval_ms": True}, 0, "heartbeat_interval_ms", ["integer", "bool"]),
     ({"session_timeout_ms": 0}, 0, "session_timeout_ms", ["between"]),
     ({"mtu_bytes": 100}, 0, "mtu_bytes", ["between 512 and 65504"]),
+    ({"reply_cache_messages": -1}, 0, "reply_cache_messages", ["between"]),
     ({"segment_bytes": 1.5}, 0, "segment_bytes", ["integer"]),
     ({"snapshots_to_keep": 0}, 0, "snapshots_to_keep", ["between"]),
     ({"members": _member_key("consensus_port", 70000)}, 0, "members[0].consensus_port", ["65535"]),
@@ -265,3 +266,21 @@ def test_every_key_is_documented():
         assert re.search(rf"^\| `{key}` \|", docs, re.M), f"{key} missing from docs/configuration.md"
     for key in ("id", "host", "consensus_port", "ingress_port", "admin_port"):
         assert f"`{key}`" in docs
+
+
+def test_reply_cache_messages_reaches_the_consensus_module(tmp_path):
+    """The node key sizes the replicated reply cache (raise it with the clients' window)."""
+    from aeronpy.cluster.node import ClusterNode
+    from aeronpy.testing.process_cluster import free_udp_ports
+    from aeronpy.testing.services import EchoService
+    ports = free_udp_ports(2)
+    cfg = NodeConfig(cluster_id=1, member_id=0, data_dir=str(tmp_path / "n0"), log_level="WARNING",
+                     reply_cache_messages=2048,
+                     members=[{"id": 0, "host": "127.0.0.1", "consensus_port": ports[0],
+                               "ingress_port": ports[1]}])
+    node = ClusterNode(cfg, [EchoService()])
+    try:
+        assert node.module.config.reply_cache_messages == 2048
+    finally:
+        node.close()
+    assert NodeConfig(cluster_id=1, member_id=0, members=cfg.members).reply_cache_messages == 256

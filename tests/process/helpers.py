@@ -31,6 +31,21 @@ def wait_until(predicate: Callable[[], bool], timeout_s: float, interval_s: floa
     return predicate()
 
 
+def settled(pc, members: Iterable[int]) -> bool:
+    """True when every member in ``members`` has committed all it appended, at one index.
+
+    Before stopping members to compare their final states, equal commit indexes alone are not
+    enough: a client can hold the last reply before the leader's counters show that commit, and
+    then every member still reads the previous index (a follower stopped then records one add
+    fewer). Waiting until nothing appended is uncommitted anywhere closes that window."""
+    seen = [counters(pc, m) for m in members]
+    indexes = {(c.get("commit_index"), c.get("append_index")) for c in seen}
+    if len(indexes) != 1:
+        return False
+    commit, append = indexes.pop()
+    return commit is not None and commit == append
+
+
 def add(client, amount: int = 1, timeout_s: float = 5.0) -> int:
     """Ask the CounterService to add ``amount``; returns the running total it replied with."""
     return ADD.unpack(client.request(ADD.pack(amount), timeout_s=timeout_s))[0]

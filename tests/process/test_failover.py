@@ -16,7 +16,7 @@ import pytest
 
 import aeronpy
 
-from .helpers import LEADER, add, caught_up, counters, describe, read_hash_files, wait_until
+from .helpers import LEADER, add, caught_up, counters, describe, read_hash_files, settled, wait_until
 
 pytestmark = pytest.mark.process
 
@@ -26,8 +26,7 @@ def _stop_all_cleanly(pc) -> dict:
     once every member knows the same commit index (a follower learns the last commit from the
     leader's next heartbeat, so stopping it sooner would record a shorter, correct, prefix)."""
     live = [m for m in range(pc.members) if pc.alive(m)]
-    assert wait_until(lambda: len({counters(pc, m).get("commit_index") for m in live}) == 1, 10), \
-        describe(pc)
+    assert wait_until(lambda: settled(pc, live), 10), describe(pc)
     live.sort(key=lambda m: counters(pc, m).get("role") == LEADER)
     codes = {m: pc.kill(m, signal.SIGTERM, wait_s=10) for m in live}
     assert all(code == 0 for code in codes.values()), f"exit codes on SIGTERM: {codes}"

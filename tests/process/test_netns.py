@@ -24,7 +24,7 @@ import time
 
 import pytest
 
-from .helpers import LEADER, counters, describe, read_hash_files, wait_until
+from .helpers import LEADER, counters, describe, read_hash_files, settled, wait_until
 
 pytestmark = pytest.mark.netns
 
@@ -176,8 +176,7 @@ def test_isolated_leader_steps_down_majority_commits_and_it_converges_after_heal
             client.close()
 
     live = list(range(pc.members))
-    assert wait_until(lambda: len({counters(pc, m).get("commit_index") for m in live}) == 1, 10), \
-        describe(pc)
+    assert wait_until(lambda: settled(pc, live), 10), describe(pc)
     live.sort(key=lambda m: counters(pc, m).get("role") == LEADER)
     assert all(pc.kill(m, signal.SIGTERM) == 0 for m in live)
     finals = read_hash_files(pc.hash_dir)

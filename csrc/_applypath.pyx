@@ -201,6 +201,20 @@ cdef class ReplyPath:
         self.config = config
         self.counters = counters
         self.egress = egress
+        self._run_bounds = False
+
+    cdef int _begin_run(self) except -1:
+        config = self.config
+        self._max_bytes = config.max_message_bytes
+        self._cache_max = config.reply_cache_messages
+        self._per_message = config.reply_cache_replies_per_message
+        self._ref_of = config.client_ref_of_endpoint
+        self._run_bounds = True
+        return 0
+
+    cdef void _end_run(self) noexcept:
+        self._run_bounds = False
+        self._ref_of = None
 
     cpdef object offer(self, SessionState s, object payload):
         """ClientSession.offer: cache the reply to the handled message (every member), queue
@@ -210,10 +224,20 @@ cdef class ReplyPath:
         cdef object config = self.config
         cdef object correlation_id, ack_seq, key, order
         cdef dict cache
-        cdef Py_ssize_t cache_max, per_message
+        cdef Py_ssize_t cache_max, per_message, max_bytes
+        cdef object ref_of
         if s.closed:
             return _CLOSED
-        max_bytes = config.max_message_bytes
+        if self._run_bounds:
+            max_bytes = self._max_bytes
+            cache_max = self._cache_max
+            per_message = self._per_message
+            ref_of = self._ref_of
+        else:
+            max_bytes = config.max_message_bytes
+            cache_max = config.reply_cache_messages
+            per_message = config.reply_cache_replies_per_message
+            ref_of = config.client_ref_of_endpoint
         if PyMemoryView_Check(payload):
             view = PyMemoryView_GET_BUFFER(payload)
             size = view.len
@@ -234,8 +258,6 @@ cdef class ReplyPath:
             correlation_id = self.handling_correlation_id
             cache = s.replies
             order = s.reply_order
-            cache_max = config.reply_cache_messages
-            per_message = config.reply_cache_replies_per_message
             if cache_max > 0 and per_message > 0 and key not in cache and len(order) == len(cache):
                 # the common case: record_reply's first reply to a seq, inline
                 cache[key] = [(correlation_id, data)]
@@ -250,7 +272,6 @@ cdef class ReplyPath:
             correlation_id, ack_seq = 0, s.last_applied_seq
         if self.leader:
             endpoint = s.response_endpoint
-            ref_of = config.client_ref_of_endpoint
             # queued as a tuple: the drain makes it an EgressMessage or its wire bytes
             if not self.egress.put(endpoint if ref_of is None else ref_of(endpoint),
                                    (s.session_id, correlation_id, ack_seq, data)):
@@ -316,6 +337,13 @@ cdef inline void _release(object view):
         pass                 # the service holds an export of it; nothing to enforce
 
 
+cdef int _decode_or_raise(object payload) except -1:
+    """A SESSION_MESSAGE payload the fast path cannot read: the reference decoder's error."""
+    from aeronpy.cluster.entries import decode_session_message
+    decode_session_message(payload)                 # raises EntryDecodeError
+    return 0
+
+
 def apply_session_run(module, log, int64_t index, int64_t hi, list handlers, invoke,
                       bint acking, bint check_ready) -> int:
     """ConsensusModule._apply_session_message for each SESSION_MESSAGE from ``index`` up to
@@ -339,75 +367,93 @@ def apply_session_run(module, log, int64_t index, int64_t hi, list handlers, inv
     cdef const unsigned char* p
     cdef Py_buffer* buf
     cdef SessionState s
-    cdef object payload, body, session_id, view, found
+    cdef object payload, body, session_id, view, found, boxed_index
+    cdef Py_ssize_t length = 0, block_start = 0
     cdef LogIndex log_index = log if type(log) is LogIndex else None     # else a test's fake
-    while index < hi and (log_index.c_type_at(index) if log_index is not None
-                          else type_at(index)) == SESSION_MESSAGE_TYPE:
-        payload = payload_at(index)
-        if not PyMemoryView_Check(payload):
-            payload = memoryview(payload)
-        buf = PyMemoryView_GET_BUFFER(payload)
-        if buf.len < SESSION_MESSAGE_HEADER or not PyBuffer_IsContiguous(buf, b'C'):
-            from aeronpy.cluster.entries import decode_session_message
-            decode_session_message(payload)                 # raises EntryDecodeError
-            payload = memoryview(bytes(payload))
-            buf = PyMemoryView_GET_BUFFER(payload)
-        p = <const unsigned char*>buf.buf
-        timestamp_ns = ap_load_i64(p)
-        session_id = ap_load_i64(p + 8)
-        seq = ap_load_i64(p + 16)
-        correlation_id = ap_load_i64(p + 24)
-        service_id = ap_load_i32(p + 32)
-        module.applied_index = index
-        container.current_index = index
-        index += 1
-        if timestamp_ns > cluster_time_ns:
-            cluster_time_ns = timestamp_ns
-            module.cluster_time_ns = timestamp_ns
-        found = sessions.get(session_id)
-        if found is None:
-            counters["message_for_closed_session"] += 1
-        else:
-            s = <SessionState>found
-            if seq <= s.last_applied_seq:
-                counters["duplicate_message_skipped"] += 1
+    reply._begin_run()
+    try:
+        while index < hi and (log_index.c_type_at(index) if log_index is not None
+                              else type_at(index)) == SESSION_MESSAGE_TYPE:
+            if log_index is not None:
+                # the real log: read the header in place and slice the body straight out of the
+                # log's block view (what payload_at(index)[36:] gives, one memoryview fewer)
+                p = log_index.c_payload(index, &length)
+                if length < SESSION_MESSAGE_HEADER:
+                    _decode_or_raise(payload_at(index))
+                payload = None
+                block_start = p - <const unsigned char*>log_index._block.data
             else:
-                if seq != s.last_applied_seq + 1:
-                    counters["seq_gap_applied"] += 1
-                s.last_applied_seq = seq
-                reply.replied = False
-                if service_id == REJECTED_MESSAGE_SERVICE_ID:
-                    counters["rejected_message_skipped"] += 1    # it only consumes its seq
-                elif 0 <= service_id < services_count:
-                    body = payload[SESSION_MESSAGE_HEADER:]
-                    view = views.get(session_id)
-                    if view is None:
-                        view = module._view(s)
-                    reply.handling = s
-                    reply.handling_seq = seq
-                    reply.handling_correlation_id = correlation_id
-                    try:
-                        if handlers is not None:
-                            handlers[service_id](view, cluster_time_ns, body)
+                payload = payload_at(index)
+                if not PyMemoryView_Check(payload):
+                    payload = memoryview(payload)
+                buf = PyMemoryView_GET_BUFFER(payload)
+                if buf.len < SESSION_MESSAGE_HEADER or not PyBuffer_IsContiguous(buf, b'C'):
+                    _decode_or_raise(payload)
+                    payload = memoryview(bytes(payload))
+                    buf = PyMemoryView_GET_BUFFER(payload)
+                p = <const unsigned char*>buf.buf
+            timestamp_ns = ap_load_i64(p)
+            session_id = ap_load_i64(p + 8)
+            seq = ap_load_i64(p + 16)
+            correlation_id = ap_load_i64(p + 24)
+            service_id = ap_load_i32(p + 32)
+            boxed_index = index                  # boxed once for both
+            module.applied_index = boxed_index
+            container.current_index = boxed_index
+            index += 1
+            if timestamp_ns > cluster_time_ns:
+                cluster_time_ns = timestamp_ns
+                module.cluster_time_ns = timestamp_ns
+            found = sessions.get(session_id)
+            if found is None:
+                counters["message_for_closed_session"] += 1
+            else:
+                s = <SessionState>found
+                if seq <= s.last_applied_seq:
+                    counters["duplicate_message_skipped"] += 1
+                else:
+                    if seq != s.last_applied_seq + 1:
+                        counters["seq_gap_applied"] += 1
+                    s.last_applied_seq = seq
+                    reply.replied = False
+                    if service_id == REJECTED_MESSAGE_SERVICE_ID:
+                        counters["rejected_message_skipped"] += 1    # it only consumes its seq
+                    elif 0 <= service_id < services_count:
+                        if payload is None:
+                            body = log_index._block_view[block_start + SESSION_MESSAGE_HEADER:
+                                                         block_start + length]
                         else:
-                            invoke(service_id, "on_session_message", view, cluster_time_ns, body)
-                    except Exception as exc:  # any service bug stops the node (container.py)
+                            body = payload[SESSION_MESSAGE_HEADER:]
+                        view = views.get(session_id)
+                        if view is None:
+                            view = module._view(s)
+                        reply.handling = s
+                        reply.handling_seq = seq
+                        reply.handling_correlation_id = correlation_id
+                        try:
+                            if handlers is not None:
+                                handlers[service_id](view, cluster_time_ns, body)
+                            else:
+                                invoke(service_id, "on_session_message", view, cluster_time_ns, body)
+                        except Exception as exc:  # any service bug stops the node (container.py)
+                            reply.handling = None
+                            _release(body)
+                            if handlers is not None:
+                                container.fail(service_id, "on_session_message", exc)
+                            raise                # the ServiceError invoke raised
                         reply.handling = None
                         _release(body)
-                        if handlers is not None:
-                            container.fail(service_id, "on_session_message", exc)
-                        raise                # the ServiceError invoke raised
-                    reply.handling = None
-                    _release(body)
-                else:
-                    counters["unknown_service"] += 1
-                if acking and not reply.replied:
-                    ack_pending.add(session_id)
-        if module._service_closes:
-            module._finish_service_closes()
-        if check_ready:
-            module._check_ready()
-            if module._leader_ready:
-                check_ready = False
-                acking = True
+                    else:
+                        counters["unknown_service"] += 1
+                    if acking and not reply.replied:
+                        ack_pending.add(session_id)
+            if module._service_closes:
+                module._finish_service_closes()
+            if check_ready:
+                module._check_ready()
+                if module._leader_ready:
+                    check_ready = False
+                    acking = True
+    finally:
+        reply._end_run()
     return index

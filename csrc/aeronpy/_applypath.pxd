@@ -42,7 +42,16 @@ cdef class ReplyPath:
     cdef public object config                 # ModuleConfig
     cdef public object counters               # collections.Counter
     cdef public EgressQueues egress
+    # config's reply bounds, read once per apply run (apply_session_run) instead of per reply;
+    # outside a run (_run_bounds False) offer reads config itself
+    cdef bint _run_bounds
+    cdef Py_ssize_t _max_bytes
+    cdef Py_ssize_t _cache_max
+    cdef Py_ssize_t _per_message
+    cdef object _ref_of
 
+    cdef int _begin_run(self) except -1
+    cdef void _end_run(self) noexcept
     cpdef object offer(self, SessionState s, object payload)
 
 

@@ -10,6 +10,8 @@ module's apply loop sets ``ReplyPath.handling`` while a service handles a client
 """
 from collections import deque
 
+cimport cython
+
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
 from libc.string cimport memcpy
 from cpython.buffer cimport PyBuffer_IsContiguous
@@ -30,14 +32,71 @@ cdef object _BACK_PRESSURED = BACK_PRESSURED
 
 cdef bytes _encode_reply(tuple reply):
     """A queued reply (session_id, correlation_id, ack_seq, payload) as EgressMessage bytes."""
-    cdef bytes payload = reply[3]
+    return _encode_reply_fields(reply[0], reply[1], reply[2], reply[3])
+
+
+cdef bytes _encode_reply_fields(int64_t session_id, int64_t correlation_id, int64_t ack_seq,
+                                bytes payload):
     cdef Py_ssize_t n = len(payload)
     cdef bytes out = PyBytes_FromStringAndSize(NULL, EGRESS_MESSAGE_HEADER_LENGTH + n)
     cdef unsigned char* p = <unsigned char*>PyBytes_AS_STRING(out)
-    egress_message_header_store(p, EGRESS_MESSAGE_HEADER_LENGTH + n, reply[0], reply[1], reply[2], n)
+    egress_message_header_store(p, EGRESS_MESSAGE_HEADER_LENGTH + n, session_id, correlation_id,
+                                ack_seq, n)
     memcpy(p + EGRESS_MESSAGE_HEADER_LENGTH, PyBytes_AS_STRING(payload), n)
     return out
 cdef object _deque = deque
+
+
+cdef inline Reply _new_reply(int64_t session_id, int64_t correlation_id, int64_t ack_seq,
+                             bytes data):
+    cdef Reply r = Reply.__new__(Reply)
+    r.session_id = session_id
+    r.correlation_id = correlation_id
+    r.ack_seq = ack_seq
+    r.data = data
+    return r
+
+
+@cython.final
+@cython.no_gc               # holds ints and one bytes object: it can be part of no cycle
+@cython.freelist(64)
+cdef class Reply:
+    """One reply to one client message, made once per reply and used twice.
+
+    As a reply-cache entry (``SessionState.replies[seq]``) it stands for the one reply to
+    ``seq`` and reads as the list it replaces, ``[(correlation_id, data)]`` (``len``,
+    iteration, ``==``): a second reply to the same seq turns the entry into that list. As an
+    egress item it is ``(session_id, correlation_id, ack_seq, data)`` for the drain. One
+    object instead of a list, two tuples and two boxed ints per reply on every member.
+    """
+
+    def __len__(self) -> int:
+        return 1
+
+    def __iter__(self):
+        return iter(((self.correlation_id, self.data),))
+
+    def __getitem__(self, index):
+        return [(self.correlation_id, self.data)][index]
+
+    def __eq__(self, other):
+        if isinstance(other, (Reply, list)):
+            return list(self) == list(other)
+        return NotImplemented
+
+    def __ne__(self, other):
+        result = self.__eq__(other)
+        return result if result is NotImplemented else not result
+
+    __hash__ = None
+
+    def as_tuple(self) -> tuple:
+        """The egress form: (session_id, correlation_id, ack_seq, data)."""
+        return (self.session_id, self.correlation_id, self.ack_seq, self.data)
+
+    def __repr__(self) -> str:
+        return (f"Reply(session_id={self.session_id}, correlation_id={self.correlation_id}, "
+                f"ack_seq={self.ack_seq}, data={self.data!r})")
 
 
 cdef class SessionState:
@@ -79,15 +138,29 @@ cdef class SessionState:
         cdef object key = seq
         cdef object replies = cache.get(key)
         cdef object order
+        cdef Reply first
         if replies is None:
             if max_messages <= 0:
                 return False
+            if max_replies_per_message <= 0:
+                # the seq still takes its place in the cache, as an empty entry
+                replies = []
+            elif type(payload) is bytes:
+                replies = _new_reply(self.session_id, correlation_id, seq, <bytes>payload)
+            else:
+                replies = [(correlation_id, payload)]
             order = self.reply_keys()
-            replies = []
             cache[key] = replies
             order.append(key)
             while len(order) > max_messages:
                 del cache[order.popleft()]
+            return max_replies_per_message > 0
+        if type(replies) is Reply:
+            if max_replies_per_message <= 1:
+                return False
+            first = <Reply>replies
+            replies = [(first.correlation_id, first.data)]
+            cache[key] = replies          # a new value for a present key: the order stands
         if len(<list>replies) >= max_replies_per_message:
             return False
         (<list>replies).append((correlation_id, payload))
@@ -124,10 +197,14 @@ cdef class EgressQueues:
         Queued reply tuples go through ``reply_form`` first (required when there are any)."""
         cdef Py_ssize_t sent = 0
         cdef list emptied = []
+        cdef Reply r
         for client_ref, queue in self._queues.items():
             while queue and sent < limit:
                 message = queue[0]
-                if type(message) is tuple:
+                if type(message) is Reply:
+                    r = <Reply>message
+                    message = reply_form(r.session_id, r.correlation_id, r.ack_seq, r.data)
+                elif type(message) is tuple:
                     message = reply_form(*message)
                 if send(client_ref, message) is False:
                     break
@@ -150,11 +227,18 @@ cdef class EgressQueues:
         drops its messages. No Python call per message besides ``send_bytes``."""
         cdef Py_ssize_t sent = 0
         cdef list emptied = []
+        cdef Reply r
         for client_ref, queue in self._queues.items():
             while queue and sent < limit:
                 message = queue[0]
                 if client_ref is not None:
-                    data = _encode_reply(<tuple>message) if type(message) is tuple else encode(message)
+                    if type(message) is Reply:
+                        r = <Reply>message
+                        data = _encode_reply_fields(r.session_id, r.correlation_id, r.ack_seq, r.data)
+                    elif type(message) is tuple:
+                        data = _encode_reply(<tuple>message)
+                    else:
+                        data = encode(message)
                     if send_bytes(client_ref, data) == _BACK_PRESSURED:
                         break
                 queue.popleft()
@@ -170,7 +254,8 @@ cdef class EgressQueues:
 
     def take_all(self, reply_form=None) -> list:
         """Every queued message as (client_ref, message), oldest first per client; empties the queues."""
-        out = [(ref, reply_form(*msg) if type(msg) is tuple else msg)
+        out = [(ref, reply_form(*msg.as_tuple()) if type(msg) is Reply
+                else reply_form(*msg) if type(msg) is tuple else msg)
                for ref, queue in self._queues.items() for msg in queue]
         self._queues.clear()
         self.queued = 0
@@ -220,9 +305,11 @@ cdef class ReplyPath:
         """ClientSession.offer: cache the reply to the handled message (every member), queue
         it for the client (leader only); s.offers, or CLOSED for a closed session."""
         cdef Py_ssize_t size
-        cdef object data
+        cdef bytes data
         cdef object config = self.config
-        cdef object correlation_id, ack_seq, key, order
+        cdef int64_t correlation_id, ack_seq
+        cdef object key, order
+        cdef Reply reply = None
         cdef dict cache
         cdef Py_ssize_t cache_max, per_message, max_bytes
         cdef object ref_of
@@ -254,27 +341,30 @@ cdef class ReplyPath:
             data = bytes(payload)
         s.offers += 1
         if self.handling is s:
-            key = ack_seq = self.handling_seq
+            ack_seq = self.handling_seq
             correlation_id = self.handling_correlation_id
+            key = ack_seq
             cache = s.replies
             order = s.reply_order
-            if cache_max > 0 and per_message > 0 and key not in cache and len(order) == len(cache):
+            if cache_max > 0 and per_message > 0 and len(order) == len(cache) and key not in cache:
                 # the common case: record_reply's first reply to a seq, inline
-                cache[key] = [(correlation_id, data)]
+                reply = _new_reply(s.session_id, correlation_id, ack_seq, data)
+                cache[key] = reply
                 order.append(key)
                 while len(order) > cache_max:
                     del cache[order.popleft()]
-            elif not s.record_reply(self.handling_seq, self.handling_correlation_id, data,
-                                    cache_max, per_message):
+            elif not s.record_reply(ack_seq, correlation_id, data, cache_max, per_message):
                 self.counters["reply_not_cached"] += 1
             self.replied = True
         else:
             correlation_id, ack_seq = 0, s.last_applied_seq
         if self.leader:
+            if reply is None:
+                reply = _new_reply(s.session_id, correlation_id, ack_seq, data)
             endpoint = s.response_endpoint
-            # queued as a tuple: the drain makes it an EgressMessage or its wire bytes
-            if not self.egress.put(endpoint if ref_of is None else ref_of(endpoint),
-                                   (s.session_id, correlation_id, ack_seq, data)):
+            # queued as a Reply (the cached one, if any): the drain makes it an
+            # EgressMessage or its wire bytes
+            if not self.egress.put(endpoint if ref_of is None else ref_of(endpoint), reply):
                 self.counters["egress_dropped"] += 1
         return s.offers
 

@@ -4,6 +4,15 @@
 from libc.stdint cimport int64_t
 
 
+cdef class Reply:
+    # one reply to one client message: a reply-cache entry (the single reply to its seq, as
+    # [(correlation_id, data)] would be) and, on the leader, the egress item queued for it
+    cdef readonly int64_t session_id
+    cdef readonly int64_t correlation_id
+    cdef readonly int64_t ack_seq
+    cdef readonly bytes data
+
+
 cdef class SessionState:
     # replicated (in snapshots): see the class docstring
     cdef public object session_id             # int: the SESSION_OPEN index
@@ -12,7 +21,7 @@ cdef class SessionState:
     cdef public object connect_correlation_id # int
     cdef public object opened_ns              # int
     cdef public int64_t last_applied_seq
-    cdef public dict replies                  # seq -> [(correlation_id, payload)], oldest first
+    cdef public dict replies                  # seq -> Reply (one reply) or [(correlation_id, payload)]
     cdef public int64_t offers
     cdef public bint closed
     # a member-local index into replies (its keys, oldest first)

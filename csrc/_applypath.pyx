@@ -107,6 +107,9 @@ cdef class SessionState:
     even when a message is sequenced twice across a leader change. ``replies`` keeps the
     responses to the session's latest messages (seq -> [(correlation_id, payload)], oldest
     first), bounded, so that a new leader can answer a re-sent message with its original reply.
+    A seq's only reply is kept as a ``Reply``, which reads as that one-entry list (``len``,
+    iteration, ``==``); a second reply turns the entry into the list. A snapshot restore
+    fills in plain lists; the snapshot bytes are the same either way.
 
     ``reply_order`` is only an index into ``replies`` (its keys, oldest first) that makes
     evicting the oldest cheap; a plain dict's first key is not (its iteration walks over the

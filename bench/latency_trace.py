@@ -34,6 +34,10 @@ import sys
 import tempfile
 import time
 
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if REPO_ROOT not in sys.path:        # run as a script from anywhere: use this checkout's aeronpy
+    sys.path.insert(0, REPO_ROOT)
+
 ECHO = "aeronpy.testing.services:EchoService"
 
 

@@ -5,10 +5,12 @@ callable and a client that cannot take more (send returns False) keeps its backl
 that reaches its bound drops new messages and counts them, so a vanished client costs a
 bounded amount of memory and never holds up the log.
 
-A reply (the bulk of egress) is queued as a plain ``(session_id, correlation_id, ack_seq,
-payload)`` tuple rather than a message object: building one per reply cost more than the
-rest of its queueing. The drain turns it into whatever its driver sends, ``reply_form(*t)``:
-an ``EgressMessage`` for the simulator and the tests, its wire bytes for a node.
+A reply (the bulk of egress) is queued as the ``_applypath.Reply`` object that is also its
+reply-cache entry (``session_id``, ``correlation_id``, ``ack_seq``, ``data``; ``as_tuple()``),
+rather than a message object: building one per reply cost more than the rest of its queueing.
+Plain ``(session_id, correlation_id, ack_seq, payload)`` tuples are accepted too. The drain
+turns either into whatever its driver sends, ``reply_form(...)``: an ``EgressMessage`` for the
+simulator and the tests, its wire bytes for a node.
 """
 from __future__ import annotations
 

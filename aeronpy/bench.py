@@ -107,6 +107,11 @@ def _socket_waiter(client) -> Callable[[int], object]:
     return lambda timeout_ns: time.sleep(min(timeout_ns, 100_000) / 1e9)
 
 
+def _counter_changes(before: Dict[str, int], after: Dict[str, int]) -> Dict[str, int]:
+    return {k: v - before.get(k, 0) for k, v in after.items()
+            if isinstance(v, int) and v != before.get(k, 0) and k != "offers"}
+
+
 def aeronpy_throughput(client, msg_size: int, duration_s: float,
                        window: int = THROUGHPUT_WINDOW) -> Dict[str, object]:
     """Replies per second with up to ``window`` asynchronous offers in flight."""
@@ -165,6 +170,7 @@ def aeronpy_latency(client, msg_size: int, duration_s: float, rate: float) -> Di
 
     gap_ns = int(1e9 / rate)
     wait = _socket_waiter(client)
+    counters_before = client.counters
     start = time.monotonic_ns()
     end = start + int(duration_s * 1e9)
     scheduled = start
@@ -201,6 +207,9 @@ def aeronpy_latency(client, msg_size: int, duration_s: float, rate: float) -> Di
             "achieved_rate": hist.count / elapsed, "messages": hist.count, "skipped": skipped,
             "unanswered": len(sent), "latency": hist.summary_us(),
             "corrected_latency": corrected.summary_us(), "histogram": hist.to_dict(),
+            # what the client did besides sending (re-sends after a stall, redirects ...), so
+            # a tail in the histogram can be traced to its cause
+            "client_counters": _counter_changes(counters_before, client.counters),
             "settings": f"1 client, open-loop offers at {rate:,.0f}/s, up to "
                         f"{MAX_LATENCY_IN_FLIGHT} in flight"}
 

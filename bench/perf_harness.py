@@ -22,6 +22,7 @@ Both: EchoService, 32-byte messages, 512 offers in flight.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import cProfile
 import os
 import pstats
@@ -59,7 +60,11 @@ def _windowed(client, count: int, pump, idle=None) -> None:
         raise SystemExit(f"only {replies[0]} of {count} replies within 120 s")
 
 
-def inproc(messages: int, profile: bool) -> None:
+@contextlib.contextmanager
+def _inproc_cluster(pump_with=None):
+    """3 ClusterNodes (EchoService) and a connected client in this thread: yields
+    ``(nodes, pump, client)``; ``pump()`` runs one duty cycle of every node, through
+    ``pump_with(nodes)`` when given (to time the cycles)."""
     from aeronpy.cluster.config import NodeConfig
     from aeronpy.cluster.node import ClusterNode
     from aeronpy.testing.process_cluster import free_udp_ports
@@ -71,9 +76,11 @@ def inproc(messages: int, profile: bool) -> None:
     nodes = [ClusterNode(NodeConfig(cluster_id=7, members=members, member_id=i, data_dir=f"{base}/n{i}",
                                     log_level="WARNING"), [EchoService()]) for i in range(3)]
 
-    def pump() -> None:
+    def each_once() -> None:
         for node in nodes:
             node.do_work()
+    pump = pump_with(nodes) if pump_with is not None else each_once
+    client = None
     try:
         deadline = time.monotonic() + 10
         while not any(n.role.name == "LEADER" for n in nodes) and time.monotonic() < deadline:
@@ -83,6 +90,16 @@ def inproc(messages: int, profile: bool) -> None:
         while not client.is_connected and time.monotonic() < deadline:
             pump()
             client.do_work()
+        yield nodes, pump, client
+    finally:
+        if client is not None:
+            client.close()
+        for node in nodes:
+            node.close()
+
+
+def inproc(messages: int, profile: bool) -> None:
+    with _inproc_cluster() as (_nodes, pump, client):
         _windowed(client, 2_000, pump)                          # warm up
         profiler = cProfile.Profile() if profile else None
         cpu0, wall0 = time.process_time(), time.perf_counter()
@@ -96,64 +113,44 @@ def inproc(messages: int, profile: bool) -> None:
               f"({messages / wall:,.0f} msgs/s wall, one thread){' [profiled]' if profile else ''}")
         if profiler:
             pstats.Stats(profiler).sort_stats("tottime").print_stats(30)
-        client.close()
-    finally:
-        for node in nodes:
-            node.close()
 
 
 def cycles(requests: int) -> None:
     """Wall time per duty cycle of each node, one request at a time, all in this thread."""
-    from aeronpy.cluster.config import NodeConfig
-    from aeronpy.cluster.node import ClusterNode
-    from aeronpy.testing.process_cluster import free_udp_ports
-    from aeronpy.testing.services import EchoService
-    ports = free_udp_ports(6)
-    members = [{"id": i, "host": "127.0.0.1", "consensus_port": ports[2 * i],
-                "ingress_port": ports[2 * i + 1]} for i in range(3)]
-    base = tempfile.mkdtemp(prefix="aeronpy-perf-")
-    nodes = [ClusterNode(NodeConfig(cluster_id=7, members=members, member_id=i, data_dir=f"{base}/n{i}",
-                                    log_level="WARNING"), [EchoService()]) for i in range(3)]
     clock = time.perf_counter_ns
-    stats = [[0, 0, 0, 0] for _ in nodes]   # work cycles, their ns, empty cycles, their ns
+    stats = [[0, 0, 0, 0] for _ in range(3)]   # work cycles, their ns, empty cycles, their ns
     measuring = [False]
 
-    def pump() -> None:
-        for node, st in zip(nodes, stats):
-            t0 = clock()
-            work = node.do_work()
-            elapsed = clock() - t0
-            if measuring[0]:
-                if work:
-                    st[0] += 1
-                    st[1] += elapsed
-                else:
-                    st[2] += 1
-                    st[3] += elapsed
+    def timed_pump(nodes):
+        def pump() -> None:
+            for node, st in zip(nodes, stats):
+                t0 = clock()
+                work = node.do_work()
+                elapsed = clock() - t0
+                if measuring[0]:
+                    if work:
+                        st[0] += 1
+                        st[1] += elapsed
+                    else:
+                        st[2] += 1
+                        st[3] += elapsed
+        return pump
     replies = [0]
 
     def on_reply(_cid, _payload) -> None:
         replies[0] += 1
 
-    def one_request() -> None:
-        target = replies[0] + 1
-        client.offer(PAYLOAD)
-        deadline = time.monotonic() + 5
-        while replies[0] < target and time.monotonic() < deadline:
+    with _inproc_cluster(timed_pump) as (nodes, pump, client):
+        def one_request() -> None:
+            target = replies[0] + 1
+            client.offer(PAYLOAD)
+            deadline = time.monotonic() + 5
+            while replies[0] < target and time.monotonic() < deadline:
+                pump()
+                client.poll_egress(on_reply)
+            time.sleep(0.0002)        # a gap between requests, as at a fixed offered rate
             pump()
-            client.poll_egress(on_reply)
-        time.sleep(0.0002)        # a gap between requests, as at a fixed offered rate
-        pump()
-        pump()
-    try:
-        deadline = time.monotonic() + 10
-        while not any(n.role.name == "LEADER" for n in nodes) and time.monotonic() < deadline:
             pump()
-            time.sleep(0.001)
-        client = ClusterClient.open(",".join(f"127.0.0.1:{m['ingress_port']}" for m in members))
-        while not client.is_connected and time.monotonic() < deadline:
-            pump()
-            client.do_work()
         for _ in range(300):
             one_request()                                        # warm up
         measuring[0] = True
@@ -163,10 +160,6 @@ def cycles(requests: int) -> None:
             print(f"{node.role.name:8s} work cycles {wn / requests:.2f}/req at {wns / max(1, wn) / 1e3:.1f} us, "
                   f"empty cycles {en / requests:.2f}/req at {ens / max(1, en) / 1e3:.1f} us; "
                   f"{(wns + ens) / requests / 1e3:.1f} us per request")
-        client.close()
-    finally:
-        for node in nodes:
-            node.close()
 
 
 def _cpu_seconds(pid: int) -> float:

@@ -11,10 +11,15 @@ PAYLOAD = struct.pack("<q", 1) + bytes(1016)      # 1 KiB messages: the log grow
 
 
 def _disk_bytes(directory: str) -> int:
+    """Bytes of the node's files now; the node runs meanwhile, so a file listed here can be
+    purged before its size is read (it then holds no disk space: it counts 0)."""
     total = 0
     for name in os.listdir(directory):
         if name.endswith((".seg", ".snap", ".log", ".pos", ".state")):
-            total += os.path.getsize(os.path.join(directory, name))
+            try:
+                total += os.path.getsize(os.path.join(directory, name))
+            except FileNotFoundError:
+                pass
     return total
 
 

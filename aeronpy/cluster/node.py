@@ -18,7 +18,6 @@ import time
 from typing import Optional, Sequence
 
 from aeronpy import _codec
-from aeronpy._ingress import session_message_fields
 from aeronpy.archive import Archive
 from aeronpy.cluster.config import NodeConfig
 from aeronpy.errors import ConfigError

@@ -30,7 +30,7 @@ from dataclasses import replace
 from functools import partial
 from typing import Callable, Optional
 
-from aeronpy._frame import DATA, HEARTBEAT, NAK, SETUP, STATUS, FrameReader, FrameWriter
+from aeronpy._frame import DATA, HEARTBEAT, FrameReader, FrameWriter
 from aeronpy._streams import DatagramWalker, TransportCore
 from aeronpy._udp import UdpSocket, address_key, address_tuple
 from aeronpy.transport.admission import RETIRED_EPOCHS_MAX, Admission, epoch_is_stale, retire_epoch
@@ -115,7 +115,7 @@ class UdpTransport(TransportCore):
         self._handler = None
         self._now_ns = clock()
         self._next_timer_ns = 0
-        # the compiled twin of _on_datagram (same rules, same calls; tests compare the two)
+        # the datagram walk, compiled (its Python reference: tests/transport/reference_streams.py)
         self._on_datagram_bound = DatagramWalker(self, self._admission, self.epoch)
         self.closed = False
 
@@ -213,48 +213,6 @@ class UdpTransport(TransportCore):
         if self._socket.queued:
             self._socket.flush()     # NAK / STATUS answers go out at once
         return n
-
-    def _on_datagram(self, key: int, datagram: memoryview) -> None:
-        """Every frame of one datagram, in order. A refused frame drops the rest of its
-        datagram with it (one drop counted): the frames after it came from the same sender.
-        ``poll`` runs the compiled ``DatagramWalker`` instead; this is its reference."""
-        admit = self._admission.admit_at
-        reader = self._reader
-        size = len(datagram)
-        offset = 0
-        peer = None
-        peer_sender = peer_epoch = None
-        now = self._now_ns
-        while True:     # at least once: an empty datagram is refused as malformed
-            frame_type = admit(datagram, offset)
-            if not frame_type:
-                return
-            offset = reader.frame_end
-            if peer is None or reader.sender_id != peer_sender or reader.epoch != peer_epoch:
-                peer_sender, peer_epoch = reader.sender_id, reader.epoch
-                peer = self._resolve_peer(key, peer_sender, peer_epoch, frame_type)
-                if peer is None:
-                    return
-                peer.last_heard_ns = now
-            if frame_type == DATA:
-                image = peer.image or self._new_image(peer)
-                off = reader.payload_offset
-                image.on_data(reader.position, reader.fragment_flags, reader.message_length,
-                              datagram[off:off + reader.payload_length], self._handler, peer.peer_id, now)
-            elif frame_type == STATUS or frame_type == NAK:
-                if reader.stream_epoch != self.epoch:
-                    self._admission.drop("stale_epoch")    # about an earlier incarnation of us
-                elif frame_type == STATUS:
-                    peer.sender.on_status(reader.position, reader.length, now)
-                else:
-                    peer.sender.on_nak(reader.position, reader.length, now)
-            elif frame_type == HEARTBEAT:
-                (peer.image or self._new_image(peer)).on_heartbeat(reader.position, now)
-            elif frame_type == SETUP:
-                (peer.image or self._new_image(peer)).on_setup(reader.position, self._handler,
-                                                               peer.peer_id, now)
-            if offset >= size:
-                return
 
     def _new_image(self, peer: Peer) -> StreamReceiver:
         peer.image = StreamReceiver(peer.epoch, self._writer, peer.emit, self.config,

@@ -8,7 +8,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 
 from aeronpy._logindex import LogIndex
 
-from .logmodel import HEADER, ListLog, pack_entries, unpack_entries
+from .logmodel import ListLog, pack_entries, unpack_entries
 
 payloads = st.binary(max_size=48)
 entry_types = st.integers(0, 0xFFFF)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import socket
 import struct
 import threading
-import time
 from typing import Iterable, List, Optional
 
 _ETH_P_ALL = 0x0003

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aeronpy.core import Role
 
-from .helpers import converge, make_sim, propose, states, wait_leader
+from .helpers import converge, make_sim, states, wait_leader
 
 
 def test_dueling_candidates_resolve_to_one_leader():

@@ -6,7 +6,7 @@ import random
 import pytest
 
 import aeronpy
-from aeronpy.core import HardState, Role
+from aeronpy.core import Role
 from aeronpy.testing import SimCluster
 from aeronpy.testing.storage import SimDisk, default_log_factory
 

@@ -4,7 +4,6 @@ for the previous one with a warning."""
 import logging
 import os
 
-import pytest
 
 from aeronpy.cluster import admin
 from aeronpy.cluster.snapshotting import decode_snapshot

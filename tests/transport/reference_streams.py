@@ -6,7 +6,8 @@ from __future__ import annotations
 from bisect import bisect_right
 from typing import Callable, Optional
 
-from aeronpy._frame import BEGIN, DATA_HEADER, END, MAC_BYTES, UNFRAGMENTED, FrameWriter
+from aeronpy._frame import (BEGIN, DATA, DATA_HEADER, END, HEARTBEAT, MAC_BYTES, NAK, SETUP, STATUS,
+                            UNFRAGMENTED, FrameWriter)
 from aeronpy.errors import MessageTooLargeError
 from aeronpy.transport.counters import TransportCounters
 from aeronpy.transport.streams import BACK_PRESSURED, StreamConfig
@@ -387,3 +388,47 @@ class StreamReceiver:
             self._send_status(now_ns)
             work += 1
         return work
+
+
+def reference_on_datagram(self, key: int, datagram) -> None:
+    """Every frame of one datagram, in order. A refused frame drops the rest of its
+    datagram with it (one drop counted): the frames after it came from the same sender.
+    ``UdpTransport.poll`` runs the compiled ``DatagramWalker``; this is the Python loop it was
+    ported from (a method of ``UdpTransport`` before), with ``self`` the transport."""
+    admit = self._admission.admit_at
+    reader = self._reader
+    size = len(datagram)
+    offset = 0
+    peer = None
+    peer_sender = peer_epoch = None
+    now = self._now_ns
+    while True:     # at least once: an empty datagram is refused as malformed
+        frame_type = admit(datagram, offset)
+        if not frame_type:
+            return
+        offset = reader.frame_end
+        if peer is None or reader.sender_id != peer_sender or reader.epoch != peer_epoch:
+            peer_sender, peer_epoch = reader.sender_id, reader.epoch
+            peer = self._resolve_peer(key, peer_sender, peer_epoch, frame_type)
+            if peer is None:
+                return
+            peer.last_heard_ns = now
+        if frame_type == DATA:
+            image = peer.image or self._new_image(peer)
+            off = reader.payload_offset
+            image.on_data(reader.position, reader.fragment_flags, reader.message_length,
+                          datagram[off:off + reader.payload_length], self._handler, peer.peer_id, now)
+        elif frame_type == STATUS or frame_type == NAK:
+            if reader.stream_epoch != self.epoch:
+                self._admission.drop("stale_epoch")    # about an earlier incarnation of us
+            elif frame_type == STATUS:
+                peer.sender.on_status(reader.position, reader.length, now)
+            else:
+                peer.sender.on_nak(reader.position, reader.length, now)
+        elif frame_type == HEARTBEAT:
+            (peer.image or self._new_image(peer)).on_heartbeat(reader.position, now)
+        elif frame_type == SETUP:
+            (peer.image or self._new_image(peer)).on_setup(reader.position, self._handler,
+                                                           peer.peer_id, now)
+        if offset >= size:
+            return

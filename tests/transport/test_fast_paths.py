@@ -1,6 +1,6 @@
 """The compiled streams (aeronpy._streams) against the Python they were ported from: the
 stream classes against the reference model (reference_streams.py, the Python classes as they
-were), the compiled ``DatagramWalker`` against ``UdpTransport._on_datagram``. Random inputs (in
+were), the compiled ``DatagramWalker`` against ``reference_streams.reference_on_datagram``. Random inputs (in
 order, out of order, duplicated, lost, fragmented, malformed, forged) go to both; everything
 observable (returns, exceptions, emitted frames, deliveries, counters, positions) must match.
 Each comparison has a negative control: a deliberately wrong implementation it catches.
@@ -259,10 +259,11 @@ def _datagrams(rng, secret, sink_key):
     return out
 
 
-def _walk_trace(t, use_compiled: bool, datagrams, rng) -> list:
+def _walk_trace(t, use_compiled: bool, datagrams, rng, python_walk=None) -> list:
     got, trace = [], []
     t._handler = lambda peer_id, message: got.append((peer_id, bytes(message)))
-    walk = t._on_datagram_bound if use_compiled else t._on_datagram
+    python_walk = python_walk or (lambda key, dg: reference.reference_on_datagram(t, key, dg))
+    walk = t._on_datagram_bound if use_compiled else python_walk
     for key, datagram in datagrams:
         t._now_ns += rng.randrange(0, 3 * MS)
         walk(key, memoryview(datagram))
@@ -298,9 +299,9 @@ def test_datagram_walk_comparison_catches_a_wrong_walker():
         try:
             # wrong on purpose: a walker that stops after the first frame of a datagram
             walker = b._on_datagram_bound
-            b._on_datagram = lambda key, dg: walker(key, dg[:int.from_bytes(dg[:4], "little")])
+            wrong = lambda key, dg: walker(key, dg[:int.from_bytes(dg[:4], "little")])  # noqa: E731
             assert _walk_trace(a, True, datagrams, random.Random(3)) != \
-                _walk_trace(b, False, datagrams, random.Random(3))
+                _walk_trace(b, False, datagrams, random.Random(3), python_walk=wrong)
         finally:
             a.close()
             b.close()

@@ -13,13 +13,12 @@ from collections import deque
 cimport cython
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
-from libc.string cimport memcpy
 from cpython.buffer cimport PyBuffer_IsContiguous
 from cpython.memoryview cimport PyMemoryView_Check, PyMemoryView_GET_BUFFER
 from cpython.object cimport PyObject
-from libc.stdint cimport int64_t
+from libc.stdint cimport int64_t, uint8_t
 
-from aeronpy._codec cimport EGRESS_MESSAGE_HEADER_LENGTH, egress_message_header_store
+from aeronpy._codec cimport egress_message_bytes
 from aeronpy._cursor cimport ap_load_i32, ap_load_i64
 from aeronpy._logindex cimport LogIndex
 
@@ -35,15 +34,12 @@ cdef bytes _encode_reply(tuple reply):
     return _encode_reply_fields(reply[0], reply[1], reply[2], reply[3])
 
 
-cdef bytes _encode_reply_fields(int64_t session_id, int64_t correlation_id, int64_t ack_seq,
-                                bytes payload):
-    cdef Py_ssize_t n = len(payload)
-    cdef bytes out = PyBytes_FromStringAndSize(NULL, EGRESS_MESSAGE_HEADER_LENGTH + n)
-    cdef unsigned char* p = <unsigned char*>PyBytes_AS_STRING(out)
-    egress_message_header_store(p, EGRESS_MESSAGE_HEADER_LENGTH + n, session_id, correlation_id,
-                                ack_seq, n)
-    memcpy(p + EGRESS_MESSAGE_HEADER_LENGTH, PyBytes_AS_STRING(payload), n)
-    return out
+cdef inline bytes _encode_reply_fields(int64_t session_id, int64_t correlation_id, int64_t ack_seq,
+                                       bytes payload):
+    return egress_message_bytes(session_id, correlation_id, ack_seq,
+                                <const uint8_t*>PyBytes_AS_STRING(payload), len(payload))
+
+
 cdef object _deque = deque
 
 

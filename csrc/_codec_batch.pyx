@@ -14,9 +14,9 @@ from cpython.sequence cimport PySequence_Fast, PySequence_Fast_GET_ITEM, PySeque
 from libc.stdint cimport INT64_MAX, INT64_MIN, UINT16_MAX, UINT32_MAX, int32_t, int64_t, uint8_t, uint16_t, uint32_t
 from libc.string cimport memcpy
 
-from aeronpy._codec cimport (APPEND_ENTRIES_HEADER_LENGTH, EGRESS_MESSAGE_HEADER_LENGTH,
+from aeronpy._codec cimport (APPEND_ENTRIES_HEADER_LENGTH,
                      PACKED_ENTRY_HEADER_LENGTH, SESSION_MESSAGE_HEADER_LENGTH,
-                     append_entries_header_store, egress_message_header_store,
+                     append_entries_header_store, egress_message_bytes,
                      packed_entry_header_store, packed_validate, session_message_header_store)
 cdef extern from "_codec_batch.h":
     bint ap_entry_fast(PyObject* item, int64_t* term, uint16_t* entry_type, const uint8_t** data,
@@ -357,16 +357,10 @@ def encode_egress_message(session_id, correlation_id, ack_seq, payload) -> bytes
     cdef int64_t c_correlation_id = _int_arg(correlation_id, INT64_MIN, INT64_MAX, "correlation_id")
     cdef int64_t c_ack_seq = _int_arg(ack_seq, INT64_MIN, INT64_MAX, "ack_seq")
     cdef Pinned pin
-    cdef uint8_t* out
     _pin(&pin, payload)
     try:
         if pin.length > UINT32_MAX:
             raise ValueError(f"payload of {pin.length} bytes exceeds the u32 length")
-        message = PyBytes_FromStringAndSize(NULL, EGRESS_MESSAGE_HEADER_LENGTH + pin.length)
-        out = <uint8_t*>PyBytes_AS_STRING(message)
-        egress_message_header_store(out, EGRESS_MESSAGE_HEADER_LENGTH + pin.length, c_session_id,
-                                    c_correlation_id, c_ack_seq, pin.length)
-        memcpy(out + EGRESS_MESSAGE_HEADER_LENGTH, pin.data, pin.length)
+        return egress_message_bytes(c_session_id, c_correlation_id, c_ack_seq, pin.data, pin.length)
     finally:
         _unpin(&pin)
-    return message

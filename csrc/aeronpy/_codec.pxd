@@ -10,6 +10,7 @@
 # str: u16 length + UTF-8). Full tables: docs/wire-format.md.
 from libc.stdint cimport UINT32_MAX, int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.string cimport memcpy
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
 
 from aeronpy._cursor cimport (ReadCursor, ap_load_i32, ap_load_i64, ap_load_u16, ap_load_u32, ap_store_i32,
                       ap_store_i64, ap_store_u16, ap_store_u32, decode_fail, rc_expect_end, rc_init,
@@ -239,3 +240,14 @@ cdef inline Py_ssize_t egress_message_header_store(
     ap_store_i64(p + 20, ack_seq)
     ap_store_u32(p + 28, <uint32_t>payload_length)
     return EGRESS_MESSAGE_HEADER_LENGTH
+
+
+cdef inline bytes egress_message_bytes(int64_t session_id, int64_t correlation_id, int64_t ack_seq,
+                                       const uint8_t* payload, Py_ssize_t payload_length):
+    """A whole EgressMessage as new bytes (the codec's encoder and the apply path's replies)."""
+    cdef Py_ssize_t n = EGRESS_MESSAGE_HEADER_LENGTH + payload_length
+    cdef bytes out = PyBytes_FromStringAndSize(NULL, n)
+    cdef uint8_t* p = <uint8_t*>PyBytes_AS_STRING(out)
+    egress_message_header_store(p, n, session_id, correlation_id, ack_seq, payload_length)
+    memcpy(p + EGRESS_MESSAGE_HEADER_LENGTH, payload, <size_t>payload_length)
+    return out

@@ -13,8 +13,6 @@ for values out of range or a buffer too small, TypeError for a wrong field type.
 """
 from cpython.buffer cimport PyBUF_SIMPLE, PyBUF_WRITABLE, PyBuffer_Release, PyObject_GetBuffer
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_CheckExact, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
-from cpython.long cimport PyLong_Check
-from cpython.number cimport PyNumber_Index
 from cpython.object cimport PyObject, PyTypeObject
 from cpython.ref cimport Py_INCREF, Py_XDECREF
 from libc.stdint cimport INT64_MAX, INT64_MIN, UINT16_MAX, UINT32_MAX, int32_t, int64_t, uint8_t, uint16_t, uint32_t
@@ -248,24 +246,6 @@ cdef inline str _field_name(const MessageSpec* spec, int i):
     return <str>spec.fields[i].qualname
 
 
-cdef int64_t _int_in_range(object value, int64_t lo, int64_t hi, const MessageSpec* spec, int i,
-                           str what) except? -1:
-    """Integer conversion with a range check: ValueError (never OverflowError) when outside.
-    Names the field as spec.fields[i], or `what` when spec is NULL."""
-    cdef int64_t v
-    cdef bint inside = True
-    if not PyLong_Check(value):
-        value = PyNumber_Index(value)       # ints and __index__ only: no silent float truncation
-    try:
-        v = value
-    except OverflowError:
-        inside = False
-    if inside and lo <= v <= hi:
-        return v
-    name = what if spec == NULL else _field_name(spec, i)
-    raise ValueError(f"{name} = {value!r} is outside [{lo}, {hi}]")
-
-
 cdef inline int _as_flag(object value, const MessageSpec* spec, int i) except -1:
     if value is True or value is False or type(value) is int:
         if value == 0 or value == 1:
@@ -339,11 +319,14 @@ cdef int _plan_prepare(const MessageSpec* spec, object msg, EncodePlan* plan) ex
         for i in range(spec.nfields):
             kind = spec.fields[i].kind
             if kind == K_I64:
-                plan.ints[i] = _int_in_range(_get_field(spec, msg, i), INT64_MIN, INT64_MAX, spec, i, None)
+                plan.ints[i] = int_in_range(_get_field(spec, msg, i), INT64_MIN, INT64_MAX,
+                                             _field_name(spec, i))
             elif kind == K_I32:
-                plan.ints[i] = _int_in_range(_get_field(spec, msg, i), -0x80000000, 0x7FFFFFFF, spec, i, None)
+                plan.ints[i] = int_in_range(_get_field(spec, msg, i), -0x80000000, 0x7FFFFFFF,
+                                             _field_name(spec, i))
             elif kind == K_U32:
-                plan.ints[i] = _int_in_range(_get_field(spec, msg, i), 0, UINT32_MAX, spec, i, None)
+                plan.ints[i] = int_in_range(_get_field(spec, msg, i), 0, UINT32_MAX,
+                                             _field_name(spec, i))
             elif kind == K_BOOL:
                 plan.ints[i] = _as_flag(_get_field(spec, msg, i), spec, i)
         for i in range(spec.nfields):

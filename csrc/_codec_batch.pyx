@@ -5,8 +5,7 @@ messages. Re-exported by aeronpy._codec; the C-level versions are inline in _cod
 """
 from cpython.buffer cimport PyBUF_SIMPLE, PyBUF_WRITABLE, PyBuffer_Release, PyObject_GetBuffer
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_CheckExact, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
-from cpython.long cimport PyLong_AsLongLongAndOverflow, PyLong_Check, PyLong_CheckExact
-from cpython.number cimport PyNumber_Index
+from cpython.long cimport PyLong_AsLongLongAndOverflow, PyLong_CheckExact
 from cpython.object cimport PyObject
 from cpython.ref cimport Py_XDECREF
 from cpython.tuple cimport PyTuple_CheckExact, PyTuple_GET_ITEM, PyTuple_GET_SIZE
@@ -16,7 +15,7 @@ from libc.string cimport memcpy
 
 from aeronpy._codec cimport (APPEND_ENTRIES_HEADER_LENGTH,
                      PACKED_ENTRY_HEADER_LENGTH, SESSION_MESSAGE_HEADER_LENGTH,
-                     append_entries_header_store, egress_message_bytes,
+                     append_entries_header_store, egress_message_bytes, int_in_range,
                      packed_entry_header_store, packed_validate, session_message_header_store)
 cdef extern from "_codec_batch.h":
     bint ap_entry_fast(PyObject* item, int64_t* term, uint16_t* entry_type, const uint8_t** data,
@@ -67,21 +66,7 @@ cdef inline int64_t _int_arg(object value, int64_t lo, int64_t hi, str what) exc
         v = PyLong_AsLongLongAndOverflow(value, &overflow)
         if overflow == 0 and lo <= v <= hi:
             return v
-    return _int_arg_checked(value, lo, hi, what)
-
-
-cdef int64_t _int_arg_checked(object value, int64_t lo, int64_t hi, str what) except? -1:
-    cdef int64_t v
-    cdef bint inside = True
-    if not PyLong_Check(value):
-        value = PyNumber_Index(value)       # ints and __index__ only: no silent float truncation
-    try:
-        v = value
-    except OverflowError:
-        inside = False
-    if inside and lo <= v <= hi:
-        return v
-    raise ValueError(f"{what} = {value!r} is outside [{lo}, {hi}]")
+    return int_in_range(value, lo, hi, what)
 
 
 # ---- packed entries --------------------------------------------------------------------------

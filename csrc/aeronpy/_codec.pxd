@@ -11,6 +11,8 @@
 from libc.stdint cimport UINT32_MAX, int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.string cimport memcpy
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
+from cpython.long cimport PyLong_Check
+from cpython.number cimport PyNumber_Index
 
 from aeronpy._cursor cimport (ReadCursor, ap_load_i32, ap_load_i64, ap_load_u16, ap_load_u32, ap_store_i32,
                       ap_store_i64, ap_store_u16, ap_store_u32, decode_fail, rc_expect_end, rc_init,
@@ -26,6 +28,23 @@ cdef enum:
     APPEND_ENTRIES_HEADER_LENGTH = 44      # header, 4 x i64, u32 count, u32 entries_length
     SESSION_MESSAGE_HEADER_LENGTH = 36     # header, 3 x i64, i32 service_id, u32 payload_length
     EGRESS_MESSAGE_HEADER_LENGTH = 32      # header, 3 x i64, u32 payload_length
+
+cdef inline int64_t int_in_range(object value, int64_t lo, int64_t hi, str what) except? -1:
+    """An int (or an object with __index__) as int64 within [lo, hi]: ValueError (never
+    OverflowError) naming `what` and the value as checked (the __index__ result) when outside.
+    The one range check of both _codec's field encoding and _codec_batch's arguments."""
+    cdef int64_t v
+    cdef bint inside = True
+    if not PyLong_Check(value):
+        value = PyNumber_Index(value)       # ints and __index__ only: no silent float truncation
+    try:
+        v = value
+    except OverflowError:
+        inside = False
+    if inside and lo <= v <= hi:
+        return v
+    raise ValueError(f"{what} = {value!r} is outside [{lo}, {hi}]")
+
 
 cdef enum PackedStatus:
     PACKED_OK = 0

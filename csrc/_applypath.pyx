@@ -170,6 +170,43 @@ cdef class SessionState:
                 f"last_applied_seq={self.last_applied_seq}, cached={list(self.replies)})")
 
 
+# EgressQueues._drain_walk modes: how one queued message is handed over
+cdef enum:
+    _DRAIN_OBJECTS = 0      # drain: send(client_ref, message object)
+    _DRAIN_ENCODED = 1      # drain_encoded: send_bytes(client_ref, wire bytes)
+
+
+cdef inline bint _offer_object(object client_ref, object message, object send,
+                               object reply_form) except -1:
+    """Hand one message to ``send`` (a queued reply as ``reply_form(...)`` of its fields);
+    False when ``send`` answers False (back-pressure: keep it queued)."""
+    cdef Reply r
+    if type(message) is Reply:
+        r = <Reply>message
+        message = reply_form(r.session_id, r.correlation_id, r.ack_seq, r.data)
+    elif type(message) is tuple:
+        message = reply_form(*message)
+    return send(client_ref, message) is not False
+
+
+cdef inline bint _offer_encoded(object client_ref, object message, object send_bytes,
+                                object encode) except -1:
+    """Hand one message to ``send_bytes`` as wire bytes (a reply encoded here, anything else
+    by ``encode``); False when it answers BACK_PRESSURED (keep it queued). With no client
+    stream (client_ref None) the message is dropped: True, unsent."""
+    cdef Reply r
+    if client_ref is None:
+        return True
+    if type(message) is Reply:
+        r = <Reply>message
+        data = _encode_reply_fields(r.session_id, r.correlation_id, r.ack_seq, r.data)
+    elif type(message) is tuple:
+        data = _encode_reply(<tuple>message)
+    else:
+        data = encode(message)
+    return not (send_bytes(client_ref, data) == _BACK_PRESSURED)
+
+
 cdef class EgressQueues:
     """Bounded per-client egress queues (see aeronpy/cluster/egress.py, which re-exports it)."""
 
@@ -193,30 +230,9 @@ cdef class EgressQueues:
 
     def drain(self, send, Py_ssize_t limit=1 << 30, reply_form=None) -> int:
         """Hand queued messages to ``send`` (oldest first per client); returns how many went.
-        Queued reply tuples go through ``reply_form`` first (required when there are any)."""
-        cdef Py_ssize_t sent = 0
-        cdef list emptied = []
-        cdef Reply r
-        for client_ref, queue in self._queues.items():
-            while queue and sent < limit:
-                message = queue[0]
-                if type(message) is Reply:
-                    r = <Reply>message
-                    message = reply_form(r.session_id, r.correlation_id, r.ack_seq, r.data)
-                elif type(message) is tuple:
-                    message = reply_form(*message)
-                if send(client_ref, message) is False:
-                    break
-                queue.popleft()
-                sent += 1
-            if not queue:
-                emptied.append(client_ref)
-            if sent >= limit:
-                break
-        for client_ref in emptied:
-            del self._queues[client_ref]
-        self.queued -= sent
-        return sent
+        Queued reply tuples go through ``reply_form`` first (required when there are any).
+        ``send(...) is False`` keeps that client's backlog."""
+        return self._drain_walk(_DRAIN_OBJECTS, send, reply_form, limit)
 
     def drain_encoded(self, send_bytes, encode, Py_ssize_t limit=1 << 30) -> int:
         """``drain`` for a driver that sends bytes: ``send_bytes(client_ref, data) -> int``
@@ -224,22 +240,25 @@ cdef class EgressQueues:
         message, as for a client gone). Replies are encoded here, straight from their tuple,
         other messages with ``encode(message)``; a None client_ref (no stream to the client)
         drops its messages. No Python call per message besides ``send_bytes``."""
+        return self._drain_walk(_DRAIN_ENCODED, send_bytes, encode, limit)
+
+    cdef Py_ssize_t _drain_walk(self, int mode, object send, object convert,
+                                Py_ssize_t limit) except -1:
+        """The walk both drains share: per client oldest first, at most ``limit`` messages,
+        a client's backlog kept at its first back-pressured message; emptied clients are
+        forgotten. ``mode`` says how one message is handed over (_offer_object or
+        _offer_encoded); a message handed over (or dropped) counts as sent."""
         cdef Py_ssize_t sent = 0
         cdef list emptied = []
-        cdef Reply r
+        cdef bint taken
         for client_ref, queue in self._queues.items():
             while queue and sent < limit:
-                message = queue[0]
-                if client_ref is not None:
-                    if type(message) is Reply:
-                        r = <Reply>message
-                        data = _encode_reply_fields(r.session_id, r.correlation_id, r.ack_seq, r.data)
-                    elif type(message) is tuple:
-                        data = _encode_reply(<tuple>message)
-                    else:
-                        data = encode(message)
-                    if send_bytes(client_ref, data) == _BACK_PRESSURED:
-                        break
+                if mode == _DRAIN_ENCODED:
+                    taken = _offer_encoded(client_ref, queue[0], send, convert)
+                else:
+                    taken = _offer_object(client_ref, queue[0], send, convert)
+                if not taken:
+                    break
                 queue.popleft()
                 sent += 1
             if not queue:

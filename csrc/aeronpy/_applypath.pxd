@@ -39,6 +39,8 @@ cdef class EgressQueues:
     cdef dict _queues                         # client_ref -> deque, oldest first
 
     cpdef bint put(self, object client_ref, object message) except -1
+    cdef Py_ssize_t _drain_walk(self, int mode, object send, object convert,
+                                Py_ssize_t limit) except -1
 
 
 cdef class ReplyPath:

@@ -45,19 +45,33 @@ assert SESSION_MESSAGE_HEADER_BYTES == ENTRY_HEADER, "entries.SESSION_MESSAGE la
 _HANDLER_ERRORS = (TypeError, ValueError, AttributeError, OverflowError, UnicodeError)
 
 
+cdef inline int _open_session_message(object buf, Py_buffer* b, SessionMessageView* v) except -1:
+    """Open ``buf``'s buffer into ``b`` and read it as a SessionMessage into ``v``: 1 with the
+    buffer held (``v.payload`` points into it; the caller releases ``b`` when done with ``v``),
+    0 with it released for a message of another type (or too short to name one); a malformed
+    SessionMessage raises ``DecodeError`` with it released."""
+    PyObject_GetBuffer(buf, b, PyBUF_SIMPLE)
+    cdef const uint8_t* p = <const uint8_t*>b.buf
+    if b.len < 2 or ap_load_u16(p) != TYPE_SESSION_MESSAGE:
+        PyBuffer_Release(b)
+        return 0
+    try:
+        session_message_view(p, b.len, v)
+    except BaseException:
+        PyBuffer_Release(b)
+        raise
+    return 1
+
+
 cpdef object session_message_fields(object buf):
     """``(session_id, seq, correlation_id, service_id, payload)`` of a SessionMessage, None
     for a message of another type (or too short to name one); a malformed SessionMessage
     raises ``DecodeError`` as ``decode`` does."""
     cdef Py_buffer b
     cdef SessionMessageView v
-    cdef const uint8_t* p
-    PyObject_GetBuffer(buf, &b, PyBUF_SIMPLE)
+    if not _open_session_message(buf, &b, &v):
+        return None
     try:
-        p = <const uint8_t*>b.buf
-        if b.len < 2 or ap_load_u16(p) != TYPE_SESSION_MESSAGE:
-            return None
-        session_message_view(p, b.len, &v)
         return _fields(&v)
     finally:
         PyBuffer_Release(&b)
@@ -118,13 +132,9 @@ cdef class IngressPath:
         (the caller decodes it); a malformed SessionMessage raises ``DecodeError``."""
         cdef Py_buffer b
         cdef SessionMessageView v
-        cdef const uint8_t* p
-        PyObject_GetBuffer(buf, &b, PyBUF_SIMPLE)
+        if not _open_session_message(buf, &b, &v):
+            return False
         try:
-            p = <const uint8_t*>b.buf
-            if b.len < 2 or ap_load_u16(p) != TYPE_SESSION_MESSAGE:
-                return False
-            session_message_view(p, b.len, &v)
             now_ns = clock()
             if not self._propose_common(client_ref, &v, now_ns):
                 self.module.on_session_message(client_ref, _fields(&v), now_ns)

@@ -21,7 +21,7 @@ from typing import Callable, Optional, Sequence
 
 from aeronpy.errors import AeronpyError, ConfigError
 
-EXIT_OK, EXIT_NO, EXIT_USAGE, EXIT_NOT_AVAILABLE = 0, 1, 2, 3
+EXIT_OK, EXIT_NO, EXIT_USAGE, EXIT_NOT_AVAILABLE, EXIT_NODE_FAILED = 0, 1, 2, 3, 4
 
 
 class ServiceLoadError(AeronpyError):
@@ -144,6 +144,7 @@ def cmd_node(args: argparse.Namespace) -> int:
         _err(f"aeronpy node: configuration error: {exc}")
         return EXIT_USAGE
     metrics_server = None
+    failure = None
     try:
         if config.metrics_http_port is not None:
             from aeronpy.cluster.metrics import MetricsServer
@@ -154,10 +155,19 @@ def cmd_node(args: argparse.Namespace) -> int:
         while not stop.wait(0.2):
             if getattr(node, "closed", False):   # the node stopped itself (e.g. cluster shutdown)
                 break
+            # A failed node (a service callback raised, the archive could not write ...) has
+            # stopped its duty cycle; the process exits too, non-zero, so a supervisor sees it.
+            failure = getattr(node, "failure", None)
+            if failure is not None:
+                break
     finally:
         node.close()
         if metrics_server is not None:
             metrics_server.close()
+    if failure is not None:
+        _err(f"aeronpy node: member {config.member_id} failed and stopped: {failure!r} "
+             f"(details in {config.data_dir}/errors.log)")
+        return EXIT_NODE_FAILED
     return EXIT_OK
 
 

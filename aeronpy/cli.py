@@ -1,6 +1,7 @@
 """The ``aeronpy`` command: run a node, inspect and operate one, and start the demo/bench/backup.
 
-    aeronpy node --config cluster.toml --member-id 0 [--data-dir DIR] --service pkg.mod:Class ...
+    aeronpy node --config cluster.toml --member-id 0 [--data-dir DIR] [--cpu-affinity 0,2]
+                 --service pkg.mod:Class ...
     aeronpy tool COMMAND --data-dir DIR [--json]
     aeronpy demo|bench|backup [ARGS...]
 
@@ -20,7 +21,7 @@ from typing import Callable, Optional, Sequence
 
 from aeronpy.errors import AeronpyError, ConfigError
 
-EXIT_OK, EXIT_NO, EXIT_USAGE, EXIT_NOT_AVAILABLE = 0, 1, 2, 3
+EXIT_OK, EXIT_NO, EXIT_USAGE, EXIT_NOT_AVAILABLE, EXIT_NODE_FAILED = 0, 1, 2, 3, 4
 
 
 class ServiceLoadError(AeronpyError):
@@ -96,12 +97,23 @@ def freeze_start_up_objects() -> None:
     gc.freeze()
 
 
+def parse_cpu_list(text: str) -> list:
+    """``--cpu-affinity 0,2``: comma-separated CPU ids (NodeConfig checks them further)."""
+    parts = [part.strip() for part in text.split(",")]
+    if not all(part.isdigit() and part.isascii() for part in parts):
+        raise ConfigError("cpu_affinity", f"--cpu-affinity {text!r}: expected comma-separated "
+                                          "non-negative CPU ids, e.g. 0,2")
+    return [int(part) for part in parts]
+
+
 def cmd_node(args: argparse.Namespace) -> int:
     from aeronpy.cluster.config import NodeConfig
     from aeronpy.cluster.logsetup import configure_cli_logging, node_logger
 
-    overrides = {"data_dir": args.data_dir} if args.data_dir else {}
+    overrides: dict = {"data_dir": args.data_dir} if args.data_dir else {}
     try:
+        if args.cpu_affinity is not None:
+            overrides["cpu_affinity"] = parse_cpu_list(args.cpu_affinity)
         config = NodeConfig.from_toml(args.config, member_id=args.member_id, **overrides)
         services = [load_service(spec) for spec in args.service]
         config.check_startable()
@@ -132,6 +144,7 @@ def cmd_node(args: argparse.Namespace) -> int:
         _err(f"aeronpy node: configuration error: {exc}")
         return EXIT_USAGE
     metrics_server = None
+    failure = None
     try:
         if config.metrics_http_port is not None:
             from aeronpy.cluster.metrics import MetricsServer
@@ -142,10 +155,19 @@ def cmd_node(args: argparse.Namespace) -> int:
         while not stop.wait(0.2):
             if getattr(node, "closed", False):   # the node stopped itself (e.g. cluster shutdown)
                 break
+            # A failed node (a service callback raised, the archive could not write ...) has
+            # stopped its duty cycle; the process exits too, non-zero, so a supervisor sees it.
+            failure = getattr(node, "failure", None)
+            if failure is not None:
+                break
     finally:
         node.close()
         if metrics_server is not None:
             metrics_server.close()
+    if failure is not None:
+        _err(f"aeronpy node: member {config.member_id} failed and stopped: {failure!r} "
+             f"(details in {config.data_dir}/errors.log)")
+        return EXIT_NODE_FAILED
     return EXIT_OK
 
 
@@ -260,6 +282,9 @@ def build_parser() -> argparse.ArgumentParser:
     node.add_argument("--member-id", type=int, default=None,
                       help="which [[members]] entry this node is (overrides member_id in the file)")
     node.add_argument("--data-dir", default=None, help="overrides data_dir in the file")
+    node.add_argument("--cpu-affinity", default=None, metavar="CPUS",
+                      help="pin the node's duty-cycle thread to these CPUs, e.g. 0,2 "
+                           "(overrides cpu_affinity in the file; Linux only)")
     node.add_argument("--service", action="append", required=True, metavar="MODULE:CLASS",
                       help="a ClusteredService subclass to host; repeat for service ids 1, 2, ...")
     node.set_defaults(func=cmd_node)

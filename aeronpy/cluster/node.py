@@ -12,6 +12,7 @@ here, and ``aeronpy.testing.SimCluster`` drives the same two objects on virtual 
 """
 from __future__ import annotations
 
+import os
 import random
 import threading
 import time
@@ -399,10 +400,15 @@ class ClusterNode:
         """Run the duty cycle on a background thread until ``close()``."""
         if self._thread is not None:
             raise RuntimeError("node already started")
-        self._thread = threading.Thread(target=self._run, name=f"aeronpy-node-{self.member_id}",
-                                        daemon=True)
+        self._thread = threading.Thread(target=self._pin_then_run,
+                                        name=f"aeronpy-node-{self.member_id}", daemon=True)
         self._thread.start()
         return self
+
+    def _pin_then_run(self) -> None:
+        """The duty-cycle thread: pin itself to ``cpu_affinity`` (when set), then loop."""
+        if self.config.cpu_affinity is None or self._pin_duty_cycle_thread():
+            self._run()
 
     def _run(self) -> None:
         idle = self._idle.idle
@@ -419,6 +425,19 @@ class ClusterNode:
                 sync_idle(work)
         if self._stop_by_action:
             self.close()
+
+    def _pin_duty_cycle_thread(self) -> bool:
+        """Pin the calling (duty-cycle) thread to ``cpu_affinity``; pid 0 means this thread on
+        Linux. A node that cannot pin fails rather than run unpinned on a latency-critical box."""
+        cpus = self.config.cpu_affinity
+        try:
+            os.sched_setaffinity(0, cpus)
+        except Exception as exc:  # OSError (CPU gone from the cpuset), or no such call here
+            self._fail(ConfigError("cpu_affinity", f"cannot pin the duty-cycle thread to CPUs "
+                                                   f"{list(cpus)}: {type(exc).__name__}: {exc}"))
+            return False
+        self.log.info("duty-cycle thread pinned to CPUs %s", list(cpus))
+        return True
 
     def _stop_by_cluster_action(self) -> None:
         """Called by NodeAdmin when a cluster shutdown/abort is done here: close the node from

@@ -267,6 +267,8 @@ class NodeAdmin:
         return bool(self.stop_action)
 
     def closing(self) -> None:
+        if self.phase == _S.FAILED:        # a failed node keeps saying so after it closes
+            return
         self.phase = _S.TERMINATING
         self._values[int(SlotId.CONSENSUS_MODULE_STATE)] = self.phase
         if self.stop_action:
@@ -274,6 +276,8 @@ class NodeAdmin:
                           ACTION_NAMES[self.stop_action], self.stop_index)
 
     def closed(self) -> None:
+        if self.phase == _S.FAILED:
+            return
         self.phase = _S.CLOSED
         self._values[int(SlotId.CONSENSUS_MODULE_STATE)] = self.phase
 

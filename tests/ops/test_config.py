@@ -154,6 +154,16 @@ BAD = [
      ["127.0.0.1:20100", "members[0].consensus_port"]),
     ({"members": _dup_port_within_member()}, 0, "members[0].ingress_port", ["already used"]),
     ({"metrics_http_port": 20100}, 0, "metrics_http_port", ["consensus_port"]),
+    ({"cpu_affinity": "0,1"}, 0, "cpu_affinity", ["list of CPU ids", "str"]),
+    ({"cpu_affinity": 3}, 0, "cpu_affinity", ["list of CPU ids", "int"]),
+    ({"cpu_affinity": {0: 1}}, 0, "cpu_affinity", ["list of CPU ids", "dict"]),
+    ({"cpu_affinity": []}, 0, "cpu_affinity", ["at least one CPU"]),
+    ({"cpu_affinity": [0, "1"]}, 0, "cpu_affinity", ["integers", "str '1'"]),
+    ({"cpu_affinity": [True]}, 0, "cpu_affinity", ["integers", "bool"]),
+    ({"cpu_affinity": [1.0]}, 0, "cpu_affinity", ["integers", "float"]),
+    ({"cpu_affinity": [0, -1]}, 0, "cpu_affinity", ["non-negative", "-1"]),
+    ({"cpu_affinity": [0, 1, 0]}, 0, "cpu_affinity", ["CPU 0 is listed twice"]),
+    ({"cpu_afinity": [0]}, 0, "cpu_afinity", ["unknown", "'cpu_affinity'"]),
 ]
 
 
@@ -284,3 +294,67 @@ def test_reply_cache_messages_reaches_the_consensus_module(tmp_path):
     finally:
         node.close()
     assert NodeConfig(cluster_id=1, member_id=0, members=cfg.members).reply_cache_messages == 256
+
+
+def test_docs_keys_table_is_the_generated_one():
+    """docs/configuration.md carries KEY_DOCS verbatim, so the two cannot drift apart."""
+    from aeronpy.cluster.config import _key_table
+    with open(DOCS) as f:
+        assert _key_table() in f.read()
+
+
+# -- cpu_affinity -------------------------------------------------------------------------------
+
+def test_cpu_affinity_defaults_to_none_and_is_normalised_to_a_tuple():
+    assert NodeConfig.from_dict(raw(), member_id=0).cpu_affinity is None
+    cfg = NodeConfig.from_dict(raw(cpu_affinity=[3, 1]), member_id=0)
+    assert cfg.cpu_affinity == (3, 1) and type(cfg.cpu_affinity) is tuple
+    assert cfg.replace(cpu_affinity=(0,)).cpu_affinity == (0,)
+    assert cfg.replace(cpu_affinity=None).cpu_affinity is None
+
+
+def test_cpu_affinity_from_toml_and_override(tmp_path):
+    path = write_toml(tmp_path / "c.toml", TOML.format(dir=tmp_path).replace(
+        "secret =", "cpu_affinity = [2, 3]\nsecret ="))
+    assert NodeConfig.from_toml(path, member_id=0).cpu_affinity == (2, 3)
+    assert NodeConfig.from_toml(path, member_id=0, cpu_affinity=[0]).cpu_affinity == (0,)
+
+
+needs_affinity = pytest.mark.skipif(not hasattr(os, "sched_getaffinity"),
+                                    reason="os.sched_getaffinity/sched_setaffinity are Linux-only")
+
+
+@needs_affinity
+def test_check_startable_accepts_the_cpus_this_process_may_use(tmp_path):
+    allowed = sorted(os.sched_getaffinity(0))
+    _startable_config(tmp_path, cpu_affinity=allowed).check_startable()
+    _startable_config(tmp_path, cpu_affinity=allowed[-1:]).check_startable()
+
+
+@needs_affinity
+def test_check_startable_rejects_a_cpu_this_process_may_not_use(tmp_path):
+    allowed = os.sched_getaffinity(0)
+    assert 4096 not in allowed
+    cfg = _startable_config(tmp_path, cpu_affinity=[min(allowed), 4096, 4097])
+    with pytest.raises(ConfigError) as e:
+        cfg.check_startable()
+    assert e.value.key == "cpu_affinity"
+    message = str(e.value)
+    assert "4096, 4097 not available to this process" in message
+    assert f"CPU(s) {min(allowed)}," not in message      # only the missing ones are named
+    assert not os.path.exists(cfg.data_dir)   # refused before anything was created
+
+
+def test_check_startable_says_pinning_needs_linux(tmp_path, monkeypatch):
+    cfg = _startable_config(tmp_path, cpu_affinity=[0])
+    monkeypatch.delattr(os, "sched_setaffinity", raising=False)
+    with pytest.raises(ConfigError) as e:
+        cfg.check_startable()
+    assert e.value.key == "cpu_affinity" and "needs Linux" in str(e.value)
+    _startable_config(tmp_path).check_startable()     # without the key nothing is asked of the OS
+
+
+def test_cpu_list_format():
+    from aeronpy.cluster.config import _cpu_list
+    assert _cpu_list({0, 1, 2, 5, 7, 8}) == "0-2,5,7-8"
+    assert _cpu_list({3}) == "3"

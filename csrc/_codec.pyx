@@ -246,6 +246,12 @@ cdef inline str _field_name(const MessageSpec* spec, int i):
     return <str>spec.fields[i].qualname
 
 
+cdef int64_t _int_field(const MessageSpec* spec, object msg, int i, int64_t lo,
+                       int64_t hi) except? -1:
+    """Field i of msg as an int64 in [lo, hi]: _codec.pxd's int_in_range, naming the field."""
+    return int_in_range(_get_field(spec, msg, i), lo, hi, _field_name(spec, i))
+
+
 cdef inline int _as_flag(object value, const MessageSpec* spec, int i) except -1:
     if value is True or value is False or type(value) is int:
         if value == 0 or value == 1:
@@ -319,14 +325,11 @@ cdef int _plan_prepare(const MessageSpec* spec, object msg, EncodePlan* plan) ex
         for i in range(spec.nfields):
             kind = spec.fields[i].kind
             if kind == K_I64:
-                plan.ints[i] = int_in_range(_get_field(spec, msg, i), INT64_MIN, INT64_MAX,
-                                             _field_name(spec, i))
+                plan.ints[i] = _int_field(spec, msg, i, INT64_MIN, INT64_MAX)
             elif kind == K_I32:
-                plan.ints[i] = int_in_range(_get_field(spec, msg, i), -0x80000000, 0x7FFFFFFF,
-                                             _field_name(spec, i))
+                plan.ints[i] = _int_field(spec, msg, i, -0x80000000, 0x7FFFFFFF)
             elif kind == K_U32:
-                plan.ints[i] = int_in_range(_get_field(spec, msg, i), 0, UINT32_MAX,
-                                             _field_name(spec, i))
+                plan.ints[i] = _int_field(spec, msg, i, 0, UINT32_MAX)
             elif kind == K_BOOL:
                 plan.ints[i] = _as_flag(_get_field(spec, msg, i), spec, i)
         for i in range(spec.nfields):

@@ -20,12 +20,14 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import socket
 import sys
 import time
 
 PAYLOAD = b"x" * 32
 DEADLINE_S = 60.0
+WARM = 200                   # untimed requests first (their CPU is counted in CPU us/req too)
 
 
 def _sock(blocking: bool) -> socket.socket:
@@ -81,7 +83,7 @@ def _run(shape: str, spin: bool, requests: int) -> list[int]:
     roles = ["client", "echo"] if shape == "ping-pong" else ["client", "leader", "f1", "f2"]
     socks = {r: _sock(not spin) for r in roles}
     target = "echo" if shape == "ping-pong" else "leader"
-    warm = 200
+    warm = WARM
     # the leader also reads the late second answers: it handles up to 2 datagrams per request
     per_child = {"echo": warm + requests, "leader": 2 * (warm + requests),
                  "f1": warm + requests, "f2": warm + requests}
@@ -122,14 +124,29 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     print(f"latency floor, {args.requests} x 32 B, {os.cpu_count()} CPUs, "
           f"load {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
-    print(f"{'shape':<34}{'p50 us':>9}{'p90 us':>9}{'p99 us':>9}")
+    print(f"{'shape':<34}{'p50 us':>9}{'p90 us':>9}{'p99 us':>9}{'CPU us/req':>12}{'(sys)':>8}")
     for shape in ("ping-pong", "cluster path"):
         for spin in (False, True):
-            lat = sorted(_run(shape, spin, args.requests))
+            before = _cpu_s()
             name = f"{shape} ({'busy poll' if spin else 'blocking'})"
-            print(f"{name:<34}{_pct(lat, 0.5):>9.1f}{_pct(lat, 0.9):>9.1f}{_pct(lat, 0.99):>9.1f}",
-                  flush=True)
+            try:
+                lat = sorted(_run(shape, spin, args.requests))
+            except TimeoutError as exc:      # spinners starving each other can stall a hop
+                print(f"{name:<34}  gave up: {exc}", flush=True)
+                continue
+            user, sys_ = (b - a for a, b in zip(before, _cpu_s()))
+            per = 1e6 / (args.requests + WARM)
+            print(f"{name:<34}{_pct(lat, 0.5):>9.1f}{_pct(lat, 0.9):>9.1f}{_pct(lat, 0.99):>9.1f}"
+                  f"{(user + sys_) * per:>12.1f}{sys_ * per:>8.1f}", flush=True)
     return 0
+
+
+def _cpu_s() -> tuple:
+    """(user, system) CPU seconds of this process and its finished children: every process of
+    a shape, so CPU us/req is what one request costs the machine (the kernel's loopback
+    delivery and process wake-ups are most of it: the "sys" column)."""
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + kids.ru_utime, me.ru_stime + kids.ru_stime
 
 
 if __name__ == "__main__":

@@ -155,22 +155,21 @@ def aeronpy_throughput(client, msg_size: int, duration_s: float,
                            f" (client window_messages = node reply_cache_messages = {window})")}
 
 
-def aeronpy_latency(client, msg_size: int, duration_s: float, rate: float) -> Dict[str, object]:
-    """Open-loop offers at ``rate``/s; latency from each offer (and from its schedule) to its reply."""
-    payload = b"x" * msg_size
-    hist, corrected = Histogram(), Histogram()
+def open_loop(client, payload: bytes, duration_s: float, rate: float,
+              on_answer: Callable[[int, int, int], object]) -> Dict[str, object]:
+    """Offer ``payload`` on an open-loop schedule of ``rate``/s for ``duration_s``, at most
+    MAX_LATENCY_IN_FLIGHT unanswered; ``on_answer(scheduled_ns, sent_ns, answered_ns)`` for
+    every reply. Returns elapsed_s, skipped (offers refused or over the in-flight bound) and
+    unanswered (still waiting 5 s after the end)."""
     sent: Dict[int, tuple] = {}
 
     def on_reply(cid: int, _payload: memoryview) -> None:
         times = sent.pop(cid, None)
         if times is not None:
-            now = time.monotonic_ns()
-            hist.record(now - times[1])
-            corrected.record(now - times[0])
+            on_answer(times[0], times[1], time.monotonic_ns())
 
     gap_ns = int(1e9 / rate)
     wait = _socket_waiter(client)
-    counters_before = client.counters
     start = time.monotonic_ns()
     end = start + int(duration_s * 1e9)
     scheduled = start
@@ -203,9 +202,23 @@ def aeronpy_latency(client, msg_size: int, duration_s: float, rate: float) -> Di
     drain = time.monotonic() + 5.0
     while sent and time.monotonic() < drain:
         client.poll_egress(on_reply)
+    return {"elapsed_s": elapsed, "skipped": skipped, "unanswered": len(sent)}
+
+
+def aeronpy_latency(client, msg_size: int, duration_s: float, rate: float) -> Dict[str, object]:
+    """Open-loop offers at ``rate``/s; latency from each offer (and from its schedule) to its reply."""
+    hist, corrected = Histogram(), Histogram()
+
+    def on_answer(scheduled_ns: int, sent_ns: int, answered_ns: int) -> None:
+        hist.record(answered_ns - sent_ns)
+        corrected.record(answered_ns - scheduled_ns)
+
+    counters_before = client.counters
+    run = open_loop(client, b"x" * msg_size, duration_s, rate, on_answer)
     return {"system": "aeronpy", "mode": "latency", "msg_size": msg_size, "offered_rate": rate,
-            "achieved_rate": hist.count / elapsed, "messages": hist.count, "skipped": skipped,
-            "unanswered": len(sent), "latency": hist.summary_us(),
+            "achieved_rate": hist.count / run["elapsed_s"], "messages": hist.count,
+            "skipped": run["skipped"], "unanswered": run["unanswered"],
+            "latency": hist.summary_us(),
             "corrected_latency": corrected.summary_us(), "histogram": hist.to_dict(),
             # what the client did besides sending (re-sends after a stall, redirects ...), so
             # a tail in the histogram can be traced to its cause

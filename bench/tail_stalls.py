@@ -85,41 +85,10 @@ def collect_canaries(canaries) -> Dict[int, List[Tuple[int, int]]]:
 
 
 def open_loop(client, seconds: float, rate: float) -> List[Tuple[int, int]]:
-    """(send ns, latency ns) of every answered request, as ``aeronpy bench`` offers them."""
-    payload = b"x" * 32
-    sent: Dict[int, int] = {}
+    """(send ns, latency ns) of every answered request, offered as ``aeronpy bench`` does."""
     done: List[Tuple[int, int]] = []
-
-    def on_reply(cid: int, _payload) -> None:
-        t = sent.pop(cid, None)
-        if t is not None:
-            done.append((t, time.monotonic_ns() - t))
-
-    wait = B._socket_waiter(client)
-    gap = int(1e9 / rate)
-    start = time.monotonic_ns()
-    end = start + int(seconds * 1e9)
-    scheduled = start
-    while True:
-        now = time.monotonic_ns()
-        if now >= end:
-            break
-        work = 0
-        while scheduled <= now:
-            if len(sent) < B.MAX_LATENCY_IN_FLIGHT:
-                cid = client.offer(payload)
-                if cid > 0:
-                    sent[cid] = time.monotonic_ns()
-                    work += 1
-            scheduled += gap
-        work += client.poll_egress(on_reply)
-        if not work:
-            ahead = scheduled - time.monotonic_ns()
-            if ahead > 0:
-                wait(min(ahead, 1_000_000))
-    drain = time.monotonic() + 5.0
-    while sent and time.monotonic() < drain:
-        client.poll_egress(on_reply)
+    B.open_loop(client, b"x" * 32, seconds, rate,
+                lambda _scheduled, sent, answered: done.append((sent, answered - sent)))
     done.sort()
     return done
 

@@ -20,6 +20,8 @@ import time
 import weakref
 from typing import Callable, Dict, Iterable, List, Optional, Sequence
 
+from aeronpy.testing.waits import wait_until
+
 _LIVE: "weakref.WeakSet[ProcessCluster]" = weakref.WeakSet()
 
 
@@ -205,12 +207,7 @@ class ProcessCluster:
             time.sleep(interval_s)
 
     def wait_for(self, predicate: Callable[[], bool], timeout_s: float, interval_s: float = 0.01) -> bool:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if predicate():
-                return True
-            time.sleep(interval_s)
-        return predicate()
+        return wait_until(predicate, timeout_s, interval_s)
 
     def tail_log(self, member: int, lines: int = 40) -> str:
         try:

@@ -8,7 +8,6 @@ a node in invoker mode, a node whose pinning fails, and ``python -m aeronpy node
 import os
 import signal
 import threading
-import time
 
 import pytest
 
@@ -19,6 +18,7 @@ from aeronpy.errors import ConfigError
 from aeronpy.service import Role
 from aeronpy.testing.process_cluster import ProcessCluster, free_udp_ports
 from aeronpy.testing.services import EchoService
+from aeronpy.testing.waits import wait_until as _wait_until
 
 if not hasattr(os, "sched_setaffinity"):
     pytest.skip("os.sched_setaffinity is Linux-only", allow_module_level=True)
@@ -48,12 +48,7 @@ def node_config(tmp_path, name="n0", **changes) -> NodeConfig:
 
 
 def wait_until(predicate, timeout_s: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return predicate()
+    return _wait_until(predicate, timeout_s)
 
 
 def duty_cycle_tid(node) -> int:

@@ -24,6 +24,7 @@ from aeronpy.cluster.counters import ConsensusModuleState, CountersReader
 from aeronpy.cluster.snapshotting import decode_snapshot
 from aeronpy.errors import ClusterTimeoutError, NotConnectedError
 from aeronpy.testing.process_cluster import ProcessCluster
+from aeronpy.testing.waits import wait_until as _wait_until
 
 pytestmark = pytest.mark.process
 
@@ -78,12 +79,7 @@ def add(client, amount: int = 1, timeout_s: float = 5.0) -> int:
 
 
 def wait_until(predicate, timeout_s: float, interval_s: float = 0.02) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval_s)
-    return predicate()
+    return _wait_until(predicate, timeout_s, interval_s)
 
 
 def roles(pc: ProcessCluster) -> str:

@@ -10,6 +10,7 @@ import struct
 import time
 from typing import Callable, Iterable, Optional
 
+from aeronpy.testing.waits import wait_until as _wait_until
 from aeronpy.errors import ClusterTimeoutError, NotConnectedError
 
 COUNTER_SERVICE = "aeronpy.testing.services:CounterService"
@@ -23,12 +24,7 @@ def counters(pc, member: int) -> dict:
 
 
 def wait_until(predicate: Callable[[], bool], timeout_s: float, interval_s: float = 0.02) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval_s)
-    return predicate()
+    return _wait_until(predicate, timeout_s, interval_s)
 
 
 def settled(pc, members: Iterable[int]) -> bool:

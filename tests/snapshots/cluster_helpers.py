@@ -12,6 +12,7 @@ from aeronpy.cluster.config import NodeConfig
 from aeronpy.cluster.node import ClusterNode
 from aeronpy.testing.process_cluster import free_udp_ports
 from aeronpy.testing.services import CounterService
+from aeronpy.testing.waits import wait_until
 
 FAST = dict(election_timeout_ms=150, heartbeat_interval_ms=30, leader_heartbeat_timeout_ms=300,
             session_timeout_ms=5000, idle_strategy="sleep", log_level="WARNING")
@@ -68,12 +69,7 @@ class LocalCluster:
         return None
 
     def wait_for(self, predicate: Callable[[], bool], timeout_s: float) -> bool:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if predicate():
-                return True
-            time.sleep(0.01)
-        return predicate()
+        return wait_until(predicate, timeout_s)
 
     def client(self, timeout_s: float = 10.0) -> ClusterClient:
         return ClusterClient.connect(self.endpoints, timeout_s=timeout_s)

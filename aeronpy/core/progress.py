@@ -28,7 +28,8 @@ class Progress:
         self.probe_sent = False
         self.inflight: deque = deque()   # last index of each unacknowledged AppendEntries
         self.max_inflight = max_inflight
-        self.last_ack_ns = now_ns        # last time match advanced (retransmit timer)
+        self.last_ack_ns = now_ns        # retransmit timer start: match advanced, or an append
+                                         # went in flight after none
         self.last_heard_ns = now_ns      # last time any message came from it (check-quorum)
         self.pending_snapshot_index = 0
 

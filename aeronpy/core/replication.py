@@ -57,6 +57,13 @@ class LeaderReplication:
         max_bytes = core.config.max_append_bytes
         while pr.can_send():
             if pr.next <= log.base_index:
+                if not self._recently_active(pr):
+                    # A snapshot sent now may go nowhere and then wait out its ack timeout.
+                    # Probe instead; its heartbeat answer (proof of life) brings us back here.
+                    if pr.mode != PROBE:
+                        pr.become_probe(pr.next)
+                    pr.probe_sent = True
+                    return
                 pr.become_snapshot(log.base_index)
                 core.request_snapshot(pr.member_id, log.base_index, log.base_term)
                 return
@@ -70,13 +77,21 @@ class LeaderReplication:
             core.send(pr.member_id, AppendEntries(core.term, prev, log.term_at(prev), core.commit_index,
                                                   blob, count))
             pr.on_sent(prev + count)
-            if pr.mode == REPLICATE and len(pr.inflight) == 1 \
-                    and pr.last_ack_ns + core.config.retransmit_timeout_ns < self.tick_due_ns:
+            if pr.mode == REPLICATE and len(pr.inflight) == 1:
                 self._retransmit_timer_started(pr)
 
+    def _recently_active(self, pr: Progress) -> bool:
+        """Heard from within a retransmit timeout (as etcd's RecentActive): worth a snapshot."""
+        return self.core.now_ns - pr.last_heard_ns <= self.core.config.retransmit_timeout_ns
+
     def _retransmit_timer_started(self, pr: Progress) -> None:
-        """``pr`` has an append in flight again: its retransmit timer runs from its last ack
-        (which may be long ago), so the next tick may be due sooner than computed."""
+        """``pr`` has an append in flight after none: its retransmit timer starts now. Counting
+        from the last ack instead (long past after a quiet spell) took the first append of
+        every burst for lost on the next tick: a needless probe re-sent it, and the rest of
+        the burst waited in PROBE for that probe's answer. The next tick may be due sooner."""
+        now = self.core.now_ns
+        if pr.last_ack_ns < now:
+            pr.last_ack_ns = now
         due = pr.last_ack_ns + self.core.config.retransmit_timeout_ns
         if due < self.tick_due_ns:
             self.tick_due_ns = due

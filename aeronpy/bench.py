@@ -98,15 +98,6 @@ def _connect(cluster):
                                  config=ClientConfig(window_messages=THROUGHPUT_WINDOW))
 
 
-def _socket_waiter(client) -> Callable[[int], object]:
-    """``wait(timeout_ns)``: block until a datagram reaches the client or the timeout passes.
-    A transport without a socket (in-memory) falls back to a short sleep."""
-    wait = getattr(getattr(client, "_transport", None), "wait_readable", None)
-    if wait is not None:
-        return wait
-    return lambda timeout_ns: time.sleep(min(timeout_ns, 100_000) / 1e9)
-
-
 def _counter_changes(before: Dict[str, int], after: Dict[str, int]) -> Dict[str, int]:
     return {k: v - before.get(k, 0) for k, v in after.items()
             if isinstance(v, int) and v != before.get(k, 0) and k != "offers"}
@@ -169,7 +160,7 @@ def open_loop(client, payload: bytes, duration_s: float, rate: float,
             on_answer(times[0], times[1], time.monotonic_ns())
 
     gap_ns = int(1e9 / rate)
-    wait = _socket_waiter(client)
+    wait = client.wait_for_egress
     start = time.monotonic_ns()
     end = start + int(duration_s * 1e9)
     scheduled = start
@@ -197,7 +188,7 @@ def open_loop(client, payload: bytes, duration_s: float, rate: float,
             # the 3 node processes on a 2-core machine: open-loop p50 522 us spinning.
             ahead = scheduled - time.monotonic_ns()
             if ahead > 0:
-                wait(min(ahead, 1_000_000))
+                wait(min(ahead, 1_000_000) / 1e9)
     elapsed = (time.monotonic_ns() - start) / 1e9
     drain = time.monotonic() + 5.0
     while sent and time.monotonic() < drain:

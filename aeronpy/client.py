@@ -155,6 +155,23 @@ class ClusterClient:
         """The idle strategy of a loop waiting on this client (parks on its socket if it can)."""
         return _Backoff(getattr(self._transport, "wait_readable", None))
 
+    def wait_for_egress(self, timeout_s: float) -> bool:
+        """Block until a datagram reaches this client or ``timeout_s`` passes, without spinning;
+        True when one is waiting (``poll_egress`` handles it).
+
+        For a sender on a schedule: wait until its next send is due while a reply can still
+        end the wait (``backoff()`` parks up to 1 ms, which can overshoot a schedule). The
+        client's own timers (keepalive, re-sends) run in ``poll_egress``, so call it at least
+        every few ms. A transport without a socket (the in-memory ones) sleeps at most 100 us
+        and returns False.
+        """
+        wait = getattr(self._transport, "wait_readable", None)
+        if wait is None:
+            if timeout_s > 0:
+                time.sleep(min(timeout_s, 1e-4))
+            return False
+        return bool(wait(max(0, int(timeout_s * 1e9))))
+
     # ---- public API ---------------------------------------------------------------------
     @property
     def session_id(self) -> int:

@@ -7,7 +7,6 @@ figure, duty_cycles included, is current. Each check has a negative control."""
 from __future__ import annotations
 
 import random
-import socket
 import time
 
 import pytest
@@ -19,22 +18,25 @@ from aeronpy.cluster.counters import CountersReader
 from aeronpy.cluster.node import ClusterNode
 from aeronpy.cluster.timers import TimerTable
 from aeronpy.service import ClusteredService, Role
+from aeronpy.testing.process_cluster import free_udp_ports
 
 INTERVAL_S = node_module._COUNTERS_INTERVAL_NS / 1e9     # the real one, whatever a test patches
 
 
-def _free_udp_port() -> int:
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+def _lead(node) -> float:
+    """Run a one-member node's duty cycle until it leads; returns the deadline (10 s from the
+    start), which the caller's later waits share."""
+    deadline = time.monotonic() + 10.0
+    while node.role != Role.LEADER and time.monotonic() < deadline:
+        node.do_work()
+    return deadline
 
 
 def _single_member(tmp_path, node_class=ClusterNode):
+    ports = free_udp_ports(2)       # distinct: two port-0 binds in a row may return one port
     raw = {"cluster_id": 1, "data_dir": str(tmp_path / "m0"),
-           "members": [{"id": 0, "host": "127.0.0.1", "consensus_port": _free_udp_port(),
-                        "ingress_port": _free_udp_port()}]}
+           "members": [{"id": 0, "host": "127.0.0.1", "consensus_port": ports[0],
+                        "ingress_port": ports[1]}]}
     return node_class(NodeConfig.from_dict(raw, member_id=0), [ClusteredService()])
 
 
@@ -44,9 +46,7 @@ def _role_seen_at_once(tmp_path, node_class=ClusterNode) -> bool:
     node = _single_member(tmp_path, node_class)
     try:
         reader = CountersReader(node.config.data_dir)
-        deadline = time.monotonic() + 10.0
-        while node.role != Role.LEADER and time.monotonic() < deadline:
-            node.do_work()
+        _lead(node)
         assert node.role == Role.LEADER
         values = reader.read()
         return values["role"] == int(Role.LEADER) and values["leader_id"] == 0
@@ -104,9 +104,7 @@ def _figures_current_when_idle(tmp_path, node_class=ClusterNode) -> bool:
     node = _single_member(tmp_path, node_class)
     try:
         reader = CountersReader(node.config.data_dir)
-        deadline = time.monotonic() + 10.0
-        while node.role != Role.LEADER and time.monotonic() < deadline:
-            node.do_work()
+        deadline = _lead(node)
         member = node.config.members[0]
         client = ClusterClient.open(f"{member.host}:{member.ingress_port}")
         try:

@@ -4,7 +4,6 @@ Regression: while a Ready waited for its fsync, the next duty cycle stepped and 
 core, which refuses input before ``advance(rd)``; the node stopped with a RuntimeError on its
 first persisted entry. A single-member cluster elects itself and commits through that path.
 """
-import socket
 import time
 
 import pytest
@@ -12,21 +11,15 @@ import pytest
 from aeronpy.cluster.config import NodeConfig
 from aeronpy.cluster.node import ClusterNode
 from aeronpy.service import ClusteredService, Role
-
-
-def _free_udp_port() -> int:
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+from aeronpy.testing.process_cluster import free_udp_ports
 
 
 @pytest.mark.parametrize("file_sync", ["data", "full"])
 def test_single_member_node_commits_through_background_sync(tmp_path, file_sync):
+    ports = free_udp_ports(2)       # distinct: two port-0 binds in a row may return one port
     raw = {"cluster_id": 1, "file_sync": file_sync, "data_dir": str(tmp_path / "m0"),
-           "members": [{"id": 0, "host": "127.0.0.1", "consensus_port": _free_udp_port(),
-                        "ingress_port": _free_udp_port()}]}
+           "members": [{"id": 0, "host": "127.0.0.1", "consensus_port": ports[0],
+                        "ingress_port": ports[1]}]}
     node = ClusterNode(NodeConfig.from_dict(raw, member_id=0), [ClusteredService()])
     try:
         deadline = time.monotonic() + 10.0

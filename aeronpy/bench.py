@@ -13,7 +13,9 @@ separate client), see :mod:`aeronpy.testing.pysyncobj_harness`. Parts, per messa
   in flight when needed) and times each offer to its reply; PySyncObj in its unbatched setting,
   one synchronous call at a time (it cannot pipeline a synchronous call). HDR-style histogram
   (p50, p90, p99, p99.9, max). Both also report the achieved rate, since a system that cannot
-  keep up with the offered rate shows it there.
+  keep up with the offered rate shows it there. aeronpy's open loop also reports the CPU per
+  request of each of its processes (Linux), which is what decides how its tail copes with a
+  CPU taken by something else (bench/results/perf.md, "The open-loop tail at 10k/s").
 * **failover gap**: kill -9 the leader while a request is offered every millisecond; the gap is
   from the kill to the first reply to a message offered after the kill (PySyncObj: first
   command committed after the kill). Default settings for both.
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
+import glob
 import json
 import os
 import platform
@@ -196,8 +199,32 @@ def open_loop(client, payload: bytes, duration_s: float, rate: float,
     return {"elapsed_s": elapsed, "skipped": skipped, "unanswered": len(sent)}
 
 
-def aeronpy_latency(client, msg_size: int, duration_s: float, rate: float) -> Dict[str, object]:
-    """Open-loop offers at ``rate``/s; latency from each offer (and from its schedule) to its reply."""
+def cpu_ns(pid: int) -> int:
+    """CPU time of every thread of ``pid`` so far, in ns, from the scheduler's exact account
+    (``/proc/<pid>/task/*/schedstat``; 0 where there is no such file, e.g. off Linux)."""
+    total = 0
+    for path in glob.glob(f"/proc/{pid}/task/*/schedstat"):
+        try:
+            with open(path) as f:
+                total += int(f.read().split()[0])
+        except (OSError, ValueError, IndexError):
+            pass              # a thread that ended between listing and reading
+    return total
+
+
+def _cpu_per_request(pids: Dict[str, int], before: Dict[str, int], requests: int) -> Dict[str, float]:
+    """CPU us per request of each named process since ``before``, and their sum."""
+    out = {name: round((cpu_ns(pid) - before[name]) / 1000 / max(1, requests), 1)
+           for name, pid in pids.items()}
+    if out:
+        out["all"] = round(sum(out.values()), 1)
+    return out
+
+
+def aeronpy_latency(client, msg_size: int, duration_s: float, rate: float,
+                    pids: Optional[Dict[str, int]] = None) -> Dict[str, object]:
+    """Open-loop offers at ``rate``/s; latency from each offer (and from its schedule) to its
+    reply; with ``pids`` ({name: pid}) also the CPU per request of those processes."""
     hist, corrected = Histogram(), Histogram()
 
     def on_answer(scheduled_ns: int, sent_ns: int, answered_ns: int) -> None:
@@ -205,8 +232,14 @@ def aeronpy_latency(client, msg_size: int, duration_s: float, rate: float) -> Di
         corrected.record(answered_ns - scheduled_ns)
 
     counters_before = client.counters
+    pids = dict(pids or {})
+    cpu_before = {name: cpu_ns(pid) for name, pid in pids.items()}
     run = open_loop(client, b"x" * msg_size, duration_s, rate, on_answer)
+    cpu = _cpu_per_request(pids, cpu_before, hist.count)
     return {"system": "aeronpy", "mode": "latency", "msg_size": msg_size, "offered_rate": rate,
+            # the four processes share the machine: at 10k/s this is what keeps the cores busy
+            # and sets how well a stolen CPU is absorbed (bench/results/perf.md)
+            "cpu_us_per_request": cpu,
             "achieved_rate": hist.count / run["elapsed_s"], "messages": hist.count,
             "skipped": run["skipped"], "unanswered": run["unanswered"],
             "latency": hist.summary_us(),
@@ -296,6 +329,16 @@ def aeronpy_failover(msg_size: int) -> Dict[str, object]:
         cluster.close()
 
 
+def _process_names(cluster) -> Dict[str, int]:
+    """{"leader" / "follower N" / "client": pid} of the running cluster and this process."""
+    names = {}
+    for member, proc in sorted(cluster.procs.items()):
+        role = (cluster.read_counters(member) or {}).get("role")
+        names["leader" if role == 2 else f"follower {member}"] = proc.pid
+    names["client"] = os.getpid()
+    return names
+
+
 def run_aeronpy(sizes: Sequence[int], duration_s: float, rate: float,
                 throughput_only_sizes: Sequence[int] = ()) -> List[Dict[str, object]]:
     results: List[Dict[str, object]] = []
@@ -304,11 +347,12 @@ def run_aeronpy(sizes: Sequence[int], duration_s: float, rate: float,
         client = _connect(cluster)
         try:
             aeronpy_throughput(client, sizes[0], min(0.5, duration_s))      # warm up
+            pids = _process_names(cluster)
             for size in sizes:
                 results.append(aeronpy_throughput(client, size, duration_s))
                 if size == sizes[0]:
                     results.append(aeronpy_throughput(client, size, duration_s, DEFAULT_WINDOW))
-                results.append(aeronpy_latency(client, size, duration_s, rate))
+                results.append(aeronpy_latency(client, size, duration_s, rate, pids))
                 results.append(aeronpy_latency_serial(client, size, duration_s, rate))
             for size in throughput_only_sizes:
                 results.append(aeronpy_throughput(client, size, duration_s))
@@ -429,6 +473,11 @@ def format_table(report: dict) -> str:
         if key not in seen:
             seen.add(key)
             lines.append(f"  {r['system']:9} {r['mode']:10} {r.get('settings', '')}")
+    for r in report["aeronpy"]:
+        cpu = r.get("cpu_us_per_request")
+        if r["mode"] == "latency" and cpu:
+            lines.append(f"  CPU us per request, open loop {r['msg_size']} B: "
+                         + ", ".join(f"{k} {v:g}" for k, v in cpu.items()))
     lines.append("targets (issue 9, 32-byte messages):")
     for name, t in report["targets"].items():
         state = {True: "met", False: "NOT met", None: "not measured"}[t["met"]]

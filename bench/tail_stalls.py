@@ -23,7 +23,6 @@ late wake-up can be seen with ``perf record -e sched:sched_switch -a`` (bench/re
 from __future__ import annotations
 
 import argparse
-import glob
 import os
 import subprocess
 import sys
@@ -110,17 +109,6 @@ def stall_events(done: List[Tuple[int, int]]) -> List[List[int]]:
     return events
 
 
-def cpu_ns(pid: int) -> int:
-    total = 0
-    for path in glob.glob(f"/proc/{pid}/task/*/schedstat"):
-        try:
-            with open(path) as f:
-                total += int(f.read().split()[0])
-        except (OSError, ValueError, IndexError):
-            pass              # a thread that ended between listing and reading
-    return total
-
-
 def report_run(i: int, done, late, cpu_before, cpu_after, names) -> None:
     hist = Histogram()
     for _t, lat in done:
@@ -179,9 +167,9 @@ def main(argv=None) -> int:
             for i in range(args.runs):
                 canaries = start_canaries(args.seconds + 0.5, work)
                 time.sleep(0.2)                                   # let them settle first
-                before = [cpu_ns(p) for p in pids]
+                before = [B.cpu_ns(p) for p in pids]
                 done = open_loop(client, args.seconds, args.rate)
-                after = [cpu_ns(p) for p in pids]
+                after = [B.cpu_ns(p) for p in pids]
                 report_run(i, done, collect_canaries(canaries), before, after, names)
         finally:
             client.close()

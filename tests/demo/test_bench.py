@@ -33,6 +33,11 @@ def test_quick_bench_reports_numbers_for_both_systems():
         assert rows[metric]["pysyncobj"] and rows[metric]["pysyncobj"] > 0, metric
         assert rows[metric]["ratio"] and rows[metric]["ratio"] > 0, metric
     assert rows["open loop 32 B p50 (us)"]["aeronpy"] > 0
+    [open_loop] = [r for r in report["aeronpy"] if r["mode"] == "latency" and r["msg_size"] == 32]
+    cpu = open_loop["cpu_us_per_request"]         # every process of the run, from /proc
+    assert {"leader", "client", "all"} <= set(cpu) and len(cpu) == 5
+    assert sum(1 for k in cpu if k.startswith("follower ")) == 2
+    assert all(v > 0 for v in cpu.values()) and cpu["all"] >= cpu["leader"] + cpu["client"]
     assert report["machine"]["nproc"] >= 1
     assert {r["system"] for r in report["pysyncobj"]} == {"pysyncobj"}
 

@@ -29,6 +29,7 @@ from aeronpy.cluster import entries as E  # noqa: E402
 from aeronpy.cluster import protocol as P  # noqa: E402
 from aeronpy.cluster.module import ConsensusModule  # noqa: E402
 from aeronpy.cluster.module_config import ModuleConfig  # noqa: E402
+from aeronpy.core.raft import RaftCore  # noqa: E402
 from aeronpy.service import Role  # noqa: E402
 from aeronpy.testing.services import EchoService  # noqa: E402
 
@@ -39,19 +40,13 @@ class _LeaderState:
 
 
 class _Core:
-    """RaftCore.propose's work (aeronpy/core/raft.py), nothing else."""
+    """A leading core with RaftCore.propose's work (the real method), nothing else."""
+    propose = RaftCore.propose
+
     def __init__(self, log: LogIndex):
         self.role, self.term, self.leader_id, self.log = Role.LEADER, 1, 0, log
         self.commit_index = 0
         self.leader_state = _LeaderState()
-
-    def propose(self, entry_type, payload) -> int:
-        leader_state = self.leader_state
-        if leader_state is None or leader_state.transfer_target is not None:
-            return 0
-        index = self.log.append(self.term, entry_type, payload)
-        leader_state.broadcast_pending = True
-        return index
 
 
 def _ready_leader(sessions: int):

@@ -360,14 +360,17 @@ class Keeper(RecordingService):
         super().on_session_message(session, timestamp_ns, message)
 
 
-@pytest.mark.parametrize("role", [Role.LEADER, Role.FOLLOWER])
-def test_message_views_are_released_after_the_call(role):
+def apply_until_the_service_raises(role, log_store=None) -> "Keeper":
+    """Apply a session's a, b, c, boom, d in one run (on ``log_store`` when given, else the
+    fake core's log); the Keeper raises at boom. Returns it, with the views it was handed."""
     bodies = [b"a", b"b", b"c", b"boom", b"d"]
     log = [(1, E.SESSION_OPEN, E.encode_session_open(1_000, 1, 11, ENDPOINT))]
     log += [(1, E.SESSION_MESSAGE, E.encode_session_message(2_000, 1, i + 1, 70 + i, 0, body))
             for i, body in enumerate(bodies)]
     core = FakeCore(0)
     core.role, core.term = role, 1
+    if log_store is not None:
+        core.log = log_store
     for entry in log:
         core.log.append(*entry)
     service = Keeper()
@@ -377,6 +380,12 @@ def test_message_views_are_released_after_the_call(role):
         module.apply_ready(SimpleNamespace(apply_lo=1, apply_hi=len(log) + 1), 5_000)
     assert module.applied_index == 5 and len(service.kept) == 4      # stopped at b"boom"
     assert service.messages == [b"a", b"b", b"c"]
+    return service
+
+
+@pytest.mark.parametrize("role", [Role.LEADER, Role.FOLLOWER])
+def test_message_views_are_released_after_the_call(role):
+    service = apply_until_the_service_raises(role)
     for view in service.kept:
         with pytest.raises(ValueError):
             bytes(view)                            # released once its callback returned (or raised)

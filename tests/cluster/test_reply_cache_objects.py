@@ -15,13 +15,12 @@ from aeronpy.cluster import entries as E
 from aeronpy.cluster.container import ServiceError
 from aeronpy.cluster.entries import EntryDecodeError
 from aeronpy.cluster.module import ConsensusModule
-from aeronpy.cluster.module_config import ModuleConfig
 from aeronpy.cluster.sessions import SessionState
 from aeronpy.service import Role
 
-from .fakes import FakeCore
-from .test_apply_fast_path import (LEADER, Keeper, ReferenceModule, apply_in_batches,
-                                   apply_one_by_one, member, observe, random_log)
+from .test_apply_fast_path import (LEADER, ReferenceModule, apply_in_batches,
+                                   apply_one_by_one, apply_until_the_service_raises, member,
+                                   observe, random_log)
 
 # snapshot_state() of member(random_log(Random(4), 60), LEADER, "small_cache") after applying
 # the whole log, computed on main 6eeaa45 (14 cached seqs, one with two replies)
@@ -128,17 +127,7 @@ def session_log(bodies) -> list:
 
 @pytest.mark.parametrize("role", [Role.LEADER, Role.FOLLOWER])
 def test_views_from_the_real_log_are_released_after_the_call(role):
-    log = session_log([b"a", b"b", b"c", b"boom", b"d"])
-    core = FakeCore(0)
-    core.role, core.term, core.log = role, 1, LogIndex()
-    for entry in log:
-        core.log.append(*entry)
-    service = Keeper()
-    module = ConsensusModule(0, core, [service], ModuleConfig(members={0: "m0:9000"}), 0)
-    module.start()
-    with pytest.raises(ServiceError):
-        module.apply_ready(SimpleNamespace(apply_lo=1, apply_hi=len(log) + 1), 5_000)
-    assert module.applied_index == 5 and service.messages == [b"a", b"b", b"c"]
+    service = apply_until_the_service_raises(role, LogIndex())
     for view in service.kept:
         with pytest.raises(ValueError):
             bytes(view)

@@ -22,6 +22,8 @@ separate client), see :mod:`aeronpy.testing.pysyncobj_harness`. Parts, per messa
 
 Figures on a shared machine are noisy: compare the two systems through the ratios, which are
 measured in the same run. ``--quick`` (1 s per part, 32 B) is what the test suite runs.
+``--file-sync data`` (or ``full``) runs aeronpy's cluster with that durability: every member
+fsyncs each append before its copy counts (PySyncObj keeps its defaults, which do not fsync).
 """
 from __future__ import annotations
 
@@ -79,12 +81,12 @@ def machine_info() -> Dict[str, object]:
 
 # -- aeronpy side --------------------------------------------------------------------------------
 
-def _cluster(members: int = 3):
+def _cluster(members: int = 3, file_sync: str = "none"):
     from aeronpy.testing.process_cluster import ProcessCluster
     parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     path = os.environ.get("PYTHONPATH", "")
     cluster = ProcessCluster(members, services=[ECHO_SERVICE],
-                             config={"reply_cache_messages": THROUGHPUT_WINDOW},
+                             config={"reply_cache_messages": THROUGHPUT_WINDOW, "file_sync": file_sync},
                              env={"PYTHONPATH": parent + (os.pathsep + path if path else "")})
     cluster.start()
     if cluster.leader(timeout_s=STARTUP_TIMEOUT_S) is None:
@@ -287,9 +289,9 @@ def aeronpy_latency_serial(client, msg_size: int, duration_s: float, rate: float
                         "(PySyncObj's method)"}
 
 
-def aeronpy_failover(msg_size: int) -> Dict[str, object]:
+def aeronpy_failover(msg_size: int, file_sync: str = "none") -> Dict[str, object]:
     """kill -9 the leader under a 1 kHz request stream; time to the first reply to a post-kill offer."""
-    cluster = _cluster()
+    cluster = _cluster(file_sync=file_sync)
     try:
         client = _connect(cluster)
         try:
@@ -340,9 +342,9 @@ def _process_names(cluster) -> Dict[str, int]:
 
 
 def run_aeronpy(sizes: Sequence[int], duration_s: float, rate: float,
-                throughput_only_sizes: Sequence[int] = ()) -> List[Dict[str, object]]:
+                throughput_only_sizes: Sequence[int] = (), file_sync: str = "none") -> List[Dict[str, object]]:
     results: List[Dict[str, object]] = []
-    cluster = _cluster()
+    cluster = _cluster(file_sync=file_sync)
     try:
         client = _connect(cluster)
         try:
@@ -360,7 +362,7 @@ def run_aeronpy(sizes: Sequence[int], duration_s: float, rate: float,
             client.close()
     finally:
         cluster.close()
-    results.append(aeronpy_failover(sizes[0]))
+    results.append(aeronpy_failover(sizes[0], file_sync))
     return results
 
 
@@ -459,6 +461,10 @@ def format_table(report: dict) -> str:
     m = report["machine"]
     lines = [f"aeronpy vs PySyncObj {report.get('pysyncobj_version', '?')}: 3 processes each on "
              f"127.0.0.1, same run, {report['duration_s']:g} s per part",
+             f"aeronpy file_sync: {report.get('file_sync', 'none')}"
+             + ("" if report.get("file_sync", "none") == "none" else
+                " (every member fsyncs each append before it counts; PySyncObj does not fsync, "
+                "and the targets are for file_sync none)"),
              f"machine: {m.get('nproc')} CPUs, {m.get('cpu', '?')}, {m.get('memory_gib', '?')} GiB, "
              f"load {m.get('loadavg', '?')}, Python {m.get('python')}, {m.get('date')}",
              "", f"{'':38}{'aeronpy':>12}{'PySyncObj':>12}{'ratio':>8}"]
@@ -574,6 +580,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plots", metavar="DIR", default=None,
                    help="also measure throughput at 1024 B and write PNG plots to DIR")
     p.add_argument("--no-pysyncobj", action="store_true", help="aeronpy only")
+    p.add_argument("--file-sync", choices=("none", "data", "full"), default="none",
+                   help="aeronpy's file_sync (default none, as Aeron; PySyncObj keeps its defaults, "
+                        "which do not fsync)")
     return p
 
 
@@ -608,11 +617,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     previous = signal.signal(signal.SIGTERM, lambda signum, _frame: sys.exit(128 + signum))
     signal.signal(signal.SIGINT, signal.default_int_handler)
     report: dict = {"machine": machine_info(), "duration_s": duration, "offered_rate": opts.rate,
+                    "file_sync": opts.file_sync,
                     "command": "aeronpy bench " + " ".join(argv if argv is not None else sys.argv[2:])}
     try:
         log = (lambda text: print(text, file=sys.stderr, flush=True))
         log(f"aeronpy: {len(sizes) * 2 + len(extra_sizes) + 1} parts of ~{duration:g} s ...")
-        report["aeronpy"] = run_aeronpy(sizes, duration, opts.rate, extra_sizes)
+        report["aeronpy"] = run_aeronpy(sizes, duration, opts.rate, extra_sizes, opts.file_sync)
         report["pysyncobj"] = []
         if with_pso:
             from aeronpy.testing.pysyncobj_harness import _pysyncobj_version

@@ -66,3 +66,35 @@ def test_bad_arguments_are_refused(capsys):
     assert bench.main(["--sizes", "a,b", "--no-pysyncobj"]) == 2
     assert bench.main(["--duration", "-1", "--no-pysyncobj"]) == 2
     assert "positive" in capsys.readouterr().err
+
+
+def test_file_sync_reaches_the_benchmarks_cluster():
+    cluster = bench._cluster(file_sync="data")
+    try:
+        with open(cluster.config_path) as f:
+            text = f.read()
+        assert 'file_sync = "data"' in text
+    finally:
+        cluster.close()
+
+
+@pytest.mark.process
+def test_quick_bench_with_file_sync_data_reports_it():
+    proc = subprocess.run([sys.executable, "-m", "aeronpy", "bench", "--quick", "--no-pysyncobj",
+                           "--file-sync", "data", "--json"],
+                          capture_output=True, text=True, timeout=150, cwd=REPO_ROOT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(proc.stdout)
+    assert report["file_sync"] == "data"
+    table = bench.format_table(report)
+    assert "aeronpy file_sync: data (every member fsyncs" in table
+    rows = {r["metric"]: r for r in report["rows"]}
+    assert rows["1-at-a-time 32 B p50 (us)"]["aeronpy"] > 0
+    assert rows["failover gap (ms)"]["aeronpy"] > 0
+
+
+def test_a_bad_file_sync_is_refused(capsys):
+    with pytest.raises(SystemExit) as exc:
+        bench.main(["--file-sync", "sometimes", "--no-pysyncobj"])
+    assert exc.value.code == 2
+    assert "--file-sync" in capsys.readouterr().err

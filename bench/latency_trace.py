@@ -77,12 +77,16 @@ def _install_tracer(out_path: str) -> None:
             return orig(self, peer_id, payload)
         return f
 
+    def send_messages(orig):
+        def f(self, messages):
+            add((clock(), "ready_send"))     # a leader's go out before its write (send_first)
+            return orig(self, messages)
+        return f
+
     def finish_ready(orig):
         def f(self, rd, now_ns):
             t = clock()
             r = orig(self, rd, now_ns)
-            if rd.messages:
-                add((t, "ready_send"))
             if rd.apply_hi > rd.apply_lo:
                 add((t, "ready_apply"))
             add((clock(), "ready_done"))
@@ -129,6 +133,7 @@ def _install_tracer(out_path: str) -> None:
     wrap(node_cls, "_on_ingress_message", on_ingress)
     wrap(node_cls, "_on_consensus_message", on_consensus)
     wrap(node_cls, "_finish_ready", finish_ready)
+    wrap(node_cls, "_send_messages", send_messages)
     wrap(node_cls, "_send_egress", send_egress)
     wrap(node_cls, "do_work", do_work)
     wrap(transport_cls, "do_work", flush_work)

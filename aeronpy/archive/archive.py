@@ -262,6 +262,15 @@ class Archive:
             raise self._fail(exc, "syncing the log")
         self._durable = max(self._durable, target)
 
+    def on_synced(self, callback) -> bool:
+        """Have ``callback()`` called, on the sync thread, each time a background sync
+        completes (for waking a parked duty cycle). False when syncs run inline (``none``,
+        or the simulator's files): nothing ever completes behind the caller's back."""
+        if self._syncer is None:
+            return False
+        self._syncer.on_complete = callback
+        return True
+
     def poll_synced(self) -> int:
         """The durable index now; raises `ArchiveIOError` if a background sync failed."""
         if self._failure is not None:

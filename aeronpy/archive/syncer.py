@@ -27,6 +27,9 @@ class BackgroundSyncer:
         self._stopping = False
         self.completed = 0                      # highest index made durable
         self.error: BaseException | None = None
+        # Called on this thread each time ``completed`` advances (before the idle housekeeping),
+        # so a duty cycle parked in select can be woken instead of finding out at its next park.
+        self.on_complete: Callable[[], None] | None = None
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
@@ -67,6 +70,9 @@ class BackgroundSyncer:
                 with self._cond:
                     self.completed = max(self.completed, target)
                     idle = not self._has_work
+                notify = self.on_complete
+                if notify is not None:
+                    notify()
                 if idle:
                     self._when_idle()
             except BaseException as exc:  # kept for the duty cycle; nothing more is synced

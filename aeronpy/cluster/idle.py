@@ -12,7 +12,8 @@ Parking need not be blind: give `BackoffIdleStrategy` a ``waiter(timeout_s)`` (f
 without spinning, yielding or short parks first: the wait ends at the next datagram anyway,
 and on shared cores the CPU a node burns on empty cycles is what its peers need to produce
 that datagram. What is not a datagram waits at most 1 ms, as in a backoff's longest park
-(timers, the client's resend; the node parks briefly while a Ready waits for its fsync).
+(timers, the client's resend). A node whose Ready waits for its fsync adds a pipe to the
+sockets, which its sync thread writes when the sync is done.
 
 Every strategy counts what it did (``spins``, ``yields``, ``parks``) and takes its sleep and
 yield functions as arguments, so tests check the behaviour, never the timing.
@@ -29,7 +30,6 @@ from aeronpy.errors import ConfigError
 __all__ = [
     "IdleStrategy", "BusySpinIdleStrategy", "YieldingIdleStrategy", "SleepingIdleStrategy",
     "BackoffIdleStrategy", "idle_strategy_from_name", "select_waiter", "IDLE_STRATEGY_NAMES",
-    "short_park_strategy",
 ]
 
 
@@ -195,12 +195,6 @@ def select_waiter(sockets: Iterable) -> Callable[[float], bool]:
 
 IDLE_STRATEGY_NAMES = ("busy-spin", "yield", "backoff", "sleep")
 _WAIT_PARK_S = 0.001     # a park that ends at the next datagram: the longest backoff park
-
-
-def short_park_strategy(waiter: Callable[[float], object]) -> "BackoffIdleStrategy":
-    """Parks of 16 us doubling to 1 ms, each ended early by input: for waiting on something
-    that is not a datagram and finishes soon (the archive's fsync of a pending Ready)."""
-    return BackoffIdleStrategy(max_spins=0, max_yields=0, waiter=waiter)
 
 
 def idle_strategy_from_name(name: str, *, waiter: Optional[Callable[[float], object]] = None

@@ -18,9 +18,11 @@ _BUGS: set = set()
 """Deliberately broken rules, switched on by negative-control tests only (empty in production).
 
 Known names: ``vote_not_persisted``, ``commit_old_term_by_counting``,
-``truncate_matching_entries``.
+``truncate_matching_entries``, ``acks_before_persist`` (every Ready may send before its write,
+a follower's acknowledgements and votes too).
 """
-KNOWN_BUGS = frozenset({"vote_not_persisted", "commit_old_term_by_counting", "truncate_matching_entries"})
+KNOWN_BUGS = frozenset({"vote_not_persisted", "commit_old_term_by_counting", "truncate_matching_entries",
+                        "acks_before_persist"})
 
 
 class CoreConfig:

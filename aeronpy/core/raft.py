@@ -174,9 +174,16 @@ class RaftCore:
             leader_state.broadcast()
         role_changed = self.role if self.role != self._reported_role else None
         leader_changed = self.leader_id != self._reported_leader
-        rd = Ready(self._truncate_from, self._pending_hard_state, self.persisted_index + 1,
+        hard_state = self._pending_hard_state
+        truncate_from = self._truncate_from
+        # A leader's messages (appends, heartbeats, refusals) promise nothing about its disk;
+        # a term or vote not yet saved (a lone member elects itself in one step) goes first.
+        send_first = leader_state is not None and hard_state is None and truncate_from is None
+        if _config._BUGS and "acks_before_persist" in _config._BUGS:
+            send_first = True
+        rd = Ready(truncate_from, hard_state, self.persisted_index + 1,
                    self.log.last_index + 1, self._messages, self.applied_index + 1, self.commit_index + 1,
-                   self.commit_index, role_changed, leader_changed, self._snapshot_requests)
+                   self.commit_index, role_changed, leader_changed, self._snapshot_requests, send_first)
         self._messages = []
         self._snapshot_requests = []
         self._pending_hard_state = None

@@ -25,6 +25,11 @@ class MemberStopped(Exception):
     """The member hit a fault it must not continue past (a service raised: ServiceError)."""
 
 
+class CrashedMidReady(Exception):
+    """An armed member (``SimCluster.crash_mid_ready``) crashed inside a duty cycle: after
+    sending what its Ready lets go out first, before writing anything of that Ready."""
+
+
 class _ApplyRange:
     """The part of a Ready that ``ConsensusModule.apply_ready`` reads: [apply_lo, apply_hi)."""
     __slots__ = ("apply_lo", "apply_hi")
@@ -42,6 +47,7 @@ class SimMember:
         self._sim = sim                  # send_member(src, dst, msg) / send_egress(src, client_ref, msg)
         self._checker = checker
         self._sync = disk.file_sync != "none"
+        self.crash_at_next_write = False   # armed by SimCluster.crash_mid_ready
         recovered = disk.take_recovered()
         self.recovered = recovered
         self.core = RaftCore(core_config, rng, recovered.hard_state, recovered.log,
@@ -126,6 +132,13 @@ class SimMember:
         self.module.drain_egress(self._send_egress)
         self._checker.after_event(self)
 
+    def _send_messages(self, rd) -> None:
+        send = self._sim.send_member
+        checker = self._checker
+        for to, msg in rd.messages:
+            checker.on_send(self, to, msg)
+            send(self.member_id, to, msg)
+
     def _send_egress(self, client_ref, message) -> bool:
         self._sim.send_egress(self.member_id, client_ref, message)
         return True
@@ -140,6 +153,12 @@ class SimMember:
             if not core.has_ready():
                 break
             rd = core.ready()
+            if rd.send_first:
+                self._send_messages(rd)     # a leader's: they promise nothing about our disk
+            if self.crash_at_next_write and (rd.persist_hi > rd.persist_lo or rd.hard_state is not None
+                                             or rd.truncate_from is not None):
+                raise CrashedMidReady(f"member {self.member_id} crashed before writing a Ready "
+                                      f"({len(rd.messages) if rd.send_first else 0} messages already sent)")
             if rd.truncate_from is not None:
                 checker.before_truncate(self, rd.truncate_from)
                 disk.truncate_from(rd.truncate_from)
@@ -153,11 +172,9 @@ class SimMember:
                         raise AssertionError(f"member {self.member_id}: the inline sync left "
                                              f"{rd.persist_hi - 1} not durable")
             checker.on_persisted(self, rd)
-            # ---- _finish_ready: send only what is durable, then apply
-            send = self._sim.send_member
-            for to, msg in rd.messages:
-                checker.on_send(self, to, msg)
-                send(self.member_id, to, msg)
+            # ---- _finish_ready: send only what is durable (unless sent first), then apply
+            if not rd.send_first:
+                self._send_messages(rd)
             if rd.role_changed is not None:
                 checker.on_role_change(self, rd.role_changed)
             applied = rd.apply_hi > rd.apply_lo

@@ -27,7 +27,7 @@ from aeronpy.errors import NotConnectedError
 from aeronpy.service import ClusteredService, Role
 from aeronpy.testing.client import SimClient, SimClientTransport
 from aeronpy.testing.invariants import InvariantChecker
-from aeronpy.testing.member import MemberStopped, SimMember
+from aeronpy.testing.member import CrashedMidReady, MemberStopped, SimMember
 from aeronpy.testing.network import SimNetwork
 from aeronpy.testing.sim_snapshots import SimJobs, SimSnapshotOptions
 from aeronpy.testing.storage import DEFAULT_SIM_SEGMENT_BYTES, SimDisk
@@ -76,6 +76,7 @@ class SimCluster:
         self.snapshot_options = SimSnapshotOptions(snapshot_log_bytes, snapshots_to_keep, snapshot_chunk_bytes,
                                                    snapshot_write_ms)
         self.snapshot_totals = {"snapshots_recorded": 0, "snapshots_installed": 0, "snapshot_restarts": 0}
+        self.crashed_mid_ready = 0               # armed members that crashed (crash_mid_ready)
         self.now_ns = 0
         self.events = 0
         self._seq = 0
@@ -165,6 +166,24 @@ class SimCluster:
         self._kill(member)
         self.disks[member].crash()
         self._note("crash", member, self.disks[member].written_index)
+
+    def crash_mid_ready(self, member: int) -> None:
+        """Arm a running member to crash inside its next duty cycle that writes to its disk:
+        after sending whatever its Ready lets go out before the write (``Ready.send_first``:
+        a leader's appends), before writing any of it. What it sent is out; its disk lacks
+        the Ready's entries (a process crash there: nothing of that Ready was written)."""
+        live = self.members[member]
+        if live is None:
+            raise ValueError(f"member {member} is not running")
+        live.crash_at_next_write = True
+        self._note("crash_mid_ready", member)
+
+    def disarm_crashes(self) -> None:
+        """Members armed by crash_mid_ready that have not crashed yet will not."""
+        for live in self.members:
+            if live is not None:
+                live.crash_at_next_write = False
+        self._note("disarm_crashes")
 
     def power_fail(self, member: int) -> None:
         self._kill(member)
@@ -331,6 +350,12 @@ class SimCluster:
             self._note("stopped", m, exc)
             self._kill(m)
             self.disks[m].crash()
+        except CrashedMidReady:
+            m = member.member_id
+            self._kill(m)
+            self.disks[m].crash()
+            self.crashed_mid_ready += 1
+            self._note("crashed_mid_ready", m, self.disks[m].written_index)
 
     def _tick(self, m: int, incarnation: int) -> None:
         member = self.members[m]

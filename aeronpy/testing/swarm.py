@@ -134,8 +134,11 @@ def replay_command(seed: int, bugs=()) -> str:
 
 
 def run_seed(seed: int, fault_phase_ms: float = FAULT_PHASE_MS, liveness_within_ms: float = LIVENESS_WITHIN_MS,
-             bugs=()) -> SeedResult:
-    """One swarm run; never raises for a cluster failure (the result says what broke)."""
+             bugs=(), mid_ready_crashes: bool = True) -> SeedResult:
+    """One swarm run; never raises for a cluster failure (the result says what broke).
+
+    ``mid_ready_crashes=False`` leaves out the crash_mid_ready fault and its random draw, so a
+    seed runs exactly as it did before that fault existed (regression seeds found then)."""
     unknown = set(bugs) - core_config.KNOWN_BUGS - set(SNAPSHOT_BUGS)
     if unknown:
         raise ValueError(f"unknown bug switch(es): {sorted(unknown)}")
@@ -144,7 +147,7 @@ def run_seed(seed: int, fault_phase_ms: float = FAULT_PHASE_MS, liveness_within_
     core_config._BUGS.update(b for b in bugs if b in core_config.KNOWN_BUGS)
     try:
         with snapshot_bugs([b for b in bugs if b in SNAPSHOT_BUGS]):
-            return _run_seed(seed, fault_phase_ms, liveness_within_ms)
+            return _run_seed(seed, fault_phase_ms, liveness_within_ms, mid_ready_crashes)
     finally:
         core_config._BUGS.clear()
         core_config._BUGS.update(saved)
@@ -200,7 +203,8 @@ class Traffic:
             self.errors.append(f"reply {payload!r} to correlation id {correlation_id}, which offered {body!r}")
 
 
-def _run_seed(seed: int, fault_phase_ms: float, liveness_within_ms: float) -> SeedResult:
+def _run_seed(seed: int, fault_phase_ms: float, liveness_within_ms: float,
+              mid_ready_crashes: bool = True) -> SeedResult:
     plan = random.Random(f"swarm-plan-{seed}")
     members = plan.choice((3, 3, 3, 5, 5))
     file_sync = plan.choice(("data", "full", "none"))
@@ -219,7 +223,7 @@ def _run_seed(seed: int, fault_phase_ms: float, liveness_within_ms: float) -> Se
               "pre_vote": pre_vote, "snapshot_log_bytes": snapshot_log_bytes, "snapshots_to_keep": snapshots_to_keep,
               "partition": 0, "cut": 0, "heal": 0, "crash": 0, "power_fail": 0, "restart": 0,
               "network": 0, "transfer": 0, "offers": 0, "requests": 0, "admin_snapshot": 0,
-              "corrupt_snapshot": 0}
+              "corrupt_snapshot": 0, "crash_mid_ready": 0, "mid_ready_crashes": mid_ready_crashes}
     try:
         traffic = Traffic(sim.client())
         sim.network(**_random_network(plan))
@@ -231,6 +235,7 @@ def _run_seed(seed: int, fault_phase_ms: float, liveness_within_ms: float) -> Se
         # ---- liveness: heal everything, then the cluster must converge
         sim.heal()
         sim.network(drop=0.0, duplicate=0.0, delay_ms=(1.0, 1.0))
+        sim.disarm_crashes()
         for m in range(members):
             if not sim.alive(m):
                 sim.restart(m)
@@ -245,6 +250,7 @@ def _run_seed(seed: int, fault_phase_ms: float, liveness_within_ms: float) -> Se
         traffic.poll()
         sim.check()
         faults.update(sim.snapshot_totals)
+        faults["crashed_mid_ready"] = sim.crashed_mid_ready
         problem = _final_problem(sim, traffic)
         if problem:
             return SeedResult(seed, False, f"{sim.describe()}: {problem}", sim.events, faults, sim.now_ns / 1e6)
@@ -320,6 +326,9 @@ def _random_action(sim: SimCluster, plan, traffic: Traffic, faults: dict) -> Non
         if sim.disks[victim].file_sync != "none" and plan.random() < 0.4:
             sim.power_fail(victim)
             faults["power_fail"] += 1
+        elif faults["mid_ready_crashes"] and plan.random() < 0.3:
+            sim.crash_mid_ready(victim)       # at its next write, after what it sends first
+            faults["crash_mid_ready"] += 1
         else:
             sim.crash(victim)
             faults["crash"] += 1

@@ -33,7 +33,8 @@ def test_swarm_seeds_exercise_every_fault():
             if isinstance(value, (int, float)) and not isinstance(value, bool):
                 totals[key] = totals.get(key, 0) + value
     for fault in ("partition", "cut", "heal", "crash", "power_fail", "restart", "network", "transfer", "offers",
-                  "admin_snapshot", "snapshots_recorded", "snapshots_installed", "snapshot_restarts"):
+                  "admin_snapshot", "snapshots_recorded", "snapshots_installed", "snapshot_restarts",
+                  "crash_mid_ready", "crashed_mid_ready"):
         assert totals.get(fault, 0) > 0, f"no seed injected {fault}: {totals}"
 
 

@@ -1,0 +1,130 @@
+"""A node whose Ready waits for its fsync is woken by the sync thread, not by its next park.
+
+The archive's sync thread writes a byte to a pipe the node's idle strategy waits on (beside the
+sockets) when a sync completes. Before, nothing announced the sync: the node found out at its
+next short park. The test parks a single-member node (no datagram can come) while its fsync is
+held, releases the fsync from another thread, and sees the park end because of it; the negative
+control runs the same node without the pipe and sees the park run out.
+"""
+from __future__ import annotations
+
+import threading
+import time
+
+from aeronpy.archive.archive import Archive
+from aeronpy.cluster.config import NodeConfig
+from aeronpy.cluster.node import ClusterNode
+from aeronpy.service import ClusteredService
+from aeronpy.testing.process_cluster import free_udp_ports
+
+RAW_ENTRY = 15
+PARK_S = 3.0            # long enough that only the sync (or nothing) can end it
+
+
+def _node(tmp_path, file_sync="data"):
+    ports = free_udp_ports(2)
+    raw = {"cluster_id": 1, "file_sync": file_sync, "data_dir": str(tmp_path / "m0"),
+           "members": [{"id": 0, "host": "127.0.0.1", "consensus_port": ports[0],
+                        "ingress_port": ports[1]}]}
+    return ClusterNode(NodeConfig.from_dict(raw, member_id=0), [ClusteredService()])
+
+
+def _park_while_the_sync_is_held(node):
+    """Returns (what the park returned, the durable index right after, the entry's index)."""
+    deadline = time.monotonic() + 10.0
+    while time.monotonic() < deadline and (node.commit_index < 1 or node._pending is not None):
+        node.do_work()
+    assert node.commit_index >= 1 and node._pending is None
+    gate = threading.Event()
+    real = node.archive.fs.fdatasync
+
+    def held(handle):
+        gate.wait(10.0)
+        real(handle)
+    node.archive.fs.fdatasync = held
+    index = node.core.propose(RAW_ENTRY, b"x")
+    node.do_work()                                   # written, sync requested: waiting for it
+    node.do_work()                                   # (drains any earlier wake-up)
+    assert node._pending is not None
+    releaser = threading.Timer(0.05, gate.set)
+    releaser.start()
+    try:
+        woke = node._idle._park(PARK_S)              # the node's own waiter, as its idle parks
+    finally:
+        gate.set()
+        releaser.join()
+    return woke, node.archive.poll_synced(), index
+
+
+def test_the_sync_thread_wakes_a_parked_node(tmp_path):
+    node = _node(tmp_path)
+    try:
+        woke, durable, index = _park_while_the_sync_is_held(node)
+        assert woke is True
+        assert durable >= index                      # it woke because the sync was done
+        node.do_work()
+        assert node._pending is None and node.failure is None
+    finally:
+        node.close()
+
+
+def test_negative_control_without_the_pipe_the_park_runs_out(tmp_path, monkeypatch):
+    monkeypatch.setattr(Archive, "on_synced", lambda self, callback: False)
+    node = _node(tmp_path)
+    try:
+        assert node._sync_pipe is None
+        woke, _durable, _index = _park_while_the_sync_is_held(node)
+        assert woke is False
+    finally:
+        node.close()
+
+
+def test_no_pipe_when_syncs_are_inline(tmp_path):
+    node = _node(tmp_path, file_sync="none")
+    try:
+        assert node._sync_pipe is None
+        assert node.archive.on_synced(lambda: None) is False
+    finally:
+        node.close()
+
+
+def test_the_pipe_is_closed_with_the_node(tmp_path):
+    import os
+    node = _node(tmp_path)
+    read_fd, write_fd = node._sync_pipe
+    node.close()
+    assert node._sync_pipe is None
+    for fd in (read_fd, write_fd):
+        try:
+            os.fstat(fd)
+        except OSError:
+            continue
+        raise AssertionError(f"fd {fd} still open after close (or reused meanwhile)")
+
+
+def test_closing_a_leader_whose_ready_waits_for_its_fsync(tmp_path):
+    """Regression: close() handed leadership over while a Ready still waited for its fsync;
+    the core refused the transfer before advance(rd) and close() raised RuntimeError,
+    leaving files and sockets open. Now the Ready finishes first."""
+    node = _node(tmp_path)
+    deadline = time.monotonic() + 10.0
+    while time.monotonic() < deadline and (node.commit_index < 1 or node._pending is not None):
+        node.do_work()
+    gate = threading.Event()
+    real = node.archive.fs.fdatasync
+
+    def held(handle):
+        gate.wait(10.0)
+        real(handle)
+    node.archive.fs.fdatasync = held
+    index = node.core.propose(RAW_ENTRY, b"x")
+    node.do_work()
+    assert node._pending is not None
+    releaser = threading.Timer(0.05, gate.set)
+    releaser.start()
+    try:
+        node.close()                                 # raised RuntimeError before the fix
+    finally:
+        gate.set()
+        releaser.join()
+    assert node.closed and node.archive.durable_index >= index

@@ -200,3 +200,17 @@ class FakeWorld:
 
     def log_types(self, member: int = 0) -> list[int]:
         return [t for _, t, _ in self.cores[member].log.entries]
+
+
+def hold_fdatasync(archive, hold_s: float = 10.0):
+    """Make ``archive``'s fdatasync wait (at most ``hold_s``) until the returned Event is set:
+    a Ready stays waiting for its sync as long as a test needs. Set the Event to release."""
+    import threading
+    gate = threading.Event()
+    real = archive.fs.fdatasync
+
+    def held(handle):
+        gate.wait(hold_s)
+        real(handle)
+    archive.fs.fdatasync = held
+    return gate

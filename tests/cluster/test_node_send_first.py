@@ -8,16 +8,16 @@ turns send_first off and sees them get nothing while the leader's fsync is held.
 """
 from __future__ import annotations
 
-import threading
 import time
 
-import pytest
 
 from aeronpy.cluster.config import NodeConfig
 from aeronpy.cluster.node import ClusterNode
 from aeronpy.core.raft import RaftCore
 from aeronpy.service import ClusteredService, Role
 from aeronpy.testing.process_cluster import free_udp_ports
+
+from .fakes import hold_fdatasync
 
 RAW_ENTRY = 15          # an entry type of the core's range: the cluster layer skips it
 
@@ -60,13 +60,7 @@ def _held_leader_sync(tmp_path, hold_s):
         leader = next(n for n in nodes if n.role == Role.LEADER)
         followers = [n for n in nodes if n is not leader]
         last = leader.core.log.last_index
-        gate = threading.Event()
-        real = leader.archive.fs.fdatasync
-
-        def held(handle):
-            gate.wait(10.0)
-            real(handle)
-        leader.archive.fs.fdatasync = held
+        gate = hold_fdatasync(leader.archive)
         index = leader.core.propose(RAW_ENTRY, b"payload")
         assert index == last + 1
         _pump(nodes, lambda: all(f.archive.durable_index >= index for f in followers), hold_s)

@@ -17,6 +17,8 @@ from aeronpy.cluster.node import ClusterNode
 from aeronpy.service import ClusteredService
 from aeronpy.testing.process_cluster import free_udp_ports
 
+from .fakes import hold_fdatasync
+
 RAW_ENTRY = 15
 PARK_S = 3.0            # long enough that only the sync (or nothing) can end it
 
@@ -35,13 +37,7 @@ def _park_while_the_sync_is_held(node):
     while time.monotonic() < deadline and (node.commit_index < 1 or node._pending is not None):
         node.do_work()
     assert node.commit_index >= 1 and node._pending is None
-    gate = threading.Event()
-    real = node.archive.fs.fdatasync
-
-    def held(handle):
-        gate.wait(10.0)
-        real(handle)
-    node.archive.fs.fdatasync = held
+    gate = hold_fdatasync(node.archive)
     index = node.core.propose(RAW_ENTRY, b"x")
     node.do_work()                                   # written, sync requested: waiting for it
     node.do_work()                                   # (drains any earlier wake-up)
@@ -110,13 +106,7 @@ def test_closing_a_leader_whose_ready_waits_for_its_fsync(tmp_path):
     deadline = time.monotonic() + 10.0
     while time.monotonic() < deadline and (node.commit_index < 1 or node._pending is not None):
         node.do_work()
-    gate = threading.Event()
-    real = node.archive.fs.fdatasync
-
-    def held(handle):
-        gate.wait(10.0)
-        real(handle)
-    node.archive.fs.fdatasync = held
+    gate = hold_fdatasync(node.archive)
     index = node.core.propose(RAW_ENTRY, b"x")
     node.do_work()
     assert node._pending is not None

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import time
 
-
 from aeronpy.cluster.config import NodeConfig
 from aeronpy.cluster.node import ClusterNode
 from aeronpy.core.raft import RaftCore

@@ -9,9 +9,9 @@ message barely moves, and on 2 cores it is what bounds throughput.
         3 node processes (ProcessCluster) and a client here: msgs/s and CPU us per message of
         the client, the leader and each follower (from /proc). The client idles on an empty
         poll, as `aeronpy bench` does; --spin makes it busy-poll instead.
-    python bench/perf_harness.py serial [--requests N]
+    python bench/perf_harness.py serial [--requests N] [--file-sync data]
         3 node processes and one request() at a time: latency and CPU us per request of
-        each process (the Python work on one request's path).
+        each process (the Python work on one request's path); optionally durable.
     python bench/perf_harness.py cycles [--requests N]
         3 ClusterNodes and a client in this one thread, one request at a time: the wall time
         of each node's do_work(), split into cycles that did work and empty ones (the fixed
@@ -195,7 +195,7 @@ def processes(seconds: float, spin: bool) -> None:
         client.close()
 
 
-def serial(requests: int) -> None:
+def serial(requests: int, file_sync: str = "none") -> None:
     """One request() at a time against 3 node processes: CPU us per request of each process.
 
     The sum over the processes is the Python work on a request's path (plus the empty duty
@@ -203,7 +203,9 @@ def serial(requests: int) -> None:
     latency a request can have here."""
     from aeronpy.testing.process_cluster import ProcessCluster
     from aeronpy.testing.histogram import Histogram
-    with ProcessCluster(3, services=[ECHO]) as cluster:
+    # the nodes import this checkout's aeronpy too (an A/B against a built copy elsewhere)
+    with ProcessCluster(3, services=[ECHO], config={"file_sync": file_sync},
+                        env={"PYTHONPATH": REPO_ROOT}) as cluster:
         cluster.start()
         if cluster.leader(timeout_s=30) is None:
             raise SystemExit("no leader")
@@ -229,7 +231,7 @@ def serial(requests: int) -> None:
             f"{'leader' if i == leader else 'follower'} {per[i]:.1f}" for i in sorted(pids)]
         total = cpu / done * 1e6 + sum(per.values())
         lat = hist.summary_us()
-        print(f"serial request(), {done} x 32 B: p50 {lat['p50_us']:.0f} us, p99 {lat['p99_us']:.0f} us; "
+        print(f"serial request(), file_sync {file_sync}, {done} x 32 B: p50 {lat['p50_us']:.0f} us, p99 {lat['p99_us']:.0f} us; "
               f"CPU us per request: {', '.join(parts)}; all processes {total:.1f}")
         client.close()
 
@@ -245,6 +247,7 @@ def main(argv=None) -> int:
     p.add_argument("--spin", action="store_true")
     p = sub.add_parser("serial")
     p.add_argument("--requests", type=int, default=5_000)
+    p.add_argument("--file-sync", choices=("none", "data", "full"), default="none")
     p = sub.add_parser("cycles")
     p.add_argument("--requests", type=int, default=2_000)
     args = parser.parse_args(argv)
@@ -253,7 +256,7 @@ def main(argv=None) -> int:
     elif args.mode == "cycles":
         cycles(args.requests)
     elif args.mode == "serial":
-        serial(args.requests)
+        serial(args.requests, args.file_sync)
     else:
         processes(args.seconds, args.spin)
     return 0

@@ -459,8 +459,9 @@ def _fmt(value) -> str:
 
 def format_table(report: dict) -> str:
     m = report["machine"]
-    lines = [f"aeronpy vs PySyncObj {report.get('pysyncobj_version', '?')}: 3 processes each on "
-             f"127.0.0.1, same run, {report['duration_s']:g} s per part",
+    systems = (f"aeronpy vs PySyncObj {report['pysyncobj_version']}" if report.get("pysyncobj")
+               else "aeronpy alone (--no-pysyncobj)")
+    lines = [f"{systems}: 3 processes each on 127.0.0.1, same run, {report['duration_s']:g} s per part",
              f"aeronpy file_sync: {report.get('file_sync', 'none')}"
              + ("" if report.get("file_sync", "none") == "none" else
                 " (every member fsyncs each append before it counts; PySyncObj does not fsync, "

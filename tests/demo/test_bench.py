@@ -88,6 +88,7 @@ def test_quick_bench_with_file_sync_data_reports_it():
     assert report["file_sync"] == "data"
     table = bench.format_table(report)
     assert "aeronpy file_sync: data (every member fsyncs" in table
+    assert table.startswith("aeronpy alone (--no-pysyncobj): 3 processes")
     rows = {r["metric"]: r for r in report["rows"]}
     assert rows["1-at-a-time 32 B p50 (us)"]["aeronpy"] > 0
     assert rows["failover gap (ms)"]["aeronpy"] > 0

@@ -165,6 +165,7 @@ class ClusterNode:
         # Ready waits for its fsync wakes at once (it used to find out at its next short park,
         # up to ~130 us late with a ~100 us fsync).
         self._sync_pipe = None
+        self._sync_signalled = False  # set after each byte written: drain only then
         if self.archive.on_synced(self._signal_synced):
             self._sync_pipe = os.pipe()
             for fd in self._sync_pipe:
@@ -310,13 +311,18 @@ class ClusterNode:
                 os.write(pipe[1], b"\0")
             except OSError:          # BlockingIOError: a wake-up is waiting; EBADF: closed
                 pass
+            # after the write: a duty cycle that sees the flag finds every byte written so far
+            self._sync_signalled = True
 
     def _process_ready(self, now_ns: int) -> int:
         archive = self.archive
         pending = self._pending
-        if self._sync_pipe is not None:
+        if self._sync_signalled:
+            # the wake-ups so far (the state is read below); cleared first, so a byte written
+            # after this read sets the flag again and is drained by the next cycle
+            self._sync_signalled = False
             try:
-                os.read(self._sync_pipe[0], 4096)      # the wake-ups so far: the state is read below
+                os.read(self._sync_pipe[0], 4096)
             except OSError:
                 pass
         if pending is not None:

@@ -8,6 +8,7 @@ control runs the same node without the pipe and sees the park run out.
 """
 from __future__ import annotations
 
+import select
 import threading
 import time
 
@@ -60,6 +61,8 @@ def test_the_sync_thread_wakes_a_parked_node(tmp_path):
         assert durable >= index                      # it woke because the sync was done
         node.do_work()
         assert node._pending is None and node.failure is None
+        # the wake-up was drained: the next park would not return at once (no spinning)
+        assert select.select([node._sync_pipe[0]], [], [], 0)[0] == []
     finally:
         node.close()
 

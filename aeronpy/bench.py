@@ -76,7 +76,25 @@ def machine_info() -> Dict[str, object]:
         info["loadavg"] = " ".join(f"{x:.1f}" for x in os.getloadavg())
     except (OSError, ValueError, IndexError):
         info.setdefault("cpu", platform.processor() or "unknown")
+    halt_poll = _guest_halt_poll_ns()
+    if halt_poll is not None:
+        info["guest_halt_poll_ns"] = halt_poll
     return info
+
+
+HALT_POLL_PATH = "/sys/module/haltpoll/parameters/guest_halt_poll_ns"
+
+
+def _guest_halt_poll_ns(path: str = HALT_POLL_PATH) -> Optional[int]:
+    """A Linux guest's halt polling limit (None where there is none). On a VM it moves every
+    latency figure: 0 halts an idle vCPU at once and each wake-up then costs a round trip
+    through the host (a blocking loopback ping-pong of ~60 us on the development VM against
+    ~14 us polling; docs/operations.md, "Latency tuning on a virtual machine")."""
+    try:
+        with open(path) as f:
+            return int(f.read().strip())
+    except (OSError, ValueError):
+        return None
 
 
 # -- aeronpy side --------------------------------------------------------------------------------
@@ -467,7 +485,8 @@ def format_table(report: dict) -> str:
                 " (every member fsyncs each append before it counts; PySyncObj does not fsync, "
                 "and the targets are for file_sync none)"),
              f"machine: {m.get('nproc')} CPUs, {m.get('cpu', '?')}, {m.get('memory_gib', '?')} GiB, "
-             f"load {m.get('loadavg', '?')}, Python {m.get('python')}, {m.get('date')}",
+             f"load {m.get('loadavg', '?')}, Python {m.get('python')}, {m.get('date')}"
+             + (f", guest_halt_poll_ns {m['guest_halt_poll_ns']}" if "guest_halt_poll_ns" in m else ""),
              "", f"{'':38}{'aeronpy':>12}{'PySyncObj':>12}{'ratio':>8}"]
     for r in report["rows"]:
         ratio = "-" if r["ratio"] is None else f"{r['ratio']:.2f}x"

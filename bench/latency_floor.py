@@ -31,6 +31,7 @@ import time
 
 PAYLOAD = b"x" * 32
 DEADLINE_S = 60.0
+LOST_AFTER_NS = 1_000_000_000   # open loop: unanswered this long after the last send = lost
 WARM = 200                   # untimed requests first (their CPU is counted in CPU us/req too)
 
 
@@ -135,11 +136,12 @@ def _run(shape: str, spin: bool, requests: int) -> list[int]:
     return out
 
 
-def _run_open_loop(rate: float, requests: int) -> list[int]:
+def _run_open_loop(rate: float, requests: int, lost: list) -> list[int]:
     """The cluster path with requests offered on an open-loop schedule of ``rate``/s (many in
     flight), as aeronpy's latency benchmark offers them: latency from each send to its answer.
     Every process blocks in the kernel until its next datagram; the client waits in select
-    until an answer comes or its next send is due."""
+    until an answer comes or its next send is due. Nothing re-sends: ``lost[0]`` is set to the
+    requests still unanswered 1 s after the last send (more than 1% raises TimeoutError)."""
     roles = ["client", "leader", "f1", "f2"]
     socks = {r: _sock(True) for r in roles}
     total = WARM + requests
@@ -162,6 +164,8 @@ def _run_open_loop(rate: float, requests: int) -> list[int]:
         i = 0
         deadline = time.monotonic() + DEADLINE_S
         while (i < total or sent) and time.monotonic() < deadline:
+            if i >= total and time.perf_counter_ns() - due > LOST_AFTER_NS:
+                break                            # the rest were lost (UDP, nothing re-sends)
             now = time.perf_counter_ns()
             while i < total and due <= now:
                 client.sendto(b"c" + i.to_bytes(4, "little") + PAYLOAD, leader)
@@ -180,8 +184,9 @@ def _run_open_loop(rate: float, requests: int) -> list[int]:
                 begun = sent.pop(rid, None)
                 if begun is not None and rid >= WARM:
                     out.append(time.perf_counter_ns() - begun)
-        if sent:
-            raise TimeoutError(f"{len(sent)} requests unanswered after {DEADLINE_S:.0f} s")
+        if len(sent) > total // 100:
+            raise TimeoutError(f"{len(sent)} of {total} requests unanswered")
+        lost[0] = len(sent)
     finally:
         for pid in pids:
             try:
@@ -221,8 +226,12 @@ def main(argv=None) -> int:
             _print_row(name, lat, before, args.requests)
     name = f"cluster path, open loop {args.rate:,.0f}/s"
     before = _cpu_s()
+    lost = [0]
     try:
-        _print_row(name, sorted(_run_open_loop(args.rate, args.requests)), before, args.requests)
+        lat = sorted(_run_open_loop(args.rate, args.requests, lost))
+        _print_row(name, lat, before, args.requests)
+        if lost[0]:
+            print(f"  ({lost[0]} of {args.requests + WARM} datagrams lost on the way: not counted)")
     except TimeoutError as exc:
         print(f"{name:<34}  gave up: {exc}", flush=True)
     return 0

@@ -99,3 +99,15 @@ def test_a_bad_file_sync_is_refused(capsys):
         bench.main(["--file-sync", "sometimes", "--no-pysyncobj"])
     assert exc.value.code == 2
     assert "--file-sync" in capsys.readouterr().err
+
+
+def test_machine_info_reports_guest_halt_polling(tmp_path):
+    path = tmp_path / "guest_halt_poll_ns"
+    path.write_text("200000\n")
+    assert bench._guest_halt_poll_ns(str(path)) == 200000
+    assert bench._guest_halt_poll_ns(str(tmp_path / "absent")) is None
+    path.write_text("garbage")
+    assert bench._guest_halt_poll_ns(str(path)) is None
+    report = {"machine": {"nproc": 2, "guest_halt_poll_ns": 0, "date": "d"}, "duration_s": 1,
+              "rows": [], "aeronpy": [], "pysyncobj": [], "targets": {}}
+    assert ", guest_halt_poll_ns 0" in bench.format_table(report)

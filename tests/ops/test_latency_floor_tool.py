@@ -18,7 +18,9 @@ def _tool():
 
 def test_open_loop_cluster_path_answers_every_request():
     tool = _tool()
-    out = tool._run_open_loop(rate=2_000, requests=300)
+    lost = [None]
+    out = tool._run_open_loop(rate=2_000, requests=300, lost=lost)
+    assert lost == [0]
     assert len(out) == 300                      # the warm-up requests are not counted
     assert all(ns > 0 for ns in out)
 

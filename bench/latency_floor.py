@@ -101,6 +101,28 @@ def _forward(role: str, socks: dict, spin: bool, count: int) -> None:
         pass
 
 
+def _fork_children(children: list, socks: dict, spin: bool) -> list[int]:
+    """One forked process per ``(role, datagrams to handle)``; their pids."""
+    pids = []
+    for role, count in children:
+        pid = os.fork()
+        if pid == 0:
+            _child(role, socks, spin, count)
+        pids.append(pid)
+    return pids
+
+
+def _reap(pids: list, socks: dict) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, 9)
+        except ProcessLookupError:
+            pass
+        os.waitpid(pid, 0)
+    for sock in socks.values():
+        sock.close()
+
+
 def _run(shape: str, spin: bool, requests: int) -> list[int]:
     roles = ["client", "echo"] if shape == "ping-pong" else ["client", "leader", "f1", "f2"]
     socks = {r: _sock(not spin) for r in roles}
@@ -109,12 +131,7 @@ def _run(shape: str, spin: bool, requests: int) -> list[int]:
     # the leader also reads the late second answers: it handles up to 2 datagrams per request
     per_child = {"echo": warm + requests, "leader": 2 * (warm + requests),
                  "f1": warm + requests, "f2": warm + requests}
-    pids = []
-    for role in roles[1:]:
-        pid = os.fork()
-        if pid == 0:
-            _child(role, socks, spin, per_child[role])
-        pids.append(pid)
+    pids = _fork_children([(role, per_child[role]) for role in roles[1:]], socks, spin)
     client = socks["client"]
     out = []
     try:
@@ -125,14 +142,7 @@ def _run(shape: str, spin: bool, requests: int) -> list[int]:
             if i >= warm:
                 out.append(time.perf_counter_ns() - start)
     finally:
-        for pid in pids:
-            try:
-                os.kill(pid, 9)
-            except ProcessLookupError:
-                pass
-            os.waitpid(pid, 0)
-        for s in socks.values():
-            s.close()
+        _reap(pids, socks)
     return out
 
 
@@ -145,13 +155,8 @@ def _run_open_loop(rate: float, requests: int, lost: list) -> list[int]:
     roles = ["client", "leader", "f1", "f2"]
     socks = {r: _sock(True) for r in roles}
     total = WARM + requests
-    per_child = {"leader": 3 * total, "f1": total, "f2": total}   # the leader: 1 in, 2 answers
-    pids = []
-    for role in roles[1:]:
-        pid = os.fork()
-        if pid == 0:
-            _child("leader-open" if role == "leader" else role, socks, False, per_child[role])
-        pids.append(pid)
+    # the leader handles 3 datagrams per request: 1 from the client, 2 follower answers
+    pids = _fork_children([("leader-open", 3 * total), ("f1", total), ("f2", total)], socks, False)
     client = socks["client"]
     client.setblocking(False)
     leader = socks["leader"].getsockname()
@@ -188,14 +193,7 @@ def _run_open_loop(rate: float, requests: int, lost: list) -> list[int]:
             raise TimeoutError(f"{len(sent)} of {total} requests unanswered")
         lost[0] = len(sent)
     finally:
-        for pid in pids:
-            try:
-                os.kill(pid, 9)
-            except ProcessLookupError:
-                pass
-            os.waitpid(pid, 0)
-        for s in socks.values():
-            s.close()
+        _reap(pids, socks)
     return out
 
 

@@ -1,19 +1,13 @@
 """bench/latency_floor.py: the open-loop cluster path answers every request once, on the first
 follower answer, and bad arguments are refused. (The figures themselves are benchmark output,
 never asserted.)"""
-import importlib.util
-import os
-
 import pytest
 
-_PATH = os.path.join(os.path.dirname(__file__), "..", "..", "bench", "latency_floor.py")
+from benchscript import load
 
 
 def _tool():
-    spec = importlib.util.spec_from_file_location("latency_floor", _PATH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load("latency_floor")
 
 
 def test_open_loop_cluster_path_answers_every_request():

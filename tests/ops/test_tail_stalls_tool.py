@@ -1,16 +1,10 @@
 """bench/tail_stalls.py groups slow requests into stall events; the grouping is what its report
 (and bench/results/perf.md's account of the open-loop tail) rests on, so it is tested here."""
-import importlib.util
-import os
-
-_PATH = os.path.join(os.path.dirname(__file__), "..", "..", "bench", "tail_stalls.py")
+from benchscript import load
 
 
 def _tool():
-    spec = importlib.util.spec_from_file_location("tail_stalls", _PATH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load("tail_stalls")
 
 
 def test_slow_requests_close_together_form_one_event():

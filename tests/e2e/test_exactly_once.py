@@ -78,8 +78,11 @@ class IncrementingClient(threading.Thread):
             client.close()
 
 
-def test_increments_are_applied_and_answered_exactly_once_across_leader_kills():
-    cluster = E2ECluster(["aeronpy.testing.services:CounterService"])
+@pytest.mark.parametrize("file_sync", ["none", "data"])
+def test_increments_are_applied_and_answered_exactly_once_across_leader_kills(file_sync):
+    # "data": a leader sends its appends before its own write and fsync (Ready.send_first),
+    # so a SIGKILL can leave followers holding entries the dead leader's disk lacks
+    cluster = E2ECluster(["aeronpy.testing.services:CounterService"], config={"file_sync": file_sync})
     try:
         cluster.start_and_wait()
         deadline = time.monotonic() + RUN_BOUND_S

@@ -155,8 +155,7 @@ class SimMember:
             rd = core.ready()
             if rd.send_first:
                 self._send_messages(rd)     # a leader's: they promise nothing about our disk
-            if self.crash_at_next_write and (rd.persist_hi > rd.persist_lo or rd.hard_state is not None
-                                             or rd.truncate_from is not None):
+            if self.crash_at_next_write and rd.must_persist:
                 raise CrashedMidReady(f"member {self.member_id} crashed before writing a Ready "
                                       f"({len(rd.messages) if rd.send_first else 0} messages already sent)")
             if rd.truncate_from is not None:

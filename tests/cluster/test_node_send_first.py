@@ -8,13 +8,12 @@ turns send_first off and sees them get nothing while the leader's fsync is held.
 """
 from __future__ import annotations
 
-import time
-
 from aeronpy.cluster.config import NodeConfig
 from aeronpy.cluster.node import ClusterNode
 from aeronpy.core.raft import RaftCore
 from aeronpy.service import ClusteredService, Role
 from aeronpy.testing.process_cluster import free_udp_ports
+from aeronpy.testing.waits import wait_until
 
 from .fakes import hold_fdatasync
 
@@ -31,14 +30,12 @@ def _nodes(tmp_path):
 
 
 def _pump(nodes, until, within_s):
-    deadline = time.monotonic() + within_s
-    while time.monotonic() < deadline:
+    """One duty cycle of every node between checks of ``until``, for at most ``within_s``."""
+    def cycle_then_check():
         for node in nodes:
             node.do_work()
-        if until():
-            return True
-        time.sleep(0.0005)
-    return False
+        return until()
+    return wait_until(cycle_then_check, within_s, interval_s=0.0005)
 
 
 def _held_leader_sync(tmp_path, hold_s):

@@ -32,12 +32,17 @@ def _node(tmp_path, file_sync="data"):
     return ClusterNode(NodeConfig.from_dict(raw, member_id=0), [ClusteredService()])
 
 
-def _park_while_the_sync_is_held(node):
-    """Returns (what the park returned, the durable index right after, the entry's index)."""
+def _settle(node):
+    """Run the lone member until it leads, has committed its first entry and waits for no sync."""
     deadline = time.monotonic() + 10.0
     while time.monotonic() < deadline and (node.commit_index < 1 or node._pending is not None):
         node.do_work()
     assert node.commit_index >= 1 and node._pending is None
+
+
+def _park_while_the_sync_is_held(node):
+    """Returns (what the park returned, the durable index right after, the entry's index)."""
+    _settle(node)
     gate = hold_fdatasync(node.archive)
     index = node.core.propose(RAW_ENTRY, b"x")
     node.do_work()                                   # written, sync requested: waiting for it
@@ -106,9 +111,7 @@ def test_closing_a_leader_whose_ready_waits_for_its_fsync(tmp_path):
     the core refused the transfer before advance(rd) and close() raised RuntimeError,
     leaving files and sockets open. Now the Ready finishes first."""
     node = _node(tmp_path)
-    deadline = time.monotonic() + 10.0
-    while time.monotonic() < deadline and (node.commit_index < 1 or node._pending is not None):
-        node.do_work()
+    _settle(node)
     gate = hold_fdatasync(node.archive)
     index = node.core.propose(RAW_ENTRY, b"x")
     node.do_work()

@@ -26,12 +26,6 @@ def run(argv, capsys):
     return code, out, err
 
 
-def free_udp_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def config_file(tmp_path):
     # distinct free ports from the shared helper (two port-0 binds may return the same port)

@@ -8,6 +8,7 @@ import pytest
 
 from aeronpy.cluster.config import KEY_DOCS, NodeConfig
 from aeronpy.errors import ConfigError
+from aeronpy.testing.process_cluster import free_udp_ports
 
 DOCS = os.path.join(os.path.dirname(__file__), "..", "..", "docs", "configuration.md")
 
@@ -196,14 +197,9 @@ def test_bad_toml_and_missing_file(tmp_path):
         NodeConfig.from_toml(tmp_path / "absent.toml", member_id=0)
 
 
-def _free_udp_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _startable_config(tmp_path, **changes):
-    ports = [_free_udp_port() for _ in range(2)]
+    # distinct ports: two port-0 binds in a row may be given the same port (a CI run failed so)
+    ports = free_udp_ports(2)
     m = [{"id": 0, "host": "127.0.0.1", "consensus_port": ports[0], "ingress_port": ports[1]},
          {"id": 1, "host": "127.0.0.1", "consensus_port": 1, "ingress_port": 2}]
     return NodeConfig.from_dict(raw(members=m, data_dir=str(tmp_path / "d"), **changes), member_id=0)

@@ -10,10 +10,47 @@ the two agree on random and on broken messages.
 """
 from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
 from cpython.bytes cimport PyBytes_FromStringAndSize
-from libc.stdint cimport int64_t, uint8_t
+from libc.stdint cimport int64_t, uint8_t, uint64_t
 
 from aeronpy._codec cimport EgressMessageView, TYPE_EGRESS_MESSAGE, egress_message_view
 from aeronpy._cursor cimport ap_load_u16
+
+
+cdef inline int64_t _response_key(int64_t correlation_id, bytes payload) except? -1:
+    cdef uint64_t h = <uint64_t>hash(payload)
+    h ^= (<uint64_t>correlation_id) * <uint64_t>0x9E3779B97F4A7C15
+    h ^= h >> 31
+    return <int64_t>h
+
+
+def response_key(int64_t correlation_id, bytes payload):
+    """The identity of a response for the client's duplicate check, as an int.
+
+    An int, not a tuple in a list: the record keeps the responses of ``window_messages``
+    seqs, and two objects the garbage collector tracks per response, each living for a
+    window of requests, made a client at 10k requests/s run a young collection every
+    ~700 responses (~250 us each) and a full one (~10 ms) every few seconds."""
+    return _response_key(correlation_id, payload)
+
+
+cpdef bint record_response(dict answered, int64_t seq, object key):
+    """Note response ``key`` for message ``seq``; False if it was delivered already.
+
+    ``answered[seq]`` is the key of its one response (the usual case) or a tuple of the keys
+    of several (a service may answer a message more than once)."""
+    cdef object delivered = answered.get(seq)
+    if delivered is None:
+        answered[seq] = key
+        return True
+    if type(delivered) is tuple:
+        if key in <tuple>delivered:
+            return False
+        answered[seq] = <tuple>delivered + (key,)
+        return True
+    if delivered == key:
+        return False
+    answered[seq] = (delivered, key)
+    return True
 
 
 cdef class EgressDispatcher:
@@ -177,14 +214,7 @@ cdef class ClientSessionBase:
         answered = self._answered
         first = ack_seq >= self._answered_floor
         if first:
-            key = (correlation_id, hash(payload))
-            delivered = answered.get(ack_seq)
-            if delivered is None:
-                answered[ack_seq] = [key]
-            elif key in delivered:
-                first = False
-            else:
-                delivered.append(key)
+            first = record_response(answered, ack_seq, _response_key(correlation_id, payload))
         if not first:
             self._bump("duplicate_responses")
         elif correlation_id in self._awaiting:

@@ -30,7 +30,7 @@ from collections import OrderedDict, deque
 from dataclasses import dataclass
 from typing import Optional
 
-from aeronpy._clientpath import ClientSessionBase
+from aeronpy._clientpath import ClientSessionBase, record_response, response_key
 from aeronpy.cluster import protocol as P
 from aeronpy.cluster.module_config import DEFAULT_MAX_MESSAGE_BYTES, parse_ingress_endpoints
 from aeronpy.errors import (AeronpyError, AuthenticationError, ClusterClosedError,
@@ -125,10 +125,10 @@ class ClientCore(ClientSessionBase):
         self._awaiting: set[int] = set()
         self._replies: dict[int, bytes] = {}
         self._abandoned: "OrderedDict[int, None]" = OrderedDict()
-        # seq -> [(correlation id, hash of payload)] of the responses delivered for it, kept
-        # for the window and window_messages seqs below it; responses to lower seqs are
-        # late duplicates (_answered_floor)
-        self._answered: dict[int, list] = {}
+        # seq -> the response_key of the response delivered for it (a tuple of keys if it had
+        # several), kept for the window and window_messages seqs below it; responses to lower
+        # seqs are late duplicates (_answered_floor). Ints: nothing the collector tracks.
+        self._answered: dict = {}
         self._answered_floor = 1
         self._errors: dict[int, AeronpyError] = {}
         self._connect_message: Optional[P.SessionConnect] = None
@@ -351,15 +351,7 @@ class ClientCore(ClientSessionBase):
         another leader) is the same (seq, correlation id, payload)."""
         if seq < self._answered_floor:
             return False
-        key = (correlation_id, hash(payload))
-        delivered = self._answered.get(seq)
-        if delivered is None:
-            self._answered[seq] = [key]
-        elif key in delivered:
-            return False
-        else:
-            delivered.append(key)
-        return True
+        return record_response(self._answered, seq, response_key(correlation_id, payload))
 
     def _on_answer(self, seq: int, now_ns: int) -> None:
         """After a response to message ``seq`` (correlation id != 0; the service's own

@@ -2,6 +2,7 @@
 available to a waking process.
 
     python bench/tail_stalls.py [--seconds S] [--rate R] [--runs N] [--idle-check S]
+                                [--sched-policy batch|normal]
 
 It runs what ``aeronpy bench``'s latency part runs (3 node processes on loopback, one client
 offering 32-byte messages open-loop at R/s) and keeps every request's send time and latency,
@@ -150,7 +151,14 @@ def main(argv=None) -> int:
     ap.add_argument("--rate", type=float, default=10_000.0)
     ap.add_argument("--runs", type=int, default=2)
     ap.add_argument("--idle-check", type=float, default=0.0, metavar="S")
+    ap.add_argument("--sched-policy", choices=B.SCHED_POLICIES, default="batch",
+                    help="of every process of the run, as aeronpy bench (default batch)")
     args = ap.parse_args(argv)
+    with B.sched_policy(args.sched_policy) as policy:
+        return _run(args, policy)
+
+
+def _run(args, policy: str) -> int:
     if not hasattr(os, "sched_setaffinity"):
         print("tail_stalls.py needs Linux (sched_setaffinity, /proc)", file=sys.stderr)
         return 2
@@ -161,7 +169,8 @@ def main(argv=None) -> int:
             f"CPU {cpu}: {len(g)} wake-ups over {LATE_NS // 1000} us late "
             f"(longest {max((o for _a, o in g), default=0) / 1e6:.1f} ms)" for cpu, g in late.items()),
             flush=True)
-    cluster = B._cluster()
+    print(f"scheduling policy of every process: {policy}", flush=True)
+    cluster = B._cluster(sched_policy=policy)
     try:
         client = B._connect(cluster)
         try:

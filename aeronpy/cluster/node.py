@@ -438,9 +438,13 @@ class ClusterNode:
         return self
 
     def _pin_then_run(self) -> None:
-        """The duty-cycle thread: pin itself to ``cpu_affinity`` (when set), then loop."""
-        if self.config.cpu_affinity is None or self._pin_duty_cycle_thread():
-            self._run()
+        """The duty-cycle thread: pin itself to ``cpu_affinity`` and take ``sched_policy``
+        (when set), then loop."""
+        if self.config.cpu_affinity is not None and not self._pin_duty_cycle_thread():
+            return
+        if self.config.sched_policy != "normal" and not self._set_duty_cycle_policy():
+            return
+        self._run()
 
     def _run(self) -> None:
         idle = self._idle.idle
@@ -465,6 +469,19 @@ class ClusterNode:
                                                    f"{list(cpus)}: {type(exc).__name__}: {exc}"))
             return False
         self.log.info("duty-cycle thread pinned to CPUs %s", list(cpus))
+        return True
+
+    def _set_duty_cycle_policy(self) -> bool:
+        """Give the calling (duty-cycle) thread ``sched_policy`` (pid 0: this thread on Linux).
+        A node that cannot fails rather than run with other scheduling than configured."""
+        policy = self.config.sched_policy
+        try:
+            os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
+        except Exception as exc:  # no such call or policy here, or refused
+            self._fail(ConfigError("sched_policy", f"cannot give the duty-cycle thread scheduling "
+                                                   f"policy {policy!r}: {type(exc).__name__}: {exc}"))
+            return False
+        self.log.info("duty-cycle thread runs with scheduling policy %s", policy)
         return True
 
     def _stop_by_cluster_action(self) -> None:

@@ -40,6 +40,9 @@ def test_quick_bench_reports_numbers_for_both_systems():
     assert all(v > 0 for v in cpu.values()) and cpu["all"] >= cpu["leader"] + cpu["client"]
     assert report["machine"]["nproc"] >= 1
     assert {r["system"] for r in report["pysyncobj"]} == {"pysyncobj"}
+    if hasattr(os, "SCHED_BATCH"):                # the default policy, said in the table
+        assert report["sched_policy"] == "batch"
+        assert "scheduling: SCHED_BATCH for every process" in bench.format_table(report)
 
 
 def test_ratios_say_how_many_times_better_aeronpy_is():
@@ -111,3 +114,32 @@ def test_machine_info_reports_guest_halt_polling(tmp_path):
     report = {"machine": {"nproc": 2, "guest_halt_poll_ns": 0, "date": "d"}, "duration_s": 1,
               "rows": [], "aeronpy": [], "pysyncobj": [], "targets": {}}
     assert ", guest_halt_poll_ns 0" in bench.format_table(report)
+
+
+@pytest.mark.skipif(not hasattr(os, "SCHED_BATCH"), reason="SCHED_BATCH is Linux-only")
+@pytest.mark.parametrize("policy, expected", [("batch", "SCHED_BATCH"), ("normal", "SCHED_OTHER")])
+def test_sched_policy_reaches_started_processes_and_is_put_back(policy, expected):
+    child = [sys.executable, "-c", "import os; print(os.sched_getscheduler(0))"]
+    assert os.sched_getscheduler(0) == os.SCHED_OTHER
+    with bench.sched_policy(policy) as in_force:
+        assert in_force == policy
+        assert os.sched_getscheduler(0) == getattr(os, expected)
+        started = subprocess.run(child, capture_output=True, text=True, timeout=30)
+        assert int(started.stdout) == getattr(os, expected)       # inherited by what we start
+    assert os.sched_getscheduler(0) == os.SCHED_OTHER               # put back
+
+
+def test_sched_policy_reaches_the_benchmarks_cluster_config():
+    cluster = bench._cluster(sched_policy="batch")
+    try:
+        with open(cluster.config_path) as f:
+            assert 'sched_policy = "batch"' in f.read()
+    finally:
+        cluster.close()
+
+
+def test_a_bad_sched_policy_is_refused(capsys):
+    with pytest.raises(SystemExit) as exc:
+        bench.main(["--sched-policy", "fifo", "--no-pysyncobj"])
+    assert exc.value.code == 2
+    assert "--sched-policy" in capsys.readouterr().err

@@ -558,6 +558,8 @@ class ConsensusModule(LeaderDuties):
 
     # ---- egress -------------------------------------------------------------------------
     def _flush_acks(self) -> None:
+        if not self._ack_pending:
+            return
         for session_id in sorted(self._ack_pending):
             s = self.sessions.get(session_id)
             if s is not None:

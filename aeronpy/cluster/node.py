@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import random
+import select
 import threading
 import time
 from typing import Optional, Sequence
@@ -23,7 +24,7 @@ from aeronpy.archive import Archive
 from aeronpy.cluster.config import NodeConfig
 from aeronpy.errors import ConfigError
 from aeronpy.cluster.counters import CountersWriter, SlotId
-from aeronpy.cluster.idle import idle_strategy_from_name, select_waiter
+from aeronpy.cluster.idle import idle_strategy_from_name
 from aeronpy.cluster.logsetup import BurstLogger, node_logger
 from aeronpy.cluster.module import ConsensusModule
 from aeronpy.cluster.protocol import NewLeaderEvent
@@ -171,7 +172,10 @@ class ClusterNode:
             for fd in self._sync_pipe:
                 os.set_blocking(fd, False)
             fds.append(self._sync_pipe[0])
-        self._idle = idle_strategy_from_name(config.idle_strategy, waiter=select_waiter(fds))
+        self._wait_fds = fds
+        self._consensus_fd, self._ingress_fd = fds[0], fds[1]
+        self._woken_by = None        # after a park: the fds select found readable
+        self._idle = idle_strategy_from_name(config.idle_strategy, waiter=self._park)
         self._pending = None          # a Ready waiting for its fsync (file_sync != "none")
         self._file_sync = config.file_sync != "none"
         self._decode = _codec.decode
@@ -239,13 +243,26 @@ class ClusterNode:
             self.close()               # invoker mode: the caller sees node.closed
         return work
 
+    def _park(self, timeout_s: float) -> bool:
+        """The idle strategy's waiter: select on the sockets (and the sync pipe), noting which
+        were readable so the next cycle polls only those."""
+        readable, _, _ = select.select(self._wait_fds, (), (), timeout_s)
+        self._woken_by = readable
+        return bool(readable)
+
     def _do_work(self, now_ns: int) -> int:
         # While a Ready waits for its group commit the core takes no step or tick (it must
         # see advance(rd) first): peer messages stay queued in the socket until the sync is done.
+        # The first cycle after a park polls only the sockets select found readable (an empty
+        # poll is a syscall, ~1 us, on the way to the answer); a datagram that came to the
+        # other one since is polled by the next cycle, which this one's work makes run at once.
         work = 0
-        if self._pending is None:
+        woken_by = self._woken_by
+        self._woken_by = None
+        if self._pending is None and (woken_by is None or self._consensus_fd in woken_by):
             work += self.consensus.poll(self._on_consensus_message, _POLL_LIMIT)
-        work += self.ingress.poll(self._on_ingress_message, _POLL_LIMIT)
+        if woken_by is None or self._ingress_fd in woken_by:
+            work += self.ingress.poll(self._on_ingress_message, _POLL_LIMIT)
         now_ns = self._clock()
         if self._pending is None:
             self.core.tick(now_ns)
@@ -367,6 +384,10 @@ class ClusterNode:
             self._send_messages(rd.messages)
         if rd.apply_hi > rd.apply_lo:
             self.module.apply_ready(rd, now_ns)
+            if type(self)._send_egress is _SEND_EGRESS:
+                # the replies go out now, not after the rest of the cycle: the client waits
+                self.module.drain_egress_encoded(self.ingress.send, self._encode)
+                self.ingress.flush()
             self.archive.note_commit_index(rd.apply_hi - 1)
         if rd.role_changed is not None or rd.leader_changed:
             self._admin.on_role_change()

@@ -25,15 +25,18 @@ measured in the same run. ``--quick`` (1 s per part, 32 B) is what the test suit
 ``--file-sync data`` (or ``full``) runs aeronpy's cluster with that durability: every member
 fsyncs each append before its copy counts (PySyncObj keeps its defaults, which do not fsync).
 
-Scheduling: by default every process of the run, both systems' nodes and the client, runs with
-Linux's SCHED_BATCH policy (set on this thread and inherited by the processes it starts; put
-back after). Four processes share the machine's cores here, and a batch process that wakes
-does not preempt the one running, so a duty cycle runs to its end instead of being cut by the
-next datagram's wake-up. On the 2-core VM (2026-11-27, 6 alternating pairs of
-``--no-pysyncobj --sizes 32`` runs) open-loop p90 was 327-363 vs 401-491 us, p99 452-561 vs
-568-836 us (one more, unpaired, batch run: 834), throughput 259-296k vs 244-250k msgs/s (the
-last 4 pairs); one request at a time no different. ``--sched-policy normal``
-runs with the OS default. A node's ``sched_policy`` key sets the same for its duty-cycle thread.
+Scheduling: by default aeronpy's part of the run, its nodes and the client, runs with Linux's
+SCHED_BATCH policy (set on this thread and inherited by the processes it starts; put back
+before PySyncObj's part, which runs under the OS default, its better setting: in one run
+with SCHED_BATCH its one-at-a-time p50 was 340 us at 32 B and 267 us at 256 B, against
+178-268 us in the earlier runs under the default). Four processes share the machine's cores
+here, and a batch process that wakes does not preempt the one running, so a duty cycle runs
+to its end instead of being cut by the next datagram's wake-up. On the 2-core VM
+(2026-11-27, 6 alternating pairs of ``--no-pysyncobj --sizes 32`` runs) open-loop p90 was
+327-363 vs 401-491 us, p99 452-561 vs 568-836 us (one more, unpaired, batch run: 834),
+throughput 259-296k vs 244-250k msgs/s (the last 4 pairs); one request at a time no
+different. ``--sched-policy normal`` runs aeronpy under the OS default too. A node's
+``sched_policy`` key sets the same for its duty-cycle thread.
 """
 from __future__ import annotations
 
@@ -497,10 +500,11 @@ def format_table(report: dict) -> str:
              + ("" if report.get("file_sync", "none") == "none" else
                 " (every member fsyncs each append before it counts; PySyncObj does not fsync, "
                 "and the targets are for file_sync none)"),
-             "scheduling: " + ("SCHED_BATCH for every process of both systems and the client "
-                               "(a process that wakes does not preempt the one running)"
+             "scheduling: " + ("SCHED_BATCH for aeronpy's nodes and client (a process that "
+                               "wakes does not preempt the one running); PySyncObj under the "
+                               "OS default, its better setting"
                                if report.get("sched_policy") == "batch" else
-                               "the OS default (SCHED_OTHER)"),
+                               "the OS default (SCHED_OTHER) for both systems"),
              f"machine: {m.get('nproc')} CPUs, {m.get('cpu', '?')}, {m.get('memory_gib', '?')} GiB, "
              f"load {m.get('loadavg', '?')}, Python {m.get('python')}, {m.get('date')}"
              + (f", guest_halt_poll_ns {m['guest_halt_poll_ns']}" if "guest_halt_poll_ns" in m else ""),
@@ -621,9 +625,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="aeronpy's file_sync (default none, as Aeron; PySyncObj keeps its defaults, "
                         "which do not fsync)")
     p.add_argument("--sched-policy", choices=SCHED_POLICIES, default="batch",
-                   help="Linux scheduling policy of every process of the run, both systems' nodes "
-                        "and the client (default batch: a process that wakes does not preempt the "
-                        "one running; normal: the OS default). See docs/operations.md")
+                   help="Linux scheduling policy of aeronpy's nodes and client (default batch: a "
+                        "process that wakes does not preempt the one running; normal: the OS "
+                        "default). PySyncObj runs under the OS default either way, its better "
+                        "setting. See docs/operations.md")
     return p
 
 
@@ -686,12 +691,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             report["sched_policy"] = policy
             report["aeronpy"] = run_aeronpy(sizes, duration, opts.rate, extra_sizes, opts.file_sync,
                                             policy)
-            report["pysyncobj"] = []
-            if with_pso:
-                from aeronpy.testing.pysyncobj_harness import _pysyncobj_version
-                report["pysyncobj_version"] = _pysyncobj_version()
-                log("PySyncObj: the same parts ...")
-                report["pysyncobj"] = run_pysyncobj(sizes, duration, opts.rate, extra_sizes)
+        report["pysyncobj"] = []
+        if with_pso:
+            # under the OS default, its better setting: with SCHED_BATCH its one-at-a-time p50
+            # was 267-340 us against 178-268 us (2026-11-27)
+            from aeronpy.testing.pysyncobj_harness import _pysyncobj_version
+            report["pysyncobj_version"] = _pysyncobj_version()
+            log("PySyncObj: the same parts ...")
+            report["pysyncobj"] = run_pysyncobj(sizes, duration, opts.rate, extra_sizes)
     except KeyboardInterrupt:
         print("aeronpy bench: interrupted; every child process killed", file=sys.stderr)
         return 130

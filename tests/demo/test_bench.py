@@ -42,7 +42,7 @@ def test_quick_bench_reports_numbers_for_both_systems():
     assert {r["system"] for r in report["pysyncobj"]} == {"pysyncobj"}
     if hasattr(os, "SCHED_BATCH"):                # the default policy, said in the table
         assert report["sched_policy"] == "batch"
-        assert "scheduling: SCHED_BATCH for every process" in bench.format_table(report)
+        assert "scheduling: SCHED_BATCH for aeronpy's nodes and client" in bench.format_table(report)
 
 
 def test_ratios_say_how_many_times_better_aeronpy_is():

@@ -644,8 +644,8 @@ SCHED_POLICIES = ("batch", "normal")
 @contextlib.contextmanager
 def sched_policy(policy: str):
     """Run the block with this thread's scheduling policy set to ``policy`` (Linux): the
-    processes it starts, aeronpy's nodes and PySyncObj's alike, inherit it. Put back after.
-    Yields the policy in force ("normal" where the OS has no SCHED_BATCH)."""
+    processes it starts inherit it. Put back after. Yields the policy in force ("normal"
+    where the OS has no SCHED_BATCH)."""
     if policy == "normal" or not hasattr(os, "SCHED_BATCH"):
         yield "normal"
         return
@@ -699,8 +699,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                                             policy)
         report["pysyncobj"] = []
         if with_pso:
-            # under the OS default, its better setting: with SCHED_BATCH its one-at-a-time p50
-            # was 267-340 us against 178-268 us (2026-11-27)
+            # under the OS default, its better setting (the module docstring)
             from aeronpy.testing.pysyncobj_harness import _pysyncobj_version
             report["pysyncobj_version"] = _pysyncobj_version()
             log("PySyncObj: the same parts ...")

@@ -7,7 +7,9 @@ default) spins, yields, then parks with growing sleeps capped at 1 ms, so a 3-no
 a client can share 2 cores.
 
 Parking need not be blind: give `BackoffIdleStrategy` a ``waiter(timeout_s)`` (for example
-`select_waiter` over the node's sockets) and a parked node wakes as soon as a datagram arrives.
+`select_waiter` over some sockets; a node uses its own, which also notes which sockets were
+readable so the cycle after the park polls only those) and a parked node wakes as soon as a
+datagram arrives.
 ``idle_strategy_from_name("backoff", waiter=...)`` then parks at once, for the whole 1 ms,
 without spinning, yielding or short parks first: the wait ends at the next datagram anyway,
 and on shared cores the CPU a node burns on empty cycles is what its peers need to produce
@@ -178,16 +180,20 @@ class BackoffIdleStrategy(IdleStrategy):
         return self._park_s
 
 
-def select_waiter(sockets: Iterable) -> Callable[[float], bool]:
+def select_waiter(sockets: Iterable,
+                  note: Optional[Callable[[list], object]] = None) -> Callable[[float], bool]:
     """A ``waiter`` that parks in ``select`` on ``sockets`` (objects with ``fileno()`` or fds).
 
-    Returns True when one became readable. On Windows ``select`` needs sockets, which is all a
-    node waits on.
+    Returns True when one became readable; ``note(readable)``, when given, is told which
+    after every park (a node polls only those in the cycle that follows). On Windows
+    ``select`` needs sockets, which is all a node waits on.
     """
     fds = list(sockets)
 
     def wait(timeout_s: float) -> bool:
         readable, _, _ = select.select(fds, (), (), timeout_s)
+        if note is not None:
+            note(readable)
         return bool(readable)
 
     return wait

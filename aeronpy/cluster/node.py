@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import random
-import select
 import threading
 import time
 from typing import Optional, Sequence
@@ -24,7 +23,7 @@ from aeronpy.archive import Archive
 from aeronpy.cluster.config import NodeConfig
 from aeronpy.errors import ConfigError
 from aeronpy.cluster.counters import CountersWriter, SlotId
-from aeronpy.cluster.idle import idle_strategy_from_name
+from aeronpy.cluster.idle import idle_strategy_from_name, select_waiter
 from aeronpy.cluster.logsetup import BurstLogger, node_logger
 from aeronpy.cluster.module import ConsensusModule
 from aeronpy.cluster.protocol import NewLeaderEvent
@@ -172,10 +171,10 @@ class ClusterNode:
             for fd in self._sync_pipe:
                 os.set_blocking(fd, False)
             fds.append(self._sync_pipe[0])
-        self._wait_fds = fds
         self._consensus_fd, self._ingress_fd = fds[0], fds[1]
         self._woken_by = None        # after a park: the fds select found readable
-        self._idle = idle_strategy_from_name(config.idle_strategy, waiter=self._park)
+        self._idle = idle_strategy_from_name(config.idle_strategy,
+                                             waiter=select_waiter(fds, note=self._note_woken))
         self._pending = None          # a Ready waiting for its fsync (file_sync != "none")
         self._file_sync = config.file_sync != "none"
         self._decode = _codec.decode
@@ -243,12 +242,9 @@ class ClusterNode:
             self.close()               # invoker mode: the caller sees node.closed
         return work
 
-    def _park(self, timeout_s: float) -> bool:
-        """The idle strategy's waiter: select on the sockets (and the sync pipe), noting which
-        were readable so the next cycle polls only those."""
-        readable, _, _ = select.select(self._wait_fds, (), (), timeout_s)
+    def _note_woken(self, readable: list) -> None:
+        """After a park: which fds select found readable (the next cycle polls only those)."""
         self._woken_by = readable
-        return bool(readable)
 
     def _do_work(self, now_ns: int) -> int:
         # While a Ready waits for its group commit the core takes no step or tick (it must

@@ -55,7 +55,7 @@ def test_the_first_cycle_after_a_park_polls_only_what_woke_it(tmp_path):
     try:
         calls = _count_polls(node)
         _garbage_to(node, "consensus")
-        assert node._park(1.0) is True
+        assert node._idle._park(1.0) is True
         assert node._woken_by == [node.consensus.socket.fileno()]
         node.do_work()
         assert calls == {"consensus": 1, "ingress": 0}
@@ -72,7 +72,7 @@ def test_a_datagram_on_the_other_socket_is_polled_by_the_next_cycle(tmp_path):
             return sum(t.counters.drops["malformed"] for t in (node.consensus, node.ingress))
         before = drops()
         _garbage_to(node, "consensus")
-        assert node._park(1.0) is True
+        assert node._idle._park(1.0) is True
         _garbage_to(node, "ingress")                # arrives after select looked
         assert wait_until(lambda: node.do_work() >= 0 and drops() >= before + 2, 5.0)
         assert drops() == before + 2                # both counted, the second a cycle later

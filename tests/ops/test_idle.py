@@ -121,6 +121,19 @@ def test_select_waiter_wakes_on_a_datagram():
         assert wait(5.0) is True  # returns as soon as the datagram is there
 
 
+def test_select_waiter_notes_which_sockets_were_readable():
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as a, \
+            socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as b, \
+            socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as tx:
+        a.bind(("127.0.0.1", 0))
+        b.bind(("127.0.0.1", 0))
+        noted = []
+        wait = select_waiter([a.fileno(), b.fileno()], note=noted.append)
+        assert wait(0) is False and noted == [[]]
+        tx.sendto(b"x", b.getsockname())
+        assert wait(5.0) is True and noted[-1] == [b.fileno()]
+
+
 @pytest.mark.parametrize("name, cls", [("busy-spin", BusySpinIdleStrategy),
                                        ("yield", YieldingIdleStrategy),
                                        ("backoff", BackoffIdleStrategy),

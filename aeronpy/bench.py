@@ -644,13 +644,19 @@ SCHED_POLICIES = ("batch", "normal")
 @contextlib.contextmanager
 def sched_policy(policy: str):
     """Run the block with this thread's scheduling policy set to ``policy`` (Linux): the
-    processes it starts inherit it. Put back after. Yields the policy in force ("normal"
-    where the OS has no SCHED_BATCH)."""
+    processes it starts inherit it. Put back after. Yields the policy in force: "normal"
+    where the OS has no SCHED_BATCH or refuses it (a sandbox may), which the table says."""
     if policy == "normal" or not hasattr(os, "SCHED_BATCH"):
         yield "normal"
         return
     before, param = os.sched_getscheduler(0), os.sched_getparam(0)
-    os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
+    try:
+        os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
+    except OSError as exc:
+        print(f"aeronpy bench: SCHED_BATCH refused ({exc}); running under the OS default",
+              file=sys.stderr)
+        yield "normal"
+        return
     try:
         yield policy
     finally:

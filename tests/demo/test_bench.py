@@ -143,3 +143,15 @@ def test_a_bad_sched_policy_is_refused(capsys):
         bench.main(["--sched-policy", "fifo", "--no-pysyncobj"])
     assert exc.value.code == 2
     assert "--sched-policy" in capsys.readouterr().err
+
+
+def test_a_refused_sched_policy_runs_under_the_default_and_says_so(monkeypatch, capsys):
+    def refused(*_args):
+        raise PermissionError(1, "Operation not permitted")
+    monkeypatch.setattr(os, "SCHED_BATCH", getattr(os, "SCHED_BATCH", 3), raising=False)
+    monkeypatch.setattr(os, "sched_getscheduler", lambda _pid: 0, raising=False)
+    monkeypatch.setattr(os, "sched_getparam", lambda _pid: None, raising=False)
+    monkeypatch.setattr(os, "sched_setscheduler", refused, raising=False)
+    with bench.sched_policy("batch") as in_force:
+        assert in_force == "normal"
+    assert "SCHED_BATCH refused" in capsys.readouterr().err

@@ -53,6 +53,7 @@ import time
 from array import array
 from typing import Callable, Dict, List, Optional, Sequence
 
+from aeronpy.cluster.config import SCHED_POLICIES
 from aeronpy.testing.histogram import Histogram
 
 ECHO_SERVICE = "aeronpy.testing.services:EchoService"
@@ -637,8 +638,6 @@ def build_parser() -> argparse.ArgumentParser:
                         "setting. See docs/operations.md")
     return p
 
-
-SCHED_POLICIES = ("batch", "normal")
 
 
 @contextlib.contextmanager

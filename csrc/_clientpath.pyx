@@ -28,8 +28,9 @@ def response_key(int64_t correlation_id, bytes payload):
 
     An int, not a tuple in a list: the record keeps the responses of ``window_messages``
     seqs, and two objects the garbage collector tracks per response, each living for a
-    window of requests, made a client at 10k requests/s run a young collection every
-    ~700 responses (~250 us each) and a full one (~10 ms) every few seconds."""
+    window of requests, gave every young collection in the client's process thousands more
+    objects to walk (280 us on average against 40 us, at 10k requests/s in an application
+    keeping one tuple per request)."""
     return _response_key(correlation_id, payload)
 
 

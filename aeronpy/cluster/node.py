@@ -19,6 +19,7 @@ import time
 from typing import Optional, Sequence
 
 from aeronpy import _codec
+from aeronpy._steppath import StepPath
 from aeronpy.archive import Archive
 from aeronpy.cluster.config import NodeConfig
 from aeronpy.errors import ConfigError
@@ -179,6 +180,8 @@ class ClusterNode:
         self._file_sync = config.file_sync != "none"
         self._decode = _codec.decode
         self._encode = _codec.encode
+        self._step_path = StepPath(self.core)
+        self._fast_step = self._step_path.on_message
         self._counters_due_ns = 0
         self._cycles_unpublished = 0   # duty cycles run since the last publish
         self._work_unpublished = False # a cycle did work since the last publish
@@ -280,6 +283,10 @@ class ClusterNode:
         return work
 
     def _on_consensus_message(self, peer_id: int, payload: memoryview) -> None:
+        # the steady-state AppendEntries (follower) and AppendResponse (leader), stepped in C
+        # (aeronpy._steppath); any other message, or case it does not take, is decoded here
+        if self._fast_step(peer_id, payload, self._clock()):
+            return
         try:
             msg = self._decode(payload)
         except _codec.DecodeError:

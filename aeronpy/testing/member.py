@@ -12,12 +12,16 @@ run through the same ``NodeSnapshots`` hooks as the node's (aeronpy/testing/sim_
 """
 from __future__ import annotations
 
+from aeronpy._codec import encode as _encode
+from aeronpy._steppath import StepPath
 from aeronpy.cluster.container import ServiceError
 from aeronpy.cluster.module import ConsensusModule
 from aeronpy.core import RaftCore
+from aeronpy.core.messages import AppendEntries, AppendResponse
 from aeronpy.service import Role
 from aeronpy.testing.sim_snapshots import SimNodeSnapshots, SimSnapshotOptions
 
+_FAST_KINDS = (AppendEntries, AppendResponse)    # what aeronpy._steppath may take
 READY_ROUNDS_MAX = 16   # a Ready can enable another (commit after persist); never loop forever
 
 
@@ -53,6 +57,7 @@ class SimMember:
         self.core = RaftCore(core_config, rng, recovered.hard_state, recovered.log,
                              commit_index=recovered.commit_index)
         self.module = ConsensusModule(member_id, self.core, services, module_config, now_ns=sim.now_ns)
+        self._fast_step = StepPath(self.core).on_message if sim.fast_step_path else None
         checker.on_start(self)
         # as ClusterNode: the snapshot machinery, the recovered snapshot, on_start, replay
         self.snapshots = SimNodeSnapshots(self, snapshot_options or SimSnapshotOptions(), jobs,
@@ -110,7 +115,13 @@ class SimMember:
         self.duty_cycle(now_ns)
 
     def on_message(self, src: int, msg, now_ns: int) -> None:
-        self.core.step(src, msg, now_ns)
+        # as ClusterNode._on_consensus_message: the compiled steady-state step first (on the
+        # message's wire bytes), RaftCore.step for everything it does not take
+        fast_step = self._fast_step
+        if fast_step is not None and type(msg) in _FAST_KINDS and fast_step(src, _encode(msg), now_ns):
+            self._sim.fast_steps[type(msg) is AppendEntries] += 1
+        else:
+            self.core.step(src, msg, now_ns)
         self.duty_cycle(now_ns)
 
     def on_ingress(self, client_ref: int, msg, now_ns: int) -> None:

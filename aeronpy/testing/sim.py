@@ -45,7 +45,8 @@ class SimCluster:
                  tick_ms: float = 10, check_invariants: bool = True, session_timeout_ms: float = 10_000,
                  authenticator: Authenticator | None = None, segment_bytes: int = DEFAULT_SIM_SEGMENT_BYTES,
                  module_options: dict | None = None, snapshot_log_bytes: int = 0, snapshots_to_keep: int = 1,
-                 snapshot_chunk_bytes: int = 512, snapshot_write_ms: float = 2.0):
+                 snapshot_chunk_bytes: int = 512, snapshot_write_ms: float = 2.0,
+                 fast_step_path: bool = True):
         if members < 1:
             raise ValueError(f"members: need at least 1, got {members}")
         self.seed = seed
@@ -77,6 +78,10 @@ class SimCluster:
                                                    snapshot_write_ms)
         self.snapshot_totals = {"snapshots_recorded": 0, "snapshots_installed": 0, "snapshot_restarts": 0}
         self.crashed_mid_ready = 0               # armed members that crashed (crash_mid_ready)
+        # members step the steady-state AppendEntries and AppendResponse through the node's
+        # compiled path (aeronpy._steppath), as ClusterNode does; False: RaftCore.step for all
+        self.fast_step_path = fast_step_path
+        self.fast_steps = [0, 0]                 # AppendResponses, AppendEntries that path took
         self.now_ns = 0
         self.events = 0
         self._seq = 0

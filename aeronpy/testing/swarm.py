@@ -115,7 +115,7 @@ def two_services():
 
 class SeedResult:
     def __init__(self, seed: int, ok: bool, error: str = "", events: int = 0, faults: dict | None = None,
-                 sim_ms: float = 0.0, entries: int = 0):
+                 sim_ms: float = 0.0, entries: int = 0, trace: str = "", fast_steps: tuple = (0, 0)):
         self.seed = seed
         self.ok = ok
         self.error = error
@@ -123,6 +123,8 @@ class SeedResult:
         self.faults = faults or {}
         self.sim_ms = sim_ms
         self.entries = entries
+        self.trace = trace                  # the simulator's trace digest (SimCluster.trace_hash)
+        self.fast_steps = fast_steps        # (AppendResponses, AppendEntries) aeronpy._steppath took
 
     def __repr__(self) -> str:
         return f"SeedResult(seed={self.seed}, ok={self.ok}, events={self.events}, error={self.error[:200]!r})"
@@ -134,11 +136,13 @@ def replay_command(seed: int, bugs=()) -> str:
 
 
 def run_seed(seed: int, fault_phase_ms: float = FAULT_PHASE_MS, liveness_within_ms: float = LIVENESS_WITHIN_MS,
-             bugs=(), mid_ready_crashes: bool = True) -> SeedResult:
+             bugs=(), mid_ready_crashes: bool = True, fast_step_path: bool = True) -> SeedResult:
     """One swarm run; never raises for a cluster failure (the result says what broke).
 
     ``mid_ready_crashes=False`` leaves out the crash_mid_ready fault and its random draw, so a
-    seed runs exactly as it did before that fault existed (regression seeds found then)."""
+    seed runs exactly as it did before that fault existed (regression seeds found then).
+    ``fast_step_path=False`` steps every message through ``RaftCore.step`` (the differential
+    test of aeronpy._steppath compares the two runs' traces)."""
     unknown = set(bugs) - core_config.KNOWN_BUGS - set(SNAPSHOT_BUGS)
     if unknown:
         raise ValueError(f"unknown bug switch(es): {sorted(unknown)}")
@@ -147,7 +151,7 @@ def run_seed(seed: int, fault_phase_ms: float = FAULT_PHASE_MS, liveness_within_
     core_config._BUGS.update(b for b in bugs if b in core_config.KNOWN_BUGS)
     try:
         with snapshot_bugs([b for b in bugs if b in SNAPSHOT_BUGS]):
-            return _run_seed(seed, fault_phase_ms, liveness_within_ms, mid_ready_crashes)
+            return _run_seed(seed, fault_phase_ms, liveness_within_ms, mid_ready_crashes, fast_step_path)
     finally:
         core_config._BUGS.clear()
         core_config._BUGS.update(saved)
@@ -204,7 +208,7 @@ class Traffic:
 
 
 def _run_seed(seed: int, fault_phase_ms: float, liveness_within_ms: float,
-              mid_ready_crashes: bool = True) -> SeedResult:
+              mid_ready_crashes: bool = True, fast_step_path: bool = True) -> SeedResult:
     plan = random.Random(f"swarm-plan-{seed}")
     members = plan.choice((3, 3, 3, 5, 5))
     file_sync = plan.choice(("data", "full", "none"))
@@ -218,7 +222,8 @@ def _run_seed(seed: int, fault_phase_ms: float, liveness_within_ms: float,
                      max_append_bytes=max_append_bytes, max_inflight_appends=max_inflight_appends,
                      pre_vote=pre_vote, check_quorum=check_quorum, snapshot_log_bytes=snapshot_log_bytes,
                      snapshots_to_keep=snapshots_to_keep, snapshot_chunk_bytes=plan.choice((128, 512, 4096)),
-                     snapshot_write_ms=plan.choice((0.0, 2.0, 20.0)))
+                     snapshot_write_ms=plan.choice((0.0, 2.0, 20.0)),
+                     fast_step_path=fast_step_path)
     faults = {"members": members, "file_sync": file_sync, "max_append_bytes": max_append_bytes,
               "pre_vote": pre_vote, "snapshot_log_bytes": snapshot_log_bytes, "snapshots_to_keep": snapshots_to_keep,
               "partition": 0, "cut": 0, "heal": 0, "crash": 0, "power_fail": 0, "restart": 0,
@@ -244,22 +249,28 @@ def _run_seed(seed: int, fault_phase_ms: float, liveness_within_ms: float,
             faults["offers"] += 1
         client = traffic.client
         if not sim.run_until(lambda: _converged(sim, client), liveness_within_ms):
-            return SeedResult(seed, False, f"{sim.describe()}: no convergence within {liveness_within_ms}ms "
+            return _with_trace(sim, SeedResult(seed, False, f"{sim.describe()}: no convergence within {liveness_within_ms}ms "
                               f"after healing: {_state(sim)} client pending={client.pending} "
-                              f"state={client.core.state.name}", sim.events, faults, sim.now_ns / 1e6)
+                              f"state={client.core.state.name}", sim.events, faults, sim.now_ns / 1e6))
         traffic.poll()
         sim.check()
         faults.update(sim.snapshot_totals)
         faults["crashed_mid_ready"] = sim.crashed_mid_ready
         problem = _final_problem(sim, traffic)
         if problem:
-            return SeedResult(seed, False, f"{sim.describe()}: {problem}", sim.events, faults, sim.now_ns / 1e6)
-        return SeedResult(seed, True, "", sim.events, faults, sim.now_ns / 1e6, sim.core(0).commit_index)
+            return _with_trace(sim, SeedResult(seed, False, f"{sim.describe()}: {problem}", sim.events, faults, sim.now_ns / 1e6))
+        return _with_trace(sim, SeedResult(seed, True, "", sim.events, faults, sim.now_ns / 1e6, sim.core(0).commit_index))
     except InvariantViolation as exc:
-        return SeedResult(seed, False, str(exc), sim.events, faults, sim.now_ns / 1e6)
+        return _with_trace(sim, SeedResult(seed, False, str(exc), sim.events, faults, sim.now_ns / 1e6))
     except Exception as exc:       # the stack itself raised (e.g. a member cannot recover)
-        return SeedResult(seed, False, f"{sim.describe()}: {type(exc).__name__}: {exc}", sim.events, faults,
-                          sim.now_ns / 1e6)
+        return _with_trace(sim, SeedResult(seed, False, f"{sim.describe()}: {type(exc).__name__}: {exc}", sim.events, faults,
+                          sim.now_ns / 1e6))
+
+
+def _with_trace(sim: SimCluster, result: SeedResult) -> SeedResult:
+    result.trace = sim.trace_hash()
+    result.fast_steps = tuple(sim.fast_steps)
+    return result
 
 
 _SETTINGS = ("members", "max_append_bytes", "snapshot_log_bytes", "snapshots_to_keep")   # not counts

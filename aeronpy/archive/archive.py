@@ -25,6 +25,7 @@ from .errors import ArchiveCorruptError, ArchiveIOError, DataDirError
 from .fs import FileSystem, OsFileSystem
 from .node_state import HardState, load_node_state, save_node_state
 from .recording_log import RecordingLog
+from .remover import BackgroundRemover
 from .segments import DEFAULT_SEGMENT_BYTES, OPEN_SEGMENTS_MAX, ScanStop, SegmentLog
 from .snapshots import SnapshotInfo, SnapshotWriter, latest_valid_snapshot, open_snapshot
 from .syncer import BackgroundSyncer
@@ -60,7 +61,8 @@ class Archive:
     """Open with `Archive.open`, then call `recover()` once before anything else."""
 
     def __init__(self, data_dir: str, file_sync: str, segment_bytes: int, fs: FileSystem,
-                 background_sync: bool, open_segments_max: int = OPEN_SEGMENTS_MAX):
+                 background_sync: bool, open_segments_max: int = OPEN_SEGMENTS_MAX,
+                 background_remove: bool = False):
         self.data_dir = data_dir
         self.file_sync = file_sync
         self.fs = fs
@@ -69,6 +71,12 @@ class Archive:
         # none it stays dirty and `sync()` reopens it
         self._segments.before_close = self._sync_handle if file_sync != "none" else None
         self._segments.wait_for_syncs = self._wait_for_syncs
+        # Files no longer needed (segments below a snapshot, old snapshots) are deleted on a
+        # thread with real files: an unlink can take tens of ms (remover.py); the simulator's
+        # MemFileSystem deletes at once, deterministically.
+        self._remover = BackgroundRemover(fs.remove) if background_remove else None
+        if self._remover is not None:
+            self._segments.remove_path = self._remover.submit
         self._recording_log = RecordingLog(fs, data_dir)
         self._marker = DurableMarker(fs, data_dir)
         self._background = background_sync
@@ -84,11 +92,14 @@ class Archive:
     @classmethod
     def open(cls, data_dir: str, file_sync: str = "none", segment_bytes: int = DEFAULT_SEGMENT_BYTES,
              fs: FileSystem | None = None, background_sync: bool | None = None,
-             open_segments_max: int = OPEN_SEGMENTS_MAX) -> "Archive":
+             open_segments_max: int = OPEN_SEGMENTS_MAX,
+             background_remove: bool | None = None) -> "Archive":
         """Check the data directory (created if missing; must be writable) and the settings.
 
         ``background_sync`` defaults to True for real files under ``data``/``full`` and False
-        otherwise (the simulator's `MemFileSystem` must stay single-threaded).
+        otherwise (the simulator's `MemFileSystem` must stay single-threaded);
+        ``background_remove`` (purged segments and old snapshots deleted on a thread) to True
+        for real files under every policy.
         ``open_segments_max`` bounds the segment files held open (tail + LRU of readers)."""
         if file_sync not in FILE_SYNC_LEVELS:
             raise ValueError(f"file_sync must be one of {FILE_SYNC_LEVELS}, got {file_sync!r}")
@@ -97,7 +108,10 @@ class Archive:
         _check_data_dir(fs, data_dir)
         if background_sync is None:
             background_sync = isinstance(fs, OsFileSystem) and file_sync != "none"
-        return cls(data_dir, file_sync, segment_bytes, fs, background_sync, open_segments_max)
+        if background_remove is None:
+            background_remove = isinstance(fs, OsFileSystem)
+        return cls(data_dir, file_sync, segment_bytes, fs, background_sync, open_segments_max,
+                   background_remove)
 
     # -- positions ---------------------------------------------------------------------------
     @property
@@ -373,6 +387,29 @@ class Archive:
         except OSError as exc:
             raise self._fail(exc, f"truncating from index {index}")
 
+    def remove_file(self, path: str) -> None:
+        """Delete a file the archive no longer needs (an old snapshot): on the remover thread
+        with real files, at once otherwise. Raises OSError only when deleting at once."""
+        if self._remover is not None:
+            self._remover.submit(path)
+        else:
+            self.fs.remove(path)
+
+    def release_later(self, obj: object) -> None:
+        """Let the remover thread drop ``obj`` (a payload block the log index replaced), so
+        freeing it does not hold up the caller; without a remover it is dropped at once."""
+        if self._remover is not None:
+            self._remover.release(obj)
+
+    @property
+    def removals_pending(self) -> int:
+        """Files handed to the remover thread and not deleted yet (0 without one)."""
+        return 0 if self._remover is None else self._remover.pending
+
+    def drain_removals(self, timeout_s: float = 30.0) -> bool:
+        """Wait for the remover thread to delete what it was given (tests, tools)."""
+        return True if self._remover is None else self._remover.drain(timeout_s)
+
     def purge_below(self, index: int) -> int:
         """Delete whole segment files below ``index``, which must not exceed the newest
         recorded snapshot. Returns how many files were deleted."""
@@ -496,6 +533,8 @@ class Archive:
             self._closed = True
             if self._syncer is not None:
                 self._syncer.stop()
+            if self._remover is not None:
+                self._remover.close()    # a reopened archive must not meet half-deleted files
             self._release_files()
 
     def _release_files(self) -> None:

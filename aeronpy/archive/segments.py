@@ -145,6 +145,9 @@ class SegmentLog:
         self._later_files: list = []  # segments past the recovered end, deleted by the cut
         self._open: OrderedDict = OrderedDict()  # id(segment) -> segment with an open handle, LRU first
         self._pinned: dict = {}    # id(segment) -> index its in-flight sync covers; kept open
+        # How purge_below deletes a file: at once (default), or handed to the archive's
+        # BackgroundRemover, which deletes in the same (oldest first) order
+        self.remove_path = fs.remove
         # Set by the archive: ``before_close(handle)`` syncs a dirty segment before its handle
         # is closed (None: nothing to sync, the segment stays in `dirty` and is reopened for
         # the next sync); ``wait_for_syncs()`` waits for the sync thread and `unpin`s, so that
@@ -447,10 +450,12 @@ class SegmentLog:
 
     def purge_below(self, index: int) -> int:
         """Delete whole segments whose records all lie below ``index`` (the last segment is
-        always kept). Returns how many files were deleted."""
+        always kept), through ``remove_path``. Returns how many files it deleted (or handed
+        over for deletion)."""
         removed = 0
+        remove = self.remove_path
         for path in self.stale_paths:
-            self.fs.remove(path)
+            remove(path)
             self.dir_dirty = True
             removed += 1
         self.stale_paths = []
@@ -458,7 +463,7 @@ class SegmentLog:
             seg = self.segments.pop(0)
             self._close_handle(seg)
             self.dirty.pop(id(seg), None)
-            self.fs.remove(seg.path)
+            remove(seg.path)
             self.dir_dirty = True
             removed += 1
         if removed and self.segments:

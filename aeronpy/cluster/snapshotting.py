@@ -320,7 +320,7 @@ class Snapshotter:
 
     def _delete(self, info: Any) -> None:
         try:
-            self.archive.fs.remove(info.path)
+            self.archive.remove_file(info.path)    # on the archive's remover thread (real files)
             self.stats.deleted_snapshots += 1
         except OSError as exc:
             self.log.warning("could not delete old snapshot %s: %r", info.path, exc)

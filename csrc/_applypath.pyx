@@ -475,7 +475,7 @@ def apply_session_run(module, log, int64_t index, int64_t hi, list handlers, inv
     cdef const unsigned char* p
     cdef Py_buffer* buf
     cdef SessionState s
-    cdef object payload, body, session_id, view, found, boxed_index
+    cdef object payload, body, session_id, view, found, boxed_index, chunk_view = None
     cdef Py_ssize_t length = 0, block_start = 0
     cdef LogIndex log_index = log if type(log) is LogIndex else None     # else a test's fake
     reply._begin_run()
@@ -484,12 +484,12 @@ def apply_session_run(module, log, int64_t index, int64_t hi, list handlers, inv
                               else type_at(index)) == SESSION_MESSAGE_TYPE:
             if log_index is not None:
                 # the real log: read the header in place and slice the body straight out of the
-                # log's block view (what payload_at(index)[36:] gives, one memoryview fewer)
+                # view of the log's chunk (what payload_at(index)[36:] gives, one memoryview fewer)
                 p = log_index.c_payload(index, &length)
                 if length < SESSION_MESSAGE_HEADER:
                     _decode_or_raise(payload_at(index))
                 payload = None
-                block_start = p - <const unsigned char*>log_index._block.data
+                chunk_view = log_index.c_chunk_view(index, &block_start)
             else:
                 payload = payload_at(index)
                 if not PyMemoryView_Check(payload):
@@ -528,8 +528,8 @@ def apply_session_run(module, log, int64_t index, int64_t hi, list handlers, inv
                         counters["rejected_message_skipped"] += 1    # it only consumes its seq
                     elif 0 <= service_id < services_count:
                         if payload is None:
-                            body = log_index._block_view[block_start + SESSION_MESSAGE_HEADER:
-                                                         block_start + length]
+                            body = chunk_view[block_start + SESSION_MESSAGE_HEADER:
+                                              block_start + length]
                         else:
                             body = payload[SESSION_MESSAGE_HEADER:]
                         view = views.get(session_id)

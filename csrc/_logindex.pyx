@@ -1,18 +1,27 @@
-"""LogIndex: the in-memory Raft log over contiguous storage.
+"""LogIndex: the in-memory Raft log over flat arrays and chunked payload storage.
 
 Why this shape: the leader's hot path is "append an entry, then pack a run of entries into an
-AppendEntries frame"; the follower's is "append a packed run". Terms, types and payload
-offsets therefore live in flat C arrays (O(1) lookups by index, amortised O(1) append by
-doubling) and all payloads in one contiguous block, so packing is a header write plus a
-memcpy per entry, and the byte size of any range is O(1) from the offsets.
+AppendEntries frame"; the follower's is "append a packed run". Terms, types, payload offsets
+and payload locations therefore live in flat C arrays (O(1) lookups by index, amortised O(1)
+append by doubling), so packing is a header write plus a memcpy per entry, and the byte size
+of any range is O(1) from the offsets (a running sum of payload lengths).
+
+Payloads live in chunks (``PayloadBlock``s of up to 8 MiB, one per entry that is bigger),
+appended as the log grows and released whole once every entry in them is dropped. Payload
+bytes are never copied once written: an earlier version kept them in one block that doubled
+and was compacted by copying, and the copy paused a node's duty cycle for 30-130 ms when the
+log was tens to hundreds of MiB (bench/results/perf.md, "Snapshot and log-growth stalls").
+A released chunk goes to ``retire`` when set (the node hands it to a thread, which frees it:
+an munmap of its pages, with the GIL released).
 
 Storage rules that keep every operation amortised O(1):
-- drop_prefix only moves a head pointer; the dead prefix is reclaimed when it is at least as
-  large as what is still live (so each dropped entry/byte pays for its reclamation once).
-- the payload block is never resized in place: growth or reclamation copies the live payloads
-  into a new block. A memoryview from payload_at() therefore never dangles; but after the
-  next mutating call (append, append_packed, truncate_from, drop_prefix) its *content* is
-  unspecified (truncate then append reuses the bytes). Copy it if you need to keep it.
+- drop_prefix only moves a head pointer and releases the chunks left wholly dead; the dead
+  slot prefix is reclaimed when it is at least as large as what is still live (so each
+  dropped entry pays for its reclamation once).
+- a chunk is never resized or reused after it is released, so a memoryview from payload_at()
+  never dangles; but after the next mutating call (append, append_packed, truncate_from,
+  drop_prefix) its *content* is unspecified (truncate then append reuses the bytes). Copy it
+  if you need to keep it.
 Terms must be non-decreasing (Raft guarantees it; ValueError otherwise), which is what makes
 first_index_of_term/last_index_of_term binary searches. Not thread-safe.
 """
@@ -28,7 +37,8 @@ DEF HEADER_BYTES = 16              # u32 payload_length | u16 type | u16 flags |
 DEF MIN_SLOTS = 64
 DEF MIN_BLOCK_BYTES = 4096
 DEF RECLAIM_MIN_SLOTS = 4096       # don't bother reclaiming a dead prefix smaller than this
-DEF RECLAIM_MIN_BYTES = 65536
+DEF CHUNK_MAX_BYTES = 8388608      # payload chunks grow by doubling up to this (bigger entries: their own)
+DEF RETIRE_MIN_BYTES = 1048576     # released chunks this big go to `retire` (when set) to be freed
 DEF MAX_PAYLOAD_BYTES = 0xFFFFFFFF
 
 PACKED_HEADER_BYTES = HEADER_BYTES
@@ -79,7 +89,12 @@ cdef class PayloadBlock:
         self.capacity = capacity
 
     def __dealloc__(self):
-        free(self.data)
+        # Freeing a big chunk is an munmap of every page it touched: with the GIL released, a
+        # chunk dropped on another thread (LogIndex.retire) does not hold up the duty cycle.
+        cdef unsigned char* data = self.data
+        self.data = NULL
+        with nogil:
+            free(data)
 
     def __getbuffer__(self, Py_buffer* view, int flags):
         PyBuffer_FillInfo(view, self, self.data, self.capacity, 1, flags)  # read-only
@@ -97,11 +112,15 @@ cdef class LogIndex:
         self._terms = <int64_t*>malloc(MIN_SLOTS * sizeof(int64_t))
         self._types = <uint16_t*>malloc(MIN_SLOTS * sizeof(uint16_t))
         self._offsets = <int64_t*>malloc((MIN_SLOTS + 1) * sizeof(int64_t))
-        if self._terms == NULL or self._types == NULL or self._offsets == NULL:
+        self._locs = <int64_t*>malloc(MIN_SLOTS * sizeof(int64_t))
+        if self._terms == NULL or self._types == NULL or self._offsets == NULL or self._locs == NULL:
             raise MemoryError("cannot allocate the log index")
         self._slot_cap = MIN_SLOTS
-        self._block = PayloadBlock(MIN_BLOCK_BYTES)
-        self._block_view = memoryview(self._block)
+        self.retire = None
+        self._chunks = []
+        self._views = []
+        self._chunk_base = 0
+        self._tail_used = 0
         self._reset_empty(base_index, base_term)
         self.mutation_count = 0
 
@@ -109,6 +128,7 @@ cdef class LogIndex:
         free(self._terms)
         free(self._types)
         free(self._offsets)
+        free(self._locs)
 
     # ---------------------------------------------------------------- read-only properties
     @property
@@ -173,7 +193,18 @@ cdef class LogIndex:
         self.c_type_at(index)  # range check
         cdef Py_ssize_t s = self._slot(index)
         length[0] = <Py_ssize_t>(self._offsets[s + 1] - self._offsets[s])
-        return self._block.data + (self._offsets[s] - self._pay_shift)
+        return self._ptr(self._locs[s])
+
+    cdef unsigned char* _ptr(self, int64_t loc) noexcept:
+        cdef PayloadBlock chunk = <PayloadBlock>self._chunks[(loc >> 32) - self._chunk_base]
+        return chunk.data + (loc & 0xFFFFFFFFLL)
+
+    cdef object c_chunk_view(self, int64_t index, Py_ssize_t* start):
+        """The memoryview of the chunk holding entry ``index``'s payload, and where in it the
+        payload starts (``index`` must be in range: c_payload checked it)."""
+        cdef int64_t loc = self._locs[self._slot(index)]
+        start[0] = <Py_ssize_t>(loc & 0xFFFFFFFFLL)
+        return self._views[(loc >> 32) - self._chunk_base]
 
     cdef int64_t c_append(self, int64_t term, int entry_type,
                           const unsigned char* payload, Py_ssize_t length) except -1:
@@ -184,14 +215,14 @@ cdef class LogIndex:
             raise ValueError(f"entry type {entry_type} outside 0..65535")
         if length < 0 or length > MAX_PAYLOAD_BYTES:
             raise ValueError(f"payload of {length} bytes exceeds the {MAX_PAYLOAD_BYTES}-byte limit")
-        cdef PayloadBlock keep_alive = self._block  # payload may point into the current block
         self._reserve_slots(1)
-        self._reserve_bytes(length)
-        cdef Py_ssize_t s = self._head + self._count
+        cdef int64_t loc = self._place(length)       # payload may point into our own chunks:
+        cdef Py_ssize_t s = self._head + self._count  # they stay (a new one is only added)
         self._terms[s] = term
         self._types[s] = <uint16_t>entry_type
+        self._locs[s] = loc
         if length:
-            memmove(self._block.data + (self._offsets[s] - self._pay_shift), payload, length)
+            memmove(self._ptr(loc), payload, length)
         self._offsets[s + 1] = self._offsets[s] + length
         self._count += 1
         self.mutation_count += 1
@@ -224,23 +255,41 @@ cdef class LogIndex:
             n += 1
         if n == 0:
             return self.c_last_index()
-        # Pass 2: copy.
+        # Pass 2: place. The entries that fit the tail chunk's room go there, the rest into one
+        # new chunk, allocated before anything changes (a MemoryError leaves the log as it was).
         self._reserve_slots(n)
-        self._reserve_bytes(payload_total)
+        cdef Py_ssize_t room = (<PayloadBlock>self._chunks[len(self._chunks) - 1]).capacity - self._tail_used
+        cdef Py_ssize_t fits = 0, fit_bytes = 0
+        pos = 0
+        while fits < n:
+            plen = _get_u32(blob + pos)
+            if fit_bytes + plen > room:
+                break
+            fit_bytes += plen
+            pos += HEADER_BYTES + plen
+            fits += 1
+        cdef int64_t tail_serial = self._chunk_base + len(self._chunks) - 1
+        if fits < n:
+            self._add_chunk(payload_total - fit_bytes)
+        # Pass 3: copy.
         cdef Py_ssize_t s = self._head + self._count
-        cdef unsigned char* dst = self._block.data + (self._offsets[s] - self._pay_shift)
         cdef int64_t off = self._offsets[s]
+        cdef int64_t loc = (tail_serial << 32) | self._tail_used
         cdef Py_ssize_t i
         pos = 0
         for i in range(n):
             plen = _get_u32(blob + pos)
+            if i == fits:
+                loc = (tail_serial + 1) << 32      # the rest start the new chunk
             self._types[s + i] = <uint16_t>_get_u16(blob + pos + 4)
             self._terms[s + i] = _get_i64(blob + pos + 8)
-            memcpy(dst, blob + pos + HEADER_BYTES, plen)
-            dst += plen
+            self._locs[s + i] = loc
+            memcpy(self._ptr(loc), blob + pos + HEADER_BYTES, plen)
+            loc += plen
             off += plen
             self._offsets[s + i + 1] = off
             pos += HEADER_BYTES + plen
+        self._tail_used = <Py_ssize_t>(loc & 0xFFFFFFFFLL)
         self._count += n
         self.mutation_count += 1
         return self._base_index + self._count
@@ -268,15 +317,13 @@ cdef class LogIndex:
     cdef Py_ssize_t c_pack_unchecked(self, int64_t lo, Py_ssize_t count, unsigned char* out) noexcept:
         cdef Py_ssize_t s = self._slot(lo), i, plen
         cdef unsigned char* p = out
-        cdef const unsigned char* src = self._block.data + (self._offsets[s] - self._pay_shift)
         for i in range(s, s + count):
             plen = <Py_ssize_t>(self._offsets[i + 1] - self._offsets[i])
             _put_u32(p, <uint32_t>plen)
             _put_u16(p + 4, self._types[i])
             _put_u16(p + 6, 0)
             _put_i64(p + 8, self._terms[i])
-            memcpy(p + HEADER_BYTES, src, plen)
-            src += plen
+            memcpy(p + HEADER_BYTES, self._ptr(self._locs[i]), plen)
             p += HEADER_BYTES + plen
         return p - out
 
@@ -294,6 +341,7 @@ cdef class LogIndex:
             memmove(self._terms, self._terms + self._head, self._count * sizeof(int64_t))
             memmove(self._types, self._types + self._head, self._count * sizeof(uint16_t))
             memmove(self._offsets, self._offsets + self._head, (self._count + 1) * sizeof(int64_t))
+            memmove(self._locs, self._locs + self._head, self._count * sizeof(int64_t))
             self._moved_slots += self._count
             self._head = 0
             if self._count + extra <= self._slot_cap:
@@ -311,27 +359,54 @@ cdef class LogIndex:
         if offsets == NULL:
             raise MemoryError(f"cannot grow the log index to {cap} entries")
         self._offsets = offsets
+        cdef int64_t* locs = <int64_t*>realloc(self._locs, cap * sizeof(int64_t))
+        if locs == NULL:
+            raise MemoryError(f"cannot grow the log index to {cap} entries")
+        self._locs = locs
         self._moved_slots += self._count  # realloc may copy
         self._slot_cap = cap
         return 0
 
-    cdef int _reserve_bytes(self, Py_ssize_t extra) except -1:
-        cdef Py_ssize_t end = <Py_ssize_t>(self._offsets[self._head + self._count] - self._pay_shift)
-        if end + extra <= self._block.capacity:
-            return 0
-        cdef Py_ssize_t live = <Py_ssize_t>(self._offsets[self._head + self._count] - self._offsets[self._head])
-        # At least twice what is needed: the next relocation needs as many new bytes again.
-        return self._relocate_payloads(_pow2_at_least(2 * (live + extra), MIN_BLOCK_BYTES))
+    cdef int64_t _place(self, Py_ssize_t length) except -1:
+        """Where a payload of ``length`` bytes goes (a location: chunk serial << 32 | offset),
+        the tail chunk's room taken; a new chunk when it does not fit."""
+        cdef Py_ssize_t room = (<PayloadBlock>self._chunks[len(self._chunks) - 1]).capacity - self._tail_used
+        if length > room:
+            self._add_chunk(length)
+            self._tail_used = 0
+        cdef int64_t loc = ((self._chunk_base + len(self._chunks) - 1) << 32) | self._tail_used
+        self._tail_used += length
+        return loc
 
-    cdef int _relocate_payloads(self, Py_ssize_t new_capacity) except -1:
-        cdef PayloadBlock block = PayloadBlock(new_capacity)
-        cdef int64_t first = self._offsets[self._head]
-        cdef Py_ssize_t live = <Py_ssize_t>(self._offsets[self._head + self._count] - first)
-        memcpy(block.data, self._block.data + (first - self._pay_shift), live)
-        self._moved_bytes += live
-        self._pay_shift = first
-        self._block = block
-        self._block_view = memoryview(block)
+    cdef int _add_chunk(self, Py_ssize_t needed) except -1:
+        """Append a chunk with room for ``needed`` bytes, sized to the live log (the next power
+        of two, up to CHUNK_MAX_BYTES): a short log keeps small chunks, a long one few. The
+        caller sets ``_tail_used`` for it."""
+        cdef Py_ssize_t live = <Py_ssize_t>(self._offsets[self._head + self._count] - self._offsets[self._head])
+        cdef Py_ssize_t capacity = _pow2_at_least(live + needed, MIN_BLOCK_BYTES)
+        if capacity > CHUNK_MAX_BYTES:
+            capacity = CHUNK_MAX_BYTES
+        if capacity < needed:
+            capacity = needed
+        cdef PayloadBlock chunk = PayloadBlock(capacity)
+        view = memoryview(chunk)
+        self._chunks.append(chunk)
+        self._views.append(view)
+        return 0
+
+    cdef int _release_front(self, int64_t keep_serial) except -1:
+        """Release the chunks before ``keep_serial`` (every entry in them was dropped)."""
+        cdef PayloadBlock chunk
+        while self._chunk_base < keep_serial:
+            chunk = <PayloadBlock>self._chunks.pop(0)
+            del self._views[0]
+            self._chunk_base += 1
+            self._retire(chunk)
+        return 0
+
+    cdef int _retire(self, PayloadBlock chunk) except -1:
+        if self.retire is not None and chunk.capacity >= RETIRE_MIN_BYTES:
+            self.retire(chunk)
         return 0
 
     cdef int _reset_empty(self, int64_t base_index, int64_t base_term) except -1:
@@ -340,25 +415,33 @@ cdef class LogIndex:
         self._head = 0
         self._count = 0
         self._offsets[0] = 0
-        self._pay_shift = 0
-        if self._block.capacity > 16 * MIN_BLOCK_BYTES:  # give a big emptied block back
-            self._block = PayloadBlock(MIN_BLOCK_BYTES)
-            self._block_view = memoryview(self._block)
+        cdef PayloadBlock chunk
+        if len(self._chunks) == 1 and (<PayloadBlock>self._chunks[0]).capacity <= 16 * MIN_BLOCK_BYTES:
+            self._tail_used = 0            # a small lone chunk is kept (its bytes are reused)
+            return 0
+        while self._chunks:                # the rest is given back
+            chunk = <PayloadBlock>self._chunks.pop()
+            self._views.pop()
+            self._retire(chunk)
+        self._chunk_base += 1              # serials never repeat
+        chunk = PayloadBlock(MIN_BLOCK_BYTES)
+        self._chunks.append(chunk)
+        self._views.append(memoryview(chunk))
+        self._tail_used = 0
         return 0
 
     cdef int _compact_after_drop(self) except -1:
-        # Reclaim a dead prefix once it is at least as big as the live part: the copy costs
-        # O(live) <= O(dropped since the last reclaim), so repeated drops stay linear overall.
+        # Reclaim a dead slot prefix once it is at least as big as the live part: the copy
+        # costs O(live) <= O(dropped since the last reclaim), so repeated drops stay linear
+        # overall. Payload chunks are never copied: the ones wholly dead are released.
         if self._head >= RECLAIM_MIN_SLOTS and self._head >= self._count:
             memmove(self._terms, self._terms + self._head, self._count * sizeof(int64_t))
             memmove(self._types, self._types + self._head, self._count * sizeof(uint16_t))
             memmove(self._offsets, self._offsets + self._head, (self._count + 1) * sizeof(int64_t))
+            memmove(self._locs, self._locs + self._head, self._count * sizeof(int64_t))
             self._moved_slots += self._count
             self._head = 0
-        cdef int64_t dead = self._offsets[self._head] - self._pay_shift
-        cdef int64_t live = self._offsets[self._head + self._count] - self._offsets[self._head]
-        if dead >= RECLAIM_MIN_BYTES and dead >= live:
-            self._relocate_payloads(_pow2_at_least(2 * live, MIN_BLOCK_BYTES))
+        self._release_front(self._locs[self._head] >> 32)
         return 0
 
     # ---------------------------------------------------------------- Python API
@@ -403,9 +486,10 @@ cdef class LogIndex:
         """Read-only view of the payload; its content is valid until the next mutating call."""
         self.c_type_at(index)
         cdef Py_ssize_t s = self._slot(index)
-        cdef Py_ssize_t start = <Py_ssize_t>(self._offsets[s] - self._pay_shift)
-        cdef Py_ssize_t end = <Py_ssize_t>(self._offsets[s + 1] - self._pay_shift)
-        return self._block_view[start:end]
+        cdef int64_t loc = self._locs[s]
+        cdef Py_ssize_t start = <Py_ssize_t>(loc & 0xFFFFFFFFLL)
+        cdef Py_ssize_t length = <Py_ssize_t>(self._offsets[s + 1] - self._offsets[s])
+        return self._views[(loc >> 32) - self._chunk_base][start:start + length]
 
     def size_between(self, int64_t lo, int64_t hi) -> int:
         """Packed bytes of [lo, hi)."""
@@ -451,6 +535,16 @@ cdef class LogIndex:
                              f"{self._base_index}")
         if index > self._base_index + self._count:
             return
+        # the payload tail goes back to where the first removed entry starts; chunks after
+        # that one hold only removed entries and are released
+        cdef int64_t loc = self._locs[self._slot(index)]
+        cdef int64_t serial = loc >> 32
+        cdef PayloadBlock chunk
+        while self._chunk_base + len(self._chunks) - 1 > serial:
+            chunk = <PayloadBlock>self._chunks.pop()
+            self._views.pop()
+            self._retire(chunk)
+        self._tail_used = <Py_ssize_t>(loc & 0xFFFFFFFFLL)
         self._count = <Py_ssize_t>(index - self._base_index - 1)
         self.mutation_count += 1
 
@@ -516,9 +610,11 @@ cdef class LogIndex:
     def _storage_info(self) -> dict:
         """Internal sizes and copy counters, for tests of the amortised storage rules."""
         return {"slot_capacity": self._slot_cap, "head": self._head,
-                "block_capacity": self._block.capacity,
-                "dead_prefix_bytes": self._offsets[self._head] - self._pay_shift,
-                "moved_slots": self._moved_slots, "moved_bytes": self._moved_bytes}
+                "chunks": len(self._chunks),
+                "chunk_bytes": sum((<PayloadBlock>c).capacity for c in self._chunks),
+                "chunk_sizes": [(<PayloadBlock>c).capacity for c in self._chunks],
+                "tail_used": self._tail_used,
+                "moved_slots": self._moved_slots}
 
     def entries(self, int64_t lo, int64_t hi):
         """Iterate (index, term, type, payload memoryview) over [lo, hi). RuntimeError if the

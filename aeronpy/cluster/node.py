@@ -120,6 +120,9 @@ class ClusterNode:
             max_append_bytes=config.max_append_bytes)
         self.core = RaftCore(core_config, rng=random.Random(), hard_state=recovered.hard_state,
                              log=recovered.log, commit_index=recovered.commit_index)
+        # payload chunks the log releases (compaction after a snapshot, a cut tail) are freed
+        # on the archive's remover thread: an munmap of a few MiB is not the duty cycle's
+        recovered.log.retire = self.archive.release_later
 
         # -- transports -----------------------------------------------------------------
         me = config.member

@@ -10,7 +10,8 @@ from aeronpy._logindex import LogIndex
 
 from .logmodel import ListLog, pack_entries, unpack_entries
 
-payloads = st.binary(max_size=48)
+# mostly small, sometimes past a 4 KiB chunk's room: entries cross payload chunks often
+payloads = st.one_of(st.binary(max_size=48), st.binary(min_size=900, max_size=5000))
 entry_types = st.integers(0, 0xFFFF)
 
 

@@ -2,22 +2,23 @@
 
 Why this shape: the leader's hot path is "append an entry, then pack a run of entries into an
 AppendEntries frame"; the follower's is "append a packed run". Terms, types, payload offsets
-and payload locations therefore live in flat C arrays (O(1) lookups by index, amortised O(1)
-append by doubling), so packing is a header write plus a memcpy per entry, and the byte size
+and payload locations therefore live in flat C arrays used as a ring (O(1) lookups by index,
+amortised O(1) append by doubling), so packing is a header write plus a memcpy per entry, and the byte size
 of any range is O(1) from the offsets (a running sum of payload lengths).
 
 Payloads live in chunks (``PayloadBlock``s of up to 8 MiB, one per entry that is bigger),
 appended as the log grows and released whole once every entry in them is dropped. Payload
 bytes are never copied once written: an earlier version kept them in one block that doubled
-and was compacted by copying, and the copy paused a node's duty cycle for 30-130 ms when the
-log was tens to hundreds of MiB (bench/results/perf.md, "Snapshot and log-growth stalls").
+and was compacted by copying (the slot arrays too), and the copies paused a node's duty cycle
+for 10-130 ms when the log was tens to hundreds of MiB (bench/results/perf.md, "Snapshot and
+log-growth stalls").
 A released chunk goes to ``retire`` when set (the node hands it to a thread, which frees it:
 an munmap of its pages, with the GIL released).
 
-Storage rules that keep every operation amortised O(1):
-- drop_prefix only moves a head pointer and releases the chunks left wholly dead; the dead
-  slot prefix is reclaimed when it is at least as large as what is still live (so each
-  dropped entry pays for its reclamation once).
+Storage rules that keep every operation amortised O(1), with no copy proportional to the log:
+- the slot arrays are a ring: drop_prefix only moves its head (and releases the payload
+  chunks left wholly dead); growth doubles the ring (realloc, which moves pages rather than
+  bytes for big arrays) and moves only the slots that had wrapped to its front.
 - a chunk is never resized or reused after it is released, so a memoryview from payload_at()
   never dangles; but after the next mutating call (append, append_packed, truncate_from,
   drop_prefix) its *content* is unspecified (truncate then append reuses the bytes). Copy it
@@ -36,7 +37,6 @@ from libc.string cimport memcpy, memmove
 DEF HEADER_BYTES = 16              # u32 payload_length | u16 type | u16 flags | i64 term
 DEF MIN_SLOTS = 64
 DEF MIN_BLOCK_BYTES = 4096
-DEF RECLAIM_MIN_SLOTS = 4096       # don't bother reclaiming a dead prefix smaller than this
 DEF CHUNK_MAX_BYTES = 8388608      # payload chunks grow by doubling up to this (bigger entries: their own)
 DEF RETIRE_MIN_BYTES = 1048576     # released chunks this big go to `retire` (when set) to be freed
 DEF MAX_PAYLOAD_BYTES = 0xFFFFFFFF
@@ -111,11 +111,12 @@ cdef class LogIndex:
             raise ValueError(f"base_index and base_term must be >= 0, got ({base_index}, {base_term})")
         self._terms = <int64_t*>malloc(MIN_SLOTS * sizeof(int64_t))
         self._types = <uint16_t*>malloc(MIN_SLOTS * sizeof(uint16_t))
-        self._offsets = <int64_t*>malloc((MIN_SLOTS + 1) * sizeof(int64_t))
+        self._offsets = <int64_t*>malloc(MIN_SLOTS * sizeof(int64_t))
         self._locs = <int64_t*>malloc(MIN_SLOTS * sizeof(int64_t))
         if self._terms == NULL or self._types == NULL or self._offsets == NULL or self._locs == NULL:
             raise MemoryError("cannot allocate the log index")
         self._slot_cap = MIN_SLOTS
+        self._mask = MIN_SLOTS - 1
         self.retire = None
         self._chunks = []
         self._views = []
@@ -157,7 +158,7 @@ cdef class LogIndex:
 
     @property
     def payload_bytes(self) -> int:
-        return self._offsets[self._head + self._count] - self._offsets[self._head]
+        return self._offsets[(self._head + self._count) & self._mask] - self._offsets[self._head]
 
     def __repr__(self) -> str:
         return (f"LogIndex(base=({self._base_index}, {self._base_term}), last=({self.c_last_index()}, "
@@ -165,7 +166,7 @@ cdef class LogIndex:
 
     # ---------------------------------------------------------------- cdef fast paths
     cdef inline Py_ssize_t _slot(self, int64_t index) noexcept:
-        return self._head + <Py_ssize_t>(index - self._base_index - 1)
+        return (self._head + <Py_ssize_t>(index - self._base_index - 1)) & self._mask
 
     cdef int64_t c_last_index(self) noexcept:
         return self._base_index + self._count
@@ -173,7 +174,7 @@ cdef class LogIndex:
     cdef int64_t c_last_term(self) noexcept:
         if self._count == 0:
             return self._base_term
-        return self._terms[self._head + self._count - 1]
+        return self._terms[(self._head + self._count - 1) & self._mask]
 
     cdef int64_t c_term_at(self, int64_t index) except -2:
         if index == self._base_index:
@@ -192,7 +193,7 @@ cdef class LogIndex:
     cdef const unsigned char* c_payload(self, int64_t index, Py_ssize_t* length) except NULL:
         self.c_type_at(index)  # range check
         cdef Py_ssize_t s = self._slot(index)
-        length[0] = <Py_ssize_t>(self._offsets[s + 1] - self._offsets[s])
+        length[0] = <Py_ssize_t>(self._offsets[(s + 1) & self._mask] - self._offsets[s])
         return self._ptr(self._locs[s])
 
     cdef unsigned char* _ptr(self, int64_t loc) noexcept:
@@ -217,13 +218,13 @@ cdef class LogIndex:
             raise ValueError(f"payload of {length} bytes exceeds the {MAX_PAYLOAD_BYTES}-byte limit")
         self._reserve_slots(1)
         cdef int64_t loc = self._place(length)       # payload may point into our own chunks:
-        cdef Py_ssize_t s = self._head + self._count  # they stay (a new one is only added)
+        cdef Py_ssize_t s = (self._head + self._count) & self._mask   # they stay (a new one is only added)
         self._terms[s] = term
         self._types[s] = <uint16_t>entry_type
         self._locs[s] = loc
         if length:
             memmove(self._ptr(loc), payload, length)
-        self._offsets[s + 1] = self._offsets[s] + length
+        self._offsets[(s + 1) & self._mask] = self._offsets[s] + length
         self._count += 1
         self.mutation_count += 1
         return self._base_index + self._count
@@ -272,8 +273,9 @@ cdef class LogIndex:
         if fits < n:
             self._add_chunk(payload_total - fit_bytes)
         # Pass 3: copy.
-        cdef Py_ssize_t s = self._head + self._count
-        cdef int64_t off = self._offsets[s]
+        cdef Py_ssize_t s = self._head + self._count, j
+        cdef Py_ssize_t mask = self._mask
+        cdef int64_t off = self._offsets[s & mask]
         cdef int64_t loc = (tail_serial << 32) | self._tail_used
         cdef Py_ssize_t i
         pos = 0
@@ -281,13 +283,14 @@ cdef class LogIndex:
             plen = _get_u32(blob + pos)
             if i == fits:
                 loc = (tail_serial + 1) << 32      # the rest start the new chunk
-            self._types[s + i] = <uint16_t>_get_u16(blob + pos + 4)
-            self._terms[s + i] = _get_i64(blob + pos + 8)
-            self._locs[s + i] = loc
+            j = (s + i) & mask
+            self._types[j] = <uint16_t>_get_u16(blob + pos + 4)
+            self._terms[j] = _get_i64(blob + pos + 8)
+            self._locs[j] = loc
             memcpy(self._ptr(loc), blob + pos + HEADER_BYTES, plen)
             loc += plen
             off += plen
-            self._offsets[s + i + 1] = off
+            self._offsets[(j + 1) & mask] = off
             pos += HEADER_BYTES + plen
         self._tail_used = <Py_ssize_t>(loc & 0xFFFFFFFFLL)
         self._count += n
@@ -297,7 +300,7 @@ cdef class LogIndex:
     cdef Py_ssize_t c_size_between(self, int64_t lo, int64_t hi) except -1:
         self._check_entry_range(lo, hi)
         cdef Py_ssize_t s = self._slot(lo), k = <Py_ssize_t>(hi - lo)
-        return HEADER_BYTES * k + <Py_ssize_t>(self._offsets[s + k] - self._offsets[s])
+        return HEADER_BYTES * k + <Py_ssize_t>(self._offsets[(s + k) & self._mask] - self._offsets[s])
 
     cdef Py_ssize_t c_count_fitting(self, int64_t lo, int64_t hi, Py_ssize_t max_bytes) except -1:
         self._check_entry_range(lo, hi)
@@ -308,17 +311,19 @@ cdef class LogIndex:
         cdef int64_t base = self._offsets[s]
         while bad - good > 1:
             mid = good + (bad - good) // 2
-            if HEADER_BYTES * mid + (self._offsets[s + mid] - base) <= max_bytes:
+            if HEADER_BYTES * mid + (self._offsets[(s + mid) & self._mask] - base) <= max_bytes:
                 good = mid
             else:
                 bad = mid
         return good
 
     cdef Py_ssize_t c_pack_unchecked(self, int64_t lo, Py_ssize_t count, unsigned char* out) noexcept:
-        cdef Py_ssize_t s = self._slot(lo), i, plen
+        cdef Py_ssize_t s = self._slot(lo), i, j, plen
+        cdef Py_ssize_t mask = self._mask
         cdef unsigned char* p = out
-        for i in range(s, s + count):
-            plen = <Py_ssize_t>(self._offsets[i + 1] - self._offsets[i])
+        for j in range(s, s + count):
+            i = j & mask
+            plen = <Py_ssize_t>(self._offsets[(i + 1) & mask] - self._offsets[i])
             _put_u32(p, <uint32_t>plen)
             _put_u16(p + 4, self._types[i])
             _put_u16(p + 6, 0)
@@ -335,18 +340,12 @@ cdef class LogIndex:
         return 0
 
     cdef int _reserve_slots(self, Py_ssize_t extra) except -1:
-        if self._head + self._count + extra <= self._slot_cap:
+        # The slot arrays are a ring (head moves on as entries are dropped; no memmove); one
+        # slot past the last entry holds the end offset, so count + extra + 1 must fit.
+        if self._count + extra + 1 <= self._slot_cap:
             return 0
-        if self._head > 0 and self._head >= self._count:  # reclaim the dead prefix first
-            memmove(self._terms, self._terms + self._head, self._count * sizeof(int64_t))
-            memmove(self._types, self._types + self._head, self._count * sizeof(uint16_t))
-            memmove(self._offsets, self._offsets + self._head, (self._count + 1) * sizeof(int64_t))
-            memmove(self._locs, self._locs + self._head, self._count * sizeof(int64_t))
-            self._moved_slots += self._count
-            self._head = 0
-            if self._count + extra <= self._slot_cap:
-                return 0
-        cdef Py_ssize_t cap = _pow2_at_least(self._head + self._count + extra, self._slot_cap * 2)
+        cdef Py_ssize_t old_cap = self._slot_cap
+        cdef Py_ssize_t cap = _pow2_at_least(self._count + extra + 1, old_cap * 2)
         cdef int64_t* terms = <int64_t*>realloc(self._terms, cap * sizeof(int64_t))
         if terms == NULL:
             raise MemoryError(f"cannot grow the log index to {cap} entries")
@@ -355,7 +354,7 @@ cdef class LogIndex:
         if types == NULL:
             raise MemoryError(f"cannot grow the log index to {cap} entries")
         self._types = types
-        cdef int64_t* offsets = <int64_t*>realloc(self._offsets, (cap + 1) * sizeof(int64_t))
+        cdef int64_t* offsets = <int64_t*>realloc(self._offsets, cap * sizeof(int64_t))
         if offsets == NULL:
             raise MemoryError(f"cannot grow the log index to {cap} entries")
         self._offsets = offsets
@@ -363,8 +362,18 @@ cdef class LogIndex:
         if locs == NULL:
             raise MemoryError(f"cannot grow the log index to {cap} entries")
         self._locs = locs
+        # Unwrap: the live slots (and the end slot) that wrapped to the front of the old ring
+        # move to just past its old end, where the doubled ring continues.
+        cdef Py_ssize_t wrapped = self._head + self._count + 1 - old_cap
+        if wrapped > 0:
+            memcpy(self._terms + old_cap, self._terms, wrapped * sizeof(int64_t))
+            memcpy(self._types + old_cap, self._types, wrapped * sizeof(uint16_t))
+            memcpy(self._offsets + old_cap, self._offsets, wrapped * sizeof(int64_t))
+            memcpy(self._locs + old_cap, self._locs, wrapped * sizeof(int64_t))
+            self._moved_slots += wrapped
         self._moved_slots += self._count  # realloc may copy
         self._slot_cap = cap
+        self._mask = cap - 1
         return 0
 
     cdef int64_t _place(self, Py_ssize_t length) except -1:
@@ -382,7 +391,7 @@ cdef class LogIndex:
         """Append a chunk with room for ``needed`` bytes, sized to the live log (the next power
         of two, up to CHUNK_MAX_BYTES): a short log keeps small chunks, a long one few. The
         caller sets ``_tail_used`` for it."""
-        cdef Py_ssize_t live = <Py_ssize_t>(self._offsets[self._head + self._count] - self._offsets[self._head])
+        cdef Py_ssize_t live = <Py_ssize_t>(self._offsets[(self._head + self._count) & self._mask] - self._offsets[self._head])
         cdef Py_ssize_t capacity = _pow2_at_least(live + needed, MIN_BLOCK_BYTES)
         if capacity > CHUNK_MAX_BYTES:
             capacity = CHUNK_MAX_BYTES
@@ -431,16 +440,8 @@ cdef class LogIndex:
         return 0
 
     cdef int _compact_after_drop(self) except -1:
-        # Reclaim a dead slot prefix once it is at least as big as the live part: the copy
-        # costs O(live) <= O(dropped since the last reclaim), so repeated drops stay linear
-        # overall. Payload chunks are never copied: the ones wholly dead are released.
-        if self._head >= RECLAIM_MIN_SLOTS and self._head >= self._count:
-            memmove(self._terms, self._terms + self._head, self._count * sizeof(int64_t))
-            memmove(self._types, self._types + self._head, self._count * sizeof(uint16_t))
-            memmove(self._offsets, self._offsets + self._head, (self._count + 1) * sizeof(int64_t))
-            memmove(self._locs, self._locs + self._head, self._count * sizeof(int64_t))
-            self._moved_slots += self._count
-            self._head = 0
+        # Nothing is copied: the slot ring's head has moved on, and the payload chunks left
+        # wholly dead are released.
         self._release_front(self._locs[self._head] >> 32)
         return 0
 
@@ -488,7 +489,7 @@ cdef class LogIndex:
         cdef Py_ssize_t s = self._slot(index)
         cdef int64_t loc = self._locs[s]
         cdef Py_ssize_t start = <Py_ssize_t>(loc & 0xFFFFFFFFLL)
-        cdef Py_ssize_t length = <Py_ssize_t>(self._offsets[s + 1] - self._offsets[s])
+        cdef Py_ssize_t length = <Py_ssize_t>(self._offsets[(s + 1) & self._mask] - self._offsets[s])
         return self._views[(loc >> 32) - self._chunk_base][start:start + length]
 
     def size_between(self, int64_t lo, int64_t hi) -> int:
@@ -565,7 +566,7 @@ cdef class LogIndex:
             k = <Py_ssize_t>(index - self._base_index)
             if k == 0:
                 return
-            self._head += k
+            self._head = (self._head + k) & self._mask
             self._count -= k
             self._base_index = index
             self._base_term = term
@@ -584,11 +585,11 @@ cdef class LogIndex:
         cdef Py_ssize_t lo = 0, hi = self._count, mid  # first entry with term >= `term`
         while lo < hi:
             mid = (lo + hi) // 2
-            if self._terms[self._head + mid] < term:
+            if self._terms[(self._head + mid) & self._mask] < term:
                 lo = mid + 1
             else:
                 hi = mid
-        if lo < self._count and self._terms[self._head + lo] == term:
+        if lo < self._count and self._terms[(self._head + lo) & self._mask] == term:
             return self._base_index + 1 + lo
         return 0
 
@@ -597,11 +598,11 @@ cdef class LogIndex:
         cdef Py_ssize_t lo = 0, hi = self._count, mid  # first entry with term > `term`
         while lo < hi:
             mid = (lo + hi) // 2
-            if self._terms[self._head + mid] <= term:
+            if self._terms[(self._head + mid) & self._mask] <= term:
                 lo = mid + 1
             else:
                 hi = mid
-        if lo > 0 and self._terms[self._head + lo - 1] == term:
+        if lo > 0 and self._terms[(self._head + lo - 1) & self._mask] == term:
             return self._base_index + lo
         if lo == 0 and self._base_index > 0 and self._base_term == term:
             return self._base_index

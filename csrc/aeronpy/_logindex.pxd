@@ -17,9 +17,10 @@ cdef class LogIndex:
     cdef uint16_t* _types         # slot -> entry type
     cdef int64_t* _offsets        # slot -> running sum of payload lengths before it; one extra end slot
     cdef int64_t* _locs           # slot -> payload location: chunk serial << 32 | offset in it
-    cdef Py_ssize_t _slot_cap     # capacity of _terms/_types (_offsets has one more)
-    cdef Py_ssize_t _head         # first live slot (slots before it were dropped lazily)
-    cdef Py_ssize_t _count        # live entries: slots [_head, _head + _count)
+    cdef Py_ssize_t _slot_cap     # capacity of the slot ring (a power of two)
+    cdef Py_ssize_t _mask         # _slot_cap - 1
+    cdef Py_ssize_t _head         # ring slot of the first live entry
+    cdef Py_ssize_t _count        # live entries: ring slots _head .. _head + _count - 1 (mod cap)
     cdef list _chunks             # PayloadBlocks, oldest first; the last takes new payloads
     cdef list _views              # a memoryview of each chunk, sliced by payload_at
     cdef int64_t _chunk_base      # serial of _chunks[0]

@@ -232,3 +232,47 @@ def test_the_simulators_files_are_deleted_at_once():
     arc = Archive.open("/d", segment_bytes=SEG, fs=MemFileSystem())
     assert arc._remover is None and arc.removals_pending == 0 and arc.drain_removals()
     arc.close()
+
+
+class _Noted:
+    """Records the thread its deallocation ran on."""
+    def __init__(self, seen: list):
+        self.seen = seen
+
+    def __del__(self):
+        self.seen.append(threading.current_thread().name)
+
+
+def test_a_released_object_is_dropped_on_the_remover_thread():
+    seen = []
+    remover = BackgroundRemover(lambda path: None, name="the-remover")
+    obj = _Noted(seen)
+    remover.release(obj)
+    del obj                                   # the queue holds the last reference now
+    assert remover.drain(WAIT_S)
+    assert seen == ["the-remover"]
+    remover.close()
+    late = _Noted(seen)
+    remover.release(late)                     # closed: not queued, dropped by the caller
+    del late
+    assert seen == ["the-remover", threading.current_thread().name]
+
+
+def test_a_nodes_log_hands_released_chunks_to_the_remover(tmp_path):
+    """The wiring ClusterNode does: a compaction's released chunks are freed off the caller."""
+    arc = Archive.open(str(tmp_path), segment_bytes=SEG)
+    log = arc.recover().log
+    log.retire = arc.release_later
+    for _ in range(6000):
+        log.append(1, 16, b"z" * 1024)           # several chunks of 1 MiB and more
+    before = log._storage_info()["chunks"]
+    released = []
+    real = arc.release_later
+    arc.release_later = lambda chunk: (released.append(memoryview(chunk).nbytes), real(chunk))
+    log.retire = arc.release_later
+    log.drop_prefix(5990, 1)
+    assert log._storage_info()["chunks"] < before
+    assert released and min(released) >= 1 << 20     # the big ones went to the remover
+    assert arc.drain_removals(WAIT_S)
+    assert bytes(log.payload_at(6000)) == b"z" * 1024
+    arc.close()

@@ -18,7 +18,8 @@ an munmap of its pages, with the GIL released).
 Storage rules that keep every operation amortised O(1), with no copy proportional to the log:
 - the slot arrays are a ring: drop_prefix only moves its head (and releases the payload
   chunks left wholly dead); growth doubles the ring (realloc, which moves pages rather than
-  bytes for big arrays) and moves only the slots that had wrapped to its front.
+  bytes for big arrays) and, if the live slots had wrapped, moves the smaller of their two
+  parts (a cost only while the ring still grows: one whose size settled never grows).
 - a chunk is never resized or reused after it is released, so a memoryview from payload_at()
   never dangles; but after the next mutating call (append, append_packed, truncate_from,
   drop_prefix) its *content* is unspecified (truncate then append reuses the bytes). Copy it
@@ -362,15 +363,25 @@ cdef class LogIndex:
         if locs == NULL:
             raise MemoryError(f"cannot grow the log index to {cap} entries")
         self._locs = locs
-        # Unwrap: the live slots (and the end slot) that wrapped to the front of the old ring
-        # move to just past its old end, where the doubled ring continues.
+        # A ring that had wrapped (its live slots, end slot included, run past its end to its
+        # front) is made valid for the doubled size by moving the smaller of its two parts:
+        # the wrapped front part to just past the old end, or the part before the old end to
+        # the end of the new ring (the head moves with it).
         cdef Py_ssize_t wrapped = self._head + self._count + 1 - old_cap
-        if wrapped > 0:
+        cdef Py_ssize_t upper = old_cap - self._head
+        if wrapped > 0 and wrapped <= upper:
             memcpy(self._terms + old_cap, self._terms, wrapped * sizeof(int64_t))
             memcpy(self._types + old_cap, self._types, wrapped * sizeof(uint16_t))
             memcpy(self._offsets + old_cap, self._offsets, wrapped * sizeof(int64_t))
             memcpy(self._locs + old_cap, self._locs, wrapped * sizeof(int64_t))
             self._moved_slots += wrapped
+        elif wrapped > 0:
+            memcpy(self._terms + cap - upper, self._terms + self._head, upper * sizeof(int64_t))
+            memcpy(self._types + cap - upper, self._types + self._head, upper * sizeof(uint16_t))
+            memcpy(self._offsets + cap - upper, self._offsets + self._head, upper * sizeof(int64_t))
+            memcpy(self._locs + cap - upper, self._locs + self._head, upper * sizeof(int64_t))
+            self._moved_slots += upper
+            self._head = cap - upper
         self._moved_slots += self._count  # realloc may copy
         self._slot_cap = cap
         self._mask = cap - 1

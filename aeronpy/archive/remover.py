@@ -52,8 +52,8 @@ class BackgroundRemover:
         self.inline = 0             # submits that found the queue full and removed inline
         self.failed = 0             # deletions that raised (logged)
         self.last_error: Optional[BaseException] = None
-        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
-        self._thread.start()
+        self._name = name
+        self._thread: Optional[threading.Thread] = None   # started by the first item queued
 
     @property
     def pending(self) -> int:
@@ -66,8 +66,7 @@ class BackgroundRemover:
             if self._stopping:
                 raise RuntimeError("the archive's remover is closed")
             if len(self._queue) < self.max_pending:
-                self._queue.append(path)
-                self._cond.notify()
+                self._enqueue(path)
                 return
             self.inline += 1
         self.drain()
@@ -79,10 +78,18 @@ class BackgroundRemover:
             if self._stopping:
                 return                  # closing: dropped here, as without a remover
             if len(self._queue) < self.max_pending:
-                self._queue.append(_Release(obj))
-                self._cond.notify()
+                self._enqueue(_Release(obj))
                 return
         # full (a flood of files): dropped by the caller
+
+    def _enqueue(self, item) -> None:
+        """Queue ``item`` (the condition's lock held); the thread starts with the first one, so
+        an archive that never deletes anything (a tool reading it) never has one."""
+        self._queue.append(item)
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
+            self._thread.start()
+        self._cond.notify()
 
     def drain(self, timeout_s: float = 30.0) -> bool:
         """Wait until every submitted path was handled; False if that took over ``timeout_s``."""
@@ -95,7 +102,9 @@ class BackgroundRemover:
         with self._cond:
             self._stopping = True
             self._cond.notify_all()
-        self._thread.join(timeout=1.0 if done else 0.1)
+            thread = self._thread
+        if thread is not None:
+            thread.join(timeout=1.0 if done else 0.1)
         if not done:
             _log.warning("archive remover: %d file(s) still to delete after %.0f s; recovery "
                          "treats leftover segments below the log's start as stale", self.pending,

@@ -119,6 +119,14 @@ def test_a_full_queue_waits_and_removes_inline_in_order():
     remover.close()
 
 
+def test_no_thread_until_something_is_queued():
+    remover = BackgroundRemover(lambda path: None)
+    assert remover._thread is None               # an archive only read (a tool) has none
+    remover.submit("x")
+    assert remover._thread is not None and remover.drain(WAIT_S)
+    assert remover.close()
+
+
 def test_close_finishes_the_queue_and_refuses_more():
     done = []
     remover = BackgroundRemover(lambda p: (time.sleep(0.002), done.append(p)))

@@ -22,13 +22,10 @@ Both: EchoService, 32-byte messages, 512 offers in flight.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import cProfile
 import os
 import pstats
-import shutil
 import sys
-import tempfile
 import time
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -61,43 +58,9 @@ def _windowed(client, count: int, pump, idle=None) -> None:
         raise SystemExit(f"only {replies[0]} of {count} replies within 120 s")
 
 
-@contextlib.contextmanager
-def _inproc_cluster(pump_with=None):
-    """3 ClusterNodes (EchoService) and a connected client in this thread: yields
-    ``(nodes, pump, client)``; ``pump()`` runs one duty cycle of every node, through
-    ``pump_with(nodes)`` when given (to time the cycles)."""
-    from aeronpy.cluster.config import NodeConfig
-    from aeronpy.cluster.node import ClusterNode
-    from aeronpy.testing.process_cluster import free_udp_ports
-    from aeronpy.testing.services import EchoService
-    ports = free_udp_ports(6)
-    members = [{"id": i, "host": "127.0.0.1", "consensus_port": ports[2 * i],
-                "ingress_port": ports[2 * i + 1]} for i in range(3)]
-    base = tempfile.mkdtemp(prefix="aeronpy-perf-")
-    nodes = [ClusterNode(NodeConfig(cluster_id=7, members=members, member_id=i, data_dir=f"{base}/n{i}",
-                                    log_level="WARNING"), [EchoService()]) for i in range(3)]
-
-    def each_once() -> None:
-        for node in nodes:
-            node.do_work()
-    pump = pump_with(nodes) if pump_with is not None else each_once
-    client = None
-    try:
-        deadline = time.monotonic() + 10
-        while not any(n.role.name == "LEADER" for n in nodes) and time.monotonic() < deadline:
-            pump()
-            time.sleep(0.001)
-        client = ClusterClient.open(",".join(f"127.0.0.1:{m['ingress_port']}" for m in members))
-        while not client.is_connected and time.monotonic() < deadline:
-            pump()
-            client.do_work()
-        yield nodes, pump, client
-    finally:
-        if client is not None:
-            client.close()
-        for node in nodes:
-            node.close()
-        shutil.rmtree(base, ignore_errors=True)   # three preallocated segments: ~190 MB a run
+# 3 ClusterNodes and a connected client in this thread (moved to aeronpy.testing, where the
+# tests use it too; the name stays for the scripts that import it from here)
+from aeronpy.testing.inproc import inproc_cluster as _inproc_cluster  # noqa: E402
 
 
 def inproc(messages: int, profile: bool) -> None:

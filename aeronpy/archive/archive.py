@@ -396,8 +396,9 @@ class Archive:
             self.fs.remove(path)
 
     def release_later(self, obj: object) -> None:
-        """Let the remover thread drop ``obj`` (a payload block the log index replaced), so
-        freeing it does not hold up the caller; without a remover it is dropped at once."""
+        """Let the remover thread drop ``obj`` (a payload chunk the log index released, see
+        ``LogIndex.retire``), so freeing it does not hold up the caller; without a remover it
+        is dropped at once."""
         if self._remover is not None:
             self._remover.release(obj)
 

@@ -31,6 +31,7 @@ from aeronpy.core import config as core_config
 from aeronpy.core.messages import AppendEntries, AppendResponse, Heartbeat
 from aeronpy.service import Role
 from aeronpy.testing import member as sim_member
+from aeronpy.testing.inproc import inproc_cluster
 from aeronpy.testing.swarm import run_seed
 
 from .harness import LogIndex, PaperNet
@@ -100,6 +101,21 @@ def _both(fast_call, slow_call):
     return raised[0]
 
 
+def _assert_declined(core, src, frame, state, bug=None) -> None:
+    """The path declines ``frame`` and changes nothing ``state(core)`` shows (with the test bug
+    ``bug`` switched on meanwhile, when given)."""
+    before = state(core)
+    path = StepPath(core)
+    if bug is not None:
+        core_config._BUGS.add(bug)
+    try:
+        assert path.on_message(src, frame, 9 * MS) is False
+    finally:
+        core_config._BUGS.discard(bug)
+    assert state(core) == before
+    assert path.appends_handled == 0 and path.acks_handled == 0
+
+
 # ------------------------------------------------------------------ the steady state
 def test_the_steady_state_append_is_taken_and_matches_step():
     fast, slow = _follower(), _follower()
@@ -157,16 +173,8 @@ def test_every_other_case_is_declined_and_changes_nothing(case):
         frame = frame[:-3]
     elif case == "candidate":
         core.role = Role.CANDIDATE
-    before = _state(core)
-    path = StepPath(core)
-    if case == "bug switched on":
-        core_config._BUGS.add("truncate_matching_entries")
-    try:
-        assert path.on_message(src, frame, 9 * MS) is False
-    finally:
-        core_config._BUGS.discard("truncate_matching_entries")
-    assert _state(core) == before
-    assert path.appends_handled == 0 and path.acks_handled == 0
+    _assert_declined(core, src, frame, _state,
+                     "truncate_matching_entries" if case == "bug switched on" else None)
 
 
 def test_a_core_with_another_log_type_is_never_handled():
@@ -346,16 +354,8 @@ def test_every_other_acknowledgement_is_declined_and_changes_nothing(case):
         frame = frame[:-1]
     elif case == "bad flag":
         frame = frame[:12] + b"\x02" + frame[13:]
-    before = _leader_state(core)
-    path = StepPath(core)
-    if case == "bug switched on":
-        core_config._BUGS.add("commit_old_term_by_counting")
-    try:
-        assert path.on_message(src, frame, 9 * MS) is False
-    finally:
-        core_config._BUGS.discard("commit_old_term_by_counting")
-    assert _leader_state(core) == before
-    assert path.acks_handled == 0
+    _assert_declined(core, src, frame, _leader_state,
+                     "commit_old_term_by_counting" if case == "bug switched on" else None)
 
 
 _ack = st.tuples(st.sampled_from([1, 2, 2, 9]),   # sender (9: not a member)
@@ -433,35 +433,10 @@ def test_negative_control_a_broken_fast_path_changes_the_traces(broken, monkeypa
 
 
 # ------------------------------------------------------------------ a real cluster
-def test_a_real_clusters_followers_and_leader_take_the_path(tmp_path):
-    from aeronpy import ClusterClient
-    from aeronpy.cluster.config import NodeConfig
-    from aeronpy.cluster.node import ClusterNode
-    from aeronpy.testing.process_cluster import free_udp_ports
-    from aeronpy.testing.services import EchoService
-
-    ports = free_udp_ports(6)
-    members = [{"id": i, "host": "127.0.0.1", "consensus_port": ports[2 * i],
-                "ingress_port": ports[2 * i + 1]} for i in range(3)]
-    nodes = [ClusterNode(NodeConfig(cluster_id=7, members=members, member_id=i,
-                                    data_dir=str(tmp_path / f"n{i}"), log_level="WARNING"),
-                         [EchoService()]) for i in range(3)]
-    client = None
-    try:
-        deadline = time.monotonic() + 20
-
-        def pump():
-            for node in nodes:
-                node.do_work()
-        while not any(n.role == Role.LEADER for n in nodes) and time.monotonic() < deadline:
-            pump()
-            time.sleep(0.001)
-        client = ClusterClient.open(",".join(f"127.0.0.1:{m['ingress_port']}" for m in members))
-        while not client.is_connected and time.monotonic() < deadline:
-            pump()
-            client.do_work()
-        assert client.is_connected
+def test_a_real_clusters_followers_and_leader_take_the_path():
+    with inproc_cluster(timeout_s=20) as (nodes, pump, client):
         replies = []
+        deadline = time.monotonic() + 20
         for i in range(50):
             assert client.offer(b"req-%d" % i) > 0
             while len(replies) <= i and time.monotonic() < deadline:
@@ -474,8 +449,5 @@ def test_a_real_clusters_followers_and_leader_take_the_path(tmp_path):
             assert node._step_path.appends_handled >= 40     # one request at a time: an append each
         leader = next(n for n in nodes if n.role == Role.LEADER)
         assert leader._step_path.appends_handled == 0
-    finally:
-        if client is not None:
-            client.close()
-        for node in nodes:
-            node.close()
+        assert leader._step_path.acks_handled >= 50                 # at least one ack each
+        assert all(node._step_path.acks_handled == 0 for node in followers)

@@ -13,13 +13,14 @@ from collections import deque
 cimport cython
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
-from cpython.buffer cimport PyBuffer_IsContiguous
+from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_IsContiguous, PyBuffer_Release, PyObject_GetBuffer
 from cpython.memoryview cimport PyMemoryView_Check, PyMemoryView_GET_BUFFER
 from cpython.object cimport PyObject
-from libc.stdint cimport int64_t, uint8_t
+from libc.stdint cimport int64_t, uint8_t, uint32_t
+from libc.string cimport memcpy
 
 from aeronpy._codec cimport egress_message_bytes
-from aeronpy._cursor cimport ap_load_i32, ap_load_i64
+from aeronpy._cursor cimport ap_load_i32, ap_load_i64, ap_store_i64, ap_store_u32
 from aeronpy._logindex cimport LogIndex
 
 from aeronpy.cluster.codes import BACK_PRESSURED, CLOSED
@@ -565,3 +566,82 @@ def apply_session_run(module, log, int64_t index, int64_t hi, list handlers, inv
     finally:
         reply._end_run()
     return index
+
+
+# ------------------------------------------------------------------ snapshots
+cpdef bytes encode_reply_cache(dict replies):
+    """A session's reply cache in the module snapshot's layout (aeronpy/cluster/snapshot.py):
+    ``u32 cached``, then per seq ``i64 seq | u32 replies``, then per reply ``i64 correlation_id
+    | u32 length | bytes``, in the dict's order. Byte for byte what the Python encoder
+    ``snapshot._encode_reply_cache_py`` (its reference, tested against it) writes.
+
+    Why: the snapshot's serialisation pauses the log, and the reply caches are most of a
+    module's state: 0.53 us per cached reply in Python, so 1,000 sessions with full caches of
+    256 paused about 0.14 s."""
+    cdef Py_ssize_t total = 4, n, count
+    cdef int64_t correlation_id
+    cdef object seq, value, item
+    cdef Reply r
+    cdef bytes out
+    cdef uint8_t* p
+    cdef Py_buffer view
+    # pass 1: size (a value is a Reply, or a list of (correlation_id, payload) pairs)
+    for value in replies.values():
+        total += 12
+        if type(value) is Reply:
+            total += 12 + len((<Reply>value).data)
+        else:
+            for item in value:
+                total += 12 + len(item[1])
+    out = PyBytes_FromStringAndSize(NULL, total)
+    p = <uint8_t*>PyBytes_AS_STRING(out)
+    cdef uint8_t* end = p + total
+    ap_store_u32(p, <uint32_t>_u32(len(replies)))
+    p += 4
+    for seq, value in replies.items():
+        _room(p, 12, end)
+        ap_store_i64(p, <int64_t>seq)
+        if type(value) is Reply:
+            r = <Reply>value
+            ap_store_u32(p + 8, 1)
+            p += 12
+            n = len(r.data)
+            _room(p, 12 + n, end)
+            ap_store_i64(p, r.correlation_id)
+            ap_store_u32(p + 8, <uint32_t>_u32(n))
+            memcpy(p + 12, PyBytes_AS_STRING(r.data), n)
+            p += 12 + n
+            continue
+        count = len(value)
+        ap_store_u32(p + 8, <uint32_t>_u32(count))
+        p += 12
+        for item in value:
+            correlation_id = item[0]
+            PyObject_GetBuffer(item[1], &view, PyBUF_SIMPLE)
+            try:
+                n = view.len
+                _room(p, 12 + n, end)
+                ap_store_i64(p, correlation_id)
+                ap_store_u32(p + 8, <uint32_t>_u32(n))
+                memcpy(p + 12, view.buf, n)
+            finally:
+                PyBuffer_Release(&view)
+            p += 12 + n
+    if p != <uint8_t*>PyBytes_AS_STRING(out) + total:
+        raise RuntimeError("reply cache changed while it was encoded")
+    return out
+
+
+cdef inline int _room(const uint8_t* p, Py_ssize_t need, const uint8_t* end) except -1:
+    # pass 1 sized the output from len(); a payload whose buffer is longer (a memoryview of
+    # another format) or a cache changed meanwhile must not write past it
+    if need > end - p:
+        raise RuntimeError("reply cache changed while it was encoded (or a payload's len() "
+                           "is not its size in bytes)")
+    return 0
+
+
+cdef inline Py_ssize_t _u32(Py_ssize_t n) except -1:
+    if n < 0 or n > 0xFFFFFFFF:
+        raise OverflowError(f"{n} does not fit the snapshot's u32 field")
+    return n

@@ -18,6 +18,7 @@ from __future__ import annotations
 import struct
 from typing import TYPE_CHECKING
 
+from aeronpy._applypath import encode_reply_cache
 from aeronpy.cluster.sessions import SessionState
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -52,12 +53,7 @@ def encode_module_state(module: "ConsensusModule") -> bytes:
         out.append(_SESSION.pack(s.session_id, s.client_nonce, s.connect_correlation_id,
                                  s.opened_ns, s.last_applied_seq, s.offers))
         out.append(_U16.pack(len(endpoint)) + endpoint)
-        out.append(_U32.pack(len(s.replies)))
-        for seq, replies in s.replies.items():
-            out.append(_SEQ_COUNT.pack(seq, len(replies)))
-            for correlation_id, payload in replies:
-                out.append(_REPLY.pack(correlation_id, len(payload)))
-                out.append(payload)
+        out.append(encode_reply_cache(s.replies))     # compiled; reference below
     timers = module.timers.items()
     out.append(_U32.pack(len(timers)))
     for service_id, correlation_id, deadline_ns, timer_seq in timers:
@@ -67,6 +63,19 @@ def encode_module_state(module: "ConsensusModule") -> bytes:
         out.append(_PENDING.pack(pending_id, service_id, len(payload)))
         out.append(payload)
     out.append(bytes((_FLAG_SUSPENDED if getattr(module, "suspended", False) else 0,)))
+    return b"".join(out)
+
+
+def _encode_reply_cache_py(replies: dict) -> bytes:
+    """The reference of ``aeronpy._applypath.encode_reply_cache`` (tested to write the same
+    bytes): ``u32 cached``, per seq ``i64 seq | u32 replies``, per reply ``i64 correlation_id |
+    u32 length | bytes``."""
+    out = [_U32.pack(len(replies))]
+    for seq, cached in replies.items():
+        out.append(_SEQ_COUNT.pack(seq, len(cached)))
+        for correlation_id, payload in cached:
+            out.append(_REPLY.pack(correlation_id, len(payload)))
+            out.append(payload)
     return b"".join(out)
 
 

@@ -439,11 +439,11 @@ cdef class LogIndex:
         if len(self._chunks) == 1 and (<PayloadBlock>self._chunks[0]).capacity <= 16 * MIN_BLOCK_BYTES:
             self._tail_used = 0            # a small lone chunk is kept (its bytes are reused)
             return 0
+        self._chunk_base += len(self._chunks)   # serials never repeat
         while self._chunks:                # the rest is given back
             chunk = <PayloadBlock>self._chunks.pop()
             self._views.pop()
             self._retire(chunk)
-        self._chunk_base += 1              # serials never repeat
         chunk = PayloadBlock(MIN_BLOCK_BYTES)
         self._chunks.append(chunk)
         self._views.append(memoryview(chunk))

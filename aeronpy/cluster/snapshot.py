@@ -53,7 +53,8 @@ def encode_module_state(module: "ConsensusModule") -> bytes:
         out.append(_SESSION.pack(s.session_id, s.client_nonce, s.connect_correlation_id,
                                  s.opened_ns, s.last_applied_seq, s.offers))
         out.append(_U16.pack(len(endpoint)) + endpoint)
-        out.append(encode_reply_cache(s.replies))     # compiled; reference below
+        # compiled; its Python reference: tests/cluster/test_reply_cache_encoder.py
+        out.append(encode_reply_cache(s.replies))
     timers = module.timers.items()
     out.append(_U32.pack(len(timers)))
     for service_id, correlation_id, deadline_ns, timer_seq in timers:
@@ -63,19 +64,6 @@ def encode_module_state(module: "ConsensusModule") -> bytes:
         out.append(_PENDING.pack(pending_id, service_id, len(payload)))
         out.append(payload)
     out.append(bytes((_FLAG_SUSPENDED if getattr(module, "suspended", False) else 0,)))
-    return b"".join(out)
-
-
-def _encode_reply_cache_py(replies: dict) -> bytes:
-    """The reference of ``aeronpy._applypath.encode_reply_cache`` (tested to write the same
-    bytes): ``u32 cached``, per seq ``i64 seq | u32 replies``, per reply ``i64 correlation_id |
-    u32 length | bytes``."""
-    out = [_U32.pack(len(replies))]
-    for seq, cached in replies.items():
-        out.append(_SEQ_COUNT.pack(seq, len(cached)))
-        for correlation_id, payload in cached:
-            out.append(_REPLY.pack(correlation_id, len(payload)))
-            out.append(payload)
     return b"".join(out)
 
 

@@ -229,6 +229,15 @@ def _run_seed(seed: int, fault_phase_ms: float, liveness_within_ms: float,
               "partition": 0, "cut": 0, "heal": 0, "crash": 0, "power_fail": 0, "restart": 0,
               "network": 0, "transfer": 0, "offers": 0, "requests": 0, "admin_snapshot": 0,
               "corrupt_snapshot": 0, "crash_mid_ready": 0, "mid_ready_crashes": mid_ready_crashes}
+    result = _drive(seed, sim, plan, faults, members, fault_phase_ms, liveness_within_ms)
+    result.trace = sim.trace_hash()
+    result.fast_steps = tuple(sim.fast_steps)
+    return result
+
+
+def _drive(seed: int, sim: SimCluster, plan: random.Random, faults: dict, members: int,
+           fault_phase_ms: float, liveness_within_ms: float) -> SeedResult:
+    """The run itself: faults, then healing and the final checks; never raises."""
     try:
         traffic = Traffic(sim.client())
         sim.network(**_random_network(plan))
@@ -249,28 +258,22 @@ def _run_seed(seed: int, fault_phase_ms: float, liveness_within_ms: float,
             faults["offers"] += 1
         client = traffic.client
         if not sim.run_until(lambda: _converged(sim, client), liveness_within_ms):
-            return _with_trace(sim, SeedResult(seed, False, f"{sim.describe()}: no convergence within {liveness_within_ms}ms "
+            return SeedResult(seed, False, f"{sim.describe()}: no convergence within {liveness_within_ms}ms "
                               f"after healing: {_state(sim)} client pending={client.pending} "
-                              f"state={client.core.state.name}", sim.events, faults, sim.now_ns / 1e6))
+                              f"state={client.core.state.name}", sim.events, faults, sim.now_ns / 1e6)
         traffic.poll()
         sim.check()
         faults.update(sim.snapshot_totals)
         faults["crashed_mid_ready"] = sim.crashed_mid_ready
         problem = _final_problem(sim, traffic)
         if problem:
-            return _with_trace(sim, SeedResult(seed, False, f"{sim.describe()}: {problem}", sim.events, faults, sim.now_ns / 1e6))
-        return _with_trace(sim, SeedResult(seed, True, "", sim.events, faults, sim.now_ns / 1e6, sim.core(0).commit_index))
+            return SeedResult(seed, False, f"{sim.describe()}: {problem}", sim.events, faults, sim.now_ns / 1e6)
+        return SeedResult(seed, True, "", sim.events, faults, sim.now_ns / 1e6, sim.core(0).commit_index)
     except InvariantViolation as exc:
-        return _with_trace(sim, SeedResult(seed, False, str(exc), sim.events, faults, sim.now_ns / 1e6))
+        return SeedResult(seed, False, str(exc), sim.events, faults, sim.now_ns / 1e6)
     except Exception as exc:       # the stack itself raised (e.g. a member cannot recover)
-        return _with_trace(sim, SeedResult(seed, False, f"{sim.describe()}: {type(exc).__name__}: {exc}", sim.events, faults,
-                          sim.now_ns / 1e6))
-
-
-def _with_trace(sim: SimCluster, result: SeedResult) -> SeedResult:
-    result.trace = sim.trace_hash()
-    result.fast_steps = tuple(sim.fast_steps)
-    return result
+        return SeedResult(seed, False, f"{sim.describe()}: {type(exc).__name__}: {exc}", sim.events, faults,
+                          sim.now_ns / 1e6)
 
 
 _SETTINGS = ("members", "max_append_bytes", "snapshot_log_bytes", "snapshots_to_keep")   # not counts

@@ -1,7 +1,7 @@
 """The compiled reply-cache encoder of module snapshots against its Python reference.
 
 ``aeronpy._applypath.encode_reply_cache`` writes a session's reply cache into the snapshot.
-It must write exactly what ``snapshot._encode_reply_cache_py`` writes, for every shape a cache
+It must write exactly what ``reference`` below (the Python it replaced) writes, for every shape a cache
 takes: ``Reply`` objects (one reply to a seq), lists of ``(correlation_id, payload)`` pairs
 (several replies, or any entry after a snapshot restore), payloads as bytes, bytearray or
 memoryview, empty payloads. A whole module state still round-trips through the decoder.
@@ -17,7 +17,21 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from aeronpy._applypath import SessionState, encode_reply_cache
-from aeronpy.cluster import snapshot
+
+_U32, _PAIR = struct.Struct("<I"), struct.Struct("<qI")   # snapshot.py's layout
+
+
+def reference(replies: dict) -> bytes:
+    """The Python encoder encode_reply_cache replaced: ``u32 cached``, per seq ``i64 seq | u32
+    replies``, per reply ``i64 correlation_id | u32 length | bytes``."""
+    out = [_U32.pack(len(replies))]
+    for seq, cached in replies.items():
+        out.append(_PAIR.pack(seq, len(cached)))
+        for correlation_id, payload in cached:
+            out.append(_PAIR.pack(correlation_id, len(payload)))
+            out.append(payload)
+    return b"".join(out)
+
 
 _payloads = st.binary(max_size=300)
 _replies = st.lists(st.tuples(st.integers(-2**63, 2**63 - 1), _payloads), min_size=1, max_size=4)
@@ -36,7 +50,7 @@ def _session(cache: dict) -> SessionState:
 @given(st.dictionaries(st.integers(1, 2**62), _replies, max_size=30))
 def test_recorded_caches_encode_as_the_reference_does(cache):
     s = _session(cache)
-    assert encode_reply_cache(s.replies) == snapshot._encode_reply_cache_py(s.replies)
+    assert encode_reply_cache(s.replies) == reference(s.replies)
 
 
 @settings(max_examples=200, deadline=None)
@@ -49,14 +63,14 @@ def test_restored_caches_of_lists_and_any_buffer_encode_as_the_reference_does(ca
     kinds = {"bytes": bytes, "bytearray": bytearray, "memoryview": memoryview}
     replies = {seq: [(cid, kinds[kind](payload)) for cid, payload, kind in items]
                for seq, items in cache.items()}
-    assert encode_reply_cache(replies) == snapshot._encode_reply_cache_py(replies)
+    assert encode_reply_cache(replies) == reference(replies)
 
 
 def test_the_shapes_a_cache_takes_side_by_side():
     s = _session({5: [(50, b"one")], 6: [(60, b"a"), (61, b"")], 7: [(70, b"")]})
     assert type(s.replies[5]).__name__ == "Reply" and isinstance(s.replies[6], list)
     blob = encode_reply_cache(s.replies)
-    assert blob == snapshot._encode_reply_cache_py(s.replies)
+    assert blob == reference(s.replies)
     assert blob[:4] == struct.pack("<I", 3)
     assert encode_reply_cache({}) == struct.pack("<I", 0)
 

@@ -27,7 +27,8 @@ from .node_state import HardState, load_node_state, save_node_state
 from .recording_log import RecordingLog
 from .remover import BackgroundRemover
 from .segments import DEFAULT_SEGMENT_BYTES, OPEN_SEGMENTS_MAX, ScanStop, SegmentLog
-from .snapshots import SnapshotInfo, SnapshotWriter, latest_valid_snapshot, open_snapshot
+from .snapshots import (SNAPSHOT_PREFIX, SNAPSHOT_SUFFIX, SNAPSHOT_TMP_SUFFIX, SnapshotInfo,
+                        SnapshotWriter, latest_valid_snapshot, open_snapshot)
 from .syncer import BackgroundSyncer
 
 FILE_SYNC_LEVELS = ("none", "data", "full")
@@ -55,6 +56,7 @@ class Recovered:
     term_starts: tuple = ()
     cut: ScanStop | None = None
     skipped_snapshots: tuple = ()
+    stray_files_removed: tuple = ()   # names of half-written or unrecorded snapshot files
 
 
 class Archive:
@@ -168,6 +170,7 @@ class Archive:
                            snapshot.index if snapshot else 0)
         try:
             stop = self._segments.cut_after_recovery(stop)
+            strays = self._remove_stray_snapshot_files()
             self._marker.open()
             if self.file_sync != "none":
                 self._sync_everything()
@@ -180,7 +183,23 @@ class Archive:
             self._syncer = BackgroundSyncer(self._sync_batch, self._idle_sync)
         plan = self._recording_log.plan(snapshot, self._segments.last_index)
         return Recovered(hard_state, log, snapshot, self.durable_index, commit, plan.term_starts,
-                         stop, tuple(failed))
+                         stop, tuple(failed), strays)
+
+    def _remove_stray_snapshot_files(self) -> tuple:
+        """Delete the snapshot files a crash left behind that nothing refers to: a temporary
+        file never committed, or a file renamed into place but never recorded. Recorded files
+        stay, even those that fail their checksum (they are the evidence of the damage)."""
+        recorded = {entry.name for entry in self._recording_log.snapshots()}
+        removed = []
+        for name in sorted(self.fs.listdir(self.data_dir)):
+            if not name.startswith(SNAPSHOT_PREFIX):
+                continue
+            stray = (name.endswith(SNAPSHOT_SUFFIX + SNAPSHOT_TMP_SUFFIX)
+                     or (name.endswith(SNAPSHOT_SUFFIX) and name not in recorded))
+            if stray:
+                self.fs.remove(f"{self.data_dir}/{name}")
+                removed.append(name)
+        return tuple(removed)   # not synced: a removal a power failure undoes is redone next time
 
     def _align_with_snapshot(self, log, snapshot: SnapshotInfo, reported_durable: int):
         """Start the in-memory log at the snapshot. If the archived log ends below it, the old

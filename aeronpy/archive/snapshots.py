@@ -14,8 +14,9 @@ from .._crc import crc32c
 from .fs import FileSystem
 from .recording_log import RecordingLog, SnapshotEntry
 
+SNAPSHOT_PREFIX = "snapshot-"
 SNAPSHOT_SUFFIX = ".snap"
-_TMP_SUFFIX = ".tmp"
+SNAPSHOT_TMP_SUFFIX = ".tmp"
 
 
 @dataclass(frozen=True)
@@ -30,7 +31,7 @@ class SnapshotInfo:
 
 
 def snapshot_name(index: int, term: int) -> str:
-    return f"snapshot-{index:020d}-{term}{SNAPSHOT_SUFFIX}"
+    return f"{SNAPSHOT_PREFIX}{index:020d}-{term}{SNAPSHOT_SUFFIX}"
 
 
 class SnapshotWriter(io.RawIOBase):
@@ -43,7 +44,7 @@ class SnapshotWriter(io.RawIOBase):
         self._fs, self._dir, self._recording_log = fs, directory, recording_log
         self.index, self.term = index, term
         self.name = snapshot_name(index, term)
-        self._tmp = f"{directory}/{self.name}{_TMP_SUFFIX}"
+        self._tmp = f"{directory}/{self.name}{SNAPSHOT_TMP_SUFFIX}"
         self._handle = fs.open_file(self._tmp, create=True)
         fs.truncate(self._handle, 0)
         self._pos = 0

@@ -111,6 +111,9 @@ class ClusterNode:
             self.log.warning("recovery cut the log at index %d (%s, %s offset %s): a torn or "
                              "damaged tail past the durable region was removed", cut.index,
                              cut.reason, cut.path, cut.offset)
+        for name in getattr(recovered, "stray_files_removed", ()):
+            self.log.warning("recovery removed %s: a snapshot file a crash left unfinished or "
+                             "unrecorded", name)
         voters = tuple(m.id for m in config.members)
         core_config = CoreConfig(
             member_id=config.member_id, voters=voters,

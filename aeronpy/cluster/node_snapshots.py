@@ -63,8 +63,9 @@ class NodeSnapshots:
         # snapshots recovery skipped (bad checksum) never count for retention: one of them
         # could become the compaction point and be sent to a follower (found by the simulator)
         skipped = {(s.index, s.term) for s in getattr(recovered, "skipped_snapshots", ())}
+        in_use = recovered.snapshot.index if recovered.snapshot is not None else 0
         self.snapshotter.adopt_recovered([s for s in recorded_snapshots(self.archive)
-                                          if (s.index, s.term) not in skipped])
+                                          if (s.index, s.term) not in skipped], in_use)
         if recovered.snapshot is not None:
             self.snapshotter.last_snapshot_index = max(self.snapshotter.last_snapshot_index,
                                                        recovered.snapshot.index)

@@ -325,9 +325,16 @@ class Snapshotter:
         except OSError as exc:
             self.log.warning("could not delete old snapshot %s: %r", info.path, exc)
 
-    def adopt_recovered(self, archive_snapshots: Sequence) -> None:
-        """At start: the snapshots already on disk (newest last) count towards retention."""
-        self.kept = sorted(archive_snapshots, key=lambda k: k.index)[-self.snapshots_to_keep:]
+    def adopt_recovered(self, archive_snapshots: Sequence, in_use_index: int = 0) -> None:
+        """At start: the snapshots already on disk count towards retention. Older ones past
+        ``snapshots_to_keep`` (a crash between recording a snapshot and deleting the oldest, or
+        a lower setting) are deleted now, as `_compact` would have, but never one at or above
+        ``in_use_index``, the snapshot the node recovered from."""
+        ordered = sorted(archive_snapshots, key=lambda k: k.index)
+        self.kept = ordered[-self.snapshots_to_keep:]
+        for info in ordered[:-self.snapshots_to_keep]:
+            if info.index < in_use_index:
+                self._delete(info)
         if self.kept:
             self.last_snapshot_index = max(self.last_snapshot_index, self.kept[-1].index)
 

@@ -474,7 +474,19 @@ cdef object _read_generic(const MessageSpec* spec, const uint8_t* p, Py_ssize_t 
         # Validate the copy, which nothing else can change.
         packed_validate(<const uint8_t*>PyBytes_AS_STRING(entries), PyBytes_GET_SIZE(entries),
                         ap_load_u32(p + spec.fields[spec.count_field].wire_offset))
+        if spec.type_id == TYPE_APPEND_ENTRIES:
+            _generic_terms_check(msg)
     return msg
+
+
+cdef int _generic_terms_check(object msg) except -1:
+    """append_entries_view's term check, over a message the table walker built."""
+    cdef AppendEntriesView v
+    entries = msg.entries
+    v.term, v.prev_index, v.prev_term = msg.term, msg.prev_index, msg.prev_term
+    v.commit_index, v.count = msg.commit_index, msg.count
+    v.entries, v.entries_length = <const uint8_t*>PyBytes_AS_STRING(entries), PyBytes_GET_SIZE(entries)
+    return append_entries_terms_check(&v)
 
 
 cdef object _read_append_entries(const MessageSpec* spec, const uint8_t* p, Py_ssize_t n):

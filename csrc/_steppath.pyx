@@ -149,6 +149,8 @@ cdef class StepPath:
         cdef int64_t pr_match, pr_next
         if p[12] != 1 or not self._steppable(from_id, term):
             return False            # a refusal (or a malformed flag) goes the long way
+        if match > self.log.c_last_index():
+            return False            # impossible from a follower: step drops and counts it
         core = self.core
         leader_state = core.leader_state
         if leader_state is None or leader_state.transfer_target is not None:

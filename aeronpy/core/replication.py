@@ -163,9 +163,12 @@ class LeaderReplication:
 
     # ---------------------------------------------------------------- responses
     def on_append_response(self, from_id: int, msg, now_ns: int) -> None:
+        core = self.core
+        if self._impossible_response(msg):
+            core.counters_add("invalid_append_response")
+            return
         pr = self.progress[from_id]
         pr.last_heard_ns = now_ns
-        core = self.core
         if msg.success:
             advanced = pr.on_ack(msg.match_index, now_ns)
             if pr.mode == PROBE and msg.match_index >= pr.next - 1:
@@ -195,6 +198,15 @@ class LeaderReplication:
         next_index = min(next_index, rejected)
         pr.become_probe(next_index)
         self.send_appends(pr)
+
+    def _impossible_response(self, msg) -> bool:
+        """No follower of this leader can say this: it acknowledges or refuses an index this
+        leader never sent (its log only grows in its term), or names no valid conflict. From a
+        corrupt or buggy peer it is dropped and counted, so it cannot move the follower's
+        progress past the log (that raised IndexError and stopped the node; found by fuzzing
+        the core with peer messages, tests/core/test_peer_input_fuzz.py)."""
+        return msg.match_index > self.core.log.last_index or (
+            not msg.success and (msg.conflict_index < 1 or msg.conflict_term < 0))
 
     def on_heartbeat_response(self, from_id: int, msg, now_ns: int) -> None:
         pr = self.progress[from_id]

@@ -188,6 +188,26 @@ cdef inline int append_entries_view(const uint8_t* p, Py_ssize_t n, AppendEntrie
     out.entries = rc_take_prefixed(&c, 4, &out.entries_length, "AppendEntries.entries")
     rc_expect_end(&c, "AppendEntries")
     packed_validate(out.entries, out.entries_length, out.count)
+    append_entries_terms_check(out)
+    return 0
+
+
+cdef inline int append_entries_terms_check(const AppendEntriesView* v) except -1:
+    """The entries' terms as a leader's log gives them: not below ``prev_term``, never
+    decreasing, none above the message's term. A frame that breaks this (a corrupt or buggy
+    peer) is a DecodeError, dropped and counted, not an error from the log that stops the
+    node. With this, appending the entries after a matching ``prev`` cannot fail."""
+    cdef Py_ssize_t pos = 0, i
+    cdef int64_t t, floor = v.prev_term
+    for i in range(v.count):
+        t = ap_load_i64(v.entries + pos + 8)
+        if t < floor or t > v.term:
+            decode_fail(f"AppendEntries: entry {i} has term {t}, outside [{floor}, {v.term}] "
+                        f"(terms start at prev_term {v.prev_term}, never decrease and never "
+                        f"exceed the message's term)")
+            return -1
+        floor = t
+        pos += PACKED_ENTRY_HEADER_LENGTH + ap_load_u32(v.entries + pos)
     return 0
 
 

@@ -84,9 +84,24 @@ _FIELD_STRATEGIES = {"i64": i64s, "i32": i32s, "bool": bools, "str": texts, "byt
 
 
 @st.composite
+def append_entries_parts(draw):
+    """(entries, term, prev_term) as a leader's log gives them, which decode insists on: the
+    entries' terms never decrease, none below prev_term, none above the message's term."""
+    drawn = draw(entry_lists)
+    terms = sorted(t for t, _, _ in drawn)
+    entries = [(term, ty, p) for term, (_, ty, p) in zip(terms, drawn)]
+    if not entries:
+        return entries, draw(i64s), draw(i64s)
+    edge = st.sampled_from
+    prev_term = draw(st.one_of(edge([I64_MIN, terms[0]]), st.integers(I64_MIN, terms[0])))
+    term = draw(st.one_of(edge([terms[-1], I64_MAX]), st.integers(terms[-1], I64_MAX)))
+    return entries, term, prev_term
+
+
+@st.composite
 def append_entries(draw):
-    entries = draw(entry_lists)
-    return messages.AppendEntries(draw(i64s), draw(i64s), draw(i64s), draw(i64s),
+    entries, term, prev_term = draw(append_entries_parts())
+    return messages.AppendEntries(term, draw(i64s), prev_term, draw(i64s),
                                   reference_pack(entries), len(entries))
 
 

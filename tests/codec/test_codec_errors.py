@@ -38,6 +38,13 @@ def test_decode_error_is_a_value_error_exported_by_the_codec():
     (GOOD_APPEND[:40] + struct.pack("<I", 0xFFFFFFFF) + GOOD_APPEND[44:], "length field says 4294967295"),
     (GOOD_APPEND[:36] + struct.pack("<I", 3) + GOOD_APPEND[40:], "fewer entries than count"),
     (GOOD_APPEND[:36] + struct.pack("<I", 1) + GOOD_APPEND[40:], "trailing bytes after the last entry"),
+    # entry terms as no leader's log has them: a corrupt or buggy peer, dropped and counted
+    # (appending them would fail inside the log and stop the node)
+    (codec.encode(AppendEntries(2, 10, 1, 9, reference_pack([(2, 16, b"a"), (1, 16, b"b")]), 2)),
+     "entry 1 has term 1, outside [2, 2]"),
+    (codec.encode(AppendEntries(2, 10, 2, 9, ENTRIES, 2)), "entry 0 has term 1, outside [2, 2]"),
+    (codec.encode(AppendEntries(2, 10, 1, 9, reference_pack([(1, 16, b"a"), (3, 16, b"b")]), 2)),
+     "entry 1 has term 3, outside [1, 2]"),
     (GOOD_APPEND[:44 + 6] + b"\x01" + GOOD_APPEND[44 + 7:], "entry flags not 0"),
     (GOOD_APPEND[:44] + struct.pack("<I", 99) + GOOD_APPEND[48:], "payload runs past the end"),
 ])

@@ -58,9 +58,9 @@ def build_corpus(rng: random.Random) -> list:
 def _random_message(cls, rng: random.Random):
     if cls is AppendEntries:
         n = rng.choice([0, 1, 5, 27])
-        entries = [(rng.randrange(1 << 40), rng.randrange(1 << 16), rng.randbytes(rng.randrange(40)))
-                   for _ in range(n)]
-        return AppendEntries(rng.randrange(1 << 20), 100, 6, 99, reference_pack(entries), n)
+        terms = sorted(rng.randrange(6, 1 << 40) for _ in range(n))   # as a leader's log
+        entries = [(t, rng.randrange(1 << 16), rng.randbytes(rng.randrange(40))) for t in terms]
+        return AppendEntries(rng.randrange(1 << 40, 1 << 41), 100, 6, 99, reference_pack(entries), n)
     pick = {
         "i64": lambda: rng.choice([-(1 << 63), -1, 0, 1, (1 << 63) - 1, rng.getrandbits(63)]),
         "i32": lambda: rng.choice([-(1 << 31), -1, 0, 7, (1 << 31) - 1]),

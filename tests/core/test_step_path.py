@@ -19,6 +19,7 @@ random draw, or forgets to commit is caught by the twin comparison and by the tr
 from __future__ import annotations
 
 import random
+import struct
 import time
 
 import pytest
@@ -451,3 +452,67 @@ def test_a_real_clusters_followers_and_leader_take_the_path():
         assert leader._step_path.appends_handled == 0
         assert leader._step_path.acks_handled >= 50                 # at least one ack each
         assert all(node._step_path.acks_handled == 0 for node in followers)
+
+
+def test_a_peers_append_with_impossible_entry_terms_is_a_counted_drop_not_a_stop():
+    """Entry terms no leader's log has (decreasing, or above the message's term) fail decode
+    in both paths: the follower counts a malformed message and goes on. Before the codec
+    checked them, decreasing terms raised inside the log and stopped the node, and a term
+    above the message's was appended, so the log claimed a term no leader had had."""
+    with inproc_cluster(timeout_s=20) as (nodes, pump, client):
+        replies = []
+        deadline = time.monotonic() + 20
+
+        def request(i):
+            assert client.offer(b"req-%d" % i) > 0
+            while len(replies) <= i and time.monotonic() < deadline:
+                pump()
+                client.poll_egress(lambda cid, payload: replies.append(bytes(payload)))
+        for i in range(5):
+            request(i)
+        leader = next(n for n in nodes if n.role == Role.LEADER)
+        follower = next(n for n in nodes if n.role == Role.FOLLOWER)
+        core = follower.core
+        last, term = core.log.last_index, core.term
+        for entry_terms in ((term, term - 1), (term, term + 1)):
+            blob = b"".join(struct.pack("<IHHq", 1, 16, 0, t) + b"x" for t in entry_terms)
+            count = len(entry_terms)
+            frame = encode(AppendEntries(term, last, core.log.term_at(last), core.commit_index,
+                                         blob, count))
+            bare = LogIndex(last, core.log.term_at(last))
+            if entry_terms[1] < term:
+                with pytest.raises(ValueError):      # what the log would have done with them
+                    bare.append_packed(blob, count)
+            else:                                    # and these it would have kept: an entry of
+                bare.append_packed(blob, count)      # a term no leader has had yet
+                assert bare.last_term == term + 1
+            drops = follower._transport_counters.decode_drops
+            follower._on_consensus_message(leader.config.member_id, memoryview(frame))
+            assert follower._transport_counters.decode_drops == drops + 1
+            assert core.log.last_index == last and follower.failure is None
+        for i in range(5, 10):
+            request(i)
+        assert replies == [b"req-%d" % i for i in range(10)]
+        assert follower.failure is None and core.log.last_index > last
+
+
+@pytest.mark.parametrize("make", [
+    lambda last: AppendResponse(1, True, last + 1),                   # acks what was never sent
+    lambda last: AppendResponse(1, False, last + 1, last + 2, 8),     # refuses what was never sent
+    lambda last: AppendResponse(1, False, last, 0, 0),                # no valid conflict index
+    lambda last: AppendResponse(1, False, last, 2, -4),               # nor conflict term
+], ids=["ack-past-log", "reject-past-log", "conflict-index-0", "conflict-term-negative"])
+def test_an_append_response_no_follower_can_send_is_dropped_and_counted(make):
+    """Found by fuzzing the core with peer messages: a refusal of an index past the leader's
+    log made the leader back up past it and raised IndexError, stopping the node. Such a
+    response is now dropped and counted by step, and declined by the path (twins equal)."""
+    fast_net, slow_net = _ack_twins()
+    fast, slow = fast_net[0], slow_net[0]
+    msg = make(fast.log.last_index)
+    before = _leader_state(fast)
+    assert _feed_fast(StepPath(fast), fast, 1, msg, fast_net.now + 4 * MS) is False
+    slow.step(1, msg, slow_net.now + 4 * MS)
+    assert _leader_state(fast) == _leader_state(slow)
+    assert fast.counters.get("invalid_append_response") == 1
+    after = _leader_state(fast)
+    assert after[-2] == before[-2]             # no follower's progress moved

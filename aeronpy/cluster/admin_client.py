@@ -114,7 +114,7 @@ def _members_from_counters(data_dir: str) -> tuple:
 
 
 def admin_request(endpoints: list, endpoint: str, request_type: int, payload: bytes,
-                  timeout_s: float, max_redirects: int = 5) -> tuple:
+                  timeout_s: float, max_redirects: int = 5, key: Optional[bytes] = None) -> tuple:
     """Send one AdminRequest to ``endpoint``, following not-leader answers. ``endpoints`` are
     every member's ingress endpoint in member-id order (the client transport names a member's
     stream by its position there). Returns (endpoint that answered, code, payload).
@@ -122,7 +122,10 @@ def admin_request(endpoints: list, endpoint: str, request_type: int, payload: by
     A member that knows of no leader (an election is running) is asked again until
     ``timeout_s``: elections happen on a loaded machine, and only a redirect to another member
     counts against ``max_redirects``. A request is re-sent with the same correlation id while
-    unanswered; the member answers a re-sent request again without acting on it twice."""
+    unanswered; the member answers a re-sent request again without acting on it twice.
+    ``key``: the admin key (a member's ``admin.key``) to sign with, when the cluster has a
+    secret (aeronpy/cluster/admin_auth.py)."""
+    from aeronpy.cluster.admin_auth import sign
     from aeronpy.client import UdpClientTransport
     from aeronpy.cluster import protocol as P
     from aeronpy.cluster.node_snapshots import ADMIN_NOT_LEADER
@@ -132,7 +135,8 @@ def admin_request(endpoints: list, endpoint: str, request_type: int, payload: by
     try:
         while True:
             correlation_id = int.from_bytes(os.urandom(6), "little") or 1
-            request = P.AdminRequest(correlation_id, request_type, payload)
+            request = P.AdminRequest(correlation_id, request_type,
+                                     sign(key, correlation_id, request_type, payload))
             answer: list = []
 
             def on_message(msg) -> None:
@@ -176,8 +180,13 @@ def request_through_member(data_dir: str, member_id: int, members: list, request
     if me is None:
         raise AdminError(f"the counters file in {data_dir} does not name this member's endpoint")
     endpoints = [f"{m['host']}:{m['ingress_port']}" for m in sorted(members, key=lambda m: m["id"])]
+    from aeronpy.cluster.admin_auth import read_key_file
+    try:
+        key = read_key_file(data_dir)
+    except (OSError, ValueError) as exc:
+        raise AdminError(f"cannot read the admin key in {data_dir}: {exc}") from exc
     endpoint, code, payload = admin_request(endpoints, f"{me['host']}:{me['ingress_port']}",
-                                            request_type, b"", timeout_s)
+                                            request_type, b"", timeout_s, key=key)
     if code != ADMIN_OK:
         raise AdminError(f"{endpoint} refused {what}: {payload.decode(errors='replace')}")
     return endpoint, _I64.unpack(payload)[0]

@@ -78,9 +78,14 @@ class ClusterBackup:
     ``run()``; ``position`` is the last committed index durable in the backup."""
 
     def __init__(self, endpoints: Sequence[str], data_dir: str, snapshots_to_keep: int = 2,
-                 poll_interval_s: float = 0.02, request_timeout_s: float = 1.0):
+                 poll_interval_s: float = 0.02, request_timeout_s: float = 1.0,
+                 secret: Optional[bytes] = None):
+        """``secret``: the cluster's, when it has one; members admit only requests signed with
+        the key derived from it (without one, only requests from their own machine)."""
         from aeronpy.archive import Archive
         from aeronpy.client import UdpClientTransport
+        from aeronpy.cluster.admin_auth import admin_key
+        self._admin_key = None if secret is None else admin_key(secret)
         self.endpoints = list(endpoints)
         self.data_dir = data_dir
         self.snapshots_to_keep = max(1, snapshots_to_keep)
@@ -112,7 +117,8 @@ class ClusterBackup:
             if type(msg) is P.AdminResponse and msg.correlation_id == cid:
                 answer.append(msg)
 
-        self._transport.send(endpoint, P.AdminRequest(cid, kind, payload))
+        from aeronpy.cluster.admin_auth import sign
+        self._transport.send(endpoint, P.AdminRequest(cid, kind, sign(self._admin_key, cid, kind, payload)))
         self.requests += 1
         deadline = time.monotonic() + self.request_timeout_s
         while not answer and time.monotonic() < deadline:
@@ -247,11 +253,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         with open(args.config, "rb") as f:
             raw = tomllib.load(f)
         endpoints = [f"{m['host']}:{m['ingress_port']}" for m in raw["members"]]
+        secret = raw.get("secret")
+        if secret is not None and (not isinstance(secret, str) or not secret):
+            raise ValueError("secret must be a non-empty string")
     except (OSError, KeyError, TypeError, ValueError) as exc:
         print(f"aeronpy backup: cannot read members from {args.config}: {exc}", file=sys.stderr)
         return 2
     backup = ClusterBackup(endpoints, args.data_dir, args.snapshots_to_keep,
-                           args.poll_interval_ms / 1000)
+                           args.poll_interval_ms / 1000,
+                           secret=None if secret is None else secret.encode())
     import signal
     import threading
     stop = threading.Event()

@@ -77,7 +77,10 @@ KEY_DOCS: tuple = (
     ("snapshot_log_bytes", "268435456 (256 MiB)", "Take a snapshot automatically once this many "
      "log bytes were appended since the last one; 0 turns automatic snapshots off."),
     ("secret", "none", "Shared key (string, UTF-8) that authenticates member-to-member frames "
-     "with a keyed MAC; frames with a bad MAC are dropped and counted. Off when absent."),
+     "with a keyed MAC; frames with a bad MAC are dropped and counted. Off when absent. Admin "
+     "requests (tool, backup) must then be signed with a key derived from it, which each "
+     "member writes to `admin.key` in its data dir; without it, only the member's own "
+     "machine may send them (docs/operations.md)."),
     ("segment_bytes", "67108864 (64 MiB)", "Size of one log segment file (64 KiB .. 1 GiB)."),
     ("mtu_bytes", "1408", "Largest UDP datagram sent (512 .. 65504); bigger messages are "
      "fragmented. 1408 fits common Ethernet paths without IP fragmentation."),

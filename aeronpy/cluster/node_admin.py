@@ -29,6 +29,7 @@ import struct
 from typing import Any
 
 from aeronpy.cluster import entries as E
+from aeronpy.cluster.admin_auth import AdminGate
 from aeronpy.cluster import protocol as P
 from aeronpy.cluster.counters import COUNTER, GAUGE, ConsensusModuleState, SlotId
 from aeronpy.cluster.logsetup import log_transition
@@ -49,6 +50,8 @@ ACTION_NAMES = {E.ACTION_SNAPSHOT: "snapshot", E.ACTION_SUSPEND: "suspend",
 ADMIN_EXTRA_SLOTS: tuple = (
     ("election_transitions", COUNTER, "Election state machine transitions since start"),
     ("stopped_at_index", GAUGE, "Log index of the shutdown/abort entry this node stopped at"),
+    ("admin_rejected", COUNTER, "Admin requests refused: no valid tag (with a secret) or sent "
+                                "from another machine (without one)"),
 )
 ENUM_NAMES = {"election_state": ElectionState, "consensus_module_state": ConsensusModuleState}
 
@@ -74,9 +77,11 @@ class NodeAdmin:
         self._values = counters.values
         self._transitions_slot = counters.index("election_transitions")
         self._stopped_at_slot = counters.index("stopped_at_index")
+        self._rejected_slot = counters.index("admin_rejected")
         self._elections_slot = int(SlotId.ELECTIONS_HELD)
         self._snapshots_slot = int(SlotId.SNAPSHOT_COUNT)
         config = node.config
+        self.gate = AdminGate(config.secret, config.member.host)
         self._heartbeat_ns = config.heartbeat_interval_ms * _MS
         self.quit_linger_ns = max(1_000 * _MS, 2 * config.leader_heartbeat_timeout_ms * _MS)
         # what was already seen of the core, so each change is logged once
@@ -144,8 +149,19 @@ class NodeAdmin:
 
     # ------------------------------------------------------------------ admin requests
     def on_admin_request(self, client_ref: int, msg: Any) -> None:
-        """Suspend/resume/shutdown/abort here; every other request type to node_snapshots."""
+        """Admit the request (aeronpy/cluster/admin_auth.py), then suspend/resume/shutdown/abort
+        here and every other request type in node_snapshots, with the request's arguments."""
         kind = msg.request_type
+        address = self.node.ingress.peer_address(client_ref)
+        admitted, result = self.gate.admit(None if address is None else address[0],
+                                           msg.correlation_id, kind, msg.payload)
+        if not admitted:
+            self._values[self._rejected_slot] += 1
+            self.node._drop_log.record("admin request refused")
+            self.node.ingress.send(client_ref, self.node._encode(
+                P.AdminResponse(msg.correlation_id, kind, self._error, result.encode())))
+            return
+        msg = P.AdminRequest(msg.correlation_id, kind, result)
         if kind not in ADMIN_ACTIONS:
             self.node.snapshots.on_admin_request(client_ref, msg)
             return

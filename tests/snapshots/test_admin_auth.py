@@ -1,0 +1,152 @@
+"""Admin requests (snapshot, suspend, resume, shutdown, abort, backup) reach a member on its
+client ingress port, so a member admits only signed ones when the cluster has a secret, and
+only ones from its own machine when it has none (aeronpy/cluster/admin_auth.py). A refused
+request is answered with the reason, counted in ``admin_rejected``, and never acted on."""
+import os
+import stat
+import time
+
+import pytest
+
+from aeronpy.client import UdpClientTransport
+from aeronpy.cluster import admin
+from aeronpy.cluster import admin_auth
+from aeronpy.cluster import protocol as P
+from aeronpy.cluster.backup import ClusterBackup
+from aeronpy.cluster.node_admin import ADMIN_SHUTDOWN
+from aeronpy.cluster.node_snapshots import ADMIN_ERROR, ADMIN_OK, ADMIN_SNAPSHOT
+
+from .cluster_helpers import LocalCluster, add
+
+SECRET = "correct horse battery staple"
+
+
+# ------------------------------------------------------------------ the pieces
+def test_a_tag_binds_key_correlation_id_type_and_arguments():
+    key = admin_auth.admin_key(SECRET.encode())
+    payload = admin_auth.sign(key, 42, ADMIN_SNAPSHOT, b"args")
+    assert admin_auth.verify(key, 42, ADMIN_SNAPSHOT, payload) == b"args"
+    other = admin_auth.admin_key(b"another secret")
+    assert admin_auth.verify(other, 42, ADMIN_SNAPSHOT, payload) is None
+    assert admin_auth.verify(key, 43, ADMIN_SNAPSHOT, payload) is None        # another request
+    assert admin_auth.verify(key, 42, ADMIN_SHUTDOWN, payload) is None        # another action
+    assert admin_auth.verify(key, 42, ADMIN_SNAPSHOT, payload[:-1] + b"X") is None
+    assert admin_auth.verify(key, 42, ADMIN_SNAPSHOT, payload[:10]) is None   # shorter than a tag
+    assert admin_auth.sign(None, 42, ADMIN_SNAPSHOT, b"args") == b"args"
+
+
+@pytest.mark.parametrize("sender, own, local", [
+    ("127.0.0.1", "10.0.0.5", True), ("127.8.9.10", "10.0.0.5", True), ("::1", "10.0.0.5", True),
+    ("10.0.0.5", "10.0.0.5", True), ("10.0.0.6", "10.0.0.5", False),
+    ("192.168.1.1", "127.0.0.1", False), (None, "127.0.0.1", False), ("junk", "127.0.0.1", False),
+])
+def test_without_a_secret_only_this_machine_is_local(sender, own, local):
+    assert admin_auth.is_local_sender(sender, own) is local
+
+
+def test_the_key_file_is_private_and_checked(tmp_path):
+    key = admin_auth.admin_key(b"s")
+    path = admin_auth.write_key_file(str(tmp_path), key)
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    assert admin_auth.read_key_file(str(tmp_path)) == key
+    with open(path, "w") as f:
+        f.write("not hex\n")
+    with pytest.raises(ValueError, match="not a hex key"):
+        admin_auth.read_key_file(str(tmp_path))
+    admin_auth.remove_key_file(str(tmp_path))
+    assert admin_auth.read_key_file(str(tmp_path)) is None
+
+
+# ------------------------------------------------------------------ on a cluster
+def _ask(endpoints, member, request_type, payload, correlation_id=7, timeout_s=10.0):
+    transport = UdpClientTransport(endpoints)
+    answers: list = []
+    try:
+        transport.send(endpoints[member], P.AdminRequest(correlation_id, request_type, payload))
+        deadline = time.monotonic() + timeout_s
+        while not answers and time.monotonic() < deadline:
+            if transport.poll(lambda m: answers.append(m) if type(m) is P.AdminResponse else None) == 0:
+                time.sleep(0.001)
+    finally:
+        transport.close()
+    assert answers, "no answer"
+    return answers[0]
+
+
+def _rejected(node) -> int:
+    return node.counters.values[node.counters.index("admin_rejected")]
+
+
+def _unsigned_shutdown_is_refused(cluster, leader) -> None:
+    endpoints = cluster.endpoints.split(",")
+    key = admin_auth.admin_key(SECRET.encode())
+    cases = [b"",                                                        # no tag at all
+             admin_auth.sign(admin_auth.admin_key(b"guess"), 7, ADMIN_SHUTDOWN),   # wrong key
+             admin_auth.sign(key, 7, ADMIN_SNAPSHOT)]                   # a snapshot's tag
+    for i, payload in enumerate(cases):
+        answer = _ask(endpoints, leader, ADMIN_SHUTDOWN, payload)
+        assert answer.code == ADMIN_ERROR and b"not authenticated" in bytes(answer.payload)
+        assert _rejected(cluster.nodes[leader]) == i + 1
+
+
+def test_with_a_secret_only_signed_requests_act(tmp_path):
+    cluster = LocalCluster(str(tmp_path), snapshot_log_bytes=0, secret=SECRET).start()
+    try:
+        leader = cluster.leader()
+        with cluster.client() as client:
+            add(client)
+        for member in cluster.nodes:          # members hold the derived key, never the secret
+            with open(os.path.join(cluster.data_dir(member), admin_auth.ADMIN_KEY_FILE)) as f:
+                assert SECRET not in f.read()
+        _unsigned_shutdown_is_refused(cluster, leader)
+        with cluster.client() as client:
+            assert add(client) == 2           # nothing stopped
+        assert all(not n.closed for n in cluster.nodes.values())
+        # the tool signs with the member's admin.key (through a follower: redirected)
+        result = admin.snapshot(cluster.data_dir((leader + 1) % 3))
+        assert result["recorded"], result
+        # and so does a backup given the secret; without it every request is refused
+        endpoints = cluster.endpoints.split(",")
+        signed = ClusterBackup(endpoints, str(tmp_path / "backup"), secret=SECRET.encode())
+        unsigned = ClusterBackup(endpoints, str(tmp_path / "backup2"), request_timeout_s=0.5)
+        try:
+            assert signed.do_work() > 0 and signed.failures == 0
+            assert unsigned.do_work() == 0 and unsigned.failures == 1
+        finally:
+            signed.close()
+            unsigned.close()
+    finally:
+        cluster.close()
+
+
+def test_negative_control_an_open_gate_lets_a_stranger_stop_the_cluster(tmp_path, monkeypatch):
+    monkeypatch.setattr(admin_auth.AdminGate, "admit",
+                        lambda self, ip, cid, kind, payload: (True, bytes(payload)))
+    cluster = LocalCluster(str(tmp_path), snapshot_log_bytes=0, secret=SECRET).start()
+    try:
+        leader = cluster.leader()
+        with pytest.raises(AssertionError):
+            _unsigned_shutdown_is_refused(cluster, leader)
+        assert cluster.wait_for(lambda: all(n.closed for n in cluster.nodes.values()), 10)
+    finally:
+        cluster.close()
+
+
+def test_without_a_secret_a_request_from_another_machine_is_refused(tmp_path, monkeypatch):
+    cluster = LocalCluster(str(tmp_path), snapshot_log_bytes=0).start()
+    try:
+        leader = cluster.leader()
+        node = cluster.nodes[leader]
+        assert not os.path.exists(os.path.join(cluster.data_dir(leader), admin_auth.ADMIN_KEY_FILE))
+        real = node.ingress.peer_address
+        monkeypatch.setattr(node.ingress, "peer_address",
+                            lambda ref: None if real(ref) is None else ("10.9.8.7", real(ref)[1]))
+        answer = _ask(cluster.endpoints.split(","), leader, ADMIN_SHUTDOWN, b"")
+        assert answer.code == ADMIN_ERROR and b"from 10.9.8.7 refused" in bytes(answer.payload)
+        assert _rejected(node) == 1
+        monkeypatch.setattr(node.ingress, "peer_address", real)     # from this machine: acts
+        assert _ask(cluster.endpoints.split(","), leader, ADMIN_SNAPSHOT, b"", 8).code == ADMIN_OK
+        with cluster.client() as client:
+            add(client)
+    finally:
+        cluster.close()

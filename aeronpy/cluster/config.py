@@ -71,6 +71,10 @@ KEY_DOCS: tuple = (
      "is answered with its original reply. Keep it at least the clients' send window "
      "(`ClientConfig.window_messages`, 256 by default); raise both for more messages in flight "
      "(throughput). Costs memory and snapshot bytes per session: up to this many replies each."),
+    ("max_sessions", "1000", "Client sessions the cluster holds open at once; the leader refuses "
+     "a connect beyond it with an error the client raises (`NotConnectedError`), so a flood of "
+     "connects cannot grow every member's memory and snapshots without bound. Sessions free "
+     "their place when closed or timed out."),
     ("idle_strategy", '"backoff"', 'What the duty cycle does when it found no work: "busy-spin", '
      '"yield", "backoff" (park up to 1 ms in `select` on the node\'s sockets, waking on a '
      'datagram; without sockets to wait on it spins and yields first), "sleep" (1 ms).'),
@@ -204,6 +208,7 @@ class NodeConfig:
     leader_heartbeat_timeout_ms: int = 400
     session_timeout_ms: int = 10_000
     reply_cache_messages: int = 256
+    max_sessions: int = 1000
     idle_strategy: str = "backoff"
     snapshot_log_bytes: int = 256 * _MIB
     secret: Optional[bytes] = field(default=None, repr=False)
@@ -240,7 +245,7 @@ class NodeConfig:
         for key, lo, hi in (
             ("election_timeout_ms", 1, 3_600_000), ("heartbeat_interval_ms", 1, 3_600_000),
             ("leader_heartbeat_timeout_ms", 1, 3_600_000), ("session_timeout_ms", 1, 86_400_000),
-            ("reply_cache_messages", 0, 1 << 20),
+            ("reply_cache_messages", 0, 1 << 20), ("max_sessions", 1, 1 << 20),
             ("snapshot_log_bytes", 0, 2**62), ("segment_bytes", 64 * _KIB, _GIB),
             ("mtu_bytes", 512, 65504), ("max_message_bytes", 1, _GIB),
             ("socket_rcvbuf_bytes", 0, _GIB), ("socket_sndbuf_bytes", 0, _GIB),

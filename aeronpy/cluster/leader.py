@@ -79,6 +79,14 @@ class LeaderDuties:
         key = (endpoint, m.client_nonce)
         if key in self._pending_connects:
             return
+        limit = self.config.max_sessions
+        if len(self.sessions) + len(self._pending_connects) >= limit:
+            # refused before anything is logged: every member holds every session, so the
+            # bound is on all of them (the count is replicated state; any leader applies it)
+            self.counters["connect_session_limit"] += 1
+            self._event(client_ref, m.correlation_id, 0, P.EVENT_ERROR,
+                        f"too many sessions: the cluster holds at most {limit} (max_sessions)")
+            return
         if self._propose(E.SESSION_OPEN, E.encode_session_open(
                 self._stamp(), m.correlation_id, m.client_nonce, endpoint)):
             self._pending_connects[key] = (client_ref, m.correlation_id)

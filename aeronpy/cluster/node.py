@@ -159,6 +159,7 @@ class ClusterNode:
             members={m.id: f"{m.host}:{m.ingress_port}" for m in config.members},
             session_timeout_ns=config.session_timeout_ms * _MS,
             reply_cache_messages=config.reply_cache_messages,
+            max_sessions=config.max_sessions,
             max_message_bytes=config.max_message_bytes,
             authenticator=authenticator or Authenticator(),
             client_ref_of_endpoint=self._client_of_endpoint.get)

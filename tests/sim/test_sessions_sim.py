@@ -249,3 +249,29 @@ def test_forged_session_id_is_refused():
     converge(sim)
     assert all(sim.service(m).count == 1 for m in range(3))
     assert sim.module(sim.leader()).counters["ingress_session_client_mismatch"] >= 1
+
+
+def test_connects_beyond_max_sessions_are_refused_on_every_leader():
+    """The leader refuses a connect once ``max_sessions`` are open (pending connects count),
+    with an error the client raises; a closed session frees its place; a new leader after a
+    crash holds the same sessions and so the same bound."""
+    sim = SimCluster(3, seed=111, service=CounterService, module_options={"max_sessions": 2})
+    first, second = sim.client(), sim.client()
+    assert first.request(b"inc") == b"1" and second.request(b"inc") == b"2"
+    with pytest.raises(aeronpy.NotConnectedError, match="too many sessions.*at most 2"):
+        sim.client()
+    old_leader = sim.leader()
+    assert sim.module(old_leader).counters["connect_session_limit"] >= 1
+    sim.crash(old_leader)
+    wait_leader(sim)
+    assert sim.leader() != old_leader
+    with pytest.raises(aeronpy.NotConnectedError, match="too many sessions"):
+        sim.client()
+    assert second.request(b"inc") == b"3"          # the open sessions work on
+    first.close()
+    sim.run_for(500)
+    third = sim.client()                            # the closed one's place
+    assert third.request(b"inc") == b"4"
+    sim.restart(old_leader)
+    converge(sim)
+    assert all(len(sim.module(m).sessions) == 2 for m in range(3))

@@ -95,12 +95,15 @@ class ClusterClient:
     @classmethod
     def open(cls, endpoints, *, credentials: bytes = b"", transport: Optional[ClientTransport] = None,
              config: Optional[ClientConfig] = None, cluster_id: int = 0, secret: Optional[bytes] = None,
-             rng: Optional[random.Random] = None,
+             rng: Optional[random.Random] = None, bind_host: Optional[str] = None,
              clock: Callable[[], int] = time.monotonic_ns) -> "ClusterClient":
-        """Start connecting without waiting (``connect`` waits; the asyncio client awaits)."""
+        """Start connecting without waiting (``connect`` waits; the asyncio client awaits).
+        ``bind_host``: the local address replies come to (default: one the members can reach,
+        see `local_host_for`)."""
         endpoint_list = parse_endpoints(endpoints)
         if transport is None:
-            transport = UdpClientTransport(endpoint_list, cluster_id=cluster_id, secret=secret)
+            transport = UdpClientTransport(endpoint_list, cluster_id=cluster_id, secret=secret,
+                                           bind_host=bind_host)
         core = ClientCore(endpoint_list, transport.local_endpoint, config, rng, credentials,
                           encoded_messages=bool(getattr(transport, "sends_encoded", False)))
         client = cls(core, transport, clock)
@@ -274,7 +277,36 @@ def _split_endpoint(endpoint: str) -> tuple[str, int]:
     host, sep, port = endpoint.rpartition(":")
     if not sep or not host:
         raise ValueError(f"endpoint {endpoint!r} is not 'host:port'")
-    return host, int(port)
+    try:
+        return host, int(port)
+    except ValueError:
+        raise ValueError(f"endpoint {endpoint!r}: port {port!r} is not a number") from None
+
+
+def local_host_for(endpoints: Sequence[str]) -> str:
+    """The address a client binds so that the members can answer it (its session's response
+    endpoint): 127.0.0.1 when every member is on this machine's loopback, otherwise this
+    machine's address on the route to the first member that is not (the kernel's choice, as
+    for any datagram sent there; the probe sends nothing)."""
+    import ipaddress
+    import socket
+    for endpoint in endpoints:
+        host, port = _split_endpoint(endpoint)
+        try:
+            ip = socket.gethostbyname(host)
+        except OSError as exc:
+            raise ValueError(f"endpoint {endpoint!r}: cannot resolve {host!r} ({exc})") from None
+        if ipaddress.ip_address(ip).is_loopback:
+            continue
+        probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            probe.connect((ip, port))
+            return probe.getsockname()[0]
+        except OSError as exc:
+            raise NotConnectedError(f"no route to the cluster member at {endpoint!r}: {exc}") from None
+        finally:
+            probe.close()
+    return "127.0.0.1"
 
 
 class UdpClientTransport:
@@ -288,7 +320,10 @@ class UdpClientTransport:
     sends_encoded = True
 
     def __init__(self, endpoints: Sequence[str], cluster_id: int = 0, secret: Optional[bytes] = None,
-                 bind_host: str = "127.0.0.1", **transport_options):
+                 bind_host: Optional[str] = None, **transport_options):
+        """``bind_host``: the local address to receive replies on; by default the one the
+        members can reach (`local_host_for`): loopback for a cluster on this machine's
+        loopback, else this machine's address on the route to the members."""
         try:
             from aeronpy import _codec
             from aeronpy.transport import CLIENT_SENDER_ID, UdpTransport
@@ -298,6 +333,8 @@ class UdpClientTransport:
         from aeronpy._clientpath import EgressDispatcher
         self._encode = _codec.encode
         self._dispatch = EgressDispatcher(_codec.decode, getattr(_codec, "DecodeError", ValueError))
+        if bind_host is None:
+            bind_host = local_host_for(endpoints)
         self._udp = UdpTransport(bind_host, 0, cluster_id, CLIENT_SENDER_ID, secret, **transport_options)
         self._peers: dict[str, int] = {}
         for endpoint in endpoints:

@@ -1,10 +1,11 @@
 """A line-driven cluster client for tests that must run it elsewhere (another network namespace).
 
-    python netns_client.py ENDPOINTS BIND_HOST
+    python netns_client.py ENDPOINTS BIND_HOST     (BIND_HOST "auto": the client's own choice)
 Reads one command per line on stdin and answers one JSON line on stdout:
     add AMOUNT TIMEOUT_S  -> {"ok": true, "total": N}  or  {"ok": false, "error": "..."}
     quit                  -> exits
-It first prints {"ok": true, "connected": true} once it has a session (or the error).
+It first prints {"ok": true, "connected": true, "local": "host:port"} once it has a session
+(or the error); "local" is where the members send its replies.
 The service is the CounterService (aeronpy.testing.services): the reply is the running total.
 """
 from __future__ import annotations
@@ -21,13 +22,17 @@ ADD = struct.Struct("<q")
 
 def main() -> int:
     endpoints, bind_host = sys.argv[1], sys.argv[2]
-    transport = UdpClientTransport(parse_endpoints(endpoints), bind_host=bind_host)
     try:
-        client = ClusterClient.connect(endpoints, timeout_s=15, transport=transport)
+        if bind_host == "auto":          # what a user's plain connect() does
+            client = ClusterClient.connect(endpoints, timeout_s=15)
+        else:
+            transport = UdpClientTransport(parse_endpoints(endpoints), bind_host=bind_host)
+            client = ClusterClient.connect(endpoints, timeout_s=15, transport=transport)
     except Exception as exc:
         print(json.dumps({"ok": False, "error": f"connect: {type(exc).__name__}: {exc}"}), flush=True)
         return 1
-    print(json.dumps({"ok": True, "connected": True}), flush=True)
+    print(json.dumps({"ok": True, "connected": True, "local": client._transport.local_endpoint}),
+          flush=True)
     for line in sys.stdin:
         words = line.split()
         if not words or words[0] == "quit":

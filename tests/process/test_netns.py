@@ -95,8 +95,9 @@ class NetnsClient:
     """The line-driven client (netns_client.py) running in the bridge namespace."""
 
     def __init__(self, ns: str, endpoints: str, env: dict):
+        # "auto": a plain ClusterClient.connect, which must find the bridge's address itself
         self.proc = subprocess.Popen(
-            ["ip", "netns", "exec", ns, sys.executable, CLIENT, endpoints, BRIDGE_ADDRESS],
+            ["ip", "netns", "exec", ns, sys.executable, CLIENT, endpoints, "auto"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
 
     def read(self, timeout_s: float) -> dict:
@@ -147,7 +148,9 @@ def test_isolated_leader_steps_down_majority_commits_and_it_converges_after_heal
         leader = pc.leader(timeout_s=30)
         assert leader is not None, "no leader elected across namespaces\n" + describe(pc)
         client = NetnsClient(ns.bridge, pc.ingress_endpoints, pc.env)
-        assert client.read(20) == {"ok": True, "connected": True}
+        connected = client.read(20)
+        assert connected["ok"] and connected["connected"], connected
+        assert connected["local"].startswith(BRIDGE_ADDRESS + ":"), connected  # not 127.0.0.1
         assert [client.add() for _ in range(5)] == [1, 2, 3, 4, 5]
         term = counters(pc, leader)["leadership_term"]
 

@@ -1,0 +1,29 @@
+"""Where a client receives its replies: a plain ``ClusterClient.connect`` to members on other
+hosts used to bind 127.0.0.1 and so never got an answer (the multi-host test,
+tests/process/test_netns.py, now connects that way and checks the address it chose)."""
+import pytest
+
+from aeronpy.client import UdpClientTransport, local_host_for
+
+
+def test_a_cluster_on_loopback_gets_a_loopback_client():
+    assert local_host_for(["127.0.0.1:20101", "127.0.0.2:20111"]) == "127.0.0.1"
+    assert local_host_for(["localhost:20101"]) == "127.0.0.1"
+
+
+@pytest.mark.parametrize("endpoint, needle", [
+    ("h0:abc", "port 'abc' is not a number"),
+    ("nosuchhost.invalid:5", "cannot resolve 'nosuchhost.invalid'"),
+    ("20101", "is not 'host:port'"),
+])
+def test_bad_endpoints_get_a_clear_error(endpoint, needle):
+    with pytest.raises(ValueError, match=needle):
+        local_host_for([endpoint])
+
+
+def test_an_explicit_bind_host_is_kept():
+    transport = UdpClientTransport(["127.0.0.1:20101"], bind_host="127.0.0.3")
+    try:
+        assert transport.local_endpoint.startswith("127.0.0.3:")
+    finally:
+        transport.close()

@@ -180,6 +180,11 @@ class MemberConfig:
         host = raw["host"]
         if not isinstance(host, str) or not host.strip():
             raise ConfigError(f"{where}.host", f"must be a non-empty host name or address, got {host!r}")
+        if host.strip() in ("0.0.0.0", "::", "[::]", "*"):
+            # the others send to this address: a wildcard names no machine (0.0.0.0 would
+            # reach each sender itself)
+            raise ConfigError(f"{where}.host", f"{host.strip()!r} is a wildcard; give the "
+                                               "address the other members reach this one at")
         admin = raw.get("admin_port")
         return cls(
             id=_int(f"{where}.id", raw["id"], 0, _INT32_MAX),

@@ -96,6 +96,19 @@ class ClusterBackup:
         self.log = recovered.log
         self.snapshot_index = recovered.snapshot.index if recovered.snapshot else 0
         self.snapshots: list = [recovered.snapshot] if recovered.snapshot else []
+        if recovered.snapshot is not None:
+            # older recorded snapshots count towards retention, and a surplus a crash (or a
+            # lower snapshots_to_keep) left is deleted now, as a pull would have
+            skipped = {(s.index, s.term) for s in recovered.skipped_snapshots}
+            older = [s for s in self.archive.recorded_snapshots()
+                     if s.index < self.snapshot_index and (s.index, s.term) not in skipped]
+            keep = self.snapshots_to_keep - 1
+            for old in older[:len(older) - keep] if keep < len(older) else ():
+                try:
+                    os.remove(old.path)
+                except OSError:
+                    pass
+            self.snapshots = (older[len(older) - keep:] if keep else []) + self.snapshots
         self.position = self.archive.sync()
         self.term = recovered.hard_state.term
         self.cluster_commit = 0

@@ -128,3 +128,22 @@ def test_the_snapshot_in_use_is_never_deleted_at_start(tmp_path):
     assert arc.drain_removals(10)
     assert _snap_names(d) == [snapshot_name(60, 1)] and shell.stats.deleted_snapshots == 2
     arc.close()
+
+
+def test_a_backup_restarted_with_surplus_snapshots_deletes_the_oldest(tmp_path):
+    from aeronpy.cluster.backup import ClusterBackup
+    d = str(tmp_path / "backup")
+    os.makedirs(d)
+    _archive_with_snapshots(d, [20, 40, 60]).close()
+    backup = ClusterBackup(["127.0.0.1:9"], d, snapshots_to_keep=2)    # never asks anyone here
+    try:
+        assert [s.index for s in backup.snapshots] == [40, 60]
+        assert _snap_names(d) == [snapshot_name(40, 1), snapshot_name(60, 1)]
+    finally:
+        backup.close()
+    backup = ClusterBackup(["127.0.0.1:9"], d, snapshots_to_keep=1)
+    try:
+        assert [s.index for s in backup.snapshots] == [60]
+        assert _snap_names(d) == [snapshot_name(60, 1)]
+    finally:
+        backup.close()

@@ -290,23 +290,28 @@ def local_host_for(endpoints: Sequence[str]) -> str:
     for any datagram sent there; the probe sends nothing)."""
     import ipaddress
     import socket
+    remote = []
     for endpoint in endpoints:
         host, port = _split_endpoint(endpoint)
         try:
             ip = socket.gethostbyname(host)
         except OSError as exc:
             raise ValueError(f"endpoint {endpoint!r}: cannot resolve {host!r} ({exc})") from None
-        if ipaddress.ip_address(ip).is_loopback:
-            continue
+        if not ipaddress.ip_address(ip).is_loopback:
+            remote.append((endpoint, ip, port))
+    if not remote:
+        return "127.0.0.1"
+    failures = []
+    for endpoint, ip, port in remote:    # a member whose network is down: try the next one
         probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         try:
             probe.connect((ip, port))
             return probe.getsockname()[0]
         except OSError as exc:
-            raise NotConnectedError(f"no route to the cluster member at {endpoint!r}: {exc}") from None
+            failures.append(f"{endpoint}: {exc}")
         finally:
             probe.close()
-    return "127.0.0.1"
+    raise NotConnectedError("no route to any cluster member (" + "; ".join(failures) + ")")
 
 
 class UdpClientTransport:

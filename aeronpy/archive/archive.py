@@ -197,7 +197,12 @@ class Archive:
             stray = (name.endswith(SNAPSHOT_SUFFIX + SNAPSHOT_TMP_SUFFIX)
                      or (name.endswith(SNAPSHOT_SUFFIX) and name not in recorded))
             if stray:
-                self.fs.remove(f"{self.data_dir}/{name}")
+                try:
+                    self.fs.remove(f"{self.data_dir}/{name}")
+                except OSError as exc:     # leftovers never stop a start (a directory, perms)
+                    warnings.warn(f"could not remove the stray snapshot file {name}: {exc}",
+                                  RuntimeWarning, stacklevel=3)
+                    continue
                 removed.append(name)
         return tuple(removed)   # not synced: a removal a power failure undoes is redone next time
 

@@ -64,10 +64,15 @@ def verify(key: bytes, correlation_id: int, request_type: int, payload: bytes) -
 
 
 def write_key_file(data_dir: str, key: bytes) -> str:
-    """Write ``admin.key`` (hex, mode 0600) atomically; returns its path."""
+    """Write ``admin.key`` (hex, mode 0600) atomically; returns its path. The temporary file
+    is created afresh (never through a link someone left in its place)."""
     path = os.path.join(data_dir, ADMIN_KEY_FILE)
     tmp = path + ".tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.unlink(tmp)
+    except FileNotFoundError:
+        pass
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
     try:
         os.write(fd, key.hex().encode() + b"\n")
         os.fsync(fd)
@@ -102,20 +107,26 @@ def read_key_file(data_dir: str) -> Optional[bytes]:
     return key
 
 
-def is_local_sender(sender_ip: Optional[str], own_host: str) -> bool:
-    """True for a loopback address or the member's own host address (this machine)."""
+def own_addresses(own_host: str) -> frozenset:
+    """The addresses the member's configured host (a name or an address) stands for."""
+    import socket
+    out = {own_host}
+    try:
+        out.update(info[4][0] for info in socket.getaddrinfo(own_host, None))
+    except OSError:          # unresolvable now: the node could not have bound it either
+        pass
+    return frozenset(out)
+
+
+def is_local_sender(sender_ip: Optional[str], own: frozenset) -> bool:
+    """True for a loopback address or one of the member's own host addresses (this machine)."""
     if sender_ip is None:
         return False
     try:
         address = ipaddress.ip_address(sender_ip)
     except ValueError:
         return False
-    if address.is_loopback:
-        return True
-    try:
-        return address == ipaddress.ip_address(own_host)
-    except ValueError:       # a host name: compare as written
-        return sender_ip == own_host
+    return address.is_loopback or sender_ip in own
 
 
 class AdminGate:
@@ -123,7 +134,7 @@ class AdminGate:
 
     def __init__(self, secret: Optional[bytes], own_host: str):
         self.key = None if secret is None else admin_key(secret)
-        self.own_host = own_host
+        self.own = own_addresses(own_host)
         self.rejected = 0
 
     def admit(self, sender_ip: Optional[str], correlation_id: int, request_type: int,
@@ -137,7 +148,7 @@ class AdminGate:
             return False, ("admin request not authenticated: it needs a tag made with the key "
                            "derived from the cluster's secret (aeronpy tool reads it from the "
                            "member's admin.key)")
-        if is_local_sender(sender_ip, self.own_host):
+        if is_local_sender(sender_ip, self.own):
             return True, bytes(payload)
         self.rejected += 1
         return False, (f"admin request from {sender_ip} refused: without a cluster secret "

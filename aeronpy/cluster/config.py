@@ -74,7 +74,10 @@ KEY_DOCS: tuple = (
     ("max_sessions", "1000", "Client sessions the cluster holds open at once; the leader refuses "
      "a connect beyond it with an error the client raises (`NotConnectedError`), so a flood of "
      "connects cannot grow every member's memory and snapshots without bound. Sessions free "
-     "their place when closed or timed out."),
+     "their place when closed or timed out. The leader counts its connects in flight too; "
+     "those a failed leader left in flight can take a new leader past it once. One client "
+     "can take every place (there is no per-client share): use an `authenticator` where "
+     "clients are not trusted."),
     ("idle_strategy", '"backoff"', 'What the duty cycle does when it found no work: "busy-spin", '
      '"yield", "backoff" (park up to 1 ms in `select` on the node\'s sockets, waking on a '
      'datagram; without sockets to wait on it spins and yields first), "sleep" (1 ms).'),
@@ -180,7 +183,7 @@ class MemberConfig:
         host = raw["host"]
         if not isinstance(host, str) or not host.strip():
             raise ConfigError(f"{where}.host", f"must be a non-empty host name or address, got {host!r}")
-        if host.strip() in ("0.0.0.0", "::", "[::]", "*"):
+        if _is_wildcard(host.strip()):
             # the others send to this address: a wildcard names no machine (0.0.0.0 would
             # reach each sender itself)
             raise ConfigError(f"{where}.host", f"{host.strip()!r} is a wildcard; give the "
@@ -440,6 +443,22 @@ def _cpu_list(cpus) -> str:
         else:
             ranges.append([cpu, cpu])
     return ",".join(str(a) if a == b else f"{a}-{b}" for a, b in ranges)
+
+
+def _is_wildcard(host: str) -> bool:
+    """0.0.0.0, ::, and their other spellings (0, 0.0, ::0, [::])."""
+    import ipaddress
+    import socket
+    if host == "*":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_unspecified
+    except ValueError:
+        pass
+    try:                     # inet_aton's forms: "0", "0.0"
+        return socket.inet_aton(host) == b"\0\0\0\0"
+    except OSError:
+        return False
 
 
 def _probe_port(key: str, host: str, port: int, kind: int) -> None:

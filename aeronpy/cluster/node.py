@@ -31,7 +31,8 @@ from aeronpy.cluster.protocol import NewLeaderEvent
 from aeronpy.cluster.module_config import Authenticator, ModuleConfig
 from aeronpy.cluster import admin_auth
 from aeronpy.cluster.node_admin import ADMIN_EXTRA_SLOTS, ENUM_NAMES as _ENUM_NAMES, NodeAdmin
-from aeronpy.cluster.node_counters import TRANSPORT_EXTRA_SLOTS, TransportCounterPublisher
+from aeronpy.cluster.node_counters import (REFUSAL_EXTRA_SLOTS, TRANSPORT_EXTRA_SLOTS,
+                                           TransportCounterPublisher)
 from aeronpy.cluster.nodefiles import ErrorLog, PidFile
 from aeronpy.cluster.node_snapshots import TRANSFER_MESSAGES as _TRANSFER_MESSAGES
 from aeronpy.cluster.protocol import AdminRequest as _AdminRequest
@@ -169,11 +170,14 @@ class ClusterNode:
         self._replay_committed()
 
         # -- counters and idling -------------------------------------------------------
-        self.counters = CountersWriter.for_config(config, extra_slots=TRANSPORT_EXTRA_SLOTS + ADMIN_EXTRA_SLOTS,
+        self.counters = CountersWriter.for_config(config, extra_slots=TRANSPORT_EXTRA_SLOTS + ADMIN_EXTRA_SLOTS
+                                                  + REFUSAL_EXTRA_SLOTS,
                                                   enum_names=_ENUM_NAMES)
         self._values = self.counters.values
         self._admin = NodeAdmin(self)    # after the replay: replayed shutdowns are history
-        self._transport_counters = TransportCounterPublisher(self.counters, (self.consensus, self.ingress))
+        self._transport_counters = TransportCounterPublisher(
+            self.counters, (self.consensus, self.ingress),
+            sources={"module": self.module.counters, "core": self.core.counters})
         self._transport_counters.drop_log = self._drop_log
         fds = [self.consensus.socket.fileno(), self.ingress.socket.fileno()]
         # A background sync that completes writes a byte here, so a duty cycle parked while a

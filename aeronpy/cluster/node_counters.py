@@ -16,7 +16,7 @@ slots ``transport_drop_<reason>`` (every reason of `aeronpy.transport.counters.D
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Optional, Sequence
 
 from aeronpy.cluster.counters import COUNTER, CountersWriter, SlotId
 from aeronpy.transport.counters import DROP_REASONS
@@ -27,6 +27,25 @@ PUBLISH_PERIOD_NS = 10_000_000   # fresh enough for any reader; cheap at ~5 us a
 TRANSPORT_EXTRA_SLOTS: tuple = tuple(
     (f"transport_drop_{reason}", COUNTER, f"Transport drops: {reason.replace('_', ' ')}")
     for reason in DROP_REASONS)
+
+# Refusals and drops the consensus module (``module``) and the core (``core``) count in dicts
+# of their own: copied into slots of the same names at each publish, so operators see them.
+REFUSAL_COUNTERS: tuple = (
+    ("module", "ingress_malformed", "Client messages that decoded but made no sense (dropped)"),
+    ("module", "ingress_unknown_session", "Client messages naming no open session (refused)"),
+    ("module", "ingress_session_client_mismatch",
+     "Client messages naming another client's session (refused)"),
+    ("module", "authentication_rejected", "Connects the authenticator refused"),
+    ("module", "connect_session_limit", "Connects refused because max_sessions were open"),
+    ("module", "connect_bad_version", "Connects with a protocol version this cluster does not speak"),
+    ("module", "connect_bad_endpoint", "Connects with an unusable response endpoint"),
+    ("module", "egress_dropped", "Replies and events dropped: the client's egress queue was full"),
+    ("core", "invalid_append_response",
+     "AppendResponses no follower of this leader can send (a corrupt or buggy peer; dropped)"),
+    ("core", "follower_lost_acknowledged_entries",
+     "Times a follower turned out to have lost entries it had acknowledged"),
+)
+REFUSAL_EXTRA_SLOTS: tuple = tuple((name, COUNTER, text) for _, name, text in REFUSAL_COUNTERS)
 
 _STANDARD_DROP_SLOT = {
     "malformed": SlotId.DROPS_MALFORMED,
@@ -49,8 +68,14 @@ _MALFORMED, _TOO_LARGE = int(SlotId.DROPS_MALFORMED), int(SlotId.DROPS_TOO_LARGE
 class TransportCounterPublisher:
     """Copies the counters of ``transports`` into ``writer`` (see the module docstring)."""
 
-    def __init__(self, writer: CountersWriter, transports: Sequence, period_ns: int = PUBLISH_PERIOD_NS):
+    def __init__(self, writer: CountersWriter, transports: Sequence, period_ns: int = PUBLISH_PERIOD_NS,
+                 sources: Optional[dict] = None):
+        """``sources``: ``{"module": dict, "core": dict}``, the counter dicts whose
+        `REFUSAL_COUNTERS` are copied into their slots (when the writer declared them)."""
         self._writer = writer
+        self._dict_slots = tuple((sources[owner], name, writer.index(name))
+                                 for owner, name, _ in REFUSAL_COUNTERS
+                                 if sources and owner in sources and name in writer.names)
         self._values = writer.values
         self._transports = tuple(transports)
         self._period_ns = period_ns
@@ -106,5 +131,7 @@ class TransportCounterPublisher:
             totals[standard] += n
         for slot, n in totals.items():
             v[slot] = n
+        for counts, name, slot in self._dict_slots:
+            v[slot] = counts.get(name, 0)
         if drop_log is not None:
             drop_log.flush()

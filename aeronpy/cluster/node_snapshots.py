@@ -209,8 +209,8 @@ class NodeSnapshots:
             from aeronpy.cluster.backup import serve_backup_request
             try:
                 code, payload = serve_backup_request(self, kind, bytes(msg.payload))
-            except (ValueError, OSError) as exc:
-                code, payload = ADMIN_ERROR, str(exc).encode()
+            except (ValueError, OSError, struct.error) as exc:   # struct.error: too short
+                code, payload = ADMIN_ERROR, f"bad backup request: {exc}".encode()
         else:
             code, payload = ADMIN_ERROR, f"unknown admin request type {kind}".encode()
         response = P.AdminResponse(msg.correlation_id, kind, code, payload)

@@ -128,6 +128,8 @@ BAD = [
     ({"members": _member_missing("host")}, 0, "members[1].host", ["missing"]),
     ({"members": _member_key("host", "0.0.0.0")}, 0, "members[0].host", ["wildcard"]),
     ({"members": _member_key("host", "::", 1)}, 0, "members[1].host", ["wildcard"]),
+    ({"members": _member_key("host", "0")}, 0, "members[0].host", ["wildcard"]),
+    ({"members": _member_key("host", "::0", 1)}, 0, "members[1].host", ["wildcard"]),
     ({"members": _dup_member()}, 0, "members[2].id", ["duplicate member id 0"]),
     ({}, 5, "member_id", ["5", "[0, 1, 2]"]),
     ({}, None, "member_id", ["missing"]),

@@ -14,7 +14,8 @@ from aeronpy.cluster import admin_auth
 from aeronpy.cluster import protocol as P
 from aeronpy.cluster.backup import ClusterBackup
 from aeronpy.cluster.node_admin import ADMIN_SHUTDOWN
-from aeronpy.cluster.node_snapshots import ADMIN_ERROR, ADMIN_OK, ADMIN_SNAPSHOT
+from aeronpy.cluster.node_snapshots import (ADMIN_ERROR, ADMIN_OK, ADMIN_SNAPSHOT, BACKUP_CHUNK,
+                                           BACKUP_QUERY)
 
 from .cluster_helpers import LocalCluster, add
 
@@ -41,7 +42,21 @@ def test_a_tag_binds_key_correlation_id_type_and_arguments():
     ("192.168.1.1", "127.0.0.1", False), (None, "127.0.0.1", False), ("junk", "127.0.0.1", False),
 ])
 def test_without_a_secret_only_this_machine_is_local(sender, own, local):
-    assert admin_auth.is_local_sender(sender, own) is local
+    assert admin_auth.is_local_sender(sender, admin_auth.own_addresses(own)) is local
+
+
+def test_a_member_configured_by_host_name_knows_its_addresses():
+    assert "127.0.0.1" in admin_auth.own_addresses("localhost")
+    assert admin_auth.own_addresses("nosuchhost.invalid") == {"nosuchhost.invalid"}
+
+
+def test_the_key_file_is_never_written_through_a_planted_link(tmp_path):
+    victim = tmp_path / "victim"
+    victim.write_text("keep")
+    os.symlink(victim, tmp_path / (admin_auth.ADMIN_KEY_FILE + ".tmp"))
+    admin_auth.write_key_file(str(tmp_path), admin_auth.admin_key(b"s"))
+    assert victim.read_text() == "keep"
+    assert admin_auth.read_key_file(str(tmp_path)) == admin_auth.admin_key(b"s")
 
 
 def test_the_key_file_is_private_and_checked(tmp_path):
@@ -148,5 +163,43 @@ def test_without_a_secret_a_request_from_another_machine_is_refused(tmp_path, mo
         assert _ask(cluster.endpoints.split(","), leader, ADMIN_SNAPSHOT, b"", 8).code == ADMIN_OK
         with cluster.client() as client:
             add(client)
+    finally:
+        cluster.close()
+
+
+@pytest.mark.parametrize("kind, args", [(BACKUP_QUERY, b""), (BACKUP_QUERY, b"\x01\x02"),
+                                        (BACKUP_CHUNK, b"\x00" * 5)])
+def test_an_admitted_but_malformed_backup_request_is_answered_not_raised(tmp_path, kind, args):
+    """Found in review: a backup request too short to unpack raised struct.error into the
+    duty cycle and stopped the member."""
+    cluster = LocalCluster(str(tmp_path), snapshot_log_bytes=0).start()
+    try:
+        leader = cluster.leader()
+        answer = _ask(cluster.endpoints.split(","), leader, kind, args)
+        assert answer.code == ADMIN_ERROR and b"bad backup request" in bytes(answer.payload)
+        assert all(n.failure is None for n in cluster.nodes.values())
+        with cluster.client() as client:
+            add(client)
+    finally:
+        cluster.close()
+
+
+def test_refusals_reach_the_counters_file(tmp_path):
+    """Module and core refusals (kept in dicts) are published into slots operators read."""
+    from aeronpy.cluster.counters import CountersReader
+    cluster = LocalCluster(str(tmp_path), snapshot_log_bytes=0, max_sessions=1).start()
+    try:
+        leader = cluster.leader()
+        with cluster.client():
+            with pytest.raises(Exception, match="too many sessions"):
+                cluster.client(timeout_s=5)
+        node = cluster.nodes[leader]
+        node.core.counters["invalid_append_response"] = 3      # as if three had come
+        node._transport_counters.publish()
+        with CountersReader(cluster.data_dir(leader)) as reader:
+            values = reader.read()
+        assert values["connect_session_limit"] >= 1
+        assert values["invalid_append_response"] == 3
+        assert values["authentication_rejected"] == 0
     finally:
         cluster.close()

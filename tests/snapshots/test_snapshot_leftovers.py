@@ -5,6 +5,8 @@ unrecorded snapshot files, and a node that starts with more recorded snapshots t
 import os
 import random
 
+import pytest
+
 from aeronpy.archive import Archive
 from aeronpy.archive.snapshots import snapshot_name
 from aeronpy.cluster import admin
@@ -147,3 +149,14 @@ def test_a_backup_restarted_with_surplus_snapshots_deletes_the_oldest(tmp_path):
         assert _snap_names(d) == [snapshot_name(60, 1)]
     finally:
         backup.close()
+
+
+def test_a_leftover_that_cannot_be_removed_does_not_stop_the_start(tmp_path):
+    d = str(tmp_path)
+    _archive_with_snapshots(d, [40]).close()
+    os.mkdir(os.path.join(d, snapshot_name(50, 1)))       # not a file: remove() fails
+    arc = Archive.open(d, segment_bytes=SEG)
+    with pytest.warns(RuntimeWarning, match="could not remove the stray snapshot file"):
+        recovered = arc.recover()
+    assert recovered.snapshot.index == 40 and recovered.stray_files_removed == ()
+    arc.close()

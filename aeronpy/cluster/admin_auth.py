@@ -14,8 +14,10 @@ cluster or read its whole log, so a member admits only these:
   has chosen to trust the machine, not the network.
 
 Anything else is answered with an error naming the reason and counted (``admin_rejected``);
-it never acts. A tag covers one request: a captured request can be replayed by whoever can
-capture it, so admin traffic belongs on a network the operator controls.
+it never acts. With a secret the answers are tagged the same way (over the correlation id,
+type, code and payload), and the tool and the backup believe only answers whose tag verifies.
+A tag covers one request or answer: a captured one can be replayed by whoever can capture it,
+so admin traffic belongs on a network the operator controls.
 """
 from __future__ import annotations
 
@@ -29,6 +31,7 @@ from typing import Optional
 ADMIN_KEY_FILE = "admin.key"
 TAG_BYTES = 16
 _SIGNED = struct.Struct("<qi")      # correlation_id, request_type: what the tag binds to
+_CODE = struct.Struct("<i")         # an answer's code, bound too
 _KEY_CONTEXT = b"aeronpy admin requests v1"
 
 
@@ -37,11 +40,41 @@ def admin_key(secret: bytes) -> bytes:
     return hashlib.blake2b(_KEY_CONTEXT, key=bytes(secret)[:64], digest_size=32).digest()
 
 
-def _tag(key: bytes, correlation_id: int, request_type: int, args: bytes) -> bytes:
+_REQUEST, _RESPONSE = b"Q", b"R"   # a request's tag can never pass as an answer's, or back
+
+
+def _tag(key: bytes, correlation_id: int, request_type: int, args: bytes,
+         direction: bytes = _REQUEST, code: int = 0) -> bytes:
     h = hashlib.blake2b(key=key, digest_size=TAG_BYTES)
+    h.update(direction)
     h.update(_SIGNED.pack(correlation_id, request_type))
+    if direction == _RESPONSE:
+        h.update(_CODE.pack(code))
     h.update(args)
     return h.digest()
+
+
+def sign_response(key: Optional[bytes], correlation_id: int, request_type: int, code: int,
+                  payload: bytes) -> bytes:
+    """An AdminResponse's payload: tag + payload with a key (the member's), else as it is."""
+    payload = bytes(payload)
+    if key is None:
+        return payload
+    return _tag(key, correlation_id, request_type, payload, _RESPONSE, code) + payload
+
+
+def verify_response(key: Optional[bytes], correlation_id: int, request_type: int, code: int,
+                    payload: bytes) -> Optional[bytes]:
+    """The answer's payload if its tag is valid (or there is no key), else None: a client
+    with the key believes only answers the members made."""
+    payload = bytes(payload)
+    if key is None:
+        return payload
+    if len(payload) < TAG_BYTES:
+        return None
+    body = payload[TAG_BYTES:]
+    expected = _tag(key, correlation_id, request_type, body, _RESPONSE, code)
+    return body if hmac.compare_digest(payload[:TAG_BYTES], expected) else None
 
 
 def sign(key: Optional[bytes], correlation_id: int, request_type: int, args: bytes = b"") -> bytes:

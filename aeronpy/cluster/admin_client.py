@@ -125,7 +125,7 @@ def admin_request(endpoints: list, endpoint: str, request_type: int, payload: by
     unanswered; the member answers a re-sent request again without acting on it twice.
     ``key``: the admin key (a member's ``admin.key``) to sign with, when the cluster has a
     secret (aeronpy/cluster/admin_auth.py)."""
-    from aeronpy.cluster.admin_auth import sign
+    from aeronpy.cluster.admin_auth import sign, verify_response
     from aeronpy.client import UdpClientTransport
     from aeronpy.cluster import protocol as P
     from aeronpy.cluster.node_snapshots import ADMIN_NOT_LEADER
@@ -141,7 +141,11 @@ def admin_request(endpoints: list, endpoint: str, request_type: int, payload: by
 
             def on_message(msg) -> None:
                 if type(msg) is P.AdminResponse and msg.correlation_id == correlation_id:
-                    answer.append(msg)
+                    body = verify_response(key, correlation_id, msg.request_type, msg.code,
+                                           msg.payload)
+                    if body is not None:          # with a key: only a member's own answers
+                        answer.append(P.AdminResponse(msg.correlation_id, msg.request_type,
+                                                      msg.code, body))
 
             next_send = 0.0
             while not answer:

@@ -121,6 +121,7 @@ class ClusterBackup:
     # ---- requests -------------------------------------------------------------------
     def _request(self, kind: int, payload: bytes) -> Optional[bytes]:
         from aeronpy.cluster import protocol as P
+        from aeronpy.cluster.admin_auth import sign, verify_response
         endpoint = self.endpoints[self._member % len(self.endpoints)]
         cid = self._next_id
         self._next_id += 1
@@ -128,9 +129,10 @@ class ClusterBackup:
 
         def on_message(msg) -> None:
             if type(msg) is P.AdminResponse and msg.correlation_id == cid:
-                answer.append(msg)
+                body = verify_response(self._admin_key, cid, msg.request_type, msg.code, msg.payload)
+                if body is not None:      # with the secret: only answers a member made
+                    answer.append(P.AdminResponse(cid, msg.request_type, msg.code, body))
 
-        from aeronpy.cluster.admin_auth import sign
         self._transport.send(endpoint, P.AdminRequest(cid, kind, sign(self._admin_key, cid, kind, payload)))
         self.requests += 1
         deadline = time.monotonic() + self.request_timeout_s

@@ -29,7 +29,7 @@ import struct
 from typing import Any
 
 from aeronpy.cluster import entries as E
-from aeronpy.cluster.admin_auth import AdminGate
+from aeronpy.cluster.admin_auth import AdminGate, sign_response
 from aeronpy.cluster import protocol as P
 from aeronpy.cluster.counters import COUNTER, GAUGE, ConsensusModuleState, SlotId
 from aeronpy.cluster.logsetup import log_transition
@@ -158,8 +158,7 @@ class NodeAdmin:
         if not admitted:
             self._values[self._rejected_slot] += 1
             self.node._drop_log.record("admin request refused")
-            self.node.ingress.send(client_ref, self.node._encode(
-                P.AdminResponse(msg.correlation_id, kind, self._error, result.encode())))
+            self.respond(client_ref, msg.correlation_id, kind, self._error, result.encode())
             return
         msg = P.AdminRequest(msg.correlation_id, kind, result)
         if kind not in ADMIN_ACTIONS:
@@ -174,8 +173,14 @@ class NodeAdmin:
                     del self._answers[next(iter(self._answers))]
                 self._answers[key] = answer
         code, payload = answer
-        self.node.ingress.send(client_ref, self.node._encode(
-            P.AdminResponse(msg.correlation_id, kind, code, payload)))
+        self.respond(client_ref, msg.correlation_id, kind, code, payload)
+
+    def respond(self, client_ref: int, correlation_id: int, kind: int, code: int,
+                payload: bytes) -> None:
+        """Send an AdminResponse, tagged with the admin key when the cluster has a secret."""
+        self.node.ingress.send(client_ref, self.node._encode(P.AdminResponse(
+            correlation_id, kind, code, sign_response(self.gate.key, correlation_id, kind, code,
+                                                      payload))))
 
     def _propose(self, action: int) -> tuple:
         module = self.module

@@ -213,8 +213,7 @@ class NodeSnapshots:
                 code, payload = ADMIN_ERROR, f"bad backup request: {exc}".encode()
         else:
             code, payload = ADMIN_ERROR, f"unknown admin request type {kind}".encode()
-        response = P.AdminResponse(msg.correlation_id, kind, code, payload)
-        self.node.ingress.send(client_ref, self.node._encode(response))
+        self.node._admin.respond(client_ref, msg.correlation_id, kind, code, payload)
 
     def _admin_snapshot(self) -> tuple:
         module = self.module

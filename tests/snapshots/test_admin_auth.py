@@ -23,6 +23,20 @@ SECRET = "correct horse battery staple"
 
 
 # ------------------------------------------------------------------ the pieces
+def test_an_answers_tag_binds_its_code_and_payload_and_differs_from_a_requests():
+    key = admin_auth.admin_key(SECRET.encode())
+    answer = admin_auth.sign_response(key, 42, ADMIN_SNAPSHOT, ADMIN_OK, b"index")
+    assert admin_auth.verify_response(key, 42, ADMIN_SNAPSHOT, ADMIN_OK, answer) == b"index"
+    assert admin_auth.verify_response(key, 42, ADMIN_SNAPSHOT, ADMIN_ERROR, answer) is None
+    assert admin_auth.verify_response(key, 42, ADMIN_SNAPSHOT, ADMIN_OK, answer[:-1] + b"X") is None
+    assert admin_auth.verify_response(admin_auth.admin_key(b"x"), 42, ADMIN_SNAPSHOT, ADMIN_OK,
+                                      answer) is None
+    request = admin_auth.sign(key, 42, ADMIN_SNAPSHOT, b"index")
+    assert admin_auth.verify_response(key, 42, ADMIN_SNAPSHOT, 0, request) is None   # reflected
+    assert admin_auth.verify(key, 42, ADMIN_SNAPSHOT, answer) is None
+    assert admin_auth.verify_response(None, 42, ADMIN_SNAPSHOT, 0, b"plain") == b"plain"
+
+
 def test_a_tag_binds_key_correlation_id_type_and_arguments():
     key = admin_auth.admin_key(SECRET.encode())
     payload = admin_auth.sign(key, 42, ADMIN_SNAPSHOT, b"args")
@@ -100,7 +114,9 @@ def _unsigned_shutdown_is_refused(cluster, leader) -> None:
              admin_auth.sign(key, 7, ADMIN_SNAPSHOT)]                   # a snapshot's tag
     for i, payload in enumerate(cases):
         answer = _ask(endpoints, leader, ADMIN_SHUTDOWN, payload)
-        assert answer.code == ADMIN_ERROR and b"not authenticated" in bytes(answer.payload)
+        body = admin_auth.verify_response(key, answer.correlation_id, answer.request_type,
+                                          answer.code, answer.payload)   # the member's own
+        assert answer.code == ADMIN_ERROR and b"not authenticated" in body
         assert _rejected(cluster.nodes[leader]) == i + 1
 
 
@@ -201,5 +217,27 @@ def test_refusals_reach_the_counters_file(tmp_path):
         assert values["connect_session_limit"] >= 1
         assert values["invalid_append_response"] == 3
         assert values["authentication_rejected"] == 0
+    finally:
+        cluster.close()
+
+
+def test_a_backup_with_the_secret_believes_no_untagged_answer(tmp_path):
+    """Members without the secret stand in for a forger: their answers carry no tag, so a
+    backup holding the key stores nothing from them; without the key it takes them."""
+    cluster = LocalCluster(str(tmp_path), snapshot_log_bytes=0).start()
+    try:
+        assert cluster.leader() is not None
+        with cluster.client() as client:
+            add(client)
+        endpoints = cluster.endpoints.split(",")
+        keyed = ClusterBackup(endpoints, str(tmp_path / "b1"), request_timeout_s=0.5,
+                              secret=SECRET.encode())
+        plain = ClusterBackup(endpoints, str(tmp_path / "b2"), request_timeout_s=0.5)
+        try:
+            assert keyed.do_work() == 0 and keyed.failures == 1 and keyed.position == 0
+            assert plain.do_work() > 0 and plain.failures == 0
+        finally:
+            keyed.close()
+            plain.close()
     finally:
         cluster.close()

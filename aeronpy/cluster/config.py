@@ -181,7 +181,7 @@ class MemberConfig:
             if key not in raw:
                 raise ConfigError(f"{where}.{key}", "required member key is missing")
         host = raw["host"]
-        if not isinstance(host, str) or not host.strip():
+        if not isinstance(host, str) or not host.strip() or "\0" in host:
             raise ConfigError(f"{where}.host", f"must be a non-empty host name or address, got {host!r}")
         if _is_wildcard(host.strip()):
             # the others send to this address: a wildcard names no machine (0.0.0.0 would
@@ -243,7 +243,8 @@ class NodeConfig:
         put("members", members)
         put("member_id", _int("member_id", self.member_id, 0, _INT32_MAX))
         self._check_members()
-        if not isinstance(self.data_dir, (str, os.PathLike)) or not str(self.data_dir):
+        if not isinstance(self.data_dir, (str, os.PathLike)) or not str(self.data_dir) \
+                or "\0" in str(self.data_dir):
             raise ConfigError("data_dir", f"must be a non-empty path, got {self.data_dir!r}")
         put("data_dir", os.fspath(self.data_dir).replace("{member_id}", str(self.member_id)))
         put("file_sync", _choice("file_sync", self.file_sync, FILE_SYNC_LEVELS))
@@ -457,7 +458,7 @@ def _is_wildcard(host: str) -> bool:
         pass
     try:                     # inet_aton's forms: "0", "0.0"
         return socket.inet_aton(host) == b"\0\0\0\0"
-    except OSError:
+    except (OSError, ValueError):    # not an address (ValueError: a NUL in it)
         return False
 
 

@@ -129,6 +129,8 @@ BAD = [
     ({"members": _member_key("host", "0.0.0.0")}, 0, "members[0].host", ["wildcard"]),
     ({"members": _member_key("host", "::", 1)}, 0, "members[1].host", ["wildcard"]),
     ({"members": _member_key("host", "0")}, 0, "members[0].host", ["wildcard"]),
+    ({"members": _member_key("host", "h\x00")}, 0, "members[0].host", ["non-empty host"]),
+    ({"data_dir": "d\x00"}, 0, "data_dir", ["non-empty path"]),
     ({"members": _member_key("host", "::0", 1)}, 0, "members[1].host", ["wildcard"]),
     ({"members": _dup_member()}, 0, "members[2].id", ["duplicate member id 0"]),
     ({}, 5, "member_id", ["5", "[0, 1, 2]"]),
@@ -358,3 +360,52 @@ def test_cpu_list_format():
     from aeronpy.cluster.config import _cpu_list
     assert _cpu_list({0, 1, 2, 5, 7, 8}) == "0-2,5,7-8"
     assert _cpu_list({3}) == "3"
+
+
+# ------------------------------------------------------------------ any value, a clear error
+_ODD_VALUES = [None, True, False, 0, -1, 1, 2**40, -2**70, 2**70, 1.5, float("nan"), float("inf"),
+               "", "x", "none", "data", "0", "batch", [], [1], {}, {"a": 1}, "127.0.0.1", "\x00",
+               "é", "0.0.0.0"]
+
+
+def _config_fuzz(trials: int, seed: int, data_dir: str) -> list:
+    """Random odd values in random keys (and member keys): what escapes that is not a
+    ConfigError, as (type, message)."""
+    import random as _random
+    rng = _random.Random(seed)
+    keys = [k for k, *_ in KEY_DOCS] + ["bogus"]
+    escaped = []
+    for _ in range(trials):
+        raw = {"cluster_id": 7, "data_dir": data_dir + "/n{member_id}", "members": members()}
+        for _ in range(rng.randint(1, 3)):
+            key = rng.choice(keys)
+            if key == "members" and rng.random() < 0.7:
+                member = rng.choice(raw["members"]) if isinstance(raw["members"], list) else None
+                if isinstance(member, dict):
+                    member[rng.choice(["id", "host", "consensus_port", "ingress_port",
+                                       "admin_port", "x"])] = rng.choice(_ODD_VALUES)
+                    continue
+            raw[key] = rng.choice(_ODD_VALUES)
+        try:
+            NodeConfig.from_dict(raw, member_id=rng.choice([0, 1, 5, None, "0", -1]))
+        except ConfigError:
+            pass
+        except Exception as exc:  # the defect this test looks for
+            escaped.append((type(exc).__name__, str(exc)))
+    return escaped
+
+
+def test_any_odd_value_anywhere_gets_a_config_error(tmp_path):
+    assert _config_fuzz(3000, 1, str(tmp_path)) == []
+
+
+def test_negative_control_a_validator_that_raises_is_found(tmp_path, monkeypatch):
+    from aeronpy.cluster import config as config_module
+    real = config_module._is_wildcard
+
+    def raising(host):            # as a check that lets an odd host's ValueError out would
+        if not host.isascii():
+            raise ValueError("not an address")
+        return real(host)
+    monkeypatch.setattr(config_module, "_is_wildcard", raising)
+    assert ("ValueError", "not an address") in _config_fuzz(3000, 1, str(tmp_path))

@@ -12,6 +12,7 @@ from aeronpy.errors import (  # noqa: E402
     ClusterClosedError,
     ClusterTimeoutError,
     ConfigError,
+    MessageRejectedError,
     MessageTooLargeError,
     NotConnectedError,
 )
@@ -29,7 +30,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AeronpyError", "AuthenticationError", "ClusterClosedError", "ClusterTimeoutError",
-    "ConfigError", "MessageTooLargeError", "NotConnectedError",
+    "ConfigError", "MessageRejectedError", "MessageTooLargeError", "NotConnectedError",
     "CloseReason", "ClusteredService", "Role", "Cluster", "ClientSession", "ServiceError",
     "NodeConfig", "MemberConfig", "ClusterNode", "ClusterClient", "Authenticator", "SecretAuthenticator",
     "NOT_CONNECTED", "BACK_PRESSURED", "CLOSED",

@@ -218,7 +218,9 @@ class ClusterClient:
         """Offer ``payload`` and wait for its reply (matched on correlation id).
 
         Raises ClusterTimeoutError (the message may still be applied later, never twice),
-        NotConnectedError or ClusterClosedError.
+        NotConnectedError or ClusterClosedError; MessageRejectedError (MessageTooLargeError
+        when too large) when the cluster refused it unapplied: larger than its max message
+        size, or for a ``service_id`` no service has.
         """
         core = self._core
         deadline = self._clock() + int(timeout_s * 1e9)

@@ -29,5 +29,10 @@ class AuthenticationError(NotConnectedError):
     """The cluster's authenticator rejected the client's credentials."""
 
 
-class MessageTooLargeError(AeronpyError, ValueError):
+class MessageRejectedError(AeronpyError, ValueError):
+    """The cluster refused a message without applying it (it consumed its place in the
+    session, so later messages flow on): too large, or for a service the cluster lacks."""
+
+
+class MessageTooLargeError(MessageRejectedError):
     """A payload is larger than the configured maximum message size."""

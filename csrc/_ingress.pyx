@@ -157,6 +157,8 @@ cdef class IngressPath:
         config = module.config
         if v.payload_length > config.max_message_bytes:
             return False
+        if v.service_id < 0 or v.service_id >= <int>module._service_count:
+            return False            # refused by the Python handler (_reject_message)
         cdef PyObject* found = PyDict_GetItem(module.sessions._by_id, v.session_id)
         if found is NULL:
             return False

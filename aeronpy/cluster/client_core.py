@@ -34,7 +34,7 @@ from aeronpy._clientpath import ClientSessionBase, record_response, response_key
 from aeronpy.cluster import protocol as P
 from aeronpy.cluster.module_config import DEFAULT_MAX_MESSAGE_BYTES, parse_ingress_endpoints
 from aeronpy.errors import (AeronpyError, AuthenticationError, ClusterClosedError,
-                            MessageTooLargeError, NotConnectedError)
+                            MessageRejectedError, MessageTooLargeError, NotConnectedError)
 
 _MS = 1_000_000
 
@@ -76,6 +76,16 @@ def parse_endpoints(endpoints) -> list[str]:
     if not out:
         raise ValueError("at least one cluster ingress endpoint is needed")
     return out
+
+
+# EVENT_ERROR details of a message the cluster refused and consumed: the error a request()
+# waiting for it raises, and why it happened
+_REJECTIONS = {
+    P.DETAIL_MESSAGE_TOO_LARGE: (MessageTooLargeError, "max_message_bytes is larger on this "
+                                                       "client than on the cluster"),
+    P.DETAIL_UNKNOWN_SERVICE: (MessageRejectedError, "no service has that service_id on the "
+                                                     "cluster"),
+}
 
 
 def _session_message(session_id: int, seq: int, correlation_id: int, service_id: int, payload) -> P.SessionMessage:
@@ -321,20 +331,21 @@ class ClientCore(ClientSessionBase):
             self._on_message_rejected(event)
 
     def _on_message_rejected(self, event) -> None:
-        """The cluster refused one of our messages as larger than its max message size (our
-        max_message_bytes is set higher than the cluster's). The cluster consumes its seq,
-        so the window moves on (a SessionAck releases it), and a request() waiting for it
-        fails with MessageTooLargeError instead of timing out. Other errors leave the
-        message in the window: it may still be applied."""
+        """The cluster refused one of our messages: larger than its max message size (our
+        max_message_bytes is set higher than the cluster's) or for a service it lacks. The
+        cluster consumes its seq, so the window moves on (a SessionAck releases it), and a
+        request() waiting for it fails with MessageTooLargeError or MessageRejectedError
+        instead of timing out. Other errors leave the message in the window: it may still be
+        applied."""
         correlation_id = event.correlation_id
-        if correlation_id == 0 or event.detail != P.DETAIL_MESSAGE_TOO_LARGE:
+        if correlation_id == 0 or event.detail not in _REJECTIONS:
             return
         self._count("messages_rejected")
         if correlation_id in self._awaiting:
             self._awaiting.discard(correlation_id)
-            self._errors[correlation_id] = MessageTooLargeError(
-                f"the cluster rejected message {correlation_id}: {event.detail} "
-                "(max_message_bytes is larger on this client than on the cluster)")
+            error, why = _REJECTIONS[event.detail]
+            self._errors[correlation_id] = error(
+                f"the cluster rejected message {correlation_id}: {event.detail} ({why})")
 
     def _on_new_leader(self, event, now_ns: int) -> None:
         if event.leadership_term < self.leadership_term:

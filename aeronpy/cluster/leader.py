@@ -131,7 +131,12 @@ class LeaderDuties:
             session_id = s.session_id
             self._last_heard_ns[session_id] = now_ns
             if len(payload) > config.max_message_bytes:
-                self._reject_too_large(client_ref, s, seq, correlation_id)
+                self._reject_message(client_ref, s, seq, correlation_id,
+                                     P.DETAIL_MESSAGE_TOO_LARGE, "ingress_too_large")
+                return
+            if not 0 <= service_id < self._service_count:
+                self._reject_message(client_ref, s, seq, correlation_id,
+                                     P.DETAIL_UNKNOWN_SERVICE, "ingress_unknown_service")
                 return
             applied = s.last_applied_seq
             if seq <= applied:
@@ -156,14 +161,15 @@ class LeaderDuties:
         self.on_session_message(client_ref, (m.session_id, m.seq, m.correlation_id, m.service_id,
                                              m.payload), self._now_ns)
 
-    def _reject_too_large(self, client_ref: object, s: SessionState, seq: int,
-                          correlation_id: int) -> None:
-        """Refuse a message above max_message_bytes, every time it arrives (so a lost error is
-        re-sent with the message), and consume its seq with a placeholder entry: otherwise it
-        would sit at the head of the client's window and every later message would be a seq
-        gap for good. The placeholder's SessionAck releases it from the window."""
-        self.counters["ingress_too_large"] += 1
-        self._event(client_ref, correlation_id, s.session_id, P.EVENT_ERROR, P.DETAIL_MESSAGE_TOO_LARGE)
+    def _reject_message(self, client_ref: object, s: SessionState, seq: int,
+                        correlation_id: int, detail: str, counter: str) -> None:
+        """Refuse a message above max_message_bytes or for a service this cluster lacks,
+        every time it arrives (so a lost error is re-sent with the message), and consume its
+        seq with a placeholder entry: otherwise it would sit at the head of the client's window
+        and every later message would be a seq gap for good. The placeholder's SessionAck
+        releases it from the window; the client fails a request() waiting for it at once."""
+        self.counters[counter] += 1
+        self._event(client_ref, correlation_id, s.session_id, P.EVENT_ERROR, detail)
         if seq <= s.last_applied_seq:
             self._ack_pending.add(s.session_id)
             return

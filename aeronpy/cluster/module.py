@@ -71,6 +71,7 @@ class ConsensusModule(LeaderDuties):
         self.core = core
         self.config = config or ModuleConfig()
         self.container = ServiceContainer(services)
+        self._service_count = len(self.container)    # ids 0 .. n-1; others refused at ingress
         self.clusters = [Cluster(self, i) for i in range(len(self.container))]
         self.counters: Counter = Counter()
         self._state = ModuleState.INIT

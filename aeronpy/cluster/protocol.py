@@ -16,6 +16,7 @@ EVENT_CLOSED = 4
 # SessionEvent.detail of the EVENT_ERROR answering a message above the cluster's
 # max_message_bytes (the cluster consumes its seq; the client fails a request waiting for it)
 DETAIL_MESSAGE_TOO_LARGE = "message too large"
+DETAIL_UNKNOWN_SERVICE = "unknown service"
 
 SessionConnect = message_class(
     "SessionConnect", 32, "correlation_id client_nonce response_endpoint credentials protocol_version",

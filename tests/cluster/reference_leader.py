@@ -1,6 +1,8 @@
 """The leader's SessionMessage handling as it was before the fast entry (text as on main),
 kept as the reference model test_ingress_fast_path.py compares ``on_session_message`` against.
-Installed on a module with ``use_reference(module)``; not used by the package."""
+Installed on a module with ``use_reference(module)``; not used by the package. Since
+2026-11-27 it also refuses a message for a service id the cluster lacks, as it refuses an
+oversized one (same placeholder, detail "unknown service")."""
 from functools import partial
 from typing import Any
 
@@ -29,7 +31,10 @@ def _on_session_message(self, client_ref: object, m: Any) -> None:
     self._last_heard_ns[s.session_id] = self._now_ns
     seq = m.seq
     if len(m.payload) > self.config.max_message_bytes:
-        _reject_too_large(self, client_ref, s, m)
+        _reject(self, client_ref, s, m, P.DETAIL_MESSAGE_TOO_LARGE, "ingress_too_large")
+        return
+    if not 0 <= m.service_id < len(self.container):
+        _reject(self, client_ref, s, m, P.DETAIL_UNKNOWN_SERVICE, "ingress_unknown_service")
         return
     if seq <= s.last_applied_seq:
         self._answer_applied(s, seq)
@@ -45,13 +50,13 @@ def _on_session_message(self, client_ref: object, m: Any) -> None:
             self._stamp(), s.session_id, seq, m.correlation_id, m.service_id, m.payload)):
         self._leader_seq[s.session_id] = seq
 
-def _reject_too_large(self, client_ref: object, s: SessionState, m: Any) -> None:
-    """Refuse a message above max_message_bytes, every time it arrives (so a lost error is
-    re-sent with the message), and consume its seq with a placeholder entry: otherwise it
-    would sit at the head of the client's window and every later message would be a seq
-    gap for good. The placeholder's SessionAck releases it from the window."""
-    self.counters["ingress_too_large"] += 1
-    self._event(client_ref, m.correlation_id, s.session_id, P.EVENT_ERROR, P.DETAIL_MESSAGE_TOO_LARGE)
+def _reject(self, client_ref: object, s: SessionState, m: Any, detail: str, counter: str) -> None:
+    """Refuse a message above max_message_bytes (or for a missing service), every time it
+    arrives (so a lost error is re-sent with the message), and consume its seq with a
+    placeholder entry: otherwise it would sit at the head of the client's window and every
+    later message would be a seq gap for good. The placeholder's SessionAck releases it."""
+    self.counters[counter] += 1
+    self._event(client_ref, m.correlation_id, s.session_id, P.EVENT_ERROR, detail)
     seq = m.seq
     if seq <= s.last_applied_seq:
         self._ack_pending.add(s.session_id)

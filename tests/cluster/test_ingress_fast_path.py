@@ -215,7 +215,7 @@ def _leader_trace(seed: int, entry, reference: bool = False, binding: str = "bou
             seq = max(0, expected + rng.choice([0, 0, 0, 0, -1, -3, 1, 2]))
             size = rng.choice([0, 1, 32, 32, MAX_MESSAGE_BYTES - 3, MAX_MESSAGE_BYTES + 1, 200])
             member = w.leader() if rng.random() < 0.9 else rng.randrange(3)
-            entry(w, member, ref, (sid, seq, rng.randrange(1 << 40), rng.choice([0, 0, 1]),
+            entry(w, member, ref, (sid, seq, rng.randrange(1 << 40), rng.choice([0, 0, 0, 1, -1, 7]),
                                    rng.randbytes(size)))
             leader = w.modules[w.leader()]
             for known in next_seq:           # what the client would send next
@@ -231,7 +231,8 @@ def _leader_trace(seed: int, entry, reference: bool = False, binding: str = "bou
 
 COUNTERS_SEEN = ("redirects", "ingress_unknown_session", "ingress_leader_not_ready",
                  "ingress_too_large", "replies_from_cache", "ingress_already_sequenced",
-                 "ingress_seq_gap", "proposed", "propose_refused", "proposals_held")
+                 "ingress_seq_gap", "proposed", "propose_refused", "proposals_held",
+                 "ingress_unknown_service")
 
 
 def test_leader_fast_entries_match_the_message_object_path():

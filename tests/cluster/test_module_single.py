@@ -185,7 +185,11 @@ def test_messages_reach_only_the_named_service_and_opens_reach_all():
     s0, s1 = w.services(0)
     assert s0.messages == [b"to0"] and s1.messages == [b"to1"]
     assert s0.events[0][0] == s1.events[0][0] == "open"
-    assert w.modules[0].counters["unknown_service"] == 1
+    # refused at ingress with an error the client turns into MessageRejectedError; its
+    # placeholder entry still consumes the seq, so later messages flow on
+    assert w.modules[0].counters["ingress_unknown_service"] == 1
+    assert [e.detail for e in w.take(0, P.SessionEvent) if e.code == P.EVENT_ERROR] == \
+        [P.DETAIL_UNKNOWN_SERVICE]
     assert w.modules[0].sessions.get(sid).last_applied_seq == 3    # the bad one still consumed its seq
 
 

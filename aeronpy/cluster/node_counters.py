@@ -32,6 +32,9 @@ TRANSPORT_EXTRA_SLOTS: tuple = tuple(
 # of their own: copied into slots of the same names at each publish, so operators see them.
 REFUSAL_COUNTERS: tuple = (
     ("module", "ingress_malformed", "Client messages that decoded but made no sense (dropped)"),
+    ("module", "ingress_too_large", "Client messages over max_message_bytes (refused, unapplied)"),
+    ("module", "ingress_unknown_service",
+     "Client messages for a service id no service has (refused, unapplied)"),
     ("module", "ingress_unknown_session", "Client messages naming no open session (refused)"),
     ("module", "ingress_session_client_mismatch",
      "Client messages naming another client's session (refused)"),

@@ -32,4 +32,6 @@ def test_a_request_to_a_missing_service_fails_at_once_and_the_session_goes_on(se
             driver.join(timeout=10)
         leader = next(n for n in nodes if n.role == Role.LEADER)
         assert leader.module.counters["ingress_unknown_service"] >= 1
+        leader._transport_counters.publish()          # and operators read it
+        assert leader.counters.values[leader.counters.index("ingress_unknown_service")] >= 1
         assert all(n.module.counters.get("unknown_service", 0) == 0 for n in nodes)

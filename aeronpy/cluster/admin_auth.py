@@ -168,21 +168,19 @@ class AdminGate:
     def __init__(self, secret: Optional[bytes], own_host: str):
         self.key = None if secret is None else admin_key(secret)
         self.own = own_addresses(own_host)
-        self.rejected = 0
 
     def admit(self, sender_ip: Optional[str], correlation_id: int, request_type: int,
               payload: bytes) -> tuple:
-        """(True, args) to act on the request, or (False, reason) to refuse it."""
+        """(True, args) to act on the request, or (False, reason) to refuse it (the node
+        counts refusals in its ``admin_rejected`` slot)."""
         if self.key is not None:
             args = verify(self.key, correlation_id, request_type, payload)
             if args is not None:
                 return True, args
-            self.rejected += 1
             return False, ("admin request not authenticated: it needs a tag made with the key "
                            "derived from the cluster's secret (aeronpy tool reads it from the "
                            "member's admin.key)")
         if is_local_sender(sender_ip, self.own):
             return True, bytes(payload)
-        self.rejected += 1
         return False, (f"admin request from {sender_ip} refused: without a cluster secret "
                        "only this machine may send admin requests")

@@ -102,13 +102,14 @@ class ClusterBackup:
             skipped = {(s.index, s.term) for s in recovered.skipped_snapshots}
             older = [s for s in self.archive.recorded_snapshots()
                      if s.index < self.snapshot_index and (s.index, s.term) not in skipped]
-            keep = self.snapshots_to_keep - 1
-            for old in older[:len(older) - keep] if keep < len(older) else ():
+            keep = self.snapshots_to_keep - 1        # besides the recovered one
+            surplus, kept = (older[:-keep], older[-keep:]) if keep else (older, [])
+            for old in surplus:
                 try:
                     os.remove(old.path)
                 except OSError:
                     pass
-            self.snapshots = (older[len(older) - keep:] if keep else []) + self.snapshots
+            self.snapshots = kept + self.snapshots
         self.position = self.archive.sync()
         self.term = recovered.hard_state.term
         self.cluster_commit = 0

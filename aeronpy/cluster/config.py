@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import errno
+import ipaddress
 import os
 import socket
 import sys
@@ -448,8 +449,6 @@ def _cpu_list(cpus) -> str:
 
 def _is_wildcard(host: str) -> bool:
     """0.0.0.0, ::, and their other spellings (0, 0.0, ::0, [::])."""
-    import ipaddress
-    import socket
     if host == "*":
         return True
     try:

@@ -29,7 +29,6 @@ from aeronpy.cluster.logsetup import BurstLogger, node_logger
 from aeronpy.cluster.module import ConsensusModule
 from aeronpy.cluster.protocol import NewLeaderEvent
 from aeronpy.cluster.module_config import Authenticator, ModuleConfig
-from aeronpy.cluster import admin_auth
 from aeronpy.cluster.node_admin import ADMIN_EXTRA_SLOTS, ENUM_NAMES as _ENUM_NAMES, NodeAdmin
 from aeronpy.cluster.node_counters import (REFUSAL_EXTRA_SLOTS, TRANSPORT_EXTRA_SLOTS,
                                            TransportCounterPublisher)
@@ -104,12 +103,6 @@ class ClusterNode:
         self.archive = Archive.open(config.data_dir, file_sync=config.file_sync,
                                     segment_bytes=config.segment_bytes)
         recovered = self.archive.recover()
-        # the key aeronpy tool signs admin requests with (derived from the secret; without
-        # one only this machine may send them): aeronpy/cluster/admin_auth.py
-        if config.secret is not None:
-            admin_auth.write_key_file(config.data_dir, admin_auth.admin_key(config.secret))
-        else:
-            admin_auth.remove_key_file(config.data_dir)
         self.log.info("recovered: term=%d voted_for=%s log=[%d, %d] commit=%d snapshot=%s",
                       recovered.hard_state.term, recovered.hard_state.voted_for,
                       recovered.log.first_index, recovered.log.last_index,

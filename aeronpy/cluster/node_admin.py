@@ -29,7 +29,7 @@ import struct
 from typing import Any
 
 from aeronpy.cluster import entries as E
-from aeronpy.cluster.admin_auth import AdminGate, sign_response
+from aeronpy.cluster.admin_auth import AdminGate, remove_key_file, sign_response, write_key_file
 from aeronpy.cluster import protocol as P
 from aeronpy.cluster.counters import COUNTER, GAUGE, ConsensusModuleState, SlotId
 from aeronpy.cluster.logsetup import log_transition
@@ -82,6 +82,12 @@ class NodeAdmin:
         self._snapshots_slot = int(SlotId.SNAPSHOT_COUNT)
         config = node.config
         self.gate = AdminGate(config.secret, config.member.host)
+        # the key aeronpy tool signs admin requests with (derived from the secret, once, by
+        # the gate; without a secret only this machine may send them, and no key is left)
+        if self.gate.key is not None:
+            write_key_file(config.data_dir, self.gate.key)
+        else:
+            remove_key_file(config.data_dir)
         self._heartbeat_ns = config.heartbeat_interval_ms * _MS
         self.quit_linger_ns = max(1_000 * _MS, 2 * config.leader_heartbeat_timeout_ms * _MS)
         # what was already seen of the core, so each change is logged once

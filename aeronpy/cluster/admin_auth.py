@@ -15,9 +15,17 @@ cluster or read its whole log, so a member admits only these:
 
 Anything else is answered with an error naming the reason and counted (``admin_rejected``);
 it never acts. With a secret the answers are tagged the same way (over the correlation id,
-type, code and payload), and the tool and the backup believe only answers whose tag verifies.
-A tag covers one request or answer: a captured one can be replayed by whoever can capture it,
-so admin traffic belongs on a network the operator controls.
+type, code, the request's own tag and payload), and the tool and the backup believe only answers
+whose tag verifies: an answer fits the one request it was made for, never another.
+
+Replay: a signed request carries the wall-clock millisecond it was made, under its tag. A
+member refuses one made more than ``REQUEST_WINDOW_S`` away from its own clock, and remembers
+the tags it admitted within that window: the same tag from another sender is refused as a
+replay (the sender that made it may re-send it while unanswered, and the node answers a re-send
+without acting twice). What is left: a request captured within the window can be replayed once
+to a member restarted since, or to another member (which acts only if it is the leader), so
+admin traffic still belongs on a network the operator controls. The tool and the backup need
+clocks within the window of the members' (NTP).
 """
 from __future__ import annotations
 
@@ -26,12 +34,16 @@ import hmac
 import ipaddress
 import os
 import struct
-from typing import Optional
+import time
+from typing import Callable, Optional
 
 ADMIN_KEY_FILE = "admin.key"
 TAG_BYTES = 16
 _SIGNED = struct.Struct("<qi")      # correlation_id, request_type: what the tag binds to
 _CODE = struct.Struct("<i")         # an answer's code, bound too
+_MADE = struct.Struct("<Q")         # a request's wall-clock ms, after its tag and under it
+REQUEST_WINDOW_S = 60.0             # a signed request is admitted this close to the member's clock
+MAX_REMEMBERED = 4096               # admitted tags kept for the window (refused beyond: a flood)
 _KEY_CONTEXT = b"aeronpy admin requests v1"
 
 
@@ -43,57 +55,71 @@ def admin_key(secret: bytes) -> bytes:
 _REQUEST, _RESPONSE = b"Q", b"R"   # a request's tag can never pass as an answer's, or back
 
 
-def _tag(key: bytes, correlation_id: int, request_type: int, args: bytes,
-         direction: bytes = _REQUEST, code: int = 0) -> bytes:
+def _tag(key: bytes, correlation_id: int, request_type: int, body: bytes,
+         direction: bytes = _REQUEST, code: int = 0, request_tag: bytes = b"") -> bytes:
+    """A request's tag covers its made-at stamp and arguments (``body``); an answer's covers
+    its code, the tag of the request it answers, and its payload."""
     h = hashlib.blake2b(key=key, digest_size=TAG_BYTES)
     h.update(direction)
     h.update(_SIGNED.pack(correlation_id, request_type))
     if direction == _RESPONSE:
         h.update(_CODE.pack(code))
-    h.update(args)
+        h.update(bytes(request_tag).ljust(TAG_BYTES, b"\0")[:TAG_BYTES])
+    h.update(body)
     return h.digest()
 
 
 def sign_response(key: Optional[bytes], correlation_id: int, request_type: int, code: int,
-                  payload: bytes) -> bytes:
-    """An AdminResponse's payload: tag + payload with a key (the member's), else as it is."""
+                  payload: bytes, request_tag: bytes = b"") -> bytes:
+    """An AdminResponse's payload: tag + payload with a key (the member's), else as it is.
+    ``request_tag``: the tag of the request answered (``request_tag_of`` its payload)."""
     payload = bytes(payload)
     if key is None:
         return payload
-    return _tag(key, correlation_id, request_type, payload, _RESPONSE, code) + payload
+    return _tag(key, correlation_id, request_type, payload, _RESPONSE, code, request_tag) + payload
 
 
 def verify_response(key: Optional[bytes], correlation_id: int, request_type: int, code: int,
-                    payload: bytes) -> Optional[bytes]:
-    """The answer's payload if its tag is valid (or there is no key), else None: a client
-    with the key believes only answers the members made."""
+                    payload: bytes, request_tag: bytes = b"") -> Optional[bytes]:
+    """The answer's payload if its tag is valid for the request whose tag is ``request_tag``
+    (or there is no key), else None: a client with the key believes only answers a member
+    made to the very request it sent."""
     payload = bytes(payload)
     if key is None:
         return payload
     if len(payload) < TAG_BYTES:
         return None
     body = payload[TAG_BYTES:]
-    expected = _tag(key, correlation_id, request_type, body, _RESPONSE, code)
+    expected = _tag(key, correlation_id, request_type, body, _RESPONSE, code, request_tag)
     return body if hmac.compare_digest(payload[:TAG_BYTES], expected) else None
 
 
-def sign(key: Optional[bytes], correlation_id: int, request_type: int, args: bytes = b"") -> bytes:
-    """The payload of an AdminRequest carrying ``args``: tag + args, or args alone without a key."""
+def sign(key: Optional[bytes], correlation_id: int, request_type: int, args: bytes = b"",
+         now: Optional[float] = None) -> bytes:
+    """The payload of an AdminRequest carrying ``args``: tag + made-at ms + args, or args alone
+    without a key. ``now``: the wall-clock time to stamp (default: the clock now)."""
     args = bytes(args)
     if key is None:
         return args
-    return _tag(key, correlation_id, request_type, args) + args
+    body = _MADE.pack(int((time.time() if now is None else now) * 1000)) + args
+    return _tag(key, correlation_id, request_type, body) + body
 
 
-def verify(key: bytes, correlation_id: int, request_type: int, payload: bytes) -> Optional[bytes]:
-    """The request's arguments if ``payload`` carries a valid tag, else None."""
+def request_tag_of(key: Optional[bytes], signed_payload: bytes) -> bytes:
+    """The tag a signed request payload starts with (b"" without a key): what its answer binds."""
+    return b"" if key is None else bytes(signed_payload[:TAG_BYTES])
+
+
+def verify(key: bytes, correlation_id: int, request_type: int,
+           payload: bytes) -> Optional[tuple]:
+    """(args, made-at ms) if ``payload`` carries a valid tag, else None."""
     payload = bytes(payload)
-    if len(payload) < TAG_BYTES:
+    if len(payload) < TAG_BYTES + _MADE.size:
         return None
-    args = payload[TAG_BYTES:]
-    if not hmac.compare_digest(payload[:TAG_BYTES], _tag(key, correlation_id, request_type, args)):
+    body = payload[TAG_BYTES:]
+    if not hmac.compare_digest(payload[:TAG_BYTES], _tag(key, correlation_id, request_type, body)):
         return None
-    return args
+    return body[_MADE.size:], _MADE.unpack_from(body)[0]
 
 
 def write_key_file(data_dir: str, key: bytes) -> str:
@@ -165,22 +191,60 @@ def is_local_sender(sender_ip: Optional[str], own: frozenset) -> bool:
 class AdminGate:
     """A member's admission of AdminRequests (see the module docstring)."""
 
-    def __init__(self, secret: Optional[bytes], own_host: str):
+    def __init__(self, secret: Optional[bytes], own_host: str,
+                 clock: Callable[[], float] = time.time, window_s: float = REQUEST_WINDOW_S,
+                 max_remembered: int = MAX_REMEMBERED):
         self.key = None if secret is None else admin_key(secret)
         self.own = own_addresses(own_host)
+        self._clock = clock
+        self._window_s = float(window_s)
+        self._max_remembered = int(max_remembered)
+        # tag -> (sender ref, time it leaves the window), in the order admitted
+        self._admitted: dict = {}
 
-    def admit(self, sender_ip: Optional[str], correlation_id: int, request_type: int,
-              payload: bytes) -> tuple:
-        """(True, args) to act on the request, or (False, reason) to refuse it (the node
-        counts refusals in its ``admin_rejected`` slot)."""
-        if self.key is not None:
-            args = verify(self.key, correlation_id, request_type, payload)
-            if args is not None:
-                return True, args
+    def admit(self, sender_ip: Optional[str], sender_ref: int, correlation_id: int,
+              request_type: int, payload: bytes) -> tuple:
+        """(True, args, request_tag) to act on the request, or (False, reason, b"") to refuse
+        it (the node counts refusals in its ``admin_rejected`` slot). ``sender_ref``: who sent
+        it (the ingress's client ref): only that sender may send the same signed request again."""
+        if self.key is None:
+            if is_local_sender(sender_ip, self.own):
+                return True, bytes(payload), b""
+            return False, (f"admin request from {sender_ip} refused: without a cluster secret "
+                           "only this machine may send admin requests"), b""
+        verified = verify(self.key, correlation_id, request_type, payload)
+        if verified is None:
             return False, ("admin request not authenticated: it needs a tag made with the key "
                            "derived from the cluster's secret (aeronpy tool reads it from the "
-                           "member's admin.key)")
-        if is_local_sender(sender_ip, self.own):
-            return True, bytes(payload)
-        return False, (f"admin request from {sender_ip} refused: without a cluster secret "
-                       "only this machine may send admin requests")
+                           "member's admin.key)"), b""
+        args, made_ms = verified
+        now = self._clock()
+        self._forget_expired(now)
+        age_s = now - made_ms / 1000.0
+        if abs(age_s) > self._window_s:
+            return False, (f"admin request made {age_s:+.1f} s from this member's clock, outside "
+                           f"the {self._window_s:g} s window: a replay, or the sender's clock is "
+                           "off"), b""
+        tag = bytes(payload[:TAG_BYTES])
+        seen = self._admitted.get(tag)
+        if seen is not None:
+            if seen[0] == sender_ref:        # re-sent while unanswered: the node answers again
+                return True, args, tag
+            return False, "admin request refused: replayed from another sender", b""
+        if len(self._admitted) >= self._max_remembered:
+            return False, (f"admin request refused: {self._max_remembered} admitted within "
+                           f"{self._window_s:g} s already"), b""
+        self._admitted[tag] = (sender_ref, made_ms / 1000.0 + self._window_s)
+        return True, args, tag
+
+    def _forget_expired(self, now: float) -> None:
+        admitted = self._admitted
+        if len(admitted) >= self._max_remembered:   # full: a sweep (stamps differ in order)
+            for tag in [t for t, (_, until) in admitted.items() if until < now]:
+                del admitted[tag]
+            return
+        while admitted:                             # else the oldest admitted, from the front
+            tag, (_, until) = next(iter(admitted.items()))
+            if until >= now:
+                break
+            del admitted[tag]

@@ -125,7 +125,7 @@ def admin_request(endpoints: list, endpoint: str, request_type: int, payload: by
     unanswered; the member answers a re-sent request again without acting on it twice.
     ``key``: the admin key (a member's ``admin.key``) to sign with, when the cluster has a
     secret (aeronpy/cluster/admin_auth.py)."""
-    from aeronpy.cluster.admin_auth import sign, verify_response
+    from aeronpy.cluster.admin_auth import request_tag_of, sign, verify_response
     from aeronpy.client import UdpClientTransport
     from aeronpy.cluster import protocol as P
     from aeronpy.cluster.node_snapshots import ADMIN_NOT_LEADER
@@ -135,14 +135,15 @@ def admin_request(endpoints: list, endpoint: str, request_type: int, payload: by
     try:
         while True:
             correlation_id = int.from_bytes(os.urandom(6), "little") or 1
-            request = P.AdminRequest(correlation_id, request_type,
-                                     sign(key, correlation_id, request_type, payload))
+            signed = sign(key, correlation_id, request_type, payload)
+            request_tag = request_tag_of(key, signed)
+            request = P.AdminRequest(correlation_id, request_type, signed)
             answer: list = []
 
             def on_message(msg) -> None:
                 if type(msg) is P.AdminResponse and msg.correlation_id == correlation_id:
                     body = verify_response(key, correlation_id, msg.request_type, msg.code,
-                                           msg.payload)
+                                           msg.payload, request_tag)
                     if body is not None:          # with a key: only a member's own answers
                         answer.append(P.AdminResponse(msg.correlation_id, msg.request_type,
                                                       msg.code, body))

@@ -122,19 +122,22 @@ class ClusterBackup:
     # ---- requests -------------------------------------------------------------------
     def _request(self, kind: int, payload: bytes) -> Optional[bytes]:
         from aeronpy.cluster import protocol as P
-        from aeronpy.cluster.admin_auth import sign, verify_response
+        from aeronpy.cluster.admin_auth import request_tag_of, sign, verify_response
         endpoint = self.endpoints[self._member % len(self.endpoints)]
         cid = self._next_id
         self._next_id += 1
         answer: list = []
+        signed = sign(self._admin_key, cid, kind, payload)
+        request_tag = request_tag_of(self._admin_key, signed)
 
         def on_message(msg) -> None:
             if type(msg) is P.AdminResponse and msg.correlation_id == cid:
-                body = verify_response(self._admin_key, cid, msg.request_type, msg.code, msg.payload)
-                if body is not None:      # with the secret: only answers a member made
+                body = verify_response(self._admin_key, cid, msg.request_type, msg.code,
+                                       msg.payload, request_tag)
+                if body is not None:      # with the secret: only a member's answer to this one
                     answer.append(P.AdminResponse(cid, msg.request_type, msg.code, body))
 
-        self._transport.send(endpoint, P.AdminRequest(cid, kind, sign(self._admin_key, cid, kind, payload)))
+        self._transport.send(endpoint, P.AdminRequest(cid, kind, signed))
         self.requests += 1
         deadline = time.monotonic() + self.request_timeout_s
         while not answer and time.monotonic() < deadline:

@@ -159,8 +159,9 @@ class NodeAdmin:
         here and every other request type in node_snapshots, with the request's arguments."""
         kind = msg.request_type
         address = self.node.ingress.peer_address(client_ref)
-        admitted, result = self.gate.admit(None if address is None else address[0],
-                                           msg.correlation_id, kind, msg.payload)
+        admitted, result, request_tag = self.gate.admit(
+            None if address is None else address[0], client_ref, msg.correlation_id, kind,
+            msg.payload)
         if not admitted:
             self._values[self._rejected_slot] += 1
             self.node._drop_log.record("admin request refused")
@@ -168,7 +169,8 @@ class NodeAdmin:
             return
         msg = P.AdminRequest(msg.correlation_id, kind, result)
         if kind not in ADMIN_ACTIONS:
-            self.node.snapshots.on_admin_request(client_ref, msg)
+            code, payload = self.node.snapshots.on_admin_request(client_ref, msg)
+            self.respond(client_ref, msg.correlation_id, kind, code, payload, request_tag)
             return
         key = (client_ref, msg.correlation_id)
         answer = self._answers.get(key)
@@ -179,14 +181,15 @@ class NodeAdmin:
                     del self._answers[next(iter(self._answers))]
                 self._answers[key] = answer
         code, payload = answer
-        self.respond(client_ref, msg.correlation_id, kind, code, payload)
+        self.respond(client_ref, msg.correlation_id, kind, code, payload, request_tag)
 
     def respond(self, client_ref: int, correlation_id: int, kind: int, code: int,
-                payload: bytes) -> None:
-        """Send an AdminResponse, tagged with the admin key when the cluster has a secret."""
+                payload: bytes, request_tag: bytes = b"") -> None:
+        """Send an AdminResponse, tagged with the admin key when the cluster has a secret (a
+        refusal has no admitted request to bind to, so its tag binds none)."""
         self.node.ingress.send(client_ref, self.node._encode(P.AdminResponse(
             correlation_id, kind, code, sign_response(self.gate.key, correlation_id, kind, code,
-                                                      payload))))
+                                                      payload, request_tag))))
 
     def _propose(self, action: int) -> tuple:
         module = self.module

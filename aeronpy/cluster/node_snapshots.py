@@ -191,7 +191,8 @@ class NodeSnapshots:
             snapshotter.take(self.module.applied_index, "replace a damaged snapshot")
 
     # ------------------------------------------------------------------ admin ingress
-    def on_admin_request(self, client_ref: int, msg: Any) -> None:
+    def on_admin_request(self, client_ref: int, msg: Any) -> tuple:
+        """(code, payload) answering an admitted snapshot or backup request."""
         kind = msg.request_type
         if kind == ADMIN_SNAPSHOT:
             # the tool re-sends a request it has no answer to yet: answer it again, never
@@ -213,7 +214,7 @@ class NodeSnapshots:
                 code, payload = ADMIN_ERROR, f"bad backup request: {exc}".encode()
         else:
             code, payload = ADMIN_ERROR, f"unknown admin request type {kind}".encode()
-        self.node._admin.respond(client_ref, msg.correlation_id, kind, code, payload)
+        return code, payload
 
     def _admin_snapshot(self) -> tuple:
         module = self.module

@@ -37,10 +37,23 @@ def test_an_answers_tag_binds_its_code_and_payload_and_differs_from_a_requests()
     assert admin_auth.verify_response(None, 42, ADMIN_SNAPSHOT, 0, b"plain") == b"plain"
 
 
+def test_an_answer_fits_only_the_request_it_was_made_for():
+    """An answer binds the tag of its request, so a captured answer cannot be passed off as
+    the answer to a later request with the same correlation id and type."""
+    key = admin_auth.admin_key(SECRET.encode())
+    first = admin_auth.request_tag_of(key, admin_auth.sign(key, 5, BACKUP_QUERY, b"from 1"))
+    later = admin_auth.request_tag_of(key, admin_auth.sign(key, 5, BACKUP_QUERY, b"from 9"))
+    assert len(first) == admin_auth.TAG_BYTES and first != later
+    answer = admin_auth.sign_response(key, 5, BACKUP_QUERY, ADMIN_OK, b"entries", first)
+    assert admin_auth.verify_response(key, 5, BACKUP_QUERY, ADMIN_OK, answer, first) == b"entries"
+    assert admin_auth.verify_response(key, 5, BACKUP_QUERY, ADMIN_OK, answer, later) is None
+    assert admin_auth.request_tag_of(None, b"args") == b""
+
+
 def test_a_tag_binds_key_correlation_id_type_and_arguments():
     key = admin_auth.admin_key(SECRET.encode())
-    payload = admin_auth.sign(key, 42, ADMIN_SNAPSHOT, b"args")
-    assert admin_auth.verify(key, 42, ADMIN_SNAPSHOT, payload) == b"args"
+    payload = admin_auth.sign(key, 42, ADMIN_SNAPSHOT, b"args", now=1000.5)
+    assert admin_auth.verify(key, 42, ADMIN_SNAPSHOT, payload) == (b"args", 1000500)
     other = admin_auth.admin_key(b"another secret")
     assert admin_auth.verify(other, 42, ADMIN_SNAPSHOT, payload) is None
     assert admin_auth.verify(key, 43, ADMIN_SNAPSHOT, payload) is None        # another request
@@ -48,6 +61,49 @@ def test_a_tag_binds_key_correlation_id_type_and_arguments():
     assert admin_auth.verify(key, 42, ADMIN_SNAPSHOT, payload[:-1] + b"X") is None
     assert admin_auth.verify(key, 42, ADMIN_SNAPSHOT, payload[:10]) is None   # shorter than a tag
     assert admin_auth.sign(None, 42, ADMIN_SNAPSHOT, b"args") == b"args"
+
+
+class _Clock:
+    def __init__(self, now: float):
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_the_gate_refuses_a_replay_from_another_sender_and_a_stale_or_future_request():
+    clock = _Clock(5000.0)
+    gate = admin_auth.AdminGate(SECRET.encode(), "127.0.0.1", clock=clock, window_s=60)
+    key = gate.key
+    payload = admin_auth.sign(key, 7, ADMIN_SHUTDOWN, b"", now=4990.0)
+    ok, args, tag = gate.admit("10.0.0.9", 111, 7, ADMIN_SHUTDOWN, payload)
+    assert ok and args == b"" and tag == admin_auth.request_tag_of(key, payload)
+    # the sender re-sends it while unanswered: admitted (the node answers it again, acting once)
+    assert gate.admit("10.0.0.9", 111, 7, ADMIN_SHUTDOWN, payload)[0]
+    ok, reason, _ = gate.admit("10.6.6.6", 222, 7, ADMIN_SHUTDOWN, payload)
+    assert not ok and "replayed" in reason
+    clock.now = 5051.0                  # 61 s after it was made: outside the window for anyone
+    ok, reason, _ = gate.admit("10.0.0.9", 111, 7, ADMIN_SHUTDOWN, payload)
+    assert not ok and "+61.0 s" in reason and "outside the 60 s window" in reason
+    assert gate._admitted == {}         # and no longer remembered
+    future = admin_auth.sign(key, 8, ADMIN_SHUTDOWN, b"", now=clock.now + 90)
+    ok, reason, _ = gate.admit("10.0.0.9", 111, 8, ADMIN_SHUTDOWN, future)
+    assert not ok and "-90.0 s" in reason
+
+
+def test_the_gate_remembers_a_bounded_number_of_requests():
+    clock = _Clock(100.0)
+    gate = admin_auth.AdminGate(SECRET.encode(), "127.0.0.1", clock=clock, window_s=10,
+                                max_remembered=3)
+    signed = [admin_auth.sign(gate.key, cid, ADMIN_SNAPSHOT, b"", now=100.0 - (cid % 2))
+              for cid in range(5)]
+    assert [gate.admit(None, 1, cid, ADMIN_SNAPSHOT, signed[cid])[0] for cid in range(4)] == \
+        [True, True, True, False]       # a flood within the window is refused, not remembered
+    assert "3 admitted within 10 s" in gate.admit(None, 1, 4, ADMIN_SNAPSHOT, signed[4])[1]
+    clock.now = 109.5                   # those made at 99 have left the window: swept when full
+    assert gate.admit(None, 1, 4, ADMIN_SNAPSHOT,
+                      admin_auth.sign(gate.key, 4, ADMIN_SNAPSHOT, b"", now=109.0))[0]
+    assert len(gate._admitted) == 3
 
 
 @pytest.mark.parametrize("sender, own, local", [
@@ -150,9 +206,47 @@ def test_with_a_secret_only_signed_requests_act(tmp_path):
         cluster.close()
 
 
+def _replayed_request_is_refused(cluster, leader) -> None:
+    """A signed snapshot request admitted from one sender, then the same datagram from another
+    (a captured request replayed) and one made two minutes ago: both refused and counted."""
+    endpoints = cluster.endpoints.split(",")
+    key = admin_auth.admin_key(SECRET.encode())
+    signed = admin_auth.sign(key, 9, ADMIN_SNAPSHOT)
+    node = cluster.nodes[leader]
+    before = _rejected(node)
+    assert _ask(endpoints, leader, ADMIN_SNAPSHOT, signed, correlation_id=9).code == ADMIN_OK
+    replay = _ask(endpoints, leader, ADMIN_SNAPSHOT, signed, correlation_id=9)   # a new port
+    assert replay.code == ADMIN_ERROR and b"replayed" in bytes(replay.payload)
+    stale = admin_auth.sign(key, 10, ADMIN_SHUTDOWN, now=time.time() - 120)
+    answer = _ask(endpoints, leader, ADMIN_SHUTDOWN, stale, correlation_id=10)
+    assert answer.code == ADMIN_ERROR and b"outside the 60 s window" in bytes(answer.payload)
+    assert _rejected(node) == before + 2
+
+
+def test_a_captured_admin_request_cannot_be_replayed(tmp_path):
+    cluster = LocalCluster(str(tmp_path), snapshot_log_bytes=0, secret=SECRET).start()
+    try:
+        leader = cluster.leader()
+        _replayed_request_is_refused(cluster, leader)
+        assert all(not n.closed for n in cluster.nodes.values())
+    finally:
+        cluster.close()
+
+
+def test_negative_control_a_gate_that_forgets_admits_the_replay(tmp_path, monkeypatch):
+    monkeypatch.setattr(admin_auth.AdminGate, "_forget_expired",
+                        lambda self, now: self._admitted.clear())
+    cluster = LocalCluster(str(tmp_path), snapshot_log_bytes=0, secret=SECRET).start()
+    try:
+        with pytest.raises(AssertionError):
+            _replayed_request_is_refused(cluster, cluster.leader())
+    finally:
+        cluster.close()
+
+
 def test_negative_control_an_open_gate_lets_a_stranger_stop_the_cluster(tmp_path, monkeypatch):
     monkeypatch.setattr(admin_auth.AdminGate, "admit",
-                        lambda self, ip, cid, kind, payload: (True, bytes(payload)))
+                        lambda self, ip, ref, cid, kind, payload: (True, bytes(payload), b""))
     cluster = LocalCluster(str(tmp_path), snapshot_log_bytes=0, secret=SECRET).start()
     try:
         leader = cluster.leader()

@@ -1,7 +1,9 @@
 """The service-side API: subclass :class:`ClusteredService` and host it on a node.
 
 Every callback runs on every member, in log order, deterministically. ``timestamp_ns`` is
-cluster time: the leader's clock recorded in the log entry, never the local wall clock.
+cluster time: the leader's clock recorded in the log entry, never the local wall clock. On real
+nodes it counts ns since the Unix epoch (the leader's wall clock at its start, advanced by its
+monotonic clock); under ``SimCluster`` it is virtual time.
 """
 from __future__ import annotations
 

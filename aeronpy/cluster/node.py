@@ -74,6 +74,22 @@ def load_authenticator(spec: str) -> Authenticator:
         raise ConfigError("authenticator", f"{spec}() raised {type(exc).__name__}: {exc}") from None
 
 
+def epoch_anchored_clock(wall_ns=time.time_ns, mono_ns=time.monotonic_ns):
+    """The clock cluster time is read from on a leader: ns since the Unix epoch, read from the
+    wall clock once (now) and advanced by the monotonic clock after that. Members on different
+    hosts then stamp comparable times (to their wall clocks' agreement at start), while a step
+    of the wall clock (NTP) during the run neither stops nor jumps cluster time. A monotonic
+    clock alone counts from an unrelated origin per host (boot): after a failover to a host
+    booted later, cluster time would stand still, and no timer fire, until it caught up."""
+    offset = wall_ns() - mono_ns()
+
+    def now_ns(_mono=mono_ns, _offset=offset) -> int:
+        return _mono() + _offset
+
+    now_ns.offset_ns = offset
+    return now_ns
+
+
 class ClusterNode:
     """One member of a cluster (DESIGN.md 1.2). Construct, then ``start()`` or drive ``do_work()``."""
 
@@ -97,6 +113,9 @@ class ClusterNode:
         self._thread: Optional[threading.Thread] = None
         self._stop = threading.Event()
         self._clock = time.monotonic_ns
+        # cluster time (the module's clock): epoch ns; the rest of the node runs on _clock
+        self._cluster_clock = epoch_anchored_clock()
+        self._cluster_offset_ns = self._cluster_clock.offset_ns
         self._stop_by_action = False      # a cluster shutdown/abort told this node to close
 
         # -- archive and recovery ---------------------------------------------------------
@@ -158,7 +177,7 @@ class ClusterNode:
             authenticator=authenticator or Authenticator(),
             client_ref_of_endpoint=self._client_of_endpoint.get)
         self.module = ConsensusModule(config.member_id, self.core, list(services), module_config,
-                                      now_ns=self._clock())
+                                      now_ns=self._cluster_clock())
         self.module.start(self._open_snapshots(recovered))
         self._replay_committed()
 
@@ -276,7 +295,7 @@ class ClusterNode:
         now_ns = self._clock()
         if self._pending is None:
             self.core.tick(now_ns)
-        work += self.module.tick(now_ns)
+        work += self.module.tick(now_ns + self._cluster_offset_ns)
         if self._pending is None:
             work += self.snapshots.do_work(now_ns)
             if self._admin.pending:
@@ -313,7 +332,7 @@ class ClusterNode:
         try:
             # a SessionMessage, the common case, is handled here with no message object (and
             # proposed in C when it is the next message of a session of this ready leader)
-            if self.module.ingress_path.on_frame(client_ref, payload, self._clock):
+            if self.module.ingress_path.on_frame(client_ref, payload, self._cluster_clock):
                 return
             msg = self._decode(payload)
         except _codec.DecodeError:
@@ -323,7 +342,7 @@ class ClusterNode:
         if type(msg) is _AdminRequest:
             self._admin.on_admin_request(client_ref, msg)
             return
-        self.module.on_ingress(client_ref, msg, self._clock())
+        self.module.on_ingress(client_ref, msg, self._cluster_clock())
 
     def _send_egress(self, client_ref, message) -> bool:
         """One egress message (the drain's per-message path; drain_egress_encoded does the
@@ -397,7 +416,7 @@ class ClusterNode:
         if rd.messages and not rd.send_first:
             self._send_messages(rd.messages)
         if rd.apply_hi > rd.apply_lo:
-            self.module.apply_ready(rd, now_ns)
+            self.module.apply_ready(rd, now_ns + self._cluster_offset_ns)
             if type(self)._send_egress is _SEND_EGRESS:
                 # the replies go out now, not after the rest of the cycle: the client waits
                 self.module.drain_egress_encoded(self.ingress.send, self._encode)

@@ -66,7 +66,15 @@ class LeaderDuties:
             self.counters["connect_bad_endpoint"] += 1
             self._event(client_ref, m.correlation_id, 0, P.EVENT_ERROR, "bad response_endpoint")
             return
-        if not self.config.authenticator.authenticate(bytes(m.credentials), endpoint):
+        try:
+            accepted = self.config.authenticator.authenticate(bytes(m.credentials), endpoint)
+        except Exception as exc:   # the application's code: its bug refuses, never stops a leader
+            self.counters["authenticator_errors"] += 1
+            report = self.config.on_authenticator_error
+            if report is not None:
+                report(exc)
+            accepted = False
+        if not accepted:
             self.counters["authentication_rejected"] += 1
             self._event(client_ref, m.correlation_id, 0, P.EVENT_AUTHENTICATION_REJECTED,
                         "credentials rejected")

@@ -12,8 +12,10 @@ DEFAULT_MAX_MESSAGE_BYTES = 1 << 20
 
 class Authenticator:
     """Decides whether a client may open a session, from the credentials in its connect
-    request. Runs on the leader only, before anything reaches the log. Subclass it; the
-    default accepts everyone."""
+    request. Runs on the leader only, before anything reaches the log, on its duty cycle (so
+    it must return quickly). Subclass it; the default accepts everyone. An exception from
+    ``authenticate`` refuses the client (it gets an AuthenticationError), is counted in
+    ``authenticator_errors`` and logged by the node; it never stops the member."""
 
     def authenticate(self, credentials: bytes, response_endpoint: str) -> bool:
         return True
@@ -56,6 +58,8 @@ class ModuleConfig:
     bind_session_to_endpoint: bool = True       # a session only takes ingress from its own client
     authenticator: Authenticator = field(default_factory=Authenticator)
     client_ref_of_endpoint: Optional[Callable[[str], object]] = None
+    # told of each exception the authenticator raised (the node logs it, rate-limited)
+    on_authenticator_error: Optional[Callable[[BaseException], None]] = None
 
     def __post_init__(self) -> None:
         for name in ("session_timeout_ns", "max_message_bytes", "egress_queue_max",

@@ -107,6 +107,8 @@ class ClusterNode:
         self._pid_file = PidFile(config.data_dir).acquire()
         self._errors = ErrorLog(config.data_dir)
         self._drop_log = BurstLogger(self.log)
+        self._auth_error_kinds: set = set()   # exception types logged in full once
+        self._auth_error_log = BurstLogger(self.log, "connects refused: the authenticator raised")
         self.failure: Optional[BaseException] = None
         self._closed = False          # close() has begun: the duty cycle does nothing more
         self._close_done = threading.Event()   # close() has finished every closer
@@ -175,7 +177,8 @@ class ClusterNode:
             max_sessions=config.max_sessions,
             max_message_bytes=config.max_message_bytes,
             authenticator=authenticator or Authenticator(),
-            client_ref_of_endpoint=self._client_of_endpoint.get)
+            client_ref_of_endpoint=self._client_of_endpoint.get,
+            on_authenticator_error=self._on_authenticator_error)
         self.module = ConsensusModule(config.member_id, self.core, list(services), module_config,
                                       now_ns=self._cluster_clock())
         self.module.start(self._open_snapshots(recovered))
@@ -343,6 +346,16 @@ class ClusterNode:
             self._admin.on_admin_request(client_ref, msg)
             return
         self.module.on_ingress(client_ref, msg, self._cluster_clock())
+
+    def _on_authenticator_error(self, exc: BaseException) -> None:
+        """The application's authenticator raised: the client was refused; say why here (the
+        first of a burst in full, then a count per kind, so a client retrying cannot flood)."""
+        kind = type(exc).__name__
+        if kind not in self._auth_error_kinds and len(self._auth_error_kinds) < 64:
+            self._auth_error_kinds.add(kind)
+            self.log.error("authenticator raised %r: the connect was refused", exc)
+        else:
+            self._auth_error_log.record(kind)
 
     def _send_egress(self, client_ref, message) -> bool:
         """One egress message (the drain's per-message path; drain_egress_encoded does the
@@ -570,7 +583,7 @@ class ClusterNode:
             self.module.close()
         finally:
             for closer in (self._publish_counters, self._transport_counters.publish,
-                           self._drop_log.close, self.consensus.close,
+                           self._drop_log.close, self._auth_error_log.close, self.consensus.close,
                            self.ingress.close, self.archive.close, self._close_sync_pipe,
                            self._admin.closed,
                            self.counters.close, self._errors.close, self._pid_file.release):

@@ -39,6 +39,8 @@ REFUSAL_COUNTERS: tuple = (
     ("module", "ingress_session_client_mismatch",
      "Client messages naming another client's session (refused)"),
     ("module", "authentication_rejected", "Connects the authenticator refused"),
+    ("module", "authenticator_errors",
+     "Connects refused because the authenticator raised (a bug in it; the node logs each)"),
     ("module", "connect_session_limit", "Connects refused because max_sessions were open"),
     ("module", "connect_bad_version", "Connects with a protocol version this cluster does not speak"),
     ("module", "connect_bad_endpoint", "Connects with an unusable response endpoint"),

@@ -270,3 +270,27 @@ def test_cluster_time_is_the_leaders_clock_in_the_entry_and_never_goes_back():
     w.settle()
     assert w.services(0)[0].events[-1][-1] == 2_000_000_000
     assert w.services(0)[0].cluster.time_ns == 2_000_000_000
+
+
+class _BuggyAuthenticator(SecretAuthenticator):
+    """Looks credentials up in a table and forgets that unknown ones raise KeyError."""
+
+    def authenticate(self, credentials, response_endpoint):
+        return {b"s3cret": True, b"wrong": False}[bytes(credentials)]
+
+
+def test_an_authenticator_that_raises_refuses_the_client_and_the_leader_carries_on():
+    """Found while documenting the API: the exception escaped the duty cycle and stopped the
+    leader, and a client retrying its credentials would then stop each new leader in turn."""
+    reported = []
+    w = FakeWorld(authenticator=_BuggyAuthenticator(b"unused"),
+                  on_authenticator_error=reported.append)
+    before = list(w.log_types())
+    w.ingress(0, C1, P.SessionConnect(5, 1, C1, b"unknown token"))
+    [event] = w.take(0, P.SessionEvent, C1)
+    assert event.code == P.EVENT_AUTHENTICATION_REJECTED and event.correlation_id == 5
+    counters = w.modules[0].counters
+    assert counters["authenticator_errors"] == 1 and counters["authentication_rejected"] == 1
+    assert [type(e) for e in reported] == [KeyError]
+    assert w.log_types() == before
+    assert w.connect(credentials=b"s3cret") > 0          # and the leader goes on serving

@@ -22,7 +22,7 @@ from aeronpy.cluster.config import MemberConfig, NodeConfig  # noqa: E402
 from aeronpy.cluster.container import Cluster, ServiceError  # noqa: E402
 from aeronpy.cluster.module_config import Authenticator, SecretAuthenticator  # noqa: E402
 from aeronpy.cluster.sessions import ClientSession  # noqa: E402
-from aeronpy.client import ClusterClient  # noqa: E402
+from aeronpy.client import ClientConfig, ClusterClient  # noqa: E402
 from aeronpy.cluster.node import ClusterNode  # noqa: E402
 
 __version__ = "0.1.0"
@@ -32,6 +32,7 @@ __all__ = [
     "AeronpyError", "AuthenticationError", "ClusterClosedError", "ClusterTimeoutError",
     "ConfigError", "MessageRejectedError", "MessageTooLargeError", "NotConnectedError",
     "CloseReason", "ClusteredService", "Role", "Cluster", "ClientSession", "ServiceError",
-    "NodeConfig", "MemberConfig", "ClusterNode", "ClusterClient", "Authenticator", "SecretAuthenticator",
+    "NodeConfig", "MemberConfig", "ClusterNode", "ClusterClient", "ClientConfig", "Authenticator",
+    "SecretAuthenticator",
     "NOT_CONNECTED", "BACK_PRESSURED", "CLOSED",
 ]

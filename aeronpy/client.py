@@ -13,7 +13,7 @@ import time
 from typing import Callable, Optional, Protocol, Sequence
 
 from aeronpy.cluster.client_core import ClientConfig, ClientCore, ClientState, parse_endpoints
-from aeronpy.cluster.codes import BACK_PRESSURED, CLOSED, NOT_CONNECTED
+from aeronpy.cluster.codes import BACK_PRESSURED, CLOSED, INGRESS_CLUSTER_ID, NOT_CONNECTED
 from aeronpy.errors import ClusterClosedError, ClusterTimeoutError, NotConnectedError
 
 __all__ = ["ClusterClient", "ClientTransport", "UdpClientTransport", "ClientConfig"]
@@ -94,7 +94,7 @@ class ClusterClient:
     # ---- construction -------------------------------------------------------------------
     @classmethod
     def open(cls, endpoints, *, credentials: bytes = b"", transport: Optional[ClientTransport] = None,
-             config: Optional[ClientConfig] = None, cluster_id: int = 0, secret: Optional[bytes] = None,
+             config: Optional[ClientConfig] = None,
              rng: Optional[random.Random] = None, bind_host: Optional[str] = None,
              clock: Callable[[], int] = time.monotonic_ns) -> "ClusterClient":
         """Start connecting without waiting (``connect`` waits; the asyncio client awaits).
@@ -102,8 +102,7 @@ class ClusterClient:
         see `local_host_for`)."""
         endpoint_list = parse_endpoints(endpoints)
         if transport is None:
-            transport = UdpClientTransport(endpoint_list, cluster_id=cluster_id, secret=secret,
-                                           bind_host=bind_host)
+            transport = UdpClientTransport(endpoint_list, bind_host=bind_host)
         core = ClientCore(endpoint_list, transport.local_endpoint, config, rng, credentials,
                           encoded_messages=bool(getattr(transport, "sends_encoded", False)))
         client = cls(core, transport, clock)
@@ -326,11 +325,13 @@ class UdpClientTransport:
 
     sends_encoded = True
 
-    def __init__(self, endpoints: Sequence[str], cluster_id: int = 0, secret: Optional[bytes] = None,
-                 bind_host: Optional[str] = None, **transport_options):
+    def __init__(self, endpoints: Sequence[str], bind_host: Optional[str] = None,
+                 **transport_options):
         """``bind_host``: the local address to receive replies on; by default the one the
         members can reach (`local_host_for`): loopback for a cluster on this machine's
-        loopback, else this machine's address on the route to the members."""
+        loopback, else this machine's address on the route to the members. The ingress
+        stream carries no cluster id (0) and no MAC: clients are vetted by the cluster's
+        Authenticator, not by a shared secret."""
         try:
             from aeronpy import _codec
             from aeronpy.transport import CLIENT_SENDER_ID, UdpTransport
@@ -342,7 +343,8 @@ class UdpClientTransport:
         self._dispatch = EgressDispatcher(_codec.decode, getattr(_codec, "DecodeError", ValueError))
         if bind_host is None:
             bind_host = local_host_for(endpoints)
-        self._udp = UdpTransport(bind_host, 0, cluster_id, CLIENT_SENDER_ID, secret, **transport_options)
+        self._udp = UdpTransport(bind_host, 0, INGRESS_CLUSTER_ID, CLIENT_SENDER_ID, None,
+                                 **transport_options)
         self._peers: dict[str, int] = {}
         for endpoint in endpoints:
             self._peer(endpoint)

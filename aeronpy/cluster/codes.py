@@ -6,3 +6,7 @@ kept here so the cluster layer never imports the top-level package while it init
 NOT_CONNECTED = -1
 BACK_PRESSURED = -2
 CLOSED = -4
+
+# The cluster id in every frame of a member's client ingress stream, which clients speak: no
+# MAC either there; clients are vetted by the cluster's Authenticator, not by frame ids.
+INGRESS_CLUSTER_ID = 0

@@ -38,11 +38,11 @@ from aeronpy.cluster.protocol import AdminRequest as _AdminRequest
 from aeronpy.core import CoreConfig, RaftCore
 from aeronpy.service import ClusteredService, Role
 from aeronpy.transport.udp import UdpTransport
+from aeronpy.cluster.codes import INGRESS_CLUSTER_ID
 
 _MS = 1_000_000
 _POLL_LIMIT = 64
 CONSENSUS_STREAM_ID = 1
-INGRESS_CLUSTER_ID = 0
 
 _S = SlotId
 _ROLE, _TERM, _LEADER, _COMMIT, _APPEND = (int(_S.ROLE), int(_S.LEADERSHIP_TERM), int(_S.LEADER_ID),

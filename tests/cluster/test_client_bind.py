@@ -27,3 +27,13 @@ def test_an_explicit_bind_host_is_kept():
         assert transport.local_endpoint.startswith("127.0.0.3:")
     finally:
         transport.close()
+
+
+def test_connect_takes_no_cluster_id_or_secret():
+    """Both were accepted and made the client unable to connect: a member's client port uses
+    cluster id 0 and no MAC. Now they are refused as unknown arguments, before any socket."""
+    import pytest
+    from aeronpy import ClusterClient
+    for option in ({"cluster_id": 7}, {"secret": b"k"}):
+        with pytest.raises(TypeError):
+            ClusterClient.open("127.0.0.1:9", **option)

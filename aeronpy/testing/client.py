@@ -164,6 +164,9 @@ class SimClient:
         if reply is not None:
             self._note_delivery(correlation_id)
             return reply
+        error = core.take_error(correlation_id)
+        if error is not None:           # refused unapplied (too large, unknown service id)
+            raise error
         core.abandon(correlation_id)
         if core.state is ClientState.CLOSED:
             raise ClusterClosedError(f"{core.error or 'closed'} ({sim.describe()})")

@@ -304,6 +304,8 @@ class InvariantChecker:
             for service_id, callback, summary in made:
                 if callback == "on_session_message" and summary[0] is not None:
                     self._check_exactly_once(member, index, service_id, summary)
+            if not made:
+                self._check_refused_placeholder(member, index)
         if by_index:
             self.fail(f"member {m} called services at indexes {sorted(by_index)} outside the applied "
                       f"range [{lo}, {hi})")
@@ -326,6 +328,24 @@ class InvariantChecker:
                       f"{what} (index {index})")
         member.delivered_seq[session_id] = entry.seq
         self.session_messages_delivered += 1
+
+    def _check_refused_placeholder(self, member, index: int) -> None:
+        """A message the leader refused (too large, unknown service) is logged as a placeholder
+        that no service sees but that consumes its seq (a logged duplicate of an applied seq,
+        which the module skips, is no delivery either)."""
+        log = member.core.log
+        if log.type_at(index) != E.SESSION_MESSAGE:
+            return
+        entry = E.decode_entry(E.SESSION_MESSAGE, log.payload_at(index))
+        if entry.service_id != E.REJECTED_MESSAGE_SERVICE_ID:
+            return
+        last = member.delivered_seq.get(entry.session_id, 0)
+        if entry.seq > last + 1:
+            self.fail(f"exactly-once: member {member.member_id} consumed refused message "
+                      f"{entry.seq} of session {entry.session_id} after {last}, skipping some "
+                      f"(index {index})")
+        if entry.seq == last + 1:
+            member.delivered_seq[entry.session_id] = entry.seq
 
 
 def _summary_session_message(args) -> tuple:

@@ -198,3 +198,23 @@ def test_second_reply_to_one_request_is_caught(monkeypatch):
                         lambda self, message: self._inbox.append((message.correlation_id, bytes(message.payload))))
     with pytest.raises(InvariantViolation, match="second reply"):
         correct_run()
+
+
+def test_a_refused_placeholder_past_a_gap_is_caught():
+    """The placeholder a leader logs for a refused message consumes its seq; one that skips
+    seqs is a gap like any other (the checker's placeholder rule can fail)."""
+    sim = SimCluster(3, seed=33, service=_Echo)
+    client = sim.client()
+    assert client.request(b"one") == b"re:one"
+    leader = sim.leader()
+    placeholder = E.encode_session_message(sim.now_ns, client.session_id, 2, 98,
+                                           E.REJECTED_MESSAGE_SERVICE_ID, b"")
+    assert sim.propose(leader, E.SESSION_MESSAGE, placeholder) > 0   # in order: no violation
+    sim.run_for(100)
+    sim.check()
+    gap = E.encode_session_message(sim.now_ns, client.session_id, 5, 99,
+                                   E.REJECTED_MESSAGE_SERVICE_ID, b"")
+    with pytest.raises(InvariantViolation, match="exactly-once.*refused message 5.*skipping"):
+        assert sim.propose(sim.leader(), E.SESSION_MESSAGE, gap) > 0
+        sim.run_for(100)
+        sim.check()

@@ -275,3 +275,35 @@ def test_connects_beyond_max_sessions_are_refused_on_every_leader():
     sim.restart(old_leader)
     converge(sim)
     assert all(len(sim.module(m).sessions) == 2 for m in range(3))
+
+
+def test_a_message_the_cluster_refuses_raises_message_rejected_in_the_simulator_too():
+    """The simulated client promises the real client's exceptions: a message for a service id
+    the cluster lacks raised ClusterTimeoutError here after the whole timeout, where the real
+    and asyncio clients raise MessageRejectedError at once."""
+    sim = SimCluster(3, seed=111, service=CounterService)
+    client = sim.client()
+    started = sim.now_ns
+    with pytest.raises(aeronpy.MessageRejectedError, match="service"):
+        client.request(b"inc", service_id=5, timeout_s=5.0)
+    assert sim.now_ns - started < 1_000_000_000        # at once, not after the timeout
+    assert client.request(b"inc") == b"1"              # and the session goes on
+
+
+def test_refused_messages_keep_exactly_once_across_a_leader_crash():
+    """Refused messages are logged as placeholders that consume their seq; the invariant
+    checker (run after every event) holds them to the same order rule across a failover."""
+    sim = SimCluster(3, seed=112, service=CounterService)
+    client = sim.client()
+    assert client.request(b"inc") == b"1"
+    for _ in range(2):
+        with pytest.raises(aeronpy.MessageRejectedError):
+            client.request(b"inc", service_id=7)
+    for _ in range(3):
+        assert client.offer(b"inc") > 0
+    leader = sim.leader()
+    sim.crash(leader)
+    assert client.request(b"inc", timeout_s=10.0) == b"5"   # 1 + 3 offered + this one
+    sim.restart(leader)
+    converge(sim)
+    assert {sim.service(m).count for m in range(3)} == {5}

@@ -3,6 +3,12 @@
 ``await client.request(...)`` suspends only the calling task; one background task runs the
 client's duty cycle (poll the network, keepalives, re-sends) and completes the futures of
 waiting requests. Same session logic and guarantees as :class:`aeronpy.ClusterClient`.
+
+Between cycles with nothing to do the task waits on the event loop for the client's socket to
+become readable, or ``TICK_S`` for the client's timers, like the blocking client's
+``backoff()``: an idle client costs about 1,000 wake-ups a second, and a reply is handled
+when it arrives. A transport without a socket (the in-memory ones) is polled every
+``poll_interval_s`` instead.
 """
 from __future__ import annotations
 
@@ -16,6 +22,8 @@ from aeronpy.errors import ClusterClosedError, ClusterTimeoutError, NotConnected
 
 __all__ = ["AsyncClusterClient"]
 
+TICK_S = 0.001      # longest wait between duty cycles with no datagram (the client's timers)
+
 
 class AsyncClusterClient:
     def __init__(self, client: ClusterClient, poll_interval_s: float = 0.0002):
@@ -25,6 +33,7 @@ class AsyncClusterClient:
         self._waiting: dict[int, asyncio.Future] = {}
         self._task: Optional[asyncio.Task] = None
         self._closed = False
+        self._wake: Optional[asyncio.Event] = None   # ends the background task's wait
 
     @classmethod
     async def connect(cls, endpoints, timeout_s: float = 5.0, *, poll_interval_s: float = 0.0002,
@@ -47,10 +56,32 @@ class AsyncClusterClient:
         return self
 
     async def _run(self) -> None:
-        while not self._closed:
-            work = self._client.do_work()
-            self._complete_waiting()
-            await asyncio.sleep(0 if work else self._poll_interval_s)
+        fileno = getattr(self._client._transport, "fileno", None)
+        fd = -1 if fileno is None else fileno()
+        if fd < 0:
+            while not self._closed:
+                work = self._client.do_work()
+                self._complete_waiting()
+                await asyncio.sleep(0 if work else self._poll_interval_s)
+            return
+        loop = asyncio.get_running_loop()
+        readable = self._wake = asyncio.Event()
+        loop.add_reader(fd, readable.set)     # level-triggered: set again while data waits
+        try:
+            while not self._closed:
+                work = self._client.do_work()
+                self._complete_waiting()
+                if work:
+                    await asyncio.sleep(0)    # let other tasks run between busy cycles
+                    continue
+                readable.clear()
+                tick = loop.call_later(TICK_S, readable.set)
+                try:
+                    await readable.wait()
+                finally:
+                    tick.cancel()
+        finally:
+            loop.remove_reader(fd)
 
     def _complete_waiting(self) -> None:
         if not self._waiting:
@@ -82,7 +113,12 @@ class AsyncClusterClient:
         return self._client.is_connected
 
     def offer(self, payload, service_id: int = 0) -> int:
-        return self._client.offer(payload, service_id)
+        """As ClusterClient.offer; the background task sends what was offered in its next
+        cycle, which the offer starts at once (offers made together go out together)."""
+        result = self._client.offer(payload, service_id)
+        if result > 0 and self._wake is not None:
+            self._wake.set()
+        return result
 
     def poll_egress(self, on_message: Callable[[int, memoryview], None], limit: int = 1 << 30) -> int:
         """Responses not claimed by a request (the background task already polls the network)."""
@@ -104,6 +140,8 @@ class AsyncClusterClient:
         if correlation_id == CLOSED:
             raise ClusterClosedError(str(self._core.error or "closed"))
         self._client._flush()
+        if self._client._send_now is not None:
+            self._client._send_now()      # on the wire now, not at the background task's next cycle
         future = loop.create_future()
         self._waiting[correlation_id] = future
         try:

@@ -394,6 +394,10 @@ class UdpClientTransport:
         """Send what ``send`` queued now (``poll`` would, after its receive)."""
         return self._udp.flush()
 
+    def fileno(self) -> int:
+        """The socket replies arrive on (for an event loop's reader; -1 once closed)."""
+        return self._udp.socket.fileno()
+
     def wait_readable(self, timeout_ns: int) -> bool:
         """Block until a datagram waits or ``timeout_ns`` passes (to the ns on Linux, whole ms elsewhere)."""
         return self._udp.wait_readable(timeout_ns)

@@ -10,6 +10,7 @@ from aeronpy.errors import (  # noqa: E402
     AeronpyError,
     AuthenticationError,
     ClusterClosedError,
+    ClusterStateError,
     ClusterTimeoutError,
     ConfigError,
     MessageRejectedError,
@@ -29,7 +30,7 @@ __version__ = "0.1.0"
 
 
 __all__ = [
-    "AeronpyError", "AuthenticationError", "ClusterClosedError", "ClusterTimeoutError",
+    "AeronpyError", "AuthenticationError", "ClusterClosedError", "ClusterStateError", "ClusterTimeoutError",
     "ConfigError", "MessageRejectedError", "MessageTooLargeError", "NotConnectedError",
     "CloseReason", "ClusteredService", "Role", "Cluster", "ClientSession", "ServiceError",
     "NodeConfig", "MemberConfig", "ClusterNode", "ClusterClient", "ClientConfig", "Authenticator",

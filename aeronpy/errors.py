@@ -29,6 +29,19 @@ class AuthenticationError(NotConnectedError):
     """The cluster's authenticator rejected the client's credentials."""
 
 
+class ClusterStateError(AeronpyError, RuntimeError):
+    """A service changed replicated cluster state (a timer, a service message, a session's
+    reply or close) from a callback that runs outside log order on one member only
+    (``on_role_change``, ``on_take_snapshot``, ``on_terminate``, or ``on_start`` given a
+    snapshot): done there, it would make that member's state differ from its peers'."""
+
+    @classmethod
+    def outside_log_order(cls, what: str, callback: str) -> "ClusterStateError":
+        return cls(f"{what} from {callback}: a change to replicated state may only be made while "
+                   "applying a log entry (on_session_open/close/message, on_timer_event, or "
+                   "on_start without a snapshot), where every member makes it at the same point")
+
+
 class MessageRejectedError(AeronpyError, ValueError):
     """The cluster refused a message without applying it (it consumed its place in the
     session, so later messages flow on): too large, or for a service the cluster lacks."""

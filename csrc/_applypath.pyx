@@ -24,7 +24,7 @@ from aeronpy._cursor cimport ap_load_i32, ap_load_i64, ap_store_i64, ap_store_u3
 from aeronpy._logindex cimport LogIndex
 
 from aeronpy.cluster.codes import BACK_PRESSURED, CLOSED
-from aeronpy.errors import MessageTooLargeError
+from aeronpy.errors import ClusterStateError, MessageTooLargeError
 
 cdef object _CLOSED = CLOSED
 cdef object _BACK_PRESSURED = BACK_PRESSURED
@@ -306,6 +306,7 @@ cdef class ReplyPath:
         self.counters = counters
         self.egress = egress
         self._run_bounds = False
+        self.local_callback = None
 
     cdef int _begin_run(self) except -1:
         config = self.config
@@ -332,6 +333,8 @@ cdef class ReplyPath:
         cdef dict cache
         cdef Py_ssize_t cache_max, per_message, max_bytes
         cdef object ref_of
+        if self.local_callback is not None:
+            raise ClusterStateError.outside_log_order("ClientSession.offer", self.local_callback)
         if s.closed:
             return _CLOSED
         if self._run_bounds:

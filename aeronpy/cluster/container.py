@@ -66,9 +66,11 @@ class Cluster:
         Scheduling an id that is already scheduled moves it. The timer fires through the log,
         at the same position on every member.
         """
+        self._module.check_log_order("schedule_timer")
         return self._module._schedule_timer(self.service_id, int(correlation_id), int(deadline_ns))
 
     def cancel_timer(self, correlation_id: int) -> bool:
+        self._module.check_log_order("cancel_timer")
         return self._module._cancel_timer(self.service_id, int(correlation_id))
 
     def offer(self, message) -> int:
@@ -77,6 +79,7 @@ class Cluster:
         > 0 when queued (on every member alike); aeronpy.BACK_PRESSURED when the pending
         queue is full. Raises MessageTooLargeError above the max message size.
         """
+        self._module.check_log_order("Cluster.offer")
         return self._module._offer_service_message(self.service_id, message)
 
     @property
@@ -88,6 +91,7 @@ class Cluster:
 
     def close_client_session(self, session_id: int) -> bool:
         """Close a session (reason SERVICE_ACTION) once the current callback returns."""
+        self._module.check_log_order("close_client_session")
         return self._module._close_client_session_by_service(session_id)
 
     def __repr__(self) -> str:

@@ -37,7 +37,7 @@ from aeronpy.cluster.egress import EgressQueues
 from aeronpy.cluster.leader import LeaderDuties
 from aeronpy.cluster.sessions import ClientSession, ReplyPath, SessionState, SessionTable
 from aeronpy.cluster.timers import TimerTable
-from aeronpy.errors import MessageTooLargeError
+from aeronpy.errors import ClusterStateError, MessageTooLargeError
 from aeronpy.service import CloseReason, ClusteredService, Role
 
 __all__ = ["ConsensusModule", "ModuleState", "ServiceError"]
@@ -126,13 +126,36 @@ class ConsensusModule(LeaderDuties):
         self._role = public_role(self.core.role)
         self._reply.leader = self._role is _LEADER
         for service_id, snapshot in enumerate(snapshots):
-            self.container.invoke(service_id, "on_start", self.clusters[service_id], snapshot)
+            # fresh (no snapshot), every member runs on_start before the first entry, so it may
+            # schedule timers or offer; given a snapshot it runs at one member's restore point
+            self._invoke_local(service_id, "on_start", snapshot is not None,
+                               self.clusters[service_id], snapshot)
         self._finish_service_closes()
         self._state = ModuleState.ACTIVE
 
+    def _invoke_local(self, service_id: int, callback: str, local: bool, *args) -> None:
+        """A callback outside log order (one member, its own moment): while it runs, changes to
+        replicated state raise ClusterStateError (``check_log_order``) instead of diverging."""
+        if not local:
+            self.container.invoke(service_id, callback, *args)
+            return
+        reply = self._reply
+        reply.local_callback = callback
+        try:
+            self.container.invoke(service_id, callback, *args)
+        finally:
+            reply.local_callback = None
+
+    def check_log_order(self, what: str) -> None:
+        """Raise ClusterStateError if ``what`` (a change to replicated state) is attempted from a
+        callback outside log order."""
+        callback = self._reply.local_callback
+        if callback is not None:
+            raise ClusterStateError.outside_log_order(what, callback)
+
     def take_service_snapshots(self, writers: Sequence[BinaryIO]) -> None:
         for service_id, writer in enumerate(writers):
-            self.container.invoke(service_id, "on_take_snapshot", writer)
+            self._invoke_local(service_id, "on_take_snapshot", True, writer)
 
     def close(self) -> None:
         """on_terminate to every service (best effort: a failing one is logged and counted)."""
@@ -140,7 +163,7 @@ class ConsensusModule(LeaderDuties):
             return
         for service_id in range(len(self.container)):
             try:
-                self.container.invoke(service_id, "on_terminate", self.clusters[service_id])
+                self._invoke_local(service_id, "on_terminate", True, self.clusters[service_id])
             except ServiceError:
                 pass
         self._state = ModuleState.CLOSED
@@ -187,7 +210,8 @@ class ConsensusModule(LeaderDuties):
             self._ready_index = self.core.log.last_index
             self._check_ready()
         if changed:
-            self.container.broadcast("on_role_change", role)
+            for service_id in range(len(self.container)):
+                self._invoke_local(service_id, "on_role_change", True, role)
 
     def _reset_leader_state(self) -> None:
         self._leader_ready = False

@@ -53,6 +53,8 @@ cdef class ReplyPath:
     cdef public object config                 # ModuleConfig
     cdef public object counters               # collections.Counter
     cdef public EgressQueues egress
+    # a callback outside log order is running (its name), or None: offers then refused
+    cdef public object local_callback
     # config's reply bounds, read once per apply run (apply_session_run) instead of per reply;
     # outside a run (_run_bounds False) offer reads config itself
     cdef bint _run_bounds

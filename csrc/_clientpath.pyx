@@ -149,8 +149,15 @@ cdef class ClientSessionBase:
         Raises MessageTooLargeError (nothing is sent) above ``max_message_bytes``.
         With ``expect_reply`` its first response is kept for :meth:`take_reply`, never
         handed to poll()."""
-        cdef Py_ssize_t size = payload.nbytes if type(payload) is memoryview else len(payload)
+        cdef Py_ssize_t size
         cdef int64_t correlation_id, seq
+        if type(payload) is not bytes and type(payload) is not memoryview:
+            try:
+                payload = memoryview(payload)
+            except TypeError:
+                raise TypeError("payload must be bytes-like (bytes, bytearray, memoryview), got "
+                                f"{type(payload).__name__}") from None
+        size = payload.nbytes if type(payload) is memoryview else len(payload)
         if size > self._max_message_bytes:
             raise MessageTooLargeError(
                 f"message of {size} bytes exceeds max_message_bytes {self._max_message_bytes}")
@@ -160,10 +167,10 @@ cdef class ClientSessionBase:
         if len(window) >= self._window_messages:
             self._bump("back_pressured")
             return BACK_PRESSURED
+        # the numbers are taken only once the message is built: a payload the encoder refuses
+        # (a str, say) must not use up a seq the cluster would then wait for for ever
         correlation_id = self._next_correlation_id
-        self._next_correlation_id = correlation_id + 1
         seq = self._next_seq
-        self._next_seq = seq + 1
         if self._make_message is None and type(payload) is bytes:
             message = PyBytes_FromStringAndSize(NULL, SESSION_MESSAGE_HEADER_LENGTH + size)
             session_message_header_store(<uint8_t*>PyBytes_AS_STRING(message),
@@ -176,6 +183,8 @@ cdef class ClientSessionBase:
             message = encode_session_message(self.session_id, seq, correlation_id, service_id, payload)
         else:
             message = self._make_message(self.session_id, seq, correlation_id, service_id, payload)
+        self._next_correlation_id = correlation_id + 1
+        self._next_seq = seq + 1
         if not window:
             self._last_progress_ns = now_ns
         window.append(message)

@@ -120,6 +120,18 @@ class AsyncClusterClient:
             self._wake.set()
         return result
 
+    def take_rejections(self) -> list:
+        """As ClusterClient.take_rejections."""
+        return self._core.take_rejections()
+
+    @property
+    def leader_endpoint(self):
+        return self._client.leader_endpoint
+
+    @property
+    def counters(self):
+        return self._client.counters
+
     def poll_egress(self, on_message: Callable[[int, memoryview], None], limit: int = 1 << 30) -> int:
         """Responses not claimed by a request (the background task already polls the network)."""
         return self._core.poll(on_message, limit)

@@ -208,6 +208,13 @@ class ClusterClient:
                 self._flush()
         return result
 
+    def take_rejections(self) -> list:
+        """``(correlation_id, MessageRejectedError)`` for each offered message the cluster
+        refused unapplied (too large for it, or for a service id it lacks) since the last
+        call; no reply will come for those. ``request()`` raises the error itself. Bounded by
+        ``ClientConfig.inbox_max`` (more are counted in ``rejections_dropped``)."""
+        return self._core.take_rejections()
+
     def poll_egress(self, on_message: Callable[[int, memoryview], None], limit: int = 1 << 30) -> int:
         """Do a duty cycle and hand responses to ``on_message(correlation_id, payload)``."""
         self.do_work()

@@ -141,6 +141,8 @@ class ClientCore(ClientSessionBase):
         self._answered: dict = {}
         self._answered_floor = 1
         self._errors: dict[int, AeronpyError] = {}
+        # refusals of offered (not awaited) messages, for take_rejections(); bounded
+        self._rejections: list = []
         self._connect_message: Optional[P.SessionConnect] = None
         self._endpoint_index = 0
         self._attempt_deadline_ns = 0
@@ -341,11 +343,23 @@ class ClientCore(ClientSessionBase):
         if correlation_id == 0 or event.detail not in _REJECTIONS:
             return
         self._count("messages_rejected")
+        error, why = _REJECTIONS[event.detail]
+        error = error(f"the cluster rejected message {correlation_id}: {event.detail} ({why})")
         if correlation_id in self._awaiting:
             self._awaiting.discard(correlation_id)
-            error, why = _REJECTIONS[event.detail]
-            self._errors[correlation_id] = error(
-                f"the cluster rejected message {correlation_id}: {event.detail} ({why})")
+            self._errors[correlation_id] = error
+        elif correlation_id in self._abandoned:
+            pass                                  # a request that gave up: nobody asks
+        elif len(self._rejections) < self.config.inbox_max:
+            self._rejections.append((correlation_id, error))
+        else:
+            self._count("rejections_dropped")
+
+    def take_rejections(self) -> list:
+        """(correlation_id, MessageRejectedError) for each offered message the cluster refused
+        unapplied since the last call (``request()`` raises these itself)."""
+        out, self._rejections = self._rejections, []
+        return out
 
     def _on_new_leader(self, event, now_ns: int) -> None:
         if event.leadership_term < self.leadership_term:

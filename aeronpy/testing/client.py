@@ -133,6 +133,10 @@ class SimClient:
             self._flush()
         return result
 
+    def take_rejections(self) -> list:
+        """As ClusterClient.take_rejections."""
+        return self.core.take_rejections()
+
     def poll_egress(self, on_message: Callable[[int, memoryview], None], limit: int = 1 << 30) -> int:
         self.do_work()
 

@@ -51,3 +51,30 @@ def test_the_async_client_refuses_it_too(shared_cluster):
         finally:
             await client.close()
     assert asyncio.run(asyncio.wait_for(run(), 60.0)) == 3
+
+
+def test_an_offered_message_the_cluster_refuses_is_reported_not_lost(shared_cluster):
+    """offer() + poll_egress(): a message the cluster refuses unapplied (here: for a service
+    it lacks) gets no reply, so a pipelining client needs the refusal some other way; it was
+    only counted. take_rejections() hands it over; request() raises it itself."""
+    import time
+    import aeronpy
+    with ClusterClient.connect(shared_cluster.ingress_endpoints, timeout_s=15.0,
+                               credentials=PASSWORD, config=FAST_CLIENT) as client:
+        refused = client.offer(_echo("nowhere"), service_id=9)
+        fine = client.offer(_echo("here"))
+        assert refused > 0 and fine > 0
+        replies, rejections = {}, []
+        deadline = time.monotonic() + 10.0
+        while (fine not in replies or not rejections) and time.monotonic() < deadline:
+            client.poll_egress(lambda cid, p: replies.__setitem__(cid, bytes(p)))
+            rejections += client.take_rejections()
+            client.wait_for_egress(0.01)
+        assert json.loads(replies[fine])["data"] == "here" and refused not in replies
+        [(cid, error)] = rejections
+        assert cid == refused and isinstance(error, aeronpy.MessageRejectedError)
+        assert "service" in str(error)
+        assert client.take_rejections() == []                  # handed over once
+        with pytest.raises(aeronpy.MessageRejectedError):
+            client.request(_echo("nowhere"), service_id=9, timeout_s=10.0)
+        assert client.take_rejections() == []                  # request() kept its own

@@ -16,7 +16,7 @@ import asyncio
 from typing import Callable, Optional
 
 from aeronpy.client import ClusterClient
-from aeronpy.cluster.client_core import ClientState
+from aeronpy.cluster.client_core import ClientState, check_timeout
 from aeronpy.cluster.codes import BACK_PRESSURED, CLOSED, NOT_CONNECTED
 from aeronpy.errors import ClusterClosedError, ClusterTimeoutError, NotConnectedError
 
@@ -138,6 +138,7 @@ class AsyncClusterClient:
 
     async def request(self, payload, service_id: int = 0, timeout_s: float = 1.0) -> bytes:
         """Offer and await the reply; raises as ClusterClient.request does."""
+        check_timeout(timeout_s)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
         while True:

@@ -1,4 +1,4 @@
-"""``ClusterClient``: talk to a cluster from any process (DESIGN 1.3).
+"""``ClusterClient``: talk to a cluster from any process (docs/programming.md section 5).
 
 The session logic (connect, redirects, numbering, the resend window, reply matching) is the
 sans-I/O :class:`aeronpy.cluster.client_core.ClientCore`; this module adds a transport and a
@@ -12,7 +12,8 @@ import random
 import time
 from typing import Callable, Optional, Protocol, Sequence
 
-from aeronpy.cluster.client_core import ClientConfig, ClientCore, ClientState, parse_endpoints
+from aeronpy.cluster.client_core import (ClientConfig, ClientCore, ClientState, check_timeout,
+                                         parse_endpoints)
 from aeronpy.cluster.codes import BACK_PRESSURED, CLOSED, INGRESS_CLUSTER_ID, NOT_CONNECTED
 from aeronpy.errors import ClusterClosedError, ClusterTimeoutError, NotConnectedError
 
@@ -228,6 +229,7 @@ class ClusterClient:
         when too large) when the cluster refused it unapplied: larger than its max message
         size, or for a ``service_id`` no service has.
         """
+        check_timeout(timeout_s)
         core = self._core
         deadline = self._clock() + int(timeout_s * 1e9)
         idle = self.backoff()

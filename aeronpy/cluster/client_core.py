@@ -39,6 +39,13 @@ from aeronpy.errors import (AeronpyError, AuthenticationError, ClusterClosedErro
 _MS = 1_000_000
 
 
+def check_timeout(timeout_s) -> None:
+    """A request's timeout must be a positive number of seconds: with 0 or less the message
+    would be sent and its wait given up at once (then it may still be applied, unanswered)."""
+    if not timeout_s > 0:
+        raise ValueError(f"timeout_s must be > 0 seconds, got {timeout_s!r}")
+
+
 class ClientState(enum.Enum):
     IDLE = 0
     CONNECTING = 1

@@ -35,7 +35,7 @@ class ServiceError(AeronpyError):
 
 
 class Cluster:
-    """What a service sees of the cluster (DESIGN 1.1); one per hosted service."""
+    """What a service sees of the cluster (docs/programming.md section 2); one per hosted service."""
 
     __slots__ = ("_module", "service_id")
 

@@ -91,7 +91,7 @@ def epoch_anchored_clock(wall_ns=time.time_ns, mono_ns=time.monotonic_ns):
 
 
 class ClusterNode:
-    """One member of a cluster (DESIGN.md 1.2). Construct, then ``start()`` or drive ``do_work()``."""
+    """One member of a cluster (docs/programming.md section 4). Construct, then ``start()`` or drive ``do_work()``."""
 
     def __init__(self, config: NodeConfig, services: Sequence[ClusteredService],
                  authenticator: Optional[Authenticator] = None, *, check_startable: bool = True):

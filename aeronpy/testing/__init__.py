@@ -1,4 +1,4 @@
-"""Deterministic simulation of a whole cluster for tests (DESIGN.md 1.4)."""
+"""Deterministic simulation of a whole cluster for tests (docs/programming.md section 3)."""
 from aeronpy.testing.invariants import InvariantViolation
 from aeronpy.testing.sim import SimCluster
 

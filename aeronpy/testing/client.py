@@ -1,7 +1,7 @@
 """The simulated client: the real ``ClientCore`` (the session logic ``ClusterClient`` uses)
 over a ``ClientTransport`` on the simulated network.
 
-``SimClient`` has ``ClusterClient``'s surface (DESIGN.md 1.3): ``offer``, ``poll_egress``,
+``SimClient`` has ``ClusterClient``'s surface (docs/programming.md section 5): ``offer``, ``poll_egress``,
 ``request``, ``close``, with the same return codes and exceptions; ``request`` (and connecting,
 in ``SimCluster.client()``) run the *simulation* until the reply arrives or the simulated
 timeout passes. The client is driven like an application that polls it in its own duty cycle:
@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections import deque
 from typing import Callable
 
-from aeronpy.cluster.client_core import ClientCore, ClientState
+from aeronpy.cluster.client_core import ClientCore, ClientState, check_timeout
 from aeronpy.cluster.codes import BACK_PRESSURED, CLOSED, NOT_CONNECTED
 from aeronpy.errors import ClusterClosedError, ClusterTimeoutError, NotConnectedError
 
@@ -148,6 +148,7 @@ class SimClient:
 
     def request(self, payload, service_id: int = 0, timeout_s: float = 1.0) -> bytes:
         """Offer and run the simulation until the reply, or raise after ``timeout_s`` simulated."""
+        check_timeout(timeout_s)
         sim = self._sim
         core = self.core
         deadline_ns = sim.now_ns + int(timeout_s * 1e9)

@@ -1,4 +1,4 @@
-"""``SimCluster``: a whole cluster in one thread on virtual time (DESIGN.md 1.4).
+"""``SimCluster``: a whole cluster in one thread on virtual time (docs/programming.md section 3).
 
 Each member is the production stack (``RaftCore`` + ``ConsensusModule`` hosting the real
 services + ``Archive`` on an in-memory disk), driven as ``ClusterNode`` drives it; each client
@@ -101,7 +101,7 @@ class SimCluster:
         for m in range(members):
             self._start_member(m)
 
-    # ------------------------------------------------------------------ DESIGN.md 1.4
+    # ------------------------------------------------------------------ the public surface
     def run_for(self, ms: float) -> None:
         end = self.now_ns + int(ms * MS)
         queue = self._queue

@@ -6,7 +6,9 @@
     aeronpy demo|bench|backup [ARGS...]
 
 Errors that are the operator's (bad config, bad --service, missing data) print one line naming
-the cause and exit with status 2; nothing prints a traceback for them.
+the cause and exit with status 2; nothing prints a traceback for them. A node that fails
+(a service raised, while starting or running) exits with status 4: its last stderr line names
+the cause, and errors.log in its data dir holds the traceback (``aeronpy tool errors``).
 """
 from __future__ import annotations
 
@@ -143,6 +145,8 @@ def cmd_node(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         _err(f"aeronpy node: configuration error: {exc}")
         return EXIT_USAGE
+    except Exception as exc:  # noqa: BLE001 - failed while starting: as a failure while running
+        return _failed_at_start(config, exc, log)
     metrics_server = None
     failure = None
     try:
@@ -165,10 +169,61 @@ def cmd_node(args: argparse.Namespace) -> int:
         if metrics_server is not None:
             metrics_server.close()
     if failure is not None:
-        _err(f"aeronpy node: member {config.member_id} failed and stopped: {failure!r} "
-             f"(details in {config.data_dir}/errors.log)")
+        _err(f"aeronpy node: member {config.member_id} failed and stopped: "
+             f"{type(failure).__name__}: {failure} ({_where_the_traceback_is(config.data_dir)})")
         return EXIT_NODE_FAILED
     return EXIT_OK
+
+
+def _where_the_traceback_is(data_dir: str) -> str:
+    return (f"traceback in {os.path.join(data_dir, 'errors.log')}: "
+            f"aeronpy tool errors --data-dir {data_dir}")
+
+
+def _failed_at_start(config: object, exc: Exception, log: object) -> int:
+    """The node raised while starting (recovery, a snapshot that does not fit the services, a
+    service's on_start): as a node that fails while running, exit 4 with one line naming the
+    cause, the traceback in errors.log and the counters saying FAILED."""
+    from aeronpy.cluster.nodefiles import record_failed_start
+
+    service_error = _import_optional("aeronpy.cluster.container")
+    service_error = getattr(service_error, "ServiceError", ()) if service_error else ()
+    snapshot_error = _import_optional("aeronpy.cluster.snapshotting")
+    snapshot_error = getattr(snapshot_error, "SnapshotFileError", ()) if snapshot_error else ()
+    if isinstance(exc, service_error):
+        pass          # the service container has logged it with the service's traceback
+    elif isinstance(exc, (AeronpyError, snapshot_error)):
+        log.debug("start-up failure", exc_info=exc)   # the message says it all
+    else:
+        log.error("node failed while starting", exc_info=exc)
+    try:
+        slots = _node_counter_layout()
+        recorded = record_failed_start(config, exc, **slots)
+    except Exception as record_exc:  # noqa: BLE001 - never hide the first failure behind this one
+        log.warning("could not record the failure in %s: %r", config.data_dir, record_exc)
+        recorded = False
+    where = (_where_the_traceback_is(config.data_dir) if recorded
+             else "not recorded in the data dir: see the log above")
+    hint = ""
+    if isinstance(exc, snapshot_error) and "service streams" in str(exc):
+        hint = ("; the snapshot was taken by members hosting another set of services: start "
+                "this member with the --service list the cluster was started with (adding a "
+                "service to an existing cluster: docs/operations.md, \"Changing the set of "
+                "services\")")
+    _err(f"aeronpy node: member {config.member_id} failed while starting and stopped: "
+         f"{type(exc).__name__}: {exc}{hint} ({where})")
+    return EXIT_NODE_FAILED
+
+
+def _node_counter_layout() -> dict:
+    """The node's extra counter slots and enum names, so a failed start's counters file reads
+    as the node's own would (standard slots only when those modules are missing)."""
+    admin = _import_optional("aeronpy.cluster.node_admin")
+    counters = _import_optional("aeronpy.cluster.node_counters")
+    extra = (tuple(getattr(counters, "TRANSPORT_EXTRA_SLOTS", ()))
+             + tuple(getattr(admin, "ADMIN_EXTRA_SLOTS", ()))
+             + tuple(getattr(counters, "REFUSAL_EXTRA_SLOTS", ())))
+    return {"extra_slots": extra, "enum_names": getattr(admin, "ENUM_NAMES", None)}
 
 
 # -- tool -----------------------------------------------------------------------------------------
@@ -188,10 +243,15 @@ def cmd_tool(args: argparse.Namespace) -> int:
     command, data_dir = args.tool_command, args.data_dir
     if command == "metrics" and args.serve_metrics is not None:
         return _serve_metrics(data_dir, args.serve_metrics)
+    if command == "errors":
+        return _print_result(_errors_with_tracebacks(data_dir), args.json)
     if command in tool.LOCAL_COMMANDS:
         return _print_result(tool.run_local(command, data_dir), args.json)
+    kwargs = {}
+    if getattr(args, "timeout", None) is not None:
+        kwargs["timeout_s"] = args.timeout
     try:
-        data = admin.COMMAND_FUNCTIONS[command](data_dir)
+        data = admin.COMMAND_FUNCTIONS[command](data_dir, **kwargs)
     except admin.AdminNotAvailableError as exc:
         if args.json:
             print(json.dumps({"error": str(exc), "available": False}))
@@ -201,9 +261,66 @@ def cmd_tool(args: argparse.Namespace) -> int:
         _err(f"aeronpy tool {command}: {exc}")
         return EXIT_USAGE
     print(json.dumps(data, indent=2, sort_keys=True, default=str) if args.json
-          else "\n".join(f"{k}: {v}" for k, v in data.items()))
+          else "\n".join(readable_lines(data)))
     # an action sent but not seen to take effect here within the timeout: a "no" answer
-    return EXIT_NO if data.get("completed") is False else EXIT_OK
+    if data.get("completed") is False or data.get("recorded") is False:
+        return EXIT_NO
+    return EXIT_OK
+
+
+def readable_lines(data: dict, indent: str = "") -> list:
+    """``key: value`` lines for people: a nested dict as indented lines under its key, a list
+    of dicts as one ``- k: v, k: v`` line per item, a list of plain values comma-separated."""
+    lines = []
+    for key, value in data.items():
+        if isinstance(value, dict):
+            lines.append(f"{indent}{key}:" + ("" if value else " none"))
+            lines += readable_lines(value, indent + "  ")
+        elif isinstance(value, (list, tuple)):
+            if not value:
+                lines.append(f"{indent}{key}: none")
+            elif all(isinstance(item, dict) for item in value):
+                lines.append(f"{indent}{key}:")
+                lines += [f"{indent}  - " + ", ".join(f"{k}: {_readable(v)}" for k, v in item.items())
+                          for item in value]
+            else:
+                lines.append(f"{indent}{key}: " + ", ".join(_readable(v) for v in value))
+        else:
+            lines.append(f"{indent}{key}: {_readable(value)}")
+    return lines
+
+
+def _readable(value: object) -> str:
+    if value is None:
+        return "none"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return str(value)
+
+
+def _errors_with_tracebacks(data_dir: str) -> object:
+    """``aeronpy tool errors``: the tool's list, each entry followed by the traceback recorded
+    with its first occurrence (JSON: a ``traceback`` key per entry)."""
+    from aeronpy.cluster import tool
+    from aeronpy.cluster.counters import CountersUnavailableError
+    from aeronpy.cluster.nodefiles import read_errors
+
+    result = tool.errors(data_dir)
+    if result.exit_code != EXIT_OK or not result.data:
+        return result
+    try:
+        entries = read_errors(data_dir)
+    except CountersUnavailableError:
+        return result
+    data, lines = [], []
+    for e in entries:
+        row = {"first": tool.iso_time(e.first_ns), "last": tool.iso_time(e.last_ns),
+               "count": e.count, "text": e.text, "traceback": e.detail}
+        data.append(row)
+        lines.append(f"{row['first']}  x{row['count']:<5} {row['text']}" +
+                     (f"  (last {row['last']})" if row["count"] > 1 else ""))
+        lines += ["    " + line for line in e.detail.splitlines()]
+    return tool.ToolResult(EXIT_OK, data, "\n".join(lines))
 
 
 def _serve_metrics(data_dir: str, port: int) -> int:
@@ -272,6 +389,31 @@ TOOL_HELP = {
 }
 
 
+def request_timeouts() -> dict:
+    """The tool commands that send a request to a running member, with their default timeout
+    (seconds): each gets ``--timeout``."""
+    import inspect
+
+    from aeronpy.cluster import admin
+
+    timeouts = {}
+    for name, func in admin.COMMAND_FUNCTIONS.items():
+        param = inspect.signature(func).parameters.get("timeout_s")
+        if param is not None:
+            timeouts[name] = param.default
+    return timeouts
+
+
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a positive number of seconds")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="aeronpy", description="aeronpy cluster node and tools")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -294,11 +436,16 @@ def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--data-dir", required=True, help="the node's data directory")
     common.add_argument("--json", action="store_true", help="machine-readable output")
+    timeouts = request_timeouts()
     for name, text in TOOL_HELP.items():
         p = tool_sub.add_parser(name, parents=[common], help=text, description=text)
         if name == "metrics":
             p.add_argument("--serve-metrics", type=int, default=None, metavar="PORT",
                            help="serve http://127.0.0.1:PORT/metrics until interrupted")
+        if name in timeouts:
+            p.add_argument("--timeout", type=_positive_seconds, default=None, metavar="SECONDS",
+                           help="how long to wait for the cluster's answer and for the effect "
+                                f"on this member (default {timeouts[name]:g})")
     tool_parser.set_defaults(func=cmd_tool)
 
     for name, func, text in (("demo", cmd_demo, "run the demo"),

@@ -33,7 +33,8 @@ def snapshot(data_dir: "str | os.PathLike", timeout_s: float = 10.0) -> dict:
     """Ask the cluster to take a snapshot on every member at one log position.
 
     Returns once the leader has appended the snapshot entry and this member's recording log
-    shows a snapshot at or after it (or ``timeout_s`` passed: then ``recorded`` is False)."""
+    shows a snapshot at or after it (or ``timeout_s`` passed: then ``recorded`` is False).
+    A member that is not running is refused at once (AdminError), as by the actions below."""
     from aeronpy.cluster.admin_client import request_snapshot
     return request_snapshot(os.fspath(data_dir), timeout_s)
 
@@ -66,7 +67,8 @@ def abort(data_dir: "str | os.PathLike", timeout_s: float = 10.0) -> dict:
 def _cluster_action(data_dir: str, action: str, timeout_s: float) -> dict:
     """Send the action to this member (followed to the leader), then watch this member's
     counters until the action shows: SUSPENDED / ACTIVE, or the node stopped."""
-    from aeronpy.cluster.admin_client import AdminError, _members_from_counters, _recording_entries, _entry_dict, request_through_member
+    from aeronpy.cluster.admin_client import (_entry_dict, _members_from_counters, _recording_entries,
+                                              request_through_member, require_running)
     from aeronpy.cluster.counters import ConsensusModuleState, CountersReader, CountersUnavailableError
     from aeronpy.cluster.node_admin import ADMIN_ABORT, ADMIN_RESUME, ADMIN_SHUTDOWN, ADMIN_SUSPEND
     from aeronpy.archive.recording_log import SnapshotEntry
@@ -74,11 +76,7 @@ def _cluster_action(data_dir: str, action: str, timeout_s: float) -> dict:
     request_type = {"suspend": ADMIN_SUSPEND, "resume": ADMIN_RESUME, "shutdown": ADMIN_SHUTDOWN,
                     "abort": ADMIN_ABORT}[action]
     member_id, members = _members_from_counters(data_dir)
-    with CountersReader(data_dir) as reader:
-        status = reader.status()
-    if not status.running:
-        raise AdminError(f"member {member_id} is not running ({status.detail}): send "
-                         f"'{action}' through a running member's data dir")
+    require_running(data_dir, member_id, action)
     deadline = time.monotonic() + timeout_s
     endpoint, index = request_through_member(data_dir, member_id, members, request_type,
                                              f"'{action}'", timeout_s)

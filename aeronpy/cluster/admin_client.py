@@ -1,8 +1,9 @@
 """The implementations behind ``aeronpy tool snapshot | recording-log | recovery-plan``.
 
-``snapshot`` talks to a running member through its ingress endpoint (AdminRequest); the other
-two read a data dir and never write to it (a live node's files are safe to inspect: a torn
-last recording-log entry is ignored here, never cut as the node's own loader would).
+``snapshot`` talks to a running member through its ingress endpoint (AdminRequest), and
+refuses at once a member that is not running (`require_running`); the other two read a data
+dir and never write to it (a live node's files are safe to inspect: a torn last
+recording-log entry is ignored here, never cut as the node's own loader would).
 """
 from __future__ import annotations
 
@@ -113,6 +114,20 @@ def _members_from_counters(data_dir: str) -> tuple:
         raise AdminError(str(exc)) from exc
 
 
+def require_running(data_dir: str, member_id: int, what: str) -> None:
+    """Refuse at once (AdminError) when the member whose data dir this is is not running: its
+    endpoint would never answer, and waiting out the timeout tells the operator nothing."""
+    from aeronpy.cluster.counters import CountersReader, CountersUnavailableError
+    try:
+        with CountersReader(data_dir) as reader:
+            status = reader.status()
+    except CountersUnavailableError as exc:
+        raise AdminError(str(exc)) from exc
+    if not status.running:
+        raise AdminError(f"member {member_id} is not running ({status.detail}): send "
+                         f"'{what}' through a running member's data dir")
+
+
 def admin_request(endpoints: list, endpoint: str, request_type: int, payload: bytes,
                   timeout_s: float, max_redirects: int = 5, key: Optional[bytes] = None) -> tuple:
     """Send one AdminRequest to ``endpoint``, following not-leader answers. ``endpoints`` are
@@ -200,6 +215,7 @@ def request_through_member(data_dir: str, member_id: int, members: list, request
 def request_snapshot(data_dir: str, timeout_s: float) -> dict:
     from aeronpy.cluster.node_snapshots import ADMIN_SNAPSHOT
     member_id, members = _members_from_counters(data_dir)
+    require_running(data_dir, member_id, "snapshot")
     deadline = time.monotonic() + timeout_s
     endpoint, index = request_through_member(data_dir, member_id, members, ADMIN_SNAPSHOT,
                                              "the snapshot", timeout_s)

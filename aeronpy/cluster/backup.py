@@ -238,18 +238,53 @@ class ClusterBackup:
 
 # ------------------------------------------------------------------------------ restore
 RESTORED_FILES = (".snap", ".seg", "recording.log", "durable.pos", "node.state")
+_ARCHIVE_FILES = (".snap", ".seg", "recording.log")   # a target holding one is not fresh
+
+
+class RestoreError(ValueError):
+    """A restore refused before copying anything (or undone): the message says why."""
 
 
 def restore_to(backup_dir: str, member_data_dir: str) -> list:
-    """Copy a backup into a fresh member data dir (which must not hold a log already)."""
-    os.makedirs(member_data_dir, exist_ok=True)
-    if any(n.endswith(".seg") for n in os.listdir(member_data_dir)):
-        raise ValueError(f"{member_data_dir} already holds a log: restore only into an empty dir")
-    copied = []
-    for name in sorted(os.listdir(backup_dir)):
-        if name.endswith(RESTORED_FILES) and not name.endswith(".tmp"):
+    """Copy a backup into a fresh member data dir (which must not hold a log already).
+
+    Refuses (RestoreError) a missing or empty backup and a target holding a log, snapshots or
+    a recording log, before touching the target; a copy that fails part-way is undone (and a
+    target directory made here is removed again), so a failed restore leaves nothing behind."""
+    if not os.path.isdir(backup_dir):
+        raise RestoreError(f"no backup at {backup_dir}: not a directory")
+    names = [n for n in sorted(os.listdir(backup_dir))
+             if n.endswith(RESTORED_FILES) and not n.endswith(".tmp")
+             and os.path.isfile(os.path.join(backup_dir, n))]
+    if not any(n.endswith(_ARCHIVE_FILES) for n in names):
+        raise RestoreError(f"{backup_dir} holds no backup (no snapshot, log segment or "
+                           "recording.log): name the directory 'aeronpy backup --data-dir' wrote")
+    if os.path.exists(member_data_dir) and not os.path.isdir(member_data_dir):
+        raise RestoreError(f"{member_data_dir} is not a directory")
+    if os.path.isdir(member_data_dir):
+        held = sorted(n for n in os.listdir(member_data_dir) if n.endswith(_ARCHIVE_FILES))
+        if held:
+            raise RestoreError(f"{member_data_dir} already holds a log ({', '.join(held[:3])}"
+                               f"{', ...' if len(held) > 3 else ''}): restore only into an "
+                               "empty dir")
+    made = not os.path.exists(member_data_dir)
+    copied: list = []
+    try:
+        os.makedirs(member_data_dir, exist_ok=True)
+        for name in names:
             shutil.copy2(os.path.join(backup_dir, name), os.path.join(member_data_dir, name))
             copied.append(name)
+    except OSError as exc:
+        if made:
+            shutil.rmtree(member_data_dir, ignore_errors=True)
+        else:
+            for name in copied:
+                try:
+                    os.remove(os.path.join(member_data_dir, name))
+                except OSError:
+                    pass
+        raise RestoreError(f"copying {backup_dir} into {member_data_dir} failed: "
+                           f"{exc.strerror or exc} ({exc.filename or ''}); nothing was restored") from exc
     return copied
 
 
@@ -265,7 +300,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parser.parse_args(list(argv) if argv is not None else None)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     if args.restore_to:
-        copied = restore_to(args.data_dir, args.restore_to)
+        try:
+            copied = restore_to(args.data_dir, args.restore_to)
+        except RestoreError as exc:
+            print(f"aeronpy backup --restore-to: {exc}", file=sys.stderr)
+            return 2
         print(f"restored {len(copied)} files into {args.restore_to}")
         return 0
     try:

@@ -1,7 +1,9 @@
 """The node's error log (``DATA_DIR/errors.log``) and pid lock file (``DATA_DIR/node.pid``).
 
 Both live beside ``counters.dat`` and, like it, are readable by ``aeronpy tool`` from another
-process, also after the node died.
+process, also after the node died. `record_failed_start` leaves the same evidence for a node
+that failed before its duty cycle began (a service's ``on_start`` raised, a snapshot that does
+not match the services).
 """
 from __future__ import annotations
 
@@ -30,6 +32,14 @@ _ERR_NEXT_SEQ_OFFSET = 32                 # i64: records ever started
 _ERR_RECORD = struct.Struct("<qqqI4x")    # first_ns, last_ns, count, text_length
 _ERR_RECORD_BYTES = 512
 _ERR_TEXT_MAX = _ERR_RECORD_BYTES - _ERR_RECORD.size
+# The traceback of each record lives in a region after the ring, one slot per record:
+# u32 length | UTF-8 text. Its slot size is at _ERR_DETAIL_BYTES_OFFSET in the header (0 in
+# files written before it existed: no tracebacks, and readers of those days ignore the region).
+_ERR_DETAIL_BYTES_OFFSET = 40             # u32
+_ERR_DETAIL_BYTES = 3584                  # a record and its traceback: 4 KiB
+_ERR_DETAIL_LEN = struct.Struct("<I")
+_TRACEBACK_FRAMES = 8                     # the last frames of each exception in the chain
+_TRACEBACK_LINE_MAX = 300
 
 
 @dataclass(frozen=True)
@@ -38,18 +48,70 @@ class ErrorEntry:
     last_ns: int
     count: int
     text: str
+    detail: str = ""   # the traceback of its first occurrence ("" for a message)
 
 
 def describe_error(error: "BaseException | str") -> str:
-    """One line for the error log: type, message and where it was raised."""
+    """One line for the error log: type, message and where it was raised (for an error raised
+    ``from`` another, where the first of the chain was: a service's line, not the wrapper's)."""
     if isinstance(error, BaseException):
         text = f"{type(error).__qualname__}: {error}"
-        frames = traceback.extract_tb(error.__traceback__) if error.__traceback__ else []
+        origin, seen = error, {id(error)}
+        while origin.__cause__ is not None and origin.__cause__.__traceback__ is not None \
+                and id(origin.__cause__) not in seen:
+            origin = origin.__cause__
+            seen.add(id(origin))
+        frames = traceback.extract_tb(origin.__traceback__) if origin.__traceback__ else []
         if frames:
             last = frames[-1]
-            text += f" (at {os.path.basename(last.filename)}:{last.lineno} in {last.name})"
+            place = f" (at {os.path.basename(last.filename)}:{last.lineno} in {last.name})"
+            room = _ERR_TEXT_MAX - len(place.encode(errors="replace"))
+            if len(text.encode(errors="replace")) > room:    # a long message keeps the place
+                text = text.encode(errors="replace")[:room - 3].decode(errors="ignore") + "..."
+            text += place
         return text
     return str(error)
+
+
+def describe_traceback(error: "BaseException | str", max_bytes: int = _ERR_DETAIL_BYTES - 4) -> str:
+    """The traceback of ``error`` for the error log, at most ``max_bytes`` of UTF-8: the last
+    frames of each exception in its chain (the cause first, as Python prints it); when still
+    too long, lines from the middle are cut, so the root cause and the final error stay.
+    "" for a message or an exception that was never raised."""
+    if not isinstance(error, BaseException):
+        return ""
+    chained, seen = error, set()
+    while chained is not None and chained.__traceback__ is None and id(chained) not in seen:
+        seen.add(id(chained))
+        chained = chained.__cause__ or chained.__context__
+    if chained is None or chained.__traceback__ is None:
+        return ""
+    te = traceback.TracebackException.from_exception(error, limit=-_TRACEBACK_FRAMES)
+    lines = "".join(te.format()).rstrip("\n").split("\n")
+    lines = [ln if len(ln) <= _TRACEBACK_LINE_MAX else ln[:_TRACEBACK_LINE_MAX - 3] + "..."
+             for ln in lines]
+    text = "\n".join(lines)
+    if len(text.encode(errors="replace")) <= max_bytes:
+        return text
+    budget = max_bytes - 40                  # room for the marker line
+    head: list = []
+    tail: list = []
+    used, i, j, from_end = 0, 0, len(lines) - 1, True
+    while i <= j:
+        line = lines[j] if from_end else lines[i]
+        cost = len(line.encode(errors="replace")) + 1
+        if used + cost > budget:
+            break
+        used += cost
+        if from_end:
+            tail.insert(0, line)
+            j -= 1
+        else:
+            head.append(line)
+            i += 1
+        from_end = not from_end
+    text = "\n".join(head + [f"  ... ({j - i + 1} lines cut) ..."] + tail)
+    return text.encode(errors="replace")[:max_bytes].decode(errors="ignore")
 
 
 class ErrorLog:
@@ -57,8 +119,10 @@ class ErrorLog:
 
     As Aeron's distinct error log: an error already in the ring bumps its count and last-seen
     time instead of taking a new record, so an error storm cannot wipe out the first cause.
-    ``capacity`` records of 512 bytes; the oldest is overwritten when full. Records are written
-    count-last, so a concurrent reader skips (count 0) a record being written.
+    ``capacity`` records of 512 bytes (the one-line summary), each with a 3.5 KiB slot for the
+    traceback of its first occurrence (`describe_traceback`); the oldest is overwritten when
+    full. Records are written count-last, so a concurrent reader skips (count 0) a record being
+    written. A log written before tracebacks were kept is extended in place, its records kept.
     """
 
     def __init__(self, data_dir: "str | os.PathLike", capacity: int = 256) -> None:
@@ -66,32 +130,54 @@ class ErrorLog:
             raise ValueError("capacity must be >= 1")
         self.path = os.path.join(os.fspath(data_dir), ERRORS_FILE)
         self.capacity = capacity
-        size = _ERR_HEADER_BYTES + capacity * _ERR_RECORD_BYTES
+        ring = _ERR_HEADER_BYTES + capacity * _ERR_RECORD_BYTES
+        size = ring + capacity * _ERR_DETAIL_BYTES
+        self._details_at = ring
         os.makedirs(os.fspath(data_dir), exist_ok=True)
-        if not self._existing_matches(size):
-            buf = bytearray(size)
-            _ERR_HEADER.pack_into(buf, 0, _ERR_MAGIC, 1, capacity, _ERR_RECORD_BYTES)
+        existing = self._existing_layout(ring)
+        if existing is None:
+            head = bytearray(_ERR_HEADER_BYTES)
+            _ERR_HEADER.pack_into(head, 0, _ERR_MAGIC, 1, capacity, _ERR_RECORD_BYTES)
+            _ERR_DETAIL_LEN.pack_into(head, _ERR_DETAIL_BYTES_OFFSET, _ERR_DETAIL_BYTES)
             tmp = f"{self.path}.{os.getpid()}.tmp"
             with open(tmp, "wb") as f:
-                f.write(buf)
+                f.write(head)
+                f.truncate(size)          # zeros: no records, no tracebacks
             os.replace(tmp, self.path)
+        elif existing == 0:               # written before tracebacks were kept: extend it
+            with open(self.path, "r+b") as f:
+                f.truncate(size)
+                f.seek(_ERR_DETAIL_BYTES_OFFSET)
+                f.write(_ERR_DETAIL_LEN.pack(_ERR_DETAIL_BYTES))
         self._file = open(self.path, "r+b")
         self._map = mmap.mmap(self._file.fileno(), size)
         self._next_seq = memoryview(self._map)[_ERR_NEXT_SEQ_OFFSET:_ERR_NEXT_SEQ_OFFSET + 8].cast("q")
         self._recent: dict = {}   # text -> seq of its record
         self._lock = threading.Lock()
 
-    def _existing_matches(self, size: int) -> bool:
+    def _existing_layout(self, ring: int) -> Optional[int]:
+        """The traceback slot size of an existing log of this capacity that can be kept
+        (0: one from before tracebacks were kept, to extend), or None: make a new one."""
         try:
             with open(self.path, "rb") as f:
-                head = f.read(_ERR_HEADER.size)
-                return (os.fstat(f.fileno()).st_size == size and len(head) == _ERR_HEADER.size
-                        and _ERR_HEADER.unpack(head) == (_ERR_MAGIC, 1, self.capacity, _ERR_RECORD_BYTES))
+                head = f.read(_ERR_HEADER_BYTES)
+                file_size = os.fstat(f.fileno()).st_size
         except OSError:
-            return False
+            return None
+        if len(head) < _ERR_HEADER_BYTES or \
+                _ERR_HEADER.unpack_from(head) != (_ERR_MAGIC, 1, self.capacity, _ERR_RECORD_BYTES):
+            return None
+        (detail_bytes,) = _ERR_DETAIL_LEN.unpack_from(head, _ERR_DETAIL_BYTES_OFFSET)
+        if detail_bytes == 0 and file_size == ring:
+            return 0
+        if detail_bytes == _ERR_DETAIL_BYTES and file_size == ring + self.capacity * detail_bytes:
+            return detail_bytes
+        return None
 
-    def record(self, error: "BaseException | str", now_ns: Optional[int] = None) -> None:
-        """Record an exception or a message; never raises for a closed log."""
+    def record(self, error: "BaseException | str", now_ns: Optional[int] = None,
+               detail: Optional[str] = None) -> None:
+        """Record an exception (its summary line and, the first time, its traceback) or a
+        message; ``detail`` replaces the traceback. Never raises for a closed log."""
         text = describe_error(error)
         raw = text.encode(errors="replace")[:_ERR_TEXT_MAX].decode(errors="ignore").encode()
         now_ns = time.time_ns() if now_ns is None else now_ns
@@ -109,6 +195,12 @@ class ErrorLog:
             at = _ERR_HEADER_BYTES + (seq % self.capacity) * _ERR_RECORD_BYTES
             struct.pack_into("<q", m, at + 16, 0)                     # invalidate first
             m[at + _ERR_RECORD.size:at + _ERR_RECORD.size + len(raw)] = raw
+            tb = describe_traceback(error) if detail is None else detail
+            tb_raw = tb.encode(errors="replace")[:_ERR_DETAIL_BYTES - _ERR_DETAIL_LEN.size]
+            tb_raw = tb_raw.decode(errors="ignore").encode()
+            d_at = self._details_at + (seq % self.capacity) * _ERR_DETAIL_BYTES
+            _ERR_DETAIL_LEN.pack_into(m, d_at, len(tb_raw))
+            m[d_at + _ERR_DETAIL_LEN.size:d_at + _ERR_DETAIL_LEN.size + len(tb_raw)] = tb_raw
             _ERR_RECORD.pack_into(m, at, now_ns, now_ns, 0, len(raw))
             struct.pack_into("<q", m, at + 16, 1)                     # publish
             self._next_seq[0] = seq + 1
@@ -140,6 +232,10 @@ def read_errors(data_dir: "str | os.PathLike") -> list:
             or len(data) < _ERR_HEADER_BYTES + capacity * record_bytes:
         raise CountersUnavailableError(f"{path} is not an aeronpy error log")
     (next_seq,) = struct.unpack_from("<q", data, _ERR_NEXT_SEQ_OFFSET)
+    (detail_bytes,) = _ERR_DETAIL_LEN.unpack_from(data, _ERR_DETAIL_BYTES_OFFSET)
+    details_at = _ERR_HEADER_BYTES + capacity * record_bytes
+    if detail_bytes < _ERR_DETAIL_LEN.size or len(data) < details_at + capacity * detail_bytes:
+        detail_bytes = 0                  # a log from before tracebacks were kept
     entries = []
     for seq in range(max(0, next_seq - capacity), next_seq):
         at = _ERR_HEADER_BYTES + (seq % capacity) * record_bytes
@@ -147,7 +243,14 @@ def read_errors(data_dir: "str | os.PathLike") -> list:
         if count <= 0 or length > _ERR_TEXT_MAX:
             continue
         text = data[at + _ERR_RECORD.size:at + _ERR_RECORD.size + length].decode(errors="replace")
-        entries.append(ErrorEntry(first, last, count, text))
+        detail = ""
+        if detail_bytes:
+            d_at = details_at + (seq % capacity) * detail_bytes
+            (d_len,) = _ERR_DETAIL_LEN.unpack_from(data, d_at)
+            if d_len <= detail_bytes - _ERR_DETAIL_LEN.size:
+                start = d_at + _ERR_DETAIL_LEN.size
+                detail = data[start:start + d_len].decode(errors="replace")
+        entries.append(ErrorEntry(first, last, count, text, detail))
     return entries
 
 
@@ -213,3 +316,45 @@ class PidFile:
                 pass
             self._file.close()
             self._file = None
+
+
+# -- a node that failed before it ran -----------------------------------------------------------
+
+def record_failed_start(config, error: BaseException, *, extra_slots=(), enum_names=None) -> bool:
+    """Leave what a node that failed while starting (``ClusterNode(...)`` raised: a service's
+    ``on_start``, a snapshot that does not match the services) could not: the error and its
+    traceback in ``errors.log``, and a ``counters.dat`` of this run whose
+    ``consensus_module_state`` is FAILED. That file is not marked closed, so once the process
+    has exited readers report the node as not running and never as stopped cleanly.
+
+    Only in a data dir this process owns: its pid in ``node.pid`` (the node took the lock
+    before failing), or one whose lock it can take now. Returns False, writing nothing, for a
+    data dir another running node holds (or that cannot be written)."""
+    from aeronpy.cluster.counters import ConsensusModuleState, CountersWriter, SlotId
+
+    data_dir = os.fspath(config.data_dir)
+    lock = None
+    if read_pid(data_dir) != os.getpid():
+        try:
+            lock = PidFile(data_dir).acquire()
+        except (ConfigError, OSError):
+            return False
+    try:
+        errors = ErrorLog(data_dir)
+        try:
+            errors.record(error)
+        finally:
+            errors.close()
+        writer = CountersWriter.for_config(config, extra_slots=extra_slots, enum_names=enum_names)
+        writer.values[int(SlotId.CONSENSUS_MODULE_STATE)] = int(ConsensusModuleState.FAILED)
+        writer.values[int(SlotId.ERRORS)] = 1
+        writer.touch()
+        # Deliberately not writer.close(): that marks the file "closed cleanly". The mapping
+        # goes with the writer object; what was stored stays in the file.
+        del writer
+        return True
+    except OSError:
+        return False
+    finally:
+        if lock is not None:
+            lock.release()

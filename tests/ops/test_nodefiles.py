@@ -16,7 +16,8 @@ def test_ring_keeps_only_the_newest_capacity_records(tmp_path):
     entries = read_errors(tmp_path)
     assert [e.text for e in entries] == ["error 6", "error 7", "error 8", "error 9"]
     assert [e.first_ns for e in entries] == [1006, 1007, 1008, 1009]
-    assert (tmp_path / ERRORS_FILE).stat().st_size == 64 + 4 * 512
+    # bounded: each record is a 512-byte summary and a 3.5 KiB traceback slot
+    assert (tmp_path / ERRORS_FILE).stat().st_size == 64 + 4 * 512 + 4 * 3584
     log.close()
 
 

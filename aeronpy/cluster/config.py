@@ -79,6 +79,10 @@ KEY_DOCS: tuple = (
      "those a failed leader left in flight can take a new leader past it once. One client "
      "can take every place (there is no per-client share): use an `authenticator` where "
      "clients are not trusted."),
+    ("max_timers", "1000000", "Live timers the cluster holds at once, over all services: "
+     "`schedule_timer` of a new id beyond it returns False (nothing scheduled, counted in "
+     "`timer_schedule_refused`); moving an already scheduled id always works. Every member "
+     "decides alike (the count is replicated state), so it must be the same on every member."),
     ("idle_strategy", '"backoff"', 'What the duty cycle does when it found no work: "busy-spin", '
      '"yield", "backoff" (park up to 1 ms in `select` on the node\'s sockets, waking on a '
      'datagram; without sockets to wait on it spins and yields first), "sleep" (1 ms).'),
@@ -218,6 +222,7 @@ class NodeConfig:
     session_timeout_ms: int = 10_000
     reply_cache_messages: int = 256
     max_sessions: int = 1000
+    max_timers: int = 1_000_000
     idle_strategy: str = "backoff"
     snapshot_log_bytes: int = 256 * _MIB
     secret: Optional[bytes] = field(default=None, repr=False)
@@ -256,6 +261,7 @@ class NodeConfig:
             ("election_timeout_ms", 1, 3_600_000), ("heartbeat_interval_ms", 1, 3_600_000),
             ("leader_heartbeat_timeout_ms", 1, 3_600_000), ("session_timeout_ms", 1, 86_400_000),
             ("reply_cache_messages", 0, 1 << 20), ("max_sessions", 1, 1 << 20),
+            ("max_timers", 1, 1 << 40),
             ("snapshot_log_bytes", 0, 2**62), ("segment_bytes", 64 * _KIB, _GIB),
             ("mtu_bytes", 512, 65504), ("max_message_bytes", 1, _GIB),
             ("socket_rcvbuf_bytes", 0, _GIB), ("socket_sndbuf_bytes", 0, _GIB),

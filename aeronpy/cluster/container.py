@@ -64,7 +64,8 @@ class Cluster:
         """Fire ``on_timer_event(correlation_id, ...)`` once cluster time reaches deadline_ns.
 
         Scheduling an id that is already scheduled moves it. The timer fires through the log,
-        at the same position on every member.
+        at the same position on every member. False (nothing scheduled) when ``max_timers``
+        timers are live and this id is not one of them.
         """
         self._module.check_log_order("schedule_timer")
         return self._module._schedule_timer(self.service_id, int(correlation_id), int(deadline_ns))

@@ -540,7 +540,13 @@ class ConsensusModule(LeaderDuties):
             self.counters["egress_dropped"] += 1
 
     def _schedule_timer(self, service_id: int, correlation_id: int, deadline_ns: int) -> bool:
-        self.timers.schedule(service_id, correlation_id, deadline_ns)
+        timers = self.timers
+        if len(timers) >= self.config.max_timers and \
+                timers.deadline(service_id, correlation_id) is None:
+            # replicated count at this log index: every member refuses alike
+            self.counters["timer_schedule_refused"] += 1
+            return False
+        timers.schedule(service_id, correlation_id, deadline_ns)
         return True
 
     def _cancel_timer(self, service_id: int, correlation_id: int) -> bool:

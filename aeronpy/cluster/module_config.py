@@ -52,6 +52,7 @@ class ModuleConfig:
     reply_cache_replies_per_message: int = 8
     egress_queue_max: int = 4096                # per client, then drop and count
     max_sessions: int = 1000                    # open at once, pending connects included
+    max_timers: int = 1_000_000                 # live timers (all services); new ids refused beyond
     service_message_queue_max: int = 65536      # pending cluster.offer() messages
     proposals_per_tick_max: int = 1024          # timer fires + service messages + timeouts
     protocol_version: int = 1
@@ -63,7 +64,8 @@ class ModuleConfig:
 
     def __post_init__(self) -> None:
         for name in ("session_timeout_ns", "max_message_bytes", "egress_queue_max",
-                     "service_message_queue_max", "proposals_per_tick_max", "max_sessions"):
+                     "service_message_queue_max", "proposals_per_tick_max", "max_sessions",
+                     "max_timers"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
         if self.reply_cache_messages < 0 or self.reply_cache_replies_per_message < 0:

@@ -175,6 +175,7 @@ class ClusterNode:
             session_timeout_ns=config.session_timeout_ms * _MS,
             reply_cache_messages=config.reply_cache_messages,
             max_sessions=config.max_sessions,
+            max_timers=config.max_timers,
             max_message_bytes=config.max_message_bytes,
             authenticator=authenticator or Authenticator(),
             client_ref_of_endpoint=self._client_of_endpoint.get,

@@ -45,6 +45,8 @@ REFUSAL_COUNTERS: tuple = (
     ("module", "connect_bad_version", "Connects with a protocol version this cluster does not speak"),
     ("module", "connect_bad_endpoint", "Connects with an unusable response endpoint"),
     ("module", "egress_dropped", "Replies and events dropped: the client's egress queue was full"),
+    ("module", "timer_schedule_refused",
+     "schedule_timer calls refused because max_timers timers were live"),
     ("core", "invalid_append_response",
      "AppendResponses no follower of this leader can send (a corrupt or buggy peer; dropped)"),
     ("core", "follower_lost_acknowledged_entries",

@@ -145,3 +145,22 @@ def test_timer_whose_fire_was_refused_fires_later_under_the_same_leader():
     assert w.tick(10) == 1
     w.settle()
     assert [e[1] for e in timer_events(w)] == [9]
+
+
+
+def test_max_timers_refuses_a_new_id_but_still_moves_a_scheduled_one():
+    """The table was unbounded: a service could grow every member's memory and snapshots
+    without limit. Beyond max_timers a new id is refused with False (the contract's bool), on
+    every member alike; moving or cancelling a scheduled one still works."""
+    w = FakeWorld(members=3, services=lambda: [TimerService()], max_timers=2)
+    w.elect(0)
+    w.settle()
+    sid = w.connect()
+    far = T0 + 10**12
+    for seq, text in enumerate((b"s 1 %d" % far, b"s 2 %d" % far, b"s 3 %d" % far,
+                                b"s 1 %d" % (far + 1), b"c 2", b"s 3 %d" % far), start=1):
+        command(w, sid, seq, text)
+    for m in range(3):
+        assert w.services(m)[0].results == [True, True, False, True, True, True]
+        assert sorted(t[:2] for t in w.modules[m].timers.items()) == [(0, 1), (0, 3)]
+        assert w.modules[m].counters["timer_schedule_refused"] == 1

@@ -242,7 +242,10 @@ class MatchingEngine(ClusteredService):
         book.side_of(order).add(order)
         self.open_orders[order.order_id] = order
         if order.tif == wire.GTT:
-            self.cluster.schedule_timer(order.order_id, order.expire_ns)
+            # one timer per resting GTT order: max_open_orders (checked on arrival) keeps the
+            # count within the cluster's max_timers (both a million by default), so this holds
+            if not self.cluster.schedule_timer(order.order_id, order.expire_ns):
+                raise RuntimeError("max_open_orders must not exceed the cluster's max_timers")
 
     def _expire(self, order: Order, now_ns: int) -> None:
         self.books[order.instrument].side_of(order).remove(order)

@@ -407,10 +407,16 @@ class CountersReader:
         header = self.header
         pid = header.pid
         age_s = max(0.0, (now_ns - self.value("last_update_ns")) / 1e9)
+        alive = None
+        if self.value("consensus_module_state") == ConsensusModuleState.FAILED and (
+                header.writer_state == WRITER_CLOSED or (alive := pid_alive(pid)) is False):
+            return NodeStatus("failed", pid, f"node failed and stopped (pid {pid}), last update "
+                                             f"{age_s:.1f} s ago: aeronpy tool errors shows why",
+                              age_s)
         if header.writer_state == WRITER_CLOSED:
             return NodeStatus("stopped", pid, f"node stopped cleanly (pid {pid}), "
                                               f"last update {age_s:.1f} s ago", age_s)
-        alive = pid_alive(pid)
+        alive = pid_alive(pid) if alive is None else alive
         if alive is False:
             return NodeStatus("dead", pid, f"node not running: pid {pid} gone without closing "
                                            f"(last update {age_s:.1f} s ago)", age_s)

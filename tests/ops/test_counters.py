@@ -12,8 +12,8 @@ import pytest
 from aeronpy.cluster.config import NodeConfig
 from aeronpy.cluster.counters import (COUNTERS_FILE, STANDARD_SLOTS, CountersReader,
                                       CountersUnavailableError, CountersWriter, SlotId)
+from aeronpy.testing.process_cluster import child_env
 
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 REQUIRED = ["role", "leadership_term", "leader_id", "commit_index", "append_index",
             "election_state", "consensus_module_state", "snapshot_count", "sessions_open",
             "elections_held", "frames_in", "frames_out", "bytes_in", "bytes_out", "naks_sent",
@@ -164,10 +164,9 @@ CHILD = textwrap.dedent("""
 
 
 def _start_child(tmp_path, mode):
-    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
     stop = tmp_path / "stop"
     child = subprocess.Popen([sys.executable, "-c", CHILD, str(tmp_path), str(stop), mode],
-                             stdout=subprocess.PIPE, text=True, env=env)
+                             stdout=subprocess.PIPE, text=True, env=child_env(), cwd=tmp_path)
     assert child.stdout.readline().strip() == "ready"
     return child, stop
 
@@ -212,14 +211,14 @@ def test_reader_in_another_process_sees_a_killed_writer_as_dead(tmp_path):
             s = r.status()
             print(s.state, r.value("commit_index") > 100000, r.header.pid)
         """)
-        env = dict(os.environ, PYTHONPATH=ROOT)
+        env = child_env()
         out = subprocess.run([sys.executable, "-c", check, str(tmp_path)], capture_output=True,
-                             text=True, env=env, timeout=60).stdout.split()
+                             text=True, env=env, cwd=tmp_path, timeout=60).stdout.split()
         assert out == ["running", "True", str(child.pid)]
         child.send_signal(signal.SIGKILL)
         child.wait(timeout=10)
         out = subprocess.run([sys.executable, "-c", check, str(tmp_path)], capture_output=True,
-                             text=True, env=env, timeout=60).stdout.split()
+                             text=True, env=env, cwd=tmp_path, timeout=60).stdout.split()
         assert out == ["dead", "True", str(child.pid)]
     finally:
         if child.poll() is None:
@@ -232,3 +231,22 @@ def test_standard_slot_table_is_consistent():
     names = [s[0] for s in STANDARD_SLOTS]
     assert len(names) == len(set(names))
     assert [m.name.lower() for m in SlotId] == names
+
+
+def test_status_failed_when_a_failed_node_stopped(tmp_path):
+    """A node that failed (a service raised) and closed read as 'stopped cleanly', and one that
+    failed while starting as 'dead': both now read 'failed', pointing at the error log."""
+    from aeronpy.cluster.counters import ConsensusModuleState
+    w = writer(tmp_path)
+    w.values[SlotId.CONSENSUS_MODULE_STATE] = int(ConsensusModuleState.FAILED)
+    r = CountersReader(tmp_path)
+    assert r.status().state == "running"          # failed, but its process still runs
+    w.close()
+    status = r.status()
+    assert status.state == "failed" and "aeronpy tool errors" in status.detail
+    r.close()
+    pid = dead_pid()
+    with writer(tmp_path, pid=pid) as w2:
+        w2.values[SlotId.CONSENSUS_MODULE_STATE] = int(ConsensusModuleState.FAILED)
+        with CountersReader(tmp_path) as r2:
+            assert r2.status().state == "failed"

@@ -105,6 +105,16 @@ class ClusterNode:
         self.member_id = config.member_id
         self.log = node_logger(config.member_id, config.log_level)
         self._pid_file = PidFile(config.data_dir).acquire()
+        try:
+            self._open(config, services, authenticator)
+        except BaseException:
+            self._release_after_failed_start()
+            raise
+
+    def _open(self, config: NodeConfig, services: Sequence[ClusteredService],
+              authenticator: Optional[Authenticator]) -> None:
+        """Everything a node opens once it holds its data dir's lock (recovery, sockets, the
+        services' on_start): if it raises, ``_release_after_failed_start`` gives it all back."""
         self._errors = ErrorLog(config.data_dir)
         self._drop_log = BurstLogger(self.log)
         self._auth_error_kinds: set = set()   # exception types logged in full once
@@ -223,6 +233,22 @@ class ClusterNode:
         self._publish_counters()
         self.log.info("started: member %d of cluster %d, %d members, data dir %s",
                       config.member_id, config.cluster_id, len(config.members), config.data_dir)
+
+    def _release_after_failed_start(self) -> None:
+        """Close what ``_open`` opened before it raised, and release the data dir's lock, so a
+        library user's failed start holds no sockets, files or lock until garbage collection
+        (``aeronpy node`` then records the failure in the data dir: nodefiles)."""
+        for name in ("ingress", "consensus", "archive", "counters", "_errors"):
+            resource = self.__dict__.get(name)
+            if resource is not None:
+                try:
+                    resource.close()
+                except Exception:  # noqa: BLE001 - the first failure is the one to report
+                    pass
+        if self.__dict__.get("_sync_pipe") is not None:
+            self._close_sync_pipe()
+        self._closed = True
+        self._pid_file.release()
 
     # ------------------------------------------------------------------ recovery helpers
     def _open_snapshots(self, recovered):

@@ -377,7 +377,11 @@ def run_demo(opts: argparse.Namespace, progress: Progress) -> dict:
         report["converged"] = converged
         report["commit_indexes"] = indexes
         progress.note("stopping the members cleanly (SIGTERM) to collect their final state ...")
-        for member in range(opts.members):
+        # followers first: a leader stopped first hands over, and its successor's new-term
+        # entry would leave the members' final commit indexes one apart (same state)
+        order = sorted(range(opts.members),
+                       key=lambda m: (cluster.read_counters(m) or {}).get("role") == 2)
+        for member in order:
             cluster.kill(member, signal.SIGTERM, wait_s=STOP_TIMEOUT_S)
         records, states = read_final_states(hash_dir)
         result = check_final_state(opts.members, records, states, [c.ledger for c in clients])

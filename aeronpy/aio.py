@@ -45,7 +45,7 @@ class AsyncClusterClient:
         while client._core.state is ClientState.CONNECTING:
             if loop.time() >= deadline:
                 client._transport.close()
-                raise NotConnectedError(f"no session with the cluster at {endpoints!r} within {timeout_s}s")
+                raise NotConnectedError(client._no_session_why(endpoints, timeout_s))
             if not client.do_work():
                 await asyncio.sleep(poll_interval_s)
         if client._core.state is not ClientState.CONNECTED:

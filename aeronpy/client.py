@@ -124,12 +124,25 @@ class ClusterClient:
         while client._core.state is ClientState.CONNECTING:
             if client._clock() >= deadline:
                 client._transport.close()
-                raise NotConnectedError(f"no session with the cluster at {endpoints!r} within {timeout_s}s")
+                raise NotConnectedError(client._no_session_why(endpoints, timeout_s))
             idle(client.do_work())
         if client._core.state is not ClientState.CONNECTED:
             client._transport.close()
             raise client._core.error or NotConnectedError("connect failed")
         return client
+
+    def _no_session_why(self, endpoints, timeout_s: float) -> str:
+        """The message of a connect that timed out, with what the client saw meanwhile."""
+        text = f"no session with the cluster at {endpoints!r} within {timeout_s}s"
+        heard = getattr(self._transport, "datagrams_received", None)
+        if heard is not None and heard() == 0:
+            local = getattr(self._transport, "local_endpoint", "?")
+            return (f"{text}: no member answered (are the nodes running, on these ingress "
+                    f"endpoints, and can they reach this client at {local}?)")
+        redirects = self._core.counters.get("redirects", 0)
+        if redirects:
+            return f"{text}: members answered ({redirects} redirects) but no leader took the session"
+        return text
 
     # ---- the duty cycle -----------------------------------------------------------------
     def _flush(self) -> int:
@@ -402,6 +415,10 @@ class UdpClientTransport:
     def flush(self) -> int:
         """Send what ``send`` queued now (``poll`` would, after its receive)."""
         return self._udp.flush()
+
+    def datagrams_received(self) -> int:
+        """Datagrams that reached this client's socket so far (any, even ones dropped)."""
+        return self._udp.socket.datagrams_in
 
     def fileno(self) -> int:
         """The socket replies arrive on (for an event loop's reader; -1 once closed)."""

@@ -37,3 +37,14 @@ def test_connect_takes_no_cluster_id_or_secret():
     for option in ({"cluster_id": 7}, {"secret": b"k"}):
         with pytest.raises(TypeError):
             ClusterClient.open("127.0.0.1:9", **option)
+
+
+def test_a_connect_nobody_answers_says_so():
+    """It said only 'no session ... within 0.3s'; a user could not tell a dead cluster from
+    one that answered without giving a session."""
+    import pytest
+    from aeronpy import ClusterClient, NotConnectedError
+    from aeronpy.testing.process_cluster import free_udp_ports
+    port = free_udp_ports(1)[0]
+    with pytest.raises(NotConnectedError, match="no member answered .* reach this client at 127.0.0.1:"):
+        ClusterClient.connect(f"127.0.0.1:{port}", timeout_s=0.3)

@@ -58,6 +58,41 @@ def free_udp_ports(count: int, host: str = "127.0.0.1") -> List[int]:
     return ports
 
 
+def package_parent() -> str:
+    """The directory that contains the ``aeronpy`` package this process imported: the
+    checkout of a development tree (compiled in place), or site-packages of an installed wheel.
+
+    A child Python must import the same aeronpy: the source tree's ``aeronpy/`` has no compiled
+    modules when the package is installed, so a child that finds it first fails to import."""
+    import aeronpy
+
+    return os.path.dirname(os.path.dirname(os.path.abspath(aeronpy.__file__)))
+
+
+def child_pythonpath(*extra: str) -> str:
+    """A PYTHONPATH under which a child Python imports the same aeronpy as this process:
+    :func:`package_parent` first, then ``extra`` (say a test's own helper directory), then this
+    process's PYTHONPATH; no entry twice.
+
+    ``python -c`` and ``python -m`` put their working directory before PYTHONPATH, so run such a
+    child in a directory without an ``aeronpy/`` in it (not the repository root)."""
+    entries = [package_parent(), *extra, *os.environ.get("PYTHONPATH", "").split(os.pathsep)]
+    seen: List[str] = []
+    for entry in entries:
+        if entry and entry not in seen:
+            seen.append(entry)
+    return os.pathsep.join(seen)
+
+
+def child_env(*extra_paths: str, **overrides: str) -> Dict[str, str]:
+    """``os.environ`` for a child Python, with :func:`child_pythonpath` (``extra_paths``) as
+    its PYTHONPATH and ``overrides`` on top."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = child_pythonpath(*extra_paths)
+    env.update(overrides)
+    return env
+
+
 def _toml_value(value) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
@@ -100,15 +135,12 @@ class ProcessCluster:
             {"consensus_port": ports[3 * i], "ingress_port": ports[3 * i + 1], "admin_port": ports[3 * i + 2]}
             for i in range(members)
         ]
-        self.env = dict(os.environ)
         # Children run in base_dir (never the source tree, whose aeronpy lacks the compiled
-        # modules when the package is installed) and import the same aeronpy as this process.
-        import aeronpy
-
-        package_root = os.path.dirname(os.path.dirname(os.path.abspath(aeronpy.__file__)))
-        self.env["PYTHONPATH"] = os.pathsep.join(
-            p for p in (package_root, self.env.get("PYTHONPATH", "")) if p)
-        self.env.update(env or {})
+        # modules when the package is installed) and import the same aeronpy as this process:
+        # a PYTHONPATH in ``env`` adds its directories after that aeronpy's, never before.
+        env = dict(env or {})
+        extra = env.pop("PYTHONPATH", "")
+        self.env = child_env(*extra.split(os.pathsep), **env)
         self.procs: Dict[int, subprocess.Popen] = {}
         self._logs: Dict[int, object] = {}
         self.config_path = os.path.join(self.base_dir, "cluster.toml")

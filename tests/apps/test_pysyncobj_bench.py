@@ -10,6 +10,8 @@ import sys
 
 import pytest
 
+from aeronpy.testing.process_cluster import child_env
+
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SCRIPT = os.path.join(REPO_ROOT, "bench", "pysyncobj_bench.py")
 
@@ -19,14 +21,17 @@ def _node_processes():
     return out.stdout.split()
 
 
-def test_quick_run_reports_every_mode_and_leaves_no_process():
+def test_quick_run_reports_every_mode_and_leaves_no_process(tmp_path):
     try:
         import pysyncobj  # noqa: F401
     except ImportError:
         print("SKIPPED: pysyncobj is not importable (pip install pysyncobj==0.3.17)")
         pytest.skip("pysyncobj is not importable")
+    # The script puts the repository root first on sys.path unless it is on sys.path already:
+    # listed after the imported aeronpy's directory, the script and its node processes (which
+    # inherit the environment) import the aeronpy this process imported.
     proc = subprocess.run([sys.executable, SCRIPT, "--quick", "--json"], capture_output=True,
-                          text=True, timeout=60, cwd=REPO_ROOT)
+                          text=True, timeout=60, env=child_env(REPO_ROOT), cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
     results = {r["mode"]: r for r in json.loads(proc.stdout)["results"]}
     print(json.dumps(results, indent=1))

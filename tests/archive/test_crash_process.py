@@ -19,15 +19,14 @@ import time
 
 import pytest
 
-import aeronpy
 from aeronpy.archive import Archive
+from aeronpy.testing.process_cluster import child_env
 
 from .crash_writer import payload_for
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="needs SIGKILL")
 
 WRITER = os.path.join(os.path.dirname(__file__), "crash_writer.py")
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(aeronpy.__file__)))
 STARTUP_TIMEOUT_S = 20.0
 
 
@@ -77,7 +76,7 @@ def verify_log(log, reported_durable: int, lo: int, min_size: int, max_size: int
 def run_kill_cycles(data_dir: str, kills: int, segment_bytes: int, min_size: int, max_size: int,
                     seed: int, budget_s: float) -> dict:
     rng = random.Random(seed)
-    env = dict(os.environ, PYTHONPATH=REPO_ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env = child_env()
     deadline = time.monotonic() + budget_s
     reported, verified_to, stats = 0, 0, {"kills": 0, "torn_tails_cut": 0, "max_index": 0}
     for k in range(kills):

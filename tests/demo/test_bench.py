@@ -11,18 +11,18 @@ import sys
 import pytest
 
 from aeronpy import bench
-
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from aeronpy.testing.process_cluster import child_env
 
 
 @pytest.mark.process
-def test_quick_bench_reports_numbers_for_both_systems():
+def test_quick_bench_reports_numbers_for_both_systems(tmp_path):
     try:
         import pysyncobj  # noqa: F401
     except ImportError:
         pytest.skip("pysyncobj is not importable (pip install pysyncobj==0.3.17)")
+    # not from the source tree: ``-m`` puts the working directory first on sys.path
     proc = subprocess.run([sys.executable, "-m", "aeronpy", "bench", "--quick", "--json"],
-                          capture_output=True, text=True, timeout=150, cwd=REPO_ROOT)
+                          capture_output=True, text=True, timeout=150, env=child_env(), cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads(proc.stdout)
     print(bench.format_table(report))
@@ -82,10 +82,10 @@ def test_file_sync_reaches_the_benchmarks_cluster():
 
 
 @pytest.mark.process
-def test_quick_bench_with_file_sync_data_reports_it():
+def test_quick_bench_with_file_sync_data_reports_it(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "aeronpy", "bench", "--quick", "--no-pysyncobj",
                            "--file-sync", "data", "--json"],
-                          capture_output=True, text=True, timeout=150, cwd=REPO_ROOT)
+                          capture_output=True, text=True, timeout=150, env=child_env(), cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads(proc.stdout)
     assert report["file_sync"] == "data"

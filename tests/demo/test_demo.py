@@ -15,16 +15,17 @@ import pytest
 from aeronpy import demo
 from aeronpy.examples import orders as wire
 from aeronpy.examples.recording_engine import RecordingMatchingEngine
-
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from aeronpy.testing.process_cluster import child_env
 
 
 # -- the real thing ------------------------------------------------------------------------------
 
 @pytest.mark.process
-def test_demo_run_keeps_every_acknowledged_order_and_identical_hashes():
+def test_demo_run_keeps_every_acknowledged_order_and_identical_hashes(tmp_path):
+    # not from the source tree: ``-m`` puts the working directory first on sys.path
     proc = subprocess.run([sys.executable, "-m", "aeronpy", "demo", "--duration", "10", "--json",
-                           "--seed", "7"], capture_output=True, text=True, timeout=120, cwd=REPO_ROOT)
+                           "--seed", "7"], capture_output=True, text=True, timeout=120,
+                          env=child_env(), cwd=tmp_path)
     assert proc.stdout, proc.stderr[-3000:]
     report = json.loads(proc.stdout)
     print(json.dumps({k: v for k, v in report.items() if k != "members_final"}, indent=1))

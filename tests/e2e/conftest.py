@@ -17,8 +17,8 @@ from aeronpy.testing.process_cluster import ProcessCluster
 
 from e2e.e2e_services import PASSWORD, read_probe
 
+# node processes import the e2e services as ``e2e.e2e_services``
 _TESTS_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-_ROOT = os.path.dirname(_TESTS_DIR)
 _MS = 1_000_000
 
 # Failover in about a second, with room for a loaded 2-core machine.
@@ -34,11 +34,11 @@ class E2ECluster(ProcessCluster):
 
     def __init__(self, services: Iterable[str], config: Optional[dict] = None, members: int = 3):
         self.hash_dir = tempfile.mkdtemp(prefix="aeronpy-e2e-")
-        path = os.pathsep.join(p for p in (_ROOT, _TESTS_DIR, os.environ.get("PYTHONPATH")) if p)
+        # ProcessCluster puts the imported aeronpy's directory first; tests/ goes after it
         super().__init__(members=members, services=list(services),
                          base_dir=os.path.join(self.hash_dir, "cluster"),
                          config={**BASE_CONFIG, **(config or {})},
-                         env={"PYTHONPATH": path, "AERONPY_HASH_DIR": self.hash_dir})
+                         env={"PYTHONPATH": _TESTS_DIR, "AERONPY_HASH_DIR": self.hash_dir})
 
     def start_and_wait(self, timeout_s: float = 20.0) -> int:
         self.start()

@@ -14,8 +14,8 @@ from promtext import parse
 import aeronpy.cli as cli
 from aeronpy.cluster.counters import CountersWriter, SlotId
 from aeronpy.cluster.nodefiles import ErrorLog
+from aeronpy.testing.process_cluster import child_env
 
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 MEMBERS = [{"id": i, "host": "127.0.0.1", "consensus_port": 20100 + 10 * i,
             "ingress_port": 20101 + 10 * i} for i in range(3)]
 
@@ -172,9 +172,8 @@ def test_sigterm_closes_the_node(config_file, tmp_path):
         sys.exit(cli.main(["node", "--config", {str(config_file)!r}, "--member-id", "0",
                            "--service", "svc2:S"]))
     """)
-    env = dict(os.environ, PYTHONPATH=ROOT)
     child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True, env=env)
+                             stderr=subprocess.PIPE, text=True, env=child_env(), cwd=tmp_path)
     try:
         first = child.stdout.readline().strip()
         if first != "started":
@@ -310,11 +309,11 @@ def test_metrics_command_parses(data_dir, capsys):
     assert code == 0 and parse(out)["aeronpy_commit_index"]["samples"][0][1] == 99
 
 
-def test_serve_metrics_option(data_dir):
+def test_serve_metrics_option(data_dir, tmp_path):
     d, _ = data_dir
     child = subprocess.Popen([sys.executable, "-m", "aeronpy.cli", "tool", "metrics", "--data-dir",
                               d, "--serve-metrics", "0"], stdout=subprocess.PIPE, text=True,
-                             cwd=ROOT)
+                             env=child_env(), cwd=tmp_path)
     try:
         line = child.stdout.readline()
         assert line.startswith("serving http://127.0.0.1:")

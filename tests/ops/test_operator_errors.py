@@ -13,9 +13,8 @@ import aeronpy.cli as cli
 from aeronpy.cluster import admin
 from aeronpy.cluster.counters import ConsensusModuleState, CountersReader, CountersWriter, SlotId
 from aeronpy.cluster.nodefiles import ERRORS_FILE, ErrorLog, read_errors
-from aeronpy.testing.process_cluster import free_udp_ports
+from aeronpy.testing.process_cluster import child_env, free_udp_ports
 
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 
 SERVICES = textwrap.dedent("""
     import aeronpy
@@ -57,7 +56,7 @@ def node(tmp_path, *services, wait=True, timeout=20):
             "--member-id", "0"]
     for service in services:
         argv += ["--service", service]
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, str(tmp_path)]))
+    env = child_env(str(tmp_path))     # the aeronpy this process imported, then the services
     if wait:
         return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=env,
                               cwd=str(tmp_path))

@@ -25,6 +25,8 @@ import textwrap
 
 import pytest
 
+from aeronpy.testing.process_cluster import child_env
+
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 DOC = os.path.join(ROOT, "docs", "programming.md")
 RUN_TIMEOUT_S = 120          # the run takes a few seconds; this only bounds a hang
@@ -148,11 +150,9 @@ def test_the_programming_guide_runs_and_prints_what_it_says(doc_text, tmp_path):
     assert len(mapping) >= 5, mapping           # the 3-member cluster and the single nodes
     (tmp_path / "steps.json").write_text(json.dumps(steps))
     (tmp_path / "driver.py").write_text(DRIVER)
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-        p for p in (ROOT, os.environ.get("PYTHONPATH")) if p))
     try:
         done = subprocess.run([sys.executable, str(tmp_path / "driver.py"), str(tmp_path / "steps.json")],
-                              cwd=tmp_path, env=env, capture_output=True, text=True,
+                              cwd=tmp_path, env=child_env(), capture_output=True, text=True,
                               timeout=RUN_TIMEOUT_S)
     except subprocess.TimeoutExpired as exc:
         pytest.fail(f"the guide's examples did not finish within {RUN_TIMEOUT_S}s\n"

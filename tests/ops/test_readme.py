@@ -26,7 +26,7 @@ def _section_blocks(title: str) -> list:
 
 
 def test_the_readme_service_and_client_run_as_written(tmp_path):
-    from aeronpy.testing.process_cluster import free_udp_ports
+    from aeronpy.testing.process_cluster import child_env, free_udp_ports
     blocks = _section_blocks("A service and a client")
     assert [lang for lang, _ in blocks] == ["python", "toml", "bash", "python"], blocks
     service, toml, commands, client = [text for _, text in blocks]
@@ -42,7 +42,7 @@ def test_the_readme_service_and_client_run_as_written(tmp_path):
     (tmp_path / "mypkg" / "__init__.py").write_text("")
     (tmp_path / "mypkg" / "counter.py").write_text(service)
 
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(tmp_path), ROOT]))
+    env = child_env(str(tmp_path))
     nodes = []
     try:
         for line in commands.strip().splitlines():

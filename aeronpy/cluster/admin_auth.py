@@ -18,14 +18,16 @@ it never acts. With a secret the answers are tagged the same way (over the corre
 type, code, the request's own tag and payload), and the tool and the backup believe only answers
 whose tag verifies: an answer fits the one request it was made for, never another.
 
-Replay: a signed request carries the wall-clock millisecond it was made, under its tag. A
-member refuses one made more than ``REQUEST_WINDOW_S`` away from its own clock, and remembers
-the tags it admitted within that window: the same tag from another sender is refused as a
-replay (the sender that made it may re-send it while unanswered, and the node answers a re-send
-without acting twice). What is left: a request captured within the window can be replayed once
-to a member restarted since, or to another member (which acts only if it is the leader), so
-admin traffic still belongs on a network the operator controls. The tool and the backup need
-clocks within the window of the members' (NTP).
+Replay: a signed request carries the wall-clock millisecond it was made and the ingress
+endpoint it is addressed to, under its tag. A member refuses one addressed to another member,
+or made more than ``REQUEST_WINDOW_S`` away from its own clock, and remembers the tags it
+admitted within that window: the same tag from another sender is refused as a replay (the
+sender that made it may re-send it while unanswered, and the node answers a re-send without
+acting twice). What is left: a request captured within the window can be replayed once to the
+same member if it restarted since, so admin traffic still belongs on a network the operator
+controls. The tool and the backup need clocks within the window of the members' (NTP). A
+refusal of a request whose tag verified is itself tagged for that request, so the tool and the
+backup can show why.
 """
 from __future__ import annotations
 
@@ -41,7 +43,7 @@ ADMIN_KEY_FILE = "admin.key"
 TAG_BYTES = 16
 _SIGNED = struct.Struct("<qi")      # correlation_id, request_type: what the tag binds to
 _CODE = struct.Struct("<i")         # an answer's code, bound too
-_MADE = struct.Struct("<Q")         # a request's wall-clock ms, after its tag and under it
+_MADE = struct.Struct("<QH")        # a request's wall-clock ms and its destination's length
 REQUEST_WINDOW_S = 60.0             # a signed request is admitted this close to the member's clock
 MAX_REMEMBERED = 4096               # admitted tags kept for the window (refused beyond: a flood)
 _KEY_CONTEXT = b"aeronpy admin requests v1"
@@ -95,13 +97,15 @@ def verify_response(key: Optional[bytes], correlation_id: int, request_type: int
 
 
 def sign(key: Optional[bytes], correlation_id: int, request_type: int, args: bytes = b"",
-         now: Optional[float] = None) -> bytes:
-    """The payload of an AdminRequest carrying ``args``: tag + made-at ms + args, or args alone
+         now: Optional[float] = None, destination: str = "") -> bytes:
+    """The payload of an AdminRequest carrying ``args``: tag + made-at ms + the ingress
+    endpoint it is sent to ("host:port" as the cluster config spells it) + args, or args alone
     without a key. ``now``: the wall-clock time to stamp (default: the clock now)."""
     args = bytes(args)
     if key is None:
         return args
-    body = _MADE.pack(int((time.time() if now is None else now) * 1000)) + args
+    dest = destination.encode()
+    body = _MADE.pack(int((time.time() if now is None else now) * 1000), len(dest)) + dest + args
     return _tag(key, correlation_id, request_type, body) + body
 
 
@@ -112,14 +116,18 @@ def request_tag_of(key: Optional[bytes], signed_payload: bytes) -> bytes:
 
 def verify(key: bytes, correlation_id: int, request_type: int,
            payload: bytes) -> Optional[tuple]:
-    """(args, made-at ms) if ``payload`` carries a valid tag, else None."""
+    """(args, made-at ms, destination) if ``payload`` carries a valid tag, else None."""
     payload = bytes(payload)
     if len(payload) < TAG_BYTES + _MADE.size:
         return None
     body = payload[TAG_BYTES:]
     if not hmac.compare_digest(payload[:TAG_BYTES], _tag(key, correlation_id, request_type, body)):
         return None
-    return body[_MADE.size:], _MADE.unpack_from(body)[0]
+    made_ms, dest_len = _MADE.unpack_from(body)
+    end = _MADE.size + dest_len
+    if len(body) < end:
+        return None
+    return body[end:], made_ms, body[_MADE.size:end].decode(errors="replace")
 
 
 def write_key_file(data_dir: str, key: bytes) -> str:
@@ -189,13 +197,16 @@ def is_local_sender(sender_ip: Optional[str], own: frozenset) -> bool:
 
 
 class AdminGate:
-    """A member's admission of AdminRequests (see the module docstring)."""
+    """A member's admission of AdminRequests (see the module docstring). ``own_endpoint``: this
+    member's ingress endpoint as the cluster config spells it ("host:port"), which signed
+    requests must be addressed to."""
 
-    def __init__(self, secret: Optional[bytes], own_host: str,
+    def __init__(self, secret: Optional[bytes], own_host: str, own_endpoint: str = "",
                  clock: Callable[[], float] = time.time, window_s: float = REQUEST_WINDOW_S,
                  max_remembered: int = MAX_REMEMBERED):
         self.key = None if secret is None else admin_key(secret)
         self.own = own_addresses(own_host)
+        self.own_endpoint = own_endpoint
         self._clock = clock
         self._window_s = float(window_s)
         self._max_remembered = int(max_remembered)
@@ -204,38 +215,52 @@ class AdminGate:
 
     def admit(self, sender_ip: Optional[str], sender_ref: int, correlation_id: int,
               request_type: int, payload: bytes) -> tuple:
-        """(True, args, request_tag) to act on the request, or (False, reason, b"") to refuse
-        it (the node counts refusals in its ``admin_rejected`` slot). ``sender_ref``: who sent
-        it (the ingress's client ref): only that sender may send the same signed request again."""
+        """(True, args, request_tag, "") to act on the request, or (False, reason, request_tag,
+        kind) to refuse it: ``kind`` a short fixed name for logs, ``request_tag`` the tag the
+        answer must be tagged for (b"" when the request's own tag did not verify). The node
+        counts refusals in its ``admin_rejected`` slot. ``sender_ref``: who sent it (the
+        ingress's client ref): only that sender may send the same signed request again."""
         if self.key is None:
             if is_local_sender(sender_ip, self.own):
-                return True, bytes(payload), b""
+                return True, bytes(payload), b"", ""
             return False, (f"admin request from {sender_ip} refused: without a cluster secret "
-                           "only this machine may send admin requests"), b""
+                           "only this machine may send admin requests"), b"", "not from this machine"
         verified = verify(self.key, correlation_id, request_type, payload)
         if verified is None:
             return False, ("admin request not authenticated: it needs a tag made with the key "
                            "derived from the cluster's secret (aeronpy tool reads it from the "
-                           "member's admin.key)"), b""
-        args, made_ms = verified
+                           "member's admin.key)"), b"", "not authenticated"
+        args, made_ms, destination = verified
+        tag = bytes(payload[:TAG_BYTES])
+        if not self._addressed_here(destination):
+            return False, (f"admin request addressed to {destination or 'no member'!r}, not to "
+                           f"this member ({self.own_endpoint})"), tag, "addressed elsewhere"
         now = self._clock()
         self._forget_expired(now)
         age_s = now - made_ms / 1000.0
         if abs(age_s) > self._window_s:
             return False, (f"admin request made {age_s:+.1f} s from this member's clock, outside "
                            f"the {self._window_s:g} s window: a replay, or the sender's clock is "
-                           "off"), b""
-        tag = bytes(payload[:TAG_BYTES])
+                           "off"), tag, "outside the time window"
         seen = self._admitted.get(tag)
         if seen is not None:
             if seen[0] == sender_ref:        # re-sent while unanswered: the node answers again
-                return True, args, tag
-            return False, "admin request refused: replayed from another sender", b""
+                return True, args, tag, ""
+            return False, "admin request refused: replayed from another sender", tag, "replayed"
         if len(self._admitted) >= self._max_remembered:
             return False, (f"admin request refused: {self._max_remembered} admitted within "
-                           f"{self._window_s:g} s already"), b""
+                           f"{self._window_s:g} s already"), tag, "too many"
         self._admitted[tag] = (sender_ref, made_ms / 1000.0 + self._window_s)
-        return True, args, tag
+        return True, args, tag, ""
+
+    def _addressed_here(self, destination: str) -> bool:
+        """The destination is this member's configured endpoint, or its port at one of this
+        member's addresses written as an IP (no name lookups on the duty cycle)."""
+        if not self.own_endpoint or destination == self.own_endpoint:
+            return True
+        host, _, port = destination.rpartition(":")
+        own_port = self.own_endpoint.rpartition(":")[2]
+        return port == own_port and host in self.own
 
     def _forget_expired(self, now: float) -> None:
         admitted = self._admitted

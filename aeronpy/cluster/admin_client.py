@@ -150,7 +150,7 @@ def admin_request(endpoints: list, endpoint: str, request_type: int, payload: by
     try:
         while True:
             correlation_id = int.from_bytes(os.urandom(6), "little") or 1
-            signed = sign(key, correlation_id, request_type, payload)
+            signed = sign(key, correlation_id, request_type, payload, destination=endpoint)
             request_tag = request_tag_of(key, signed)
             request = P.AdminRequest(correlation_id, request_type, signed)
             answer: list = []

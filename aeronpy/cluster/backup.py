@@ -118,6 +118,7 @@ class ClusterBackup:
         self._next_id = 1
         self.requests = 0
         self.failures = 0
+        self.last_error: Optional[str] = None     # why the last request failed, if it did
 
     # ---- requests -------------------------------------------------------------------
     def _request(self, kind: int, payload: bytes) -> Optional[bytes]:
@@ -127,7 +128,7 @@ class ClusterBackup:
         cid = self._next_id
         self._next_id += 1
         answer: list = []
-        signed = sign(self._admin_key, cid, kind, payload)
+        signed = sign(self._admin_key, cid, kind, payload, destination=endpoint)
         request_tag = request_tag_of(self._admin_key, signed)
 
         def on_message(msg) -> None:
@@ -146,7 +147,13 @@ class ClusterBackup:
         if not answer or answer[0].code != ADMIN_OK:
             self.failures += 1
             self._member += 1                     # try the next member next time
+            why = (f"no answer within {self.request_timeout_s} s" if not answer else
+                   bytes(answer[0].payload).decode(errors="replace"))
+            if why != self.last_error:            # say each new reason once, not every round
+                log.warning("backup: request to %s failed: %s", endpoint, why)
+            self.last_error = why
             return None
+        self.last_error = None
         return bytes(answer[0].payload)
 
     # ---- one round ------------------------------------------------------------------

@@ -81,7 +81,8 @@ class NodeAdmin:
         self._elections_slot = int(SlotId.ELECTIONS_HELD)
         self._snapshots_slot = int(SlotId.SNAPSHOT_COUNT)
         config = node.config
-        self.gate = AdminGate(config.secret, config.member.host)
+        self.gate = AdminGate(config.secret, config.member.host,
+                              f"{config.member.host}:{config.member.ingress_port}")
         # the key aeronpy tool signs admin requests with (derived from the secret, once, by
         # the gate; without a secret only this machine may send them, and no key is left)
         if self.gate.key is not None:
@@ -159,13 +160,15 @@ class NodeAdmin:
         here and every other request type in node_snapshots, with the request's arguments."""
         kind = msg.request_type
         address = self.node.ingress.peer_address(client_ref)
-        admitted, result, request_tag = self.gate.admit(
+        admitted, result, request_tag, refusal = self.gate.admit(
             None if address is None else address[0], client_ref, msg.correlation_id, kind,
             msg.payload)
         if not admitted:
             self._values[self._rejected_slot] += 1
-            self.node._drop_log.record("admin request refused")
-            self.respond(client_ref, msg.correlation_id, kind, self._error, result.encode())
+            self.node._drop_log.record(f"admin request refused: {refusal}")
+            # tagged for the request when its tag verified, so the sender can show the reason
+            self.respond(client_ref, msg.correlation_id, kind, self._error, result.encode(),
+                         request_tag)
             return
         msg = P.AdminRequest(msg.correlation_id, kind, result)
         if kind not in ADMIN_ACTIONS:

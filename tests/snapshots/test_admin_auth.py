@@ -12,6 +12,7 @@ from aeronpy.client import UdpClientTransport
 from aeronpy.cluster import admin
 from aeronpy.cluster import admin_auth
 from aeronpy.cluster import protocol as P
+from aeronpy.cluster.admin_client import AdminError
 from aeronpy.cluster.backup import ClusterBackup
 from aeronpy.cluster.node_admin import ADMIN_SHUTDOWN
 from aeronpy.cluster.node_snapshots import (ADMIN_ERROR, ADMIN_OK, ADMIN_SNAPSHOT, BACKUP_CHUNK,
@@ -52,8 +53,10 @@ def test_an_answer_fits_only_the_request_it_was_made_for():
 
 def test_a_tag_binds_key_correlation_id_type_and_arguments():
     key = admin_auth.admin_key(SECRET.encode())
-    payload = admin_auth.sign(key, 42, ADMIN_SNAPSHOT, b"args", now=1000.5)
-    assert admin_auth.verify(key, 42, ADMIN_SNAPSHOT, payload) == (b"args", 1000500)
+    payload = admin_auth.sign(key, 42, ADMIN_SNAPSHOT, b"args", now=1000.5,
+                              destination="10.0.0.1:20101")
+    assert admin_auth.verify(key, 42, ADMIN_SNAPSHOT, payload) == (b"args", 1000500,
+                                                                   "10.0.0.1:20101")
     other = admin_auth.admin_key(b"another secret")
     assert admin_auth.verify(other, 42, ADMIN_SNAPSHOT, payload) is None
     assert admin_auth.verify(key, 43, ADMIN_SNAPSHOT, payload) is None        # another request
@@ -73,28 +76,52 @@ class _Clock:
 
 def test_the_gate_refuses_a_replay_from_another_sender_and_a_stale_or_future_request():
     clock = _Clock(5000.0)
-    gate = admin_auth.AdminGate(SECRET.encode(), "127.0.0.1", clock=clock, window_s=60)
+    gate = admin_auth.AdminGate(SECRET.encode(), "127.0.0.1", "127.0.0.1:20101", clock=clock,
+                                window_s=60)
     key = gate.key
-    payload = admin_auth.sign(key, 7, ADMIN_SHUTDOWN, b"", now=4990.0)
-    ok, args, tag = gate.admit("10.0.0.9", 111, 7, ADMIN_SHUTDOWN, payload)
+    here = "127.0.0.1:20101"
+    payload = admin_auth.sign(key, 7, ADMIN_SHUTDOWN, b"", now=4990.0, destination=here)
+    ok, args, tag, _ = gate.admit("10.0.0.9", 111, 7, ADMIN_SHUTDOWN, payload)
     assert ok and args == b"" and tag == admin_auth.request_tag_of(key, payload)
     # the sender re-sends it while unanswered: admitted (the node answers it again, acting once)
     assert gate.admit("10.0.0.9", 111, 7, ADMIN_SHUTDOWN, payload)[0]
-    ok, reason, _ = gate.admit("10.6.6.6", 222, 7, ADMIN_SHUTDOWN, payload)
-    assert not ok and "replayed" in reason
+    ok, reason, refused_tag, kind = gate.admit("10.6.6.6", 222, 7, ADMIN_SHUTDOWN, payload)
+    assert not ok and "replayed" in reason and kind == "replayed"
+    assert refused_tag == tag             # the refusal is tagged for it: the sender sees why
     clock.now = 5051.0                  # 61 s after it was made: outside the window for anyone
-    ok, reason, _ = gate.admit("10.0.0.9", 111, 7, ADMIN_SHUTDOWN, payload)
+    ok, reason, _, _ = gate.admit("10.0.0.9", 111, 7, ADMIN_SHUTDOWN, payload)
     assert not ok and "+61.0 s" in reason and "outside the 60 s window" in reason
     assert gate._admitted == {}         # and no longer remembered
-    future = admin_auth.sign(key, 8, ADMIN_SHUTDOWN, b"", now=clock.now + 90)
-    ok, reason, _ = gate.admit("10.0.0.9", 111, 8, ADMIN_SHUTDOWN, future)
+    future = admin_auth.sign(key, 8, ADMIN_SHUTDOWN, b"", now=clock.now + 90, destination=here)
+    ok, reason, _, _ = gate.admit("10.0.0.9", 111, 8, ADMIN_SHUTDOWN, future)
     assert not ok and "-90.0 s" in reason
+
+
+def test_the_gate_refuses_a_request_addressed_to_another_member():
+    """A request the tool sent to a follower (answered NOT_LEADER) could be captured and
+    replayed to the leader, whose gate had never seen its tag; it is addressed, so no more."""
+    clock = _Clock(5000.0)
+    gate = admin_auth.AdminGate(SECRET.encode(), "127.0.0.1", "127.0.0.1:20101", clock=clock)
+    to_follower = admin_auth.sign(gate.key, 7, ADMIN_SHUTDOWN, now=5000.0,
+                                  destination="127.0.0.1:20111")
+    ok, reason, tag, kind = gate.admit("127.0.0.1", 1, 7, ADMIN_SHUTDOWN, to_follower)
+    assert not ok and kind == "addressed elsewhere" and "127.0.0.1:20111" in reason
+    assert tag == admin_auth.request_tag_of(gate.key, to_follower)
+    signed = admin_auth.sign(gate.key, 8, ADMIN_SHUTDOWN, now=5000.0, destination="127.0.0.1:20101")
+    assert gate.admit("127.0.0.1", 1, 8, ADMIN_SHUTDOWN, signed)[0]
+    by_name = admin_auth.AdminGate(SECRET.encode(), "localhost", "localhost:20101", clock=clock)
+    signed = admin_auth.sign(by_name.key, 9, ADMIN_SHUTDOWN, now=5000.0,
+                             destination="127.0.0.1:20101")     # its address, as an IP
+    assert by_name.admit("127.0.0.1", 1, 9, ADMIN_SHUTDOWN, signed)[0]
+    unsigned_place = admin_auth.sign(by_name.key, 10, ADMIN_SHUTDOWN, now=5000.0,
+                                     destination="127.0.0.1:20999")   # its address, other port
+    assert not by_name.admit("127.0.0.1", 1, 10, ADMIN_SHUTDOWN, unsigned_place)[0]
 
 
 def test_the_gate_remembers_a_bounded_number_of_requests():
     clock = _Clock(100.0)
     gate = admin_auth.AdminGate(SECRET.encode(), "127.0.0.1", clock=clock, window_s=10,
-                                max_remembered=3)
+                                max_remembered=3)     # no own endpoint: any destination
     signed = [admin_auth.sign(gate.key, cid, ADMIN_SNAPSHOT, b"", now=100.0 - (cid % 2))
               for cid in range(5)]
     assert [gate.admit(None, 1, cid, ADMIN_SNAPSHOT, signed[cid])[0] for cid in range(4)] == \
@@ -211,13 +238,14 @@ def _replayed_request_is_refused(cluster, leader) -> None:
     (a captured request replayed) and one made two minutes ago: both refused and counted."""
     endpoints = cluster.endpoints.split(",")
     key = admin_auth.admin_key(SECRET.encode())
-    signed = admin_auth.sign(key, 9, ADMIN_SNAPSHOT)
+    signed = admin_auth.sign(key, 9, ADMIN_SNAPSHOT, destination=endpoints[leader])
     node = cluster.nodes[leader]
     before = _rejected(node)
     assert _ask(endpoints, leader, ADMIN_SNAPSHOT, signed, correlation_id=9).code == ADMIN_OK
     replay = _ask(endpoints, leader, ADMIN_SNAPSHOT, signed, correlation_id=9)   # a new port
     assert replay.code == ADMIN_ERROR and b"replayed" in bytes(replay.payload)
-    stale = admin_auth.sign(key, 10, ADMIN_SHUTDOWN, now=time.time() - 120)
+    stale = admin_auth.sign(key, 10, ADMIN_SHUTDOWN, now=time.time() - 120,
+                            destination=endpoints[leader])
     answer = _ask(endpoints, leader, ADMIN_SHUTDOWN, stale, correlation_id=10)
     assert answer.code == ADMIN_ERROR and b"outside the 60 s window" in bytes(answer.payload)
     assert _rejected(node) == before + 2
@@ -229,6 +257,29 @@ def test_a_captured_admin_request_cannot_be_replayed(tmp_path):
         leader = cluster.leader()
         _replayed_request_is_refused(cluster, leader)
         assert all(not n.closed for n in cluster.nodes.values())
+    finally:
+        cluster.close()
+
+
+def test_the_tool_shows_why_its_signed_request_was_refused(tmp_path, monkeypatch):
+    """A refusal of a request whose tag verified (clock skew, replay, wrong member) was tagged
+    for no request, so the tool and the backup dropped it and reported only a timeout."""
+    cluster = LocalCluster(str(tmp_path), snapshot_log_bytes=0, secret=SECRET).start()
+    try:
+        leader = cluster.leader()
+        real_sign = admin_auth.sign
+        monkeypatch.setattr(admin_auth, "sign", lambda *a, **k: real_sign(
+            *a, **{**k, "now": time.time() + 120}))              # this host's clock is off
+        started = time.monotonic()
+        with pytest.raises(AdminError, match="outside the 60 s window"):
+            admin.snapshot(cluster.data_dir(leader), timeout_s=10.0)
+        assert time.monotonic() - started < 5.0                  # the answer, not a timeout
+        backup = ClusterBackup(cluster.endpoints.split(","), str(tmp_path / "b"),
+                               request_timeout_s=2.0, secret=SECRET.encode())
+        try:
+            assert backup.do_work() == 0 and "outside the 60 s window" in backup.last_error
+        finally:
+            backup.close()
     finally:
         cluster.close()
 
@@ -246,7 +297,7 @@ def test_negative_control_a_gate_that_forgets_admits_the_replay(tmp_path, monkey
 
 def test_negative_control_an_open_gate_lets_a_stranger_stop_the_cluster(tmp_path, monkeypatch):
     monkeypatch.setattr(admin_auth.AdminGate, "admit",
-                        lambda self, ip, ref, cid, kind, payload: (True, bytes(payload), b""))
+                        lambda self, ip, ref, cid, kind, payload: (True, bytes(payload), b"", ""))
     cluster = LocalCluster(str(tmp_path), snapshot_log_bytes=0, secret=SECRET).start()
     try:
         leader = cluster.leader()

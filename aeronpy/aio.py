@@ -7,8 +7,8 @@ waiting requests. Same session logic and guarantees as :class:`aeronpy.ClusterCl
 Between cycles with nothing to do the task waits on the event loop for the client's socket to
 become readable, or ``TICK_S`` for the client's timers, like the blocking client's
 ``backoff()``: an idle client costs about 1,000 wake-ups a second, and a reply is handled
-when it arrives. A transport without a socket (the in-memory ones) is polled every
-``poll_interval_s`` instead.
+when it arrives. A transport without a socket (the in-memory ones), or an event loop without
+socket readers (Windows' proactor loop), is polled every ``poll_interval_s`` instead.
 """
 from __future__ import annotations
 
@@ -58,15 +58,20 @@ class AsyncClusterClient:
     async def _run(self) -> None:
         fileno = getattr(self._client._transport, "fileno", None)
         fd = -1 if fileno is None else fileno()
+        loop = asyncio.get_running_loop()
+        readable = asyncio.Event()
+        if fd >= 0:
+            try:
+                loop.add_reader(fd, readable.set)   # level-triggered: set again while data waits
+            except NotImplementedError:            # a loop without readers (Windows' proactor)
+                fd = -1
         if fd < 0:
             while not self._closed:
                 work = self._client.do_work()
                 self._complete_waiting()
                 await asyncio.sleep(0 if work else self._poll_interval_s)
             return
-        loop = asyncio.get_running_loop()
-        readable = self._wake = asyncio.Event()
-        loop.add_reader(fd, readable.set)     # level-triggered: set again while data waits
+        self._wake = readable
         try:
             while not self._closed:
                 work = self._client.do_work()
@@ -171,17 +176,19 @@ class AsyncClusterClient:
         if self._closed:
             return
         self._closed = True
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-        for future in self._waiting.values():
-            if not future.done():
-                future.set_exception(ClusterClosedError("the client was closed"))
-        self._waiting.clear()
-        self._client.close()
+        try:
+            if self._task is not None:
+                self._task.cancel()
+                try:
+                    await self._task
+                except asyncio.CancelledError:
+                    pass
+        finally:                                  # whatever the task died of, let go of it all
+            for future in self._waiting.values():
+                if not future.done():
+                    future.set_exception(ClusterClosedError("the client was closed"))
+            self._waiting.clear()
+            self._client.close()
 
     async def __aenter__(self) -> "AsyncClusterClient":
         return self

@@ -100,3 +100,35 @@ def test_an_idle_async_client_waits_on_its_socket_not_a_short_poll(shared_cluste
         _idle_cycles(shared_cluster.ingress_endpoints, idle_s), 60.0))
     assert data == "after"
     assert 0 < idle <= idle_s / 0.001 * 1.2, idle
+
+
+class _NoReadersLoop(asyncio.SelectorEventLoop):
+    """Stands in for an event loop without socket readers (Windows' ProactorEventLoop)."""
+
+    def add_reader(self, *args, **kwargs):
+        raise NotImplementedError
+
+
+def test_on_a_loop_without_readers_the_client_polls_and_closes_cleanly(shared_cluster):
+    """add_reader raising NotImplementedError killed the background task (every request then
+    timed out) and close() raised it instead of closing the socket (today's review)."""
+    async def run():
+        client = await AsyncClusterClient.connect(shared_cluster.ingress_endpoints, timeout_s=15.0,
+                                                  credentials=PASSWORD, config=FAST_CLIENT)
+        try:
+            replies = await asyncio.gather(*(client.request(_echo_json(i), timeout_s=10.0)
+                                             for i in range(5)))
+            return [json.loads(r)["data"] for r in replies], client
+        finally:
+            await client.close()
+    loop = _NoReadersLoop()
+    try:
+        data, client = loop.run_until_complete(asyncio.wait_for(run(), 60.0))
+    finally:
+        loop.close()
+    assert data == list(range(5))
+    assert client._client._transport.fileno() == -1           # its socket was closed
+
+
+def _echo_json(i) -> bytes:
+    return json.dumps({"op": "echo", "data": i}).encode()

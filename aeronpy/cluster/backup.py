@@ -279,8 +279,8 @@ def restore_to(backup_dir: str, member_data_dir: str) -> list:
     try:
         os.makedirs(member_data_dir, exist_ok=True)
         for name in names:
+            copied.append(name)           # before the copy: a part-written file goes too
             shutil.copy2(os.path.join(backup_dir, name), os.path.join(member_data_dir, name))
-            copied.append(name)
     except OSError as exc:
         if made:
             shutil.rmtree(member_data_dir, ignore_errors=True)

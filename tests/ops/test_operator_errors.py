@@ -237,6 +237,29 @@ def test_restore_still_copies_a_backup(tmp_path, capsys):
     assert sorted(os.listdir(tmp_path / "m0")) == ["00000000000000000001.seg", "recording.log"]
 
 
+def test_a_restore_that_fails_part_way_into_an_existing_dir_leaves_nothing(tmp_path, capsys,
+                                                                          monkeypatch):
+    """A copy that failed part-way (disk full) left the file it was writing behind, though the
+    message said nothing was restored, and a retry was then refused (today's review)."""
+    import shutil
+    backup = _backup_dir(tmp_path)
+    target = tmp_path / "member-0"
+    target.mkdir()                   # a mounted volume, say: it exists before the restore
+    real_copy = shutil.copy2
+
+    def copy_then_fill_the_disk(src, dst, *a, **k):
+        if src.endswith(".seg"):
+            with open(dst, "wb") as f:
+                f.write(b"half a segm")
+            raise OSError(28, "No space left on device")
+        return real_copy(src, dst, *a, **k)
+    monkeypatch.setattr(shutil, "copy2", copy_then_fill_the_disk)
+    code, _, err = run(["backup", "--config", "unused.toml", "--data-dir", str(backup),
+                        "--restore-to", str(target)], capsys)
+    assert code != 0 and "No space left" in err
+    assert os.listdir(target) == []
+
+
 # -- admin requests -----------------------------------------------------------------------------
 
 MEMBERS = [{"id": 0, "host": "127.0.0.1", "consensus_port": 1, "ingress_port": 0}]

@@ -37,6 +37,7 @@ from aeronpy.errors import (AeronpyError, AuthenticationError, ClusterClosedErro
                             MessageRejectedError, MessageTooLargeError, NotConnectedError)
 
 _MS = 1_000_000
+_REFUSED_REMEMBERED = 4096    # refused correlation ids kept to drop the refusals of re-sends
 
 
 def check_timeout(timeout_s) -> None:
@@ -150,6 +151,9 @@ class ClientCore(ClientSessionBase):
         self._errors: dict[int, AeronpyError] = {}
         # refusals of offered (not awaited) messages, for take_rejections(); bounded
         self._rejections: list = []
+        # ids refused already: the leader refuses each re-send of a message again (the client
+        # re-sends its window on a stall or a new leader), which must not be reported twice
+        self._refused: "OrderedDict[int, None]" = OrderedDict()
         self._connect_message: Optional[P.SessionConnect] = None
         self._endpoint_index = 0
         self._attempt_deadline_ns = 0
@@ -349,6 +353,12 @@ class ClientCore(ClientSessionBase):
         correlation_id = event.correlation_id
         if correlation_id == 0 or event.detail not in _REJECTIONS:
             return
+        if correlation_id in self._refused:
+            self._count("duplicate_rejections")
+            return
+        self._refused[correlation_id] = None
+        if len(self._refused) > _REFUSED_REMEMBERED:
+            self._refused.popitem(last=False)
         self._count("messages_rejected")
         error, why = _REJECTIONS[event.detail]
         error = error(f"the cluster rejected message {correlation_id}: {event.detail} ({why})")

@@ -307,3 +307,26 @@ def test_refused_messages_keep_exactly_once_across_a_leader_crash():
     sim.restart(leader)
     converge(sim)
     assert {sim.service(m).count for m in range(3)} == {5}
+
+
+def test_a_refusal_is_reported_once_though_the_message_is_re_sent():
+    """While the cluster is suspended the refused message's placeholder cannot be logged, so
+    no acknowledgement comes and the client re-sends its window; the leader refuses each copy
+    again. take_rejections() listed one offer six times in 3 s (today's review); once now."""
+    from aeronpy.cluster import entries as E
+    sim = SimCluster(3, seed=5, service=CounterService)
+    client = sim.client()
+    assert client.request(b"inc") == b"1"
+    leader = sim.leader()
+    assert sim.propose(leader, E.CLUSTER_ACTION,
+                       E.encode_cluster_action(sim.now_ns, E.ACTION_SUSPEND)) > 0
+    sim.run_for(50)
+    assert sim.module(leader).suspended
+    cid = client.offer(b"inc", service_id=9)
+    got = []
+    for _ in range(30):                       # 3 s of simulated time while suspended
+        sim.run_for(100)
+        client.poll_egress(lambda c, p: None)
+        got += client.take_rejections()
+    assert [c for c, _ in got] == [cid]
+    assert client.counters.get("duplicate_rejections", 0) >= 1

@@ -143,6 +143,11 @@ class MatchingEngine(ClusteredService):
         elif len(self.open_orders) >= self.max_open_orders or (
                 req.instrument not in self.books and len(self.books) >= self.max_instruments):
             reason = wire.LIMIT_REACHED
+        elif req.tif == wire.GTT and not self.cluster.schedule_timer(self.next_order_id,
+                                                                    req.expire_ns):
+            # the cluster's max_timers (shared by its services) is reached: refuse the order
+            # before it touches the book; its timer is cancelled if it does not rest
+            reason = wire.LIMIT_REACHED
         if reason != wire.NO_REASON:
             self._reject(session, now_ns, reason, req.instrument, 0, req.client_order_id)
             return
@@ -154,6 +159,7 @@ class MatchingEngine(ClusteredService):
         fills = self._match(book, order, now_ns)
         if order.leaves_qty == 0:
             status, reason = wire.FILLED, wire.NO_REASON
+            self._cancel_timer(order)                # a GTT order that did not rest
             self._finish(order, wire.FILLED)
         elif order.tif == wire.IOC:
             status, reason = wire.CANCELLED, wire.IOC_REMAINDER
@@ -240,12 +246,7 @@ class MatchingEngine(ClusteredService):
 
     def _rest(self, book: OrderBook, order: Order) -> None:
         book.side_of(order).add(order)
-        self.open_orders[order.order_id] = order
-        if order.tif == wire.GTT:
-            # one timer per resting GTT order: max_open_orders (checked on arrival) keeps the
-            # count within the cluster's max_timers (both a million by default), so this holds
-            if not self.cluster.schedule_timer(order.order_id, order.expire_ns):
-                raise RuntimeError("max_open_orders must not exceed the cluster's max_timers")
+        self.open_orders[order.order_id] = order    # a GTT order's timer was set on arrival
 
     def _expire(self, order: Order, now_ns: int) -> None:
         self.books[order.instrument].side_of(order).remove(order)

@@ -39,7 +39,11 @@ class FakeCluster:
         return service
 
     # the Cluster facade used by the service
+    max_timers = 1_000_000          # as the cluster's: a new id beyond it is refused
+
     def schedule_timer(self, correlation_id, deadline_ns):
+        if correlation_id not in self.timers and len(self.timers) >= self.max_timers:
+            return False
         self.timers[correlation_id] = deadline_ns
         return True
 

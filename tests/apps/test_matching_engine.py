@@ -155,6 +155,23 @@ def test_fill_and_cancel_cancel_the_timer(env):
     assert cluster.timers == {}
 
 
+def test_a_gtt_order_beyond_the_clusters_timers_is_rejected_before_it_touches_the_book(env):
+    """It raised after resting the order (every member stopped at that entry, and again after
+    each restart: today's review); now it is refused with LIMIT_REACHED first."""
+    cluster, engine, alice, bob = env
+    cluster.max_timers = 1
+    resting = new(cluster, alice, SELL, 10, 5, tif=wire.GTT, expire_ns=9_000)
+    assert resting.status == wire.ACCEPTED
+    refused = new(cluster, alice, SELL, 11, 5, tif=wire.GTT, expire_ns=9_000)
+    assert (refused.status, refused.reason) == (wire.REJECTED, wire.LIMIT_REACHED)
+    assert engine.books[INSTR].order_count == 1 and set(cluster.timers) == {resting.order_id}
+    # a GTT order takes its timer on arrival, before it trades (so at the limit it is refused
+    # even if it would fill at once); one that fills gives it back
+    cluster.max_timers = 2
+    assert new(cluster, bob, BUY, 10, 5, tif=wire.GTT, expire_ns=9_000).status == wire.FILLED
+    assert cluster.timers == {}             # the filled order's timer and the resting one's
+
+
 def test_expired_order_is_never_filled_even_if_its_timer_is_late(env):
     cluster, engine, alice, bob = env
     gtt = new(cluster, alice, SELL, 10, 5, tif=wire.GTT, expire_ns=100).order_id

@@ -82,7 +82,9 @@ KEY_DOCS: tuple = (
     ("max_timers", "1000000", "Live timers the cluster holds at once, over all services: "
      "`schedule_timer` of a new id beyond it returns False (nothing scheduled, counted in "
      "`timer_schedule_refused`); moving an already scheduled id always works. Every member "
-     "decides alike (the count is replicated state), so it must be the same on every member."),
+     "decides alike (the count is replicated state), so it must be the same on every member; "
+     "only raise it: a member replaying its log under a lower value refuses what clients were "
+     "told had been scheduled."),
     ("idle_strategy", '"backoff"', 'What the duty cycle does when it found no work: "busy-spin", '
      '"yield", "backoff" (park up to 1 ms in `select` on the node\'s sockets, waking on a '
      'datagram; without sockets to wait on it spins and yields first), "sleep" (1 ms).'),

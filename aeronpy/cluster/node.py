@@ -74,6 +74,9 @@ def load_authenticator(spec: str) -> Authenticator:
         raise ConfigError("authenticator", f"{spec}() raised {type(exc).__name__}: {exc}") from None
 
 
+_EPOCH_2001_NS = 1_000_000_000 * 10**9   # 2001-09-09: below it, cluster time is not epoch time
+
+
 def epoch_anchored_clock(wall_ns=time.time_ns, mono_ns=time.monotonic_ns):
     """The clock cluster time is read from on a leader: ns since the Unix epoch, read from the
     wall clock once (now) and advanced by the monotonic clock after that. Members on different
@@ -194,6 +197,12 @@ class ClusterNode:
                                       now_ns=self._cluster_clock())
         self.module.start(self._open_snapshots(recovered))
         self._replay_committed()
+        if 0 < self.module.cluster_time_ns < _EPOCH_2001_NS:
+            self.log.warning(
+                "the log's cluster time (%d ns) is not epoch time: it was stamped by an aeronpy "
+                "from before 2026-11-27 (the leader's monotonic clock). The next entry jumps to "
+                "epoch time, so timers pending now fire at once (docs/operations.md, "
+                "\"Cluster time\")", self.module.cluster_time_ns)
 
         # -- counters and idling -------------------------------------------------------
         self.counters = CountersWriter.for_config(config, extra_slots=TRANSPORT_EXTRA_SLOTS + ADMIN_EXTRA_SLOTS

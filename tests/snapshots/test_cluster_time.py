@@ -61,3 +61,32 @@ def test_a_service_sees_epoch_time_and_it_goes_on_after_a_failover(tmp_path):
         assert first < second and abs(second - time.time_ns()) < 5 * 10**9
     finally:
         cluster.close()
+
+
+def test_a_log_stamped_by_the_old_monotonic_clock_is_warned_about(tmp_path, monkeypatch, caplog):
+    import logging
+    import aeronpy.cluster.node as node_module
+
+    def old_clock(wall_ns=None, mono_ns=time.monotonic_ns):      # before 2026-11-27
+        now = lambda: mono_ns()                                  # noqa: E731
+        now.offset_ns = 0
+        return now
+    monkeypatch.setattr(node_module, "epoch_anchored_clock", old_clock)
+    cluster = LocalCluster(str(tmp_path), service_factory=_TimeService, snapshot_log_bytes=0)
+    cluster.start()
+    try:
+        assert cluster.leader() is not None
+        with cluster.client() as client:
+            assert _stamp(client) < 10**18                        # boot-relative
+    finally:
+        cluster.close()
+    monkeypatch.setattr(node_module, "epoch_anchored_clock", epoch_anchored_clock)
+    with caplog.at_level(logging.WARNING):
+        cluster.start()
+    try:
+        assert any("is not epoch time" in r.getMessage() for r in caplog.records)
+        assert cluster.leader() is not None
+        with cluster.client() as client:
+            assert abs(_stamp(client) - time.time_ns()) < 5 * 10**9
+    finally:
+        cluster.close()

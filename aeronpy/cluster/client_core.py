@@ -43,8 +43,8 @@ _REFUSED_REMEMBERED = 4096    # refused correlation ids kept to drop the refusal
 def check_timeout(timeout_s) -> None:
     """A request's timeout must be a positive number of seconds: with 0 or less the message
     would be sent and its wait given up at once (then it may still be applied, unanswered)."""
-    if not timeout_s > 0:
-        raise ValueError(f"timeout_s must be > 0 seconds, got {timeout_s!r}")
+    if not 0 < timeout_s < float("inf"):
+        raise ValueError(f"timeout_s must be a finite number of seconds > 0, got {timeout_s!r}")
 
 
 class ClientState(enum.Enum):

@@ -140,11 +140,11 @@ class ConsensusModule(LeaderDuties):
             self.container.invoke(service_id, callback, *args)
             return
         reply = self._reply
-        reply.local_callback = callback
+        outer, reply.local_callback = reply.local_callback, callback
         try:
             self.container.invoke(service_id, callback, *args)
         finally:
-            reply.local_callback = None
+            reply.local_callback = outer
 
     def check_log_order(self, what: str) -> None:
         """Raise ClusterStateError if ``what`` (a change to replicated state) is attempted from a

@@ -121,7 +121,6 @@ class ClusterNode:
         self._errors = ErrorLog(config.data_dir)
         self._drop_log = BurstLogger(self.log)
         self._auth_error_kinds: set = set()   # exception types logged in full once
-        self._auth_error_log = BurstLogger(self.log, "connects refused: the authenticator raised")
         self.failure: Optional[BaseException] = None
         self._closed = False          # close() has begun: the duty cycle does nothing more
         self._close_done = threading.Event()   # close() has finished every closer
@@ -391,7 +390,7 @@ class ClusterNode:
             self._auth_error_kinds.add(kind)
             self.log.error("authenticator raised %r: the connect was refused", exc)
         else:
-            self._auth_error_log.record(kind)
+            self._drop_log.record(f"connect refused: the authenticator raised {kind}")
 
     def _send_egress(self, client_ref, message) -> bool:
         """One egress message (the drain's per-message path; drain_egress_encoded does the
@@ -619,7 +618,7 @@ class ClusterNode:
             self.module.close()
         finally:
             for closer in (self._publish_counters, self._transport_counters.publish,
-                           self._drop_log.close, self._auth_error_log.close, self.consensus.close,
+                           self._drop_log.close, self.consensus.close,
                            self.ingress.close, self.archive.close, self._close_sync_pipe,
                            self._admin.closed,
                            self.counters.close, self._errors.close, self._pid_file.release):

@@ -298,7 +298,8 @@ def restore_to(backup_dir: str, member_data_dir: str) -> list:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="aeronpy backup",
                                      description="Continuously back up a cluster (non-voting).")
-    parser.add_argument("--config", required=True, help="the cluster's TOML file (members)")
+    parser.add_argument("--config", default=None,
+                        help="the cluster's TOML file (members); not needed with --restore-to")
     parser.add_argument("--data-dir", required=True, help="where the backup is kept")
     parser.add_argument("--poll-interval-ms", type=int, default=20)
     parser.add_argument("--snapshots-to-keep", type=int, default=2)
@@ -314,6 +315,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             return 2
         print(f"restored {len(copied)} files into {args.restore_to}")
         return 0
+    if args.config is None:
+        parser.error("--config is required to back up a cluster")
     try:
         with open(args.config, "rb") as f:
             raw = tomllib.load(f)

@@ -231,7 +231,7 @@ def test_restore_from_no_backup_is_one_line_and_leaves_no_target(tmp_path, capsy
 
 def test_restore_still_copies_a_backup(tmp_path, capsys):
     backup = _backup_dir(tmp_path)
-    code, out, _ = run(["backup", "--config", "unused.toml", "--data-dir", str(backup),
+    code, out, _ = run(["backup", "--data-dir", str(backup),      # no --config: not needed
                         "--restore-to", str(tmp_path / "m0")], capsys)
     assert code == 0 and "restored 2 files" in out
     assert sorted(os.listdir(tmp_path / "m0")) == ["00000000000000000001.seg", "recording.log"]
@@ -258,6 +258,13 @@ def test_a_restore_that_fails_part_way_into_an_existing_dir_leaves_nothing(tmp_p
                         "--restore-to", str(target)], capsys)
     assert code != 0 and "No space left" in err
     assert os.listdir(target) == []
+
+
+def test_backing_up_without_a_config_is_a_usage_error(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exited:
+        run(["backup", "--data-dir", str(tmp_path / "b")], capsys)
+    assert exited.value.code == 2
+    assert "--config is required to back up" in capsys.readouterr().err
 
 
 # -- admin requests -----------------------------------------------------------------------------

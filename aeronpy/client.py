@@ -181,6 +181,9 @@ class ClusterClient:
         every few ms. A transport without a socket (the in-memory ones) sleeps at most 100 us
         and returns False.
         """
+        self._flush()                 # never wait with offers still queued here ...
+        if self._send_now is not None:
+            self._send_now()          # ... or in the transport: they go out first
         wait = getattr(self._transport, "wait_readable", None)
         if wait is None:
             if timeout_s > 0:
@@ -208,6 +211,8 @@ class ClusterClient:
     def offer(self, payload, service_id: int = 0) -> int:
         """> 0: correlation id; < 0: aeronpy.BACK_PRESSURED, NOT_CONNECTED or CLOSED.
 
+        The message is queued, so offers made together go out in one batch: it is sent by the
+        next ``poll_egress``, ``do_work``, ``wait_for_egress`` or ``request``, or by ``flush()``.
         Raises MessageTooLargeError (nothing sent) above the max message size.
         """
         core = self._core
@@ -221,6 +226,11 @@ class ClusterClient:
             else:
                 self._flush()
         return result
+
+    def flush(self) -> int:
+        """Send what ``offer`` queued now; returns the datagrams sent (0 when none waited)."""
+        self._flush()
+        return self._send_now() if self._send_now is not None else 0
 
     def take_rejections(self) -> list:
         """``(correlation_id, MessageRejectedError)`` for each offered message the cluster

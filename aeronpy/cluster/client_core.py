@@ -287,9 +287,13 @@ class ClientCore(ClientSessionBase):
         elif self.state is ClientState.CONNECTED:
             if self._window and now_ns - self._last_progress_ns >= self.config.resend_timeout_ns:
                 self._stalls += 1
-                if self._stalls >= 2:
-                    # the leader we know stays silent: probe the others (followers redirect)
-                    self.leader_endpoint = self._next_endpoint(self.leader_endpoint)
+                # the leader we know has acknowledged nothing for resend_timeout_ns: send the
+                # window to the next member (a follower redirects to the leader, at the cost of
+                # one round trip if it was only slow). A new leader's NEW_LEADER event cannot
+                # reach a client that never sent to that member, so an idle client learns of a
+                # failover only this way: waiting for a second stall first made the first
+                # request after a quiet failover take over 1 s.
+                self.leader_endpoint = self._next_endpoint(self.leader_endpoint)
                 self._resend_window(now_ns)
             if now_ns - self._last_sent_ns >= self.config.keepalive_interval_ns:
                 self._send(self.leader_endpoint, P.SessionKeepAlive(self.session_id, self.leadership_term),

@@ -46,7 +46,8 @@ KEY_DOCS: tuple = (
      "cluster id are dropped and counted, so two clusters on one network cannot mix."),
     ("members", "required", "One `[[members]]` table per member: `id` (non-negative int), `host`, "
      "`consensus_port` (member-to-member UDP), `ingress_port` (client UDP), optional "
-     "`admin_port` (the `aeronpy tool` admin endpoint). Ids and host:port pairs must be unique."),
+     "`admin_port` (reserved: unused by this version, see below). Ids and host:port pairs must "
+     "be unique."),
     ("member_id", "required", "Which member this node is; usually given as "
      "`from_toml(path, member_id=N)` or `aeronpy node --member-id N` so one file serves all."),
     ("data_dir", '"aeronpy-data/member-{member_id}"', "Directory for the log, snapshots, "
@@ -58,12 +59,13 @@ KEY_DOCS: tuple = (
      "always synced whatever this says."),
     ("election_timeout_ms", "200", "A follower that hears nothing from a leader for a random time "
      "between this and twice this starts an election (canvass first); candidates retry on the "
-     "same randomised timer."),
+     "same randomised timer; a member that heard from a live leader within this long ignores "
+     "a disruptive candidate's ballot. Raise it to ride out pauses (GC, a busy core)."),
     ("heartbeat_interval_ms", "50", "How often a leader heartbeats idle followers. Must be less "
      "than `election_timeout_ms` and `leader_heartbeat_timeout_ms`."),
     ("leader_heartbeat_timeout_ms", "400", "A leader that hears from no quorum for this long "
-     "steps down (check-quorum); a follower that heard from a live leader within this long "
-     "refuses to help a disruptive candidate."),
+     "steps down (check-quorum), so a leader cut off from the others stops taking requests. It "
+     "does not delay a follower's election: that is `election_timeout_ms`."),
     ("session_timeout_ms", "10000", "A client session with no traffic or keepalive for this long "
      "is closed. Must exceed `leader_heartbeat_timeout_ms + election_timeout_ms` so sessions "
      "survive a failover."),

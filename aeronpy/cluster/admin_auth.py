@@ -96,6 +96,10 @@ def verify_response(key: Optional[bytes], correlation_id: int, request_type: int
     return body if hmac.compare_digest(payload[:TAG_BYTES], expected) else None
 
 
+UNVERIFIED_HINT = ("answers came whose tag does not verify with this key: is the secret (or "
+                   "the admin.key read) this cluster's?")
+
+
 def sign(key: Optional[bytes], correlation_id: int, request_type: int, args: bytes = b"",
          now: Optional[float] = None, destination: str = "") -> bytes:
     """The payload of an AdminRequest carrying ``args``: tag + made-at ms + the ingress

@@ -140,7 +140,7 @@ def admin_request(endpoints: list, endpoint: str, request_type: int, payload: by
     unanswered; the member answers a re-sent request again without acting on it twice.
     ``key``: the admin key (a member's ``admin.key``) to sign with, when the cluster has a
     secret (aeronpy/cluster/admin_auth.py)."""
-    from aeronpy.cluster.admin_auth import request_tag_of, sign, verify_response
+    from aeronpy.cluster.admin_auth import UNVERIFIED_HINT, request_tag_of, sign, verify_response
     from aeronpy.client import UdpClientTransport
     from aeronpy.cluster import protocol as P
     from aeronpy.cluster.node_snapshots import ADMIN_NOT_LEADER
@@ -154,6 +154,7 @@ def admin_request(endpoints: list, endpoint: str, request_type: int, payload: by
             request_tag = request_tag_of(key, signed)
             request = P.AdminRequest(correlation_id, request_type, signed)
             answer: list = []
+            unverified: list = []
 
             def on_message(msg) -> None:
                 if type(msg) is P.AdminResponse and msg.correlation_id == correlation_id:
@@ -162,12 +163,15 @@ def admin_request(endpoints: list, endpoint: str, request_type: int, payload: by
                     if body is not None:          # with a key: only a member's own answers
                         answer.append(P.AdminResponse(msg.correlation_id, msg.request_type,
                                                       msg.code, body))
+                    else:
+                        unverified.append(msg)
 
             next_send = 0.0
             while not answer:
                 now = time.monotonic()
                 if now > deadline:
-                    raise AdminError(f"no answer from {endpoint} within {timeout_s} s")
+                    raise AdminError(f"no answer from {endpoint} within {timeout_s} s"
+                                     + (f"; {UNVERIFIED_HINT}" if unverified else ""))
                 if now >= next_send:
                     transport.send(endpoint, request)
                     next_send = now + 0.5

@@ -123,11 +123,12 @@ class ClusterBackup:
     # ---- requests -------------------------------------------------------------------
     def _request(self, kind: int, payload: bytes) -> Optional[bytes]:
         from aeronpy.cluster import protocol as P
-        from aeronpy.cluster.admin_auth import request_tag_of, sign, verify_response
+        from aeronpy.cluster.admin_auth import UNVERIFIED_HINT, request_tag_of, sign, verify_response
         endpoint = self.endpoints[self._member % len(self.endpoints)]
         cid = self._next_id
         self._next_id += 1
         answer: list = []
+        unverified: list = []
         signed = sign(self._admin_key, cid, kind, payload, destination=endpoint)
         request_tag = request_tag_of(self._admin_key, signed)
 
@@ -137,6 +138,8 @@ class ClusterBackup:
                                        msg.payload, request_tag)
                 if body is not None:      # with the secret: only a member's answer to this one
                     answer.append(P.AdminResponse(cid, msg.request_type, msg.code, body))
+                else:
+                    unverified.append(msg)
 
         self._transport.send(endpoint, P.AdminRequest(cid, kind, signed))
         self.requests += 1
@@ -147,8 +150,9 @@ class ClusterBackup:
         if not answer or answer[0].code != ADMIN_OK:
             self.failures += 1
             self._member += 1                     # try the next member next time
-            why = (f"no answer within {self.request_timeout_s} s" if not answer else
-                   bytes(answer[0].payload).decode(errors="replace"))
+            why = (bytes(answer[0].payload).decode(errors="replace") if answer else
+                   f"no answer within {self.request_timeout_s} s"
+                   + (f"; {UNVERIFIED_HINT}" if unverified else ""))
             if why != self.last_error:            # say each new reason once, not every round
                 log.warning("backup: request to %s failed: %s", endpoint, why)
             self.last_error = why

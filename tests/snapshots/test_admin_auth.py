@@ -380,6 +380,7 @@ def test_a_backup_with_the_secret_believes_no_untagged_answer(tmp_path):
         plain = ClusterBackup(endpoints, str(tmp_path / "b2"), request_timeout_s=0.5)
         try:
             assert keyed.do_work() == 0 and keyed.failures == 1 and keyed.position == 0
+            assert "does not verify with this key" in keyed.last_error   # says why
             assert plain.do_work() > 0 and plain.failures == 0
         finally:
             keyed.close()

@@ -465,7 +465,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if argv and argv[0] in _PASSTHROUGH:   # every later argument, options too, is theirs
         return _PASSTHROUGH[argv[0]](argparse.Namespace(args=argv[1:]))
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except BrokenPipeError:
+        # the reader went away (``aeronpy tool describe | head``): no traceback about it, and
+        # none at exit when Python flushes stdout either
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_OK
 
 
 if __name__ == "__main__":  # pragma: no cover

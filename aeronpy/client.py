@@ -141,7 +141,8 @@ class ClusterClient:
                     f"endpoints, and can they reach this client at {local}?)")
         redirects = self._core.counters.get("redirects", 0)
         if redirects:
-            return f"{text}: members answered ({redirects} redirects) but no leader took the session"
+            return (f"{text}: members answered ({redirects} redirects) but no leader took the "
+                    "session (an election still running, or the cluster suspended)")
         return text
 
     # ---- the duty cycle -----------------------------------------------------------------

@@ -335,7 +335,12 @@ class ClientCore(ClientSessionBase):
             self._count("egress_not_for_us")
             return
         if event.code == P.EVENT_CLOSED:
-            self._fail(ClusterClosedError(f"the cluster closed the session: {event.detail}"))
+            detail = event.detail
+            if detail == "unknown session":   # gone: timed out while this client was quiet
+                detail += (" (it was closed, most likely timed out: no call for "
+                           "session_timeout_ms; connect a new client, and re-send what was not "
+                           "answered, as it may or may not have been applied)")
+            self._fail(ClusterClosedError(f"the cluster closed the session: {detail}"))
         elif event.code == P.EVENT_REDIRECT:
             self._count("redirects")
             if event.detail and event.detail != self.leader_endpoint:

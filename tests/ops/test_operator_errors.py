@@ -335,3 +335,16 @@ def test_snapshot_prints_key_value_lines_and_json_as_before(counters_dir, capsys
                         lambda data_dir, timeout_s=10.0: dict(result, recorded=False, snapshot=None))
     code, out, _ = run(["tool", "snapshot", "--data-dir", d], capsys)
     assert code == 1 and "recorded: no" in out and "snapshot: none" in out
+
+
+def test_a_reader_that_goes_away_gets_no_traceback(tmp_path):
+    """``aeronpy tool describe ... | head`` ended in a BrokenPipeError traceback."""
+    writer = CountersWriter(tmp_path / "d", member_id=0, cluster_id=7, members=MEMBERS)
+    writer.close()
+    child = subprocess.Popen([sys.executable, "-m", "aeronpy", "tool", "describe", "--data-dir",
+                              str(tmp_path / "d")], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, env=child_env(), cwd=str(tmp_path))
+    child.stdout.close()                      # the reader is gone before anything is written
+    _, err = child.communicate(timeout=30)
+    assert b"Traceback" not in err and b"BrokenPipe" not in err, err
+    assert child.returncode == 0

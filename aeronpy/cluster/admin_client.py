@@ -221,14 +221,35 @@ def request_snapshot(data_dir: str, timeout_s: float) -> dict:
     member_id, members = _members_from_counters(data_dir)
     require_running(data_dir, member_id, "snapshot")
     deadline = time.monotonic() + timeout_s
+    failures_before = _snapshot_failures(data_dir)
     endpoint, index = request_through_member(data_dir, member_id, members, ADMIN_SNAPSHOT,
                                              "the snapshot", timeout_s)
     recorded: Optional[dict] = None
-    while time.monotonic() < deadline and recorded is None:
+    problem: Optional[str] = None
+    while time.monotonic() < deadline and recorded is None and problem is None:
         for e in _recording_entries(data_dir):
             if isinstance(e, SnapshotEntry) and e.index >= index:
                 recorded = _entry_dict(e)
         if recorded is None:
-            time.sleep(0.02)
-    return {"requested_at_index": index, "leader_endpoint": endpoint,
-            "recorded": recorded is not None, "snapshot": recorded}
+            failures = _snapshot_failures(data_dir)
+            failed = [text for text, count in failures.items() if count > failures_before.get(text, 0)]
+            if failed:                 # this member's snapshot failed: say why, don't wait on
+                problem = f"{failed[0]} on this member (aeronpy tool errors shows the traceback)"
+            else:
+                time.sleep(0.02)
+    result = {"requested_at_index": index, "leader_endpoint": endpoint,
+              "recorded": recorded is not None, "snapshot": recorded}
+    if recorded is None:
+        result["problem"] = problem or (f"this member recorded no snapshot at or after index "
+                                        f"{index} within {timeout_s} s")
+    return result
+
+
+def _snapshot_failures(data_dir: str) -> dict:
+    """text -> count of the 'snapshot failed' records in the member's errors.log."""
+    from aeronpy.cluster.nodefiles import read_errors
+    try:
+        return {e.text: e.count for e in read_errors(data_dir)
+                if e.text.startswith("snapshot failed")}
+    except Exception:  # noqa: BLE001 - no error log (yet): nothing failed that we can see
+        return {}

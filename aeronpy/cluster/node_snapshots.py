@@ -57,6 +57,9 @@ class NodeSnapshots:
         self.transfers_failed = 0
         self._snapshot_answers: dict = {}
         self.module.cluster_action_listeners.append(self.snapshotter.on_cluster_action)
+        # a failed snapshot (disk full, say) goes to errors.log, where operators look: the
+        # node carries on (the log and the older snapshot still hold the state)
+        self.snapshotter.failure_listeners.append(self._record_failed_snapshot)
 
     # ------------------------------------------------------------------ start
     def open_recovered(self, recovered: Any) -> Optional[list]:
@@ -189,6 +192,11 @@ class NodeSnapshots:
         snapshotter.last_snapshot_index = max((k.index for k in snapshotter.kept), default=0)
         if not snapshotter.in_progress:
             snapshotter.take(self.module.applied_index, "replace a damaged snapshot")
+
+    def _record_failed_snapshot(self, index: int, exc: BaseException) -> None:
+        from aeronpy.cluster.nodefiles import describe_error, describe_traceback
+        self.node._errors.record(f"snapshot failed: {describe_error(exc)}",
+                                 detail=f"(first at index {index})\n{describe_traceback(exc)}")
 
     # ------------------------------------------------------------------ admin ingress
     def on_admin_request(self, client_ref: int, msg: Any) -> tuple:

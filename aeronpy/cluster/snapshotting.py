@@ -199,6 +199,7 @@ class Snapshotter:
         self.kept: list = []                      # SnapshotInfo of the snapshots kept, oldest first
         self.stats = SnapshotStats()
         self.listeners: list = []                 # fn(SnapshotInfo) after a snapshot is recorded
+        self.failure_listeners: list = []         # fn(index, exc) after a snapshot failed
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------------ triggers
@@ -265,6 +266,8 @@ class Snapshotter:
         except Exception as exc:
             stats.failed += 1
             self.log.warning("snapshot at index %d failed: %r", inflight.index, exc)
+            for listener in self.failure_listeners:
+                listener(inflight.index, exc)
             return 1
         if info.index < self.core.log.base_index:
             # overtaken by a snapshot installed from the leader meanwhile: no log follows it,

@@ -387,3 +387,31 @@ def test_a_backup_with_the_secret_believes_no_untagged_answer(tmp_path):
             plain.close()
     finally:
         cluster.close()
+
+
+def test_a_failed_snapshot_is_recorded_and_the_tool_says_why(tmp_path, monkeypatch):
+    """A snapshot that failed (disk full) was a WARNING on stderr only: errors.log and the tool
+    said nothing, and `aeronpy tool snapshot` waited out its timeout ("recorded: no")."""
+    import errno
+    from aeronpy.cluster import snapshotting
+    from aeronpy.cluster.nodefiles import read_errors
+
+    def disk_full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr(snapshotting, "write_snapshot_file", disk_full)
+    cluster = LocalCluster(str(tmp_path), snapshot_log_bytes=0).start()
+    try:
+        leader = cluster.leader()
+        with cluster.client() as client:
+            add(client)
+        started = time.monotonic()
+        result = admin.snapshot(cluster.data_dir(leader), timeout_s=10.0)
+        assert time.monotonic() - started < 5.0 and result["recorded"] is False
+        assert "snapshot failed: OSError" in result["problem"]
+        assert "No space left" in result["problem"]
+        [entry] = [e for e in read_errors(cluster.data_dir(leader))
+                   if e.text.startswith("snapshot failed")]
+        assert "first at index" in entry.detail
+        assert all(n.failure is None for n in cluster.nodes.values())     # it carries on
+    finally:
+        cluster.close()

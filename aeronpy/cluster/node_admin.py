@@ -25,6 +25,7 @@ member acts when it applies that entry, so all agree on *where* it happened.
 """
 from __future__ import annotations
 
+import logging
 import struct
 from typing import Any
 
@@ -93,6 +94,8 @@ class NodeAdmin:
         self.quit_linger_ns = max(1_000 * _MS, 2 * config.leader_heartbeat_timeout_ms * _MS)
         # what was already seen of the core, so each change is logged once
         self.transitions_seen = self.core.election.transition_count
+        self._repeating = None          # the state of a run of same-state transitions
+        self._repeats = 0               # ... and how many of them went unlogged (DEBUG)
         self.term_seen = self.core.term
         self._was_leader = False
         # state for the consensus_module_state counter: 0 = derive from module.suspended
@@ -130,7 +133,21 @@ class NodeAdmin:
                 self.log.info("election: %d earlier transitions not shown (history is bounded)",
                               new - len(shown))
             for _now_ns, old, state, reason in shown:
-                log_transition(self.log, "election", old, state, f"{reason} (term {core.term})")
+                # a member without a quorum canvasses again and again (3 a second): log the
+                # first of a run of same-state transitions, then how many followed
+                if old == state and self._repeating == state:
+                    self._repeats += 1
+                    level = logging.DEBUG
+                else:
+                    if self._repeats:
+                        self.log.info("election: %s -> %s repeated %d more times",
+                                      getattr(self._repeating, "name", self._repeating),
+                                      getattr(self._repeating, "name", self._repeating),
+                                      self._repeats)
+                    self._repeating, self._repeats = (state if old == state else None), 0
+                    level = logging.INFO
+                log_transition(self.log, "election", old, state, f"{reason} (term {core.term})",
+                               level)
             self.transitions_seen = count
             self._values[self._transitions_slot] = count
         term = core.term

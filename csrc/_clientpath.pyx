@@ -245,7 +245,6 @@ cdef class ClientSessionBase:
                     base += 1
                 self._window_base = base
                 self._last_progress_ns = now_ns
-                self._stalls = 0
                 # forget what was delivered far below the window (bounded record)
                 floor = base - self._window_messages
                 old_floor = self._answered_floor

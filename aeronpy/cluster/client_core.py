@@ -159,7 +159,6 @@ class ClientCore(ClientSessionBase):
         self._attempt_deadline_ns = 0
         self._last_sent_ns = 0
         self._last_progress_ns = 0
-        self._stalls = 0
 
     def _count(self, name: str) -> None:
         self.counters[name] = self.counters.get(name, 0) + 1
@@ -258,7 +257,6 @@ class ClientCore(ClientSessionBase):
 
     def _released(self, now_ns: int) -> None:
         self._last_progress_ns = now_ns
-        self._stalls = 0
         # forget what was delivered for seqs far below the window (bounded record); the
         # floor moves by what was released, so this is O(1) a message
         floor = self._window_base - self.config.window_messages
@@ -286,7 +284,6 @@ class ClientCore(ClientSessionBase):
                 self._send_connect(self._next_endpoint(None), now_ns)
         elif self.state is ClientState.CONNECTED:
             if self._window and now_ns - self._last_progress_ns >= self.config.resend_timeout_ns:
-                self._stalls += 1
                 # the leader we know has acknowledged nothing for resend_timeout_ns: send the
                 # window to the next member (a follower redirects to the leader, at the cost of
                 # one round trip if it was only slow). A new leader's NEW_LEADER event cannot
@@ -394,7 +391,6 @@ class ClientCore(ClientSessionBase):
         self.leadership_term = event.leadership_term
         self.members = parse_ingress_endpoints(event.ingress_endpoints) or self.members
         self.leader_endpoint = self.members.get(event.leader_member_id, self.leader_endpoint)
-        self._stalls = 0
         self._resend_window(now_ns)
 
     def _first_delivery(self, seq: int, correlation_id: int, payload: bytes) -> bool:

@@ -37,7 +37,6 @@ cdef class ClientSessionBase:
     cdef public object _make_message        # SessionMessage factory, None: encode inline
     cdef public int64_t _last_progress_ns
     cdef public int64_t _last_sent_ns
-    cdef public int _stalls
     cdef public Py_ssize_t _max_message_bytes
     cdef public Py_ssize_t _window_messages
     cdef public Py_ssize_t _inbox_max

@@ -117,7 +117,7 @@ def _state(core: ClientCore) -> dict:
     return {"counters": dict(core.counters), "unacknowledged": core.unacknowledged,
             "base": core._window_base, "window": [_as_message(m) for m in core._window],
             "floor": core._answered_floor, "answered": dict(core._answered),
-            "progress": core._last_progress_ns, "stalls": core._stalls,
+            "progress": core._last_progress_ns,
             "leader": core.leader_endpoint, "awaiting": set(core._awaiting)}
 
 

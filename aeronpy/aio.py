@@ -157,9 +157,7 @@ class AsyncClusterClient:
             raise NotConnectedError("not connected to the cluster")
         if correlation_id == CLOSED:
             raise ClusterClosedError(str(self._core.error or "closed"))
-        self._client._flush()
-        if self._client._send_now is not None:
-            self._client._send_now()      # on the wire now, not at the background task's next cycle
+        self._client.flush()          # on the wire now, not at the background task's next cycle
         future = loop.create_future()
         self._waiting[correlation_id] = future
         try:

@@ -182,9 +182,7 @@ class ClusterClient:
         every few ms. A transport without a socket (the in-memory ones) sleeps at most 100 us
         and returns False.
         """
-        self._flush()                 # never wait with offers still queued here ...
-        if self._send_now is not None:
-            self._send_now()          # ... or in the transport: they go out first
+        self.flush()                  # never wait with offers still queued: they go out first
         wait = getattr(self._transport, "wait_readable", None)
         if wait is None:
             if timeout_s > 0:
@@ -268,9 +266,7 @@ class ClusterClient:
             raise NotConnectedError("not connected to the cluster")
         if correlation_id == CLOSED:
             raise ClusterClosedError(str(core.error or "closed"))
-        self._flush()
-        if self._send_now is not None:
-            self._send_now()          # on the wire now, not after the next poll's receive
+        self.flush()                  # on the wire now, not after the next poll's receive
         while True:
             reply = core.take_reply(correlation_id)
             if reply is not None:

@@ -79,9 +79,10 @@ class ClusterBackup:
 
     def __init__(self, endpoints: Sequence[str], data_dir: str, snapshots_to_keep: int = 2,
                  poll_interval_s: float = 0.02, request_timeout_s: float = 1.0,
-                 secret: Optional[bytes] = None):
+                 secret: Optional[bytes] = None, segment_bytes: Optional[int] = None):
         """``secret``: the cluster's, when it has one; members admit only requests signed with
-        the key derived from it (without one, only requests from their own machine)."""
+        the key derived from it (without one, only requests from their own machine).
+        ``segment_bytes``: the cluster's (a restored member carries the backup's segments)."""
         from aeronpy.archive import Archive
         from aeronpy.client import UdpClientTransport
         from aeronpy.cluster.admin_auth import admin_key
@@ -91,7 +92,9 @@ class ClusterBackup:
         self.snapshots_to_keep = max(1, snapshots_to_keep)
         self.poll_interval_s = poll_interval_s
         self.request_timeout_s = request_timeout_s
-        self.archive = Archive.open(data_dir, file_sync="data")
+        self.archive = Archive.open(data_dir, file_sync="data",
+                                    **({} if segment_bytes is None else
+                                       {"segment_bytes": int(segment_bytes)}))
         recovered = self.archive.recover()
         self.log = recovered.log
         self.snapshot_index = recovered.snapshot.index if recovered.snapshot else 0
@@ -333,7 +336,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 2
     backup = ClusterBackup(endpoints, args.data_dir, args.snapshots_to_keep,
                            args.poll_interval_ms / 1000,
-                           secret=None if secret is None else secret.encode())
+                           secret=None if secret is None else secret.encode(),
+                           segment_bytes=raw.get("segment_bytes"))
     import signal
     import threading
     stop = threading.Event()

@@ -136,10 +136,12 @@ class ClusterNode:
         self.archive = Archive.open(config.data_dir, file_sync=config.file_sync,
                                     segment_bytes=config.segment_bytes)
         recovered = self.archive.recover()
+        snap = recovered.snapshot
         self.log.info("recovered: term=%d voted_for=%s log=[%d, %d] commit=%d snapshot=%s",
                       recovered.hard_state.term, recovered.hard_state.voted_for,
                       recovered.log.first_index, recovered.log.last_index,
-                      recovered.commit_index, recovered.snapshot)
+                      recovered.commit_index,
+                      "none" if snap is None else f"index {snap.index} term {snap.term}")
         cut = getattr(recovered, "cut", None)
         if cut is not None and not cut.clean:
             self.log.warning("recovery cut the log at index %d (%s, %s offset %s): a torn or "
@@ -643,6 +645,7 @@ class ClusterNode:
                 time.sleep(0.0002)
         if self._pending is not None or not self.core.transfer_leadership(None, self._clock()):
             return
+        self._admin.handing_over = True       # the leadership it loses next is given, not lost
         core = self.core
         # Run until a successor leads (its first append names it), not just until we step down.
         while self._clock() < deadline and (core.role == Role.LEADER or core.leader_id in

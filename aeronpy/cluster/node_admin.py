@@ -94,6 +94,7 @@ class NodeAdmin:
         self.quit_linger_ns = max(1_000 * _MS, 2 * config.leader_heartbeat_timeout_ms * _MS)
         # what was already seen of the core, so each change is logged once
         self.transitions_seen = self.core.election.transition_count
+        self.handing_over = False       # this node is giving its leadership away (close())
         self._repeating = None          # the state of a run of same-state transitions
         self._repeats = 0               # ... and how many of them went unlogged (DEBUG)
         self.term_seen = self.core.term
@@ -165,8 +166,10 @@ class NodeAdmin:
         if self._was_leader and not leading:
             history = core.election.history
             reason = history[-1][3] if history else "unknown"
-            self.log.warning("lost leadership of term %d: now %s, leader %s (%s)",
-                             core.term, role.name, core.leader_id, reason)
+            given, self.handing_over = self.handing_over, False
+            (self.log.info if given else self.log.warning)(
+                "%s leadership of term %d: now %s, leader %s (%s)",
+                "handed over" if given else "lost", core.term, role.name, core.leader_id, reason)
         else:
             self.log.info("role %s, leader %s, term %d", role.name, core.leader_id, core.term)
         self._was_leader = leading

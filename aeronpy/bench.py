@@ -117,12 +117,10 @@ def _guest_halt_poll_ns(path: str = HALT_POLL_PATH) -> Optional[int]:
 
 def _cluster(members: int = 3, file_sync: str = "none", sched_policy: str = "normal"):
     from aeronpy.testing.process_cluster import ProcessCluster
-    parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    path = os.environ.get("PYTHONPATH", "")
+    # ProcessCluster's children import this aeronpy (testing.process_cluster.child_env)
     cluster = ProcessCluster(members, services=[ECHO_SERVICE],
                              config={"reply_cache_messages": THROUGHPUT_WINDOW, "file_sync": file_sync,
-                                     "sched_policy": sched_policy},
-                             env={"PYTHONPATH": parent + (os.pathsep + path if path else "")})
+                                     "sched_policy": sched_policy})
     cluster.start()
     if cluster.leader(timeout_s=STARTUP_TIMEOUT_S) is None:
         log = cluster.tail_log(0)

@@ -287,17 +287,6 @@ class Progress:
             sys.stderr.flush()
 
 
-def _package_parent() -> str:
-    return os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def _child_env(hash_dir: str) -> Dict[str, str]:
-    """Children import the same aeronpy as this process and record their state in hash_dir."""
-    path = os.environ.get("PYTHONPATH", "")
-    return {"AERONPY_HASH_DIR": hash_dir,
-            "PYTHONPATH": _package_parent() + (os.pathsep + path if path else "")}
-
-
 def _commit_indexes(cluster) -> Dict[int, Optional[int]]:
     out: Dict[int, Optional[int]] = {}
     for member in range(cluster.members):
@@ -332,7 +321,7 @@ def run_demo(opts: argparse.Namespace, progress: Progress) -> dict:
     hash_dir = os.path.join(base_dir, "final-state")
     os.makedirs(hash_dir)
     cluster = ProcessCluster(opts.members, services=[ENGINE_SERVICE], base_dir=base_dir,
-                             env=_child_env(hash_dir))
+                             env={"AERONPY_HASH_DIR": hash_dir})   # ProcessCluster sets PYTHONPATH
     report: dict = {"members": opts.members, "clients": opts.clients, "duration_s": opts.duration,
                     "offered_rate": opts.rate, "seed": seed, "base_dir": base_dir}
     clients: List[FlowClient] = []

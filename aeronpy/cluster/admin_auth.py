@@ -39,6 +39,8 @@ import struct
 import time
 from typing import Callable, Optional
 
+from aeronpy.cluster import protocol as P
+
 ADMIN_KEY_FILE = "admin.key"
 TAG_BYTES = 16
 _SIGNED = struct.Struct("<qi")      # correlation_id, request_type: what the tag binds to
@@ -111,6 +113,38 @@ def sign(key: Optional[bytes], correlation_id: int, request_type: int, args: byt
     dest = destination.encode()
     body = _MADE.pack(int((time.time() if now is None else now) * 1000), len(dest)) + dest + args
     return _tag(key, correlation_id, request_type, body) + body
+
+
+class SignedRequest:
+    """One AdminRequest as a sender makes it (signed for ``destination`` with ``key``, or plain
+    without one) and the check of what comes back: ``answer(msg)`` keeps the first answer to it
+    that verifies, and counts the others (a wrong key shows as answers that do not verify)."""
+
+    def __init__(self, key: Optional[bytes], correlation_id: int, request_type: int,
+                 args: bytes, destination: str):
+        self._key = key
+        self.correlation_id = correlation_id
+        self.message = P.AdminRequest(correlation_id, request_type,
+                                      sign(key, correlation_id, request_type, args,
+                                           destination=destination))
+        self._tag = request_tag_of(key, self.message.payload)
+        self.answered = None            # the AdminResponse, its payload without the tag
+        self.unverified = 0
+
+    def on_message(self, msg) -> None:
+        if type(msg) is not P.AdminResponse or msg.correlation_id != self.correlation_id \
+                or self.answered is not None:
+            return
+        body = verify_response(self._key, msg.correlation_id, msg.request_type, msg.code,
+                               msg.payload, self._tag)
+        if body is None:                # with a key: only a member's answer to this one
+            self.unverified += 1
+        else:
+            self.answered = P.AdminResponse(msg.correlation_id, msg.request_type, msg.code, body)
+
+    def why_unanswered(self) -> str:
+        """'' or the hint that answers came which did not verify."""
+        return f"; {UNVERIFIED_HINT}" if self.unverified else ""
 
 
 def request_tag_of(key: Optional[bytes], signed_payload: bytes) -> bytes:

@@ -140,9 +140,8 @@ def admin_request(endpoints: list, endpoint: str, request_type: int, payload: by
     unanswered; the member answers a re-sent request again without acting on it twice.
     ``key``: the admin key (a member's ``admin.key``) to sign with, when the cluster has a
     secret (aeronpy/cluster/admin_auth.py)."""
-    from aeronpy.cluster.admin_auth import UNVERIFIED_HINT, request_tag_of, sign, verify_response
+    from aeronpy.cluster.admin_auth import SignedRequest
     from aeronpy.client import UdpClientTransport
-    from aeronpy.cluster import protocol as P
     from aeronpy.cluster.node_snapshots import ADMIN_NOT_LEADER
     deadline = time.monotonic() + timeout_s
     transport = UdpClientTransport(list(endpoints))
@@ -150,34 +149,19 @@ def admin_request(endpoints: list, endpoint: str, request_type: int, payload: by
     try:
         while True:
             correlation_id = int.from_bytes(os.urandom(6), "little") or 1
-            signed = sign(key, correlation_id, request_type, payload, destination=endpoint)
-            request_tag = request_tag_of(key, signed)
-            request = P.AdminRequest(correlation_id, request_type, signed)
-            answer: list = []
-            unverified: list = []
-
-            def on_message(msg) -> None:
-                if type(msg) is P.AdminResponse and msg.correlation_id == correlation_id:
-                    body = verify_response(key, correlation_id, msg.request_type, msg.code,
-                                           msg.payload, request_tag)
-                    if body is not None:          # with a key: only a member's own answers
-                        answer.append(P.AdminResponse(msg.correlation_id, msg.request_type,
-                                                      msg.code, body))
-                    else:
-                        unverified.append(msg)
-
+            request = SignedRequest(key, correlation_id, request_type, payload, endpoint)
             next_send = 0.0
-            while not answer:
+            while request.answered is None:
                 now = time.monotonic()
                 if now > deadline:
                     raise AdminError(f"no answer from {endpoint} within {timeout_s} s"
-                                     + (f"; {UNVERIFIED_HINT}" if unverified else ""))
+                                     + request.why_unanswered())
                 if now >= next_send:
-                    transport.send(endpoint, request)
+                    transport.send(endpoint, request.message)
                     next_send = now + 0.5
-                if transport.poll(on_message) == 0:
+                if transport.poll(request.on_message) == 0:
                     time.sleep(0.001)
-            msg = answer[0]
+            msg = request.answered
             if msg.code == ADMIN_NOT_LEADER:
                 leader = bytes(msg.payload).decode()
                 if not leader or leader == endpoint:

@@ -125,43 +125,29 @@ class ClusterBackup:
 
     # ---- requests -------------------------------------------------------------------
     def _request(self, kind: int, payload: bytes) -> Optional[bytes]:
-        from aeronpy.cluster import protocol as P
-        from aeronpy.cluster.admin_auth import UNVERIFIED_HINT, request_tag_of, sign, verify_response
+        from aeronpy.cluster.admin_auth import SignedRequest
         endpoint = self.endpoints[self._member % len(self.endpoints)]
         cid = self._next_id
         self._next_id += 1
-        answer: list = []
-        unverified: list = []
-        signed = sign(self._admin_key, cid, kind, payload, destination=endpoint)
-        request_tag = request_tag_of(self._admin_key, signed)
-
-        def on_message(msg) -> None:
-            if type(msg) is P.AdminResponse and msg.correlation_id == cid:
-                body = verify_response(self._admin_key, cid, msg.request_type, msg.code,
-                                       msg.payload, request_tag)
-                if body is not None:      # with the secret: only a member's answer to this one
-                    answer.append(P.AdminResponse(cid, msg.request_type, msg.code, body))
-                else:
-                    unverified.append(msg)
-
-        self._transport.send(endpoint, P.AdminRequest(cid, kind, signed))
+        request = SignedRequest(self._admin_key, cid, kind, payload, endpoint)
+        self._transport.send(endpoint, request.message)
         self.requests += 1
         deadline = time.monotonic() + self.request_timeout_s
-        while not answer and time.monotonic() < deadline:
-            if self._transport.poll(on_message) == 0:
+        while request.answered is None and time.monotonic() < deadline:
+            if self._transport.poll(request.on_message) == 0:
                 time.sleep(0.0002)
-        if not answer or answer[0].code != ADMIN_OK:
+        answer = request.answered
+        if answer is None or answer.code != ADMIN_OK:
             self.failures += 1
             self._member += 1                     # try the next member next time
-            why = (bytes(answer[0].payload).decode(errors="replace") if answer else
-                   f"no answer within {self.request_timeout_s} s"
-                   + (f"; {UNVERIFIED_HINT}" if unverified else ""))
+            why = (bytes(answer.payload).decode(errors="replace") if answer is not None else
+                   f"no answer within {self.request_timeout_s} s" + request.why_unanswered())
             if why != self.last_error:            # say each new reason once, not every round
                 log.warning("backup: request to %s failed: %s", endpoint, why)
             self.last_error = why
             return None
         self.last_error = None
-        return bytes(answer[0].payload)
+        return bytes(answer.payload)
 
     # ---- one round ------------------------------------------------------------------
     def do_work(self) -> int:

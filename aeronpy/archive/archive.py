@@ -90,6 +90,9 @@ class Archive:
         self._requested = 0
         self._commit = 0
         self._marker_synced_at = 0.0
+        # Under none, every append is noted in durable.pos with the boot id, so recovery in
+        # the same boot can tell damage to acknowledged entries from a torn tail.
+        self._boot = fs.boot_id() if file_sync == "none" else None
 
     @classmethod
     def open(cls, data_dir: str, file_sync: str = "none", segment_bytes: int = DEFAULT_SEGMENT_BYTES,
@@ -154,19 +157,23 @@ class Archive:
         if not self._marker.valid:
             warnings.warn(f"{self._marker.path} is unreadable: corruption checks of the log "
                           "cover nothing this time", RuntimeWarning, stacklevel=2)
-        reported_durable = self._marker.durable_index
+        acked_index, acked_commit = self._marker.acknowledged(self.fs.boot_id())
+        reported_durable = max(self._marker.durable_index, acked_index)
         snapshot, failed = latest_valid_snapshot(self.fs, self.data_dir, self._recording_log)
         start = snapshot.index + 1 if snapshot else 1
         base = (snapshot.index, snapshot.term) if snapshot else None
         log, stop = self._segments.recover(start, base, _log_index_class())
         if stop.index <= reported_durable:
             what = "the log ends cleanly" if stop.clean else stop.reason
+            claim = ("durable" if reported_durable == self._marker.durable_index else
+                     "written (file_sync = none, in this boot of the OS)")
             raise ArchiveCorruptError(
-                f"{what} at index {stop.index}, but the node had reported the log durable up to "
+                f"{what} at index {stop.index}, but the node had reported the log {claim} up to "
                 f"index {reported_durable}", path=stop.path, offset=stop.offset, index=stop.index)
         if snapshot is not None:
             log = self._align_with_snapshot(log, snapshot, reported_durable)
-        self._commit = max(min(self._marker.commit_index, self._segments.last_index),
+        self._commit = max(min(max(self._marker.commit_index, acked_commit),
+                               self._segments.last_index),
                            snapshot.index if snapshot else 0)
         try:
             stop = self._segments.cut_after_recovery(stop)
@@ -174,9 +181,15 @@ class Archive:
             self._marker.open()
             if self.file_sync != "none":
                 self._sync_everything()
+            else:   # a clean close syncs what the killed process left in the page cache too
+                self._segments.mark_dirty_after(self._marker.durable_index)
+            self._note_written()
         except OSError as exc:
             raise self._fail(exc, "recovery")
-        self._durable = self._requested = self._segments.last_index
+        # what is synced: all of it under data/full (just done); under none only what the
+        # marker says (a truncation must not lower the marker to entries never synced)
+        self._durable = self._requested = self._segments.last_index if self.file_sync != "none" \
+            else min(self._marker.durable_index, self._segments.last_index)
         commit = self._commit
         self._recovered = True
         if self._background:
@@ -277,6 +290,18 @@ class Archive:
             except OSError as exc:
                 raise self._fail(exc, f"appending entries {lo}..{lo + count - 1}")
             lo += count
+        if self._boot is not None:        # (inline: once per append under none)
+            last = self._segments.last_index
+            try:
+                self._marker.note_written(last, min(self._commit, last), self._boot)
+            except OSError as exc:
+                raise self._fail(exc, "noting the written index in the durable marker")
+
+    def _note_written(self) -> None:
+        """Under none: durable.pos notes how far the log is written, after the log's write."""
+        if self._boot is not None:
+            self._marker.note_written(self._segments.last_index, self._commit_for_marker(),
+                                      self._boot)
 
     def request_sync(self) -> None:
         """Start making everything written durable (a no-op under ``none``)."""
@@ -339,6 +364,7 @@ class Archive:
                 self._idle_sync()
             except OSError as exc:
                 raise self._fail(exc, "syncing the log")
+            self._durable = self.written_index
             return self.durable_index
         self.request_sync()
         self._drain()
@@ -401,6 +427,8 @@ class Archive:
         try:
             self._durable = min(self._durable, index - 1)
             self._requested = min(self._requested, index - 1)
+            if self._boot is not None:     # lowered before the cut (synced by the write below)
+                self._marker.note_written(index - 1, self._commit_for_marker(), self._boot)
             self._marker.write(self._durable, self._commit_for_marker(), sync=True)
             self._segments.truncate_from(index)
             if self.file_sync != "none":
@@ -469,11 +497,18 @@ class Archive:
             return
         self._drain()
         try:
+            # lower the marker before the old segments go: a crash in between must not find
+            # a claim on entries the reset already removed (a false corruption alarm)
+            if self._boot is not None:
+                self._marker.note_written(min(self._marker.written_index, index),
+                                          self._commit_for_marker(), self._boot)
+            self._marker.write(min(self._durable, index), self._commit_for_marker(), sync=True)
             self._segments.reset_at(index, term)
             self.fs.sync_dir(self.data_dir)
             self._durable = self._requested = index
             self._commit = max(self._commit, index)
             self._marker.write(index, self._commit_for_marker(), sync=True)
+            self._note_written()
         except OSError as exc:
             raise self._fail(exc, f"resetting the log at snapshot {index}")
 

@@ -15,6 +15,23 @@ previous value instead of losing it:
     8  u64 sequence
     16 i64 durable_index
     24 i64 commit_index      (highest index known committed, at most durable_index)
+
+Under ``file_sync = "none"`` nothing is synced, so the durable index stays where the last clean
+close left it, yet the node acknowledges every entry it has written. Two more slots, at 1024
+and 1536, record after every append how far the log was *written*, with the OS's boot id. A
+kill -9 keeps the page cache, and with it both the log and this record, so while the boot id is
+unchanged recovery may treat damage below the written index as corruption of acknowledged
+entries, not as a torn tail. After a reboot the record proves nothing and is ignored:
+
+    0  u32 magic 0x57505950 ("PYPW")
+    4  u32 crc32c of bytes [8, 56)
+    8  u64 sequence
+    16 i64 written_index
+    24 i64 commit_index      (at most written_index)
+    32 16s boot_id
+    48 u64 reserved (zero)
+
+Versions before these slots ignore them.
 """
 from __future__ import annotations
 
@@ -27,6 +44,12 @@ DURABLE_MARKER_FILE = "durable.pos"
 _MAGIC = 0x44505950
 _SLOT = struct.Struct("<IIQqq")
 _SLOT_OFFSETS = (0, 512)
+_WRITTEN_MAGIC = 0x57505950
+_WRITTEN_SLOT = struct.Struct("<IIQqq16sQ")
+_WRITTEN_BODY = struct.Struct("<Qqq16sQ")
+_WRITTEN_OFFSETS = (1024, 1536)
+_HEAD = struct.Struct("<II")
+_MAPPED_BYTES = 2048         # the file's size once the written note is kept (all four slots)
 
 
 class DurableMarker:
@@ -42,6 +65,12 @@ class DurableMarker:
         self.commit_index = 0
         self.valid = True        # False when the file existed but no slot could be read
         self.unsynced = False
+        # the written record (none policy): how far the log was written under which boot
+        self.written_sequence = 0
+        self.written_index = 0
+        self.written_commit = 0
+        self.written_boot: bytes | None = None
+        self._map = None         # shared mapping for the note; False: the fs offers none
 
     def load(self) -> None:
         """Read the newest valid slot (missing file: zeroes)."""
@@ -56,10 +85,51 @@ class DurableMarker:
             if magic == _MAGIC and crc == crc32c(memoryview(raw)[off + 8:off + _SLOT.size]):
                 if best is None or seq > best[0]:
                     best = (seq, durable, commit)
+        written = None
+        for off in _WRITTEN_OFFSETS:
+            if len(raw) < off + _WRITTEN_SLOT.size:
+                continue
+            magic, crc, seq, index, commit, boot, _ = _WRITTEN_SLOT.unpack_from(raw, off)
+            if magic == _WRITTEN_MAGIC and \
+                    crc == crc32c(memoryview(raw)[off + 8:off + _WRITTEN_SLOT.size]):
+                if written is None or seq > written[0]:
+                    written = (seq, index, commit, boot)
+        if written is not None:
+            (self.written_sequence, self.written_index, self.written_commit,
+             self.written_boot) = written
         if best is None:
             self.valid = False
             return
         self.sequence, self.durable_index, self.commit_index = best
+
+    def acknowledged(self, boot_id: bytes | None) -> tuple:
+        """(index, commit) the log was known written up to in this boot of the OS, from the
+        written record; (0, 0) when there is none, the boot id is unknown, or it differs (a
+        reboot may have lost unsynced writes, this record among them)."""
+        if boot_id is None or self.written_boot != boot_id:
+            return 0, 0
+        return self.written_index, self.written_commit
+
+    def note_written(self, written_index: int, commit_index: int, boot_id: bytes) -> None:
+        """Record, without a sync, that the log is written up to ``written_index`` (call it
+        after the log's own write returned, so the record never runs ahead of the log). On
+        every append under none, so it stores into a shared mapping of the file where the file
+        system offers one (no syscall), else writes."""
+        seq = self.written_sequence = self.written_sequence + 1
+        if commit_index > written_index:
+            commit_index = written_index
+        body = _WRITTEN_BODY.pack(seq, written_index, commit_index, boot_id, 0)
+        slot = _HEAD.pack(_WRITTEN_MAGIC, crc32c(body)) + body
+        offset = _WRITTEN_OFFSETS[seq & 1]
+        if self._map is None:
+            self._map = self.fs.map_shared(self.handle, _MAPPED_BYTES) or False
+        if self._map:
+            self._map[offset:offset + _WRITTEN_SLOT.size] = slot
+        else:
+            self.fs.pwrite(self.handle, slot, offset)
+        self.written_index, self.written_commit, self.written_boot = \
+            written_index, commit_index, boot_id
+        self.unsynced = True
 
     def open(self) -> None:
         """Open for writing, creating the file (synced, with its directory entry) if missing."""
@@ -88,6 +158,9 @@ class DurableMarker:
             self.unsynced = False
 
     def close(self) -> None:
+        if self._map:
+            self._map.close()
+        self._map = None
         if self.handle is not None:
             self.fs.close(self.handle)
             self.handle = None

@@ -23,6 +23,11 @@ the handle `open_file` returns. Every method either does all it was asked or rai
 ``makedirs(d)``        create ``d`` and parents if missing
 ``rename(a, b)``       atomically replace ``b`` with ``a``
 ``remove(p)``          delete ``p``
+``map_shared(h, n)``   a writable shared memory map of the first ``n`` bytes (allocated first)
+                       for stores without a syscall, or None where not offered
+``boot_id()``          16 bytes naming this boot of the OS (None where unknown): the page
+                       cache survives a process crash but not a reboot, so what was written
+                       under one boot id is still there while that id lasts
 =====================  =======================================================================
 
 `MemFileSystem` models a disk under a page cache. Every file has the bytes the OS would show
@@ -30,13 +35,13 @@ the handle `open_file` returns. Every method either does all it was asked or rai
 the OS shows and the entries known to be on disk:
 
 - `crash()` is a process crash (kill -9): the OS survives, so everything written survives.
-  Open handles die.
+  Open handles die. The boot id stays.
 - `power_fail(rng)` is a machine crash: each file keeps its synced bytes plus a random prefix of
   its unsynced writes (in order), the next unsynced write possibly torn at a random byte; each
   directory keeps its synced entries plus a random prefix of its unsynced operations (a file
   created or renamed without `sync_dir` may vanish; a file not reachable from a durable entry is
-  gone). ``fdatasync`` and ``fsync`` have the same effect here: the only metadata the archive
-  relies on is the file size, which both make durable.
+  gone). The boot id changes. ``fdatasync`` and ``fsync`` have the same effect here: the only
+  metadata the archive relies on is the file size, which both make durable.
 - `capacity_bytes` (disk full) and `fail(op, errno)` (one-shot injected ENOSPC/EIO) let tests
   exercise the archive's error handling.
 - `open_handles` counts live handles as the kernel counts descriptors, and `max_open_files`
@@ -73,6 +78,8 @@ class FileSystem:
     def makedirs(self, path: str) -> None: raise NotImplementedError
     def rename(self, src: str, dst: str) -> None: raise NotImplementedError
     def remove(self, path: str) -> None: raise NotImplementedError
+    def boot_id(self) -> bytes | None: return None
+    def map_shared(self, handle: Any, size: int) -> Any: return None
 
 
 # --------------------------------------------------------------------------------------------
@@ -171,6 +178,37 @@ class OsFileSystem(FileSystem):
     def remove(self, path: str) -> None:
         os.remove(path)
 
+    def boot_id(self) -> bytes | None:
+        return _os_boot_id()
+
+    def map_shared(self, handle: int, size: int):
+        """The file's first ``size`` bytes mapped shared, after allocating them (so a store
+        never meets a hole a full disk cannot fill: that would be SIGBUS, not an error)."""
+        self.allocate(handle, size)
+        if os.fstat(handle).st_blocks * 512 < size:      # a sparse extend: no real blocks
+            return None
+        import mmap
+        return mmap.mmap(handle, size)
+
+
+_BOOT_ID_PATH = "/proc/sys/kernel/random/boot_id"
+_boot_id_cache: list = []
+
+
+def _os_boot_id() -> bytes | None:
+    """Linux's boot id as 16 bytes (read once per process); None on other systems."""
+    if not _boot_id_cache:
+        value = None
+        try:
+            with open(_BOOT_ID_PATH, "rb") as f:
+                text = f.read(64).strip().replace(b"-", b"")
+            if len(text) == 32:
+                value = bytes.fromhex(text.decode("ascii"))
+        except (OSError, ValueError):
+            pass
+        _boot_id_cache.append(value)
+    return _boot_id_cache[0]
+
 
 # --------------------------------------------------------------------------------------------
 class _MemInode:
@@ -222,6 +260,7 @@ class MemFileSystem(FileSystem):
         self._dir_pending: dict = {"/": []}   # dir -> unsynced ops: ("set"|"del"|"mv", ...)
         self._faults: list = []               # [op, errno, skip, torn]
         self.sync_calls = 0
+        self._boots = 0                       # power failures so far: names the boot
 
     # -- fault injection ---------------------------------------------------------------------
     def fail(self, op: str, err: int = errno.EIO, skip: int = 0, torn: bool = True) -> None:
@@ -256,6 +295,7 @@ class MemFileSystem(FileSystem):
         """Machine crash: keep synced state plus a random in-order prefix of what was not
         synced, the next unsynced write possibly torn at a random byte."""
         self._epoch += 1
+        self._boots += 1
         self._live_handles.clear()
         for d in list(self._dirs):
             entries = dict(self._durable_dirs.get(d, {}))
@@ -277,6 +317,9 @@ class MemFileSystem(FileSystem):
             inode.written = buf
             inode.durable = bytearray(buf)
             inode.pending = []
+
+    def boot_id(self) -> bytes:
+        return b"memboot:" + self._boots.to_bytes(8, "little")
 
     def _all_inodes(self):
         seen = {}

@@ -393,6 +393,15 @@ class SegmentLog:
         self.trim()  # a batch spanning many segments keeps the bound as it goes
         return seg
 
+    def mark_dirty_after(self, index: int) -> None:
+        """Count segments holding entries past ``index`` (or none yet) as written since the
+        last sync: after a restart, what an earlier process wrote may be only in the page
+        cache, and the next sync must cover it too."""
+        for seg in self.segments:
+            if seg.last_index > index or seg.count == 0:
+                self.dirty[id(seg)] = seg
+        self.dir_dirty = True
+
     def take_dirty(self) -> tuple:
         """(segments written since the last call, whether the directory changed); resets both."""
         segs, dir_dirty = list(self.dirty.values()), self.dir_dirty

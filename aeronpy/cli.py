@@ -265,6 +265,8 @@ def cmd_tool(args: argparse.Namespace) -> int:
     # an action sent but not seen to take effect here within the timeout: a "no" answer
     if data.get("completed") is False or data.get("recorded") is False:
         return EXIT_NO
+    if command == "recovery-plan" and "problem" in data:   # a node would not start as is
+        return EXIT_NO
     return EXIT_OK
 
 

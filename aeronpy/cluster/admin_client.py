@@ -16,7 +16,7 @@ from aeronpy.archive.durable_marker import DURABLE_MARKER_FILE, DurableMarker
 from aeronpy.archive.fs import OsFileSystem
 from aeronpy.archive.node_state import load_node_state
 from aeronpy.archive.recording_log import ENTRY_BYTES, RECORDING_LOG_FILE, RecordingLog, SnapshotEntry, TermStart
-from aeronpy.archive.segments import SEGMENT_SUFFIX
+from aeronpy.archive.segments import SEGMENT_SUFFIX, SegmentLog
 from aeronpy.archive.snapshots import verify_snapshot
 from aeronpy.errors import AeronpyError
 
@@ -60,7 +60,8 @@ def read_recording_log(data_dir: str) -> dict:
 
 def plan_recovery(data_dir: str) -> dict:
     """Which snapshot recovery would load (newest whose file verifies), which it would skip,
-    the log segments present, and the committed range it would replay into the services."""
+    the log segments present, where the log ends (every record verified), whether a node
+    would refuse to start or cut the log, and the committed range it would replay."""
     if not os.path.isdir(data_dir):
         raise AdminError(f"no data dir at {data_dir}")
     fs = OsFileSystem()
@@ -77,11 +78,15 @@ def plan_recovery(data_dir: str) -> dict:
     marker = DurableMarker(fs, data_dir)
     if os.path.exists(os.path.join(data_dir, DURABLE_MARKER_FILE)):
         marker.load()
+    acked_index, acked_commit = marker.acknowledged(fs.boot_id())
+    reported = max(marker.durable_index, acked_index)
     hard = load_node_state(fs, data_dir)
     segments = sorted(n for n in os.listdir(data_dir) if n.endswith(SEGMENT_SUFFIX))
     first_indexes = [int(n[:-len(SEGMENT_SUFFIX)]) for n in segments if n[:-len(SEGMENT_SUFFIX)].isdigit()]
     start = chosen.index + 1 if chosen else 1
-    commit = max(marker.commit_index, chosen.index if chosen else 0)
+    stop = _scan_log(fs, data_dir, start, chosen)
+    log_end = stop.index - 1
+    commit = max(min(max(marker.commit_index, acked_commit), log_end), chosen.index if chosen else 0)
     gap = bool(first_indexes) and first_indexes[0] > start
     plan = {
         "data_dir": data_dir,
@@ -93,13 +98,37 @@ def plan_recovery(data_dir: str) -> dict:
         "voted_for": None if hard.voted_for is None or hard.voted_for < 0 else hard.voted_for,
         "segments": segments,
         "durable_index": marker.durable_index,
+        "written_index_this_boot": acked_index,
+        "log_end": log_end,
+        "log_end_reason": "clean end" if stop.clean else stop.reason,
         "replay_from": start, "replay_to": commit,
         "entries_to_replay": max(0, commit - start + 1),
     }
-    if gap:
+    if stop.index <= reported:
+        plan["problem"] = (f"a node would refuse to start: the log ends at index {stop.index} "
+                           f"({plan['log_end_reason']}, {stop.path} offset {stop.offset}) inside "
+                           f"what it had reported kept (up to index {reported}); see "
+                           "docs/archive-format.md, 'Corruption'")
+    elif gap:
         plan["problem"] = (f"the log starts at index {first_indexes[0]} but recovery needs it from "
                            f"{start}: the snapshot that covered the gap is unusable")
+    elif not stop.clean:
+        plan["note"] = (f"a node would cut the log at index {stop.index} ({stop.reason}): a torn "
+                        "or damaged tail past what it had reported kept")
     return plan
+
+
+def _scan_log(fs, data_dir: str, start: int, snapshot):
+    """Read the log after the snapshot as recovery would, every record verified, changing
+    nothing (the cut is recovery's, not ours). Holds that part of the log in memory."""
+    from aeronpy._logindex import LogIndex
+    segments = SegmentLog(fs, data_dir)
+    try:
+        _, stop = segments.recover(start, (snapshot.index, snapshot.term) if snapshot else None,
+                                   LogIndex)
+    finally:
+        segments.close()
+    return stop
 
 
 # ------------------------------------------------------------------------------- admin requests

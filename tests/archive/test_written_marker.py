@@ -206,3 +206,57 @@ def test_none_keeps_everything_written_across_kill9_and_never_false_alarms(ops, 
                     assert got == model, "a kill -9 or a close lost written entries"
                 model = got
                 term = max(term, log.last_term) + 1
+
+
+# -- aeronpy tool recovery-plan: the same verdict, read-only ---------------------------------
+def _killed_archive(path: str, n: int) -> Archive:
+    arc = Archive.open(path, file_sync="none", segment_bytes=4096, fs=OsFileSystem())
+    rec = arc.recover()
+    fill(arc, rec.log, n, 1)
+    arc._release_files()                        # no clean close: what a kill -9 leaves
+    return arc
+
+
+def test_recovery_plan_reports_the_refusal_and_changes_nothing(tmp_path):
+    from aeronpy.cluster import admin
+    if OsFileSystem().boot_id() is None:
+        pytest.skip("no boot id on this OS")
+    arc = _killed_archive(str(tmp_path), 100)
+    plan = admin.recovery_plan(str(tmp_path))
+    assert plan["log_end"] == 100 and plan["written_index_this_boot"] == 100
+    assert "problem" not in plan and "note" not in plan        # the control: a sound log
+    path = damage_record(OsFileSystem(), arc, 40)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    plan = admin.recovery_plan(str(tmp_path))
+    assert plan["log_end"] == 39 and "checksum" in plan["log_end_reason"]
+    assert "refuse to start" in plan["problem"] and path in plan["problem"]
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+
+
+def test_recovery_plan_notes_a_torn_tail_it_would_cut(tmp_path):
+    from aeronpy.cluster import admin
+    arc = _killed_archive(str(tmp_path), 20)
+    seg = arc._segments.segments[-1]
+    with open(seg.path, "r+b") as f:
+        f.seek(seg.end)
+        f.write(struct.pack("<I", 60) + bytes(range(1, 21)))
+    plan = admin.recovery_plan(str(tmp_path))
+    assert plan["log_end"] == 20 and "problem" not in plan
+    assert "would cut the log at index 21" in plan["note"]
+
+
+def test_tool_recovery_plan_exits_1_on_a_problem(tmp_path):
+    import subprocess
+    import sys
+    if OsFileSystem().boot_id() is None:
+        pytest.skip("no boot id on this OS")
+    arc = _killed_archive(str(tmp_path), 60)
+    from aeronpy.testing.process_cluster import child_env
+    run = lambda: subprocess.run([sys.executable, "-m", "aeronpy", "tool", "recovery-plan",  # noqa: E731
+                                  "--data-dir", str(tmp_path)], capture_output=True, text=True,
+                                 timeout=60, env=child_env(), cwd=tmp_path.parent)
+    ok = run()
+    assert ok.returncode == 0 and "log_end: 60" in ok.stdout, ok.stderr
+    damage_record(OsFileSystem(), arc, 30)
+    bad = run()
+    assert bad.returncode == 1 and "refuse to start" in bad.stdout, (bad.stdout, bad.stderr)

@@ -17,6 +17,7 @@ from typing import Any, Optional
 from aeronpy.cluster.counters import CountersReader, CountersUnavailableError
 from aeronpy.cluster.metrics import prometheus_text
 from aeronpy.cluster.nodefiles import read_errors, read_pid
+from aeronpy.core.election import ElectionState
 from aeronpy.service import Role
 
 EXIT_OK, EXIT_NO, EXIT_UNAVAILABLE, EXIT_NOT_IMPLEMENTED = 0, 1, 2, 3
@@ -87,11 +88,12 @@ def describe(data_dir: str) -> ToolResult:
         if not status.running:
             lines.append(f"note         {_NOT_LIVE}")
         lines.append(f"role         {_named(reader, 'role', values['role'])}, term "
-                     f"{values['leadership_term']}, leader {_leader_text(values['leader_id'])}")
+                     f"{values['leadership_term']}, leader {_leader_text(values)}")
         lines.append(f"log          commit_index {values['commit_index']}, append_index "
                      f"{values['append_index']}")
         lines.append("members")
-        lines += ["  " + _member_line(m, header.member_id, values["leader_id"], status.running)
+        lines += ["  " + _member_line(m, header.member_id, values["leader_id"],
+                                     status.running and not _electing(values))
                   for m in reader.members]
         if not reader.members:
             lines.append("  (the counters file records no members)")
@@ -104,8 +106,22 @@ def describe(data_dir: str) -> ToolResult:
         return ToolResult(EXIT_OK, data, "\n".join(lines))
 
 
-def _leader_text(leader_id: int) -> str:
-    return "none known" if leader_id < 0 else f"member {leader_id}"
+_ELECTING = (ElectionState.CANVASS, ElectionState.NOMINATE, ElectionState.CANDIDATE_BALLOT)
+
+
+def _electing(values: dict) -> bool:
+    """An election runs on this member: the leader it names is only the last one it knew."""
+    return values.get("election_state") in _ELECTING
+
+
+def _leader_text(values: dict) -> str:
+    leader_id = values["leader_id"]
+    if leader_id < 0:
+        return "none known"
+    if _electing(values):
+        return (f"member {leader_id} last known (this member is in an election: "
+                f"{ElectionState(values['election_state']).name})")
+    return f"member {leader_id}"
 
 
 def _member_line(member: dict, self_id: int, leader_id: int, live: bool = True) -> str:
@@ -128,7 +144,8 @@ def list_members(data_dir: str) -> ToolResult:
         leader_id = values["leader_id"]
         rows = [dict(m, this_node=m.get("id") == reader.header.member_id,
                      leader=m.get("id") == leader_id) for m in members]
-        lines = [_member_line(m, reader.header.member_id, leader_id, status.running) for m in members]
+        lines = [_member_line(m, reader.header.member_id, leader_id,
+                              status.running and not _electing(values)) for m in members]
         if not members:
             lines.append("the counters file records no members")
         if not status.running:
@@ -159,7 +176,7 @@ def is_leader(data_dir: str) -> ToolResult:
             text = f"yes: member {reader.header.member_id} leads term {values['leadership_term']}"
         else:
             text = (f"no: member {reader.header.member_id} is {data['role']}, leader is "
-                    f"{_leader_text(values['leader_id'])}")
+                    f"{_leader_text(values)}")
         return ToolResult(EXIT_OK if leading else EXIT_NO, data, text)
 
 

@@ -175,6 +175,18 @@ def test_counters_move_under_load_and_after_a_leader_kill(make_cluster):
     code, data, err = tool(pc, "suspend", leader)
     assert code == 2 and data is None and "is not running" in err
 
+    # the last survivor without a quorum: it canvasses, and names its old leader only as the
+    # last one it knew (before, describe said "leader member N" as if nothing had happened)
+    from aeronpy.cluster import tool as tool_module
+    (lone,) = [m for m in survivors if m != new_leader]
+    text = tool_module.describe(pc.data_dir(lone)).text
+    assert f"leader member {new_leader}\n" in text and "last known" not in text   # the control
+    pc.kill(new_leader)
+    assert wait_until(lambda: counters(pc, lone).get("election_state") in (1, 2, 3), 10), roles(pc)
+    text = tool_module.describe(pc.data_dir(lone)).text
+    assert f"leader member {new_leader} last known (this member is in an election" in text, text
+    assert "(this node, leader)" not in text and "last known leader" in text
+
 
 def test_every_tool_command_on_a_live_cluster_then_shutdown(make_cluster):
     pc = make_cluster()

@@ -49,6 +49,9 @@ REFUSAL_COUNTERS: tuple = (
      "schedule_timer calls refused because max_timers timers were live"),
     ("core", "invalid_append_response",
      "AppendResponses no follower of this leader can send (a corrupt or buggy peer; dropped)"),
+    ("core", "dropped_out_of_range",
+     "Consensus messages with a term, index or offset no member could reach (corrupt or "
+     "forged; dropped)"),
     ("core", "follower_lost_acknowledged_entries",
      "Times a follower turned out to have lost entries it had acknowledged"),
 )

@@ -16,7 +16,7 @@ from aeronpy.cluster import protocol as P
 from aeronpy.cluster.snapshot_transfer import (CHUNK_BYTES, SnapshotReceiver, SnapshotSender,
                                                install_snapshot)
 from aeronpy.cluster.snapshotting import (Snapshotter, load_recovered_snapshot, recorded_snapshots)
-from aeronpy.core.messages import InstallSnapshot, InstallSnapshotResponse
+from aeronpy.core.messages import InstallSnapshot, InstallSnapshotResponse, out_of_range
 from aeronpy.service import Role
 
 TRANSFER_MESSAGES = (InstallSnapshot, InstallSnapshotResponse)
@@ -77,10 +77,13 @@ class NodeSnapshots:
     # ------------------------------------------------------------------ consensus messages
     def on_transfer_message(self, peer_id: int, msg: Any, now_ns: int) -> None:
         core = self.core
+        if out_of_range(msg):
+            core.counters_add("dropped_out_of_range")
+            return
         if msg.term > core.term:
             core.step(peer_id, msg, now_ns)          # adopts the term (and the leader); drops it
-        if msg.term < core.term:
-            if type(msg) is InstallSnapshot:
+        if msg.term != core.term:                    # stale, or not adopted (unknown sender)
+            if type(msg) is InstallSnapshot and msg.term < core.term:
                 self._send(peer_id, InstallSnapshotResponse(core.term, msg.snapshot_index, 0, False))
             return
         if type(msg) is InstallSnapshot:

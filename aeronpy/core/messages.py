@@ -47,3 +47,22 @@ InstallSnapshotResponse = message_class(
 
 CONSENSUS_MESSAGES = (CanvassPosition, RequestVote, Vote, AppendEntries, AppendResponse, Heartbeat,
                       HeartbeatResponse, TimeoutNow, InstallSnapshot, InstallSnapshotResponse)
+
+# Terms, indexes and offsets a member could ever reach. 2**62 leaves room for every "+ 1" the
+# core does on a peer's value: a corrupt or forged term of 2**63 - 1 once overflowed the next
+# election's term, killed the member, and, already persisted in node.state, killed it again at
+# every restart (a single datagram on a cluster without a secret).
+MAX_WIRE_VALUE = 2 ** 62
+_FLAGS_AND_BLOBS = frozenset(("entries", "data", "transfer", "granted", "pre", "success", "done"))
+_NUMERIC_FIELDS = {cls: tuple(f for f in cls.FIELDS if f not in _FLAGS_AND_BLOBS)
+                   for cls in CONSENSUS_MESSAGES}
+
+
+def out_of_range(msg) -> bool:
+    """True when a term, index, count or offset of a consensus message from a peer lies
+    outside [0, MAX_WIRE_VALUE]: a message no member sends, to be dropped and counted."""
+    for name in _NUMERIC_FIELDS.get(type(msg), ()):
+        value = getattr(msg, name)
+        if value < 0 or value > MAX_WIRE_VALUE:
+            return True
+    return False

@@ -14,7 +14,7 @@ from aeronpy.core.config import NEW_LEADERSHIP_TERM, NO_VOTE, CoreConfig, HardSt
 from aeronpy.core.election import Election, ElectionState
 from aeronpy.core.messages import (AppendEntries, AppendResponse, CanvassPosition, Heartbeat,
                                    HeartbeatResponse, InstallSnapshot,
-                                   RequestVote, TimeoutNow, Vote)
+                                   RequestVote, TimeoutNow, Vote, out_of_range)
 from aeronpy.core.ready import Ready
 from aeronpy.core.replication import LeaderReplication, follower_on_append, follower_on_heartbeat
 from aeronpy.service import Role
@@ -80,11 +80,15 @@ class RaftCore:
         self.election.on_tick(now_ns)
 
     def step(self, from_id: int, msg, now_ns: int) -> None:
-        """Handle a message from a peer. Unknown senders and stale terms are dropped and counted."""
+        """Handle a message from a peer. Unknown senders, values out of range (a term no
+        member could reach) and stale terms are dropped and counted."""
         self._check_not_awaiting()
         self.now_ns = now_ns
         if from_id not in self._peers:
             self.counters_add("dropped_unknown_sender")
+            return
+        if out_of_range(msg):
+            self.counters_add("dropped_out_of_range")
             return
         kind = type(msg)
         if kind is CanvassPosition:

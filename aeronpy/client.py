@@ -103,7 +103,12 @@ class ClusterClient:
         see `local_host_for`)."""
         endpoint_list = parse_endpoints(endpoints)
         if transport is None:
-            transport = UdpClientTransport(endpoint_list, bind_host=bind_host)
+            from aeronpy.cluster.module_config import client_stream_message_bytes
+            from aeronpy.transport.streams import StreamConfig
+            limit = (config or ClientConfig()).max_message_bytes
+            transport = UdpClientTransport(endpoint_list, bind_host=bind_host,
+                                           config=StreamConfig.for_message_bytes(
+                                               client_stream_message_bytes(limit)))
         core = ClientCore(endpoint_list, transport.local_endpoint, config, rng, credentials,
                           encoded_messages=bool(getattr(transport, "sends_encoded", False)))
         client = cls(core, transport, clock)

@@ -11,6 +11,7 @@ types) to the Python method it shortcuts (``_offer_slow``, ``_on_data_slow``,
 """
 from bisect import bisect_right
 
+from cpython.bytearray cimport PyByteArray_Resize
 from libc.stdint cimport int32_t, int64_t
 
 from aeronpy._frame cimport (DATA_HEADER_LENGTH, FRAGMENT_BEGIN, FRAGMENT_END, MAC_LENGTH,
@@ -25,6 +26,7 @@ BACK_PRESSURED = -2
 CLOSED = -4
 
 cdef int UNFRAGMENTED_FLAGS = FRAGMENT_BEGIN | FRAGMENT_END
+cdef Py_ssize_t ASSEMBLY_FIRST_BYTES = 16 * 1024   # reassembly room at a message's first fragment
 
 
 cdef class StreamCounters:
@@ -274,6 +276,7 @@ cdef class StreamReceiver:
         self._pending_bytes = 0
         self._assembly = None
         self._assembly_offset = 0
+        self._assembly_length = 0
         self._last_nak_ns = -(1 << 62)
         self._last_nak_position = -1
         self._last_status_ns = -(1 << 62)
@@ -348,17 +351,28 @@ cdef class StreamReceiver:
         if flags & FRAGMENT_BEGIN:
             if self._assembly is not None:
                 self._abandon_assembly()
-            self._assembly = bytearray(message_length)
+            # Room grows with the fragments that arrive (doubling, capped at the declared
+            # length), never the declared length up front: one datagram declaring a 4 MiB
+            # message from a new "client" once pinned 4 MiB until that client timed out.
+            self._assembly = bytearray(message_length if message_length < ASSEMBLY_FIRST_BYTES
+                                       else ASSEMBLY_FIRST_BYTES)
+            self._assembly_length = message_length
             self._assembly_offset = 0
         elif self._assembly is None:
             self._c.fragments_skipped += 1   # continuation of a message we joined mid-way
             return 0
         offset = self._assembly_offset
-        size = len(self._assembly)
-        if offset + length > size or (flags & FRAGMENT_END and offset + length != size):
+        if offset + length > self._assembly_length or \
+                (flags & FRAGMENT_END and offset + length != self._assembly_length):
             self._c.drops["malformed"] += 1    # inconsistent fragment lengths: drop the message
             self._assembly = None
             return 0
+        size = len(self._assembly)
+        if offset + length > size:
+            size = 2 * size if 2 * size > offset + length else offset + length
+            if size > self._assembly_length:
+                size = self._assembly_length
+            PyByteArray_Resize(self._assembly, size)
         self._assembly[offset:offset + length] = payload
         self._assembly_offset = offset + length
         if flags & FRAGMENT_END:

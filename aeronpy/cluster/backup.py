@@ -79,10 +79,12 @@ class ClusterBackup:
 
     def __init__(self, endpoints: Sequence[str], data_dir: str, snapshots_to_keep: int = 2,
                  poll_interval_s: float = 0.02, request_timeout_s: float = 1.0,
-                 secret: Optional[bytes] = None, segment_bytes: Optional[int] = None):
+                 secret: Optional[bytes] = None, segment_bytes: Optional[int] = None,
+                 max_message_bytes: Optional[int] = None):
         """``secret``: the cluster's, when it has one; members admit only requests signed with
         the key derived from it (without one, only requests from their own machine).
-        ``segment_bytes``: the cluster's (a restored member carries the backup's segments)."""
+        ``segment_bytes``: the cluster's (a restored member carries the backup's segments).
+        ``max_message_bytes``: the cluster's (a log pull carries entries up to that size)."""
         from aeronpy.archive import Archive
         from aeronpy.client import UdpClientTransport
         from aeronpy.cluster.admin_auth import admin_key
@@ -117,7 +119,10 @@ class ClusterBackup:
         self.term = recovered.hard_state.term
         self.cluster_commit = 0
         self._member = 0
-        self._transport = UdpClientTransport(self.endpoints)
+        from aeronpy.cluster.module_config import DEFAULT_MAX_MESSAGE_BYTES, client_stream_message_bytes
+        from aeronpy.transport.streams import StreamConfig
+        self._transport = UdpClientTransport(self.endpoints, config=StreamConfig.for_message_bytes(
+            client_stream_message_bytes(max_message_bytes or DEFAULT_MAX_MESSAGE_BYTES)))
         self._next_id = 1
         self.requests = 0
         self.failures = 0
@@ -323,7 +328,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     backup = ClusterBackup(endpoints, args.data_dir, args.snapshots_to_keep,
                            args.poll_interval_ms / 1000,
                            secret=None if secret is None else secret.encode(),
-                           segment_bytes=raw.get("segment_bytes"))
+                           segment_bytes=raw.get("segment_bytes"),
+                           max_message_bytes=raw.get("max_message_bytes")
+                           if isinstance(raw.get("max_message_bytes"), int) else None)
     import signal
     import threading
     stop = threading.Event()

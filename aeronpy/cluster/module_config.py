@@ -8,6 +8,15 @@ from dataclasses import dataclass, field
 from typing import Callable, Mapping, Optional
 
 DEFAULT_MAX_MESSAGE_BYTES = 1 << 20
+# Room the client streams (ingress and egress) need beyond max_message_bytes: a message's
+# protocol header, and admin answers, whose largest (a backup's log pull) is 256 KiB of entries.
+ADMIN_ANSWER_MAX_BYTES = 256 * 1024
+STREAM_HEADER_ROOM_BYTES = 4096
+
+
+def client_stream_message_bytes(max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> int:
+    """The largest message a client stream carries: the reassembly bound at both ends."""
+    return max(max_message_bytes, ADMIN_ANSWER_MAX_BYTES) + STREAM_HEADER_ROOM_BYTES
 
 
 class Authenticator:

@@ -28,7 +28,7 @@ from aeronpy.cluster.idle import idle_strategy_from_name, select_waiter
 from aeronpy.cluster.logsetup import BurstLogger, node_logger
 from aeronpy.cluster.module import ConsensusModule
 from aeronpy.cluster.protocol import NewLeaderEvent
-from aeronpy.cluster.module_config import Authenticator, ModuleConfig
+from aeronpy.cluster.module_config import Authenticator, ModuleConfig, client_stream_message_bytes
 from aeronpy.cluster.node_admin import ADMIN_EXTRA_SLOTS, ENUM_NAMES as _ENUM_NAMES, NodeAdmin
 from aeronpy.cluster.node_counters import (REFUSAL_EXTRA_SLOTS, TRANSPORT_EXTRA_SLOTS,
                                            TransportCounterPublisher)
@@ -37,6 +37,7 @@ from aeronpy.cluster.node_snapshots import TRANSFER_MESSAGES as _TRANSFER_MESSAG
 from aeronpy.cluster.protocol import AdminRequest as _AdminRequest
 from aeronpy.core import CoreConfig, RaftCore
 from aeronpy.service import ClusteredService, Role
+from aeronpy.transport.streams import StreamConfig
 from aeronpy.transport.udp import UdpTransport
 from aeronpy.cluster.codes import INGRESS_CLUSTER_ID
 
@@ -166,8 +167,14 @@ class ClusterNode:
         # -- transports -----------------------------------------------------------------
         me = config.member
         secret = config.secret
+        # An AppendEntries holds up to max_append_bytes of entries, or one entry past that: a
+        # message of up to max_message_bytes in its envelope (the stream's default, 4 MiB, once
+        # capped it whatever the config said, and a bigger entry stopped the leader).
+        consensus_bytes = config.max_append_bytes + client_stream_message_bytes(
+            config.max_message_bytes)
         self.consensus = UdpTransport(me.host, me.consensus_port, config.cluster_id, config.member_id,
                                       secret=secret, mtu=config.mtu_bytes, stream_id=CONSENSUS_STREAM_ID,
+                                      config=StreamConfig.for_message_bytes(consensus_bytes),
                                       rcvbuf_bytes=config.socket_rcvbuf_bytes,
                                       sndbuf_bytes=config.socket_sndbuf_bytes)
         for peer in config.peers:
@@ -180,6 +187,11 @@ class ClusterNode:
                                     accept_clients=True, on_new_client=self._on_new_client,
                                     on_client_lost=self._on_client_lost,
                                     client_timeout_ns=max(config.session_timeout_ms * _MS, 1_000 * _MS),
+                                    # (never below the stream default: a message a little
+                                    # over max_message_bytes reaches the module, which answers
+                                    # MessageTooLargeError instead of a silent transport drop)
+                                    config=StreamConfig.for_message_bytes(
+                                        client_stream_message_bytes(config.max_message_bytes)),
                                     rcvbuf_bytes=config.socket_rcvbuf_bytes,
                                     sndbuf_bytes=config.socket_sndbuf_bytes)
 

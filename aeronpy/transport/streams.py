@@ -44,6 +44,15 @@ class StreamConfig:
     idle_interval_ns: int = 100_000_000      # HEARTBEAT / STATUS keep-alive of an idle stream
     setup_linger_ns: int = 5_000_000         # at most one SETUP per this interval
 
+    @classmethod
+    def for_message_bytes(cls, max_message_bytes: int, **overrides) -> "StreamConfig":
+        """Defaults, but messages up to ``max_message_bytes`` when that is above the default
+        (never below it: reassembly room grows with the fragments that arrive, so a high bound
+        costs nothing until used); the send buffer grows to hold two such messages."""
+        largest = max(cls.max_message_bytes, max_message_bytes)
+        send = max(cls.send_buffer_bytes, 2 * largest)
+        return cls(**{"max_message_bytes": largest, "send_buffer_bytes": send, **overrides})
+
     def __post_init__(self) -> None:
         if not DATA_HEADER + MAC_BYTES + 16 <= self.mtu_bytes <= 65507:
             raise ValueError(f"mtu_bytes out of range: {self.mtu_bytes}")

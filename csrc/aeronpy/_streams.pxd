@@ -49,6 +49,7 @@ cdef class StreamReceiver:
     cdef readonly int64_t _pending_bytes
     cdef readonly object _assembly
     cdef Py_ssize_t _assembly_offset
+    cdef Py_ssize_t _assembly_length
     cdef int64_t _last_nak_ns, _last_nak_position, _last_status_ns, _status_threshold
     cdef readonly int64_t _last_status_position
     cdef int _on_data_c(self, int64_t position, int fragment_flags, int32_t message_length,

@@ -137,3 +137,33 @@ def test_config_validation():
         StreamConfig(window_bytes=100)
     with pytest.raises(ValueError):
         StreamConfig(max_message_bytes=10 << 20, send_buffer_bytes=1 << 20)
+
+
+def test_reassembly_room_grows_with_the_fragments_not_the_declared_length():
+    """One datagram declaring a 4 MiB message once made the receiver allocate 4 MiB at once
+    (an unauthenticated client could pin gigabytes with kilobytes). The room now starts small
+    and doubles as fragments arrive, capped at the declared length; a whole message still
+    arrives intact (the control)."""
+    big = StreamConfig(mtu_bytes=1408, window_bytes=8 * 1024 * 1024,
+                       send_buffer_bytes=8 * 1024 * 1024, max_message_bytes=4 * 1024 * 1024)
+    cs, cr = TransportCounters(), TransportCounters()
+    to_rx, to_tx = Wire(), Wire()
+    tx = StreamSender(FrameWriter(1, 0, 1, 42), to_rx, big, cs)
+    rx = StreamReceiver(42, FrameWriter(1, 1, 1, 7), to_tx, big, cr)
+    msg = bytes(range(256)) * (3 * 1024 * 1024 // 256 + 7)       # ~3 MiB in ~2,300 fragments
+    assert tx.offer(msg, 0) == len(msg)
+    frames = to_rx.take()
+    got = []
+    deliver(rx, frames[:1], got)                                  # the first fragment alone
+    assert got == [] and len(rx._assembly) <= 16 * 1024
+    deliver(rx, frames[1:], got)
+    assert got == [msg] and cr.messages_reassembled == 1
+
+
+def test_a_fragment_past_the_declared_length_drops_the_message():
+    cs, cr = TransportCounters(), TransportCounters()
+    rx = StreamReceiver(42, FrameWriter(1, 1, 1, 7), Wire(), CFG, cr)
+    got = []
+    rx.on_data(0, 1, 100, b"a" * 60, lambda pid, m: got.append(bytes(m)), 0, 0)   # BEGIN
+    rx.on_data(60, 0, 100, b"b" * 60, lambda pid, m: got.append(bytes(m)), 0, 0)  # 120 > 100
+    assert got == [] and cr.drops["malformed"] == 1

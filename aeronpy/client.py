@@ -143,7 +143,9 @@ class ClusterClient:
         if heard is not None and heard() == 0:
             local = getattr(self._transport, "local_endpoint", "?")
             return (f"{text}: no member answered (are the nodes running, on these ingress "
-                    f"endpoints, and can they reach this client at {local}?)")
+                    f"endpoints, and can they reach this client at {local}? A member whose "
+                    "client table is full drops new clients unanswered: see its "
+                    "transport_drop_too_many_clients counter)")
         redirects = self._core.counters.get("redirects", 0)
         if redirects:
             return (f"{text}: members answered ({redirects} redirects) but no leader took the "

@@ -108,6 +108,12 @@ class UdpTransport(TransportCore):
                                     self.config.max_message_bytes, self.counters)
         self._peers: dict[int, Peer] = {}
         self._clients: dict[tuple[int, int], int] = {}     # (address key, epoch) -> peer id
+        # One client per source address: a socket is one client incarnation at a time, so a
+        # new epoch from an address replaces the client there. Else one socket sending fresh
+        # epochs filled the client table and locked every new client out. Earlier epochs of
+        # an address are remembered (bounded) so a late datagram cannot bring one back.
+        self._client_by_address: dict[int, int] = {}       # address key -> peer id
+        self._retired_client_epochs: "OrderedDict[int, deque]" = OrderedDict()
         self._member_by_address: dict[int, int] = {}       # client transports: address -> peer id
         # address -> where our stream to a forgotten client ended (bounded; see remove_peer)
         self._client_stream_floor: "OrderedDict[int, int]" = OrderedDict()
@@ -152,6 +158,8 @@ class UdpTransport(TransportCore):
             return False
         if peer.is_client:
             self._clients.pop((peer.address_key, peer.epoch), None)
+            if self._client_by_address.get(peer.address_key) == peer_id:
+                del self._client_by_address[peer.address_key]
             # The client may come back (same address and epoch) still holding its image of
             # our stream, under our unchanged epoch: a new stream to it starts past where this
             # one ended, so the client sees a gap (NAK, SETUP, jump) and never old positions.
@@ -162,6 +170,15 @@ class UdpTransport(TransportCore):
         elif self._member_by_address.get(peer.address_key) == peer_id:
             del self._member_by_address[peer.address_key]
         return True
+
+    def _retire_client_epoch(self, key: int, epoch: int) -> None:
+        retired = self._retired_client_epochs.pop(key, None)
+        if retired is None:
+            retired = deque(maxlen=RETIRED_EPOCHS_MAX)
+        retire_epoch(retired, epoch)
+        self._retired_client_epochs[key] = retired          # most recent last
+        while len(self._retired_client_epochs) > 4 * self.max_clients:
+            self._retired_client_epochs.popitem(last=False)
 
     def peer_ids(self) -> list:
         return list(self._peers)
@@ -260,6 +277,17 @@ class UdpTransport(TransportCore):
         if frame_type != DATA and frame_type != HEARTBEAT:
             self._admission.drop("unknown_peer")
             return None
+        retired = self._retired_client_epochs.get(key)
+        if retired is not None and epoch_is_stale(retired, epoch):
+            self._admission.drop("stale_epoch")
+            return None
+        old_id = self._client_by_address.get(key)
+        if old_id is not None:               # this address's client restarted: it replaces
+            self._retire_client_epoch(key, self._peers[old_id].epoch)
+            self.remove_peer(old_id)
+            self.counters.clients_lost += 1
+            if self.on_client_lost is not None:
+                self.on_client_lost(old_id)
         if len(self._clients) >= self.max_clients:
             self._admission.drop("too_many_clients")
             return None
@@ -268,6 +296,7 @@ class UdpTransport(TransportCore):
         peer = self._new_peer(peer_id, key, True, epoch, self._client_stream_floor.pop(key, 0))
         self._peers[peer_id] = peer
         self._clients[(key, epoch)] = peer_id
+        self._client_by_address[key] = peer_id
         self.counters.clients_connected += 1
         if self.on_new_client is not None:
             self.on_new_client(peer_id, peer.address)

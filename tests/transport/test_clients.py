@@ -57,10 +57,14 @@ def test_client_restart_on_same_address_is_a_new_client_and_old_one_expires():
         c.t.close()
         c = client(srv, epoch=6, port=port)
         c.queue(0, [b"again"])
-        assert run_until(lambda: len(events) == 2, [srv, c], timeout_s=5)
-        old, new = events[0][1], events[1][1]
+        new_events = lambda: [e for e in events if e[0] != "lost"]   # noqa: E731
+        assert run_until(lambda: len(new_events()) == 2, [srv, c], timeout_s=5)
+        old, new = new_events()[0][1], new_events()[1][1]
         assert old != new and srv.got(new) == [b"again"]
-        assert run_until(lambda: ("lost", old) in events, [srv, c], timeout_s=5)
+        # one client per address: the new incarnation replaces the old at once (before, the
+        # old one lingered until its timeout, so one socket could fill the client table)
+        assert ("lost", old) in events
+        assert events.index(("lost", old)) < events.index(new_events()[1])
         assert srv.t.client_ids() == [new]          # the live client stays (heartbeats)
         assert srv.t.send(old, b"x") == -1          # its handle is gone: NOT_CONNECTED
     finally:
@@ -85,3 +89,38 @@ def test_client_limit_and_member_only_transport():
     finally:
         for e in (srv, members_only, c1, c2, c3):
             e.t.close()
+
+
+def test_one_socket_sending_fresh_epochs_holds_one_client_slot():
+    """Found by an adversarial review: 1,100 datagrams from one socket, each with a new epoch,
+    filled the client table (max_clients) and locked every new client out until they timed
+    out, renewable at ~110 datagrams/s. One address now holds one client: a new epoch there
+    replaces the old one, and a replaced epoch cannot come back."""
+    srv, events = server(max_clients=4)
+    flooder = client(srv, epoch=1000)
+    port = flooder.t.local_address[1]
+    honest = None
+    try:
+        for epoch in range(1001, 1013):              # 3x the table, one address
+            flooder.t.close()
+            flooder = client(srv, epoch=epoch, port=port)
+            flooder.queue(0, [b"e%d" % epoch])
+            assert run_until(lambda: any(e[0] == "new" and srv.got(e[1]) == [b"e%d" % epoch]
+                                         for e in events), [srv, flooder], timeout_s=5)
+            assert len(srv.t.client_ids()) == 1
+        honest = client(srv)
+        honest.queue(0, [b"let me in"])
+        assert run_until(lambda: any(srv.got(pid) == [b"let me in"] for pid in srv.t.client_ids()),
+                         [srv, honest, flooder], timeout_s=5)
+        assert srv.t.counters.drops["too_many_clients"] == 0
+        # a late datagram of a replaced epoch is refused, not admitted as a client again
+        flooder.t.close()
+        flooder = client(srv, epoch=1010, port=port)    # (the last 8 are remembered)
+        flooder.queue(0, [b"back from the dead"])
+        assert run_until(lambda: srv.t.counters.drops["stale_epoch"] > 0, [srv, flooder],
+                         timeout_s=5)
+        assert not any(srv.got(pid) == [b"back from the dead"] for pid in srv.t.client_ids())
+    finally:
+        for e in (srv, flooder, honest):
+            if e is not None:
+                e.t.close()

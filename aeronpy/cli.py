@@ -190,10 +190,12 @@ def _failed_at_start(config: object, exc: Exception, log: object) -> int:
     service_error = getattr(service_error, "ServiceError", ()) if service_error else ()
     snapshot_error = _import_optional("aeronpy.cluster.snapshotting")
     snapshot_error = getattr(snapshot_error, "SnapshotFileError", ()) if snapshot_error else ()
+    logged = True
     if isinstance(exc, service_error):
         pass          # the service container has logged it with the service's traceback
     elif isinstance(exc, (AeronpyError, snapshot_error)):
         log.debug("start-up failure", exc_info=exc)   # the message says it all
+        logged = False
     else:
         log.error("node failed while starting", exc_info=exc)
     try:
@@ -201,9 +203,9 @@ def _failed_at_start(config: object, exc: Exception, log: object) -> int:
         recorded = record_failed_start(config, exc, **slots)
     except Exception as record_exc:  # noqa: BLE001 - never hide the first failure behind this one
         log.warning("could not record the failure in %s: %r", config.data_dir, record_exc)
-        recorded = False
+        recorded, logged = False, True
     where = (_where_the_traceback_is(config.data_dir) if recorded
-             else "not recorded in the data dir: see the log above")
+             else "not recorded in the data dir" + (": see the log above" if logged else ""))
     hint = ""
     if isinstance(exc, snapshot_error) and "service streams" in str(exc):
         hint = ("; the snapshot was taken by members hosting another set of services: start "
@@ -244,7 +246,11 @@ def cmd_tool(args: argparse.Namespace) -> int:
     if command == "metrics" and args.serve_metrics is not None:
         return _serve_metrics(data_dir, args.serve_metrics)
     if command == "errors":
-        return _print_result(_errors_with_tracebacks(data_dir), args.json)
+        try:
+            result = _errors_with_tracebacks(data_dir)
+        except (AeronpyError, OSError) as exc:   # a FIFO or directory as errors.log, ...
+            result = tool.read_failure(exc, data_dir)
+        return _print_result(result, args.json)
     if command in tool.LOCAL_COMMANDS:
         return _print_result(tool.run_local(command, data_dir), args.json)
     kwargs = {}
@@ -257,8 +263,10 @@ def cmd_tool(args: argparse.Namespace) -> int:
             print(json.dumps({"error": str(exc), "available": False}))
         _err(str(exc))
         return EXIT_NOT_AVAILABLE
-    except AeronpyError as exc:
-        _err(f"aeronpy tool {command}: {exc}")
+    except (AeronpyError, OSError) as exc:
+        # AeronpyError: refused, no answer, a FIFO or a directory where a data dir file
+        # belongs (named); OSError: a file of the data dir that cannot be read
+        _err(f"aeronpy tool {command}: {tool.error_text(exc)}")
         return EXIT_USAGE
     print(json.dumps(data, indent=2, sort_keys=True, default=str) if args.json
           else "\n".join(readable_lines(data)))

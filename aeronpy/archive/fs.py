@@ -4,7 +4,9 @@ recovery code that runs in production.
 
 The API is deliberately small. Paths are plain strings; a file is opened once and addressed by
 the handle `open_file` returns. Every method either does all it was asked or raises `OSError`
-(with an ``errno``) -- a short write is retried inside, never returned.
+(with an ``errno``) -- a short write is retried inside, never returned. `OsFileSystem` opens
+and reads regular files only: a FIFO, device or directory in a file's place raises
+`NotARegularFileError` (an `OSError` and an `AeronpyError`) naming it, never blocks.
 
 =====================  =======================================================================
 ``open_file(p, c)``    open ``p`` read/write (``c=True``: create it if missing) -> handle
@@ -53,10 +55,133 @@ from __future__ import annotations
 import errno
 import os
 import random
+import stat
 import sys
 from typing import Any
 
-__all__ = ["FileSystem", "OsFileSystem", "MemFileSystem"]
+from ..errors import AeronpyError
+
+__all__ = ["FileSystem", "OsFileSystem", "MemFileSystem", "NotARegularFileError", "open_regular",
+           "read_regular", "check_regular_if_present", "file_kind"]
+
+
+# --------------------------------------------------------------------------------------------
+# Special files. A FIFO, a device (a link to /dev/zero), a socket or a directory where a data
+# dir file (or the config) belongs must not hang a node or a tool: opening a FIFO for reading
+# blocks until a writer comes (SIGTERM cannot end that wait: Python retries the open after the
+# handler ran), reading /dev/zero never ends. Every file aeronpy reads or writes in place is
+# opened with `open_regular`: O_NONBLOCK (the open itself never waits), then fstat, and
+# anything but a regular file is refused with `NotARegularFileError` naming it.
+
+_O_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
+_O_NOCTTY = getattr(os, "O_NOCTTY", 0)
+_O_BINARY = getattr(os, "O_BINARY", 0)
+
+
+class NotARegularFileError(AeronpyError, OSError):
+    """A path that must be a regular file is a directory, FIFO, device or socket. The message
+    says which file, what it is, and what to do (``hint``)."""
+
+    def __init__(self, path: str, kind: str, hint: str | None = None):
+        self.path, self.kind = path, kind
+        self.message = (f"{path} is {kind}, not a regular file: "
+                        f"{hint or 'move it aside or remove it (aeronpy keeps a regular file there)'}")
+        OSError.__init__(self, errno.EINVAL, self.message)
+        self.filename = path
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def file_kind(path: str, mode: int | None = None) -> str:
+    """What ``path`` is, for a message: "a directory", "a FIFO (named pipe)", ..., with the
+    link target for a symbolic link."""
+    if mode is None:
+        mode = os.stat(path).st_mode
+    for test, name in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                       (stat.S_ISSOCK, "a socket"), (stat.S_ISREG, "a regular file")):
+        if test(mode):
+            break
+    else:
+        name = "a special file"
+    try:
+        if os.path.islink(path):
+            return f"a symbolic link to {os.path.realpath(path)} ({name})"
+    except (OSError, ValueError):
+        pass
+    return name
+
+
+def _refusal(path: str, hint: str | None) -> NotARegularFileError | None:
+    """The refusal for ``path`` when it exists and is not a regular file, else None."""
+    try:
+        mode = os.stat(path).st_mode
+    except (OSError, ValueError):
+        return None
+    if stat.S_ISREG(mode):
+        return None
+    return NotARegularFileError(path, file_kind(path, mode), hint)
+
+
+def check_regular_if_present(path: str, hint: str | None = None) -> None:
+    """Raise `NotARegularFileError` when ``path`` exists and is not a regular file (before
+    replacing it, deleting it or handing it to code that would block on it)."""
+    refusal = _refusal(path, hint)
+    if refusal is not None:
+        raise refusal
+
+
+def open_regular(path: str, flags: int = os.O_RDONLY, mode: int = 0o644,
+                 hint: str | None = None) -> int:
+    """``os.open(path, flags, mode)`` that never blocks on a FIFO and returns a descriptor of
+    a regular file only: anything else raises `NotARegularFileError` (an `OSError`), without
+    waiting for a FIFO's other end. The descriptor is blocking again on return."""
+    path = os.fspath(path)
+    try:
+        fd = os.open(path, flags | _O_NONBLOCK | _O_NOCTTY | _O_BINARY, mode)
+    except OSError:
+        # EISDIR (a directory opened for writing), ENXIO (a FIFO with no reader opened for
+        # writing), ...: say what is in the way when it is not a regular file
+        refusal = _refusal(path, hint)
+        if refusal is not None:
+            raise refusal from None
+        raise
+    try:
+        st_mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(st_mode):
+            raise NotARegularFileError(path, file_kind(path, st_mode), hint)
+        if _O_NONBLOCK:
+            os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def read_regular(path: str, max_bytes: int | None = None, hint: str | None = None,
+                 what: str = "file") -> bytearray:
+    """The contents of the regular file ``path`` (`open_regular`), at most its size when
+    opened: a file growing meanwhile is not followed. With ``max_bytes``, a larger file raises
+    `ValueError` naming it, and nothing is read."""
+    fd = open_regular(path, os.O_RDONLY, hint=hint)
+    with open(fd, "rb", buffering=0) as f:
+        size = os.fstat(fd).st_size
+        if max_bytes is not None and size > max_bytes:
+            raise ValueError(f"{path} is {size} bytes, more than a {what} can be "
+                             f"({max_bytes} bytes at most)")
+        buf = bytearray(size)
+        view = memoryview(buf)
+        got = 0
+        while got < size:
+            n = f.readinto(view[got:])
+            if not n:
+                break
+            got += n
+    del view
+    if got < size:
+        del buf[got:]
+    return buf
 
 
 class FileSystem:
@@ -87,11 +212,10 @@ class OsFileSystem(FileSystem):
     """Real files through ``os``: the syscalls release the GIL, so a syncer thread overlaps
     with the duty cycle."""
 
-    _O_BINARY = getattr(os, "O_BINARY", 0)
-
     def open_file(self, path: str, create: bool = False) -> int:
-        flags = os.O_RDWR | self._O_BINARY | (os.O_CREAT if create else 0)
-        return os.open(path, flags, 0o644)
+        """A regular file only: a FIFO, device or directory in its place raises
+        `NotARegularFileError` naming it (never blocks, never reads without end)."""
+        return open_regular(path, os.O_RDWR | (os.O_CREAT if create else 0), 0o644)
 
     def close(self, handle: int) -> None:
         os.close(handle)
@@ -148,20 +272,9 @@ class OsFileSystem(FileSystem):
             os.close(fd)
 
     def read_file(self, path: str) -> bytearray:
-        with open(path, "rb", buffering=0) as f:
-            size = os.fstat(f.fileno()).st_size
-            buf = bytearray(size)
-            view = memoryview(buf)
-            got = 0
-            while got < size:
-                n = f.readinto(view[got:])
-                if not n:
-                    break
-                got += n
-        del view
-        if got < size:
-            del buf[got:]
-        return buf
+        """At most the file's size when opened; anything but a regular file raises
+        `NotARegularFileError` naming it."""
+        return read_regular(path)
 
     def listdir(self, path: str) -> list:
         return os.listdir(path)

@@ -39,9 +39,13 @@ import struct
 import time
 from typing import Callable, Optional
 
+from aeronpy.archive.fs import check_regular_if_present, open_regular
 from aeronpy.cluster import protocol as P
 
 ADMIN_KEY_FILE = "admin.key"
+_KEY_FILE_MAX_BYTES = 4096      # 64 hex digits and a newline; anything much longer is not a key
+_KEY_FILE_HINT = ("remove it (a member writes its admin key there at start, and removes it when "
+                  "the cluster has no secret)")
 TAG_BYTES = 16
 _SIGNED = struct.Struct("<qi")      # correlation_id, request_type: what the tag binds to
 _CODE = struct.Struct("<i")         # an answer's code, bound too
@@ -172,6 +176,7 @@ def write_key_file(data_dir: str, key: bytes) -> str:
     """Write ``admin.key`` (hex, mode 0600) atomically; returns its path. The temporary file
     is created afresh (never through a link someone left in its place)."""
     path = os.path.join(data_dir, ADMIN_KEY_FILE)
+    check_regular_if_present(path, _KEY_FILE_HINT)   # a directory would fail the rename, bare
     tmp = path + ".tmp"
     try:
         os.unlink(tmp)
@@ -189,20 +194,28 @@ def write_key_file(data_dir: str, key: bytes) -> str:
 
 
 def remove_key_file(data_dir: str) -> None:
-    """A member started without a secret leaves no key from an earlier configuration behind."""
+    """A member started without a secret leaves no key from an earlier configuration behind.
+    A FIFO or a link there is removed as a file is; a directory is refused, naming it."""
+    path = os.path.join(data_dir, ADMIN_KEY_FILE)
     try:
-        os.remove(os.path.join(data_dir, ADMIN_KEY_FILE))
+        os.remove(path)
     except FileNotFoundError:
         pass
+    except OSError:
+        check_regular_if_present(path, _KEY_FILE_HINT)   # a directory: say so
+        raise
 
 
 def read_key_file(data_dir: str) -> Optional[bytes]:
     """The key a member wrote to its data dir, or None when it runs without a secret."""
     try:
-        with open(os.path.join(data_dir, ADMIN_KEY_FILE), "rb") as f:
-            text = f.read().strip()
+        fd = open_regular(os.path.join(data_dir, ADMIN_KEY_FILE), hint=_KEY_FILE_HINT)
     except FileNotFoundError:
         return None
+    try:
+        text = os.read(fd, _KEY_FILE_MAX_BYTES).strip()
+    finally:
+        os.close(fd)
     try:
         key = bytes.fromhex(text.decode("ascii"))
     except (UnicodeDecodeError, ValueError):

@@ -13,7 +13,7 @@ import time
 from typing import Optional
 
 from aeronpy.archive.durable_marker import DURABLE_MARKER_FILE, DurableMarker
-from aeronpy.archive.fs import OsFileSystem
+from aeronpy.archive.fs import OsFileSystem, read_regular
 from aeronpy.archive.node_state import load_node_state
 from aeronpy.archive.recording_log import ENTRY_BYTES, RECORDING_LOG_FILE, RecordingLog, SnapshotEntry, TermStart
 from aeronpy.archive.segments import SEGMENT_SUFFIX, SegmentLog
@@ -30,10 +30,12 @@ class AdminError(AeronpyError):
 # ------------------------------------------------------------------------------- local reads
 def _recording_entries(data_dir: str) -> list:
     path = os.path.join(data_dir, RECORDING_LOG_FILE)
-    if not os.path.exists(path):
+    try:
+        # a regular file only, read up to its size: a FIFO or a link to /dev/zero there is
+        # refused (NotARegularFileError, naming it), never read without end
+        raw = read_regular(path)
+    except FileNotFoundError:
         return []
-    with open(path, "rb") as f:
-        raw = f.read()
     entries = []
     for off in range(0, len(raw) - len(raw) % ENTRY_BYTES, ENTRY_BYTES):
         entry = RecordingLog._decode(raw, off)

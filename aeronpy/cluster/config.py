@@ -9,8 +9,9 @@ Two phases:
 - construction (`from_toml`, `from_dict`, or the constructor) checks the file itself: unknown
   keys (with the closest known key suggested), types, ranges, duplicate member ids and ports,
   the timing relations, and that ``member_id`` names a member;
-- `check_startable()`, called by the node just before it binds, checks the machine: this
-  member's ports are free, the data dir can be created and written, and this process may run
+- `check_startable()`, called by the node just before it binds, checks the machine: every
+  member's host resolves to an IPv4 address (the transport is IPv4-only), this member's ports
+  are free, the data dir can be created and written, and this process may run
   on the CPUs of ``cpu_affinity``.
 """
 from __future__ import annotations
@@ -38,14 +39,17 @@ IDLE_STRATEGIES = ("busy-spin", "yield", "backoff", "sleep")
 SCHED_POLICIES = ("normal", "batch")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 _INT32_MAX = 2**31 - 1
+SECRET_MAX_BYTES = 64                   # the frame MAC is keyed BLAKE2b: a key of 1..64 bytes
+CONFIG_FILE_MAX_BYTES = 1 << 20         # a configuration file is a few KiB; never read more
 _KIB, _MIB, _GIB = 1 << 10, 1 << 20, 1 << 30
 
 # (key, default, documentation). The order is the order of the docs table.
 KEY_DOCS: tuple = (
     ("cluster_id", "required", "Integer (int32) shared by every member; frames carrying another "
      "cluster id are dropped and counted, so two clusters on one network cannot mix."),
-    ("members", "required", "One `[[members]]` table per member: `id` (non-negative int), `host`, "
-     "`consensus_port` (member-to-member UDP), `ingress_port` (client UDP), optional "
+    ("members", "required", "One `[[members]]` table per member: `id` (non-negative int), `host` "
+     "(an IPv4 address or a name that resolves to one: the transport is IPv4-only; checked at "
+     "start), `consensus_port` (member-to-member UDP), `ingress_port` (client UDP), optional "
      "`admin_port` (reserved: unused by this version, see below). Ids and host:port pairs must "
      "be unique."),
     ("member_id", "required", "Which member this node is; usually given as "
@@ -92,8 +96,10 @@ KEY_DOCS: tuple = (
      'datagram; without sockets to wait on it spins and yields first), "sleep" (1 ms).'),
     ("snapshot_log_bytes", "268435456 (256 MiB)", "Take a snapshot automatically once this many "
      "log bytes were appended since the last one; 0 turns automatic snapshots off."),
-    ("secret", "none", "Shared key (string, UTF-8) that authenticates member-to-member frames "
-     "with a keyed MAC; frames with a bad MAC are dropped and counted. Off when absent. Admin "
+    ("secret", "none", "Shared key (string, UTF-8, 1 to 64 bytes: it keys the BLAKE2b frame MAC, "
+     "whose key is at most 64 bytes; `secrets.token_hex(32)` gives 64 characters) that "
+     "authenticates member-to-member frames; frames with a bad MAC are dropped and counted. "
+     "Off when absent. Admin "
      "requests (tool, backup) must then be signed with a key derived from it, which each "
      "member writes to `admin.key` in its data dir; without it, only the member's own "
      "machine may send them (docs/operations.md)."),
@@ -197,6 +203,10 @@ class MemberConfig:
             # reach each sender itself)
             raise ConfigError(f"{where}.host", f"{host.strip()!r} is a wildcard; give the "
                                                "address the other members reach this one at")
+        if _is_ipv6_literal(host.strip()):
+            raise ConfigError(f"{where}.host", f"{host.strip()!r} is an IPv6 address; only IPv4 "
+                                               "is supported: give the member's IPv4 address or "
+                                               "a host name that resolves to one")
         admin = raw.get("admin_port")
         return cls(
             id=_int(f"{where}.id", raw["id"], 0, _INT32_MAX),
@@ -278,6 +288,11 @@ class NodeConfig:
             secret = self.secret.encode() if isinstance(self.secret, str) else self.secret
             if not isinstance(secret, (bytes, bytearray)) or not secret:
                 raise ConfigError("secret", "must be a non-empty string")
+            if len(secret) > SECRET_MAX_BYTES:
+                raise ConfigError("secret", f"is {len(secret)} bytes (UTF-8), more than the "
+                                            f"{SECRET_MAX_BYTES} the frame MAC (a BLAKE2b key) "
+                                            f"takes: use a key of at most {SECRET_MAX_BYTES} "
+                                            "bytes, e.g. secrets.token_hex(32)")
             put("secret", bytes(secret))
         if self.authenticator is not None:
             spec = self.authenticator
@@ -350,16 +365,34 @@ class NodeConfig:
     @classmethod
     def from_toml(cls, path: "str | os.PathLike", member_id: Optional[int] = None,
                   **overrides: Any) -> "NodeConfig":
-        """Load and validate a TOML file; ``member_id`` and ``overrides`` win over the file."""
+        """Load and validate a TOML file; ``member_id`` and ``overrides`` win over the file.
+
+        Only a regular file of at most 1 MiB is read: a FIFO (which would block), a device or
+        a directory is refused, as are text that is not UTF-8 and nesting too deep to parse."""
+        from aeronpy.archive.fs import NotARegularFileError, read_regular
+
+        name = os.fspath(path)
         try:
-            with open(path, "rb") as f:
-                raw = _toml.load(f)
+            data = read_regular(name, CONFIG_FILE_MAX_BYTES, what="configuration file")
         except FileNotFoundError:
-            raise ConfigError("<config>", f"no such configuration file: {os.fspath(path)}") from None
+            raise ConfigError("<config>", f"no such configuration file: {name}") from None
+        except NotARegularFileError as exc:
+            raise ConfigError("<config>", f"{name} is {exc.kind}, not a regular file: give the "
+                                          "path of a TOML file") from None
         except OSError as exc:
-            raise ConfigError("<config>", f"cannot read {os.fspath(path)}: {exc.strerror}") from None
+            raise ConfigError("<config>", f"cannot read {name}: {exc.strerror or exc}") from None
+        except ValueError as exc:        # larger than CONFIG_FILE_MAX_BYTES
+            raise ConfigError("<config>", f"{exc}: is it the configuration file?") from None
+        try:
+            raw = _toml.loads(data.decode("utf-8"))
+        except UnicodeDecodeError as exc:
+            raise ConfigError("<config>", f"{name} is not valid TOML: not UTF-8 text (byte "
+                                          f"{exc.start})") from None
         except _toml.TOMLDecodeError as exc:
-            raise ConfigError("<config>", f"{os.fspath(path)} is not valid TOML: {exc}") from None
+            raise ConfigError("<config>", f"{name} is not valid TOML: {exc}") from None
+        except RecursionError:
+            raise ConfigError("<config>", f"{name} is not valid TOML for aeronpy: arrays or "
+                                          "tables nested too deeply to parse") from None
         return cls.from_dict(raw, member_id=member_id, **overrides)
 
     def replace(self, **changes: Any) -> "NodeConfig":
@@ -393,12 +426,15 @@ class NodeConfig:
     # -- start-time checks --------------------------------------------------------------------
 
     def check_startable(self) -> None:
-        """Check, just before starting, that this member's ports are free, data_dir writable,
-        the ``cpu_affinity`` CPUs (if any) usable by this process and ``sched_policy`` available.
+        """Check, just before starting, that every member's host resolves to an IPv4 address,
+        this member's ports are free, data_dir writable, the ``cpu_affinity`` CPUs (if any)
+        usable by this process and ``sched_policy`` available.
 
         The ports are bound and released again, so a node that starts right after this finds
         them free unless another process took them in between.
         """
+        for i, m in enumerate(self.members):
+            _probe_host(f"members[{i}].host", m.host)
         index = next(i for i, m in enumerate(self.members) if m.id == self.member_id)
         me = self.member
         for key in ("consensus_port", "ingress_port", "admin_port"):
@@ -457,6 +493,26 @@ def _cpu_list(cpus) -> str:
     return ",".join(str(a) if a == b else f"{a}-{b}" for a, b in ranges)
 
 
+def _is_ipv6_literal(host: str) -> bool:
+    """``::1``, ``[fe80::1]``, ...: an address the IPv4-only transport cannot use."""
+    try:
+        return ipaddress.ip_address(host.strip("[]")).version == 6
+    except ValueError:
+        return False
+
+
+def _probe_host(key: str, host: str) -> None:
+    """The transport resolves every member's host with ``gethostbyname`` (IPv4 only): refuse
+    now, naming the member, a host that does not resolve so."""
+    try:
+        socket.gethostbyname(host)
+    except (socket.gaierror, UnicodeError) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc)
+        raise ConfigError(key, f"cannot resolve {host!r} to an IPv4 address ({reason}); only "
+                               "IPv4 is supported: give an IPv4 address or a host name that "
+                               "resolves to one") from None
+
+
 def _is_wildcard(host: str) -> bool:
     """0.0.0.0, ::, and their other spellings (0, 0.0, ::0, [::])."""
     if host == "*":
@@ -474,7 +530,7 @@ def _is_wildcard(host: str) -> bool:
 def _probe_port(key: str, host: str, port: int, kind: int) -> None:
     proto = "UDP" if kind == socket.SOCK_DGRAM else "TCP"
     try:
-        infos = socket.getaddrinfo(host, port, type=kind)
+        infos = socket.getaddrinfo(host, port, family=socket.AF_INET, type=kind)
     except socket.gaierror as exc:
         raise ConfigError(key, f"cannot resolve host {host!r}: {exc.strerror}") from None
     family, _, _, _, addr = infos[0]

@@ -40,6 +40,7 @@ from typing import Any, Iterable, Mapping, Optional
 
 import mmap
 
+from aeronpy.archive.fs import NotARegularFileError, check_regular_if_present, open_regular
 from aeronpy.errors import AeronpyError
 from aeronpy.service import Role
 
@@ -54,6 +55,7 @@ _LABEL = struct.Struct("<BBBx48s76s")
 _NAME_MAX, _HELP_MAX = 48, 76
 _METADATA_MAX = 64 * 1024
 WRITER_RUNNING, WRITER_CLOSED = 1, 2
+_REPLACE_HINT = "remove it (a node writes a new counters file there each time it starts)"
 GAUGE, COUNTER = 0, 1
 
 # (name, kind, initial value, help). Indexes are positions in this table; never reorder
@@ -195,7 +197,7 @@ class CountersWriter:
         if len(metadata) > _METADATA_MAX:
             raise ValueError(f"counters metadata is {len(metadata)} bytes, over {_METADATA_MAX}")
         self._create_file(slots, metadata, member_id, cluster_id, os.getpid() if pid is None else pid)
-        self._file = open(self.path, "r+b")
+        self._file = os.fdopen(open_regular(self.path, os.O_RDWR, hint=_REPLACE_HINT), "r+b")
         self._map = mmap.mmap(self._file.fileno(), 0)
         whole = memoryview(self._map)
         self._header = whole[_WRITER_STATE_OFFSET:_WRITER_STATE_OFFSET + 8].cast("q")
@@ -221,10 +223,20 @@ class CountersWriter:
                              name_b, help_b)
             struct.pack_into("<q", buf, values_offset + 8 * i, initial)
         os.makedirs(self.data_dir, exist_ok=True)
+        # a directory there would fail the rename below with a bare EISDIR, and a FIFO or a
+        # device is not what a reader may open: refuse either, naming the file
+        check_regular_if_present(self.path, _REPLACE_HINT)
         tmp = f"{self.path}.{os.getpid()}.tmp"
-        with open(tmp, "wb") as f:
-            f.write(buf)
-        os.replace(tmp, self.path)
+        try:
+            with open(tmp, "wb") as f:
+                f.write(buf)
+            os.replace(tmp, self.path)
+        except BaseException:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+            raise
 
     @classmethod
     def for_config(cls, config: Any, **kwargs: Any) -> "CountersWriter":
@@ -331,13 +343,17 @@ class CountersReader:
         self.path = os.path.join(self.data_dir, COUNTERS_FILE)
         self.stale_after_s = stale_after_s
         try:
-            with open(self.path, "rb") as f:
+            # O_NONBLOCK and a regular file only: a FIFO or a link to a device there never
+            # blocks or maps
+            with os.fdopen(open_regular(self.path, hint=_REPLACE_HINT), "rb") as f:
                 self._ino = os.fstat(f.fileno()).st_ino
                 self._map = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
         except FileNotFoundError:
             raise CountersUnavailableError(
                 f"no {COUNTERS_FILE} in {self.data_dir}: no node has run with this data dir "
                 "(or it is not a node's data dir)") from None
+        except NotARegularFileError as exc:
+            raise CountersUnavailableError(str(exc)) from None
         except (OSError, ValueError) as exc:
             raise CountersUnavailableError(f"cannot map {self.path}: {exc}") from None
         try:

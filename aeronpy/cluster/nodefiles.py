@@ -17,6 +17,7 @@ from typing import Optional
 
 import mmap
 
+from aeronpy.archive.fs import NotARegularFileError, open_regular, read_regular
 from aeronpy.cluster.counters import CountersUnavailableError, pid_alive
 from aeronpy.errors import ConfigError
 
@@ -134,22 +135,26 @@ class ErrorLog:
         size = ring + capacity * _ERR_DETAIL_BYTES
         self._details_at = ring
         os.makedirs(os.fspath(data_dir), exist_ok=True)
-        existing = self._existing_layout(ring)
+        existing = self._existing_layout(ring)   # a FIFO, device or directory: refused
         if existing is None:
             head = bytearray(_ERR_HEADER_BYTES)
             _ERR_HEADER.pack_into(head, 0, _ERR_MAGIC, 1, capacity, _ERR_RECORD_BYTES)
             _ERR_DETAIL_LEN.pack_into(head, _ERR_DETAIL_BYTES_OFFSET, _ERR_DETAIL_BYTES)
             tmp = f"{self.path}.{os.getpid()}.tmp"
-            with open(tmp, "wb") as f:
-                f.write(head)
-                f.truncate(size)          # zeros: no records, no tracebacks
-            os.replace(tmp, self.path)
+            try:
+                with open(tmp, "wb") as f:
+                    f.write(head)
+                    f.truncate(size)          # zeros: no records, no tracebacks
+                os.replace(tmp, self.path)
+            except BaseException:
+                _remove_quietly(tmp)
+                raise
         elif existing == 0:               # written before tracebacks were kept: extend it
-            with open(self.path, "r+b") as f:
+            with os.fdopen(open_regular(self.path, os.O_RDWR), "r+b") as f:
                 f.truncate(size)
                 f.seek(_ERR_DETAIL_BYTES_OFFSET)
                 f.write(_ERR_DETAIL_LEN.pack(_ERR_DETAIL_BYTES))
-        self._file = open(self.path, "r+b")
+        self._file = os.fdopen(open_regular(self.path, os.O_RDWR), "r+b")
         self._map = mmap.mmap(self._file.fileno(), size)
         self._next_seq = memoryview(self._map)[_ERR_NEXT_SEQ_OFFSET:_ERR_NEXT_SEQ_OFFSET + 8].cast("q")
         self._recent: dict = {}   # text -> seq of its record
@@ -159,9 +164,11 @@ class ErrorLog:
         """The traceback slot size of an existing log of this capacity that can be kept
         (0: one from before tracebacks were kept, to extend), or None: make a new one."""
         try:
-            with open(self.path, "rb") as f:
+            with os.fdopen(open_regular(self.path), "rb") as f:
                 head = f.read(_ERR_HEADER_BYTES)
                 file_size = os.fstat(f.fileno()).st_size
+        except NotARegularFileError:
+            raise                         # never replaced, and never read: it could block
         except OSError:
             return None
         if len(head) < _ERR_HEADER_BYTES or \
@@ -218,11 +225,12 @@ class ErrorLog:
 
 
 def read_errors(data_dir: "str | os.PathLike") -> list:
-    """The error log's entries, oldest first; [] when there is no log."""
+    """The error log's entries, oldest first; [] when there is no log. An ``errors.log`` that
+    is not a regular file (a FIFO, a link to a device, a directory) raises
+    `NotARegularFileError` naming it: it is never read."""
     path = os.path.join(os.fspath(data_dir), ERRORS_FILE)
     try:
-        with open(path, "rb") as f:
-            data = f.read()
+        data = read_regular(path)
     except FileNotFoundError:
         return []
     if len(data) < _ERR_HEADER_BYTES:
@@ -262,13 +270,28 @@ except ImportError:  # pragma: no cover - Windows
     _fcntl = None
 
 
+_PID_FILE_MAX_BYTES = 64
+
+
 def read_pid(data_dir: "str | os.PathLike") -> Optional[int]:
-    """The pid in ``DATA_DIR/node.pid``, or None when there is none."""
+    """The pid in ``DATA_DIR/node.pid``, or None when there is none (or no regular file is
+    there: a FIFO or device is never read)."""
     try:
-        with open(os.path.join(os.fspath(data_dir), PID_FILE)) as f:
-            return int(f.read().strip() or 0) or None
+        fd = open_regular(os.path.join(os.fspath(data_dir), PID_FILE))
+        try:
+            text = os.read(fd, _PID_FILE_MAX_BYTES)
+        finally:
+            os.close(fd)
+        return int(text.strip() or 0) or None
     except (OSError, ValueError):
         return None
+
+
+def _remove_quietly(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
 
 
 class PidFile:
@@ -286,7 +309,9 @@ class PidFile:
 
     def acquire(self) -> "PidFile":
         os.makedirs(self.data_dir, exist_ok=True)
-        f = open(self.path, "a+")
+        # a FIFO, device or directory there is refused (NotARegularFileError), never opened
+        # in a way that could block or written through
+        f = os.fdopen(open_regular(self.path, os.O_RDWR | os.O_CREAT, 0o644), "r+")
         try:
             if _fcntl is not None:
                 try:
@@ -328,8 +353,10 @@ def record_failed_start(config, error: BaseException, *, extra_slots=(), enum_na
     has exited readers report the node as not running and never as stopped cleanly.
 
     Only in a data dir this process owns: its pid in ``node.pid`` (the node took the lock
-    before failing), or one whose lock it can take now. Returns False, writing nothing, for a
-    data dir another running node holds (or that cannot be written)."""
+    before failing), or one whose lock it can take now. Returns whether the error is in
+    ``errors.log``: False, writing nothing, for a data dir another running node holds (or
+    that cannot be written); a ``counters.dat`` that cannot be written (a directory in its
+    place, say) does not keep the error out of ``errors.log``."""
     from aeronpy.cluster.counters import ConsensusModuleState, CountersWriter, SlotId
 
     data_dir = os.fspath(config.data_dir)
@@ -339,22 +366,29 @@ def record_failed_start(config, error: BaseException, *, extra_slots=(), enum_na
             lock = PidFile(data_dir).acquire()
         except (ConfigError, OSError):
             return False
+    recorded = False
     try:
-        errors = ErrorLog(data_dir)
         try:
-            errors.record(error)
-        finally:
-            errors.close()
-        writer = CountersWriter.for_config(config, extra_slots=extra_slots, enum_names=enum_names)
-        writer.values[int(SlotId.CONSENSUS_MODULE_STATE)] = int(ConsensusModuleState.FAILED)
-        writer.values[int(SlotId.ERRORS)] = 1
-        writer.touch()
-        # Deliberately not writer.close(): that marks the file "closed cleanly". The mapping
-        # goes with the writer object; what was stored stays in the file.
-        del writer
-        return True
-    except OSError:
-        return False
+            errors = ErrorLog(data_dir)
+            try:
+                errors.record(error)
+                recorded = True
+            finally:
+                errors.close()
+        except OSError:
+            pass
+        try:
+            writer = CountersWriter.for_config(config, extra_slots=extra_slots,
+                                               enum_names=enum_names)
+            writer.values[int(SlotId.CONSENSUS_MODULE_STATE)] = int(ConsensusModuleState.FAILED)
+            writer.values[int(SlotId.ERRORS)] = 1
+            writer.touch()
+            # Deliberately not writer.close(): that marks the file "closed cleanly". The
+            # mapping goes with the writer object; what was stored stays in the file.
+            del writer
+        except OSError:
+            pass
     finally:
         if lock is not None:
             lock.release()
+    return recorded

@@ -18,6 +18,7 @@ from aeronpy.cluster.counters import CountersReader, CountersUnavailableError
 from aeronpy.cluster.metrics import prometheus_text
 from aeronpy.cluster.nodefiles import read_errors, read_pid
 from aeronpy.core.election import ElectionState
+from aeronpy.errors import AeronpyError
 from aeronpy.service import Role
 
 EXIT_OK, EXIT_NO, EXIT_UNAVAILABLE, EXIT_NOT_IMPLEMENTED = 0, 1, 2, 3
@@ -237,6 +238,27 @@ LOCAL_COMMANDS = {"describe": describe, "list-members": list_members, "is-leader
                   "pid": pid, "errors": errors, "metrics": metrics}
 
 
+def error_text(exc: BaseException) -> str:
+    """One line for what stopped a tool command: aeronpy's own message (a FIFO or directory
+    where a file belongs names the file and what to do), or ``PATH: reason`` for an OSError."""
+    if isinstance(exc, OSError) and not isinstance(exc, AeronpyError) and exc.strerror:
+        return f"{exc.filename}: {exc.strerror}" if exc.filename is not None else exc.strerror
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
+
+def read_failure(exc: BaseException, data_dir: str) -> ToolResult:
+    """Exit 2 ("nothing to read") with one line saying which file and why."""
+    text = error_text(exc)
+    return ToolResult(EXIT_UNAVAILABLE, {"error": text, "data_dir": data_dir}, text)
+
+
 def run_local(command: str, data_dir: str) -> Optional[ToolResult]:
+    """The command's result; a file of the data dir that cannot be read (a FIFO, a device or a
+    directory in its place, no permission) is exit 2 with one line naming it."""
     func = LOCAL_COMMANDS.get(command)
-    return None if func is None else func(data_dir)
+    if func is None:
+        return None
+    try:
+        return func(data_dir)
+    except (AeronpyError, OSError) as exc:
+        return read_failure(exc, data_dir)

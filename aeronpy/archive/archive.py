@@ -23,7 +23,7 @@ from .. import _segscan
 from .durable_marker import DurableMarker
 from .errors import ArchiveCorruptError, ArchiveIOError, DataDirError
 from .fs import FileSystem, OsFileSystem
-from .node_state import HardState, load_node_state, save_node_state
+from .node_state import NODE_STATE_FILE, HardState, load_node_state, save_node_state
 from .recording_log import RecordingLog
 from .remover import BackgroundRemover
 from .segments import DEFAULT_SEGMENT_BYTES, OPEN_SEGMENTS_MAX, ScanStop, SegmentLog
@@ -134,25 +134,29 @@ class Archive:
         return self._failure is not None
 
     # -- recovery ----------------------------------------------------------------------------
-    def recover(self) -> Recovered:
+    def recover(self, require_node_state: bool = False) -> Recovered:
         """Load the node state, choose the newest valid snapshot, read the log after it back
         (verifying every record), cut a torn tail, and report what was found.
 
         Raises `ArchiveCorruptError` when damage lies inside what the node had reported
-        durable: cutting it would forget acknowledged entries."""
+        durable: cutting it would forget acknowledged entries; and, with
+        ``require_node_state`` (a Raft member: it saves its term before it keeps entries of
+        that term), when node.state is missing from a data dir whose log has terms."""
         if self._recovered:
             raise RuntimeError("recover() is called once, right after open()")
         try:
-            return self._recover()
+            return self._recover(require_node_state)
         except BaseException:
             # a failed recovery must not keep the files it opened (callers cannot close a
             # half-recovered archive; a leak here once exhausted a test run's descriptors)
             self._release_files()
             raise
 
-    def _recover(self) -> Recovered:
+    def _recover(self, require_node_state: bool) -> Recovered:
         hard_state = load_node_state(self.fs, self.data_dir)
+        state_saved = self.fs.exists(f"{self.data_dir}/{NODE_STATE_FILE}")
         self._recording_log.load()
+        marker_found = self.fs.exists(self._marker.path)
         self._marker.load()
         if not self._marker.valid:
             warnings.warn(f"{self._marker.path} is unreadable: corruption checks of the log "
@@ -163,6 +167,19 @@ class Archive:
         start = snapshot.index + 1 if snapshot else 1
         base = (snapshot.index, snapshot.term) if snapshot else None
         log, stop = self._segments.recover(start, base, _log_index_class())
+        last_term = max(log.last_term, snapshot.term if snapshot else 0)
+        if require_node_state and not state_saved and last_term > 0:
+            # the term and vote are saved before any entry of a term is kept, so a log with
+            # terms and no node.state lost the file: starting at term 0 with no vote could
+            # vote twice in one term (two leaders)
+            raise ArchiveCorruptError(
+                f"{NODE_STATE_FILE} is missing, but the log holds entries up to term "
+                f"{last_term}: the member's term and vote are lost",
+                path=f"{self.data_dir}/{NODE_STATE_FILE}", index=log.last_index)
+        if not marker_found and last_term > 0:
+            warnings.warn(f"{self._marker.path} is missing from a data dir with a log: "
+                          "corruption checks of the log cover nothing this time",
+                          RuntimeWarning, stacklevel=2)
         if stop.index <= reported_durable:
             what = "the log ends cleanly" if stop.clean else stop.reason
             claim = ("durable" if reported_durable == self._marker.durable_index else

@@ -28,6 +28,8 @@ import time
 import tomllib
 from typing import Any, Optional, Sequence
 
+from aeronpy.archive.fs import OsFileSystem
+from aeronpy.archive.node_state import NODE_STATE_FILE, save_node_state
 from aeronpy.cluster.node_snapshots import ADMIN_OK, BACKUP_CHUNK, BACKUP_QUERY
 
 _QUERY = struct.Struct("<qi")                 # from_index, max_bytes
@@ -168,17 +170,23 @@ class ClusterBackup:
             return work                           # entries after it: next round
         if count and first == self.position + 1:
             self.log.append_packed(memoryview(raw)[_QUERY_ANSWER.size:], count)
+            self._save_term(self.log.last_term)      # the term before the entries, as a member
             self.archive.append_from(self.log, first, first + count)
             self.archive.note_commit_index(self.log.last_index)
-            if self.log.last_term > self.term:
-                self.term = self.log.last_term
-                self.archive.save_hard_state(self.term, None)
             self.position = self.archive.sync()
             self._write_status()
             work += count
         return work
 
+    def _save_term(self, term: int) -> None:
+        """node.state holds a term at least that of anything kept (a restored member whose
+        log has terms and no node.state is refused at start: it would have lost its vote)."""
+        if term > self.term:
+            self.term = term
+            self.archive.save_hard_state(self.term, None)
+
     def _pull_snapshot(self, index: int, term: int, size: int) -> int:
+        self._save_term(term)
         writer = self.archive.begin_snapshot(index, term)
         offset = 0
         try:
@@ -279,6 +287,9 @@ def restore_to(backup_dir: str, member_data_dir: str) -> list:
         for name in names:
             copied.append(name)           # before the copy: a part-written file goes too
             shutil.copy2(os.path.join(backup_dir, name), os.path.join(member_data_dir, name))
+        if NODE_STATE_FILE not in names:  # a backup made before the backup saved one
+            copied.append(NODE_STATE_FILE)
+            save_node_state(OsFileSystem(), member_data_dir, 0, None)
     except OSError as exc:
         if made:
             shutil.rmtree(member_data_dir, ignore_errors=True)
@@ -316,13 +327,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.config is None:
         parser.error("--config is required to back up a cluster")
     try:
-        with open(args.config, "rb") as f:
-            raw = tomllib.load(f)
+        from aeronpy.archive.fs import read_regular
+        from aeronpy.cluster.config import CONFIG_FILE_MAX_BYTES
+        raw = tomllib.loads(read_regular(args.config, CONFIG_FILE_MAX_BYTES,
+                                         what="configuration file").decode("utf-8"))
         endpoints = [f"{m['host']}:{m['ingress_port']}" for m in raw["members"]]
         secret = raw.get("secret")
         if secret is not None and (not isinstance(secret, str) or not secret):
             raise ValueError("secret must be a non-empty string")
-    except (OSError, KeyError, TypeError, ValueError) as exc:
+    except (OSError, KeyError, TypeError, ValueError, RecursionError) as exc:
         print(f"aeronpy backup: cannot read members from {args.config}: {exc}", file=sys.stderr)
         return 2
     backup = ClusterBackup(endpoints, args.data_dir, args.snapshots_to_keep,

@@ -24,6 +24,7 @@ from aeronpy.archive import Archive
 from aeronpy.cluster.config import NodeConfig
 from aeronpy.errors import ConfigError
 from aeronpy.cluster.counters import CountersWriter, SlotId
+from aeronpy.cluster.identity import check_identity
 from aeronpy.cluster.idle import idle_strategy_from_name, select_waiter
 from aeronpy.cluster.logsetup import BurstLogger, node_logger
 from aeronpy.cluster.module import ConsensusModule
@@ -134,9 +135,10 @@ class ClusterNode:
         self._stop_by_action = False      # a cluster shutdown/abort told this node to close
 
         # -- archive and recovery ---------------------------------------------------------
+        check_identity(config.data_dir, config.cluster_id, config.member_id)
         self.archive = Archive.open(config.data_dir, file_sync=config.file_sync,
                                     segment_bytes=config.segment_bytes)
-        recovered = self.archive.recover()
+        recovered = self.archive.recover(require_node_state=True)
         snap = recovered.snapshot
         self.log.info("recovered: term=%d voted_for=%s log=[%d, %d] commit=%d snapshot=%s",
                       recovered.hard_state.term, recovered.hard_state.voted_for,

@@ -260,3 +260,32 @@ def test_tool_recovery_plan_exits_1_on_a_problem(tmp_path):
     damage_record(OsFileSystem(), arc, 30)
     bad = run()
     assert bad.returncode == 1 and "refuse to start" in bad.stdout, (bad.stdout, bad.stderr)
+
+
+def test_a_missing_node_state_beside_a_log_with_terms_is_refused_when_required():
+    fs = MemFileSystem()
+    arc, rec = open_mem(fs, "data")
+    arc.save_hard_state(3, 1)
+    fill(arc, rec.log, 10, 3)
+    arc.close()
+    fs.remove("/data/node.state")
+    with pytest.raises(ArchiveCorruptError, match="node.state is missing, but the log holds "
+                                                  "entries up to term 3"):
+        Archive.open("/data", file_sync="data", segment_bytes=4096, fs=fs).recover(
+            require_node_state=True)
+    # without the requirement (tools, tests writing logs without terms saved) it loads
+    assert Archive.open("/data", file_sync="data", segment_bytes=4096, fs=fs).recover() \
+        .log.last_index == 10
+
+
+def test_a_missing_durable_marker_beside_a_log_is_warned_about():
+    fs = MemFileSystem()
+    arc, rec = open_mem(fs, "data")
+    fill(arc, rec.log, 10, 1)
+    arc.close()
+    fs.remove("/data/" + DURABLE_MARKER_FILE)
+    with pytest.warns(RuntimeWarning, match="durable.pos is missing from a data dir with a log"):
+        open_mem(fs, "data")
+    with warnings.catch_warnings():                 # the control: a fresh dir says nothing
+        warnings.simplefilter("error", RuntimeWarning)
+        open_mem(MemFileSystem(), "data")

@@ -22,6 +22,9 @@ if TYPE_CHECKING:  # pragma: no cover
 log = logging.getLogger("aeronpy.cluster")
 
 
+_I64_MIN, _I64_MAX = -(1 << 63), (1 << 63) - 1
+
+
 class ServiceError(AeronpyError):
     """A service callback raised; the member stops instead of diverging from its peers."""
 
@@ -66,13 +69,28 @@ class Cluster:
         Scheduling an id that is already scheduled moves it. The timer fires through the log,
         at the same position on every member. False (nothing scheduled) when ``max_timers``
         timers are live and this id is not one of them.
+
+        Both values are kept in the log and in snapshots as signed 64-bit integers: an id
+        outside that range raises ValueError here, in the callback that passed it (a service
+        that takes ids from clients must check them, as it checks any client input); a
+        deadline past it is held at the largest one (about the year 2262), so it never fires
+        before then, whatever was asked.
         """
         self._module.check_log_order("schedule_timer")
-        return self._module._schedule_timer(self.service_id, int(correlation_id), int(deadline_ns))
+        correlation_id = int(correlation_id)
+        if not _I64_MIN <= correlation_id <= _I64_MAX:
+            raise ValueError(f"schedule_timer: correlation_id {correlation_id} does not fit a "
+                             "signed 64-bit integer (timers are kept in the log and snapshots)")
+        deadline_ns = min(max(int(deadline_ns), _I64_MIN), _I64_MAX)
+        return self._module._schedule_timer(self.service_id, correlation_id, deadline_ns)
 
     def cancel_timer(self, correlation_id: int) -> bool:
+        """Cancel a scheduled timer; False when none has that id."""
         self._module.check_log_order("cancel_timer")
-        return self._module._cancel_timer(self.service_id, int(correlation_id))
+        correlation_id = int(correlation_id)
+        if not _I64_MIN <= correlation_id <= _I64_MAX:
+            return False                     # no timer can have it (schedule_timer refuses it)
+        return self._module._cancel_timer(self.service_id, correlation_id)
 
     def offer(self, message) -> int:
         """Append a service message to the log (delivered to this service with session=None).

@@ -1,4 +1,6 @@
 """Timers and service messages: replicated, fired/delivered through the log exactly once."""
+import pytest
+
 from aeronpy.cluster import entries as E
 from aeronpy.cluster import protocol as P
 from aeronpy.cluster.codes import BACK_PRESSURED
@@ -164,3 +166,41 @@ def test_max_timers_refuses_a_new_id_but_still_moves_a_scheduled_one():
         assert w.services(m)[0].results == [True, True, False, True, True, True]
         assert sorted(t[:2] for t in w.modules[m].timers.items()) == [(0, 1), (0, 3)]
         assert w.modules[m].counters["timer_schedule_refused"] == 1
+
+
+def test_a_deadline_past_64_bits_is_held_at_the_largest_and_snapshots_still_encode():
+    """Found by a review: a far deadline (2**64) was accepted, then every member failed at its
+    next snapshot (struct.error in the timer table's encoding), again after every restart."""
+    w = FakeWorld(members=3, services=lambda: [TimerService()])
+    w.elect(0)
+    w.settle()
+    sid = w.connect()
+    command(w, sid, 1, b"s 5 %d" % (2 ** 64))
+    command(w, sid, 2, b"s 6 %d" % (-(2 ** 70)))         # and one before any cluster time
+    for m in range(3):
+        assert w.services(m)[0].results == [True, True]
+        assert w.modules[m].timers.deadline(0, 5) == 2 ** 63 - 1
+        assert w.modules[m].snapshot_state()            # encodes (raised struct.error before)
+    w.tick(1)
+    w.settle()
+    assert [e[1] for e in timer_events(w)] == [6]       # the past one fires, the far one not
+
+
+def test_a_correlation_id_past_64_bits_raises_in_the_callback_that_passed_it():
+    """Before, schedule_timer(2**63, ...) returned True and every member that led failed
+    later, inside the timer-fire encoding, naming no service or entry. Now the ValueError is
+    raised where the service passed the id, so the failure names the service and the entry
+    (and a service that takes ids from clients can catch it)."""
+    from aeronpy.cluster.container import ServiceError
+    w = FakeWorld(services=lambda: [TimerService()])
+    sid = w.connect()
+    with pytest.raises((ServiceError, ValueError), match="does not fit a signed 64-bit integer"):
+        command(w, sid, 1, b"s %d %d" % (2 ** 63, T0 + 5))
+    assert len(w.modules[0].timers) == 0
+
+
+def test_cancel_of_an_id_past_64_bits_is_simply_false():
+    w = FakeWorld(services=lambda: [TimerService()])
+    sid = w.connect()
+    command(w, sid, 1, b"c %d" % (2 ** 64))
+    assert w.services(0)[0].results == [False]

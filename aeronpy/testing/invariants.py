@@ -78,6 +78,11 @@ class InvariantChecker:
         self.member_commit[m] = core.commit_index
         self._watch_services(member)
 
+    def on_wiped(self, member_id: int) -> None:
+        """The member's disk was replaced by an empty one (an operator's action)."""
+        self.max_term.pop(member_id, None)
+        self.member_commit.pop(member_id, None)
+
     def before_truncate(self, member, index: int) -> None:
         if not self.enabled:
             return

@@ -195,6 +195,17 @@ class SimCluster:
         self.disks[member].power_fail(self._fault_rng)
         self._note("power_fail", member, self.disks[member].written_index)
 
+    def wipe(self, member: int) -> None:
+        """Operator action on a stopped member: its data dir deleted (the documented way out
+        of a damaged disk); the next `restart` starts it empty. The checker forgets its term
+        and commit (a new history), not the votes it cast."""
+        if self.members[member] is not None:
+            raise ValueError(f"member {member} is running; crash it first")
+        old = self.disks[member]
+        self.disks[member] = SimDisk(member, old.file_sync, old.segment_bytes)
+        self.checker.on_wiped(member)
+        self._note("wipe", member)
+
     def restart(self, member: int) -> None:
         if self.members[member] is not None:
             raise ValueError(f"member {member} is running; crash it first")

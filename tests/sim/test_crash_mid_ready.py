@@ -96,7 +96,7 @@ def test_the_swarm_catches_acknowledgements_before_writes():
     """The swarm's crash_mid_ready fault gives it teeth for this rule too: the same seeds
     pass with the rule in place and fail with it switched off."""
     from aeronpy.testing.swarm import run_seed
-    seeds = (47, 58)
+    seeds = (93, 152)   # (histories move when the leader changes: re-picked, 2026-11-27)
     assert all(run_seed(s).ok for s in seeds)
     failed = [r for r in (run_seed(s, bugs=("acks_before_persist",)) for s in seeds) if not r.ok]
     assert failed and all("durable on only" in r.error for r in failed), [r.error for r in failed]

@@ -303,7 +303,16 @@ class ClusterNode:
 
     # ------------------------------------------------------------------ duty cycle
     def do_work(self) -> int:
-        """One duty cycle; returns how much work it did (0 lets the idle strategy back off)."""
+        """One duty cycle; returns how much work it did (0 lets the idle strategy back off).
+        For invoker mode: a node started with ``start()`` runs its own duty-cycle thread, and
+        a call from another thread raises RuntimeError (two drivers corrupt the core)."""
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            raise RuntimeError(f"node {self.member_id} runs its own duty-cycle thread "
+                               "(start()): do not also call do_work()")
+        return self._cycle()
+
+    def _cycle(self) -> int:
         if self._closed:
             return 0
         clock = self._clock
@@ -550,6 +559,8 @@ class ClusterNode:
         """Run the duty cycle on a background thread until ``close()``."""
         if self._thread is not None:
             raise RuntimeError("node already started")
+        if self._closed:
+            raise RuntimeError("node is closed: a closed node cannot be started again")
         self._thread = threading.Thread(target=self._pin_then_run,
                                         name=f"aeronpy-node-{self.member_id}", daemon=True)
         self._thread.start()
@@ -569,7 +580,7 @@ class ClusterNode:
         stop = self._stop
         while not stop.is_set():
             try:
-                work = self.do_work()
+                work = self._cycle()
             except Exception:
                 break
             idle(work)

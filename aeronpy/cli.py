@@ -236,6 +236,8 @@ def _print_result(result: object, as_json: bool) -> int:
     else:
         stream = sys.stdout if result.exit_code in (0, 1) else sys.stderr
         print(result.text, file=stream)
+    for warning in getattr(result, "warnings", ()):   # stdout stays the answer alone
+        _err(warning)
     return result.exit_code
 
 
@@ -386,7 +388,7 @@ TOOL_HELP = {
     "describe": "all counters, members, leader, term, liveness and recent errors",
     "list-members": "the members and which one leads",
     "is-leader": "exit code 0 if this node is running and leads, 1 otherwise",
-    "pid": "the running node's pid (exit 1 if it is not running)",
+    "pid": "the node's pid, also a hung node's (exit 1 if it is not running)",
     "errors": "the distinct errors recorded, with timestamps and counts",
     "metrics": "Prometheus text format from the counters (--serve-metrics PORT to serve it)",
     "snapshot": "take a snapshot on every member (through the log)",

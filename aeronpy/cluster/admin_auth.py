@@ -91,9 +91,17 @@ def verify_response(key: Optional[bytes], correlation_id: int, request_type: int
                     payload: bytes, request_tag: bytes = b"") -> Optional[bytes]:
     """The answer's payload if its tag is valid for the request whose tag is ``request_tag``
     (or there is no key), else None: a client with the key believes only answers a member
-    made to the very request it sent."""
+    made to the very request it sent.
+
+    Without a key, a refusal from a member that has a secret (it tags every answer, and an
+    unsigned request is refused) comes with a tag nobody can check: the tag is dropped and the
+    readable reason returned, with a note that the cluster has a secret. The tag differs per
+    request, so left in place it made every refusal look new (and logged raw bytes)."""
     payload = bytes(payload)
     if key is None:
+        if code != 0 and not payload.startswith(_REFUSAL_PREFIX) \
+                and payload[TAG_BYTES:].startswith(_REFUSAL_PREFIX):
+            return payload[TAG_BYTES:] + _NO_SECRET_NOTE
         return payload
     if len(payload) < TAG_BYTES:
         return None
@@ -101,6 +109,10 @@ def verify_response(key: Optional[bytes], correlation_id: int, request_type: int
     expected = _tag(key, correlation_id, request_type, body, _RESPONSE, code, request_tag)
     return body if hmac.compare_digest(payload[:TAG_BYTES], expected) else None
 
+
+_REFUSAL_PREFIX = b"admin request "   # every reason AdminGate.admit refuses with starts so
+_NO_SECRET_NOTE = (b" [the member tags its answers: the cluster has a secret this client was "
+                   b"not given]")
 
 UNVERIFIED_HINT = ("answers came whose tag does not verify with this key: is the secret (or "
                    "the admin.key read) this cluster's?")

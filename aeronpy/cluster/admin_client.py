@@ -51,9 +51,17 @@ def _entry_dict(e) -> dict:
             "checksum": f"{e.checksum:08x}", "timestamp_ns": e.timestamp_ns}
 
 
+def _require_node_data(data_dir: str) -> None:
+    """Refuse (AdminError, exit 2 "nothing to read") a directory that holds no node data: an
+    empty result read from it would look like a young node's."""
+    from aeronpy.cluster.tool import no_node_data
+    missing = no_node_data(data_dir)
+    if missing is not None:
+        raise AdminError(missing)
+
+
 def read_recording_log(data_dir: str) -> dict:
-    if not os.path.isdir(data_dir):
-        raise AdminError(f"no data dir at {data_dir}")
+    _require_node_data(data_dir)
     entries = _recording_entries(data_dir)
     return {"data_dir": data_dir, "entries": [_entry_dict(e) for e in entries],
             "snapshots": sum(isinstance(e, SnapshotEntry) for e in entries),
@@ -64,8 +72,7 @@ def plan_recovery(data_dir: str) -> dict:
     """Which snapshot recovery would load (newest whose file verifies), which it would skip,
     the log segments present, where the log ends (every record verified), whether a node
     would refuse to start or cut the log, and the committed range it would replay."""
-    if not os.path.isdir(data_dir):
-        raise AdminError(f"no data dir at {data_dir}")
+    _require_node_data(data_dir)
     fs = OsFileSystem()
     snapshots = [e for e in _recording_entries(data_dir) if isinstance(e, SnapshotEntry)]
     chosen, skipped = None, []
@@ -237,6 +244,8 @@ def request_snapshot(data_dir: str, timeout_s: float) -> dict:
     require_running(data_dir, member_id, "snapshot")
     deadline = time.monotonic() + timeout_s
     failures_before = _snapshot_failures(data_dir)
+    since_ns = time.time_ns()
+    stopped_seen: Optional[float] = None
     endpoint, index = request_through_member(data_dir, member_id, members, ADMIN_SNAPSHOT,
                                              "the snapshot", timeout_s)
     recorded: Optional[dict] = None
@@ -251,13 +260,54 @@ def request_snapshot(data_dir: str, timeout_s: float) -> dict:
             if failed:                 # this member's snapshot failed: say why, don't wait on
                 problem = f"{failed[0]} on this member (aeronpy tool errors shows the traceback)"
             else:
-                time.sleep(0.02)
+                # failed otherwise, or stopped: no snapshot will come. The node marks itself
+                # FAILED a moment before errors.log has the cause: wait for that (briefly).
+                why, fresh = _member_stopped(data_dir, since_ns)
+                if why is not None and stopped_seen is None:
+                    stopped_seen = time.monotonic()
+                if why is not None and (fresh or time.monotonic() - stopped_seen > 0.5):
+                    problem = why
+                else:
+                    time.sleep(0.02)
     result = {"requested_at_index": index, "leader_endpoint": endpoint,
               "recorded": recorded is not None, "snapshot": recorded}
     if recorded is None:
         result["problem"] = problem or (f"this member recorded no snapshot at or after index "
                                         f"{index} within {timeout_s} s")
     return result
+
+
+def _member_stopped(data_dir: str, since_ns: int) -> tuple:
+    """(why, fresh): why this member will record no snapshot any more, or None while it runs.
+    It failed (its counters say FAILED: a service raised while taking it, say, and the process
+    may still be exiting), or it no longer runs. ``fresh``: errors.log has an entry seen since
+    ``since_ns``, so ``why`` names the cause and not an older error."""
+    from aeronpy.cluster.counters import ConsensusModuleState, CountersReader, CountersUnavailableError
+    try:
+        with CountersReader(data_dir) as reader:
+            failed = reader.value("consensus_module_state") == ConsensusModuleState.FAILED
+            status = reader.status()
+    except (CountersUnavailableError, OSError):
+        return None, False               # a counters file being rewritten: look again
+    if not failed and status.state in ("running", "stale"):
+        return None, False               # stale: a long snapshot may hold updates up; wait on
+    latest = _latest_error(data_dir)
+    fresh = latest is not None and latest.last_ns >= since_ns
+    if failed:
+        return (f"this member failed: {latest.text if latest else status.detail} "
+                "(aeronpy tool errors)"), fresh
+    return (f"this member stopped before recording the snapshot ({status.detail})"
+            + (f"; latest error: {latest.text} (aeronpy tool errors)" if fresh else "")), True
+
+
+def _latest_error(data_dir: str):
+    """The most recently seen entry of the member's errors.log (an ErrorEntry), or None."""
+    from aeronpy.cluster.nodefiles import read_errors
+    try:
+        entries = read_errors(data_dir)
+    except Exception:  # noqa: BLE001 - no error log (yet)
+        return None
+    return max(entries, key=lambda e: e.last_ns) if entries else None
 
 
 def _snapshot_failures(data_dir: str) -> dict:

@@ -304,14 +304,30 @@ def restore_to(backup_dir: str, member_data_dir: str) -> list:
     return copied
 
 
+def _int_at_least(low: int, unit: str):
+    """An argparse type: an integer >= ``low`` (a bad value is exit 2 with one line, not a
+    traceback later or a silent clamp)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of {unit}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"{text!r}: expected {low} or more {unit}")
+        return value
+    return parse
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="aeronpy backup",
                                      description="Continuously back up a cluster (non-voting).")
     parser.add_argument("--config", default=None,
                         help="the cluster's TOML file (members); not needed with --restore-to")
     parser.add_argument("--data-dir", required=True, help="where the backup is kept")
-    parser.add_argument("--poll-interval-ms", type=int, default=20)
-    parser.add_argument("--snapshots-to-keep", type=int, default=2)
+    parser.add_argument("--poll-interval-ms", type=_int_at_least(0, "milliseconds"), default=20,
+                        help="pause between queries once caught up (default 20)")
+    parser.add_argument("--snapshots-to-keep", type=_int_at_least(1, "snapshots"), default=2,
+                        help="snapshots kept in the backup, at least 1 (default 2)")
     parser.add_argument("--restore-to", default=None, metavar="DIR",
                         help="instead of backing up: copy the backup into DIR, a new member's data dir")
     args = parser.parse_args(list(argv) if argv is not None else None)

@@ -551,9 +551,13 @@ def _probe_port(key: str, host: str, port: int, kind: int) -> None:
 
 
 def _probe_data_dir(path: str) -> None:
+    if os.path.exists(path) and not os.path.isdir(path):    # makedirs would say "File exists"
+        raise ConfigError("data_dir", f"{path!r} exists and is not a directory")
     try:
         os.makedirs(path, exist_ok=True)
     except OSError as exc:
+        if isinstance(exc, FileExistsError) or (os.path.exists(path) and not os.path.isdir(path)):
+            raise ConfigError("data_dir", f"{path!r} exists and is not a directory") from None
         raise ConfigError("data_dir", f"cannot create {path!r}: {exc.strerror or exc}") from None
     if not os.path.isdir(path):
         raise ConfigError("data_dir", f"{path!r} exists and is not a directory")

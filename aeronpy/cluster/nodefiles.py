@@ -157,8 +157,21 @@ class ErrorLog:
         self._file = os.fdopen(open_regular(self.path, os.O_RDWR), "r+b")
         self._map = mmap.mmap(self._file.fileno(), size)
         self._next_seq = memoryview(self._map)[_ERR_NEXT_SEQ_OFFSET:_ERR_NEXT_SEQ_OFFSET + 8].cast("q")
-        self._recent: dict = {}   # text -> seq of its record
+        self._recent: dict = self._records_in_file()   # text -> seq of its record
         self._lock = threading.Lock()
+
+    def _records_in_file(self) -> dict:
+        """text -> seq of the records already in the ring (a log kept from an earlier run):
+        an error seen again after a restart bumps its record, as within one run, so a member
+        that fails the same way at every start keeps one entry, not one per start. Where a
+        text is in the ring twice (written before this was done), the newer record counts."""
+        m, next_seq, recent = self._map, self._next_seq[0], {}
+        for seq in range(max(0, next_seq - self.capacity), max(0, next_seq)):
+            at = _ERR_HEADER_BYTES + (seq % self.capacity) * _ERR_RECORD_BYTES
+            _first, _last, count, length = _ERR_RECORD.unpack_from(m, at)
+            if count > 0 and length <= _ERR_TEXT_MAX:
+                recent[bytes(m[at + _ERR_RECORD.size:at + _ERR_RECORD.size + length])] = seq
+        return recent
 
     def _existing_layout(self, ring: int) -> Optional[int]:
         """The traceback slot size of an existing log of this capacity that can be kept

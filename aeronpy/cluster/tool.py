@@ -48,6 +48,56 @@ def _open(data_dir: str) -> CountersReader:
     return CountersReader(data_dir)
 
 
+def _node_data_names() -> tuple:
+    """(file names, name suffixes) of what a node keeps in its data dir."""
+    from aeronpy.archive.durable_marker import DURABLE_MARKER_FILE
+    from aeronpy.archive.node_state import NODE_STATE_FILE
+    from aeronpy.archive.recording_log import RECORDING_LOG_FILE
+    from aeronpy.archive.segments import SEGMENT_SUFFIX
+    from aeronpy.archive.snapshots import SNAPSHOT_SUFFIX
+    from aeronpy.cluster.admin_auth import ADMIN_KEY_FILE
+    from aeronpy.cluster.counters import COUNTERS_FILE
+    from aeronpy.cluster.identity import IDENTITY_FILE
+    from aeronpy.cluster.nodefiles import ERRORS_FILE, PID_FILE
+    return ((COUNTERS_FILE, NODE_STATE_FILE, RECORDING_LOG_FILE, DURABLE_MARKER_FILE,
+             ERRORS_FILE, IDENTITY_FILE, PID_FILE, ADMIN_KEY_FILE),
+            (SEGMENT_SUFFIX, SNAPSHOT_SUFFIX))
+
+
+def _holds_node_data(names: list) -> bool:
+    files, suffixes = _node_data_names()
+    return any(n in files or n.endswith(suffixes) for n in names)
+
+
+def no_node_data(data_dir: str) -> Optional[str]:
+    """None when ``data_dir`` holds any file a node keeps there (a node that has just started
+    holds some: its pid file and errors log come first); else one line saying it is not a
+    node's data dir, naming subdirectories that are (a parent dir given by mistake). A
+    read-only command answers that (exit 2) rather than a plausible empty result."""
+    if not os.path.isdir(data_dir):
+        return f"no node data dir at {data_dir}: not a directory"
+    try:
+        names = os.listdir(data_dir)
+    except OSError:
+        return None                       # the command's own read says what is wrong
+    if _holds_node_data(names):
+        return None
+    below = []
+    for name in sorted(names)[:1000]:
+        path = os.path.join(data_dir, name)
+        try:
+            if os.path.isdir(path) and not os.path.islink(path) \
+                    and _holds_node_data(os.listdir(path)):
+                below.append(name)
+        except OSError:
+            pass
+    hint = (f"; these directories in it do: {', '.join(below[:8])}"
+            f"{', ...' if len(below) > 8 else ''}" if below else
+            "; name the data_dir of a member (its config's data_dir, or --data-dir)")
+    return (f"{data_dir} holds no node data (no counters.dat, node.state, recording.log, "
+            f"errors.log, log segment or snapshot): it is not a node's data dir{hint}")
+
+
 def _unavailable(exc: Exception, data_dir: str) -> ToolResult:
     return ToolResult(EXIT_UNAVAILABLE, {"error": str(exc), "data_dir": data_dir}, str(exc))
 
@@ -182,7 +232,9 @@ def is_leader(data_dir: str) -> ToolResult:
 
 
 def pid(data_dir: str) -> ToolResult:
-    """The running node's pid (exit 0), or why there is none (exit 1)."""
+    """The node's pid (exit 0): a running node's, or a hung one's (its counters stopped
+    moving while its process still holds the data dir's lock: the pid to ``kill -9``; a
+    warning says it is hung); or why there is none (exit 1)."""
     try:
         reader = _open(data_dir)
     except CountersUnavailableError as exc:
@@ -192,10 +244,45 @@ def pid(data_dir: str) -> ToolResult:
     with reader:
         status = reader.status()
         data = {"pid": status.pid if status.running else None, "last_pid": status.pid,
-                "status": status.state, "detail": status.detail}
+                "status": status.state, "detail": status.detail, "hung": False}
         if status.running:
             return ToolResult(EXIT_OK, data, str(status.pid))
+        if status.state == "stale" and _holds_lock(data_dir, status.pid):
+            data.update(pid=status.pid, hung=True)
+            return ToolResult(EXIT_OK, data, str(status.pid),
+                              [f"warning: the node is hung: {status.detail}; pid {status.pid} "
+                               "still holds the data dir's lock (node.pid)"])
         return ToolResult(EXIT_NO, data, status.detail)
+
+
+def _holds_lock(data_dir: str, pid_: int) -> bool:
+    """Whether process ``pid_`` holds the lock on ``DATA_DIR/node.pid`` (a node's, for its
+    lifetime), from /proc/locks without taking any lock (that could make a starting node
+    refuse the dir). False where it cannot be told (no /proc/locks): a pid that may have been
+    reused by another process is never offered as the node's."""
+    from aeronpy.cluster.nodefiles import PID_FILE
+    if not pid_ or read_pid(data_dir) != pid_:
+        return False
+    try:
+        st = os.stat(os.path.join(data_dir, PID_FILE))
+        with open("/proc/locks") as f:
+            lines = f.read(1 << 20).splitlines()
+    except OSError:
+        return False
+    for line in lines:
+        parts = line.split()
+        if "->" in parts:                 # a waiter, not the holder
+            continue
+        if len(parts) < 6 or parts[1] != "FLOCK" or parts[4] != str(pid_):
+            continue
+        fields = parts[5].split(":")
+        if len(fields) == 3 and fields[2].isdigit() and int(fields[2]) == st.st_ino:
+            try:
+                if os.makedev(int(fields[0], 16), int(fields[1], 16)) == st.st_dev:
+                    return True
+            except ValueError:
+                continue
+    return False
 
 
 def _safe_errors(data_dir: str) -> list:
@@ -207,8 +294,9 @@ def _safe_errors(data_dir: str) -> list:
 
 def errors(data_dir: str) -> ToolResult:
     """The distinct errors recorded, oldest first, with first/last time and count."""
-    if not os.path.isdir(data_dir):
-        return _unavailable(CountersUnavailableError(f"{data_dir} is not a directory"), data_dir)
+    missing = no_node_data(data_dir)
+    if missing is not None:
+        return _unavailable(CountersUnavailableError(missing), data_dir)
     try:
         entries = read_errors(data_dir)
     except CountersUnavailableError as exc:

@@ -39,7 +39,13 @@ class ClusteredService:
     ``on_start`` given a snapshot run on one member at its own moment: a change from them
     raises ``aeronpy.ClusterStateError``. A callback that raises stops the member rather than
     let it diverge (docs/programming.md).
+
+    ``service_name``: what members compare to check they host the same services in the same
+    order (term entries and snapshots record it); None means ``module:ClassName``. Set it to
+    the old name when you rename or move the class, so the cluster still knows it.
     """
+
+    service_name: Optional[str] = None
 
     def on_start(self, cluster: Any, snapshot: Optional[BinaryIO]) -> None:
         """The node starts (``snapshot`` None: a fresh start, before the first entry) or loads a

@@ -117,6 +117,38 @@ class Cluster:
         return f"Cluster(member_id={self.member_id}, service_id={self.service_id}, role={self.role.name})"
 
 
+_SERVICE_SET_MAGIC = b"SVCSET1\0"
+
+
+def service_set_tail(services: Sequence[ClusteredService]) -> bytes:
+    """What a leader writes into its term's first entry: the services it hosts, in service id
+    order, as ``module:qualname`` (every member applying the entry checks it hosts the same)."""
+    return _SERVICE_SET_MAGIC + "\n".join(_service_name(s) for s in services).encode()
+
+
+def _service_name(service: ClusteredService) -> str:
+    name = getattr(service, "service_name", None)
+    if name:
+        return str(name)
+    cls = type(service)
+    return f"{cls.__module__}:{cls.__qualname__}"
+
+
+def service_set_of(tail) -> Optional[list]:
+    """The service names in a term entry's tail; None for a tail of another kind (or none:
+    entries written before the check, or by a driver that writes none)."""
+    tail = bytes(tail)
+    if not tail.startswith(_SERVICE_SET_MAGIC):
+        return None
+    body = tail[len(_SERVICE_SET_MAGIC):]
+    return body.decode("utf-8", "replace").split("\n") if body else []
+
+
+class ServiceSetError(AeronpyError):
+    """This member hosts other services (or the same in another order) than the leader whose
+    term entry it applies: applying on would make its state diverge, so it stops."""
+
+
 class ServiceContainer:
     """Calls service callbacks; turns an exception into a FAILED container and ServiceError."""
 

@@ -32,7 +32,9 @@ from aeronpy.cluster import entries as E
 from aeronpy.cluster import protocol as P
 from aeronpy.cluster.codes import BACK_PRESSURED
 from aeronpy.cluster.module_config import ModuleConfig
-from aeronpy.cluster.container import Cluster, ServiceContainer, ServiceError
+from aeronpy.cluster.container import (Cluster, ServiceContainer, ServiceError, ServiceSetError,
+                                       service_set_of, service_set_tail)
+from aeronpy.core.config import NEW_LEADERSHIP_TERM
 from aeronpy.cluster.egress import EgressQueues
 from aeronpy.cluster.leader import LeaderDuties
 from aeronpy.cluster.sessions import ClientSession, ReplyPath, SessionState, SessionTable
@@ -382,6 +384,8 @@ class ConsensusModule(LeaderDuties):
         self._sync_role()
         self.applied_index = index
         self.container.current_index = index
+        if entry_type == NEW_LEADERSHIP_TERM and len(payload) > 8:
+            self._check_service_set(index, term, payload)
         if entry_type >= E.FIRST_CLUSTER_ENTRY_TYPE:
             entry = E.decode_entry(entry_type, payload)
             if entry.timestamp_ns > self.cluster_time_ns:
@@ -393,6 +397,18 @@ class ConsensusModule(LeaderDuties):
             finally:
                 self._in_apply = False
         self._check_ready()
+
+    def _check_service_set(self, index: int, term: int, payload) -> None:
+        theirs = service_set_of(memoryview(payload)[8:])
+        if theirs is None:
+            return
+        ours = service_set_of(service_set_tail(self.container.services))
+        if theirs != ours:
+            raise ServiceSetError(
+                f"the leader of term {term} hosts services {theirs} (log index {index}), this "
+                f"member hosts {ours}: every member must host the same services in the same "
+                "order, so this member stops rather than diverge (docs/operations.md, "
+                "'Changing the set of services')")
 
     def _apply_entry(self, index: int, entry_type: int, entry: Any) -> None:
         if entry_type == E.SESSION_MESSAGE:

@@ -24,6 +24,7 @@ from aeronpy.archive import Archive
 from aeronpy.cluster.config import NodeConfig
 from aeronpy.errors import ConfigError
 from aeronpy.cluster.counters import CountersWriter, SlotId
+from aeronpy.cluster.container import service_set_tail
 from aeronpy.cluster.identity import check_identity
 from aeronpy.cluster.idle import idle_strategy_from_name, select_waiter
 from aeronpy.cluster.logsetup import BurstLogger, node_logger
@@ -159,7 +160,8 @@ class ClusterNode:
             election_timeout_ns=config.election_timeout_ms * _MS,
             heartbeat_interval_ns=config.heartbeat_interval_ms * _MS,
             leader_heartbeat_timeout_ns=config.leader_heartbeat_timeout_ms * _MS,
-            max_append_bytes=config.max_append_bytes)
+            max_append_bytes=config.max_append_bytes,
+            term_entry_tail=service_set_tail(services))
         self.core = RaftCore(core_config, rng=random.Random(), hard_state=recovered.hard_state,
                              log=recovered.log, commit_index=recovered.commit_index)
         # payload chunks the log releases (compaction after a snapshot, a cut tail) are freed

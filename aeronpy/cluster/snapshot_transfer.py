@@ -26,7 +26,8 @@ from typing import Any, Callable, Optional
 
 from aeronpy.core.messages import InstallSnapshot, InstallSnapshotResponse
 from aeronpy._crc import crc32c
-from aeronpy.cluster.snapshotting import SnapshotFileError, decode_snapshot, read_snapshot_file
+from aeronpy.cluster.snapshotting import (SnapshotFileError, check_service_names, decode_snapshot,
+                                          read_snapshot_file)
 from aeronpy.service import Role
 
 CHUNK_BYTES = 32 * 1024
@@ -285,6 +286,7 @@ def install_snapshot(core: Any, archive: Any, module: Any, info: Any) -> None:
     matches and the suffix after it stays; otherwise the whole log is replaced by the snapshot.
     """
     contents = read_snapshot_file(archive, info)
+    check_service_names(contents, module.container.services, info.path)
     index, term = info.index, info.term
     log = core.log
     keeps_suffix = log.base_index < index <= log.last_index and log.term_at(index) == term

@@ -20,7 +20,13 @@ Snapshot file layout (inside the archive's checksummed snapshot file), little-en
         after a transfer; kept in the header, since a CRC trailer would make the whole file's
         CRC -- the one the recording log keeps -- the same constant for every snapshot)
     u64 module_state_bytes | module_state            (ConsensusModule.snapshot_state())
+    u64 names_bytes | names                          (version 2: the services that took it,
+        container.service_set_tail; empty when unknown)
     service_count x (u64 bytes | service stream)     (on_take_snapshot, service id order)
+
+Version 1 files (no names) still load. A member whose services are not the ones a snapshot
+names (another list, or the same in another order) refuses it: each stream would go to
+another service.
 """
 from __future__ import annotations
 
@@ -35,9 +41,11 @@ from typing import Any, BinaryIO, Callable, List, Optional, Sequence
 
 from aeronpy._crc import crc32c
 from aeronpy.cluster import entries as E
+from aeronpy.cluster.container import service_set_tail
 
 MAGIC = b"APSN"
-VERSION = 1
+VERSION = 2
+_VERSIONS = (1, 2)
 _HEADER = struct.Struct("<4sHHqqq")
 _CRC = struct.Struct("<I")
 _LEN = struct.Struct("<Q")
@@ -49,10 +57,11 @@ class SnapshotFileError(ValueError):
 
 # ---------------------------------------------------------------------------------- file format
 def snapshot_parts(index: int, term: int, cluster_time_ns: int, module_state: bytes,
-                   service_streams: Sequence) -> List:
+                   service_streams: Sequence, service_names: bytes = b"") -> List:
     """The header and body of a snapshot file, checksum not yet computed (no copies made)."""
     header = _HEADER.pack(MAGIC, VERSION, len(service_streams), index, term, cluster_time_ns)
-    parts: list = [header, _LEN.pack(len(module_state)), module_state]
+    parts: list = [header, _LEN.pack(len(module_state)), module_state,
+                   _LEN.pack(len(service_names)), service_names]
     for stream in service_streams:
         parts.append(_LEN.pack(memoryview(stream).nbytes))
         parts.append(stream)
@@ -68,9 +77,10 @@ def seal_parts(parts: Sequence) -> List:
 
 
 def encode_snapshot(index: int, term: int, cluster_time_ns: int, module_state: bytes,
-                    service_streams: Sequence) -> List:
+                    service_streams: Sequence, service_names: bytes = b"") -> List:
     """The parts of a snapshot file, in order."""
-    return seal_parts(snapshot_parts(index, term, cluster_time_ns, module_state, service_streams))
+    return seal_parts(snapshot_parts(index, term, cluster_time_ns, module_state, service_streams,
+                                     service_names))
 
 
 @dataclass
@@ -80,6 +90,7 @@ class SnapshotContents:
     cluster_time_ns: int
     module_state: bytes
     service_streams: list = field(default_factory=list)   # memoryviews into the file bytes
+    service_names: bytes = b""                             # version 2; b"" when unknown
 
     def service_files(self) -> List[BinaryIO]:
         """A fresh readable binary file per service (for ``on_start``)."""
@@ -97,11 +108,13 @@ def decode_snapshot(data) -> SnapshotContents:
     if crc32c(view[start:], crc32c(view[:_HEADER.size])) != stored:
         raise SnapshotFileError("snapshot fails its inner checksum")
     magic, version, count, index, term, cluster_time_ns = _HEADER.unpack_from(view, 0)
-    if magic != MAGIC or version != VERSION:
-        raise SnapshotFileError(f"not a version-{VERSION} aeronpy snapshot (magic {bytes(magic)!r})")
+    if magic != MAGIC or version not in _VERSIONS:
+        raise SnapshotFileError(f"not an aeronpy snapshot of version {_VERSIONS} (magic "
+                                f"{bytes(magic)!r}, version {version})")
     pos = start
     blobs = []
-    for _ in range(count + 1):
+    sections = count + (2 if version >= 2 else 1)
+    for _ in range(sections):
         if pos + _LEN.size > n:
             raise SnapshotFileError(f"snapshot truncated at byte {pos}")
         (length,) = _LEN.unpack_from(view, pos)
@@ -112,7 +125,25 @@ def decode_snapshot(data) -> SnapshotContents:
         pos += length
     if pos != n:
         raise SnapshotFileError(f"{n - pos} trailing bytes in the snapshot")
+    if version >= 2:
+        return SnapshotContents(index, term, cluster_time_ns, bytes(blobs[0]), blobs[2:],
+                                bytes(blobs[1]))
     return SnapshotContents(index, term, cluster_time_ns, bytes(blobs[0]), blobs[1:])
+
+
+def check_service_names(contents: SnapshotContents, services: Sequence, path: str) -> None:
+    """Refuse (SnapshotFileError) a snapshot taken by other services than these, or by the
+    same in another order: each stream would be handed to another service."""
+    from aeronpy.cluster.container import service_set_of
+    theirs = service_set_of(contents.service_names)
+    if theirs is None:
+        return                                   # version 1, or names unknown
+    ours = service_set_of(service_set_tail(services))
+    if theirs != ours:
+        raise SnapshotFileError(
+            f"snapshot {path} was taken by services {theirs}; this member hosts {ours}: each "
+            "service would be given another's state. Host the same services in the same order "
+            "(docs/operations.md, 'Changing the set of services')")
 
 
 def read_snapshot_file(archive: Any, info: Any) -> SnapshotContents:
@@ -241,7 +272,8 @@ class Snapshotter:
         buffers = [io.BytesIO() for _ in range(len(self.module.container))]
         self.module.take_service_snapshots(buffers)
         streams = [b.getbuffer() for b in buffers]
-        parts = snapshot_parts(index, term, self.module.cluster_time_ns, module_state, streams)
+        parts = snapshot_parts(index, term, self.module.cluster_time_ns, module_state, streams,
+                               service_set_tail(self.module.container.services))
         pause = self._clock() - started
         stats = self.stats
         stats.last_pause_ns = pause
@@ -367,6 +399,7 @@ def load_recovered_snapshot(module: Any, archive: Any, recovered: Any,
             f"snapshot {info.path} holds index {contents.index} and "
             f"{len(contents.service_streams)} service streams; expected index {info.index} and "
             f"{len(module.container)} services")
+    check_service_names(contents, module.container.services, info.path)
     module.restore_state(contents.module_state)
     log.info("restored snapshot at index %d (%d bytes)", info.index, info.size)
     return contents.service_files()

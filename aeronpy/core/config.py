@@ -34,13 +34,15 @@ class CoreConfig:
 
     __slots__ = ("member_id", "voters", "election_timeout_ns", "heartbeat_interval_ns",
                  "leader_heartbeat_timeout_ns", "max_append_bytes", "max_inflight_appends",
-                 "pre_vote", "check_quorum", "nominate_delay_max_ns", "retransmit_timeout_ns")
+                 "pre_vote", "check_quorum", "nominate_delay_max_ns", "retransmit_timeout_ns",
+                 "term_entry_tail")
 
     def __init__(self, member_id: int, voters, election_timeout_ns: int = 200 * MS,
                  heartbeat_interval_ns: int = 50 * MS, leader_heartbeat_timeout_ns: int = 400 * MS,
                  max_append_bytes: int = 64 * 1024, max_inflight_appends: int = 64,
                  pre_vote: bool = True, check_quorum: bool = True,
-                 nominate_delay_max_ns: int | None = None, retransmit_timeout_ns: int | None = None):
+                 nominate_delay_max_ns: int | None = None, retransmit_timeout_ns: int | None = None,
+                 term_entry_tail: bytes = b""):
         voters = tuple(sorted(int(v) for v in voters))
         if not voters:
             raise ValueError("voters: at least one voting member is needed")
@@ -75,6 +77,10 @@ class CoreConfig:
         # (an AppendEntries was lost and no later one exposed the gap).
         self.retransmit_timeout_ns = (2 * self.heartbeat_interval_ns if retransmit_timeout_ns is None
                                       else int(retransmit_timeout_ns))
+        # Bytes a leader appends to its term's first entry after the 8-byte timestamp: the
+        # driver's own business (a node puts what services it hosts there, so every member
+        # applying the entry can check it hosts the same ones). Opaque to the core.
+        self.term_entry_tail = bytes(term_entry_tail)
 
     def __repr__(self) -> str:
         return "CoreConfig(" + ", ".join(f"{k}={getattr(self, k)!r}" for k in self.__slots__) + ")"

@@ -284,7 +284,8 @@ class RaftCore:
         self.role = Role.LEADER
         self.leader_id = self.member_id
         self.leader_state = LeaderReplication(self, now_ns)
-        self.log.append(self.term, NEW_LEADERSHIP_TERM, now_ns.to_bytes(8, "little", signed=True))
+        self.log.append(self.term, NEW_LEADERSHIP_TERM,
+                        now_ns.to_bytes(8, "little", signed=True) + self.config.term_entry_tail)
         self.leader_state.broadcast_pending = True
 
     def _accept_leader(self, from_id: int, now_ns: int) -> None:

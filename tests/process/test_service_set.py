@@ -1,0 +1,79 @@
+"""Every member must host the same services in the same order. An operator review found a
+member started with fewer services ran on silently and skipped committed entries (its state
+and snapshots diverged), and swapped --service flags handed each service the other's
+snapshot. Now a leader writes its service list into its term's first entry, a member that
+hosts another list stops at that entry, and a snapshot names the services that took it."""
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from aeronpy import ClusterClient
+from aeronpy.cluster.nodefiles import read_errors
+
+from .helpers import ADD, COUNTER_SERVICE
+
+pytestmark = pytest.mark.process
+
+ECHO = "aeronpy.testing.services:EchoService"
+
+
+def _run(pc, member: int, services, timeout_s: float = 20) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "aeronpy", "node", "--config", pc.config_path, "--member-id",
+           str(member), "--data-dir", pc.data_dir(member)]
+    for service in services:
+        cmd += ["--service", service]
+    try:
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s,
+                              env=pc.env, cwd=pc.base_dir)
+    except subprocess.TimeoutExpired as exc:
+        return subprocess.CompletedProcess(cmd, None, exc.stdout, exc.stderr)
+
+
+def test_a_member_with_another_service_list_stops_at_the_term_entry(make_cluster):
+    pc = make_cluster(members=3, services=(COUNTER_SERVICE, ECHO))
+    pc.start(members=[0, 1])
+    assert pc.leader(timeout_s=20) in (0, 1)
+    client = ClusterClient.connect(pc.ingress_endpoints, timeout_s=10)
+    try:
+        assert client.request(ADD.pack(1), timeout_s=10)
+        out = _run(pc, 2, [COUNTER_SERVICE])              # one service fewer than its peers
+        assert out.returncode == 4, (out.returncode, out.stderr[-2000:])
+        assert "ServiceSetError" in out.stderr and "hosts services" in out.stderr
+        errors = " ".join(str(e) for e in read_errors(pc.data_dir(2)))
+        assert "every member must host the same services in the same order" in errors
+        assert client.request(ADD.pack(1), timeout_s=10)   # the others serve on
+    finally:
+        client.close()
+
+
+def test_control_the_same_list_joins(make_cluster):
+    pc = make_cluster(members=3, services=(COUNTER_SERVICE, ECHO))
+    pc.start(members=[0, 1])
+    assert pc.leader(timeout_s=20) in (0, 1)
+    out = _run(pc, 2, [COUNTER_SERVICE, ECHO], timeout_s=4)
+    assert out.returncode is None, (out.returncode, out.stderr[-2000:])   # still running
+
+
+def test_a_snapshot_taken_by_other_services_is_refused(make_cluster):
+    pc = make_cluster(members=1, services=(COUNTER_SERVICE, ECHO))
+    pc.start()
+    assert pc.leader(timeout_s=20) == 0
+    client = ClusterClient.connect(pc.ingress_endpoints, timeout_s=10)
+    try:
+        client.request(ADD.pack(5), timeout_s=10)
+    finally:
+        client.close()
+    snap = subprocess.run([sys.executable, "-m", "aeronpy", "tool", "snapshot", "--data-dir",
+                           pc.data_dir(0)], capture_output=True, text=True, timeout=60,
+                          env=pc.env, cwd=pc.base_dir)
+    assert snap.returncode == 0, snap.stderr
+    assert pc.kill(0, signal.SIGTERM) == 0
+    out = _run(pc, 0, [ECHO, COUNTER_SERVICE])            # the flags swapped
+    assert out.returncode == 4, (out.returncode, out.stderr[-2000:])
+    assert "was taken by services" in out.stderr and "another's state" in out.stderr
+    ok = _run(pc, 0, [COUNTER_SERVICE, ECHO], timeout_s=4)   # the control: as it was
+    assert ok.returncode is None, (ok.returncode, ok.stderr[-2000:])

@@ -47,6 +47,7 @@ import glob
 import json
 import os
 import platform
+import shlex
 import signal
 import sys
 import time
@@ -126,6 +127,12 @@ def _cluster(members: int = 3, file_sync: str = "none", sched_policy: str = "nor
         log = cluster.tail_log(0)
         cluster.close()
         raise RuntimeError(f"aeronpy cluster elected no leader in {STARTUP_TIMEOUT_S:.0f} s:\n{log}")
+    try:
+        # a leader needs only a majority: figures from 2 of 3 members would flatter the leader
+        cluster.check_running(wait_up_s=STARTUP_TIMEOUT_S)
+    except RuntimeError:
+        cluster.close()
+        raise
     return cluster
 
 
@@ -591,19 +598,26 @@ def write_plots(report: dict, directory: str) -> List[str]:
     fig, ax = plt.subplots(figsize=(8, 5))
     sizes = sorted({r["msg_size"] for s in ("aeronpy", "pysyncobj") for r in report[s]
                     if r["mode"] == "throughput"})
-    width = 0.38
-    for offset, system in ((-width / 2, "aeronpy"), (width / 2, "pysyncobj")):
-        values = [(_find(report[system], "throughput", s) or {}).get("msgs_per_s", 0) for s in sizes]
+    # a system that was not run (--no-pysyncobj) gets no bars at all, not bars labelled 0
+    systems = [system for system in ("aeronpy", "pysyncobj")
+               if any(r["mode"] == "throughput" for r in report[system])]
+    width = 0.38 if len(systems) > 1 else 0.6
+    offsets = [-width / 2, width / 2] if len(systems) > 1 else [0.0]
+    for offset, system in zip(offsets, systems):
+        found = [_find(report[system], "throughput", s) for s in sizes]
+        values = [(r or {}).get("msgs_per_s", 0) for r in found]
         bars = ax.bar([i + offset for i in range(len(sizes))], values, width, color=colors[system],
                       label=system)
-        ax.bar_label(bars, labels=[f"{v:,.0f}" for v in values], fontsize=8)
+        ax.bar_label(bars, labels=[f"{v:,.0f}" if r else "not run" for v, r in zip(values, found)],
+                     fontsize=8)
     ax.set_xticks(range(len(sizes)))
     ax.set_xticklabels([f"{s} B" for s in sizes])
     ax.set_xlabel("message size")
     ax.set_ylabel("replicated messages per second")
     ax.set_title("Throughput vs message size, 3 nodes on loopback\n"
                  f"aeronpy: 1 client, {THROUGHPUT_WINDOW} async offers in flight; "
-                 "PySyncObj: batched, async, on the leader", fontsize=9)
+                 + ("PySyncObj: batched, async, on the leader" if "pysyncobj" in systems
+                    else "PySyncObj: not run (--no-pysyncobj)"), fontsize=9)
     ax.grid(True, axis="y", alpha=0.3)
     ax.legend()
     path = os.path.join(directory, "throughput-vs-size.png")
@@ -620,8 +634,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="aeronpy bench", description=__doc__.split("\n")[0])
     p.add_argument("--duration", type=float, default=5.0, help="seconds per part (default 5)")
     p.add_argument("--sizes", default="32,256", help="message sizes in bytes (default 32,256)")
-    p.add_argument("--rate", type=float, default=LATENCY_RATE, help="offered rate of the latency part")
-    p.add_argument("--quick", action="store_true", help="1 s per part, 32-byte messages only")
+    p.add_argument("--rate", type=float, default=LATENCY_RATE,
+                   help=f"offered rate of the latency parts, requests/s (default {LATENCY_RATE:,.0f})")
+    p.add_argument("--quick", action="store_true",
+                   help="1 s per part, 32-byte messages only (overrides --duration and --sizes)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--plots", metavar="DIR", default=None,
                    help="also measure throughput at 1024 B and write PNG plots to DIR")
@@ -660,6 +676,26 @@ def sched_policy(policy: str):
         os.sched_setscheduler(0, before, param)
 
 
+def command_line(argv: Optional[Sequence[str]] = None) -> str:
+    """The command that reproduces this run, for the report. ``argv`` given: the ``aeronpy
+    bench`` command (``aeronpy bench ...`` and ``python -m aeronpy bench ...`` pass theirs).
+    Otherwise this process's own command line as it was typed (``python
+    bench/cluster_bench.py ...``, ``python -m aeronpy.bench ...``)."""
+    if argv is not None:
+        return shlex.join(["aeronpy", "bench", *argv])
+    orig = list(getattr(sys, "orig_argv", None) or [])
+    if orig:
+        return shlex.join([os.path.basename(orig[0]), *orig[1:]])
+    return shlex.join(["python", *sys.argv])
+
+
+def aeronpy_part_count(sizes: Sequence[int], extra_sizes: Sequence[int]) -> int:
+    """Parts :func:`run_aeronpy` measures: per size throughput, open loop and 1-at-a-time, a
+    second throughput at the default window for the first size, the extra throughput sizes,
+    and the failover."""
+    return 3 * len(sizes) + 1 + len(extra_sizes) + 1
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     opts = build_parser().parse_args(argv)
     duration = 1.0 if opts.quick else opts.duration
@@ -692,10 +728,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     signal.signal(signal.SIGINT, signal.default_int_handler)
     report: dict = {"machine": machine_info(), "duration_s": duration, "offered_rate": opts.rate,
                     "file_sync": opts.file_sync, "sched_policy": opts.sched_policy,
-                    "command": "aeronpy bench " + " ".join(argv if argv is not None else sys.argv[2:])}
+                    "command": command_line(argv)}
     try:
         log = (lambda text: print(text, file=sys.stderr, flush=True))
-        log(f"aeronpy: {len(sizes) * 2 + len(extra_sizes) + 1} parts of ~{duration:g} s ...")
+        log(f"aeronpy: {aeronpy_part_count(sizes, extra_sizes)} parts of ~{duration:g} s ...")
         with sched_policy(opts.sched_policy) as policy:
             report["sched_policy"] = policy
             report["aeronpy"] = run_aeronpy(sizes, duration, opts.rate, extra_sizes, opts.file_sync,

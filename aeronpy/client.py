@@ -246,7 +246,15 @@ class ClusterClient:
         return self._core.take_rejections()
 
     def poll_egress(self, on_message: Callable[[int, memoryview], None], limit: int = 1 << 30) -> int:
-        """Do a duty cycle and hand responses to ``on_message(correlation_id, payload)``."""
+        """Do a duty cycle and hand responses to ``on_message(correlation_id, payload)``, at most
+        ``limit`` of them, in arrival order; returns how many were handed over.
+
+        Each response is taken off the client's queue before ``on_message`` is called with it.
+        If ``on_message`` raises, the exception propagates out of ``poll_egress`` and that
+        response is lost: no later call hands it over again. The responses behind it stay
+        queued and the next ``poll_egress`` delivers them. A callback that may raise (an
+        ``assert`` on the payload in a test) should record the response first and check it
+        after, or catch its own exceptions."""
         self.do_work()
         return self._core.poll(on_message, limit)
 

@@ -333,6 +333,7 @@ def run_demo(opts: argparse.Namespace, progress: Progress) -> dict:
         if first_leader is None:
             raise RuntimeError("no leader elected within "
                                f"{STARTUP_TIMEOUT_S:.0f} s; node 0 log:\n{cluster.tail_log(0)}")
+        cluster.check_running(wait_up_s=STARTUP_TIMEOUT_S)   # every member, not just a majority
         market = Market(random.Random(rng.random()))
         watch = AckWatch()
         for i in range(opts.clients):

@@ -1,6 +1,10 @@
 """Snapshot benchmarks: log pause and throughput of a large-state snapshot, catch-up speed.
 
     python bench/snapshot_bench.py [--state-mib 256] [--install-mib 64] [--entries 20000]
+    python bench/snapshot_bench.py --quick     # small sizes, each part bounded: a smoke run
+
+Every wait in it is bounded and fails with a message naming what did not happen (exit 1);
+sizes too small for a part to measure what it claims are refused (exit 2).
 
 Real nodes in this process on loopback UDP and real files (file_sync "none" for the log; the
 snapshot itself is always fsynced). Baselines measured in the same run: writing+fsyncing the
@@ -21,6 +25,29 @@ from aeronpy.service import ClusteredService  # noqa: E402
 from tests.snapshots.cluster_helpers import LocalCluster  # noqa: E402
 
 _MIB = 1 << 20
+# The least that gives each part something to measure: a state to snapshot (BlobService holds
+# whole KiB; 0 MiB would be an empty snapshot), a snapshot to install, entries to replay.
+MIN_STATE_MIB = 1
+MIN_INSTALL_MIB = 1
+MIN_ENTRIES = 100
+QUICK = {"state_mib": 8, "install_mib": 4, "entries": 1000}
+
+
+class WaitTimeout(RuntimeError):
+    """A bounded wait of the benchmark expired: the figure it waited for cannot be measured."""
+
+
+def _wait(cluster, predicate, timeout_s: float, what: str, detail=None) -> None:
+    """``cluster.wait_for(predicate, timeout_s)``, raising WaitTimeout("... did not ...") if it
+    expires; ``detail()`` adds the state seen at that moment to the message."""
+    if not cluster.wait_for(predicate, timeout_s):
+        extra = ""
+        if detail is not None:
+            try:
+                extra = f" ({detail()})"
+            except Exception as exc:       # the message matters more than the detail
+                extra = f" (state unreadable: {exc!r})"
+        raise WaitTimeout(f"{what} within {timeout_s:g} s{extra}")
 
 
 class BlobService(ClusteredService):
@@ -112,7 +139,9 @@ def bench_catch_up(entries: int, directory: str) -> dict:
             target = cluster.nodes[leader].commit_index
         t = time.perf_counter()
         cluster.start(victim)
-        cluster.wait_for(lambda: cluster.nodes[victim].module.applied_index >= target, 120)
+        _wait(cluster, lambda: cluster.nodes[victim].module.applied_index >= target, 120,
+              f"catch-up: the restarted member {victim} did not apply up to index {target}",
+              lambda: f"it applied {cluster.nodes[victim].module.applied_index}")
         catch_up_s = time.perf_counter() - t
         return {"entries": target, "ingest_per_s": sent / ingest_s, "catch_up_s": catch_up_s,
                 "catch_up_per_s": target / catch_up_s}
@@ -120,32 +149,57 @@ def bench_catch_up(entries: int, directory: str) -> dict:
         cluster.close()
 
 
+# The install part must make the leader unable to serve the stopped member from its log: a
+# leader catches a follower up from its archive on disk, which drops only whole segments below
+# a snapshot. So the log there uses the smallest segments and gets several of them before the
+# snapshot; with 64 MiB segments and a few small entries no install ever happened.
+INSTALL_SEGMENT_BYTES = 64 * 1024
+INSTALL_FILL_ENTRIES, INSTALL_FILL_BYTES = 300, 1024      # ~5 segments of log
+
+
 def bench_install(size: int, directory: str) -> dict:
     cluster = LocalCluster(directory, service_factory=lambda: BlobService(size),
-                           snapshot_log_bytes=0, snapshots_to_keep=1)
+                           snapshot_log_bytes=0, snapshots_to_keep=1,
+                           segment_bytes=INSTALL_SEGMENT_BYTES)
     cluster.start()
     try:
         leader = cluster.leader()
+        if leader is None:
+            raise WaitTimeout("install: no leader elected within 10 s")
         victim = (leader + 1) % 3
         from aeronpy.cluster import admin
         with cluster.client() as client:
             client.request(b"a" * 8, timeout_s=5)
             cluster.stop(victim)
-            for _ in range(20):
-                client.request(b"b" * 8, timeout_s=5)
+            for _ in range(INSTALL_FILL_ENTRIES):
+                client.request(b"b" * INSTALL_FILL_BYTES, timeout_s=5)
             admin.snapshot(cluster.data_dir(leader), 120)
-            cluster.wait_for(lambda: all(n.snapshots.snapshotter.stats.taken for n in cluster.nodes.values()), 120)
+            _wait(cluster, lambda: all(n.snapshots.snapshotter.stats.taken for n in cluster.nodes.values()),
+                  120, "install: the running members did not all record the snapshot",
+                  lambda: "taken: " + ", ".join(f"member {i} {n.snapshots.snapshotter.stats.taken}"
+                                                for i, n in sorted(cluster.nodes.items())))
             for _ in range(5):
                 client.request(b"c" * 8, timeout_s=5)
-            snap_index = cluster.nodes[leader].snapshots.snapshotter.stats.last_index
-            cluster.wait_for(lambda: cluster.nodes[leader].core.log.base_index >= snap_index, 60)
-            size_on_disk = cluster.nodes[leader].snapshots.snapshotter.stats.last_bytes
+            lead = cluster.nodes[leader]
+            snap_index = lead.snapshots.snapshotter.stats.last_index
+            stats = lead.snapshots.snapshotter.stats
+            _wait(cluster, lambda: lead.core.log.base_index >= snap_index and stats.purged_segments >= 1,
+                  60, f"install: the leader (member {leader}) did not drop its log below the snapshot "
+                      f"at index {snap_index}, so the stopped member could catch up from the log instead",
+                  lambda: f"log base index {lead.core.log.base_index}, segments purged "
+                          f"{stats.purged_segments}, role {lead.role.name}")
+            size_on_disk = lead.snapshots.snapshotter.stats.last_bytes
             t = time.perf_counter()
             cluster.start(victim)
-            cluster.wait_for(lambda: cluster.nodes[victim].snapshots.receiver.installed >= 1, 300)
+            _wait(cluster, lambda: cluster.nodes[victim].snapshots.receiver.installed >= 1, 300,
+                  f"install: the restarted member {victim} did not install the leader's snapshot",
+                  lambda: f"it applied index {cluster.nodes[victim].module.applied_index}, the "
+                          f"leader committed {lead.commit_index}")
             install_s = time.perf_counter() - t
-            cluster.wait_for(lambda: cluster.services[victim].applied >= 0 and
-                             cluster.nodes[victim].module.applied_index >= cluster.nodes[leader].commit_index, 60)
+            _wait(cluster, lambda: cluster.nodes[victim].module.applied_index >= lead.commit_index, 60,
+                  f"install: member {victim} did not catch up with the leader after the install",
+                  lambda: f"applied {cluster.nodes[victim].module.applied_index}, leader committed "
+                          f"{lead.commit_index}")
             # the others kept committing while the transfer ran: one request's latency now
             a = time.perf_counter()
             try:
@@ -160,12 +214,48 @@ def bench_install(size: int, directory: str) -> dict:
         cluster.close()
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--state-mib", type=int, default=256)
-    parser.add_argument("--install-mib", type=int, default=64)
-    parser.add_argument("--entries", type=int, default=20000)
-    args = parser.parse_args()
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description="Snapshot benchmarks: a large-state snapshot, catch-up by log replay, "
+                    "snapshot install on a member that fell behind.")
+    parser.add_argument("--state-mib", type=int, default=256,
+                        help=f"state of the large-snapshot part, MiB (default 256, at least {MIN_STATE_MIB})")
+    parser.add_argument("--install-mib", type=int, default=64,
+                        help=f"state of the install part, MiB (default 64, at least {MIN_INSTALL_MIB})")
+    parser.add_argument("--entries", type=int, default=20000,
+                        help=f"entries the catch-up part replays (default 20000, at least {MIN_ENTRIES})")
+    parser.add_argument("--quick", action="store_true",
+                        help=f"small sizes for a short run (seconds; figures are noisy) "
+                             f"(--state-mib {QUICK['state_mib']} --install-mib {QUICK['install_mib']} "
+                             f"--entries {QUICK['entries']}); overrides those options")
+    return parser
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.state_mib, args.install_mib, args.entries = (QUICK["state_mib"], QUICK["install_mib"],
+                                                          QUICK["entries"])
+    for name, value, least in (("--state-mib", args.state_mib, MIN_STATE_MIB),
+                               ("--install-mib", args.install_mib, MIN_INSTALL_MIB),
+                               ("--entries", args.entries, MIN_ENTRIES)):
+        if value < least:
+            parser.error(f"{name} {value}: at least {least}; a smaller part has nothing to "
+                         "measure (use --quick for a short run)")
+    return args
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    try:
+        run(args)
+    except WaitTimeout as exc:
+        print(f"snapshot_bench: {exc}", file=sys.stderr)
+        sys.exit(1)
+
+
+def run(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory() as d:
         size = args.state_mib * _MIB
         base = baseline_write(size, d)

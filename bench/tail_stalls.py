@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -163,6 +164,13 @@ def _run(args, policy: str) -> int:
         print("tail_stalls.py needs Linux (sched_setaffinity, /proc)", file=sys.stderr)
         return 2
     work = tempfile.mkdtemp(prefix="aeronpy-tail-")
+    try:
+        return _run_in(args, policy, work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)       # the canaries' files
+
+
+def _run_in(args, policy: str, work: str) -> int:
     if args.idle_check > 0:
         late = collect_canaries(start_canaries(args.idle_check, work))
         print(f"canaries alone for {args.idle_check:.0f} s: " + ", ".join(

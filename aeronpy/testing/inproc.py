@@ -13,17 +13,45 @@ import tempfile
 import time
 
 
+def _services_for_node(services) -> list:
+    """One node's services from ``inproc_cluster(services=...)`` (see there)."""
+    if services is None:
+        from aeronpy.testing.services import EchoService
+        return [EchoService()]
+    if callable(services):
+        made = services()
+        return list(made) if isinstance(made, (list, tuple)) else [made]
+    made = [factory() for factory in services]
+    if not made:
+        raise ValueError("inproc_cluster: services is empty")
+    return made
+
+
 @contextlib.contextmanager
-def inproc_cluster(pump_with=None, *, timeout_s: float = 10.0):
-    """Yield ``(nodes, pump, client)``: 3 nodes (EchoService) with a leader and a connected
-    client. ``pump()`` runs one duty cycle of every node, through ``pump_with(nodes)`` when
-    given (to time the cycles). Everything, data dirs included, is removed afterwards (three
-    members' preallocated segments are ~190 MB)."""
+def inproc_cluster(pump_with=None, *, timeout_s: float = 10.0, services=None):
+    """Yield ``(nodes, pump, client)``: 3 nodes with a leader and a connected client.
+    ``pump()`` runs one duty cycle of every node, through ``pump_with(nodes)`` when given (to
+    time the cycles). Everything, data dirs included, is removed afterwards (three members'
+    preallocated segments are ~190 MB).
+
+    ``services`` is what each node hosts (default: one ``EchoService``), built afresh for each
+    node, since a service instance holds one member's state: either a factory called once per
+    node that returns a service or a list of them (``services=OrderBook``,
+    ``services=lambda: [Book(), Audit()]``), or a list of factories (a class is one), each
+    called once per node (``services=[Book, Audit]``); service ids follow their order.
+
+    Nothing runs the nodes between ``pump()`` calls: ``client.request()`` alone times out.
+    Offer, then pump and poll::
+
+        with inproc_cluster(services=CounterService) as (nodes, pump, client):
+            client.offer(payload)
+            while not client.poll_egress(on_reply):
+                pump()
+    """
     from aeronpy.client import ClusterClient
     from aeronpy.cluster.config import NodeConfig
     from aeronpy.cluster.node import ClusterNode
     from aeronpy.testing.process_cluster import free_udp_ports
-    from aeronpy.testing.services import EchoService
     ports = free_udp_ports(6)
     members = [{"id": i, "host": "127.0.0.1", "consensus_port": ports[2 * i],
                 "ingress_port": ports[2 * i + 1]} for i in range(3)]
@@ -34,7 +62,7 @@ def inproc_cluster(pump_with=None, *, timeout_s: float = 10.0):
         for i in range(3):
             nodes.append(ClusterNode(NodeConfig(cluster_id=7, members=members, member_id=i,
                                                 data_dir=f"{base}/n{i}", log_level="WARNING"),
-                                     [EchoService()]))
+                                     _services_for_node(services)))
 
         def each_once() -> None:
             for node in nodes:

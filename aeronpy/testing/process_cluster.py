@@ -2,8 +2,31 @@
 
 ``ProcessCluster`` writes a cluster.toml with free UDP ports on 127.0.0.1, starts one
 ``python -m aeronpy node`` child per member, and can kill (SIGKILL), terminate (SIGTERM) and
-restart members. Every child is reaped on ``close()``, on interpreter exit and on SIGTERM of
-the parent, so a failed test or a Ctrl-C never leaves nodes running.
+restart members. Children run in their own session (a Ctrl-C in a terminal does not reach
+them), so this module reaps them itself (killed with SIGKILL, the cluster's own temporary
+directory removed):
+
+- on ``close()`` (and at the end of a ``with`` block);
+- when the ``ProcessCluster`` object is garbage-collected without ``close()``, and at a normal
+  interpreter exit (``sys.exit``, an uncaught exception, ``KeyboardInterrupt``/Ctrl-C), whether
+  or not the object is still referenced (a ``weakref.finalize`` owns the child handles);
+- on SIGTERM of the parent. When a cluster starts members from the main thread and the
+  SIGTERM disposition is still the default (``SIG_DFL``, as under pytest), a handler is
+  installed that reaps every cluster and then dies of SIGTERM as the default would (exit status
+  143 in a shell, no Python clean-up). A handler the application installed itself (or
+  ``SIG_IGN``) is left alone: if it exits through ``sys.exit``/``SystemExit``, the interpreter
+  exit above reaps the children; one that ends the process with ``os._exit`` should call
+  :func:`reap_all` first. :func:`install_signal_cleanup` installs a handler that reaps and
+  raises ``SystemExit(143)`` instead, replacing whatever was there.
+
+Not covered: SIGKILL of the parent, or ``os._exit`` without :func:`reap_all`. Nothing can run
+then, and the nodes do not watch their parent, so they keep running (kill them by pid; the
+pids are in ``pc.procs``).
+
+A member that exits on its own (its port was taken, its service module does not import) is
+noticed by :meth:`ProcessCluster.check_running`, which raises :class:`MemberExitedError` with
+its exit code and log tail; :meth:`ProcessCluster.leader` returns ``None`` at once when no
+member it considers is running.
 """
 from __future__ import annotations
 
@@ -16,21 +39,74 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import weakref
 from typing import Callable, Dict, Iterable, List, Optional, Sequence
 
 from aeronpy.testing.waits import wait_until
 
-_LIVE: "weakref.WeakSet[ProcessCluster]" = weakref.WeakSet()
+class _LiveClusters(weakref.WeakSet):
+    """The clusters reaped at exit and on SIGTERM. ``discard(cluster)`` also disarms the
+    cluster's finalizer: its children are then left running at exit (``aeronpy demo --keep``)."""
+
+    def discard(self, item) -> None:
+        finalizer = getattr(item, "_finalizer", None)
+        if finalizer is not None:
+            finalizer.detach()
+        super().discard(item)
 
 
-def _reap_all() -> None:
+_LIVE: "weakref.WeakSet[ProcessCluster]" = _LiveClusters()
+
+
+def _kill_children(procs: Dict[int, subprocess.Popen], logs: Dict[int, object],
+                   remove_dir: Optional[str]) -> None:
+    """SIGKILL every running child (its whole session) and wait for it (bounded), close the
+    log files and remove the cluster's own directory. Holds no reference to the cluster, so it
+    can run from ``weakref.finalize`` once the cluster object is gone."""
+    for proc in list(procs.values()):
+        if proc.poll() is None:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except OSError:
+                try:
+                    proc.kill()
+                except OSError:
+                    pass
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                pass
+    procs.clear()
+    for log in list(logs.values()):
+        try:
+            log.close()
+        except Exception:
+            pass
+    logs.clear()
+    if remove_dir is not None:
+        shutil.rmtree(remove_dir, ignore_errors=True)
+
+
+def reap_all() -> None:
+    """Close every cluster of this process that is still running (see the module docstring):
+    for a SIGTERM handler of your own that ends the process without ``sys.exit``."""
     for cluster in list(_LIVE):
         cluster.close()
 
 
-atexit.register(_reap_all)
+_reap_all = reap_all       # the historical name
+atexit.register(reap_all)
+
+
+class MemberExitedError(RuntimeError):
+    """A member that was started, and not stopped through ``kill()``/``close()``, has exited
+    (or did not come up in time); the message has its exit code and log tail."""
+
+    def __init__(self, message: str, exited: Dict[int, Optional[int]]):
+        super().__init__(message)
+        self.exited = exited           # member -> exit code (None: still running, not up)
 
 
 def free_udp_ports(count: int, host: str = "127.0.0.1") -> List[int]:
@@ -143,8 +219,19 @@ class ProcessCluster:
         self.env = child_env(*extra.split(os.pathsep), **env)
         self.procs: Dict[int, subprocess.Popen] = {}
         self._logs: Dict[int, object] = {}
+        self._stopped: set = set()                # members stopped on purpose (kill())
+        self._spawned_ns: Dict[int, int] = {}     # member -> wall clock when last started
+        self._finalizer: Optional[weakref.finalize] = None
         self.config_path = os.path.join(self.base_dir, "cluster.toml")
         self._write_config()
+        self._arm()
+
+    def _arm(self) -> None:
+        """Register for reaping at exit/SIGTERM, with a finalizer that owns the child handles
+        (so they are killed even if this object is collected without ``close()``)."""
+        if self._finalizer is None or not self._finalizer.alive:
+            self._finalizer = weakref.finalize(self, _kill_children, self.procs, self._logs,
+                                               self.base_dir if self._own_dir else None)
         _LIVE.add(self)
 
     # -- configuration -------------------------------------------------------------------------
@@ -171,6 +258,8 @@ class ProcessCluster:
 
     # -- process control -----------------------------------------------------------------------
     def start(self, members: Optional[Iterable[int]] = None) -> "ProcessCluster":
+        """Start every member (or ``members``) and return at once: a member that cannot start
+        exits a moment later, which :meth:`check_running` reports."""
         for i in range(self.members) if members is None else members:
             self.start_member(i)
         return self
@@ -179,6 +268,8 @@ class ProcessCluster:
         proc = self.procs.get(member)
         if proc is not None and proc.poll() is None:
             raise RuntimeError(f"member {member} is already running (pid {proc.pid})")
+        self._arm()
+        _install_default_sigterm_cleanup()
         cmd = [sys.executable, "-m", "aeronpy", "node", "--config", self.config_path,
                "--member-id", str(member), "--data-dir", self.data_dir(member)]
         for service in self.services:
@@ -187,14 +278,20 @@ class ProcessCluster:
             cmd = self.wrap_command(member, cmd)
         log = open(self.log_path(member), "ab")
         self._logs[member] = log
+        self._spawned_ns[member] = time.time_ns()
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=self.env,
                                 cwd=self.base_dir, stdin=subprocess.DEVNULL, start_new_session=True)
         self.procs[member] = proc
+        self._stopped.discard(member)
         return proc
 
     def kill(self, member: int, sig: int = signal.SIGKILL, wait_s: float = 10.0) -> Optional[int]:
-        """Send ``sig`` to a member and wait (bounded) for it to exit; returns its exit code."""
+        """Send ``sig`` to a member and wait (bounded) for it to exit; returns its exit code.
+        The member counts as stopped on purpose: :meth:`check_running` ignores it until it is
+        started again."""
         proc = self.procs.get(member)
+        if proc is not None:
+            self._stopped.add(member)
         if proc is None or proc.poll() is not None:
             return None if proc is None else proc.returncode
         proc.send_signal(sig)
@@ -217,24 +314,83 @@ class ProcessCluster:
         except Exception:
             return None
 
+    def check_running(self, wait_up_s: float = 0.0) -> None:
+        """Raise :class:`MemberExitedError` if a started member has exited, other than through
+        :meth:`kill` or :meth:`close` (its port was taken, its service did not import, it
+        crashed); the message has each such member's exit code and last log lines.
+
+        With ``wait_up_s`` > 0, also wait up to that long for every running member to be up
+        (its counters file written by this run of it, which a node does after binding its
+        ports), and raise if one exits meanwhile or is still not up. Call it after
+        :meth:`leader` when a test or benchmark needs every member, since ``leader()`` is
+        satisfied by a majority."""
+        deadline = time.monotonic() + max(0.0, wait_up_s)
+        while True:
+            exited = {m: p.returncode for m, p in sorted(self.procs.items())
+                      if m not in self._stopped and p.poll() is not None}
+            if exited:
+                raise MemberExitedError(self._exited_message(exited, "exited"), exited)
+            if wait_up_s <= 0:
+                return
+            not_up = [m for m, p in sorted(self.procs.items())
+                      if m not in self._stopped and not self._is_up(m)]
+            if not not_up:
+                return
+            if time.monotonic() >= deadline:
+                pending = {m: None for m in not_up}
+                raise MemberExitedError(self._exited_message(
+                    pending, f"still running but not up after {wait_up_s:g} s"), pending)
+            time.sleep(0.02)
+
+    def _is_up(self, member: int) -> bool:
+        from aeronpy.cluster.counters import CountersReader
+
+        try:
+            reader = CountersReader(self.data_dir(member))
+        except Exception:
+            return False
+        try:
+            return reader.header.start_time_ns >= self._spawned_ns.get(member, 0)
+        except Exception:
+            return False
+        finally:
+            try:
+                reader.close()
+            except Exception:
+                pass
+
+    def _exited_message(self, members: Dict[int, Optional[int]], what: str) -> str:
+        parts = []
+        for member, code in members.items():
+            status = "" if code is None else (f" (killed by signal {-code})" if code < 0
+                                              else f" (exit code {code})")
+            parts.append(f"member {member} {what}{status}; last lines of "
+                         f"{self.log_path(member)}:\n{self.tail_log(member, 15)}")
+        return "\n".join(parts)
+
     def leader(self, timeout_s: float = 10.0, exclude: Iterable[int] = (), min_term: int = 0,
                interval_s: float = 0.01) -> Optional[int]:
         """The live member whose counters say it leads in the highest term (at least
-        ``min_term``), waiting up to timeout_s."""
+        ``min_term``), waiting up to timeout_s. Members that are not running (never started,
+        killed, or exited on their own) are skipped; when none of the members considered
+        (those not in ``exclude``) is running, it returns ``None`` at once. A leader needs only
+        a majority, so use :meth:`check_running` to know that every member is running."""
         excluded = set(exclude)
         deadline = time.monotonic() + timeout_s
         while True:
             best = None
+            running = False
             for i in range(self.members):
                 if i in excluded or not self.alive(i):
                     continue
+                running = True
                 c = self.read_counters(i)
                 if (c and c.get("role") == 2 and c["leadership_term"] >= min_term
                         and (best is None or c["leadership_term"] > best[0])):
                     best = (c["leadership_term"], i)
             if best is not None:
                 return best[1]
-            if time.monotonic() >= deadline:
+            if not running or time.monotonic() >= deadline:
                 return None
             time.sleep(interval_s)
 
@@ -249,22 +405,11 @@ class ProcessCluster:
             return ""
 
     def close(self, remove: bool = True) -> None:
-        for member, proc in list(self.procs.items()):
-            if proc.poll() is None:
-                try:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                except OSError:
-                    proc.kill()
-                try:
-                    proc.wait(timeout=5)
-                except subprocess.TimeoutExpired:
-                    pass
-        self.procs.clear()
-        for log in self._logs.values():
-            log.close()
-        self._logs.clear()
-        if remove and self._own_dir:
-            shutil.rmtree(self.base_dir, ignore_errors=True)
+        """Kill every member (SIGKILL) and remove the cluster's own temporary directory (not a
+        ``base_dir`` given to the constructor, nor anything when ``remove`` is false)."""
+        _kill_children(self.procs, self._logs,
+                       self.base_dir if remove and self._own_dir else None)
+        self._stopped.clear()
         _LIVE.discard(self)
 
     def __enter__(self) -> "ProcessCluster":
@@ -274,11 +419,32 @@ class ProcessCluster:
         self.close()
 
 
-def _on_sigterm(signum, frame):  # pragma: no cover - exercised by the demo's Ctrl-C handling
-    _reap_all()
+def _on_sigterm(signum, frame):
+    reap_all()
     raise SystemExit(128 + signum)
 
 
+def _on_sigterm_then_default(signum, frame):
+    """Installed in place of ``SIG_DFL``: reap, then die of the signal as the default would."""
+    reap_all()
+    signal.signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)
+
+
+def _install_default_sigterm_cleanup() -> None:
+    """Install :func:`_on_sigterm_then_default` if SIGTERM still has the default disposition
+    and this is the main thread (only it may set handlers); never replace another handler."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    try:
+        if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+            signal.signal(signal.SIGTERM, _on_sigterm_then_default)
+    except (ValueError, OSError):     # no signals here (an embedded interpreter)
+        pass
+
+
 def install_signal_cleanup() -> None:
-    """Reap every child cluster on SIGTERM (SIGINT already raises KeyboardInterrupt)."""
+    """Reap every child cluster on SIGTERM, then raise ``SystemExit(143)`` in the main thread
+    (SIGINT already raises KeyboardInterrupt). Replaces any SIGTERM handler; without it, the
+    first cluster started installs a reap-then-die handler if SIGTERM has the default one."""
     signal.signal(signal.SIGTERM, _on_sigterm)

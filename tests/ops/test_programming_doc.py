@@ -1,8 +1,8 @@
 """docs/programming.md runs as written.
 
 The guide's ```python blocks run in order, in one namespace, in a child process whose working
-directory is a temporary one (the ```toml block preceded by ``<!-- file: NAME -->`` is
-written there first). Every port the guide names is replaced by a free one on 127.0.0.1.
+directory is a temporary one (a block preceded by ``<!-- file: NAME -->`` is written there
+instead: the ProcessCluster example's service module and the cluster.toml). Every port the guide names is replaced by a free one on 127.0.0.1.
 Each line that ``print``s with a ``# => text`` comment must print exactly ``text``, and a
 block prints nothing else. ``<!-- not run -->`` on the line before a fence marks a fragment
 that is not run. The whole run is bounded by one timeout.
@@ -145,7 +145,8 @@ def test_the_programming_guide_runs_and_prints_what_it_says(doc_text, tmp_path):
     # a guide that lost its examples (or its checks) must not pass by running nothing
     assert len(python_steps) >= 12, [s[3] for s in python_steps]
     assert sum(len(s[4]) for s in python_steps) >= 25
-    assert [s[1] for s in steps if s[0] == "file"] == ["cluster.toml"]
+    # upper.py: the service module of the ProcessCluster example (real node processes)
+    assert [s[1] for s in steps if s[0] == "file"] == ["upper.py", "cluster.toml"]
     steps, mapping = renumber_ports(steps)
     assert len(mapping) >= 5, mapping           # the 3-member cluster and the single nodes
     (tmp_path / "steps.json").write_text(json.dumps(steps))

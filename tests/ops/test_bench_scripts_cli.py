@@ -1,0 +1,56 @@
+"""Command lines of bench/ scripts a user runs first: snapshot_bench's short run ends (it used
+to wait minutes for a snapshot install that could not happen), bad sizes are refused,
+ops_counters_bench has a --help that does not run it, tail_stalls cleans up its directory."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from aeronpy.testing.process_cluster import child_env
+
+BENCH = os.path.join(os.path.dirname(__file__), "..", "..", "bench")
+
+
+def _script(name: str, *args: str, timeout: float, cwd) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, os.path.join(BENCH, name), *args], capture_output=True,
+                          text=True, timeout=timeout, env=child_env(), cwd=cwd)
+
+
+@pytest.mark.process
+def test_snapshot_bench_quick_measures_every_part(tmp_path):
+    proc = _script("snapshot_bench.py", "--quick", timeout=150, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for line in ("baseline:", "snapshot of 8 MiB state:", "catch-up by log replay:",
+                 "install snapshot: 4 MiB in"):
+        assert line in proc.stdout, proc.stdout
+
+
+def test_snapshot_bench_refuses_sizes_with_nothing_to_measure(tmp_path):
+    proc = _script("snapshot_bench.py", "--install-mib", "0", timeout=60, cwd=tmp_path)
+    assert proc.returncode == 2 and "--install-mib 0: at least 1" in proc.stderr
+
+
+def test_ops_counters_bench_help_does_not_run_it(tmp_path):
+    proc = _script("ops_counters_bench.py", "--help", timeout=60, cwd=tmp_path)
+    assert proc.returncode == 0 and "usage:" in proc.stdout and "baseline" not in proc.stdout
+    proc = _script("ops_counters_bench.py", "--number", "2000", timeout=60, cwd=tmp_path)
+    assert proc.returncode == 0 and "x baseline" in proc.stdout, proc.stderr[-2000:]
+
+
+def test_tail_stalls_removes_its_work_dir(monkeypatch):
+    from benchscript import load
+
+    tool = load("tail_stalls")
+    seen = []
+
+    def fake_run_in(args, policy, work):
+        seen.append(work)
+        assert os.path.isdir(work)
+        raise RuntimeError("stop here")
+    monkeypatch.setattr(tool, "_run_in", fake_run_in)
+    with pytest.raises(RuntimeError):
+        tool._run(None, "normal")
+    assert seen and not os.path.exists(seen[0])

@@ -1,0 +1,241 @@
+"""``aeronpy.testing.process_cluster.ProcessCluster`` as a user's test harness: its children are
+reaped on SIGTERM of the parent (A1) and when the object was dropped without ``close()`` (A2);
+a member that cannot start is reported, not ignored (A3).
+
+Every child process is started with a bounded wait and killed by pid at the end."""
+from __future__ import annotations
+
+import json
+import os
+import select
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+from aeronpy.testing.process_cluster import MemberExitedError, ProcessCluster, child_env
+from aeronpy.testing.waits import wait_until
+
+ECHO = "aeronpy.testing.services:EchoService"
+
+
+def _running(pid: int) -> bool:
+    """The process exists and is not a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            state = f.read().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return False
+    return state not in ("Z", "X")
+
+
+def _kill_leftovers(pids, directory=None) -> None:
+    for pid in pids:
+        if _running(pid):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+    if directory:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def _read_line(proc: subprocess.Popen, timeout_s: float) -> str:
+    """The child's first stdout line, waiting at most timeout_s."""
+    deadline = time.monotonic() + timeout_s
+    buf = b""
+    fd = proc.stdout.fileno()
+    while b"\n" not in buf:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise AssertionError(f"no line from the child within {timeout_s} s; got {buf!r}")
+        ready, _, _ = select.select([fd], [], [], left)
+        if ready:
+            chunk = os.read(fd, 4096)
+            if not chunk:
+                raise AssertionError(f"the child exited first (rc {proc.wait(5)}); "
+                                     f"stderr: {proc.stderr.read()[-2000:]!r}")
+            buf += chunk
+    return buf.split(b"\n", 1)[0].decode()
+
+
+def _sleeper(_member, _argv):
+    """wrap_command: a stand-in child that just sleeps (cheap to start)."""
+    return [sys.executable, "-c", "import time; time.sleep(120)"]
+
+
+# -- A1: SIGTERM of the parent -----------------------------------------------------------------
+
+SIGTERM_CHILD = textwrap.dedent(f"""
+    import json, time
+    from aeronpy.testing.process_cluster import ProcessCluster
+    pc = ProcessCluster(services=[{ECHO!r}])
+    pc.start()
+    leader = pc.leader(timeout_s=60)
+    print(json.dumps({{"leader": leader, "pids": [p.pid for p in pc.procs.values()],
+                      "dir": pc.base_dir}}), flush=True)
+    time.sleep(120)      # a hung test; CI or `timeout` sends SIGTERM
+""")
+
+
+@pytest.mark.process
+def test_sigterm_of_the_parent_reaps_the_nodes(tmp_path):
+    child = subprocess.Popen([sys.executable, "-c", SIGTERM_CHILD], cwd=tmp_path, env=child_env(),
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    info = {"pids": [], "dir": None}
+    try:
+        info = json.loads(_read_line(child, 90))
+        assert info["leader"] is not None and len(info["pids"]) == 3
+        assert all(_running(pid) for pid in info["pids"])
+        child.send_signal(signal.SIGTERM)
+        rc = child.wait(timeout=30)
+        # the default disposition's outcome is kept: the process dies of SIGTERM
+        assert rc == -signal.SIGTERM, child.stderr.read()[-2000:]
+        assert wait_until(lambda: not any(_running(pid) for pid in info["pids"]), 10), \
+            f"nodes still running after the parent's SIGTERM: {info['pids']}"
+        assert not os.path.exists(info["dir"])
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait(timeout=10)
+        _kill_leftovers(info["pids"], info["dir"])
+
+
+def test_default_sigterm_gets_the_cleanup_handler_and_an_own_handler_is_kept(tmp_path):
+    previous = signal.getsignal(signal.SIGTERM)
+    clusters = []
+    try:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        pc = ProcessCluster(members=1, base_dir=str(tmp_path / "a"), wrap_command=_sleeper)
+        clusters.append(pc)
+        pc.start()
+        installed = signal.getsignal(signal.SIGTERM)
+        assert callable(installed) and installed not in (signal.SIG_DFL, signal.SIG_IGN)
+
+        def own(signum, frame):
+            pass
+        signal.signal(signal.SIGTERM, own)
+        pc2 = ProcessCluster(members=1, base_dir=str(tmp_path / "b"), wrap_command=_sleeper)
+        clusters.append(pc2)
+        pc2.start()
+        assert signal.getsignal(signal.SIGTERM) is own       # never clobbered
+    finally:
+        for pc in clusters:
+            pc.close()
+        signal.signal(signal.SIGTERM, previous)
+
+
+# -- A2: dropped without close() ---------------------------------------------------------------
+
+DROPPED_CHILD = textwrap.dedent("""
+    import gc, json, sys
+    from aeronpy.testing.process_cluster import ProcessCluster
+
+    def sleeper(member, argv):
+        return [sys.executable, "-c", "import time; time.sleep(120)"]
+
+    def helper():          # a fixture or helper that raised after start(), in effect
+        pc = ProcessCluster(members=%d, wrap_command=sleeper)
+        pc.start()
+        return [p.pid for p in pc.procs.values()], pc.base_dir
+
+    pids, directory = helper()
+    gc.collect()
+    print(json.dumps({"pids": pids, "dir": directory}), flush=True)
+    %s
+""")
+
+
+@pytest.mark.parametrize("ending", ["pass", "raise SystemExit(3)"])
+def test_a_dropped_cluster_is_reaped_by_interpreter_exit(tmp_path, ending):
+    child = subprocess.Popen([sys.executable, "-c", DROPPED_CHILD % (3, ending)], cwd=tmp_path,
+                             env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    info = {"pids": [], "dir": None}
+    try:
+        info = json.loads(_read_line(child, 60))
+        assert len(info["pids"]) == 3
+        child.wait(timeout=30)
+        assert wait_until(lambda: not any(_running(pid) for pid in info["pids"]), 10), \
+            f"children of a dropped ProcessCluster still running: {info['pids']}"
+        assert not os.path.exists(info["dir"])
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait(timeout=10)
+        _kill_leftovers(info["pids"], info["dir"])
+
+
+def test_discard_from_the_registry_keeps_the_children(tmp_path):
+    """``aeronpy demo --keep`` takes its cluster out of the registry: no reaping then."""
+    from aeronpy.testing.process_cluster import _LIVE
+
+    pc = ProcessCluster(members=1, base_dir=str(tmp_path), wrap_command=_sleeper)
+    pids = []
+    try:
+        pc.start()
+        pids = [p.pid for p in pc.procs.values()]
+        _LIVE.discard(pc)
+        del pc
+        import gc
+        gc.collect()
+        time.sleep(0.2)
+        assert all(_running(pid) for pid in pids)
+    finally:
+        _kill_leftovers(pids)
+
+
+# -- A3: members that fail to start ------------------------------------------------------------
+
+def test_leader_returns_at_once_when_every_member_exited(tmp_path):
+    def dies(member, argv):
+        return [sys.executable, "-c", "import sys; print('cannot start: boom', flush=True); sys.exit(3)"]
+
+    with ProcessCluster(members=3, base_dir=str(tmp_path), wrap_command=dies) as pc:
+        pc.start()
+        t = time.monotonic()
+        assert pc.leader(timeout_s=20) is None
+        assert time.monotonic() - t < 10, "leader() waited out its timeout with no member running"
+        with pytest.raises(MemberExitedError) as err:
+            pc.check_running()
+        assert err.value.exited == {0: 3, 1: 3, 2: 3}
+        assert "exit code 3" in str(err.value) and "cannot start: boom" in str(err.value)
+
+
+def test_check_running_ignores_members_killed_on_purpose(tmp_path):
+    with ProcessCluster(members=3, base_dir=str(tmp_path), wrap_command=_sleeper) as pc:
+        pc.start()
+        pc.check_running()
+        pc.kill(0)                                    # on purpose: not an error
+        pc.check_running()
+        os.kill(pc.procs[1].pid, signal.SIGKILL)      # behind the harness's back
+        assert wait_until(lambda: not pc.alive(1), 10)
+        with pytest.raises(MemberExitedError) as err:
+            pc.check_running()
+        assert set(err.value.exited) == {1} and "killed by signal 9" in str(err.value)
+        pc.start_member(0)                            # started again: watched again
+        pc.kill(1)
+        pc.check_running()
+
+
+@pytest.mark.process
+def test_a_member_whose_port_is_taken_is_reported(tmp_path):
+    with ProcessCluster(services=[ECHO], base_dir=str(tmp_path)) as pc:
+        squat = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            squat.bind(("127.0.0.1", pc.member_ports[2]["ingress_port"]))
+            pc.start()
+            assert pc.leader(timeout_s=60) is not None      # a majority is enough to lead
+            with pytest.raises(MemberExitedError) as err:
+                pc.check_running(wait_up_s=60)
+            assert set(err.value.exited) == {2}
+            assert "already in use" in str(err.value)
+        finally:
+            squat.close()
+        pc.start_member(2)
+        pc.check_running(wait_up_s=60)                      # up: counters written by this run
+        assert all(pc.alive(i) for i in range(3))

@@ -64,7 +64,9 @@ KEY_DOCS: tuple = (
     ("election_timeout_ms", "200", "A follower that hears nothing from a leader for a random time "
      "between this and twice this starts an election (canvass first); candidates retry on the "
      "same randomised timer; a member that heard from a live leader within this long ignores "
-     "a disruptive candidate's ballot. Raise it to ride out pauses (GC, a busy core)."),
+     "a disruptive candidate's ballot. Raise it to ride out pauses (GC, a busy core). A member "
+     "raises its own to twice its last snapshot's pause, and its leader_heartbeat_timeout_ms "
+     "by as much, while that is longer (docs/snapshots.md)."),
     ("heartbeat_interval_ms", "50", "How often a leader heartbeats idle followers. Must be less "
      "than `election_timeout_ms` and `leader_heartbeat_timeout_ms`."),
     ("leader_heartbeat_timeout_ms", "400", "A leader that hears from no quorum for this long "

@@ -231,6 +231,7 @@ class Snapshotter:
         self.stats = SnapshotStats()
         self.listeners: list = []                 # fn(SnapshotInfo) after a snapshot is recorded
         self.failure_listeners: list = []         # fn(index, exc) after a snapshot failed
+        self.pause_listeners: list = []           # fn(pause_ns) after each serialisation
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------------ triggers
@@ -278,6 +279,8 @@ class Snapshotter:
         stats = self.stats
         stats.last_pause_ns = pause
         stats.max_pause_ns = max(stats.max_pause_ns, pause)
+        for listener in self.pause_listeners:
+            listener(pause)
         size = sum(memoryview(p).nbytes for p in parts) + _CRC.size
         future = self._jobs.submit(write_snapshot_file, self.archive, index, term,
                                    self.module.cluster_time_ns, parts)

@@ -54,3 +54,16 @@ def test_tail_stalls_removes_its_work_dir(monkeypatch):
     with pytest.raises(RuntimeError):
         tool._run(None, "normal")
     assert seen and not os.path.exists(seen[0])
+
+
+def test_open_loop_ab_needs_two_trees_and_has_help():
+    import subprocess
+    import sys
+    from pathlib import Path
+    script = Path(__file__).resolve().parents[2] / "bench" / "open_loop_ab.py"
+    helped = subprocess.run([sys.executable, str(script), "--help"], capture_output=True,
+                            text=True, timeout=60)
+    assert helped.returncode == 0 and "--pairs" in helped.stdout
+    missing = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                             timeout=60)
+    assert missing.returncode == 2 and "--a and --b" in missing.stderr

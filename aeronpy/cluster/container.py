@@ -25,6 +25,10 @@ log = logging.getLogger("aeronpy.cluster")
 _I64_MIN, _I64_MAX = -(1 << 63), (1 << 63) - 1
 
 
+# callbacks that run on one member at its own moment, at no log entry
+_LOCAL_CALLBACKS = frozenset(("on_role_change", "on_take_snapshot", "on_terminate"))
+
+
 class ServiceError(AeronpyError):
     """A service callback raised; the member stops instead of diverging from its peers."""
 
@@ -33,7 +37,9 @@ class ServiceError(AeronpyError):
         self.callback = callback
         self.cause = cause
         self.index = index
-        super().__init__(f"service {service_id} raised in {callback} at log index {index}: "
+        where = (f"at log index {index}" if callback not in _LOCAL_CALLBACKS else
+                 f"(a callback of this member alone, after log index {index})")
+        super().__init__(f"service {service_id} raised in {callback} {where}: "
                          f"{type(cause).__name__}: {cause}")
 
 
@@ -179,7 +185,9 @@ class ServiceContainer:
         """Record that a callback raised ``exc``, and raise the ServiceError that stops the node."""
         self.errors += 1
         self.failure = ServiceError(service_id, callback, exc, self.current_index)
-        log.error("%s; this member stops rather than diverge", self.failure, exc_info=exc)
+        log.error("%s; %s", self.failure,
+                  "the member was closing anyway" if callback == "on_terminate"
+                  else "this member stops rather than diverge", exc_info=exc)
         raise self.failure from exc
 
     def broadcast(self, callback: str, *args: Any) -> None:

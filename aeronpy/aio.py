@@ -34,6 +34,7 @@ class AsyncClusterClient:
         self._task: Optional[asyncio.Task] = None
         self._closed = False
         self._wake: Optional[asyncio.Event] = None   # ends the background task's wait
+        self._watchers: set = set()      # events of wait_for_egress/wait_for_window callers
 
     @classmethod
     async def connect(cls, endpoints, timeout_s: float = 5.0, *, poll_interval_s: float = 0.0002,
@@ -69,6 +70,8 @@ class AsyncClusterClient:
             while not self._closed:
                 work = self._client.do_work()
                 self._complete_waiting()
+                if work:
+                    self._tell_watchers()
                 await asyncio.sleep(0 if work else self._poll_interval_s)
             return
         self._wake = readable
@@ -77,6 +80,7 @@ class AsyncClusterClient:
                 work = self._client.do_work()
                 self._complete_waiting()
                 if work:
+                    self._tell_watchers()
                     await asyncio.sleep(0)    # let other tasks run between busy cycles
                     continue
                 readable.clear()
@@ -87,6 +91,46 @@ class AsyncClusterClient:
                     tick.cancel()
         finally:
             loop.remove_reader(fd)
+
+    def _tell_watchers(self) -> None:
+        for event in self._watchers:
+            event.set()
+
+    async def _wait_until(self, ready: Callable[[], bool], timeout_s: float) -> bool:
+        check_timeout(timeout_s)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while True:
+            event = asyncio.Event()
+            self._watchers.add(event)         # before the check: a cycle after it sets it
+            try:
+                if ready():
+                    return True
+                if self._closed or self._core.state is ClientState.CLOSED:
+                    return False
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    return False
+                try:
+                    await asyncio.wait_for(event.wait(), remaining)
+                except asyncio.TimeoutError:
+                    return ready()
+            finally:
+                self._watchers.discard(event)
+
+    async def wait_for_egress(self, timeout_s: float) -> bool:
+        """Wait, without blocking the event loop, until a response no ``request`` claimed is
+        queued for ``poll_egress``, or ``timeout_s`` passes; True when one is. For a
+        windowed sender: ``offer`` ..., then ``await wait_for_egress``, then ``poll_egress``."""
+        inbox = self._core._inbox
+        return await self._wait_until(lambda: len(inbox) > 0, timeout_s)
+
+    async def wait_for_window(self, timeout_s: float) -> bool:
+        """Wait until ``offer`` would not return BACK_PRESSURED (the cluster acknowledged
+        enough of the send window), or ``timeout_s`` passes; True when there is room."""
+        core = self._core
+        window, size = core._window, core.config.window_messages
+        return await self._wait_until(lambda: len(window) < size, timeout_s)
 
     def _complete_waiting(self) -> None:
         if not self._waiting:

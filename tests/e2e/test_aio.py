@@ -132,3 +132,37 @@ def test_on_a_loop_without_readers_the_client_polls_and_closes_cleanly(shared_cl
 
 def _echo_json(i) -> bytes:
     return json.dumps({"op": "echo", "data": i}).encode()
+
+
+async def _windowed_sender(endpoints: str) -> tuple:
+    """A windowed sender with nothing to sleep-poll: offer until back-pressured, await room
+    in the window, await egress, poll it (a benchmark author's review: before, the asyncio
+    client had nothing to await for either)."""
+    from aeronpy import ClientConfig
+    config = ClientConfig(**{**FAST_CLIENT.__dict__, "window_messages": 8})
+    client = await AsyncClusterClient.connect(endpoints, timeout_s=15.0, credentials=PASSWORD,
+                                              config=config)
+    got, pressured = [], 0
+    try:
+        assert await client.wait_for_window(1.0)                    # an empty window has room
+        assert not await client.wait_for_egress(0.05)               # the control: nothing yet
+        sent = 0
+        while sent < 40:
+            if client.offer(json.dumps({"op": "echo", "data": sent}).encode()) > 0:
+                sent += 1
+                continue
+            pressured += 1
+            assert await client.wait_for_window(10.0)
+            while await client.wait_for_egress(0.001):
+                client.poll_egress(lambda cid, payload: got.append(json.loads(bytes(payload))))
+        while len(got) < 40 and await client.wait_for_egress(10.0):
+            client.poll_egress(lambda cid, payload: got.append(json.loads(bytes(payload))))
+    finally:
+        await client.close()
+    return pressured, [g["data"] for g in got]
+
+
+def test_a_windowed_async_sender_awaits_window_room_and_egress(shared_cluster):
+    pressured, data = asyncio.run(asyncio.wait_for(_windowed_sender(
+        shared_cluster.ingress_endpoints), 60.0))
+    assert pressured > 0 and data == list(range(40))

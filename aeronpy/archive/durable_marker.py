@@ -52,6 +52,19 @@ _HEAD = struct.Struct("<II")
 _MAPPED_BYTES = 2048         # the file's size once the written note is kept (all four slots)
 
 
+def _newest_slot(raw, offsets, layout: struct.Struct, magic: int):
+    """The fields after (magic, crc) of the valid slot with the highest sequence, or None."""
+    best = None
+    for off in offsets:
+        if len(raw) < off + layout.size:
+            continue
+        fields = layout.unpack_from(raw, off)
+        if fields[0] == magic and fields[1] == crc32c(memoryview(raw)[off + 8:off + layout.size]):
+            if best is None or fields[2] > best[0]:
+                best = fields[2:]
+    return best
+
+
 class DurableMarker:
     """Reads and writes ``durable.pos`` in a data directory."""
 
@@ -77,26 +90,11 @@ class DurableMarker:
         if not self.fs.exists(self.path):
             return
         raw = self.fs.read_file(self.path)
-        best = None
-        for off in _SLOT_OFFSETS:
-            if len(raw) < off + _SLOT.size:
-                continue
-            magic, crc, seq, durable, commit = _SLOT.unpack_from(raw, off)
-            if magic == _MAGIC and crc == crc32c(memoryview(raw)[off + 8:off + _SLOT.size]):
-                if best is None or seq > best[0]:
-                    best = (seq, durable, commit)
-        written = None
-        for off in _WRITTEN_OFFSETS:
-            if len(raw) < off + _WRITTEN_SLOT.size:
-                continue
-            magic, crc, seq, index, commit, boot, _ = _WRITTEN_SLOT.unpack_from(raw, off)
-            if magic == _WRITTEN_MAGIC and \
-                    crc == crc32c(memoryview(raw)[off + 8:off + _WRITTEN_SLOT.size]):
-                if written is None or seq > written[0]:
-                    written = (seq, index, commit, boot)
+        written = _newest_slot(raw, _WRITTEN_OFFSETS, _WRITTEN_SLOT, _WRITTEN_MAGIC)
         if written is not None:
             (self.written_sequence, self.written_index, self.written_commit,
-             self.written_boot) = written
+             self.written_boot) = written[:4]
+        best = _newest_slot(raw, _SLOT_OFFSETS, _SLOT, _MAGIC)
         if best is None:
             self.valid = False
             return

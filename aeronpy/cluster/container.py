@@ -126,10 +126,15 @@ class Cluster:
 _SERVICE_SET_MAGIC = b"SVCSET1\0"
 
 
+def service_names(services: Sequence[ClusteredService]) -> list:
+    """The names members compare, in service id order: ``service_name`` or ``module:qualname``."""
+    return [_service_name(s) for s in services]
+
+
 def service_set_tail(services: Sequence[ClusteredService]) -> bytes:
-    """What a leader writes into its term's first entry: the services it hosts, in service id
-    order, as ``module:qualname`` (every member applying the entry checks it hosts the same)."""
-    return _SERVICE_SET_MAGIC + "\n".join(_service_name(s) for s in services).encode()
+    """What a leader writes into its term's first entry (and a snapshot into its header): the
+    services it hosts (`service_names`), which every member checks it hosts too."""
+    return _SERVICE_SET_MAGIC + "\n".join(service_names(services)).encode()
 
 
 def _service_name(service: ClusteredService) -> str:

@@ -33,7 +33,7 @@ from aeronpy.cluster import protocol as P
 from aeronpy.cluster.codes import BACK_PRESSURED
 from aeronpy.cluster.module_config import ModuleConfig
 from aeronpy.cluster.container import (Cluster, ServiceContainer, ServiceError, ServiceSetError,
-                                       service_set_of, service_set_tail)
+                                       service_names, service_set_of)
 from aeronpy.core.config import NEW_LEADERSHIP_TERM
 from aeronpy.cluster.egress import EgressQueues
 from aeronpy.cluster.leader import LeaderDuties
@@ -402,7 +402,7 @@ class ConsensusModule(LeaderDuties):
         theirs = service_set_of(memoryview(payload)[8:])
         if theirs is None:
             return
-        ours = service_set_of(service_set_tail(self.container.services))
+        ours = service_names(self.container.services)
         if theirs != ours:
             raise ServiceSetError(
                 f"the leader of term {term} hosts services {theirs} (log index {index}), this "

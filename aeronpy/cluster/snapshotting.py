@@ -134,11 +134,11 @@ def decode_snapshot(data) -> SnapshotContents:
 def check_service_names(contents: SnapshotContents, services: Sequence, path: str) -> None:
     """Refuse (SnapshotFileError) a snapshot taken by other services than these, or by the
     same in another order: each stream would be handed to another service."""
-    from aeronpy.cluster.container import service_set_of
+    from aeronpy.cluster.container import service_names, service_set_of
     theirs = service_set_of(contents.service_names)
     if theirs is None:
         return                                   # version 1, or names unknown
-    ours = service_set_of(service_set_tail(services))
+    ours = service_names(services)
     if theirs != ours:
         raise SnapshotFileError(
             f"snapshot {path} was taken by services {theirs}; this member hosts {ours}: each "

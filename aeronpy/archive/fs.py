@@ -184,6 +184,22 @@ def read_regular(path: str, max_bytes: int | None = None, hint: str | None = Non
     return buf
 
 
+def write_replace(fs: "FileSystem", directory: str, name: str, data) -> None:
+    """Atomically replace ``directory/name`` with ``data``, durable on return: a temporary
+    file written and fsynced, renamed over the old one, the directory synced."""
+    path = f"{directory}/{name}"
+    tmp = path + ".tmp"
+    h = fs.open_file(tmp, create=True)
+    try:
+        fs.truncate(h, 0)
+        fs.pwrite(h, data, 0)
+        fs.fsync(h)
+    finally:
+        fs.close(h)
+    fs.rename(tmp, path)
+    fs.sync_dir(directory)
+
+
 class FileSystem:
     """The interface both implementations provide (see the module docstring)."""
 

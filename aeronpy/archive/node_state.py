@@ -19,10 +19,9 @@ from typing import NamedTuple
 
 from .._crc import crc32c
 from .errors import ArchiveCorruptError
-from .fs import FileSystem
+from .fs import FileSystem, write_replace
 
 NODE_STATE_FILE = "node.state"
-_TMP_SUFFIX = ".tmp"
 _MAGIC = b"AERPYNST"
 _VERSION = 1
 _LAYOUT = struct.Struct("<8sIiqII")
@@ -46,18 +45,7 @@ def encode_node_state(term: int, voted_for: int | None) -> bytes:
 
 def save_node_state(fs: FileSystem, directory: str, term: int, voted_for: int | None) -> None:
     """Atomically replace the node state; returns once it is durable."""
-    data = encode_node_state(term, voted_for)
-    path = f"{directory}/{NODE_STATE_FILE}"
-    tmp = path + _TMP_SUFFIX
-    h = fs.open_file(tmp, create=True)
-    try:
-        fs.truncate(h, 0)
-        fs.pwrite(h, data, 0)
-        fs.fsync(h)
-    finally:
-        fs.close(h)
-    fs.rename(tmp, path)
-    fs.sync_dir(directory)
+    write_replace(fs, directory, NODE_STATE_FILE, encode_node_state(term, voted_for))
 
 
 def load_node_state(fs: FileSystem, directory: str) -> HardState:

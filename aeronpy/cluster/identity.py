@@ -15,7 +15,6 @@ started with (there is nothing to check it against).
 from __future__ import annotations
 
 import os
-import stat
 import struct
 
 from aeronpy._crc import crc32c
@@ -33,7 +32,7 @@ def check_identity(data_dir: str, cluster_id: int, member_id: int) -> None:
     path = os.path.join(data_dir, IDENTITY_FILE)
     found = _read(path)
     if found is None:
-        _write(data_dir, path, cluster_id, member_id)
+        _write(data_dir, cluster_id, member_id)
         return
     their_cluster, their_member = found
     if (their_cluster, their_member) != (cluster_id, member_id):
@@ -46,18 +45,15 @@ def check_identity(data_dir: str, cluster_id: int, member_id: int) -> None:
 
 
 def _read(path: str):
+    from aeronpy.archive.fs import NotARegularFileError, read_regular
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+        raw = read_regular(path, _LAYOUT.size + 1, what="identity file")
     except FileNotFoundError:
         return None
-    except OSError as exc:
-        raise ConfigError("data_dir", f"cannot read {path}: {exc}") from exc
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise ConfigError("data_dir", f"{path} is not a regular file: remove it")
-        raw = os.read(fd, _LAYOUT.size + 1)
-    finally:
-        os.close(fd)
+    except NotARegularFileError as exc:
+        raise ConfigError("data_dir", str(exc)) from None
+    except (OSError, ValueError) as exc:
+        raise ConfigError("data_dir", f"cannot read {path}: {exc}") from None
     if len(raw) != _LAYOUT.size:
         raise ConfigError("data_dir", f"{path} has {len(raw)} bytes, expected {_LAYOUT.size}: "
                           "it is damaged; if you are sure this data dir is this member's, "
@@ -70,20 +66,7 @@ def _read(path: str):
     return cluster_id, member_id
 
 
-def _write(data_dir: str, path: str, cluster_id: int, member_id: int) -> None:
+def _write(data_dir: str, cluster_id: int, member_id: int) -> None:
+    from aeronpy.archive.fs import OsFileSystem, write_replace
     body = _LAYOUT.pack(_MAGIC, _VERSION, member_id, cluster_id, 0, 0)[:_LAYOUT.size - 4]
-    raw = body + struct.pack("<I", crc32c(body))
-    tmp = path + ".tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_BINARY", 0), 0o644)
-    try:
-        os.write(fd, raw)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    if hasattr(os, "O_DIRECTORY"):
-        dfd = os.open(data_dir, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
+    write_replace(OsFileSystem(), data_dir, IDENTITY_FILE, body + struct.pack("<I", crc32c(body)))

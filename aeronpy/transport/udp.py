@@ -171,6 +171,13 @@ class UdpTransport(TransportCore):
             del self._member_by_address[peer.address_key]
         return True
 
+    def _lose_client(self, peer_id: int) -> None:
+        """Forget a client (timed out, or replaced by a new epoch from its address)."""
+        self.remove_peer(peer_id)
+        self.counters.clients_lost += 1
+        if self.on_client_lost is not None:
+            self.on_client_lost(peer_id)
+
     def _retire_client_epoch(self, key: int, epoch: int) -> None:
         retired = self._retired_client_epochs.pop(key, None)
         if retired is None:
@@ -284,10 +291,7 @@ class UdpTransport(TransportCore):
         old_id = self._client_by_address.get(key)
         if old_id is not None:               # this address's client restarted: it replaces
             self._retire_client_epoch(key, self._peers[old_id].epoch)
-            self.remove_peer(old_id)
-            self.counters.clients_lost += 1
-            if self.on_client_lost is not None:
-                self.on_client_lost(old_id)
+            self._lose_client(old_id)
         if len(self._clients) >= self.max_clients:
             self._admission.drop("too_many_clients")
             return None
@@ -320,10 +324,7 @@ class UdpTransport(TransportCore):
                 if peer.is_client and now - (peer.last_heard_ns or now) > self.client_timeout_ns:
                     lost.append(peer.peer_id)
             for peer_id in lost:
-                self.remove_peer(peer_id)
-                self.counters.clients_lost += 1
-                if self.on_client_lost is not None:
-                    self.on_client_lost(peer_id)
+                self._lose_client(peer_id)
         return work + self._socket.flush()
 
     def wait_readable(self, timeout_ns: int) -> bool:

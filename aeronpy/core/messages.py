@@ -53,6 +53,11 @@ CONSENSUS_MESSAGES = (CanvassPosition, RequestVote, Vote, AppendEntries, AppendR
 # election's term, killed the member, and, already persisted in node.state, killed it again at
 # every restart (a single datagram on a cluster without a secret).
 MAX_WIRE_VALUE = 2 ** 62
+# How far past its own term a member adopts a peer's. Any fixed ceiling on terms is a trap: a
+# member that adopted the ceiling campaigns one above it, which every peer drops, so no leader
+# is ever elected again (a forged term of exactly 2**62 did that). Legitimate terms move by the
+# number of elections held meanwhile, never by billions.
+MAX_TERM_STEP = 2 ** 32
 _FLAGS_AND_BLOBS = frozenset(("entries", "data", "transfer", "granted", "pre", "success", "done"))
 _NUMERIC_FIELDS = {cls: tuple(f for f in cls.FIELDS if f not in _FLAGS_AND_BLOBS)
                    for cls in CONSENSUS_MESSAGES}

@@ -14,7 +14,7 @@ from aeronpy.core.config import NEW_LEADERSHIP_TERM, NO_VOTE, CoreConfig, HardSt
 from aeronpy.core.election import Election, ElectionState
 from aeronpy.core.messages import (AppendEntries, AppendResponse, CanvassPosition, Heartbeat,
                                    HeartbeatResponse, InstallSnapshot,
-                                   RequestVote, TimeoutNow, Vote, out_of_range)
+                                   RequestVote, TimeoutNow, Vote, MAX_TERM_STEP, out_of_range)
 from aeronpy.core.ready import Ready
 from aeronpy.core.replication import LeaderReplication, follower_on_append, follower_on_heartbeat
 from aeronpy.service import Role
@@ -61,6 +61,12 @@ class RaftCore:
         self._reported_role = Role.FOLLOWER
         self._reported_leader = None
         self._awaiting_advance: Ready | None = None
+        if log.last_term > self.term:
+            # A saved term below the log's (a restore from a backup made without node.state):
+            # a member's term is never below its last entry's, or as a leader it would append
+            # below it. No vote is known for that term; the next Ready saves it.
+            self.term, self.voted_for = log.last_term, NO_VOTE
+            self._pending_hard_state = HardState(self.term, NO_VOTE)
 
     # ================================================================ public API
     @property
@@ -87,10 +93,11 @@ class RaftCore:
         if from_id not in self._peers:
             self.counters_add("dropped_unknown_sender")
             return
-        if out_of_range(msg):
+        kind = type(msg)
+        if out_of_range(msg) or (msg.proposed_term if kind is CanvassPosition else msg.term) \
+                > self.term + MAX_TERM_STEP:
             self.counters_add("dropped_out_of_range")
             return
-        kind = type(msg)
         if kind is CanvassPosition:
             self.election.on_canvass(from_id, msg, now_ns)
             return

@@ -212,13 +212,13 @@ class LeaderReplication:
         pr = self.progress[from_id]
         pr.last_heard_ns = now_ns
         if msg.last_index < pr.match and pr.mode != SNAPSHOT:
-            # The follower holds less than it acknowledged: restarted with an empty (or
-            # damaged, cut) data dir, or lost power under file_sync none. Its stream is in
-            # order, so this is no stale reply. Probe it from where it is now; before, an
-            # idle cluster left it empty until the next client entry was rejected.
-            self.core.counters_add("follower_lost_acknowledged_entries")
-            pr.match = msg.last_index
-            pr.become_probe(msg.last_index + 1)
+            # The follower may hold less than it acknowledged (restarted with an empty or cut
+            # data dir, or lost power under file_sync none), or this reply is older than its
+            # last acknowledgement (a transport that reorders). A probe at pr.match tells them
+            # apart: refused, the reject path counts follower_lost_acknowledged_entries and
+            # backs up; accepted, nothing changes. Before, an idle cluster left an emptied
+            # follower empty until the next client entry was rejected.
+            pr.become_probe(pr.match + 1)
             self.send_appends(pr)
             return
         if pr.mode == PROBE and pr.match < self.core.log.last_index:

@@ -73,3 +73,19 @@ def test_a_forged_huge_term_from_the_leader_is_dropped_and_the_cluster_serves_on
         for i in range(5):
             assert request(b"after-%d" % i) == b"after-%d" % i
         assert all(n.failure is None and n.core.term == term for n in nodes)
+
+
+def test_a_term_far_past_the_members_own_is_dropped_even_under_the_ceiling():
+    """A review found the ceiling alone was a trap: a member that adopted a forged term of
+    exactly 2**62 campaigned at 2**62 + 1, which every peer dropped, so no leader was ever
+    elected again (and node.state kept the term). A peer's term may now run at most
+    MAX_TERM_STEP past the member's own; the control: a jump of a thousand elections is taken."""
+    from aeronpy.core import CoreConfig, RaftCore
+    from aeronpy.core.messages import MAX_TERM_STEP
+    core = RaftCore(CoreConfig(0, (0, 1, 2)), rng=__import__("random").Random(1))
+    core.step(1, Heartbeat(MAX_WIRE_VALUE, 0), 1_000)
+    assert core.term == 0 and core.counters.get("dropped_out_of_range") == 1
+    core.step(1, Heartbeat(MAX_TERM_STEP + 1, 0), 2_000)
+    assert core.term == 0 and core.counters.get("dropped_out_of_range") == 2
+    core.step(1, Heartbeat(1000, 0), 3_000)                 # the control
+    assert core.term == 1000 and core.leader_id == 1

@@ -518,3 +518,18 @@ def test_an_append_response_no_follower_can_send_is_dropped_and_counted(make):
     assert fast.counters.get(counted) == 1
     after = _leader_state(fast)
     assert after[-2] == before[-2]             # no follower's progress moved
+
+
+def test_a_saved_term_below_the_logs_last_term_is_raised_to_it():
+    """A review found a restore of an old backup wrote node.state at term 0 over a log of term
+    5: the member won term 1 and, leading, raised 'log terms never decrease'. The core now
+    starts at least at its log's last term, with no vote, and saves that."""
+    from aeronpy.archive import HardState          # what the node hands the core
+    log = LogIndex(0, 0)
+    for term in (1, 3, 5):
+        log.append(term, 16, b"x")
+    core = RaftCore(CoreConfig(0, (0, 1, 2)), rng=random.Random(1),
+                    hard_state=HardState(0, None), log=log)
+    assert core.term == 5 and core.voted_for == core_config.NO_VOTE
+    rd = core.ready()
+    assert rd.hard_state is not None and rd.hard_state.term == 5

@@ -111,6 +111,7 @@ class ConsensusModule(LeaderDuties):
         self._reply.leader = self._role is _LEADER
         self._service_closes: list[int] = []
         self.cluster_action_listeners: list[Callable[[int, int, int], None]] = []
+        self.service_set_listeners: list = []      # fn(ServiceSetError) on a list mismatch
         # the node's SessionMessage frames: the common case compiled, the rest through
         # on_session_message (csrc/_ingress.pyx)
         self.ingress_path = IngressPath(self)
@@ -399,16 +400,25 @@ class ConsensusModule(LeaderDuties):
         self._check_ready()
 
     def _check_service_set(self, index: int, term: int, payload) -> None:
+        """Compare the service list a term's leader wrote into its first entry with ours. A
+        mismatch is reported, not a stop: a member cannot tell whether it or that leader is
+        the misconfigured one (a review showed a misconfigured member that won an election
+        would have stopped every correct member, at an entry their log then held for good).
+        Each listener gets the ServiceSetError; the node logs and records it."""
         theirs = service_set_of(memoryview(payload)[8:])
         if theirs is None:
             return
         ours = service_names(self.container.services)
         if theirs != ours:
-            raise ServiceSetError(
+            self.counters["service_set_mismatches"] = self.counters.get("service_set_mismatches", 0) + 1
+            error = ServiceSetError(
                 f"the leader of term {term} hosts services {theirs} (log index {index}), this "
-                f"member hosts {ours}: every member must host the same services in the same "
-                "order, so this member stops rather than diverge (docs/operations.md, "
-                "'Changing the set of services')")
+                f"member hosts {ours}: members hosting other services diverge. Find the member "
+                "whose --service list differs from the cluster's, stop it, and start it with "
+                "the right list on an empty data dir (docs/operations.md, 'Changing the set "
+                "of services')")
+            for listener in self.service_set_listeners:
+                listener(error)
 
     def _apply_entry(self, index: int, entry_type: int, entry: Any) -> None:
         if entry_type == E.SESSION_MESSAGE:

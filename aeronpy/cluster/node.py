@@ -283,6 +283,7 @@ class ClusterNode:
         from aeronpy.cluster.node_snapshots import NodeSnapshots
         self.snapshots = NodeSnapshots(self)
         self.snapshots.snapshotter.pause_listeners.append(self._fit_timeouts_to_pause)
+        self.module.service_set_listeners.append(self._on_service_set_mismatch)
         return self.snapshots.open_recovered(recovered)
 
     def _replay_committed(self) -> None:
@@ -663,6 +664,12 @@ class ClusterNode:
         if pipe is not None:
             for fd in pipe:
                 os.close(fd)
+
+    def _on_service_set_mismatch(self, error: BaseException) -> None:
+        """A term's leader hosts another service list (ConsensusModule._check_service_set):
+        said loudly (log and errors.log, where `aeronpy tool describe` shows it), no stop."""
+        self.log.error("%s", error)
+        self._errors.record(error)
 
     def _fit_timeouts_to_pause(self, pause_ns: int) -> None:
         """Keep the election and leader-heartbeat timeouts above twice the last snapshot's

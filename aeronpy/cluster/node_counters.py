@@ -47,6 +47,8 @@ REFUSAL_COUNTERS: tuple = (
     ("module", "egress_dropped", "Replies and events dropped: the client's egress queue was full"),
     ("module", "timer_schedule_refused",
      "schedule_timer calls refused because max_timers timers were live"),
+    ("module", "service_set_mismatches",
+     "Term entries whose leader hosts another service list than this member (logged)"),
     ("core", "invalid_append_response",
      "AppendResponses no follower of this leader can send (a corrupt or buggy peer; dropped)"),
     ("core", "dropped_out_of_range",

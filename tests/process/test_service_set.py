@@ -2,7 +2,8 @@
 member started with fewer services ran on silently and skipped committed entries (its state
 and snapshots diverged), and swapped --service flags handed each service the other's
 snapshot. Now a leader writes its service list into its term's first entry, a member that
-hosts another list stops at that entry, and a snapshot names the services that took it."""
+hosts another list reports it loudly at that entry, and a snapshot names the services that
+took it (a member with another list refuses it)."""
 from __future__ import annotations
 
 import signal
@@ -29,25 +30,31 @@ def _run(pc, member: int, services, timeout_s: float = 20) -> subprocess.Complet
     try:
         return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s,
                               env=pc.env, cwd=pc.base_dir)
-    except subprocess.TimeoutExpired as exc:
-        return subprocess.CompletedProcess(cmd, None, exc.stdout, exc.stderr)
+    except subprocess.TimeoutExpired as exc:      # still running: its output so far
+        text = [x.decode(errors="replace") if isinstance(x, bytes) else (x or "")
+                for x in (exc.stdout, exc.stderr)]
+        return subprocess.CompletedProcess(cmd, None, *text)
 
 
-def test_a_member_with_another_service_list_stops_at_the_term_entry(make_cluster):
+def test_a_member_with_another_service_list_reports_it_at_the_term_entry(make_cluster):
+    """Reported, not stopped: a member cannot tell whether it or the leader is the
+    misconfigured one (a review: a stop would have halted every correct member for good had
+    the misconfigured member led). The record is in its log, errors.log and counters."""
     pc = make_cluster(members=3, services=(COUNTER_SERVICE, ECHO))
     pc.start(members=[0, 1])
     assert pc.leader(timeout_s=20) in (0, 1)
     client = ClusterClient.connect(pc.ingress_endpoints, timeout_s=10)
     try:
         assert client.request(ADD.pack(1), timeout_s=10)
-        out = _run(pc, 2, [COUNTER_SERVICE])              # one service fewer than its peers
-        assert out.returncode == 4, (out.returncode, out.stderr[-2000:])
-        assert "ServiceSetError" in out.stderr and "hosts services" in out.stderr
+        out = _run(pc, 2, [COUNTER_SERVICE], timeout_s=5)   # one service fewer than its peers
+        assert out.returncode is None, (out.returncode, out.stderr[-2000:])   # still running
+        assert "the leader of term" in out.stderr and "hosts services" in out.stderr
         errors = " ".join(str(e) for e in read_errors(pc.data_dir(2)))
-        assert "every member must host the same services in the same order" in errors
+        assert "members hosting other services diverge" in errors
         assert client.request(ADD.pack(1), timeout_s=10)   # the others serve on
     finally:
         client.close()
+    assert all("hosts services" not in pc.tail_log(m, 200) for m in (0, 1))
 
 
 def test_control_the_same_list_joins(make_cluster):

@@ -229,7 +229,8 @@ class SnapshotReceiver:
                 return InstallSnapshotResponse(core.term, msg.snapshot_index, 0, False)
             writer, self._writer = self._writer, None
             self._commit_key = key
-            self._committing = hooks.jobs.submit(verify_and_commit, writer)
+            self._committing = hooks.jobs.submit(verify_and_commit, writer,
+                                                 list(hooks.module.container.services))
             return None
         return InstallSnapshotResponse(core.term, msg.snapshot_index, self.received, True)
 
@@ -267,12 +268,15 @@ class SnapshotReceiver:
         self.received = 0
 
 
-def verify_and_commit(writer: Any) -> Any:
-    """Background job: check a received snapshot end to end (its inner checksum) before it is
-    recorded -- recovery trusts a recorded snapshot, so a bad one would stop the member from
-    starting. A bad one is discarded (the poller answers the leader with a failure)."""
+def verify_and_commit(writer: Any, services: Any = None) -> Any:
+    """Background job: check a received snapshot end to end (its inner checksum, and that it
+    was taken by the services this member hosts) before it is recorded -- recovery trusts a
+    recorded snapshot, so a bad one would stop the member from starting. A bad one is
+    discarded (the poller answers the leader with a failure; the leader retries later)."""
     try:
-        decode_snapshot(writer.read_back())
+        contents = decode_snapshot(writer.read_back())
+        if services is not None:
+            check_service_names(contents, services, "the snapshot received from the leader")
     except SnapshotFileError:
         writer.abort()
         raise

@@ -35,3 +35,41 @@ def test_truncated_file_is_refused():
     for cut in (0, 10, len(raw) - 1):
         with pytest.raises(SnapshotFileError):
             decode_snapshot(raw[:cut])
+
+
+def test_a_received_snapshot_of_other_services_is_discarded_before_it_is_recorded():
+    """A snapshot from a leader hosting another service list is refused in the background
+    check, before it is recorded: recorded, it would have been installed (stopping this
+    member) and chosen by every later recovery (stopping it at each start)."""
+    import aeronpy
+    from aeronpy.cluster.container import service_set_tail
+    from aeronpy.cluster.snapshot_transfer import verify_and_commit
+
+    class A(aeronpy.ClusteredService):
+        pass
+
+    class B(aeronpy.ClusteredService):
+        pass
+
+    class Writer:
+        def __init__(self, raw):
+            self.raw, self.aborted, self.committed = raw, False, False
+
+        def read_back(self):
+            return self.raw
+
+        def abort(self):
+            self.aborted = True
+
+        def commit(self, timestamp_ns):
+            self.committed = True
+            return "info"
+
+    raw = b"".join(bytes(p) for p in encode_snapshot(7, 1, 5, b"m", [b"a", b"b"],
+                                                     service_set_tail([A(), B()])))
+    refused = Writer(raw)
+    with pytest.raises(SnapshotFileError, match="was taken by services"):
+        verify_and_commit(refused, [B(), A()])
+    assert refused.aborted and not refused.committed
+    kept = Writer(raw)                                       # the control: the same services
+    assert verify_and_commit(kept, [A(), B()]) == "info" and kept.committed

@@ -29,9 +29,12 @@ entries, not as a torn tail. After a reboot the record proves nothing and is ign
     16 i64 written_index
     24 i64 commit_index      (at most written_index)
     32 16s boot_id
-    48 u64 reserved (zero)
+    48 u64 durable sequence  (of the durable slot current when the note was stored)
 
-Versions before these slots ignore them.
+Versions before these slots ignore them. Every durable-slot write by a version that keeps the
+note stores the note again with the new sequence; a note whose sequence is not the durable
+slot's was left behind by a run that did not keep it (an older version run in between, which
+may have cut or rewritten the log) and is ignored.
 """
 from __future__ import annotations
 
@@ -84,6 +87,8 @@ class DurableMarker:
         self.written_commit = 0
         self.written_boot: bytes | None = None
         self._map = None         # shared mapping for the note; False: the fs offers none
+        self._noting = False     # this run keeps the note (re-stored after each durable write)
+        self._note_durable_sequence = 0
 
     def load(self) -> None:
         """Read the newest valid slot (missing file: zeroes)."""
@@ -94,6 +99,7 @@ class DurableMarker:
         if written is not None:
             (self.written_sequence, self.written_index, self.written_commit,
              self.written_boot) = written[:4]
+            self._note_durable_sequence = written[4]
         best = _newest_slot(raw, _SLOT_OFFSETS, _SLOT, _MAGIC)
         if best is None:
             self.valid = False
@@ -103,8 +109,10 @@ class DurableMarker:
     def acknowledged(self, boot_id: bytes | None) -> tuple:
         """(index, commit) the log was known written up to in this boot of the OS, from the
         written record; (0, 0) when there is none, the boot id is unknown, or it differs (a
-        reboot may have lost unsynced writes, this record among them)."""
-        if boot_id is None or self.written_boot != boot_id:
+        reboot may have lost unsynced writes, this record among them), or the durable slot
+        was written since by a run that kept no note."""
+        if boot_id is None or self.written_boot != boot_id \
+                or self._note_durable_sequence != self.sequence:
             return 0, 0
         return self.written_index, self.written_commit
 
@@ -116,7 +124,7 @@ class DurableMarker:
         seq = self.written_sequence = self.written_sequence + 1
         if commit_index > written_index:
             commit_index = written_index
-        body = _WRITTEN_BODY.pack(seq, written_index, commit_index, boot_id, 0)
+        body = _WRITTEN_BODY.pack(seq, written_index, commit_index, boot_id, self.sequence)
         slot = _HEAD.pack(_WRITTEN_MAGIC, crc32c(body)) + body
         offset = _WRITTEN_OFFSETS[seq & 1]
         if self._map is None:
@@ -127,6 +135,8 @@ class DurableMarker:
             self.fs.pwrite(self.handle, slot, offset)
         self.written_index, self.written_commit, self.written_boot = \
             written_index, commit_index, boot_id
+        self._note_durable_sequence = self.sequence
+        self._noting = True
         self.unsynced = True
 
     def open(self) -> None:
@@ -147,6 +157,8 @@ class DurableMarker:
         self.fs.pwrite(self.handle, slot, _SLOT_OFFSETS[self.sequence % 2])
         self.durable_index, self.commit_index = durable_index, commit_index
         self.unsynced = True
+        if self._noting:                 # the note names the durable slot it goes with
+            self.note_written(self.written_index, self.written_commit, self.written_boot)
         if sync:
             self.sync()
 

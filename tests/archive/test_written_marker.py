@@ -289,3 +289,27 @@ def test_a_missing_durable_marker_beside_a_log_is_warned_about():
     with warnings.catch_warnings():                 # the control: a fresh dir says nothing
         warnings.simplefilter("error", RuntimeWarning)
         open_mem(MemFileSystem(), "data")
+
+
+def test_a_note_left_behind_by_a_run_that_kept_none_is_ignored():
+    """A review of the diff: an older version run in between (same boot) writes the durable
+    slot but no note, and may cut or rewrite the log; the note left from before then claimed
+    entries that run removed, and recovery refused to start. A note names the durable slot
+    it goes with, so it is ignored once another run wrote that slot without renewing it."""
+    fs = MemFileSystem()
+    fs.makedirs("/d")
+    boot = fs.boot_id()
+    new = DurableMarker(fs, "/d")
+    new.open()
+    new.note_written(50, 40, boot)
+    new.write(0, 0, sync=True)                  # its own durable write renews the note
+    again = DurableMarker(fs, "/d")
+    again.load()
+    assert again.acknowledged(boot) == (50, 40)              # the control
+    old = DurableMarker(fs, "/d")               # an older version: loads, writes, no note
+    old.load()
+    old.open()
+    old.write(30, 30, sync=True)
+    after = DurableMarker(fs, "/d")
+    after.load()
+    assert after.acknowledged(boot) == (0, 0)

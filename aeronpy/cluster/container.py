@@ -157,7 +157,8 @@ def service_set_of(tail) -> Optional[list]:
 
 class ServiceSetError(AeronpyError):
     """This member hosts other services (or the same in another order) than the leader whose
-    term entry it applies: applying on would make its state diverge, so it stops."""
+    term entry it applies: their states diverge. Reported (log, errors.log, counter), not
+    raised: the member cannot tell whether it or the leader is the misconfigured one."""
 
 
 class ServiceContainer:

@@ -410,7 +410,7 @@ class ConsensusModule(LeaderDuties):
             return
         ours = service_names(self.container.services)
         if theirs != ours:
-            self.counters["service_set_mismatches"] = self.counters.get("service_set_mismatches", 0) + 1
+            self.counters["service_set_mismatches"] += 1
             error = ServiceSetError(
                 f"the leader of term {term} hosts services {theirs} (log index {index}), this "
                 f"member hosts {ours}: members hosting other services diverge. Find the member "

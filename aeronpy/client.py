@@ -214,6 +214,12 @@ class ClusterClient:
     def counters(self) -> dict:
         return dict(self._core.counters)
 
+    @property
+    def session_terms(self) -> dict:
+        """What the cluster told this client at connect: ``session_timeout_ms``,
+        ``reply_cache_messages``, ``max_message_bytes`` (empty from a cluster of protocol 1)."""
+        return dict(self._core.session_terms)
+
     def offer(self, payload, service_id: int = 0) -> int:
         """> 0: correlation id; < 0: aeronpy.BACK_PRESSURED, NOT_CONNECTED or CLOSED.
 
@@ -231,6 +237,8 @@ class ClusterClient:
                 self._transport.send(endpoint, message)
             else:
                 self._flush()
+        elif core.outgoing:                   # CLOSED by an expired session: its SessionClose
+            self._flush()
         return result
 
     def flush(self) -> int:
@@ -280,6 +288,7 @@ class ClusterClient:
         if correlation_id == NOT_CONNECTED:
             raise NotConnectedError("not connected to the cluster")
         if correlation_id == CLOSED:
+            self._flush()                 # an expired session's SessionClose
             raise ClusterClosedError(str(core.error or "closed"))
         self.flush()                  # on the wire now, not after the next poll's receive
         while True:

@@ -163,6 +163,9 @@ cdef class ClientSessionBase:
                 f"message of {size} bytes exceeds max_message_bytes {self._max_message_bytes}")
         if self.state is not self._connected_state:
             return CLOSED if self.state is self._closed_state else NOT_CONNECTED
+        if self._session_expiry_ns and now_ns - self._last_sent_ns >= self._session_expiry_ns:
+            self._expire(now_ns)          # silent past the cluster's session timeout: gone
+            return CLOSED
         window = self._window
         if len(window) >= self._window_messages:
             self._bump("back_pressured")

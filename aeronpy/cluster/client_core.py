@@ -25,6 +25,7 @@ responses to ``seq`` were delivered), not as "below the highest ack seen".
 from __future__ import annotations
 
 import enum
+import logging
 import random
 from collections import OrderedDict, deque
 from dataclasses import dataclass
@@ -37,7 +38,8 @@ from aeronpy.errors import (AeronpyError, AuthenticationError, ClusterClosedErro
                             MessageRejectedError, MessageTooLargeError, NotConnectedError)
 
 _MS = 1_000_000
-_REFUSED_REMEMBERED = 4096    # refused correlation ids kept to drop the refusals of re-sends
+_REFUSED_REMEMBERED = 4096
+_log = logging.getLogger("aeronpy.client")    # refused correlation ids kept to drop the refusals of re-sends
 
 
 def check_timeout(timeout_s) -> None:
@@ -57,23 +59,29 @@ class ClientState(enum.Enum):
 @dataclass
 class ClientConfig:
     """Client settings; every buffer is bounded by one of them."""
-    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES   # must match the cluster's
-    # Unacknowledged messages kept for re-sending. Keep it <= the cluster's reply cache per session
-    # (ModuleConfig.reply_cache_messages, 256 by default), so a re-sent message that was already
-    # applied is always answered with its original reply.
+    # offers above the smaller of this and the cluster's (learnt at connect) raise at offer()
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+    # Unacknowledged messages kept for re-sending. Lowered at connect to the cluster's reply cache
+    # per session (ModuleConfig.reply_cache_messages, 256 by default) when that is smaller, so a
+    # re-sent message that was already applied is always answered with its original reply.
     window_messages: int = 256
     inbox_max: int = 65536               # responses waiting for poll_egress
     connect_attempt_timeout_ns: int = 250 * _MS
-    keepalive_interval_ns: int = 1000 * _MS   # keep below the cluster's session timeout
+    # lowered at connect to a third of the cluster's session timeout when that is shorter
+    keepalive_interval_ns: int = 1000 * _MS
     resend_timeout_ns: int = 500 * _MS   # no acknowledgement for this long: re-send the window
     abandoned_max: int = 4096            # correlation ids of timed-out requests remembered
-    protocol_version: int = 1
+    # the newest protocol spoken; a cluster that only speaks an older one is asked again in it
+    protocol_version: int = P.CLIENT_PROTOCOL_VERSION
 
     def __post_init__(self) -> None:
         for name in ("max_message_bytes", "window_messages", "inbox_max", "connect_attempt_timeout_ns",
                      "keepalive_interval_ns", "resend_timeout_ns", "abandoned_max"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.protocol_version < P.OLDEST_CLIENT_PROTOCOL_VERSION:
+            raise ValueError(f"protocol_version must be >= {P.OLDEST_CLIENT_PROTOCOL_VERSION}, "
+                             f"got {self.protocol_version}")
 
 
 def parse_endpoints(endpoints) -> list[str]:
@@ -125,6 +133,12 @@ class ClientCore(ClientSessionBase):
         self._max_message_bytes = self.config.max_message_bytes
         self._window_messages = self.config.window_messages
         self._inbox_max = self.config.inbox_max
+        self._keepalive_interval_ns = self.config.keepalive_interval_ns
+        # the cluster's session timeout, learnt at connect (protocol 2); 0: not known. A client
+        # that sent nothing for this long has lost its session: offer() then returns CLOSED and
+        # sends nothing, where the message would have been refused unapplied.
+        self._session_expiry_ns = 0
+        self.session_terms: dict[str, int] = {}
         self.error: Optional[AeronpyError] = None     # why the client closed, if not by close()
         self.session_id = 0
         self.leadership_term = -1
@@ -157,6 +171,7 @@ class ClientCore(ClientSessionBase):
         self._connect_message: Optional[P.SessionConnect] = None
         self._endpoint_index = 0
         self._attempt_deadline_ns = 0
+        self._connect_endpoint = ""
         self._last_sent_ns = 0
         self._last_progress_ns = 0
 
@@ -194,6 +209,7 @@ class ClientCore(ClientSessionBase):
         # the same correlation id and nonce every time: a connect that reached the leader
         # twice still opens a single session
         self._attempt_deadline_ns = now_ns + self.config.connect_attempt_timeout_ns
+        self._connect_endpoint = endpoint
         self._send(endpoint, self._connect_message, now_ns)
 
     def _on_connect_event(self, event, now_ns: int) -> None:
@@ -202,10 +218,14 @@ class ClientCore(ClientSessionBase):
             self.state = ClientState.CONNECTED
             self.session_id = event.session_id
             self.leadership_term = event.leadership_term
-            if event.detail:
-                self.leader_endpoint = event.detail
+            endpoint, terms = P.parse_session_terms(event.detail)
+            if endpoint:
+                self.leader_endpoint = endpoint
+            self._keep_session_terms(terms)
             self._last_progress_ns = now_ns
             self._last_sent_ns = now_ns
+        elif code == P.EVENT_ERROR and self._older_protocol_asked(event.detail, now_ns):
+            pass
         elif code == P.EVENT_REDIRECT:
             self._count("redirects")
             if event.detail:
@@ -214,6 +234,58 @@ class ClientCore(ClientSessionBase):
             self._fail(AuthenticationError(f"cluster rejected the credentials: {event.detail}"))
         else:
             self._fail(NotConnectedError(f"cluster refused the session: {event.detail}"))
+
+    def _older_protocol_asked(self, detail: str, now_ns: int) -> bool:
+        """A cluster of an older version refused our protocol: connect again in the older one
+        (same correlation id and nonce). True when the refusal was handled so: asked again, or
+        a late refusal of a version no longer sent."""
+        prefix = "protocol version "
+        if not detail.startswith(prefix):
+            return False
+        refused = detail[len(prefix):].split(" ", 1)[0]
+        sent = self._connect_message.protocol_version
+        if not refused.isdigit() or int(refused) != sent:
+            return refused.isdigit() and int(refused) > sent    # late: that one was given up
+        if sent <= P.OLDEST_CLIENT_PROTOCOL_VERSION:
+            return False
+        self._count("protocol_fallbacks")
+        m = self._connect_message
+        self._connect_message = P.SessionConnect(m.correlation_id, m.client_nonce, m.response_endpoint,
+                                                 m.credentials, sent - 1)
+        self._send_connect(self._connect_endpoint, now_ns)
+        return True
+
+    def _keep_session_terms(self, terms: dict) -> None:
+        """Fit this client to the terms the cluster gave at connect (protocol 2)."""
+        self.session_terms = dict(terms)
+        timeout_ms = terms.get("session_timeout_ms", 0)
+        if timeout_ms > 0:
+            self._session_expiry_ns = timeout_ms * _MS
+            self._keepalive_interval_ns = min(self.config.keepalive_interval_ns, self._session_expiry_ns // 3)
+        cache = terms.get("reply_cache_messages", 0)
+        if 0 < cache < self._window_messages:
+            _log.warning("send window lowered from %d to %d messages: the cluster keeps the replies "
+                         "to a session's latest %d messages (reply_cache_messages), and a re-sent "
+                         "message past them would get no reply", self._window_messages, cache, cache)
+            self._count("window_lowered_to_reply_cache")
+            self._window_messages = cache
+        largest = terms.get("max_message_bytes", 0)
+        if 0 < largest < self._max_message_bytes:
+            self._max_message_bytes = largest
+
+    def _expire(self, now_ns: int) -> None:
+        """Nothing was sent for the cluster's session timeout: the session is gone (or about to
+        be, and the SessionClose sent here ends it). Called by offer() and tick()."""
+        idle_s = (now_ns - self._last_sent_ns) / 1e9
+        self._count("sessions_expired")
+        self._send(self.leader_endpoint, P.SessionClose(self.session_id, self.leadership_term), now_ns)
+        self._fail(ClusterClosedError(
+            f"the session expired: this client sent nothing for {idle_s:.1f} s, and the cluster "
+            f"closes a session silent for session_timeout_ms ({self._session_expiry_ns // _MS}); "
+            "a client sends its keepalives only inside its calls (poll_egress, do_work, request), "
+            "so call one at least every second while idle. Connect a new client; the message "
+            "just offered was not sent, and any sent before and not answered may or may not "
+            f"have been applied ({len(self._window)} were waiting)"))
 
     def _fail(self, error: AeronpyError) -> None:
         self.state = ClientState.CLOSED
@@ -283,6 +355,9 @@ class ClientCore(ClientSessionBase):
             if now_ns >= self._attempt_deadline_ns:
                 self._send_connect(self._next_endpoint(None), now_ns)
         elif self.state is ClientState.CONNECTED:
+            if self._session_expiry_ns and now_ns - self._last_sent_ns >= self._session_expiry_ns:
+                self._expire(now_ns)
+                return
             if self._window and now_ns - self._last_progress_ns >= self.config.resend_timeout_ns:
                 # the leader we know has acknowledged nothing for resend_timeout_ns: send the
                 # window to the next member (a follower redirects to the leader, at the cost of
@@ -292,7 +367,7 @@ class ClientCore(ClientSessionBase):
                 # request after a quiet failover take over 1 s.
                 self.leader_endpoint = self._next_endpoint(self.leader_endpoint)
                 self._resend_window(now_ns)
-            if now_ns - self._last_sent_ns >= self.config.keepalive_interval_ns:
+            if now_ns - self._last_sent_ns >= self._keepalive_interval_ns:
                 self._send(self.leader_endpoint, P.SessionKeepAlive(self.session_id, self.leadership_term),
                            now_ns)
 

@@ -74,11 +74,13 @@ KEY_DOCS: tuple = (
      "does not delay a follower's election: that is `election_timeout_ms`."),
     ("session_timeout_ms", "10000", "A client session with no traffic or keepalive for this long "
      "is closed. Must exceed `leader_heartbeat_timeout_ms + election_timeout_ms` so sessions "
-     "survive a failover."),
+     "survive a failover. Clients are told it at connect: they keep their keepalives within a "
+     "third of it, and one silent for longer refuses to offer into the gone session."),
     ("reply_cache_messages", "256", "Per session, the replies to its latest this-many messages "
      "are kept in the replicated session state, so a message a client re-sends after a failover "
      "is answered with its original reply. Keep it at least the clients' send window "
-     "(`ClientConfig.window_messages`, 256 by default); raise both for more messages in flight "
+     "(`ClientConfig.window_messages`, 256 by default; a client lowers its window to it at "
+     "connect, with a warning, when it is smaller); raise both for more messages in flight "
      "(throughput). Costs memory and snapshot bytes per session: up to this many replies each."),
     ("max_sessions", "1000", "Client sessions the cluster holds open at once; the leader refuses "
      "a connect beyond it with an error the client raises (`NotConnectedError`), so a flood of "

@@ -52,11 +52,11 @@ class LeaderDuties:
         self._event(client_ref, correlation_id, session_id, P.EVENT_REDIRECT, detail)
 
     def _on_connect(self, client_ref: object, m: Any) -> None:
-        if m.protocol_version != self.config.protocol_version:
+        if not self.config.accepts_protocol(m.protocol_version):
             self.counters["connect_bad_version"] += 1
             self._event(client_ref, m.correlation_id, 0, P.EVENT_ERROR,
-                        f"protocol version {m.protocol_version} not supported "
-                        f"(cluster speaks {self.config.protocol_version})")
+                        f"protocol version {m.protocol_version} not supported (cluster speaks "
+                        f"{P.OLDEST_CLIENT_PROTOCOL_VERSION} to {self.config.protocol_version})")
             return
         if not self.is_leader:
             self._redirect(client_ref, m.correlation_id, 0)
@@ -82,7 +82,8 @@ class LeaderDuties:
         existing = self.sessions.find_client(endpoint, m.client_nonce)
         if existing is not None:        # a re-sent connect whose session is already open
             self._event(client_ref, m.correlation_id, existing.session_id, P.EVENT_OK,
-                        self.config.members.get(self.member_id, ""))
+                        self.config.connect_ok_detail(self.config.members.get(self.member_id, ""),
+                                                      m.protocol_version))
             return
         key = (endpoint, m.client_nonce)
         if key in self._pending_connects:
@@ -97,7 +98,7 @@ class LeaderDuties:
             return
         if self._propose(E.SESSION_OPEN, E.encode_session_open(
                 self._stamp(), m.correlation_id, m.client_nonce, endpoint)):
-            self._pending_connects[key] = (client_ref, m.correlation_id)
+            self._pending_connects[key] = (client_ref, m.correlation_id, m.protocol_version)
 
     def _session_of(self, client_ref: object, session_id: int, correlation_id: int) -> Optional[SessionState]:
         """The session a message names, or None (answered and counted) when it is not this

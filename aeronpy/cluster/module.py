@@ -97,7 +97,7 @@ class ConsensusModule(LeaderDuties):
         self._proposed_closes: set[int] = set()
         self._proposed_timer_fires: set[int] = set()
         self._service_messages_proposed_upto = 0
-        self._pending_connects: dict[tuple[str, int], tuple[object, int]] = {}
+        self._pending_connects: dict[tuple[str, int], tuple[object, int, int]] = {}
         self._ack_pending: set[int] = set()
         self._proposals_held = 0        # action (suspend/shutdown/abort) this leader proposed: append no more
         self._halted = False            # the driver stopped applying (cluster shutdown/abort)
@@ -509,8 +509,11 @@ class ConsensusModule(LeaderDuties):
             client_ref = pending[0] if pending else self.config.client_ref(e.response_endpoint)
             self._last_heard_ns.setdefault(s.session_id, self._now_ns)
             self._leader_seq.setdefault(s.session_id, s.last_applied_seq)
+            # a leader that did not take the connect (it came to an earlier one) does not know
+            # the client's protocol: the endpoint alone, which every version reads
             self._event(client_ref, e.correlation_id, s.session_id, P.EVENT_OK,
-                        self.config.members.get(self.member_id, ""))
+                        self.config.connect_ok_detail(self.config.members.get(self.member_id, ""),
+                                                      pending[2] if pending else 1))
         if opened:
             self.container.broadcast("on_session_open", self._view(s), self.cluster_time_ns)
 

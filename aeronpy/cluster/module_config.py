@@ -7,6 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable, Mapping, Optional
 
+from aeronpy.cluster import protocol as P
+
 DEFAULT_MAX_MESSAGE_BYTES = 1 << 20
 # Room the client streams (ingress and egress) need beyond max_message_bytes: a message's
 # protocol header, and admin answers, whose largest (a backup's log pull) is 256 KiB of entries.
@@ -64,7 +66,9 @@ class ModuleConfig:
     max_timers: int = 1_000_000                 # live timers (all services); new ids refused beyond
     service_message_queue_max: int = 65536      # pending cluster.offer() messages
     proposals_per_tick_max: int = 1024          # timer fires + service messages + timeouts
-    protocol_version: int = 1
+    # the newest client protocol spoken; clients of any version from
+    # protocol.OLDEST_CLIENT_PROTOCOL_VERSION up to it are accepted
+    protocol_version: int = P.CLIENT_PROTOCOL_VERSION
     bind_session_to_endpoint: bool = True       # a session only takes ingress from its own client
     authenticator: Authenticator = field(default_factory=Authenticator)
     client_ref_of_endpoint: Optional[Callable[[str], object]] = None
@@ -79,6 +83,23 @@ class ModuleConfig:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
         if self.reply_cache_messages < 0 or self.reply_cache_replies_per_message < 0:
             raise ValueError("reply cache bounds must be >= 0")
+        if self.protocol_version < P.OLDEST_CLIENT_PROTOCOL_VERSION:
+            raise ValueError(f"protocol_version must be >= {P.OLDEST_CLIENT_PROTOCOL_VERSION}, "
+                             f"got {self.protocol_version}")
+
+    def accepts_protocol(self, version: int) -> bool:
+        """A client speaking ``version`` may connect."""
+        return P.OLDEST_CLIENT_PROTOCOL_VERSION <= version <= self.protocol_version
+
+    def connect_ok_detail(self, endpoint: str, client_version: int) -> str:
+        """The detail of the OK answering a connect: the leader's endpoint, and for a client of
+        protocol 2 or later the session terms it must keep to (protocol.format_session_terms)."""
+        if client_version < 2:
+            return endpoint
+        return P.format_session_terms(endpoint, {
+            "session_timeout_ms": self.session_timeout_ns // 1_000_000,
+            "reply_cache_messages": self.reply_cache_messages,
+            "max_message_bytes": self.max_message_bytes})
 
     def client_ref(self, response_endpoint: str) -> object:
         if self.client_ref_of_endpoint is None:

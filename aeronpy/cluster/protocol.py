@@ -18,6 +18,33 @@ EVENT_CLOSED = 4
 DETAIL_MESSAGE_TOO_LARGE = "message too large"
 DETAIL_UNKNOWN_SERVICE = "unknown service"
 
+# Client protocol versions (SessionConnect.protocol_version). A cluster accepts every version
+# from the oldest to its own. Version 2 adds the cluster's session terms to the OK answering a
+# connect: SessionEvent.detail is then "<leader endpoint>;session_timeout_ms=N;..." (see
+# format_session_terms), where version 1 has the endpoint alone.
+OLDEST_CLIENT_PROTOCOL_VERSION = 1
+CLIENT_PROTOCOL_VERSION = 2
+SESSION_TERMS = ("session_timeout_ms", "reply_cache_messages", "max_message_bytes")
+
+
+def format_session_terms(endpoint: str, terms: dict) -> str:
+    """The detail of a version-2 connect OK: the leader's endpoint, then ``;name=value`` for
+    each session term (ints)."""
+    return endpoint + "".join(f";{name}={int(terms[name])}" for name in SESSION_TERMS if name in terms)
+
+
+def parse_session_terms(detail: str) -> tuple[str, dict]:
+    """(endpoint, {name: int}) from a connect OK's detail, either version. Names this version
+    does not know, and parts that are not ``name=int`` (>= 0), are left out: a newer cluster
+    may send more."""
+    endpoint, *parts = detail.split(";")
+    terms = {}
+    for part in parts:
+        name, sep, value = part.partition("=")
+        if sep and name in SESSION_TERMS and value.isdigit() and len(value) <= 18:
+            terms[name] = int(value)
+    return endpoint, terms
+
 SessionConnect = message_class(
     "SessionConnect", 32, "correlation_id client_nonce response_endpoint credentials protocol_version",
     defaults={"credentials": b"", "protocol_version": 1},

@@ -37,6 +37,7 @@ cdef class ClientSessionBase:
     cdef public object _make_message        # SessionMessage factory, None: encode inline
     cdef public int64_t _last_progress_ns
     cdef public int64_t _last_sent_ns
+    cdef public int64_t _session_expiry_ns  # the cluster's session timeout; 0: not known
     cdef public Py_ssize_t _max_message_bytes
     cdef public Py_ssize_t _window_messages
     cdef public Py_ssize_t _inbox_max

@@ -49,10 +49,11 @@ def test_oversized_payload_is_refused_at_offer_and_nothing_is_sent(shared_cluste
 
 
 def test_message_above_the_clusters_limit_fails_its_request_and_does_not_wedge_the_session(shared_cluster):
-    # the client allows more than the cluster (1 MiB): the leader refuses the message, and
-    # it must neither hang its request nor stay at the head of the window blocking the rest
+    # the client allows more than the cluster (1 MiB) and was not told the cluster's limit (a
+    # client of protocol 1): the leader refuses the message, and it must neither hang its
+    # request nor stay at the head of the window blocking the rest
     config = ClientConfig(max_message_bytes=2 << 20, resend_timeout_ns=FAST_CLIENT.resend_timeout_ns,
-                          keepalive_interval_ns=FAST_CLIENT.keepalive_interval_ns)
+                          keepalive_interval_ns=FAST_CLIENT.keepalive_interval_ns, protocol_version=1)
     too_big = b"x" * ((1 << 20) + 1)
     with shared_cluster.connect(config=config) as client:
         _echo(client, "before")
@@ -65,6 +66,17 @@ def test_message_above_the_clusters_limit_fails_its_request_and_does_not_wedge_t
         assert client.counters["messages_rejected"] >= 2
     # no service on any member saw the refused messages
     assert shared_cluster.wait_probe(lambda r: _messages(r, client.session_id) == ["before", "after"])
+
+
+def test_a_client_told_the_clusters_limit_refuses_a_larger_message_before_sending(shared_cluster):
+    config = ClientConfig(max_message_bytes=2 << 20, resend_timeout_ns=FAST_CLIENT.resend_timeout_ns,
+                          keepalive_interval_ns=FAST_CLIENT.keepalive_interval_ns)
+    with shared_cluster.connect(config=config) as client:
+        assert client.session_terms["max_message_bytes"] == 1 << 20
+        with pytest.raises(MessageTooLargeError, match="exceeds max_message_bytes 1048576"):
+            client.offer(b"x" * ((1 << 20) + 1))
+        assert client._core.unacknowledged == 0 and "messages_rejected" not in client.counters
+        assert _echo(client, "fits") == {"service": 0, "data": "fits"}
 
 
 def _garbage(rng: random.Random) -> list:

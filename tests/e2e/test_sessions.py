@@ -39,6 +39,7 @@ def test_connect_through_a_follower_is_redirected_to_the_leader(shared_cluster):
 def test_silent_session_times_out_on_every_member(shared_cluster):
     client = shared_cluster.connect()
     try:
+        assert client.session_terms["session_timeout_ms"] == 1500    # told at connect
         session_id = client.session_id
         _echo(client, "then silence")
         started = time.monotonic()
@@ -48,8 +49,10 @@ def test_silent_session_times_out_on_every_member(shared_cluster):
         assert time.monotonic() - started >= 1.0
         for m in range(shared_cluster.members):   # every service hears the close, once
             assert _closes(shared_cluster.probe(1, m), session_id) == ["TIMEOUT"]
-        with pytest.raises(ClusterClosedError):
+        # the client knows the session is gone: the message is refused before it is sent
+        with pytest.raises(ClusterClosedError, match="session expired"):
             _echo(client, "too late")
+        assert client.counters["sessions_expired"] == 1
     finally:
         client.close()
 

@@ -53,8 +53,9 @@ _KINDS = {"i64": 8, "i32": 4, "u32": 4, "bool": 1, "str": 0, "bytes": 0, "entrie
 # like bytes and checked against the `count` field on both encode and decode.
 _LAYOUTS = (
     ("aeronpy.core.messages", "CanvassPosition",
-     "term:i64 proposed_term:i64 last_log_term:i64 last_log_index:i64"),
-    ("aeronpy.core.messages", "RequestVote", "term:i64 last_log_term:i64 last_log_index:i64 transfer:bool"),
+     "term:i64 proposed_term:i64 last_log_term:i64 last_log_index:i64 ballot_tag:i64"),
+    ("aeronpy.core.messages", "RequestVote",
+     "term:i64 last_log_term:i64 last_log_index:i64 transfer:bool ballot_tag:i64"),
     ("aeronpy.core.messages", "Vote", "term:i64 granted:bool pre:bool"),
     ("aeronpy.core.messages", "AppendEntries",
      "term:i64 prev_index:i64 prev_term:i64 commit_index:i64 entries:entries count:u32"),

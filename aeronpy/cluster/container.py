@@ -9,6 +9,7 @@ replays the log (or a snapshot plus the log) and catches up.
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 from typing import TYPE_CHECKING, Any, Optional, Sequence
 
@@ -143,6 +144,14 @@ def _service_name(service: ClusteredService) -> str:
         return str(name)
     cls = type(service)
     return f"{cls.__module__}:{cls.__qualname__}"
+
+
+def service_set_tag(services: Sequence[ClusteredService]) -> int:
+    """A node's CoreConfig.ballot_tag: a 64-bit digest of its service list (never 0), so a
+    member refuses its vote to a candidate that hosts other services."""
+    digest = int.from_bytes(hashlib.blake2b(service_set_tail(services), digest_size=8).digest(),
+                            "little", signed=True)
+    return digest or 1
 
 
 def service_set_of(tail) -> Optional[list]:

@@ -24,7 +24,7 @@ from aeronpy.archive import Archive
 from aeronpy.cluster.config import NodeConfig
 from aeronpy.errors import ConfigError
 from aeronpy.cluster.counters import CountersWriter, SlotId
-from aeronpy.cluster.container import service_set_tail
+from aeronpy.cluster.container import ServiceSetError, service_names, service_set_tag, service_set_tail
 from aeronpy.cluster.identity import check_identity
 from aeronpy.cluster.idle import idle_strategy_from_name, select_waiter
 from aeronpy.cluster.logsetup import BurstLogger, node_logger
@@ -161,9 +161,12 @@ class ClusterNode:
             heartbeat_interval_ns=config.heartbeat_interval_ms * _MS,
             leader_heartbeat_timeout_ns=config.leader_heartbeat_timeout_ms * _MS,
             max_append_bytes=config.max_append_bytes,
-            term_entry_tail=service_set_tail(services))
+            term_entry_tail=service_set_tail(services), ballot_tag=service_set_tag(services))
         self.core = RaftCore(core_config, rng=random.Random(), hard_state=recovered.hard_state,
                              log=recovered.log, commit_index=recovered.commit_index)
+        self._ballot_tag_reported: set = set()
+        self._service_names = service_names(services)
+        self.core.on_ballot_tag_mismatch = self._on_ballot_tag_mismatch
         # payload chunks the log releases (compaction after a snapshot, a cut tail) are freed
         # on the archive's remover thread: an munmap of a few MiB is not the duty cycle's
         recovered.log.retire = self.archive.release_later
@@ -668,6 +671,21 @@ class ClusterNode:
     def _on_service_set_mismatch(self, error: BaseException) -> None:
         """A term's leader hosts another service list (ConsensusModule._check_service_set):
         said loudly (log and errors.log, where `aeronpy tool describe` shows it), no stop."""
+        self.log.error("%s", error)
+        self._errors.record(error)
+
+    def _on_ballot_tag_mismatch(self, member_id: int, tag: int) -> None:
+        """A candidate hosting other services asked for this member's vote and was refused
+        (CoreConfig.ballot_tag): said once per member and tag (log and errors.log)."""
+        key = (member_id, tag)
+        if key in self._ballot_tag_reported or len(self._ballot_tag_reported) >= 64:
+            return
+        self._ballot_tag_reported.add(key)
+        error = ServiceSetError(
+            f"member {member_id} asked for this member's vote but hosts other services (or the "
+            f"same in another order) than this member's {self._service_names}: "
+            "refused, so it cannot lead this member. Every member must host the same --service "
+            "list in the same order (docs/operations.md, 'Changing the set of services')")
         self.log.error("%s", error)
         self._errors.record(error)
 

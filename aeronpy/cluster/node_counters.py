@@ -54,6 +54,9 @@ REFUSAL_COUNTERS: tuple = (
     ("core", "dropped_out_of_range",
      "Consensus messages with a term, index or offset no member could reach (corrupt or "
      "forged; dropped)"),
+    ("core", "votes_refused_ballot_tag",
+     "Canvass and ballot requests refused because the candidate hosts another service list "
+     "(logged)"),
     ("core", "follower_lost_acknowledged_entries",
      "Times a follower turned out to have lost entries it had acknowledged"),
 )

@@ -35,14 +35,14 @@ class CoreConfig:
     __slots__ = ("member_id", "voters", "election_timeout_ns", "heartbeat_interval_ns",
                  "leader_heartbeat_timeout_ns", "max_append_bytes", "max_inflight_appends",
                  "pre_vote", "check_quorum", "nominate_delay_max_ns", "retransmit_timeout_ns",
-                 "term_entry_tail")
+                 "term_entry_tail", "ballot_tag")
 
     def __init__(self, member_id: int, voters, election_timeout_ns: int = 200 * MS,
                  heartbeat_interval_ns: int = 50 * MS, leader_heartbeat_timeout_ns: int = 400 * MS,
                  max_append_bytes: int = 64 * 1024, max_inflight_appends: int = 64,
                  pre_vote: bool = True, check_quorum: bool = True,
                  nominate_delay_max_ns: int | None = None, retransmit_timeout_ns: int | None = None,
-                 term_entry_tail: bytes = b""):
+                 term_entry_tail: bytes = b"", ballot_tag: int = 0):
         voters = tuple(sorted(int(v) for v in voters))
         if not voters:
             raise ValueError("voters: at least one voting member is needed")
@@ -81,6 +81,13 @@ class CoreConfig:
         # driver's own business (a node puts what services it hosts there, so every member
         # applying the entry can check it hosts the same ones). Opaque to the core.
         self.term_entry_tail = bytes(term_entry_tail)
+        # A 64-bit value this member sends in its canvass and ballot requests. A voter whose own
+        # tag is not 0 refuses a candidate whose tag is another non-zero value: a node puts a
+        # digest of the services it hosts there, so a member hosting other services never
+        # leads members that would then diverge from it. 0: no tag (nothing is checked).
+        if not -(1 << 63) <= int(ballot_tag) < (1 << 63):
+            raise ValueError(f"ballot_tag: must fit in 64 signed bits, got {ballot_tag}")
+        self.ballot_tag = int(ballot_tag)
 
     def __repr__(self) -> str:
         return "CoreConfig(" + ", ".join(f"{k}={getattr(self, k)!r}" for k in self.__slots__) + ")"

@@ -86,7 +86,7 @@ class Election:
         self.rejected = set()
         self.reset_timer(now_ns)
         log = core.log
-        msg = CanvassPosition(core.term, core.term + 1, log.last_term, log.last_index)
+        msg = CanvassPosition(core.term, core.term + 1, log.last_term, log.last_index, core.config.ballot_tag)
         for peer in core.config.voters:
             if peer != core.member_id:
                 core.send(peer, msg)
@@ -103,7 +103,8 @@ class Election:
         self.rejected = set()
         self.reset_timer(now_ns)
         log = core.log
-        msg = RequestVote(core.term, log.last_term, log.last_index, self.campaign_is_transfer)
+        msg = RequestVote(core.term, log.last_term, log.last_index, self.campaign_is_transfer,
+                          core.config.ballot_tag)
         for peer in core.config.voters:
             if peer != core.member_id:
                 core.send(peer, msg)
@@ -167,7 +168,8 @@ class Election:
         core = self.core
         grant = (msg.proposed_term > core.term
                  and core.log_is_up_to_date(msg.last_log_term, msg.last_log_index)
-                 and not core.in_leader_lease(now_ns))
+                 and not core.in_leader_lease(now_ns)
+                 and self._tag_matches(from_id, msg.ballot_tag))
         reply_term = msg.proposed_term if grant else core.term
         core.counters_add("canvass_granted" if grant else "canvass_refused")
         core.send(from_id, Vote(reply_term, grant, True))
@@ -176,12 +178,23 @@ class Election:
         """Ballot in our current term (the core already adopted a higher term)."""
         core = self.core
         can_vote = core.voted_for == from_id or (core.voted_for == _config.NO_VOTE and core.leader_id is None)
-        grant = can_vote and core.log_is_up_to_date(msg.last_log_term, msg.last_log_index)
+        grant = (can_vote and core.log_is_up_to_date(msg.last_log_term, msg.last_log_index)
+                 and self._tag_matches(from_id, msg.ballot_tag))
         if grant:
             core.record_vote(from_id)
             self.reset_timer(now_ns)
         core.counters_add("vote_granted" if grant else "vote_refused")
         core.send(from_id, Vote(core.term, grant, False))
+
+    def _tag_matches(self, from_id: int, tag: int) -> bool:
+        """A candidate whose ballot tag differs from ours (both set) gets no vote: it hosts
+        other services (CoreConfig.ballot_tag)."""
+        own = self.core.config.ballot_tag
+        if own == 0 or tag == 0 or tag == own:
+            return True
+        self.core.counters_add("votes_refused_ballot_tag")
+        self.core.note_ballot_tag_mismatch(from_id, tag)
+        return False
 
     def on_vote(self, from_id: int, msg, now_ns: int) -> None:
         core = self.core

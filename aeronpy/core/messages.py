@@ -7,13 +7,15 @@ in it; ``data`` bytes. Message type ids 1..31 are consensus messages.
 from aeronpy._msgdef import message_class
 
 CanvassPosition = message_class(
-    "CanvassPosition", 1, "term proposed_term last_log_term last_log_index",
+    "CanvassPosition", 1, "term proposed_term last_log_term last_log_index ballot_tag",
+    defaults={"ballot_tag": 0},
     doc="Pre-vote (canvass): 'could I win an election in proposed_term with this log?' "
-        "Sent without raising the sender's term.")
+        "Sent without raising the sender's term. ballot_tag: the sender's CoreConfig.ballot_tag.")
 RequestVote = message_class(
-    "RequestVote", 2, "term last_log_term last_log_index transfer",
-    defaults={"transfer": False},
-    doc="Ballot request in `term`; transfer=True when it follows a TimeoutNow (leadership transfer).")
+    "RequestVote", 2, "term last_log_term last_log_index transfer ballot_tag",
+    defaults={"transfer": False, "ballot_tag": 0},
+    doc="Ballot request in `term`; transfer=True when it follows a TimeoutNow (leadership transfer). "
+        "ballot_tag: the sender's CoreConfig.ballot_tag.")
 Vote = message_class(
     "Vote", 3, "term granted pre",
     defaults={"pre": False},
@@ -58,7 +60,8 @@ MAX_WIRE_VALUE = 2 ** 62
 # is ever elected again (a forged term of exactly 2**62 did that). Legitimate terms move by the
 # number of elections held meanwhile, never by billions.
 MAX_TERM_STEP = 2 ** 32
-_FLAGS_AND_BLOBS = frozenset(("entries", "data", "transfer", "granted", "pre", "success", "done"))
+_FLAGS_AND_BLOBS = frozenset(("entries", "data", "transfer", "granted", "pre", "success", "done",
+                              "ballot_tag"))      # the tag: any i64, compared only
 _NUMERIC_FIELDS = {cls: tuple(f for f in cls.FIELDS if f not in _FLAGS_AND_BLOBS)
                    for cls in CONSENSUS_MESSAGES}
 

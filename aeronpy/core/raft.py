@@ -51,6 +51,9 @@ class RaftCore:
         self.last_leader_contact_ns = None
         self.now_ns = 0                   # latest time given by the driver
         self.counters: dict = {}
+        # told (member id, its ballot tag) of each ballot or canvass refused for a tag that
+        # differs from ours (CoreConfig.ballot_tag): a node says so loudly
+        self.on_ballot_tag_mismatch = None
         self.election = Election(self)
         self.leader_state: LeaderReplication | None = None
         # pending output
@@ -221,6 +224,11 @@ class RaftCore:
 
     def send(self, to: int, msg) -> None:
         self._messages.append((to, msg))
+
+    def note_ballot_tag_mismatch(self, from_id: int, tag: int) -> None:
+        report = self.on_ballot_tag_mismatch
+        if report is not None:
+            report(from_id, tag)
 
     def request_snapshot(self, member_id: int, index: int, term: int) -> None:
         self._snapshot_requests.append((member_id, index, term))

@@ -16,8 +16,8 @@ I32_MIN, I32_MAX = -(2 ** 31), 2 ** 31 - 1
 
 # The wire kinds of every field, written out here independently of the codec's own table.
 FIELD_KINDS = {
-    "CanvassPosition": "i64 i64 i64 i64",
-    "RequestVote": "i64 i64 i64 bool",
+    "CanvassPosition": "i64 i64 i64 i64 i64",
+    "RequestVote": "i64 i64 i64 bool i64",
     "Vote": "i64 bool bool",
     "AppendEntries": "i64 i64 i64 i64 entries u32",
     "AppendResponse": "i64 bool i64 i64 i64",

@@ -1,7 +1,8 @@
 """Golden byte vectors: one fixed instance of every message type and its exact encoding, stored in
 golden.json, so the wire format cannot drift silently.
 
-To change the format on purpose: bump the version, then regenerate with
+To change the format on purpose: bump the version (or, for a consensus message only, which
+members of one version exchange, say so in docs/wire-format.md), then regenerate with
     python tests/codec/test_codec_golden.py --write
 and review the diff of golden.json by eye.
 """
@@ -22,8 +23,9 @@ _ENTRIES = (bytes.fromhex("0b000000" "1000" "0000" "0300000000000000") + b"buy 1
             + bytes.fromhex("00000000" "0100" "0000" "0300000000000000"))
 
 GOLDEN_INSTANCES = [
-    m.CanvassPosition(term=5, proposed_term=6, last_log_term=4, last_log_index=1000),
-    m.RequestVote(term=6, last_log_term=4, last_log_index=1000, transfer=True),
+    m.CanvassPosition(term=5, proposed_term=6, last_log_term=4, last_log_index=1000, ballot_tag=-7),
+    m.RequestVote(term=6, last_log_term=4, last_log_index=1000, transfer=True,
+                  ballot_tag=0x1122334455667788),
     m.Vote(term=6, granted=True, pre=False),
     m.AppendEntries(term=3, prev_index=41, prev_term=2, commit_index=40, entries=_ENTRIES, count=2),
     m.AppendResponse(term=3, success=False, match_index=0, conflict_index=17, conflict_term=2),

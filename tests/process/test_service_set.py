@@ -57,6 +57,30 @@ def test_a_member_with_another_service_list_reports_it_at_the_term_entry(make_cl
     assert all("hosts services" not in pc.tail_log(m, 200) for m in (0, 1))
 
 
+def test_a_member_with_another_service_list_gets_no_vote_so_never_leads(make_cluster):
+    """Members refuse their vote to a candidate whose services differ (a digest in the
+    canvass and ballot requests): with one correct member and one misconfigured member up,
+    where either needed the other's vote, no leader is elected and both say why; the correct
+    ones elect one of theirs once a second one is up."""
+    pc = make_cluster(members=3, services=(COUNTER_SERVICE, ECHO))
+    pc.start(members=[0])
+    out = _run(pc, 2, [COUNTER_SERVICE], timeout_s=4)       # one service fewer than its peers
+    assert out.returncode is None, (out.returncode, out.stderr[-2000:])   # ran until killed
+    assert "asked for this member's vote but hosts other services" in out.stderr
+    assert "hosts services" not in out.stderr             # never got a term entry: nobody led
+    counters = pc.read_counters(0)
+    assert counters["role"] != 2 and counters["leader_id"] == -1, counters
+    refused = " ".join(str(e) for e in read_errors(pc.data_dir(0)))
+    assert "member 2 asked for this member's vote but hosts other services" in refused
+    pc.start(members=[1])
+    assert pc.leader(timeout_s=20) in (0, 1)
+    client = ClusterClient.connect(pc.ingress_endpoints, timeout_s=10)
+    try:
+        assert client.request(ADD.pack(1), timeout_s=10)
+    finally:
+        client.close()
+
+
 def test_control_the_same_list_joins(make_cluster):
     pc = make_cluster(members=3, services=(COUNTER_SERVICE, ECHO))
     pc.start(members=[0, 1])

@@ -129,8 +129,9 @@ class AsyncClusterClient:
         """Wait until ``offer`` would not return BACK_PRESSURED (the cluster acknowledged
         enough of the send window), or ``timeout_s`` passes; True when there is room."""
         core = self._core
-        window, size = core._window, core.config.window_messages
-        return await self._wait_until(lambda: len(window) < size, timeout_s)
+        window = core._window
+        # the window offer() keeps to, which connect may have lowered to the cluster's reply cache
+        return await self._wait_until(lambda: len(window) < core._window_messages, timeout_s)
 
     def _complete_waiting(self) -> None:
         if not self._waiting:

@@ -1,8 +1,11 @@
 """Client protocol 2: the cluster gives its session terms at connect, and the client keeps to
 them (session timeout, reply cache, max message size); older protocols still connect."""
+import asyncio
 import logging
 
 import pytest
+
+from aeronpy.aio import AsyncClusterClient
 
 from aeronpy.cluster import protocol as P
 from aeronpy.cluster.client_core import ClientConfig
@@ -100,6 +103,26 @@ def test_the_window_is_lowered_to_the_reply_cache_with_a_warning(caplog):
     assert client.counters["window_lowered_to_reply_cache"] == 1
     assert [client.offer(b"%d" % i) > 0 for i in range(5)] == [True] * 4 + [False]
     assert client.offer(b"x") == BACK_PRESSURED
+
+
+def test_the_async_clients_window_wait_keeps_to_the_lowered_window():
+    w, net = cluster(reply_cache_messages=4)
+
+    async def main():
+        from .memnet import MemTransport
+        transport = net.transports["c1:7000"] = MemTransport(net, "c1:7000")
+        client = await AsyncClusterClient.connect(net.endpoints(), transport=transport, config=_config(),
+                                                  clock=net.clock, poll_interval_s=0)
+        net.auto_settle = False               # nothing is acknowledged: the window fills
+        assert [client.offer(b"%d" % i) > 0 for i in range(4)] == [True] * 4
+        assert client.offer(b"x") == BACK_PRESSURED
+        assert not await client.wait_for_window(0.05)   # no room: the window is 4, not 256
+        net.auto_settle = True
+        assert await client.wait_for_window(5.0)
+        assert client.offer(b"y") > 0
+        await client.close()
+
+    asyncio.run(main())
 
 
 def test_a_window_within_the_reply_cache_or_a_cache_of_zero_is_kept():

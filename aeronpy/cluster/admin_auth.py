@@ -23,9 +23,11 @@ endpoint it is addressed to, under its tag. A member refuses one addressed to an
 or made more than ``REQUEST_WINDOW_S`` away from its own clock, and remembers the tags it
 admitted within that window: the same tag from another sender is refused as a replay (the
 sender that made it may re-send it while unanswered, and the node answers a re-send without
-acting twice). What is left: a request captured within the window can be replayed once to the
-same member if it restarted since, so admin traffic still belongs on a network the operator
-controls. The tool and the backup need clocks within the window of the members' (NTP). A
+acting twice). A member keeps those tags in ``admin.seen`` in its data dir too (appended, not
+synced), so a request it admitted before it restarted is refused after as a replay; only a
+power loss within the window can lose that record. Admin traffic still belongs on a network
+the operator controls. The tool and the backup need clocks within the window of the members'
+(NTP). A
 refusal of a request whose tag verified is itself tagged for that request, so the tool and the
 backup can show why.
 """
@@ -43,9 +45,13 @@ from aeronpy.archive.fs import check_regular_if_present, open_regular
 from aeronpy.cluster import protocol as P
 
 ADMIN_KEY_FILE = "admin.key"
+ADMIN_SEEN_FILE = "admin.seen"      # tags admitted within the window, for after a restart
+_SEEN = struct.Struct("<16sq")      # a tag and the wall-clock ms it leaves the window
 _KEY_FILE_MAX_BYTES = 4096      # 64 hex digits and a newline; anything much longer is not a key
 _KEY_FILE_HINT = ("remove it (a member writes its admin key there at start, and removes it when "
                   "the cluster has no secret)")
+_SEEN_FILE_HINT = ("remove it (a member keeps the admin requests it admitted in the last minute "
+                   "there, and writes it afresh at start)")
 TAG_BYTES = 16
 _SIGNED = struct.Struct("<qi")      # correlation_id, request_type: what the tag binds to
 _CODE = struct.Struct("<i")         # an answer's code, bound too
@@ -266,15 +272,90 @@ class AdminGate:
 
     def __init__(self, secret: Optional[bytes], own_host: str, own_endpoint: str = "",
                  clock: Callable[[], float] = time.time, window_s: float = REQUEST_WINDOW_S,
-                 max_remembered: int = MAX_REMEMBERED):
+                 max_remembered: int = MAX_REMEMBERED, data_dir: Optional[str] = None):
         self.key = None if secret is None else admin_key(secret)
         self.own = own_addresses(own_host)
         self.own_endpoint = own_endpoint
         self._clock = clock
         self._window_s = float(window_s)
         self._max_remembered = int(max_remembered)
-        # tag -> (sender ref, time it leaves the window), in the order admitted
+        # tag -> (sender ref, time it leaves the window), in the order admitted; a sender ref
+        # of None: admitted by this member before it restarted (admin.seen)
         self._admitted: dict = {}
+        self._seen_path = None if data_dir is None else os.path.join(data_dir, ADMIN_SEEN_FILE)
+        self._seen_fd: Optional[int] = None
+        self._seen_records = 0
+        if self._seen_path is not None:
+            if self.key is None:
+                self._remove_seen()
+            else:
+                self._load_seen()
+
+    # -- admin.seen: the tags admitted within the window, kept across a restart -------------
+    def _load_seen(self) -> None:
+        """Take the tags still within the window from admin.seen and write it afresh with
+        them alone. Its content is only ever compared with tags: a damaged record can refuse
+        nothing a member would admit, so a torn tail is simply left out."""
+        now = self._clock()
+        try:
+            fd = open_regular(self._seen_path, hint=_SEEN_FILE_HINT)
+        except FileNotFoundError:
+            data = b""
+        else:
+            try:
+                data = os.read(fd, 2 * self._max_remembered * _SEEN.size)
+            finally:
+                os.close(fd)
+        for offset in range(0, len(data) - _SEEN.size + 1, _SEEN.size):
+            tag, until_ms = _SEEN.unpack_from(data, offset)
+            if now < until_ms / 1000.0 <= now + 2 * self._window_s and len(self._admitted) < self._max_remembered:
+                self._admitted[tag] = (None, until_ms / 1000.0)
+        self._rewrite_seen()
+
+    def _rewrite_seen(self) -> None:
+        """admin.seen anew with the tags remembered now (a temporary file renamed over it)."""
+        tmp = self._seen_path + ".tmp"
+        check_regular_if_present(self._seen_path, _SEEN_FILE_HINT)
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
+        try:
+            os.write(fd, b"".join(_SEEN.pack(tag, int(until * 1000))
+                                  for tag, (_, until) in self._admitted.items()))
+        finally:
+            os.close(fd)
+        os.replace(tmp, self._seen_path)
+        if self._seen_fd is not None:
+            os.close(self._seen_fd)
+        self._seen_fd = os.open(self._seen_path, os.O_WRONLY | os.O_APPEND | getattr(os, "O_NOFOLLOW", 0))
+        self._seen_records = len(self._admitted)
+
+    def _note_seen(self, tag: bytes, until: float) -> None:
+        """Append one admitted tag (no fsync: a process crash keeps it; it is rewritten with
+        the live tags only once it holds twice as many records as may be remembered)."""
+        if self._seen_fd is None:
+            return
+        if self._seen_records >= 2 * self._max_remembered:
+            self._rewrite_seen()
+            return
+        os.write(self._seen_fd, _SEEN.pack(tag, int(until * 1000)))
+        self._seen_records += 1
+
+    def _remove_seen(self) -> None:
+        try:
+            os.remove(self._seen_path)
+        except FileNotFoundError:
+            pass
+        except OSError:
+            check_regular_if_present(self._seen_path, _SEEN_FILE_HINT)
+            raise
+
+    def close(self) -> None:
+        fd, self._seen_fd = self._seen_fd, None
+        if fd is not None:
+            os.close(fd)
 
     def admit(self, sender_ip: Optional[str], sender_ref: int, correlation_id: int,
               request_type: int, payload: bytes) -> tuple:
@@ -307,13 +388,19 @@ class AdminGate:
                            "off"), tag, "outside the time window"
         seen = self._admitted.get(tag)
         if seen is not None:
+            if seen[0] is None:
+                return False, ("admin request refused: this member admitted it before it "
+                               "restarted (a replay, or a re-send across the restart: send a new "
+                               "one)"), tag, "replayed"
             if seen[0] == sender_ref:        # re-sent while unanswered: the node answers again
                 return True, args, tag, ""
             return False, "admin request refused: replayed from another sender", tag, "replayed"
         if len(self._admitted) >= self._max_remembered:
             return False, (f"admin request refused: {self._max_remembered} admitted within "
                            f"{self._window_s:g} s already"), tag, "too many"
-        self._admitted[tag] = (sender_ref, made_ms / 1000.0 + self._window_s)
+        until = made_ms / 1000.0 + self._window_s
+        self._admitted[tag] = (sender_ref, until)
+        self._note_seen(tag, until)
         return True, args, tag, ""
 
     def _addressed_here(self, destination: str) -> bool:

@@ -267,6 +267,9 @@ class ClusterNode:
         """Close what ``_open`` opened before it raised, and release the data dir's lock, so a
         library user's failed start holds no sockets, files or lock until garbage collection
         (``aeronpy node`` then records the failure in the data dir: nodefiles)."""
+        admin = self.__dict__.get("_admin")
+        if admin is not None:
+            admin.gate.close()
         for name in ("ingress", "consensus", "archive", "counters", "_errors"):
             resource = self.__dict__.get(name)
             if resource is not None:

@@ -83,7 +83,8 @@ class NodeAdmin:
         self._snapshots_slot = int(SlotId.SNAPSHOT_COUNT)
         config = node.config
         self.gate = AdminGate(config.secret, config.member.host,
-                              f"{config.member.host}:{config.member.ingress_port}")
+                              f"{config.member.host}:{config.member.ingress_port}",
+                              data_dir=config.data_dir)
         # the key aeronpy tool signs admin requests with (derived from the secret, once, by
         # the gate; without a secret only this machine may send them, and no key is left)
         if self.gate.key is not None:
@@ -329,6 +330,7 @@ class NodeAdmin:
                           ACTION_NAMES[self.stop_action], self.stop_index)
 
     def closed(self) -> None:
+        self.gate.close()
         if self.phase == _S.FAILED:
             return
         self.phase = _S.CLOSED

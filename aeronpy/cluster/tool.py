@@ -55,12 +55,12 @@ def _node_data_names() -> tuple:
     from aeronpy.archive.recording_log import RECORDING_LOG_FILE
     from aeronpy.archive.segments import SEGMENT_SUFFIX
     from aeronpy.archive.snapshots import SNAPSHOT_SUFFIX
-    from aeronpy.cluster.admin_auth import ADMIN_KEY_FILE
+    from aeronpy.cluster.admin_auth import ADMIN_KEY_FILE, ADMIN_SEEN_FILE
     from aeronpy.cluster.counters import COUNTERS_FILE
     from aeronpy.cluster.identity import IDENTITY_FILE
     from aeronpy.cluster.nodefiles import ERRORS_FILE, PID_FILE
     return ((COUNTERS_FILE, NODE_STATE_FILE, RECORDING_LOG_FILE, DURABLE_MARKER_FILE,
-             ERRORS_FILE, IDENTITY_FILE, PID_FILE, ADMIN_KEY_FILE),
+             ERRORS_FILE, IDENTITY_FILE, PID_FILE, ADMIN_KEY_FILE, ADMIN_SEEN_FILE),
             (SEGMENT_SUFFIX, SNAPSHOT_SUFFIX))
 
 

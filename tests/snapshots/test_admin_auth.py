@@ -133,6 +133,77 @@ def test_the_gate_remembers_a_bounded_number_of_requests():
     assert len(gate._admitted) == 3
 
 
+# ------------------------------------------------------------------ across a restart (admin.seen)
+def _gate(data_dir, clock, **options):
+    return admin_auth.AdminGate(SECRET.encode(), "127.0.0.1", "127.0.0.1:20101", clock=clock,
+                                window_s=60, data_dir=data_dir, **options)
+
+
+def _signed(key, cid, made):
+    return admin_auth.sign(key, cid, ADMIN_SHUTDOWN, b"", now=made, destination="127.0.0.1:20101")
+
+
+@pytest.mark.parametrize("keep_record", [True, False], ids=["admin.seen", "no record (control)"])
+def test_a_request_admitted_before_a_restart_is_refused_after_it(tmp_path, keep_record):
+    clock = _Clock(5000.0)
+    data_dir = str(tmp_path) if keep_record else None
+    gate = _gate(data_dir, clock)
+    captured = _signed(gate.key, 7, 4999.0)
+    assert gate.admit("10.0.0.9", 1, 7, ADMIN_SHUTDOWN, captured)[0]
+    gate.close()
+    clock.now = 5010.0                    # the member restarted; the request is 11 s old
+    after = _gate(data_dir, clock)
+    ok, reason, _, kind = after.admit("10.6.6.6", 2, 7, ADMIN_SHUTDOWN, captured)
+    if keep_record:
+        assert not ok and kind == "replayed" and "before it restarted" in reason
+        # even from the sender that made it: a re-send across the restart gets a clear refusal
+        assert not after.admit("10.0.0.9", 1, 7, ADMIN_SHUTDOWN, captured)[0]
+    else:                                 # what was left before admin.seen: the replay acts
+        assert ok
+    assert after.admit("10.0.0.9", 1, 8, ADMIN_SHUTDOWN, _signed(after.key, 8, 5010.0))[0]
+    after.close()
+
+
+def test_tags_past_the_window_are_dropped_from_the_record_at_start(tmp_path):
+    clock = _Clock(5000.0)
+    gate = _gate(str(tmp_path), clock)
+    for cid in range(3):
+        assert gate.admit(None, 1, cid, ADMIN_SHUTDOWN, _signed(gate.key, cid, 4950.0 + 20 * cid))[0]
+    gate.close()
+    seen = tmp_path / admin_auth.ADMIN_SEEN_FILE
+    assert seen.stat().st_size == 3 * 24 and stat.S_IMODE(seen.stat().st_mode) == 0o600
+    clock.now = 5025.0                    # the first (made at 4950) left the window at 5010
+    after = _gate(str(tmp_path), clock)
+    assert len(after._admitted) == 2 and seen.stat().st_size == 2 * 24
+    after.close()
+
+
+def test_the_record_is_bounded_and_a_damaged_one_refuses_nothing(tmp_path):
+    clock = _Clock(5000.0)
+    gate = _gate(str(tmp_path), clock, max_remembered=4)
+    seen = tmp_path / admin_auth.ADMIN_SEEN_FILE
+    for cid in range(20):                 # each leaves the window before the next is admitted
+        clock.now = 5000.0 + 61 * cid
+        assert gate.admit(None, 1, cid, ADMIN_SHUTDOWN, _signed(gate.key, cid, clock.now))[0]
+        assert seen.stat().st_size <= 2 * 4 * 24       # rewritten with the live tags when full
+    gate.close()
+    seen.write_bytes(os.urandom(24 * 3 + 5))           # garbage and a torn tail
+    after = _gate(str(tmp_path), clock)
+    assert after.admit(None, 1, 99, ADMIN_SHUTDOWN, _signed(after.key, 99, clock.now))[0]
+    after.close()
+
+
+def test_a_fifo_in_place_of_the_record_is_refused_by_name_and_no_secret_removes_it(tmp_path):
+    seen = tmp_path / admin_auth.ADMIN_SEEN_FILE
+    os.mkfifo(seen)
+    with pytest.raises(OSError, match="admin.seen"):
+        _gate(str(tmp_path), _Clock(5000.0))
+    seen.unlink()
+    seen.write_bytes(b"x" * 24)
+    admin_auth.AdminGate(None, "127.0.0.1", data_dir=str(tmp_path)).close()
+    assert not seen.exists()              # without a secret there are no tags to keep
+
+
 @pytest.mark.parametrize("sender, own, local", [
     ("127.0.0.1", "10.0.0.5", True), ("127.8.9.10", "10.0.0.5", True), ("::1", "10.0.0.5", True),
     ("10.0.0.5", "10.0.0.5", True), ("10.0.0.6", "10.0.0.5", False),

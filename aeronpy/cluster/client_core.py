@@ -38,8 +38,8 @@ from aeronpy.errors import (AeronpyError, AuthenticationError, ClusterClosedErro
                             MessageRejectedError, MessageTooLargeError, NotConnectedError)
 
 _MS = 1_000_000
-_REFUSED_REMEMBERED = 4096
-_log = logging.getLogger("aeronpy.client")    # refused correlation ids kept to drop the refusals of re-sends
+_REFUSED_REMEMBERED = 4096    # refused correlation ids kept to drop the refusals of re-sends
+_log = logging.getLogger("aeronpy.client")
 
 
 def check_timeout(timeout_s) -> None:

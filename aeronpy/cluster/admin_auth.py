@@ -194,7 +194,15 @@ def write_key_file(data_dir: str, key: bytes) -> str:
     """Write ``admin.key`` (hex, mode 0600) atomically; returns its path. The temporary file
     is created afresh (never through a link someone left in its place)."""
     path = os.path.join(data_dir, ADMIN_KEY_FILE)
-    check_regular_if_present(path, _KEY_FILE_HINT)   # a directory would fail the rename, bare
+    _replace_private_file(path, key.hex().encode() + b"\n", _KEY_FILE_HINT, sync=True)
+    return path
+
+
+def _replace_private_file(path: str, data: bytes, hint: str, sync: bool) -> None:
+    """``path`` holds ``data`` (mode 0600), by a temporary file renamed over it; the temporary
+    file is created afresh (never through a link someone left in its place), and anything but
+    a regular file in the way is refused by name (a directory would fail the rename, bare)."""
+    check_regular_if_present(path, hint)
     tmp = path + ".tmp"
     try:
         os.unlink(tmp)
@@ -202,13 +210,13 @@ def write_key_file(data_dir: str, key: bytes) -> str:
         pass
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
     try:
-        os.write(fd, key.hex().encode() + b"\n")
-        os.fsync(fd)
+        os.write(fd, data)
+        if sync:
+            os.fsync(fd)
     finally:
         os.close(fd)
     os.chmod(tmp, 0o600)
     os.replace(tmp, path)
-    return path
 
 
 def remove_key_file(data_dir: str) -> None:
@@ -314,19 +322,9 @@ class AdminGate:
 
     def _rewrite_seen(self) -> None:
         """admin.seen anew with the tags remembered now (a temporary file renamed over it)."""
-        tmp = self._seen_path + ".tmp"
-        check_regular_if_present(self._seen_path, _SEEN_FILE_HINT)
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
-        try:
-            os.write(fd, b"".join(_SEEN.pack(tag, int(until * 1000))
-                                  for tag, (_, until) in self._admitted.items()))
-        finally:
-            os.close(fd)
-        os.replace(tmp, self._seen_path)
+        _replace_private_file(self._seen_path, b"".join(
+            _SEEN.pack(tag, int(until * 1000)) for tag, (_, until) in self._admitted.items()),
+            _SEEN_FILE_HINT, sync=False)
         if self._seen_fd is not None:
             os.close(self._seen_fd)
         self._seen_fd = os.open(self._seen_path, os.O_WRONLY | os.O_APPEND | getattr(os, "O_NOFOLLOW", 0))

@@ -315,3 +315,31 @@ class HistoryRecorder:
             pending = [Operation(c, op, args, start, math.inf, None)
                        for c, op, args, start in self._pending.values()]
             return list(self._done) + pending
+
+
+def random_kv_request(rng, key: Hashable, value: Any, seen: dict) -> Tuple[str, tuple, dict]:
+    """(kind, args, request) for one random operation on ``key`` as the KeyValueService of
+    aeronpy.testing.services takes it (reads twice as likely as writes or compare-and-sets);
+    a compare-and-set expects the value last ``seen`` for the key. ``value`` is written."""
+    kind = rng.choice((READ, READ, WRITE, CAS))
+    if kind == READ:
+        return kind, (key,), {"op": "read", "key": key}
+    if kind == WRITE:
+        return kind, (key, value), {"op": "write", "key": key, "value": value}
+    expect = seen.get(key)
+    return kind, (key, expect, value), {"op": "cas", "key": key, "expect": expect, "value": value}
+
+
+def complete_kv_request(recorder: "HistoryRecorder", token, kind: str, key: Hashable, value: Any,
+                        reply: dict, seen: dict) -> None:
+    """Record the KeyValueService's ``reply`` to a :func:`random_kv_request` and note the
+    key's value now known in ``seen``."""
+    if kind == READ:
+        recorder.complete(token, reply["value"])
+        seen[key] = reply["value"]
+    elif kind == WRITE:
+        recorder.complete(token, None)
+        seen[key] = value
+    else:
+        recorder.complete(token, bool(reply["ok"]))
+        seen[key] = value if reply["ok"] else reply["value"]

@@ -220,6 +220,7 @@ class ProcessCluster:
         self.procs: Dict[int, subprocess.Popen] = {}
         self._logs: Dict[int, object] = {}
         self._stopped: set = set()                # members stopped on purpose (kill())
+        self._reported: set = set()               # exits check_running() has reported
         self._spawned_ns: Dict[int, int] = {}     # member -> wall clock when last started
         self._finalizer: Optional[weakref.finalize] = None
         self.config_path = os.path.join(self.base_dir, "cluster.toml")
@@ -283,17 +284,21 @@ class ProcessCluster:
                                 cwd=self.base_dir, stdin=subprocess.DEVNULL, start_new_session=True)
         self.procs[member] = proc
         self._stopped.discard(member)
+        self._reported.discard(member)
         return proc
 
     def kill(self, member: int, sig: int = signal.SIGKILL, wait_s: float = 10.0) -> Optional[int]:
         """Send ``sig`` to a member and wait (bounded) for it to exit; returns its exit code.
         The member counts as stopped on purpose: :meth:`check_running` ignores it until it is
-        started again."""
+        started again. A member that had already exited by itself is marked so only once
+        :meth:`check_running` has reported it: else its exit code is returned and
+        :meth:`check_running` still reports it (a crash is not hidden by a later kill)."""
         proc = self.procs.get(member)
-        if proc is not None:
-            self._stopped.add(member)
         if proc is None or proc.poll() is not None:
+            if proc is not None and member in self._reported:
+                self._stopped.add(member)       # reported already: the kill acknowledges it
             return None if proc is None else proc.returncode
+        self._stopped.add(member)
         proc.send_signal(sig)
         try:
             return proc.wait(timeout=wait_s)
@@ -329,6 +334,7 @@ class ProcessCluster:
             exited = {m: p.returncode for m, p in sorted(self.procs.items())
                       if m not in self._stopped and p.poll() is not None}
             if exited:
+                self._reported.update(exited)
                 raise MemberExitedError(self._exited_message(exited, "exited"), exited)
             if wait_up_s <= 0:
                 return

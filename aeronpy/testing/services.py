@@ -14,14 +14,21 @@ from aeronpy.service import ClusteredService
 _COUNTER = struct.Struct("<q")
 
 
-def _write_hash_file(cluster, state_hash: str, extra: dict | None = None) -> None:
-    """When AERONPY_HASH_DIR is set (by tests and the demo), record this member's final state."""
+def _write_hash_file(cluster, state_hash: str, extra: dict | None = None,
+                     name: str | None = None) -> None:
+    """When AERONPY_HASH_DIR is set (by tests and the demo), record this member's final state
+    in ``member-<id>.json`` (service 0), ``member-<id>-s<service id>.json`` (any other service
+    on the node, which would otherwise overwrite service 0's record), or ``name``."""
     directory = os.environ.get("AERONPY_HASH_DIR")
     if not directory or cluster is None:
         return
-    record = {"member_id": cluster.member_id, "commit_index": cluster.commit_index,
-              "state_hash": state_hash, **(extra or {})}
-    path = os.path.join(directory, f"member-{cluster.member_id}.json")
+    service_id = getattr(cluster, "service_id", 0)
+    record = {"member_id": cluster.member_id, "service_id": service_id,
+              "commit_index": cluster.commit_index, "state_hash": state_hash, **(extra or {})}
+    if name is None:
+        name = (f"member-{cluster.member_id}.json" if service_id == 0
+                else f"member-{cluster.member_id}-s{service_id}.json")
+    path = os.path.join(directory, name)
     with open(path + ".tmp", "w") as f:
         json.dump(record, f)
     os.replace(path + ".tmp", path)

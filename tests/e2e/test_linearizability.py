@@ -14,7 +14,8 @@ import time
 import pytest
 
 from aeronpy.errors import AeronpyError, ClusterClosedError, ClusterTimeoutError, NotConnectedError
-from aeronpy.testing.linearizability import CAS, READ, WRITE, HistoryRecorder, Outcome, check_kv_history
+from aeronpy.testing.linearizability import (CAS, READ, WRITE, HistoryRecorder, Outcome, check_kv_history,
+                                             complete_kv_request, random_kv_request)
 
 from e2e.conftest import E2ECluster
 
@@ -38,14 +39,7 @@ def _client_loop(cluster: E2ECluster, client_id: int, recorder: HistoryRecorder,
                 return
             key = rng.choice(KEYS)
             value = f"c{client_id}-{i}"             # every written value is unique
-            kind = rng.choice((READ, READ, WRITE, CAS))
-            if kind == READ:
-                args, request = (key,), {"op": "read", "key": key}
-            elif kind == WRITE:
-                args, request = (key, value), {"op": "write", "key": key, "value": value}
-            else:
-                expect = seen.get(key)
-                args, request = (key, expect, value), {"op": "cas", "key": key, "expect": expect, "value": value}
+            kind, args, request = random_kv_request(rng, key, value, seen)
             token = recorder.invoke(client_id, kind, args)
             try:
                 reply = json.loads(client.request(json.dumps(request).encode(), timeout_s=1.0))
@@ -55,15 +49,7 @@ def _client_loop(cluster: E2ECluster, client_id: int, recorder: HistoryRecorder,
             except (NotConnectedError, ClusterClosedError):
                 recorder.timeout(token)
                 raise
-            if kind == READ:
-                recorder.complete(token, reply["value"])
-                seen[key] = reply["value"]
-            elif kind == WRITE:
-                recorder.complete(token, None)
-                seen[key] = value
-            else:
-                recorder.complete(token, reply["ok"])
-                seen[key] = value if reply["ok"] else reply["value"]
+            complete_kv_request(recorder, token, kind, key, value, reply, seen)
     except AeronpyError as exc:
         errors.append(exc)
     finally:

@@ -222,6 +222,19 @@ def test_check_running_ignores_members_killed_on_purpose(tmp_path):
         pc.check_running()
 
 
+def test_a_kill_does_not_hide_a_crash_not_yet_reported(tmp_path):
+    with ProcessCluster(members=3, base_dir=str(tmp_path), wrap_command=_sleeper) as pc:
+        pc.start()
+        os.kill(pc.procs[2].pid, signal.SIGKILL)      # it crashes ...
+        assert wait_until(lambda: not pc.alive(2), 10)
+        assert pc.kill(2) == -signal.SIGKILL          # ... before the caller kills it
+        with pytest.raises(MemberExitedError) as err:
+            pc.check_running()                        # still reported, once
+        assert set(err.value.exited) == {2}
+        pc.kill(2)                                    # reported: now the kill acknowledges it
+        pc.check_running()
+
+
 @pytest.mark.process
 def test_a_member_whose_port_is_taken_is_reported(tmp_path):
     with ProcessCluster(services=[ECHO], base_dir=str(tmp_path)) as pc:

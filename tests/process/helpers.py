@@ -72,7 +72,8 @@ def read_hash_files(directory: str) -> dict:
         if name.startswith("member-") and name.endswith(".json"):
             with open(os.path.join(directory, name)) as f:
                 record = json.load(f)
-            out[record["member_id"]] = record
+            if record.get("service_id", 0) == 0:     # another service's record: not this one's
+                out[record["member_id"]] = record
     return out
 
 

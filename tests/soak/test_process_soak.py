@@ -1,0 +1,148 @@
+"""Soak of a real 3-process cluster under random faults (aeronpy.testing.soak).
+
+The soak itself is opt-in (``@pytest.mark.slow``: set ``AERONPY_LONG=1``); its length comes
+from ``AERONPY_SOAK_SECONDS`` (default 120) and its seed from ``AERONPY_SOAK_SEED`` (default:
+random, printed). A failure names the seed and the command that re-runs it::
+
+    AERONPY_LONG=1 AERONPY_SOAK_SECONDS=120 AERONPY_SOAK_SEED=42 python -m pytest -s -p no:warnings tests/soak
+    python -m aeronpy.testing.soak --seconds 120 --seed 42
+
+The negative controls show that each end-of-run check can fail: the fast ones (in the default
+run, no cluster) feed :func:`evaluate` a hand-made run and broken copies of it; the soak test
+also breaks copies of its own real run's outcome and asserts they are rejected.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+import os
+import random
+
+import pytest
+
+from aeronpy.testing.linearizability import CAS, READ, WRITE, Operation
+from aeronpy.testing.soak import (COUNTER_SERVICE_ID, FINAL_READER, KV_SERVICE_ID, CounterOp,
+                                  SoakOutcome, evaluate, run_soak, summary)
+
+SECONDS = float(os.environ.get("AERONPY_SOAK_SECONDS", "120"))
+
+
+# ------------------------------------------------------------------ negative controls (fast)
+def _good_outcome(increments: int = 50, indeterminate: int = 3) -> SoakOutcome:
+    """A small, correct run: 50 acknowledged increments, 3 unanswered of which 1 applied."""
+    ops = [CounterOp(i % 2, 1, i + 1, 1000 * i, 1000 * i + 500, [i + 1]) for i in range(increments)]
+    ops += [CounterOp(0, 1, 1000 + i, 10**6 + i) for i in range(indeterminate)]
+    final = increments + 1
+    kv = [Operation(1, WRITE, ("a", "v1"), 0, 10),
+          Operation(2, READ, ("a",), 20, 30, "v1"),
+          Operation(1, CAS, ("a", "v1", "v2"), 40, 50, True),
+          Operation(2, WRITE, ("b", "w1"), 45, math.inf),        # timed out; applied
+          Operation(1, CAS, ("a", "v1", "v3"), 60, 70, False),
+          Operation(FINAL_READER, READ, ("a",), 100, 110, "v2"),
+          Operation(FINAL_READER, READ, ("b",), 120, 130, "w1")]
+    data = {"a": "v2", "b": "w1"}
+    records = {m: {COUNTER_SERVICE_ID: {"member_id": m, "service_id": 0, "commit_index": 99,
+                                        "state_hash": f"{final}:{final}", "total": final, "applied": final},
+                   KV_SERVICE_ID: {"member_id": m, "service_id": 1, "commit_index": 99,
+                                   "state_hash": "h", "data": dict(data)}}
+               for m in range(3)}
+    return SoakOutcome(seed=1, seconds=1.0, counter_ops=ops, kv_history=kv, member_records=records,
+                       final_exit_codes={0: 0, 1: 0, 2: 0}, member_errors={0: [], 1: [], 2: []},
+                       log_errors={0: [], 1: [], 2: []})
+
+
+def _set_total(outcome: SoakOutcome, member: int, total: int) -> None:
+    record = outcome.member_records[member][COUNTER_SERVICE_ID]
+    record.update(total=total, applied=total, state_hash=f"{total}:{total}")
+
+
+def _broken(outcome: SoakOutcome, how: str) -> SoakOutcome:
+    """A copy of ``outcome`` with one thing wrong, as a buggy cluster would produce."""
+    o = copy.deepcopy(outcome)
+    acked = [op for op in o.counter_ops if op.replies]
+    if how == "count_lost":            # an acknowledged increment missing on every member
+        for m in range(3):
+            _set_total(o, m, len(acked) - 1)
+    elif how == "count_applied_twice":  # more increments applied than could have been sent
+        unanswered = sum(1 for op in o.counter_ops if not op.replies)
+        for m in range(3):
+            _set_total(o, m, len(acked) + unanswered + 1)
+    elif how == "reply_twice":         # one correlation id answered twice
+        acked[len(acked) // 2].replies.append(acked[len(acked) // 2].replies[0])
+    elif how == "reply_repeated":      # two increments answered with the same total
+        acked[-1].replies[0] = acked[0].replies[0]
+    elif how == "members_diverge":     # one member's counter ends elsewhere
+        record = o.member_records[2][COUNTER_SERVICE_ID]
+        _set_total(o, 2, record["total"] - 1)
+    elif how == "kv_diverge":
+        record = o.member_records[1][KV_SERVICE_ID]
+        record.update(state_hash="other", data={**record["data"], "zzz": "extra"})
+    elif how == "stale_read":          # a read after an overwrite returns the old value
+        end = max(op.complete_ns for op in o.kv_history if not op.indeterminate)
+        key, old = next((op.key, op.args[1]) for op in o.kv_history
+                        if op.op == WRITE and not op.indeterminate)
+        o.kv_history += [Operation(99, WRITE, (key, "fresh"), end + 10, end + 20),
+                         Operation(99, READ, (key,), end + 30, end + 40, old)]
+    elif how == "final_read_mismatch":  # the leader's final read disagrees with the members' data
+        for op in list(o.kv_history):
+            if op.client_id == FINAL_READER:
+                o.kv_history.remove(op)
+                o.kv_history.append(dataclasses.replace(op, result="never-written"))
+                break
+    elif how == "member_died":
+        o.unexpected_exits.append("member 1 exited (exit code 4)")
+    elif how == "bad_exit":
+        o.final_exit_codes[0] = 4
+    elif how == "errors_log":
+        o.member_errors[2] = ["x1 RuntimeError: something broke"]
+    else:
+        raise ValueError(how)
+    return o
+
+
+BREAKAGES = {
+    "count_lost": "exactly-once",
+    "count_applied_twice": "exactly-once",
+    "reply_twice": "exactly-once",
+    "reply_repeated": "exactly-once",
+    "members_diverge": "agreement",
+    "kv_diverge": "agreement",
+    "stale_read": "linearizability",
+    "final_read_mismatch": "linearizability",
+    "member_died": "member death",
+    "bad_exit": "final shutdown",
+    "errors_log": "errors.log",
+}
+
+
+def test_the_checker_passes_a_correct_run():
+    assert evaluate(_good_outcome()) == []
+
+
+@pytest.mark.parametrize("how", sorted(BREAKAGES))
+def test_the_checker_rejects_a_broken_run(how):
+    failures = evaluate(_broken(_good_outcome(), how))
+    assert failures, f"{how}: the checker passed a broken run"
+    assert any(f.startswith(BREAKAGES[how]) for f in failures), (how, failures)
+
+
+# ------------------------------------------------------------------ the soak (opt-in)
+@pytest.mark.slow
+@pytest.mark.process
+def test_process_cluster_soak_under_random_faults():
+    seed = int(os.environ.get("AERONPY_SOAK_SEED") or random.SystemRandom().randrange(1 << 31))
+    print(f"\nsoak seed {seed} ({SECONDS:g} s)")
+    outcome, failures = run_soak(SECONDS, seed, file_sync=os.environ.get("AERONPY_SOAK_FILE_SYNC", "none"))
+    print("summary:", summary(outcome))
+    assert not failures, "soak failed (seed %d):\n%s\nfaults: %s\nsummary: %s" % (
+        seed, "\n".join(failures), outcome.faults, summary(outcome))
+    # the run did real work under real faults
+    stats = outcome.stats
+    assert stats["counter_acked"] > 0 and stats["kv_completed"] > 0, summary(outcome)
+    assert sum(stats["faults"].values()) > 0 or SECONDS < 5, summary(outcome)
+    # negative control on the real run: each broken copy is rejected by the same checks
+    for how, check in sorted(BREAKAGES.items()):
+        rejected = evaluate(_broken(outcome, how))
+        assert any(f.startswith(check) for f in rejected), \
+            f"seed {seed}: the {how!r} copy of the real run passed the {check} check: {rejected}"

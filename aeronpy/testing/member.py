@@ -57,6 +57,9 @@ class SimMember:
         self.core = RaftCore(core_config, rng, recovered.hard_state, recovered.log,
                              commit_index=recovered.commit_index)
         self.module = ConsensusModule(member_id, self.core, services, module_config, now_ns=sim.now_ns)
+        # every simulated member hosts the same services: a term entry naming others is a bug
+        self.module.service_set_listeners.append(
+            lambda error: checker.fail(f"member {member_id}: {error}"))
         self._fast_step = StepPath(self.core).on_message if sim.fast_step_path else None
         checker.on_start(self)
         # as ClusterNode: the snapshot machinery, the recovered snapshot, on_start, replay

@@ -19,6 +19,7 @@ import heapq
 import random
 
 from aeronpy.cluster.client_core import ClientConfig, ClientCore, ClientState
+from aeronpy.cluster.container import service_set_tag, service_set_tail
 from aeronpy.cluster.module_config import Authenticator, ModuleConfig
 from aeronpy.core import CoreConfig
 from aeronpy.cluster.node_snapshots import ADMIN_OK, TRANSFER_MESSAGES
@@ -335,6 +336,10 @@ class SimCluster:
         self._incarnation[m] += 1
         made = self._service_factory()
         services = list(made) if isinstance(made, (list, tuple)) else [made]
+        # as a node: the leader names its services in its term's first entry, and ballots
+        # carry their digest (checked by every member that applies or votes)
+        self._configs[m].term_entry_tail = service_set_tail(services)
+        self._configs[m].ballot_tag = service_set_tag(services)
         rng = random.Random(self._member_seed_rngs[m].getrandbits(64))
         incarnation = self._incarnation[m]
         jobs = SimJobs(self._schedule_in, int(self.snapshot_options.write_delay_ms * MS),

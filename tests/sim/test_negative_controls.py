@@ -218,3 +218,32 @@ def test_a_refused_placeholder_past_a_gap_is_caught():
         assert sim.propose(sim.leader(), E.SESSION_MESSAGE, gap) > 0
         sim.run_for(100)
         sim.check()
+
+
+def _one_odd_member(odd):
+    """A service factory whose third call (member 2's first start) gives other services."""
+    calls = []
+
+    def make():
+        calls.append(None)
+        return [odd()] if len(calls) == 3 else [_Echo()]
+    return make
+
+
+def test_a_member_hosting_other_services_is_caught_and_never_leads():
+    class _Other(_Echo):
+        service_name = "tests:Other"
+    sim = SimCluster(3, seed=34, service=_one_odd_member(_Other))
+    with pytest.raises(InvariantViolation, match="member 2: .*hosts services"):
+        for _ in range(50):
+            sim.run_for(100)
+            assert sim.leader() != 2, "the member hosting other services led"
+    assert sim.core(0).counters.get("votes_refused_ballot_tag", 0) + \
+        sim.core(1).counters.get("votes_refused_ballot_tag", 0) + \
+        sim.core(2).counters.get("votes_refused_ballot_tag", 0) >= 1
+
+
+def test_control_the_same_services_run_clean():
+    sim = SimCluster(3, seed=34, service=_one_odd_member(_Echo))
+    sim.run_for(2000)
+    assert sim.leader() is not None and not sim.checker.violations

@@ -24,8 +24,9 @@ or made more than ``REQUEST_WINDOW_S`` away from its own clock, and remembers th
 admitted within that window: the same tag from another sender is refused as a replay (the
 sender that made it may re-send it while unanswered, and the node answers a re-send without
 acting twice). A member keeps those tags in ``admin.seen`` in its data dir too (appended, not
-synced), so a request it admitted before it restarted is refused after as a replay; only a
-power loss within the window can lose that record. Admin traffic still belongs on a network
+synced), so a request it admitted before it restarted is refused after as a replay. A power
+loss within the window can lose that record; so can a write that fails (a full disk): the
+member then stops keeping it (``seen_lost`` says why; the node logs it) rather than stop. Admin traffic still belongs on a network
 the operator controls. The tool and the backup need clocks within the window of the members'
 (NTP). A
 refusal of a request whose tag verified is itself tagged for that request, so the tool and the
@@ -198,19 +199,26 @@ def write_key_file(data_dir: str, key: bytes) -> str:
     return path
 
 
+def _write(fd: int, data: bytes) -> int:
+    """``os.write`` (a seam for the tests of a full disk)."""
+    return os.write(fd, data)
+
+
 def _replace_private_file(path: str, data: bytes, hint: str, sync: bool) -> None:
     """``path`` holds ``data`` (mode 0600), by a temporary file renamed over it; the temporary
     file is created afresh (never through a link someone left in its place), and anything but
     a regular file in the way is refused by name (a directory would fail the rename, bare)."""
     check_regular_if_present(path, hint)
     tmp = path + ".tmp"
+    check_regular_if_present(tmp, hint)      # a directory there: named, not a bare error
     try:
         os.unlink(tmp)
     except FileNotFoundError:
         pass
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
     try:
-        os.write(fd, data)
+        if _write(fd, data) != len(data):
+            raise OSError(f"short write to {tmp}")
         if sync:
             os.fsync(fd)
     finally:
@@ -292,7 +300,8 @@ class AdminGate:
         self._admitted: dict = {}
         self._seen_path = None if data_dir is None else os.path.join(data_dir, ADMIN_SEEN_FILE)
         self._seen_fd: Optional[int] = None
-        self._seen_records = 0
+        self._seen_records = 0              # whole records in the file: its size / _SEEN.size
+        self.seen_lost: Optional[str] = None    # why admin.seen is no longer kept, if so
         if self._seen_path is not None:
             if self.key is None:
                 self._remove_seen()
@@ -303,7 +312,8 @@ class AdminGate:
     def _load_seen(self) -> None:
         """Take the tags still within the window from admin.seen and write it afresh with
         them alone. Its content is only ever compared with tags: a damaged record can refuse
-        nothing a member would admit, so a torn tail is simply left out."""
+        nothing a member would admit. Records are whole (an append that fails is cut back:
+        _note_seen), so a torn tail, which only a crash mid-append leaves, is left out."""
         now = self._clock()
         try:
             fd = open_regular(self._seen_path, hint=_SEEN_FILE_HINT)
@@ -332,14 +342,34 @@ class AdminGate:
 
     def _note_seen(self, tag: bytes, until: float) -> None:
         """Append one admitted tag (no fsync: a process crash keeps it; it is rewritten with
-        the live tags only once it holds twice as many records as may be remembered)."""
+        the live tags only once it holds twice as many records as may be remembered). A write
+        that fails or falls short (a full disk) is cut back to the last whole record, and the
+        file is kept no longer: admitting requests must not stop the member."""
         if self._seen_fd is None:
             return
-        if self._seen_records >= 2 * self._max_remembered:
-            self._rewrite_seen()
+        try:
+            if self._seen_records >= 2 * self._max_remembered:
+                self._rewrite_seen()
+                return
+            record = _SEEN.pack(tag, int(until * 1000))
+            written = _write(self._seen_fd, record)
+            if written != len(record):
+                raise OSError(f"short write ({written} of {len(record)} bytes)")
+            self._seen_records += 1
+        except OSError as exc:
+            self._give_up_seen(exc)
+
+    def _give_up_seen(self, exc: OSError) -> None:
+        self.seen_lost = (f"{self._seen_path}: {exc}; requests admitted from now on are not "
+                          "remembered across a restart")
+        fd, self._seen_fd = self._seen_fd, None
+        if fd is None:
             return
-        os.write(self._seen_fd, _SEEN.pack(tag, int(until * 1000)))
-        self._seen_records += 1
+        try:
+            os.ftruncate(fd, self._seen_records * _SEEN.size)   # whole records only
+        except OSError:
+            pass
+        os.close(fd)
 
     def _remove_seen(self) -> None:
         try:

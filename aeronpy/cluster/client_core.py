@@ -224,6 +224,12 @@ class ClientCore(ClientSessionBase):
             self._keep_session_terms(terms)
             self._last_progress_ns = now_ns
             self._last_sent_ns = now_ns
+            if not terms and self._connect_message.protocol_version >= 2 and self.leader_endpoint:
+                # an OK with no terms from a cluster of protocol 2: a leader that took over
+                # the session's opening from another never heard this client's protocol. The
+                # same connect again is answered by the open session's leader, with them.
+                self._count("session_terms_asked")
+                self._send(self.leader_endpoint, self._connect_message, now_ns)
         elif code == P.EVENT_ERROR and self._older_protocol_asked(event.detail, now_ns):
             pass
         elif code == P.EVENT_REDIRECT:
@@ -273,9 +279,13 @@ class ClientCore(ClientSessionBase):
         if 0 < largest < self._max_message_bytes:
             self._max_message_bytes = largest
 
-    def _expire(self, now_ns: int) -> None:
+    def _expire(self, now_ns: int, offering: bool = True) -> None:
         """Nothing was sent for the cluster's session timeout: the session is gone (or about to
-        be, and the SessionClose sent here ends it). Called by offer() and tick()."""
+        be, and the SessionClose sent here ends it). Called by offer() and by tick()
+        (``offering`` false). The cluster counts silence from what it last heard (a new leader
+        from when it took over), so it may still hold the session a moment longer: giving it
+        up here is the safe side, as nothing offered now is sent into a session that may be
+        gone."""
         idle_s = (now_ns - self._last_sent_ns) / 1e9
         self._count("sessions_expired")
         self._send(self.leader_endpoint, P.SessionClose(self.session_id, self.leadership_term), now_ns)
@@ -283,9 +293,11 @@ class ClientCore(ClientSessionBase):
             f"the session expired: this client sent nothing for {idle_s:.1f} s, and the cluster "
             f"closes a session silent for session_timeout_ms ({self._session_expiry_ns // _MS}); "
             "a client sends its keepalives only inside its calls (poll_egress, do_work, request), "
-            "so call one at least every second while idle. Connect a new client; the message "
-            "just offered was not sent, and any sent before and not answered may or may not "
-            f"have been applied ({len(self._window)} were waiting)"))
+            f"so call one at least every {self._keepalive_interval_ns // _MS} ms while idle "
+            "(its keepalive interval). Connect a new client; "
+            + ("the message just offered was not sent, and " if offering else "")
+            + "any sent before and not answered may or may not have been applied "
+            f"({len(self._window)} were waiting)"))
 
     def _fail(self, error: AeronpyError) -> None:
         self.state = ClientState.CLOSED
@@ -356,7 +368,7 @@ class ClientCore(ClientSessionBase):
                 self._send_connect(self._next_endpoint(None), now_ns)
         elif self.state is ClientState.CONNECTED:
             if self._session_expiry_ns and now_ns - self._last_sent_ns >= self._session_expiry_ns:
-                self._expire(now_ns)
+                self._expire(now_ns, offering=False)
                 return
             if self._window and now_ns - self._last_progress_ns >= self.config.resend_timeout_ns:
                 # the leader we know has acknowledged nothing for resend_timeout_ns: send the
@@ -419,7 +431,9 @@ class ClientCore(ClientSessionBase):
                 self.leader_endpoint = event.detail
                 self._resend_window(now_ns)
         elif event.code == P.EVENT_OK:
-            pass        # a late answer to a re-sent connect
+            # a late answer to a re-sent connect, or the one asked for the session terms
+            if not self.session_terms and event.correlation_id == self._connect_message.correlation_id:
+                self._keep_session_terms(P.parse_session_terms(event.detail)[1])
         else:
             self._count("session_errors")
             self._on_message_rejected(event)

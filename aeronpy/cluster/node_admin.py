@@ -85,12 +85,17 @@ class NodeAdmin:
         self.gate = AdminGate(config.secret, config.member.host,
                               f"{config.member.host}:{config.member.ingress_port}",
                               data_dir=config.data_dir)
+        self._seen_lost_logged = False
         # the key aeronpy tool signs admin requests with (derived from the secret, once, by
         # the gate; without a secret only this machine may send them, and no key is left)
-        if self.gate.key is not None:
-            write_key_file(config.data_dir, self.gate.key)
-        else:
-            remove_key_file(config.data_dir)
+        try:
+            if self.gate.key is not None:
+                write_key_file(config.data_dir, self.gate.key)
+            else:
+                remove_key_file(config.data_dir)
+        except BaseException:
+            self.gate.close()       # the node never gets this NodeAdmin to close it later
+            raise
         self._heartbeat_ns = config.heartbeat_interval_ms * _MS
         self.quit_linger_ns = max(1_000 * _MS, 2 * config.leader_heartbeat_timeout_ms * _MS)
         # what was already seen of the core, so each change is logged once
@@ -184,6 +189,9 @@ class NodeAdmin:
         admitted, result, request_tag, refusal = self.gate.admit(
             None if address is None else address[0], client_ref, msg.correlation_id, kind,
             msg.payload)
+        if self.gate.seen_lost is not None and not self._seen_lost_logged:
+            self._seen_lost_logged = True
+            self.log.warning("admin requests: %s", self.gate.seen_lost)
         if not admitted:
             self._values[self._rejected_slot] += 1
             self.node._drop_log.record(f"admin request refused: {refusal}")

@@ -25,6 +25,7 @@ DETAIL_UNKNOWN_SERVICE = "unknown service"
 OLDEST_CLIENT_PROTOCOL_VERSION = 1
 CLIENT_PROTOCOL_VERSION = 2
 SESSION_TERMS = ("session_timeout_ms", "reply_cache_messages", "max_message_bytes")
+MAX_SESSION_TERM = 1 << 40
 
 
 def format_session_terms(endpoint: str, terms: dict) -> str:
@@ -35,13 +36,15 @@ def format_session_terms(endpoint: str, terms: dict) -> str:
 
 def parse_session_terms(detail: str) -> tuple[str, dict]:
     """(endpoint, {name: int}) from a connect OK's detail, either version. Names this version
-    does not know, and parts that are not ``name=int`` (>= 0), are left out: a newer cluster
-    may send more."""
+    does not know, and parts that are not ``name=int`` in [0, MAX_SESSION_TERM], are left out:
+    a newer cluster may send more, and no real term comes near the bound (2**40 ms is 34
+    years), which keeps every use of one (a timeout in ns) within 64 bits."""
     endpoint, *parts = detail.split(";")
     terms = {}
     for part in parts:
         name, sep, value = part.partition("=")
-        if sep and name in SESSION_TERMS and value.isdigit() and len(value) <= 18:
+        if sep and name in SESSION_TERMS and value.isdigit() and len(value) <= 13 \
+                and int(value) <= MAX_SESSION_TERM:
             terms[name] = int(value)
     return endpoint, terms
 

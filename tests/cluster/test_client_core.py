@@ -12,6 +12,9 @@ EPS = "m0:1,m1:1,m2:1"
 MS = 1_000_000
 
 
+OK_DETAIL = "m1:1;session_timeout_ms=10000;reply_cache_messages=4096"
+
+
 def client(**cfg):
     c = ClientCore(EPS, "me:5", ClientConfig(**cfg), random.Random(1))
     c.connect(0)
@@ -21,7 +24,8 @@ def client(**cfg):
 def connected(**cfg):
     c = client(**cfg)
     [(_, connect)] = c.take_outgoing()
-    c.on_egress(P.SessionEvent(connect.correlation_id, 42, P.EVENT_OK, 1, 3, "m1:1"), 0)
+    # a protocol-2 cluster's answer: the leader's endpoint and the session terms
+    c.on_egress(P.SessionEvent(connect.correlation_id, 42, P.EVENT_OK, 1, 3, OK_DETAIL), 0)
     assert c.state is ClientState.CONNECTED
     return c
 
@@ -46,7 +50,7 @@ def test_redirect_during_connect_goes_to_the_named_leader():
     [(_, connect)] = sent(c)
     c.on_egress(P.SessionEvent(connect.correlation_id, 0, P.EVENT_REDIRECT, 2, 3, "m2:1"), 0)
     assert sent(c) == [("m2:1", connect)]
-    c.on_egress(P.SessionEvent(connect.correlation_id, 9, P.EVENT_OK, 2, 3, "m2:1"), 0)
+    c.on_egress(P.SessionEvent(connect.correlation_id, 9, P.EVENT_OK, 2, 3, "m2:1;session_timeout_ms=10000"), 0)
     assert c.session_id == 9 and c.leader_endpoint == "m2:1"
 
 

@@ -105,7 +105,8 @@ def _connect(core: ClientCore) -> None:
     [(_, connect)] = core.take_outgoing()
     if type(connect) is bytes:
         connect = _codec.decode(connect)
-    core.on_egress(P.SessionEvent(connect.correlation_id, SESSION, P.EVENT_OK, 1, 3, "m1:1"), 0)
+    core.on_egress(P.SessionEvent(connect.correlation_id, SESSION, P.EVENT_OK, 1, 3,
+                                  "m1:1;session_timeout_ms=10000"), 0)   # a protocol-2 cluster's OK
     assert core.state is ClientState.CONNECTED
 
 
@@ -262,7 +263,7 @@ class _StubUdp:
 def test_udp_client_transport_fast_path_counts_malformed_egress_and_delivers_the_rest():
     transport = UdpClientTransport(["127.0.0.1:9"])
     transport._udp.close()
-    event = _codec.encode(P.SessionEvent(1, SESSION, P.EVENT_OK, 0, 3, "127.0.0.1:9"))
+    event = _codec.encode(P.SessionEvent(1, SESSION, P.EVENT_OK, 0, 3, "127.0.0.1:9;session_timeout_ms=10000"))
     transport._udp = _StubUdp([event])
     client = ClusterClient.open("127.0.0.1:9", transport=transport)
     client.do_work()

@@ -181,3 +181,66 @@ def test_the_cluster_refuses_protocols_outside_its_range():
         ModuleConfig(protocol_version=0)
     with pytest.raises(ValueError, match="protocol_version must be >= 1"):
         ClientConfig(protocol_version=0)
+
+
+def test_an_ok_without_terms_from_a_protocol_2_cluster_asks_again_and_keeps_the_answer():
+    # a leader that took over a session's opening from another does not know the client's
+    # protocol and answers with the endpoint alone: the client sends its connect again
+    from aeronpy.cluster.client_core import ClientCore
+    core = ClientCore("m0:9000", "c:1", _config(window_messages=256))
+    core.connect(0)
+    core.take_outgoing()
+    cid = core._connect_message.correlation_id
+    core.on_egress(P.SessionEvent(cid, 5, P.EVENT_OK, 1, 3, "m1:9000"), 1)
+    assert core.is_connected and core.session_terms == {}
+    assert [(e, type(m)) for e, m in core.take_outgoing()] == [("m1:9000", P.SessionConnect)]
+    assert core.counters["session_terms_asked"] == 1
+    core.on_egress(P.SessionEvent(cid, 5, P.EVENT_OK, 1, 3,
+                                  "m1:9000;session_timeout_ms=900;reply_cache_messages=8"), 2)
+    assert core.session_terms == {"session_timeout_ms": 900, "reply_cache_messages": 8}
+    assert core._window_messages == 8 and core._session_expiry_ns == 900 * MS
+
+
+def test_the_leader_answers_a_connect_again_with_the_terms():
+    w, net = cluster(session_timeout_ns=3_000 * MS)
+    client = net.client(config=_config())
+    core = client._core
+    core.session_terms = {}
+    client._transport.send(core.leader_endpoint, core._connect_message)   # the same connect
+    client.poll_egress(lambda c, p: None)
+    assert core.session_terms["session_timeout_ms"] == 3000 and client.is_connected
+
+
+def test_terms_out_of_any_real_range_are_left_out_not_raised():
+    from aeronpy.cluster.client_core import ClientCore
+    for value in ("9223372036855", str(P.MAX_SESSION_TERM + 1), "99999999999999999999"):
+        core = ClientCore("m0:9000", "c:1", _config())
+        core.connect(0)
+        detail = f"m0:9000;session_timeout_ms={value};max_message_bytes={value}"
+        core.on_egress(P.SessionEvent(core._connect_message.correlation_id, 5, P.EVENT_OK, 0, 1,
+                                      detail), 1)
+        assert core.is_connected and core.session_terms == {} and core._session_expiry_ns == 0
+    core = ClientCore("m0:9000", "c:1", _config())
+    core.connect(0)
+    core.on_egress(P.SessionEvent(core._connect_message.correlation_id, 5, P.EVENT_OK, 0, 1,
+                                  f"m0:9000;session_timeout_ms={P.MAX_SESSION_TERM}"), 1)
+    assert core._session_expiry_ns == P.MAX_SESSION_TERM * MS        # fits in 64 bits
+
+
+def test_an_async_request_on_an_expired_session_raises_and_sends_nothing():
+    w, net = cluster(session_timeout_ns=50 * MS)
+
+    async def main():
+        from .memnet import MemTransport
+        transport = net.transports["c1:7000"] = MemTransport(net, "c1:7000")
+        client = await AsyncClusterClient.connect(net.endpoints(), transport=transport, config=_config(),
+                                                  clock=net.clock, poll_interval_s=0)
+        assert await client.request(b"a", timeout_s=5) == b"re:a"
+        before = len(_sent(net, P.SessionMessage))
+        w.now_ns += 60 * MS           # the loop was blocked elsewhere: no keepalive went out
+        with pytest.raises(ClusterClosedError, match="session expired"):
+            await client.request(b"order", timeout_s=5)
+        assert len(_sent(net, P.SessionMessage)) == before
+        await client.close()
+
+    asyncio.run(main())

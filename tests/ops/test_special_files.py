@@ -287,7 +287,7 @@ def start_node(tmp_path) -> subprocess.CompletedProcess:
 @pytest.mark.parametrize("name,kind", [
     ("durable.pos", "fifo"), ("node.state", "fifo"), ("recording.log", "devzero"),
     ("errors.log", "fifo"), ("node.pid", "fifo"), ("counters.dat", "dir"),
-    ("admin.key", "dir"), ("durable.pos", "dir"),
+    ("admin.key", "dir"), ("durable.pos", "dir"), ("admin.seen", "dir"),
 ])
 def test_the_node_refuses_a_special_file_with_status_4_and_one_line(one_member, name, kind):
     path = os.path.join(str(one_member), "data-0", name)

@@ -193,6 +193,67 @@ def test_the_record_is_bounded_and_a_damaged_one_refuses_nothing(tmp_path):
     after.close()
 
 
+def test_a_torn_tail_is_left_out_and_the_whole_records_before_it_kept(tmp_path):
+    clock = _Clock(5000.0)
+    gate = _gate(str(tmp_path), clock)
+    signed = [_signed(gate.key, cid, 5000.0) for cid in range(2)]
+    assert all(gate.admit(None, 1, cid, ADMIN_SHUTDOWN, signed[cid])[0] for cid in range(2))
+    gate.close()
+    seen = tmp_path / admin_auth.ADMIN_SEEN_FILE
+    with open(seen, "ab") as f:
+        f.write(b"\x01" * 11)                            # a crash mid-append
+    after = _gate(str(tmp_path), clock)
+    assert seen.stat().st_size == 2 * 24
+    assert [after.admit(None, 2, cid, ADMIN_SHUTDOWN, signed[cid])[3] for cid in range(2)] == \
+        ["replayed", "replayed"]
+    after.close()
+
+
+@pytest.mark.parametrize("failure", ["short", "enospc"])
+def test_a_failed_append_keeps_whole_records_and_never_raises_out_of_admit(tmp_path, monkeypatch,
+                                                                          failure):
+    import errno
+    clock = _Clock(5000.0)
+    gate = _gate(str(tmp_path), clock)
+    first = _signed(gate.key, 1, 5000.0)
+    assert gate.admit(None, 1, 1, ADMIN_SHUTDOWN, first)[0]
+    real_write = admin_auth._write
+
+    def full_disk(fd, data):
+        if failure == "short":
+            return real_write(fd, bytes(data)[:10])      # part of the record reached the file
+        raise OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr(admin_auth, "_write", full_disk)
+    second = _signed(gate.key, 2, 5000.0)
+    assert gate.admit(None, 1, 2, ADMIN_SHUTDOWN, second)[0]    # admitted; the member goes on
+    assert gate.seen_lost is not None and "not remembered across a restart" in gate.seen_lost
+    monkeypatch.setattr(admin_auth, "_write", real_write)
+    assert gate.admit(None, 1, 3, ADMIN_SHUTDOWN, _signed(gate.key, 3, 5000.0))[0]
+    gate.close()
+    seen = tmp_path / admin_auth.ADMIN_SEEN_FILE
+    assert seen.stat().st_size == 24                    # cut back to the whole record
+    after = _gate(str(tmp_path), clock)
+    assert after.admit(None, 2, 1, ADMIN_SHUTDOWN, first)[3] == "replayed"
+    after.close()
+
+
+def test_a_node_that_fails_to_start_after_opening_the_record_closes_it(tmp_path):
+    from aeronpy import ClusterNode, NodeConfig
+    from aeronpy.testing.services import EchoService
+    from aeronpy.testing.process_cluster import free_udp_ports
+    ports = free_udp_ports(2)
+    data_dir = tmp_path / "n0"
+    (data_dir / admin_auth.ADMIN_KEY_FILE).mkdir(parents=True)     # refused after the gate opened
+    config = NodeConfig(cluster_id=1, member_id=0, data_dir=str(data_dir), log_level="WARNING",
+                        secret=SECRET, members=[{"id": 0, "host": "127.0.0.1",
+                                                 "consensus_port": ports[0], "ingress_port": ports[1]}])
+    with pytest.raises(OSError, match="admin.key"):
+        ClusterNode(config, [EchoService()])
+    open_files = [os.readlink(f"/proc/self/fd/{fd}") for fd in os.listdir("/proc/self/fd")
+                  if os.path.exists(f"/proc/self/fd/{fd}")]
+    assert not [f for f in open_files if f.endswith(admin_auth.ADMIN_SEEN_FILE)], open_files
+
+
 def test_a_fifo_in_place_of_the_record_is_refused_by_name_and_no_secret_removes_it(tmp_path):
     seen = tmp_path / admin_auth.ADMIN_SEEN_FILE
     os.mkfifo(seen)

@@ -221,6 +221,7 @@ class ProcessCluster:
         self._logs: Dict[int, object] = {}
         self._stopped: set = set()                # members stopped on purpose (kill())
         self._reported: set = set()               # exits check_running() has reported
+        self._paused: set = set()                 # members stopped by pause()
         self._spawned_ns: Dict[int, int] = {}     # member -> wall clock when last started
         self._finalizer: Optional[weakref.finalize] = None
         self.config_path = os.path.join(self.base_dir, "cluster.toml")
@@ -294,17 +295,57 @@ class ProcessCluster:
         :meth:`check_running` has reported it: else its exit code is returned and
         :meth:`check_running` still reports it (a crash is not hidden by a later kill)."""
         proc = self.procs.get(member)
+        was_paused = member in self._paused
+        self._paused.discard(member)
         if proc is None or proc.poll() is not None:
             if proc is not None and member in self._reported:
                 self._stopped.add(member)       # reported already: the kill acknowledges it
             return None if proc is None else proc.returncode
         self._stopped.add(member)
         proc.send_signal(sig)
+        if was_paused:                            # a stopped process acts on SIGTERM only once let go
+            os.kill(proc.pid, signal.SIGCONT)
         try:
             return proc.wait(timeout=wait_s)
         except subprocess.TimeoutExpired:
             proc.kill()
             return proc.wait(timeout=5)
+
+    def pause(self, member: int) -> None:
+        """Stop a member's process where it is (SIGSTOP), as a long GC pause or a stalled VM
+        would: its peers time it out and elect without it. :meth:`resume` lets it go on."""
+        proc = self.procs.get(member)
+        if proc is None or proc.poll() is not None:
+            raise RuntimeError(f"member {member} is not running")
+        os.kill(proc.pid, signal.SIGSTOP)
+        self._paused.add(member)
+
+    def resume(self, member: int) -> None:
+        """Let a :meth:`pause`-d member run again (SIGCONT)."""
+        proc = self.procs.get(member)
+        self._paused.discard(member)
+        if proc is not None and proc.poll() is None:
+            os.kill(proc.pid, signal.SIGCONT)
+
+    def wait_settled(self, timeout_s: float = 30.0, interval_s: float = 0.1) -> int:
+        """Wait until every member is running, not paused, and all report one commit index,
+        equal to their append index, twice in a row; returns that index. Raises
+        :class:`TimeoutError` naming each member's indexes when they do not settle in time."""
+        deadline = time.monotonic() + timeout_s
+        last = None
+        while True:
+            now = []
+            for m in range(self.members):
+                c = self.read_counters(m) if self.alive(m) and m not in self._paused else None
+                now.append(None if c is None else (c.get("commit_index"), c.get("append_index")))
+            if (now == last and None not in now and len(set(now)) == 1
+                    and now[0][0] is not None and now[0][0] == now[0][1]):
+                return now[0][0]
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"members not settled within {timeout_s:g} s: (commit, append) "
+                                   f"per member {now} (None: not running, paused or unreadable)")
+            last = now
+            time.sleep(interval_s)
 
     def alive(self, member: int) -> bool:
         proc = self.procs.get(member)

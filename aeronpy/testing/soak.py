@@ -544,13 +544,12 @@ class Soak:
             self.problem(f"members {sorted(exc.exited)} not up {timeout_s:g} s after restart")
 
     def pause(self, m: int, seconds: float) -> None:
-        proc = self.pc.procs[m]
-        os.kill(proc.pid, signal.SIGSTOP)
+        self.pc.pause(m)
         self.paused.add(m)
         try:
             time.sleep(seconds)
         finally:
-            os.kill(proc.pid, signal.SIGCONT)
+            self.pc.resume(m)
             self.paused.discard(m)
 
     def tool(self, command: str, m: int, timeout_s: float) -> Tuple[int, str]:
@@ -802,19 +801,11 @@ class Soak:
     def settle(self, timeout_s: float = 60.0) -> None:
         """Wait until all members are up, have committed all they appended, at one index,
         twice in a row."""
-        pc = self.pc
-        deadline = time.monotonic() + timeout_s
-        last = None
-        while time.monotonic() < deadline:
-            now = tuple((self.counters(m).get("commit_index"), self.counters(m).get("append_index"))
-                        for m in range(pc.members))
-            if (now == last and all(pc.alive(m) for m in range(pc.members))
-                    and len(set(now)) == 1 and now[0][0] is not None and now[0][0] == now[0][1]):
-                self.say(f"settled at index {now[0][0]}")
-                return
-            last = now
-            time.sleep(0.25)
-        self.problem(f"members not caught up {timeout_s:g} s after healing:\n{self.describe()}")
+        try:
+            self.say(f"settled at index {self.pc.wait_settled(timeout_s, interval_s=0.25)}")
+        except TimeoutError as exc:
+            self.problem(f"members not caught up {timeout_s:g} s after healing ({exc}):\n"
+                         f"{self.describe()}")
 
     def shutdown(self) -> None:
         pc = self.pc

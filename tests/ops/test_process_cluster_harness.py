@@ -235,6 +235,46 @@ def test_a_kill_does_not_hide_a_crash_not_yet_reported(tmp_path):
         pc.check_running()
 
 
+def _state(pid: int) -> str:
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().rsplit(")", 1)[1].split()[0]
+
+
+def test_pause_stops_a_member_where_it_is_and_resume_lets_it_go_on(tmp_path):
+    with ProcessCluster(members=2, base_dir=str(tmp_path), wrap_command=_sleeper) as pc:
+        pc.start()
+        pid = pc.procs[0].pid
+        pc.pause(0)
+        assert wait_until(lambda: _state(pid) == "T", 10)
+        pc.resume(0)
+        assert wait_until(lambda: _state(pid) == "S", 10)
+        pc.pause(1)                                   # a paused member still ends on SIGTERM
+        assert wait_until(lambda: _state(pc.procs[1].pid) == "T", 10)
+        assert pc.kill(1, signal.SIGTERM, wait_s=5) == -signal.SIGTERM
+        pc.check_running()
+        with pytest.raises(RuntimeError, match="member 1 is not running"):
+            pc.pause(1)
+
+
+@pytest.mark.process
+def test_wait_settled_sees_a_paused_member_catch_up(tmp_path):
+    from aeronpy import ClusterClient
+    with ProcessCluster(members=3, base_dir=str(tmp_path), services=[ECHO]) as pc:
+        pc.start()
+        leader = pc.leader(timeout_s=30)
+        assert leader is not None
+        follower = next(m for m in range(3) if m != leader)
+        pc.pause(follower)
+        with ClusterClient.connect(pc.ingress_endpoints, timeout_s=10) as client:
+            for i in range(20):
+                assert client.request(b"%d" % i, timeout_s=10) == b"%d" % i
+        with pytest.raises(TimeoutError, match="not settled"):
+            pc.wait_settled(timeout_s=1.0)            # the paused member has not got them
+        pc.resume(follower)
+        index = pc.wait_settled(timeout_s=30)
+        assert all(pc.read_counters(m)["commit_index"] == index for m in range(3))
+
+
 @pytest.mark.process
 def test_a_member_whose_port_is_taken_is_reported(tmp_path):
     with ProcessCluster(services=[ECHO], base_dir=str(tmp_path)) as pc:

@@ -166,10 +166,10 @@ class Election:
     def on_canvass(self, from_id: int, msg, now_ns: int) -> None:
         """Pre-vote request: never changes our term; yes only if the sender could win."""
         core = self.core
-        grant = (msg.proposed_term > core.term
+        tag_ok = self._tag_matches(from_id, msg.ballot_tag)    # first: a mismatch is always told
+        grant = (tag_ok and msg.proposed_term > core.term
                  and core.log_is_up_to_date(msg.last_log_term, msg.last_log_index)
-                 and not core.in_leader_lease(now_ns)
-                 and self._tag_matches(from_id, msg.ballot_tag))
+                 and not core.in_leader_lease(now_ns))
         reply_term = msg.proposed_term if grant else core.term
         core.counters_add("canvass_granted" if grant else "canvass_refused")
         core.send(from_id, Vote(reply_term, grant, True))
@@ -177,9 +177,9 @@ class Election:
     def on_request_vote(self, from_id: int, msg, now_ns: int) -> None:
         """Ballot in our current term (the core already adopted a higher term)."""
         core = self.core
+        tag_ok = self._tag_matches(from_id, msg.ballot_tag)    # first: a mismatch is always told
         can_vote = core.voted_for == from_id or (core.voted_for == _config.NO_VOTE and core.leader_id is None)
-        grant = (can_vote and core.log_is_up_to_date(msg.last_log_term, msg.last_log_index)
-                 and self._tag_matches(from_id, msg.ballot_tag))
+        grant = tag_ok and can_vote and core.log_is_up_to_date(msg.last_log_term, msg.last_log_index)
         if grant:
             core.record_vote(from_id)
             self.reset_timer(now_ns)

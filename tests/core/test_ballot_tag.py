@@ -79,3 +79,12 @@ def test_the_tag_must_fit_in_64_signed_bits():
     for bad in (1 << 63, -(1 << 63) - 1):
         with pytest.raises(ValueError, match="ballot_tag"):
             CoreConfig(0, (0,), ballot_tag=bad)
+
+
+def test_a_mismatch_is_told_even_when_the_log_alone_would_refuse():
+    net, reports = _tagged([A, A, B])
+    net.elect(0)                              # members 0 and 1 now hold a longer log than 2 would
+    net.step(1, 2, CanvassPosition(net[1].term, net[1].term + 1, 0, 0, B))
+    assert (1, 2, B) in reports
+    [(_, _, vote)] = net.take(src=1, dst=2)
+    assert not vote.granted

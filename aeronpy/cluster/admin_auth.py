@@ -210,11 +210,13 @@ def _replace_private_file(path: str, data: bytes, hint: str, sync: bool) -> None
     a regular file in the way is refused by name (a directory would fail the rename, bare)."""
     check_regular_if_present(path, hint)
     tmp = path + ".tmp"
-    check_regular_if_present(tmp, hint)      # a directory there: named, not a bare error
     try:
-        os.unlink(tmp)
+        os.unlink(tmp)                        # a file, FIFO or link left there goes
     except FileNotFoundError:
         pass
+    except OSError:
+        check_regular_if_present(tmp, hint)   # a directory: named, not a bare error
+        raise
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
     try:
         if _write(fd, data) != len(data):
@@ -335,8 +337,9 @@ class AdminGate:
         _replace_private_file(self._seen_path, b"".join(
             _SEEN.pack(tag, int(until * 1000)) for tag, (_, until) in self._admitted.items()),
             _SEEN_FILE_HINT, sync=False)
-        if self._seen_fd is not None:
-            os.close(self._seen_fd)
+        fd, self._seen_fd = self._seen_fd, None
+        if fd is not None:
+            os.close(fd)
         self._seen_fd = os.open(self._seen_path, os.O_WRONLY | os.O_APPEND | getattr(os, "O_NOFOLLOW", 0))
         self._seen_records = len(self._admitted)
 

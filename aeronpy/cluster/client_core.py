@@ -39,6 +39,7 @@ from aeronpy.errors import (AeronpyError, AuthenticationError, ClusterClosedErro
 
 _MS = 1_000_000
 _REFUSED_REMEMBERED = 4096    # refused correlation ids kept to drop the refusals of re-sends
+_TERMS_ASKS = 5               # times a client asks for the session terms an OK did not carry
 _log = logging.getLogger("aeronpy.client")
 
 
@@ -139,6 +140,8 @@ class ClientCore(ClientSessionBase):
         # sends nothing, where the message would have been refused unapplied.
         self._session_expiry_ns = 0
         self.session_terms: dict[str, int] = {}
+        self._terms_asks_left = 0           # asks left for the terms an OK did not carry
+        self._terms_ask_due_ns = 0
         self.error: Optional[AeronpyError] = None     # why the client closed, if not by close()
         self.session_id = 0
         self.leadership_term = -1
@@ -224,12 +227,13 @@ class ClientCore(ClientSessionBase):
             self._keep_session_terms(terms)
             self._last_progress_ns = now_ns
             self._last_sent_ns = now_ns
-            if not terms and self._connect_message.protocol_version >= 2 and self.leader_endpoint:
+            if not terms and self._connect_message.protocol_version >= 2:
                 # an OK with no terms from a cluster of protocol 2: a leader that took over
                 # the session's opening from another never heard this client's protocol. The
-                # same connect again is answered by the open session's leader, with them.
-                self._count("session_terms_asked")
-                self._send(self.leader_endpoint, self._connect_message, now_ns)
+                # same connect again is answered by the open session's leader, with them
+                # (tick() asks again while none came, a few times: the ask can be lost)
+                self._terms_asks_left = _TERMS_ASKS
+                self._ask_for_terms(now_ns)
         elif code == P.EVENT_ERROR and self._older_protocol_asked(event.detail, now_ns):
             pass
         elif code == P.EVENT_REDIRECT:
@@ -240,6 +244,14 @@ class ClientCore(ClientSessionBase):
             self._fail(AuthenticationError(f"cluster rejected the credentials: {event.detail}"))
         else:
             self._fail(NotConnectedError(f"cluster refused the session: {event.detail}"))
+
+    def _ask_for_terms(self, now_ns: int) -> None:
+        if self._terms_asks_left <= 0 or not self.leader_endpoint:
+            return
+        self._terms_asks_left -= 1
+        self._terms_ask_due_ns = now_ns + self.config.connect_attempt_timeout_ns
+        self._count("session_terms_asked")
+        self._send(self.leader_endpoint, self._connect_message, now_ns)
 
     def _older_protocol_asked(self, detail: str, now_ns: int) -> bool:
         """A cluster of an older version refused our protocol: connect again in the older one
@@ -343,7 +355,7 @@ class ClientCore(ClientSessionBase):
         self._last_progress_ns = now_ns
         # forget what was delivered for seqs far below the window (bounded record); the
         # floor moves by what was released, so this is O(1) a message
-        floor = self._window_base - self.config.window_messages
+        floor = self._window_base - self._window_messages     # as the compiled path's floor
         old_floor = self._answered_floor
         if floor > old_floor:
             self._answered_floor = floor
@@ -370,6 +382,8 @@ class ClientCore(ClientSessionBase):
             if self._session_expiry_ns and now_ns - self._last_sent_ns >= self._session_expiry_ns:
                 self._expire(now_ns, offering=False)
                 return
+            if self._terms_asks_left and not self.session_terms and now_ns >= self._terms_ask_due_ns:
+                self._ask_for_terms(now_ns)
             if self._window and now_ns - self._last_progress_ns >= self.config.resend_timeout_ns:
                 # the leader we know has acknowledged nothing for resend_timeout_ns: send the
                 # window to the next member (a follower redirects to the leader, at the cost of

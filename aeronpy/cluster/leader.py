@@ -51,6 +51,11 @@ class LeaderDuties:
         detail = "" if leader_id is None else self.config.members.get(leader_id, "")
         self._event(client_ref, correlation_id, session_id, P.EVENT_REDIRECT, detail)
 
+    def _answer_open_session(self, client_ref: object, m: Any, existing: SessionState) -> None:
+        self._event(client_ref, m.correlation_id, existing.session_id, P.EVENT_OK,
+                    self.config.connect_ok_detail(self.config.members.get(self.member_id, ""),
+                                                  m.protocol_version))
+
     def _on_connect(self, client_ref: object, m: Any) -> None:
         if not self.config.accepts_protocol(m.protocol_version):
             self.counters["connect_bad_version"] += 1
@@ -66,6 +71,14 @@ class LeaderDuties:
             self.counters["connect_bad_endpoint"] += 1
             self._event(client_ref, m.correlation_id, 0, P.EVENT_ERROR, "bad response_endpoint")
             return
+        existing = self.sessions.find_client(endpoint, m.client_nonce)
+        if (existing is not None and existing.connect_correlation_id == m.correlation_id
+                and self.config.client_ref(endpoint) == client_ref):
+            # the very connect that opened the session, re-sent by its own client (lost OK, or
+            # a protocol-2 client asking for its session terms): answered, not authenticated
+            # again (a one-time token would be refused the second time)
+            self._answer_open_session(client_ref, m, existing)
+            return
         try:
             accepted = self.config.authenticator.authenticate(bytes(m.credentials), endpoint)
         except Exception as exc:   # the application's code: its bug refuses, never stops a leader
@@ -79,11 +92,8 @@ class LeaderDuties:
             self._event(client_ref, m.correlation_id, 0, P.EVENT_AUTHENTICATION_REJECTED,
                         "credentials rejected")
             return
-        existing = self.sessions.find_client(endpoint, m.client_nonce)
         if existing is not None:        # a re-sent connect whose session is already open
-            self._event(client_ref, m.correlation_id, existing.session_id, P.EVENT_OK,
-                        self.config.connect_ok_detail(self.config.members.get(self.member_id, ""),
-                                                      m.protocol_version))
+            self._answer_open_session(client_ref, m, existing)
             return
         key = (endpoint, m.client_nonce)
         if key in self._pending_connects:

@@ -43,7 +43,7 @@ def parse_session_terms(detail: str) -> tuple[str, dict]:
     terms = {}
     for part in parts:
         name, sep, value = part.partition("=")
-        if sep and name in SESSION_TERMS and value.isdigit() and len(value) <= 13 \
+        if sep and name in SESSION_TERMS and value.isascii() and value.isdigit() and len(value) <= 13 \
                 and int(value) <= MAX_SESSION_TERM:
             terms[name] = int(value)
     return endpoint, terms

@@ -177,6 +177,15 @@ def _toml_value(value) -> str:
     return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+def _signal_group(proc: subprocess.Popen, sig: int) -> None:
+    """``sig`` to a member's process group (each member starts a session of its own), so a
+    ``wrap_command`` that forks (``sh -c``, ``timeout``) does not leave the node itself out."""
+    try:
+        os.killpg(proc.pid, sig)
+    except ProcessLookupError:
+        pass
+
+
 class ProcessCluster:
     """A cluster of real node processes on 127.0.0.1."""
 
@@ -286,6 +295,7 @@ class ProcessCluster:
         self.procs[member] = proc
         self._stopped.discard(member)
         self._reported.discard(member)
+        self._paused.discard(member)
         return proc
 
     def kill(self, member: int, sig: int = signal.SIGKILL, wait_s: float = 10.0) -> Optional[int]:
@@ -304,7 +314,7 @@ class ProcessCluster:
         self._stopped.add(member)
         proc.send_signal(sig)
         if was_paused:                            # a stopped process acts on SIGTERM only once let go
-            os.kill(proc.pid, signal.SIGCONT)
+            _signal_group(proc, signal.SIGCONT)
         try:
             return proc.wait(timeout=wait_s)
         except subprocess.TimeoutExpired:
@@ -317,7 +327,7 @@ class ProcessCluster:
         proc = self.procs.get(member)
         if proc is None or proc.poll() is not None:
             raise RuntimeError(f"member {member} is not running")
-        os.kill(proc.pid, signal.SIGSTOP)
+        _signal_group(proc, signal.SIGSTOP)
         self._paused.add(member)
 
     def resume(self, member: int) -> None:
@@ -325,7 +335,7 @@ class ProcessCluster:
         proc = self.procs.get(member)
         self._paused.discard(member)
         if proc is not None and proc.poll() is None:
-            os.kill(proc.pid, signal.SIGCONT)
+            _signal_group(proc, signal.SIGCONT)
 
     def wait_settled(self, timeout_s: float = 30.0, interval_s: float = 0.1) -> int:
         """Wait until every member is running, not paused, and all report one commit index,
@@ -457,6 +467,7 @@ class ProcessCluster:
         _kill_children(self.procs, self._logs,
                        self.base_dir if remove and self._own_dir else None)
         self._stopped.clear()
+        self._paused.clear()
         _LIVE.discard(self)
 
     def __enter__(self) -> "ProcessCluster":

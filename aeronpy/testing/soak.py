@@ -729,7 +729,7 @@ class Soak:
     def heal(self) -> None:
         pc = self.pc
         for m in list(self.paused):
-            os.kill(pc.procs[m].pid, signal.SIGCONT)
+            pc.resume(m)
             self.paused.discard(m)
         down = [m for m in range(pc.members) if not pc.alive(m)]
         for m in down:

@@ -213,7 +213,7 @@ def test_the_leader_answers_a_connect_again_with_the_terms():
 
 def test_terms_out_of_any_real_range_are_left_out_not_raised():
     from aeronpy.cluster.client_core import ClientCore
-    for value in ("9223372036855", str(P.MAX_SESSION_TERM + 1), "99999999999999999999"):
+    for value in ("9223372036855", str(P.MAX_SESSION_TERM + 1), "99999999999999999999", "\u00b2", "1\u0663"):
         core = ClientCore("m0:9000", "c:1", _config())
         core.connect(0)
         detail = f"m0:9000;session_timeout_ms={value};max_message_bytes={value}"
@@ -244,3 +244,56 @@ def test_an_async_request_on_an_expired_session_raises_and_sends_nothing():
         await client.close()
 
     asyncio.run(main())
+
+
+def test_the_terms_are_asked_for_again_until_they_come_a_bounded_number_of_times():
+    from aeronpy.cluster.client_core import ClientCore
+    core = ClientCore("m0:9000", "c:1", _config())
+    core.connect(0)
+    core.take_outgoing()
+    cid = core._connect_message.correlation_id
+    core.on_egress(P.SessionEvent(cid, 5, P.EVENT_OK, 1, 3, "m1:9000"), 1)
+    asks = [len([m for _, m in core.take_outgoing() if type(m) is P.SessionConnect])]
+    for step in range(1, 12):                 # the asks are lost: every attempt timeout, again
+        core.tick(1 + step * 5 * MS)
+        asks.append(len([m for _, m in core.take_outgoing() if type(m) is P.SessionConnect]))
+    assert sum(asks) == 5 and core.counters["session_terms_asked"] == 5
+    core2 = ClientCore("m0:9000", "c:1", _config())
+    core2.connect(0)
+    cid = core2._connect_message.correlation_id
+    core2.on_egress(P.SessionEvent(cid, 5, P.EVENT_OK, 1, 3, "m1:9000"), 1)
+    core2.on_egress(P.SessionEvent(cid, 5, P.EVENT_OK, 1, 3, "m1:9000;session_timeout_ms=900"), 2)
+    core2.take_outgoing()
+    core2.tick(10 * MS)                       # came: no more asks
+    assert not [m for _, m in core2.take_outgoing() if type(m) is P.SessionConnect]
+
+
+def test_the_same_connect_from_its_own_client_is_not_authenticated_again():
+    from aeronpy.cluster.module_config import Authenticator
+
+    class OneTimeTokens(Authenticator):
+        def __init__(self):
+            self.calls = []
+
+        def authenticate(self, credentials, response_endpoint):
+            self.calls.append((bytes(credentials), response_endpoint))
+            return self.calls.count((bytes(credentials), response_endpoint)) == 1
+
+    tokens = OneTimeTokens()
+    w, net = cluster(session_timeout_ns=3_000 * MS, authenticator=tokens)
+    client = net.client(config=_config(), credentials=b"token-1")
+    core = client._core
+    calls = len(tokens.calls)
+    core.session_terms = {}
+    client._transport.send(core.leader_endpoint, core._connect_message)   # the same connect
+    client.poll_egress(lambda c, p: None)
+    assert core.session_terms["session_timeout_ms"] == 3000 and client.is_connected
+    assert len(tokens.calls) == calls                # answered without a second login
+    # the same connect from anyone else is authenticated (and this one-time token refused)
+    from .memnet import MemTransport
+    other = net.transports["c9:7000"] = MemTransport(net, "c9:7000")
+    other.send(core.leader_endpoint, core._connect_message)
+    net.pump()
+    assert len(tokens.calls) == calls + 1
+    refusals = [m for m in other.inbox if type(m) is P.SessionEvent]
+    assert [m.code for m in refusals] == [P.EVENT_AUTHENTICATION_REJECTED]

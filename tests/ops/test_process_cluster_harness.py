@@ -256,6 +256,32 @@ def test_pause_stops_a_member_where_it_is_and_resume_lets_it_go_on(tmp_path):
             pc.pause(1)
 
 
+def _forking_sleeper(_member, _argv):
+    """wrap_command: a shell that forks the stand-in (no exec), as `sh -c "..."; true` does."""
+    return ["sh", "-c", f"{sys.executable} -c 'import time; time.sleep(120)'; true"]
+
+
+def _children(pid: int) -> list:
+    with open(f"/proc/{pid}/task/{pid}/children") as f:
+        return [int(p) for p in f.read().split()]
+
+
+def test_pause_reaches_a_forked_member_and_a_restart_is_not_paused(tmp_path):
+    with ProcessCluster(members=1, base_dir=str(tmp_path), wrap_command=_forking_sleeper) as pc:
+        pc.start()
+        shell = pc.procs[0].pid
+        assert wait_until(lambda: _children(shell), 10)
+        [member] = _children(shell)
+        pc.pause(0)
+        assert wait_until(lambda: _state(member) == "T" and _state(shell) == "T", 10)
+        pc.resume(0)
+        assert wait_until(lambda: _state(member) == "S", 10)
+        pc.pause(0)
+        pc.kill(0)
+        pc.start_member(0)                            # a new process: not paused
+        assert pc._paused == set()
+
+
 @pytest.mark.process
 def test_wait_settled_sees_a_paused_member_catch_up(tmp_path):
     from aeronpy import ClusterClient

@@ -237,6 +237,27 @@ def test_a_failed_append_keeps_whole_records_and_never_raises_out_of_admit(tmp_p
     after.close()
 
 
+def test_a_rewrite_whose_reopen_fails_gives_up_without_touching_a_stale_descriptor(tmp_path, monkeypatch):
+    import errno
+    clock = _Clock(5000.0)
+    gate = _gate(str(tmp_path), clock, max_remembered=1)
+    for cid in range(2):
+        clock.now = 5000.0 + 61 * cid
+        assert gate.admit(None, 1, cid, ADMIN_SHUTDOWN, _signed(gate.key, cid, clock.now))[0]
+    real_open = os.open
+
+    def no_append_fd(path, flags, *args):
+        if flags & os.O_APPEND:
+            raise OSError(errno.EMFILE, "Too many open files")
+        return real_open(path, flags, *args)
+    monkeypatch.setattr(admin_auth.os, "open", no_append_fd)
+    clock.now += 61                                   # the record is full: the next admit rewrites
+    assert gate.admit(None, 1, 7, ADMIN_SHUTDOWN, _signed(gate.key, 7, clock.now))[0]
+    monkeypatch.setattr(admin_auth.os, "open", real_open)
+    assert gate.seen_lost is not None and gate._seen_fd is None
+    gate.close()
+
+
 def test_a_node_that_fails_to_start_after_opening_the_record_closes_it(tmp_path):
     from aeronpy import ClusterNode, NodeConfig
     from aeronpy.testing.services import EchoService

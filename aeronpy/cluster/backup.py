@@ -187,8 +187,10 @@ class ClusterBackup:
 
     def _pull_snapshot(self, index: int, term: int, size: int) -> int:
         self._save_term(term)
+        from aeronpy.cluster.snapshotting import snapshot_cluster_time
         writer = self.archive.begin_snapshot(index, term)
         offset = 0
+        head = bytearray()          # the file's first bytes: its header names the cluster time
         try:
             while offset < size:
                 raw = self._request(BACKUP_CHUNK, _CHUNK.pack(index, offset, MAX_CHUNK_BYTES))
@@ -201,8 +203,11 @@ class ClusterBackup:
                     writer.abort()
                     return 0
                 writer.write(data)
+                if len(head) < 64:
+                    head += data[:64 - len(head)]
                 offset += len(data)
-            info = writer.commit(0)
+            # recorded with the cluster time the member recorded it with, as its own entry
+            info = writer.commit(snapshot_cluster_time(head))
         except BaseException:
             writer.abort()
             raise

@@ -146,6 +146,16 @@ def check_service_names(contents: SnapshotContents, services: Sequence, path: st
             "(docs/operations.md, 'Changing the set of services')")
 
 
+def snapshot_cluster_time(head) -> int:
+    """The cluster time a snapshot file's header records, from its first bytes (0 when they
+    are too few or not a snapshot: the full read of the file checks it anyway)."""
+    head = bytes(head[:_HEADER.size])
+    if len(head) < _HEADER.size:
+        return 0
+    magic, version, _count, _index, _term, cluster_time_ns = _HEADER.unpack(head)
+    return cluster_time_ns if magic == MAGIC and version in _VERSIONS else 0
+
+
 def read_snapshot_file(archive: Any, info: Any) -> SnapshotContents:
     """Open a recorded snapshot (the archive re-verifies its file checksum) and parse it."""
     return decode_snapshot(archive.open_snapshot(info).getbuffer())

@@ -74,6 +74,9 @@ def test_backup_follows_a_cluster_and_restores_everything_committed(tmp_path):
         # every committed entry up to the position is in the backup, identical
         b_snapshot, b_entries = _archive_entries(str(tmp_path / "backup"))
         assert b_snapshot is not None and b_snapshot.index <= position
+        # recorded with the cluster time its file names, as the members record theirs
+        with open(b_snapshot.path, "rb") as f:
+            assert b_snapshot.timestamp_ns == decode_snapshot(f.read()).cluster_time_ns > 0
         assert max(b_entries, default=b_snapshot.index) == position
         assert set(b_entries) == set(range(b_snapshot.index + 1, position + 1))
         compared = 0

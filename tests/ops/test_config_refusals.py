@@ -3,13 +3,14 @@
 import os
 import subprocess
 import sys
-import textwrap
 
 import pytest
 
 from aeronpy.cluster.config import SECRET_MAX_BYTES, NodeConfig
 from aeronpy.errors import ConfigError
 from aeronpy.testing.process_cluster import child_env, free_udp_ports
+
+from opsfiles import make_special
 
 TIMEOUT_S = 30
 
@@ -142,12 +143,7 @@ def test_a_huge_config_file_is_not_read(tmp_path):
 @pytest.mark.parametrize("kind", ["fifo", "dir", "devzero"])
 def test_a_config_that_is_not_a_regular_file_is_refused_without_blocking(tmp_path, kind):
     path = str(tmp_path / "cluster.toml")
-    if kind == "fifo":
-        os.mkfifo(path)
-    elif kind == "dir":
-        os.mkdir(path)
-    else:
-        os.symlink("/dev/zero", path)
+    make_special(path, kind)
     line = assert_config_error_line(node_cli(tmp_path, path), "<config>")
     assert path in line and "not a regular file" in line
 

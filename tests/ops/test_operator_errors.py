@@ -15,6 +15,8 @@ from aeronpy.cluster.counters import ConsensusModuleState, CountersReader, Count
 from aeronpy.cluster.nodefiles import ERRORS_FILE, ErrorLog, read_errors
 from aeronpy.testing.process_cluster import child_env, free_udp_ports
 
+from opsfiles import write_one_member_config
+
 
 SERVICES = textwrap.dedent("""
     import aeronpy
@@ -37,16 +39,7 @@ def run(argv, capsys):
 @pytest.fixture
 def one_member(tmp_path):
     """A one-member cluster file (free loopback ports) and a module with services beside it."""
-    consensus, ingress = free_udp_ports(2)
-    (tmp_path / "cluster.toml").write_text(textwrap.dedent(f"""
-        cluster_id = 7
-        data_dir = "{tmp_path}/data-{{member_id}}"
-        [[members]]
-        id = 0
-        host = "127.0.0.1"
-        consensus_port = {consensus}
-        ingress_port = {ingress}
-    """))
+    write_one_member_config(tmp_path)
     (tmp_path / "ops_services.py").write_text(SERVICES)
     return tmp_path
 

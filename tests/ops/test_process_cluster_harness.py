@@ -64,6 +64,21 @@ def _read_line(proc: subprocess.Popen, timeout_s: float) -> str:
     return buf.split(b"\n", 1)[0].decode()
 
 
+def _assert_reaped(info: dict, what: str) -> None:
+    """Every node the child reported (``info``) is gone within 10 s, and its directory too."""
+    assert wait_until(lambda: not any(_running(pid) for pid in info["pids"]), 10), \
+        f"{what}: {info['pids']}"
+    assert not os.path.exists(info["dir"])
+
+
+def _end_child(child: subprocess.Popen, info: dict) -> None:
+    """Test teardown: the child and anything it left behind are gone, whatever happened."""
+    if child.poll() is None:
+        child.kill()
+        child.wait(timeout=10)
+    _kill_leftovers(info["pids"], info["dir"])
+
+
 def _sleeper(_member, _argv):
     """wrap_command: a stand-in child that just sleeps (cheap to start)."""
     return [sys.executable, "-c", "import time; time.sleep(120)"]
@@ -96,14 +111,9 @@ def test_sigterm_of_the_parent_reaps_the_nodes(tmp_path):
         rc = child.wait(timeout=30)
         # the default disposition's outcome is kept: the process dies of SIGTERM
         assert rc == -signal.SIGTERM, child.stderr.read()[-2000:]
-        assert wait_until(lambda: not any(_running(pid) for pid in info["pids"]), 10), \
-            f"nodes still running after the parent's SIGTERM: {info['pids']}"
-        assert not os.path.exists(info["dir"])
+        _assert_reaped(info, "nodes still running after the parent's SIGTERM")
     finally:
-        if child.poll() is None:
-            child.kill()
-            child.wait(timeout=10)
-        _kill_leftovers(info["pids"], info["dir"])
+        _end_child(child, info)
 
 
 def test_default_sigterm_gets_the_cleanup_handler_and_an_own_handler_is_kept(tmp_path):
@@ -160,14 +170,9 @@ def test_a_dropped_cluster_is_reaped_by_interpreter_exit(tmp_path, ending):
         info = json.loads(_read_line(child, 60))
         assert len(info["pids"]) == 3
         child.wait(timeout=30)
-        assert wait_until(lambda: not any(_running(pid) for pid in info["pids"]), 10), \
-            f"children of a dropped ProcessCluster still running: {info['pids']}"
-        assert not os.path.exists(info["dir"])
+        _assert_reaped(info, "children of a dropped ProcessCluster still running")
     finally:
-        if child.poll() is None:
-            child.kill()
-            child.wait(timeout=10)
-        _kill_leftovers(info["pids"], info["dir"])
+        _end_child(child, info)
 
 
 def test_discard_from_the_registry_keeps_the_children(tmp_path):

@@ -17,24 +17,13 @@ from aeronpy.archive.fs import NotARegularFileError, OsFileSystem
 from aeronpy.cluster import admin_auth
 from aeronpy.cluster.counters import CountersWriter
 from aeronpy.cluster.nodefiles import ErrorLog, record_failed_start
-from aeronpy.testing.process_cluster import child_env, free_udp_ports
+from aeronpy.testing.process_cluster import child_env
+
+from opsfiles import make_special, write_one_member_config
 
 TIMEOUT_S = 30
 KINDS = ("fifo", "dir", "devzero")
 SNAPSHOT_INDEX = 20
-
-
-def make_special(path: str, kind: str) -> None:
-    if os.path.isdir(path) and not os.path.islink(path):
-        os.rmdir(path)
-    elif os.path.lexists(path):
-        os.remove(path)
-    if kind == "fifo":
-        os.mkfifo(path)
-    elif kind == "dir":
-        os.mkdir(path)
-    else:
-        os.symlink("/dev/zero", path)
 
 
 def run_bounded(argv, env=None, cwd=None) -> subprocess.CompletedProcess:
@@ -261,16 +250,7 @@ def test_a_failed_start_is_recorded_in_errors_log_even_when_counters_cannot_be(t
 
 @pytest.fixture
 def one_member(tmp_path):
-    consensus, ingress = free_udp_ports(2)
-    (tmp_path / "cluster.toml").write_text(textwrap.dedent(f"""
-        cluster_id = 7
-        data_dir = "{tmp_path}/data-{{member_id}}"
-        [[members]]
-        id = 0
-        host = "127.0.0.1"
-        consensus_port = {consensus}
-        ingress_port = {ingress}
-    """))
+    write_one_member_config(tmp_path)
     os.mkdir(tmp_path / "data-0")
     return tmp_path
 

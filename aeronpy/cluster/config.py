@@ -66,7 +66,8 @@ KEY_DOCS: tuple = (
      "same randomised timer; a member that heard from a live leader within this long ignores "
      "a disruptive candidate's ballot. Raise it to ride out pauses (GC, a busy core). A member "
      "raises its own to twice its last snapshot's pause, and its leader_heartbeat_timeout_ms "
-     "by as much, while that is longer (docs/snapshots.md)."),
+     "by as much, while that is longer, but never so far that the two together reach "
+     "session_timeout_ms (docs/snapshots.md)."),
     ("heartbeat_interval_ms", "50", "How often a leader heartbeats idle followers. Must be less "
      "than `election_timeout_ms` and `leader_heartbeat_timeout_ms`."),
     ("leader_heartbeat_timeout_ms", "400", "A leader that hears from no quorum for this long "

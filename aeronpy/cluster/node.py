@@ -96,6 +96,23 @@ def epoch_anchored_clock(wall_ns=time.time_ns, mono_ns=time.monotonic_ns):
     return now_ns
 
 
+def adaptive_timeouts_ns(pause_ns: int, election_ns: int, leader_ns: int,
+                         session_ns: int) -> tuple:
+    """(election, leader heartbeat, capped) timeouts for a member whose last snapshot paused
+    it pause_ns, given the configured election, leader-heartbeat and session timeouts.
+
+    Raised to twice the pause (the leader-heartbeat timeout by as much), never below the
+    configured values. Capped so that the raised leader-heartbeat timeout plus the raised
+    election timeout stays below the session timeout, the relation the configuration checks
+    at load (sessions survive a failover): 2E + (L - E) < S, so E <= (S - L + E - 1) // 2.
+    `capped` says the cap, not the pause, set the result."""
+    election = max(election_ns, 2 * pause_ns)
+    cap = max(election_ns, (session_ns - leader_ns + election_ns - 1) // 2)
+    capped = election > cap
+    election = min(election, cap)
+    return election, leader_ns + election - election_ns, capped
+
+
 class ClusterNode:
     """One member of a cluster (docs/programming.md section 4). Construct, then ``start()`` or drive ``do_work()``."""
 
@@ -165,6 +182,7 @@ class ClusterNode:
         self.core = RaftCore(core_config, rng=random.Random(), hard_state=recovered.hard_state,
                              log=recovered.log, commit_index=recovered.commit_index)
         self._ballot_tag_reported: set = set()
+        self._pause_cap_warned_ns = 0        # the largest capped pause already warned about
         self._service_names = service_names(services)
         self.core.on_ballot_tag_mismatch = self._on_ballot_tag_mismatch
         # payload chunks the log releases (compaction after a snapshot, a cut tail) are freed
@@ -699,12 +717,24 @@ class ClusterNode:
         snapshot looked like its death to its followers, and the followers' like theirs to it
         (a 500 ms snapshot on 200/400 ms timeouts gave 14 elections in 15 s). A member cannot
         tell a dead peer from one that serialises for as long as it does itself, so it waits
-        that long; failover then takes that long too. Never below the configured values."""
+        that long; failover then takes that long too. Never below the configured values, and
+        never so high that a failover outlasts the session timeout (adaptive_timeouts_ns): one
+        freak pause (swap, a stalled VM) must not leave failover unbounded or close every
+        client session at the next failover."""
         cfg = self.core.config
         base_election = self.config.election_timeout_ms * _MS
         base_leader = self.config.leader_heartbeat_timeout_ms * _MS
-        election = max(base_election, 2 * pause_ns)
-        leader = max(base_leader, 2 * pause_ns + base_leader - base_election)
+        election, leader, capped = adaptive_timeouts_ns(
+            pause_ns, base_election, base_leader, self.config.session_timeout_ms * _MS)
+        if capped and pause_ns > self._pause_cap_warned_ns:
+            self._pause_cap_warned_ns = pause_ns
+            self.log.warning(
+                "snapshot paused this member %.0f ms: its election timeout is capped at %.0f ms "
+                "(so that leader_heartbeat_timeout + election timeout stay below "
+                "session_timeout_ms %d), less than twice the pause, so the next snapshot may "
+                "cost an election. Keep on_take_snapshot fast, or raise session_timeout_ms "
+                "(docs/snapshots.md)", pause_ns / 1e6, election / 1e6,
+                self.config.session_timeout_ms)
         if election != cfg.election_timeout_ns:
             if abs(election - cfg.election_timeout_ns) * 4 > cfg.election_timeout_ns:  # >25%
                 self.log.info("snapshot paused this member %.0f ms: election timeout now %.0f ms, "

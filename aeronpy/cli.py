@@ -147,13 +147,8 @@ def cmd_node(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     except Exception as exc:  # noqa: BLE001 - failed while starting: as a failure while running
         return _failed_at_start(config, exc, log)
-    metrics_server = None
     failure = None
     try:
-        if config.metrics_http_port is not None:
-            from aeronpy.cluster.metrics import MetricsServer
-            metrics_server = MetricsServer(config.data_dir, config.metrics_http_port).start()
-            log.info("metrics at %s", metrics_server.url)
         freeze_start_up_objects()
         node.start()
         while not stop.wait(0.2):
@@ -165,9 +160,7 @@ def cmd_node(args: argparse.Namespace) -> int:
             if failure is not None:
                 break
     finally:
-        node.close()
-        if metrics_server is not None:
-            metrics_server.close()
+        node.close()   # also stops its metrics server (metrics_http_port)
     if failure is not None:
         _err(f"aeronpy node: member {config.member_id} failed and stopped: "
              f"{type(failure).__name__}: {failure} ({_where_the_traceback_is(config.data_dir)})")

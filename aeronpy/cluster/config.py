@@ -121,8 +121,10 @@ KEY_DOCS: tuple = (
      "AppendEntries (at least one entry is always sent)."),
     ("snapshots_to_keep", "2", "How many snapshots (and the log they cover) are kept; older ones "
      "are deleted. At least 1."),
-    ("metrics_http_port", "off", "When set, serve Prometheus metrics at "
-     "http://127.0.0.1:PORT/metrics (loopback only)."),
+    ("metrics_http_port", "off", "When set, the node (`aeronpy node` or an embedded "
+     "`ClusterNode`, from its construction to its `close()`) serves Prometheus metrics at "
+     "http://127.0.0.1:PORT/metrics (loopback only), on a thread of its own that reads the "
+     "counters file. A port that cannot be bound stops the start with `metrics_http_port: ...`."),
     ("log_level", '"INFO"', "Level of the node's logger `aeronpy.node.<member_id>`: DEBUG, INFO, "
      "WARNING, ERROR or CRITICAL."),
     ("authenticator", "none (accept every client)", 'Client authentication: "module:ClassName" '

@@ -278,8 +278,29 @@ class ClusterNode:
         self._work_unpublished = False # a cycle did work since the last publish
         self._cycle_max_ns = 0         # the longest of them
         self._publish_counters()
+        self._metrics = self._start_metrics_server(config)
         self.log.info("started: member %d of cluster %d, %d members, data dir %s",
                       config.member_id, config.cluster_id, len(config.members), config.data_dir)
+
+    def _start_metrics_server(self, config: NodeConfig):
+        """Serve the counters as Prometheus text when ``metrics_http_port`` is set, for an
+        embedded node as for ``aeronpy node`` (a thread of its own; it reads the counters
+        file the duty cycle publishes, so it never touches the duty cycle's state)."""
+        if config.metrics_http_port is None:
+            return None
+        from aeronpy.cluster.metrics import MetricsServer
+        try:
+            server = MetricsServer(config.data_dir, config.metrics_http_port).start()
+        except OSError as exc:
+            raise ConfigError("metrics_http_port", f"cannot listen on 127.0.0.1:"
+                                                   f"{config.metrics_http_port}: {exc}") from exc
+        self.log.info("metrics at %s", server.url)
+        return server
+
+    def _close_metrics_server(self) -> None:
+        server, self._metrics = self.__dict__.get("_metrics"), None
+        if server is not None:
+            server.close()
 
     def _release_after_failed_start(self) -> None:
         """Close what ``_open`` opened before it raised, and release the data dir's lock, so a
@@ -288,6 +309,7 @@ class ClusterNode:
         admin = self.__dict__.get("_admin")
         if admin is not None:
             admin.gate.close()
+        self._close_metrics_server()
         for name in ("ingress", "consensus", "archive", "counters", "_errors"):
             resource = self.__dict__.get(name)
             if resource is not None:
@@ -672,7 +694,8 @@ class ClusterNode:
         try:
             self.module.close()
         finally:
-            for closer in (self._publish_counters, self._transport_counters.publish,
+            for closer in (self._close_metrics_server,
+                           self._publish_counters, self._transport_counters.publish,
                            self._drop_log.close, self.consensus.close,
                            self.ingress.close, self.archive.close, self._close_sync_pipe,
                            self._admin.closed,

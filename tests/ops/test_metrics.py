@@ -74,3 +74,54 @@ def test_server_without_counters_answers_503(tmp_path):
     with MetricsServer(tmp_path, port=0) as server:
         status, _, body = _get(server.url)
     assert status == 503 and "no counters.dat" in body
+
+
+def _embedded_node(tmp_path, **extra):
+    from aeronpy.cluster.config import NodeConfig
+    from aeronpy.cluster.node import ClusterNode
+    from aeronpy.testing.process_cluster import free_udp_ports
+    from aeronpy.testing.services import EchoService
+    ports = free_udp_ports(2)
+    check = extra.pop("check_startable", True)
+    cfg = NodeConfig(cluster_id=5, member_id=0, data_dir=str(tmp_path / "n0"), log_level="WARNING",
+                     members=[{"id": 0, "host": "127.0.0.1", "consensus_port": ports[0],
+                               "ingress_port": ports[1]}], **extra)
+    return ClusterNode(cfg, [EchoService()], check_startable=check)
+
+
+def _free_tcp_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_an_embedded_node_serves_its_metrics_until_closed(tmp_path):
+    # Found by a docs audit: only `aeronpy node` started the server, so an embedded node with
+    # metrics_http_port set checked that the port was free and then served nothing.
+    port = _free_tcp_port()
+    node = _embedded_node(tmp_path, metrics_http_port=port)
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+            families = parse(r.read().decode())
+        assert families["aeronpy_up"]["samples"] == [({"cluster_id": "5", "member_id": "0"}, 1)]
+        assert "aeronpy_commit_index" in families
+    finally:
+        node.close()
+    with pytest.raises(urllib.error.URLError):
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5)
+
+
+def test_a_metrics_port_taken_after_the_check_stops_the_start_and_frees_the_rest(tmp_path):
+    import socket
+
+    from aeronpy.errors import ConfigError
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(ConfigError) as e:
+            _embedded_node(tmp_path, metrics_http_port=port, check_startable=False)
+        assert e.value.key == "metrics_http_port" and str(port) in str(e.value)
+    node = _embedded_node(tmp_path)        # the data dir's lock and sockets were given back
+    node.close()

@@ -155,7 +155,12 @@ class Archive:
     def _recover(self, require_node_state: bool) -> Recovered:
         hard_state = load_node_state(self.fs, self.data_dir)
         state_saved = self.fs.exists(f"{self.data_dir}/{NODE_STATE_FILE}")
-        self._recording_log.load()
+        self._recording_log.load(cut=False)     # cut below, once nothing refuses the start
+        damaged_entry = self._recording_log.damaged_at
+        if damaged_entry is not None:
+            warnings.warn(f"{self._recording_log.path}: the entry at offset {damaged_entry} "
+                          "fails its checksum; it and what follows are ignored as a torn write",
+                          RuntimeWarning, stacklevel=2)
         marker_found = self.fs.exists(self._marker.path)
         self._marker.load()
         if not self._marker.valid:
@@ -184,9 +189,13 @@ class Archive:
             what = "the log ends cleanly" if stop.clean else stop.reason
             claim = ("durable" if reported_durable == self._marker.durable_index else
                      "written (file_sync = none, in this boot of the OS)")
+            also = "" if damaged_entry is None else (
+                f"; also, the entry at offset {damaged_entry} of {self._recording_log.path} "
+                "fails its checksum (a newer snapshot's record may be damaged)")
             raise ArchiveCorruptError(
                 f"{what} at index {stop.index}, but the node had reported the log {claim} up to "
-                f"index {reported_durable}", path=stop.path, offset=stop.offset, index=stop.index)
+                f"index {reported_durable}{also}", path=stop.path, offset=stop.offset,
+                index=stop.index)
         if snapshot is not None:
             log = self._align_with_snapshot(log, snapshot, reported_durable)
         self._commit = max(min(max(self._marker.commit_index, acked_commit),
@@ -194,6 +203,7 @@ class Archive:
                            snapshot.index if snapshot else 0)
         try:
             stop = self._segments.cut_after_recovery(stop)
+            self._recording_log.cut_torn_tail()
             strays = self._remove_stray_snapshot_files()
             self._marker.open()
             if self.file_sync != "none":
@@ -238,14 +248,26 @@ class Archive:
 
     def _align_with_snapshot(self, log, snapshot: SnapshotInfo, reported_durable: int):
         """Start the in-memory log at the snapshot. If the archived log ends below it, the old
-        segments are useless (all below a durable snapshot): delete them."""
-        if log.last_index >= snapshot.index > log.base_index:
-            if log.term_at(snapshot.index) != snapshot.term:
-                raise ArchiveCorruptError(
-                    f"the log has term {log.term_at(snapshot.index)} at index {snapshot.index} "
-                    f"but snapshot {snapshot.path} was taken at term {snapshot.term}",
-                    path=snapshot.path, index=snapshot.index)
-            log.drop_prefix(snapshot.index, snapshot.term)
+        segments are useless (all below a durable snapshot): delete them.
+
+        A log holding another term at the snapshot's index (or starting right after it with
+        another term before it) is a snapshot installed from the leader whose
+        `reset_to_snapshot` a crash prevented: the local entries from there on were never
+        committed (the leader's differ), so they are dropped as the reset would have. Only
+        when the node had known them committed is that corruption."""
+        if log.last_index >= snapshot.index >= log.base_index:
+            held = log.term_at(snapshot.index) if snapshot.index > log.base_index else log.base_term
+            if held != snapshot.term:
+                known_commit = max(self._marker.commit_index,
+                                   self._marker.acknowledged(self.fs.boot_id())[1])
+                if known_commit >= snapshot.index:
+                    raise ArchiveCorruptError(
+                        f"the log has term {held} at index {snapshot.index} (committed up to "
+                        f"{known_commit}) but snapshot {snapshot.path} was taken at term "
+                        f"{snapshot.term}", path=snapshot.path, index=snapshot.index)
+                return self._reset_log_at_snapshot(snapshot)
+            if snapshot.index > log.base_index:
+                log.drop_prefix(snapshot.index, snapshot.term)
         elif log.last_index < snapshot.index:
             self._segments.reset_at(snapshot.index, snapshot.term)
             try:
@@ -254,6 +276,28 @@ class Archive:
                 raise self._fail(exc, "recovery")
             log = _log_index_class()(snapshot.index, snapshot.term)
         return log
+
+    def _reset_log_at_snapshot(self, snapshot: SnapshotInfo):
+        """Drop every segment (a stale, uncommitted history past an installed snapshot) and
+        start the log at the snapshot. The marker is lowered (synced) first, as in
+        `reset_to_snapshot`: a crash before the files go must not leave a claim on entries
+        that are gone (a false corruption alarm next time)."""
+        index = snapshot.index
+        warnings.warn(f"the log after snapshot {snapshot.path} holds another history (a crash "
+                      f"before the installed snapshot reset the log): entries after index "
+                      f"{index} were dropped", RuntimeWarning, stacklevel=3)
+        try:
+            self._marker.open()
+            if self._boot is not None:
+                self._marker.note_written(min(self._marker.written_index, index),
+                                          min(self._marker.written_commit, index), self._boot)
+            self._marker.write(min(self._marker.durable_index, index),
+                               min(self._marker.commit_index, index), sync=True)
+            self._segments.reset_at(index, snapshot.term)
+            self.fs.sync_dir(self.data_dir)
+        except OSError as exc:
+            raise self._fail(exc, "recovery")
+        return _log_index_class()(index, snapshot.term)
 
     def _sync_everything(self) -> None:
         """After recovery under data/full: what survived a kill -9 in the page cache may not
@@ -605,6 +649,14 @@ class Archive:
         try:
             if self._recovered and self._failure is None:
                 self.sync()
+                # a commit noted after the last sync (no append since) is not in the marker
+                # yet: a clean close keeps it, so recovery replays what was committed
+                commit = min(self._commit_for_marker(), self._marker.durable_index)
+                if commit > self._marker.commit_index:
+                    try:
+                        self._marker.write(self._marker.durable_index, commit, sync=False)
+                    except OSError as exc:
+                        raise self._fail(exc, "closing")
                 self._marker.sync()
         finally:
             self._closed = True

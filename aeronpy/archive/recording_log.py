@@ -77,10 +77,16 @@ class RecordingLog:
         self.handle = None
         self.entries: list = []   # TermStart | SnapshotEntry, in file order
         self.size = 0
+        self.file_size = 0        # bytes in the file (more than size: a tail not cut yet)
+        self.damaged_at = None    # offset of a whole entry that failed its checksum, if any
 
-    def load(self) -> None:
-        """Read every entry; cut a torn tail (and sync the cut)."""
+    def load(self, cut: bool = True) -> None:
+        """Read every entry; cut a torn tail (and sync the cut). With ``cut=False`` the file is
+        left as it is until `cut_torn_tail()` (recovery cuts nothing before it has checked
+        the rest of the data dir: a refusal to start must leave the evidence in place)."""
         self.entries = []
+        self.damaged_at = None
+        self.file_size = 0
         if not self.fs.exists(self.path):
             self.size = 0
             return
@@ -99,13 +105,21 @@ class RecordingLog:
                 parsed.append(entry)
         self.entries = parsed
         self.size = len(parsed) * ENTRY_BYTES
-        if self.size != len(raw):
+        self.file_size = len(raw)
+        self.damaged_at = bad_at     # a whole entry that fails its checksum (None: none)
+        if cut:
+            self.cut_torn_tail()
+
+    def cut_torn_tail(self) -> None:
+        """Truncate the file after its last valid entry (synced), if anything follows it."""
+        if self.file_size != self.size:
             h = self.fs.open_file(self.path)
             try:
                 self.fs.truncate(h, self.size)
                 self.fs.fdatasync(h)
             finally:
                 self.fs.close(h)
+            self.file_size = self.size
 
     @staticmethod
     def _decode(raw, off: int):
@@ -126,6 +140,7 @@ class RecordingLog:
                 self.fs.sync_dir(self.directory)
         self.fs.pwrite(self.handle, raw, self.size)
         self.size += len(raw)
+        self.file_size = max(self.file_size, self.size)
         if sync:
             self.fs.fdatasync(self.handle)
 
@@ -140,8 +155,15 @@ class RecordingLog:
         self.entries.append(entry)
 
     def snapshots(self) -> list:
-        """Recorded snapshots, oldest first."""
-        return [e for e in self.entries if isinstance(e, SnapshotEntry)]
+        """Recorded snapshots, oldest first. A file recorded again (a snapshot taken again at the
+        same index and term after the first copy was found damaged, renamed over it) counts
+        once, as its latest record: the file holds that record's bytes."""
+        latest: dict = {}
+        for e in self.entries:
+            if isinstance(e, SnapshotEntry):
+                latest.pop(e.name, None)
+                latest[e.name] = e
+        return list(latest.values())
 
     def term_starts(self) -> list:
         """The live term starts: a later entry supersedes earlier ones at or after its index

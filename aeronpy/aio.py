@@ -26,6 +26,10 @@ TICK_S = 0.001      # longest wait between duty cycles with no datagram (the cli
 
 
 class AsyncClusterClient:
+    """The cluster client for asyncio: ``client = await AsyncClusterClient.connect(...)``, then
+    ``await client.request(...)``. The same session logic and guarantees as `ClusterClient`
+    (docs/programming.md section 7), driven from the event loop."""
+
     def __init__(self, client: ClusterClient, poll_interval_s: float = 0.0002):
         self._client = client
         self._core = client._core
@@ -43,12 +47,17 @@ class AsyncClusterClient:
         client = ClusterClient.open(endpoints, **options)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
-        while client._core.state is ClientState.CONNECTING:
-            if loop.time() >= deadline:
-                client._transport.close()
-                raise NotConnectedError(client._no_session_why(endpoints, timeout_s))
-            if not client.do_work():
-                await asyncio.sleep(poll_interval_s)
+        try:
+            while client._core.state is ClientState.CONNECTING:
+                if loop.time() >= deadline:
+                    raise NotConnectedError(client._no_session_why(endpoints, timeout_s))
+                if not client.do_work():
+                    await asyncio.sleep(poll_interval_s)
+        except BaseException:
+            # cancelled (asyncio.wait_for, a task's cancel) or failed while waiting: the
+            # transport, a socket for a real client, is closed, not left to the collector
+            client._transport.close()
+            raise
         if client._core.state is not ClientState.CONNECTED:
             client._transport.close()
             raise client._core.error or NotConnectedError("connect failed")

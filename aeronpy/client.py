@@ -109,11 +109,15 @@ class ClusterClient:
             transport = UdpClientTransport(endpoint_list, bind_host=bind_host,
                                            config=StreamConfig.for_message_bytes(
                                                client_stream_message_bytes(limit)))
-        core = ClientCore(endpoint_list, transport.local_endpoint, config, rng, credentials,
-                          encoded_messages=bool(getattr(transport, "sends_encoded", False)))
-        client = cls(core, transport, clock)
-        core.connect(clock())
-        client._flush()
+        try:
+            core = ClientCore(endpoint_list, transport.local_endpoint, config, rng, credentials,
+                              encoded_messages=bool(getattr(transport, "sends_encoded", False)))
+            client = cls(core, transport, clock)
+            core.connect(clock())
+            client._flush()
+        except BaseException:
+            transport.close()
+            raise
         return client
 
     @classmethod
@@ -126,11 +130,17 @@ class ClusterClient:
         client = cls.open(endpoints, **options)
         deadline = client._clock() + int(timeout_s * 1e9)
         idle = client.backoff()
-        while client._core.state is ClientState.CONNECTING:
-            if client._clock() >= deadline:
-                client._transport.close()
-                raise NotConnectedError(client._no_session_why(endpoints, timeout_s))
-            idle(client.do_work())
+        try:
+            while client._core.state is ClientState.CONNECTING:
+                if client._clock() >= deadline:
+                    raise NotConnectedError(client._no_session_why(endpoints, timeout_s))
+                idle(client.do_work())
+        except BaseException:
+            # whatever ended the wait (timeout, an error, KeyboardInterrupt): the socket is
+            # closed here, not left open for the collector (a caller that retries leaks one
+            # descriptor per attempt otherwise)
+            client._transport.close()
+            raise
         if client._core.state is not ClientState.CONNECTED:
             client._transport.close()
             raise client._core.error or NotConnectedError("connect failed")
@@ -399,8 +409,12 @@ class UdpClientTransport:
         self._udp = UdpTransport(bind_host, 0, INGRESS_CLUSTER_ID, CLIENT_SENDER_ID, None,
                                  **transport_options)
         self._peers: dict[str, int] = {}
-        for endpoint in endpoints:
-            self._peer(endpoint)
+        try:
+            for endpoint in endpoints:
+                self._peer(endpoint)
+        except BaseException:
+            self._udp.close()             # a bad endpoint: its socket is not left open
+            raise
         host, port = self._udp.local_address[:2]
         self.local_endpoint = f"{host}:{port}"
 
@@ -412,15 +426,22 @@ class UdpClientTransport:
     def _peer(self, endpoint: str) -> int:
         peer_id = self._peers.get(endpoint)
         if peer_id is None:
-            peer_id = self._peers[endpoint] = len(self._peers)
+            # mapped only once added: a failed endpoint (one a redirect or NEW_LEADER event
+            # named that this client cannot resolve) fails every send to it, not only the first
+            # (after which its sends used to vanish without a word)
+            peer_id = len(self._peers)
             self._udp.add_peer(peer_id, *_split_endpoint(endpoint))
+            self._peers[endpoint] = peer_id
         return peer_id
 
     def send(self, endpoint: str, message: object) -> None:
         """``message``: a protocol message, or one already encoded (bytes)."""
         peer_id = self._peers.get(endpoint)
         if peer_id is None:
-            peer_id = self._peer(endpoint)
+            try:
+                peer_id = self._peer(endpoint)
+            except (ValueError, OSError) as exc:
+                raise NotConnectedError(f"cannot send to cluster endpoint {endpoint!r}: {exc}") from exc
         self._udp.send(peer_id, message if type(message) is bytes else self._encode(message))
 
     def poll(self, handler: Callable[[object], None], limit: int = 64) -> int:

@@ -392,7 +392,7 @@ cdef class ReplyPath:
 
 
 cdef class ClientSession:
-    """A client's session as a service sees it (DESIGN 1.1).
+    """A client's session as a service sees it (docs/programming.md section 2).
 
     ``offer`` sends a response on egress. Its result never depends on this member's role or
     on the network (on followers nothing is sent and a positive value is still returned), so
@@ -418,7 +418,9 @@ cdef class ClientSession:
     def offer(self, payload) -> int:
         """Send ``payload`` to the client: > 0 once accepted, aeronpy.CLOSED if the session is closed.
 
-        Raises MessageTooLargeError for a payload above the cluster's max message size.
+        Raises MessageTooLargeError for a payload above the cluster's max message size, and
+        ClusterStateError when called outside log order (from on_role_change,
+        on_take_snapshot or on_terminate, which run on one member only).
         """
         return self.path.offer(self.state, payload)
 

@@ -127,6 +127,8 @@ from aeronpy._codec cimport SESSION_MESSAGE_HEADER_LENGTH, session_message_heade
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
 from libc.string cimport memcpy
 
+from operator import index as _index
+
 from aeronpy.cluster.codes import BACK_PRESSURED, CLOSED, NOT_CONNECTED
 from aeronpy.errors import MessageTooLargeError
 
@@ -157,6 +159,10 @@ cdef class ClientSessionBase:
             except TypeError:
                 raise TypeError("payload must be bytes-like (bytes, bytearray, memoryview), got "
                                 f"{type(payload).__name__}") from None
+        if type(service_id) is not int:
+            # an int-like (numpy integer) as its int; anything else (a float, which the
+            # compiled header store would truncate to another service) is a TypeError
+            service_id = _index(service_id)
         size = payload.nbytes if type(payload) is memoryview else len(payload)
         if size > self._max_message_bytes:
             raise MessageTooLargeError(

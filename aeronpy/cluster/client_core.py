@@ -394,8 +394,17 @@ class ClientCore(ClientSessionBase):
                 self.leader_endpoint = self._next_endpoint(self.leader_endpoint)
                 self._resend_window(now_ns)
             if now_ns - self._last_sent_ns >= self._keepalive_interval_ns:
-                self._send(self.leader_endpoint, P.SessionKeepAlive(self.session_id, self.leadership_term),
-                           now_ns)
+                keepalive = P.SessionKeepAlive(self.session_id, self.leadership_term)
+                self._send(self.leader_endpoint, keepalive, now_ns)
+                if not self._window and len(self.endpoints) > 1 and \
+                        now_ns - self._last_progress_ns >= self.config.resend_timeout_ns:
+                    # idle: the same keepalive to another member, round robin. A follower
+                    # answers with a redirect naming the leader. Without it an idle client
+                    # whose leader died kept sending its keepalives to the dead member (an empty
+                    # window never stalls), the new leader's NEW_LEADER did not reach a client
+                    # it had never heard from, and it closed the session at its timeout
+                    self._count("leader_probes")
+                    self._send(self._next_endpoint(self.leader_endpoint), keepalive, now_ns)
 
     def _next_endpoint(self, avoid: Optional[str]) -> str:
         for _ in range(len(self.endpoints)):
@@ -442,8 +451,18 @@ class ClientCore(ClientSessionBase):
         elif event.code == P.EVENT_REDIRECT:
             self._count("redirects")
             if event.detail and event.detail != self.leader_endpoint:
+                if event.correlation_id == 0 and event.leadership_term < self.leadership_term:
+                    # a keepalive's redirect from a member that lags: it names an older leader
+                    self._count("stale_redirects")
+                    return
                 self.leader_endpoint = event.detail
-                self._resend_window(now_ns)
+                if event.leadership_term > self.leadership_term:
+                    self.leadership_term = event.leadership_term
+                if self._window:
+                    self._resend_window(now_ns)
+                else:                 # heard by the new leader now, not a keepalive later
+                    self._send(self.leader_endpoint,
+                               P.SessionKeepAlive(self.session_id, self.leadership_term), now_ns)
         elif event.code == P.EVENT_OK:
             # a late answer to a re-sent connect, or the one asked for the session terms
             if not self.session_terms and event.correlation_id == self._connect_message.correlation_id:

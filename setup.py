@@ -5,11 +5,13 @@ New compiled modules need no edit here: drop ``csrc/_name.pyx`` in and it is bui
 module's ``.pxd`` by its full dotted name, and ``csrc/`` is on the include path, so other
 modules ``from aeronpy._name cimport ...``.
 """
+import filecmp
 import os
 import sys
 from glob import glob
 
 from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
 
 try:
     from Cython.Build import cythonize
@@ -18,6 +20,23 @@ except ImportError as exc:  # pragma: no cover - build requirement
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEBUG = os.environ.get("AERONPY_DEBUG") == "1"  # compile-time switch for expensive invariant checks
+
+
+class InplaceByRename(build_ext):
+    """``build_ext --inplace`` puts each module in place by rename, and leaves one whose bytes
+    did not change alone. setuptools writes over every module's file in place, even unchanged
+    ones; a running process that has it mapped (a test cluster's node, a test run) then runs
+    the new bytes at old offsets and can crash."""
+
+    def copy_file(self, infile, outfile, *args, **kwargs):
+        if not self.inplace or os.name == "nt" or not outfile.endswith(".so"):
+            return super().copy_file(infile, outfile, *args, **kwargs)
+        if os.path.exists(outfile) and filecmp.cmp(infile, outfile, shallow=False):
+            return outfile, False
+        tmp = outfile + ".tmp-build"
+        super().copy_file(infile, tmp, *args, **kwargs)
+        os.replace(tmp, outfile)
+        return outfile, True
 
 
 def extensions():
@@ -46,6 +65,7 @@ def extensions():
 
 
 setup(
+    cmdclass={"build_ext": InplaceByRename},
     ext_modules=cythonize(
         extensions(),
         include_path=["csrc"],

@@ -187,7 +187,8 @@ class ClusterBackup:
 
     def _pull_snapshot(self, index: int, term: int, size: int) -> int:
         self._save_term(term)
-        from aeronpy.cluster.snapshotting import snapshot_cluster_time
+        from aeronpy.cluster.snapshotting import (SnapshotFileError, decode_snapshot,
+                                                  snapshot_cluster_time)
         writer = self.archive.begin_snapshot(index, term)
         offset = 0
         head = bytearray()          # the file's first bytes: its header names the cluster time
@@ -206,14 +207,21 @@ class ClusterBackup:
                 if len(head) < 64:
                     head += data[:64 - len(head)]
                 offset += len(data)
+            # end-to-end check of the inner checksum *before* it is recorded: a member serves
+            # its file as it is on its disk, and a recorded snapshot is the one recovery (and a
+            # restored member) trusts. A damaged one is dropped and another member asked.
+            try:
+                decode_snapshot(writer.read_back())
+            except SnapshotFileError as exc:
+                writer.abort()
+                self._refused_snapshot(index, exc)
+                return 0
             # recorded with the cluster time the member recorded it with, as its own entry
             info = writer.commit(snapshot_cluster_time(head))
         except BaseException:
             writer.abort()
             raise
-        from aeronpy.cluster.snapshotting import read_snapshot_file
         from aeronpy.cluster.snapshot_transfer import reset_archive_at_snapshot
-        read_snapshot_file(self.archive, info)    # end-to-end check of the inner checksum
         keeps = self.log.base_index < index <= self.log.last_index and self.log.term_at(index) == term
         self.log.drop_prefix(index, term)
         reset_archive_at_snapshot(self.archive, index, term, keeps)
@@ -233,6 +241,17 @@ class ClusterBackup:
         self._write_status()
         log.info("backup: snapshot at index %d (%d bytes) pulled", index, size)
         return size
+
+    def _refused_snapshot(self, index: int, exc: BaseException) -> None:
+        """A pulled snapshot failed its check: not recorded; counted, said once per reason,
+        and the next round asks the next member (whose copy may be intact)."""
+        endpoint = self.endpoints[self._member % len(self.endpoints)]
+        self.failures += 1
+        self._member += 1
+        why = f"snapshot at index {index} from {endpoint} is damaged ({exc}): not recorded"
+        if why != self.last_error:
+            log.warning("backup: %s", why)
+        self.last_error = why
 
     def _write_status(self) -> None:
         path = os.path.join(self.data_dir, STATUS_FILE)

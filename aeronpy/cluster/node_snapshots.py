@@ -193,6 +193,12 @@ class NodeSnapshots:
         self.log.warning("snapshot at index %d is damaged (%r): taking a new one", info.index, error)
         snapshotter.kept = [k for k in snapshotter.kept if k is not info]
         snapshotter.last_snapshot_index = max((k.index for k in snapshotter.kept), default=0)
+        if snapshotter.kept:
+            # the log may still start at the damaged one: start it at the oldest intact kept
+            # snapshot now, which the core then asks for. On an idle member no fresh snapshot
+            # is taken below (the applied index is the newest kept one's), and the core asked
+            # for the damaged one again and again: a lagging follower never caught up
+            snapshotter._compact()
         if not snapshotter.in_progress:
             snapshotter.take(self.module.applied_index, "replace a damaged snapshot")
 

@@ -277,8 +277,13 @@ def verify_and_commit(writer: Any, services: Any = None) -> Any:
         contents = decode_snapshot(writer.read_back())
         if services is not None:
             check_service_names(contents, services, "the snapshot received from the leader")
-    except SnapshotFileError:
-        writer.abort()
+    except BaseException:
+        # a bad one, or one that cannot be read back (EIO): discarded either way, so a
+        # retried transfer leaves no temporary file and open handle behind each time
+        try:
+            writer.abort()
+        except OSError:
+            pass
         raise
     return writer.commit(0)
 

@@ -11,10 +11,8 @@ import logging
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from aeronpy.cluster.config import NodeConfig
-from aeronpy.cluster.node import ClusterNode, adaptive_timeouts_ns
-from aeronpy.testing.process_cluster import free_udp_ports
-from aeronpy.testing.services import EchoService
+from aeronpy.cluster.node import adaptive_timeouts_ns
+from tests.ops.opsfiles import one_member_node
 
 MS = 1_000_000
 
@@ -51,17 +49,8 @@ def test_the_raised_timeouts_keep_the_load_time_relation(e, l_, extra, pause):
         assert election < 2 * pause
 
 
-def _node(tmp_path) -> ClusterNode:
-    ports = free_udp_ports(2)
-    return ClusterNode(NodeConfig(cluster_id=1, member_id=0, data_dir=str(tmp_path / "n0"),
-                                  log_level="INFO",
-                                  members=[{"id": 0, "host": "127.0.0.1",
-                                            "consensus_port": ports[0],
-                                            "ingress_port": ports[1]}]), [EchoService()])
-
-
 def test_a_node_caps_its_timeouts_and_warns_once_per_larger_pause(tmp_path, caplog):
-    node = _node(tmp_path)
+    node = one_member_node(tmp_path, log_level="INFO")
     try:
         cfg = node.core.config
         fit = node._fit_timeouts_to_pause        # what each snapshot's pause calls

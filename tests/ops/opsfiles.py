@@ -1,5 +1,5 @@
-"""Files the ops tests set up: a one-member cluster file, and special files where regular
-ones belong."""
+"""What the ops tests set up: a one-member cluster file or embedded node, and special files
+where regular ones belong."""
 from __future__ import annotations
 
 import os
@@ -21,6 +21,21 @@ def write_one_member_config(directory) -> None:
             consensus_port = {consensus}
             ingress_port = {ingress}
         """))
+
+
+def one_member_node(tmp_path, log_level: str = "WARNING", check_startable: bool = True,
+                    **config):
+    """An embedded one-member `ClusterNode` (echo service) on free loopback ports, data dir
+    ``tmp_path/n0``; ``config`` adds NodeConfig keys."""
+    from aeronpy.cluster.config import NodeConfig
+    from aeronpy.cluster.node import ClusterNode
+    from aeronpy.testing.services import EchoService
+    consensus, ingress = free_udp_ports(2)
+    cfg = NodeConfig(cluster_id=config.pop("cluster_id", 1), member_id=0,
+                     data_dir=str(tmp_path / "n0"), log_level=log_level,
+                     members=[{"id": 0, "host": "127.0.0.1", "consensus_port": consensus,
+                               "ingress_port": ingress}], **config)
+    return ClusterNode(cfg, [EchoService()], check_startable=check_startable)
 
 
 def make_special(path: str, kind: str) -> None:

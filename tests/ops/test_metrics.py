@@ -7,6 +7,7 @@ from promtext import parse
 
 from aeronpy.cluster.counters import COUNTER, CountersReader, CountersWriter, SlotId
 from aeronpy.cluster.metrics import MetricsServer, prometheus_text
+from tests.ops.opsfiles import one_member_node
 
 
 def _writer(d, **kw):
@@ -76,19 +77,6 @@ def test_server_without_counters_answers_503(tmp_path):
     assert status == 503 and "no counters.dat" in body
 
 
-def _embedded_node(tmp_path, **extra):
-    from aeronpy.cluster.config import NodeConfig
-    from aeronpy.cluster.node import ClusterNode
-    from aeronpy.testing.process_cluster import free_udp_ports
-    from aeronpy.testing.services import EchoService
-    ports = free_udp_ports(2)
-    check = extra.pop("check_startable", True)
-    cfg = NodeConfig(cluster_id=5, member_id=0, data_dir=str(tmp_path / "n0"), log_level="WARNING",
-                     members=[{"id": 0, "host": "127.0.0.1", "consensus_port": ports[0],
-                               "ingress_port": ports[1]}], **extra)
-    return ClusterNode(cfg, [EchoService()], check_startable=check)
-
-
 def _free_tcp_port() -> int:
     import socket
     with socket.socket() as s:
@@ -100,7 +88,7 @@ def test_an_embedded_node_serves_its_metrics_until_closed(tmp_path):
     # Found by a docs audit: only `aeronpy node` started the server, so an embedded node with
     # metrics_http_port set checked that the port was free and then served nothing.
     port = _free_tcp_port()
-    node = _embedded_node(tmp_path, metrics_http_port=port)
+    node = one_member_node(tmp_path, cluster_id=5, metrics_http_port=port)
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
             families = parse(r.read().decode())
@@ -121,7 +109,7 @@ def test_a_metrics_port_taken_after_the_check_stops_the_start_and_frees_the_rest
         taken.listen()
         port = taken.getsockname()[1]
         with pytest.raises(ConfigError) as e:
-            _embedded_node(tmp_path, metrics_http_port=port, check_startable=False)
+            one_member_node(tmp_path, metrics_http_port=port, check_startable=False)
         assert e.value.key == "metrics_http_port" and str(port) in str(e.value)
-    node = _embedded_node(tmp_path)        # the data dir's lock and sockets were given back
+    node = one_member_node(tmp_path)       # the data dir's lock and sockets were given back
     node.close()

@@ -6,19 +6,12 @@ from __future__ import annotations
 
 import pytest
 
-from aeronpy.cluster.config import NodeConfig
 from aeronpy.cluster.node import ClusterNode
-from aeronpy.testing.process_cluster import free_udp_ports
-from aeronpy.testing.services import EchoService
+from tests.ops.opsfiles import one_member_node
 
 
 def _node(tmp_path) -> ClusterNode:
-    ports = free_udp_ports(2)
-    return ClusterNode(NodeConfig(cluster_id=1, member_id=0, data_dir=str(tmp_path / "n0"),
-                                  log_level="WARNING",
-                                  members=[{"id": 0, "host": "127.0.0.1",
-                                            "consensus_port": ports[0],
-                                            "ingress_port": ports[1]}]), [EchoService()])
+    return one_member_node(tmp_path)
 
 
 def test_do_work_beside_the_nodes_own_thread_is_refused(tmp_path):

@@ -12,7 +12,7 @@ types) to the Python method it shortcuts (``_offer_slow``, ``_on_data_slow``,
 from bisect import bisect_right
 
 from cpython.bytearray cimport PyByteArray_Resize
-from libc.stdint cimport int32_t, int64_t
+from libc.stdint cimport INT64_MAX, int32_t, int64_t
 
 from aeronpy._frame cimport (DATA_HEADER_LENGTH, FRAGMENT_BEGIN, FRAGMENT_END, MAC_LENGTH,
                              TYPE_DATA, TYPE_HEARTBEAT, TYPE_NAK, TYPE_SETUP, TYPE_STATUS,
@@ -193,7 +193,11 @@ cdef class StreamSender:
         self._c.naks_received += 1
         if position < self._low_position():
             return self._send_setup(now_ns)
-        end = min(position + length, self.sent_position, position + self._window_bytes)
+        # (no signed overflow: a NAK's position may be anything up to the int64 limit)
+        end = min(position + length if length <= INT64_MAX - position else INT64_MAX,
+                  self.sent_position,
+                  position + self._window_bytes if self._window_bytes <= INT64_MAX - position
+                  else INT64_MAX)
         i = bisect_right(self._positions, position, self._head, self._next) - 1
         if i < self._head:
             i = self._head
@@ -293,8 +297,14 @@ cdef class StreamReceiver:
     cdef int _on_data_c(self, int64_t position, int fragment_flags, int32_t message_length,
                         object payload, object handler, object peer_id, int64_t now_ns) except -1:
         cdef Py_ssize_t length = len(payload)
-        cdef int64_t end = position + length, expected = self.expected_position
+        cdef int64_t end, expected = self.expected_position
         cdef int delivered
+        if position > INT64_MAX - length:
+            # would end past the largest position (a forged jump to the top): the position
+            # wrapped negative and the next STATUS raised out of do_work on every duty cycle
+            self._c.drops["malformed"] += 1
+            return 0
+        end = position + length
         if position == expected and fragment_flags == UNFRAGMENTED_FLAGS and \
                 self._assembly is None and not self._pending:
             # the common case: the next whole message, nothing held out of order
@@ -326,8 +336,11 @@ cdef class StreamReceiver:
         if position in self._pending:
             self._c.duplicates += 1
             return 0
+        # Bounded in bytes (the window) and in frames: a held frame costs ~136 bytes besides
+        # its payload, so 1-byte frames once pinned ~18 MB per peer under a 128 KiB window.
         if position + length - self.expected_position > self._window_bytes or \
-                self._pending_bytes + length > self._window_bytes:
+                self._pending_bytes + length > self._window_bytes or \
+                len(self._pending) >= max(self._window_bytes >> 4, 1024):
             self._c.drops["beyond_window"] += 1
             return 0
         self._pending[position] = (fragment_flags, message_length, bytes(payload))
@@ -423,7 +436,13 @@ cdef class StreamReceiver:
             return 0
         length = min(self._gap_end() - expected, self._window_bytes)
         if length <= 0:
-            return 0
+            # A frame held out of order is due next but was not drained: the handler raised
+            # while an earlier message was delivered. Ask for it again; its arrival drains
+            # the rest (else the stream stalled for good: no NAK, and nothing to drain it).
+            item = self._pending.get(expected)
+            if item is None:
+                return 0
+            length = len(item[2])
         self._emit(self._writer.nak(self.stream_epoch, expected, <int32_t>length))
         self._last_nak_ns = now_ns
         self._last_nak_position = expected
@@ -431,8 +450,18 @@ cdef class StreamReceiver:
         return 1
 
     def on_heartbeat(self, int64_t position, int64_t now_ns) -> None:
+        cdef int64_t expected = self.expected_position
+        # A live sender never transmits past our window (but for one frame), so a gap is NAKed
+        # at most a window deep; and the latest HEARTBEAT is the sender's word on its tail when
+        # nothing is held: a gap claimed past it (a forged or corrupted HEARTBEAT) is closed.
+        # Else one such frame had the gap NAKed every nak_retry_ns for as long as the peer
+        # lived, and never filled.
+        if position - expected > self._window_bytes:
+            position = expected + self._window_bytes
         if position > self.high_position:
             self.high_position = position
+        elif position < self.high_position and not self._pending:
+            self.high_position = position if position > expected else expected
         self._maybe_nak(now_ns)
 
     def on_setup(self, int64_t start_position, handler, peer_id, int64_t now_ns) -> int:

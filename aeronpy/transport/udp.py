@@ -135,12 +135,22 @@ class UdpTransport(TransportCore):
         return self._socket
 
     def add_peer(self, peer_id: int, host: str, port: int) -> None:
-        """Add a member peer (``peer_id >= 0``) reachable at ``host:port``."""
+        """Add a member peer (``peer_id >= 0``) reachable at ``host:port``. On a client
+        transport, a second id for an address already added is the same peer (one stream;
+        messages from it are delivered under the first id)."""
         if peer_id < 0:
             raise ValueError("member peer ids are >= 0; clients are added by the transport")
         if peer_id in self._peers:
             raise ValueError(f"peer {peer_id} already added")
         key = address_key(host, port)
+        same = self._member_by_address.get(key)
+        if same is not None and self.sender_id == CLIENT_SENDER_ID:
+            # A client given two spellings of one endpoint (a configured name and the address
+            # a redirect names): one stream. Two would both start at 0 under our one epoch,
+            # and the member, which sees one (address, epoch) stream, dropped the second's
+            # messages as duplicates.
+            self._peers[peer_id] = self._peers[same]
+            return
         self._peers[peer_id] = self._new_peer(peer_id, key, False, None)
         self._member_by_address[key] = peer_id
 
@@ -169,6 +179,10 @@ class UdpTransport(TransportCore):
                 floors.popitem(last=False)
         elif self._member_by_address.get(peer.address_key) == peer_id:
             del self._member_by_address[peer.address_key]
+            alias = next((i for i, p in self._peers.items() if p is peer), None)
+            if alias is not None:                # another id of the same endpoint stays
+                self._member_by_address[peer.address_key] = alias
+                peer.peer_id = alias
         return True
 
     def _lose_client(self, peer_id: int) -> None:
@@ -272,6 +286,8 @@ class UdpTransport(TransportCore):
                 if peer.epoch is not None:       # the member restarted: fresh image
                     retire_epoch(peer.retired_epochs, peer.epoch)
                     self.counters.peer_restarts += 1
+                    if peer.image is not None and peer.image._assembly is not None:
+                        self.counters.drops["incomplete_message"] += 1   # its message is lost
                 peer.epoch = epoch
                 peer.image = None
             return peer

@@ -5,7 +5,9 @@ frame and encodes whole frames in one allocation; ``FrameReader`` parses a datag
 into reusable fields (no object per frame). Every length is checked against the buffer before
 anything is read, and ``FrameError`` (a ``ValueError``) is the only exception malformed input
 can raise. With a ``secret`` a frame ends in a 16-byte keyed BLAKE2b MAC over header and body,
-checked in constant time. Wire layout: docs/transport.md.
+checked in constant time. A frame between members is also bound to the member it is for (the
+MAC's personalisation names the destination), so one captured on its way to one member fails
+at any other. Wire layout: docs/transport.md.
 """
 import hashlib
 import hmac
@@ -69,25 +71,39 @@ cdef inline int64_t _get_i64(const unsigned char* p) noexcept nogil:
     return <int64_t>u
 
 
-def _mac_factory(bytes secret):
+def mac_person(destination) -> bytes:
+    """BLAKE2b personalisation (16 bytes) binding a MAC to the member a frame is for; b"" for
+    frames with no single member destination (none are sent with a secret today)."""
+    if destination is None:
+        return b""
+    if not 0 <= destination < 2**31:
+        raise ValueError(f"destination must be a member id (0 .. 2**31-1), got {destination}")
+    return b"aeronpy-to:" + (<int>destination).to_bytes(4, "little") + b"\0"
+
+
+def _mac_factory(bytes secret, destination=None):
     if secret is None:
         return None
     if not 1 <= len(secret) <= 64:
         raise ValueError("secret must be 1..64 bytes (a BLAKE2b key)")
-    return hashlib.blake2b(key=secret, digest_size=MAC_LENGTH)
+    return hashlib.blake2b(key=secret, digest_size=MAC_LENGTH, person=mac_person(destination))
 
 
 cdef class FrameWriter:
-    """Encodes frames stamped with this sender's header fields (and MAC, with a secret)."""
+    """Encodes frames stamped with this sender's header fields (and MAC, with a secret).
+
+    ``destination``: the member id the frames are for; with a secret the MAC is bound to it
+    (a reader with another ``destination`` refuses them)."""
 
     def __init__(self, int32_t cluster_id, int32_t sender_id, int32_t stream_id, int32_t epoch,
-                 secret=None):
+                 secret=None, destination=None):
         self.cluster_id = cluster_id
         self.sender_id = sender_id
         self.stream_id = stream_id
         self.epoch = epoch
         self.secret = None if secret is None else bytes(secret)
-        self._mac = _mac_factory(self.secret)
+        self.destination = destination
+        self._mac = _mac_factory(self.secret, destination)
 
     cdef void _header(self, unsigned char* p, uint32_t frame_length, int frame_type) noexcept:
         _put_u32(p, frame_length)
@@ -178,9 +194,12 @@ cdef class FrameWriter:
 cdef class FrameReader:
     """Parses frames in place; the fields describe the last frame ``read()`` / ``read_at()``."""
 
-    def __init__(self, secret=None):
+    def __init__(self, secret=None, destination=None):
+        """``destination``: this member's id; with a secret, only frames MACed for it pass
+        ``mac_ok`` (FrameWriter's ``destination``)."""
         self.secret = None if secret is None else bytes(secret)
-        self._mac = _mac_factory(self.secret)
+        self.destination = destination
+        self._mac = _mac_factory(self.secret, destination)
 
     cpdef int read(self, buf) except -1:
         """Parse ``buf`` (a datagram holding exactly one frame); returns the frame type or

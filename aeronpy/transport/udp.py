@@ -45,14 +45,15 @@ class Peer:
     """One remote endpoint: where to send, our stream to it, its stream to us."""
 
     __slots__ = ("peer_id", "address_key", "sender", "image", "epoch", "retired_epochs",
-                 "last_heard_ns", "is_client", "emit", "source_key")
+                 "last_heard_ns", "is_client", "emit", "source_key", "writer")
 
     def __init__(self, peer_id: int, address_key_: int, sender: StreamSender, emit, is_client: bool,
-                 epoch: Optional[int], now_ns: int):
+                 epoch: Optional[int], now_ns: int, writer: Optional[FrameWriter] = None):
         self.peer_id = peer_id
         self.address_key = address_key_
         self.sender = sender
         self.emit = emit
+        self.writer = writer                # frames to this peer (its data, our NAK/STATUS)
         self.image: Optional[StreamReceiver] = None
         self.epoch = epoch                  # the peer's current incarnation (None: not heard yet)
         self.retired_epochs: deque = deque(maxlen=RETIRED_EPOCHS_MAX)
@@ -102,8 +103,14 @@ class UdpTransport(TransportCore):
         self._socket = UdpSocket(bind_host, bind_port, batch=batch, max_datagram_bytes=mtu,
                                  rcvbuf_bytes=rcvbuf_bytes, sndbuf_bytes=sndbuf_bytes,
                                  use_mmsg=use_mmsg)
+        self._secret = secret
         self._writer = FrameWriter(cluster_id, sender_id, stream_id, self.epoch, secret)
-        self._reader = FrameReader(secret)
+        # With a secret, frames between members are MACed for their destination member, and
+        # ours are checked as frames for us: one captured on its way to another member (same
+        # cluster, stream, sender and epoch) fails here instead of taking a place in our
+        # stream from that sender, which cut us off from it (a stream that never realigns)
+        self._reader = FrameReader(secret, destination=sender_id
+                                   if secret is not None and sender_id >= 0 else None)
         self._admission = Admission(self._reader, cluster_id, stream_id,
                                     self.config.max_message_bytes, self.counters)
         self._peers: dict[int, Peer] = {}
@@ -158,9 +165,18 @@ class UdpTransport(TransportCore):
                   start_position: int = 0) -> Peer:
         # Frames queued to a peer in one duty cycle share datagrams up to the MTU (coalesce).
         emit = partial(self._socket.queue_frame if self.coalesce else self._socket.queue, key)
-        sender = StreamSender(self._writer, emit, self.config, self.counters, self._now_ns,
+        writer = self._writer_for(peer_id, is_client)
+        sender = StreamSender(writer, emit, self.config, self.counters, self._now_ns,
                               start_position)
-        return Peer(peer_id, key, sender, emit, is_client, epoch, self._now_ns)
+        return Peer(peer_id, key, sender, emit, is_client, epoch, self._now_ns, writer)
+
+    def _writer_for(self, peer_id: int, is_client: bool) -> FrameWriter:
+        """The writer of frames to a peer: a member's, with a secret, is MACed for that member
+        (see ``_reader``); clients have no secret, so theirs is the shared one."""
+        if self._secret is None or is_client or peer_id < 0 or self.sender_id < 0:
+            return self._writer
+        return FrameWriter(self.cluster_id, self.sender_id, self.stream_id, self.epoch,
+                           self._secret, destination=peer_id)
 
     def remove_peer(self, peer_id: int) -> bool:
         peer = self._peers.pop(peer_id, None)
@@ -253,7 +269,7 @@ class UdpTransport(TransportCore):
         return n
 
     def _new_image(self, peer: Peer) -> StreamReceiver:
-        peer.image = StreamReceiver(peer.epoch, self._writer, peer.emit, self.config,
+        peer.image = StreamReceiver(peer.epoch, peer.writer or self._writer, peer.emit, self.config,
                                     self.counters, self._now_ns)
         return peer.image
 

@@ -24,6 +24,7 @@ cdef class FrameWriter:
     cdef readonly int32_t stream_id
     cdef readonly int32_t epoch
     cdef readonly bytes secret
+    cdef readonly object destination          # member id the MAC is bound to, or None
     cdef object _mac
     cdef void _header(self, unsigned char* p, uint32_t frame_length, int frame_type) noexcept
     cdef bytes _finish(self, bytearray frame)
@@ -37,6 +38,7 @@ cdef class FrameWriter:
 
 cdef class FrameReader:
     cdef readonly bytes secret
+    cdef readonly object destination          # this member's id (MACs bound to it), or None
     cdef object _mac
     cdef readonly int frame_type
     cdef readonly int flags

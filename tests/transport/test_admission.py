@@ -31,7 +31,7 @@ def test_each_bad_frame_is_dropped_under_its_reason(raw):
                                                       send_buffer_bytes=8192))
     target = b.t.local_address
     epoch = a.t.epoch
-    good = FrameWriter(7, 0, 1001, epoch, secret=SECRET)
+    good = FrameWriter(7, 0, 1001, epoch, secret=SECRET, destination=1)   # b is member 1
     signed = bytes(good.data(0, UNFRAGMENTED, 4, b"evil"))
     # the MAC's last byte flipped: setting it to 0 instead left it valid whenever it was 0
     # already, 1 run in 256 (the epoch, and so the MAC, is random), a flake seen twice in CI
@@ -42,9 +42,11 @@ def test_each_bad_frame_is_dropped_under_its_reason(raw):
         "wrong_stream": [FrameWriter(7, 0, 5, epoch, secret=SECRET).heartbeat(0)],
         "bad_mac": [FrameWriter(7, 0, 1001, epoch).heartbeat(0),                 # no MAC
                     FrameWriter(7, 0, 1001, epoch, secret=b"wrong").heartbeat(0),
+                    # right key, MACed for another member: one captured on its way there
+                    FrameWriter(7, 0, 1001, epoch, secret=SECRET, destination=2).heartbeat(0),
                     tampered],
-        "unknown_member": [FrameWriter(7, 9, 1001, 1, secret=SECRET).heartbeat(0),
-                           FrameWriter(7, -1, 1001, 1, secret=SECRET).heartbeat(0)],
+        "unknown_member": [FrameWriter(7, 9, 1001, 1, secret=SECRET, destination=1).heartbeat(0),
+                           FrameWriter(7, -1, 1001, 1, secret=SECRET, destination=1).heartbeat(0)],
         "oversize": [good.data(0, 1, 5000, b"x" * 10)],    # message above max_message_bytes
     }
     try:

@@ -199,14 +199,15 @@ def _transport_pair(secret, sink_port):
 
 
 def _datagrams(rng, secret, sink_key):
-    """Datagrams from member 0 (and its restarts), clients and strangers, some mangled."""
-    sources = [(sink_key, FrameWriter(5, 0, 1001, 11, secret)),
-               (sink_key, FrameWriter(5, 0, 1001, 12, secret)),                  # a restart
-               (sink_key + 1, FrameWriter(5, -1, 1001, 21, secret)),             # clients
-               (sink_key + 2, FrameWriter(5, -1, 1001, 22, secret)),
-               (sink_key + 3, FrameWriter(5, 9, 1001, 31, secret)),              # unknown member
-               (sink_key + 1, FrameWriter(6, -1, 1001, 21, secret)),             # wrong cluster
-               (sink_key + 1, FrameWriter(5, -1, 1002, 21, secret)),             # wrong stream
+    """Datagrams from member 0 (and its restarts), clients and strangers, some mangled; MACed
+    (with a secret) for member 1, the sink."""
+    sources = [(sink_key, FrameWriter(5, 0, 1001, 11, secret, destination=1)),
+               (sink_key, FrameWriter(5, 0, 1001, 12, secret, destination=1)),                  # a restart
+               (sink_key + 1, FrameWriter(5, -1, 1001, 21, secret, destination=1)),             # clients
+               (sink_key + 2, FrameWriter(5, -1, 1001, 22, secret, destination=1)),
+               (sink_key + 3, FrameWriter(5, 9, 1001, 31, secret, destination=1)),              # unknown member
+               (sink_key + 1, FrameWriter(6, -1, 1001, 21, secret, destination=1)),             # wrong cluster
+               (sink_key + 1, FrameWriter(5, -1, 1002, 21, secret, destination=1)),             # wrong stream
                (sink_key + 2, FrameWriter(5, -1, 1001, 22, b"other" if secret else None))]
     weights = [30, 3, 20, 10, 2, 2, 2, 2]
     tails, held = {}, {}

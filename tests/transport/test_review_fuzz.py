@@ -76,7 +76,7 @@ def test_forged_and_extreme_frames_never_raise_and_stay_bounded(secret):
                 t.add_peer(2, "127.0.0.1", port + 1)
                 t._handler = lambda pid, m: None
                 keys = [address_key("127.0.0.1", port + i) for i in range(6)]
-                writers = [FrameWriter(5, s, 1001, e, secret)
+                writers = [FrameWriter(5, s, 1001, e, secret, destination=1)   # t is member 1
                            for s in (0, 2, -1, -1, 3) for e in (11, 12, 13)]
                 now = 0
                 for _ in range(1500):
@@ -111,16 +111,16 @@ def test_a_real_stream_survives_loss_and_junk_from_elsewhere(secret):
             t.add_peer(2, "127.0.0.1", port + 1)
             got = []
             t._handler = lambda pid, m: got.append((pid, bytes(m)))
-            real = FrameWriter(5, 0, 1001, 11, secret)
+            real = FrameWriter(5, 0, 1001, 11, secret, destination=1)   # t is member 1
             wire = []
             tx = StreamSender(real, wire.append, CFG, TransportCounters())
-            junk_writers = [FrameWriter(5, s, 1001, e, secret) for s in (2, -1, 3) for e in (21, 22)]
+            junk_writers = [FrameWriter(5, s, 1001, e, secret, destination=1) for s in (2, -1, 3) for e in (21, 22)]
             if secret:
                 junk_writers.append(FrameWriter(5, 0, 1001, 11, b"wrong key"))
             strangers = [address_key("127.0.0.1", port + i) for i in range(1, 5)]
             sent = [rng.randbytes(rng.choice([1, 30, 150, 400, 3000])) for _ in range(300)]
             pending = list(sent)
-            reader = FrameReader(secret)
+            reader = FrameReader(secret, destination=0)      # t's NAK/STATUS to member 0
             now = 0
             for _ in range(20000):
                 now += rng.randrange(0, 2 * MS)

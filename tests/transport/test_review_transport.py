@@ -109,13 +109,14 @@ def test_a_position_at_the_int64_limit_cannot_crash_the_duty_cycle():
 import pytest  # noqa: E402
 
 
-@pytest.mark.xfail(strict=True, reason="not fixed: the MAC does not bind the destination (a "
-                   "wire change; see the review report)")
 def test_a_frame_for_one_member_replayed_to_another_is_refused():
     """With a secret, a DATA frame member 0 sent to member 1, replayed to member 2 from member
     0's (spoofed) address, passes every check at member 2: same cluster, stream, sender,
     epoch (one epoch per process, for every destination), and a valid MAC, since the MAC
-    covers no destination. Member 2 delivers member 1's message as member 0's."""
+    covered no destination. Member 2 delivered member 1's message as member 0's, and member
+    0's real frame at that place in its stream to member 2 was then a duplicate. The MAC is
+    now bound to the destination member: the replay fails it and is counted as bad_mac, while
+    member 0's own frames to member 2 still pass."""
     secret = b"s" * 16
     t0 = UdpTransport(LOOPBACK, 0, 7, 0, secret=secret, epoch=10)
     t1 = UdpTransport(LOOPBACK, 0, 7, 1, secret=secret, epoch=11)
@@ -123,17 +124,26 @@ def test_a_frame_for_one_member_replayed_to_another_is_refused():
     try:
         for t in (t1, t2):
             t.add_peer(0, *t0.local_address)
+        t0.add_peer(1, *t1.local_address)
+        t0.add_peer(2, *t2.local_address)
         from aeronpy.transport.counters import TransportCounters
         from aeronpy.transport.streams import StreamSender
-        captured = []       # what member 0's stream to member 1 puts on the wire
-        to_1 = StreamSender(t0._writer, captured.append, t0.config, TransportCounters())
-        to_1.offer(b"for member 1 only", 0)
+        captured, own = [], []  # what member 0's streams to members 1 and 2 put on the wire
+        StreamSender(t0._peers[1].writer, captured.append, t0.config,
+                     TransportCounters()).offer(b"for member 1 only", 0)
+        StreamSender(t0._peers[2].writer, own.append, t0.config,
+                     TransportCounters()).offer(b"for member 2", 0)
         key0 = address_key(*t0.local_address)
         got = []
         t2._handler = lambda pid, m: got.append((pid, bytes(m)))
+        bad_mac = t2.counters.drops["bad_mac"]
         for frame in captured:
             t2._on_datagram_bound(key0, memoryview(frame))
         assert got == []
+        assert t2.counters.drops["bad_mac"] == bad_mac + len(captured)
+        for frame in own:                    # control: member 0's frame for member 2 passes
+            t2._on_datagram_bound(key0, memoryview(frame))
+        assert got == [(0, b"for member 2")]
     finally:
         for t in (t0, t1, t2):
             t.close()

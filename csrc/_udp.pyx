@@ -131,21 +131,25 @@ cdef class UdpSocket:
     def truncated(self): return self._c.truncated
 
     def poll(self, handler, int limit=DEFAULT_BATCH) -> int:
-        """Receive up to ``limit`` datagrams, calling ``handler(address_key, memoryview)``
-        for each; returns how many were delivered. Never blocks, never raises on I/O errors
+        """Take up to ``limit`` datagrams off the socket (truncated ones, dropped and counted,
+        included), calling ``handler(address_key, memoryview)`` for each whole one; returns how
+        many were delivered. Never blocks, never raises on I/O errors
         (an exception raised by the handler propagates; the rest of its batch is lost)."""
-        cdef int delivered = 0, n, i, want, slot = self._rx.slot_bytes
+        cdef int delivered = 0, taken = 0, n, i, want, slot = self._rx.slot_bytes
         cdef Py_ssize_t off
         if self.closed:
             return 0
         view = self._rx_view
-        while delivered < limit:
-            want = limit - delivered
+        # ``taken`` counts datagrams taken off the socket, truncated ones too: counting only
+        # those delivered, a flood of oversize datagrams kept one call looping while it lasted
+        while taken < limit:
+            want = limit - taken
             if want > self._rx.capacity:
                 want = self._rx.capacity
             n = udp_recv_batch(self._fd, &self._rx, want, self.use_mmsg, &self._c)
             if n <= 0:
                 break
+            taken += n
             for i in range(n):
                 if self._rx.lens[i] < 0:
                     continue

@@ -133,10 +133,12 @@ static void udp_count_send_error(udp_counters *c, int e) {
     else c->other_errors++;
 }
 
-/* Portable receive: up to `max` datagrams with recvfrom. Returns slots filled. */
+/* Portable receive: up to `max` datagrams with recvfrom. Returns slots filled. A datagram
+   dropped as truncated counts against `max` too (`taken`), as recvmmsg's batch does: a flood
+   of oversize datagrams once kept one call looping for as long as it lasted. */
 static int udp_recv_portable(udp_sock_t s, udp_batch *b, int max, udp_counters *c) {
-    int n = 0, retries = 0;
-    while (n < max) {
+    int n = 0, retries = 0, taken = 0;
+    while (n < max && taken++ < max) {
         struct sockaddr_in *from = &b->addrs[n];
         udp_socklen_t from_len = (udp_socklen_t)sizeof(*from);
         char *slot = (char *)(b->arena + (size_t)n * (size_t)b->slot_bytes);

@@ -58,6 +58,10 @@ class StreamConfig:
             raise ValueError(f"mtu_bytes out of range: {self.mtu_bytes}")
         if self.window_bytes < self.mtu_bytes:
             raise ValueError("window_bytes must hold at least one frame (>= mtu_bytes)")
+        if self.window_bytes >= 2**31:
+            # STATUS and NAK carry it as an i32: a larger one raised out of every duty cycle
+            raise ValueError(f"window_bytes must be below 2**31 (an i32 on the wire), got "
+                             f"{self.window_bytes}")
         if self.max_message_bytes < 1 or self.send_buffer_bytes < self.max_message_bytes:
             raise ValueError("need 1 <= max_message_bytes <= send_buffer_bytes")
         for name in ("nak_retry_ns", "retransmit_linger_ns", "status_interval_ns",

@@ -211,3 +211,11 @@ def test_frames_held_out_of_order_are_bounded_in_count_not_only_in_bytes():
         if len(got) == len(sent):
             break
     assert got == sent
+
+
+def test_a_window_that_does_not_fit_the_wire_is_refused_at_configuration():
+    # STATUS and NAK carry the window as an i32: 2**31 or more raised out of every duty cycle
+    from aeronpy.transport import StreamConfig
+    with pytest.raises(ValueError, match="below 2\\*\\*31"):
+        StreamConfig(window_bytes=2**31)
+    assert StreamConfig(window_bytes=2**31 - 1).window_bytes == 2**31 - 1

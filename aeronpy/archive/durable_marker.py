@@ -51,6 +51,7 @@ _WRITTEN_MAGIC = 0x57505950
 _WRITTEN_SLOT = struct.Struct("<IIQqq16sQ")
 _WRITTEN_BODY = struct.Struct("<Qqq16sQ")
 _WRITTEN_OFFSETS = (1024, 1536)
+_FILE_MAX_BYTES = 4096
 _HEAD = struct.Struct("<II")
 _MAPPED_BYTES = 2048         # the file's size once the written note is kept (all four slots)
 
@@ -94,7 +95,13 @@ class DurableMarker:
         """Read the newest valid slot (missing file: zeroes)."""
         if not self.fs.exists(self.path):
             return
-        raw = self.fs.read_file(self.path)
+        try:
+            # the slots end well inside 4 KiB: a longer file is not ours as written (and is
+            # not loaded whole, whatever it grew to): unreadable, as a damaged one
+            raw = self.fs.read_file(self.path, max_bytes=_FILE_MAX_BYTES)
+        except ValueError:
+            self.valid = False
+            return
         written = _newest_slot(raw, _WRITTEN_OFFSETS, _WRITTEN_SLOT, _WRITTEN_MAGIC)
         if written is not None:
             (self.written_sequence, self.written_index, self.written_commit,

@@ -19,7 +19,8 @@ and reads regular files only: a FIFO, device or directory in a file's place rais
 ``fdatasync(h)``       make the file's data (and its size) durable
 ``fsync(h)``           make data and all metadata durable
 ``sync_dir(d)``        make directory entries (creates, renames, removals) in ``d`` durable
-``read_file(p)``       whole contents of ``p`` as a ``bytearray`` (for recovery scans)
+``read_file(p, m)``    whole contents of ``p`` as a ``bytearray`` (for recovery scans); with
+                       ``m``, ValueError for a file larger than ``m`` bytes, nothing read
 ``listdir(d)``         names in ``d``
 ``exists(p)``          whether ``p`` exists
 ``makedirs(d)``        create ``d`` and parents if missing
@@ -213,7 +214,8 @@ class FileSystem:
     def fdatasync(self, handle: Any) -> None: raise NotImplementedError
     def fsync(self, handle: Any) -> None: raise NotImplementedError
     def sync_dir(self, path: str) -> None: raise NotImplementedError
-    def read_file(self, path: str) -> bytearray: raise NotImplementedError
+    def read_file(self, path: str, max_bytes: int | None = None) -> bytearray:
+        raise NotImplementedError
     def listdir(self, path: str) -> list: raise NotImplementedError
     def exists(self, path: str) -> bool: raise NotImplementedError
     def makedirs(self, path: str) -> None: raise NotImplementedError
@@ -287,10 +289,12 @@ class OsFileSystem(FileSystem):
         finally:
             os.close(fd)
 
-    def read_file(self, path: str) -> bytearray:
+    def read_file(self, path: str, max_bytes: int | None = None) -> bytearray:
         """At most the file's size when opened; anything but a regular file raises
-        `NotARegularFileError` naming it."""
-        return read_regular(path)
+        `NotARegularFileError` naming it. With ``max_bytes``, a larger file raises
+        `ValueError` and nothing is read (a control file of fixed size is never loaded whole
+        whatever it grew to)."""
+        return read_regular(path, max_bytes=max_bytes)
 
     def listdir(self, path: str) -> list:
         return os.listdir(path)
@@ -586,11 +590,13 @@ class MemFileSystem(FileSystem):
         self._durable_dirs[path] = dict(entries)
         self._dir_pending[path] = []
 
-    def read_file(self, path: str) -> bytearray:
+    def read_file(self, path: str, max_bytes: int | None = None) -> bytearray:
         d, name = self._split(path)
         inode = self._dir(d).get(name)
         if not isinstance(inode, _MemInode):
             raise FileNotFoundError(errno.ENOENT, "no such file", path)
+        if max_bytes is not None and len(inode.written) > max_bytes:
+            raise ValueError(f"{path} is {len(inode.written)} bytes, more than {max_bytes}")
         return bytearray(inode.written)
 
     def listdir(self, path: str) -> list:

@@ -54,7 +54,11 @@ def load_node_state(fs: FileSystem, directory: str) -> HardState:
     path = f"{directory}/{NODE_STATE_FILE}"
     if not fs.exists(path):
         return HardState()
-    raw = fs.read_file(path)
+    try:
+        raw = fs.read_file(path, max_bytes=_LAYOUT.size)
+    except ValueError:
+        raise ArchiveCorruptError(f"node-state file has more than the {_LAYOUT.size} bytes it "
+                                  "should have", path=path, offset=_LAYOUT.size) from None
     if len(raw) != _LAYOUT.size:
         raise ArchiveCorruptError(f"node-state file has {len(raw)} bytes, expected {_LAYOUT.size}",
                                   path=path, offset=0)

@@ -138,11 +138,22 @@ class RecordingLog:
             self.handle = self.fs.open_file(self.path, create=True)
             if fresh:
                 self.fs.sync_dir(self.directory)
-        self.fs.pwrite(self.handle, raw, self.size)
-        self.size += len(raw)
+        start = self.size
+        try:
+            self.fs.pwrite(self.handle, raw, start)
+            if sync:
+                self.fs.fdatasync(self.handle)
+        except BaseException:
+            # Not recorded: the next entry goes where this one was, so a write the kernel
+            # dropped after a failed sync cannot leave a hole in the middle of the log (which
+            # the next start would take for damage). Cut back too, as far as the disk lets us.
+            try:
+                self.fs.truncate(self.handle, start)
+            except OSError:
+                pass
+            raise
+        self.size = start + len(raw)
         self.file_size = max(self.file_size, self.size)
-        if sync:
-            self.fs.fdatasync(self.handle)
 
     def append_term_start(self, term: int, index: int, sync: bool) -> None:
         self._append(_encode(TERM_START, term, index), sync)

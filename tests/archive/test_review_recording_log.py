@@ -67,3 +67,25 @@ def test_a_damaged_last_entry_is_still_cut_when_recovery_goes_on():
     assert rec.log.last_index == 200
     assert len(fs.read_file("/data/recording.log")) == ENTRY_BYTES
     arc.close()
+
+
+def test_an_entry_whose_sync_failed_leaves_no_hole_for_the_next():
+    """A failed fdatasync of a recording-log append (EIO) raised, but the log's size had moved
+    past the entry: the next entry was written after it, and if the kernel dropped the failed
+    page the log had a hole in its middle, which the next start takes for damage. The next
+    entry now goes where the failed one was, and the file is cut back."""
+    from aeronpy.archive.fs import MemFileSystem
+    from aeronpy.archive.recording_log import RecordingLog, SnapshotEntry, TermStart
+    fs = MemFileSystem()
+    fs.makedirs("/d")
+    log = RecordingLog(fs, "/d")
+    log.load()
+    log.append_term_start(1, 1, sync=True)
+    fs.fail("sync")
+    with pytest.raises(OSError):
+        log.append_snapshot(SnapshotEntry(10, 1, "snapshot-10-1.snap", 123, 0))
+    log.append_term_start(2, 11, sync=True)
+    again = RecordingLog(fs, "/d")
+    again.load(cut=False)
+    assert again.damaged_at is None and again.file_size == again.size
+    assert again.entries == [TermStart(1, 1), TermStart(2, 11)]

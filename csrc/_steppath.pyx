@@ -39,7 +39,7 @@ from aeronpy._logindex cimport LogIndex
 
 from aeronpy.core import config as _core_config
 from aeronpy.core.election import ElectionState
-from aeronpy.core.messages import AppendResponse
+from aeronpy.core.messages import MAX_WIRE_VALUE, AppendResponse
 from aeronpy.core.progress import REPLICATE
 from aeronpy.service import Role
 
@@ -47,11 +47,18 @@ cdef object _FOLLOWER = Role.FOLLOWER
 cdef object _FOLLOWER_READY = ElectionState.FOLLOWER_READY
 cdef object _APPEND_RESPONSE = AppendResponse
 cdef int _REPLICATE = REPLICATE
+# step drops (and counts) a message with a term, index or offset outside [0, MAX_WIRE_VALUE]
+# (messages.out_of_range): the path declines one, so the drop stays step's
+cdef int64_t _MAX_WIRE = MAX_WIRE_VALUE
 
 cdef enum:
     TYPE_APPEND_RESPONSE = 5
     APPEND_RESPONSE_LENGTH = 37     # header, i64 term, u8 success, 3 x i64 (docs/wire-format.md)
     MAX_VOTERS = 64                 # the commit count's stack array; larger clusters: Python
+
+
+cdef inline bint _in_range(int64_t value):
+    return 0 <= value <= _MAX_WIRE
 
 
 cdef class StepPath:
@@ -118,6 +125,8 @@ cdef class StepPath:
         core = self.core
         if not self._steppable(from_id, v.term):
             return False
+        if not _in_range(v.commit_index):
+            return False            # out of range: step drops and counts it
         if core.role is not _FOLLOWER or core.leader_id != from_id \
                 or self.election.state is not _FOLLOWER_READY:
             return False
@@ -151,6 +160,8 @@ cdef class StepPath:
             return False            # a refusal (or a malformed flag) goes the long way
         if match > self.log.c_last_index():
             return False            # impossible from a follower: step drops and counts it
+        if match < 0 or not _in_range(ap_load_i64(p + 21)) or not _in_range(ap_load_i64(p + 29)):
+            return False            # out of range (conflict fields too): step drops and counts it
         core = self.core
         leader_state = core.leader_state
         if leader_state is None or leader_state.transfer_target is not None:

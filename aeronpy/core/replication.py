@@ -265,10 +265,18 @@ class LeaderReplication:
         return True
 
     def best_transfer_target(self):
-        best = None
+        """The most up-to-date follower among those heard from recently (within a retransmit
+        timeout, as for a snapshot); any follower only when none is. Matching alone picked a
+        crashed follower on an idle cluster (every match equal, the first one won): the
+        TimeoutNow went nowhere, proposals were refused until the transfer aborted an election
+        timeout later, and a closing leader then left the cluster without one."""
+        best = best_active = None
         for pr in self.progress.values():
             if best is None or pr.match > best.match:
                 best = pr
+            if self._recently_active(pr) and (best_active is None or pr.match > best_active.match):
+                best_active = pr
+        best = best_active or best
         return None if best is None else best.member_id
 
 

@@ -485,6 +485,8 @@ class Archive:
             raise ValueError(f"truncate_from({index}) would drop committed entries "
                              f"(commit index {self._commit})")
         self._drain()
+        if self._syncer is not None:
+            self._syncer.lower_to(index - 1)     # what it synced past the cut is gone
         try:
             self._durable = min(self._durable, index - 1)
             self._requested = min(self._requested, index - 1)
@@ -557,6 +559,8 @@ class Archive:
             self.purge_below(index + 1)
             return
         self._drain()
+        if self._syncer is not None:
+            self._syncer.lower_to(index)         # what it synced past the snapshot is gone
         try:
             # lower the marker before the old segments go: a crash in between must not find
             # a claim on entries the reset already removed (a false corruption alarm)

@@ -49,6 +49,15 @@ class BackgroundSyncer:
             return self._cond.wait_for(lambda: (not self._has_work and not self._busy)
                                        or self.error is not None, timeout_s)
 
+    def lower_to(self, index: int) -> None:
+        """The log was cut to end at ``index`` (a truncated tail, a reset at a snapshot):
+        nothing past it is durable any more, whatever was synced before. Call when drained.
+        Else the next poll took the old ``completed`` for the new entries written at those
+        indexes, and a follower acknowledged them before they were synced."""
+        with self._cond:
+            self.completed = min(self.completed, index)
+            self._target = min(self._target, index)
+
     def stop(self, timeout_s: float = 60.0) -> None:
         self.drain(timeout_s)
         with self._cond:

@@ -230,6 +230,11 @@ cdef class ClientSessionBase:
         if correlation_id == 0:                 # the service's own message: answers nothing
             self._deliver(0, ack_seq, payload)
             return 0
+        if ack_seq >= self._next_seq:
+            # a reply to a message never sent (forged, or from a confused member): dropped, not
+            # recorded, or each such datagram grew the record of answered seqs for good
+            self._bump("egress_bogus_seq")
+            return 0
         answered = self._answered
         first = ack_seq >= self._answered_floor
         if first:

@@ -421,6 +421,9 @@ class ClientCore(ClientSessionBase):
         elif self.state is not ClientState.CONNECTED or getattr(message, "session_id", None) != self.session_id:
             self._count("egress_not_for_us")
         elif kind is P.EgressMessage:
+            if message.correlation_id != 0 and message.ack_seq >= self._next_seq:
+                self._count("egress_bogus_seq")    # a reply to a message never sent
+                return
             self._on_response(message)
             if message.correlation_id != 0 and self._window:
                 self._on_answer(message.ack_seq, now_ns)

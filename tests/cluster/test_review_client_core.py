@@ -67,3 +67,23 @@ def test_a_service_id_that_is_not_an_integer_is_refused_and_uses_no_seq():
                 c.offer(b"x", bad)
         assert c.unacknowledged == 0 and c.take_outgoing() == []
         assert c.offer(b"x", 1) == 2 and c.unacknowledged == 1
+
+
+def test_a_reply_to_a_message_never_sent_is_dropped_not_recorded():
+    """A forged (or confused) EgressMessage naming a seq the client never sent was recorded
+    in its record of answered seqs, which is pruned only as the window moves past: each such
+    datagram with a new huge seq grew it for good. Both egress paths drop it now."""
+    for fields_path in (False, True):
+        c = connected()
+        c.offer(b"a", now_ns=1)
+        c.take_outgoing()
+        for seq in range(10**6, 10**6 + 50):
+            if fields_path:
+                c.on_egress_message(42, 7, seq, b"forged", 2)
+            else:
+                c.on_egress(P.EgressMessage(42, 7, seq, b"forged"), 2)
+        assert len(c._answered) == 0 and c.counters["egress_bogus_seq"] == 50
+        assert len(c._inbox) == 0                     # nothing handed to the application
+        # the real reply to message 1 still lands
+        c.on_egress(P.EgressMessage(42, 1, 1, b"real"), 3)
+        assert len(c._answered) == 1 and not c._window

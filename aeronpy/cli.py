@@ -140,6 +140,11 @@ def cmd_node(args: argparse.Namespace) -> int:
 
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, on_signal)
+    # a hang-up (the terminal or ssh session went away) closes in order too, as Aeron's JVM
+    # does, instead of killing the node as kill -9 would; kept ignored when it is (nohup)
+    sighup = getattr(signal, "SIGHUP", None)
+    if sighup is not None and signal.getsignal(sighup) is not signal.SIG_IGN:
+        signal.signal(sighup, on_signal)
     try:
         node = node_class(config, services=services)
     except ConfigError as exc:
@@ -223,12 +228,31 @@ def _node_counter_layout() -> dict:
 
 # -- tool -----------------------------------------------------------------------------------------
 
+def _reader_gone() -> None:
+    """stdout's reader went away (``aeronpy tool describe | head``): what is still to be
+    written goes nowhere, with no traceback now or when Python flushes stdout at exit."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+
+
+def _say(text: str, stream: object = None) -> None:
+    """Print ``text`` and flush it at once, so a reader that went away is met here (and the
+    command still exits with its own status), not at exit."""
+    stream = sys.stdout if stream is None else stream
+    try:
+        print(text, file=stream, flush=True)
+    except BrokenPipeError:
+        if stream is sys.stdout:
+            _reader_gone()
+
+
 def _print_result(result: object, as_json: bool) -> int:
     if as_json:
-        print(json.dumps(result.data, indent=2, sort_keys=True, default=str))
+        _say(json.dumps(result.data, indent=2, sort_keys=True, default=str))
     else:
         stream = sys.stdout if result.exit_code in (0, 1) else sys.stderr
-        print(result.text, file=stream)
+        _say(result.text, stream)
     for warning in getattr(result, "warnings", ()):   # stdout stays the answer alone
         _err(warning)
     return result.exit_code
@@ -263,8 +287,8 @@ def cmd_tool(args: argparse.Namespace) -> int:
         # belongs (named); OSError: a file of the data dir that cannot be read
         _err(f"aeronpy tool {command}: {tool.error_text(exc)}")
         return EXIT_USAGE
-    print(json.dumps(data, indent=2, sort_keys=True, default=str) if args.json
-          else "\n".join(readable_lines(data)))
+    _say(json.dumps(data, indent=2, sort_keys=True, default=str) if args.json
+         else "\n".join(readable_lines(data)))
     # an action sent but not seen to take effect here within the timeout: a "no" answer
     if data.get("completed") is False or data.get("recorded") is False:
         return EXIT_NO
@@ -424,7 +448,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     node = sub.add_parser("node", help="run one cluster node",
-                          description="Run one cluster node until SIGTERM/SIGINT.")
+                          description="Run one cluster node until SIGTERM, SIGINT or SIGHUP.")
     node.add_argument("--config", required=True, help="TOML configuration file")
     node.add_argument("--member-id", type=int, default=None,
                       help="which [[members]] entry this node is (overrides member_id in the file)")
@@ -470,14 +494,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if argv and argv[0] in _PASSTHROUGH:   # every later argument, options too, is theirs
         return _PASSTHROUGH[argv[0]](argparse.Namespace(args=argv[1:]))
     args = build_parser().parse_args(argv)
+    code = EXIT_OK
     try:
-        return args.func(args)
+        code = args.func(args)
+        sys.stdout.flush()      # a reader gone now is met here, not by Python at exit
+        return code
     except BrokenPipeError:
         # the reader went away (``aeronpy tool describe | head``): no traceback about it, and
         # none at exit when Python flushes stdout either
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        return EXIT_OK
+        _reader_gone()
+        return code
 
 
 if __name__ == "__main__":  # pragma: no cover

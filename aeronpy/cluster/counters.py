@@ -375,6 +375,16 @@ class CountersReader:
         if values_offset % 8 or values_offset + 8 * slot_count > len(m):
             raise ValueError("values region out of bounds")
         self.metadata = json.loads(bytes(m[meta_offset:meta_offset + meta_len]).decode())
+        # the metadata has no checksum: a damaged block that still parses as JSON is refused
+        # here, before any view of the mapping exists (the mapping could not close then)
+        metadata = self.metadata
+        if not isinstance(metadata, dict) or not isinstance(metadata.get("members", []), list) \
+                or not all(isinstance(x, dict) for x in metadata.get("members", [])) \
+                or not isinstance(metadata.get("enum_names", {}), dict) \
+                or not all(isinstance(x, dict) for x in metadata.get("enum_names", {}).values()):
+            raise ValueError("its metadata is not the table a node writes")
+        enum_names = {k: {int(c): n for c, n in v.items()}
+                      for k, v in metadata.get("enum_names", {}).items()}
         self.names, self.kinds, self.helps = [], [], []
         for i in range(slot_count):
             kind, name_len, help_len, name, help_text = _LABEL.unpack_from(m, labels_offset + _LABEL.size * i)
@@ -389,8 +399,7 @@ class CountersReader:
         self._values = view[values_offset:values_offset + 8 * slot_count].cast("q")
         view.release()
         self._index = {n: i for i, n in enumerate(self.names)}
-        self.enum_names = {k: {int(c): n for c, n in v.items()}
-                           for k, v in self.metadata.get("enum_names", {}).items()}
+        self.enum_names = enum_names
 
     @property
     def header(self) -> CountersHeader:

@@ -180,7 +180,7 @@ def _member_line(member: dict, self_id: int, leader_id: int, live: bool = True) 
                              ("leader" if live else "last known leader",
                               member.get("id") == leader_id)) if on]
     admin = member.get("admin_port")
-    return (f"{member.get('id'):>3}  {member.get('host')}  consensus {member.get('consensus_port')}"
+    return (f"{str(member.get('id')):>3}  {member.get('host')}  consensus {member.get('consensus_port')}"
             f"  ingress {member.get('ingress_port')}  admin {admin if admin else '-'}"
             + (f"  ({', '.join(marks)})" if marks else ""))
 

@@ -13,15 +13,22 @@ from collections import deque
 cimport cython
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
-from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_IsContiguous, PyBuffer_Release, PyObject_GetBuffer
+from cpython.buffer cimport (PyBUF_SIMPLE, PyBuffer_IsContiguous, PyBuffer_Release, PyObject_CheckBuffer,
+                             PyObject_GetBuffer)
 from cpython.memoryview cimport PyMemoryView_Check, PyMemoryView_GET_BUFFER
 from cpython.object cimport PyObject
+
 from libc.stdint cimport int64_t, uint8_t, uint32_t
 from libc.string cimport memcpy
 
 from aeronpy._codec cimport egress_message_bytes
 from aeronpy._cursor cimport ap_load_i32, ap_load_i64, ap_store_i64, ap_store_u32
 from aeronpy._logindex cimport LogIndex
+
+cdef extern from "Python.h":
+    # getattr(obj, name)(*args[1:]) with obj = args[0], without the bound method getattr would
+    # make for a plain method: the attribute is looked up afresh on every call
+    object PyObject_VectorcallMethod(object name, PyObject** args, size_t nargsf, PyObject* kwnames)
 
 from aeronpy.cluster.codes import BACK_PRESSURED, CLOSED
 from aeronpy.errors import ClusterStateError, MessageTooLargeError
@@ -347,6 +354,10 @@ cdef class ReplyPath:
             cache_max = config.reply_cache_messages
             per_message = config.reply_cache_replies_per_message
             ref_of = config.client_ref_of_endpoint
+        if type(payload) is not bytes and not PyMemoryView_Check(payload) \
+                and PyObject_CheckBuffer(payload):
+            # a buffer (array, bytearray ...): bounded by its size in bytes, not its len()
+            payload = memoryview(payload)
         if PyMemoryView_Check(payload):
             view = PyMemoryView_GET_BUFFER(payload)
             size = view.len
@@ -458,11 +469,16 @@ cdef int _decode_or_raise(object payload) except -1:
     return 0
 
 
+cdef object _ON_SESSION_MESSAGE = "on_session_message"
+
+
 def apply_session_run(module, log, int64_t index, int64_t hi, list handlers, invoke,
                       bint acking, bint check_ready) -> int:
     """ConsensusModule._apply_session_message for each SESSION_MESSAGE from ``index`` up to
-    ``hi`` or the first other entry; returns the first index not applied. ``handlers``: each
-    service's on_session_message, called as ServiceContainer.invoke would; None: call
+    ``hi`` or the first other entry; returns the first index not applied. ``handlers``: the
+    hosted services, whose on_session_message is called as ServiceContainer.invoke would (looked
+    up on each call, as invoke's getattr does: a service may replace its handler inside a run,
+    and members split the log into runs differently); None: call
     ``invoke(service_id, "on_session_message", ...)`` instead (a wrapped container.invoke).
     ``acking``: the member is a ready leader; ``check_ready``: a leader that may turn ready.
     The caller sets module._in_apply around it and checks every precondition (no failure)."""
@@ -482,6 +498,8 @@ def apply_session_run(module, log, int64_t index, int64_t hi, list handlers, inv
     cdef Py_buffer* buf
     cdef SessionState s
     cdef object payload, body, session_id, view, found, boxed_index, chunk_view = None
+    cdef object service, boxed_time
+    cdef PyObject* call_args[4]
     cdef Py_ssize_t length = 0, block_start = 0
     cdef LogIndex log_index = log if type(log) is LogIndex else None     # else a test's fake
     reply._begin_run()
@@ -546,7 +564,13 @@ def apply_session_run(module, log, int64_t index, int64_t hi, list handlers, inv
                         reply.handling_correlation_id = correlation_id
                         try:
                             if handlers is not None:
-                                handlers[service_id](view, cluster_time_ns, body)
+                                service = handlers[service_id]
+                                boxed_time = cluster_time_ns
+                                call_args[0] = <PyObject*>service
+                                call_args[1] = <PyObject*>view
+                                call_args[2] = <PyObject*>boxed_time
+                                call_args[3] = <PyObject*>body
+                                PyObject_VectorcallMethod(_ON_SESSION_MESSAGE, call_args, 4, NULL)
                             else:
                                 invoke(service_id, "on_session_message", view, cluster_time_ns, body)
                         except Exception as exc:  # any service bug stops the node (container.py)

@@ -110,6 +110,7 @@ class ConsensusModule(LeaderDuties):
         self._reply = ReplyPath(self.config, self.counters, self.egress)
         self._reply.leader = self._role is _LEADER
         self._service_closes: list[int] = []
+        self._closing: set[int] = set()     # sessions whose on_session_close is running
         self.cluster_action_listeners: list[Callable[[int, int, int], None]] = []
         self.service_set_listeners: list = []      # fn(ServiceSetError) on a list mismatch
         # the node's SessionMessage frames: the common case compiled, the rest through
@@ -303,7 +304,8 @@ class ConsensusModule(LeaderDuties):
         hi = ready.apply_hi
         while index < hi:
             entry_type = type_at(index)
-            if entry_type == E.SESSION_MESSAGE and self.container.failure is None:
+            if entry_type == E.SESSION_MESSAGE and self.container.failure is None \
+                    and not self._halted:      # halted: apply() counts and skips each entry
                 run_end = self._apply_session_messages(log, index, hi)
                 if run_end <= index:      # a broken run must fail here, not spin forever
                     raise AssertionError(f"the run of session messages at {index} applied nothing")
@@ -329,10 +331,10 @@ class ConsensusModule(LeaderDuties):
             return self._apply_session_messages_via_hooks(log, index, hi)
         container = self.container
         invoke = container.invoke
-        # call the services directly, as container.invoke would, unless something (the
-        # simulator's invariant checker) wraps invoke to watch the calls
-        handlers = ([service.on_session_message for service in container.services]
-                    if getattr(invoke, "__func__", None) is _INVOKE else None)
+        # call the services directly, as container.invoke would (their on_session_message
+        # looked up per call), unless something (the simulator's invariant checker) wraps
+        # invoke to watch the calls
+        handlers = container.services if getattr(invoke, "__func__", None) is _INVOKE else None
         self._in_apply = True
         try:
             return apply_session_run(self, log, index, hi, handlers, invoke, self.leader_ready,
@@ -518,7 +520,12 @@ class ConsensusModule(LeaderDuties):
             self.container.broadcast("on_session_open", self._view(s), self.cluster_time_ns)
 
     def _close_session(self, s: SessionState, reason: CloseReason) -> None:
-        self.container.broadcast("on_session_close", self._view(s), self.cluster_time_ns, reason)
+        # closing: a close_client_session of it from these callbacks is False (already closing)
+        self._closing.add(s.session_id)
+        try:
+            self.container.broadcast("on_session_close", self._view(s), self.cluster_time_ns, reason)
+        finally:
+            self._closing.discard(s.session_id)
         self.sessions.close(s.session_id)
         self._views.pop(s.session_id, None)
         if self.is_leader:
@@ -602,7 +609,8 @@ class ConsensusModule(LeaderDuties):
         return None if s is None else self._view(s)
 
     def _close_client_session_by_service(self, session_id: int) -> bool:
-        if session_id not in self.sessions or session_id in self._service_closes:
+        if session_id not in self.sessions or session_id in self._service_closes \
+                or session_id in self._closing:
             return False
         self._service_closes.append(session_id)
         if not self._in_apply:

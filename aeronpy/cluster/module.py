@@ -589,6 +589,9 @@ class ConsensusModule(LeaderDuties):
         return self.timers.cancel(service_id, correlation_id)
 
     def _offer_service_message(self, service_id: int, message) -> int:
+        if isinstance(message, int):
+            # bytes(5) is five zero bytes (and bytes(10**12) a terabyte before the size check)
+            raise TypeError("message must be bytes-like (bytes, bytearray, memoryview), got int")
         data = bytes(message)
         if len(data) > self.config.max_message_bytes:
             raise MessageTooLargeError(

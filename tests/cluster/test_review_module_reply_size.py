@@ -41,3 +41,18 @@ def test_a_reply_over_the_bound_in_bytes_raises_in_the_callback():
         w.settle()
     assert isinstance(err.value.cause, MessageTooLargeError)
     assert w.take(0, P.EgressMessage) == []
+
+
+class IntOffer(RecordingService):
+    def on_session_message(self, session, timestamp_ns, message):
+        self.cluster.offer(5)                       # a mistake: not five bytes of zeroes
+
+
+def test_cluster_offer_of_an_int_is_a_type_error_not_zero_bytes():
+    w = FakeWorld(services=lambda: [IntOffer()])
+    sid = w.connect()
+    w.ingress(0, C1, P.SessionMessage(sid, 1, 1, 0, b"x"))
+    with pytest.raises(ServiceError) as err:
+        w.settle()
+    assert isinstance(err.value.__cause__, TypeError), err.value
+    assert not w.modules[0].pending_service_messages

@@ -82,7 +82,9 @@ KEY_DOCS: tuple = (
      "is answered with its original reply. Keep it at least the clients' send window "
      "(`ClientConfig.window_messages`, 256 by default; a client lowers its window to it at "
      "connect, with a warning, when it is smaller); raise both for more messages in flight "
-     "(throughput). Costs memory and snapshot bytes per session: up to this many replies each."),
+     "(throughput). Costs memory and snapshot bytes per session: up to this many replies each. "
+     "Keep it the same on every member: each keeps its own, so a new leader with a smaller one "
+     "may answer an older re-sent message with an acknowledgement instead of its reply."),
     ("max_sessions", "1000", "Client sessions the cluster holds open at once; the leader refuses "
      "a connect beyond it with an error the client raises (`NotConnectedError`), so a flood of "
      "connects cannot grow every member's memory and snapshots without bound. Sessions free "
@@ -112,7 +114,9 @@ KEY_DOCS: tuple = (
     ("mtu_bytes", "1408", "Largest UDP datagram sent (512 .. 65504); bigger messages are "
      "fragmented. 1408 fits common Ethernet paths without IP fragmentation."),
     ("max_message_bytes", "1048576 (1 MiB)", "Largest client or service message accepted; "
-     "larger offers raise MessageTooLargeError."),
+     "larger offers raise MessageTooLargeError. Keep it the same on every member: a service's "
+     "reply or `cluster.offer` above a member's own limit raises in the service there, which "
+     "stops that member."),
     ("socket_rcvbuf_bytes", "2097152 (2 MiB)", "SO_RCVBUF asked for on every socket; 0 keeps the "
      "OS default. Linux caps it at net.core.rmem_max."),
     ("socket_sndbuf_bytes", "2097152 (2 MiB)", "SO_SNDBUF asked for on every socket; 0 keeps the "

@@ -166,6 +166,8 @@ def cmd_node(args: argparse.Namespace) -> int:
                 break
     finally:
         node.close()   # also stops its metrics server (metrics_http_port)
+    # a failure met while closing (the final sync's EIO, a hand-over a service broke) counts too
+    failure = failure or getattr(node, "failure", None)
     if failure is not None:
         _err(f"aeronpy node: member {config.member_id} failed and stopped: "
              f"{type(failure).__name__}: {failure} ({_where_the_traceback_is(config.data_dir)})")

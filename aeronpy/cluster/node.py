@@ -58,6 +58,9 @@ _ERRORS = int(_S.ERRORS)
 # so a reader sees a node that has gone quiet (a request answered, an entry applied) as fresh
 # as before. Duty-cycle figures are gathered locally in between.
 _COUNTERS_INTERVAL_NS = 1 * _MS
+# close() waits for the duty-cycle thread to end (a service callback or on_take_snapshot may
+# hold it for long), saying so every this many seconds: it never closes beside a running cycle
+_DUTY_THREAD_JOIN_S = 5.0
 
 
 def load_authenticator(spec: str) -> Authenticator:
@@ -144,6 +147,11 @@ class ClusterNode:
         self.failure: Optional[BaseException] = None
         self._closed = False          # close() has begun: the duty cycle does nothing more
         self._close_done = threading.Event()   # close() has finished every closer
+        self._close_lock = threading.Lock()
+        self._close_claimed = False   # one close() runs; others wait for it (or return)
+        self._closing_thread = None   # ... the thread running it (a re-entrant call returns)
+        self._cycle_thread = None     # the thread inside _cycle now (close() from a callback)
+        self._close_after_cycle = None  # close() asked from inside a cycle: (timeout_ms,)
         self._thread: Optional[threading.Thread] = None
         self._stop = threading.Event()
         self._clock = time.monotonic_ns
@@ -365,13 +373,23 @@ class ClusterNode:
     def _cycle(self) -> int:
         if self._closed:
             return 0
+        if self.failure is not None:
+            # a failed node runs no more cycles: its core may wait for an advance(rd) that
+            # never comes, and a new error must not replace the cause in node.failure
+            raise RuntimeError(f"node {self.member_id} failed and stopped: {self.failure!r}; "
+                               "close() it") from self.failure
         clock = self._clock
         start_ns = clock()
+        self._cycle_thread = threading.current_thread()
         try:
             work = self._do_work(start_ns)
-        except Exception as exc:  # a fault we must not continue past: stop, don't diverge
+        except BaseException as exc:  # a fault we must not continue past: stop, don't diverge
+            # (BaseException: a service's sys.exit() on the duty-cycle thread ended it with
+            # nothing recorded, the node neither running nor failed)
             self._fail(exc)
             raise
+        finally:
+            self._cycle_thread = None
         end_ns = clock()
         cycle_ns = end_ns - start_ns
         self._cycles_unpublished += 1
@@ -384,8 +402,8 @@ class ClusterNode:
             self._transport_counters.maybe_publish(end_ns)
         elif work:
             self._work_unpublished = True    # published by the first empty cycle after it
-        if self._stop_by_action and self._thread is None:
-            self.close()               # invoker mode: the caller sees node.closed
+        if (self._stop_by_action or self._close_after_cycle) and self._thread is None:
+            self._close_deferred()     # invoker mode: the caller sees node.closed
         return work
 
     def _note_woken(self, readable: list) -> None:
@@ -609,8 +627,10 @@ class ClusterNode:
         """Run the duty cycle on a background thread until ``close()``."""
         if self._thread is not None:
             raise RuntimeError("node already started")
-        if self._closed:
+        if self._closed or self._close_claimed:
             raise RuntimeError("node is closed: a closed node cannot be started again")
+        if self.failure is not None:
+            raise RuntimeError(f"node {self.member_id} failed and stopped: {self.failure!r}")
         self._thread = threading.Thread(target=self._pin_then_run,
                                         name=f"aeronpy-node-{self.member_id}", daemon=True)
         self._thread.start()
@@ -631,11 +651,11 @@ class ClusterNode:
         while not stop.is_set():
             try:
                 work = self._cycle()
-            except Exception:
+            except BaseException:     # recorded by _cycle (node.failure)
                 break
             idle(work)
-        if self._stop_by_action:
-            self.close()
+        if self._stop_by_action or self._close_after_cycle:
+            self._close_deferred()
 
     def _pin_duty_cycle_thread(self) -> bool:
         """Pin the calling (duty-cycle) thread to ``cpu_affinity``; pid 0 means this thread on
@@ -671,20 +691,44 @@ class ClusterNode:
 
     def close(self, transfer_timeout_ms: Optional[int] = None) -> None:
         """Stop the node. A leader first hands leadership to an up-to-date follower, so a
-        rolling restart costs no election timeout."""
-        if self._closed:               # closing already (possibly on the duty-cycle thread)
-            if self._thread is not threading.current_thread():
+        rolling restart costs no election timeout.
+
+        One call closes; a concurrent one waits for it, a re-entrant one (from on_terminate)
+        returns. Called from inside a duty cycle (a service callback), it closes once that
+        cycle is done. It waits for the duty-cycle thread to end, however long a callback
+        holds it: closing beside a running cycle raised and left the node open."""
+        me = threading.current_thread()
+        if self._cycle_thread is me and not self._close_claimed:
+            # inside a duty cycle (a service callback): the cycle must finish (its Ready be
+            # advanced) before a hand-over, and nothing may close under the running apply
+            self._close_after_cycle = (transfer_timeout_ms,)
+            self._stop.set()
+            return
+        with self._close_lock:
+            claimed, self._close_claimed = self._close_claimed, True
+            if not claimed:
+                self._closing_thread = me
+        if claimed:                    # closing already (possibly on the duty-cycle thread)
+            if me is not self._closing_thread and me is not self._thread:
                 self._close_done.wait(timeout=30.0)
             return
-        if self._thread is not None and self._thread is not threading.current_thread():
+        thread = self._thread
+        if thread is not None and thread is not me:
             self._stop.set()
-            self._thread.join(timeout=5.0)
+            thread.join(timeout=_DUTY_THREAD_JOIN_S)
+            waited = _DUTY_THREAD_JOIN_S
+            while thread.is_alive():
+                self.log.warning("close: the duty cycle is still busy after %.0f s (a service "
+                                 "callback or snapshot running?): waiting for it", waited)
+                thread.join(timeout=_DUTY_THREAD_JOIN_S)
+                waited += _DUTY_THREAD_JOIN_S
             self._thread = None
-            if self._closed:           # the duty-cycle thread closed it (cluster shutdown)
-                self._close_done.wait(timeout=30.0)
-                return
         if self.failure is None and self.core.role == Role.LEADER and not self._admin.stopping:
-            self._hand_over(transfer_timeout_ms or 2 * self.config.election_timeout_ms)
+            try:
+                self._hand_over(transfer_timeout_ms or 2 * self.config.election_timeout_ms)
+            except Exception as exc:  # a failure (recorded by the cycle) or a failed hand-over
+                if self.failure is None:
+                    self.log.warning("leadership hand-over failed: %r", exc)
         self._closed = True
         self._admin.closing()
         try:
@@ -692,12 +736,13 @@ class ClusterNode:
         except Exception as exc:
             self.log.warning("error while finishing snapshots: %r", exc)
         try:
-            self.module.close()
+            if self.failure is None:   # on_terminate: not after a failure (docs/programming.md)
+                self.module.close()
         finally:
             for closer in (self._close_metrics_server,
                            self._publish_counters, self._transport_counters.publish,
                            self._drop_log.close, self.consensus.close,
-                           self.ingress.close, self.archive.close, self._close_sync_pipe,
+                           self.ingress.close, self._close_archive, self._close_sync_pipe,
                            self._admin.closed,
                            self.counters.close, self._errors.close, self._pid_file.release):
                 try:
@@ -705,6 +750,22 @@ class ClusterNode:
                 except Exception as exc:  # keep closing the rest
                     self.log.warning("error while closing: %r", exc)
             self._close_done.set()
+
+    def _close_deferred(self) -> None:
+        """close() after the cycle that asked for it (a cluster shutdown/abort, or close()
+        called from a service callback)."""
+        asked = self._close_after_cycle
+        self.close(asked[0] if asked else None)
+
+    def _close_archive(self) -> None:
+        """The archive's final sync failing (EIO, ENOSPC) is an archive failure like any
+        other: node.failure, errors.log and FAILED, not a warning and a clean stop."""
+        try:
+            self.archive.close()
+        except Exception as exc:
+            if self.failure is not None:
+                raise
+            self._fail(exc)
 
     def _close_sync_pipe(self) -> None:
         pipe, self._sync_pipe = self._sync_pipe, None

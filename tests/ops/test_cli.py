@@ -154,6 +154,23 @@ def test_node_is_built_from_config_and_services(config_file, service_module, cap
     assert os.path.isdir(tmp_path / "override")
 
 
+class FailsWhileClosing(FakeNode):
+    """A node whose close() meets a failure (the final sync's EIO, a hand-over a service broke)."""
+    failure = None
+
+    def close(self):
+        super().close()
+        self.failure = OSError(5, "Input/output error")
+
+
+def test_a_failure_met_while_closing_exits_non_zero(config_file, service_module, capsys,
+                                                    monkeypatch):
+    # the node command read node.failure only while the node ran: one found by close() exited 0
+    monkeypatch.setattr(cli, "_cluster_node_class", lambda: FailsWhileClosing)
+    code, _, err = run(node_argv(config_file, "svc_mod:Good"), capsys)
+    assert code == cli.EXIT_NODE_FAILED and "failed and stopped" in err, (code, err)
+
+
 def test_sigterm_closes_the_node(config_file, tmp_path):
     script = textwrap.dedent(f"""
         import sys, threading

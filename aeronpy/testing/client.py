@@ -62,7 +62,10 @@ class SimClient:
         self.transport = transport
         self._tick_ns = tick_ns
         self._closed = False
-        self.delivered: set = set()      # correlation ids handed to the application
+        # (correlation id, reply) handed to the application: a service may answer a message
+        # several times (ModuleConfig.reply_cache_replies_per_message), so only the same reply
+        # handed over twice is a duplicate delivery
+        self.delivered: set = set()
         self.duplicate_deliveries = 0
 
     # ------------------------------------------------------------------ the client's duty cycle
@@ -98,11 +101,14 @@ class SimClient:
         self.transport.inbox.append(message)
         self.do_work()
 
-    def _note_delivery(self, correlation_id: int) -> None:
-        if correlation_id in self.delivered:
+    def _note_delivery(self, correlation_id: int, payload) -> None:
+        delivery = (correlation_id, bytes(payload))
+        if delivery in self.delivered:
             self.duplicate_deliveries += 1
-            self._sim.checker.fail(f"client {self.client_id} got a second reply to correlation id {correlation_id}")
-        self.delivered.add(correlation_id)
+            self._sim.checker.fail(f"client {self.client_id} got a second reply to correlation id "
+                                   f"{correlation_id} equal to one it was handed before: "
+                                   f"{delivery[1][:40]!r}")
+        self.delivered.add(delivery)
 
     # ------------------------------------------------------------------ ClusterClient's API
     @property
@@ -142,7 +148,7 @@ class SimClient:
 
         def deliver(correlation_id, payload):
             if correlation_id:
-                self._note_delivery(correlation_id)
+                self._note_delivery(correlation_id, payload)
             on_message(correlation_id, payload)
         return self.core.poll(deliver, limit)
 
@@ -167,7 +173,7 @@ class SimClient:
         sim.run_until(lambda: not core.is_awaiting(correlation_id), (deadline_ns - sim.now_ns) / MS)
         reply = core.take_reply(correlation_id)
         if reply is not None:
-            self._note_delivery(correlation_id)
+            self._note_delivery(correlation_id, reply)
             return reply
         error = core.take_error(correlation_id)
         if error is not None:           # refused unapplied (too large, unknown service id)

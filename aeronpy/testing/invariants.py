@@ -269,6 +269,7 @@ class InvariantChecker:
             self.fail(f"snapshot consistency: member {member.member_id} restored the snapshot at "
                       f"index {index} into a state other than the snapshot's")
         member.delivered_seq = {s.session_id: s.last_applied_seq for s in module.sessions}
+        member.open_sessions = {s.session_id for s in module.sessions}
 
     # ------------------------------------------------------------------ service level
     def _watch_services(self, member) -> None:
@@ -278,6 +279,7 @@ class InvariantChecker:
         calls: list = []
         member.service_calls = calls
         member.delivered_seq = {}             # session id -> last seq delivered (this incarnation)
+        member.open_sessions = set()          # session ids open in its services (this incarnation)
 
         def recording_invoke(service_id, callback, *args):
             summary = _SUMMARIES.get(callback)
@@ -306,11 +308,20 @@ class InvariantChecker:
             if known != made:
                 self.fail(f"members diverge at index {index}: member {m} made service calls {made}, "
                           f"another member made {known}")
+            delivered = False
             for service_id, callback, summary in made:
                 if callback == "on_session_message" and summary[0] is not None:
                     self._check_exactly_once(member, index, service_id, summary)
+                    delivered = True
             if not made:
                 self._check_refused_placeholder(member, index)
+            if not delivered:
+                self._check_not_lost(member, index)
+            for _service_id, callback, summary in made:
+                if callback == "on_session_open":
+                    member.open_sessions.add(summary[0])
+                elif callback == "on_session_close":
+                    member.open_sessions.discard(summary[0])
         if by_index:
             self.fail(f"member {m} called services at indexes {sorted(by_index)} outside the applied "
                       f"range [{lo}, {hi})")
@@ -333,6 +344,24 @@ class InvariantChecker:
                       f"{what} (index {index})")
         member.delivered_seq[session_id] = entry.seq
         self.session_messages_delivered += 1
+
+    def _check_not_lost(self, member, index: int) -> None:
+        """A session message entry for an open session with a seq above the last delivered
+        one must reach its service (exactly once: not zero times), unless it is a refused
+        placeholder. Without this, a message consumed without delivery went unnoticed
+        unless a later one of the same session followed it."""
+        log = member.core.log
+        if log.type_at(index) != E.SESSION_MESSAGE or getattr(member.module, "halted", False):
+            return
+        entry = E.decode_entry(E.SESSION_MESSAGE, log.payload_at(index))
+        if entry.service_id == E.REJECTED_MESSAGE_SERVICE_ID or entry.session_id not in member.open_sessions \
+                or not 0 <= entry.service_id < len(member.services):
+            return
+        last = member.delivered_seq.get(entry.session_id, 0)
+        if entry.seq > last:
+            self.fail(f"exactly-once: member {member.member_id} applied message {entry.seq} of session "
+                      f"{entry.session_id} (index {index}, after {last}) without delivering it to "
+                      f"service {entry.service_id}")
 
     def _check_refused_placeholder(self, member, index: int) -> None:
         """A message the leader refused (too large, unknown service) is logged as a placeholder

@@ -171,6 +171,9 @@ def evaluate(outcome: SoakOutcome) -> List[str]:
     # 1. exactly-once
     acked = [op for op in outcome.counter_ops if op.replies]
     indeterminate = [op for op in outcome.counter_ops if not op.replies]
+    if not acked:       # else every count check below holds vacuously
+        failures.append(f"exactly-once: expected acknowledged increments; saw none of "
+                        f"{len(outcome.counter_ops)} sent")
     doubled = [op for op in acked if len(op.replies) != 1]
     if doubled:
         failures.append(f"exactly-once: expected one reply per increment; "
@@ -222,6 +225,9 @@ def evaluate(outcome: SoakOutcome) -> List[str]:
 
     # 2. linearizability (with a read of every key after the run; the final state must match)
     if outcome.kv_history:
+        if not any(op.client_id != FINAL_READER and not op.indeterminate for op in outcome.kv_history):
+            failures.append("linearizability: expected completed operations by the key-value "
+                            "clients (else the check holds vacuously); saw none")
         result = check_kv_history(outcome.kv_history, timeout_s=outcome.linearizability_timeout_s)
         if result.outcome is Outcome.NOT_LINEARIZABLE:
             failures.append(f"linearizability: expected the key-value history "

@@ -30,16 +30,7 @@ from aeronpy.cluster.nodefiles import read_errors
 from aeronpy.service import ClusteredService
 from aeronpy.testing.process_cluster import free_udp_ports
 from aeronpy.testing.services import EchoService
-
-
-def one_member_node(tmp_path, service=None, **config):
-    """An embedded one-member node hosting ``service`` (default: an echo) on free ports."""
-    consensus, ingress = free_udp_ports(2)
-    cfg = NodeConfig(cluster_id=1, member_id=0, data_dir=str(tmp_path / "n0"),
-                     log_level="WARNING", members=[{"id": 0, "host": "127.0.0.1",
-                                                    "consensus_port": consensus,
-                                                    "ingress_port": ingress}], **config)
-    return ClusterNode(cfg, [service if service is not None else EchoService()])
+from tests.ops.opsfiles import one_member_node
 
 
 def _wait(predicate, timeout_s: float = 10.0) -> bool:

@@ -23,24 +23,18 @@ import pytest
 
 from aeronpy import ClusterClient, Role
 from aeronpy.archive.errors import ArchiveIOError
-from aeronpy.cluster.config import NodeConfig
 from aeronpy.cluster.counters import CountersReader
 from aeronpy.cluster.node import ClusterNode
 from aeronpy.cluster.nodefiles import read_errors
 from aeronpy.service import ClusteredService
 from aeronpy.testing.process_cluster import free_udp_ports
-from aeronpy.testing.services import EchoService
+from tests.ops.opsfiles import one_member_node
 
 RAW_ENTRY = 15
 
 
 def _node(tmp_path, service=None, **config) -> ClusterNode:
-    consensus, ingress = free_udp_ports(2)
-    cfg = NodeConfig(cluster_id=1, member_id=0, data_dir=str(tmp_path / "n0"),
-                     log_level="WARNING", members=[{"id": 0, "host": "127.0.0.1",
-                                                    "consensus_port": consensus,
-                                                    "ingress_port": ingress}], **config)
-    return ClusterNode(cfg, [service if service is not None else EchoService()])
+    return one_member_node(tmp_path, service, **config)
 
 
 def _settle(node: ClusterNode) -> None:
@@ -136,7 +130,6 @@ def test_an_io_error_in_the_final_sync_fails_the_node(tmp_path, file_sync, settl
         _settle(node)
     elif file_sync != "none":
         hold = threading.Event()
-        real = node.archive.fs.fdatasync
 
         def held(handle):
             hold.wait(5)

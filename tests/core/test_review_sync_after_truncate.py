@@ -15,6 +15,7 @@ Fixed: ``BackgroundSyncer.lower_to`` after the drain in ``truncate_from`` and
 """
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 
@@ -29,6 +30,28 @@ def _fill(arc, log, lo, hi, term):
     for index in range(lo, hi):
         assert log.append(term, 16, b"e%d-t%d" % (index, term)) == index
     arc.append_from(log, lo, hi)
+
+
+@contextlib.contextmanager
+def syncs_held(fs):
+    """The sync thread's fsyncs wait (up to 10 s) until the block ends."""
+    release = threading.Event()
+    real = {name: getattr(fs, name) for name in ("fsync", "fdatasync")}
+
+    def blocking(name):
+        def call(handle):
+            if threading.current_thread().name == "aeronpy-archive-sync":
+                release.wait(10)
+            return real[name](handle)
+        return call
+    for name in real:
+        setattr(fs, name, blocking(name))
+    try:
+        yield
+    finally:
+        release.set()
+        for name, fn in real.items():
+            setattr(fs, name, fn)
 
 
 def _wait_synced(arc, index, timeout_s=10.0):
@@ -48,29 +71,13 @@ def test_entries_written_over_a_cut_tail_are_not_durable_before_their_sync(tmp_p
     arc.request_sync()
     assert _wait_synced(arc, 10) == 10
     # from now on the sync thread's syncs wait until released
-    release = threading.Event()
-    fs = arc.fs
-    real = {name: getattr(fs, name) for name in ("fsync", "fdatasync")}
-
-    def blocking(name):
-        def call(handle):
-            if threading.current_thread().name == "aeronpy-archive-sync":
-                release.wait(10)
-            return real[name](handle)
-        return call
-    for name in real:
-        setattr(fs, name, blocking(name))
-    try:
+    with syncs_held(arc.fs):
         # a new leader's entries conflict from index 8: the follower cuts and appends 8, 9
         arc.truncate_from(8)
         log.truncate_from(8)
         _fill(arc, log, 8, 10, 2)
         arc.request_sync()
         durable = arc.poll_synced()       # what _process_ready compares with persist_hi - 1
-    finally:
-        release.set()
-        for name, fn in real.items():
-            setattr(fs, name, fn)
     assert durable < 9, f"entries 8..9 reported durable ({durable}) before their sync ran"
     arc.close()
 
@@ -89,28 +96,12 @@ def test_entries_written_after_a_reset_at_a_snapshot_are_not_durable_before_thei
     writer = arc.begin_snapshot(5, 2)                # the leader's snapshot: term 2 at index 5
     writer.write(b"state")
     writer.commit(0)
-    release = threading.Event()
-    fs = arc.fs
-    real = {name: getattr(fs, name) for name in ("fsync", "fdatasync")}
-
-    def blocking(name):
-        def call(handle):
-            if threading.current_thread().name == "aeronpy-archive-sync":
-                release.wait(10)
-            return real[name](handle)
-        return call
-    for name in real:
-        setattr(fs, name, blocking(name))
-    try:
+    with syncs_held(arc.fs):
         arc.reset_to_snapshot(5, 2, keeps_suffix=False)
         from aeronpy._logindex import LogIndex
         log = LogIndex(5, 2)
         _fill(arc, log, 6, 10, 2)
         arc.request_sync()
         durable = arc.poll_synced()
-    finally:
-        release.set()
-        for name, fn in real.items():
-            setattr(fs, name, fn)
     assert durable < 9, f"entries 6..9 reported durable ({durable}) before their sync ran"
     arc.close()

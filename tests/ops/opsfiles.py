@@ -23,10 +23,10 @@ def write_one_member_config(directory) -> None:
         """))
 
 
-def one_member_node(tmp_path, log_level: str = "WARNING", check_startable: bool = True,
-                    **config):
-    """An embedded one-member `ClusterNode` (echo service) on free loopback ports, data dir
-    ``tmp_path/n0``; ``config`` adds NodeConfig keys."""
+def one_member_node(tmp_path, service=None, log_level: str = "WARNING",
+                    check_startable: bool = True, **config):
+    """An embedded one-member `ClusterNode` hosting ``service`` (default: an echo) on free
+    loopback ports, data dir ``tmp_path/n0``; ``config`` adds NodeConfig keys."""
     from aeronpy.cluster.config import NodeConfig
     from aeronpy.cluster.node import ClusterNode
     from aeronpy.testing.services import EchoService
@@ -35,7 +35,8 @@ def one_member_node(tmp_path, log_level: str = "WARNING", check_startable: bool 
                      data_dir=str(tmp_path / "n0"), log_level=log_level,
                      members=[{"id": 0, "host": "127.0.0.1", "consensus_port": consensus,
                                "ingress_port": ingress}], **config)
-    return ClusterNode(cfg, [EchoService()], check_startable=check_startable)
+    return ClusterNode(cfg, [service if service is not None else EchoService()],
+                       check_startable=check_startable)
 
 
 def make_special(path: str, kind: str) -> None:

@@ -42,8 +42,9 @@ def feed_tx(tx, frames, now):
             tx.on_status(r.position, r.length, now)
 
 
-def pump(tx, rx, to_rx, to_tx, handler, now, steps=400, step_ns=MS):
-    """Run both halves with a lossless wire for ``steps`` fake milliseconds."""
+def pump(tx, rx, to_rx, to_tx, handler, now, steps=400, step_ns=MS, until=None):
+    """Run both halves with a lossless wire for ``steps`` fake milliseconds (or until
+    ``until()`` holds)."""
     for _ in range(steps):
         now += step_ns
         tx.do_work(now)
@@ -52,6 +53,8 @@ def pump(tx, rx, to_rx, to_tx, handler, now, steps=400, step_ns=MS):
         rx.do_work(now)
         frames, to_tx[:] = list(to_tx), []
         feed_tx(tx, frames, now)
+        if until is not None and until():
+            break
     return now
 
 
@@ -199,17 +202,7 @@ def test_frames_held_out_of_order_are_bounded_in_count_not_only_in_bytes():
     to_rx.clear()
     assert len(rx._pending) <= cfg.window_bytes // 16
     assert cr.drops["beyond_window"] > 0 and not got
-    now = 0
-    for _ in range(2000):
-        now += MS
-        tx.do_work(now)
-        frames, to_rx[:] = list(to_rx), []
-        feed_rx(rx, frames, handler, now)
-        rx.do_work(now)
-        frames, to_tx[:] = list(to_tx), []
-        feed_tx(tx, frames, now)
-        if len(got) == len(sent):
-            break
+    pump(tx, rx, to_rx, to_tx, handler, 0, steps=2000, until=lambda: len(got) == len(sent))
     assert got == sent
 
 

@@ -6,6 +6,7 @@ import pytest
 from aeronpy._frame import DATA, HEARTBEAT, FrameReader, FrameWriter
 from aeronpy.transport.counters import TransportCounters
 from aeronpy.transport.streams import StreamConfig, StreamReceiver, StreamSender
+from tests.transport.test_streams import control
 
 MS = 1_000_000
 CFG = StreamConfig(mtu_bytes=128, window_bytes=1024, send_buffer_bytes=4096,
@@ -33,13 +34,7 @@ def feed_rx(rx, frames, handler, now):
 
 
 def feed_tx(tx, frames, now):
-    r = FrameReader()
-    for f in frames:
-        t = r.read(f)
-        if t == 2:
-            tx.on_nak(r.position, r.length, now)
-        elif t == 3:
-            tx.on_status(r.position, r.length, now)
+    control(tx, frames, now)           # NAK and STATUS frames to the sender
 
 
 def pump(tx, rx, to_rx, to_tx, handler, now, steps=400, step_ns=MS, until=None):

@@ -166,7 +166,10 @@ def decode_session_open(payload) -> SessionOpen:
 
 def decode_session_close(payload) -> SessionClose:
     _need(payload, _SESSION_CLOSE.size, "SESSION_CLOSE")
-    return SessionClose(*_SESSION_CLOSE.unpack_from(payload, 0))
+    entry = SessionClose(*_SESSION_CLOSE.unpack_from(payload, 0))
+    if not 0 <= entry.reason <= 2:      # CloseReason's values: anything else is damage
+        raise EntryDecodeError(f"SESSION_CLOSE with reason {entry.reason}, not a CloseReason")
+    return entry
 
 
 def decode_session_message(payload) -> SessionMessage:

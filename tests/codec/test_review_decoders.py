@@ -196,3 +196,15 @@ def test_session_terms_parser_keeps_only_plain_in_range_decimals():
     assert P.parse_session_terms(f"h:1;session_timeout_ms={top}") == ("h:1", {"session_timeout_ms": top})
     assert P.parse_session_terms("9" * 5000) == ("9" * 5000, {})
     assert P.parse_session_terms("h;max_message_bytes=" + "9" * 5000) == ("h", {})
+
+
+def test_a_session_close_entry_with_an_unknown_reason_is_a_decode_error():
+    # it raised an enum ValueError from the apply instead (the node stopped either way)
+    import pytest
+
+    from aeronpy.service import CloseReason
+    for reason in CloseReason:
+        assert E.decode_session_close(struct.pack("<qqi", 1, 2, reason)).reason == reason
+    for reason in (-1, 3, 2**31 - 1):
+        with pytest.raises(E.EntryDecodeError, match="reason"):
+            E.decode_session_close(struct.pack("<qqi", 1, 2, reason))

@@ -266,6 +266,11 @@ def _forking_sleeper(_member, _argv):
     return ["sh", "-c", f"{sys.executable} -c 'import time; time.sleep(120)'; true"]
 
 
+def _cmdline(pid: int) -> str:
+    with open(f"/proc/{pid}/cmdline", "rb") as f:
+        return f.read().replace(b"\0", b" ").decode()
+
+
 def _children(pid: int) -> list:
     with open(f"/proc/{pid}/task/{pid}/children") as f:
         return [int(p) for p in f.read().split()]
@@ -277,6 +282,9 @@ def test_pause_reaches_a_forked_member_and_a_restart_is_not_paused(tmp_path):
         shell = pc.procs[0].pid
         assert wait_until(lambda: _children(shell), 10)
         [member] = _children(shell)
+        # paused between its fork and its exec, the child keeps the shell in vfork's wait
+        # (state D, not T) for as long as it is stopped: pause once it runs the stand-in
+        assert wait_until(lambda: _cmdline(member).startswith(sys.executable), 10)
         pc.pause(0)
         assert wait_until(lambda: _state(member) == "T" and _state(shell) == "T", 10)
         pc.resume(0)

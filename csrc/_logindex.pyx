@@ -257,6 +257,10 @@ cdef class LogIndex:
             n += 1
         if n == 0:
             return self.c_last_index()
+        if payload_total > MAX_PAYLOAD_BYTES:
+            # one chunk cannot take them all (a location keeps the offset in a chunk in 32
+            # bits): entry by entry, each placed as append() does; undone if one fails
+            return self._append_packed_each(blob, n)
         # Pass 2: place. The entries that fit the tail chunk's room go there, the rest into one
         # new chunk, allocated before anything changes (a MemoryError leaves the log as it was).
         self._reserve_slots(n)
@@ -296,6 +300,21 @@ cdef class LogIndex:
         self._tail_used = <Py_ssize_t>(loc & 0xFFFFFFFFLL)
         self._count += n
         self.mutation_count += 1
+        return self._base_index + self._count
+
+    cdef int64_t _append_packed_each(self, const unsigned char* blob, Py_ssize_t n) except -1:
+        cdef int64_t first = self.c_last_index() + 1
+        cdef Py_ssize_t pos = 0, i
+        cdef uint32_t plen
+        try:
+            for i in range(n):
+                plen = _get_u32(blob + pos)
+                self.c_append(_get_i64(blob + pos + 8), <int>_get_u16(blob + pos + 4),
+                              blob + pos + HEADER_BYTES, plen)
+                pos += HEADER_BYTES + plen
+        except BaseException:
+            self.truncate_from(first)
+            raise
         return self._base_index + self._count
 
     cdef Py_ssize_t c_size_between(self, int64_t lo, int64_t hi) except -1:
@@ -416,17 +435,28 @@ cdef class LogIndex:
 
     cdef int _release_front(self, int64_t keep_serial) except -1:
         """Release the chunks before ``keep_serial`` (every entry in them was dropped)."""
-        cdef PayloadBlock chunk
-        while self._chunk_base < keep_serial:
-            chunk = <PayloadBlock>self._chunks.pop(0)
-            del self._views[0]
-            self._chunk_base += 1
-            self._retire(chunk)
+        cdef Py_ssize_t k = <Py_ssize_t>(keep_serial - self._chunk_base)
+        if k <= 0:
+            return 0
+        released = self._chunks[:k]
+        del self._chunks[:k]
+        del self._views[:k]
+        self._chunk_base = keep_serial
+        self._retire_all(released)
         return 0
 
     cdef int _retire(self, PayloadBlock chunk) except -1:
         if self.retire is not None and chunk.capacity >= RETIRE_MIN_BYTES:
             self.retire(chunk)
+        return 0
+
+    cdef int _retire_all(self, list released) except -1:
+        # Called once the log is consistent again (a raising `retire` must not leave entries
+        # pointing into chunks already taken off the list); if one call raises, the chunks
+        # not handed over yet are freed here, as without a `retire`.
+        cdef PayloadBlock chunk
+        for chunk in released:
+            self._retire(chunk)
         return 0
 
     cdef int _reset_empty(self, int64_t base_index, int64_t base_term) except -1:
@@ -439,15 +469,13 @@ cdef class LogIndex:
         if len(self._chunks) == 1 and (<PayloadBlock>self._chunks[0]).capacity <= 16 * MIN_BLOCK_BYTES:
             self._tail_used = 0            # a small lone chunk is kept (its bytes are reused)
             return 0
-        self._chunk_base += len(self._chunks)   # serials never repeat
-        while self._chunks:                # the rest is given back
-            chunk = <PayloadBlock>self._chunks.pop()
-            self._views.pop()
-            self._retire(chunk)
         chunk = PayloadBlock(MIN_BLOCK_BYTES)
-        self._chunks.append(chunk)
-        self._views.append(memoryview(chunk))
+        released = self._chunks[::-1]      # the rest is given back (newest first), once the
+        self._chunk_base += len(self._chunks)   # log is consistent; serials never repeat
+        self._chunks = [chunk]
+        self._views = [memoryview(chunk)]
         self._tail_used = 0
+        self._retire_all(released)
         return 0
 
     cdef int _compact_after_drop(self) except -1:
@@ -547,18 +575,32 @@ cdef class LogIndex:
                              f"{self._base_index}")
         if index > self._base_index + self._count:
             return
-        # the payload tail goes back to where the first removed entry starts; chunks after
-        # that one hold only removed entries and are released
-        cdef int64_t loc = self._locs[self._slot(index)]
+        # the payload tail goes back to just past the last kept entry, in its chunk (with no
+        # entry kept: where the first removed one starts); the chunks after that one hold only
+        # removed entries and are released (and, with none kept, the ones before it), even when
+        # the first removed entry began a chunk: else each truncate followed by an append too
+        # big for that chunk would leave one more dead chunk behind
+        cdef Py_ssize_t s = self._slot(index), p
+        cdef int64_t loc = self._locs[s]
         cdef int64_t serial = loc >> 32
-        cdef PayloadBlock chunk
+        cdef Py_ssize_t used = <Py_ssize_t>(loc & 0xFFFFFFFFLL)
+        if index - 1 > self._base_index:
+            p = (s - 1) & self._mask
+            serial = self._locs[p] >> 32
+            used = <Py_ssize_t>((self._locs[p] & 0xFFFFFFFFLL) + (self._offsets[s] - self._offsets[p]))
+        released = []
         while self._chunk_base + len(self._chunks) - 1 > serial:
-            chunk = <PayloadBlock>self._chunks.pop()
+            released.append(self._chunks.pop())
             self._views.pop()
-            self._retire(chunk)
-        self._tail_used = <Py_ssize_t>(loc & 0xFFFFFFFFLL)
+        if index - 1 == self._base_index:  # no entry kept: the chunks before are dead too
+            released.extend(self._chunks[:serial - self._chunk_base])
+            del self._chunks[:serial - self._chunk_base]
+            del self._views[:serial - self._chunk_base]
+            self._chunk_base = serial
+        self._tail_used = used
         self._count = <Py_ssize_t>(index - self._base_index - 1)
         self.mutation_count += 1
+        self._retire_all(released)           # last: the log is consistent if it raises
 
     def drop_prefix(self, int64_t index, int64_t term) -> None:
         """Forget entries <= index after a snapshot at (index, term).
@@ -581,13 +623,14 @@ cdef class LogIndex:
             self._count -= k
             self._base_index = index
             self._base_term = term
-            if self._count == 0:
+            self.mutation_count += 1         # before releasing: a raising `retire` leaves
+            if self._count == 0:             # a consistent, counted mutation
                 self._reset_empty(index, term)
             else:
                 self._compact_after_drop()
         else:
+            self.mutation_count += 1
             self._reset_empty(index, term)
-        self.mutation_count += 1
 
     def first_index_of_term(self, int64_t term) -> int:
         """Lowest index of `term` held (the base counts when base_index > 0); 0 if none."""

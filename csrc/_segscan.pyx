@@ -75,7 +75,7 @@ def encode_records(packed, Py_ssize_t count, int64_t first_index):
     try:
         p = <const unsigned char*>src.buf
         n = src.len
-        if n < count * PACKED_HEADER:
+        if count > n // PACKED_HEADER:    # (not count * PACKED_HEADER: it can wrap around)
             raise ValueError(f"packed blob of {n} bytes cannot hold {count} entries")
         # each record is exactly (RECORD_HEADER - PACKED_HEADER) longer than its packed entry
         records = PyByteArray_FromStringAndSize(NULL, n + count * (RECORD_HEADER - PACKED_HEADER))
@@ -88,6 +88,8 @@ def encode_records(packed, Py_ssize_t count, int64_t first_index):
                     break
                 plen = _ld32(p + pos)
                 if <Py_ssize_t>plen > n - pos - PACKED_HEADER:
+                    break
+                if plen > 0xFFFFFFFFU - RECORD_HEADER:   # its frame_length would not fit a u32
                     break
                 term = _ld64(p + pos + 8)
                 index = first_index + done
@@ -204,6 +206,8 @@ def last_nonzero(buf, Py_ssize_t start) -> int:
     cdef Py_buffer src
     cdef const unsigned char* p
     cdef Py_ssize_t i
+    if start < 0:
+        raise ValueError(f"last_nonzero: start {start} < 0")
     PyObject_GetBuffer(buf, &src, PyBUF_SIMPLE)
     try:
         p = <const unsigned char*>src.buf
@@ -239,7 +243,7 @@ def rebase_ends(ends, Py_ssize_t lo, Py_ssize_t hi, int64_t delta) -> bytes:
     cdef Py_ssize_t i
     PyObject_GetBuffer(ends, &src, PyBUF_SIMPLE)
     try:
-        if lo < 0 or hi < lo or hi * 8 > src.len:
+        if lo < 0 or hi < lo or hi > src.len // 8:
             raise ValueError(f"bad range [{lo}, {hi}) of {src.len // 8} ends")
         out = PyByteArray_FromStringAndSize(NULL, (hi - lo) * 8)
         p = <const int64_t*>src.buf

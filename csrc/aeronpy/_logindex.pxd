@@ -59,6 +59,8 @@ cdef class LogIndex:
     cdef int _add_chunk(self, Py_ssize_t needed) except -1
     cdef int _release_front(self, int64_t keep_serial) except -1
     cdef int _retire(self, PayloadBlock chunk) except -1
+    cdef int _retire_all(self, list released) except -1
+    cdef int64_t _append_packed_each(self, const unsigned char* blob, Py_ssize_t n) except -1
     cdef Py_ssize_t _slot(self, int64_t index) noexcept
     cdef int _reset_empty(self, int64_t base_index, int64_t base_term) except -1
     cdef int _compact_after_drop(self) except -1

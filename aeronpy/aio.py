@@ -39,13 +39,15 @@ class AsyncClusterClient:
         self._closed = False
         self._wake: Optional[asyncio.Event] = None   # ends the background task's wait
         self._watchers: set = set()      # events of wait_for_egress/wait_for_window callers
+        self._failure: Optional[str] = None   # why the background task ended, if not by close()
+        self._closed_event: Optional[asyncio.Event] = None   # set once close() has finished
 
     @classmethod
     async def connect(cls, endpoints, timeout_s: float = 5.0, *, poll_interval_s: float = 0.0002,
                       **options) -> "AsyncClusterClient":
         """Connect without blocking the event loop; options as ClusterClient.connect."""
+        loop = asyncio.get_running_loop()        # no loop: refused before a socket is open
         client = ClusterClient.open(endpoints, **options)
-        loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
         try:
             while client._core.state is ClientState.CONNECTING:
@@ -63,7 +65,27 @@ class AsyncClusterClient:
             raise client._core.error or NotConnectedError("connect failed")
         self = cls(client, poll_interval_s)
         self._task = asyncio.create_task(self._run(), name="aeronpy-client")
+        self._task.add_done_callback(self._task_done)
         return self
+
+    def _task_done(self, task: asyncio.Task) -> None:
+        """The background task ended: unless by close(), nothing completes requests any more,
+        so the waiting ones fail now (not at their timeouts) and later ones at once."""
+        if task.cancelled():
+            cause = None
+            why = "the client's background task was cancelled (its event loop ended?)"
+        else:
+            cause = task.exception()      # retrieved: no "exception was never retrieved"
+            why = f"the client's background task failed: {cause!r}"
+        if self._closed:
+            return
+        self._failure = why
+        for future in self._waiting.values():
+            if not future.done():
+                error = ClusterClosedError(why)
+                error.__cause__ = cause
+                future.set_exception(error)
+        self._tell_watchers()
 
     async def _run(self) -> None:
         fileno = getattr(self._client._transport, "fileno", None)
@@ -115,7 +137,7 @@ class AsyncClusterClient:
             try:
                 if ready():
                     return True
-                if self._closed or self._core.state is ClientState.CLOSED:
+                if self._closed or self._failure or self._core.state is ClientState.CLOSED:
                     return False
                 remaining = deadline - loop.time()
                 if remaining <= 0:
@@ -137,10 +159,11 @@ class AsyncClusterClient:
     async def wait_for_window(self, timeout_s: float) -> bool:
         """Wait until ``offer`` would not return BACK_PRESSURED (the cluster acknowledged
         enough of the send window), or ``timeout_s`` passes; True when there is room."""
-        core = self._core
-        window = core._window
+        return await self._wait_until(self._window_has_room, timeout_s)
+
+    def _window_has_room(self) -> bool:
         # the window offer() keeps to, which connect may have lowered to the cluster's reply cache
-        return await self._wait_until(lambda: len(window) < core._window_messages, timeout_s)
+        return len(self._core._window) < self._core._window_messages
 
     def _complete_waiting(self) -> None:
         if not self._waiting:
@@ -201,12 +224,18 @@ class AsyncClusterClient:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
         while True:
+            if self._failure is not None:
+                raise ClusterClosedError(self._failure)
             correlation_id = self._core.offer(payload, service_id, self._client._clock(), expect_reply=True)
             if correlation_id != BACK_PRESSURED:
                 break
-            if loop.time() >= deadline:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
                 raise ClusterTimeoutError(f"send window full for {timeout_s}s")
-            await asyncio.sleep(self._poll_interval_s)
+            # woken when the background task's cycle frees window room (or close), not a
+            # sleep-poll; a wait that ends at once still yields, never a spin on the loop
+            if await self._wait_until(self._window_has_room, remaining):
+                await asyncio.sleep(0)
         if correlation_id == NOT_CONNECTED:
             raise NotConnectedError("not connected to the cluster")
         if correlation_id == CLOSED:
@@ -226,21 +255,30 @@ class AsyncClusterClient:
 
     async def close(self) -> None:
         if self._closed:
+            if self._closed_event is not None:    # another task's close(): wait for its end
+                await self._closed_event.wait()
             return
         self._closed = True
+        self._closed_event = asyncio.Event()
+        self._tell_watchers()                     # wait_for_egress/wait_for_window end now
         try:
             if self._task is not None:
                 self._task.cancel()
-                try:
-                    await self._task
-                except asyncio.CancelledError:
-                    pass
+                # asyncio.wait: a cancellation of close()'s caller propagates (the finally
+                # below still closes), where catching CancelledError swallowed it
+                if not self._task.done():
+                    await asyncio.wait([self._task])
+                if not self._task.cancelled() and self._task.exception() is not None:
+                    raise self._task.exception()
         finally:                                  # whatever the task died of, let go of it all
             for future in self._waiting.values():
                 if not future.done():
                     future.set_exception(ClusterClosedError("the client was closed"))
             self._waiting.clear()
-            self._client.close()
+            try:
+                self._client.close()
+            finally:
+                self._closed_event.set()
 
     async def __aenter__(self) -> "AsyncClusterClient":
         return self

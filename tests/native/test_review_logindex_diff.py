@@ -12,7 +12,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 
 from aeronpy._logindex import LogIndex
 
-from .logmodel import pack_entries, unpack_entries
+from .logmodel import ListLog, pack_entries, unpack_entries
 
 KIB = 1024
 sizes = st.one_of(st.integers(0, 40), st.integers(0, 40), st.integers(3 * KIB, 5 * KIB),
@@ -27,17 +27,8 @@ def payload(size, seed):
     return (unit * (size // 7 + 1))[:size]
 
 
-class Model:
-    def __init__(self):
-        self.base_index, self.base_term, self.entries = 0, 0, []   # (term, type, bytes, uid)
-
-    @property
-    def last_index(self):
-        return self.base_index + len(self.entries)
-
-    @property
-    def last_term(self):
-        return self.entries[-1][0] if self.entries else self.base_term
+class Model(ListLog):
+    """The shared list model; its entries here carry a uid too: (term, type, bytes, uid)."""
 
 
 class DiffMachine(RuleBasedStateMachine):

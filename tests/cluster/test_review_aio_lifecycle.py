@@ -5,7 +5,7 @@ import pytest
 
 from aeronpy.aio import AsyncClusterClient
 from aeronpy.cluster.client_core import ClientConfig
-from aeronpy.errors import AeronpyError, ClusterClosedError, ClusterTimeoutError
+from aeronpy.errors import AeronpyError, ClusterTimeoutError
 
 from .fakes import FakeWorld
 from .memnet import MemNet, MemTransport
@@ -119,24 +119,20 @@ def test_a_dead_background_task_fails_pending_requests_at_once():
         pending = asyncio.create_task(client.request(b"x", timeout_s=5.0))
         await asyncio.sleep(0.02)
         transport.fail = True
-        start = loop.time()
-        try:
-            await asyncio.wait_for(pending, 10.0)
-            outcome = "replied"
-        except ClusterTimeoutError:
-            outcome = "timed out"
-        except AeronpyError as exc:
-            outcome = type(exc).__name__
-        took = loop.time() - start
-        start = loop.time()
-        try:
-            await client.request(b"later", timeout_s=2.0)
-            later = "replied"
-        except ClusterTimeoutError:
-            later = "timed out"
-        except AeronpyError as exc:
-            later = type(exc).__name__
-        later_took = loop.time() - start
+
+        async def outcome_of(awaitable):
+            """(what ended it, how long it took)."""
+            start = loop.time()
+            try:
+                await awaitable
+                what = "replied"
+            except ClusterTimeoutError:
+                what = "timed out"
+            except AeronpyError as exc:
+                what = type(exc).__name__
+            return what, loop.time() - start
+        outcome, took = await outcome_of(asyncio.wait_for(pending, 10.0))
+        later, later_took = await outcome_of(client.request(b"later", timeout_s=2.0))
         try:
             await client.close()
         except BaseException:

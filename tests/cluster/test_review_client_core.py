@@ -2,20 +2,9 @@
 import random
 
 from aeronpy.cluster import protocol as P
-from aeronpy.cluster.client_core import ClientConfig, ClientCore, ClientState
+from aeronpy.cluster.client_core import ClientConfig, ClientCore
 
-EPS = "m0:1,m1:1,m2:1"
-MS = 1_000_000
-OK_DETAIL = "m1:1;session_timeout_ms=3000;reply_cache_messages=4096"
-
-
-def connected(**cfg):
-    c = ClientCore(EPS, "me:5", ClientConfig(**cfg), random.Random(1))
-    c.connect(0)
-    [(_, connect)] = c.take_outgoing()
-    c.on_egress(P.SessionEvent(connect.correlation_id, 42, P.EVENT_OK, 1, 3, OK_DETAIL), 0)
-    assert c.state is ClientState.CONNECTED
-    return c
+from .test_client_core import EPS, MS, OK_DETAIL, connected
 
 
 def test_an_idle_client_probes_another_member_and_follows_its_redirect():

@@ -314,6 +314,7 @@ cdef class ReplyPath:
         self.egress = egress
         self._run_bounds = False
         self.local_callback = None
+        self.dropped_replies = {}
 
     cdef int _begin_run(self) except -1:
         config = self.config
@@ -337,6 +338,7 @@ cdef class ReplyPath:
         cdef int64_t correlation_id, ack_seq
         cdef object key, order
         cdef Reply reply = None
+        cdef bint first = False
         cdef dict cache
         cdef Py_ssize_t cache_max, per_message, max_bytes
         cdef object ref_of
@@ -374,6 +376,7 @@ cdef class ReplyPath:
             data = bytes(payload)
         s.offers += 1
         if self.handling is s:
+            first = not self.replied
             ack_seq = self.handling_seq
             correlation_id = self.handling_correlation_id
             key = ack_seq
@@ -399,7 +402,27 @@ cdef class ReplyPath:
             # EgressMessage or its wire bytes
             if not self.egress.put(endpoint if ref_of is None else ref_of(endpoint), reply):
                 self.counters["egress_dropped"] += 1
+                if first and s.replies.get(ack_seq):
+                    # no reply to this message reached the queue (the queue cannot drain
+                    # within one message), and the cache can answer it when re-sent
+                    self.note_dropped(s, ack_seq)
         return s.offers
+
+    cpdef note_dropped(self, SessionState s, int64_t seq):
+        """The reply to ``seq`` was dropped for a full egress queue: hold acks below it.
+        Bounded: seqs that left the reply cache can never be answered and are forgotten."""
+        seqs = self.dropped_replies.get(s.session_id)
+        if seqs is None:
+            seqs = self.dropped_replies[s.session_id] = set()
+        seqs.add(seq)
+        if len(seqs) > len(s.replies):
+            _keep_answerable(seqs, s.replies)
+
+
+cdef inline void _keep_answerable(set seqs, dict replies) except *:
+    """Drop from ``seqs`` those the reply cache holds no reply for (left it, or none kept)."""
+    for seq in [q for q in seqs if not replies.get(q)]:
+        seqs.discard(seq)
 
 
 cdef class ClientSession:

@@ -202,8 +202,16 @@ class LeaderDuties:
         replies = s.replies.get(seq)
         if replies:
             self.counters["replies_from_cache"] += len(replies)
-            for correlation_id, payload in replies:
-                self._emit(s, P.EgressMessage(s.session_id, correlation_id, seq, payload))
+            queued = [self._emit(s, P.EgressMessage(s.session_id, correlation_id, seq, payload))
+                      for correlation_id, payload in replies]
+            dropped = self._reply.dropped_replies.get(s.session_id)
+            if not queued[0]:
+                self._reply.note_dropped(s, seq)      # still owed: acks stay held below it
+            elif dropped is not None and seq in dropped:
+                dropped.discard(seq)                  # answered at last: let the acks move on
+                if not dropped:
+                    del self._reply.dropped_replies[s.session_id]
+                self._ack_pending.add(s.session_id)
         else:
             self.counters["duplicate_acked"] += 1
             self._ack_pending.add(s.session_id)

@@ -99,6 +99,8 @@ class ConsensusModule(LeaderDuties):
         self._service_messages_proposed_upto = 0
         self._pending_connects: dict[tuple[str, int], tuple[object, int, int]] = {}
         self._ack_pending: set[int] = set()
+        self._ack_retry: set[int] = set()      # acks a full egress queue refused (_flush_acks)
+        self._ack_retry_ns = 0
         self._proposals_held = 0        # action (suspend/shutdown/abort) this leader proposed: append no more
         self._halted = False            # the driver stopped applying (cluster shutdown/abort)
         self.egress = EgressQueues(self.config.egress_queue_max)
@@ -226,6 +228,8 @@ class ConsensusModule(LeaderDuties):
         self._service_messages_proposed_upto = 0
         self._pending_connects.clear()
         self._ack_pending.clear()
+        self._ack_retry.clear()
+        self._reply.dropped_replies.clear()
         self._proposals_held = 0
         self.egress.clear()
 
@@ -535,6 +539,8 @@ class ConsensusModule(LeaderDuties):
             leader_local.pop(s.session_id, None)
         self._proposed_closes.discard(s.session_id)
         self._ack_pending.discard(s.session_id)
+        self._ack_retry.discard(s.session_id)
+        self._reply.dropped_replies.pop(s.session_id, None)
 
     def _apply_session_message(self, session_id: int, seq: int, correlation_id: int,
                                service_id: int, payload: memoryview) -> None:
@@ -571,9 +577,11 @@ class ConsensusModule(LeaderDuties):
             self._ack_pending.add(session_id)
 
     # ---- services' side (Cluster facade and ClientSession) ------------------------------
-    def _emit(self, s: SessionState, message: object) -> None:
+    def _emit(self, s: SessionState, message: object) -> bool:
         if not self.egress.put(self.config.client_ref(s.response_endpoint), message):
             self.counters["egress_dropped"] += 1
+            return False
+        return True
 
     def _schedule_timer(self, service_id: int, correlation_id: int, deadline_ns: int) -> bool:
         timers = self.timers
@@ -629,13 +637,45 @@ class ConsensusModule(LeaderDuties):
 
     # ---- egress -------------------------------------------------------------------------
     def _flush_acks(self) -> None:
+        if self._ack_retry and self._now_ns - self._ack_retry_ns >= 1_000_000:
+            self._ack_retry_ns = self._now_ns
+            self._ack_pending |= self._ack_retry
+            self._ack_retry.clear()
         if not self._ack_pending:
             return
+        dropped = self._reply.dropped_replies
+        put = self.egress.put
+        client_ref = self.config.client_ref
         for session_id in sorted(self._ack_pending):
             s = self.sessions.get(session_id)
             if s is not None:
-                self._emit(s, P.SessionAck(session_id, self._leadership_term, s.last_applied_seq))
+                ack_seq = s.last_applied_seq
+                if dropped and session_id in dropped:
+                    ack_seq = self._ack_below_dropped(s, dropped, ack_seq)
+                if not put(client_ref(s.response_endpoint),
+                           P.SessionAck(session_id, self._leadership_term, ack_seq)):
+                    # the client's queue is full: an ack is cumulative, so it is not dropped
+                    # but tried again (at most every 1 ms); dropped, the replies held back
+                    # behind it (and the client's window) waited for the next message
+                    if not self._ack_retry:
+                        self._ack_retry_ns = self._now_ns
+                    self._ack_retry.add(session_id)
         self._ack_pending.clear()
+
+    def _ack_below_dropped(self, s: SessionState, dropped: dict, ack_seq: int) -> int:
+        """A SessionAck is cumulative: one past a message whose reply a full egress queue
+        dropped would release that message from the client's window, and the client would
+        never re-send it nor get its reply. Acks stop below it until the client re-sends it
+        and its reply from the cache is queued (_answer_applied). A seq that left the reply
+        cache can no longer be answered, so it stops holding the acks."""
+        seqs = dropped[s.session_id]
+        replies = s.replies
+        for seq in [q for q in seqs if not replies.get(q)]:
+            seqs.discard(seq)
+        if not seqs:
+            del dropped[s.session_id]
+            return ack_seq
+        return min(ack_seq, min(seqs) - 1)
 
     def drain_egress(self, send: Callable[[object, object], bool], limit: int = 1 << 30,
                      wire: bool = False) -> int:

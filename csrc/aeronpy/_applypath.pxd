@@ -55,6 +55,9 @@ cdef class ReplyPath:
     cdef public EgressQueues egress
     # a callback outside log order is running (its name), or None: offers then refused
     cdef public object local_callback
+    # leader-local: session_id -> set of seqs whose first reply the full egress queue dropped
+    # (acks are held below them until the reply is queued again; module._flush_acks)
+    cdef public dict dropped_replies
     # config's reply bounds, read once per apply run (apply_session_run) instead of per reply;
     # outside a run (_run_bounds False) offer reads config itself
     cdef bint _run_bounds
@@ -66,6 +69,7 @@ cdef class ReplyPath:
     cdef int _begin_run(self) except -1
     cdef void _end_run(self) noexcept
     cpdef object offer(self, SessionState s, object payload)
+    cpdef note_dropped(self, SessionState s, int64_t seq)
 
 
 cdef class ClientSession:

@@ -111,6 +111,7 @@ class ReferenceModule(ConsensusModule):
             raise MessageTooLargeError("too large")
         s.offers += 1
         reply, config = self._reply, self.config
+        first = reply.handling is s and not reply.replied
         if reply.handling is s:
             seq = ack_seq = reply.handling_seq
             correlation_id = reply.handling_correlation_id
@@ -127,7 +128,9 @@ class ReferenceModule(ConsensusModule):
         else:
             correlation_id, ack_seq = 0, s.last_applied_seq
         if self.is_leader:
-            self._emit(s, P.EgressMessage(s.session_id, correlation_id, ack_seq, data))
+            queued = self._emit(s, P.EgressMessage(s.session_id, correlation_id, ack_seq, data))
+            if not queued and first and s.replies.get(ack_seq):
+                reply.note_dropped(s, ack_seq)      # acks held below it (module._flush_acks)
         return s.offers
 
 

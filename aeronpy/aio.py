@@ -7,12 +7,19 @@ waiting requests. Same session logic and guarantees as :class:`aeronpy.ClusterCl
 Between cycles with nothing to do the task waits on the event loop for the client's socket to
 become readable, or ``TICK_S`` for the client's timers, like the blocking client's
 ``backoff()``: an idle client costs about 1,000 wake-ups a second, and a reply is handled
-when it arrives. A transport without a socket (the in-memory ones), or an event loop without
-socket readers (Windows' proactor loop), is polled every ``poll_interval_s`` instead.
+when it arrives. ``connect()`` waits the same way, for the socket or its next connect attempt
+(a handful of wake-ups a connect). A transport without a socket (the in-memory ones), or an
+event loop without socket readers (Windows' proactor loop), is polled every
+``poll_interval_s`` instead.
+
+A client belongs to the event loop it was connected in: used from another one it raises
+RuntimeError (``close()`` from another loop still lets go of the socket once its own loop has
+stopped).
 """
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Callable, Optional
 
 from aeronpy.client import ClusterClient
@@ -23,12 +30,65 @@ from aeronpy.errors import ClusterClosedError, ClusterTimeoutError, NotConnected
 __all__ = ["AsyncClusterClient"]
 
 TICK_S = 0.001      # longest wait between duty cycles with no datagram (the client's timers)
+_running_loop = asyncio._get_running_loop     # offer()'s loop check: no exception when none runs
+_log = logging.getLogger("aeronpy.client")
+
+
+def _watch_socket(loop: asyncio.AbstractEventLoop, transport, callback: Callable[[], None]) -> int:
+    """Have the loop call ``callback`` while the transport's socket is readable: its fd, or -1
+    (no socket, or a loop without readers, such as Windows' proactor loop)."""
+    fileno = getattr(transport, "fileno", None)
+    fd = -1 if fileno is None else fileno()
+    if fd >= 0:
+        try:
+            loop.add_reader(fd, callback)     # level-triggered: called again while data waits
+        except NotImplementedError:
+            return -1
+    return fd
+
+
+async def _await_session(client: ClusterClient, loop: asyncio.AbstractEventLoop, deadline: float,
+                         poll_interval_s: float) -> None:
+    """Run a connecting client's duty cycle until it is connected or refused, or until
+    ``deadline`` (loop time) passes: between cycles, wait for its socket or for its next connect
+    attempt (the core's one timer while connecting), not a poll."""
+    core = client._core
+    readable = asyncio.Event()
+    fd = _watch_socket(loop, client._transport, readable.set)
+    try:
+        while core.state is ClientState.CONNECTING:
+            now = loop.time()
+            if now >= deadline:
+                return
+            if client.do_work():
+                await asyncio.sleep(0)            # let other tasks run between busy cycles
+                continue
+            if fd < 0:
+                wait = poll_interval_s
+            else:
+                wait = max(0.0, (core._attempt_deadline_ns - client._clock()) / 1e9)
+            readable.clear()
+            timer = loop.call_at(min(now + wait, deadline), readable.set)
+            try:
+                await readable.wait()
+            finally:
+                timer.cancel()
+    finally:
+        if fd >= 0:
+            loop.remove_reader(fd)
+
+
+def _add_note(error: BaseException, note: str) -> None:
+    if hasattr(error, "add_note"):                # Python 3.11+
+        error.add_note(note)
+    else:
+        _log.warning("%s (while %r propagated)", note, error)
 
 
 class AsyncClusterClient:
     """The cluster client for asyncio: ``client = await AsyncClusterClient.connect(...)``, then
     ``await client.request(...)``. The same session logic and guarantees as `ClusterClient`
-    (docs/programming.md section 7), driven from the event loop."""
+    (docs/programming.md section 7), driven from the event loop it was connected in."""
 
     def __init__(self, client: ClusterClient, poll_interval_s: float = 0.0002):
         self._client = client
@@ -36,25 +96,26 @@ class AsyncClusterClient:
         self._poll_interval_s = poll_interval_s
         self._waiting: dict[int, asyncio.Future] = {}
         self._task: Optional[asyncio.Task] = None
+        self._loop: Optional[asyncio.AbstractEventLoop] = None   # connect()'s: the client's
         self._closed = False
         self._wake: Optional[asyncio.Event] = None   # ends the background task's wait
         self._watchers: set = set()      # events of wait_for_egress/wait_for_window callers
         self._failure: Optional[str] = None   # why the background task ended, if not by close()
+        self._failure_cause: Optional[BaseException] = None   # what it raised, if it did
+        self._failure_reported = False   # a request or a wait has raised it to its caller
         self._closed_event: Optional[asyncio.Event] = None   # set once close() has finished
 
     @classmethod
     async def connect(cls, endpoints, timeout_s: float = 5.0, *, poll_interval_s: float = 0.0002,
                       **options) -> "AsyncClusterClient":
-        """Connect without blocking the event loop; options as ClusterClient.connect."""
+        """Connect without blocking the event loop; options as ClusterClient.connect. Between
+        duty cycles it waits for the client's socket or its next connect attempt, not a poll."""
         loop = asyncio.get_running_loop()        # no loop: refused before a socket is open
         client = ClusterClient.open(endpoints, **options)
-        deadline = loop.time() + timeout_s
         try:
-            while client._core.state is ClientState.CONNECTING:
-                if loop.time() >= deadline:
-                    raise NotConnectedError(client._no_session_why(endpoints, timeout_s))
-                if not client.do_work():
-                    await asyncio.sleep(poll_interval_s)
+            await _await_session(client, loop, loop.time() + timeout_s, poll_interval_s)
+            if client._core.state is ClientState.CONNECTING:
+                raise NotConnectedError(client._no_session_why(endpoints, timeout_s))
         except BaseException:
             # cancelled (asyncio.wait_for, a task's cancel) or failed while waiting: the
             # transport, a socket for a real client, is closed, not left to the collector
@@ -64,10 +125,25 @@ class AsyncClusterClient:
             client._transport.close()
             raise client._core.error or NotConnectedError("connect failed")
         self = cls(client, poll_interval_s)
-        self._task = asyncio.create_task(self._run(), name="aeronpy-client")
+        self._loop = loop
+        self._task = loop.create_task(self._run(), name="aeronpy-client")
         self._task.add_done_callback(self._task_done)
         return self
 
+    # ---- the event loop it belongs to -----------------------------------------------------
+    def _own_loop(self) -> asyncio.AbstractEventLoop:
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop and self._loop is not None:
+            raise RuntimeError(self._foreign_loop_why())
+        return loop
+
+    def _foreign_loop_why(self) -> str:
+        owner = "which is closed" if self._loop.is_closed() else "not the one running here"
+        return (f"this AsyncClusterClient belongs to the event loop it was connected in ({owner}); "
+                "its futures and background task live there. Connect a client in each event "
+                "loop that uses one")
+
+    # ---- the background task --------------------------------------------------------------
     def _task_done(self, task: asyncio.Task) -> None:
         """The background task ended: unless by close(), nothing completes requests any more,
         so the waiting ones fail now (not at their timeouts) and later ones at once."""
@@ -79,24 +155,33 @@ class AsyncClusterClient:
             why = f"the client's background task failed: {cause!r}"
         if self._closed:
             return
-        self._failure = why
+        self._failure, self._failure_cause = why, cause
         for future in self._waiting.values():
             if not future.done():
-                error = ClusterClosedError(why)
-                error.__cause__ = cause
-                future.set_exception(error)
+                future.set_exception(self._failure_error())
+                self._failure_reported = True
         self._tell_watchers()
 
+    def _failure_error(self) -> ClusterClosedError:
+        error = ClusterClosedError(self._failure)
+        error.__cause__ = self._failure_cause
+        return error
+
+    def _raise_if_closed(self) -> None:
+        """ClusterClosedError once the client cannot go on: the background task's failure
+        (with what it raised as the cause), close(), or the session's end."""
+        if self._failure is not None:
+            self._failure_reported = True
+            raise self._failure_error()
+        if self._closed:
+            raise ClusterClosedError("the client was closed")
+        if self._core.state is ClientState.CLOSED:
+            raise ClusterClosedError(str(self._core.error or "closed"))
+
     async def _run(self) -> None:
-        fileno = getattr(self._client._transport, "fileno", None)
-        fd = -1 if fileno is None else fileno()
         loop = asyncio.get_running_loop()
         readable = asyncio.Event()
-        if fd >= 0:
-            try:
-                loop.add_reader(fd, readable.set)   # level-triggered: set again while data waits
-            except NotImplementedError:            # a loop without readers (Windows' proactor)
-                fd = -1
+        fd = _watch_socket(loop, self._client._transport, readable.set)
         if fd < 0:
             while not self._closed:
                 work = self._client.do_work()
@@ -127,38 +212,46 @@ class AsyncClusterClient:
         for event in self._watchers:
             event.set()
 
-    async def _wait_until(self, ready: Callable[[], bool], timeout_s: float) -> bool:
+    async def _wait_until(self, ready: Callable[[], bool], timeout_s: float,
+                          ready_first: bool = False) -> bool:
+        """True once ``ready()``, False at ``timeout_s``; ClusterClosedError once the client is
+        closed, never a False at once (a caller's retry loop would then never yield).
+        ``ready_first``: a closed client that is ready still returns True (queued egress)."""
         check_timeout(timeout_s)
-        loop = asyncio.get_running_loop()
+        loop = self._own_loop()
         deadline = loop.time() + timeout_s
         while True:
             event = asyncio.Event()
             self._watchers.add(event)         # before the check: a cycle after it sets it
             try:
+                if ready_first and ready():
+                    return True
+                self._raise_if_closed()
                 if ready():
                     return True
-                if self._closed or self._failure or self._core.state is ClientState.CLOSED:
-                    return False
                 remaining = deadline - loop.time()
                 if remaining <= 0:
                     return False
                 try:
                     await asyncio.wait_for(event.wait(), remaining)
                 except asyncio.TimeoutError:
-                    return ready()
+                    pass                      # checked once more: ready, closed, or False
             finally:
                 self._watchers.discard(event)
 
     async def wait_for_egress(self, timeout_s: float) -> bool:
         """Wait, without blocking the event loop, until a response no ``request`` claimed is
         queued for ``poll_egress``, or ``timeout_s`` passes; True when one is. For a
-        windowed sender: ``offer`` ..., then ``await wait_for_egress``, then ``poll_egress``."""
+        windowed sender: ``offer`` ..., then ``await wait_for_egress``, then ``poll_egress``.
+        Once the client is closed (or its background task died) True while responses are
+        still queued, then ClusterClosedError."""
         inbox = self._core._inbox
-        return await self._wait_until(lambda: len(inbox) > 0, timeout_s)
+        return await self._wait_until(lambda: len(inbox) > 0, timeout_s, ready_first=True)
 
     async def wait_for_window(self, timeout_s: float) -> bool:
         """Wait until ``offer`` would not return BACK_PRESSURED (the cluster acknowledged
-        enough of the send window), or ``timeout_s`` passes; True when there is room."""
+        enough of the send window), or ``timeout_s`` passes; True when there is room.
+        ClusterClosedError once the client is closed (or its background task died)."""
         return await self._wait_until(self._window_has_room, timeout_s)
 
     def _window_has_room(self) -> bool:
@@ -186,6 +279,7 @@ class AsyncClusterClient:
                 if not future.done():
                     future.set_exception(ClusterClosedError(str(core.error or "closed")))
 
+    # ---- public API ---------------------------------------------------------------------
     @property
     def session_id(self) -> int:
         return self._client.session_id
@@ -196,7 +290,13 @@ class AsyncClusterClient:
 
     def offer(self, payload, service_id: int = 0) -> int:
         """As ClusterClient.offer; the background task sends what was offered in its next
-        cycle, which the offer starts at once (offers made together go out together)."""
+        cycle, which the offer starts at once (offers made together go out together).
+        CLOSED, with nothing sent, once the client is closing or its background task died
+        (nothing would poll the response)."""
+        if _running_loop() is not self._loop and self._loop is not None:
+            raise RuntimeError(self._foreign_loop_why())
+        if self._failure is not None or self._closed:
+            return CLOSED
         result = self._client.offer(payload, service_id)
         if result > 0 and self._wake is not None:
             self._wake.set()
@@ -219,13 +319,14 @@ class AsyncClusterClient:
         return self._core.poll(on_message, limit)
 
     async def request(self, payload, service_id: int = 0, timeout_s: float = 1.0) -> bytes:
-        """Offer and await the reply; raises as ClusterClient.request does."""
+        """Offer and await the reply; raises as ClusterClient.request does (ClusterClosedError,
+        caused by what it raised, once the background task died)."""
         check_timeout(timeout_s)
-        loop = asyncio.get_running_loop()
+        loop = self._own_loop()
         deadline = loop.time() + timeout_s
         while True:
-            if self._failure is not None:
-                raise ClusterClosedError(self._failure)
+            if self._failure is not None or self._closed:
+                self._raise_if_closed()       # before the offer: nothing is sent
             correlation_id = self._core.offer(payload, service_id, self._client._clock(), expect_reply=True)
             if correlation_id != BACK_PRESSURED:
                 break
@@ -240,23 +341,30 @@ class AsyncClusterClient:
             raise NotConnectedError("not connected to the cluster")
         if correlation_id == CLOSED:
             raise ClusterClosedError(str(self._core.error or "closed"))
-        self._client.flush()          # on the wire now, not at the background task's next cycle
         future = loop.create_future()
         self._waiting[correlation_id] = future
         try:
+            self._client.flush()      # on the wire now, not at the background task's next cycle
             return await asyncio.wait_for(future, max(0.0, deadline - loop.time()))
         except asyncio.TimeoutError:
             raise ClusterTimeoutError(
                 f"no reply to correlation id {correlation_id} within {timeout_s}s "
                 "(it may still be applied, never twice)") from None
-        finally:
+        finally:                      # timed out, cancelled, or the send failed: let go of it
             if self._waiting.pop(correlation_id, None) is not None:
                 self._core.abandon(correlation_id)
 
     async def close(self) -> None:
+        """Close the session (best effort) and the socket; the requests and waits still
+        pending raise ClusterClosedError. Raises the background task's failure (as a
+        ClusterClosedError caused by it) only if no request or wait has raised it already."""
         if self._closed:
-            if self._closed_event is not None:    # another task's close(): wait for its end
-                await self._closed_event.wait()
+            if self._closed_event is not None and not self._closed_event.is_set():
+                await self._closed_event.wait()   # another task's close(): wait for its end
+            return
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop and self._loop is not None:
+            self._close_from_another_loop()
             return
         self._closed = True
         self._closed_event = asyncio.Event()
@@ -268,20 +376,67 @@ class AsyncClusterClient:
                 # below still closes), where catching CancelledError swallowed it
                 if not self._task.done():
                     await asyncio.wait([self._task])
-                if not self._task.cancelled() and self._task.exception() is not None:
-                    raise self._task.exception()
         finally:                                  # whatever the task died of, let go of it all
-            for future in self._waiting.values():
-                if not future.done():
-                    future.set_exception(ClusterClosedError("the client was closed"))
-            self._waiting.clear()
+            self._fail_waiting()
             try:
                 self._client.close()
             finally:
                 self._closed_event.set()
+        # only if nobody was told: raised again it masks the caller's error; never, it is lost
+        failure = self._unreported_failure()
+        if failure is not None:
+            raise failure
+
+    def _fail_waiting(self) -> None:
+        if self._loop is None or not self._loop.is_closed():   # a closed loop's can't complete
+            for future in self._waiting.values():
+                if not future.done():
+                    future.set_exception(ClusterClosedError("the client was closed"))
+        self._waiting.clear()
+
+    def _close_from_another_loop(self) -> None:
+        """close() awaited in another loop than the client's: possible only once that loop
+        has stopped (or closed); its task, if still pending, is cancelled there."""
+        owner = self._loop
+        if owner.is_running():
+            raise RuntimeError(
+                "close() of an AsyncClusterClient from another event loop than its own, which "
+                "is running (in another thread?): close it there, e.g. "
+                "asyncio.run_coroutine_threadsafe(client.close(), loop)")
+        self._closed = True
+        try:
+            task = self._task
+            if task is not None and not task.done() and not owner.is_closed():
+                task.cancel()         # ends (and drops its reader) if that loop runs again
+            self._fail_waiting()
+        finally:
+            self._client.close()
+        failure = self._unreported_failure()
+        if failure is not None:
+            raise failure
+
+    def _unreported_failure(self) -> Optional[ClusterClosedError]:
+        task = self._task
+        if self._failure_reported or task is None or not task.done() or task.cancelled():
+            return None
+        cause = task.exception()
+        if cause is None:
+            return None
+        self._failure_reported = True
+        error = ClusterClosedError(self._failure or f"the client's background task failed: {cause!r}")
+        error.__cause__ = cause
+        return error
 
     async def __aenter__(self) -> "AsyncClusterClient":
+        self._own_loop()
         return self
 
-    async def __aexit__(self, *exc) -> None:
-        await self.close()
+    async def __aexit__(self, exc_type, exc, tb) -> None:
+        if exc is None:
+            await self.close()
+            return
+        try:
+            await self.close()
+        except Exception as error:
+            # the body's exception goes on (never masked by the client's); this one as a note
+            _add_note(exc, f"closing the AsyncClusterClient raised too: {error}")

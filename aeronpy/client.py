@@ -300,23 +300,28 @@ class ClusterClient:
         if correlation_id == CLOSED:
             self._flush()                 # an expired session's SessionClose
             raise ClusterClosedError(str(core.error or "closed"))
-        self.flush()                  # on the wire now, not after the next poll's receive
-        while True:
-            reply = core.take_reply(correlation_id)
-            if reply is not None:
-                return reply
-            error = core.take_error(correlation_id)
-            if error is not None:         # the cluster refused the message (e.g. too large)
-                raise error
-            if core.state is ClientState.CLOSED:
+        try:
+            self.flush()              # on the wire now, not after the next poll's receive
+            while True:
+                reply = core.take_reply(correlation_id)
+                if reply is not None:
+                    return reply
+                error = core.take_error(correlation_id)
+                if error is not None:     # the cluster refused the message (e.g. too large)
+                    raise error
+                if core.state is ClientState.CLOSED:
+                    raise ClusterClosedError(str(core.error or "closed"))
+                if self._clock() >= deadline:
+                    raise ClusterTimeoutError(
+                        f"no reply to correlation id {correlation_id} within {timeout_s}s "
+                        "(it may still be applied, never twice)")
+                idle(self.do_work())
+        except BaseException:
+            # timed out, closed, or ended by the caller's own exception (a failed send, a
+            # KeyboardInterrupt): kept awaited, a late reply would stay in the core for good
+            if core.is_awaiting(correlation_id):
                 core.abandon(correlation_id)
-                raise ClusterClosedError(str(core.error or "closed"))
-            if self._clock() >= deadline:
-                core.abandon(correlation_id)
-                raise ClusterTimeoutError(
-                    f"no reply to correlation id {correlation_id} within {timeout_s}s "
-                    "(it may still be applied, never twice)")
-            idle(self.do_work())
+            raise
 
     def close(self) -> None:
         """Close the session (best effort) and the transport."""

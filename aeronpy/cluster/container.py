@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from typing import TYPE_CHECKING, Any, Optional, Sequence
+import struct
+from typing import TYPE_CHECKING, Any, Mapping, Optional, Sequence
 
 from aeronpy.errors import AeronpyError
 from aeronpy.service import ClusteredService, Role
@@ -124,7 +125,12 @@ class Cluster:
         return f"Cluster(member_id={self.member_id}, service_id={self.service_id}, role={self.role.name})"
 
 
+# A term entry's tail (docs/archive-format.md, "The term entry"). SVCSET1: the service list
+# alone (written before the settings were checked). SVCSET2: a u32 length, the service list,
+# then the leader's replicated-state settings as name=value lines.
 _SERVICE_SET_MAGIC = b"SVCSET1\0"
+_TERM_ENTRY_MAGIC = b"SVCSET2\0"
+_U32 = struct.Struct("<I")
 
 
 def service_names(services: Sequence[ClusteredService]) -> list:
@@ -155,12 +161,49 @@ def service_set_tag(services: Sequence[ClusteredService]) -> int:
 
 
 def service_set_of(tail) -> Optional[list]:
-    """The service names in a term entry's tail; None for a tail of another kind (or none:
-    entries written before the check, or by a driver that writes none)."""
+    """The service names in a term entry's tail (either layout, `parse_term_entry_tail`) or
+    a snapshot header's; None for a tail of another kind (or none: entries written before
+    the check, or by a driver that writes none)."""
+    return parse_term_entry_tail(tail)[0]
+
+
+def term_entry_tail(services: Sequence[ClusteredService], settings: Mapping[str, int]) -> bytes:
+    """What a node's leader writes into its term's first entry after the timestamp: the
+    services it hosts and its values of the settings every member must share
+    (ModuleConfig.replicated_settings), which every member applying the entry compares with
+    its own (docs/archive-format.md, "The term entry")."""
+    names = "\n".join(service_names(services)).encode()
+    lines = "\n".join(f"{name}={int(value)}" for name, value in settings.items()).encode()
+    return _TERM_ENTRY_MAGIC + _U32.pack(len(names)) + names + lines
+
+
+def parse_term_entry_tail(tail) -> tuple:
+    """``(service names, settings)`` of a term entry's tail. Services: a list, or None for a
+    tail of no known layout. Settings: ``{name: value text}``, or None for a tail that carries
+    none (the service-list-only layout an earlier version wrote, or no tail). A tail that
+    starts with a known magic but does not parse is (None, None): nothing to compare."""
     tail = bytes(tail)
-    if not tail.startswith(_SERVICE_SET_MAGIC):
-        return None
-    body = tail[len(_SERVICE_SET_MAGIC):]
+    if tail.startswith(_SERVICE_SET_MAGIC):
+        return _names(tail[len(_SERVICE_SET_MAGIC):]), None
+    if not tail.startswith(_TERM_ENTRY_MAGIC):
+        return None, None
+    at = len(_TERM_ENTRY_MAGIC)
+    if len(tail) < at + _U32.size:
+        return None, None
+    (length,) = _U32.unpack_from(tail, at)
+    at += _U32.size
+    if length > len(tail) - at:
+        return None, None
+    names, rest = _names(tail[at:at + length]), tail[at + length:]
+    settings = {}
+    for line in rest.decode("utf-8", "replace").split("\n") if rest else ():
+        name, sep, value = line.partition("=")
+        if sep:
+            settings[name] = value
+    return names, settings
+
+
+def _names(body: bytes) -> list:
     return body.decode("utf-8", "replace").split("\n") if body else []
 
 
@@ -168,6 +211,13 @@ class ServiceSetError(AeronpyError):
     """This member hosts other services (or the same in another order) than the leader whose
     term entry it applies: their states diverge. Reported (log, errors.log, counter), not
     raised: the member cannot tell whether it or the leader is the misconfigured one."""
+
+
+class ConfigMismatchError(AeronpyError):
+    """The leader whose term entry this member applies runs with other values of settings
+    every member must share (ModuleConfig.replicated_settings): their states diverge where
+    those settings decide. Reported (log, errors.log, counter), not raised: the member cannot
+    tell whether it or the leader is the misconfigured one (or a rolling change is under way)."""
 
 
 class ServiceContainer:

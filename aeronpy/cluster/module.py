@@ -32,8 +32,8 @@ from aeronpy.cluster import entries as E
 from aeronpy.cluster import protocol as P
 from aeronpy.cluster.codes import BACK_PRESSURED
 from aeronpy.cluster.module_config import ModuleConfig
-from aeronpy.cluster.container import (Cluster, ServiceContainer, ServiceError, ServiceSetError,
-                                       service_names, service_set_of)
+from aeronpy.cluster.container import (Cluster, ConfigMismatchError, ServiceContainer, ServiceError,
+                                       ServiceSetError, parse_term_entry_tail, service_names)
 from aeronpy.core.config import NEW_LEADERSHIP_TERM
 from aeronpy.cluster.egress import EgressQueues
 from aeronpy.cluster.leader import LeaderDuties
@@ -115,6 +115,7 @@ class ConsensusModule(LeaderDuties):
         self._closing: set[int] = set()     # sessions whose on_session_close is running
         self.cluster_action_listeners: list[Callable[[int, int, int], None]] = []
         self.service_set_listeners: list = []      # fn(ServiceSetError) on a list mismatch
+        self.config_mismatch_listeners: list = []  # fn(ConfigMismatchError) on a settings mismatch
         # the node's SessionMessage frames: the common case compiled, the rest through
         # on_session_message (csrc/_ingress.pyx)
         self.ingress_path = IngressPath(self)
@@ -392,7 +393,7 @@ class ConsensusModule(LeaderDuties):
         self.applied_index = index
         self.container.current_index = index
         if entry_type == NEW_LEADERSHIP_TERM and len(payload) > 8:
-            self._check_service_set(index, term, payload)
+            self._check_term_entry(index, term, payload)
         if entry_type >= E.FIRST_CLUSTER_ENTRY_TYPE:
             entry = E.decode_entry(entry_type, payload)
             if entry.timestamp_ns > self.cluster_time_ns:
@@ -405,15 +406,22 @@ class ConsensusModule(LeaderDuties):
                 self._in_apply = False
         self._check_ready()
 
-    def _check_service_set(self, index: int, term: int, payload) -> None:
+    def _check_term_entry(self, index: int, term: int, payload) -> None:
+        """Compare what a term's leader wrote into its first entry after the timestamp (its
+        service list and, since the settings are checked, its values of the settings every
+        member must share: container.term_entry_tail) with this member's own."""
+        services, settings = parse_term_entry_tail(memoryview(payload)[8:])
+        if services is not None:
+            self._check_service_set(index, term, services)
+        if settings is not None:         # None: an earlier version's entry (services only)
+            self._check_settings(index, term, settings)
+
+    def _check_service_set(self, index: int, term: int, theirs: list) -> None:
         """Compare the service list a term's leader wrote into its first entry with ours. A
         mismatch is reported, not a stop: a member cannot tell whether it or that leader is
         the misconfigured one (a review showed a misconfigured member that won an election
         would have stopped every correct member, at an entry their log then held for good).
         Each listener gets the ServiceSetError; the node logs and records it."""
-        theirs = service_set_of(memoryview(payload)[8:])
-        if theirs is None:
-            return
         ours = service_names(self.container.services)
         if theirs != ours:
             self.counters["service_set_mismatches"] += 1
@@ -425,6 +433,30 @@ class ConsensusModule(LeaderDuties):
                 "of services')")
             for listener in self.service_set_listeners:
                 listener(error)
+
+    def _check_settings(self, index: int, term: int, theirs: dict) -> None:
+        """Compare the leader's values of the settings every member must share
+        (module_config.REPLICATED_SETTINGS) with ours; only names both sides carry count. A
+        mismatch is reported (each listener gets the ConfigMismatchError; the node logs and
+        records it), never a stop, as for the service list. Votes are not refused over it
+        (CoreConfig.ballot_tag stays the service list): a rolling change of a setting restarts
+        members one by one, and refused votes would cost availability during the roll."""
+        ours = self.config.replicated_settings()
+        differ = [(name, theirs[name], value) for name, value in ours.items()
+                  if name in theirs and theirs[name] != str(value)]
+        if not differ:
+            return
+        self.counters["config_mismatches"] += 1
+        named = "; ".join(f"{name}: leader {leader}, this member {mine}"
+                          for name, leader, mine in differ)
+        # short, the settings last: errors.log keeps 480 bytes of a record (all five differing
+        # fit). Expected during a rolling change of a setting (docs/configuration.md).
+        error = ConfigMismatchError(
+            f"the leader of term {term} (log index {index}) has other settings than this member, "
+            "so their states diverge; give every member the same value, restarting one at a "
+            f"time (docs/configuration.md): {named}")
+        for listener in self.config_mismatch_listeners:
+            listener(error)
 
     def _apply_entry(self, index: int, entry_type: int, entry: Any) -> None:
         if entry_type == E.SESSION_MESSAGE:

@@ -21,6 +21,17 @@ def client_stream_message_bytes(max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYT
     return max(max_message_bytes, ADMIN_ANSWER_MAX_BYTES) + STREAM_HEADER_ROOM_BYTES
 
 
+# Settings every member must share: each member decides with its own value while it applies
+# the log (what schedule_timer, ClientSession.offer and Cluster.offer return or raise, what the
+# replicated reply cache and queues hold, hence its snapshots and the replies a new leader
+# gives to re-sent messages), so members with different values diverge. A leader writes its
+# values into its term's first entry and every member compares them with its own
+# (ConsensusModule._check_term_entry). The other settings are leader-local (their effect
+# reaches the others through the log, if at all) or this member's own business.
+REPLICATED_SETTINGS = ("max_timers", "reply_cache_messages", "max_message_bytes",
+                       "reply_cache_replies_per_message", "service_message_queue_max")
+
+
 class Authenticator:
     """Decides whether a client may open a session, from the credentials in its connect
     request. Runs on the leader only, before anything reaches the log, on its duty cycle (so
@@ -60,11 +71,11 @@ class ModuleConfig:
     # (ClientConfig.window_messages, 256 by default): then every reply to a message a client may
     # still re-send after a failover is still cached, and no reply is ever lost.
     reply_cache_messages: int = 256
-    reply_cache_replies_per_message: int = 8
+    reply_cache_replies_per_message: int = 8    # the same on every member (REPLICATED_SETTINGS)
     egress_queue_max: int = 4096                # per client, then drop and count
     max_sessions: int = 1000                    # open at once, pending connects included
     max_timers: int = 1_000_000                 # live timers (all services); new ids refused beyond
-    service_message_queue_max: int = 65536      # pending cluster.offer() messages
+    service_message_queue_max: int = 65536      # pending cluster.offer() messages; same on every member
     proposals_per_tick_max: int = 1024          # timer fires + service messages + timeouts
     # the newest client protocol spoken; clients of any version from
     # protocol.OLDEST_CLIENT_PROTOCOL_VERSION up to it are accepted
@@ -86,6 +97,10 @@ class ModuleConfig:
         if self.protocol_version < P.OLDEST_CLIENT_PROTOCOL_VERSION:
             raise ValueError(f"protocol_version must be >= {P.OLDEST_CLIENT_PROTOCOL_VERSION}, "
                              f"got {self.protocol_version}")
+
+    def replicated_settings(self) -> dict:
+        """This member's values of `REPLICATED_SETTINGS`, by name, in that order."""
+        return {name: int(getattr(self, name)) for name in REPLICATED_SETTINGS}
 
     def accepts_protocol(self, version: int) -> bool:
         """A client speaking ``version`` may connect."""

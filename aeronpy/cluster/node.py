@@ -24,7 +24,8 @@ from aeronpy.archive import Archive
 from aeronpy.cluster.config import NodeConfig
 from aeronpy.errors import ConfigError
 from aeronpy.cluster.counters import CountersWriter, SlotId
-from aeronpy.cluster.container import ServiceSetError, service_names, service_set_tag, service_set_tail
+from aeronpy.cluster.container import (ServiceSetError, service_names, service_set_tag,
+                                       term_entry_tail)
 from aeronpy.cluster.identity import check_identity
 from aeronpy.cluster.idle import idle_strategy_from_name, select_waiter
 from aeronpy.cluster.logsetup import BurstLogger, node_logger
@@ -179,6 +180,19 @@ class ClusterNode:
         for name in getattr(recovered, "stray_files_removed", ()):
             self.log.warning("recovery removed %s: a snapshot file a crash left unfinished or "
                              "unrecorded", name)
+        # the module's settings before the core: a leader writes its values of those every
+        # member must share into its term's first entry, after its service list
+        self._client_of_endpoint: dict = {}
+        module_config = ModuleConfig(
+            members={m.id: f"{m.host}:{m.ingress_port}" for m in config.members},
+            session_timeout_ns=config.session_timeout_ms * _MS,
+            reply_cache_messages=config.reply_cache_messages,
+            max_sessions=config.max_sessions,
+            max_timers=config.max_timers,
+            max_message_bytes=config.max_message_bytes,
+            authenticator=authenticator or Authenticator(),
+            client_ref_of_endpoint=self._client_of_endpoint.get,
+            on_authenticator_error=self._on_authenticator_error)
         voters = tuple(m.id for m in config.members)
         core_config = CoreConfig(
             member_id=config.member_id, voters=voters,
@@ -186,7 +200,10 @@ class ClusterNode:
             heartbeat_interval_ns=config.heartbeat_interval_ms * _MS,
             leader_heartbeat_timeout_ns=config.leader_heartbeat_timeout_ms * _MS,
             max_append_bytes=config.max_append_bytes,
-            term_entry_tail=service_set_tail(services), ballot_tag=service_set_tag(services))
+            term_entry_tail=term_entry_tail(services, module_config.replicated_settings()),
+            # the service list only: a member refuses its vote over another list, never over
+            # other settings (a rolling change of one restarts members one by one)
+            ballot_tag=service_set_tag(services))
         self.core = RaftCore(core_config, rng=random.Random(), hard_state=recovered.hard_state,
                              log=recovered.log, commit_index=recovered.commit_index)
         self._ballot_tag_reported: set = set()
@@ -212,7 +229,6 @@ class ClusterNode:
                                       sndbuf_bytes=config.socket_sndbuf_bytes)
         for peer in config.peers:
             self.consensus.add_peer(peer.id, peer.host, peer.consensus_port)
-        self._client_of_endpoint: dict = {}
         # Clients are told only endpoints, not the cluster id: the ingress stream uses the
         # client cluster id (0); clients are vetted by the Authenticator, not by frame ids.
         self.ingress = UdpTransport(me.host, me.ingress_port, INGRESS_CLUSTER_ID, config.member_id,
@@ -229,16 +245,6 @@ class ClusterNode:
                                     sndbuf_bytes=config.socket_sndbuf_bytes)
 
         # -- consensus module and services ----------------------------------------------
-        module_config = ModuleConfig(
-            members={m.id: f"{m.host}:{m.ingress_port}" for m in config.members},
-            session_timeout_ns=config.session_timeout_ms * _MS,
-            reply_cache_messages=config.reply_cache_messages,
-            max_sessions=config.max_sessions,
-            max_timers=config.max_timers,
-            max_message_bytes=config.max_message_bytes,
-            authenticator=authenticator or Authenticator(),
-            client_ref_of_endpoint=self._client_of_endpoint.get,
-            on_authenticator_error=self._on_authenticator_error)
         self.module = ConsensusModule(config.member_id, self.core, list(services), module_config,
                                       now_ns=self._cluster_clock())
         self.module.start(self._open_snapshots(recovered))
@@ -338,6 +344,7 @@ class ClusterNode:
         self.snapshots = NodeSnapshots(self)
         self.snapshots.snapshotter.pause_listeners.append(self._fit_timeouts_to_pause)
         self.module.service_set_listeners.append(self._on_service_set_mismatch)
+        self.module.config_mismatch_listeners.append(self._on_config_mismatch)
         return self.snapshots.open_recovered(recovered)
 
     def _replay_committed(self) -> None:
@@ -776,6 +783,12 @@ class ClusterNode:
     def _on_service_set_mismatch(self, error: BaseException) -> None:
         """A term's leader hosts another service list (ConsensusModule._check_service_set):
         said loudly (log and errors.log, where `aeronpy tool describe` shows it), no stop."""
+        self.log.error("%s", error)
+        self._errors.record(error)
+
+    def _on_config_mismatch(self, error: BaseException) -> None:
+        """A term's leader runs with other values of the settings every member must share
+        (ConsensusModule._check_settings): said as a service-list mismatch is, no stop."""
         self.log.error("%s", error)
         self._errors.record(error)
 

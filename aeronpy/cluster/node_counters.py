@@ -49,6 +49,9 @@ REFUSAL_COUNTERS: tuple = (
      "schedule_timer calls refused because max_timers timers were live"),
     ("module", "service_set_mismatches",
      "Term entries whose leader hosts another service list than this member (logged)"),
+    ("module", "config_mismatches",
+     "Term entries whose leader runs with other values of the settings every member must share "
+     "(max_timers, reply_cache_messages, max_message_bytes ...; logged)"),
     ("core", "invalid_append_response",
      "AppendResponses no follower of this leader can send (a corrupt or buggy peer; dropped)"),
     ("core", "dropped_out_of_range",

@@ -57,8 +57,12 @@ class SimMember:
         self.core = RaftCore(core_config, rng, recovered.hard_state, recovered.log,
                              commit_index=recovered.commit_index)
         self.module = ConsensusModule(member_id, self.core, services, module_config, now_ns=sim.now_ns)
-        # every simulated member hosts the same services: a term entry naming others is a bug
+        # every simulated member hosts the same services and shares one ModuleConfig: a term
+        # entry naming other services or other settings is a bug (the simulator's leaders
+        # write the service list alone, as earlier versions did: its seeds' courses stay put)
         self.module.service_set_listeners.append(
+            lambda error: checker.fail(f"member {member_id}: {error}"))
+        self.module.config_mismatch_listeners.append(
             lambda error: checker.fail(f"member {member_id}: {error}"))
         self._fast_step = StepPath(self.core).on_message if sim.fast_step_path else None
         checker.on_start(self)

@@ -31,7 +31,14 @@ How the search works (written from the papers' ideas, not from any implementatio
   ``UNKNOWN`` instead of hanging on a pathological history.
 
 The model: a missing key reads as ``None``; ``write(v)`` sets it; ``cas(expected, new)``
-sets it to ``new`` and returns True iff the value equals ``expected``, else returns False.
+sets it to ``new`` and returns True iff the value equals ``expected``, else returns False. A
+completed cas may also carry ``current``, the value the service said the key held when the cas
+ran (a failed cas is then also a read of that value).
+
+Values are equal only when they are of the same type and equal (:func:`same_value`): ``1``,
+``True`` and ``1.0`` are three different values, as are ``b"a"`` and ``"a"``, and ``(1,)``
+and ``[1]``; containers compare element by element under the same rule, and ``nan`` equals
+``nan``. Python's ``==`` would let a read of ``True`` pass where ``1`` was written.
 """
 from __future__ import annotations
 
@@ -46,7 +53,18 @@ READ = "read"
 WRITE = "write"
 CAS = "cas"
 _ARITY = {READ: 1, WRITE: 2, CAS: 3}      # args: (key,), (key, value), (key, expected, new)
-_UNKNOWN_RESULT = object()
+
+
+class _NotReported(enum.Enum):
+    """``Operation.current`` of an operation whose service did not say what the key held
+    (an enum member: it survives copy and pickle as itself)."""
+    NOT_REPORTED = "not reported"
+
+    def __repr__(self) -> str:
+        return "NOT_REPORTED"
+
+
+NOT_REPORTED = _NotReported.NOT_REPORTED
 
 DEFAULT_MAX_STEPS = 2_000_000              # per key; a few seconds of CPU at most
 
@@ -57,14 +75,16 @@ class Outcome(enum.Enum):
     UNKNOWN = "unknown"                    # the search budget ran out first
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class Operation:
     """One client operation. ``complete_ns`` is ``math.inf`` (and ``result`` ignored) when the
     client never learned the outcome (timeout): the operation may or may not have happened.
 
     ``args[0]`` is always the key: ``read``: (key,); ``write``: (key, value);
     ``cas``: (key, expected, new). ``result``: the value read; ignored for ``write``
-    (an acknowledged write succeeded); True/False for ``cas``.
+    (an acknowledged write succeeded); True/False (a ``bool``) for ``cas``.
+    ``current`` (``cas`` only): the value the service reported the key held when the cas ran
+    (the KeyValueService replies it, above all on a failure); ``NOT_REPORTED``: unknown.
     """
     client_id: int
     op: str
@@ -72,6 +92,13 @@ class Operation:
     invoke_ns: float
     complete_ns: float
     result: Any = None
+    current: Any = NOT_REPORTED
+
+    def __repr__(self) -> str:
+        extra = "" if self.current is NOT_REPORTED else f", current={self.current!r}"
+        return (f"Operation(client_id={self.client_id!r}, op={self.op!r}, args={self.args!r}, "
+                f"invoke_ns={self.invoke_ns!r}, complete_ns={self.complete_ns!r}, "
+                f"result={self.result!r}{extra})")
 
     @property
     def key(self) -> Hashable:
@@ -88,8 +115,11 @@ class Operation:
             raise ValueError(f"{self.op} takes {_ARITY[self.op]} args (key first), got {self.args!r}")
         if not self.complete_ns >= self.invoke_ns:
             raise ValueError(f"operation completes before it is invoked: {self!r}")
-        if self.op == CAS and not self.indeterminate and self.result not in (True, False):
+        # a bool, not merely == True/False: a cas "returning 1" is a harness bug, not a success
+        if self.op == CAS and not self.indeterminate and type(self.result) is not bool:
             raise ValueError(f"a completed cas must have a True/False result: {self!r}")
+        if self.current is not NOT_REPORTED and self.op != CAS:
+            raise ValueError(f"only a cas reports the key's current value: {self!r}")
 
 
 @dataclass
@@ -114,8 +144,76 @@ class CheckResult:
         return f"linearizable ({self.keys_checked} keys, {self.steps} search steps)"
 
 
-def _apply(op: Operation, value: Any) -> Tuple[bool, Any]:
-    """Run ``op`` on the model in state ``value``: (consistent with the observation, new state)."""
+class _Unordered:
+    """The canonical form of a dict or set whose canonical items do not hash (an unhashable
+    value of some other type inside): equal to another with the same items in any order."""
+    __slots__ = ("items",)
+    __hash__ = None
+
+    def __init__(self, items) -> None:
+        self.items = list(items)
+
+    def __eq__(self, other) -> bool:
+        if not isinstance(other, _Unordered) or len(other.items) != len(self.items):
+            return False
+        rest = list(other.items)
+        for item in self.items:
+            for i, candidate in enumerate(rest):
+                if candidate == item:
+                    del rest[i]
+                    break
+            else:
+                return False
+        return True
+
+
+_NAN = ("nan",)
+
+
+def _canon(value: Any) -> Any:
+    """A form of ``value`` whose ``==`` (and hash) is strict about type: ``(type, value)``,
+    containers converted element by element. Hashable unless ``value`` holds an unhashable
+    object of a type other than list, tuple, dict, set and frozenset."""
+    kind = type(value)
+    if value is None:
+        return None
+    if kind is tuple or kind is list:
+        return (kind, tuple(_canon(v) for v in value))
+    if kind is dict or kind is set or kind is frozenset:
+        items = ([(_canon(k), _canon(v)) for k, v in value.items()] if kind is dict
+                 else [_canon(v) for v in value])
+        try:
+            return (kind, frozenset(items))
+        except TypeError:
+            return (kind, _Unordered(items))
+    if kind is float and value != value:
+        return (float, _NAN)                 # nan == nan: the value written is the value read
+    return (kind, value)
+
+
+def same_value(a: Any, b: Any) -> bool:
+    """The checker's equality of stored and observed values: same type and equal (see the
+    module docstring); ``True`` is not ``1``, ``b"a"`` is not ``"a"``."""
+    return _canon(a) == _canon(b)
+
+
+class _Op:
+    """An operation as the search sees it: its values in canonical form (:func:`_canon`)."""
+    __slots__ = ("op", "args", "result", "current", "indeterminate", "invoke_ns", "complete_ns")
+
+    def __init__(self, op: Operation) -> None:
+        self.op = op.op
+        self.args = tuple(_canon(a) for a in op.args)
+        self.indeterminate = op.indeterminate
+        self.invoke_ns = op.invoke_ns
+        self.complete_ns = op.complete_ns
+        self.result = op.result if op.op == CAS else _canon(op.result)    # cas: a bool
+        self.current = NOT_REPORTED if op.current is NOT_REPORTED else _canon(op.current)
+
+
+def _apply(op: _Op, value: Any) -> Tuple[bool, Any]:
+    """Run ``op`` on the model in state ``value`` (canonical values both): (consistent with the
+    observation, new state)."""
     if op.op == READ:
         return op.result == value, value
     if op.op == WRITE:
@@ -124,30 +222,40 @@ def _apply(op: Operation, value: Any) -> Tuple[bool, Any]:
     new_value = op.args[2] if swapped else value
     if op.indeterminate:
         return True, new_value
-    return op.result == swapped, new_value
+    if op.current is not NOT_REPORTED and op.current != value:
+        return False, new_value              # the service saw another value than the model holds
+    return op.result is swapped, new_value
 
 
-def _observes_unwritten_value(ops: List[Operation]) -> bool:
-    """A cheap sound test before the search: a completed read (or successful cas) that saw a
-    value no operation on the key could have stored is a violation whatever the order."""
+def _observes_unwritten_value(ops: List[_Op]) -> bool:
+    """A cheap sound test before the search: a completed read (or successful cas, or a cas
+    that reported the key's value) that saw a value no operation on the key could have stored
+    is a violation whatever the order."""
     try:
         stored = {None}
         stored.update(o.args[1] if o.op == WRITE else o.args[2] for o in ops if o.op != READ)
         for o in ops:
             if o.indeterminate:
                 continue
-            if (o.op == READ and o.result not in stored) or (o.op == CAS and o.result and o.args[1] not in stored):
-                return True
+            if o.op == READ:
+                if o.result not in stored:
+                    return True
+            elif o.op == CAS:
+                if (o.result and o.args[1] not in stored) or \
+                        (o.current is not NOT_REPORTED and o.current not in stored):
+                    return True
     except TypeError:               # unhashable values: leave it to the search
         pass
     return False
 
 
 def _check_key(ops: List[Operation], max_steps: int, deadline: float) -> Tuple[Optional[bool], int]:
-    """Search one key's history: (True/False, steps), or (None, steps) when out of budget."""
+    """Search one key's history: (True/False, steps), or (None, steps) when out of budget.
+    Every value is compared in canonical form (:func:`_canon`), the model's state included."""
+    ops = [_Op(o) for o in ops]
     if _observes_unwritten_value(ops):
         return False, 0
-    ops = sorted(ops, key=lambda o: (o.invoke_ns, o.complete_ns))
+    ops.sort(key=lambda o: (o.invoke_ns, o.complete_ns))
     n = len(ops)
     invoke = [o.invoke_ns for o in ops]
     complete = [o.complete_ns for o in ops]
@@ -298,11 +406,13 @@ class HistoryRecorder:
             self._pending[token] = (client_id, op, tuple(args), now)
         return token
 
-    def complete(self, token: int, result: Any = None, now_ns: Optional[float] = None) -> None:
+    def complete(self, token: int, result: Any = None, now_ns: Optional[float] = None,
+                 current: Any = NOT_REPORTED) -> None:
+        """``current``: for a cas, the value the service reported the key held (if it did)."""
         now = time.monotonic_ns() if now_ns is None else now_ns
         with self._lock:
             client_id, op, args, start = self._pending.pop(token)
-            self._done.append(Operation(client_id, op, args, start, now, result))
+            self._done.append(Operation(client_id, op, args, start, now, result, current))
 
     def timeout(self, token: int) -> None:
         with self._lock:
@@ -333,7 +443,13 @@ def random_kv_request(rng, key: Hashable, value: Any, seen: dict) -> Tuple[str, 
 def complete_kv_request(recorder: "HistoryRecorder", token, kind: str, key: Hashable, value: Any,
                         reply: dict, seen: dict) -> None:
     """Record the KeyValueService's ``reply`` to a :func:`random_kv_request` and note the
-    key's value now known in ``seen``."""
+    key's value now known in ``seen``.
+
+    A cas reply ``{"ok": bool, "value": v}`` names the value the key held when the cas ran;
+    it is recorded as the operation's ``current`` (a failed cas is a read of it), so a service
+    that reports a stale or invented value fails the check instead of passing as "False"."""
+    if "error" in reply:
+        raise ValueError(f"the service refused a {kind} of {key!r}: {reply!r}")
     if kind == READ:
         recorder.complete(token, reply["value"])
         seen[key] = reply["value"]
@@ -341,5 +457,8 @@ def complete_kv_request(recorder: "HistoryRecorder", token, kind: str, key: Hash
         recorder.complete(token, None)
         seen[key] = value
     else:
-        recorder.complete(token, bool(reply["ok"]))
-        seen[key] = value if reply["ok"] else reply["value"]
+        ok = reply["ok"]
+        if type(ok) is not bool:
+            raise ValueError(f"a cas reply's ok must be true or false: {reply!r}")
+        recorder.complete(token, ok, current=reply["value"] if "value" in reply else NOT_REPORTED)
+        seen[key] = value if ok else reply["value"]

@@ -23,7 +23,7 @@ from aeronpy.cluster.container import service_set_tag, service_set_tail
 from aeronpy.cluster.module_config import Authenticator, ModuleConfig
 from aeronpy.core import CoreConfig
 from aeronpy.cluster.node_snapshots import ADMIN_OK, TRANSFER_MESSAGES
-from aeronpy.core.messages import AppendEntries, InstallSnapshot
+from aeronpy.core.messages import AppendEntries, InstallSnapshot, Vote
 from aeronpy.errors import NotConnectedError
 from aeronpy.service import ClusteredService, Role
 from aeronpy.testing.client import SimClient, SimClientTransport
@@ -79,6 +79,9 @@ class SimCluster:
                                                    snapshot_write_ms)
         self.snapshot_totals = {"snapshots_recorded": 0, "snapshots_installed": 0, "snapshot_restarts": 0}
         self.crashed_mid_ready = 0               # armed members that crashed (crash_mid_ready)
+        self.crashed_after_vote = 0              # armed members that crashed (crash_after_vote)
+        self._armed_after_vote: dict = {}        # member -> restart at once after the crash
+        self._voted: set = set()                 # armed members that granted a vote this cycle
         # members step the steady-state AppendEntries and AppendResponse through the node's
         # compiled path (aeronpy._steppath), as ClusterNode does; False: RaftCore.step for all
         self.fast_step_path = fast_step_path
@@ -184,11 +187,35 @@ class SimCluster:
         live.crash_at_next_write = True
         self._note("crash_mid_ready", member)
 
+    def crash_after_vote(self, member: int, restart: bool = True) -> None:
+        """Arm a running member to crash right after the duty cycle in which it grants a vote
+        (a ballot's Vote, not a canvass answer): the vote is out, and what the member wrote
+        before sending it (its hard state: the vote, if it saved it) is on its disk.
+        ``restart``: it starts again at once, so ballots still in flight reach the new
+        incarnation, which must remember whom it voted for in the term."""
+        if self.members[member] is None:
+            raise ValueError(f"member {member} is not running")
+        self._armed_after_vote[member] = bool(restart)
+        self._note("crash_after_vote", member, restart)
+
+    @property
+    def armed_after_vote(self) -> frozenset:
+        """Members armed by crash_after_vote that have not voted (and crashed) yet."""
+        return frozenset(self._armed_after_vote)
+
+    def disarm_vote_crashes(self) -> None:
+        """Members armed by crash_after_vote that have not crashed yet will not."""
+        self._armed_after_vote.clear()
+        self._voted.clear()
+        self._note("disarm_vote_crashes")
+
     def disarm_crashes(self) -> None:
-        """Members armed by crash_mid_ready that have not crashed yet will not."""
+        """Members armed by crash_mid_ready or crash_after_vote that have not crashed yet will not."""
         for live in self.members:
             if live is not None:
                 live.crash_at_next_write = False
+        self._armed_after_vote.clear()
+        self._voted.clear()
         self._note("disarm_crashes")
 
     def power_fail(self, member: int) -> None:
@@ -359,12 +386,26 @@ class SimCluster:
             raise ValueError(f"member {m} is not running")
         self.members[m].alive = False
         self.members[m] = None
+        if self._armed_after_vote:           # an arm is the incarnation's, as crash_mid_ready's
+            self._armed_after_vote.pop(m, None)
+            self._voted.discard(m)
+
+    def _crash_after_vote(self, m: int) -> None:
+        restart = self._armed_after_vote.get(m, False)
+        self._kill(m)
+        self.disks[m].crash()
+        self.crashed_after_vote += 1
+        self._note("crashed_after_vote", m, self.disks[m].written_index)
+        if restart:
+            self.restart(m)
 
     def _run_member(self, member, step, *args) -> None:
         """One duty cycle; a member whose service raised stops (as a node does), its disk as
         after a process exit."""
         try:
             step(*args)
+            if self._voted and member.member_id in self._voted and self.members[member.member_id] is member:
+                self._crash_after_vote(member.member_id)
         except MemberStopped as exc:
             m = member.member_id
             self.stopped[m] = exc
@@ -387,6 +428,9 @@ class SimCluster:
 
     # transport used by members and clients ---------------------------------------------
     def send_member(self, src: int, dst: int, msg) -> None:
+        if self._armed_after_vote and src in self._armed_after_vote and type(msg) is Vote \
+                and msg.granted and not msg.pre:
+            self._voted.add(src)             # crashes when this duty cycle is over
         self.net.send(self.now_ns, src, dst, self._deliver_member, dst, src, msg)
 
     def _deliver_member(self, dst: int, src: int, msg) -> None:

@@ -14,8 +14,10 @@ and stops the cluster with ``aeronpy tool shutdown`` and checks (:func:`evaluate
 1. exactly-once: every member's final count equals the acknowledged increments plus at most
    the indeterminate ones, no correlation id is answered twice, and every reply (the running
    total after that increment) is distinct;
-2. linearizability of the key-value history (timeouts indeterminate; a final read of every
-   key appended), with :func:`aeronpy.testing.linearizability.check_kv_history`;
+2. linearizability of the key-value history (timeouts indeterminate; a compare-and-set
+   recorded with the value the service reported the key held, so a failed one is a read of
+   it; a final read of every key appended), with
+   :func:`aeronpy.testing.linearizability.check_kv_history`;
 3. the three members' service states agree (the records their services write at
    ``on_terminate``);
 4. no member exited except by the soak's own kills and the final shutdown (exit status 0),
@@ -396,7 +398,9 @@ class _SessionLost(Exception):
 
 class KVClient(_ClientThread):
     """Sends read / write / cas requests on random keys to service 1, one at a time, paced;
-    a timeout or a lost session is recorded as indeterminate."""
+    a timeout or a lost session is recorded as indeterminate. Replies are recorded by
+    :func:`~aeronpy.testing.linearizability.complete_kv_request`: a cas with the key's value
+    the service reports (``Operation.current``), which the check holds a failed cas to."""
 
     def __init__(self, index, endpoints, hard_deadline, recorder, rng: random.Random,
                  timeout_s: float = KV_TIMEOUT_S):

@@ -8,6 +8,26 @@ every event; then a liveness phase on a healed network that must converge in bou
 
 A failing seed prints the command that replays it. The fault schedule comes from a
 generator seeded by the same seed as the cluster, so a seed names the whole run.
+
+Besides the random faults, every seed runs two *targeted windows* (``targeted_windows``), each
+once, at a time drawn from the seed (from a generator of their own, so the random faults draw
+as before); each sets up the moment in which one durability rule matters:
+
+* ``ack_window``: the leader is partitioned with just enough followers for a quorum, one of
+  them armed to crash inside its next write (``crash_mid_ready``), and a message offered: that
+  follower's acknowledgement completes the quorum, so it must not go out before its write
+  (the ``acks_before_persist`` negative control commits an entry held by too few disks). The
+  follower restarts a moment later.
+* ``vote_window``: the leader hands over to one caught-up follower and at once to another
+  (``transfer_leadership`` twice), so two candidates ask for votes in one term, and every
+  other member crashes right after granting a vote and restarts at once
+  (``crash_after_vote``): the second ballot asks a restarted voter, which must remember its
+  vote (the ``vote_not_persisted`` negative control votes twice in a term).
+
+Each window counts in the faults as run or skipped (no leader, too few members up or caught
+up); the fault phase is lengthened by the time the windows take, so the random faults keep
+theirs. ``targeted_windows=False`` leaves both out, so a seed runs as it did before they
+existed.
 """
 from __future__ import annotations
 
@@ -19,8 +39,9 @@ import sys
 import time
 
 from aeronpy.core import config as core_config
+from aeronpy.core.quorum import quorum_size
 from aeronpy.errors import ClusterClosedError, ClusterTimeoutError, NotConnectedError
-from aeronpy.service import ClusteredService
+from aeronpy.service import ClusteredService, Role
 from aeronpy.testing.invariants import InvariantViolation
 from aeronpy.testing.sim import SimCluster
 from aeronpy.testing.sim_snapshots import SNAPSHOT_BUGS, snapshot_bugs
@@ -32,12 +53,23 @@ OFFERS_PER_BURST_MAX = 6
 TIMER_DELAY_MS = 50
 REQUEST_TIMEOUT_S = (0.05, 0.4)
 SNAPSHOT_LOG_BYTES = (0, 150, 300, 800)   # per seed; 0: admin snapshots only
+WINDOW_PHASE = (0.2, 0.8)      # the targeted windows run in this part of the fault phase
+WINDOW_SETTLE_MS = 1000        # a window waits up to this long for a leader with caught-up followers
+VOTE_WINDOW_MS = 250           # voters stay armed to crash after voting at most this long
+ACK_WINDOW_MS = 250            # a follower stays armed to crash inside its next write at most this long
+_PLAIN_ENTRY = 15              # an entry type of the core's range: replicated, skipped by the services
 
 
 class RecordingService(ClusteredService):
     """Keeps every message applied, with its cluster time, and echoes it back. A message
     starting with ``t`` also schedules a timer (correlation id = its session's message count)
     TIMER_DELAY_MS of cluster time later; the timer's firing offers a service message."""
+
+    # The name members compare (and leaders write into every term's first entry): fixed, so
+    # ``python -m aeronpy.testing.swarm`` (where this module is ``__main__``) replays a seed
+    # exactly as run_seed ran it; the class's own name there made entries, snapshot sizes
+    # and so the whole run differ from the run the replay command was printed for.
+    service_name = "aeronpy.testing.swarm:RecordingService"
 
     def __init__(self):
         self.applied = []
@@ -136,11 +168,14 @@ def replay_command(seed: int, bugs=()) -> str:
 
 
 def run_seed(seed: int, fault_phase_ms: float = FAULT_PHASE_MS, liveness_within_ms: float = LIVENESS_WITHIN_MS,
-             bugs=(), mid_ready_crashes: bool = True, fast_step_path: bool = True) -> SeedResult:
+             bugs=(), mid_ready_crashes: bool = True, fast_step_path: bool = True,
+             targeted_windows: bool = True) -> SeedResult:
     """One swarm run; never raises for a cluster failure (the result says what broke).
 
     ``mid_ready_crashes=False`` leaves out the crash_mid_ready fault and its random draw, so a
     seed runs exactly as it did before that fault existed (regression seeds found then).
+    ``targeted_windows=False`` leaves out the ack and vote windows (module docstring), so a
+    seed runs as it did before they existed.
     ``fast_step_path=False`` steps every message through ``RaftCore.step`` (the differential
     test of aeronpy._steppath compares the two runs' traces)."""
     unknown = set(bugs) - core_config.KNOWN_BUGS - set(SNAPSHOT_BUGS)
@@ -151,7 +186,8 @@ def run_seed(seed: int, fault_phase_ms: float = FAULT_PHASE_MS, liveness_within_
     core_config._BUGS.update(b for b in bugs if b in core_config.KNOWN_BUGS)
     try:
         with snapshot_bugs([b for b in bugs if b in SNAPSHOT_BUGS]):
-            return _run_seed(seed, fault_phase_ms, liveness_within_ms, mid_ready_crashes, fast_step_path)
+            return _run_seed(seed, fault_phase_ms, liveness_within_ms, mid_ready_crashes, fast_step_path,
+                             targeted_windows)
     finally:
         core_config._BUGS.clear()
         core_config._BUGS.update(saved)
@@ -208,7 +244,8 @@ class Traffic:
 
 
 def _run_seed(seed: int, fault_phase_ms: float, liveness_within_ms: float,
-              mid_ready_crashes: bool = True, fast_step_path: bool = True) -> SeedResult:
+              mid_ready_crashes: bool = True, fast_step_path: bool = True,
+              targeted_windows: bool = True) -> SeedResult:
     plan = random.Random(f"swarm-plan-{seed}")
     members = plan.choice((3, 3, 3, 5, 5))
     file_sync = plan.choice(("data", "full", "none"))
@@ -229,23 +266,35 @@ def _run_seed(seed: int, fault_phase_ms: float, liveness_within_ms: float,
               "partition": 0, "cut": 0, "heal": 0, "crash": 0, "power_fail": 0, "restart": 0,
               "network": 0, "transfer": 0, "offers": 0, "requests": 0, "admin_snapshot": 0,
               "corrupt_snapshot": 0, "crash_mid_ready": 0, "mid_ready_crashes": mid_ready_crashes}
-    result = _drive(seed, sim, plan, faults, members, fault_phase_ms, liveness_within_ms)
+    windows = None
+    if targeted_windows:
+        faults.update({"ack_window": 0, "ack_window_skipped": 0, "vote_window": 0, "vote_window_skipped": 0})
+        windows = random.Random(f"swarm-windows-{seed}")   # apart: the plan's draws stay as they were
+    result = _drive(seed, sim, plan, faults, members, fault_phase_ms, liveness_within_ms, windows)
     result.trace = sim.trace_hash()
     result.fast_steps = tuple(sim.fast_steps)
     return result
 
 
 def _drive(seed: int, sim: SimCluster, plan: random.Random, faults: dict, members: int,
-           fault_phase_ms: float, liveness_within_ms: float) -> SeedResult:
+           fault_phase_ms: float, liveness_within_ms: float, windows: random.Random | None = None) -> SeedResult:
     """The run itself: faults, then healing and the final checks; never raises."""
     try:
         traffic = Traffic(sim.client())
         sim.network(**_random_network(plan))
         end_ns = fault_phase_ms * 1_000_000
+        due = []                          # (start ns, window), soonest first
+        if windows is not None:
+            due = sorted((windows.uniform(*WINDOW_PHASE) * end_ns, name) for name in _WINDOWS)
         while sim.now_ns < end_ns:
             sim.run_for(plan.uniform(*STEP_MS))
             _random_action(sim, plan, traffic, faults)
             traffic.poll()
+            while due and sim.now_ns >= due[0][0]:
+                started = sim.now_ns
+                _WINDOWS[due.pop(0)[1]](sim, windows, traffic, faults)
+                traffic.poll()
+                end_ns += sim.now_ns - started    # the random faults keep their whole phase
         # ---- liveness: heal everything, then the cluster must converge
         sim.heal()
         sim.network(drop=0.0, duplicate=0.0, delay_ms=(1.0, 1.0))
@@ -265,6 +314,7 @@ def _drive(seed: int, sim: SimCluster, plan: random.Random, faults: dict, member
         sim.check()
         faults.update(sim.snapshot_totals)
         faults["crashed_mid_ready"] = sim.crashed_mid_ready
+        faults["crashed_after_vote"] = sim.crashed_after_vote
         problem = _final_problem(sim, traffic)
         if problem:
             return SeedResult(seed, False, f"{sim.describe()}: {problem}", sim.events, faults, sim.now_ns / 1e6)
@@ -364,6 +414,134 @@ def _random_action(sim: SimCluster, plan, traffic: Traffic, faults: dict) -> Non
         if sim.snapshot():
             faults["admin_snapshot"] += 1
     # else: quiet period
+
+
+# ------------------------------------------------------------------ targeted windows
+def _ack_window(sim: SimCluster, rng: random.Random, traffic: Traffic, faults: dict) -> None:
+    """The leader and just enough caught-up followers for a quorum, cut off from the rest; one
+    of those followers armed to crash inside its next write, after what it may send first; a
+    message offered. Its acknowledgement completes the quorum: sent before its write, the
+    leader commits an entry that too few disks hold. The follower restarts a moment later."""
+    n = sim.member_count
+    need = quorum_size(n) - 1                 # with the leader's own copy: a quorum
+    with _Window(sim, faults):
+        if not sim.run_until(lambda: len(_caught_up_followers(sim)) >= need, WINDOW_SETTLE_MS):
+            faults["ack_window_skipped"] += 1
+            return
+        leader = sim.leader()
+        chosen = rng.sample(_caught_up_followers(sim), need)
+        armed = chosen[0]
+        group = {leader, *chosen}
+        sim.partition(group, set(range(n)) - group)
+        sim.crash_mid_ready(armed)
+        lead = sim.core(leader)
+        last = lead.log.last_index
+        traffic.offer(b"a%d" % faults["offers"], rng.choice((0, 1)))
+        faults["offers"] += 1
+        faults["ack_window"] += 1
+        if not sim.run_until(lambda: not sim.alive(armed) or lead.log.last_index > last, 30.0) \
+                and sim.leader() == leader:
+            # the client's window is full or its session elsewhere: an entry of the core's
+            # range (the cluster layer skips it) gives the leader something to replicate
+            sim.propose(leader, _PLAIN_ENTRY, b"ack-window")
+        sim.run_until(lambda: not sim.alive(armed), ACK_WINDOW_MS)
+        if sim.alive(armed):
+            sim.members[armed].crash_at_next_write = False    # nothing came to write: disarmed
+        else:
+            sim.run_for(rng.uniform(50.0, 100.0))    # what it sent has arrived (delays < ~42 ms)
+            if not sim.alive(armed):
+                sim.restart(armed)
+                faults["restart"] += 1
+
+
+class _Window:
+    """What every targeted window does first and last: no earlier random crash arm goes off
+    inside it, members that are down restart, partitions heal and links stop losing and
+    duplicating datagrams (the hand-overs, ballots and appends it aims must arrive, once;
+    delays and reordering stay); at the end the seed's link settings come back."""
+
+    def __init__(self, sim: SimCluster, faults: dict):
+        self.sim = sim
+        self.faults = faults
+
+    def __enter__(self):
+        sim = self.sim
+        sim.disarm_crashes()
+        for m in range(sim.member_count):
+            if not sim.alive(m):
+                sim.restart(m)
+                self.faults["restart"] += 1
+        sim.heal()
+        link = sim.net.default
+        self.saved = (link.drop, link.duplicate, (link.delay_lo_ns / 1e6, link.delay_hi_ns / 1e6))
+        sim.network(0.0, 0.0, self.saved[2])
+        return self
+
+    def __exit__(self, *exc):
+        drop, duplicate, delay_ms = self.saved
+        self.sim.network(drop, duplicate, delay_ms)
+        return False
+
+
+def _caught_up_followers(sim: SimCluster) -> list:
+    leader = sim.leader()
+    if leader is None:
+        return []
+    lead = sim.core(leader)
+    if lead.leader_state is None or lead.leader_state.transfer_target is not None:
+        return []
+    last = lead.log.last_index
+    return sorted(m for m, pr in lead.leader_state.progress.items()
+                  if pr.match == last and sim.alive(m) and sim.core(m).term == lead.term
+                  and sim.core(m).role == Role.FOLLOWER and sim.core(m).leader_id == leader)
+
+
+def _vote_window(sim: SimCluster, rng: random.Random, traffic: Traffic, faults: dict) -> None:
+    """Two candidates in one term: the leader hands over to two caught-up followers at once
+    (neither hears the other). Each candidate's links out are cut right after its ballot went
+    out, so no leader's entries reach a voter in between. Every other member is armed to crash
+    right after it grants a vote and to restart at once: the second ballot reaches a restarted
+    voter, which must refuse it, having voted in the term already (unless the vote was never
+    saved)."""
+    n = sim.member_count
+    with _Window(sim, faults):
+        if not sim.run_until(lambda: len(_caught_up_followers(sim)) >= 2, WINDOW_SETTLE_MS):
+            faults["vote_window_skipped"] += 1
+            return
+        leader = sim.leader()
+        term = sim.core(leader).term
+        pair = rng.sample(_caught_up_followers(sim), 2)
+        sim.cut(pair[0], pair[1])             # else one's ballot may reach the other before its
+        sim.cut(pair[1], pair[0])             # hand-over does: one candidate only
+        for m in range(n):
+            if m not in pair and sim.alive(m):
+                sim.crash_after_vote(m)
+        faults["transfer"] += sim.transfer_leadership(pair[0])
+        if sim.leader() == leader:
+            faults["transfer"] += sim.transfer_leadership(pair[1])
+        faults["vote_window"] += 1
+        end_ns = sim.now_ns + VOTE_WINDOW_MS * 1_000_000
+
+        def left_ms() -> float:
+            return max(0.0, (end_ns - sim.now_ns) / 1e6)
+        waiting = set(pair)
+
+        def campaigned() -> list:
+            return [m for m in waiting if sim.alive(m) and sim.core(m).term > term]
+        while waiting and sim.run_until(lambda: bool(campaigned()), left_ms()):
+            for m in campaigned():            # its ballot is out, and nothing else of it gets out
+                waiting.discard(m)
+                for other in range(n):
+                    if other != m:
+                        sim.cut(m, other)
+        # until every armed voter has voted, then time for the other ballot to arrive
+        sim.run_until(lambda: not sim.armed_after_vote, left_ms())
+        sim.run_for(VOTE_WINDOW_MS / 2)
+        sim.disarm_vote_crashes()
+        sim.heal()
+
+
+_WINDOWS = {"ack_window": _ack_window, "vote_window": _vote_window}
 
 
 def _converged(sim: SimCluster, client) -> bool:

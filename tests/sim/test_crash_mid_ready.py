@@ -92,11 +92,15 @@ def test_a_follower_that_acknowledges_before_writing_is_caught(bug):
     assert all("seed=" in c for c in caught)
 
 
-def test_the_swarm_catches_acknowledgements_before_writes():
-    """The swarm's crash_mid_ready fault gives it teeth for this rule too: the same seeds
-    pass with the rule in place and fail with it switched off."""
+def test_the_swarm_catches_acknowledgements_before_writes_on_almost_every_seed():
+    """The swarm's ack_window (the leader with just a quorum of followers, one of them armed
+    to crash inside its next write) gives it teeth for this rule on nearly every seed; the
+    random crash_mid_ready faults alone caught it on about 1 seed in 60. The first 40 seeds,
+    not picked ones: they all pass with the rule in place (tests/sim/test_swarm.py's default
+    seeds include them)."""
     from aeronpy.testing.swarm import run_seed
-    seeds = (93, 152)   # (histories move when the leader changes: re-picked, 2026-11-27)
-    assert all(run_seed(s).ok for s in seeds)
-    failed = [r for r in (run_seed(s, bugs=("acks_before_persist",)) for s in seeds) if not r.ok]
-    assert failed and all("durable on only" in r.error for r in failed), [r.error for r in failed]
+    seeds = range(40)
+    results = [run_seed(s, bugs=("acks_before_persist",)) for s in seeds]
+    failed = [r for r in results if not r.ok]
+    assert len(failed) >= 0.9 * len(results), [r.seed for r in results if r.ok]
+    assert all("durable on only" in r.error and "seed=" in r.error for r in failed), [r.error for r in failed]

@@ -15,15 +15,18 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import json
 import math
 import os
 import random
+import time
 
 import pytest
 
-from aeronpy.testing.linearizability import CAS, READ, WRITE, Operation
+from aeronpy.testing.linearizability import CAS, NOT_REPORTED, READ, WRITE, Operation
 from aeronpy.testing.soak import (COUNTER_SERVICE_ID, FINAL_READER, KV_SERVICE_ID, CounterOp,
                                   SoakOutcome, evaluate, run_soak, summary)
+from aeronpy.testing.services import KeyValueService
 
 SECONDS = float(os.environ.get("AERONPY_SOAK_SECONDS", "120"))
 
@@ -38,7 +41,7 @@ def _good_outcome(increments: int = 50, indeterminate: int = 3) -> SoakOutcome:
           Operation(2, READ, ("a",), 20, 30, "v1"),
           Operation(1, CAS, ("a", "v1", "v2"), 40, 50, True),
           Operation(2, WRITE, ("b", "w1"), 45, math.inf),        # timed out; applied
-          Operation(1, CAS, ("a", "v1", "v3"), 60, 70, False),
+          Operation(1, CAS, ("a", "v1", "v3"), 60, 70, False, "v2"),   # failed: "a" held "v2"
           Operation(FINAL_READER, READ, ("a",), 100, 110, "v2"),
           Operation(FINAL_READER, READ, ("b",), 120, 130, "w1")]
     data = {"a": "v2", "b": "w1"}
@@ -84,6 +87,12 @@ def _broken(outcome: SoakOutcome, how: str) -> SoakOutcome:
                         if op.op == WRITE and not op.indeterminate)
         o.kv_history += [Operation(99, WRITE, (key, "fresh"), end + 10, end + 20),
                          Operation(99, READ, (key,), end + 30, end + 40, old)]
+    elif how == "cas_reports_stale_value":  # a failed cas reports a value overwritten before it began
+        end = max(op.complete_ns for op in o.kv_history if not op.indeterminate)
+        key = o.kv_history[0].key
+        o.kv_history += [Operation(99, WRITE, (key, "fresh1"), end + 10, end + 20),
+                         Operation(99, WRITE, (key, "fresh2"), end + 30, end + 40),
+                         Operation(98, CAS, (key, "other", "x"), end + 50, end + 60, False, "fresh1")]
     elif how == "final_read_mismatch":  # the leader's final read disagrees with the members' data
         for op in list(o.kv_history):
             if op.client_id == FINAL_READER:
@@ -109,6 +118,7 @@ BREAKAGES = {
     "members_diverge": "agreement",
     "kv_diverge": "agreement",
     "stale_read": "linearizability",
+    "cas_reports_stale_value": "linearizability",
     "final_read_mismatch": "linearizability",
     "member_died": "member death",
     "bad_exit": "final shutdown",
@@ -125,6 +135,102 @@ def test_the_checker_rejects_a_broken_run(how):
     failures = evaluate(_broken(_good_outcome(), how))
     assert failures, f"{how}: the checker passed a broken run"
     assert any(f.startswith(BREAKAGES[how]) for f in failures), (how, failures)
+
+
+# ------------------------------------------------- what the key-value client records (fast)
+class _StaleCasService(KeyValueService):
+    """A KeyValueService whose failed compare-and-set reports the value the key held before
+    its last write (as a lagging replica answering would), while refusing correctly."""
+
+    def __init__(self):
+        super().__init__()
+        self.previous: dict = {}
+
+    def on_session_message(self, session, timestamp_ns, message):
+        req = json.loads(bytes(message))
+        key = str(req["key"])
+        before = self.data.get(key)
+        replies = []
+        super().on_session_message(_Session(replies), timestamp_ns, message)
+        reply = replies[0]
+        if req["op"] == "cas" and not reply["ok"] and key in self.previous:
+            reply["value"] = self.previous[key]
+        if self.data.get(key) != before:
+            self.previous[key] = before
+        session.offer(json.dumps(reply).encode())
+
+
+class _Session:
+    def __init__(self, replies):
+        self.replies = replies
+
+    def offer(self, payload):
+        self.replies.append(json.loads(payload))
+
+
+class _InProcessKV:
+    """Stands in for the soak's ClusterClient: requests go straight to a KeyValueService.
+    Before some requests another writer (client 999, recorded too) writes the same key, so
+    compare-and-sets fail; after ``ops`` requests the client thread is told to stop."""
+
+    def __init__(self, service, recorder, kv_client, ops):
+        self.service, self.recorder, self.kv_client, self.ops = service, recorder, kv_client, ops
+        self.rng = random.Random(7)
+        self.served = 0
+
+    def request(self, payload, service_id, timeout_s):
+        assert service_id == KV_SERVICE_ID
+        self.served += 1
+        if self.served >= self.ops:
+            self.kv_client.stop_sending.set()
+        key = json.loads(payload)["key"]
+        if self.rng.random() < 0.4:
+            value = f"other-{self.served}"
+            token = self.recorder.invoke(999, WRITE, (key, value))
+            self._call(json.dumps({"op": "write", "key": key, "value": value}).encode())
+            self.recorder.complete(token, None)
+        return self._call(payload)
+
+    def _call(self, payload):
+        replies = []
+        self.service.on_session_message(_Session(replies), 0, payload)
+        return json.dumps(replies[0]).encode()
+
+    def close(self):
+        pass
+
+
+def _record_kv_client(monkeypatch, service, ops=400):
+    """Run the soak's KVClient (its own thread body, here) against ``service``; the history."""
+    from aeronpy.testing import soak
+    from aeronpy.testing.linearizability import HistoryRecorder
+    recorder = HistoryRecorder()
+    kv = soak.KVClient(100, "unused", time.monotonic() + 60, recorder, random.Random(5))
+    fake = _InProcessKV(service, recorder, kv, ops)
+    monkeypatch.setattr(soak, "_connect", lambda endpoints, timeout_s=5.0: fake)
+    monkeypatch.setattr(soak, "KV_RATE_PER_CLIENT", 1e9)          # no pacing
+    kv.run()
+    assert not kv.errors, kv.errors
+    return recorder.history()
+
+
+def test_the_soak_records_the_value_a_failed_cas_saw(monkeypatch):
+    """The KeyValueService replies the key's value to a compare-and-set; the soak must record
+    it with a failed one (it recorded a bare False, so the check could not use it)."""
+    history = _record_kv_client(monkeypatch, KeyValueService())
+    failed = [op for op in history if op.op == CAS and op.result is False]
+    assert len(failed) >= 10, history
+    assert all(op.current is not NOT_REPORTED for op in failed)
+    assert evaluate(dataclasses.replace(_good_outcome(), kv_history=history)) == []
+
+
+def test_the_soak_rejects_a_failed_cas_that_reports_a_stale_value(monkeypatch):
+    """Negative control: a service whose failed compare-and-set reports an overwritten value
+    must fail the soak's linearizability check (with the value dropped, it passed)."""
+    history = _record_kv_client(monkeypatch, _StaleCasService())
+    assert any(op.op == CAS and op.result is False for op in history)
+    failures = evaluate(dataclasses.replace(_good_outcome(), kv_history=history))
+    assert any(f.startswith("linearizability") and "not linearizable" in f for f in failures), failures
 
 
 # ------------------------------------------------------------------ the soak (opt-in)

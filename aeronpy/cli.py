@@ -6,7 +6,8 @@
     aeronpy demo|bench|backup [ARGS...]
 
 Errors that are the operator's (bad config, bad --service, missing data) print one line naming
-the cause and exit with status 2; nothing prints a traceback for them. A node that fails
+the cause and exit with status 2; nothing prints a traceback for them. Ctrl-C is one line
+too, and status 130. A node that fails
 (a service raised, while starting or running) exits with status 4: its last stderr line names
 the cause, and errors.log in its data dir holds the traceback (``aeronpy tool errors``).
 """
@@ -24,6 +25,8 @@ from typing import Callable, Optional, Sequence
 from aeronpy.errors import AeronpyError, ConfigError
 
 EXIT_OK, EXIT_NO, EXIT_USAGE, EXIT_NOT_AVAILABLE, EXIT_NODE_FAILED = 0, 1, 2, 3, 4
+EXIT_INTERRUPTED = 130                  # 128 + SIGINT, as a shell reports a Ctrl-C
+TIMEOUT_MAX_S = 3600.0                  # --timeout: above an hour is a typo (milliseconds?)
 
 
 class ServiceLoadError(AeronpyError):
@@ -112,8 +115,10 @@ def cmd_node(args: argparse.Namespace) -> int:
     from aeronpy.cluster.config import NodeConfig
     from aeronpy.cluster.logsetup import configure_cli_logging, node_logger
 
-    overrides: dict = {"data_dir": args.data_dir} if args.data_dir else {}
+    overrides: dict = {}
     try:
+        if args.data_dir is not None:     # an empty one is refused by NodeConfig, not ignored
+            overrides["data_dir"] = args.data_dir
         if args.cpu_affinity is not None:
             overrides["cpu_affinity"] = parse_cpu_list(args.cpu_affinity)
         config = NodeConfig.from_toml(args.config, member_id=args.member_id, **overrides)
@@ -440,8 +445,19 @@ def _positive_seconds(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"{text!r}: expected a positive number of seconds")
+    if not 0 < value <= TIMEOUT_MAX_S:     # NaN, inf, 0, negative, or an hour and more
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a number of seconds above 0 and "
+                                         f"at most {TIMEOUT_MAX_S:g}")
+    return value
+
+
+def _tcp_port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a port number from 0 to 65535")
     return value
 
 
@@ -471,8 +487,9 @@ def build_parser() -> argparse.ArgumentParser:
     for name, text in TOOL_HELP.items():
         p = tool_sub.add_parser(name, parents=[common], help=text, description=text)
         if name == "metrics":
-            p.add_argument("--serve-metrics", type=int, default=None, metavar="PORT",
-                           help="serve http://127.0.0.1:PORT/metrics until interrupted")
+            p.add_argument("--serve-metrics", type=_tcp_port, default=None, metavar="PORT",
+                           help="serve http://127.0.0.1:PORT/metrics until interrupted "
+                                "(0: a free port, printed)")
         if name in timeouts:
             p.add_argument("--timeout", type=_positive_seconds, default=None, metavar="SECONDS",
                            help="how long to wait for the cluster's answer and for the effect "
@@ -494,18 +511,36 @@ _PASSTHROUGH = {"demo": cmd_demo, "bench": cmd_bench, "backup": cmd_backup}
 def main(argv: Optional[Sequence[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in _PASSTHROUGH:   # every later argument, options too, is theirs
-        return _PASSTHROUGH[argv[0]](argparse.Namespace(args=argv[1:]))
+        try:
+            return _PASSTHROUGH[argv[0]](argparse.Namespace(args=argv[1:]))
+        except KeyboardInterrupt:          # before its own handling (while importing it)
+            _err(f"aeronpy {argv[0]}: interrupted")
+            return EXIT_INTERRUPTED
     args = build_parser().parse_args(argv)
     code = EXIT_OK
     try:
         code = args.func(args)
         sys.stdout.flush()      # a reader gone now is met here, not by Python at exit
         return code
+    except KeyboardInterrupt:   # Ctrl-C: one line, no traceback
+        _err(_interrupted_text(args))
+        return EXIT_INTERRUPTED
     except BrokenPipeError:
         # the reader went away (``aeronpy tool describe | head``): no traceback about it, and
         # none at exit when Python flushes stdout either
         _reader_gone()
         return code
+
+
+def _interrupted_text(args: argparse.Namespace) -> str:
+    tool_command = getattr(args, "tool_command", None)
+    if tool_command is None:
+        return f"aeronpy {args.command}: interrupted"
+    text = f"aeronpy tool {tool_command}: interrupted"
+    if tool_command in request_timeouts():
+        text += (" (the request may have reached the cluster: see 'aeronpy tool describe "
+                 f"--data-dir {args.data_dir}')")
+    return text
 
 
 if __name__ == "__main__":  # pragma: no cover

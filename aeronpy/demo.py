@@ -16,8 +16,10 @@ What it does, in one run (no arguments needed):
      that client saw (``OrderLedger.missing_from`` against each member's final state);
 5. prints a report (``--json`` for a machine-readable one); exit status 1 if a check failed.
 
-Every child process is killed on exit, on Ctrl-C and on SIGTERM; ``--keep`` instead restarts the
-members after the checks and leaves them running, printing how to inspect and stop them.
+Every child process is killed and the demo's temporary directory removed on exit, on an error,
+on Ctrl-C (pressed again during that clean-up too), SIGTERM and SIGHUP (a closed terminal);
+``--keep`` instead restarts the members after the checks and leaves them running, printing how
+to inspect and stop them.
 """
 from __future__ import annotations
 
@@ -25,12 +27,15 @@ import argparse
 import json
 import os
 import random
+import shutil
 import signal
 import sys
 import tempfile
+import threading
 import time
 from typing import Dict, List, Optional, Sequence
 
+from aeronpy.errors import AeronpyError
 from aeronpy.examples import orders as wire
 from aeronpy.testing.histogram import Histogram
 
@@ -283,8 +288,12 @@ class Progress:
 
     def note(self, text: str) -> None:
         if self.enabled:
-            sys.stderr.write(("\r\x1b[K" if self.tty else "") + text + "\n")
-            sys.stderr.flush()
+            self.error(text)
+
+    def error(self, text: str) -> None:
+        """A line said even with ``--quiet``: why the demo stopped."""
+        sys.stderr.write(("\r\x1b[K" if self.tty and self.enabled else "") + text + "\n")
+        sys.stderr.flush()
 
 
 def _commit_indexes(cluster) -> Dict[int, Optional[int]]:
@@ -317,16 +326,19 @@ def run_demo(opts: argparse.Namespace, progress: Progress) -> dict:
 
     seed = opts.seed if opts.seed is not None else random.randrange(1 << 30)
     rng = random.Random(seed)
-    base_dir = tempfile.mkdtemp(prefix="aeronpy-demo-")
-    hash_dir = os.path.join(base_dir, "final-state")
-    os.makedirs(hash_dir)
-    cluster = ProcessCluster(opts.members, services=[ENGINE_SERVICE], base_dir=base_dir,
-                             env={"AERONPY_HASH_DIR": hash_dir})   # ProcessCluster sets PYTHONPATH
-    report: dict = {"members": opts.members, "clients": opts.clients, "duration_s": opts.duration,
-                    "offered_rate": opts.rate, "seed": seed, "base_dir": base_dir}
     clients: List[FlowClient] = []
     keep = False
+    base_dir: Optional[str] = None
+    cluster = None
     try:
+        base_dir = tempfile.mkdtemp(prefix="aeronpy-demo-")
+        hash_dir = os.path.join(base_dir, "final-state")
+        os.makedirs(hash_dir)
+        cluster = ProcessCluster(opts.members, services=[ENGINE_SERVICE], base_dir=base_dir,
+                                 env={"AERONPY_HASH_DIR": hash_dir})   # it sets PYTHONPATH
+        report: dict = {"members": opts.members, "clients": opts.clients,
+                        "duration_s": opts.duration, "offered_rate": opts.rate, "seed": seed,
+                        "base_dir": base_dir}
         progress.note(f"starting {opts.members} members in {base_dir} ...")
         cluster.start()
         first_leader = cluster.leader(timeout_s=STARTUP_TIMEOUT_S)
@@ -387,15 +399,48 @@ def run_demo(opts: argparse.Namespace, progress: Progress) -> dict:
             keep = True
         return report
     finally:
-        for c in clients:
-            try:
-                c.client.close()
-            except Exception:
-                pass
         if not keep:
-            cluster.close(remove=False)
-            import shutil
-            shutil.rmtree(base_dir, ignore_errors=True)
+            # a second Ctrl-C (or a SIGTERM, SIGHUP) must not cut the clean-up short: members
+            # would be left running (each in a session of its own) or the directory behind
+            with _SignalsHeld():
+                _clean_up(clients, cluster, base_dir)
+
+
+class _SignalsHeld:
+    """SIGINT, SIGTERM and SIGHUP handled by Python are held while the body runs, then the
+    first one held is handled as it would have been (KeyboardInterrupt, SystemExit)."""
+
+    SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP")
+                    if hasattr(signal, name))
+
+    def __enter__(self) -> "_SignalsHeld":
+        self.held: List[int] = []
+        self.previous: dict = {}
+        if threading.current_thread() is threading.main_thread():
+            for signum in self.SIGNALS:
+                handler = signal.getsignal(signum)
+                if callable(handler):
+                    self.previous[signum] = signal.signal(
+                        signum, lambda received, _frame: self.held.append(received))
+        return self
+
+    def __exit__(self, exc_type, *_exc) -> None:
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler)
+        if self.held and exc_type is None:
+            self.previous[self.held[0]](self.held[0], None)
+
+
+def _clean_up(clients: List["FlowClient"], cluster, base_dir: Optional[str]) -> None:
+    for c in clients:
+        try:
+            c.client.close()
+        except Exception:
+            pass
+    if cluster is not None:
+        cluster.close(remove=False)
+    if base_dir is not None:
+        shutil.rmtree(base_dir, ignore_errors=True)
 
 
 def _drive(opts, cluster, clients: List[FlowClient], watch: AckWatch, failover: dict,
@@ -535,20 +580,35 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print("aeronpy demo: --duration and --rate must be positive, --clients >= 1, --members >= 3 "
               "(one member is killed, the rest must stay a majority)", file=sys.stderr)
         return 2
-    previous = signal.signal(signal.SIGTERM, lambda signum, _frame: sys.exit(128 + signum))
+
+    def stop(signum: int, _frame: object) -> None:
+        sys.exit(128 + signum)             # SystemExit: run_demo's clean-up runs
+
+    previous = signal.signal(signal.SIGTERM, stop)
     previous_int = signal.signal(signal.SIGINT, signal.default_int_handler)  # even if inherited ignored
+    # a hang-up (the terminal or ssh session went away) would kill this process outright and
+    # leave the members running: cleaned up as SIGTERM is, unless ignored (nohup)
+    sighup = getattr(signal, "SIGHUP", None)
+    previous_hup = signal.getsignal(sighup) if sighup is not None else None
+    if sighup is not None and previous_hup is not signal.SIG_IGN:
+        signal.signal(sighup, stop)
     progress = Progress(enabled=not opts.quiet)
     try:
         report = run_demo(opts, progress)
     except KeyboardInterrupt:
-        progress.note("interrupted: every child process killed")
+        progress.error("aeronpy demo: interrupted: every child process killed")
         return 130
     except RuntimeError as exc:
-        progress.note(f"aeronpy demo: {exc}")
+        progress.error(f"aeronpy demo: {exc}")
+        return 1
+    except (AeronpyError, OSError) as exc:   # a client could not connect, no disk space, ...
+        progress.error(f"aeronpy demo: {type(exc).__name__}: {exc}")
         return 1
     finally:
         signal.signal(signal.SIGTERM, previous)
         signal.signal(signal.SIGINT, previous_int)
+        if sighup is not None and previous_hup is not None:
+            signal.signal(sighup, previous_hup)
     print(json.dumps(report, indent=2, default=str) if opts.json else format_report(report))
     return 0 if report.get("ok") else 1
 

@@ -8,13 +8,17 @@ snapshot entry; ``recording-log`` and ``recovery-plan`` read a data dir locally,
 on a running node). ``suspend``, ``resume``, ``shutdown`` and ``abort`` (issue 8) go the same
 way (`aeronpy.cluster.admin_actions`); the node side is `aeronpy.cluster.node_admin`. Each
 returns ``completed`` False when the effect was not seen on this member within ``timeout_s``
-(the CLI then exits with status 1).
+(the CLI then exits with status 1). ``timeout_s`` must be a finite number of seconds above 0
+(ValueError otherwise: a NaN or infinite one would wait for ever on a member that does not
+answer).
 
 The signatures are the seam: the implementation replaces each body, the CLI stays as it is.
 Every function returns plain data (a dict) that the CLI prints or dumps as JSON.
 """
 from __future__ import annotations
 
+import math
+import numbers
 import os
 import time
 
@@ -29,6 +33,16 @@ class AdminNotAvailableError(AeronpyError):
     """The admin command exists in the CLI but its implementation has not landed yet."""
 
 
+def check_timeout(timeout_s: float) -> float:
+    """``timeout_s`` as a float, or ValueError: a NaN or infinite timeout never expires (the
+    request would wait for ever on a member that does not answer), and one of 0 or less has
+    expired before the request is sent."""
+    if isinstance(timeout_s, bool) or not isinstance(timeout_s, numbers.Real) \
+            or not math.isfinite(timeout_s) or timeout_s <= 0:
+        raise ValueError(f"timeout_s must be a finite number of seconds above 0, got {timeout_s!r}")
+    return float(timeout_s)
+
+
 def snapshot(data_dir: "str | os.PathLike", timeout_s: float = 10.0) -> dict:
     """Ask the cluster to take a snapshot on every member at one log position.
 
@@ -36,7 +50,7 @@ def snapshot(data_dir: "str | os.PathLike", timeout_s: float = 10.0) -> dict:
     shows a snapshot at or after it (or ``timeout_s`` passed: then ``recorded`` is False).
     A member that is not running is refused at once (AdminError), as by the actions below."""
     from aeronpy.cluster.admin_client import request_snapshot
-    return request_snapshot(os.fspath(data_dir), timeout_s)
+    return request_snapshot(os.fspath(data_dir), check_timeout(timeout_s))
 
 
 def suspend(data_dir: "str | os.PathLike", timeout_s: float = 10.0) -> dict:
@@ -66,35 +80,49 @@ def abort(data_dir: "str | os.PathLike", timeout_s: float = 10.0) -> dict:
 
 def _cluster_action(data_dir: str, action: str, timeout_s: float) -> dict:
     """Send the action to this member (followed to the leader), then watch this member's
-    counters until the action shows: SUSPENDED / ACTIVE, or the node stopped."""
+    counters until the action shows: SUSPENDED / ACTIVE with the entry committed here, or the
+    node stopped. A member already SUSPENDED (ACTIVE) when a suspend (resume) is sent gets
+    ``note`` "already ..."; it is ``completed`` only once the entry reached it, as any other."""
     from aeronpy.cluster.admin_client import (_entry_dict, _members_from_counters, _recording_entries,
                                               request_through_member, require_running)
     from aeronpy.cluster.counters import ConsensusModuleState, CountersReader, CountersUnavailableError
     from aeronpy.cluster.node_admin import ADMIN_ABORT, ADMIN_RESUME, ADMIN_SHUTDOWN, ADMIN_SUSPEND
     from aeronpy.archive.recording_log import SnapshotEntry
 
+    timeout_s = check_timeout(timeout_s)
     request_type = {"suspend": ADMIN_SUSPEND, "resume": ADMIN_RESUME, "shutdown": ADMIN_SHUTDOWN,
                     "abort": ADMIN_ABORT}[action]
     member_id, members = _members_from_counters(data_dir)
     require_running(data_dir, member_id, action)
+
+    def read() -> tuple:
+        try:
+            with CountersReader(data_dir) as reader:
+                return reader.read(), reader.status()
+        except CountersUnavailableError:
+            return {}, None
+
+    want = {"suspend": ConsensusModuleState.SUSPENDED, "resume": ConsensusModuleState.ACTIVE}.get(action)
+    already = want is not None and read()[0].get("consensus_module_state") == want
     deadline = time.monotonic() + timeout_s
     endpoint, index = request_through_member(data_dir, member_id, members, request_type,
                                              f"'{action}'", timeout_s)
-    want = {"suspend": ConsensusModuleState.SUSPENDED, "resume": ConsensusModuleState.ACTIVE}.get(action)
     result = {"action": action, "index": index, "leader_endpoint": endpoint, "member_id": member_id}
+    if already:
+        result["note"] = (f"already {want.name.lower()}: this member was {want.name} when the "
+                          "request was sent")
     state = None
-    stopped = False
+    stopped = seen = False
+    commit_index = None
     while True:
-        try:
-            with CountersReader(data_dir) as reader:
-                values, status = reader.read(), reader.status()
-        except CountersUnavailableError:
-            values, status = {}, None
+        values, status = read()
         if values:
+            commit_index = values["commit_index"]
             state = ConsensusModuleState(values["consensus_module_state"]).name \
                 if values["consensus_module_state"] in ConsensusModuleState._value2member_map_ else None
             if want is not None and values["consensus_module_state"] == want \
-                    and values["commit_index"] >= index:
+                    and commit_index >= index:
+                seen = True
                 break
             stopped = status is not None and not status.running
             if want is None and stopped:
@@ -105,7 +133,9 @@ def _cluster_action(data_dir: str, action: str, timeout_s: float) -> dict:
         time.sleep(0.02)
     result["state"] = state
     if want is not None:
-        result["completed"] = state == want.name
+        # the state alone says nothing when the member was in it already: the entry must
+        # have reached it too
+        result["completed"] = seen
     else:
         result["stopped"] = stopped
         result["completed"] = stopped and result.get("stopped_at_index") == index
@@ -115,9 +145,9 @@ def _cluster_action(data_dir: str, action: str, timeout_s: float) -> dict:
             result["snapshot"] = _entry_dict(final[-1]) if final else None
             result["completed"] = result["completed"] and bool(final)
     if not result["completed"]:
-        result["problem"] = (f"this member did not show the {action} within {timeout_s} s "
-                             f"(state {state}, stopped {stopped}); see 'aeronpy tool describe' "
-                             "and the node logs")
+        result["problem"] = (f"this member did not show the {action} (log index {index}) within "
+                             f"{timeout_s:g} s (state {state}, commit_index {commit_index}, "
+                             f"stopped {stopped}); see 'aeronpy tool describe' and the node logs")
     return result
 
 

@@ -182,7 +182,10 @@ def admin_request(endpoints: list, endpoint: str, request_type: int, payload: by
     from aeronpy.client import UdpClientTransport
     from aeronpy.cluster.node_snapshots import ADMIN_NOT_LEADER
     deadline = time.monotonic() + timeout_s
-    transport = UdpClientTransport(list(endpoints))
+    try:
+        transport = UdpClientTransport(list(endpoints))
+    except (ValueError, OSError) as exc:    # a member's host no longer resolves, say
+        raise AdminError(f"cannot send to the cluster's members: {exc}") from None
     redirects = 0
     try:
         while True:
@@ -250,6 +253,8 @@ def request_snapshot(data_dir: str, timeout_s: float) -> dict:
                                              "the snapshot", timeout_s)
     recorded: Optional[dict] = None
     problem: Optional[str] = None
+    failure: Optional[str] = None
+    over_since: Optional[float] = None
     while time.monotonic() < deadline and recorded is None and problem is None:
         for e in _recording_entries(data_dir):
             if isinstance(e, SnapshotEntry) and e.index >= index:
@@ -257,8 +262,15 @@ def request_snapshot(data_dir: str, timeout_s: float) -> dict:
         if recorded is None:
             failures = _snapshot_failures(data_dir)
             failed = [text for text, count in failures.items() if count > failures_before.get(text, 0)]
-            if failed:                 # this member's snapshot failed: say why, don't wait on
-                problem = f"{failed[0]} on this member (aeronpy tool errors shows the traceback)"
+            if failed:
+                failure = f"{failed[0]} on this member (aeronpy tool errors shows the traceback)"
+            over = failed and _snapshot_work_over(data_dir, index)
+            over_since = (over_since or time.monotonic()) if over else None
+            if over and time.monotonic() - over_since >= 0.1:
+                # this member's snapshot failed and none is being taken for the request (one
+                # queued behind a failed one is taken then): say why, don't wait on. Seen for
+                # 0.1 s: the counters' commit index may run a moment ahead of the apply
+                problem = failure
             else:
                 # failed otherwise, or stopped: no snapshot will come. The node marks itself
                 # FAILED a moment before errors.log has the cause: wait for that (briefly).
@@ -272,9 +284,23 @@ def request_snapshot(data_dir: str, timeout_s: float) -> dict:
     result = {"requested_at_index": index, "leader_endpoint": endpoint,
               "recorded": recorded is not None, "snapshot": recorded}
     if recorded is None:
-        result["problem"] = problem or (f"this member recorded no snapshot at or after index "
-                                        f"{index} within {timeout_s} s")
+        result["problem"] = problem or failure or (f"this member recorded no snapshot at or "
+                                                   f"after index {index} within {timeout_s} s")
     return result
+
+
+def _snapshot_work_over(data_dir: str, index: int) -> bool:
+    """This member has applied past the requested index (its commit index is there) and is
+    not taking an admin snapshot (its state is not SNAPSHOT): a snapshot failure seen now is
+    the request's outcome, not that of one ahead of it."""
+    from aeronpy.cluster.counters import ConsensusModuleState, CountersReader, CountersUnavailableError
+    try:
+        with CountersReader(data_dir) as reader:
+            values = reader.read()
+    except (CountersUnavailableError, OSError):
+        return False                     # a counters file being rewritten: look again
+    return (values["commit_index"] >= index
+            and values["consensus_module_state"] != ConsensusModuleState.SNAPSHOT)
 
 
 def _member_stopped(data_dir: str, since_ns: int) -> tuple:

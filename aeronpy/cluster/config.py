@@ -10,7 +10,8 @@ Two phases:
   keys (with the closest known key suggested), types, ranges, duplicate member ids and ports,
   the timing relations, and that ``member_id`` names a member;
 - `check_startable()`, called by the node just before it binds, checks the machine: every
-  member's host resolves to an IPv4 address (the transport is IPv4-only), this member's ports
+  member's host resolves to an IPv4 address (the transport is IPv4-only), no two members'
+  ports are one address and port under two host names, this member's ports
   are free, the data dir can be created and written, and this process may run
   on the CPUs of ``cpu_affinity``.
 """
@@ -51,7 +52,8 @@ KEY_DOCS: tuple = (
      "(an IPv4 address or a name that resolves to one: the transport is IPv4-only; checked at "
      "start), `consensus_port` (member-to-member UDP), `ingress_port` (client UDP), optional "
      "`admin_port` (reserved: unused by this version, see below). Ids and host:port pairs must "
-     "be unique."),
+     "be unique, also once the hosts are resolved (checked at start: `127.0.0.1` and `localhost` "
+     "with one port are one socket)."),
     ("member_id", "required", "Which member this node is; usually given as "
      "`from_toml(path, member_id=N)` or `aeronpy node --member-id N` so one file serves all."),
     ("data_dir", '"aeronpy-data/member-{member_id}"', "Directory for the log, snapshots, "
@@ -438,14 +440,15 @@ class NodeConfig:
 
     def check_startable(self) -> None:
         """Check, just before starting, that every member's host resolves to an IPv4 address,
-        this member's ports are free, data_dir writable, the ``cpu_affinity`` CPUs (if any)
-        usable by this process and ``sched_policy`` available.
+        no two members' ports are one address and port, this member's ports are free, data_dir
+        writable, the ``cpu_affinity`` CPUs (if any) usable by this process and
+        ``sched_policy`` available.
 
         The ports are bound and released again, so a node that starts right after this finds
         them free unless another process took them in between.
         """
-        for i, m in enumerate(self.members):
-            _probe_host(f"members[{i}].host", m.host)
+        addresses = [_probe_host(f"members[{i}].host", m.host) for i, m in enumerate(self.members)]
+        _check_distinct_endpoints(self.members, addresses)
         index = next(i for i, m in enumerate(self.members) if m.id == self.member_id)
         me = self.member
         for key in ("consensus_port", "ingress_port", "admin_port"):
@@ -512,16 +515,33 @@ def _is_ipv6_literal(host: str) -> bool:
         return False
 
 
-def _probe_host(key: str, host: str) -> None:
+def _probe_host(key: str, host: str) -> str:
     """The transport resolves every member's host with ``gethostbyname`` (IPv4 only): refuse
-    now, naming the member, a host that does not resolve so."""
+    now, naming the member, a host that does not resolve so; else the address."""
     try:
-        socket.gethostbyname(host)
+        return socket.gethostbyname(host)
     except (socket.gaierror, UnicodeError) as exc:
         reason = getattr(exc, "strerror", None) or str(exc)
         raise ConfigError(key, f"cannot resolve {host!r} to an IPv4 address ({reason}); only "
                                "IPv4 is supported: give an IPv4 address or a host name that "
                                "resolves to one") from None
+
+
+def _check_distinct_endpoints(members: tuple, addresses: list) -> None:
+    """Two members' ports under two spellings of one address (``127.0.0.1`` and
+    ``localhost``) are one socket: the file's check compares host strings, this one the
+    resolved addresses."""
+    seen: dict = {}
+    for i, (m, address) in enumerate(zip(members, addresses)):
+        for key in ("consensus_port", "ingress_port", "admin_port"):
+            port = getattr(m, key)
+            if port is None:
+                continue
+            here = f"members[{i}].{key}"
+            other = seen.setdefault((address, port), here)
+            if other != here:
+                raise ConfigError(here, f"{m.host}:{port} is {address}:{port}, already used by "
+                                        f"{other}: give every member its own address and port")
 
 
 def _is_wildcard(host: str) -> bool:

@@ -17,6 +17,10 @@ member acts when it applies that entry, so all agree on *where* it happened.
   index that tells followers the action is committed) until every follower has gone quiet
   (it stopped) or ``quit_linger`` has passed, so a follower is not left to learn the commit
   from an election.
+- Once a shutdown or abort was ordered, a snapshot request is refused ("the cluster is
+  stopping"): its entry would follow the stop entry, which no member applies past.
+- An admin snapshot that a member queued behind one still being written is taken when that
+  one is done, also when it failed (``_on_snapshot_failed``).
 - A shutdown/abort entry is acted on only when it is applied live in the term that ordered
   it. Met while replaying the log at start, or applied after a later leadership term began
   (a member catching up after the cluster was restarted), it is history: skipped, with a log
@@ -69,8 +73,10 @@ class NodeAdmin:
     ``do_work`` (each duty cycle while ``pending``), ``closing``/``closed`` from ``close``."""
 
     def __init__(self, node: Any):
-        from aeronpy.cluster.node_snapshots import ADMIN_ERROR, ADMIN_NOT_LEADER, ADMIN_OK
+        from aeronpy.cluster.node_snapshots import (ADMIN_ERROR, ADMIN_NOT_LEADER, ADMIN_OK,
+                                                    ADMIN_SNAPSHOT)
         self._ok, self._not_leader, self._error = ADMIN_OK, ADMIN_NOT_LEADER, ADMIN_ERROR
+        self._snapshot_kind = ADMIN_SNAPSHOT
         self.node = node
         self.core, self.module, self.log = node.core, node.module, node.log
         self.snapshotter = node.snapshots.snapshotter
@@ -116,6 +122,7 @@ class NodeAdmin:
         self._answers: dict = {}
         self.module.cluster_action_listeners.append(self.on_cluster_action)
         self.snapshotter.listeners.append(self._on_snapshot_recorded)
+        self.snapshotter.failure_listeners.append(self._on_snapshot_failed)
 
     # ------------------------------------------------------------------ counters
     @property
@@ -124,6 +131,19 @@ class NodeAdmin:
 
     def _on_snapshot_recorded(self, info: Any) -> None:
         self._values[self._snapshots_slot] += 1
+
+    def _on_snapshot_failed(self, index: int, exc: BaseException) -> None:
+        """An admin snapshot queued behind the one that failed (the requester asked for a
+        snapshot, not for that one) is taken now, at the applied index, rather than dropped
+        with it; the phase stays SNAPSHOT meanwhile, so ``aeronpy tool snapshot`` reports its
+        outcome. Not while the node closes, nor when a shutdown takes its own final one.
+        (This listener runs inside Snapshotter.poll.)"""
+        if self.stop_action or self.phase in (_S.TERMINATING, _S.CLOSED, _S.FAILED) \
+                or getattr(self.node, "_closed", False):
+            return
+        if self.snapshotter.take_queued():
+            self.log.warning("snapshot at index %d failed: took the admin snapshot requested "
+                             "behind it now", index)
 
     # ------------------------------------------------------------------ elections and roles
     def observe_election(self) -> None:
@@ -201,7 +221,12 @@ class NodeAdmin:
             return
         msg = P.AdminRequest(msg.correlation_id, kind, result)
         if kind not in ADMIN_ACTIONS:
-            code, payload = self.node.snapshots.on_admin_request(client_ref, msg)
+            if kind == self._snapshot_kind and self._refuse_snapshot(client_ref,
+                                                                     msg.correlation_id):
+                code, payload = self._error, (b"the cluster is stopping (a shutdown or abort was "
+                                              b"ordered): no snapshot taken")
+            else:
+                code, payload = self.node.snapshots.on_admin_request(client_ref, msg)
             self.respond(client_ref, msg.correlation_id, kind, code, payload, request_tag)
             return
         key = (client_ref, msg.correlation_id)
@@ -214,6 +239,16 @@ class NodeAdmin:
                 self._answers[key] = answer
         code, payload = answer
         self.respond(client_ref, msg.correlation_id, kind, code, payload, request_tag)
+
+    def _refuse_snapshot(self, client_ref: int, correlation_id: int) -> bool:
+        """A snapshot asked for once a shutdown or abort was ordered: its entry would follow the
+        stop entry, where no member applies it (and a restart would). A re-sent request that
+        was answered before keeps its answer."""
+        stopping = bool(self.stop_action) or (
+            self.module.is_leader and self.module._proposals_held in (E.ACTION_SHUTDOWN,
+                                                                       E.ACTION_ABORT))
+        answered = getattr(self.node.snapshots, "_snapshot_answers", {})
+        return stopping and (client_ref, correlation_id) not in answered
 
     def respond(self, client_ref: int, correlation_id: int, kind: int, code: int,
                 payload: bytes, request_tag: bytes = b"") -> None:

@@ -334,6 +334,15 @@ class Snapshotter:
             self.take(self.module.applied_index, "admin request")
         return 1
 
+    def take_queued(self) -> bool:
+        """Take now the admin snapshot queued behind one that failed (``failure_listeners``
+        decide: the requester asked for a snapshot, not for the one that failed); False when
+        none is queued or one is still in flight."""
+        if self._queued is None or self._inflight is not None:
+            return False
+        self._queued = None
+        return self.take(self.module.applied_index, "admin request")
+
     def wait(self, timeout_s: float = 30.0) -> bool:
         """Block until the snapshot in flight is finished and polled (tests, shutdown)."""
         inflight = self._inflight

@@ -28,6 +28,21 @@ class InplaceByRename(build_ext):
     ones; a running process that has it mapped (a test cluster's node, a test run) then runs
     the new bytes at old offsets and can crash."""
 
+    def run(self):
+        super().run()
+        self._remove_stale_modules()
+
+    def _remove_stale_modules(self):
+        """Delete compiled modules of the package that no ``csrc/*.pyx`` builds any more (one
+        renamed or removed): left in ``build/lib``, a wheel or ``pip install .`` packed them,
+        and in place they stayed importable."""
+        wanted = {ext.name.rsplit(".", 1)[-1] for ext in self.extensions}
+        package_dir = os.path.join(HERE if self.inplace else self.build_lib, "aeronpy")
+        for path in glob(os.path.join(package_dir, "_*.so")) + glob(os.path.join(package_dir, "_*.pyd")):
+            if os.path.basename(path).split(".", 1)[0] not in wanted:
+                os.remove(path)
+                print(f"removed {path}: no csrc/*.pyx builds it any more")
+
     def copy_file(self, infile, outfile, *args, **kwargs):
         if not self.inplace or os.name == "nt" or not outfile.endswith(".so"):
             return super().copy_file(infile, outfile, *args, **kwargs)

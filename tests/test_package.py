@@ -31,3 +31,30 @@ def test_import_fails_loudly_without_compiled_modules(tmp_path):
 def test_public_constants():
     assert aeronpy.BACK_PRESSURED < 0 and aeronpy.NOT_CONNECTED < 0 and aeronpy.CLOSED < 0
     assert len({aeronpy.BACK_PRESSURED, aeronpy.NOT_CONNECTED, aeronpy.CLOSED}) == 3
+
+
+def test_a_build_removes_compiled_modules_no_source_builds_any_more():
+    """A module renamed or removed from csrc/ stayed in build/lib (so `pip install .` and a
+    wheel packed it) and in place (importable). The build deletes it now."""
+    import os
+    import shutil
+    import sysconfig
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    if not os.path.exists(os.path.join(root, "setup.py")):
+        import pytest
+        pytest.skip("not a source checkout")
+    suffix = sysconfig.get_config_var("EXT_SUFFIX")
+    stale = os.path.join(root, "aeronpy", "_gone_from_csrc" + suffix)
+    shutil.copyfile(os.path.join(root, "aeronpy", "_crc" + suffix), stale)
+    kept = [name for name in os.listdir(os.path.join(root, "aeronpy"))
+            if name.endswith(suffix) and not name.startswith("_gone_from_csrc")]
+    try:
+        done = subprocess.run([sys.executable, "setup.py", "build_ext", "--inplace", "-q"],
+                              cwd=root, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert not os.path.exists(stale)
+        for name in kept:                     # the real modules are all still there
+            assert os.path.exists(os.path.join(root, "aeronpy", name)), name
+    finally:
+        if os.path.exists(stale):
+            os.remove(stale)

@@ -474,7 +474,7 @@ def compare(aeron: List[dict], pso: List[dict], sizes: Sequence[int]) -> List[di
 
 
 def check_targets(aeron: List[dict], rows: List[dict]) -> Dict[str, dict]:
-    """The issue's targets against what this run measured (32-byte messages)."""
+    """aeronpy's performance goals (``TARGETS``) against what this run measured (32 B messages)."""
     thr = _find(aeron, "throughput", 32)
     lat = _find(aeron, "latency", 32)
     fail = _find(aeron, "failover")
@@ -537,7 +537,7 @@ def format_table(report: dict) -> str:
         if r["mode"] == "latency" and cpu:
             lines.append(f"  CPU us per request, open loop {r['msg_size']} B: "
                          + ", ".join(f"{k} {v:g}" for k, v in cpu.items()))
-    lines.append("targets (issue 9, 32-byte messages):")
+    lines.append("targets (aeronpy's performance goals, for 32-byte messages):")
     for name, t in report["targets"].items():
         state = {True: "met", False: "NOT met", None: "not measured"}[t["met"]]
         lines.append(f"  {name:34} achieved {_fmt(t['achieved']):>10}   {state}")

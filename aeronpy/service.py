@@ -8,7 +8,11 @@ monotonic clock); under ``SimCluster`` it is virtual time.
 from __future__ import annotations
 
 import enum
-from typing import Any, BinaryIO, Optional
+from typing import TYPE_CHECKING, BinaryIO, Optional
+
+if TYPE_CHECKING:  # pragma: no cover - for annotations only (aeronpy.cluster imports this module)
+    from aeronpy._applypath import ClientSession
+    from aeronpy.cluster.container import Cluster
 
 
 class Role(enum.IntEnum):
@@ -47,19 +51,21 @@ class ClusteredService:
 
     service_name: Optional[str] = None
 
-    def on_start(self, cluster: Any, snapshot: Optional[BinaryIO]) -> None:
+    def on_start(self, cluster: Cluster, snapshot: Optional[BinaryIO]) -> None:
         """The node starts (``snapshot`` None: a fresh start, before the first entry) or loads a
         snapshot (a readable binary file with what ``on_take_snapshot`` wrote); set all of the
         service's state here, since it may run again on the same object. ``cluster``: the
         ``Cluster`` facade for this service; keep it."""
 
-    def on_session_open(self, session: Any, timestamp_ns: int) -> None:
+    def on_session_open(self, session: ClientSession, timestamp_ns: int) -> None:
         """A client session opened (every hosted service is told)."""
 
-    def on_session_close(self, session: Any, timestamp_ns: int, reason: CloseReason) -> None:
+    def on_session_close(self, session: ClientSession, timestamp_ns: int,
+                         reason: CloseReason) -> None:
         """A client session closed, for ``reason`` (every hosted service is told)."""
 
-    def on_session_message(self, session: Any, timestamp_ns: int, message: memoryview) -> None:
+    def on_session_message(self, session: Optional[ClientSession], timestamp_ns: int,
+                           message: memoryview) -> None:
         """A client's message for this service (``session`` None: a message this service sent
         itself with ``cluster.offer``). ``message`` is valid only during the call: keep
         ``bytes(message)``, never the view. ``session.offer(reply)`` answers it."""
@@ -74,5 +80,5 @@ class ClusteredService:
     def on_role_change(self, role: Role) -> None:
         """This member's role changed (local to the member: no replicated state from here)."""
 
-    def on_terminate(self, cluster: Any) -> None:
+    def on_terminate(self, cluster: Cluster) -> None:
         """The node is closing (not after a crash); local to the member."""

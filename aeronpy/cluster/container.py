@@ -220,13 +220,45 @@ class ConfigMismatchError(AeronpyError):
     tell whether it or the leader is the misconfigured one (or a rolling change is under way)."""
 
 
+def check_services(services: Any) -> list:
+    """``services`` as a list, checked where services enter (a node, the container): a list of
+    instances of ``ClusteredService`` subclasses (DESIGN.md 1.1: "subclass it").
+
+    A class where an instance belongs, a lone service instead of a list, or any other object
+    raises ``TypeError`` naming it, instead of a node that fails at start in ``on_start`` (or
+    at the first callback the object lacks). An empty list raises ``ValueError``."""
+    if isinstance(services, ClusteredService):
+        name = type(services).__name__
+        raise TypeError(f"services: got one {name} instance, expected a list of services: "
+                        f"services=[{name}()]")
+    if isinstance(services, type) and issubclass(services, ClusteredService):
+        raise TypeError(f"services: got the class {services.__module__}.{services.__qualname__}, "
+                        f"expected a list of instances: services=[{services.__name__}()]")
+    if isinstance(services, (str, bytes)) or not hasattr(services, "__iter__"):
+        raise TypeError(f"services: got {type(services).__name__} {services!r:.80}, expected a "
+                        "list of instances of aeronpy.ClusteredService subclasses")
+    services = list(services)
+    if not services:
+        raise ValueError("services: a node hosts at least one ClusteredService")
+    for i, service in enumerate(services):
+        if isinstance(service, ClusteredService):
+            continue
+        if isinstance(service, type) and issubclass(service, ClusteredService):
+            raise TypeError(f"services[{i}] is the class {service.__module__}."
+                            f"{service.__qualname__}, not an instance: pass "
+                            f"{service.__name__}() (each member hosts its own instance)")
+        what = (f"the class {service.__module__}.{service.__qualname__}"
+                if isinstance(service, type) else f"{type(service).__name__} {service!r:.80}")
+        raise TypeError(f"services[{i}] is {what}: expected an instance of a subclass of "
+                        "aeronpy.ClusteredService")
+    return services
+
+
 class ServiceContainer:
     """Calls service callbacks; turns an exception into a FAILED container and ServiceError."""
 
     def __init__(self, services: Sequence[ClusteredService]):
-        if not services:
-            raise ValueError("a node hosts at least one service")
-        self.services = list(services)
+        self.services = check_services(services)
         self.failure: Optional[ServiceError] = None
         self.errors = 0
         self.current_index = 0

@@ -14,7 +14,8 @@ What to log, once each and with the reason, so an operator can reconstruct an in
 - each recovery step at start (``INFO``: torn tail repaired at offset N, log rebuilt to index
   N, snapshot loaded, replay from..to);
 - dropped frames as bursts through `BurstLogger` (``WARNING``: "dropped 1532 frames
-  (bad_mac) in 1.0 s"), never one line per frame;
+  (bad_mac) in 1.0 s"; ``INFO`` for those a restart leaves behind, see
+  `aeronpy.cluster.node_counters.RESTART_DROP_REASONS`), never one line per frame;
 - configuration at start (``INFO``, secret hidden) and shutdown reason.
 
 Nothing per message or per duty cycle: on the hot path only counters move (see
@@ -84,24 +85,31 @@ class BurstLogger:
         self.level = level
         self._clock = clock
         self._pending: dict = {}      # reason -> events not yet logged
+        self._pending_level: dict = {}  # reason -> the highest level they were recorded at
         self._window_start: dict = {}  # reason -> when the current window began
 
-    def record(self, reason: str, count: int = 1, now: Optional[float] = None) -> None:
+    def record(self, reason: str, count: int = 1, now: Optional[float] = None,
+               level: Optional[int] = None) -> None:
+        """Count ``count`` events; ``level`` (default: the logger's ``level``) is this record's
+        level: a line summing several records takes the highest of theirs."""
         now = self._clock() if now is None else now
+        level = self.level if level is None else level
         start = self._window_start.get(reason)
         if start is None:
             self._window_start[reason] = now
-            self.logger.log(self.level, "%s %d (%s)", self.what, count, reason)
+            self.logger.log(level, "%s %d (%s)", self.what, count, reason)
             return
         self._pending[reason] = self._pending.get(reason, 0) + count
+        self._pending_level[reason] = max(level, self._pending_level.get(reason, level))
         if now - start >= self.interval_s:
             self._emit(reason, now)
 
     def _emit(self, reason: str, now: float) -> None:
         pending = self._pending.pop(reason, 0)
+        level = self._pending_level.pop(reason, self.level)
         start = self._window_start[reason]
         if pending:
-            self.logger.log(self.level, "%s %d (%s) in %.1f s", self.what, pending, reason,
+            self.logger.log(level, "%s %d (%s) in %.1f s", self.what, pending, reason,
                             max(now - start, 0.0))
             self._window_start[reason] = now
         else:

@@ -24,8 +24,8 @@ from aeronpy.archive import Archive
 from aeronpy.cluster.config import NodeConfig
 from aeronpy.errors import ConfigError
 from aeronpy.cluster.counters import CountersWriter, SlotId
-from aeronpy.cluster.container import (ServiceSetError, service_names, service_set_tag,
-                                       term_entry_tail)
+from aeronpy.cluster.container import (ServiceSetError, check_services, service_names,
+                                       service_set_tag, term_entry_tail)
 from aeronpy.cluster.identity import check_identity
 from aeronpy.cluster.idle import idle_strategy_from_name, select_waiter
 from aeronpy.cluster.logsetup import BurstLogger, node_logger
@@ -122,8 +122,7 @@ class ClusterNode:
 
     def __init__(self, config: NodeConfig, services: Sequence[ClusteredService],
                  authenticator: Optional[Authenticator] = None, *, check_startable: bool = True):
-        if not services:
-            raise ValueError("services: a node hosts at least one ClusteredService")
+        services = check_services(services)    # before taking anything (docs/programming.md)
         if check_startable:
             config.check_startable()
         if authenticator is None and config.authenticator:

@@ -16,12 +16,23 @@ slots ``transport_drop_<reason>`` (every reason of `aeronpy.transport.counters.D
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence
+import logging
+import time
+from typing import Callable, Optional, Sequence
 
 from aeronpy.cluster.counters import COUNTER, CountersWriter, SlotId
 from aeronpy.transport.counters import DROP_REASONS
 
 PUBLISH_PERIOD_NS = 10_000_000   # fresh enough for any reader; cheap at ~5 us a publish
+
+# Drops a restart leaves behind (docs/operations.md, "Logs"): frames of a peer's previous run
+# and about this node's previous run (stale_epoch), and frames ahead of a window a restarted
+# run has not opened yet (beyond_window). Within RESTART_DROPS_GRACE_S of this node's start or
+# of a peer restart its transports counted, they are logged at INFO; otherwise (no restart in
+# sight: an old process of a member still sending, a replay; or long after one) at WARNING,
+# as every other drop reason is.
+RESTART_DROP_REASONS = frozenset(("stale_epoch", "beyond_window"))
+RESTART_DROPS_GRACE_S = 10.0
 
 # Extra slots a node declares when it creates its counters file.
 TRANSPORT_EXTRA_SLOTS: tuple = tuple(
@@ -87,9 +98,10 @@ class TransportCounterPublisher:
     """Copies the counters of ``transports`` into ``writer`` (see the module docstring)."""
 
     def __init__(self, writer: CountersWriter, transports: Sequence, period_ns: int = PUBLISH_PERIOD_NS,
-                 sources: Optional[dict] = None):
+                 sources: Optional[dict] = None, clock: Callable[[], float] = time.monotonic):
         """``sources``: ``{"module": dict, "core": dict}``, the counter dicts whose
-        `REFUSAL_COUNTERS` are copied into their slots (when the writer declared them)."""
+        `REFUSAL_COUNTERS` are copied into their slots (when the writer declared them).
+        ``clock`` (seconds) times the grace after a restart (`RESTART_DROPS_GRACE_S`)."""
         self._writer = writer
         self._dict_slots = tuple((sources[owner], name, writer.index(name))
                                  for owner, name, _ in REFUSAL_COUNTERS
@@ -100,6 +112,9 @@ class TransportCounterPublisher:
         self._next_ns = 0
         self.decode_drops = 0        # bumped by the node for messages that fail to decode
         self.drop_log = None         # a logsetup.BurstLogger: drops logged as bursts, per reason
+        self._clock = clock
+        self._restart_at = clock()   # this node's start: peers still send about its last run
+        self._peer_restarts = 0
         # (reason, standard slot index, detail slot index), resolved once
         self._reason_slots = tuple(
             (reason, int(_STANDARD_DROP_SLOT.get(reason, SlotId.DROPS_OTHER)),
@@ -139,12 +154,21 @@ class TransportCounterPublisher:
         totals[_TOO_LARGE] = truncated
         drop_tables = [t.counters.drops for t in self._transports]
         drop_log = self.drop_log
+        restart_level = None
+        if drop_log is not None:
+            restarts = sum(t.counters.peer_restarts for t in self._transports)
+            if restarts != self._peer_restarts:
+                self._peer_restarts = restarts
+                self._restart_at = self._clock()
+            if self._clock() - self._restart_at < RESTART_DROPS_GRACE_S:
+                restart_level = logging.INFO
         for reason, standard, detail in self._reason_slots:
             n = 0
             for drops in drop_tables:
                 n += drops[reason]
             if drop_log is not None and n > v[detail]:
-                drop_log.record(reason, n - v[detail])
+                drop_log.record(reason, n - v[detail],
+                                level=restart_level if reason in RESTART_DROP_REASONS else None)
             v[detail] = n
             totals[standard] += n
         for slot, n in totals.items():

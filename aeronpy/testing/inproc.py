@@ -11,24 +11,50 @@ import contextlib
 import shutil
 import tempfile
 import time
+from typing import TYPE_CHECKING, Any, Callable, Iterator, List, Optional, Tuple
+
+if TYPE_CHECKING:  # pragma: no cover - annotations only
+    from aeronpy.client import ClusterClient
+    from aeronpy.cluster.node import ClusterNode
 
 
-def _services_for_node(services) -> list:
+def _services_for_node(services: Any) -> list:
     """One node's services from ``inproc_cluster(services=...)`` (see there)."""
+    from aeronpy.service import ClusteredService
     if services is None:
         from aeronpy.testing.services import EchoService
         return [EchoService()]
     if callable(services):
         made = services()
         return list(made) if isinstance(made, (list, tuple)) else [made]
+    if isinstance(services, ClusteredService) or isinstance(services, (str, bytes)) \
+            or not hasattr(services, "__iter__"):
+        raise TypeError(_not_a_factory("services", services))
+    services = list(services)
+    for i, factory in enumerate(services):
+        if not callable(factory):
+            raise TypeError(_not_a_factory(f"services[{i}]", factory))
     made = [factory() for factory in services]
     if not made:
         raise ValueError("inproc_cluster: services is empty")
     return made
 
 
+def _not_a_factory(where: str, value: Any) -> str:
+    """inproc_cluster builds each node's services afresh: an instance cannot be shared."""
+    from aeronpy.service import ClusteredService
+    if isinstance(value, ClusteredService):
+        cls = type(value).__name__
+        return (f"inproc_cluster: {where} is a {cls} instance, but each node needs its own: "
+                f"pass the class {cls} (or a factory) instead")
+    return (f"inproc_cluster: {where} is {type(value).__name__} {value!r:.80}: expected a "
+            "factory (a ClusteredService subclass is one) or a list of factories")
+
+
 @contextlib.contextmanager
-def inproc_cluster(pump_with=None, *, timeout_s: float = 10.0, services=None):
+def inproc_cluster(pump_with: Optional[Callable[[List[ClusterNode]], Callable[[], None]]] = None,
+                   *, timeout_s: float = 10.0, services: Any = None,
+                   ) -> Iterator[Tuple[List[ClusterNode], Callable[[], None], ClusterClient]]:
     """Yield ``(nodes, pump, client)``: 3 nodes with a leader and a connected client.
     ``pump()`` runs one duty cycle of every node, through ``pump_with(nodes)`` when given (to
     time the cycles). Everything, data dirs included, is removed afterwards (three members'
@@ -38,7 +64,8 @@ def inproc_cluster(pump_with=None, *, timeout_s: float = 10.0, services=None):
     node, since a service instance holds one member's state: either a factory called once per
     node that returns a service or a list of them (``services=OrderBook``,
     ``services=lambda: [Book(), Audit()]``), or a list of factories (a class is one), each
-    called once per node (``services=[Book, Audit]``); service ids follow their order.
+    called once per node (``services=[Book, Audit]``); service ids follow their order. An
+    instance in their place is refused (``TypeError``): each node needs its own.
 
     Nothing runs the nodes between ``pump()`` calls: ``client.request()`` alone times out.
     Offer, then pump and poll::

@@ -186,6 +186,30 @@ def _signal_group(proc: subprocess.Popen, sig: int) -> None:
         pass
 
 
+def _service_specs(services: Sequence[str]) -> List[str]:
+    """``services`` checked: ``module:ClassName`` strings, as ``aeronpy node --service`` takes,
+    in a list (a lone string would be split into characters; a class object cannot be passed
+    to a child process)."""
+    if isinstance(services, (str, bytes)) or not hasattr(services, "__iter__"):
+        raise TypeError(f"services: got {type(services).__name__} {services!r:.80}, expected a "
+                        "list of 'module:ClassName' strings, e.g. services=['mypkg.svc:MyService']")
+    specs = list(services)
+    if not specs:
+        raise ValueError("services: a node hosts at least one service")
+    for i, spec in enumerate(specs):
+        if isinstance(spec, type):
+            raise TypeError(f"services[{i}] is the class {spec.__qualname__}: each member is its "
+                            f"own process, so name it: '{spec.__module__}:{spec.__qualname__}'")
+        if not isinstance(spec, str):
+            raise TypeError(f"services[{i}] is {type(spec).__name__} {spec!r:.80}: expected a "
+                            "'module:ClassName' string")
+        module_name, sep, attr = spec.partition(":")
+        if not sep or not module_name or not attr:
+            raise ValueError(f"services[{i}] is {spec!r}: expected 'module:ClassName', e.g. "
+                             "'mypkg.svc:MyService'")
+    return specs
+
+
 class ProcessCluster:
     """A cluster of real node processes on 127.0.0.1."""
 
@@ -205,7 +229,7 @@ class ProcessCluster:
         ``wrap_command(member, argv)`` may prefix a child's command line (for example with
         ``ip netns exec NS``)."""
         self.members = members
-        self.services = list(services)
+        self.services = _service_specs(services)      # before any port or directory is taken
         self._own_dir = base_dir is None
         self.base_dir = os.path.abspath(base_dir or tempfile.mkdtemp(prefix="aeronpy-cluster-"))
         self.host = host
@@ -361,7 +385,7 @@ class ProcessCluster:
         proc = self.procs.get(member)
         return proc is not None and proc.poll() is None
 
-    def read_counters(self, member: int) -> Optional[dict]:
+    def read_counters(self, member: int) -> Optional[Dict[str, int]]:
         """The member's live counters (see aeronpy.cluster.counters), or None if unreadable."""
         from aeronpy.cluster.counters import CountersReader
 

@@ -401,7 +401,10 @@ def _format(result: Dict[str, Any]) -> str:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    # run with -m (sys.argv[0] is this file): say so; the bench/ script wrapper keeps its name
+    prog = ("python -m aeronpy.testing.pysyncobj_harness"
+            if os.path.basename(sys.argv[0]) == os.path.basename(__file__) else None)
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n")[0])
     parser.add_argument("--mode", choices=MODES + ("all",), default="all")
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per measurement")
     parser.add_argument("--sizes", default="32,256", help="command payload sizes in bytes")

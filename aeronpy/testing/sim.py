@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import heapq
 import random
+from typing import Optional
 
 from aeronpy.cluster.client_core import ClientConfig, ClientCore, ClientState
 from aeronpy.cluster.container import service_set_tag, service_set_tail
@@ -52,6 +53,13 @@ class SimCluster:
             raise ValueError(f"members: need at least 1, got {members}")
         self.seed = seed
         self.member_count = members
+        if service is not None and not callable(service):
+            # an instance would be shared by every member (one state for all): each member
+            # builds its own from a factory
+            raise TypeError(f"service must be a factory (a ClusteredService subclass, or a "
+                            f"function returning a service or a list of them) that each "
+                            f"member calls for its own state, got the instance {service!r}: "
+                            f"pass service={type(service).__name__}")
         self._service_factory = service or ClusteredService
         self._master_rng = random.Random(seed)
         derive = self._master_rng.getrandbits
@@ -125,7 +133,7 @@ class SimCluster:
         self.now_ns = end
         return False
 
-    def leader(self):
+    def leader(self) -> Optional[int]:
         best = None
         for member in self.members:
             if member is not None and member.core.role == Role.LEADER:

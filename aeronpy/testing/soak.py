@@ -928,7 +928,8 @@ def summary(outcome: SoakOutcome) -> str:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m aeronpy.testing.soak",
+                                     description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=120.0)
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--file-sync", default="none", choices=("none", "data", "full"))

@@ -20,12 +20,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Callable, Optional
+import sys
+from types import TracebackType
+from typing import TYPE_CHECKING, Callable, Optional, Sequence, Union
 
-from aeronpy.client import ClusterClient
-from aeronpy.cluster.client_core import ClientState, check_timeout
+from aeronpy.client import (_ZERO, ClusterClient, ConnectOptions, check_connect_options,
+                            check_poll)
+from aeronpy.cluster.client_core import (BytesLike, ClientState, _seconds, check_service_id,
+                                         check_timeout)
 from aeronpy.cluster.codes import BACK_PRESSURED, CLOSED, NOT_CONNECTED
-from aeronpy.errors import ClusterClosedError, ClusterTimeoutError, NotConnectedError
+from aeronpy.errors import (ClusterClosedError, ClusterTimeoutError, MessageRejectedError,
+                            NotConnectedError)
+
+if sys.version_info >= (3, 11):
+    from typing import Unpack
+elif TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 __all__ = ["AsyncClusterClient"]
 
@@ -90,7 +100,7 @@ class AsyncClusterClient:
     ``await client.request(...)``. The same session logic and guarantees as `ClusterClient`
     (docs/programming.md section 7), driven from the event loop it was connected in."""
 
-    def __init__(self, client: ClusterClient, poll_interval_s: float = 0.0002):
+    def __init__(self, client: ClusterClient, poll_interval_s: float = 0.0002) -> None:
         self._client = client
         self._core = client._core
         self._poll_interval_s = poll_interval_s
@@ -106,11 +116,17 @@ class AsyncClusterClient:
         self._closed_event: Optional[asyncio.Event] = None   # set once close() has finished
 
     @classmethod
-    async def connect(cls, endpoints, timeout_s: float = 5.0, *, poll_interval_s: float = 0.0002,
-                      **options) -> "AsyncClusterClient":
+    async def connect(cls, endpoints: Union[str, Sequence[str]], timeout_s: float = 5.0, *,
+                      poll_interval_s: float = 0.0002,
+                      **options: Unpack[ConnectOptions]) -> "AsyncClusterClient":
         """Connect without blocking the event loop; options as ClusterClient.connect. Between
         duty cycles it waits for the client's socket or its next connect attempt, not a poll."""
         loop = asyncio.get_running_loop()        # no loop: refused before a socket is open
+        check_connect_options(options, "AsyncClusterClient.connect", "timeout_s, poll_interval_s")
+        check_timeout(timeout_s)
+        if not 0 <= _seconds(poll_interval_s, "poll_interval_s") < float("inf"):
+            raise ValueError(f"poll_interval_s must be a finite number of seconds >= 0, got "
+                             f"{poll_interval_s!r}")
         client = ClusterClient.open(endpoints, **options)
         try:
             await _await_session(client, loop, loop.time() + timeout_s, poll_interval_s)
@@ -288,7 +304,7 @@ class AsyncClusterClient:
     def is_connected(self) -> bool:
         return self._client.is_connected
 
-    def offer(self, payload, service_id: int = 0) -> int:
+    def offer(self, payload: BytesLike, service_id: int = 0) -> int:
         """As ClusterClient.offer; the background task sends what was offered in its next
         cycle, which the offer starts at once (offers made together go out together).
         CLOSED, with nothing sent, once the client is closing or its background task died
@@ -302,26 +318,36 @@ class AsyncClusterClient:
             self._wake.set()
         return result
 
-    def take_rejections(self) -> list:
+    def take_rejections(self) -> list[tuple[int, MessageRejectedError]]:
         """As ClusterClient.take_rejections."""
         return self._core.take_rejections()
 
     @property
-    def leader_endpoint(self):
+    def leader_endpoint(self) -> Optional[str]:
         return self._client.leader_endpoint
 
     @property
-    def counters(self):
+    def counters(self) -> dict[str, int]:
         return self._client.counters
 
-    def poll_egress(self, on_message: Callable[[int, memoryview], None], limit: int = 1 << 30) -> int:
+    @property
+    def session_terms(self) -> dict[str, int]:
+        """As ClusterClient.session_terms: what the cluster told this client at connect."""
+        return self._client.session_terms
+
+    def poll_egress(self, on_message: Callable[[int, memoryview], object], limit: int = 1 << 30) -> int:
         """Responses not claimed by a request (the background task already polls the network)."""
+        if type(limit) is not int or limit < 0 or not callable(on_message):
+            check_poll(on_message, limit)
         return self._core.poll(on_message, limit)
 
-    async def request(self, payload, service_id: int = 0, timeout_s: float = 1.0) -> bytes:
+    async def request(self, payload: BytesLike, service_id: int = 0, timeout_s: float = 1.0) -> bytes:
         """Offer and await the reply; raises as ClusterClient.request does (ClusterClosedError,
         caused by what it raised, once the background task died)."""
         check_timeout(timeout_s)
+        if service_id is not _ZERO and (service_id.__class__ is not int or service_id < 0
+                                        or service_id > 2147483647):     # SERVICE_ID_MAX
+            service_id = check_service_id(service_id)
         loop = self._own_loop()
         deadline = loop.time() + timeout_s
         while True:
@@ -431,7 +457,8 @@ class AsyncClusterClient:
         self._own_loop()
         return self
 
-    async def __aexit__(self, exc_type, exc, tb) -> None:
+    async def __aexit__(self, exc_type: Optional[type[BaseException]], exc: Optional[BaseException],
+                        tb: Optional[TracebackType]) -> None:
         if exc is None:
             await self.close()
             return

@@ -8,14 +8,24 @@ in-memory one in tests.
 """
 from __future__ import annotations
 
+import difflib
 import random
+import sys
 import time
-from typing import Callable, Optional, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Optional, Protocol, Sequence, TypedDict, Union
 
-from aeronpy.cluster.client_core import (ClientConfig, ClientCore, ClientState, check_timeout,
+from aeronpy.cluster.client_core import (SERVICE_ID_MAX, BytesLike, ClientConfig, ClientCore,
+                                         ClientState, check_config, check_credentials,
+                                         check_service_id, check_timeout, check_wait,
                                          parse_endpoints)
 from aeronpy.cluster.codes import BACK_PRESSURED, CLOSED, INGRESS_CLUSTER_ID, NOT_CONNECTED
-from aeronpy.errors import ClusterClosedError, ClusterTimeoutError, NotConnectedError
+from aeronpy.errors import (ClusterClosedError, ClusterTimeoutError, MessageRejectedError,
+                            NotConnectedError)
+
+if sys.version_info >= (3, 11):
+    from typing import Unpack
+elif TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 __all__ = ["ClusterClient", "ClientTransport", "UdpClientTransport", "ClientConfig"]
 
@@ -37,6 +47,49 @@ class ClientTransport(Protocol):
 
     def close(self) -> None:
         ...
+
+
+class ConnectOptions(TypedDict, total=False):
+    """The keyword options of ``ClusterClient.connect`` and ``AsyncClusterClient.connect``
+    (``ClusterClient.open``'s), for type checkers: a misspelt one is an error there, as it is
+    at run time."""
+    credentials: BytesLike
+    transport: Optional[ClientTransport]
+    config: Optional[ClientConfig]
+    rng: Optional[random.Random]
+    bind_host: Optional[str]
+    clock: Callable[[], int]
+
+
+CONNECT_OPTIONS = tuple(ConnectOptions.__annotations__)
+# offer()'s default service id: an int 0 is this very object (CPython keeps one), so the
+# default costs offer() an identity test; any other id a class test and a range test, with
+# SERVICE_ID_MAX written out (a constant, not a global lookup)
+_ZERO = 0
+assert SERVICE_ID_MAX == 2147483647
+
+
+def check_connect_options(options: dict, where: str, own: str = "timeout_s") -> None:
+    """A keyword ``connect`` does not take: a TypeError naming ``where`` (not ``open``, which
+    connect passes them to) with a close match and the options it takes."""
+    for name in options:
+        if name not in CONNECT_OPTIONS:
+            close = difflib.get_close_matches(name, CONNECT_OPTIONS + tuple(own.split(", ")), 1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise TypeError(f"{where}() got an unexpected keyword argument {name!r}{hint}; it "
+                            f"takes {own}, {', '.join(CONNECT_OPTIONS)}")
+
+
+def check_poll(on_message: object, limit: object) -> None:
+    """``poll_egress``'s arguments: a response handed to an ``on_message`` that cannot be
+    called would be lost."""
+    if not callable(on_message):
+        raise TypeError(f"on_message must be callable as on_message(correlation_id, payload), got "
+                        f"{type(on_message).__name__}")
+    if type(limit) is not int:
+        raise TypeError(f"limit must be an int, got {type(limit).__name__} {limit!r}")
+    if limit < 0:
+        raise ValueError(f"limit must be >= 0, got {limit}")
 
 
 class _Backoff:
@@ -83,7 +136,7 @@ class ClusterClient:
     """A session with the cluster. Not thread-safe: use it from one thread."""
 
     def __init__(self, core: ClientCore, transport: ClientTransport,
-                 clock: Callable[[], int] = time.monotonic_ns):
+                 clock: Callable[[], int] = time.monotonic_ns) -> None:
         self._core = core
         self._transport = transport
         self._clock = clock
@@ -94,18 +147,28 @@ class ClusterClient:
 
     # ---- construction -------------------------------------------------------------------
     @classmethod
-    def open(cls, endpoints, *, credentials: bytes = b"", transport: Optional[ClientTransport] = None,
-             config: Optional[ClientConfig] = None,
+    def open(cls, endpoints: Union[str, Sequence[str]], *, credentials: BytesLike = b"",
+             transport: Optional[ClientTransport] = None, config: Optional[ClientConfig] = None,
              rng: Optional[random.Random] = None, bind_host: Optional[str] = None,
              clock: Callable[[], int] = time.monotonic_ns) -> "ClusterClient":
         """Start connecting without waiting (``connect`` waits; the asyncio client awaits).
         ``bind_host``: the local address replies come to (default: one the members can reach,
-        see `local_host_for`)."""
+        see `local_host_for`). Every argument is checked before a socket is opened."""
+        check_credentials(credentials)
+        config = check_config(config)
+        if bind_host is not None and not isinstance(bind_host, str):
+            raise TypeError(f"bind_host must be a str (an address of this machine) or None, got "
+                            f"{type(bind_host).__name__}")
+        if rng is not None and not isinstance(rng, random.Random):
+            raise TypeError(f"rng must be a random.Random or None, got {type(rng).__name__}")
+        if not callable(clock):
+            raise TypeError(f"clock must be callable (a monotonic clock in ns), got "
+                            f"{type(clock).__name__}")
         endpoint_list = parse_endpoints(endpoints)
         if transport is None:
             from aeronpy.cluster.module_config import client_stream_message_bytes
             from aeronpy.transport.streams import StreamConfig
-            limit = (config or ClientConfig()).max_message_bytes
+            limit = config.max_message_bytes
             transport = UdpClientTransport(endpoint_list, bind_host=bind_host,
                                            config=StreamConfig.for_message_bytes(
                                                client_stream_message_bytes(limit)))
@@ -121,12 +184,17 @@ class ClusterClient:
         return client
 
     @classmethod
-    def connect(cls, endpoints, timeout_s: float = 5.0, **options) -> "ClusterClient":
+    def connect(cls, endpoints: Union[str, Sequence[str]], timeout_s: float = 5.0,
+                **options: Unpack[ConnectOptions]) -> "ClusterClient":
         """Connect to the cluster through any member's ingress endpoint ("h:p,h:p,...").
+        ``options``: `ConnectOptions` (``credentials``, ``config``, ``bind_host``, ...).
 
         Raises NotConnectedError (AuthenticationError when the credentials are refused) if
-        no session is open within ``timeout_s``.
+        no session is open within ``timeout_s``; TypeError or ValueError, before anything is
+        sent, for an argument of the wrong type or out of range.
         """
+        check_connect_options(options, "ClusterClient.connect")
+        check_timeout(timeout_s)
         client = cls.open(endpoints, **options)
         deadline = client._clock() + int(timeout_s * 1e9)
         idle = client.backoff()
@@ -146,7 +214,7 @@ class ClusterClient:
             raise client._core.error or NotConnectedError("connect failed")
         return client
 
-    def _no_session_why(self, endpoints, timeout_s: float) -> str:
+    def _no_session_why(self, endpoints: object, timeout_s: float) -> str:
         """The message of a connect that timed out, with what the client saw meanwhile."""
         text = f"no session with the cluster at {endpoints!r} within {timeout_s}s"
         heard = getattr(self._transport, "datagrams_received", None)
@@ -156,10 +224,13 @@ class ClusterClient:
                     f"endpoints, and can they reach this client at {local}? A member whose "
                     "client table is full drops new clients unanswered: see its "
                     "transport_drop_too_many_clients counter)")
-        redirects = self._core.counters.get("redirects", 0)
-        if redirects:
-            return (f"{text}: members answered ({redirects} redirects) but no leader took the "
-                    "session (an election still running, or the cluster suspended)")
+        counters = self._core.counters
+        redirects = counters.get("redirects", 0)
+        leaderless = counters.get("no_leader_answers", 0)
+        if redirects or leaderless:
+            return (f"{text}: members answered ({redirects} redirects, {leaderless} answers that "
+                    "they know no leader) but no leader took the session (an election still "
+                    "running, or the cluster suspended)")
         return text
 
     # ---- the duty cycle -----------------------------------------------------------------
@@ -199,6 +270,7 @@ class ClusterClient:
         every few ms. A transport without a socket (the in-memory ones) sleeps at most 100 us
         and returns False.
         """
+        timeout_s = check_wait(timeout_s)
         self.flush()                  # never wait with offers still queued: they go out first
         wait = getattr(self._transport, "wait_readable", None)
         if wait is None:
@@ -221,22 +293,28 @@ class ClusterClient:
         return self._core.leader_endpoint
 
     @property
-    def counters(self) -> dict:
+    def counters(self) -> dict[str, int]:
         return dict(self._core.counters)
 
     @property
-    def session_terms(self) -> dict:
+    def session_terms(self) -> dict[str, int]:
         """What the cluster told this client at connect: ``session_timeout_ms``,
         ``reply_cache_messages``, ``max_message_bytes`` (empty from a cluster of protocol 1)."""
         return dict(self._core.session_terms)
 
-    def offer(self, payload, service_id: int = 0) -> int:
+    def offer(self, payload: BytesLike, service_id: int = 0) -> int:
         """> 0: correlation id; < 0: aeronpy.BACK_PRESSURED, NOT_CONNECTED or CLOSED.
 
         The message is queued, so offers made together go out in one batch: it is sent by the
         next ``poll_egress``, ``do_work``, ``wait_for_egress`` or ``request``, or by ``flush()``.
-        Raises MessageTooLargeError (nothing sent) above the max message size.
+        Raises MessageTooLargeError (nothing sent) above the max message size; TypeError
+        (payload not bytes-like, service_id not an int) or ValueError (service_id outside
+        [0, 2**31 - 1]), nothing sent.
         """
+        # checked before anything else (see _ZERO): the default costs an identity test
+        if service_id is not _ZERO and (service_id.__class__ is not int or service_id < 0
+                                        or service_id > 2147483647):     # SERVICE_ID_MAX
+            service_id = check_service_id(service_id)
         core = self._core
         result = core.offer(payload, service_id, self._clock())
         if result > 0:
@@ -256,14 +334,14 @@ class ClusterClient:
         self._flush()
         return self._send_now() if self._send_now is not None else 0
 
-    def take_rejections(self) -> list:
+    def take_rejections(self) -> list[tuple[int, MessageRejectedError]]:
         """``(correlation_id, MessageRejectedError)`` for each offered message the cluster
         refused unapplied (too large for it, or for a service id it lacks) since the last
         call; no reply will come for those. ``request()`` raises the error itself. Bounded by
         ``ClientConfig.inbox_max`` (more are counted in ``rejections_dropped``)."""
         return self._core.take_rejections()
 
-    def poll_egress(self, on_message: Callable[[int, memoryview], None], limit: int = 1 << 30) -> int:
+    def poll_egress(self, on_message: Callable[[int, memoryview], object], limit: int = 1 << 30) -> int:
         """Do a duty cycle and hand responses to ``on_message(correlation_id, payload)``, at most
         ``limit`` of them, in arrival order; returns how many were handed over.
 
@@ -273,18 +351,24 @@ class ClusterClient:
         queued and the next ``poll_egress`` delivers them. A callback that may raise (an
         ``assert`` on the payload in a test) should record the response first and check it
         after, or catch its own exceptions."""
+        if type(limit) is not int or limit < 0 or not callable(on_message):
+            check_poll(on_message, limit)
         self.do_work()
         return self._core.poll(on_message, limit)
 
-    def request(self, payload, service_id: int = 0, timeout_s: float = 1.0) -> bytes:
+    def request(self, payload: BytesLike, service_id: int = 0, timeout_s: float = 1.0) -> bytes:
         """Offer ``payload`` and wait for its reply (matched on correlation id).
 
         Raises ClusterTimeoutError (the message may still be applied later, never twice),
         NotConnectedError or ClusterClosedError; MessageRejectedError (MessageTooLargeError
         when too large) when the cluster refused it unapplied: larger than its max message
-        size, or for a ``service_id`` no service has.
+        size, or for a ``service_id`` no service has. TypeError or ValueError for an argument
+        of the wrong type or out of range, nothing sent.
         """
         check_timeout(timeout_s)
+        if service_id is not _ZERO and (service_id.__class__ is not int or service_id < 0
+                                        or service_id > 2147483647):     # SERVICE_ID_MAX
+            service_id = check_service_id(service_id)
         core = self._core
         deadline = self._clock() + int(timeout_s * 1e9)
         idle = self.backoff()
@@ -338,7 +422,7 @@ class ClusterClient:
     def __enter__(self) -> "ClusterClient":
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
 
@@ -394,7 +478,7 @@ class UdpClientTransport:
     sends_encoded = True
 
     def __init__(self, endpoints: Sequence[str], bind_host: Optional[str] = None,
-                 **transport_options):
+                 **transport_options: Any) -> None:
         """``bind_host``: the local address to receive replies on; by default the one the
         members can reach (`local_host_for`): loopback for a cluster on this machine's
         loopback, else this machine's address on the route to the members. The ingress

@@ -26,10 +26,12 @@ from __future__ import annotations
 
 import enum
 import logging
+import numbers
+import operator
 import random
 from collections import OrderedDict, deque
-from dataclasses import dataclass
-from typing import Optional
+from dataclasses import dataclass, fields
+from typing import Any, Iterable, Optional, Union
 
 from aeronpy._clientpath import ClientSessionBase, record_response, response_key
 from aeronpy.cluster import protocol as P
@@ -43,11 +45,91 @@ _TERMS_ASKS = 5               # times a client asks for the session terms an OK 
 _log = logging.getLogger("aeronpy.client")
 
 
-def check_timeout(timeout_s) -> None:
+# What a client sends: bytes-like (offer's and request's payload, connect's credentials)
+BytesLike = Union[bytes, bytearray, memoryview]
+# service ids are an int32 on the wire; the cluster refuses any outside [0, its service count)
+# unapplied (MessageRejectedError), negative ones included, so the client refuses those at once
+SERVICE_ID_MAX = (1 << 31) - 1
+_INT64_MAX = (1 << 63) - 1
+_INF = float("inf")
+
+
+def _seconds(value: object, name: str) -> float:
+    """``value`` as seconds: a real number (an int or a float, not a bool), else TypeError."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number of seconds (an int or a float), got "
+                        f"{type(value).__name__} {value!r}")
+    return float(value)
+
+
+def check_timeout(timeout_s: float, name: str = "timeout_s") -> None:
     """A request's timeout must be a positive number of seconds: with 0 or less the message
-    would be sent and its wait given up at once (then it may still be applied, unanswered)."""
-    if not 0 < timeout_s < float("inf"):
-        raise ValueError(f"timeout_s must be a finite number of seconds > 0, got {timeout_s!r}")
+    would be sent and its wait given up at once (then it may still be applied, unanswered).
+    An int or a float passes with a type test and a comparison (``request()`` calls this
+    every time); anything else is looked at on the slow path."""
+    kind = type(timeout_s)
+    if (kind is float or kind is int) and 0 < timeout_s < _INF:
+        return
+    if not 0 < _seconds(timeout_s, name) < _INF:
+        raise ValueError(f"{name} must be a finite number of seconds > 0, got {timeout_s!r}")
+
+
+def check_wait(timeout_s: float, name: str = "timeout_s") -> float:
+    """A wait's length in seconds: any finite number (0 or less: do not wait)."""
+    seconds = _seconds(timeout_s, name)
+    if not -_INF < seconds < _INF:
+        raise ValueError(f"{name} must be a finite number of seconds, got {timeout_s!r}")
+    return seconds
+
+
+def check_service_id(service_id: Any) -> int:
+    """The ``service_id`` of an offer: an int (or an int-like, such as a numpy integer or an
+    IntEnum, taken as its int; never a bool or a float) in [0, SERVICE_ID_MAX]. ``offer()`` and
+    ``request()`` test the class and the range inline and call this only when that fails."""
+    if type(service_id) is not int:
+        if isinstance(service_id, bool) or not hasattr(type(service_id), "__index__"):
+            raise TypeError(f"service_id must be an int, got {type(service_id).__name__} "
+                            f"{service_id!r}")
+        service_id = operator.index(service_id)
+    if not 0 <= service_id <= SERVICE_ID_MAX:
+        raise ValueError(f"service_id must be in [0, {SERVICE_ID_MAX}] (services are numbered 0, "
+                         f"1, ... in the order the nodes host them), got {service_id}")
+    return service_id
+
+
+def check_credentials(credentials: object) -> bytes:
+    """Connect's ``credentials`` as bytes: they must be bytes-like (an int would have made that
+    many zero bytes, a str has no one encoding)."""
+    if not isinstance(credentials, (bytes, bytearray, memoryview)):
+        raise TypeError(f"credentials must be bytes-like (bytes, bytearray, memoryview), got "
+                        f"{type(credentials).__name__}")
+    return bytes(credentials)
+
+
+def check_config(config: object) -> "ClientConfig":
+    """Connect's ``config``: a ClientConfig, or None for the defaults."""
+    if config is None:
+        return ClientConfig()
+    if not isinstance(config, ClientConfig):
+        raise TypeError(f"config must be an aeronpy.ClientConfig (or None), got "
+                        f"{type(config).__name__}")
+    return config
+
+
+def _check_int(owner: str, name: str, value: Any, low: int, high: int = _INT64_MAX) -> int:
+    if type(value) is not int:
+        if isinstance(value, bool) or not hasattr(type(value), "__index__"):
+            unit = ""
+            if name.endswith("_ns") and isinstance(value, float) and abs(value) < 1e9:
+                unit = (f"; times are in nanoseconds ({value!r} s would be "
+                        f"{int(value * 1_000_000_000):_})")
+            raise TypeError(f"{owner}.{name} must be an int, got {type(value).__name__} "
+                            f"{value!r}{unit}")
+        value = operator.index(value)
+    if not low <= value <= high:
+        bound = "positive (and below 2**63)" if high == _INT64_MAX else f">= {low} and <= {high}"
+        raise ValueError(f"{owner}.{name} must be {bound}, got {value}")
+    return value
 
 
 class ClientState(enum.Enum):
@@ -76,20 +158,29 @@ class ClientConfig:
     protocol_version: int = P.CLIENT_PROTOCOL_VERSION
 
     def __post_init__(self) -> None:
-        for name in ("max_message_bytes", "window_messages", "inbox_max", "connect_attempt_timeout_ns",
-                     "keepalive_interval_ns", "resend_timeout_ns", "abandoned_max"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
-        if self.protocol_version < P.OLDEST_CLIENT_PROTOCOL_VERSION:
-            raise ValueError(f"protocol_version must be >= {P.OLDEST_CLIENT_PROTOCOL_VERSION}, "
-                             f"got {self.protocol_version}")
+        # checked here, where they enter: a float (a time in seconds) or a str failed later,
+        # far from its cause, or was used as it was
+        for f in fields(self):
+            low, high = 1, _INT64_MAX
+            if f.name == "protocol_version":
+                low, high = P.OLDEST_CLIENT_PROTOCOL_VERSION, P.CLIENT_PROTOCOL_VERSION
+            setattr(self, f.name, _check_int("ClientConfig", f.name, getattr(self, f.name), low, high))
 
 
-def parse_endpoints(endpoints) -> list[str]:
+def parse_endpoints(endpoints: Union[str, Iterable[str]]) -> list[str]:
     """"h:p,h:p" or a sequence of "h:p" -> list (order kept, blanks dropped)."""
     if isinstance(endpoints, str):
         endpoints = endpoints.split(",")
-    out = [e.strip() for e in endpoints if e and e.strip()]
+    elif isinstance(endpoints, (bytes, bytearray)) or not hasattr(endpoints, "__iter__"):
+        raise TypeError("endpoints must be 'host:port,host:port,...' or a sequence of 'host:port' "
+                        f"strings, got {type(endpoints).__name__}")
+    out = []
+    for e in endpoints:
+        if not isinstance(e, str):
+            raise TypeError("endpoints must be 'host:port' strings, got "
+                            f"{type(e).__name__} {e!r} among them")
+        if e.strip():
+            out.append(e.strip())
     if not out:
         raise ValueError("at least one cluster ingress endpoint is needed")
     return out
@@ -126,8 +217,8 @@ class ClientCore(ClientSessionBase):
                  encoded_messages: bool = False):
         self.endpoints = parse_endpoints(endpoints)
         self.response_endpoint = response_endpoint
-        self.config = config or ClientConfig()
-        self.credentials = bytes(credentials)
+        self.config = check_config(config)
+        self.credentials = check_credentials(credentials)
         self._rng = rng or random.Random()
         self.state = ClientState.IDLE
         self._connected_state, self._closed_state = ClientState.CONNECTED, ClientState.CLOSED
@@ -167,7 +258,7 @@ class ClientCore(ClientSessionBase):
         self._answered_floor = 1
         self._errors: dict[int, AeronpyError] = {}
         # refusals of offered (not awaited) messages, for take_rejections(); bounded
-        self._rejections: list = []
+        self._rejections: list[tuple[int, MessageRejectedError]] = []
         # ids refused already: the leader refuses each re-send of a message again (the client
         # re-sends its window on a stall or a new leader), which must not be reported twice
         self._refused: "OrderedDict[int, None]" = OrderedDict()
@@ -237,9 +328,14 @@ class ClientCore(ClientSessionBase):
         elif code == P.EVENT_ERROR and self._older_protocol_asked(event.detail, now_ns):
             pass
         elif code == P.EVENT_REDIRECT:
-            self._count("redirects")
             if event.detail:
+                self._count("redirects")
                 self._send_connect(event.detail, now_ns)
+            else:
+                # "not the leader, and I know none": an election under way (a single member
+                # answers so until it has elected itself). No redirect: tried again at the
+                # attempt timeout
+                self._count("no_leader_answers")
         elif code == P.EVENT_AUTHENTICATION_REJECTED:
             self._fail(AuthenticationError(f"cluster rejected the credentials: {event.detail}"))
         else:
@@ -452,7 +548,10 @@ class ClientCore(ClientSessionBase):
                            "answered, as it may or may not have been applied)")
             self._fail(ClusterClosedError(f"the cluster closed the session: {detail}"))
         elif event.code == P.EVENT_REDIRECT:
-            self._count("redirects")
+            if not event.detail:
+                self._count("no_leader_answers")
+            else:
+                self._count("redirects")
             if event.detail and event.detail != self.leader_endpoint:
                 if event.correlation_id == 0 and event.leadership_term < self.leadership_term:
                     # a keepalive's redirect from a member that lags: it names an older leader
@@ -503,7 +602,7 @@ class ClientCore(ClientSessionBase):
         else:
             self._count("rejections_dropped")
 
-    def take_rejections(self) -> list:
+    def take_rejections(self) -> list[tuple[int, MessageRejectedError]]:
         """(correlation_id, MessageRejectedError) for each offered message the cluster refused
         unapplied since the last call (``request()`` raises these itself)."""
         out, self._rejections = self._rejections, []

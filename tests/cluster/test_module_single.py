@@ -294,3 +294,17 @@ def test_an_authenticator_that_raises_refuses_the_client_and_the_leader_carries_
     assert [type(e) for e in reported] == [KeyError]
     assert w.log_types() == before
     assert w.connect(credentials=b"s3cret") > 0          # and the leader goes on serving
+
+
+@pytest.mark.parametrize("service_id", [-1, -7, 2**31 - 1])
+def test_a_message_for_a_service_id_out_of_range_is_refused_at_ingress(service_id):
+    """-1 is also the log's placeholder for a refused message: a raw client (the library's
+    own refuses a negative id before sending) must get an error, not a placeholder entry
+    of its choosing that reaches no service."""
+    w = FakeWorld()
+    sid = w.connect()
+    w.ingress(0, C1, msg(sid, 1, b"x", service_id=service_id))
+    w.ingress(0, C1, msg(sid, 2, b"after"))
+    w.settle()
+    assert w.modules[0].counters["ingress_unknown_service"] == 1
+    assert w.services(0)[0].messages == [b"after"]

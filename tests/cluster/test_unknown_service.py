@@ -10,7 +10,7 @@ from aeronpy.service import Role
 from aeronpy.testing.inproc import inproc_cluster
 
 
-@pytest.mark.parametrize("service_id", [1, 7, -1, 2**31 - 1])
+@pytest.mark.parametrize("service_id", [1, 7, 2**31 - 1])     # -1: the client refuses it
 def test_a_request_to_a_missing_service_fails_at_once_and_the_session_goes_on(service_id):
     with inproc_cluster(timeout_s=20) as (nodes, pump, client):
         import threading
@@ -35,3 +35,14 @@ def test_a_request_to_a_missing_service_fails_at_once_and_the_session_goes_on(se
         leader._transport_counters.publish()          # and operators read it
         assert leader.counters.values[leader.counters.index("ingress_unknown_service")] >= 1
         assert all(n.module.counters.get("unknown_service", 0) == 0 for n in nodes)
+
+
+def test_a_negative_service_id_is_refused_by_the_client_before_it_is_sent():
+    """The wire field is an int32 the cluster also refuses below 0 (ingress_unknown_service,
+    tests/cluster/test_module_single.py); the client no longer sends it at all."""
+    with inproc_cluster(timeout_s=20) as (nodes, pump, client):
+        with pytest.raises(ValueError, match="service_id"):
+            client.offer(b"hello", service_id=-1)
+        with pytest.raises(ValueError, match="service_id"):
+            client.request(b"hello", service_id=-1, timeout_s=1)
+        assert client._core.unacknowledged == 0                  # nothing entered the window

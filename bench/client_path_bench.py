@@ -71,7 +71,12 @@ def stub_client(messages: int) -> tuple[ClusterClient, _StubUdp]:
     transport._udp.close()
     stub = transport._udp = _StubUdp()
     # connect's correlation id is 1; messages get correlation ids 2.. and seqs 1..
-    stub.egress.append(_codec.encode(P.SessionEvent(1, SESSION_ID, P.EVENT_OK, 0, 0, "127.0.0.1:1")))
+    # the OK carries the session terms, as a node's does: without them the client asks again,
+    # and that extra send put the stub's replies one behind (the bench reported missing replies)
+    terms = P.format_session_terms("127.0.0.1:1", {"session_timeout_ms": 10_000,
+                                                   "reply_cache_messages": 256,
+                                                   "max_message_bytes": 1 << 20})
+    stub.egress.append(_codec.encode(P.SessionEvent(1, SESSION_ID, P.EVENT_OK, 0, 0, terms)))
     for seq in range(1, messages + 1):
         stub.egress.append(_codec.encode_egress_message(SESSION_ID, seq + 1, seq, PAYLOAD))
     client = ClusterClient.open("127.0.0.1:1", transport=transport)

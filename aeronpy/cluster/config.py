@@ -230,6 +230,42 @@ class MemberConfig:
         )
 
 
+CONFIG_MAX_NESTING = 64     # arrays and inline tables inside each other; aeronpy's use 2
+
+
+def _nesting_depth(text: str) -> int:
+    """How deep ``[`` and ``{`` nest in TOML text, outside strings and comments. Checked before
+    the parser, which recurses per level: its refusal then depended on the process's recursion
+    limit (an application or a tool that raised it got another error, after a long parse)."""
+    depth = deepest = 0
+    i, n = 0, len(text)
+    while i < n:
+        c = text[i]
+        if c == "#":
+            j = text.find("\n", i)
+            i = n if j < 0 else j
+        elif c == '"' or c == "'":
+            if text.startswith(c * 3, i):
+                j = text.find(c * 3, i + 3)
+                while c == '"' and j > 0 and text[j - 1] == "\\":       # an escaped quote
+                    j = text.find(c * 3, j + 1)
+                i = n if j < 0 else j + 3
+            else:
+                j = i + 1
+                while j < n and text[j] != c and text[j] != "\n":
+                    j += 2 if c == '"' and text[j] == "\\" else 1
+                i = j + 1
+        else:
+            if c == "[" or c == "{":
+                depth += 1
+                if depth > deepest:
+                    deepest = depth
+            elif (c == "]" or c == "}") and depth:
+                depth -= 1
+            i += 1
+    return deepest
+
+
 @dataclass(frozen=True)
 class NodeConfig:
     """Configuration of one cluster node; keys are the TOML keys (table in docs/configuration.md).
@@ -397,7 +433,10 @@ class NodeConfig:
         except ValueError as exc:        # larger than CONFIG_FILE_MAX_BYTES
             raise ConfigError("<config>", f"{exc}: is it the configuration file?") from None
         try:
-            raw = _toml.loads(data.decode("utf-8"))
+            text = data.decode("utf-8")
+            if _nesting_depth(text) > CONFIG_MAX_NESTING:
+                raise RecursionError
+            raw = _toml.loads(text)
         except UnicodeDecodeError as exc:
             raise ConfigError("<config>", f"{name} is not valid TOML: not UTF-8 text (byte "
                                           f"{exc.start})") from None

@@ -17,6 +17,16 @@ import aeronpy
 
 mypy_api = pytest.importorskip("mypy.api", reason="mypy is not installed (pip install -e .[test])")
 
+
+def _mypy_in_a_child(args):
+    """mypy in its own process: in this one it raises the recursion limit for good (a later
+    test of the config loader's nesting refusal then saw no RecursionError) and caches modules."""
+    import subprocess
+    import sys
+    done = subprocess.run([sys.executable, "-m", "mypy", *args], capture_output=True, text=True,
+                          timeout=600)
+    return done.stdout, done.stderr, done.returncode
+
 GOOD = '''
     from __future__ import annotations
 
@@ -139,7 +149,7 @@ def _run_mypy(tmp_path, name: str, source: str, *flags: str) -> tuple[str, int]:
     root = os.path.dirname(os.path.dirname(os.path.abspath(aeronpy.__file__)))
     config = tmp_path / "mypy.ini"
     config.write_text(f"[mypy]\nmypy_path = {root}\nfollow_imports = silent\n")
-    stdout, stderr, status = mypy_api.run([
+    stdout, stderr, status = _mypy_in_a_child([
         "--config-file", str(config), "--cache-dir", str(tmp_path / ".mypy_cache"),
         "--no-error-summary", "--show-error-codes", "--python-version", "3.10", *flags,
         str(program)])

@@ -15,6 +15,16 @@ import aeronpy
 mypy_api = pytest.importorskip(
     "mypy.api", reason="mypy is not installed (the test extra has it: pip install -e '.[test]')")
 
+
+def _mypy_in_a_child(args):
+    """mypy in its own process: in this one it raises the recursion limit for good (a later
+    test of the config loader's nesting refusal then saw no RecursionError) and caches modules."""
+    import subprocess
+    import sys
+    done = subprocess.run([sys.executable, "-m", "mypy", *args], capture_output=True, text=True,
+                          timeout=600)
+    return done.stdout, done.stderr, done.returncode
+
 GOOD = '''
     from typing import BinaryIO, Dict, List, Optional
 
@@ -109,7 +119,7 @@ def _run_mypy(tmp_path, **sources: str):
     if os.path.basename(parent) not in ("site-packages", "dist-packages"):
         lines.append(f"mypy_path = {parent}")    # a source checkout (or an editable install)
     (tmp_path / "mypy.ini").write_text("\n".join(lines) + "\n")
-    stdout, stderr, status = mypy_api.run([
+    stdout, stderr, status = _mypy_in_a_child([
         "--config-file", str(tmp_path / "mypy.ini"), "--strict", "--follow-imports=silent",
         "--no-error-summary", "--show-error-codes",
         *(str(tmp_path / f"{name}.py") for name in sources)])

@@ -151,3 +151,29 @@ def test_a_config_that_is_not_a_regular_file_is_refused_without_blocking(tmp_pat
 def test_a_regular_config_still_loads(tmp_path):
     cfg = NodeConfig.from_toml(toml_file(tmp_path, 'secret = "s3cret"'), member_id=0)
     assert cfg.secret == b"s3cret" and len(cfg.members) == 2
+
+
+def test_nesting_is_refused_whatever_the_recursion_limit(tmp_path):
+    """The refusal came from the parser's RecursionError, so it depended on the process's
+    recursion limit: with it raised (an application, or mypy run in the same process) a
+    5000-deep array parsed and was refused as an unknown key instead, after a long parse."""
+    import subprocess
+    import sys
+    path = tmp_path / "deep.toml"
+    path.write_text("x = " + "[" * 5000 + "]" * 5000 + "\n")
+    code = ("import sys; sys.setrecursionlimit(10**6)\n"
+            "from aeronpy.cluster.config import NodeConfig\n"
+            "from aeronpy.errors import ConfigError\n"
+            f"try:\n    NodeConfig.from_toml({str(path)!r}, member_id=0)\n"
+            "except ConfigError as e:\n    print(e)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert "nested too deeply" in done.stdout, done.stdout + done.stderr
+
+
+def test_brackets_in_strings_and_comments_do_not_count_as_nesting():
+    from aeronpy.cluster.config import CONFIG_MAX_NESTING, _nesting_depth
+    deep = "[" * (CONFIG_MAX_NESTING + 5)
+    text = (f'a = "{deep}"\nb = \'{deep}\'\n# {deep}\nc = """x\\"""{deep}"""\n'
+            f"d = '''{deep}'''\ne = [[1, 2], {{f = [3]}}]\n[t]\n[[u]]\n")
+    assert _nesting_depth(text) == 3
+    assert _nesting_depth("x = " + "[" * 70 + "]" * 70) == 70

@@ -862,8 +862,13 @@ class ClusterNode:
         for _ in range(20):
             self.consensus.do_work(self._clock())
             self.ingress.do_work(self._clock())
-        self.log.info("leadership handed over (now %s, leader %s)", Role(int(core.role)).name,
-                      core.leader_id)
+        if core.leader_id in (None, self.member_id):
+            self.log.info("leadership not handed over: no member took over within %d ms (the "
+                          "others closing or unreachable); closing as %s", timeout_ms,
+                          Role(int(core.role)).name)
+        else:
+            self.log.info("leadership handed over to member %d (now %s)", core.leader_id,
+                          Role(int(core.role)).name)
 
     def _tell_clients_the_new_leader(self) -> None:
         """Send each session a NEW_LEADER event naming our successor, from this member.

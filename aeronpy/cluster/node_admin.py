@@ -67,6 +67,11 @@ _QUIET_HEARTBEATS = 3          # a follower silent this many heartbeat intervals
 _ANSWERS_KEPT = 64             # AdminResponses kept for re-sent requests (same correlation id)
 
 
+def _leader_text(core: Any) -> str:
+    """The leader as a log line names it: "not known yet" rather than None mid-election."""
+    return "not known yet" if core.leader_id is None else str(core.leader_id)
+
+
 class NodeAdmin:
     """The node calls: ``observe_election`` (when the core's election or term moved),
     ``on_role_change`` (a Ready with a role or leader change), ``on_admin_request``,
@@ -195,9 +200,10 @@ class NodeAdmin:
             given, self.handing_over = self.handing_over, False
             (self.log.info if given else self.log.warning)(
                 "%s leadership of term %d: now %s, leader %s (%s)",
-                "handed over" if given else "lost", core.term, role.name, core.leader_id, reason)
+                "handed over" if given else "lost", core.term, role.name, _leader_text(core),
+                reason)
         else:
-            self.log.info("role %s, leader %s, term %d", role.name, core.leader_id, core.term)
+            self.log.info("role %s, leader %s, term %d", role.name, _leader_text(core), core.term)
         self._was_leader = leading
 
     # ------------------------------------------------------------------ admin requests

@@ -1,0 +1,43 @@
+"""What a closing leader logs about its hand-over: "handed over (... leader None)" was logged
+when no member took over (the others closing too), which read as a hand-over that happened."""
+import logging
+
+from aeronpy.service import Role
+from aeronpy.testing.inproc import inproc_cluster
+
+
+def close_leader(nodes, caplog):
+    leader = next(n for n in nodes if n.role == Role.LEADER)
+    leader.log.setLevel(logging.INFO)             # inproc_cluster's nodes log WARNING and up
+    with caplog.at_level(logging.INFO):
+        leader.close()
+    return [r.getMessage() for r in caplog.records if "leadership" in r.getMessage()]
+
+
+def test_a_hand_over_to_a_live_follower_names_it(caplog):
+    with inproc_cluster(pump_with=lambda nodes: lambda: [n.do_work() for n in nodes]) as (nodes, pump, client):
+        import threading
+        leader = next(n for n in nodes if n.role == Role.LEADER)
+        stop = threading.Event()
+
+        def followers():
+            while not stop.is_set():
+                for n in nodes:
+                    if n is not leader and not n.closed:
+                        n.do_work()
+        t = threading.Thread(target=followers, daemon=True)
+        t.start()
+        try:
+            lines = close_leader(nodes, caplog)
+        finally:
+            stop.set()
+            t.join(timeout=10)
+        assert any("leadership handed over to member" in line for line in lines), lines
+        assert not any("leader None" in line for line in lines), lines
+
+
+def test_no_successor_is_said_as_such(caplog):
+    with inproc_cluster() as (nodes, pump, client):
+        lines = close_leader(nodes, caplog)          # nothing runs the followers: nobody takes over
+        assert any("no member took over" in line for line in lines), lines
+        assert not any("leadership handed over" in line for line in lines), lines

@@ -199,22 +199,46 @@ class LeaderDuties:
 
     def _answer_applied(self, s: SessionState, seq: int) -> None:
         """A re-sent message that was applied already: its original replies, or an ack."""
+        self._resent_read(s.session_id, seq)
         replies = s.replies.get(seq)
         if replies:
             self.counters["replies_from_cache"] += len(replies)
             queued = [self._emit(s, P.EgressMessage(s.session_id, correlation_id, seq, payload))
                       for correlation_id, payload in replies]
-            dropped = self._reply.dropped_replies.get(s.session_id)
+            session_id = s.session_id
+            dropped = self._reply.dropped_replies.get(session_id)
+            pre_lead = seq <= self._lead_base.get(session_id, 0)   # applied before ready
             if not queued[0]:
-                self._reply.note_dropped(s, seq)      # still owed: acks stay held below it
-            elif dropped is not None and seq in dropped:
-                dropped.discard(seq)                  # answered at last: let the acks move on
-                if not dropped:
-                    del self._reply.dropped_replies[s.session_id]
-                self._ack_pending.add(s.session_id)
+                # still owed (acks held below it) only if this leader never queued a reply to
+                # it: one queued reaches the client, which then releases the message and never
+                # re-sends it, so a hold on it would stall the window for good
+                # (module._lead_base)
+                if pre_lead and seq not in self._resent_queued.get(session_id, ()):
+                    self._reply.note_dropped(s, seq)
+            else:
+                if pre_lead:
+                    resent = self._resent_queued.get(session_id)
+                    if resent is None:
+                        resent = self._resent_queued[session_id] = set()
+                    resent.add(seq)
+                    if len(resent) > len(s.replies):     # bounded by the reply cache
+                        for q in [q for q in resent if not s.replies.get(q)]:
+                            resent.discard(q)
+                if dropped is not None and seq in dropped:
+                    dropped.discard(seq)              # answered at last: let the acks move on
+                    if not dropped:
+                        del self._reply.dropped_replies[session_id]
+                    self._ack_pending.add(session_id)
         else:
             self.counters["duplicate_acked"] += 1
             self._ack_pending.add(s.session_id)
+
+    def _resent_read(self, session_id: int, seq: int) -> None:
+        """A re-send of ``seq`` (applied already) was read: a new leader's acks may cover it
+        now (module._flush_acks, _resent_upto)."""
+        base = self._lead_base.get(session_id)
+        if base is not None and seq <= base and seq > self._resent_upto.get(session_id, 0):
+            self._resent_upto[session_id] = seq
 
     def _on_keepalive(self, client_ref: object, m: Any) -> None:
         if not self.is_leader:

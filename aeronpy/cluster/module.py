@@ -66,6 +66,10 @@ def public_role(core_role: Any) -> Role:
     return Role(int(core_role))
 
 
+_ACK_RETRY_MIN_NS = 1_000_000       # an ack a full egress queue refused: tried again after
+_ACK_RETRY_MAX_NS = 64_000_000      # 1 ms, doubling while every such client's queue stays full
+
+
 class ConsensusModule(LeaderDuties):
     def __init__(self, member_id: int, core: Any, services: Sequence[ClusteredService],
                  config: Optional[ModuleConfig] = None, now_ns: int = 0):
@@ -101,6 +105,20 @@ class ConsensusModule(LeaderDuties):
         self._ack_pending: set[int] = set()
         self._ack_retry: set[int] = set()      # acks a full egress queue refused (_flush_acks)
         self._ack_retry_ns = 0
+        self._ack_retry_gap_ns = _ACK_RETRY_MIN_NS
+        # Leader-local, as dropped_replies (leader.py, _answer_applied): per session with
+        # messages, its last_applied_seq when this leader turned ready (the base). The first
+        # reply to a seq above it was queued here, to the client that sent it to this leader,
+        # or dropped and noted. A seq at or below it was answered by an earlier leader, or
+        # here while catching up (perhaps to no client stream): the client has a reply from
+        # this leader only once a re-send of it was answered from the cache and queued
+        # (_resent_queued). Until the client sends a message above the base, acks stop below
+        # the first answered seq above the highest re-sent seq read (_resent_upto,
+        # _ack_below_unread): an answer not given yet may still be dropped. An ack at or above
+        # the base ends the entries.
+        self._lead_base: dict[int, int] = {}
+        self._resent_upto: dict[int, int] = {}
+        self._resent_queued: dict[int, set[int]] = {}
         self._proposals_held = 0        # action (suspend/shutdown/abort) this leader proposed: append no more
         self._halted = False            # the driver stopped applying (cluster shutdown/abort)
         self.egress = EgressQueues(self.config.egress_queue_max)
@@ -231,6 +249,9 @@ class ConsensusModule(LeaderDuties):
         self._ack_pending.clear()
         self._ack_retry.clear()
         self._reply.dropped_replies.clear()
+        self._lead_base.clear()
+        self._resent_upto.clear()
+        self._resent_queued.clear()
         self._proposals_held = 0
         self.egress.clear()
 
@@ -244,6 +265,8 @@ class ConsensusModule(LeaderDuties):
         for s in self.sessions:
             self._last_heard_ns[s.session_id] = self._now_ns
             self._leader_seq[s.session_id] = s.last_applied_seq
+            if s.last_applied_seq:
+                self._lead_base[s.session_id] = s.last_applied_seq
             self._emit(s, P.NewLeaderEvent(s.session_id, self._leadership_term, self.member_id, endpoints))
         self.counters["leader_ready"] += 1
 
@@ -573,6 +596,9 @@ class ConsensusModule(LeaderDuties):
         self._ack_pending.discard(s.session_id)
         self._ack_retry.discard(s.session_id)
         self._reply.dropped_replies.pop(s.session_id, None)
+        self._lead_base.pop(s.session_id, None)
+        self._resent_upto.pop(s.session_id, None)
+        self._resent_queued.pop(s.session_id, None)
 
     def _apply_session_message(self, session_id: int, seq: int, correlation_id: int,
                                service_id: int, payload: memoryview) -> None:
@@ -669,19 +695,20 @@ class ConsensusModule(LeaderDuties):
 
     # ---- egress -------------------------------------------------------------------------
     def _flush_acks(self) -> None:
-        if self._ack_retry and self._now_ns - self._ack_retry_ns >= 1_000_000:
-            self._ack_retry_ns = self._now_ns
-            self._ack_pending |= self._ack_retry
-            self._ack_retry.clear()
+        if self._ack_retry and self._now_ns - self._ack_retry_ns >= self._ack_retry_gap_ns:
+            self._retry_acks()
         if not self._ack_pending:
             return
         dropped = self._reply.dropped_replies
         put = self.egress.put
         client_ref = self.config.client_ref
+        lead_base = self._lead_base
         for session_id in sorted(self._ack_pending):
             s = self.sessions.get(session_id)
             if s is not None:
                 ack_seq = s.last_applied_seq
+                if lead_base and session_id in lead_base and ack_seq <= lead_base[session_id]:
+                    ack_seq = self._ack_below_unread(s, lead_base[session_id], ack_seq)
                 if dropped and session_id in dropped:
                     ack_seq = self._ack_below_dropped(s, dropped, ack_seq)
                 if not put(client_ref(s.response_endpoint),
@@ -691,8 +718,48 @@ class ConsensusModule(LeaderDuties):
                     # behind it (and the client's window) waited for the next message
                     if not self._ack_retry:
                         self._ack_retry_ns = self._now_ns
+                        self._ack_retry_gap_ns = _ACK_RETRY_MIN_NS
                     self._ack_retry.add(session_id)
+                elif lead_base and session_id in lead_base and ack_seq >= lead_base[session_id]:
+                    # the client releases every message this leader applied before it was
+                    # ready and re-sends none again: their answers hold nothing now
+                    del lead_base[session_id]
+                    self._resent_upto.pop(session_id, None)
+                    self._resent_queued.pop(session_id, None)
         self._ack_pending.clear()
+
+    def _ack_below_unread(self, s: SessionState, base: int, ack_seq: int) -> int:
+        """A new leader's ack to a client that has sent nothing new yet (nothing above the
+        base, _lead_base): the client re-sends its window in order, and the node reads
+        ingress in batches and drains egress between them, so an ack (for a re-sent duplicate)
+        can go out before the rest of the window is read. It must not pass an answered
+        message not read yet (above _resent_upto): the answer to it from the cache may still
+        be dropped, and released, the message would never be asked for again. Messages with
+        no reply kept (unanswered, refused) hold nothing."""
+        upto = self._resent_upto.get(s.session_id, 0)
+        replies = s.replies
+        unread = [q for q in replies if upto < q <= base and replies[q]]
+        return min(ack_seq, min(unread) - 1) if unread else ack_seq
+
+    def _retry_acks(self) -> None:
+        """Every 1 ms: the acks a full queue refused are sent again to the clients whose queue
+        has room now. Looked at first, before anything is computed: a client gone for good
+        keeps its queue full until its session times out, and its held ack costs a scan of
+        its dropped replies (_ack_below_dropped), which for a few hundred such sessions took
+        the whole of every millisecond."""
+        self._ack_retry_ns = self._now_ns
+        get, client_ref = self.sessions.get, self.config.client_ref
+        backlog, full = self.egress.backlog, self.egress.queue_max
+        retry = self._ack_retry
+        ready = [i for i in retry if (s := get(i)) is None
+                 or backlog(client_ref(s.response_endpoint)) < full]
+        for session_id in ready:
+            retry.discard(session_id)
+            self._ack_pending.add(session_id)
+        # clients that read nothing for a while (gone, most likely, until their sessions time
+        # out) are looked at less and less often: 1 ms doubling to 64 ms, back to 1 ms on room
+        self._ack_retry_gap_ns = (_ACK_RETRY_MIN_NS if ready
+                                  else min(2 * self._ack_retry_gap_ns, _ACK_RETRY_MAX_NS))
 
     def _ack_below_dropped(self, s: SessionState, dropped: dict, ack_seq: int) -> int:
         """A SessionAck is cumulative: one past a message whose reply a full egress queue

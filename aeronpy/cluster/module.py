@@ -66,6 +66,13 @@ def public_role(core_role: Any) -> Role:
     return Role(int(core_role))
 
 
+def _shown_value(text: str, limit: int = 24) -> str:
+    """A setting's value as a term entry carried it, fit for one log line."""
+    if text.isascii() and text.isdigit() and len(text) <= limit:
+        return text
+    return repr(text[:limit]) + ("..." if len(text) > limit else "")
+
+
 _ACK_RETRY_MIN_NS = 1_000_000       # an ack a full egress queue refused: tried again after
 _ACK_RETRY_MAX_NS = 64_000_000      # 1 ms, doubling while every such client's queue stays full
 
@@ -470,7 +477,9 @@ class ConsensusModule(LeaderDuties):
         if not differ:
             return
         self.counters["config_mismatches"] += 1
-        named = "; ".join(f"{name}: leader {leader}, this member {mine}"
+        # the leader's text comes from the log: a value that is not a short decimal (a buggy
+        # or older leader) is shown escaped and cut, never a multi-MB or control-character line
+        named = "; ".join(f"{name}: leader {_shown_value(leader)}, this member {mine}"
                           for name, leader, mine in differ)
         # short, the settings last: errors.log keeps 480 bytes of a record (all five differing
         # fit). Expected during a rolling change of a setting (docs/configuration.md).

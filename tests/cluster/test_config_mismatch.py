@@ -272,3 +272,16 @@ def test_votes_are_never_refused_over_settings(tmp_path):
     finally:
         for n in nodes:
             n.close()
+
+
+def test_a_leaders_odd_value_is_shown_escaped_and_cut():
+    """The leader's text comes from the log: a multi-MB value or one with control characters
+    (a buggy or older leader) went into the ERROR line as it was."""
+    module, _service, reports = _module()
+    leader = _values(ModuleConfig())
+    leader["max_timers"] = "9" * 4_000_000 + "\x1b[2J\r"
+    _term_entry(module, 1, 4, _new_tail(_ours(module), leader))
+    [error] = reports["config"]
+    text = str(error)
+    assert len(text) < 600 and "\x1b" not in text and "\r" not in text
+    assert "max_timers: leader '9999" in text and "..." in text

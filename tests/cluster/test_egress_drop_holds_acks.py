@@ -28,11 +28,11 @@ def msg(session_id, seq, payload):
     return P.SessionMessage(session_id, seq, 100 + seq, 0, payload)
 
 
-def apply_committed(w):
+def apply_committed(w, member=0):
     """Commit and apply on the leader without draining its egress queue (FakeWorld.settle
     would take everything queued)."""
     w.replicate()
-    core, module = w.cores[0], w.modules[0]
+    core, module = w.cores[member], w.modules[member]
     core.commit_index = core.log.last_index
     for i in range(module.applied_index + 1, core.commit_index + 1):
         module.apply(i, *core.log.entries[i - 1])
@@ -42,6 +42,10 @@ def drain(module):
     sent = []
     module.drain_egress(lambda ref, m: sent.append(m) or True)
     return sent
+
+
+def acks(out):
+    return [m.ack_seq for m in out if isinstance(m, P.SessionAck)]
 
 
 def world():

@@ -15,43 +15,10 @@ clients whose queue was still full every 1 ms (a scan of their dropped replies e
 import pytest
 
 from aeronpy.cluster import protocol as P
-from aeronpy.service import ClusteredService
 
 from .fakes import FakeWorld
 
-C1 = "c1:7000"
-
-
-class Mixed(ClusteredService):
-    """Answers messages that start with b"r"; others get no reply (they are acked)."""
-
-    def on_session_message(self, session, timestamp_ns, message):
-        data = bytes(message)
-        if session is not None and data[:1] == b"r":
-            session.offer(b"re:" + data)
-
-
-def msg(session_id, seq, payload):
-    return P.SessionMessage(session_id, seq, 100 + seq, 0, payload)
-
-
-def apply_committed(w, member=0):
-    """Commit and apply on the leader without draining its egress queue."""
-    w.replicate()
-    core, module = w.cores[member], w.modules[member]
-    core.commit_index = core.log.last_index
-    for i in range(module.applied_index + 1, core.commit_index + 1):
-        module.apply(i, *core.log.entries[i - 1])
-
-
-def drain(module):
-    sent = []
-    module.drain_egress(lambda ref, m: sent.append(m) or True)
-    return sent
-
-
-def acks(out):
-    return [m.ack_seq for m in out if isinstance(m, P.SessionAck)]
+from .test_egress_drop_holds_acks import C1, Mixed, acks, apply_committed, drain, msg
 
 
 def test_a_resend_dropped_while_its_first_reply_is_still_queued_holds_nothing():

@@ -16,14 +16,7 @@ mypy_api = pytest.importorskip(
     "mypy.api", reason="mypy is not installed (the test extra has it: pip install -e '.[test]')")
 
 
-def _mypy_in_a_child(args):
-    """mypy in its own process: in this one it raises the recursion limit for good (a later
-    test of the config loader's nesting refusal then saw no RecursionError) and caches modules."""
-    import subprocess
-    import sys
-    done = subprocess.run([sys.executable, "-m", "mypy", *args], capture_output=True, text=True,
-                          timeout=600)
-    return done.stdout, done.stderr, done.returncode
+from .mypyrun import mypy_in_a_child as _mypy_in_a_child  # noqa: E402
 
 GOOD = '''
     from typing import BinaryIO, Dict, List, Optional

@@ -540,7 +540,8 @@ class Archive:
         except OSError as exc:
             raise self._fail(exc, f"purging below index {index}")
 
-    def reset_to_snapshot(self, index: int, term: int, keeps_suffix: bool) -> None:
+    def reset_to_snapshot(self, index: int, term: int, keeps_suffix: bool,
+                          purge: bool = True) -> None:
         """The archived log after a snapshot at (``index``, ``term``) was installed from the
         leader (InstallSnapshot). The snapshot must already be recorded.
 
@@ -548,7 +549,8 @@ class Archive:
         after it stay; only whole segments below the snapshot are purged. Otherwise (or when
         the archived entry at ``index`` is missing or of another term) every segment is
         dropped and the next append starts at ``index + 1``. Durable on return; the commit
-        index becomes at least ``index``."""
+        index becomes at least ``index``. ``purge=False`` (a backup, which keeps older
+        snapshots as fallbacks and purges below the oldest itself) keeps the segments below."""
         self._check_writable()
         newest = max((s.index for s in self._recording_log.snapshots()), default=0)
         if index > newest:
@@ -556,7 +558,8 @@ class Archive:
                              f"(newest recorded snapshot at {newest})")
         if keeps_suffix and self._holds(index, term):
             self._commit = max(self._commit, index)
-            self.purge_below(index + 1)
+            if purge:
+                self.purge_below(index + 1)
             return
         self._drain()
         if self._syncer is not None:

@@ -221,10 +221,11 @@ class ClusterBackup:
         except BaseException:
             writer.abort()
             raise
-        from aeronpy.cluster.snapshot_transfer import reset_archive_at_snapshot
         keeps = self.log.base_index < index <= self.log.last_index and self.log.term_at(index) == term
         self.log.drop_prefix(index, term)
-        reset_archive_at_snapshot(self.archive, index, term, keeps)
+        # the log below it stays on disk: an older kept snapshot is a fallback only with the
+        # log after it (purged below the oldest kept one, below)
+        self.archive.reset_to_snapshot(index, term, keeps, purge=False)
         if term > self.term:
             self.term = term
             self.archive.save_hard_state(term, None)

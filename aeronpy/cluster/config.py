@@ -53,7 +53,10 @@ KEY_DOCS: tuple = (
      "start), `consensus_port` (member-to-member UDP), `ingress_port` (client UDP), optional "
      "`admin_port` (reserved: unused by this version, see below). Ids and host:port pairs must "
      "be unique, also once the hosts are resolved (checked at start: `127.0.0.1` and `localhost` "
-     "with one port are one socket)."),
+     "with one port are one socket). Every member must be given the same list: a member with "
+     "other ids or ports starts, and reports the difference at each term's first entry "
+     "(`members_digest`, \"Settings every member must share\" below; host names are not "
+     "compared)."),
     ("member_id", "required", "Which member this node is; usually given as "
      "`from_toml(path, member_id=N)` or `aeronpy node --member-id N` so one file serves all."),
     ("data_dir", '"aeronpy-data/member-{member_id}"', "Directory for the log, snapshots, "
@@ -130,7 +133,9 @@ KEY_DOCS: tuple = (
     ("metrics_http_port", "off", "When set, the node (`aeronpy node` or an embedded "
      "`ClusterNode`, from its construction to its `close()`) serves Prometheus metrics at "
      "http://127.0.0.1:PORT/metrics (loopback only), on a thread of its own that reads the "
-     "counters file. A port that cannot be bound stops the start with `metrics_http_port: ...`."),
+     "counters file. A port that cannot be bound stops the start with `metrics_http_port: ...`. "
+     "There is no command-line override: members sharing one machine need a file each for it "
+     "(or `aeronpy tool metrics --serve-metrics PORT` per data dir instead)."),
     ("log_level", '"INFO"', "Level of the node's logger `aeronpy.node.<member_id>`: DEBUG, INFO, "
      "WARNING, ERROR or CRITICAL."),
     ("authenticator", "none (accept every client)", 'Client authentication: "module:ClassName" '

@@ -483,6 +483,9 @@ class ConsensusModule(LeaderDuties):
                           for name, leader, mine in differ)
         # short, the settings last: errors.log keeps 480 bytes of a record (all five differing
         # fit). Expected during a rolling change of a setting (docs/configuration.md).
+        if any(name == "members_digest" for name, _l, _m in differ):
+            # ids and ports only: compare `aeronpy tool list-members` on each member
+            named += " (the [[members]] ids or ports differ)"
         error = ConfigMismatchError(
             f"the leader of term {term} (log index {index}) has other settings than this member, "
             "so their states diverge; give every member the same value, restarting one at a "

@@ -77,6 +77,10 @@ class ModuleConfig:
     max_timers: int = 1_000_000                 # live timers (all services); new ids refused beyond
     service_message_queue_max: int = 65536      # pending cluster.offer() messages; same on every member
     proposals_per_tick_max: int = 1024          # timer fires + service messages + timeouts
+    # the node's digest of its [[members]] ids and ports (members_digest()), written into term
+    # entries and compared like the settings above: a member started with another list (a
+    # wrong peer port, an extra member) was silent. 0: not compared (tests, the simulator)
+    members_digest: int = 0
     # the newest client protocol spoken; clients of any version from
     # protocol.OLDEST_CLIENT_PROTOCOL_VERSION up to it are accepted
     protocol_version: int = P.CLIENT_PROTOCOL_VERSION
@@ -99,8 +103,12 @@ class ModuleConfig:
                              f"got {self.protocol_version}")
 
     def replicated_settings(self) -> dict:
-        """This member's values of `REPLICATED_SETTINGS`, by name, in that order."""
-        return {name: int(getattr(self, name)) for name in REPLICATED_SETTINGS}
+        """This member's values of `REPLICATED_SETTINGS`, by name, in that order, and its
+        `members_digest` when it has one."""
+        settings = {name: int(getattr(self, name)) for name in REPLICATED_SETTINGS}
+        if self.members_digest:
+            settings["members_digest"] = int(self.members_digest)
+        return settings
 
     def accepts_protocol(self, version: int) -> bool:
         """A client speaking ``version`` may connect."""
@@ -138,3 +146,14 @@ def parse_ingress_endpoints(text: str) -> dict[int, str]:
         except ValueError:
             continue
     return members
+
+
+def members_digest(members) -> int:
+    """A 63-bit digest of the members' ids and ports (``MemberConfig``s), never 0. Host names
+    are left out: one host may be spelt differently in each member's file (its own address,
+    a name) without anything being wrong."""
+    import hashlib
+    text = ";".join(f"{m.id}:{m.consensus_port}:{m.ingress_port}:{m.admin_port or 0}"
+                    for m in sorted(members, key=lambda m: m.id))
+    value = int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "little") >> 1
+    return value or 1

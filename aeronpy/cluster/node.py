@@ -31,7 +31,8 @@ from aeronpy.cluster.idle import idle_strategy_from_name, select_waiter
 from aeronpy.cluster.logsetup import BurstLogger, node_logger
 from aeronpy.cluster.module import ConsensusModule
 from aeronpy.cluster.protocol import NewLeaderEvent
-from aeronpy.cluster.module_config import Authenticator, ModuleConfig, client_stream_message_bytes
+from aeronpy.cluster.module_config import (Authenticator, ModuleConfig, client_stream_message_bytes,
+                                           members_digest)
 from aeronpy.cluster.node_admin import ADMIN_EXTRA_SLOTS, ENUM_NAMES as _ENUM_NAMES, NodeAdmin
 from aeronpy.cluster.node_counters import (REFUSAL_EXTRA_SLOTS, TRANSPORT_EXTRA_SLOTS,
                                            TransportCounterPublisher)
@@ -191,7 +192,8 @@ class ClusterNode:
             max_message_bytes=config.max_message_bytes,
             authenticator=authenticator or Authenticator(),
             client_ref_of_endpoint=self._client_of_endpoint.get,
-            on_authenticator_error=self._on_authenticator_error)
+            on_authenticator_error=self._on_authenticator_error,
+            members_digest=members_digest(config.members))
         voters = tuple(m.id for m in config.members)
         core_config = CoreConfig(
             member_id=config.member_id, voters=voters,

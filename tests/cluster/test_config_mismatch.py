@@ -201,13 +201,15 @@ def _run_twice(tmp_path, first: dict, second: dict, tail=None):
     tail, as an earlier version did), closes, and starts again under ``second``: replaying
     that term entry, it compares the first run's values with its own."""
     node = _node(tmp_path, **first)
+    me = node.config.members[0]
     if tail is not None:
         node.core.config.term_entry_tail = tail(node.module.container.services)
     try:
         _lead(node)
     finally:
         node.close()
-    node = _node(tmp_path, **second)
+    # the same ports unless told otherwise: they are part of the members list compared too
+    node = _node(tmp_path, **{"ports": (me.consensus_port, me.ingress_port), **second})
     _lead(node)
     return node
 
@@ -285,3 +287,20 @@ def test_a_leaders_odd_value_is_shown_escaped_and_cut():
     text = str(error)
     assert len(text) < 600 and "\x1b" not in text and "\r" not in text
     assert "max_timers: leader '9999" in text and "..." in text
+
+
+def test_a_node_restarted_with_another_members_list_reports_it(tmp_path, caplog):
+    """Nothing compared the [[members]] lists: a member started with a wrong port for a peer
+    (or an extra member) followed with no error, and the cluster could not elect once another
+    member went down (found by an operator walkthrough). Its ids and ports are compared now."""
+    from aeronpy.testing.process_cluster import free_udp_ports
+    caplog.set_level(logging.ERROR)
+    node = _run_twice(tmp_path, {}, {"ports": tuple(free_udp_ports(2))})
+    try:
+        assert _slot(node, "config_mismatches") == 1
+        lines = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+        assert any("members_digest: leader" in line and "[[members]] ids or ports differ" in line
+                   for line in lines), lines
+        assert node.failure is None
+    finally:
+        node.close()

@@ -24,13 +24,14 @@ def write_one_member_config(directory) -> None:
 
 
 def one_member_node(tmp_path, service=None, log_level: str = "WARNING",
-                    check_startable: bool = True, **config):
+                    check_startable: bool = True, ports=None, **config):
     """An embedded one-member `ClusterNode` hosting ``service`` (default: an echo) on free
-    loopback ports, data dir ``tmp_path/n0``; ``config`` adds NodeConfig keys."""
+    loopback ports (or ``ports``, (consensus, ingress): a restart on the same ones), data dir
+    ``tmp_path/n0``; ``config`` adds NodeConfig keys."""
     from aeronpy.cluster.config import NodeConfig
     from aeronpy.cluster.node import ClusterNode
     from aeronpy.testing.services import EchoService
-    consensus, ingress = free_udp_ports(2)
+    consensus, ingress = ports or free_udp_ports(2)
     cfg = NodeConfig(cluster_id=config.pop("cluster_id", 1), member_id=0,
                      data_dir=str(tmp_path / "n0"), log_level=log_level,
                      members=[{"id": 0, "host": "127.0.0.1", "consensus_port": consensus,

@@ -159,11 +159,23 @@ def test_unreadable_file_and_unwritable_data_dir_as_an_unprivileged_user():
         os.mkdir(read_only)
         os.chmod(read_only, 0o555)
         nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+        # the package as the other user can read it: the checkout (and a CI job's venv, whose
+        # editable install points there) may sit in a directory private to root
+        import shutil
+        import aeronpy
+        shutil.copytree(os.path.dirname(os.path.abspath(aeronpy.__file__)),
+                        os.path.join(where, "site", "aeronpy"),
+                        ignore=shutil.ignore_patterns("__pycache__"))
+        for root, dirs, files in os.walk(os.path.join(where, "site")):
+            for name in dirs + files:
+                os.chmod(os.path.join(root, name), 0o755)
+        os.chmod(os.path.join(where, "site"), 0o755)
+        env = child_env(PYTHONPATH=os.path.join(where, "site"), PYTHONDONTWRITEBYTECODE="1")
 
         def run(*flags):
             out = subprocess.run([*nobody, sys.executable, "-m", "aeronpy", "node", "--config",
                                   path, "--member-id", "0", *flags, "--service", SERVICE],
-                                 capture_output=True, text=True, timeout=30, env=child_env(),
+                                 capture_output=True, text=True, timeout=30, env=env,
                                  cwd="/", stdin=subprocess.DEVNULL)
             assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
             assert len(out.stderr.strip().splitlines()) == 1, out.stderr

@@ -116,6 +116,7 @@ class NodeAdmin:
         self._repeats = 0               # ... and how many of them went unlogged (DEBUG)
         self.term_seen = self.core.term
         self._was_leader = False
+        self._led_term = 0            # the term this member last led (its role-change lines)
         # state for the consensus_module_state counter: 0 = derive from module.suspended
         self.phase = 0
         self.pending = False          # do_work has something to finish
@@ -199,11 +200,13 @@ class NodeAdmin:
             reason = history[-1][3] if history else "unknown"
             given, self.handing_over = self.handing_over, False
             (self.log.info if given else self.log.warning)(
-                "%s leadership of term %d: now %s, leader %s (%s)",
-                "handed over" if given else "lost", core.term, role.name, _leader_text(core),
-                reason)
+                "%s leadership of term %d: now %s in term %d, leader %s (%s)",
+                "handed over" if given else "lost", self._led_term, role.name, core.term,
+                _leader_text(core), reason)
         else:
             self.log.info("role %s, leader %s, term %d", role.name, _leader_text(core), core.term)
+        if leading:
+            self._led_term = core.term
         self._was_leader = leading
 
     # ------------------------------------------------------------------ admin requests

@@ -41,3 +41,28 @@ def test_no_successor_is_said_as_such(caplog):
         lines = close_leader(nodes, caplog)          # nothing runs the followers: nobody takes over
         assert any("no member took over" in line for line in lines), lines
         assert not any("leadership handed over" in line for line in lines), lines
+
+
+def test_the_line_names_the_term_the_node_led(caplog):
+    """'handed over leadership of term 2' came from the leader of term 1: the line named the
+    term the node had moved to (found by an operator walkthrough)."""
+    with inproc_cluster() as (nodes, pump, client):
+        import threading
+        leader = next(n for n in nodes if n.role == Role.LEADER)
+        led = leader.core.term
+        stop = threading.Event()
+
+        def followers():
+            while not stop.is_set():
+                for n in nodes:
+                    if n is not leader and not n.closed:
+                        n.do_work()
+        t = threading.Thread(target=followers, daemon=True)
+        t.start()
+        try:
+            lines = close_leader(nodes, caplog)
+        finally:
+            stop.set()
+            t.join(timeout=10)
+        [line] = [line for line in lines if "handed over leadership of term" in line]
+        assert line.startswith(f"handed over leadership of term {led}: now FOLLOWER in term "), line

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections import deque
 from typing import Callable
 
-from aeronpy.cluster.client_core import ClientCore, ClientState, check_timeout
+from aeronpy.cluster.client_core import ClientCore, ClientState, check_service_id, check_timeout
 from aeronpy.cluster.codes import BACK_PRESSURED, CLOSED, NOT_CONNECTED
 from aeronpy.errors import ClusterClosedError, ClusterTimeoutError, NotConnectedError
 
@@ -134,6 +134,7 @@ class SimClient:
 
     def offer(self, payload, service_id: int = 0) -> int:
         """> 0: correlation id; < 0: aeronpy.BACK_PRESSURED, NOT_CONNECTED or CLOSED."""
+        service_id = check_service_id(service_id)        # as ClusterClient.offer
         result = self.core.offer(payload, service_id, self._sim.now_ns)
         if result > 0:
             self._flush()
@@ -155,6 +156,7 @@ class SimClient:
     def request(self, payload, service_id: int = 0, timeout_s: float = 1.0) -> bytes:
         """Offer and run the simulation until the reply, or raise after ``timeout_s`` simulated."""
         check_timeout(timeout_s)
+        service_id = check_service_id(service_id)        # as ClusterClient.request
         sim = self._sim
         core = self.core
         deadline_ns = sim.now_ns + int(timeout_s * 1e9)

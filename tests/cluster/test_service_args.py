@@ -116,3 +116,16 @@ def test_sim_cluster_refuses_a_service_instance():
     with pytest.raises(TypeError, match="pass service=EchoService"):
         SimCluster(members=3, seed=1, service=EchoService())
     SimCluster(members=3, seed=1, service=EchoService)     # the factory is fine
+
+
+def test_the_simulated_client_checks_service_id_as_the_real_one_does():
+    """The simulator's client sent service_id=-1 or 1.5 on (the real client refuses both)."""
+    sim = SimCluster(members=3, seed=2, service=EchoService)
+    sim.run_until(lambda: sim.leader() is not None, 2_000)
+    client = sim.client()
+    for bad, error in ((-1, ValueError), (2**31, ValueError), (1.5, TypeError), (True, TypeError)):
+        with pytest.raises(error, match="service_id"):
+            client.offer(b"x", service_id=bad)
+        with pytest.raises(error, match="service_id"):
+            client.request(b"x", service_id=bad)
+    assert client.request(b"ok") == b"ok"              # the session goes on

@@ -85,6 +85,30 @@ def load_authenticator(spec: str) -> Authenticator:
 _EPOCH_2001_NS = 1_000_000_000 * 10**9   # 2001-09-09: below it, cluster time is not epoch time
 
 
+REJOIN_MARK = "rejoining"      # in a data dir: the member has not caught up since it started empty
+
+
+def _not_taken(*_args) -> bool:
+    return False
+
+
+def _write_rejoin_mark(path: str) -> None:
+    """The rejoining mark, durable (file and directory) before the member may vote."""
+    if os.path.exists(path):
+        return
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        os.write(fd, b"started on an empty data dir: no vote for a non-empty log until caught up\n")
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    dir_fd = os.open(os.path.dirname(path) or ".", os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
 def epoch_anchored_clock(wall_ns=time.time_ns, mono_ns=time.monotonic_ns):
     """The clock cluster time is read from on a leader: ns since the Unix epoch, read from the
     wall clock once (now) and advanced by the monotonic clock after that. Members on different
@@ -211,6 +235,15 @@ class ClusterNode:
         self._pause_cap_warned_ns = 0        # the largest capped pause already warned about
         self._service_names = service_names(services)
         self.core.on_ballot_tag_mismatch = self._on_ballot_tag_mismatch
+        # A member on an empty data dir (first start, or its dir emptied) may have lost its log
+        # and its vote: it withholds its vote from members with a non-empty log until it has
+        # caught up (RaftCore.rejoining), marked on disk until then so that a restart midway
+        # keeps withholding. A cluster's first election (every log empty) is unaffected.
+        self._rejoin_mark = os.path.join(config.data_dir, REJOIN_MARK)
+        if (recovered.log.last_index == 0 and recovered.snapshot is None) \
+                or os.path.exists(self._rejoin_mark):
+            _write_rejoin_mark(self._rejoin_mark)
+            self.core.rejoining = True
         # payload chunks the log releases (compaction after a snapshot, a cut tail) are freed
         # on the archive's remover thread: an munmap of a few MiB is not the duty cycle's
         recovered.log.retire = self.archive.release_later
@@ -287,7 +320,9 @@ class ClusterNode:
         self._decode = _codec.decode
         self._encode = _codec.encode
         self._step_path = StepPath(self.core)
-        self._fast_step = self._step_path.on_message
+        # while rejoining every AppendEntries goes through RaftCore.step, which notes the
+        # leader's commit index to catch up to (the compiled path would skip that)
+        self._fast_step = _not_taken if self.core.rejoining else self._step_path.on_message
         self._counters_due_ns = 0
         self._cycles_unpublished = 0   # duty cycles run since the last publish
         self._work_unpublished = False # a cycle did work since the last publish
@@ -440,6 +475,8 @@ class ClusterNode:
             if self._admin.pending:
                 work += self._admin.do_work(now_ns)
         work += self._process_ready(now_ns)
+        if self.core.rejoining:
+            self._check_rejoined()
         # drain_egress, not egress.drain: it first queues the SessionAcks of messages the
         # service did not answer (and of re-sent duplicates), which release client windows
         if type(self)._send_egress is _SEND_EGRESS:
@@ -774,6 +811,26 @@ class ClusterNode:
             if self.failure is not None:
                 raise
             self._fail(exc)
+
+    def _check_rejoined(self) -> None:
+        """A rejoining member (empty data dir at start) votes again once it holds, durably,
+        everything the leader had committed when it first heard from it, or once it leads
+        (only members with empty logs can have elected it: a cluster's first election)."""
+        core = self.core
+        target = core.rejoin_target
+        caught_up = target is not None and min(core.commit_index, core.persisted_index) >= target
+        if not (caught_up or core.role == Role.LEADER):
+            return
+        try:
+            os.remove(self._rejoin_mark)
+            self.archive.fs.sync_dir(self.config.data_dir)
+        except FileNotFoundError:
+            pass
+        core.rejoining, core.rejoin_target = False, None
+        self._fast_step = self._step_path.on_message
+        if target:                       # a first start (nothing committed yet) says nothing
+            self.log.info("caught up with the cluster (commit index %d, the leader's when this "
+                          "member started on an empty data dir): it votes again", target)
 
     def _close_sync_pipe(self) -> None:
         pipe, self._sync_pipe = self._sync_pipe, None

@@ -63,6 +63,9 @@ REFUSAL_COUNTERS: tuple = (
     ("module", "config_mismatches",
      "Term entries whose leader runs with other values of the settings every member must share "
      "(max_timers, reply_cache_messages, max_message_bytes ...; logged)"),
+    ("core", "votes_withheld_rejoining",
+     "Canvass and ballot requests refused while this member, started on an empty data dir, has "
+     "not caught up (a candidate with a non-empty log)"),
     ("core", "invalid_append_response",
      "AppendResponses no follower of this leader can send (a corrupt or buggy peer; dropped)"),
     ("core", "dropped_out_of_range",

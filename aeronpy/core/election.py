@@ -169,7 +169,8 @@ class Election:
         tag_ok = self._tag_matches(from_id, msg.ballot_tag)    # first: a mismatch is always told
         grant = (tag_ok and msg.proposed_term > core.term
                  and core.log_is_up_to_date(msg.last_log_term, msg.last_log_index)
-                 and not core.in_leader_lease(now_ns))
+                 and not core.in_leader_lease(now_ns)
+                 and not core.withholds_vote(msg.last_log_index))
         reply_term = msg.proposed_term if grant else core.term
         core.counters_add("canvass_granted" if grant else "canvass_refused")
         core.send(from_id, Vote(reply_term, grant, True))
@@ -179,7 +180,9 @@ class Election:
         core = self.core
         tag_ok = self._tag_matches(from_id, msg.ballot_tag)    # first: a mismatch is always told
         can_vote = core.voted_for == from_id or (core.voted_for == _config.NO_VOTE and core.leader_id is None)
-        grant = tag_ok and can_vote and core.log_is_up_to_date(msg.last_log_term, msg.last_log_index)
+        grant = (tag_ok and can_vote
+                 and core.log_is_up_to_date(msg.last_log_term, msg.last_log_index)
+                 and not core.withholds_vote(msg.last_log_index))
         if grant:
             core.record_vote(from_id)
             self.reset_timer(now_ns)

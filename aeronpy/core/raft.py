@@ -54,6 +54,14 @@ class RaftCore:
         # told (member id, its ballot tag) of each ballot or canvass refused for a tag that
         # differs from ours (CoreConfig.ballot_tag): a node says so loudly
         self.on_ballot_tag_mismatch = None
+        # Set by the driver for a member that started on an empty data dir (its log and its
+        # vote lost): it withholds its vote from any candidate with a non-empty log until it
+        # has caught up (withholds_vote). Otherwise its vote could elect a member whose log
+        # lacks entries committed with its own lost acknowledgements. rejoin_target: the
+        # leader's commit index in the first AppendEntries since; the driver clears both once
+        # commit_index reaches it, or once this member leads (only empty logs elected it).
+        self.rejoining = False
+        self.rejoin_target: int | None = None
         self.election = Election(self)
         self.leader_state: LeaderReplication | None = None
         # pending output
@@ -218,6 +226,15 @@ class RaftCore:
             self.leader_state.maybe_commit()   # our own log is durable further now
 
     # ================================================================ helpers for election/replication
+    def withholds_vote(self, candidate_last_index: int) -> bool:
+        """A rejoining member (``rejoining``) gives no vote or pre-vote to a candidate with a
+        non-empty log: the cluster has history this member no longer holds. A cluster's first
+        election (every log empty) is unaffected."""
+        if self.rejoining and candidate_last_index > 0:
+            self.counters_add("votes_withheld_rejoining")
+            return True
+        return False
+
     def counters_add(self, name: str, n: int = 1) -> None:
         counters = self.counters
         counters[name] = counters.get(name, 0) + n
@@ -326,6 +343,8 @@ def _on_append_entries(core: RaftCore, from_id: int, msg, now_ns: int) -> None:
         core.counters_add("dropped_second_leader_in_term")   # impossible unless safety broke
         return
     core._accept_leader(from_id, now_ns)
+    if core.rejoining and core.rejoin_target is None:
+        core.rejoin_target = msg.commit_index          # caught up once commit_index reaches it
     follower_on_append(core, from_id, msg)
 
 

@@ -14,24 +14,29 @@ def close_leader(nodes, caplog):
     return [r.getMessage() for r in caplog.records if "leadership" in r.getMessage()]
 
 
-def test_a_hand_over_to_a_live_follower_names_it(caplog):
-    with inproc_cluster(pump_with=lambda nodes: lambda: [n.do_work() for n in nodes]) as (nodes, pump, client):
-        import threading
-        leader = next(n for n in nodes if n.role == Role.LEADER)
-        stop = threading.Event()
+def close_leader_with_followers_running(nodes, caplog):
+    """close_leader while another thread runs the followers' duty cycles (so one takes over)."""
+    import threading
+    leader = next(n for n in nodes if n.role == Role.LEADER)
+    stop = threading.Event()
 
-        def followers():
-            while not stop.is_set():
-                for n in nodes:
-                    if n is not leader and not n.closed:
-                        n.do_work()
-        t = threading.Thread(target=followers, daemon=True)
-        t.start()
-        try:
-            lines = close_leader(nodes, caplog)
-        finally:
-            stop.set()
-            t.join(timeout=10)
+    def followers():
+        while not stop.is_set():
+            for n in nodes:
+                if n is not leader and not n.closed:
+                    n.do_work()
+    t = threading.Thread(target=followers, daemon=True)
+    t.start()
+    try:
+        return close_leader(nodes, caplog)
+    finally:
+        stop.set()
+        t.join(timeout=10)
+
+
+def test_a_hand_over_to_a_live_follower_names_it(caplog):
+    with inproc_cluster() as (nodes, pump, client):
+        lines = close_leader_with_followers_running(nodes, caplog)
         assert any("leadership handed over to member" in line for line in lines), lines
         assert not any("leader None" in line for line in lines), lines
 
@@ -47,22 +52,7 @@ def test_the_line_names_the_term_the_node_led(caplog):
     """'handed over leadership of term 2' came from the leader of term 1: the line named the
     term the node had moved to (found by an operator walkthrough)."""
     with inproc_cluster() as (nodes, pump, client):
-        import threading
-        leader = next(n for n in nodes if n.role == Role.LEADER)
-        led = leader.core.term
-        stop = threading.Event()
-
-        def followers():
-            while not stop.is_set():
-                for n in nodes:
-                    if n is not leader and not n.closed:
-                        n.do_work()
-        t = threading.Thread(target=followers, daemon=True)
-        t.start()
-        try:
-            lines = close_leader(nodes, caplog)
-        finally:
-            stop.set()
-            t.join(timeout=10)
+        led = next(n for n in nodes if n.role == Role.LEADER).core.term
+        lines = close_leader_with_followers_running(nodes, caplog)
         [line] = [line for line in lines if "handed over leadership of term" in line]
         assert line.startswith(f"handed over leadership of term {led}: now FOLLOWER in term "), line

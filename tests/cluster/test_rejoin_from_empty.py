@@ -79,6 +79,17 @@ def add(members, ids, count):
         client.close()
 
 
+def started_with_five_increments(members):
+    """All three started (a first election: every log empty) and 5 increments acknowledged;
+    (the leader, a follower)."""
+    for i in range(3):
+        members.start(i)
+    assert members.pump(10, until=lambda: members.leader() is not None)
+    add(members, [0, 1, 2], 5)
+    leader = members.leader()
+    return leader, next(i for i in range(3) if i != leader)
+
+
 def applied(node):
     return node.module.container.services[0].applied
 
@@ -86,12 +97,7 @@ def applied(node):
 def test_an_emptied_member_does_not_elect_an_older_log(tmp_path):
     members = Members(tmp_path)
     try:
-        for i in range(3):
-            members.start(i)
-        assert members.pump(10, until=lambda: members.leader() is not None)
-        add(members, [0, 1, 2], 5)
-        leader = members.leader()
-        follower = next(i for i in range(3) if i != leader)
+        leader, follower = started_with_five_increments(members)
         stale = 3 - leader - follower
         members.stop(stale)                               # the stale member misses what follows
         add(members, [leader, follower], 20)              # acknowledged by leader + follower
@@ -123,12 +129,7 @@ def test_a_new_cluster_still_elects_and_an_emptied_member_rejoins(tmp_path):
     emptied while both others run catches up and votes again."""
     members = Members(tmp_path)
     try:
-        for i in range(3):
-            members.start(i)
-        assert members.pump(10, until=lambda: members.leader() is not None)
-        add(members, [0, 1, 2], 5)
-        leader = members.leader()
-        follower = next(i for i in range(3) if i != leader)
+        leader, follower = started_with_five_increments(members)
         members.stop(follower)
         shutil.rmtree(members.data_dir(follower))
         members.start(follower)

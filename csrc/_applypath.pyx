@@ -416,11 +416,13 @@ cdef class ReplyPath:
             seqs = self.dropped_replies[s.session_id] = set()
         seqs.add(seq)
         if len(seqs) > len(s.replies):
-            _keep_answerable(seqs, s.replies)
+            keep_answerable(seqs, s.replies)
 
 
-cdef inline void _keep_answerable(set seqs, dict replies) except *:
-    """Drop from ``seqs`` those the reply cache holds no reply for (left it, or none kept)."""
+def keep_answerable(set seqs, dict replies):
+    """Drop from ``seqs`` those the reply cache holds no reply for (left it, or none kept):
+    the one pruning of the leader's egress-hold records (module._ack_below_dropped,
+    leader._answer_applied)."""
     for seq in [q for q in seqs if not replies.get(q)]:
         seqs.discard(seq)
 

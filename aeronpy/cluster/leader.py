@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
+from aeronpy._applypath import keep_answerable
 from aeronpy.cluster import entries as E
 from aeronpy.cluster import protocol as P
 from aeronpy.cluster.sessions import SessionState
@@ -222,8 +223,7 @@ class LeaderDuties:
                         resent = self._resent_queued[session_id] = set()
                     resent.add(seq)
                     if len(resent) > len(s.replies):     # bounded by the reply cache
-                        for q in [q for q in resent if not s.replies.get(q)]:
-                            resent.discard(q)
+                        keep_answerable(resent, s.replies)
                 if dropped is not None and seq in dropped:
                     dropped.discard(seq)              # answered at last: let the acks move on
                     if not dropped:

@@ -25,7 +25,7 @@ import enum
 from collections import Counter, OrderedDict
 from typing import Any, BinaryIO, Callable, Optional, Sequence
 
-from aeronpy._applypath import apply_session_run
+from aeronpy._applypath import apply_session_run, keep_answerable
 from aeronpy._codec import encode_egress_message as _encode_egress_message
 from aeronpy._ingress import IngressPath
 from aeronpy.cluster import entries as E
@@ -726,7 +726,8 @@ class ConsensusModule(LeaderDuties):
                 if not put(client_ref(s.response_endpoint),
                            P.SessionAck(session_id, self._leadership_term, ack_seq)):
                     # the client's queue is full: an ack is cumulative, so it is not dropped
-                    # but tried again (at most every 1 ms); dropped, the replies held back
+                    # but tried again (_retry_acks: after 1 ms, backing off to 64 ms while
+                    # every such queue stays full); dropped, the replies held back
                     # behind it (and the client's window) waited for the next message
                     if not self._ack_retry:
                         self._ack_retry_ns = self._now_ns
@@ -780,9 +781,7 @@ class ConsensusModule(LeaderDuties):
         and its reply from the cache is queued (_answer_applied). A seq that left the reply
         cache can no longer be answered, so it stops holding the acks."""
         seqs = dropped[s.session_id]
-        replies = s.replies
-        for seq in [q for q in seqs if not replies.get(q)]:
-            seqs.discard(seq)
+        keep_answerable(seqs, s.replies)
         if not seqs:
             del dropped[s.session_id]
             return ack_seq

@@ -817,10 +817,9 @@ class ClusterNode:
         everything the leader had committed when it first heard from it, or once it leads
         (only members with empty logs can have elected it: a cluster's first election)."""
         core = self.core
-        target = core.rejoin_target
-        caught_up = target is not None and min(core.commit_index, core.persisted_index) >= target
-        if not (caught_up or core.role == Role.LEADER):
+        if not core.rejoin_caught_up():
             return
+        target = core.rejoin_target
         try:
             os.remove(self._rejoin_mark)
             self.archive.fs.sync_dir(self.config.data_dir)

@@ -66,6 +66,9 @@ REFUSAL_COUNTERS: tuple = (
     ("core", "votes_withheld_rejoining",
      "Canvass and ballot requests refused while this member, started on an empty data dir, has "
      "not caught up (a candidate with a non-empty log)"),
+    ("core", "campaigns_withheld_rejoining",
+     "Elections this member did not stand in (timeouts and leadership transfers) while, started "
+     "on an empty data dir, it holds part of the log and has not caught up"),
     ("core", "invalid_append_response",
      "AppendResponses no follower of this leader can send (a corrupt or buggy peer; dropped)"),
     ("core", "dropped_out_of_range",

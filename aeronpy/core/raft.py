@@ -94,6 +94,8 @@ class RaftCore:
         if leader_state is not None:
             if now_ns < leader_state.tick_due_ns or leader_state.on_tick(now_ns):
                 return
+        if self.rejoining and self._withholds_campaign(now_ns):
+            return
         self.election.on_tick(now_ns)
 
     def step(self, from_id: int, msg, now_ns: int) -> None:
@@ -234,6 +236,29 @@ class RaftCore:
             self.counters_add("votes_withheld_rejoining")
             return True
         return False
+
+    def rejoin_caught_up(self) -> bool:
+        """The rule that lifts the rejoining mark, asked by every driver (ClusterNode and the
+        simulator) after each cycle: this member holds, durably and as committed, everything
+        the leader had committed at its first AppendEntries since the start (rejoin_target),
+        or it leads (only members with empty logs can have elected it: a first start)."""
+        if self.role == Role.LEADER:
+            return True
+        target = self.rejoin_target
+        return target is not None and min(self.commit_index, self.persisted_index) >= target
+
+    def _withholds_campaign(self, now_ns: int) -> bool:
+        """A rejoining member with a non-empty log does not stand for election: its own vote
+        is the vote it withholds from others (a partial copy of the leader's log won with it
+        and the vote of a member that lagged behind both, losing what it had acknowledged
+        before its disk was emptied). With an empty log (a first start) it stands as ever."""
+        election = self.election
+        if self.log.last_index == 0 or election.state != ElectionState.FOLLOWER_READY \
+                or election.deadline_ns is None or now_ns < election.deadline_ns:
+            return False
+        self.counters_add("campaigns_withheld_rejoining")
+        election.reset_timer(now_ns)
+        return True
 
     def counters_add(self, name: str, n: int = 1) -> None:
         counters = self.counters
@@ -376,6 +401,9 @@ def _on_vote(core: RaftCore, from_id: int, msg, now_ns: int) -> None:
 
 def _on_timeout_now(core: RaftCore, from_id: int, msg, now_ns: int) -> None:
     if core.role == Role.LEADER or not core.is_voter:
+        return
+    if core.rejoining and core.log.last_index > 0:        # as _withholds_campaign
+        core.counters_add("campaigns_withheld_rejoining")
         return
     core.counters_add("timeout_now_received")
     core.election.start_campaign(now_ns, "leadership transferred to us", transfer=True)

@@ -8,7 +8,8 @@ Each check costs O(new entries) or O(members), so the swarm can afford them ever
 - state machine safety: what a member applies at an index is the committed entry there;
 - terms never decrease, across restarts too; at most one vote per member per term, across
   restarts too;
-- the highest committed entry is durable on a quorum (per each member's file_sync policy);
+- the highest committed entry is durable on a quorum (per each member's file_sync policy; a
+  wiped member's old disk counts for what it held);
 - a leader advances its commit index only to an entry of its own term (figure 8);
 - service level (through the real ``ConsensusModule``): every member makes the same service
   calls (callback, session, cluster time, payload) at each log index, restarted members
@@ -45,9 +46,12 @@ class InvariantChecker:
         self.leader_of_term: dict = {}
         self.max_term: dict = {}
         self.votes: dict = {}                   # (member, term) -> candidate
+        self.votes_forgotten: dict = {}         # the same, cast before the member's disk was wiped
+        self.votes_again_after_wipe = 0         # votes in a term a wiped member had voted in
         self.entries: dict = {}                 # (index, term) -> (prev_term, type, payload hash)
         self.committed: list = [(0, None)]      # committed[i] = (term, payload hash); [0] unused
         self.member_commit: dict = {}           # member -> commit index checked (this incarnation)
+        self.wiped_disks: dict = {}             # member -> its disk before its last wipe
         self.service_calls_at: dict = {}        # index -> the service calls applying it makes
         self.session_messages_delivered = 0
         self.checks = 0
@@ -78,10 +82,19 @@ class InvariantChecker:
         self.member_commit[m] = core.commit_index
         self._watch_services(member)
 
-    def on_wiped(self, member_id: int) -> None:
-        """The member's disk was replaced by an empty one (an operator's action)."""
+    def on_wiped(self, member_id: int, old_disk=None) -> None:
+        """The member's disk was replaced by an empty one (an operator's action). What the old
+        disk held still counts as durable on it (the operator took that copy, and a leader may
+        still count the acknowledgement it gave): losing such an entry shows as leader
+        completeness or a commit that changes, not here."""
         self.max_term.pop(member_id, None)
         self.member_commit.pop(member_id, None)
+        if old_disk is not None:
+            self.wiped_disks[member_id] = old_disk
+        # its votes went with its disk: it may vote again in a term it voted in (a candidate
+        # that counts both votes shows as two leaders of a term: election safety)
+        for key in [k for k in self.votes if k[0] == member_id]:
+            self.votes_forgotten[key] = self.votes.pop(key)
 
     def before_truncate(self, member, index: int) -> None:
         if not self.enabled:
@@ -120,6 +133,9 @@ class InvariantChecker:
             self._record_vote(member.member_id, msg.term, member.member_id)
 
     def _record_vote(self, voter: int, term: int, candidate: int) -> None:
+        if self.votes_forgotten and (voter, term) not in self.votes \
+                and self.votes_forgotten.get((voter, term), candidate) != candidate:
+            self.votes_again_after_wipe += 1
         known = self.votes.setdefault((voter, term), candidate)
         if known != candidate:
             self.fail(f"member {voter} voted twice in term {term}: for {known} and for {candidate}")
@@ -201,7 +217,9 @@ class InvariantChecker:
         if commit == 0:
             return
         term = self.committed[commit][0]
-        holders = sum(1 for s in self._storages.values() if s.durably_holds(commit, term))
+        wiped = self.wiped_disks
+        holders = sum(1 for m, s in self._storages.items()
+                      if s.durably_holds(commit, term) or (wiped and m in wiped and wiped[m].durably_holds(commit, term)))
         if holders < self._quorum:
             self.fail(f"committed entry {commit} (term {term}) is durable on only {holders} members, "
                       f"fewer than a quorum of {self._quorum}")

@@ -9,8 +9,14 @@ recovered hard state, log and commit index, the recovered snapshot restored by t
 snapshot machinery (``SimNodeSnapshots``), ``module.start``, and the committed entries
 replayed into the services before the member joins. Snapshots, compaction and install-snapshot
 run through the same ``NodeSnapshots`` hooks as the node's (aeronpy/testing/sim_snapshots.py).
+
+The rejoining mark too: a member started on an empty disk (a first start, or after
+``SimCluster.wipe``) is ``RaftCore.rejoining``, marked on its ``SimDisk`` (the node's
+``rejoining`` file) until ``RaftCore.rejoin_caught_up()``, checked after every duty cycle.
 """
 from __future__ import annotations
+
+import contextlib
 
 from aeronpy._codec import encode as _encode
 from aeronpy._steppath import StepPath
@@ -23,6 +29,24 @@ from aeronpy.testing.sim_snapshots import SimNodeSnapshots, SimSnapshotOptions
 
 _FAST_KINDS = (AppendEntries, AppendResponse)    # what aeronpy._steppath may take
 READY_ROUNDS_MAX = 16   # a Ready can enable another (commit after persist); never loop forever
+
+REJOIN_BUGS = ("rejoin_mark_off",)
+"""Negative control of the rejoining mark (switched on by tests and the swarm's ``--bug``
+only): a member started on an empty disk is never marked, as before the mark existed."""
+_REJOIN_BUGS: set = set()
+
+
+@contextlib.contextmanager
+def rejoin_bugs(names):
+    """Switch the named REJOIN_BUGS on for the duration (the swarm's --bug)."""
+    saved = set(_REJOIN_BUGS)
+    _REJOIN_BUGS.clear()
+    _REJOIN_BUGS.update(names)
+    try:
+        yield
+    finally:
+        _REJOIN_BUGS.clear()
+        _REJOIN_BUGS.update(saved)
 
 
 class MemberStopped(Exception):
@@ -64,7 +88,15 @@ class SimMember:
             lambda error: checker.fail(f"member {member_id}: {error}"))
         self.module.config_mismatch_listeners.append(
             lambda error: checker.fail(f"member {member_id}: {error}"))
-        self._fast_step = StepPath(self.core).on_message if sim.fast_step_path else None
+        # as ClusterNode: an empty disk (no log, no snapshot) or a kept mark: rejoining
+        if "rejoin_mark_off" not in _REJOIN_BUGS and \
+                ((recovered.log.last_index == 0 and recovered.snapshot is None) or disk.rejoin_mark):
+            disk.rejoin_mark = True
+            self.core.rejoining = True
+        self._step_path = StepPath(self.core).on_message if sim.fast_step_path else None
+        # while rejoining every AppendEntries goes through RaftCore.step, which notes the
+        # leader's commit index to catch up to (the compiled path would skip that), as the node
+        self._fast_step = None if self.core.rejoining else self._step_path
         checker.on_start(self)
         # as ClusterNode: the snapshot machinery, the recovered snapshot, on_start, replay
         self.snapshots = SimNodeSnapshots(self, snapshot_options or SimSnapshotOptions(), jobs,
@@ -147,8 +179,20 @@ class SimMember:
             self.process(now_ns)
         except ServiceError as exc:
             raise MemberStopped(str(exc)) from exc
+        if self.core.rejoining:
+            self._check_rejoined()
         self.module.drain_egress(self._send_egress)
         self._checker.after_event(self)
+
+    def _check_rejoined(self) -> None:
+        """As ClusterNode._check_rejoined: the core's rule lifts the mark, on disk first."""
+        core = self.core
+        if not core.rejoin_caught_up():
+            return
+        self.disk.rejoin_mark = False
+        core.rejoining, core.rejoin_target = False, None
+        self._fast_step = self._step_path
+        self._sim.rejoins_completed += 1
 
     def _send_messages(self, rd) -> None:
         send = self._sim.send_member

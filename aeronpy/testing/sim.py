@@ -94,6 +94,7 @@ class SimCluster:
         # compiled path (aeronpy._steppath), as ClusterNode does; False: RaftCore.step for all
         self.fast_step_path = fast_step_path
         self.fast_steps = [0, 0]                 # AppendResponses, AppendEntries that path took
+        self.rejoins_completed = 0               # rejoining marks lifted (first starts included)
         self.now_ns = 0
         self.events = 0
         self._seq = 0
@@ -234,13 +235,19 @@ class SimCluster:
     def wipe(self, member: int) -> None:
         """Operator action on a stopped member: its data dir deleted (the documented way out
         of a damaged disk); the next `restart` starts it empty. The checker forgets its term
-        and commit (a new history), not the votes it cast."""
+        and commit (a new history) and the votes it cast (lost with the disk: what a second
+        vote in a term could break is election safety, checked as ever)."""
         if self.members[member] is not None:
             raise ValueError(f"member {member} is running; crash it first")
         old = self.disks[member]
         self.disks[member] = SimDisk(member, old.file_sync, old.segment_bytes)
-        self.checker.on_wiped(member)
+        self.checker.on_wiped(member, old)
         self._note("wipe", member)
+
+    def rejoining(self, member: int) -> bool:
+        """That member's disk carries the rejoining mark (it started on an empty disk and has
+        not caught up since; kept while it is down)."""
+        return self.disks[member].rejoin_mark
 
     def restart(self, member: int) -> None:
         if self.members[member] is not None:

@@ -42,6 +42,9 @@ class SimDisk:
         self.data_dir = f"/member-{member_id}"
         self.archive = None
         self.recoveries = 0
+        # the node's DATA_DIR/rejoining file (written and synced before the member may vote):
+        # survives crashes and power failures; only a wipe (a new SimDisk) loses it
+        self.rejoin_mark = False
         self._recovered = None
         self._base = 0
         self._terms = array("q")           # term of index base+1+i as handed to the archive

@@ -28,6 +28,15 @@ Each window counts in the faults as run or skipped (no leader, too few members u
 up); the fault phase is lengthened by the time the windows take, so the random faults keep
 theirs. ``targeted_windows=False`` leaves both out, so a seed runs as it did before they
 existed.
+
+``wipes=True`` (``--wipes``; off by default, so every seed keeps its course) adds data-dir
+wipes: now and then a member is stopped, its disk replaced by an empty one (``SimCluster.wipe``)
+and started again, only while ``_wipe_allowed`` holds (the rejoining mark's precondition,
+written there), and a third window, ``wipe_window``: the operator walkthrough of
+docs/operations.md ("Replacing a member's data dir"): an entry committed by a bare quorum
+only, that quorum stopped, one of its members wiped and started with the stale rest. The
+``rejoin_mark_off`` negative control (no mark) lets a stale member win with the wiped
+member's vote and lose the entry.
 """
 from __future__ import annotations
 
@@ -43,6 +52,7 @@ from aeronpy.core.quorum import quorum_size
 from aeronpy.errors import ClusterClosedError, ClusterTimeoutError, NotConnectedError
 from aeronpy.service import ClusteredService, Role
 from aeronpy.testing.invariants import InvariantViolation
+from aeronpy.testing.member import REJOIN_BUGS, rejoin_bugs
 from aeronpy.testing.sim import SimCluster
 from aeronpy.testing.sim_snapshots import SNAPSHOT_BUGS, snapshot_bugs
 
@@ -58,6 +68,8 @@ WINDOW_SETTLE_MS = 1000        # a window waits up to this long for a leader wit
 VOTE_WINDOW_MS = 250           # voters stay armed to crash after voting at most this long
 ACK_WINDOW_MS = 250            # a follower stays armed to crash inside its next write at most this long
 _PLAIN_ENTRY = 15              # an entry type of the core's range: replicated, skipped by the services
+WIPE_CHANCE = 0.05             # with wipes: per fault step, the chance of a wipe (if allowed)
+WIPE_WINDOW_MS = 1500          # the wiped member and the stale ones alone this long
 
 
 class RecordingService(ClusteredService):
@@ -162,14 +174,16 @@ class SeedResult:
         return f"SeedResult(seed={self.seed}, ok={self.ok}, events={self.events}, error={self.error[:200]!r})"
 
 
-def replay_command(seed: int, bugs=()) -> str:
+def replay_command(seed: int, bugs=(), wipes: bool | str = False) -> str:
     extra = "".join(f" --bug {b}" for b in sorted(bugs))
+    if wipes:
+        extra += " --wipes" if wipes is True or wipes == "in_step" else f" --wipes {wipes}"
     return f"python -m aeronpy.testing.swarm --seed {seed}{extra}"
 
 
 def run_seed(seed: int, fault_phase_ms: float = FAULT_PHASE_MS, liveness_within_ms: float = LIVENESS_WITHIN_MS,
              bugs=(), mid_ready_crashes: bool = True, fast_step_path: bool = True,
-             targeted_windows: bool = True) -> SeedResult:
+             targeted_windows: bool = True, wipes: bool | str = False) -> SeedResult:
     """One swarm run; never raises for a cluster failure (the result says what broke).
 
     ``mid_ready_crashes=False`` leaves out the crash_mid_ready fault and its random draw, so a
@@ -177,17 +191,20 @@ def run_seed(seed: int, fault_phase_ms: float = FAULT_PHASE_MS, liveness_within_
     ``targeted_windows=False`` leaves out the ack and vote windows (module docstring), so a
     seed runs as it did before they existed.
     ``fast_step_path=False`` steps every message through ``RaftCore.step`` (the differential
-    test of aeronpy._steppath compares the two runs' traces)."""
-    unknown = set(bugs) - core_config.KNOWN_BUGS - set(SNAPSHOT_BUGS)
+    test of aeronpy._steppath compares the two runs' traces).
+    ``wipes=True`` (or ``"in_step"``) adds data-dir wipes under the documented precondition
+    and the wipe window; ``"non_empty"`` wipes under a weaker one (``_wipe_allowed``)."""
+    unknown = set(bugs) - core_config.KNOWN_BUGS - set(SNAPSHOT_BUGS) - set(REJOIN_BUGS)
     if unknown:
         raise ValueError(f"unknown bug switch(es): {sorted(unknown)}")
     saved = set(core_config._BUGS)
     core_config._BUGS.clear()
     core_config._BUGS.update(b for b in bugs if b in core_config.KNOWN_BUGS)
     try:
-        with snapshot_bugs([b for b in bugs if b in SNAPSHOT_BUGS]):
+        with snapshot_bugs([b for b in bugs if b in SNAPSHOT_BUGS]), \
+                rejoin_bugs([b for b in bugs if b in REJOIN_BUGS]):
             return _run_seed(seed, fault_phase_ms, liveness_within_ms, mid_ready_crashes, fast_step_path,
-                             targeted_windows)
+                             targeted_windows, wipes)
     finally:
         core_config._BUGS.clear()
         core_config._BUGS.update(saved)
@@ -245,7 +262,7 @@ class Traffic:
 
 def _run_seed(seed: int, fault_phase_ms: float, liveness_within_ms: float,
               mid_ready_crashes: bool = True, fast_step_path: bool = True,
-              targeted_windows: bool = True) -> SeedResult:
+              targeted_windows: bool = True, wipes: bool | str = False) -> SeedResult:
     plan = random.Random(f"swarm-plan-{seed}")
     members = plan.choice((3, 3, 3, 5, 5))
     file_sync = plan.choice(("data", "full", "none"))
@@ -270,14 +287,24 @@ def _run_seed(seed: int, fault_phase_ms: float, liveness_within_ms: float,
     if targeted_windows:
         faults.update({"ack_window": 0, "ack_window_skipped": 0, "vote_window": 0, "vote_window_skipped": 0})
         windows = random.Random(f"swarm-windows-{seed}")   # apart: the plan's draws stay as they were
-    result = _drive(seed, sim, plan, faults, members, fault_phase_ms, liveness_within_ms, windows)
+    wiper = None
+    if wipes:
+        wipes = "in_step" if wipes is True else wipes
+        if wipes not in WIPE_PRECONDITIONS:
+            raise ValueError(f"wipes: expected True or one of {WIPE_PRECONDITIONS}, got {wipes!r}")
+        faults.update({"wipes": wipes, "wipe": 0, "wipe_refused": 0})
+        if targeted_windows:
+            faults.update({"wipe_window": 0, "wipe_window_skipped": 0})
+        wiper = random.Random(f"swarm-wipes-{seed}")         # apart too
+    result = _drive(seed, sim, plan, faults, members, fault_phase_ms, liveness_within_ms, windows, wiper)
     result.trace = sim.trace_hash()
     result.fast_steps = tuple(sim.fast_steps)
     return result
 
 
 def _drive(seed: int, sim: SimCluster, plan: random.Random, faults: dict, members: int,
-           fault_phase_ms: float, liveness_within_ms: float, windows: random.Random | None = None) -> SeedResult:
+           fault_phase_ms: float, liveness_within_ms: float, windows: random.Random | None = None,
+           wiper: random.Random | None = None) -> SeedResult:
     """The run itself: faults, then healing and the final checks; never raises."""
     try:
         traffic = Traffic(sim.client())
@@ -285,14 +312,19 @@ def _drive(seed: int, sim: SimCluster, plan: random.Random, faults: dict, member
         end_ns = fault_phase_ms * 1_000_000
         due = []                          # (start ns, window), soonest first
         if windows is not None:
-            due = sorted((windows.uniform(*WINDOW_PHASE) * end_ns, name) for name in _WINDOWS)
+            names = list(_WINDOWS) + (["wipe_window"] if wiper is not None else [])
+            due = sorted((windows.uniform(*WINDOW_PHASE) * end_ns, name) for name in names)
         while sim.now_ns < end_ns:
             sim.run_for(plan.uniform(*STEP_MS))
             _random_action(sim, plan, traffic, faults)
+            if wiper is not None and wiper.random() < WIPE_CHANCE:
+                started = sim.now_ns
+                _random_wipe(sim, wiper, faults, faults["wipes"])
+                end_ns += sim.now_ns - started
             traffic.poll()
             while due and sim.now_ns >= due[0][0]:
                 started = sim.now_ns
-                _WINDOWS[due.pop(0)[1]](sim, windows, traffic, faults)
+                _ALL_WINDOWS[due.pop(0)[1]](sim, windows, traffic, faults)
                 traffic.poll()
                 end_ns += sim.now_ns - started    # the random faults keep their whole phase
         # ---- liveness: heal everything, then the cluster must converge
@@ -315,6 +347,9 @@ def _drive(seed: int, sim: SimCluster, plan: random.Random, faults: dict, member
         faults.update(sim.snapshot_totals)
         faults["crashed_mid_ready"] = sim.crashed_mid_ready
         faults["crashed_after_vote"] = sim.crashed_after_vote
+        if wiper is not None:
+            faults["rejoins_completed"] = sim.rejoins_completed
+            faults["votes_again_after_wipe"] = sim.checker.votes_again_after_wipe
         problem = _final_problem(sim, traffic)
         if problem:
             return SeedResult(seed, False, f"{sim.describe()}: {problem}", sim.events, faults, sim.now_ns / 1e6)
@@ -326,7 +361,7 @@ def _drive(seed: int, sim: SimCluster, plan: random.Random, faults: dict, member
                           sim.now_ns / 1e6)
 
 
-_SETTINGS = ("members", "max_append_bytes", "snapshot_log_bytes", "snapshots_to_keep")   # not counts
+_SETTINGS = ("members", "max_append_bytes", "snapshot_log_bytes", "snapshots_to_keep", "wipes")   # not counts
 
 
 def _final_problem(sim: SimCluster, traffic: Traffic) -> str:
@@ -541,7 +576,117 @@ def _vote_window(sim: SimCluster, rng: random.Random, traffic: Traffic, faults: 
         sim.heal()
 
 
+# ------------------------------------------------------------------ data-dir wipes
+WIPE_PRECONDITIONS = ("in_step", "non_empty")
+
+
+def _wipe_allowed(sim: SimCluster, victim: int, precondition: str = "in_step") -> bool:
+    """When one wipe is safe with the rejoining mark.
+
+    The wipe takes the victim's copies and its term and votes. Raft's up-to-date lemma needs
+    every election's quorum to meet every commit's quorum in a member that still holds the
+    entry. While the victim withholds its vote (and, since the fix found here, its own
+    candidacy), an election needs a quorum of the *others*, which meets any commit quorum
+    minus the victim ((n+1)/2 + (n-1)/2 > n-1). That needs ``non_empty``: no other member
+    marked, every other log or snapshot non-empty (two empty members elect each other).
+    It is not enough: the victim's term is gone too, so the first leader it hears may be a
+    deposed one, which it follows in the old term and helps commit there, or whose commit
+    index lifts the mark early (the wipe window hit it on seeds 320, 732, 1268, 1611, 2276,
+    2684 before it waited for stale leaders to step down, and ``--wipes non_empty`` on seeds
+    2661 and 3298 of 0..3999; tests/sim/test_rejoin_mark_sim.py has it deterministic). ``in_step`` is the documented guarantee and closes
+    that: every member up and in step with one leader (term, log end and commit; nothing
+    uncommitted), so no deposed leader exists and every other member holds all the victim
+    held; later faults (crashes, partitions, power failures) are the random ones."""
+    n = sim.member_count
+    if any(sim.rejoining(m) for m in range(n)):
+        return False
+    if precondition == "non_empty":
+        return all(sim.disks[m].written_index or sim.disks[m].snapshot_index for m in range(n) if m != victim)
+    leader = sim.leader()
+    if leader is None:
+        return False
+    lead = sim.core(leader)
+    last = lead.log.last_index
+    if lead.commit_index != last:
+        return False
+    for m in range(n):
+        core = sim.core(m)
+        if core is None or core.term != lead.term or core.leader_id != leader \
+                or core.log.last_index != last or core.commit_index != last:
+            return False
+    return True
+
+
+def _random_wipe(sim: SimCluster, rng: random.Random, faults: dict, precondition: str) -> None:
+    """The operator's replacement of a lost disk: stop the member, empty its data dir,
+    start it (docs/operations.md). ``in_step`` waits (as an operator would, network healed,
+    members up) until the cluster is in step; ``non_empty`` wipes at once if allowed."""
+    victim = rng.randrange(sim.member_count)
+    if precondition == "in_step":
+        with _Window(sim, faults):
+            if not sim.run_until(lambda: _wipe_allowed(sim, victim), WINDOW_SETTLE_MS):
+                faults["wipe_refused"] += 1
+                return
+            _wipe(sim, victim, faults)
+        return
+    if not _wipe_allowed(sim, victim, precondition):
+        faults["wipe_refused"] += 1
+        return
+    _wipe(sim, victim, faults)
+
+
+def _wipe(sim: SimCluster, victim: int, faults: dict) -> None:
+    if sim.alive(victim):
+        sim.crash(victim)
+    sim.wipe(victim)
+    sim.restart(victim)
+    faults["wipe"] += 1
+
+
+def _wipe_window(sim: SimCluster, rng: random.Random, traffic: Traffic, faults: dict) -> None:
+    """The walkthrough: a leader and just enough caught-up followers for a quorum, cut off
+    from the rest; an entry committed by them alone; then they stop, one of them is wiped and
+    started again with the stale members only (a quorum with it). Its vote must not elect a
+    stale member, which lacks the entry: no leader until the others come back."""
+    n = sim.member_count
+    need = quorum_size(n) - 1
+    with _Window(sim, faults):
+        if not sim.run_until(lambda: len(_caught_up_followers(sim)) >= need
+                             and not any(sim.rejoining(m) for m in range(n)), WINDOW_SETTLE_MS):
+            faults["wipe_window_skipped"] += 1
+            return
+        leader = sim.leader()
+        chosen = rng.sample(_caught_up_followers(sim), need)
+        victim = chosen[0]
+        group = {leader, *chosen}
+        stale = set(range(n)) - group
+        sim.partition(group, stale)
+        lead = sim.core(leader)
+        index = sim.propose(leader, _PLAIN_ENTRY, b"wipe-window")
+        if not index or not sim.run_until(lambda: lead.commit_index >= index
+                                          and sim.core(victim).commit_index >= index, 200.0) \
+                or not _wipe_allowed(sim, victim, "non_empty"):
+            faults["wipe_window_skipped"] += 1
+            return
+        # a stale member that still thinks it leads is the race the mark does not cover (a
+        # deposed leader heard first: _wipe_allowed); check-quorum steps it down meanwhile
+        if not sim.run_until(lambda: all(sim.core(m).role != Role.LEADER for m in stale), WINDOW_SETTLE_MS):
+            faults["wipe_window_skipped"] += 1
+            return
+        for m in sorted(group):
+            sim.crash(m)
+        sim.wipe(victim)
+        sim.restart(victim)
+        sim.heal()
+        faults["wipe_window"] += 1
+        sim.run_for(WIPE_WINDOW_MS)          # without the mark a stale member leads by now
+        for m in sorted(group - {victim}):
+            sim.restart(m)
+        faults["restart"] += len(group) - 1
+
+
 _WINDOWS = {"ack_window": _ack_window, "vote_window": _vote_window}
+_ALL_WINDOWS = {**_WINDOWS, "wipe_window": _wipe_window}
 
 
 def _converged(sim: SimCluster, client) -> bool:
@@ -566,15 +711,16 @@ def _state(sim: SimCluster) -> str:
     return "; ".join(repr(sim.core(m)) if sim.alive(m) else f"member {m} down" for m in range(sim.member_count))
 
 
-def run_swarm(seeds, bugs=(), fault_phase_ms: float = FAULT_PHASE_MS, out=None) -> list:
+def run_swarm(seeds, bugs=(), fault_phase_ms: float = FAULT_PHASE_MS, out=None, wipes: bool | str = False) -> list:
     """Run the given seeds; returns the failing results (printing each with its replay command)."""
     failures = []
     for seed in seeds:
-        result = run_seed(seed, fault_phase_ms=fault_phase_ms, bugs=bugs)
+        result = run_seed(seed, fault_phase_ms=fault_phase_ms, bugs=bugs, wipes=wipes)
         if not result.ok:
             failures.append(result)
             if out is not None:
-                print(f"FAIL seed {seed}: {result.error}\n  replay: {replay_command(seed, bugs)}", file=out)
+                print(f"FAIL seed {seed}: {result.error}\n  replay: {replay_command(seed, bugs, wipes)}",
+                      file=out)
     return failures
 
 
@@ -584,9 +730,12 @@ def main(argv=None) -> int:
     parser.add_argument("--start", type=int, default=0, help="first seed")
     parser.add_argument("--seed", type=int, default=None, help="run (replay) this one seed only")
     parser.add_argument("--bug", action="append", default=[],
-                        choices=sorted(core_config.KNOWN_BUGS | set(SNAPSHOT_BUGS)),
+                        choices=sorted(core_config.KNOWN_BUGS | set(SNAPSHOT_BUGS) | set(REJOIN_BUGS)),
                         help="switch on a deliberate bug (negative control)")
     parser.add_argument("--fault-ms", type=float, default=FAULT_PHASE_MS, help="simulated ms of the fault phase")
+    parser.add_argument("--wipes", nargs="?", const="in_step", default=False, choices=WIPE_PRECONDITIONS,
+                        help="also wipe members' data dirs (the rejoining mark's faults; off by default), "
+                             "under the documented precondition (in_step) or a weaker one (non_empty)")
     args = parser.parse_args(argv)
     seeds = [args.seed] if args.seed is not None else range(args.start, args.start + args.seeds)
     started = time.perf_counter()
@@ -595,7 +744,7 @@ def main(argv=None) -> int:
     count = 0
     totals: dict = {}
     for seed in seeds:
-        result = run_seed(seed, fault_phase_ms=args.fault_ms, bugs=args.bug)
+        result = run_seed(seed, fault_phase_ms=args.fault_ms, bugs=args.bug, wipes=args.wipes)
         count += 1
         events += result.events
         for key, value in result.faults.items():
@@ -604,7 +753,7 @@ def main(argv=None) -> int:
         if not result.ok:
             failures.append(result)
             print(f"FAIL seed {seed}: {result.error}\n  faults: {result.faults}\n"
-                  f"  replay: {replay_command(seed, args.bug)}", flush=True)
+                  f"  replay: {replay_command(seed, args.bug, args.wipes)}", flush=True)
         elif args.seed is not None:
             print(f"ok seed {seed}: {result.events} events, {result.sim_ms:.0f} simulated ms, "
                   f"{result.entries} entries committed, faults {result.faults}")

@@ -15,6 +15,7 @@ What "durable" means per policy (docs/archive-format.md has the full story):
 from __future__ import annotations
 
 import errno as errno_codes
+import logging
 import time
 import warnings
 from dataclasses import dataclass
@@ -24,7 +25,7 @@ from .durable_marker import DurableMarker
 from .errors import ArchiveCorruptError, ArchiveIOError, DataDirError
 from .fs import FileSystem, OsFileSystem
 from .node_state import NODE_STATE_FILE, HardState, load_node_state, save_node_state
-from .recording_log import RecordingLog
+from .recording_log import RecordingLog, TermStart
 from .remover import BackgroundRemover
 from .segments import DEFAULT_SEGMENT_BYTES, OPEN_SEGMENTS_MAX, ScanStop, SegmentLog
 from .snapshots import (SNAPSHOT_PREFIX, SNAPSHOT_SUFFIX, SNAPSHOT_TMP_SUFFIX, SnapshotInfo,
@@ -35,6 +36,11 @@ FILE_SYNC_LEVELS = ("none", "data", "full")
 # After a power loss, up to this much of the most recently synced log may lie beyond the
 # durable marker on disk (so outside the corruption check; a torn tail there is still cut).
 MARKER_SYNC_INTERVAL_S = 0.1
+# `close()` waits at most this long in all for the sync thread (its final sync, then its stop):
+# a hung disk makes close fail after one limit, not after several waits of it in a row.
+CLOSE_SYNC_TIMEOUT_S = 60.0
+SYNC_WAIT_TIMEOUT_S = 60.0      # any other wait for the sync thread (truncate, purge, sync)
+_log = logging.getLogger("aeronpy.archive")
 
 
 def _log_index_class():
@@ -90,6 +96,9 @@ class Archive:
         self._requested = 0
         self._commit = 0
         self._marker_synced_at = 0.0
+        # term of the last live recorded term start (None: unknown): an append whose last entry
+        # has this term needs no `record_term_starts` (the caller's one compare per append)
+        self.recorded_term: int | None = None
         # Under none, every append is noted in durable.pos with the boot id, so recovery in
         # the same boot can tell damage to acknowledged entries from a torn tail.
         self._boot = fs.boot_id() if file_sync == "none" else None
@@ -222,6 +231,10 @@ class Archive:
         if self._background:
             self._syncer = BackgroundSyncer(self._sync_batch, self._idle_sync)
         plan = self._recording_log.plan(snapshot, self._segments.last_index)
+        # a start past the log's end (a truncation the crash cut short) makes the next append check
+        live = self._recording_log.term_starts()
+        self.recorded_term = live[-1].term if live and live[-1].index <= self._segments.last_index \
+            else None
         return Recovered(hard_state, log, snapshot, self.durable_index, commit, plan.term_starts,
                          stop, tuple(failed), strays)
 
@@ -320,12 +333,49 @@ class Archive:
             raise self._fail(exc, "saving the node state")
 
     def record_term_start(self, term: int, index: int) -> None:
-        """Note in the recording log that ``term`` begins at ``index``."""
+        """Note in the recording log that ``term`` begins at ``index`` (a node records its
+        terms through `record_term_starts`; this is for tools and tests). Not synced."""
         self._check_writable()
         try:
-            self._recording_log.append_term_start(term, index, sync=self.file_sync != "none")
+            self._recording_log.append_term_start(term, index, sync=False)
         except OSError as exc:
             raise self._fail(exc, "recording a term start")
+        self.recorded_term = term
+
+    def record_term_starts(self, log, lo: int, hi: int) -> None:
+        """After `append_from(log, lo, hi)`, when the last entry's term is not `recorded_term`
+        (once per term): record (term, first index) for each term of ``[lo, hi)`` that the
+        recording log's live history does not end with. Not synced: the term history is
+        informational (recovery needs none of it), and a later snapshot entry's sync covers it.
+        Written after the entries, so a crash in between leaves the start unrecorded, never
+        one past the log; the next append of that term (`recorded_term` differs) records it."""
+        self._check_writable()
+        try:
+            self._append_term_starts(log, lo, hi)
+        except OSError as exc:
+            raise self._fail(exc, "recording a term start")
+
+    def _append_term_starts(self, log, lo: int, hi: int) -> None:
+        rl = self._recording_log
+        live = rl.term_starts()
+        index = lo
+        while index < hi:
+            term = log.term_at(index)
+            if index == lo:
+                # the term may have begun before this batch: keep its live start if it has one
+                # (a rewrite after a truncation may have left later, dead starts to supersede)
+                first = next((s.index for s in live if s.term == term and s.index <= lo),
+                             log.first_index_of_term(term) or lo)
+            else:
+                first = index
+            start = TermStart(term, first)
+            if not live or live[-1] != start:
+                rl.append_term_start(term, first, sync=False)
+                while live and (live[-1].index >= first or live[-1].term >= term):
+                    live.pop()                   # as live_term_starts supersedes
+                live.append(start)
+            index = log.last_index_of_term(term) + 1
+        self.recorded_term = log.term_at(hi - 1)
 
     def note_commit_index(self, index: int) -> None:
         """Remember the commit index; stored with the next durable-marker write (no sync of its
@@ -411,9 +461,10 @@ class Archive:
                     raise self._fail(exc, "syncing the log")
         return self.durable_index
 
-    def sync(self) -> int:
+    def sync(self, timeout_s: float = SYNC_WAIT_TIMEOUT_S) -> int:
         """Block until everything written is durable (under ``none``: synced anyway, for a
-        clean shutdown). Returns the durable index."""
+        clean shutdown). Returns the durable index. ``timeout_s`` bounds the wait for the sync
+        thread (not an inline sync under ``none``: a syscall cannot be given up on)."""
         self._check_writable()
         if self.file_sync == "none":
             try:
@@ -428,7 +479,7 @@ class Archive:
             self._durable = self.written_index
             return self.durable_index
         self.request_sync()
-        self._drain()
+        self._drain(timeout_s)
         return self.poll_synced()
 
     def _sync_handle(self, handle) -> None:
@@ -443,6 +494,8 @@ class Archive:
             self._sync_handle(h)
         if sync_dir:
             self.fs.sync_dir(self.data_dir)
+        if self._closed:      # a sync that hung past close(): its files are closed, claim nothing
+            return
         self._marker.write(target, self._commit_for_marker(), sync=False)
 
     def _idle_sync(self) -> None:
@@ -455,12 +508,16 @@ class Archive:
             if now - self._marker_synced_at < MARKER_SYNC_INTERVAL_S:
                 return
             self._marker_synced_at = now
-        self._marker.sync()
+        if not self._closed:
+            self._marker.sync()
 
-    def _drain(self) -> None:
+    def _drain(self, timeout_s: float = SYNC_WAIT_TIMEOUT_S) -> None:
         if self._syncer is not None:
-            if not self._syncer.drain():
-                raise self._fail(OSError(errno_codes.ETIMEDOUT, "sync did not finish"), "syncing")
+            if not self._syncer.drain(timeout_s):
+                self._durable = max(self._durable, self._syncer.completed)
+                raise self._fail(OSError(errno_codes.ETIMEDOUT, (
+                    f"the sync thread did not finish within {timeout_s:g} s: entries "
+                    f"{self._durable + 1}..{self.written_index} may not be durable")), "syncing")
             if self._syncer.error is not None:
                 raise self._fail(self._syncer.error, "syncing the log")
             self._durable = max(self._durable, self._syncer.completed)
@@ -485,6 +542,7 @@ class Archive:
             raise ValueError(f"truncate_from({index}) would drop committed entries "
                              f"(commit index {self._commit})")
         self._drain()
+        self.recorded_term = None               # a start at or past the cut is dead now
         if self._syncer is not None:
             self._syncer.lower_to(index - 1)     # what it synced past the cut is gone
         try:
@@ -562,6 +620,7 @@ class Archive:
                 self.purge_below(index + 1)
             return
         self._drain()
+        self.recorded_term = None               # starts past the snapshot are dead now
         if self._syncer is not None:
             self._syncer.lower_to(index)         # what it synced past the snapshot is gone
         try:
@@ -641,7 +700,8 @@ class Archive:
     def _fail(self, exc: BaseException, doing: str) -> ArchiveIOError:
         if self._failure is None:
             code = getattr(exc, "errno", None)
-            hint = {errno_codes.ENOSPC: "the disk is full", errno_codes.EIO: "an I/O error"}.get(code, str(exc))
+            hint = {errno_codes.ENOSPC: "the disk is full", errno_codes.EIO: "an I/O error",
+                    errno_codes.ETIMEDOUT: "a sync that did not finish (a hung disk?)"}.get(code, str(exc))
             self._failure = ArchiveIOError(
                 f"archive {self.data_dir}: {hint} while {doing} ({exc}); the archive now refuses "
                 "writes. What was durable before is intact: free space / fix the disk and "
@@ -653,9 +713,16 @@ class Archive:
         """Sync what was written (all policies, for a clean shutdown) and release files."""
         if self._closed:
             return
+        deadline = time.monotonic() + CLOSE_SYNC_TIMEOUT_S
         try:
             if self._recovered and self._failure is None:
-                self.sync()
+                try:
+                    self.sync(CLOSE_SYNC_TIMEOUT_S)
+                except ArchiveIOError as exc:
+                    if exc.errno == errno_codes.ETIMEDOUT:   # the data stays; its sync is unknown
+                        _log.warning("archive %s: closing without a complete sync: %s",
+                                     self.data_dir, exc.__cause__ or exc)
+                    raise
                 # a commit noted after the last sync (no append since) is not in the marker
                 # yet: a clean close keeps it, so recovery replays what was committed
                 commit = min(self._commit_for_marker(), self._marker.durable_index)
@@ -668,9 +735,11 @@ class Archive:
         finally:
             self._closed = True
             if self._syncer is not None:
-                self._syncer.stop()
+                self._syncer.stop(max(0.0, deadline - time.monotonic()))
             if self._remover is not None:
-                self._remover.close()    # a reopened archive must not meet half-deleted files
+                # a reopened archive must not meet half-deleted files (what is left past the
+                # limit is only stale segments, which recovery ignores; the remover says so)
+                self._remover.close(max(0.0, min(30.0, deadline - time.monotonic())))
             self._release_files()
 
     def _release_files(self) -> None:

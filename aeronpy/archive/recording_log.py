@@ -16,6 +16,10 @@ Append-only file ``recording.log`` of fixed 128-byte entries (little-endian):
 A torn last entry (a crash while appending) is cut on load. A damaged entry *followed by a
 valid SNAPSHOT entry* cannot be a torn write (snapshot entries are synced, and a sync covers
 every earlier write of the file), so that is an `ArchiveCorruptError`.
+
+TERM_START entries are the member's term history: the node records (term, first index) once
+per term its log receives (`Archive.record_term_starts`), unsynced (informational: recovery
+needs none). Nothing is ever removed: the file grows by 128 bytes per term and per snapshot.
 """
 from __future__ import annotations
 
@@ -65,6 +69,19 @@ def _encode(entry_type: int, term: int, index: int, timestamp_ns: int = 0, check
         raise ValueError(f"snapshot file name longer than {_NAME_MAX} bytes: {name!r}")
     body = _ENTRY.pack(0, entry_type, len(raw_name), term, index, timestamp_ns, checksum, 0, raw_name)[4:]
     return struct.pack("<I", crc32c(body)) + body
+
+
+def live_term_starts(entries, log_end: int | None = None) -> list:
+    """The live term starts among ``entries``: a later entry supersedes earlier ones at or
+    after its index, or of a term not below its own (a rewrite after a truncation re-records
+    from there); with ``log_end``, only those at or below it (the rest were cut away)."""
+    live: list = []
+    for e in entries:
+        if isinstance(e, TermStart):
+            while live and (live[-1].index >= e.index or live[-1].term >= e.term):
+                live.pop()
+            live.append(e)
+    return live if log_end is None else [t for t in live if t.index <= log_end]
 
 
 class RecordingLog:
@@ -177,19 +194,12 @@ class RecordingLog:
         return list(latest.values())
 
     def term_starts(self) -> list:
-        """The live term starts: a later entry supersedes earlier ones at or after its index
-        (a truncation followed by a new term rewrites history from there)."""
-        live: list = []
-        for e in self.entries:
-            if isinstance(e, TermStart):
-                while live and (live[-1].index >= e.index or live[-1].term >= e.term):
-                    live.pop()
-                live.append(e)
-        return live
+        """The live term starts (`live_term_starts`)."""
+        return live_term_starts(self.entries)
 
     def plan(self, snapshot: SnapshotEntry | None, log_end: int | None = None) -> RecoveryPlan:
         """The recovery plan given the snapshot chosen (the newest that verifies)."""
-        starts = tuple(t for t in self.term_starts() if log_end is None or t.index <= log_end)
+        starts = tuple(live_term_starts(self.entries, log_end))
         return RecoveryPlan(snapshot, snapshot.index + 1 if snapshot else 1, starts)
 
     def close(self) -> None:

@@ -8,6 +8,7 @@ The first error stops the thread and is kept for the duty cycle to raise.
 from __future__ import annotations
 
 import threading
+import time
 from typing import Callable
 
 
@@ -58,12 +59,16 @@ class BackgroundSyncer:
             self.completed = min(self.completed, index)
             self._target = min(self._target, index)
 
-    def stop(self, timeout_s: float = 60.0) -> None:
+    def stop(self, timeout_s: float = 60.0) -> bool:
+        """Finish what was submitted and end the thread, waiting ``timeout_s`` in all; False
+        when the thread is still busy (a hung sync: it is left to end on its own)."""
+        deadline = time.monotonic() + timeout_s
         self.drain(timeout_s)
         with self._cond:
             self._stopping = True
             self._cond.notify_all()
-        self._thread.join(timeout_s)
+        self._thread.join(max(0.0, deadline - time.monotonic()))
+        return not self._thread.is_alive()
 
     def _run(self) -> None:
         while True:

@@ -7,6 +7,7 @@ recording-log entry is ignored here, never cut as the node's own loader would).
 """
 from __future__ import annotations
 
+import ipaddress
 import os
 import struct
 import time
@@ -15,7 +16,8 @@ from typing import Optional
 from aeronpy.archive.durable_marker import DURABLE_MARKER_FILE, DurableMarker
 from aeronpy.archive.fs import OsFileSystem, read_regular
 from aeronpy.archive.node_state import load_node_state
-from aeronpy.archive.recording_log import ENTRY_BYTES, RECORDING_LOG_FILE, RecordingLog, SnapshotEntry, TermStart
+from aeronpy.archive.recording_log import (ENTRY_BYTES, RECORDING_LOG_FILE, RecordingLog, SnapshotEntry,
+                                           TermStart, live_term_starts)
 from aeronpy.archive.segments import SEGMENT_SUFFIX, SegmentLog
 from aeronpy.archive.snapshots import verify_snapshot
 from aeronpy.errors import AeronpyError
@@ -61,11 +63,32 @@ def _require_node_data(data_dir: str) -> None:
 
 
 def read_recording_log(data_dir: str) -> dict:
+    """Every entry as recorded (``entries``), and the term history: the live term starts at
+    or below the log's end (``terms``: a start a truncation cut away, or one superseded by a
+    rewrite, is left out, as recovery leaves it out)."""
     _require_node_data(data_dir)
     entries = _recording_entries(data_dir)
+    terms = [{"term": t.term, "first_index": t.index}
+             for t in live_term_starts(entries, _log_end(data_dir, entries))]
     return {"data_dir": data_dir, "entries": [_entry_dict(e) for e in entries],
             "snapshots": sum(isinstance(e, SnapshotEntry) for e in entries),
-            "term_starts": sum(isinstance(e, TermStart) for e in entries)}
+            "term_starts": len(terms), "terms": terms}
+
+
+def _log_end(data_dir: str, entries: list) -> int:
+    """The last index of the log as recovery would find it, reading only the last segment
+    file (every record of it verified); with no segment, the newest recorded snapshot's."""
+    from aeronpy._logindex import LogIndex
+    snapshots = [e.index for e in entries if isinstance(e, SnapshotEntry)]
+    segments = SegmentLog(OsFileSystem(), data_dir)
+    try:
+        files = segments.list_segment_files()
+        if not files:
+            return max(snapshots, default=0)
+        _, stop = segments.recover(files[-1][0], None, LogIndex)
+    finally:
+        segments.close()
+    return stop.index - 1
 
 
 def plan_recovery(data_dir: str) -> dict:
@@ -182,8 +205,13 @@ def admin_request(endpoints: list, endpoint: str, request_type: int, payload: by
     from aeronpy.client import UdpClientTransport
     from aeronpy.cluster.node_snapshots import ADMIN_NOT_LEADER
     deadline = time.monotonic() + timeout_s
+    # the transport is given addresses, looked up here within the timeout: the system
+    # resolver can hang for many seconds; requests still name endpoints as the config does
+    addresses: dict = {}
     try:
-        transport = UdpClientTransport(list(endpoints))
+        for name in list(endpoints) + [endpoint]:
+            _look_up(name, addresses, deadline, timeout_s)
+        transport = UdpClientTransport([addresses[e] for e in endpoints])
     except (ValueError, OSError) as exc:    # a member's host no longer resolves, say
         raise AdminError(f"cannot send to the cluster's members: {exc}") from None
     redirects = 0
@@ -192,13 +220,17 @@ def admin_request(endpoints: list, endpoint: str, request_type: int, payload: by
             correlation_id = int.from_bytes(os.urandom(6), "little") or 1
             request = SignedRequest(key, correlation_id, request_type, payload, endpoint)
             next_send = 0.0
+            try:
+                _look_up(endpoint, addresses, deadline, timeout_s)   # a redirect's
+            except (ValueError, OSError) as exc:
+                raise AdminError(f"cannot send to {endpoint}: {exc}") from None
             while request.answered is None:
                 now = time.monotonic()
                 if now > deadline:
                     raise AdminError(f"no answer from {endpoint} within {timeout_s} s"
                                      + request.why_unanswered())
                 if now >= next_send:
-                    transport.send(endpoint, request.message)
+                    transport.send(addresses[endpoint], request.message)
                     next_send = now + 0.5
                 if transport.poll(request.on_message) == 0:
                     time.sleep(0.001)
@@ -218,6 +250,33 @@ def admin_request(endpoints: list, endpoint: str, request_type: int, payload: by
             return endpoint, msg.code, bytes(msg.payload)
     finally:
         transport.close()
+
+
+def _look_up(endpoint: str, addresses: dict, deadline: float, timeout_s: float) -> None:
+    """Note ``endpoint`` ("host:port") as "address:port" in ``addresses``, the host looked up
+    on a thread given what is left of ``timeout_s`` (TimeoutError naming the host past it)."""
+    import socket
+
+    from aeronpy.client import _split_endpoint
+    from aeronpy.cluster.config import lookup_within
+    if endpoint in addresses:
+        return
+    host, port = _split_endpoint(endpoint)
+    try:
+        ipaddress.IPv4Address(host)
+        addresses[endpoint] = endpoint          # an address already: no lookup
+        return
+    except ValueError:
+        pass
+    try:
+        address = lookup_within(max(0.0, deadline - time.monotonic()), socket.gethostbyname, host)
+    except TimeoutError:
+        raise TimeoutError(f"looking up host {host!r} did not finish within {timeout_s:g} s "
+                           "(--timeout; the system resolver: check /etc/resolv.conf and its DNS "
+                           "servers, or give members IP addresses)") from None
+    except (socket.gaierror, UnicodeError) as exc:
+        raise ValueError(f"cannot resolve {host!r} ({getattr(exc, 'strerror', None) or exc})") from None
+    addresses[endpoint] = f"{address}:{port}"
 
 
 def request_through_member(data_dir: str, member_id: int, members: list, request_type: int,

@@ -25,6 +25,7 @@ import os
 import socket
 import sys
 import tempfile
+import threading
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional
 
@@ -559,11 +560,44 @@ def _is_ipv6_literal(host: str) -> bool:
         return False
 
 
+# A start-time host lookup that takes longer is refused: the system resolver may wait for
+# many seconds per DNS server (resolv.conf's timeout x attempts) before it gives up.
+HOST_LOOKUP_TIMEOUT_S = 10.0
+
+
+def lookup_within(timeout_s: float, lookup, host: str, *args):
+    """``lookup(host, *args)`` (``socket.gethostbyname``, ``getaddrinfo``) on a daemon thread:
+    its result or exception, or `TimeoutError` naming ``host`` when it has not returned within
+    ``timeout_s``. The system resolver cannot be interrupted: a late lookup's thread ends on
+    its own and its answer is dropped."""
+    result: list = []
+    done = threading.Event()
+
+    def run() -> None:
+        try:
+            result.append((True, lookup(host, *args)))
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller
+            result.append((False, exc))
+        done.set()
+    threading.Thread(target=run, name=f"aeronpy-lookup-{host}"[:60], daemon=True).start()
+    if not done.wait(timeout_s):
+        raise TimeoutError(f"looking up host {host!r} did not finish within {timeout_s:g} s "
+                           "(the system resolver: check /etc/resolv.conf and its DNS servers, "
+                           "or give an IP address)")
+    ok, value = result[0]
+    if ok:
+        return value
+    raise value
+
+
 def _probe_host(key: str, host: str) -> str:
     """The transport resolves every member's host with ``gethostbyname`` (IPv4 only): refuse
-    now, naming the member, a host that does not resolve so; else the address."""
+    now, naming the member, a host that does not resolve so (within HOST_LOOKUP_TIMEOUT_S);
+    else the address."""
     try:
-        return socket.gethostbyname(host)
+        return lookup_within(HOST_LOOKUP_TIMEOUT_S, socket.gethostbyname, host)
+    except TimeoutError as exc:
+        raise ConfigError(key, str(exc)) from None
     except (socket.gaierror, UnicodeError) as exc:
         reason = getattr(exc, "strerror", None) or str(exc)
         raise ConfigError(key, f"cannot resolve {host!r} to an IPv4 address ({reason}); only "
@@ -605,7 +639,10 @@ def _is_wildcard(host: str) -> bool:
 def _probe_port(key: str, host: str, port: int, kind: int) -> None:
     proto = "UDP" if kind == socket.SOCK_DGRAM else "TCP"
     try:
-        infos = socket.getaddrinfo(host, port, family=socket.AF_INET, type=kind)
+        infos = lookup_within(HOST_LOOKUP_TIMEOUT_S, socket.getaddrinfo, host, port,
+                              socket.AF_INET, kind)
+    except TimeoutError as exc:
+        raise ConfigError(key, str(exc)) from None
     except socket.gaierror as exc:
         raise ConfigError(key, f"cannot resolve host {host!r}: {exc.strerror}") from None
     family, _, _, _, addr = infos[0]

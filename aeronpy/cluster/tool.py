@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
+import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Optional
 
@@ -152,9 +153,31 @@ def describe(data_dir: str) -> ToolResult:
         width = max(len(n) for n in reader.names)
         for name in reader.names:
             lines.append(f"  {name:<{width}}  {_named(reader, name, values[name])}")
-        lines.append(f"errors       {len(errors)} distinct" +
-                     (f", latest {iso_time(errors[-1].last_ns)}: {errors[-1].text}" if errors else ""))
+        line = f"errors       {len(errors)} distinct"
+        if errors:
+            # the one seen last (an old error recurring counts); its age tells an operator
+            # whether it is news or history (nothing ever clears errors.log)
+            latest = max(errors, key=lambda e: e.last_ns)
+            age_s = max(0, (time.time_ns() - latest.last_ns) // 10**9)
+            data["latest_error"] = {"text": latest.text, "last": iso_time(latest.last_ns),
+                                    "age_s": age_s}
+            line += (f", latest error ({age_text(age_s)} ago, {iso_time(latest.last_ns)}): "
+                     f"{latest.text}")
+        lines.append(line)
         return ToolResult(EXIT_OK, data, "\n".join(lines))
+
+
+def age_text(seconds: int) -> str:
+    """A time span for people, to the two largest units: ``45 s``, ``12 min``, ``3 h 12 min``,
+    ``2 d 4 h`` (a negative span, a clock set back, reads ``0 s``)."""
+    seconds = max(0, int(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min"
+    if seconds < 86400:
+        return f"{seconds // 3600} h {seconds % 3600 // 60} min"
+    return f"{seconds // 86400} d {seconds % 86400 // 3600} h"
 
 
 _ELECTING = (ElectionState.CANVASS, ElectionState.NOMINATE, ElectionState.CANDIDATE_BALLOT)

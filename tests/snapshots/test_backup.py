@@ -87,6 +87,13 @@ def test_backup_follows_a_cluster_and_restores_everything_committed(tmp_path):
                     assert m_entries[index] == entry, (member, index)
                     compared += 1
         assert compared >= len(b_entries)
+        # the backup keeps the term history a member keeps (recording log, TERM_START)
+        arc = Archive.open(str(tmp_path / "backup"))
+        starts = arc.recover().term_starts
+        arc.close()
+        last_term = b_entries[position][0]
+        assert starts and starts[-1].term == last_term, starts
+        assert starts[-1].index <= min(i for i, e in b_entries.items() if e[0] == last_term)
         # expected service state at the position: the backup's snapshot, plus the messages after it
         total_at_snapshot, applied_at_snapshot = _counter_state(b_snapshot.path)
         messages_after = sum(1 for (_t, ty, _p) in b_entries.values() if ty == E.SESSION_MESSAGE)

@@ -112,3 +112,28 @@ def inproc_cluster(pump_with: Optional[Callable[[List[ClusterNode]], Callable[[]
         for node in nodes:
             node.close()
         shutil.rmtree(base, ignore_errors=True)
+
+
+def close_leader_handing_over(nodes: List["ClusterNode"],
+                              close: Optional[Callable[["ClusterNode"], Any]] = None) -> Tuple["ClusterNode", Any]:
+    """Close the leader of invoker-mode ``nodes`` while a thread runs the others' duty cycles,
+    so one of them can take the hand-over (``inproc_cluster``'s ``pump`` runs in the caller's
+    thread, which ``close()`` blocks). ``close(leader)`` replaces ``leader.close()``; returns
+    (the leader, what the close returned)."""
+    import threading
+    from aeronpy.service import Role
+    leader = next(n for n in nodes if n.role == Role.LEADER)
+    stop = threading.Event()
+
+    def others() -> None:
+        while not stop.is_set():
+            for n in nodes:
+                if n is not leader and not n.closed:
+                    n.do_work()
+    thread = threading.Thread(target=others, daemon=True)
+    thread.start()
+    try:
+        return leader, (close or (lambda n: n.close()))(leader)
+    finally:
+        stop.set()
+        thread.join(timeout=10)

@@ -3,7 +3,7 @@ when no member took over (the others closing too), which read as a hand-over tha
 import logging
 
 from aeronpy.service import Role
-from aeronpy.testing.inproc import inproc_cluster
+from aeronpy.testing.inproc import close_leader_handing_over, inproc_cluster
 
 
 def close_leader(nodes, caplog):
@@ -16,22 +16,7 @@ def close_leader(nodes, caplog):
 
 def close_leader_with_followers_running(nodes, caplog):
     """close_leader while another thread runs the followers' duty cycles (so one takes over)."""
-    import threading
-    leader = next(n for n in nodes if n.role == Role.LEADER)
-    stop = threading.Event()
-
-    def followers():
-        while not stop.is_set():
-            for n in nodes:
-                if n is not leader and not n.closed:
-                    n.do_work()
-    t = threading.Thread(target=followers, daemon=True)
-    t.start()
-    try:
-        return close_leader(nodes, caplog)
-    finally:
-        stop.set()
-        t.join(timeout=10)
+    return close_leader_handing_over(nodes, lambda _leader: close_leader(nodes, caplog))[1]
 
 
 def test_a_hand_over_to_a_live_follower_names_it(caplog):

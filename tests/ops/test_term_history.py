@@ -3,13 +3,12 @@ leadership term its log holds. Nothing recorded term starts before, so it always
 from __future__ import annotations
 
 import json
-import threading
 import time
 
 import aeronpy.cli as cli
 from aeronpy.archive import Archive
 from aeronpy.service import Role
-from aeronpy.testing.inproc import inproc_cluster
+from aeronpy.testing.inproc import close_leader_handing_over, inproc_cluster
 
 
 def run_tool(data_dir: str, capsys, *extra: str) -> tuple:
@@ -27,20 +26,7 @@ def expected_terms(log) -> list:
 def close_leader_while_followers_run(nodes) -> object:
     leader = next(n for n in nodes if n.role == Role.LEADER)
     led = leader.core.term
-    stop = threading.Event()
-
-    def followers():
-        while not stop.is_set():
-            for n in nodes:
-                if n is not leader and not n.closed:
-                    n.do_work()
-    t = threading.Thread(target=followers, daemon=True)
-    t.start()
-    try:
-        leader.close()
-    finally:
-        stop.set()
-        t.join(timeout=10)
+    close_leader_handing_over(nodes)
     return leader, led
 
 

@@ -76,6 +76,8 @@ _LAYOUTS = (
      "session_id:i64 seq:i64 correlation_id:i64 service_id:i32 payload:bytes"),
     ("aeronpy.cluster.protocol", "SessionKeepAlive", "session_id:i64 leadership_term:i64"),
     ("aeronpy.cluster.protocol", "SessionClose", "session_id:i64 leadership_term:i64"),
+    ("aeronpy.cluster.protocol", "SessionWindow",
+     "session_id:i64 leadership_term:i64 window_base:i64"),
     ("aeronpy.cluster.protocol", "NewLeaderEvent",
      "session_id:i64 leadership_term:i64 leader_member_id:i32 ingress_endpoints:str"),
     ("aeronpy.cluster.protocol", "EgressMessage", "session_id:i64 correlation_id:i64 ack_seq:i64 payload:bytes"),

@@ -246,6 +246,10 @@ class ClientCore(ClientSessionBase):
         # released only from the front, so a deque and the seq of its first entry
         self._window: deque = deque()
         self._window_base = 1
+        # the highest ack_seq of a SessionAck received, and whether the last one came below
+        # the window's released prefix (held by the leader, or a late duplicate)
+        self._acked_upto = 0
+        self._ack_below_window = False
         self._make_message = None if encoded_messages else _session_message   # None: encode
         self._inbox: deque = deque()
         self._awaiting: set[int] = set()
@@ -419,6 +423,15 @@ class ClientCore(ClientSessionBase):
         return correlation_id
 
     def _resend_window(self, now_ns: int) -> None:
+        if self._ack_below_window and self._window_base - 1 > self._acked_upto and self._window:
+            # released above the last ack (by replies), and the last ack came below what we
+            # released: the leader may hold its acks for a message we no longer have and will
+            # never re-send. Where our window starts lifts that, and the leader's ack of it
+            # clears the flag. Only then: the simulator runs this code, and a message more in
+            # every round would change the course of its seeds
+            self._count("window_bases_sent")
+            self._send(self.leader_endpoint, P.SessionWindow(self.session_id, self.leadership_term,
+                                                             self._window_base), now_ns)
         for message in self._window:
             self._send(self.leader_endpoint, message, now_ns)
         self._last_progress_ns = now_ns
@@ -427,6 +440,9 @@ class ClientCore(ClientSessionBase):
 
     def _release(self, ack_seq: int, now_ns: int) -> None:
         """A SessionAck: every message up to ``ack_seq`` is done with."""
+        if ack_seq > self._acked_upto:
+            self._acked_upto = ack_seq
+        self._ack_below_window = ack_seq < self._window_base - 1
         window = self._window
         count = min(ack_seq - self._window_base + 1, len(window))
         if count > 0:

@@ -110,7 +110,8 @@ class ConsensusModule(LeaderDuties):
         self._service_messages_proposed_upto = 0
         self._pending_connects: dict[tuple[str, int], tuple[object, int, int]] = {}
         self._ack_pending: set[int] = set()
-        self._ack_retry: set[int] = set()      # acks a full egress queue refused (_flush_acks)
+        self._ack_retry: set[int] = set()      # sessions a full egress queue refused (_flush_acks)
+        self._ack_refused: set[int] = set()    # ... of them, those owed an ack
         self._ack_retry_ns = 0
         self._ack_retry_gap_ns = _ACK_RETRY_MIN_NS
         # Leader-local, as dropped_replies (leader.py, _answer_applied): per session with
@@ -122,10 +123,18 @@ class ConsensusModule(LeaderDuties):
         # (_resent_queued). Until the client sends a message above the base, acks stop below
         # the first answered seq above the highest re-sent seq read (_resent_upto,
         # _ack_below_unread): an answer not given yet may still be dropped. An ack at or above
-        # the base ends the entries.
+        # the base ends that hold (_base_passed).
         self._lead_base: dict[int, int] = {}
         self._resent_upto: dict[int, int] = {}
         self._resent_queued: dict[int, set[int]] = {}
+        # Sessions an ack at or past their base reached (it released every message up to the
+        # base): an answer to a re-send of one of those dropped now cannot be held for, so it
+        # is owed (_answers_owed) and queued again once the client's queue has room.
+        self._base_passed: set[int] = set()
+        self._answers_owed: dict[int, set[int]] = {}
+        # NEW_LEADER events a full queue refused: retried with the acks, and a session's acks
+        # wait behind its event, which makes the client re-send what it still lacks replies for
+        self._new_leader_owed: set[int] = set()
         self._proposals_held = 0        # action (suspend/shutdown/abort) this leader proposed: append no more
         self._halted = False            # the driver stopped applying (cluster shutdown/abort)
         self.egress = EgressQueues(self.config.egress_queue_max)
@@ -147,6 +156,7 @@ class ConsensusModule(LeaderDuties):
         self._ingress_handlers = {
             P.SessionConnect: self._on_connect, P.SessionMessage: self._on_session_message,
             P.SessionKeepAlive: self._on_keepalive, P.SessionClose: self._on_close,
+            P.SessionWindow: self._on_session_window,
         }
 
     # ---- lifecycle ----------------------------------------------------------------------
@@ -255,10 +265,14 @@ class ConsensusModule(LeaderDuties):
         self._pending_connects.clear()
         self._ack_pending.clear()
         self._ack_retry.clear()
+        self._ack_refused.clear()
         self._reply.dropped_replies.clear()
         self._lead_base.clear()
         self._resent_upto.clear()
         self._resent_queued.clear()
+        self._base_passed.clear()
+        self._answers_owed.clear()
+        self._new_leader_owed.clear()
         self._proposals_held = 0
         self.egress.clear()
 
@@ -268,13 +282,24 @@ class ConsensusModule(LeaderDuties):
         self._leader_ready = True
         self._last_stamp_ns = max(self._last_stamp_ns, self.cluster_time_ns)
         self.timers.rebuild_heap()
+        # Replies dropped while catching up hold nothing: the client may have had them from the
+        # old leader (then it never re-sends them, and a hold would stall it), and one that
+        # lacks a reply still holds its message, which it re-sends on the NEW_LEADER event
+        # below, ahead of every ack of this leader (_flush_acks).
+        self._reply.dropped_replies.clear()
         endpoints = self.config.ingress_endpoints()
+        put, client_ref = self.egress.put, self.config.client_ref
         for s in self.sessions:
-            self._last_heard_ns[s.session_id] = self._now_ns
-            self._leader_seq[s.session_id] = s.last_applied_seq
+            session_id = s.session_id
+            self._last_heard_ns[session_id] = self._now_ns
+            self._leader_seq[session_id] = s.last_applied_seq
             if s.last_applied_seq:
-                self._lead_base[s.session_id] = s.last_applied_seq
-            self._emit(s, P.NewLeaderEvent(s.session_id, self._leadership_term, self.member_id, endpoints))
+                self._lead_base[session_id] = s.last_applied_seq
+            if not put(client_ref(s.response_endpoint),
+                       P.NewLeaderEvent(session_id, self._leadership_term, self.member_id, endpoints)):
+                self.counters["new_leader_refused"] += 1
+                self._new_leader_owed.add(session_id)
+                self._owe_retry(session_id, False)
         self.counters["leader_ready"] += 1
 
     # ---- proposals ----------------------------------------------------------------------
@@ -607,10 +632,14 @@ class ConsensusModule(LeaderDuties):
         self._proposed_closes.discard(s.session_id)
         self._ack_pending.discard(s.session_id)
         self._ack_retry.discard(s.session_id)
+        self._ack_refused.discard(s.session_id)
         self._reply.dropped_replies.pop(s.session_id, None)
         self._lead_base.pop(s.session_id, None)
         self._resent_upto.pop(s.session_id, None)
         self._resent_queued.pop(s.session_id, None)
+        self._base_passed.discard(s.session_id)
+        self._answers_owed.pop(s.session_id, None)
+        self._new_leader_owed.discard(s.session_id)
 
     def _apply_session_message(self, session_id: int, seq: int, correlation_id: int,
                                service_id: int, payload: memoryview) -> None:
@@ -707,39 +736,79 @@ class ConsensusModule(LeaderDuties):
 
     # ---- egress -------------------------------------------------------------------------
     def _flush_acks(self) -> None:
+        ready = ()
         if self._ack_retry and self._now_ns - self._ack_retry_ns >= self._ack_retry_gap_ns:
-            self._retry_acks()
-        if not self._ack_pending:
+            ready = self._retry_acks()
+        pending = self._ack_pending
+        if not pending and not ready:
             return
         dropped = self._reply.dropped_replies
         put = self.egress.put
         client_ref = self.config.client_ref
-        lead_base = self._lead_base
-        for session_id in sorted(self._ack_pending):
+        lead_base, base_passed = self._lead_base, self._base_passed
+        owed = self._new_leader_owed or self._answers_owed
+        for session_id in sorted(pending.union(ready) if ready else pending):
             s = self.sessions.get(session_id)
-            if s is not None:
-                ack_seq = s.last_applied_seq
-                if lead_base and session_id in lead_base and ack_seq <= lead_base[session_id]:
-                    ack_seq = self._ack_below_unread(s, lead_base[session_id], ack_seq)
-                if dropped and session_id in dropped:
-                    ack_seq = self._ack_below_dropped(s, dropped, ack_seq)
-                if not put(client_ref(s.response_endpoint),
-                           P.SessionAck(session_id, self._leadership_term, ack_seq)):
-                    # the client's queue is full: an ack is cumulative, so it is not dropped
-                    # but tried again (_retry_acks: after 1 ms, backing off to 64 ms while
-                    # every such queue stays full); dropped, the replies held back
-                    # behind it (and the client's window) waited for the next message
-                    if not self._ack_retry:
-                        self._ack_retry_ns = self._now_ns
-                        self._ack_retry_gap_ns = _ACK_RETRY_MIN_NS
-                    self._ack_retry.add(session_id)
-                elif lead_base and session_id in lead_base and ack_seq >= lead_base[session_id]:
-                    # the client releases every message this leader applied before it was
-                    # ready and re-sends none again: their answers hold nothing now
-                    del lead_base[session_id]
-                    self._resent_upto.pop(session_id, None)
-                    self._resent_queued.pop(session_id, None)
-        self._ack_pending.clear()
+            if s is None:
+                continue
+            ref = client_ref(s.response_endpoint)
+            if owed and not self._put_owed(s, ref):
+                self._owe_retry(session_id, session_id in pending)
+                continue
+            if session_id not in pending:
+                continue                    # retried for its event or answers only
+            ack_seq = s.last_applied_seq
+            if lead_base and session_id in lead_base and ack_seq <= lead_base[session_id] \
+                    and session_id not in base_passed:
+                ack_seq = self._ack_below_unread(s, lead_base[session_id], ack_seq)
+            if dropped and session_id in dropped:
+                ack_seq = self._ack_below_dropped(s, dropped, ack_seq)
+            if not put(ref, P.SessionAck(session_id, self._leadership_term, ack_seq)):
+                # the client's queue is full: an ack is cumulative, so it is not dropped
+                # but tried again (_retry_acks: after 1 ms, backing off to 64 ms while
+                # every such queue stays full); dropped, the replies held back
+                # behind it (and the client's window) waited for the next message
+                self._owe_retry(session_id, True)
+            elif lead_base and session_id in lead_base and ack_seq >= lead_base[session_id] \
+                    and session_id not in base_passed:
+                # the client releases every message this leader applied before it was
+                # ready: acks are no longer held for their re-sends (_answer_applied)
+                base_passed.add(session_id)
+                self._resent_upto.pop(session_id, None)
+        pending.clear()
+
+    def _owe_retry(self, session_id: int, ack: bool) -> None:
+        """A full queue refused what ``session_id`` is owed: try again (_retry_acks)."""
+        if not self._ack_retry:
+            self._ack_retry_ns = self._now_ns
+            self._ack_retry_gap_ns = _ACK_RETRY_MIN_NS
+        self._ack_retry.add(session_id)
+        if ack:
+            self._ack_refused.add(session_id)
+
+    def _put_owed(self, s: SessionState, ref: object) -> bool:
+        """Queue what the session is owed ahead of any ack: the NEW_LEADER event a full queue
+        refused, then the answers to re-sent messages an ack had already released (dropped,
+        _answer_applied). False when the queue filled first; the rest stays owed."""
+        session_id = s.session_id
+        put = self.egress.put
+        if session_id in self._new_leader_owed:
+            if not put(ref, P.NewLeaderEvent(session_id, self._leadership_term, self.member_id,
+                                             self.config.ingress_endpoints())):
+                return False
+            self._new_leader_owed.discard(session_id)
+        seqs = self._answers_owed.get(session_id)
+        if seqs is not None:
+            replies = s.replies
+            for seq in sorted(seqs):
+                # several replies to one seq, cut by a full queue: all go again (the client
+                # drops the duplicates)
+                for correlation_id, payload in replies.get(seq) or ():
+                    if not put(ref, P.EgressMessage(session_id, correlation_id, seq, payload)):
+                        return False
+                seqs.discard(seq)
+            del self._answers_owed[session_id]
+        return True
 
     def _ack_below_unread(self, s: SessionState, base: int, ack_seq: int) -> int:
         """A new leader's ack to a client that has sent nothing new yet (nothing above the
@@ -754,9 +823,10 @@ class ConsensusModule(LeaderDuties):
         unread = [q for q in replies if upto < q <= base and replies[q]]
         return min(ack_seq, min(unread) - 1) if unread else ack_seq
 
-    def _retry_acks(self) -> None:
-        """Every 1 ms: the acks a full queue refused are sent again to the clients whose queue
-        has room now. Looked at first, before anything is computed: a client gone for good
+    def _retry_acks(self) -> list:
+        """Every 1 ms: the acks (and NEW_LEADER events, answers: _put_owed) a full queue
+        refused are sent again to the clients whose queue has room now; returns those
+        sessions. Looked at first, before anything is computed: a client gone for good
         keeps its queue full until its session times out, and its held ack costs a scan of
         its dropped replies (_ack_below_dropped), which for a few hundred such sessions took
         the whole of every millisecond."""
@@ -766,13 +836,17 @@ class ConsensusModule(LeaderDuties):
         retry = self._ack_retry
         ready = [i for i in retry if (s := get(i)) is None
                  or backlog(client_ref(s.response_endpoint)) < full]
+        refused = self._ack_refused
         for session_id in ready:
             retry.discard(session_id)
-            self._ack_pending.add(session_id)
+            if session_id in refused:
+                refused.discard(session_id)
+                self._ack_pending.add(session_id)
         # clients that read nothing for a while (gone, most likely, until their sessions time
         # out) are looked at less and less often: 1 ms doubling to 64 ms, back to 1 ms on room
         self._ack_retry_gap_ns = (_ACK_RETRY_MIN_NS if ready
                                   else min(2 * self._ack_retry_gap_ns, _ACK_RETRY_MAX_NS))
+        return ready
 
     def _ack_below_dropped(self, s: SessionState, dropped: dict, ack_seq: int) -> int:
         """A SessionAck is cumulative: one past a message whose reply a full egress queue

@@ -56,6 +56,9 @@ REFUSAL_COUNTERS: tuple = (
     ("module", "connect_bad_version", "Connects with a protocol version this cluster does not speak"),
     ("module", "connect_bad_endpoint", "Connects with an unusable response endpoint"),
     ("module", "egress_dropped", "Replies and events dropped: the client's egress queue was full"),
+    ("module", "session_window_refused",
+     "SessionWindow messages with a window base no client of the session can hold (<= 0 or past "
+     "its last applied seq + 1; dropped)"),
     ("module", "timer_schedule_refused",
      "schedule_timer calls refused because max_timers timers were live"),
     ("module", "service_set_mismatches",

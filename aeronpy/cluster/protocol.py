@@ -73,8 +73,15 @@ EgressMessage = message_class(
 SessionAck = message_class(
     "SessionAck", 39, "session_id leadership_term ack_seq",
     doc="Egress: the highest seq applied, so the client can release its resend buffer.")
+SessionWindow = message_class(
+    "SessionWindow", 40, "session_id leadership_term window_base",
+    doc="Ingress: the lowest seq the client still holds in its window, sent ahead of a re-sent "
+        "window when it released messages above the highest ack it got and the last ack came "
+        "below them (held), so the leader ends the ack holds for messages below it (the client "
+        "never re-sends those) and acks.")
 AdminRequest = message_class("AdminRequest", 48, "correlation_id request_type payload")
 AdminResponse = message_class("AdminResponse", 49, "correlation_id request_type code payload")
 
 CLIENT_MESSAGES = (SessionConnect, SessionEvent, SessionMessage, SessionKeepAlive, SessionClose,
-                   NewLeaderEvent, EgressMessage, SessionAck, AdminRequest, AdminResponse)
+                   NewLeaderEvent, EgressMessage, SessionAck, SessionWindow, AdminRequest,
+                   AdminResponse)

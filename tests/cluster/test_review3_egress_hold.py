@@ -12,7 +12,6 @@ re-sent duplicate with the session's last applied seq before it had read the res
 re-sent window, whose answers could then be dropped. The ack retry recomputed held acks of
 clients whose queue was still full every 1 ms (a scan of their dropped replies each).
 """
-import pytest
 
 from aeronpy.cluster import protocol as P
 
@@ -254,13 +253,14 @@ def test_a_new_leader_does_not_ack_a_resent_window_past_what_it_has_read_of_it()
     assert acks(drain(module)) == [4]
 
 
-@pytest.mark.xfail(strict=True, reason="left open (review 3): a new leader cannot tell whether "
-                   "the old one delivered a reply it drops while catching up")
 def test_a_new_leader_that_drops_catch_up_replies_the_old_leader_delivered_holds_nothing():
     """Member 0 answers 1..3 and the client reads and releases them; member 1 had them in its
     log unapplied, wins, and applies them while catching up (its queue of 2 drops the reply to
-    3). The client never re-sends 3, so a hold below it lasts until 3 leaves the reply cache:
-    the client's unanswered messages are acked at 2 meanwhile."""
+    3). The client never re-sends 3, so a hold below it lasted until 3 left the reply cache
+    (for good, if the client's later messages get no reply): its unanswered messages were
+    acked at 2 meanwhile. Catch-up drops now hold nothing: a client without the reply keeps
+    the message and re-sends it on the NEW_LEADER event, which goes before any ack (review 4,
+    test_review4_egress_hold.py)."""
     w = FakeWorld(members=2, services=lambda: [Mixed()], egress_queue_max=2)
     w.elect(0)
     sid = w.connect()

@@ -34,6 +34,7 @@ FIELD_KINDS = {
     "NewLeaderEvent": "i64 i64 i32 str",
     "EgressMessage": "i64 i64 i64 bytes",
     "SessionAck": "i64 i64 i64",
+    "SessionWindow": "i64 i64 i64",
     "AdminRequest": "i64 i32 bytes",
     "AdminResponse": "i64 i32 i32 bytes",
 }

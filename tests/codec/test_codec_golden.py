@@ -46,6 +46,7 @@ GOLDEN_INSTANCES = [
                      ingress_endpoints="h0:9010,h1:9010,h2:9010"),
     p.EgressMessage(session_id=77, correlation_id=1001, ack_seq=12, payload=b"pong"),
     p.SessionAck(session_id=77, leadership_term=4, ack_seq=2 ** 63 - 1),
+    p.SessionWindow(session_id=77, leadership_term=4, window_base=13),
     p.AdminRequest(correlation_id=5, request_type=1, payload=b""),
     p.AdminResponse(correlation_id=5, request_type=1, code=-7, payload=b"{}"),
 ]

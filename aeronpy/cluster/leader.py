@@ -3,13 +3,13 @@
 Split out of module.py for size; it is a mixin of :class:`ConsensusModule` and uses that
 class's state. Everything here runs on the leader only (followers answer with redirects)
 and changes only leader-local state: the replicated state changes when the entries proposed
-here are applied (module.py).
+here are applied (module.py). Answering re-sent messages that were applied already, and
+SessionWindow, belong to the ack hold (acks.py).
 """
 from __future__ import annotations
 
 from typing import Any, Optional
 
-from aeronpy._applypath import keep_answerable
 from aeronpy.cluster import entries as E
 from aeronpy.cluster import protocol as P
 from aeronpy.cluster.sessions import SessionState
@@ -198,60 +198,6 @@ class LeaderDuties:
                 self._stamp(), s.session_id, seq, correlation_id, E.REJECTED_MESSAGE_SERVICE_ID, b"")):
             self._leader_seq[s.session_id] = seq
 
-    def _answer_applied(self, s: SessionState, seq: int) -> None:
-        """A re-sent message that was applied already: its original replies, or an ack."""
-        self._resent_read(s.session_id, seq)
-        replies = s.replies.get(seq)
-        if replies:
-            self.counters["replies_from_cache"] += len(replies)
-            queued = [self._emit(s, P.EgressMessage(s.session_id, correlation_id, seq, payload))
-                      for correlation_id, payload in replies]
-            session_id = s.session_id
-            dropped = self._reply.dropped_replies.get(session_id)
-            pre_lead = seq <= self._lead_base.get(session_id, 0)   # applied before ready
-            if not queued[0]:
-                # still owed (acks held below it) only if this leader never queued a reply to
-                # it: one queued reaches the client, which then releases the message and never
-                # re-sends it, so a hold on it would stall the window for good
-                # (module._lead_base)
-                if pre_lead and seq not in self._resent_queued.get(session_id, ()):
-                    if session_id in self._base_passed:
-                        # an ack released it already (the client wrote past the base before
-                        # it read our NEW_LEADER event): no hold can help, so the answer is
-                        # queued again once there is room (module._put_owed)
-                        owed = self._answers_owed.get(session_id)
-                        if owed is None:
-                            owed = self._answers_owed[session_id] = set()
-                        owed.add(seq)
-                        if len(owed) > len(s.replies):      # bounded by the reply cache
-                            keep_answerable(owed, s.replies)
-                        self._owe_retry(session_id, False)
-                    else:
-                        self._reply.note_dropped(s, seq)
-            else:
-                if pre_lead:
-                    resent = self._resent_queued.get(session_id)
-                    if resent is None:
-                        resent = self._resent_queued[session_id] = set()
-                    resent.add(seq)
-                    if len(resent) > len(s.replies):     # bounded by the reply cache
-                        keep_answerable(resent, s.replies)
-                if dropped is not None and seq in dropped:
-                    dropped.discard(seq)              # answered at last: let the acks move on
-                    if not dropped:
-                        del self._reply.dropped_replies[session_id]
-                    self._ack_pending.add(session_id)
-        else:
-            self.counters["duplicate_acked"] += 1
-            self._ack_pending.add(s.session_id)
-
-    def _resent_read(self, session_id: int, seq: int) -> None:
-        """A re-send of ``seq`` (applied already) was read: a new leader's acks may cover it
-        now (module._flush_acks, _resent_upto)."""
-        base = self._lead_base.get(session_id)
-        if base is not None and seq <= base and seq > self._resent_upto.get(session_id, 0):
-            self._resent_upto[session_id] = seq
-
     def _on_keepalive(self, client_ref: object, m: Any) -> None:
         if not self.is_leader:
             self._redirect(client_ref, 0, m.session_id)
@@ -262,49 +208,6 @@ class LeaderDuties:
         if self._session_of(client_ref, m.session_id, 0) is not None:
             self._last_heard_ns[m.session_id] = self._now_ns
 
-    def _on_session_window(self, client_ref: object, m: Any) -> None:
-        """The lowest seq the session's client still holds (SessionWindow, sent ahead of a
-        re-sent window when it released messages above the last ack it got): the ack holds
-        below it end. A hold below the window can save nothing, as window_base only rises at
-        the client and it never re-sends a seq below it; a stale, reordered or lost
-        SessionWindow only lifts less. Followers ignore it (the re-sent messages behind it
-        get the redirect), as does a leader not ready yet (it holds nothing then)."""
-        if not self.leader_ready:
-            self.counters["session_window_not_leader"] += 1
-            return
-        s = self._session_of(client_ref, m.session_id, 0)
-        if s is None:
-            return
-        session_id = s.session_id
-        base = m.window_base
-        if not 0 < base <= s.last_applied_seq + 1:
-            # no client of this session can hold its window there: bad input, lifts nothing
-            self.counters["session_window_refused"] += 1
-            return
-        self._last_heard_ns[session_id] = self._now_ns
-        lifted = False
-        dropped = self._reply.dropped_replies.get(session_id)
-        if dropped:
-            below = {seq for seq in dropped if seq < base}
-            if below:
-                dropped -= below
-                if not dropped:
-                    del self._reply.dropped_replies[session_id]
-                lifted = True
-        # a new leader's hold below the answers to re-sends not read yet (module
-        # _ack_below_unread): messages below the base are never re-sent, so count them read.
-        # _answers_owed stays: those were released by an ack, not by their replies.
-        lead_base = self._lead_base.get(session_id)
-        if lead_base is not None and session_id not in self._base_passed:
-            upto = min(base - 1, lead_base)
-            if upto > self._resent_upto.get(session_id, 0):
-                self._resent_upto[session_id] = upto
-                lifted = True
-        if lifted:
-            self.counters["session_window_holds_lifted"] += 1
-        # acked even when nothing was held: the ack (at or past base - 1 now) tells the client
-        # its window start was heard, so it sends no more of them
-        self._ack_pending.add(session_id)
 
     def _on_close(self, client_ref: object, m: Any) -> None:
         if not self.is_leader:

@@ -25,11 +25,11 @@ import enum
 from collections import Counter, OrderedDict
 from typing import Any, BinaryIO, Callable, Optional, Sequence
 
-from aeronpy._applypath import apply_session_run, keep_answerable
-from aeronpy._codec import encode_egress_message as _encode_egress_message
+from aeronpy._applypath import apply_session_run
 from aeronpy._ingress import IngressPath
 from aeronpy.cluster import entries as E
 from aeronpy.cluster import protocol as P
+from aeronpy.cluster.acks import AckHold
 from aeronpy.cluster.codes import BACK_PRESSURED
 from aeronpy.cluster.module_config import ModuleConfig
 from aeronpy.cluster.container import (Cluster, ConfigMismatchError, ServiceContainer, ServiceError,
@@ -73,11 +73,7 @@ def _shown_value(text: str, limit: int = 24) -> str:
     return repr(text[:limit]) + ("..." if len(text) > limit else "")
 
 
-_ACK_RETRY_MIN_NS = 1_000_000       # an ack a full egress queue refused: tried again after
-_ACK_RETRY_MAX_NS = 64_000_000      # 1 ms, doubling while every such client's queue stays full
-
-
-class ConsensusModule(LeaderDuties):
+class ConsensusModule(LeaderDuties, AckHold):
     def __init__(self, member_id: int, core: Any, services: Sequence[ClusteredService],
                  config: Optional[ModuleConfig] = None, now_ns: int = 0):
         self.member_id = member_id
@@ -109,32 +105,7 @@ class ConsensusModule(LeaderDuties):
         self._proposed_timer_fires: set[int] = set()
         self._service_messages_proposed_upto = 0
         self._pending_connects: dict[tuple[str, int], tuple[object, int, int]] = {}
-        self._ack_pending: set[int] = set()
-        self._ack_retry: set[int] = set()      # sessions a full egress queue refused (_flush_acks)
-        self._ack_refused: set[int] = set()    # ... of them, those owed an ack
-        self._ack_retry_ns = 0
-        self._ack_retry_gap_ns = _ACK_RETRY_MIN_NS
-        # Leader-local, as dropped_replies (leader.py, _answer_applied): per session with
-        # messages, its last_applied_seq when this leader turned ready (the base). The first
-        # reply to a seq above it was queued here, to the client that sent it to this leader,
-        # or dropped and noted. A seq at or below it was answered by an earlier leader, or
-        # here while catching up (perhaps to no client stream): the client has a reply from
-        # this leader only once a re-send of it was answered from the cache and queued
-        # (_resent_queued). Until the client sends a message above the base, acks stop below
-        # the first answered seq above the highest re-sent seq read (_resent_upto,
-        # _ack_below_unread): an answer not given yet may still be dropped. An ack at or above
-        # the base ends that hold (_base_passed).
-        self._lead_base: dict[int, int] = {}
-        self._resent_upto: dict[int, int] = {}
-        self._resent_queued: dict[int, set[int]] = {}
-        # Sessions an ack at or past their base reached (it released every message up to the
-        # base): an answer to a re-send of one of those dropped now cannot be held for, so it
-        # is owed (_answers_owed) and queued again once the client's queue has room.
-        self._base_passed: set[int] = set()
-        self._answers_owed: dict[int, set[int]] = {}
-        # NEW_LEADER events a full queue refused: retried with the acks, and a session's acks
-        # wait behind its event, which makes the client re-send what it still lacks replies for
-        self._new_leader_owed: set[int] = set()
+        self._init_acks()       # the ack hold's state (acks.py)
         self._proposals_held = 0        # action (suspend/shutdown/abort) this leader proposed: append no more
         self._halted = False            # the driver stopped applying (cluster shutdown/abort)
         self.egress = EgressQueues(self.config.egress_queue_max)
@@ -263,16 +234,7 @@ class ConsensusModule(LeaderDuties):
         self._proposed_timer_fires.clear()
         self._service_messages_proposed_upto = 0
         self._pending_connects.clear()
-        self._ack_pending.clear()
-        self._ack_retry.clear()
-        self._ack_refused.clear()
-        self._reply.dropped_replies.clear()
-        self._lead_base.clear()
-        self._resent_upto.clear()
-        self._resent_queued.clear()
-        self._base_passed.clear()
-        self._answers_owed.clear()
-        self._new_leader_owed.clear()
+        self._reset_acks()
         self._proposals_held = 0
         self.egress.clear()
 
@@ -293,13 +255,7 @@ class ConsensusModule(LeaderDuties):
             session_id = s.session_id
             self._last_heard_ns[session_id] = self._now_ns
             self._leader_seq[session_id] = s.last_applied_seq
-            if s.last_applied_seq:
-                self._lead_base[session_id] = s.last_applied_seq
-            if not put(client_ref(s.response_endpoint),
-                       P.NewLeaderEvent(session_id, self._leadership_term, self.member_id, endpoints)):
-                self.counters["new_leader_refused"] += 1
-                self._new_leader_owed.add(session_id)
-                self._owe_retry(session_id, False)
+            self._new_leader_event(s, put, client_ref, endpoints)
         self.counters["leader_ready"] += 1
 
     # ---- proposals ----------------------------------------------------------------------
@@ -630,16 +586,7 @@ class ConsensusModule(LeaderDuties):
         for leader_local in (self._last_heard_ns, self._leader_seq):
             leader_local.pop(s.session_id, None)
         self._proposed_closes.discard(s.session_id)
-        self._ack_pending.discard(s.session_id)
-        self._ack_retry.discard(s.session_id)
-        self._ack_refused.discard(s.session_id)
-        self._reply.dropped_replies.pop(s.session_id, None)
-        self._lead_base.pop(s.session_id, None)
-        self._resent_upto.pop(s.session_id, None)
-        self._resent_queued.pop(s.session_id, None)
-        self._base_passed.discard(s.session_id)
-        self._answers_owed.pop(s.session_id, None)
-        self._new_leader_owed.discard(s.session_id)
+        self._forget_acks(s.session_id)
 
     def _apply_session_message(self, session_id: int, seq: int, correlation_id: int,
                                service_id: int, payload: memoryview) -> None:
@@ -734,156 +681,6 @@ class ConsensusModule(LeaderDuties):
                 self._close_session(s, CloseReason.SERVICE_ACTION)
             self._service_closes.pop(0)
 
-    # ---- egress -------------------------------------------------------------------------
-    def _flush_acks(self) -> None:
-        ready = ()
-        if self._ack_retry and self._now_ns - self._ack_retry_ns >= self._ack_retry_gap_ns:
-            ready = self._retry_acks()
-        pending = self._ack_pending
-        if not pending and not ready:
-            return
-        dropped = self._reply.dropped_replies
-        put = self.egress.put
-        client_ref = self.config.client_ref
-        lead_base, base_passed = self._lead_base, self._base_passed
-        owed = self._new_leader_owed or self._answers_owed
-        for session_id in sorted(pending.union(ready) if ready else pending):
-            s = self.sessions.get(session_id)
-            if s is None:
-                continue
-            ref = client_ref(s.response_endpoint)
-            if owed and not self._put_owed(s, ref):
-                self._owe_retry(session_id, session_id in pending)
-                continue
-            if session_id not in pending:
-                continue                    # retried for its event or answers only
-            ack_seq = s.last_applied_seq
-            if lead_base and session_id in lead_base and ack_seq <= lead_base[session_id] \
-                    and session_id not in base_passed:
-                ack_seq = self._ack_below_unread(s, lead_base[session_id], ack_seq)
-            if dropped and session_id in dropped:
-                ack_seq = self._ack_below_dropped(s, dropped, ack_seq)
-            if not put(ref, P.SessionAck(session_id, self._leadership_term, ack_seq)):
-                # the client's queue is full: an ack is cumulative, so it is not dropped
-                # but tried again (_retry_acks: after 1 ms, backing off to 64 ms while
-                # every such queue stays full); dropped, the replies held back
-                # behind it (and the client's window) waited for the next message
-                self._owe_retry(session_id, True)
-            elif lead_base and session_id in lead_base and ack_seq >= lead_base[session_id] \
-                    and session_id not in base_passed:
-                # the client releases every message this leader applied before it was
-                # ready: acks are no longer held for their re-sends (_answer_applied)
-                base_passed.add(session_id)
-                self._resent_upto.pop(session_id, None)
-        pending.clear()
-
-    def _owe_retry(self, session_id: int, ack: bool) -> None:
-        """A full queue refused what ``session_id`` is owed: try again (_retry_acks)."""
-        if not self._ack_retry:
-            self._ack_retry_ns = self._now_ns
-            self._ack_retry_gap_ns = _ACK_RETRY_MIN_NS
-        self._ack_retry.add(session_id)
-        if ack:
-            self._ack_refused.add(session_id)
-
-    def _put_owed(self, s: SessionState, ref: object) -> bool:
-        """Queue what the session is owed ahead of any ack: the NEW_LEADER event a full queue
-        refused, then the answers to re-sent messages an ack had already released (dropped,
-        _answer_applied). False when the queue filled first; the rest stays owed."""
-        session_id = s.session_id
-        put = self.egress.put
-        if session_id in self._new_leader_owed:
-            if not put(ref, P.NewLeaderEvent(session_id, self._leadership_term, self.member_id,
-                                             self.config.ingress_endpoints())):
-                return False
-            self._new_leader_owed.discard(session_id)
-        seqs = self._answers_owed.get(session_id)
-        if seqs is not None:
-            replies = s.replies
-            for seq in sorted(seqs):
-                # several replies to one seq, cut by a full queue: all go again (the client
-                # drops the duplicates)
-                for correlation_id, payload in replies.get(seq) or ():
-                    if not put(ref, P.EgressMessage(session_id, correlation_id, seq, payload)):
-                        return False
-                seqs.discard(seq)
-            del self._answers_owed[session_id]
-        return True
-
-    def _ack_below_unread(self, s: SessionState, base: int, ack_seq: int) -> int:
-        """A new leader's ack to a client that has sent nothing new yet (nothing above the
-        base, _lead_base): the client re-sends its window in order, and the node reads
-        ingress in batches and drains egress between them, so an ack (for a re-sent duplicate)
-        can go out before the rest of the window is read. It must not pass an answered
-        message not read yet (above _resent_upto): the answer to it from the cache may still
-        be dropped, and released, the message would never be asked for again. Messages with
-        no reply kept (unanswered, refused) hold nothing."""
-        upto = self._resent_upto.get(s.session_id, 0)
-        replies = s.replies
-        unread = [q for q in replies if upto < q <= base and replies[q]]
-        return min(ack_seq, min(unread) - 1) if unread else ack_seq
-
-    def _retry_acks(self) -> list:
-        """Every 1 ms: the acks (and NEW_LEADER events, answers: _put_owed) a full queue
-        refused are sent again to the clients whose queue has room now; returns those
-        sessions. Looked at first, before anything is computed: a client gone for good
-        keeps its queue full until its session times out, and its held ack costs a scan of
-        its dropped replies (_ack_below_dropped), which for a few hundred such sessions took
-        the whole of every millisecond."""
-        self._ack_retry_ns = self._now_ns
-        get, client_ref = self.sessions.get, self.config.client_ref
-        backlog, full = self.egress.backlog, self.egress.queue_max
-        retry = self._ack_retry
-        ready = [i for i in retry if (s := get(i)) is None
-                 or backlog(client_ref(s.response_endpoint)) < full]
-        refused = self._ack_refused
-        for session_id in ready:
-            retry.discard(session_id)
-            if session_id in refused:
-                refused.discard(session_id)
-                self._ack_pending.add(session_id)
-        # clients that read nothing for a while (gone, most likely, until their sessions time
-        # out) are looked at less and less often: 1 ms doubling to 64 ms, back to 1 ms on room
-        self._ack_retry_gap_ns = (_ACK_RETRY_MIN_NS if ready
-                                  else min(2 * self._ack_retry_gap_ns, _ACK_RETRY_MAX_NS))
-        return ready
-
-    def _ack_below_dropped(self, s: SessionState, dropped: dict, ack_seq: int) -> int:
-        """A SessionAck is cumulative: one past a message whose reply a full egress queue
-        dropped would release that message from the client's window, and the client would
-        never re-send it nor get its reply. Acks stop below it until the client re-sends it
-        and its reply from the cache is queued (_answer_applied). A seq that left the reply
-        cache can no longer be answered, so it stops holding the acks."""
-        seqs = dropped[s.session_id]
-        keep_answerable(seqs, s.replies)
-        if not seqs:
-            del dropped[s.session_id]
-            return ack_seq
-        return min(ack_seq, min(seqs) - 1)
-
-    def drain_egress(self, send: Callable[[object, object], bool], limit: int = 1 << 30,
-                     wire: bool = False) -> int:
-        """Hand egress to ``send(client_ref, message) -> bool`` (False: that client is full).
-
-        ``wire=True``: replies reach ``send`` already encoded (bytes in the EgressMessage
-        wire format, built without a message object); other messages stay objects.
-        """
-        self._flush_acks()
-        return self.egress.drain(send, limit, _encode_egress_message if wire else P.EgressMessage)
-
-    def drain_egress_encoded(self, send_bytes: Callable[[object, bytes], int],
-                             encode: Callable[[object], bytes], limit: int = 1 << 30) -> int:
-        """``drain_egress`` for a driver whose transport sends bytes (the node):
-        ``send_bytes(client_ref, data) -> int`` is called with every message encoded (replies
-        straight from their queued fields, others with ``encode``); BACK_PRESSURED keeps that
-        client's backlog, any other result takes the message off the queue."""
-        self._flush_acks()
-        return self.egress.drain_encoded(send_bytes, encode, limit)
-
-    def take_egress(self) -> list[tuple[object, object]]:
-        """All queued egress as (client_ref, message), oldest first per client."""
-        self._flush_acks()
-        return self.egress.take_all(P.EgressMessage)
 
     # ---- snapshots of the consensus-layer state -----------------------------------------
     def snapshot_state(self) -> bytes:

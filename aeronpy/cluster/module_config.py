@@ -26,7 +26,7 @@ def client_stream_message_bytes(max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYT
 # replicated reply cache and queues hold, hence its snapshots and the replies a new leader
 # gives to re-sent messages), so members with different values diverge. A leader writes its
 # values into its term's first entry and every member compares them with its own
-# (ConsensusModule._check_term_entry). The other settings are leader-local (their effect
+# (term_checks.TermEntryChecks._check_term_entry). The other settings are leader-local (their effect
 # reaches the others through the log, if at all) or this member's own business.
 REPLICATED_SETTINGS = ("max_timers", "reply_cache_messages", "max_message_bytes",
                        "reply_cache_replies_per_message", "service_message_queue_max")

@@ -246,9 +246,11 @@ class ClientCore(ClientSessionBase):
         # released only from the front, so a deque and the seq of its first entry
         self._window: deque = deque()
         self._window_base = 1
-        # the highest ack_seq of a SessionAck received, and whether the last one came below
-        # the window's released prefix (held by the leader, or a late duplicate)
+        # the highest ack_seq of a SessionAck of the newest leadership term heard from (an
+        # older leader's ack may lie above a new leader's hold), and whether the last one came
+        # below the window's released prefix (held by the leader, or a late duplicate)
         self._acked_upto = 0
+        self._acked_term = -1
         self._ack_below_window = False
         self._make_message = None if encoded_messages else _session_message   # None: encode
         self._inbox: deque = deque()
@@ -438,11 +440,19 @@ class ClientCore(ClientSessionBase):
         if self._window:
             self._count("window_resends")
 
-    def _release(self, ack_seq: int, now_ns: int) -> None:
-        """A SessionAck: every message up to ``ack_seq`` is done with."""
-        if ack_seq > self._acked_upto:
-            self._acked_upto = ack_seq
-        self._ack_below_window = ack_seq < self._window_base - 1
+    def _release(self, ack_seq: int, now_ns: int, leadership_term: Optional[int] = None) -> None:
+        """A SessionAck (of ``leadership_term``; None: the newest heard): every message up to
+        ``ack_seq`` is done with."""
+        term = self._acked_term if leadership_term is None else leadership_term
+        if term > self._acked_term:
+            self._acked_term, self._acked_upto = term, ack_seq
+            self._ack_below_window = ack_seq < self._window_base - 1
+        elif term == self._acked_term:
+            if ack_seq > self._acked_upto:
+                self._acked_upto = ack_seq
+            self._ack_below_window = ack_seq < self._window_base - 1
+        # an older term's (late) ack still releases, but says nothing of the current leader's
+        # holds: neither the highest ack nor the flag move (_resend_window)
         window = self._window
         count = min(ack_seq - self._window_base + 1, len(window))
         if count > 0:
@@ -540,7 +550,7 @@ class ClientCore(ClientSessionBase):
             if message.correlation_id != 0 and self._window:
                 self._on_answer(message.ack_seq, now_ns)
         elif kind is P.SessionAck:
-            self._release(message.ack_seq, now_ns)
+            self._release(message.ack_seq, now_ns, message.leadership_term)
         elif kind is P.NewLeaderEvent:
             self._on_new_leader(message, now_ns)
         else:

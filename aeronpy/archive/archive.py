@@ -231,11 +231,15 @@ class Archive:
         if self._background:
             self._syncer = BackgroundSyncer(self._sync_batch, self._idle_sync)
         plan = self._recording_log.plan(snapshot, self._segments.last_index)
-        # a start past the log's end (a truncation the crash cut short) makes the next append check
+        # a start past the log's end, or over entries of another term (a truncation, then a
+        # crash before the new term's start was recorded), is dead: left out, and the next
+        # append checks (its term is not recorded_term)
+        held = [t for t in plan.term_starts if not (log.base_index < t.index <= log.last_index
+                                                    and log.term_at(t.index) != t.term)]
         live = self._recording_log.term_starts()
-        self.recorded_term = live[-1].term if live and live[-1].index <= self._segments.last_index \
-            else None
-        return Recovered(hard_state, log, snapshot, self.durable_index, commit, plan.term_starts,
+        self.recorded_term = live[-1].term if live and len(held) == len(plan.term_starts) \
+            and live[-1].index <= self._segments.last_index else None
+        return Recovered(hard_state, log, snapshot, self.durable_index, commit, tuple(held),
                          stop, tuple(failed), strays)
 
     def _remove_stray_snapshot_files(self) -> tuple:

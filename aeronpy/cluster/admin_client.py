@@ -68,27 +68,32 @@ def read_recording_log(data_dir: str) -> dict:
     rewrite, is left out, as recovery leaves it out)."""
     _require_node_data(data_dir)
     entries = _recording_entries(data_dir)
+    log_end, term_at = _log_end(data_dir, entries)
+    # a start over entries of another term (a truncation, then a crash before the new term's
+    # start was recorded) is dead too, as recovery leaves it out (last segment only: the tail)
     terms = [{"term": t.term, "first_index": t.index}
-             for t in live_term_starts(entries, _log_end(data_dir, entries))]
+             for t in live_term_starts(entries, log_end) if term_at(t.index) in (None, t.term)]
     return {"data_dir": data_dir, "entries": [_entry_dict(e) for e in entries],
             "snapshots": sum(isinstance(e, SnapshotEntry) for e in entries),
             "term_starts": len(terms), "terms": terms}
 
 
-def _log_end(data_dir: str, entries: list) -> int:
+def _log_end(data_dir: str, entries: list) -> tuple:
     """The last index of the log as recovery would find it, reading only the last segment
-    file (every record of it verified); with no segment, the newest recorded snapshot's."""
+    file (every record of it verified); with no segment, the newest recorded snapshot's. And
+    ``term_at(index)``: the term of an entry of that segment, None outside it."""
     from aeronpy._logindex import LogIndex
     snapshots = [e.index for e in entries if isinstance(e, SnapshotEntry)]
     segments = SegmentLog(OsFileSystem(), data_dir)
     try:
         files = segments.list_segment_files()
         if not files:
-            return max(snapshots, default=0)
-        _, stop = segments.recover(files[-1][0], None, LogIndex)
+            return max(snapshots, default=0), lambda _index: None
+        log, stop = segments.recover(files[-1][0], None, LogIndex)
     finally:
         segments.close()
-    return stop.index - 1
+    end = stop.index - 1
+    return end, lambda index: log.term_at(index) if log.base_index < index <= min(end, log.last_index) else None
 
 
 def plan_recovery(data_dir: str) -> dict:

@@ -378,6 +378,12 @@ def _on_heartbeat(core: RaftCore, from_id: int, msg, now_ns: int) -> None:
         core.counters_add("dropped_second_leader_in_term")
         return
     core._accept_leader(from_id, now_ns)
+    if core.rejoining and core.rejoin_target is None and core.log.last_index > 0:
+        # restarted midway (the target is memory only): a heartbeat's commit index is capped
+        # by what the leader counted for us, so report nothing held; its probe, an
+        # AppendEntries, carries the commit index to catch up to (or an idle cluster never sends one)
+        core.send(from_id, HeartbeatResponse(core.term, 0))
+        return
     follower_on_heartbeat(core, from_id, msg)
 
 

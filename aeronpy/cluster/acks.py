@@ -27,6 +27,17 @@ _ACK_RETRY_MIN_NS = 1_000_000       # an ack a full egress queue refused: tried 
 _ACK_RETRY_MAX_NS = 64_000_000      # 1 ms, doubling while every such client's queue stays full
 
 
+def _add_answerable(table: dict, session_id: int, seq: int, replies) -> None:
+    """Add ``seq`` to the session's set in ``table``, kept to the seqs the reply cache can
+    still answer (so bounded by it)."""
+    seqs = table.get(session_id)
+    if seqs is None:
+        seqs = table[session_id] = set()
+    seqs.add(seq)
+    if len(seqs) > len(replies):
+        keep_answerable(seqs, replies)
+
+
 class AckHold:
     """The ack hold, its retries and the egress drain (mixin of ConsensusModule)."""
 
@@ -121,23 +132,13 @@ class AckHold:
                         # an ack released it already (the client wrote past the base before
                         # it read our NEW_LEADER event): no hold can help, so the answer is
                         # queued again once there is room (_put_owed)
-                        owed = self._answers_owed.get(session_id)
-                        if owed is None:
-                            owed = self._answers_owed[session_id] = set()
-                        owed.add(seq)
-                        if len(owed) > len(s.replies):      # bounded by the reply cache
-                            keep_answerable(owed, s.replies)
+                        _add_answerable(self._answers_owed, session_id, seq, s.replies)
                         self._owe_retry(session_id, False)
                     else:
                         self._reply.note_dropped(s, seq)
             else:
                 if pre_lead:
-                    resent = self._resent_queued.get(session_id)
-                    if resent is None:
-                        resent = self._resent_queued[session_id] = set()
-                    resent.add(seq)
-                    if len(resent) > len(s.replies):     # bounded by the reply cache
-                        keep_answerable(resent, s.replies)
+                    _add_answerable(self._resent_queued, session_id, seq, s.replies)
                 if dropped is not None and seq in dropped:
                     dropped.discard(seq)              # answered at last: let the acks move on
                     if not dropped:

@@ -208,7 +208,6 @@ class LeaderDuties:
         if self._session_of(client_ref, m.session_id, 0) is not None:
             self._last_heard_ns[m.session_id] = self._now_ns
 
-
     def _on_close(self, client_ref: object, m: Any) -> None:
         if not self.is_leader:
             self._redirect(client_ref, 0, m.session_id)

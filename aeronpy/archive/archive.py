@@ -357,7 +357,13 @@ class Archive:
         try:
             self._append_term_starts(log, lo, hi)
         except OSError as exc:
-            raise self._fail(exc, "recording a term start")
+            # informational, so not fatal (a full disk may still take entries into the
+            # preallocated segments): the start is left out, once; a failed append is cut
+            # back, so the recording log stays sound for later entries
+            term = log.term_at(hi - 1)
+            _log.warning("archive %s: term %d's start not recorded in the term history (%s); "
+                         "the member goes on", self.data_dir, term, exc)
+            self.recorded_term = term
 
     def _append_term_starts(self, log, lo: int, hi: int) -> None:
         rl = self._recording_log

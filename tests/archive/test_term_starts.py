@@ -156,3 +156,30 @@ def test_random_appends_truncations_and_crashes_never_show_a_wrong_start():
                         for t in sorted({log.term_at(i) for i in range(1, log.last_index + 1)})]
                 assert live_starts(fs) == want, seed
         arc.close()
+
+
+def test_a_term_start_the_disk_refuses_is_reported_not_fatal(caplog):
+    """The term history is informational: a write of recording.log that fails (a full disk,
+    while the preallocated segments still take entries) must not stop the member. It failed
+    the archive, so the member stopped at its next new term. The start is left out (logged
+    once); the entries stay, later terms are recorded again, and a snapshot record after the
+    torn write still loads."""
+    import logging
+    fs = MemFileSystem()
+    arc, rec = open_mem(fs)
+    append(arc, rec.log, [1, 1])
+    fs.fail("write", skip=1)                            # after the entries: the term-2 start
+    with caplog.at_level(logging.WARNING, logger="aeronpy.archive"):
+        append(arc, rec.log, [2, 2])
+    assert not arc.failed
+    assert any("term 2" in r.getMessage() for r in caplog.records), caplog.records
+    append(arc, rec.log, [2])                           # no retry on every append of term 2
+    append(arc, rec.log, [3])                           # the next term is recorded again
+    arc.note_commit_index(5)
+    writer = arc.begin_snapshot(5, 2)
+    writer.write(b"state")
+    writer.commit(0)
+    arc.close()
+    assert live_starts(fs) == [TermStart(1, 1), TermStart(3, 6)]
+    _, rec2 = open_mem(fs)                              # the torn write left no damage
+    assert rec2.log.last_index == 6

@@ -97,7 +97,7 @@ class Archive:
         self._commit = 0
         self._marker_synced_at = 0.0
         # term of the last live recorded term start (None: unknown): an append whose last entry
-        # has this term needs no `record_term_starts` (the caller's one compare per append)
+        # has this term records nothing (`record_term_starts`' one compare per append)
         self.recorded_term: int | None = None
         # Under none, every append is noted in durable.pos with the boot id, so recovery in
         # the same boot can tell damage to acknowledged entries from a torn tail.
@@ -230,16 +230,16 @@ class Archive:
         self._recovered = True
         if self._background:
             self._syncer = BackgroundSyncer(self._sync_batch, self._idle_sync)
-        plan = self._recording_log.plan(snapshot, self._segments.last_index)
         # a start past the log's end, or over entries of another term (a truncation, then a
         # crash before the new term's start was recorded), is dead: left out, and the next
         # append checks (its term is not recorded_term)
-        held = [t for t in plan.term_starts if not (log.base_index < t.index <= log.last_index
-                                                    and log.term_at(t.index) != t.term)]
+        plan = self._recording_log.plan(
+            snapshot, self._segments.last_index,
+            lambda i: log.term_at(i) if log.base_index < i <= log.last_index else None)
         live = self._recording_log.term_starts()
-        self.recorded_term = live[-1].term if live and len(held) == len(plan.term_starts) \
-            and live[-1].index <= self._segments.last_index else None
-        return Recovered(hard_state, log, snapshot, self.durable_index, commit, tuple(held),
+        self.recorded_term = live[-1].term if live and plan.term_starts \
+            and plan.term_starts[-1] == live[-1] else None
+        return Recovered(hard_state, log, snapshot, self.durable_index, commit, plan.term_starts,
                          stop, tuple(failed), strays)
 
     def _remove_stray_snapshot_files(self) -> tuple:
@@ -347,12 +347,15 @@ class Archive:
         self.recorded_term = term
 
     def record_term_starts(self, log, lo: int, hi: int) -> None:
-        """After `append_from(log, lo, hi)`, when the last entry's term is not `recorded_term`
-        (once per term): record (term, first index) for each term of ``[lo, hi)`` that the
-        recording log's live history does not end with. Not synced: the term history is
-        informational (recovery needs none of it), and a later snapshot entry's sync covers it.
-        Written after the entries, so a crash in between leaves the start unrecorded, never
-        one past the log; the next append of that term (`recorded_term` differs) records it."""
+        """After each `append_from(log, lo, hi)`; does nothing (one compare, the per-append
+        cost) while the last entry's term is `recorded_term`, else (once per term) records
+        (term, first index) for each term of ``[lo, hi)`` that the recording log's live history
+        does not end with. Not synced: the term history is informational (recovery needs none
+        of it), and a later snapshot entry's sync covers it. Written after the entries, so a
+        crash in between leaves the start unrecorded, never one past the log; the next append
+        of that term (`recorded_term` differs) records it."""
+        if log.term_at(hi - 1) == self.recorded_term:
+            return
         self._check_writable()
         try:
             self._append_term_starts(log, lo, hi)

@@ -71,17 +71,24 @@ def _encode(entry_type: int, term: int, index: int, timestamp_ns: int = 0, check
     return struct.pack("<I", crc32c(body)) + body
 
 
-def live_term_starts(entries, log_end: int | None = None) -> list:
+def live_term_starts(entries, log_end: int | None = None, term_at=None) -> list:
     """The live term starts among ``entries``: a later entry supersedes earlier ones at or
     after its index, or of a term not below its own (a rewrite after a truncation re-records
-    from there); with ``log_end``, only those at or below it (the rest were cut away)."""
+    from there); with ``log_end``, only those at or below it (the rest were cut away); with
+    ``term_at(index)`` (the log's term there, None where it cannot tell), not those over an
+    entry of another term (a truncation, then a crash before the new term's start was
+    recorded)."""
     live: list = []
     for e in entries:
         if isinstance(e, TermStart):
             while live and (live[-1].index >= e.index or live[-1].term >= e.term):
                 live.pop()
             live.append(e)
-    return live if log_end is None else [t for t in live if t.index <= log_end]
+    if log_end is not None:
+        live = [t for t in live if t.index <= log_end]
+    if term_at is not None:
+        live = [t for t in live if term_at(t.index) in (None, t.term)]
+    return live
 
 
 class RecordingLog:
@@ -197,9 +204,11 @@ class RecordingLog:
         """The live term starts (`live_term_starts`)."""
         return live_term_starts(self.entries)
 
-    def plan(self, snapshot: SnapshotEntry | None, log_end: int | None = None) -> RecoveryPlan:
-        """The recovery plan given the snapshot chosen (the newest that verifies)."""
-        starts = tuple(live_term_starts(self.entries, log_end))
+    def plan(self, snapshot: SnapshotEntry | None, log_end: int | None = None,
+             term_at=None) -> RecoveryPlan:
+        """The recovery plan given the snapshot chosen (the newest that verifies); ``log_end``
+        and ``term_at`` as for `live_term_starts`."""
+        starts = tuple(live_term_starts(self.entries, log_end, term_at))
         return RecoveryPlan(snapshot, snapshot.index + 1 if snapshot else 1, starts)
 
     def close(self) -> None:

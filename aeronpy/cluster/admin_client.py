@@ -69,10 +69,9 @@ def read_recording_log(data_dir: str) -> dict:
     _require_node_data(data_dir)
     entries = _recording_entries(data_dir)
     log_end, term_at = _log_end(data_dir, entries)
-    # a start over entries of another term (a truncation, then a crash before the new term's
-    # start was recorded) is dead too, as recovery leaves it out (last segment only: the tail)
+    # as recovery: not past the end, nor over entries of another term (the last segment's)
     terms = [{"term": t.term, "first_index": t.index}
-             for t in live_term_starts(entries, log_end) if term_at(t.index) in (None, t.term)]
+             for t in live_term_starts(entries, log_end, term_at)]
     return {"data_dir": data_dir, "entries": [_entry_dict(e) for e in entries],
             "snapshots": sum(isinstance(e, SnapshotEntry) for e in entries),
             "term_starts": len(terms), "terms": terms}

@@ -172,8 +172,7 @@ class ClusterBackup:
             self.log.append_packed(memoryview(raw)[_QUERY_ANSWER.size:], count)
             self._save_term(self.log.last_term)      # the term before the entries, as a member
             self.archive.append_from(self.log, first, first + count)
-            if self.log.term_at(first + count - 1) != self.archive.recorded_term:  # as a member
-                self.archive.record_term_starts(self.log, first, first + count)
+            self.archive.record_term_starts(self.log, first, first + count)   # as a member
             self.archive.note_commit_index(self.log.last_index)
             self.position = self.archive.sync()
             self._write_status()

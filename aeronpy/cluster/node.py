@@ -581,8 +581,7 @@ class ClusterNode:
             archive.save_hard_state(rd.hard_state.term, rd.hard_state.voted_for)
         if rd.persist_hi > rd.persist_lo:
             archive.append_from(core.log, rd.persist_lo, rd.persist_hi)
-            if core.log.term_at(rd.persist_hi - 1) != archive.recorded_term:   # once per term
-                archive.record_term_starts(core.log, rd.persist_lo, rd.persist_hi)
+            archive.record_term_starts(core.log, rd.persist_lo, rd.persist_hi)  # once per term
             if self._file_sync:
                 archive.request_sync()
                 if archive.poll_synced() < rd.persist_hi - 1:

@@ -72,6 +72,14 @@ REFUSAL_COUNTERS: tuple = (
     ("core", "campaigns_withheld_rejoining",
      "Elections this member did not stand in (timeouts and leadership transfers) while, started "
      "on an empty data dir, it holds part of the log and has not caught up"),
+    ("core", "leader_held_rejoining",
+     "AppendEntries and heartbeats left unanswered while this member, started on an empty data "
+     "dir, had not yet heard enough members' terms to know their sender is no deposed leader"),
+    ("core", "rejoin_term_probes",
+     "Canvasses sent, while started on an empty data dir, to learn other members' terms"),
+    ("core", "rejoin_terms_heard",
+     "1 once this member, started on an empty data dir, has heard the terms of enough members "
+     "to follow a leader"),
     ("core", "invalid_append_response",
      "AppendResponses no follower of this leader can send (a corrupt or buggy peer; dropped)"),
     ("core", "dropped_out_of_range",

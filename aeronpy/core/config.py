@@ -19,10 +19,13 @@ _BUGS: set = set()
 
 Known names: ``vote_not_persisted``, ``commit_old_term_by_counting``,
 ``truncate_matching_entries``, ``acks_before_persist`` (every Ready may send before its write,
-a follower's acknowledgements and votes too).
+a follower's acknowledgements and votes too), ``rejoin_follows_unheard`` (a rejoining member
+follows the first leader it hears, as before the rule of RaftCore.rejoin_follows),
+``rejoin_lifts_below_term`` (the rejoining mark lifts at the leader's commit index alone).
 """
 KNOWN_BUGS = frozenset({"vote_not_persisted", "commit_old_term_by_counting", "truncate_matching_entries",
-                        "acks_before_persist"})
+                        "acks_before_persist", "rejoin_follows_unheard",
+                        "rejoin_lifts_below_term"})
 
 
 class CoreConfig:

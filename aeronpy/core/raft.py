@@ -15,6 +15,7 @@ from aeronpy.core.election import Election, ElectionState
 from aeronpy.core.messages import (AppendEntries, AppendResponse, CanvassPosition, Heartbeat,
                                    HeartbeatResponse, InstallSnapshot,
                                    RequestVote, TimeoutNow, Vote, MAX_TERM_STEP, out_of_range)
+from aeronpy.core.quorum import quorum_size
 from aeronpy.core.ready import Ready
 from aeronpy.core.replication import LeaderReplication, follower_on_append, follower_on_heartbeat
 from aeronpy.service import Role
@@ -62,6 +63,12 @@ class RaftCore:
         # commit_index reaches it, or once this member leads (only empty logs elected it).
         self.rejoining = False
         self.rejoin_target: int | None = None
+        # A rejoining member's term went with its disk, so the first leader it hears may be a
+        # deposed one. It follows no leader it did not vote for until it has heard the term of
+        # enough voters that one of them holds every committed entry (rejoin_term_known).
+        self._rejoin_heard: set = set()
+        self._rejoin_term_known = False
+        self._rejoin_probe_due_ns = 0
         self.election = Election(self)
         self.leader_state: LeaderReplication | None = None
         # pending output
@@ -111,6 +118,11 @@ class RaftCore:
                 > self.term + MAX_TERM_STEP:
             self.counters_add("dropped_out_of_range")
             return
+        if self.rejoining and not self._rejoin_term_known:
+            # every message but a canvass leaves our term at or above the sender's (a higher
+            # one is adopted below); a granted vote's term is at least the sender's
+            if kind is not CanvassPosition or msg.term <= self.term:
+                self._note_rejoin_heard(from_id)
         if kind is CanvassPosition:
             self.election.on_canvass(from_id, msg, now_ns)
             return
@@ -240,12 +252,68 @@ class RaftCore:
     def rejoin_caught_up(self) -> bool:
         """The rule that lifts the rejoining mark, asked by every driver (ClusterNode and the
         simulator) after each cycle: this member holds, durably and as committed, everything
-        the leader had committed at its first AppendEntries since the start (rejoin_target),
-        or it leads (only members with empty logs can have elected it: a first start)."""
+        the leader had committed at its first AppendEntries since the start (rejoin_target)
+        and an entry of the leader's term, or it leads (only members with empty logs can have
+        elected it: a first start)."""
         if self.role == Role.LEADER:
             return True
         target = self.rejoin_target
-        return target is not None and min(self.commit_index, self.persisted_index) >= target
+        if target is None:
+            return False
+        held = min(self.commit_index, self.persisted_index)
+        if held < target:
+            return False
+        if "rejoin_lifts_below_term" in _config._BUGS or \
+                (self.leader_id is not None and self.voted_for == self.leader_id):
+            return True      # our vote went to this leader: both logs were empty, a first start
+        # and an entry of the leader's own term: the leader's commit index can lag what is
+        # committed (a new leader commits its predecessors' entries only with its first one),
+        # and every entry committed before its term precedes that first one
+        return held > 0 and self.log.term_at(held) == self.term
+
+    def rejoin_follows(self, leader: int) -> bool:
+        """Whether a rejoining member may follow ``leader`` in the current term: it voted for
+        it (its vote goes only to empty logs: a first start), or it has heard the term of
+        every voter of a set that meets every quorum it was part of before its disk was
+        emptied (``_note_rejoin_heard``), so no deposed leader's term is below its own."""
+        return self._rejoin_term_known or self.voted_for == leader \
+            or "rejoin_follows_unheard" in _config._BUGS
+
+    def _note_rejoin_heard(self, member: int) -> None:
+        """A committed entry is on a quorum; without this member at least quorum - 1 other
+        voters hold it, so hearing n - quorum + 1 other voters reaches one of them, whose
+        term is at least the entry's. A leader of a term at least that high holds the entry
+        (leader completeness): following it cannot help commit over it."""
+        voters = self.config.voters
+        if member not in voters:
+            return
+        heard = self._rejoin_heard
+        heard.add(member)
+        others = len(voters) - (self.member_id in voters)
+        needed = min(others, len(voters) - quorum_size(len(voters)) + 1)
+        if len(heard) >= needed:
+            self._rejoin_term_known = True
+            self.counters_add("rejoin_terms_heard")
+
+    def _hold_unheard_leader(self, from_id: int, now_ns: int) -> None:
+        """A leader a rejoining member may not follow yet: no answer (its appends count for
+        nothing), no election of our own meanwhile, and a canvass (a pre-vote, which changes
+        nobody's term) to each voter not heard yet, whose answer carries its term."""
+        self.counters_add("leader_held_rejoining")
+        if self.role != Role.FOLLOWER or self.election.state != ElectionState.FOLLOWER_READY:
+            self.become_follower(self.term, None, now_ns, "a leader held while rejoining")
+        else:
+            self.election.reset_timer(now_ns)
+        if now_ns < self._rejoin_probe_due_ns:
+            return
+        self._rejoin_probe_due_ns = now_ns + self.config.heartbeat_interval_ns
+        log = self.log
+        probe = CanvassPosition(self.term, self.term + 1, log.last_term, log.last_index,
+                                self.config.ballot_tag)
+        for peer in self.config.voters:
+            if peer != self.member_id and peer != from_id and peer not in self._rejoin_heard:
+                self.counters_add("rejoin_term_probes")
+                self.send(peer, probe)
 
     def _withholds_campaign(self, now_ns: int) -> bool:
         """A rejoining member with a non-empty log does not stand for election: its own vote
@@ -367,6 +435,9 @@ def _on_append_entries(core: RaftCore, from_id: int, msg, now_ns: int) -> None:
     if core.role == Role.LEADER:
         core.counters_add("dropped_second_leader_in_term")   # impossible unless safety broke
         return
+    if core.rejoining and not core.rejoin_follows(from_id):
+        core._hold_unheard_leader(from_id, now_ns)
+        return
     core._accept_leader(from_id, now_ns)
     if core.rejoining and core.rejoin_target is None:
         core.rejoin_target = msg.commit_index          # caught up once commit_index reaches it
@@ -376,6 +447,9 @@ def _on_append_entries(core: RaftCore, from_id: int, msg, now_ns: int) -> None:
 def _on_heartbeat(core: RaftCore, from_id: int, msg, now_ns: int) -> None:
     if core.role == Role.LEADER:
         core.counters_add("dropped_second_leader_in_term")
+        return
+    if core.rejoining and not core.rejoin_follows(from_id):
+        core._hold_unheard_leader(from_id, now_ns)
         return
     core._accept_leader(from_id, now_ns)
     if core.rejoining and core.rejoin_target is None and core.log.last_index > 0:

@@ -5,9 +5,11 @@ dir, the mark outlives a crash midway and is lifted by the core's own rule
 (``rejoin_mark_off``), and the swarm's wipes run clean with it."""
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 
-from aeronpy.core import Role
+from aeronpy.core import Role, _BUGS
 from aeronpy.testing import InvariantViolation
 from aeronpy.testing.member import rejoin_bugs
 from aeronpy.testing.swarm import run_seed
@@ -81,7 +83,7 @@ def test_the_mark_survives_a_crash_midway_and_the_restarted_member_still_withhol
 
 # ---------------------------------------------------------------- a marked member does not stand
 def _partial_catch_up_then_leader_lost(seed: int):
-    """Entries committed by the leader and W only (S cut off); W wiped and restarted, gets
+    """Entries committed by the leader and W only (S cut off from it); W wiped and restarted, gets
     a few entries one at a time, then the leader dies. W (a partial log) and the lagging S are
     left: W must not win with its own vote and S's, lacking entries it acknowledged once."""
     sim = make_sim(3, seed=seed, max_append_bytes=1, max_inflight_appends=1)
@@ -89,7 +91,8 @@ def _partial_catch_up_then_leader_lost(seed: int):
     _commit(sim, 2, b"a")
     sim.run_for(100)
     w, s = [m for m in range(3) if m != leader]
-    sim.partition({leader, w}, {s})
+    sim.cut(leader, s)                       # S lags; W, once restarted, still hears S's term
+    sim.cut(s, leader)
     commit = _commit(sim, 12, b"b")
     sim.crash(w)
     sim.wipe(w)
@@ -157,16 +160,22 @@ def test_control_the_walkthrough_loses_entries_without_the_mark():
     assert all("invariant broken" in c for c in caught) and any("leader completeness" in c for c in caught), caught
 
 
-# ---------------------------------------------------------------- the known limit
-@pytest.mark.xfail(strict=True, raises=InvariantViolation,
-                   reason="known limit: a deposed leader heard first (docs/operations.md asks for "
-                          "both other members running and in step)")
-def test_a_deposed_leader_heard_first_commits_over_the_wiped_members_lost_term():
-    """The mark's known race, as the swarm's wipe window found it (seeds 732, 1611): W lost its
-    term with its disk, follows the deposed leader A of an older term and lets it commit
-    there, over entries B committed with W in the newer term. Strict xfail: a fix (the
-    member learns the cluster's term from a quorum before it follows anyone) turns it red."""
-    sim = make_sim(3, seed=3, pre_vote=False, check_quorum=False)
+# ---------------------------------------------------------------- a deposed leader heard first
+@contextlib.contextmanager
+def core_bugs(names):
+    _BUGS.update(names)
+    try:
+        yield
+    finally:
+        _BUGS.difference_update(names)
+
+
+def _deposed_leader_heard_first(seed: int):
+    """Found by the swarm's wipe window (seeds 732, 1611): W lost its term with its disk and
+    hears only the deposed leader A of an older term, while B leads a newer term in which it
+    committed entries with W before the wipe. Following A, W would let it commit there, over
+    B's entries. W hears A's term alone, which is not enough: it holds A off and asks B."""
+    sim = make_sim(3, seed=seed, pre_vote=False, check_quorum=False)
     a = wait_leader(sim)
     _commit(sim, 2, b"a")
     sim.run_for(100)
@@ -180,9 +189,58 @@ def test_a_deposed_leader_heard_first_commits_over_the_wiped_members_lost_term()
     sim.wipe(w)
     sim.restart(w)
     sim.partition({a, w}, {b})               # W hears the deposed A first
-    assert sim.run_until(lambda: sim.core(w).rejoin_target is not None or not sim.rejoining(w), 1000)
-    assert propose(sim, b"old-term", member=a) > 0
+    sim.run_for(300)
+    index = propose(sim, b"old-term", member=a)
+    assert index > 0
     sim.run_for(500)
+    sim.check()
+    return sim, a, b, w, index
+
+
+def test_a_wiped_member_does_not_follow_a_deposed_leader_heard_first():
+    for seed in range(1, 6):
+        sim, a, b, w, index = _deposed_leader_heard_first(seed)
+        core = sim.core(w)
+        assert core.rejoin_target is None and sim.rejoining(w) and core.log.last_index == 0
+        assert core.counters.get("leader_held_rejoining", 0) >= 1
+        assert core.counters.get("rejoin_term_probes", 0) >= 1
+        assert sim.core(a).commit_index < index          # nobody helped A commit
+        sim.heal()                                       # W hears B: newer term, A steps down
+        assert sim.run_until(lambda: not sim.rejoining(w) and sim.leader() is not None
+                             and sim.core(w).commit_index >= sim.core(sim.leader()).commit_index > 0, 3000)
+        assert sim.core(w).counters.get("rejoin_terms_heard", 0) == 1
+        sim.check()
+
+
+def test_control_following_the_first_leader_heard_commits_over_the_newer_term():
+    caught = []
+    with core_bugs(["rejoin_follows_unheard"]):
+        for seed in range(1, 6):
+            try:
+                _deposed_leader_heard_first(seed)
+            except InvariantViolation as exc:
+                caught.append(str(exc))
+    assert len(caught) >= 4, caught
+    assert all("invariant broken" in c for c in caught), caught
+
+
+def test_a_late_starter_of_a_first_start_follows_once_it_heard_both_others():
+    """A member that did not vote for the leader (it started after the first election)
+    follows once it heard a second member's term; with that member down it waits."""
+    sim = make_sim(3, seed=4)
+    late = 2
+    sim.crash(late)
+    a = wait_leader(sim, 2000, among={0, 1})
+    _commit(sim, 3)
+    other = 1 - a
+    sim.crash(other)
+    sim.restart(late)                        # a fresh disk: marked, hears only the leader
+    sim.run_for(1000)
+    core = sim.core(late)
+    assert core.rejoining and core.log.last_index == 0
+    assert core.counters.get("leader_held_rejoining", 0) >= 1
+    sim.restart(other)
+    assert sim.run_until(lambda: not sim.rejoining(late), 3000)
     sim.check()
 
 
@@ -206,3 +264,22 @@ def test_wipes_off_keeps_every_seeds_course():
     """The wipe draws come from a generator of their own, and only with wipes on."""
     assert "wipe" not in run_seed(7).faults
     assert run_seed(7, wipes=False).trace == run_seed(7).trace
+
+
+@pytest.mark.parametrize("seed, bug", [(3298, "rejoin_follows_unheard"), (2661, "rejoin_lifts_below_term")])
+def test_the_weaker_wipe_precondition_runs_clean(seed, bug):
+    """``--wipes non_empty`` allows a deposed leader at the wipe. Seed 3298 had the wiped
+    member follow it (RaftCore.rejoin_follows); seed 2661 had the mark lifted at a new
+    leader's commit index, below an entry committed with the wiped member's lost copy, and
+    the wiped member then elected over it (RaftCore.rejoin_caught_up). Each fails with its
+    rule switched off."""
+    result = run_seed(seed, wipes="non_empty")
+    assert result.ok, result.error
+    broken = run_seed(seed, wipes="non_empty", bugs=(bug,))
+    assert not broken.ok and "invariant broken" in broken.error, broken.error
+
+
+def test_swarm_with_wipes_under_the_weaker_precondition_runs_clean():
+    results = [run_seed(seed, wipes="non_empty") for seed in range(30)]
+    assert all(r.ok for r in results), [r.error for r in results if not r.ok]
+    assert sum(r.faults["wipe"] for r in results) >= 10

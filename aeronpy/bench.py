@@ -631,7 +631,7 @@ def write_plots(report: dict, directory: str) -> List[str]:
 # -- command line --------------------------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="aeronpy bench", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="aeronpy bench", description=__doc__.split("\n")[0].replace("``", ""))
     p.add_argument("--duration", type=float, default=5.0, help="seconds per part (default 5)")
     p.add_argument("--sizes", default="32,256", help="message sizes in bytes (default 32,256)")
     p.add_argument("--rate", type=float, default=LATENCY_RATE,

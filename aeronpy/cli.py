@@ -461,8 +461,15 @@ def _tcp_port(text: str) -> int:
     return value
 
 
+def _package_version() -> str:
+    from aeronpy import __version__
+    return __version__
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="aeronpy", description="aeronpy cluster node and tools")
+    # members, tools and backups must run one version (docs/operations.md): say which
+    parser.add_argument("--version", action="version", version=f"aeronpy {_package_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     node = sub.add_parser("node", help="run one cluster node",

@@ -455,6 +455,7 @@ def _drive(opts, cluster, clients: List[FlowClient], watch: AckWatch, failover: 
     offered = 0
     turn = 0
     leader_text = f"leader {failover['killed_member']}"
+    next_leader_look = 0.0
     while True:
         now = time.monotonic()
         if now >= end:
@@ -473,6 +474,14 @@ def _drive(opts, cluster, clients: List[FlowClient], watch: AckWatch, failover: 
             failover["killed_at_s"] = round(now - start, 2)
             progress.note(f"killed the leader, member {killed} (SIGKILL) at {now - start:.1f} s")
             leader_text = f"leader killed ({killed})"
+            next_leader_look = now + 0.1
+        elif killed is not None and not restarted and now >= next_leader_look \
+                and now < restart_at:
+            # the progress line names the new leader once elected, not only at the restart
+            next_leader_look = now + 0.1
+            elected = cluster.leader(timeout_s=0.0, exclude=(killed,))
+            if elected is not None:
+                leader_text = f"leader {elected} (member {killed} down)"
         elif killed is not None and not restarted and now >= restart_at:
             new_leader = cluster.leader(timeout_s=0.0, exclude=(killed,))
             failover["new_leader"] = new_leader
@@ -562,7 +571,7 @@ def format_report(r: dict) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="aeronpy demo", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="aeronpy demo", description=__doc__.split("\n")[0].replace("``", ""))
     p.add_argument("--duration", type=float, default=20.0, help="seconds of order flow (default 20)")
     p.add_argument("--members", type=int, default=3, help="cluster members (default 3)")
     p.add_argument("--rate", type=float, default=2000.0, help="orders/s offered in total (default 2000)")

@@ -43,9 +43,13 @@ def iso_time(ns: int) -> str:
     return t.strftime("%Y-%m-%dT%H:%M:%S.") + f"{t.microsecond // 1000:03d}Z"
 
 
+def _missing_why(data_dir: str) -> str:
+    return "not a directory" if os.path.exists(data_dir) else "it does not exist"
+
+
 def _open(data_dir: str) -> CountersReader:
     if not os.path.isdir(data_dir):
-        raise CountersUnavailableError(f"no node data dir at {data_dir}: not a directory")
+        raise CountersUnavailableError(f"no node data dir at {data_dir}: {_missing_why(data_dir)}")
     return CountersReader(data_dir)
 
 
@@ -76,7 +80,7 @@ def no_node_data(data_dir: str) -> Optional[str]:
     node's data dir, naming subdirectories that are (a parent dir given by mistake). A
     read-only command answers that (exit 2) rather than a plausible empty result."""
     if not os.path.isdir(data_dir):
-        return f"no node data dir at {data_dir}: not a directory"
+        return f"no node data dir at {data_dir}: {_missing_why(data_dir)}"
     try:
         names = os.listdir(data_dir)
     except OSError:
@@ -113,11 +117,13 @@ def describe(data_dir: str) -> ToolResult:
     try:
         reader = _open(data_dir)
     except CountersUnavailableError as exc:
-        errors = _safe_errors(data_dir)
-        text = f"{exc}\n" + (f"errors.log has {len(errors)} entries: see 'aeronpy tool errors'"
-                             if errors else "no error log either")
+        is_dir = os.path.isdir(data_dir)
+        errors = _safe_errors(data_dir) if is_dir else []
+        text = str(exc) if not is_dir else f"{exc}\n" + (
+            f"errors.log has {len(errors)} entries: see 'aeronpy tool errors'"
+            if errors else "no error log either")
         data = {"error": str(exc), "data_dir": data_dir, "errors": len(errors),
-                "pid_file": read_pid(data_dir)}
+                "pid_file": read_pid(data_dir) if is_dir else None}
         return ToolResult(EXIT_UNAVAILABLE, data, text)
     with reader:
         header, status, values = reader.header, reader.status(), reader.read()

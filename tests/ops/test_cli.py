@@ -352,7 +352,18 @@ def test_tool_without_counters(tmp_path, capsys):
     code, _, err = run(["tool", "describe", "--data-dir", str(tmp_path)], capsys)
     assert code == 2 and "no counters.dat" in err
     code, _, err = run(["tool", "metrics", "--data-dir", str(tmp_path / "nope")], capsys)
-    assert code == 2 and "not a directory" in err
+    assert code == 2 and "nope: it does not exist" in err
+    (tmp_path / "afile").write_text("x")
+    code, _, err = run(["tool", "describe", "--data-dir", str(tmp_path / "afile")], capsys)
+    assert code == 2 and "afile: not a directory" in err and "error log" not in err, err
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as exited:
+        run(["--version"], capsys)
+    assert exited.value.code == 0
+    from aeronpy import __version__
+    assert capsys.readouterr().out.strip() == f"aeronpy {__version__}"
 
 
 @pytest.mark.parametrize("command", ["suspend", "resume", "shutdown", "abort"])

@@ -85,12 +85,19 @@ class Election:
         self.granted = {core.member_id}
         self.rejected = set()
         self.reset_timer(now_ns)
-        log = core.log
-        msg = CanvassPosition(core.term, core.term + 1, log.last_term, log.last_index, core.config.ballot_tag)
+        msg = self.canvass_message()
         for peer in core.config.voters:
             if peer != core.member_id:
                 core.send(peer, msg)
         self._check_canvass_tally(now_ns)
+
+    def canvass_message(self) -> CanvassPosition:
+        """'Could I win term + 1 with my log?': the canvass, also a rejoining member's way to
+        learn a peer's term (its answer carries it; RaftCore._hold_unheard_leader)."""
+        core = self.core
+        log = core.log
+        return CanvassPosition(core.term, core.term + 1, log.last_term, log.last_index,
+                               core.config.ballot_tag)
 
     def _enter_nominate(self, now_ns: int) -> None:
         delay_max = self.core.config.nominate_delay_max_ns
@@ -145,12 +152,20 @@ class Election:
         pass  # heartbeats and check-quorum belong to replication
 
     # ---------------------------------------------------------------- campaign entry points
-    def start_campaign(self, now_ns: int, reason: str, transfer: bool) -> None:
+    def start_campaign(self, now_ns: int, reason: str, transfer: bool) -> bool:
+        """Stand for election (on a timeout, or told by TimeoutNow: ``transfer``), unless the
+        core withholds its candidacy (RaftCore.withholds_campaign): then the timer restarts
+        (a refused transfer leaves it) and False is returned."""
+        if self.core.withholds_campaign():
+            if not transfer:
+                self.reset_timer(now_ns)
+            return False
         self.campaign_is_transfer = transfer
         if transfer or not self.core.config.pre_vote:
             self._transition(ElectionState.CANDIDATE_BALLOT, now_ns, reason)
         else:
             self._transition(ElectionState.CANVASS, now_ns, reason)
+        return True
 
     def follow(self, now_ns: int, reason: str) -> None:
         """The core became (or stays) a follower: restart the election timer."""

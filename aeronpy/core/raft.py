@@ -101,8 +101,6 @@ class RaftCore:
         if leader_state is not None:
             if now_ns < leader_state.tick_due_ns or leader_state.on_tick(now_ns):
                 return
-        if self.rejoining and self._withholds_campaign(now_ns):
-            return
         self.election.on_tick(now_ns)
 
     def step(self, from_id: int, msg, now_ns: int) -> None:
@@ -307,26 +305,22 @@ class RaftCore:
         if now_ns < self._rejoin_probe_due_ns:
             return
         self._rejoin_probe_due_ns = now_ns + self.config.heartbeat_interval_ns
-        log = self.log
-        probe = CanvassPosition(self.term, self.term + 1, log.last_term, log.last_index,
-                                self.config.ballot_tag)
+        probe = self.election.canvass_message()
         for peer in self.config.voters:
             if peer != self.member_id and peer != from_id and peer not in self._rejoin_heard:
                 self.counters_add("rejoin_term_probes")
                 self.send(peer, probe)
 
-    def _withholds_campaign(self, now_ns: int) -> bool:
+    def withholds_campaign(self) -> bool:
         """A rejoining member with a non-empty log does not stand for election: its own vote
         is the vote it withholds from others (a partial copy of the leader's log won with it
         and the vote of a member that lagged behind both, losing what it had acknowledged
-        before its disk was emptied). With an empty log (a first start) it stands as ever."""
-        election = self.election
-        if self.log.last_index == 0 or election.state != ElectionState.FOLLOWER_READY \
-                or election.deadline_ns is None or now_ns < election.deadline_ns:
-            return False
-        self.counters_add("campaigns_withheld_rejoining")
-        election.reset_timer(now_ns)
-        return True
+        before its disk was emptied). With an empty log (a first start) it stands as ever.
+        Asked by Election.start_campaign, the one way into a campaign."""
+        if self.rejoining and self.log.last_index > 0:
+            self.counters_add("campaigns_withheld_rejoining")
+            return True
+        return False
 
     def counters_add(self, name: str, n: int = 1) -> None:
         counters = self.counters
@@ -413,13 +407,23 @@ class RaftCore:
                         now_ns.to_bytes(8, "little", signed=True) + self.config.term_entry_tail)
         self.leader_state.broadcast_pending = True
 
-    def _accept_leader(self, from_id: int, now_ns: int) -> None:
+    def _accept_leader(self, from_id: int, now_ns: int) -> bool:
+        """A leader's AppendEntries or Heartbeat in our term: follow it and restart the
+        election timer. False when the message is not to be handled: we lead this term
+        ourselves, or, rejoining, we may not follow this leader yet (rejoin_follows)."""
+        if self.role == Role.LEADER:
+            self.counters_add("dropped_second_leader_in_term")   # impossible unless safety broke
+            return False
+        if self.rejoining and not self.rejoin_follows(from_id):
+            self._hold_unheard_leader(from_id, now_ns)
+            return False
         if self.role != Role.FOLLOWER or self.leader_id != from_id \
                 or self.election.state != ElectionState.FOLLOWER_READY:
             self.become_follower(self.term, from_id, now_ns, "heard from the leader")
         else:
             self.election.reset_timer(now_ns)
         self.last_leader_contact_ns = now_ns
+        return True
 
     def _check_not_awaiting(self) -> None:
         if self._awaiting_advance is not None:
@@ -432,26 +436,16 @@ class RaftCore:
 
 # ==================================================================== dispatch (same-term messages)
 def _on_append_entries(core: RaftCore, from_id: int, msg, now_ns: int) -> None:
-    if core.role == Role.LEADER:
-        core.counters_add("dropped_second_leader_in_term")   # impossible unless safety broke
+    if not core._accept_leader(from_id, now_ns):
         return
-    if core.rejoining and not core.rejoin_follows(from_id):
-        core._hold_unheard_leader(from_id, now_ns)
-        return
-    core._accept_leader(from_id, now_ns)
     if core.rejoining and core.rejoin_target is None:
         core.rejoin_target = msg.commit_index          # caught up once commit_index reaches it
     follower_on_append(core, from_id, msg)
 
 
 def _on_heartbeat(core: RaftCore, from_id: int, msg, now_ns: int) -> None:
-    if core.role == Role.LEADER:
-        core.counters_add("dropped_second_leader_in_term")
+    if not core._accept_leader(from_id, now_ns):
         return
-    if core.rejoining and not core.rejoin_follows(from_id):
-        core._hold_unheard_leader(from_id, now_ns)
-        return
-    core._accept_leader(from_id, now_ns)
     if core.rejoining and core.rejoin_target is None and core.log.last_index > 0:
         # restarted midway (the target is memory only): a heartbeat's commit index is capped
         # by what the leader counted for us, so report nothing held; its probe, an
@@ -482,11 +476,8 @@ def _on_vote(core: RaftCore, from_id: int, msg, now_ns: int) -> None:
 def _on_timeout_now(core: RaftCore, from_id: int, msg, now_ns: int) -> None:
     if core.role == Role.LEADER or not core.is_voter:
         return
-    if core.rejoining and core.log.last_index > 0:        # as _withholds_campaign
-        core.counters_add("campaigns_withheld_rejoining")
-        return
-    core.counters_add("timeout_now_received")
-    core.election.start_campaign(now_ns, "leadership transferred to us", transfer=True)
+    if core.election.start_campaign(now_ns, "leadership transferred to us", transfer=True):
+        core.counters_add("timeout_now_received")
 
 
 _DISPATCH = {

@@ -1,4 +1,4 @@
-"""Review R2 of the rejoining mark's campaign rule (RaftCore._withholds_campaign, rejoin_target).
+"""Review R2 of the rejoining mark's campaign rule (RaftCore.withholds_campaign, rejoin_target).
 
 A marked member restarted midway keeps its mark but not its rejoin_target (memory only). When
 its log already matched what the leader had counted for it (a crash after its last ack, before

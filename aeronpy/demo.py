@@ -475,13 +475,6 @@ def _drive(opts, cluster, clients: List[FlowClient], watch: AckWatch, failover: 
             progress.note(f"killed the leader, member {killed} (SIGKILL) at {now - start:.1f} s")
             leader_text = f"leader killed ({killed})"
             next_leader_look = now + 0.1
-        elif killed is not None and not restarted and now >= next_leader_look \
-                and now < restart_at:
-            # the progress line names the new leader once elected, not only at the restart
-            next_leader_look = now + 0.1
-            elected = cluster.leader(timeout_s=0.0, exclude=(killed,))
-            if elected is not None:
-                leader_text = f"leader {elected} (member {killed} down)"
         elif killed is not None and not restarted and now >= restart_at:
             new_leader = cluster.leader(timeout_s=0.0, exclude=(killed,))
             failover["new_leader"] = new_leader
@@ -490,6 +483,12 @@ def _drive(opts, cluster, clients: List[FlowClient], watch: AckWatch, failover: 
             failover["restarted_at_s"] = round(now - start, 2)
             progress.note(f"restarted member {killed} at {now - start:.1f} s (leader now {new_leader})")
             leader_text = f"leader {new_leader}"
+        elif killed is not None and not restarted and now >= next_leader_look:
+            # the progress line names the new leader once elected, not only at the restart
+            next_leader_look = now + 0.1
+            elected = cluster.leader(timeout_s=0.0, exclude=(killed,))
+            if elected is not None:
+                leader_text = f"leader {elected} (member {killed} down)"
         acked = sum(c.acked for c in clients)
         progress.update((now - start) / duration_s,
                         f"{now - start:5.1f}/{duration_s:.0f} s  sent {offered:,}  acked {acked:,}  "

@@ -460,11 +460,10 @@ def _ack_window(sim: SimCluster, rng: random.Random, traffic: Traffic, faults: d
     n = sim.member_count
     need = quorum_size(n) - 1                 # with the leader's own copy: a quorum
     with _Window(sim, faults):
-        if not sim.run_until(lambda: len(_caught_up_followers(sim)) >= need, WINDOW_SETTLE_MS):
-            faults["ack_window_skipped"] += 1
+        picked = _leader_and_caught_up(sim, rng, faults, "ack_window", need)
+        if picked is None:
             return
-        leader = sim.leader()
-        chosen = rng.sample(_caught_up_followers(sim), need)
+        leader, chosen = picked
         armed = chosen[0]
         group = {leader, *chosen}
         sim.partition(group, set(range(n)) - group)
@@ -531,6 +530,16 @@ def _caught_up_followers(sim: SimCluster) -> list:
                   and sim.core(m).role == Role.FOLLOWER and sim.core(m).leader_id == leader)
 
 
+def _leader_and_caught_up(sim: SimCluster, rng: random.Random, faults: dict, window: str,
+                          need: int, settled=lambda: True):
+    """Wait (WINDOW_SETTLE_MS) for a leader with ``need`` caught-up followers (and ``settled``);
+    the leader and a random ``need`` of them, or None, counted as ``<window>_skipped``."""
+    if not sim.run_until(lambda: len(_caught_up_followers(sim)) >= need and settled(), WINDOW_SETTLE_MS):
+        faults[f"{window}_skipped"] += 1
+        return None
+    return sim.leader(), rng.sample(_caught_up_followers(sim), need)
+
+
 def _vote_window(sim: SimCluster, rng: random.Random, traffic: Traffic, faults: dict) -> None:
     """Two candidates in one term: the leader hands over to two caught-up followers at once
     (neither hears the other). Each candidate's links out are cut right after its ballot went
@@ -540,12 +549,11 @@ def _vote_window(sim: SimCluster, rng: random.Random, traffic: Traffic, faults: 
     saved)."""
     n = sim.member_count
     with _Window(sim, faults):
-        if not sim.run_until(lambda: len(_caught_up_followers(sim)) >= 2, WINDOW_SETTLE_MS):
-            faults["vote_window_skipped"] += 1
+        picked = _leader_and_caught_up(sim, rng, faults, "vote_window", 2)
+        if picked is None:
             return
-        leader = sim.leader()
+        leader, pair = picked
         term = sim.core(leader).term
-        pair = rng.sample(_caught_up_followers(sim), 2)
         sim.cut(pair[0], pair[1])             # else one's ballot may reach the other before its
         sim.cut(pair[1], pair[0])             # hand-over does: one candidate only
         for m in range(n):
@@ -652,12 +660,11 @@ def _wipe_window(sim: SimCluster, rng: random.Random, traffic: Traffic, faults: 
     n = sim.member_count
     need = quorum_size(n) - 1
     with _Window(sim, faults):
-        if not sim.run_until(lambda: len(_caught_up_followers(sim)) >= need
-                             and not any(sim.rejoining(m) for m in range(n)), WINDOW_SETTLE_MS):
-            faults["wipe_window_skipped"] += 1
+        picked = _leader_and_caught_up(sim, rng, faults, "wipe_window", need,
+                                       settled=lambda: not any(sim.rejoining(m) for m in range(n)))
+        if picked is None:
             return
-        leader = sim.leader()
-        chosen = rng.sample(_caught_up_followers(sim), need)
+        leader, chosen = picked
         victim = chosen[0]
         group = {leader, *chosen}
         stale = set(range(n)) - group

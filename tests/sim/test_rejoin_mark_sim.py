@@ -148,14 +148,20 @@ def test_the_walkthrough_loses_nothing_with_the_mark():
         _walkthrough(seed)
 
 
-def test_control_the_walkthrough_loses_entries_without_the_mark():
+def _failures(scenario, seeds, errors=(InvariantViolation,)) -> list:
+    """The messages of the ``errors`` the scenario raised, one run per seed (negative controls)."""
     caught = []
+    for seed in seeds:
+        try:
+            scenario(seed)
+        except errors as exc:
+            caught.append(str(exc))
+    return caught
+
+
+def test_control_the_walkthrough_loses_entries_without_the_mark():
     with rejoin_bugs(["rejoin_mark_off"]):
-        for seed in range(1, 6):
-            try:
-                _walkthrough(seed)
-            except (InvariantViolation, AssertionError) as exc:
-                caught.append(str(exc))
+        caught = _failures(_walkthrough, range(1, 6), (InvariantViolation, AssertionError))
     assert len(caught) == 5, caught        # the entries lost, or 0's lost term reused: two leaders
     assert all("invariant broken" in c for c in caught) and any("leader completeness" in c for c in caught), caught
 
@@ -213,13 +219,8 @@ def test_a_wiped_member_does_not_follow_a_deposed_leader_heard_first():
 
 
 def test_control_following_the_first_leader_heard_commits_over_the_newer_term():
-    caught = []
     with core_bugs(["rejoin_follows_unheard"]):
-        for seed in range(1, 6):
-            try:
-                _deposed_leader_heard_first(seed)
-            except InvariantViolation as exc:
-                caught.append(str(exc))
+        caught = _failures(_deposed_leader_heard_first, range(1, 6))
     assert len(caught) >= 4, caught
     assert all("invariant broken" in c for c in caught), caught
 

@@ -4,11 +4,13 @@ whose reply it may still lack.
 A SessionAck is cumulative and a released message is never re-sent, so acks stop below a
 message whose reply a full egress queue dropped (ReplyPath.dropped_replies) until its re-send
 is answered from the reply cache, and a new leader's acks wait behind its NEW_LEADER event and
-stop below the answers to re-sent messages it has not read yet (_lead_base). What a full queue
-refused (acks, NEW_LEADER events, answers) is retried with a back-off; a client's
-SessionWindow ends the holds below its window start. Why each rule exists: the docstrings of
-tests/cluster/test_egress_drop_holds_acks.py, test_review3_egress_hold.py,
-test_review4_egress_hold.py and test_review5_session_window.py.
+stop below each message it answered before it was ready until it has queued an answer to a
+re-send of it (_lead_base). What a full queue refused (acks, NEW_LEADER events) is retried
+with a back-off; a client's SessionWindow (sent on every NEW_LEADER event, and on a stall
+when an ack came below what it released) ends the holds below its window start. Why each
+rule exists: the docstrings of tests/cluster/test_egress_drop_holds_acks.py,
+test_review3_egress_hold.py, test_review4_egress_hold.py, test_review5_session_window.py and
+test_review6_egress_hold.py.
 
 Split out of module.py for size: a mixin of :class:`ConsensusModule` that uses that class's
 state (sessions, egress, config, counters, _reply, _now_ns); it owns the state set in
@@ -55,18 +57,18 @@ class AckHold:
         # or dropped and noted. A seq at or below it was answered by an earlier leader, or
         # here while catching up (perhaps to no client stream): the client has a reply from
         # this leader only once a re-send of it was answered from the cache and queued
-        # (_resent_queued). Until the client sends a message above the base, acks stop below
-        # the first answered seq above the highest re-sent seq read (_resent_upto,
-        # _ack_below_unread): an answer not given yet may still be dropped. An ack at or above
-        # the base ends that hold (_base_passed).
+        # (_resent_queued). Acks stop below the first answered seq at or below the base that
+        # has neither (_ack_below_unread), whatever the client sent since: its re-send may be
+        # lost on the way, or its answer dropped. The client's window start (SessionWindow,
+        # sent on our NEW_LEADER event) says which of them it released by replies and will
+        # never re-send (_window_floor). An ack at or above the base ends that hold
+        # (_base_passed).
         self._lead_base: dict[int, int] = {}
-        self._resent_upto: dict[int, int] = {}
+        self._window_floor: dict[int, int] = {}
         self._resent_queued: dict[int, set[int]] = {}
-        # Sessions an ack at or past their base reached (it released every message up to the
-        # base): an answer to a re-send of one of those dropped now cannot be held for, so it
-        # is owed (_answers_owed) and queued again once the client's queue has room.
+        # Sessions an ack at or past their base reached: every message up to the base
+        # was answered here or released by the client (its window start), so the hold ends.
         self._base_passed: set[int] = set()
-        self._answers_owed: dict[int, set[int]] = {}
         # NEW_LEADER events a full queue refused: retried with the acks, and a session's acks
         # wait behind its event, which makes the client re-send what it still lacks replies for
         self._new_leader_owed: set[int] = set()
@@ -78,10 +80,9 @@ class AckHold:
         self._ack_refused.clear()
         self._reply.dropped_replies.clear()
         self._lead_base.clear()
-        self._resent_upto.clear()
+        self._window_floor.clear()
         self._resent_queued.clear()
         self._base_passed.clear()
-        self._answers_owed.clear()
         self._new_leader_owed.clear()
 
     def _forget_acks(self, session_id: int) -> None:
@@ -91,10 +92,9 @@ class AckHold:
         self._ack_refused.discard(session_id)
         self._reply.dropped_replies.pop(session_id, None)
         self._lead_base.pop(session_id, None)
-        self._resent_upto.pop(session_id, None)
+        self._window_floor.pop(session_id, None)
         self._resent_queued.pop(session_id, None)
         self._base_passed.discard(session_id)
-        self._answers_owed.pop(session_id, None)
         self._new_leader_owed.discard(session_id)
 
     def _new_leader_event(self, s: SessionState, put: Callable[[object, object], bool],
@@ -113,7 +113,6 @@ class AckHold:
     # ---- ingress: re-sent messages and window starts ----------------------------------
     def _answer_applied(self, s: SessionState, seq: int) -> None:
         """A re-sent message that was applied already: its original replies, or an ack."""
-        self._resent_read(s.session_id, seq)
         replies = s.replies.get(seq)
         if replies:
             self.counters["replies_from_cache"] += len(replies)
@@ -126,19 +125,19 @@ class AckHold:
                 # still owed (acks held below it) only if this leader never queued a reply to
                 # it: one queued reaches the client, which then releases the message and never
                 # re-sends it, so a hold on it would stall the window for good
-                # (_lead_base)
-                if pre_lead and seq not in self._resent_queued.get(session_id, ()):
-                    if session_id in self._base_passed:
-                        # an ack released it already (the client wrote past the base before
-                        # it read our NEW_LEADER event): no hold can help, so the answer is
-                        # queued again once there is room (_put_owed)
-                        _add_answerable(self._answers_owed, session_id, seq, s.replies)
-                        self._owe_retry(session_id, False)
-                    else:
-                        self._reply.note_dropped(s, seq)
+                # (_lead_base). Past the base, every such message was answered here or lies
+                # below the client's window start: this is a late duplicate, owed nothing.
+                if pre_lead and seq not in self._resent_queued.get(session_id, ()) \
+                        and session_id not in self._base_passed:
+                    self._reply.note_dropped(s, seq)
             else:
                 if pre_lead:
                     _add_answerable(self._resent_queued, session_id, seq, s.replies)
+                    if s.last_applied_seq > self._lead_base[session_id] \
+                            and session_id not in self._base_passed:
+                        # the ack held below it for messages above the base goes out now,
+                        # not with the next message
+                        self._ack_pending.add(session_id)
                 if dropped is not None and seq in dropped:
                     dropped.discard(seq)              # answered at last: let the acks move on
                     if not dropped:
@@ -147,13 +146,6 @@ class AckHold:
         else:
             self.counters["duplicate_acked"] += 1
             self._ack_pending.add(s.session_id)
-
-    def _resent_read(self, session_id: int, seq: int) -> None:
-        """A re-send of ``seq`` (applied already) was read: a new leader's acks may cover it
-        now (_flush_acks, _resent_upto)."""
-        base = self._lead_base.get(session_id)
-        if base is not None and seq <= base and seq > self._resent_upto.get(session_id, 0):
-            self._resent_upto[session_id] = seq
 
     def _on_session_window(self, client_ref: object, m: Any) -> None:
         """The lowest seq the session's client still holds (SessionWindow, sent ahead of a
@@ -184,14 +176,13 @@ class AckHold:
                 if not dropped:
                     del self._reply.dropped_replies[session_id]
                 lifted = True
-        # a new leader's hold below the answers to re-sends not read yet
-        # (_ack_below_unread): messages below the base are never re-sent, so count them read.
-        # _answers_owed stays: those were released by an ack, not by their replies.
+        # a new leader's hold below the answers it gave before it was ready
+        # (_ack_below_unread): messages below the window start are never re-sent.
         lead_base = self._lead_base.get(session_id)
         if lead_base is not None and session_id not in self._base_passed:
-            upto = min(base - 1, lead_base)
-            if upto > self._resent_upto.get(session_id, 0):
-                self._resent_upto[session_id] = upto
+            floor = min(base - 1, lead_base)
+            if floor > self._window_floor.get(session_id, 0):
+                self._window_floor[session_id] = floor
                 lifted = True
         if lifted:
             self.counters["session_window_holds_lifted"] += 1
@@ -211,7 +202,7 @@ class AckHold:
         put = self.egress.put
         client_ref = self.config.client_ref
         lead_base, base_passed = self._lead_base, self._base_passed
-        owed = self._new_leader_owed or self._answers_owed
+        owed = self._new_leader_owed
         for session_id in sorted(pending.union(ready) if ready else pending):
             s = self.sessions.get(session_id)
             if s is None:
@@ -221,10 +212,11 @@ class AckHold:
                 self._owe_retry(session_id, session_id in pending)
                 continue
             if session_id not in pending:
-                continue                    # retried for its event or answers only
+                continue                    # retried for its event only
             ack_seq = s.last_applied_seq
-            if lead_base and session_id in lead_base and ack_seq <= lead_base[session_id] \
-                    and session_id not in base_passed:
+            if lead_base and session_id in lead_base and session_id not in base_passed:
+                # past the base too: a client that wrote above it before it read our
+                # NEW_LEADER event re-sends on that event, and that re-send may be lost
                 ack_seq = self._ack_below_unread(s, lead_base[session_id], ack_seq)
             if dropped and session_id in dropped:
                 ack_seq = self._ack_below_dropped(s, dropped, ack_seq)
@@ -239,7 +231,8 @@ class AckHold:
                 # the client releases every message this leader applied before it was
                 # ready: acks are no longer held for their re-sends (_answer_applied)
                 base_passed.add(session_id)
-                self._resent_upto.pop(session_id, None)
+                self._window_floor.pop(session_id, None)
+                self._resent_queued.pop(session_id, None)
         pending.clear()
 
     def _owe_retry(self, session_id: int, ack: bool) -> None:
@@ -252,44 +245,35 @@ class AckHold:
             self._ack_refused.add(session_id)
 
     def _put_owed(self, s: SessionState, ref: object) -> bool:
-        """Queue what the session is owed ahead of any ack: the NEW_LEADER event a full queue
-        refused, then the answers to re-sent messages an ack had already released (dropped,
-        _answer_applied). False when the queue filled first; the rest stays owed."""
+        """Queue the NEW_LEADER event a full queue refused, ahead of any ack. False when the
+        queue is still full; the event stays owed."""
         session_id = s.session_id
-        put = self.egress.put
         if session_id in self._new_leader_owed:
-            if not put(ref, P.NewLeaderEvent(session_id, self._leadership_term, self.member_id,
-                                             self.config.ingress_endpoints())):
+            if not self.egress.put(ref, P.NewLeaderEvent(session_id, self._leadership_term,
+                                                         self.member_id,
+                                                         self.config.ingress_endpoints())):
                 return False
             self._new_leader_owed.discard(session_id)
-        seqs = self._answers_owed.get(session_id)
-        if seqs is not None:
-            replies = s.replies
-            for seq in sorted(seqs):
-                # several replies to one seq, cut by a full queue: all go again (the client
-                # drops the duplicates)
-                for correlation_id, payload in replies.get(seq) or ():
-                    if not put(ref, P.EgressMessage(session_id, correlation_id, seq, payload)):
-                        return False
-                seqs.discard(seq)
-            del self._answers_owed[session_id]
         return True
 
     def _ack_below_unread(self, s: SessionState, base: int, ack_seq: int) -> int:
-        """A new leader's ack to a client that has sent nothing new yet (nothing above the
-        base, _lead_base): the client re-sends its window in order, and the node reads
-        ingress in batches and drains egress between them, so an ack (for a re-sent duplicate)
-        can go out before the rest of the window is read. It must not pass an answered
-        message not read yet (above _resent_upto): the answer to it from the cache may still
-        be dropped, and released, the message would never be asked for again. Messages with
+        """A new leader's ack below the answers it gave before it was ready (_lead_base) that
+        it has not queued to the client since (_resent_queued): the client may lack their
+        replies. Its re-sends come in order, but the node reads ingress in batches and drains
+        egress between them, so an ack can go out before the rest of a re-sent window is
+        read; the client may have written new messages before it read our NEW_LEADER event;
+        and a re-send can be lost on the way. Released, such a message would never be asked
+        for again. Messages below the client's window start (_window_floor) and messages with
         no reply kept (unanswered, refused) hold nothing."""
-        upto = self._resent_upto.get(s.session_id, 0)
+        session_id = s.session_id
+        floor = self._window_floor.get(session_id, 0)
+        queued = self._resent_queued.get(session_id, ())
         replies = s.replies
-        unread = [q for q in replies if upto < q <= base and replies[q]]
+        unread = [q for q in replies if floor < q <= base and replies[q] and q not in queued]
         return min(ack_seq, min(unread) - 1) if unread else ack_seq
 
     def _retry_acks(self) -> list:
-        """Every 1 ms: the acks (and NEW_LEADER events, answers: _put_owed) a full queue
+        """Every 1 ms: the acks (and NEW_LEADER events: _put_owed) a full queue
         refused are sent again to the clients whose queue has room now; returns those
         sessions. Looked at first, before anything is computed: a client gone for good
         keeps its queue full until its session times out, and its held ack costs a scan of

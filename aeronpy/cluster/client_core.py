@@ -424,12 +424,17 @@ class ClientCore(ClientSessionBase):
         self._next_correlation_id += 1
         return correlation_id
 
-    def _resend_window(self, now_ns: int) -> None:
-        if self._ack_below_window and self._window_base - 1 > self._acked_upto and self._window:
-            # released above the last ack (by replies), and the last ack came below what we
-            # released: the leader may hold its acks for a message we no longer have and will
-            # never re-send. Where our window starts lifts that, and the leader's ack of it
-            # clears the flag. Only then: the simulator runs this code, and a message more in
+    def _resend_window(self, now_ns: int, new_leader: bool = False) -> None:
+        if (new_leader and self._window_base > 1) or (
+                self._ack_below_window and self._window_base - 1 > self._acked_upto and self._window):
+            # Where our window starts, ahead of the re-sent window. On a NEW_LEADER event
+            # always: that leader holds its acks below each message it answered before it was
+            # ready until it reads a re-send of it (a re-send lost on the way must not be
+            # released by a later ack), and only this says which of those we released already
+            # (by their replies) and will never re-send. On a stall only when we released above
+            # the last ack (by replies) and that ack came below what we released: the leader
+            # may hold its acks for a message we no longer have. The leader's ack of it clears
+            # the flag. Not on every stall: the simulator runs this code, and a message more in
             # every round would change the course of its seeds
             self._count("window_bases_sent")
             self._send(self.leader_endpoint, P.SessionWindow(self.session_id, self.leadership_term,
@@ -641,7 +646,7 @@ class ClientCore(ClientSessionBase):
         self.leadership_term = event.leadership_term
         self.members = parse_ingress_endpoints(event.ingress_endpoints) or self.members
         self.leader_endpoint = self.members.get(event.leader_member_id, self.leader_endpoint)
-        self._resend_window(now_ns)
+        self._resend_window(now_ns, new_leader=True)
 
     def _first_delivery(self, seq: int, correlation_id: int, payload: bytes) -> bool:
         """False for a response already delivered: one re-sent from the reply cache (or by

@@ -101,9 +101,21 @@ def test_new_leader_event_resends_every_unacknowledged_message_to_the_new_leader
     sent(c)
     c.on_egress(P.NewLeaderEvent(42, 4, 0, "0=m0:1,1=m1:1,2=m2:1"), 0)
     out = sent(c)
-    assert {ep for ep, _ in out} == {"m0:1"} and [m.seq for _, m in out] == [3, 4]
+    assert {ep for ep, _ in out} == {"m0:1"}
+    # where the window starts, then the window (the new leader holds its acks below what it
+    # answered before it was ready until it reads a re-send of it or this)
+    assert type(out[0][1]) is P.SessionWindow and out[0][1].window_base == 3
+    assert [m.seq for _, m in out[1:]] == [3, 4]
     c.on_egress(P.NewLeaderEvent(42, 3, 2, "0=m0:1,1=m1:1,2=m2:1"), 0)   # stale term: ignored
     assert sent(c) == [] and c.leader_endpoint == "m0:1"
+
+
+def test_a_new_leader_event_before_anything_was_released_sends_no_window_start():
+    c = connected()
+    c.offer(b"0")
+    sent(c)
+    c.on_egress(P.NewLeaderEvent(42, 4, 0, "0=m0:1,1=m1:1,2=m2:1"), 0)
+    assert [type(m) for _, m in sent(c)] == [P.SessionMessage]
 
 
 def test_redirect_of_a_session_message_resends_to_the_leader():

@@ -149,6 +149,10 @@ def test_a_new_leaders_first_dropped_answer_to_a_resend_still_holds():
     module.on_ingress(C1, msg(sid, 1, b"r1"), w.now_ns)           # answered at last
     out = drain(module)
     assert [m.ack_seq for m in out if isinstance(m, P.EgressMessage)] == [1]
+    assert acks(out) == [1]        # 2, answered before this leader, not re-sent here yet
+    module.on_ingress(C1, msg(sid, 2, b"r2"), w.now_ns)           # the window, in order
+    out = drain(module)
+    assert [m.ack_seq for m in out if isinstance(m, P.EgressMessage)] == [2]
     assert acks(out) == [5]
 
 
@@ -260,7 +264,8 @@ def test_a_new_leader_that_drops_catch_up_replies_the_old_leader_delivered_holds
     (for good, if the client's later messages get no reply): its unanswered messages were
     acked at 2 meanwhile. Catch-up drops now hold nothing: a client without the reply keeps
     the message and re-sends it on the NEW_LEADER event, which goes before any ack (review 4,
-    test_review4_egress_hold.py)."""
+    test_review4_egress_hold.py), and the window start it sends on that event lifts the new
+    leader's hold below the answers it gave before it was ready (review 6)."""
     w = FakeWorld(members=2, services=lambda: [Mixed()], egress_queue_max=2)
     w.elect(0)
     sid = w.connect()
@@ -275,6 +280,10 @@ def test_a_new_leader_that_drops_catch_up_replies_the_old_leader_delivered_holds
     for i in range(module.applied_index + 1, core.commit_index + 1):
         module.apply(i, *core.log.entries[i - 1])
     assert module.leader_ready and module.counters["egress_dropped"] >= 1
+    drain(module)
+    # the client read the event: it sends where its window starts (4: it released 1 .. 3),
+    # then its window (empty) and s4
+    module.on_ingress(C1, P.SessionWindow(sid, module._leadership_term, 4), w.now_ns)
     drain(module)
     module.on_ingress(C1, msg(sid, 4, b"s4"), w.now_ns)
     apply_committed(w, member=1)

@@ -9,14 +9,14 @@ offer for good (fixed: only acks of the newest leadership term count, client_cor
 
 And an ack past a new leader's base (the client wrote a new message to it before it read the
 NEW_LEADER event) releases the messages the client re-sends on that event unread: when that
-re-send is lost on the way, their replies never come (open, strict xfail below).
+re-send is lost on the way, their replies never come (fixed: a new leader's acks past its
+base are held too, and a client sends its window start on every NEW_LEADER event).
 """
-import pytest
-
 from aeronpy.cluster import protocol as P
+from aeronpy.cluster.acks import AckHold
 
-from .test_egress_drop_holds_acks import C1, msg
-from .test_review4_egress_hold import MS, TwoMembers, apply_on
+from .test_egress_drop_holds_acks import C1, acks, apply_committed, drain, msg
+from .test_review4_egress_hold import MS, TwoMembers, answered_as_follower, apply_on
 
 
 def test_an_old_leaders_late_ack_does_not_stop_the_window_start():
@@ -59,15 +59,12 @@ def test_an_old_leaders_late_ack_does_not_stop_the_window_start():
     assert client.unacknowledged == 0
 
 
-@pytest.mark.xfail(strict=True, reason="open: an ack past a new leader's base is not held below "
-                   "the answered messages it has not read a re-send of (review 6, proposed fix)")
-def test_an_ack_past_the_base_does_not_release_a_resend_lost_on_the_way():
+def _replies_after_a_resend_lost_on_the_way():
     """Member 0 applies r1 and dies before replying; member 1 applied it as a follower. The
     client's stall round reaches member 1 before it is ready (dropped unread), so the client
     writes s2 to member 1 before it reads the NEW_LEADER event. The event goes first, then
-    the ack of 2: past the base, it is not held, and releases 1. The client re-sent 1 on the
-    event, but that datagram was lost (client links drop, as the simulator's do): 1 is
-    released, never sent again, and its reply never comes."""
+    the ack of 2, past the base. The client re-sent 1 on the event, but that datagram was lost
+    (client links drop, as the simulator's do). Returns the replies the client got."""
     p = TwoMembers(queue_max=8)
     w, client = p.w, p.client
     assert client.offer(b"r1", now_ns=w.now_ns) > 0
@@ -91,4 +88,55 @@ def test_an_ack_past_the_base_does_not_release_a_resend_lost_on_the_way():
     for _ in range(6):                           # 3.6 s: reads promptly, re-sends when stalled
         p.advance(1, leader=1)
         p.advance(600, leader=1)
-    assert p.got == [b"re:r1"]
+    return p.got
+
+
+def test_an_ack_past_the_base_does_not_release_a_resend_lost_on_the_way():
+    """The ack of 2 is held below 1 (answered before member 1 was ready, no re-send of it
+    read yet): 1 stays in the client's window, its stall re-sends it, and the answer comes
+    from the reply cache."""
+    assert _replies_after_a_resend_lost_on_the_way() == [b"re:r1"]
+
+
+def test_control_with_acks_past_the_base_unheld_the_reply_never_comes(monkeypatch):
+    """Negative control: the rule before the fix (a new leader's acks past its base held
+    nothing) loses the reply in the same run."""
+    real = AckHold._ack_below_unread
+    monkeypatch.setattr(AckHold, "_ack_below_unread",
+                        lambda self, s, base, ack_seq: ack_seq if ack_seq > base
+                        else real(self, s, base, ack_seq))
+    assert _replies_after_a_resend_lost_on_the_way() == []
+
+
+def _ack_after_a_later_resend_read(seq_lost: int):
+    """Member 1 applied r1 and r2 as a follower (member 0 died before replying) and is ready.
+    The client re-sends 1 and 2 on its NEW_LEADER event and the datagram with ``seq_lost``
+    is lost on the way; it then sends s3. Returns (seqs answered, acks) of member 1's egress."""
+    w, sid, module = answered_as_follower(queue_max=8)
+    drain(module)                                # the event
+    for seq in (1, 2):
+        if seq != seq_lost:
+            module.on_ingress(C1, msg(sid, seq, b"r%d" % seq), w.now_ns)
+    module.on_ingress(C1, msg(sid, 3, b"s3"), w.now_ns)
+    apply_committed(w, member=1)
+    out = drain(module)
+    return [m.ack_seq for m in out if isinstance(m, P.EgressMessage)], acks(out), (w, sid, module)
+
+
+def test_a_later_resend_read_does_not_release_an_earlier_one_lost_on_the_way():
+    """The re-send of 2 was read and answered, that of 1 lost: the ack stays below 1 (the
+    hold once counted every seq below the highest re-send read as read) until the client's
+    stall re-sends 1 and its answer is queued."""
+    answered, sent_acks, (w, sid, module) = _ack_after_a_later_resend_read(1)
+    assert answered == [2] and sent_acks == [0]
+    module.on_ingress(C1, msg(sid, 1, b"r1"), w.now_ns)
+    out = drain(module)
+    assert [m.ack_seq for m in out if isinstance(m, P.EgressMessage)] == [1]
+    assert acks(out) == [3]
+
+
+def test_control_a_lost_later_resend_holds_nothing_below_it():
+    """Negative control of the test above: with 2's re-send lost instead, 1's answer is
+    queued and the ack stops below 2 only."""
+    answered, sent_acks, _ = _ack_after_a_later_resend_read(2)
+    assert answered == [1] and sent_acks == [1]

@@ -52,11 +52,17 @@ def test_several_replies_to_one_message_are_legal_with_request():
     sim.check()
 
 
-def test_several_replies_survive_a_leader_crash_and_resends():
+@pytest.mark.parametrize("seed", range(8, 13))
+def test_several_replies_survive_a_leader_crash_and_resends(seed):
     # re-sent messages are answered from the reply cache with all their replies: each
-    # distinct reply reaches the application once
-    sim = SimCluster(3, seed=8, service=TwoReplies)
-    sim.network(drop=0.05, duplicate=0.1, delay_ms=(0.5, 5.0))
+    # distinct reply reaches the application once. The network duplicates and delays but
+    # drops nothing: the simulator drops a client link's datagrams outright (a node's stream
+    # would have them sent again), and a second reply lost after the first got through is
+    # the documented limit (docs/programming.md, "A client that stops reading"); with 5 %
+    # dropped, 19 of seeds 0-59 lost one that way, and seed 8, the one this test ran, passed
+    # only until the course of the runs changed
+    sim = SimCluster(3, seed=seed, service=TwoReplies)
+    sim.network(duplicate=0.1, delay_ms=(0.5, 5.0))
     client = sim.client()
     got = []
     cids = [client.offer(b"c%d" % i) for i in range(4)]

@@ -31,6 +31,8 @@ from typing import Any, Optional, Sequence
 from aeronpy.archive.fs import OsFileSystem
 from aeronpy.archive.node_state import NODE_STATE_FILE, save_node_state
 from aeronpy.cluster.node_snapshots import ADMIN_OK, BACKUP_CHUNK, BACKUP_QUERY
+from aeronpy.cluster.restored import RESTORED_MARKER_FILE, write_restored_marker
+from aeronpy.errors import AeronpyError
 
 _QUERY = struct.Struct("<qi")                 # from_index, max_bytes
 _QUERY_ANSWER = struct.Struct("<qqqqqqi")     # commit, snap_index, snap_term, snap_size, base, first, count
@@ -285,7 +287,8 @@ class RestoreError(ValueError):
 
 
 def restore_to(backup_dir: str, member_data_dir: str) -> list:
-    """Copy a backup into a fresh member data dir (which must not hold a log already).
+    """Copy a backup into a fresh member data dir (which must not hold a log already), and
+    mark where the restored log ends (restored.py). Returns the names written.
 
     Refuses (RestoreError) a missing or empty backup and a target holding a log, snapshots or
     a recording log, before touching the target; a copy that fails part-way is undone (and a
@@ -316,6 +319,20 @@ def restore_to(backup_dir: str, member_data_dir: str) -> list:
         if NODE_STATE_FILE not in names:  # a backup made before the backup saved one
             copied.append(NODE_STATE_FILE)
             save_node_state(OsFileSystem(), member_data_dir, 0, None)
+        # where the old cluster's log ends: its term entries carry its member list, which a
+        # new cluster on other ports would otherwise report at each one (restored.py)
+        from aeronpy.cluster.admin_client import plan_recovery
+        try:
+            log_end = plan_recovery(member_data_dir)["log_end"]
+        except (AeronpyError, ValueError) as exc:
+            log_end = None
+            log.warning("restored %s, but where its log ends is unknown (%s): without %s the "
+                         "restored members report the old cluster's member list at each old "
+                         "term start they replay (harmless)", member_data_dir, exc,
+                         RESTORED_MARKER_FILE)
+        if log_end:                       # None: unknown; 0: no log entries to mark
+            copied.append(RESTORED_MARKER_FILE)
+            write_restored_marker(member_data_dir, log_end, os.path.abspath(backup_dir))
     except OSError as exc:
         if made:
             shutil.rmtree(member_data_dir, ignore_errors=True)

@@ -81,6 +81,9 @@ class ModuleConfig:
     # entries and compared like the settings above: a member started with another list (a
     # wrong peer port, an extra member) was silent. 0: not compared (tests, the simulator)
     members_digest: int = 0
+    # a log restored from a backup ends here (restored.py): its term entries carry the old
+    # cluster's member list, so members_digest is not compared in them. 0: no restore
+    restored_log_end: int = 0
     # the newest client protocol spoken; clients of any version from
     # protocol.OLDEST_CLIENT_PROTOCOL_VERSION up to it are accepted
     protocol_version: int = P.CLIENT_PROTOCOL_VERSION

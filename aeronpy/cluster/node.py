@@ -28,6 +28,7 @@ from aeronpy.cluster.container import (ServiceSetError, check_services, service_
                                        service_set_tag, term_entry_tail)
 from aeronpy.cluster.identity import check_identity
 from aeronpy.cluster.idle import idle_strategy_from_name, select_waiter
+from aeronpy.cluster.restored import read_restored_log_end
 from aeronpy.cluster.logsetup import BurstLogger, node_logger
 from aeronpy.cluster.module import ConsensusModule
 from aeronpy.cluster.protocol import NewLeaderEvent
@@ -204,6 +205,14 @@ class ClusterNode:
         for name in getattr(recovered, "stray_files_removed", ()):
             self.log.warning("recovery removed %s: a snapshot file a crash left unfinished or "
                              "unrecorded", name)
+        restored_log_end, unusable = read_restored_log_end(config.data_dir)
+        if unusable:
+            self.log.warning("%s: the old term entries it replays may be reported as another "
+                             "[[members]] list (harmless)", unusable)
+        elif restored_log_end:
+            self.log.info("restored from a backup: the term entries up to index %d carry the "
+                          "old cluster's member list, which is not compared with this one's",
+                          restored_log_end)
         # the module's settings before the core: a leader writes its values of those every
         # member must share into its term's first entry, after its service list
         self._client_of_endpoint: dict = {}
@@ -217,7 +226,8 @@ class ClusterNode:
             authenticator=authenticator or Authenticator(),
             client_ref_of_endpoint=self._client_of_endpoint.get,
             on_authenticator_error=self._on_authenticator_error,
-            members_digest=members_digest(config.members))
+            members_digest=members_digest(config.members),
+            restored_log_end=restored_log_end)
         voters = tuple(m.id for m in config.members)
         core_config = CoreConfig(
             member_id=config.member_id, voters=voters,

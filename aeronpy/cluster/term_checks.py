@@ -57,6 +57,9 @@ class TermEntryChecks:
         (CoreConfig.ballot_tag stays the service list): a rolling change of a setting restarts
         members one by one, and refused votes would cost availability during the roll."""
         ours = self.config.replicated_settings()
+        if index <= self.config.restored_log_end:
+            # the old cluster's member list, restored from a backup (restored.py)
+            ours.pop("members_digest", None)
         differ = [(name, theirs[name], value) for name, value in ours.items()
                   if name in theirs and theirs[name] != str(value)]
         if not differ:

@@ -304,3 +304,70 @@ def test_a_node_restarted_with_another_members_list_reports_it(tmp_path, caplog)
         assert node.failure is None
     finally:
         node.close()
+
+
+# ---- a log restored from a backup onto other ports (restored.py) -------------------------------
+def test_restored_term_entries_are_not_compared_for_the_members_list_alone():
+    """Up to the restored log's end only the old member list goes uncompared: another shared
+    setting there is still reported, and so is another member list past it."""
+    module, _service, reports = _module(members_digest=111, restored_log_end=4)
+    leader = {**_values(ModuleConfig()), "members_digest": 222}
+    _term_entry(module, 1, 2, _new_tail(_ours(module), leader))
+    _term_entry(module, 4, 3, _new_tail(_ours(module), leader))
+    assert module.counters["config_mismatches"] == 0 and not reports["config"]
+    _term_entry(module, 5, 4, _new_tail(_ours(module), {**leader, "max_timers": 77}))
+    [error] = reports["config"]
+    assert "members_digest" in str(error) and "max_timers" in str(error)
+
+
+def test_control_without_a_restore_the_old_members_list_is_reported():
+    module, _service, reports = _module(members_digest=111)
+    _term_entry(module, 1, 2, _new_tail(_ours(module), {**_values(ModuleConfig()),
+                                                        "members_digest": 222}))
+    [error] = reports["config"]
+    assert "[[members]] ids or ports differ" in str(error)
+
+
+@pytest.mark.parametrize("restored", [True, False])
+def test_a_node_restored_onto_other_ports_reports_no_old_members_list(tmp_path, caplog, restored):
+    """`aeronpy backup --restore-to` into a data dir, started on other ports: the old term
+    entries it replays carried the old ports and were each reported as a ConfigMismatchError
+    (docs/backup.md said: harmless, take a snapshot). The restore marker ends that; a plain
+    copy of the same files (the control) still reports it."""
+    import shutil
+    from aeronpy.cluster.backup import restore_to
+    from aeronpy.cluster.restored import RESTORED_MARKER_FILE, read_restored_log_end
+    from aeronpy.testing.process_cluster import free_udp_ports
+    caplog.set_level(logging.INFO)
+    node = _node(tmp_path / "old")
+    try:
+        _lead(node)
+        last = node.core.log.last_index
+    finally:
+        node.close()
+    old_dir, new_dir = str(tmp_path / "old" / "n0"), str(tmp_path / "new" / "n0")
+    if restored:
+        copied = restore_to(old_dir, new_dir)
+        assert RESTORED_MARKER_FILE in copied and read_restored_log_end(new_dir) == (last, None)
+    else:
+        shutil.copytree(old_dir, new_dir, ignore=shutil.ignore_patterns("identity"))
+    node = _node(tmp_path / "new", ports=tuple(free_udp_ports(2)), log_level="INFO")
+    try:
+        _lead(node)
+        assert _slot(node, "config_mismatches") == (0 if restored else 1)
+        assert node.core.term >= 2 and node.failure is None
+        if restored:
+            assert any(f"term entries up to index {last} carry the old cluster's member list"
+                       in r.getMessage() for r in caplog.records)
+    finally:
+        node.close()
+
+
+@pytest.mark.parametrize("text", ["", "{", '{"restored_log_end": -3}', '{"restored_log_end": "9"}',
+                                  '["x"]', '{"restored_log_end": 1e400}'])
+def test_an_unusable_restore_marker_is_reported_and_ignored(tmp_path, text):
+    from aeronpy.cluster.restored import RESTORED_MARKER_FILE, read_restored_log_end
+    (tmp_path / RESTORED_MARKER_FILE).write_text(text)
+    end, why = read_restored_log_end(str(tmp_path))
+    assert end == 0 and RESTORED_MARKER_FILE in why
+    assert read_restored_log_end(str(tmp_path / "none")) == (0, None)

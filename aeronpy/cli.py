@@ -422,6 +422,7 @@ TOOL_HELP = {
     "abort": "stop every member without a snapshot",
     "recording-log": "the recording log: term starts and snapshots",
     "recovery-plan": "what a node started on this data dir would load and replay",
+    "new-member": "prepare an empty data dir for a member that has never run (never for one that ran)",
 }
 
 

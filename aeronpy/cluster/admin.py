@@ -163,7 +163,15 @@ def recovery_plan(data_dir: "str | os.PathLike") -> dict:
     return plan_recovery(os.fspath(data_dir))
 
 
+def new_member(data_dir: "str | os.PathLike") -> dict:
+    """Prepare a missing or empty data dir for a member that has never run: it votes from its
+    first start instead of counting as rejoining (new_member.py). Never for one that ran."""
+    from aeronpy.cluster.new_member import prepare_new_member
+    return prepare_new_member(os.fspath(data_dir))
+
+
 COMMAND_FUNCTIONS = {
     "snapshot": snapshot, "suspend": suspend, "resume": resume, "shutdown": shutdown,
     "abort": abort, "recording-log": recording_log, "recovery-plan": recovery_plan,
+    "new-member": new_member,
 }

@@ -28,6 +28,7 @@ from aeronpy.cluster.container import (ServiceSetError, check_services, service_
                                        service_set_tag, term_entry_tail)
 from aeronpy.cluster.identity import check_identity
 from aeronpy.cluster.idle import idle_strategy_from_name, select_waiter
+from aeronpy.cluster.new_member import NEW_MEMBER_FILE, take_new_member_mark
 from aeronpy.cluster.restored import read_restored_log_end
 from aeronpy.cluster.logsetup import BurstLogger, node_logger
 from aeronpy.cluster.module import ConsensusModule
@@ -250,8 +251,19 @@ class ClusterNode:
         # caught up (RaftCore.rejoining), marked on disk until then so that a restart midway
         # keeps withholding. A cluster's first election (every log empty) is unaffected.
         self._rejoin_mark = os.path.join(config.data_dir, REJOIN_MARK)
-        if (recovered.log.last_index == 0 and recovered.snapshot is None) \
-                or os.path.exists(self._rejoin_mark):
+        empty = recovered.log.last_index == 0 and recovered.snapshot is None
+        marked = os.path.exists(self._rejoin_mark)
+        # unless the operator prepared the dir for a member that never ran (new_member.py):
+        # one start only, the file gone (durably) before this member can vote
+        if take_new_member_mark(config.data_dir):
+            if empty and not marked:
+                self.log.info("a new member (its data dir was prepared by aeronpy tool "
+                              "new-member): it votes from its first start")
+                empty = False
+            else:
+                self.log.warning("%s removed unused: the data dir holds a log or a rejoining "
+                                 "mark already", NEW_MEMBER_FILE)
+        if empty or marked:
             _write_rejoin_mark(self._rejoin_mark)
             self.core.rejoining = True
         # payload chunks the log releases (compaction after a snapshot, a cut tail) are freed

@@ -21,11 +21,13 @@ Known names: ``vote_not_persisted``, ``commit_old_term_by_counting``,
 ``truncate_matching_entries``, ``acks_before_persist`` (every Ready may send before its write,
 a follower's acknowledgements and votes too), ``rejoin_follows_unheard`` (a rejoining member
 follows the first leader it hears, as before the rule of RaftCore.rejoin_follows),
-``rejoin_lifts_below_term`` (the rejoining mark lifts at the leader's commit index alone).
+``rejoin_lifts_below_term`` (the rejoining mark lifts at the leader's commit index alone),
+``rejoin_first_term_waits`` (in term 1 too the mark waits for a committed entry: an
+availability control, not a safety one).
 """
 KNOWN_BUGS = frozenset({"vote_not_persisted", "commit_old_term_by_counting", "truncate_matching_entries",
                         "acks_before_persist", "rejoin_follows_unheard",
-                        "rejoin_lifts_below_term"})
+                        "rejoin_lifts_below_term", "rejoin_first_term_waits"})
 
 
 class CoreConfig:

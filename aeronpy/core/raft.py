@@ -264,6 +264,13 @@ class RaftCore:
         if "rejoin_lifts_below_term" in _config._BUGS or \
                 (self.leader_id is not None and self.voted_for == self.leader_id):
             return True      # our vote went to this leader: both logs were empty, a first start
+        if self.term == 1 and "rejoin_first_term_waits" not in _config._BUGS:
+            # the first term: its leader is the first ever (a leader never resumes its term
+            # after a restart), so it committed everything ever committed, and its commit
+            # index, uncapped in AppendEntries, lags nothing. Without this a first start
+            # whose leader died before its first commit kept a member that had not voted for
+            # it marked, withholding the vote every other candidate needed
+            return True
         # and an entry of the leader's own term: the leader's commit index can lag what is
         # committed (a new leader commits its predecessors' entries only with its first one),
         # and every entry committed before its term precedes that first one

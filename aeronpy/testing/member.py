@@ -88,9 +88,14 @@ class SimMember:
             lambda error: checker.fail(f"member {member_id}: {error}"))
         self.module.config_mismatch_listeners.append(
             lambda error: checker.fail(f"member {member_id}: {error}"))
-        # as ClusterNode: an empty disk (no log, no snapshot) or a kept mark: rejoining
-        if "rejoin_mark_off" not in _REJOIN_BUGS and \
-                ((recovered.log.last_index == 0 and recovered.snapshot is None) or disk.rejoin_mark):
+        # as ClusterNode: an empty disk (no log, no snapshot) or a kept mark: rejoining,
+        # unless the disk was prepared for a member that never ran (taken by this start)
+        empty = recovered.log.last_index == 0 and recovered.snapshot is None
+        if disk.new_member:
+            disk.new_member = False
+            if not disk.rejoin_mark:
+                empty = False
+        if "rejoin_mark_off" not in _REJOIN_BUGS and (empty or disk.rejoin_mark):
             disk.rejoin_mark = True
             self.core.rejoining = True
         self._step_path = StepPath(self.core).on_message if sim.fast_step_path else None

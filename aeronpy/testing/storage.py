@@ -45,6 +45,9 @@ class SimDisk:
         # the node's DATA_DIR/rejoining file (written and synced before the member may vote):
         # survives crashes and power failures; only a wipe (a new SimDisk) loses it
         self.rejoin_mark = False
+        # DATA_DIR/new-member (aeronpy tool new-member): taken by the next start, which then
+        # starts unmarked on an empty disk (new_member.py)
+        self.new_member = False
         self._recovered = None
         self._base = 0
         self._terms = array("q")           # term of index base+1+i as handed to the archive

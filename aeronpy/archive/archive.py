@@ -377,8 +377,15 @@ class Archive:
             if index == lo:
                 # the term may have begun before this batch: keep its live start if it has one
                 # (a rewrite after a truncation may have left later, dead starts to supersede)
-                first = next((s.index for s in live if s.term == term and s.index <= lo),
-                             log.first_index_of_term(term) or lo)
+                first = next((s.index for s in live if s.term == term and s.index <= lo), None)
+                if first is None:
+                    first = log.first_index_of_term(term) or lo
+                    if term == log.base_term and first <= log.base_index + 1:
+                        # the term of the snapshot the log starts after (installed from the
+                        # leader): it began at or before the snapshot, where is unknown here,
+                        # so no start is recorded rather than a wrong one
+                        index = log.last_index_of_term(term) + 1
+                        continue
             else:
                 first = index
             start = TermStart(term, first)

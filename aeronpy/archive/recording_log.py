@@ -77,13 +77,17 @@ def live_term_starts(entries, log_end: int | None = None, term_at=None) -> list:
     from there); with ``log_end``, only those at or below it (the rest were cut away); with
     ``term_at(index)`` (the log's term there, None where it cannot tell), not those over an
     entry of another term (a truncation, then a crash before the new term's start was
-    recorded)."""
+    recorded). A snapshot entry (committed, so final: its index holds its term for good) ends
+    the starts it contradicts: a lower term at or after its index, a higher one at or before."""
     live: list = []
     for e in entries:
         if isinstance(e, TermStart):
             while live and (live[-1].index >= e.index or live[-1].term >= e.term):
                 live.pop()
             live.append(e)
+        elif isinstance(e, SnapshotEntry):
+            live = [t for t in live if not ((t.index >= e.index and t.term < e.term)
+                                            or (t.index <= e.index and t.term > e.term))]
     if log_end is not None:
         live = [t for t in live if t.index <= log_end]
     if term_at is not None:

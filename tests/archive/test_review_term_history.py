@@ -5,10 +5,10 @@ live_term_starts): sequences that leave a wrong live term start, not just a miss
    start supersedes it. A crash between the new term's entries and their start record then
    leaves the cut start live *inside* the log, over entries of another term.
 2. An installed snapshot at (S, T) followed by entries of T: the term's start is unknown to
-   the member (it began at or before S), and the start recorded is the snapshot's index."""
+   the member (it began at or before S), and the start recorded was the snapshot's index.
+   Now none is recorded for it (Archive._append_term_starts), and a snapshot entry ends the
+   starts it contradicts (live_term_starts)."""
 from __future__ import annotations
-
-import pytest
 
 from aeronpy._logindex import LogIndex
 from aeronpy.archive import MemFileSystem
@@ -64,9 +64,6 @@ def test_control_without_the_crash_the_new_term_supersedes_the_cut_start():
     assert _consistent([TermStart(3, 4)], rec.log) == [TermStart(3, 4)]   # the check can fail
 
 
-@pytest.mark.xfail(strict=True, reason="review R2: the start of the installed snapshot's term "
-                   "is unknown to the member; proposed fix in the report (AppendEntries carries "
-                   "no term start: record none for it, or take it from the leader)")
 def test_an_installed_snapshot_does_not_record_its_index_as_the_start_of_a_term_begun_before():
     """The leader's term 3 began at index 5; its snapshot at (8, 3) reaches a lagging member,
     whose next append is of term 3: the recorded start must not say 8 (or 9)."""
@@ -98,3 +95,78 @@ def test_the_tool_shows_no_cut_start_over_entries_of_another_term(tmp_path):
     arc.close()
     terms = read_recording_log(data)["terms"]
     assert {"term": 3, "first_index": 4} not in terms, terms
+
+
+def _snap(index: int, term: int):
+    from aeronpy.archive.recording_log import SnapshotEntry
+    return SnapshotEntry(index=index, term=term, name=f"snapshot-{index}-{term}.snap",
+                         checksum=0, timestamp_ns=0)
+
+
+def test_a_snapshot_entry_ends_the_starts_it_contradicts_and_only_those():
+    from aeronpy.archive.recording_log import live_term_starts
+    assert live_term_starts([TermStart(1, 1), TermStart(2, 3), _snap(3, 3)]) == [TermStart(1, 1)]
+    assert live_term_starts([TermStart(1, 1), TermStart(5, 4), _snap(4, 3)]) == [TermStart(1, 1)]
+    consistent = [TermStart(1, 1), TermStart(3, 2), TermStart(4, 7)]
+    assert live_term_starts([consistent[0], consistent[1], _snap(5, 3), consistent[2]]) == consistent
+    assert live_term_starts([*consistent, _snap(7, 4)]) == consistent
+
+
+def test_the_installed_snapshots_term_gets_no_start_after_a_restart_either():
+    fs = MemFileSystem()
+    arc, rec = open_mem(fs)
+    append(arc, rec.log, [1, 1])
+    arc.note_commit_index(2)
+    writer = arc.begin_snapshot(8, 3)
+    writer.write(b"state")
+    writer.commit(0)
+    arc.reset_to_snapshot(8, 3, keeps_suffix=False)
+    log = LogIndex(8, 3)
+    append(arc, log, [3])
+    arc.close()
+    arc, rec = open_mem(fs)                         # recovered: the log starts after (8, 3)
+    append(arc, rec.log, [3, 3, 4])
+    arc.close()
+    assert live_starts(fs) == [TermStart(1, 1), TermStart(4, 12)]
+
+
+def test_random_appends_installs_and_restarts_never_show_a_wrong_start():
+    """Seeded: entries appended, snapshots installed from a leader (past the log's end, of its
+    term or a newer one, which began somewhere in the gap the member never saw) and restarts.
+    Every live start is the term's true first index; each term the log holds past its base,
+    but the base's own, has its start after every append."""
+    import random
+    for seed in range(60):
+        rng = random.Random(seed)
+        fs = MemFileSystem()
+        arc, rec = open_mem(fs)
+        log = rec.log
+        truth: dict = {}                            # term -> its first index, cluster-wide
+        for _ in range(25):
+            kind = rng.choice(["append", "append", "install", "restart"])
+            if kind == "install":
+                index = log.last_index + rng.randint(1, 5)
+                term = max(log.last_term, 1) + rng.choice([0, 1])
+                truth.setdefault(term, rng.randint(log.last_index + 1, index))
+                writer = arc.begin_snapshot(index, term)
+                writer.write(b"state")
+                writer.commit(0)
+                arc.reset_to_snapshot(index, term, keeps_suffix=False)
+                log = LogIndex(index, term)
+                continue
+            if kind == "restart":
+                arc.close()
+                arc, rec = open_mem(fs)
+                log = rec.log
+            else:
+                term = max(log.last_term, 1) + rng.choice([0, 0, 1])
+                truth.setdefault(term, log.last_index + 1)
+                append(arc, log, [term] * rng.randint(1, 3))
+            got = live_starts(fs)
+            assert all(truth[t.term] == t.index for t in got), (seed, truth, got)
+            if kind == "append":
+                terms = {log.term_at(i) for i in range(log.base_index + 1, log.last_index + 1)}
+                want = {TermStart(k, truth[k]) for k in terms
+                        if k != log.base_term or log.first_index_of_term(k) > log.base_index}
+                assert want <= set(got), (seed, want, got)
+        arc.close()

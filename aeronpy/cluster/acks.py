@@ -176,19 +176,39 @@ class AckHold:
                 if not dropped:
                     del self._reply.dropped_replies[session_id]
                 lifted = True
+                self._resend_multi_replies(s, below)
         # a new leader's hold below the answers it gave before it was ready
         # (_ack_below_unread): messages below the window start are never re-sent.
         lead_base = self._lead_base.get(session_id)
         if lead_base is not None and session_id not in self._base_passed:
             floor = min(base - 1, lead_base)
-            if floor > self._window_floor.get(session_id, 0):
+            old_floor = self._window_floor.get(session_id, 0)
+            if floor > old_floor:
                 self._window_floor[session_id] = floor
                 lifted = True
+                queued = self._resent_queued.get(session_id, ())
+                self._resend_multi_replies(s, [q for q in s.replies if old_floor < q <= floor
+                                               and q not in queued])
         if lifted:
             self.counters["session_window_holds_lifted"] += 1
         # acked even when nothing was held: the ack (at or past base - 1 now) tells the client
         # its window start was heard, so it sends no more of them
         self._ack_pending.add(session_id)
+
+    def _resend_multi_replies(self, s: SessionState, seqs) -> None:
+        """The client released ``seqs`` on a reply (they are below its window start) and will
+        never re-send them. A message answered more than once may still lack a later reply:
+        one the old leader died before sending, or one a full queue dropped here. Every reply
+        kept for such a message is queued again (best effort: a full queue drops them, with
+        no hold); the client's duplicate filter drops those it has."""
+        replies = s.replies
+        session_id = s.session_id
+        for seq in sorted(seqs):
+            answers = replies.get(seq)
+            if answers is not None and len(answers) > 1:
+                self.counters["replies_from_cache"] += len(answers)
+                for correlation_id, payload in answers:
+                    self._emit(s, P.EgressMessage(session_id, correlation_id, seq, payload))
 
     # ---- egress -------------------------------------------------------------------------
     def _flush_acks(self) -> None:

@@ -38,8 +38,8 @@ def apply_on(w, member, upto=None):
 class TwoMembers:
     """A real ClientCore and two FakeWorld members; a dead member hears and sends nothing."""
 
-    def __init__(self, queue_max):
-        self.w = w = FakeWorld(members=2, services=lambda: [Mixed()], egress_queue_max=queue_max)
+    def __init__(self, queue_max, service=Mixed):
+        self.w = w = FakeWorld(members=2, services=lambda: [service()], egress_queue_max=queue_max)
         w.elect(0)
         self.dead = set()
         self.got = []

@@ -11,9 +11,14 @@ And an ack past a new leader's base (the client wrote a new message to it before
 NEW_LEADER event) releases the messages the client re-sends on that event unread: when that
 re-send is lost on the way, their replies never come (fixed: a new leader's acks past its
 base are held too, and a client sends its window start on every NEW_LEADER event).
+
+And a message answered twice whose second reply died with the old leader: the client released
+it on the first and never re-sends it (fixed: the window start on the NEW_LEADER event makes
+the new leader queue again every reply it keeps for such messages, AckHold._resend_multi_replies).
 """
 from aeronpy.cluster import protocol as P
 from aeronpy.cluster.acks import AckHold
+from aeronpy.service import ClusteredService
 
 from .test_egress_drop_holds_acks import C1, acks, apply_committed, drain, msg
 from .test_review4_egress_hold import MS, TwoMembers, answered_as_follower, apply_on
@@ -140,3 +145,50 @@ def test_control_a_lost_later_resend_holds_nothing_below_it():
     queued and the ack stops below 2 only."""
     answered, sent_acks, _ = _ack_after_a_later_resend_read(2)
     assert answered == [1] and sent_acks == [1]
+
+
+class _Twice(ClusteredService):
+    """Answers every message twice (an acknowledgement, then a result)."""
+
+    def on_session_message(self, session, timestamp_ns, message):
+        if session is not None:
+            session.offer(b"a:" + bytes(message))
+            session.offer(b"b:" + bytes(message))
+
+
+def _second_reply_after_a_failover():
+    """Member 0 applies m1 (member 1 too, as a follower) and answers it twice; only the first
+    answer reaches the client, which releases m1 on it, before member 0 dies. Member 1 takes
+    over. Returns the replies the client's application got."""
+    p = TwoMembers(queue_max=8, service=_Twice)
+    w, client = p.w, p.client
+    assert client.offer(b"m1", now_ns=w.now_ns) > 0
+    p.send()
+    w.replicate()
+    apply_on(w, 0)
+    apply_on(w, 1)
+    first = [m for m in drain(w.modules[0]) if isinstance(m, P.EgressMessage)][0]
+    client.on_egress(first, w.now_ns)            # the second answer dies with member 0
+    client.poll(lambda cid, payload: p.got.append(bytes(payload)))
+    assert p.got == [b"a:m1"] and client.unacknowledged == 0
+    p.dead.add(0)
+    w.elect(1, alive=[1])
+    apply_on(w, 1)
+    for _ in range(3):                           # the event, the window start, the answers
+        p.read(1)
+        p.send()
+    return p.got
+
+
+def test_a_second_reply_lost_with_the_old_leader_comes_from_the_new_one():
+    """The client released m1 on its first reply, so it never re-sends it. The window start
+    it sends on the NEW_LEADER event is where the new leader learns that: it sends again the
+    replies it keeps for messages answered more than once below that start and at or below
+    its base, and the client delivers the one it lacks (its duplicate filter drops the rest)."""
+    assert _second_reply_after_a_failover() == [b"a:m1", b"b:m1"]
+
+
+def test_control_without_the_resend_the_second_reply_is_lost(monkeypatch):
+    monkeypatch.setattr(AckHold, "_resend_multi_replies", lambda self, s, seqs: None)
+    assert _second_reply_after_a_failover() == [b"a:m1"]
+

@@ -64,6 +64,16 @@ def test_control_without_the_crash_the_new_term_supersedes_the_cut_start():
     assert _consistent([TermStart(3, 4)], rec.log) == [TermStart(3, 4)]   # the check can fail
 
 
+def _install(arc, index: int, term: int) -> LogIndex:
+    """A leader's snapshot at (index, term) installed past the member's log: the member's
+    log now starts after it."""
+    writer = arc.begin_snapshot(index, term)
+    writer.write(b"state")
+    writer.commit(0)
+    arc.reset_to_snapshot(index, term, keeps_suffix=False)
+    return LogIndex(index, term)
+
+
 def test_an_installed_snapshot_does_not_record_its_index_as_the_start_of_a_term_begun_before():
     """The leader's term 3 began at index 5; its snapshot at (8, 3) reaches a lagging member,
     whose next append is of term 3: the recorded start must not say 8 (or 9)."""
@@ -71,11 +81,7 @@ def test_an_installed_snapshot_does_not_record_its_index_as_the_start_of_a_term_
     arc, rec = open_mem(fs)
     append(arc, rec.log, [1, 1])
     arc.note_commit_index(2)
-    writer = arc.begin_snapshot(8, 3)
-    writer.write(b"state")
-    writer.commit(0)
-    arc.reset_to_snapshot(8, 3, keeps_suffix=False)
-    log = LogIndex(8, 3)
+    log = _install(arc, 8, 3)
     append(arc, log, [3, 3])
     arc.close()
     assert [t for t in live_starts(fs) if t.term == 3] in ([], [TermStart(3, 5)]), live_starts(fs)
@@ -117,11 +123,7 @@ def test_the_installed_snapshots_term_gets_no_start_after_a_restart_either():
     arc, rec = open_mem(fs)
     append(arc, rec.log, [1, 1])
     arc.note_commit_index(2)
-    writer = arc.begin_snapshot(8, 3)
-    writer.write(b"state")
-    writer.commit(0)
-    arc.reset_to_snapshot(8, 3, keeps_suffix=False)
-    log = LogIndex(8, 3)
+    log = _install(arc, 8, 3)
     append(arc, log, [3])
     arc.close()
     arc, rec = open_mem(fs)                         # recovered: the log starts after (8, 3)
@@ -148,11 +150,7 @@ def test_random_appends_installs_and_restarts_never_show_a_wrong_start():
                 index = log.last_index + rng.randint(1, 5)
                 term = max(log.last_term, 1) + rng.choice([0, 1])
                 truth.setdefault(term, rng.randint(log.last_index + 1, index))
-                writer = arc.begin_snapshot(index, term)
-                writer.write(b"state")
-                writer.commit(0)
-                arc.reset_to_snapshot(index, term, keeps_suffix=False)
-                log = LogIndex(index, term)
+                log = _install(arc, index, term)
                 continue
             if kind == "restart":
                 arc.close()

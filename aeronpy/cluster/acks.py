@@ -131,10 +131,9 @@ class AckHold:
                         and session_id not in self._base_passed:
                     self._reply.note_dropped(s, seq)
             else:
-                if pre_lead:
+                if pre_lead and session_id not in self._base_passed:
                     _add_answerable(self._resent_queued, session_id, seq, s.replies)
-                    if s.last_applied_seq > self._lead_base[session_id] \
-                            and session_id not in self._base_passed:
+                    if s.last_applied_seq > self._lead_base[session_id]:
                         # the ack held below it for messages above the base goes out now,
                         # not with the next message
                         self._ack_pending.add(session_id)

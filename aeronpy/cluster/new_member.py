@@ -8,10 +8,11 @@ others elected (two of them in a cluster of five block every election while the 
 is down), or one that did not vote for a first leader that failed before anyone heard it.
 
 The operator knows which it is. ``prepare_new_member`` makes the (empty or missing) data dir
-with one file, ``new-member``, and the node's first start takes that file away
-(``take_new_member_mark``) and starts unmarked. It is one-shot: the node removes the file,
-durably, before it may vote or acknowledge anything, so a member that later loses its disk
-comes back marked. Never run it for a member that ran before (docs/operations.md).
+with one file, ``new-member``, and the node's first start that succeeds starts unmarked and
+takes that file away (``take_new_member_mark``). It is one-shot: the node removes the file,
+durably, before its first duty cycle, so before it may vote or acknowledge anything, and a
+member that later loses its disk comes back marked. Never run it for a member that ran
+before (docs/operations.md).
 """
 from __future__ import annotations
 
@@ -61,8 +62,8 @@ def prepare_new_member(data_dir: str) -> dict:
 
 
 def take_new_member_mark(data_dir: str) -> bool:
-    """At a node's start: whether ``new-member`` was there. It is removed (and the removal
-    synced) before this returns, so it counts for one start only."""
+    """At the end of a node's start: whether ``new-member`` was there. It is removed (and the
+    removal synced) before this returns, so it counts for one start only."""
     path = os.path.join(data_dir, NEW_MEMBER_FILE)
     try:
         os.remove(path)

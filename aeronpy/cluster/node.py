@@ -254,8 +254,11 @@ class ClusterNode:
         empty = recovered.log.last_index == 0 and recovered.snapshot is None
         marked = os.path.exists(self._rejoin_mark)
         # unless the operator prepared the dir for a member that never ran (new_member.py):
-        # one start only, the file gone (durably) before this member can vote
-        if take_new_member_mark(config.data_dir):
+        # one start only, the file taken away (durably) at the end of a start that succeeded,
+        # before the first duty cycle (a start that fails before, say on a port in use, has
+        # voted for nothing and leaves it for the next)
+        self._new_member = os.path.lexists(os.path.join(config.data_dir, NEW_MEMBER_FILE))
+        if self._new_member:
             if empty and not marked:
                 self.log.info("a new member (its data dir was prepared by aeronpy tool "
                               "new-member): it votes from its first start")
@@ -351,6 +354,8 @@ class ClusterNode:
         self._cycle_max_ns = 0         # the longest of them
         self._publish_counters()
         self._metrics = self._start_metrics_server(config)
+        if self._new_member:
+            take_new_member_mark(config.data_dir)
         self.log.info("started: member %d of cluster %d, %d members, data dir %s",
                       config.member_id, config.cluster_id, len(config.members), config.data_dir)
 

@@ -89,3 +89,26 @@ def test_a_directory_in_the_files_place_is_a_clear_error(tmp_path):
     os.makedirs(tmp_path / "n0" / NEW_MEMBER_FILE)
     with pytest.raises(ConfigError, match="cannot be removed"):
         take_new_member_mark(str(tmp_path / "n0"))
+
+
+def test_a_start_that_fails_leaves_the_file_for_the_next(tmp_path):
+    """A port in use: the node never ran a duty cycle (voted for nothing), so the preparation
+    still counts at the next start."""
+    import socket
+    from aeronpy.testing.process_cluster import free_udp_ports
+    prepare_new_member(str(tmp_path / "n0"))
+    consensus, ingress = free_udp_ports(2)
+    taken = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    taken.bind(("127.0.0.1", ingress))
+    try:
+        with pytest.raises(ConfigError, match="already in use"):
+            one_member_node(tmp_path, ports=(consensus, ingress))
+    finally:
+        taken.close()
+    assert os.path.exists(tmp_path / "n0" / NEW_MEMBER_FILE)
+    node = one_member_node(tmp_path, ports=(consensus, ingress))
+    try:
+        assert not node.core.rejoining
+        assert not os.path.exists(tmp_path / "n0" / NEW_MEMBER_FILE)
+    finally:
+        node.close()

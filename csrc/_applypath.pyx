@@ -338,7 +338,7 @@ cdef class ReplyPath:
         cdef int64_t correlation_id, ack_seq
         cdef object key, order
         cdef Reply reply = None
-        cdef bint first = False
+        cdef bint answering = False
         cdef dict cache
         cdef Py_ssize_t cache_max, per_message, max_bytes
         cdef object ref_of
@@ -376,7 +376,7 @@ cdef class ReplyPath:
             data = bytes(payload)
         s.offers += 1
         if self.handling is s:
-            first = not self.replied
+            answering = True
             ack_seq = self.handling_seq
             correlation_id = self.handling_correlation_id
             key = ack_seq
@@ -402,9 +402,12 @@ cdef class ReplyPath:
             # EgressMessage or its wire bytes
             if not self.egress.put(endpoint if ref_of is None else ref_of(endpoint), reply):
                 self.counters["egress_dropped"] += 1
-                if first and s.replies.get(ack_seq):
-                    # no reply to this message reached the queue (the queue cannot drain
-                    # within one message), and the cache can answer it when re-sent
+                if answering and s.replies.get(ack_seq):
+                    # a reply to this message missed the queue, and the cache can answer it:
+                    # acks stop below it. The first: the client re-sends the message. A later
+                    # one (the first got through, the client released the message on it): the
+                    # client's window start at its next re-send round ends the hold, and the
+                    # leader queues every kept reply again then (acks._resend_multi_replies)
                     self.note_dropped(s, ack_seq)
         return s.offers
 

@@ -15,6 +15,8 @@ base are held too, and a client sends its window start on every NEW_LEADER event
 And a message answered twice whose second reply died with the old leader: the client released
 it on the first and never re-sends it (fixed: the window start on the NEW_LEADER event makes
 the new leader queue again every reply it keeps for such messages, AckHold._resend_multi_replies).
+The same for a second reply a full queue dropped after the first got through (fixed: the apply
+path holds the acks below it too, so the client's next re-send round carries its window start).
 """
 from aeronpy.cluster import protocol as P
 from aeronpy.cluster.acks import AckHold
@@ -192,3 +194,45 @@ def test_control_without_the_resend_the_second_reply_is_lost(monkeypatch):
     monkeypatch.setattr(AckHold, "_resend_multi_replies", lambda self, s, seqs: None)
     assert _second_reply_after_a_failover() == [b"a:m1"]
 
+
+
+class _OnceTwiceNone(ClusteredService):
+    """Answers b"r..." once, b"m..." twice, anything else not at all (acked)."""
+
+    def on_session_message(self, session, timestamp_ns, message):
+        data = bytes(message)
+        if session is not None and data[:1] in (b"r", b"m"):
+            session.offer(b"a:" + data)
+            if data[:1] == b"m":
+                session.offer(b"b:" + data)
+
+
+def _second_reply_after_a_full_queue(monkeypatch, resend: bool = True):
+    """One leader, a queue of two messages per client: r1's reply and m2's first fill it, m2's
+    second is dropped; the client releases both on their first replies, then sends s3 (no
+    reply). Returns the replies."""
+    if not resend:
+        monkeypatch.setattr(AckHold, "_resend_multi_replies", lambda self, s, seqs: None)
+    p = TwoMembers(queue_max=2, service=_OnceTwiceNone)
+    w, client = p.w, p.client
+    assert client.offer(b"r1", now_ns=w.now_ns) > 0 and client.offer(b"m2", now_ns=w.now_ns) > 0
+    p.advance(1, leader=0)
+    assert w.modules[0].counters["egress_dropped"] >= 1 and p.got == [b"a:r1", b"a:m2"]
+    assert client.offer(b"s3", now_ns=w.now_ns) > 0
+    for _ in range(6):                           # 3.6 s: reads promptly, re-sends when stalled
+        p.advance(1, leader=0)
+        p.advance(600, leader=0)
+    assert client.unacknowledged == 0
+    return p.got
+
+
+def test_a_second_reply_a_full_queue_dropped_comes_with_the_window_start(monkeypatch):
+    """The drop of m2's second reply holds the acks below 2 (it once held only for a first
+    reply's drop, and the second was lost): s3's ack comes below what the client released, so
+    its stall round carries its window start, which ends the hold, and the leader queues both
+    kept replies of m2 again; the client hands over the one it lacks."""
+    assert _second_reply_after_a_full_queue(monkeypatch) == [b"a:r1", b"a:m2", b"b:m2"]
+
+
+def test_control_without_the_resend_the_dropped_second_reply_is_lost(monkeypatch):
+    assert _second_reply_after_a_full_queue(monkeypatch, resend=False) == [b"a:r1", b"a:m2"]

@@ -20,21 +20,15 @@ import json
 import os
 import time
 
+from aeronpy.archive.fs import OsFileSystem
 from aeronpy.errors import AeronpyError, ConfigError
 
 NEW_MEMBER_FILE = "new-member"
+_FS = OsFileSystem()
 
 
 class NewMemberError(AeronpyError, ValueError):
     """The data dir cannot be prepared (it holds something already, or is not a directory)."""
-
-
-def _sync_dir(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def prepare_new_member(data_dir: str) -> dict:
@@ -49,14 +43,14 @@ def prepare_new_member(data_dir: str) -> dict:
                 "only the data dir of a member that has never run can be prepared as new")
     else:
         os.makedirs(data_dir)
-        _sync_dir(os.path.dirname(os.path.abspath(data_dir)))
+        _FS.sync_dir(os.path.dirname(os.path.abspath(data_dir)))
     path = os.path.join(data_dir, NEW_MEMBER_FILE)
     with open(path, "x", encoding="utf-8") as f:
         f.write(json.dumps({"prepared_unix_s": int(time.time()),
                             "by": "aeronpy tool new-member"}) + "\n")
         f.flush()
         os.fsync(f.fileno())
-    _sync_dir(data_dir)
+    _FS.sync_dir(data_dir)
     return {"data_dir": data_dir, "prepared": True,
             "next": "start the member on it once; it votes from its first start"}
 
@@ -72,5 +66,5 @@ def take_new_member_mark(data_dir: str) -> bool:
     except OSError as exc:              # a directory in its place, no permission
         raise ConfigError("data_dir", f"{path} cannot be removed ({exc.strerror}): remove it by "
                           "hand; the member then starts as a rejoining one") from exc
-    _sync_dir(data_dir)
+    _FS.sync_dir(data_dir)
     return True

@@ -1,4 +1,4 @@
-"""Open-loop latency at 10,000 requests/s, A against B, in alternating runs.
+"""Open-loop latency at 10,000 requests/s (or ``--rate``), A against B, in alternating runs.
 
 The regression check behind bench/RESULTS.md section 10: a 3-node loopback cluster and one
 client offering 32-byte requests on an open-loop schedule (``tail_stalls.open_loop``), every
@@ -25,7 +25,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-def child(seconds: float, policy: str) -> dict:
+def child(seconds: float, policy: str, rate: int = 10000) -> dict:
     import aeronpy.bench as B
     sys.path.insert(0, HERE)
     import tail_stalls as T
@@ -33,7 +33,7 @@ def child(seconds: float, policy: str) -> dict:
     try:
         client = B._connect(cluster)
         try:
-            T.open_loop(client, 1.0, 10000)                        # warm-up
+            T.open_loop(client, 1.0, rate)                         # warm-up
             roles = [(cluster.read_counters(m) or {}).get("role") for m in range(cluster.members)]
             names = ["L" if r == 2 else f"F{m}" for m, r in enumerate(roles)] + ["C"]
             pids = [cluster.procs[m].pid for m in range(cluster.members)] + [os.getpid()]
@@ -42,7 +42,7 @@ def child(seconds: float, policy: str) -> dict:
                     for task in os.listdir(f"/proc/{pid}/task"):
                         os.sched_setscheduler(int(task), os.SCHED_BATCH, os.sched_param(0))
             cpu0 = [B.cpu_ns(p) for p in pids]
-            done = T.open_loop(client, seconds, 10000)
+            done = T.open_loop(client, seconds, rate)
             cpu1 = [B.cpu_ns(p) for p in pids]
         finally:
             client.close()
@@ -54,10 +54,10 @@ def child(seconds: float, policy: str) -> dict:
             "cpu_us": {name: (b - a) / n / 1000 for name, a, b in zip(names, cpu0, cpu1)}}
 
 
-def run_tree(tree: str, seconds: float, policy: str) -> dict:
+def run_tree(tree: str, seconds: float, policy: str, rate: int = 10000) -> dict:
     env = dict(os.environ, PYTHONPATH=os.path.abspath(tree))
     out = subprocess.run([sys.executable, os.path.abspath(__file__), "--child",
-                          "--seconds", str(seconds), "--policy", policy],
+                          "--seconds", str(seconds), "--policy", policy, "--rate", str(rate)],
                          capture_output=True, text=True, env=env, cwd="/tmp",
                          timeout=seconds + 120)
     if out.returncode != 0:
@@ -72,19 +72,20 @@ def main(argv=None) -> int:
     parser.add_argument("--pairs", type=int, default=5)
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--policy", choices=("batch", "normal"), default="batch")
+    parser.add_argument("--rate", type=int, default=10000, help="requests/s offered")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.pairs < 1 or args.seconds <= 0:
-        parser.error("--pairs must be >= 1 and --seconds > 0")
+    if args.pairs < 1 or args.seconds <= 0 or args.rate < 1:
+        parser.error("--pairs and --rate must be >= 1 and --seconds > 0")
     if args.child:
-        print(json.dumps(child(args.seconds, args.policy)))
+        print(json.dumps(child(args.seconds, args.policy, args.rate)))
         return 0
     if not args.a or not args.b:
         parser.error("--a and --b name the two trees to compare")
     results: dict = {"A": [], "B": []}
     for pair in range(args.pairs):
         for label, tree in (("A", args.a), ("B", args.b)):
-            r = run_tree(tree, args.seconds, args.policy)
+            r = run_tree(tree, args.seconds, args.policy, args.rate)
             results[label].append(r)
             cpu = "  ".join(f"{k} {v:.1f}" for k, v in sorted(r["cpu_us"].items()))
             print(f"{time.strftime('%H:%M:%S')} {label} p50 {r['p50']:.0f} p90 {r['p90']:.0f} "

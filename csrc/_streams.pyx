@@ -245,6 +245,15 @@ cdef class StreamSender:
             self._purge_recent(now_ns)
         return work
 
+    def next_due_ns(self) -> int:
+        """When ``do_work`` next has something to do (0: frames wait for the window, so at
+        once): a parked duty cycle may sleep until then (ClusterNode's idle park)."""
+        if self._next < len(self._frames):
+            return 0
+        cdef int64_t interval = self._heartbeat_interval_ns \
+            if self.sent_position > self.acked_position else self._idle_interval_ns
+        return self._last_emit_ns + interval
+
 
 cdef class TransportCore:
     """``UdpTransport.send``, the one transport method every outgoing message calls."""
@@ -503,6 +512,17 @@ cdef class StreamReceiver:
             self._send_status(now_ns)
             work += 1
         return work
+
+    def next_due_ns(self) -> int:
+        """When ``do_work`` next has something to do: the next STATUS, or the re-NAK of an
+        open gap (ClusterNode's idle park sleeps no longer)."""
+        cdef int64_t interval = self._status_interval_ns \
+            if self.expected_position != self._last_status_position else self._idle_interval_ns
+        cdef int64_t due = self._last_status_ns + interval
+        if self.high_position > self.expected_position and \
+                self._last_nak_ns + self._nak_retry_ns < due:
+            due = self._last_nak_ns + self._nak_retry_ns
+        return due
 
 
 cdef class AdmissionCore:

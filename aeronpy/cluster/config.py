@@ -105,8 +105,9 @@ KEY_DOCS: tuple = (
      "only raise it: a member replaying its log under a lower value refuses what clients were "
      "told had been scheduled."),
     ("idle_strategy", '"backoff"', 'What the duty cycle does when it found no work: "busy-spin", '
-     '"yield", "backoff" (park up to 1 ms in `select` on the node\'s sockets, waking on a '
-     'datagram; without sockets to wait on it spins and yields first), "sleep" (1 ms).'),
+     '"yield", "backoff" (park in `select` on the node\'s sockets, waking on a datagram: 1 ms '
+     'at a time just after work, else until the node\'s next timer is due, at most 50 ms; '
+     'without sockets to wait on it spins and yields first), "sleep" (1 ms).'),
     ("snapshot_log_bytes", "268435456 (256 MiB)", "Take a snapshot automatically once this many "
      "log bytes were appended since the last one; 0 turns automatic snapshots off."),
     ("secret", "none", "Shared key (string, UTF-8, 1 to 64 bytes: it keys the BLAKE2b frame MAC, "

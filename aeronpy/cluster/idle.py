@@ -14,8 +14,10 @@ datagram arrives.
 without spinning, yielding or short parks first: the wait ends at the next datagram anyway,
 and on shared cores the CPU a node burns on empty cycles is what its peers need to produce
 that datagram. What is not a datagram waits at most 1 ms, as in a backoff's longest park
-(timers, the client's resend). A node whose Ready waits for its fsync adds a pipe to the
-sockets, which its sync thread writes when the sync is done.
+(timers, the client's resend), unless ``park_s`` names another length: a node passes its own
+(``ClusterNode._idle_park_s``), which parks until its next timer is due once it has been idle
+for a millisecond. A node whose Ready waits for its fsync adds a pipe to the sockets, which
+its sync thread writes when the sync is done, and one that close() writes.
 
 Every strategy counts what it did (``spins``, ``yields``, ``parks``) and takes its sleep and
 yield functions as arguments, so tests check the behaviour, never the timing.
@@ -116,6 +118,8 @@ class BackoffIdleStrategy(IdleStrategy):
     Parks start at ``min_park_s`` and double up to ``max_park_s`` (1 ms by default). A park calls
     ``waiter(timeout_s)`` when one is given (it may return early when input is ready), else
     ``sleep_fn(timeout_s)``. Any cycle with work returns the strategy to the start.
+    ``park_s()``, when given, names each park's length instead (a node that knows when its
+    next timer is due parks until then: ``ClusterNode._idle_park_s``).
     """
 
     name = "backoff"
@@ -124,7 +128,8 @@ class BackoffIdleStrategy(IdleStrategy):
                  min_park_s: float = 16e-6, max_park_s: float = 0.001,
                  waiter: Optional[Callable[[float], object]] = None,
                  yield_fn: Callable[[], None] = _sched_yield,
-                 sleep_fn: Callable[[float], None] = time.sleep) -> None:
+                 sleep_fn: Callable[[float], None] = time.sleep,
+                 park_s: Optional[Callable[[], float]] = None) -> None:
         super().__init__()
         if max_spins < 0 or max_yields < 0:
             raise ValueError("max_spins and max_yields must be >= 0")
@@ -135,6 +140,7 @@ class BackoffIdleStrategy(IdleStrategy):
         self.min_park_s = min_park_s
         self.max_park_s = max_park_s
         self._park = waiter if waiter is not None else sleep_fn
+        self._park_s_fn = park_s
         self._yield = yield_fn
         self._state = _NOT_IDLE
         self._spun = 0
@@ -164,6 +170,9 @@ class BackoffIdleStrategy(IdleStrategy):
             self._yield()
             return
         self.parks += 1
+        if self._park_s_fn is not None:
+            self._park(self._park_s_fn())
+            return
         period = self._park_s
         self._park_s = min(period * 2, self.max_park_s)
         self._park(period)
@@ -203,9 +212,11 @@ IDLE_STRATEGY_NAMES = ("busy-spin", "yield", "backoff", "sleep")
 _WAIT_PARK_S = 0.001     # a park that ends at the next datagram: the longest backoff park
 
 
-def idle_strategy_from_name(name: str, *, waiter: Optional[Callable[[float], object]] = None
-                            ) -> IdleStrategy:
-    """The strategy for a config's ``idle_strategy``; ``waiter`` is used by ``backoff`` only."""
+def idle_strategy_from_name(name: str, *, waiter: Optional[Callable[[float], object]] = None,
+                            park_s: Optional[Callable[[], float]] = None) -> IdleStrategy:
+    """The strategy for a config's ``idle_strategy``; ``waiter`` is used by ``backoff`` only,
+    and ``park_s`` (each park's length, see BackoffIdleStrategy) only with a waiter: a blind
+    sleep cannot end early, so it keeps the 1 ms bound."""
     if name == "busy-spin":
         return BusySpinIdleStrategy()
     if name == "yield":
@@ -220,7 +231,7 @@ def idle_strategy_from_name(name: str, *, waiter: Optional[Callable[[float], obj
             # duty cycles between one-at-a-time requests; one 1 ms park cut a follower's CPU
             # per request from 113-117 to 70-80 us (bench/results/perf.md).
             return BackoffIdleStrategy(max_spins=0, max_yields=0, min_park_s=_WAIT_PARK_S,
-                                       max_park_s=_WAIT_PARK_S, waiter=waiter)
+                                       max_park_s=_WAIT_PARK_S, waiter=waiter, park_s=park_s)
         return BackoffIdleStrategy()
     if name == "sleep":
         return SleepingIdleStrategy()

@@ -253,6 +253,17 @@ class LeaderDuties:
             proposed = self._propose_service_messages(proposed)
         return proposed
 
+    def next_due_ns(self) -> int:
+        """When ``tick`` next proposes something (see ConsensusModule.next_due_ns)."""
+        if not (self._leader_ready and self._role is Role.LEADER) or self.container.failure is not None:
+            return 1 << 62
+        if self.pending_service_messages:
+            return 0
+        due = self._session_check_due_ns
+        timer_due = self.timers.next_deadline()
+        # a timer fires once max(now, the last stamp) reaches it (tick's leader_time_ns)
+        return due if timer_due is None or timer_due >= due else timer_due
+
     def _propose_session_timeouts(self, now_ns: int) -> int:
         """Propose the close of every session silent for ``session_timeout_ns``. Returns how
         many it proposed, or ``-(that + 1)`` when the tick must stop there (budget used up

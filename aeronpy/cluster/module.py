@@ -301,6 +301,18 @@ class ConsensusModule(LeaderDuties, AckHold, TermEntryChecks):
             return 0
         return LeaderDuties.tick(self, now_ns)
 
+    def next_due_ns(self) -> int:
+        """When ``tick`` or the egress drain next has something to do, in cluster time: 0
+        while egress is queued, acks or events wait for a retry, or service messages wait
+        to be proposed; else the next timer or session timeout a ready leader proposes
+        (1 << 62 for none). A driver with nothing else to do may sleep until then
+        (ClusterNode's idle park); what arrives from a client or peer wakes it anyway."""
+        if len(self.egress) or self._ack_pending or self._ack_retry or self._new_leader_owed:
+            return 0
+        if self.suspended or self._proposals_held:
+            return 1 << 62                 # nothing proposed until a resume (an admin request)
+        return LeaderDuties.next_due_ns(self)
+
     # ---- applying committed entries -----------------------------------------------------
     def apply_ready(self, ready: Any, now_ns: int) -> int:
         """Apply the committed range a core ``Ready`` names, from ``core.log``. Runs of

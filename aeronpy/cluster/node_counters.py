@@ -144,6 +144,13 @@ class TransportCounterPublisher:
             self._next_ns = now_ns + self._period_ns
             self.publish()
 
+    def due_after(self, work_ns: int) -> int:
+        """When the next ``maybe_publish`` would copy figures changed by work done at
+        ``work_ns`` (an idle node parks no longer, so they lag by at most the period), or
+        1 << 62 when the last publish came after that work."""
+        next_ns = self._next_ns
+        return next_ns if work_ns >= next_ns - self._period_ns else 1 << 62
+
     def publish(self) -> None:
         v = self._values
         frames_in = frames_out = bytes_in = bytes_out = 0

@@ -150,6 +150,13 @@ class NodeSnapshots:
         self.snapshotter.keep(info)
         self.snapshotter._compact()
 
+    @property
+    def busy(self) -> bool:
+        """A snapshot is being written, received, sent or waits to be sent again: the node's
+        duty cycle keeps polling (ClusterNode._idle_park_s)."""
+        return not (self.snapshotter._inflight is None and self.receiver._committing is None
+                    and not self.senders and not self._deferred)
+
     def do_work(self, now_ns: int) -> int:
         if (self.snapshotter._inflight is None and self.receiver._committing is None
                 and not self.senders and not self._deferred):

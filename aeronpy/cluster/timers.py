@@ -88,6 +88,12 @@ class TimerTable:
         heap = self._heap
         return bool(heap) and heap[0][0] <= now_ns
 
+    def next_deadline(self) -> Optional[int]:
+        """The earliest scheduled deadline, or None (a cancelled timer's may still count:
+        its heap entry stays until popped, so a waiter wakes early, never late)."""
+        heap = self._heap
+        return heap[0][0] if heap else None
+
     def requeue(self, service_id: int, correlation_id: int, timer_seq: int) -> None:
         """Put a schedule that :meth:`due` yielded back (its fire could not be proposed)."""
         current = self._timers.get((service_id, correlation_id))

@@ -103,6 +103,16 @@ class RaftCore:
                 return
         self.election.on_tick(now_ns)
 
+    def next_due_ns(self) -> int:
+        """When ``tick`` next has something to do (a leader's heartbeat or quorum check, an
+        election deadline), or 0 when that is unknown until the next tick sets it: a driver
+        with nothing else to do may sleep until then (ClusterNode's idle park)."""
+        leader_state = self.leader_state
+        if leader_state is not None:
+            return leader_state.tick_due_ns
+        deadline_ns = self.election.deadline_ns
+        return 0 if deadline_ns is None else deadline_ns
+
     def step(self, from_id: int, msg, now_ns: int) -> None:
         """Handle a message from a peer. Unknown senders, values out of range (a term no
         member could reach) and stale terms are dropped and counted."""

@@ -359,6 +359,28 @@ class UdpTransport(TransportCore):
                 self._lose_client(peer_id)
         return work + self._socket.flush()
 
+    def next_due_ns(self) -> int:
+        """When ``do_work``'s timers next have something to do (a STATUS, HEARTBEAT or re-NAK
+        due, frames waiting for a window, a client to time out), never before the next timer
+        run: a parked duty cycle may sleep until then. 0 when closed (nothing to wait for)."""
+        if self.closed:
+            return 0
+        due = 1 << 62
+        client_timeout_ns = self.client_timeout_ns
+        for peer in self._peers.values():
+            d = peer.sender.next_due_ns()
+            if d < due:
+                due = d
+            if peer.image is not None:
+                d = peer.image.next_due_ns()
+                if d < due:
+                    due = d
+            if peer.is_client and peer.last_heard_ns is not None:
+                d = peer.last_heard_ns + client_timeout_ns + 1
+                if d < due:
+                    due = d
+        return max(due, self._next_timer_ns)
+
     def wait_readable(self, timeout_ns: int) -> bool:
         """Block until a datagram arrives or ``timeout_ns`` passes (for idle strategies)."""
         return self._socket.wait_readable(timeout_ns)

@@ -5,9 +5,11 @@ client's duty cycle (poll the network, keepalives, re-sends) and completes the f
 waiting requests. Same session logic and guarantees as :class:`aeronpy.ClusterClient`.
 
 Between cycles with nothing to do the task waits on the event loop for the client's socket to
-become readable, or ``TICK_S`` for the client's timers, like the blocking client's
-``backoff()``: an idle client costs about 1,000 wake-ups a second, and a reply is handled
-when it arrives. ``connect()`` waits the same way, for the socket or its next connect attempt
+become readable, or for the client's timers: ``TICK_S`` just after work or while a request
+waits, like the blocking client's ``backoff()``, else until the next timer is due
+(``ClusterClient.next_due_ns``: a keepalive, a re-send, a stream's STATUS), at most
+``IDLE_WAIT_MAX_S``. A reply is handled when it arrives, and an idle client wakes tens of
+times a second rather than 1,000. ``connect()`` waits the same way, for the socket or its next connect attempt
 (a handful of wake-ups a connect). A transport without a socket (the in-memory ones), or an
 event loop without socket readers (Windows' proactor loop), is polled every
 ``poll_interval_s`` instead.
@@ -39,7 +41,8 @@ elif TYPE_CHECKING:
 
 __all__ = ["AsyncClusterClient"]
 
-TICK_S = 0.001      # longest wait between duty cycles with no datagram (the client's timers)
+TICK_S = 0.001      # wait between duty cycles with no datagram just after work (the client's timers)
+IDLE_WAIT_MAX_S = 0.05  # longest wait of an idle client (until its next timer, at most this)
 _running_loop = asyncio._get_running_loop     # offer()'s loop check: no exception when none runs
 _log = logging.getLogger("aeronpy.client")
 
@@ -105,6 +108,7 @@ class AsyncClusterClient:
         self._core = client._core
         self._poll_interval_s = poll_interval_s
         self._waiting: dict[int, asyncio.Future] = {}
+        self._last_work_s = 0.0     # loop time of the background task's last cycle with work
         self._task: Optional[asyncio.Task] = None
         self._loop: Optional[asyncio.AbstractEventLoop] = None   # connect()'s: the client's
         self._closed = False
@@ -212,17 +216,28 @@ class AsyncClusterClient:
                 work = self._client.do_work()
                 self._complete_waiting()
                 if work:
+                    self._last_work_s = loop.time()
                     self._tell_watchers()
                     await asyncio.sleep(0)    # let other tasks run between busy cycles
                     continue
                 readable.clear()
-                tick = loop.call_later(TICK_S, readable.set)
+                tick = loop.call_later(self._idle_wait_s(), readable.set)
                 try:
                     await readable.wait()
                 finally:
                     tick.cancel()
         finally:
             loop.remove_reader(fd)
+
+    def _idle_wait_s(self) -> float:
+        """How long the background task waits for the socket after a cycle with no work:
+        TICK_S while work came in the last TICK_S or a request waits for its reply, else
+        until the client's next timer (``ClusterClient.next_due_ns``), at most IDLE_WAIT_MAX_S.
+        A reply, or an offer from another task, ends the wait at once."""
+        if self._waiting or asyncio.get_running_loop().time() - self._last_work_s < TICK_S:
+            return TICK_S
+        due_s = (self._client.next_due_ns() - self._client._clock()) / 1e9
+        return min(max(due_s, TICK_S), IDLE_WAIT_MAX_S)
 
     def _tell_watchers(self) -> None:
         for event in self._watchers:

@@ -256,6 +256,17 @@ class ClusterClient:
         core.tick(self._clock())
         return work + self._flush()
 
+    def next_due_ns(self) -> int:
+        """When this client's timers (keepalive, re-send, connect attempt, its streams'
+        STATUS and HEARTBEAT) next need a ``do_work``, in its clock's ns; 0 for at once. A
+        transport that cannot say is taken to need one within a millisecond."""
+        due = self._core.next_due_ns()
+        transport_due = getattr(self._transport, "next_due_ns", None)
+        if transport_due is None:
+            return min(due, self._clock() + _Backoff.PARK_NS)
+        # the UDP transport keeps time.monotonic_ns; this client may run on another clock
+        return min(due, transport_due() - time.monotonic_ns() + self._clock())
+
     def backoff(self) -> "_Backoff":
         """The idle strategy of a loop waiting on this client (parks on its socket if it can)."""
         return _Backoff(getattr(self._transport, "wait_readable", None))
@@ -564,6 +575,10 @@ class UdpClientTransport:
     def fileno(self) -> int:
         """The socket replies arrive on (for an event loop's reader; -1 once closed)."""
         return self._udp.socket.fileno()
+
+    def next_due_ns(self) -> int:
+        """When the streams' timers next act (``UdpTransport.next_due_ns``)."""
+        return self._udp.next_due_ns()
 
     def wait_readable(self, timeout_ns: int) -> bool:
         """Block until a datagram waits or ``timeout_ns`` passes (to the ns on Linux, whole ms elsewhere)."""

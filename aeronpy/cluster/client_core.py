@@ -533,6 +533,30 @@ class ClientCore(ClientSessionBase):
                     self._count("leader_probes")
                     self._send(self._next_endpoint(self.leader_endpoint), keepalive, now_ns)
 
+    def next_due_ns(self) -> int:
+        """When ``tick`` next has something to do (a connect attempt, a re-send, a keepalive,
+        a session expiry, a terms request), or 0 with messages waiting to be sent; 1 << 62
+        for none (closed). A driver with nothing else to do may sleep until then
+        (``AsyncClusterClient``'s background task); a reply wakes it anyway."""
+        if self.outgoing:
+            return 0
+        state = self.state
+        if state is ClientState.CONNECTING:
+            return self._attempt_deadline_ns
+        if state is not ClientState.CONNECTED:
+            return 1 << 62
+        last_sent = self._last_sent_ns
+        due = last_sent + self._keepalive_interval_ns
+        if self._session_expiry_ns and last_sent + self._session_expiry_ns < due:
+            due = last_sent + self._session_expiry_ns
+        if self._terms_asks_left and not self.session_terms and self._terms_ask_due_ns < due:
+            due = self._terms_ask_due_ns
+        if self._window:          # re-sent once nothing has progressed for resend_timeout_ns
+            resend = self._last_progress_ns + self.config.resend_timeout_ns
+            if resend < due:
+                due = resend
+        return due        # (an idle client's probe of another member goes with a keepalive)
+
     def _next_endpoint(self, avoid: Optional[str]) -> str:
         for _ in range(len(self.endpoints)):
             self._endpoint_index = (self._endpoint_index + 1) % len(self.endpoints)

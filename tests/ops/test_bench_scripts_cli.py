@@ -67,3 +67,21 @@ def test_open_loop_ab_needs_two_trees_and_has_help():
     missing = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
                              timeout=60)
     assert missing.returncode == 2 and "--a and --b" in missing.stderr
+
+
+def test_idle_cpu_has_help_and_refuses_a_bad_duration(tmp_path):
+    proc = _script("idle_cpu.py", "--help", timeout=60, cwd=tmp_path)
+    assert proc.returncode == 0 and "--seconds" in proc.stdout and "of a CPU" not in proc.stdout
+    proc = _script("idle_cpu.py", "--seconds", "0", timeout=60, cwd=tmp_path)
+    assert proc.returncode == 2 and "--seconds must be in" in proc.stderr
+
+
+@pytest.mark.process
+def test_idle_cpu_measures_every_node_and_the_async_client(tmp_path):
+    import json
+    proc = _script("idle_cpu.py", "--seconds", "0.5", "--json", timeout=150, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout)
+    assert sorted(result["nodes"]) == ["0", "1", "2"]
+    assert sorted(v["role"] for v in result["nodes"].values()) == ["follower", "follower", "leader"]
+    assert result["async_client"]["request_after_idle"] is True

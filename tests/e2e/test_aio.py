@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from aeronpy import aio
 from aeronpy.aio import AsyncClusterClient
 from aeronpy.errors import ClusterClosedError
 
@@ -92,14 +93,32 @@ async def _idle_cycles(endpoints: str, idle_s: float) -> tuple:
 
 
 def test_an_idle_async_client_waits_on_its_socket_not_a_short_poll(shared_cluster):
-    """An idle client runs about one cycle per ms (its socket or its 1 ms tick), never a spin
-    (a regression to ``asyncio.sleep(0)`` between empty cycles fails here). The 0.2 ms sleep
-    it had before was already ~1 ms: asyncio's selector waits in whole ms."""
+    """An idle client runs at most about one cycle per ms (its socket, or a 1 ms tick just
+    after work), never a spin (a regression to ``asyncio.sleep(0)`` between empty cycles fails
+    here). The 0.2 ms sleep it had before was already ~1 ms: asyncio's selector waits in whole
+    ms."""
     idle_s = 0.5
     idle, data = asyncio.run(asyncio.wait_for(
         _idle_cycles(shared_cluster.ingress_endpoints, idle_s), 60.0))
     assert data == "after"
     assert 0 < idle <= idle_s / 0.001 * 1.2, idle
+
+
+def test_an_idle_async_client_waits_until_its_next_timer(shared_cluster, monkeypatch):
+    """Once idle, the task waits until the client's next timer (``ClusterClient.next_due_ns``:
+    here a 200 ms keepalive, 1 ms stream timers aside), at most ``IDLE_WAIT_MAX_S``: far fewer
+    cycles than 1 ms ticks, which the control brings back, and the session is still there."""
+    idle_s = 0.5
+    ticks = idle_s / aio.TICK_S
+    idle, data = asyncio.run(asyncio.wait_for(
+        _idle_cycles(shared_cluster.ingress_endpoints, idle_s), 60.0))
+    assert data == "after"
+    assert 0 < idle < ticks / 5, idle
+    monkeypatch.setattr(aio, "IDLE_WAIT_MAX_S", aio.TICK_S)         # control: 1 ms at most
+    idle, data = asyncio.run(asyncio.wait_for(
+        _idle_cycles(shared_cluster.ingress_endpoints, idle_s), 60.0))
+    assert data == "after"
+    assert idle > ticks / 5, idle
 
 
 class _NoReadersLoop(asyncio.SelectorEventLoop):

@@ -3,7 +3,8 @@
 Why a separate publisher: the transports keep plain-int counters on their hot path; the
 node copies them into ``counters.dat`` at most once per ``period_ns`` so that an operator,
 ``aeronpy tool`` or a process test can see drops, NAKs and retransmits from another process,
-without the duty cycle paying for it on every turn (an idle node turns ~1000 times a second).
+without the duty cycle paying for it on every turn (a busy node turns thousands of times a
+second).
 
 Mapping onto the standard slots (`aeronpy.cluster.counters.STANDARD_SLOTS`), summed over both
 transports: ``frames_in/out`` and ``bytes_in/out`` are socket datagrams and bytes;

@@ -9,8 +9,8 @@ become readable, or for the client's timers: ``TICK_S`` just after work or while
 waits, like the blocking client's ``backoff()``, else until the next timer is due
 (``ClusterClient.next_due_ns``: a keepalive, a re-send, a stream's STATUS), at most
 ``IDLE_WAIT_MAX_S``. A reply is handled when it arrives, and an idle client wakes tens of
-times a second rather than 1,000. ``connect()`` waits the same way, for the socket or its next connect attempt
-(a handful of wake-ups a connect). A transport without a socket (the in-memory ones), or an
+times a second rather than 1,000. ``connect()`` waits the same way, for the socket or its
+next connect attempt (a handful of wake-ups a connect). A transport without a socket (the in-memory ones), or an
 event loop without socket readers (Windows' proactor loop), is polled every
 ``poll_interval_s`` instead.
 
@@ -41,7 +41,7 @@ elif TYPE_CHECKING:
 
 __all__ = ["AsyncClusterClient"]
 
-TICK_S = 0.001      # wait between duty cycles with no datagram just after work (the client's timers)
+TICK_S = 0.001      # wait between cycles with no datagram just after work (the client's timers)
 IDLE_WAIT_MAX_S = 0.05  # longest wait of an idle client (until its next timer, at most this)
 _running_loop = asyncio._get_running_loop     # offer()'s loop check: no exception when none runs
 _log = logging.getLogger("aeronpy.client")

@@ -10,9 +10,9 @@ waits, like the blocking client's ``backoff()``, else until the next timer is du
 (``ClusterClient.next_due_ns``: a keepalive, a re-send, a stream's STATUS), at most
 ``IDLE_WAIT_MAX_S``. A reply is handled when it arrives, and an idle client wakes tens of
 times a second rather than 1,000. ``connect()`` waits the same way, for the socket or its
-next connect attempt (a handful of wake-ups a connect). A transport without a socket (the in-memory ones), or an
-event loop without socket readers (Windows' proactor loop), is polled every
-``poll_interval_s`` instead.
+next connect attempt (a handful of wake-ups a connect). A transport without a socket (the
+in-memory ones), or an event loop without socket readers (Windows' proactor loop), is polled
+every ``poll_interval_s`` instead.
 
 A client belongs to the event loop it was connected in: used from another one it raises
 RuntimeError (``close()`` from another loop still lets go of the socket once its own loop has

@@ -529,6 +529,8 @@ class ClusterNode:
         work = 0
         woken_by = self._woken_by
         self._woken_by = None
+        if woken_by is not None:
+            self._stamp_transports(now_ns)
         if self._pending is None and (woken_by is None or self._consensus_fd in woken_by):
             work += self.consensus.poll(self._on_consensus_message, _POLL_LIMIT)
         if woken_by is None or self._ingress_fd in woken_by:
@@ -554,6 +556,14 @@ class ClusterNode:
         work += self.consensus.do_work(now_ns)
         work += self.ingress.do_work(now_ns)
         return work
+
+    def _stamp_transports(self, now_ns: int) -> None:
+        """A transport stamps what it sends with the time of its last poll or timer run. One
+        not polled after a long park (up to _IDLE_PARK_MAX_NS) stamped a timer's send (the
+        leader's heartbeat) that far back, and its sender followed the data with a needless
+        stream HEARTBEAT ("nothing sent for heartbeat_interval_ns"): 20 a second per follower
+        from an idle leader (tests/cluster/test_node_idle_park.py)."""
+        self.consensus._now_ns = self.ingress._now_ns = now_ns
 
     def _on_consensus_message(self, peer_id: int, payload: memoryview) -> None:
         # the steady-state AppendEntries (follower) and AppendResponse (leader), stepped in C

@@ -215,3 +215,37 @@ def test_the_park_ends_when_the_transport_counters_are_due_after_work(tmp_path):
         assert node._idle_park_s() * 1e9 > 5 * MS or long_park * 1e9 <= 5 * MS
     finally:
         node.close()
+
+
+def _idle_leader_stream_heartbeats(tmp_path, idle_s=1.0) -> int:
+    """Stream HEARTBEAT frames an idle leader of 3 started in-process nodes sends in ``idle_s``:
+    its streams carry a consensus heartbeat every 50 ms, so none should be needed."""
+    ports = free_udp_ports(6)
+    members = [{"id": i, "host": "127.0.0.1", "consensus_port": ports[2 * i],
+                "ingress_port": ports[2 * i + 1]} for i in range(3)]
+    nodes = [ClusterNode(NodeConfig(cluster_id=1, member_id=i, data_dir=str(tmp_path / f"n{i}"),
+                                    log_level="WARNING", members=members), [ClusteredService()])
+             for i in range(3)]
+    try:
+        for node in nodes:
+            node.start()
+        assert wait_until(lambda: any(n.role == Role.LEADER for n in nodes), 10.0)
+        time.sleep(0.3)
+        leader = next(n for n in nodes if n.role == Role.LEADER)
+        before = leader.consensus.counters.heartbeats_sent
+        time.sleep(idle_s)
+        return leader.consensus.counters.heartbeats_sent - before
+    finally:
+        for node in nodes:
+            node.close()
+
+
+def test_an_idle_leader_sends_no_stream_heartbeat_after_its_own(tmp_path):
+    """After a long park the leader's heartbeat was stamped with the time of the transport's
+    last poll, up to 50 ms back, and drew a stream HEARTBEAT each time (20/s per follower)."""
+    assert _idle_leader_stream_heartbeats(tmp_path) <= 2
+
+
+def test_negative_control_unstamped_transports_draw_a_heartbeat_per_heartbeat(tmp_path, monkeypatch):
+    monkeypatch.setattr(ClusterNode, "_stamp_transports", lambda self, now_ns: None)
+    assert _idle_leader_stream_heartbeats(tmp_path) >= 10

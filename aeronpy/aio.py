@@ -385,6 +385,8 @@ class AsyncClusterClient:
         future = loop.create_future()
         self._waiting[correlation_id] = future
         try:
+            if self._client._stamp is not None:
+                self._client._stamp()     # the transport's time may be the task's last poll
             self._client.flush()      # on the wire now, not at the background task's next cycle
             return await asyncio.wait_for(future, max(0.0, deadline - loop.time()))
         except asyncio.TimeoutError:

@@ -144,6 +144,9 @@ class ClusterClient:
         self._send_now = getattr(transport, "flush", None)
         # a transport that can hand over EgressMessages by their fields (no message objects)
         self._poll_fields = getattr(transport, "poll_fields", None)
+        # a transport that stamps its sends with the time of its last poll: request() brings
+        # that time up to date first (UdpClientTransport.stamp)
+        self._stamp = getattr(transport, "stamp", None)
 
     # ---- construction -------------------------------------------------------------------
     @classmethod
@@ -396,6 +399,8 @@ class ClusterClient:
             self._flush()                 # an expired session's SessionClose
             raise ClusterClosedError(str(core.error or "closed"))
         try:
+            if self._stamp is not None:
+                self._stamp()
             self.flush()              # on the wire now, not after the next poll's receive
             while True:
                 reply = core.take_reply(correlation_id)
@@ -579,6 +584,15 @@ class UdpClientTransport:
     def next_due_ns(self) -> int:
         """When the streams' timers next act (``UdpTransport.next_due_ns``)."""
         return self._udp.next_due_ns()
+
+    def stamp(self) -> None:
+        """Bring the time the transport stamps sends with up to date (it is its last poll's).
+        A message sent after a quiet spell with the old time looked unacknowledged for that
+        long at the next poll, and a needless stream HEARTBEAT followed it. ``request()``
+        calls it before it sends; ``offer()`` does not (a clock read per message on the
+        throughput path, where the client polls all the time anyway)."""
+        udp = self._udp
+        udp._now_ns = udp._clock()
 
     def wait_readable(self, timeout_ns: int) -> bool:
         """Block until a datagram waits or ``timeout_ns`` passes (to the ns on Linux, whole ms elsewhere)."""

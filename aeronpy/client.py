@@ -31,7 +31,12 @@ __all__ = ["ClusterClient", "ClientTransport", "UdpClientTransport", "ClientConf
 
 
 class ClientTransport(Protocol):
-    """What a client needs from the network: whole protocol messages, in order per peer."""
+    """What a client needs from the network: whole protocol messages, in order per peer.
+
+    A transport may also offer, and the client then uses: ``flush()``, ``poll_fields(...)``,
+    ``wait_readable(timeout_ns)``, ``fileno()``, ``next_due_ns()`` (when its own timers next
+    act) and ``stamp()`` (bring the time it stamps sends with up to date); see
+    ``UdpClientTransport``."""
 
     @property
     def local_endpoint(self) -> str:

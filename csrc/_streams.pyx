@@ -234,9 +234,7 @@ cdef class StreamSender:
         """Timers: transmit what the window now allows; HEARTBEAT when silent (soon while
         data is unacknowledged, to expose a lost tail; slowly when idle, for liveness)."""
         cdef int work = self._transmit_new(now_ns) if self._next < len(self._frames) else 0
-        cdef int64_t interval = self._heartbeat_interval_ns \
-            if self.sent_position > self.acked_position else self._idle_interval_ns
-        if now_ns - self._last_emit_ns >= interval:
+        if now_ns >= self._heartbeat_due_ns():
             self._emit(self._writer.heartbeat(self.sent_position))
             self._last_emit_ns = now_ns
             self._c.heartbeats_sent += 1
@@ -250,6 +248,11 @@ cdef class StreamSender:
         once): a parked duty cycle may sleep until then (ClusterNode's idle park)."""
         if self._next < len(self._frames):
             return 0
+        return self._heartbeat_due_ns()
+
+    cdef int64_t _heartbeat_due_ns(self):
+        """The next HEARTBEAT: soon while data is unacknowledged, slowly when idle (the one
+        rule of do_work and next_due_ns)."""
         cdef int64_t interval = self._heartbeat_interval_ns \
             if self.sent_position > self.acked_position else self._idle_interval_ns
         return self._last_emit_ns + interval
@@ -501,14 +504,11 @@ cdef class StreamReceiver:
     def do_work(self, int64_t now_ns) -> int:
         """Timers: re-NAK an open gap; STATUS soon after progress, slowly when idle."""
         cdef int work = 0
-        cdef int64_t interval
         if self.high_position > self.expected_position and \
                 now_ns - self._last_nak_ns >= self._nak_retry_ns:
             self._maybe_nak(now_ns)
             work += 1
-        interval = self._status_interval_ns \
-            if self.expected_position != self._last_status_position else self._idle_interval_ns
-        if now_ns - self._last_status_ns >= interval:
+        if now_ns >= self._status_due_ns():
             self._send_status(now_ns)
             work += 1
         return work
@@ -516,13 +516,18 @@ cdef class StreamReceiver:
     def next_due_ns(self) -> int:
         """When ``do_work`` next has something to do: the next STATUS, or the re-NAK of an
         open gap (ClusterNode's idle park sleeps no longer)."""
-        cdef int64_t interval = self._status_interval_ns \
-            if self.expected_position != self._last_status_position else self._idle_interval_ns
-        cdef int64_t due = self._last_status_ns + interval
+        cdef int64_t due = self._status_due_ns()
         if self.high_position > self.expected_position and \
                 self._last_nak_ns + self._nak_retry_ns < due:
             due = self._last_nak_ns + self._nak_retry_ns
         return due
+
+    cdef int64_t _status_due_ns(self):
+        """The next STATUS: soon after progress, slowly when idle (the one rule of do_work
+        and next_due_ns)."""
+        cdef int64_t interval = self._status_interval_ns \
+            if self.expected_position != self._last_status_position else self._idle_interval_ns
+        return self._last_status_ns + interval
 
 
 cdef class AdmissionCore:

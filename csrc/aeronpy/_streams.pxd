@@ -32,6 +32,7 @@ cdef class StreamSender:
     cdef void _release_acked(self)
     cdef void _purge_recent(self, int64_t now_ns)
     cdef int _send_setup(self, int64_t now_ns) except -1
+    cdef int64_t _heartbeat_due_ns(self)
 
 cdef class TransportCore:
     cdef public bint closed
@@ -52,6 +53,7 @@ cdef class StreamReceiver:
     cdef Py_ssize_t _assembly_length
     cdef int64_t _last_nak_ns, _last_nak_position, _last_status_ns, _status_threshold
     cdef readonly int64_t _last_status_position
+    cdef int64_t _status_due_ns(self)
     cdef int _on_data_c(self, int64_t position, int fragment_flags, int32_t message_length,
                         object payload, object handler, object peer_id, int64_t now_ns) except -1
     cdef int _hold_out_of_order(self, int64_t position, int fragment_flags,

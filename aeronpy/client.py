@@ -19,6 +19,7 @@ from aeronpy.cluster.client_core import (SERVICE_ID_MAX, BytesLike, ClientConfig
                                          check_service_id, check_timeout, check_wait,
                                          parse_endpoints)
 from aeronpy.cluster.codes import BACK_PRESSURED, CLOSED, INGRESS_CLUSTER_ID, NOT_CONNECTED
+from aeronpy.endpoints import canonical_host, format_endpoint, resolve, split_endpoint
 from aeronpy.errors import (ClusterClosedError, ClusterTimeoutError, MessageRejectedError,
                             NotConnectedError)
 
@@ -448,36 +449,38 @@ class ClusterClient:
 
 
 def _split_endpoint(endpoint: str) -> tuple[str, int]:
-    host, sep, port = endpoint.rpartition(":")
-    if not sep or not host:
-        raise ValueError(f"endpoint {endpoint!r} is not 'host:port'")
-    try:
-        return host, int(port)
-    except ValueError:
-        raise ValueError(f"endpoint {endpoint!r}: port {port!r} is not a number") from None
+    return split_endpoint(endpoint)
 
 
 def local_host_for(endpoints: Sequence[str]) -> str:
     """The address a client binds so that the members can answer it (its session's response
-    endpoint): 127.0.0.1 when every member is on this machine's loopback, otherwise this
-    machine's address on the route to the first member that is not (the kernel's choice, as
-    for any datagram sent there; the probe sends nothing)."""
+    endpoint): loopback (127.0.0.1 or ::1, the members' address family) when every member is
+    on this machine's loopback, otherwise this machine's address on the route to the first
+    member that is not (the kernel's choice, as for any datagram sent there; the probe sends
+    nothing). Members of both families are refused: a socket has one."""
     import ipaddress
     import socket
     remote = []
+    families = set()
     for endpoint in endpoints:
         host, port = _split_endpoint(endpoint)
         try:
-            ip = socket.gethostbyname(host)
+            family, ip = resolve(host)
         except OSError as exc:
             raise ValueError(f"endpoint {endpoint!r}: cannot resolve {host!r} ({exc})") from None
+        except ValueError as exc:
+            raise ValueError(f"endpoint {endpoint!r}: {exc}") from None
+        families.add(family)
         if not ipaddress.ip_address(ip).is_loopback:
-            remote.append((endpoint, ip, port))
+            remote.append((endpoint, family, ip, port))
+    if len(families) > 1:
+        raise ValueError(f"endpoints {', '.join(endpoints)} mix IPv4 and IPv6 members: a "
+                         "cluster's members use one address family")
     if not remote:
-        return "127.0.0.1"
+        return "::1" if families == {socket.AF_INET6} else "127.0.0.1"
     failures = []
-    for endpoint, ip, port in remote:    # a member whose network is down: try the next one
-        probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    for endpoint, family, ip, port in remote:    # a member whose network is down: try the next
+        probe = socket.socket(family, socket.SOCK_DGRAM)
         try:
             probe.connect((ip, port))
             return probe.getsockname()[0]
@@ -526,7 +529,7 @@ class UdpClientTransport:
             self._udp.close()             # a bad endpoint: its socket is not left open
             raise
         host, port = self._udp.local_address[:2]
-        self.local_endpoint = f"{host}:{port}"
+        self.local_endpoint = format_endpoint(canonical_host(host), port)
 
     @property
     def decode_errors(self) -> int:

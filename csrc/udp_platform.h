@@ -1,6 +1,6 @@
 /*
- * Platform layer of aeronpy._udp: batched datagram receive/send over a non-blocking IPv4
- * socket that Python's socket module created (so WSAStartup, bind and socket options stay
+ * Platform layer of aeronpy._udp: batched datagram receive/send over a non-blocking IPv4 or
+ * IPv6 socket that Python's socket module created (so WSAStartup, bind and socket options stay
  * portable Python).
  *
  * On Linux the batch calls use recvmmsg/sendmmsg (one system call per batch). Everywhere
@@ -80,13 +80,29 @@ typedef struct udp_batch {
     int count;                  /* queued datagrams (send batches only) */
     unsigned char *arena;
     int *lens;                  /* datagram length per slot; -1 when truncated */
-    uint64_t *keys;             /* peer address key per slot: (ipv4 host order << 16) | port */
+    /* Peer key per slot. IPv4: the address key itself, (ipv4 host order << 16) | port.
+     * IPv6: a 64-bit digest of the address (udp_digest6), compared before the address. */
+    uint64_t *keys;
 #if UDP_HAVE_MMSG
     struct mmsghdr *msgs;
     struct iovec *iovs;
 #endif
-    struct sockaddr_in *addrs;
+    union udp_addr *addrs;
+    int family;                 /* AF_INET or AF_INET6: the socket's, fixed at init */
+    int addr_len;               /* sizeof the family's sockaddr */
 } udp_batch;
+
+/* One peer address of either family (one slot's source or destination). */
+typedef union udp_addr {
+    struct sockaddr sa;
+    struct sockaddr_in v4;
+    struct sockaddr_in6 v6;
+} udp_addr;
+
+/* An IPv6 peer crosses into Python as the bytes of its address key: a marker byte (1, so the
+ * key, read big-endian, is above every IPv4 key, which fits in 48 bits), the 16 address
+ * bytes, then the port (big-endian). Scoped (link-local) addresses are refused earlier. */
+#define UDP_KEY6_BYTES 19
 
 static uint64_t udp_key_of(const struct sockaddr_in *a) {
     return ((uint64_t)ntohl(a->sin_addr.s_addr) << 16) | (uint64_t)ntohs(a->sin_port);
@@ -99,6 +115,39 @@ static void udp_addr_of(uint64_t key, struct sockaddr_in *a) {
     a->sin_addr.s_addr = htonl((uint32_t)(key >> 16));
 }
 
+/* FNV-1a over the address and port: a cheap first compare for coalescing frames to a peer. */
+static uint64_t udp_digest6(const struct sockaddr_in6 *a) {
+    const unsigned char *p = (const unsigned char *)&a->sin6_addr;
+    uint64_t h = 1469598103934665603ULL;
+    for (int i = 0; i < 16; i++) { h ^= p[i]; h *= 1099511628211ULL; }
+    h ^= (uint64_t)a->sin6_port; h *= 1099511628211ULL;
+    return h;
+}
+
+static uint64_t udp_addr_digest(const udp_addr *a) { return udp_digest6(&a->v6); }
+
+static int udp_same6(const struct sockaddr_in6 *a, const struct sockaddr_in6 *b) {
+    return a->sin6_port == b->sin6_port &&
+           memcmp(&a->sin6_addr, &b->sin6_addr, sizeof(a->sin6_addr)) == 0;
+}
+
+static void udp_key6_bytes(const udp_batch *b, int i, unsigned char *out) {
+    const struct sockaddr_in6 *a = &b->addrs[i].v6;
+    out[0] = 1;
+    memcpy(out + 1, &a->sin6_addr, 16);
+    memcpy(out + 17, &a->sin6_port, 2);      /* network order is big-endian already */
+}
+
+/* Fill `a` from the UDP_KEY6_BYTES bytes of an IPv6 address key; -1 if they are not one. */
+static int udp_addr6_of_bytes(const unsigned char *k, udp_addr *a) {
+    if (k[0] != 1) return -1;
+    memset(a, 0, sizeof(*a));
+    a->v6.sin6_family = AF_INET6;
+    memcpy(&a->v6.sin6_addr, k + 1, 16);
+    memcpy(&a->v6.sin6_port, k + 17, 2);
+    return 0;
+}
+
 static void udp_batch_free(udp_batch *b) {
     free(b->arena); free(b->lens); free(b->keys); free(b->addrs);
 #if UDP_HAVE_MMSG
@@ -107,16 +156,19 @@ static void udp_batch_free(udp_batch *b) {
     memset(b, 0, sizeof(*b));
 }
 
-/* Returns 0 on success, -1 when out of memory (b is then left empty). */
-static int udp_batch_init(udp_batch *b, int capacity, int slot_bytes) {
+/* Returns 0 on success, -1 when out of memory or given a bad argument (b is then left empty).
+ * `family`: the socket's, AF_INET or AF_INET6. */
+static int udp_batch_init(udp_batch *b, int capacity, int slot_bytes, int family) {
     memset(b, 0, sizeof(*b));
-    if (capacity <= 0 || slot_bytes <= 0) return -1;
+    if (capacity <= 0 || slot_bytes <= 0 || (family != AF_INET && family != AF_INET6)) return -1;
+    b->family = family;
+    b->addr_len = family == AF_INET6 ? (int)sizeof(struct sockaddr_in6) : (int)sizeof(struct sockaddr_in);
     b->capacity = capacity;
     b->slot_bytes = slot_bytes;
     b->arena = (unsigned char *)malloc((size_t)capacity * (size_t)slot_bytes);
     b->lens = (int *)calloc((size_t)capacity, sizeof(int));
     b->keys = (uint64_t *)calloc((size_t)capacity, sizeof(uint64_t));
-    b->addrs = (struct sockaddr_in *)calloc((size_t)capacity, sizeof(struct sockaddr_in));
+    b->addrs = (udp_addr *)calloc((size_t)capacity, sizeof(udp_addr));
     if (!b->arena || !b->lens || !b->keys || !b->addrs) { udp_batch_free(b); return -1; }
 #if UDP_HAVE_MMSG
     b->msgs = (struct mmsghdr *)calloc((size_t)capacity, sizeof(struct mmsghdr));
@@ -139,7 +191,7 @@ static void udp_count_send_error(udp_counters *c, int e) {
 static int udp_recv_portable(udp_sock_t s, udp_batch *b, int max, udp_counters *c) {
     int n = 0, retries = 0, taken = 0;
     while (n < max && taken++ < max) {
-        struct sockaddr_in *from = &b->addrs[n];
+        udp_addr *from = &b->addrs[n];
         udp_socklen_t from_len = (udp_socklen_t)sizeof(*from);
         char *slot = (char *)(b->arena + (size_t)n * (size_t)b->slot_bytes);
         /* recvfrom's length parameter is int on Windows, size_t elsewhere: slot_bytes is int. */
@@ -163,7 +215,7 @@ static int udp_recv_portable(udp_sock_t s, udp_batch *b, int max, udp_counters *
             continue;
         }
         b->lens[n] = (int)r;
-        b->keys[n] = udp_key_of(from);
+        b->keys[n] = b->family == AF_INET6 ? udp_digest6(&from->v6) : udp_key_of(&from->v4);
         c->datagrams_in++;
         c->bytes_in += (uint64_t)r;
         n++;
@@ -178,8 +230,8 @@ static int udp_send_portable(udp_sock_t s, udp_batch *b, udp_counters *c) {
         const char *slot = (const char *)(b->arena + (size_t)i * (size_t)b->slot_bytes);
         int retries = 0;
         for (;;) {
-            long r = (long)sendto(s, slot, b->lens[i], 0, (const struct sockaddr *)&b->addrs[i],
-                                  (udp_socklen_t)sizeof(struct sockaddr_in));
+            long r = (long)sendto(s, slot, b->lens[i], 0, &b->addrs[i].sa,
+                                  (udp_socklen_t)b->addr_len);
             if (r >= 0) { sent++; c->datagrams_out++; c->bytes_out += (uint64_t)r; break; }
             int e = UDP_LAST_ERROR();
             if ((UDP_ERR_INTR(e) || UDP_ERR_CONN_REFUSED(e)) && retries++ < UDP_RETRY_MAX) {
@@ -201,7 +253,7 @@ static int udp_recv_mmsg(udp_sock_t s, udp_batch *b, int max, udp_counters *c) {
         b->iovs[i].iov_len = (size_t)b->slot_bytes;
         memset(&b->msgs[i].msg_hdr, 0, sizeof(b->msgs[i].msg_hdr));
         b->msgs[i].msg_hdr.msg_name = &b->addrs[i];
-        b->msgs[i].msg_hdr.msg_namelen = sizeof(struct sockaddr_in);
+        b->msgs[i].msg_hdr.msg_namelen = sizeof(udp_addr);
         b->msgs[i].msg_hdr.msg_iov = &b->iovs[i];
         b->msgs[i].msg_hdr.msg_iovlen = 1;
         b->msgs[i].msg_len = 0;
@@ -226,7 +278,7 @@ static int udp_recv_mmsg(udp_sock_t s, udp_batch *b, int max, udp_counters *c) {
             continue;
         }
         b->lens[i] = (int)len;
-        b->keys[i] = udp_key_of(&b->addrs[i]);
+        b->keys[i] = b->family == AF_INET6 ? udp_digest6(&b->addrs[i].v6) : udp_key_of(&b->addrs[i].v4);
         c->datagrams_in++;
         c->bytes_in += len;
     }
@@ -241,7 +293,7 @@ static int udp_send_mmsg(udp_sock_t s, udp_batch *b, udp_counters *c) {
         b->iovs[k].iov_len = (size_t)b->lens[k];
         memset(&b->msgs[k].msg_hdr, 0, sizeof(b->msgs[k].msg_hdr));
         b->msgs[k].msg_hdr.msg_name = &b->addrs[k];
-        b->msgs[k].msg_hdr.msg_namelen = sizeof(struct sockaddr_in);
+        b->msgs[k].msg_hdr.msg_namelen = (socklen_t)b->addr_len;
         b->msgs[k].msg_hdr.msg_iov = &b->iovs[k];
         b->msgs[k].msg_hdr.msg_iovlen = 1;
     }
@@ -288,9 +340,11 @@ static int udp_send_batch(udp_sock_t s, udp_batch *b, int use_mmsg, udp_counters
     return udp_send_portable(s, b, c);
 }
 
-/* Copy one datagram (head then body, either may be empty) into the next free slot.
- * Returns 0, or -1 if it does not fit a slot, or -2 if the batch is full. */
-static int udp_batch_queue(udp_batch *b, uint64_t key, const unsigned char *head, int head_len,
+/* Copy one datagram (head then body, either may be empty) into the next free slot, to `to`
+ * (an IPv6 socket's peer; its `key` is udp_digest6 of it) or, when `to` is NULL, to the IPv4
+ * address key `key`. Returns 0, or -1 if it does not fit a slot, or -2 if the batch is full. */
+static int udp_batch_queue(udp_batch *b, uint64_t key, const udp_addr *to,
+                           const unsigned char *head, int head_len,
                            const unsigned char *body, int body_len) {
     if (b->count >= b->capacity) return -2;
     if (head_len < 0 || body_len < 0 || head_len + body_len >= b->slot_bytes) return -1;
@@ -299,7 +353,8 @@ static int udp_batch_queue(udp_batch *b, uint64_t key, const unsigned char *head
     if (body_len) memcpy(slot + head_len, body, (size_t)body_len);
     b->lens[b->count] = head_len + body_len;
     b->keys[b->count] = key;
-    udp_addr_of(key, &b->addrs[b->count]);
+    if (to) b->addrs[b->count] = *to;
+    else udp_addr_of(key, &b->addrs[b->count].v4);
     b->count++;
     return 0;
 }
@@ -309,10 +364,12 @@ static int udp_batch_queue(udp_batch *b, uint64_t key, const unsigned char *head
  * datagram): a burst of small messages costs one datagram per MTU, not one per message.
  * Only the latest slot of a peer is extended, so frames to one peer keep their order.
  * Returns 0 when queued in a new slot, 1 when appended, -1 / -2 as udp_batch_queue. */
-static int udp_batch_append_frame(udp_batch *b, uint64_t key, const unsigned char *frame,
-                                  int frame_len, int max_len, udp_counters *c) {
+static int udp_batch_append_frame(udp_batch *b, uint64_t key, const udp_addr *to,
+                                  const unsigned char *frame, int frame_len, int max_len,
+                                  udp_counters *c) {
     for (int i = b->count - 1; i >= 0; i--) {
         if (b->keys[i] != key) continue;
+        if (to && !udp_same6(&b->addrs[i].v6, &to->v6)) continue;   /* a digest collision */
         if (b->lens[i] >= 0 && frame_len >= 0 && b->lens[i] + frame_len <= max_len &&
                 b->lens[i] + frame_len < b->slot_bytes) {
             memcpy(b->arena + (size_t)i * (size_t)b->slot_bytes + (size_t)b->lens[i], frame,
@@ -323,7 +380,7 @@ static int udp_batch_append_frame(udp_batch *b, uint64_t key, const unsigned cha
         }
         break;  /* the latest datagram to this peer is full: start a new one after it */
     }
-    return udp_batch_queue(b, key, frame, frame_len, NULL, 0);
+    return udp_batch_queue(b, key, to, frame, frame_len, NULL, 0);
 }
 
 /* Wait until the socket is readable or timeout_ns passes (<= 0: only check).

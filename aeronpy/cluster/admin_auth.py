@@ -439,9 +439,14 @@ class AdminGate:
         member's addresses written as an IP (no name lookups on the duty cycle)."""
         if not self.own_endpoint or destination == self.own_endpoint:
             return True
-        host, _, port = destination.rpartition(":")
-        own_port = self.own_endpoint.rpartition(":")[2]
-        return port == own_port and host in self.own
+        from aeronpy.endpoints import ip_literal, split_endpoint
+        try:
+            host, port = split_endpoint(destination)
+            own_port = split_endpoint(self.own_endpoint)[1]
+            address = ip_literal(host)       # one spelling per address: "0:0::1" is "::1"
+        except ValueError:
+            return False
+        return port == own_port and (host in self.own or str(address) in self.own)
 
     def _forget_expired(self, now: float) -> None:
         admitted = self._admitted

@@ -7,7 +7,6 @@ recording-log entry is ignored here, never cut as the node's own loader would).
 """
 from __future__ import annotations
 
-import ipaddress
 import os
 import struct
 import time
@@ -20,6 +19,7 @@ from aeronpy.archive.recording_log import (ENTRY_BYTES, RECORDING_LOG_FILE, Reco
                                            TermStart, live_term_starts)
 from aeronpy.archive.segments import SEGMENT_SUFFIX, SegmentLog
 from aeronpy.archive.snapshots import verify_snapshot
+from aeronpy.endpoints import format_endpoint
 from aeronpy.errors import AeronpyError
 
 _I64 = struct.Struct("<q")
@@ -263,24 +263,27 @@ def _look_up(endpoint: str, addresses: dict, deadline: float, timeout_s: float) 
 
     from aeronpy.client import _split_endpoint
     from aeronpy.cluster.config import lookup_within
+    from aeronpy.endpoints import ip_literal, resolve
     if endpoint in addresses:
         return
     host, port = _split_endpoint(endpoint)
     try:
-        ipaddress.IPv4Address(host)
-        addresses[endpoint] = endpoint          # an address already: no lookup
+        literal = ip_literal(host)
+    except ValueError as exc:
+        raise ValueError(f"endpoint {endpoint!r}: {exc}") from None
+    if literal is not None:
+        addresses[endpoint] = format_endpoint(str(literal), port)    # an address: no lookup
         return
-    except ValueError:
-        pass
     try:
-        address = lookup_within(max(0.0, deadline - time.monotonic()), socket.gethostbyname, host)
+        _family, address = resolve(host, lambda fn, *args: lookup_within(
+            max(0.0, deadline - time.monotonic()), fn, *args))
     except TimeoutError:
         raise TimeoutError(f"looking up host {host!r} did not finish within {timeout_s:g} s "
                            "(--timeout; the system resolver: check /etc/resolv.conf and its DNS "
                            "servers, or give members IP addresses)") from None
     except (socket.gaierror, UnicodeError) as exc:
         raise ValueError(f"cannot resolve {host!r} ({getattr(exc, 'strerror', None) or exc})") from None
-    addresses[endpoint] = f"{address}:{port}"
+    addresses[endpoint] = format_endpoint(address, port)
 
 
 def request_through_member(data_dir: str, member_id: int, members: list, request_type: int,
@@ -291,13 +294,14 @@ def request_through_member(data_dir: str, member_id: int, members: list, request
     me = next((m for m in members if m.get("id") == member_id), None)
     if me is None:
         raise AdminError(f"the counters file in {data_dir} does not name this member's endpoint")
-    endpoints = [f"{m['host']}:{m['ingress_port']}" for m in sorted(members, key=lambda m: m["id"])]
+    endpoints = [format_endpoint(m["host"], m["ingress_port"])
+                 for m in sorted(members, key=lambda m: m["id"])]
     from aeronpy.cluster.admin_auth import read_key_file
     try:
         key = read_key_file(data_dir)
     except (OSError, ValueError) as exc:
         raise AdminError(f"cannot read the admin key in {data_dir}: {exc}") from exc
-    endpoint, code, payload = admin_request(endpoints, f"{me['host']}:{me['ingress_port']}",
+    endpoint, code, payload = admin_request(endpoints, format_endpoint(me["host"], me["ingress_port"]),
                                             request_type, b"", timeout_s, key=key)
     if code != ADMIN_OK:
         raise AdminError(f"{endpoint} refused {what}: {payload.decode(errors='replace')}")

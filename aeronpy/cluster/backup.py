@@ -32,6 +32,7 @@ from aeronpy.archive.fs import OsFileSystem
 from aeronpy.archive.node_state import NODE_STATE_FILE, save_node_state
 from aeronpy.cluster.node_snapshots import ADMIN_OK, BACKUP_CHUNK, BACKUP_QUERY
 from aeronpy.cluster.restored import RESTORED_MARKER_FILE, write_restored_marker
+from aeronpy.endpoints import format_endpoint
 from aeronpy.errors import AeronpyError
 
 _QUERY = struct.Struct("<qi")                 # from_index, max_bytes
@@ -390,7 +391,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         from aeronpy.cluster.config import CONFIG_FILE_MAX_BYTES
         raw = tomllib.loads(read_regular(args.config, CONFIG_FILE_MAX_BYTES,
                                          what="configuration file").decode("utf-8"))
-        endpoints = [f"{m['host']}:{m['ingress_port']}" for m in raw["members"]]
+        endpoints = [format_endpoint(str(m["host"]), m["ingress_port"]) for m in raw["members"]]
         secret = raw.get("secret")
         if secret is not None and (not isinstance(secret, str) or not secret):
             raise ValueError("secret must be a non-empty string")

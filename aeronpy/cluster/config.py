@@ -10,8 +10,9 @@ Two phases:
   keys (with the closest known key suggested), types, ranges, duplicate member ids and ports,
   the timing relations, and that ``member_id`` names a member;
 - `check_startable()`, called by the node just before it binds, checks the machine: every
-  member's host resolves to an IPv4 address (the transport is IPv4-only), no two members'
-  ports are one address and port under two host names, this member's ports
+  member's host resolves (to its IPv4 address, or IPv6 for a name with none), all members to
+  one address family, no two members' ports are one address and port under two host names,
+  this member's ports
   are free, the data dir can be created and written, and this process may run
   on the CPUs of ``cpu_affinity``.
 """
@@ -29,6 +30,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional
 
+from aeronpy.endpoints import format_endpoint, ip_literal, resolve
 from aeronpy.errors import ConfigError
 
 if sys.version_info >= (3, 11):
@@ -50,8 +52,8 @@ KEY_DOCS: tuple = (
     ("cluster_id", "required", "Integer (int32) shared by every member; frames carrying another "
      "cluster id are dropped and counted, so two clusters on one network cannot mix."),
     ("members", "required", "One `[[members]]` table per member: `id` (non-negative int), `host` "
-     "(an IPv4 address or a name that resolves to one: the transport is IPv4-only; checked at "
-     "start), `consensus_port` (member-to-member UDP), `ingress_port` (client UDP), optional "
+     "(an IPv4 or IPv6 address, or a name: its IPv4 address if it has one, else its IPv6; every "
+     "member of one family, checked at start), `consensus_port` (member-to-member UDP), `ingress_port` (client UDP), optional "
      "`admin_port` (reserved: unused by this version, see below). Ids and host:port pairs must "
      "be unique, also once the hosts are resolved (checked at start: `127.0.0.1` and `localhost` "
      "with one port are one socket). Every member must be given the same list: a member with "
@@ -223,14 +225,15 @@ class MemberConfig:
             # reach each sender itself)
             raise ConfigError(f"{where}.host", f"{host.strip()!r} is a wildcard; give the "
                                                "address the other members reach this one at")
-        if _is_ipv6_literal(host.strip()):
-            raise ConfigError(f"{where}.host", f"{host.strip()!r} is an IPv6 address; only IPv4 "
-                                               "is supported: give the member's IPv4 address or "
-                                               "a host name that resolves to one")
+        try:
+            literal = ip_literal(host)
+        except ValueError as exc:
+            raise ConfigError(f"{where}.host", str(exc)) from None
         admin = raw.get("admin_port")
         return cls(
             id=_int(f"{where}.id", raw["id"], 0, _INT32_MAX),
-            host=host.strip(),
+            # an address in its canonical spelling, without brackets: "[::1]" is "::1"
+            host=host.strip() if literal is None else str(literal),
             consensus_port=_int(f"{where}.consensus_port", raw["consensus_port"], 1, 65535),
             ingress_port=_int(f"{where}.ingress_port", raw["ingress_port"], 1, 65535),
             admin_port=None if admin is None else _int(f"{where}.admin_port", admin, 1, 65535),
@@ -374,7 +377,9 @@ class NodeConfig:
                 here = f"members[{i}].{key}"
                 other = seen_ports.setdefault((m.host, port), here)
                 if other != here:
-                    raise ConfigError(here, f"{m.host}:{port} is already used by {other}")
+                    raise ConfigError(here, f"{format_endpoint(m.host, port)} is already used by "
+                                            f"{other}")
+        _check_one_family([ip_literal(m.host) for m in self.members])
         if self.member_id not in seen_ids:
             raise ConfigError("member_id", f"{self.member_id} is not one of the member ids "
                                            f"{sorted(seen_ids)}")
@@ -473,7 +478,7 @@ class NodeConfig:
     @property
     def ingress_endpoints(self) -> str:
         """``"host:port,host:port,..."``: what `aeronpy.ClusterClient.connect` takes."""
-        return ",".join(f"{m.host}:{m.ingress_port}" for m in self.members)
+        return ",".join(format_endpoint(m.host, m.ingress_port) for m in self.members)
 
     def to_dict(self) -> dict:
         """Plain data (secret hidden), for logs, the counters file and `aeronpy tool describe`."""
@@ -485,8 +490,8 @@ class NodeConfig:
     # -- start-time checks --------------------------------------------------------------------
 
     def check_startable(self) -> None:
-        """Check, just before starting, that every member's host resolves to an IPv4 address,
-        no two members' ports are one address and port, this member's ports are free, data_dir
+        """Check, just before starting, that every member's host resolves, all to one address
+        family, no two members' ports are one address and port, this member's ports are free, data_dir
         writable, the ``cpu_affinity`` CPUs (if any) usable by this process and
         ``sched_policy`` available.
 
@@ -494,6 +499,7 @@ class NodeConfig:
         them free unless another process took them in between.
         """
         addresses = [_probe_host(f"members[{i}].host", m.host) for i, m in enumerate(self.members)]
+        _check_one_family([ipaddress.ip_address(a) for a in addresses], resolved=True)
         _check_distinct_endpoints(self.members, addresses)
         index = next(i for i, m in enumerate(self.members) if m.id == self.member_id)
         me = self.member
@@ -553,12 +559,16 @@ def _cpu_list(cpus) -> str:
     return ",".join(str(a) if a == b else f"{a}-{b}" for a, b in ranges)
 
 
-def _is_ipv6_literal(host: str) -> bool:
-    """``::1``, ``[fe80::1]``, ...: an address the IPv4-only transport cannot use."""
-    try:
-        return ipaddress.ip_address(host.strip("[]")).version == 6
-    except ValueError:
-        return False
+def _check_one_family(addresses: list, resolved: bool = False) -> None:
+    """A socket has one address family: members given both IPv4 and IPv6 addresses could not
+    reach each other. ``addresses``: each member's address (None for a name not yet looked
+    up)."""
+    families = {a.version: i for i, a in enumerate(addresses) if a is not None}
+    if len(families) > 1:
+        how = "resolves to" if resolved else "is"
+        raise ConfigError(f"members[{families[6]}].host",
+                          f"{how} an IPv6 address while members[{families[4]}].host {how} an "
+                          "IPv4 address: a cluster's members use one address family")
 
 
 # A start-time host lookup that takes longer is refused: the system resolver may wait for
@@ -592,18 +602,19 @@ def lookup_within(timeout_s: float, lookup, host: str, *args):
 
 
 def _probe_host(key: str, host: str) -> str:
-    """The transport resolves every member's host with ``gethostbyname`` (IPv4 only): refuse
-    now, naming the member, a host that does not resolve so (within HOST_LOOKUP_TIMEOUT_S);
-    else the address."""
+    """The transport resolves every member's host as `aeronpy.endpoints.resolve` does (a
+    name's IPv4 address, else its IPv6): refuse now, naming the member, a host that does not
+    resolve (within HOST_LOOKUP_TIMEOUT_S); else the address."""
     try:
-        return lookup_within(HOST_LOOKUP_TIMEOUT_S, socket.gethostbyname, host)
+        return resolve(host, lambda fn, *args: lookup_within(HOST_LOOKUP_TIMEOUT_S, fn, *args))[1]
     except TimeoutError as exc:
+        raise ConfigError(key, str(exc)) from None
+    except ValueError as exc:       # an IPv6 address the transport cannot use
         raise ConfigError(key, str(exc)) from None
     except (socket.gaierror, UnicodeError) as exc:
         reason = getattr(exc, "strerror", None) or str(exc)
-        raise ConfigError(key, f"cannot resolve {host!r} to an IPv4 address ({reason}); only "
-                               "IPv4 is supported: give an IPv4 address or a host name that "
-                               "resolves to one") from None
+        raise ConfigError(key, f"cannot resolve {host!r} ({reason}): give an IP address or a "
+                               "host name that resolves to one") from None
 
 
 def _check_distinct_endpoints(members: tuple, addresses: list) -> None:
@@ -619,7 +630,8 @@ def _check_distinct_endpoints(members: tuple, addresses: list) -> None:
             here = f"members[{i}].{key}"
             other = seen.setdefault((address, port), here)
             if other != here:
-                raise ConfigError(here, f"{m.host}:{port} is {address}:{port}, already used by "
+                raise ConfigError(here, f"{format_endpoint(m.host, port)} is "
+                                        f"{format_endpoint(address, port)}, already used by "
                                         f"{other}: give every member its own address and port")
 
 
@@ -640,13 +652,16 @@ def _is_wildcard(host: str) -> bool:
 def _probe_port(key: str, host: str, port: int, kind: int) -> None:
     proto = "UDP" if kind == socket.SOCK_DGRAM else "TCP"
     try:
-        infos = lookup_within(HOST_LOOKUP_TIMEOUT_S, socket.getaddrinfo, host, port,
-                              socket.AF_INET, kind)
+        family, address = resolve(host, lambda fn, *args: lookup_within(HOST_LOOKUP_TIMEOUT_S, fn,
+                                                                         *args))
     except TimeoutError as exc:
         raise ConfigError(key, str(exc)) from None
-    except socket.gaierror as exc:
-        raise ConfigError(key, f"cannot resolve host {host!r}: {exc.strerror}") from None
-    family, _, _, _, addr = infos[0]
+    except ValueError as exc:
+        raise ConfigError(key, str(exc)) from None
+    except (socket.gaierror, UnicodeError) as exc:
+        raise ConfigError(key, f"cannot resolve host {host!r}: "
+                               f"{getattr(exc, 'strerror', None) or exc}") from None
+    addr = (address, port)
     sock = socket.socket(family, kind)
     try:
         if kind == socket.SOCK_STREAM and os.name != "nt":
@@ -655,10 +670,11 @@ def _probe_port(key: str, host: str, port: int, kind: int) -> None:
     except OSError as exc:
         if exc.errno in (errno.EADDRINUSE, getattr(errno, "WSAEADDRINUSE", -1)):
             raise ConfigError(key, f"{proto} port {port} on {host} is already in use") from None
+        where = format_endpoint(host, port)
         if exc.errno == errno.EADDRNOTAVAIL:
-            raise ConfigError(key, f"cannot bind {proto} {host}:{port}: {host} is not an address "
+            raise ConfigError(key, f"cannot bind {proto} {where}: {host} is not an address "
                                    "of this machine") from None
-        raise ConfigError(key, f"cannot bind {proto} {host}:{port}: {exc.strerror or exc}") from None
+        raise ConfigError(key, f"cannot bind {proto} {where}: {exc.strerror or exc}") from None
     finally:
         sock.close()
 

@@ -23,6 +23,7 @@ from aeronpy._steppath import StepPath
 from aeronpy.archive import Archive
 from aeronpy.cluster.config import NodeConfig
 from aeronpy.errors import ConfigError
+from aeronpy.endpoints import format_endpoint
 from aeronpy.cluster.counters import CountersWriter, SlotId
 from aeronpy.cluster.container import (ServiceSetError, check_services, service_names,
                                        service_set_tag, term_entry_tail)
@@ -225,7 +226,7 @@ class ClusterNode:
         # member must share into its term's first entry, after its service list
         self._client_of_endpoint: dict = {}
         module_config = ModuleConfig(
-            members={m.id: f"{m.host}:{m.ingress_port}" for m in config.members},
+            members={m.id: format_endpoint(m.host, m.ingress_port) for m in config.members},
             session_timeout_ns=config.session_timeout_ms * _MS,
             reply_cache_messages=config.reply_cache_messages,
             max_sessions=config.max_sessions,
@@ -439,7 +440,7 @@ class ClusterNode:
 
     # ------------------------------------------------------------------ client bookkeeping
     def _on_new_client(self, peer_id: int, address: tuple) -> None:
-        self._client_of_endpoint[f"{address[0]}:{address[1]}"] = peer_id
+        self._client_of_endpoint[format_endpoint(address[0], address[1])] = peer_id
 
     def _on_client_lost(self, peer_id: int) -> None:
         for endpoint, ref in list(self._client_of_endpoint.items()):

@@ -33,6 +33,7 @@ import logging
 import struct
 from typing import Any
 
+from aeronpy.endpoints import format_endpoint
 from aeronpy.cluster import entries as E
 from aeronpy.cluster.admin_auth import AdminGate, remove_key_file, sign_response, write_key_file
 from aeronpy.cluster import protocol as P
@@ -94,7 +95,7 @@ class NodeAdmin:
         self._snapshots_slot = int(SlotId.SNAPSHOT_COUNT)
         config = node.config
         self.gate = AdminGate(config.secret, config.member.host,
-                              f"{config.member.host}:{config.member.ingress_port}",
+                              format_endpoint(config.member.host, config.member.ingress_port),
                               data_dir=config.data_dir)
         self._seen_lost_logged = False
         # the key aeronpy tool signs admin requests with (derived from the secret, once, by

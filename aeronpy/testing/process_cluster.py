@@ -44,6 +44,7 @@ import time
 import weakref
 from typing import Callable, Dict, Iterable, List, Optional, Sequence
 
+from aeronpy.endpoints import format_endpoint
 from aeronpy.testing.waits import wait_until
 
 class _LiveClusters(weakref.WeakSet):
@@ -110,7 +111,9 @@ class MemberExitedError(RuntimeError):
 
 
 def free_udp_ports(count: int, host: str = "127.0.0.1") -> List[int]:
-    """Ports that were free for UDP (and TCP, for admin/metrics) a moment ago, all distinct."""
+    """Ports that were free for UDP (and TCP, for admin/metrics) a moment ago, all distinct,
+    on ``host`` (an IPv4 or IPv6 address)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
     ports: List[int] = []
     rng = random.Random()
     deadline = time.monotonic() + 10.0
@@ -122,7 +125,7 @@ def free_udp_ports(count: int, host: str = "127.0.0.1") -> List[int]:
             continue
         ok = True
         for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
-            s = socket.socket(socket.AF_INET, kind)
+            s = socket.socket(family, kind)
             try:
                 s.bind((host, port))
             except OSError:
@@ -289,7 +292,7 @@ class ProcessCluster:
 
     @property
     def ingress_endpoints(self) -> str:
-        return ",".join(f"{h}:{p['ingress_port']}" for h, p in zip(self.hosts, self.member_ports))
+        return ",".join(format_endpoint(h, p["ingress_port"]) for h, p in zip(self.hosts, self.member_ports))
 
     # -- process control -----------------------------------------------------------------------
     def start(self, members: Optional[Iterable[int]] = None) -> "ProcessCluster":

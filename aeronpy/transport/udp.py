@@ -32,7 +32,8 @@ from typing import Callable, Optional
 
 from aeronpy._frame import DATA, HEARTBEAT, FrameReader, FrameWriter
 from aeronpy._streams import DatagramWalker, TransportCore
-from aeronpy._udp import UdpSocket, address_key, address_tuple
+from aeronpy._udp import UdpSocket, address_family, address_key, address_tuple
+from aeronpy.endpoints import family_name as _family_name
 from aeronpy.transport.admission import RETIRED_EPOCHS_MAX, Admission, epoch_is_stale, retire_epoch
 from aeronpy.transport.counters import TransportCounters
 from aeronpy.transport.streams import StreamConfig, StreamReceiver, StreamSender
@@ -150,6 +151,10 @@ class UdpTransport(TransportCore):
         if peer_id in self._peers:
             raise ValueError(f"peer {peer_id} already added")
         key = address_key(host, port)
+        if address_family(key) != self._socket.family:
+            raise ValueError(f"peer {peer_id} at {host}:{port} is {_family_name(address_family(key))}"
+                             f", but this transport's socket is {_family_name(self._socket.family)}:"
+                             " members and clients of one cluster use one address family")
         same = self._member_by_address.get(key)
         if same is not None and self.sender_id == CLIENT_SENDER_ID:
             # A client given two spellings of one endpoint (a configured name and the address

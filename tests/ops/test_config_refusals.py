@@ -87,32 +87,59 @@ def test_the_documented_limit_is_the_frame_macs():
 
 # -- member hosts --------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("host", ["::1", "[::1]", "fe80::1", "2001:db8::5"])
-def test_an_ipv6_member_host_is_refused_at_load(tmp_path, host):
+@pytest.mark.parametrize("host", ["::1", "[::1]", "2001:db8::5"])
+def test_an_ipv6_member_beside_an_ipv4_one_is_refused_at_load(tmp_path, host):
+    """A socket has one address family: the IPv4 member could never reach this one."""
     with pytest.raises(ConfigError) as info:
         config(tmp_path, members=members(host))
     assert info.value.key == "members[1].host"
-    assert "IPv6" in str(info.value) and "only IPv4" in str(info.value)
+    assert "IPv6" in str(info.value) and "one address family" in str(info.value)
+
+
+@pytest.mark.parametrize("host, needle", [
+    ("fe80::1", "link-local"), ("fe80::1%lo", "scoped"), ("::ffff:127.0.0.1", "IPv4-mapped")])
+def test_ipv6_addresses_the_transport_cannot_name_are_refused_at_load(tmp_path, host, needle):
+    with pytest.raises(ConfigError) as info:
+        config(tmp_path, members=[dict(m, host=host) for m in members()])
+    assert info.value.key == "members[0].host"
+    assert needle in str(info.value)
+
+
+def test_an_all_ipv6_cluster_is_accepted_and_startable(tmp_path):
+    cfg = config(tmp_path, members=[dict(m, host=h) for m, h in zip(members(), ["::1", "[::1]"])])
+    assert [m.host for m in cfg.members] == ["::1", "::1"]        # brackets dropped
+    assert cfg.ingress_endpoints == ",".join(f"[::1]:{m.ingress_port}" for m in cfg.members)
+    cfg.check_startable()
+
+
+def test_a_name_that_resolves_to_the_other_family_is_refused_before_start(tmp_path):
+    """Names are looked up at start: "localhost" is 127.0.0.1, beside a member at ::1."""
+    cfg = config(tmp_path, members=[dict(m, host=h) for m, h in zip(members(), ["::1", "localhost"])])
+    with pytest.raises(ConfigError) as info:
+        cfg.check_startable()
+    assert info.value.key == "members[0].host"
+    assert "resolves to an IPv6 address" in str(info.value)
 
 
 @pytest.mark.parametrize("host", ["no-such-host.invalid", "a" * 300])
-def test_a_member_host_that_does_not_resolve_to_ipv4_is_refused_before_start(tmp_path, host):
+def test_a_member_host_that_does_not_resolve_is_refused_before_start(tmp_path, host):
     cfg = config(tmp_path, members=members(host))
     with pytest.raises(ConfigError) as info:
         cfg.check_startable()
     assert info.value.key == "members[1].host"
-    assert "cannot resolve" in str(info.value) and "only IPv4" in str(info.value)
+    assert "cannot resolve" in str(info.value)
 
 
 def test_resolvable_hosts_pass(tmp_path):
     config(tmp_path, members=members("localhost")).check_startable()
 
 
-@pytest.mark.parametrize("host", ["::1", "no-such-host.invalid"])
-def test_the_cli_refuses_a_bad_member_host_with_status_2(tmp_path, host):
+@pytest.mark.parametrize("host, needle", [("::1", "one address family"),
+                                          ("no-such-host.invalid", "cannot resolve")])
+def test_the_cli_refuses_a_bad_member_host_with_status_2(tmp_path, host, needle):
     line = assert_config_error_line(node_cli(tmp_path, toml_file(tmp_path, host1=host)),
                                     "members[1].host")
-    assert "IPv4" in line
+    assert needle in line
 
 
 # -- the file itself -----------------------------------------------------------------------------

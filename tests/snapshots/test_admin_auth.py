@@ -118,6 +118,19 @@ def test_the_gate_refuses_a_request_addressed_to_another_member():
     assert not by_name.admit("127.0.0.1", 1, 10, ADMIN_SHUTDOWN, unsigned_place)[0]
 
 
+def test_the_gate_knows_an_ipv6_member_by_its_bracketed_endpoint():
+    clock = _Clock(5000.0)
+    gate = admin_auth.AdminGate(SECRET.encode(), "::1", "[::1]:20101", clock=clock)
+    for correlation_id, destination, admitted in [(7, "[::1]:20101", True),
+                                                  (8, "[0:0::1]:20101", True),   # its address
+                                                  (9, "[::1]:20111", False),     # another port
+                                                  (10, "::1:20101", False)]:     # malformed
+        signed = admin_auth.sign(gate.key, correlation_id, ADMIN_SHUTDOWN, now=5000.0,
+                                 destination=destination)
+        ok, reason, _tag, _kind = gate.admit("::1", 1, correlation_id, ADMIN_SHUTDOWN, signed)
+        assert ok is admitted, (destination, reason)
+
+
 def test_the_gate_remembers_a_bounded_number_of_requests():
     clock = _Clock(100.0)
     gate = admin_auth.AdminGate(SECRET.encode(), "127.0.0.1", clock=clock, window_s=10,

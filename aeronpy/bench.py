@@ -116,10 +116,11 @@ def _guest_halt_poll_ns(path: str = HALT_POLL_PATH) -> Optional[int]:
 
 # -- aeronpy side --------------------------------------------------------------------------------
 
-def _cluster(members: int = 3, file_sync: str = "none", sched_policy: str = "normal"):
+def _cluster(members: int = 3, file_sync: str = "none", sched_policy: str = "normal",
+             host: str = "127.0.0.1"):
     from aeronpy.testing.process_cluster import ProcessCluster
     # ProcessCluster's children import this aeronpy (testing.process_cluster.child_env)
-    cluster = ProcessCluster(members, services=[ECHO_SERVICE],
+    cluster = ProcessCluster(members, services=[ECHO_SERVICE], host=host,
                              config={"reply_cache_messages": THROUGHPUT_WINDOW, "file_sync": file_sync,
                                      "sched_policy": sched_policy})
     cluster.start()

@@ -11,6 +11,10 @@ the tree it measures, so two commits compare on one machine in the same minutes:
 
 Prints each run (p50/p90/p99 in us, CPU us per request of each process: L leader, F
 followers, C client) and the medians. Noisy machine: compare medians of the same run.
+
+``--a-host`` / ``--b-host`` put that side's cluster on another loopback address, e.g. IPv6
+against IPv4 with one tree: ``--a . --b . --b-host ::1`` (a tree from before IPv6 support
+takes only the default, 127.0.0.1).
 """
 from __future__ import annotations
 
@@ -23,13 +27,14 @@ import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+DEFAULT_HOST = "127.0.0.1"
 
 
-def child(seconds: float, policy: str, rate: int = 10000) -> dict:
+def child(seconds: float, policy: str, rate: int = 10000, host: str = DEFAULT_HOST) -> dict:
     import aeronpy.bench as B
     sys.path.insert(0, HERE)
     import tail_stalls as T
-    cluster = B._cluster()
+    cluster = B._cluster() if host == DEFAULT_HOST else B._cluster(host=host)
     try:
         client = B._connect(cluster)
         try:
@@ -54,10 +59,12 @@ def child(seconds: float, policy: str, rate: int = 10000) -> dict:
             "cpu_us": {name: (b - a) / n / 1000 for name, a, b in zip(names, cpu0, cpu1)}}
 
 
-def run_tree(tree: str, seconds: float, policy: str, rate: int = 10000) -> dict:
+def run_tree(tree: str, seconds: float, policy: str, rate: int = 10000,
+             host: str = DEFAULT_HOST) -> dict:
     env = dict(os.environ, PYTHONPATH=os.path.abspath(tree))
     out = subprocess.run([sys.executable, os.path.abspath(__file__), "--child",
-                          "--seconds", str(seconds), "--policy", policy, "--rate", str(rate)],
+                          "--seconds", str(seconds), "--policy", policy, "--rate", str(rate),
+                          "--host", host],
                          capture_output=True, text=True, env=env, cwd="/tmp",
                          timeout=seconds + 120)
     if out.returncode != 0:
@@ -73,26 +80,30 @@ def main(argv=None) -> int:
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--policy", choices=("batch", "normal"), default="batch")
     parser.add_argument("--rate", type=int, default=10000, help="requests/s offered")
+    parser.add_argument("--a-host", default=DEFAULT_HOST, help="side A's cluster address")
+    parser.add_argument("--b-host", default=DEFAULT_HOST, help="side B's cluster address")
+    parser.add_argument("--host", default=DEFAULT_HOST, help=argparse.SUPPRESS)
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.pairs < 1 or args.seconds <= 0 or args.rate < 1:
         parser.error("--pairs and --rate must be >= 1 and --seconds > 0")
     if args.child:
-        print(json.dumps(child(args.seconds, args.policy, args.rate)))
+        print(json.dumps(child(args.seconds, args.policy, args.rate, args.host)))
         return 0
     if not args.a or not args.b:
         parser.error("--a and --b name the two trees to compare")
     results: dict = {"A": [], "B": []}
     for pair in range(args.pairs):
-        for label, tree in (("A", args.a), ("B", args.b)):
-            r = run_tree(tree, args.seconds, args.policy, args.rate)
+        for label, tree, host in (("A", args.a, args.a_host), ("B", args.b, args.b_host)):
+            r = run_tree(tree, args.seconds, args.policy, args.rate, host)
             results[label].append(r)
             cpu = "  ".join(f"{k} {v:.1f}" for k, v in sorted(r["cpu_us"].items()))
             print(f"{time.strftime('%H:%M:%S')} {label} p50 {r['p50']:.0f} p90 {r['p90']:.0f} "
                   f"p99 {r['p99']:.0f} us  cpu/req {cpu}", flush=True)
     for label in ("A", "B"):
         rs = results[label]
-        print(f"{label} ({args.a if label == 'A' else args.b}): " + ", ".join(
+        tree, host = (args.a, args.a_host) if label == "A" else (args.b, args.b_host)
+        print(f"{label} ({tree} on {host}): " + ", ".join(
             f"p{q} {min(r[f'p{q}'] for r in rs):.0f}-{max(r[f'p{q}'] for r in rs):.0f} "
             f"(median {statistics.median(r[f'p{q}'] for r in rs):.0f})" for q in (50, 90, 99)))
     return 0

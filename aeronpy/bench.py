@@ -335,9 +335,10 @@ def aeronpy_latency_serial(client, msg_size: int, duration_s: float, rate: float
                         "(PySyncObj's method)"}
 
 
-def aeronpy_failover(msg_size: int, file_sync: str = "none", sched_policy: str = "normal") -> Dict[str, object]:
+def aeronpy_failover(msg_size: int, file_sync: str = "none", sched_policy: str = "normal",
+                     host: str = "127.0.0.1") -> Dict[str, object]:
     """kill -9 the leader under a 1 kHz request stream; time to the first reply to a post-kill offer."""
-    cluster = _cluster(file_sync=file_sync, sched_policy=sched_policy)
+    cluster = _cluster(file_sync=file_sync, sched_policy=sched_policy, host=host)
     try:
         client = _connect(cluster)
         try:
@@ -389,9 +390,9 @@ def _process_names(cluster) -> Dict[str, int]:
 
 def run_aeronpy(sizes: Sequence[int], duration_s: float, rate: float,
                 throughput_only_sizes: Sequence[int] = (), file_sync: str = "none",
-                sched_policy: str = "normal") -> List[Dict[str, object]]:
+                sched_policy: str = "normal", host: str = "127.0.0.1") -> List[Dict[str, object]]:
     results: List[Dict[str, object]] = []
-    cluster = _cluster(file_sync=file_sync, sched_policy=sched_policy)
+    cluster = _cluster(file_sync=file_sync, sched_policy=sched_policy, host=host)
     try:
         client = _connect(cluster)
         try:
@@ -409,7 +410,7 @@ def run_aeronpy(sizes: Sequence[int], duration_s: float, rate: float,
             client.close()
     finally:
         cluster.close()
-    results.append(aeronpy_failover(sizes[0], file_sync, sched_policy))
+    results.append(aeronpy_failover(sizes[0], file_sync, sched_policy, host))
     return results
 
 
@@ -508,7 +509,10 @@ def format_table(report: dict) -> str:
     m = report["machine"]
     systems = (f"aeronpy vs PySyncObj {report['pysyncobj_version']}" if report.get("pysyncobj")
                else "aeronpy alone (--no-pysyncobj)")
-    lines = [f"{systems}: 3 processes each on 127.0.0.1, same run, {report['duration_s']:g} s per part",
+    host = report.get("host", "127.0.0.1")
+    where = ("each on 127.0.0.1" if host == "127.0.0.1" else
+             f"each, aeronpy's on {host}, PySyncObj's on 127.0.0.1")
+    lines = [f"{systems}: 3 processes {where}, same run, {report['duration_s']:g} s per part",
              f"aeronpy file_sync: {report.get('file_sync', 'none')}"
              + ("" if report.get("file_sync", "none") == "none" else
                 " (every member fsyncs each append before it counts; PySyncObj does not fsync, "
@@ -651,6 +655,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "process that wakes does not preempt the one running; normal: the OS "
                         "default). PySyncObj runs under the OS default either way, its better "
                         "setting. See docs/operations.md")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address of this machine aeronpy's cluster runs on (default 127.0.0.1; "
+                        "::1 measures IPv6). PySyncObj stays on 127.0.0.1")
     return p
 
 
@@ -709,6 +716,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if duration <= 0 or opts.rate <= 0 or not sizes or min(sizes) <= 0:
         print("aeronpy bench: --duration, --rate and --sizes must be positive", file=sys.stderr)
         return 2
+    try:
+        from aeronpy.endpoints import ip_literal
+        if ip_literal(opts.host) is None:
+            raise ValueError("give an IP address of this machine, such as 127.0.0.1 or ::1")
+    except ValueError as exc:
+        print(f"aeronpy bench: --host {opts.host!r}: {exc}", file=sys.stderr)
+        return 2
     extra_sizes = [s for s in (32, 256, 1024) if s not in sizes] if opts.plots else []
     if opts.plots:
         try:
@@ -729,6 +743,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     signal.signal(signal.SIGINT, signal.default_int_handler)
     report: dict = {"machine": machine_info(), "duration_s": duration, "offered_rate": opts.rate,
                     "file_sync": opts.file_sync, "sched_policy": opts.sched_policy,
+                    "host": opts.host,
                     "command": command_line(argv)}
     try:
         log = (lambda text: print(text, file=sys.stderr, flush=True))
@@ -736,7 +751,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         with sched_policy(opts.sched_policy) as policy:
             report["sched_policy"] = policy
             report["aeronpy"] = run_aeronpy(sizes, duration, opts.rate, extra_sizes, opts.file_sync,
-                                            policy)
+                                            policy, opts.host)
         report["pysyncobj"] = []
         if with_pso:
             # under the OS default, its better setting (the module docstring)

@@ -155,3 +155,31 @@ def test_a_refused_sched_policy_runs_under_the_default_and_says_so(monkeypatch, 
     with bench.sched_policy("batch") as in_force:
         assert in_force == "normal"
     assert "SCHED_BATCH refused" in capsys.readouterr().err
+
+
+def test_a_bad_host_is_refused(capsys):
+    for host in ("no-such-host.invalid", "fe80::1"):
+        assert bench.main(["--host", host, "--no-pysyncobj"]) == 2
+        assert f"--host {host!r}" in capsys.readouterr().err
+
+
+def test_host_puts_the_benchmarks_cluster_on_ipv6_and_the_table_says_so():
+    try:
+        cluster = bench._cluster(host="::1")
+    except OSError as exc:      # a machine without IPv6 loopback
+        pytest.skip(f"no IPv6 loopback: {exc}")
+    try:
+        with open(cluster.config_path) as f:
+            assert f.read().count('host = "::1"') == 3
+        assert all(e.startswith("[::1]:") for e in cluster.ingress_endpoints.split(","))
+        client = bench._connect(cluster)                 # the cluster serves on IPv6
+        try:
+            assert bytes(client.request(b"ping", timeout_s=10)) == b"ping"
+        finally:
+            client.close()
+    finally:
+        cluster.close()
+    report = {"machine": {}, "duration_s": 1.0, "host": "::1", "rows": [], "targets": {},
+              "aeronpy": [], "pysyncobj": []}
+    assert "3 processes each, aeronpy's on ::1, PySyncObj's on 127.0.0.1" in \
+        bench.format_table(report)

@@ -511,7 +511,8 @@ def format_table(report: dict) -> str:
                else "aeronpy alone (--no-pysyncobj)")
     host = report.get("host", "127.0.0.1")
     where = ("each on 127.0.0.1" if host == "127.0.0.1" else
-             f"each, aeronpy's on {host}, PySyncObj's on 127.0.0.1")
+             f"each, aeronpy's on {host}, PySyncObj's on 127.0.0.1" if report.get("pysyncobj")
+             else f"on {host}")
     lines = [f"{systems}: 3 processes {where}, same run, {report['duration_s']:g} s per part",
              f"aeronpy file_sync: {report.get('file_sync', 'none')}"
              + ("" if report.get("file_sync", "none") == "none" else

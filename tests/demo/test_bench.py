@@ -181,5 +181,7 @@ def test_host_puts_the_benchmarks_cluster_on_ipv6_and_the_table_says_so():
         cluster.close()
     report = {"machine": {}, "duration_s": 1.0, "host": "::1", "rows": [], "targets": {},
               "aeronpy": [], "pysyncobj": []}
+    assert "aeronpy alone (--no-pysyncobj): 3 processes on ::1," in bench.format_table(report)
+    report.update(pysyncobj=[{"system": "pysyncobj", "mode": "x"}], pysyncobj_version="0.3.17")
     assert "3 processes each, aeronpy's on ::1, PySyncObj's on 127.0.0.1" in \
         bench.format_table(report)

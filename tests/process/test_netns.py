@@ -2,7 +2,9 @@
 
 Topology, all inside namespaces this test creates (the root namespace is not touched):
 a bridge namespace holding ``br0`` (10.213.0.254, where the client runs) and one namespace
-per node (10.213.0.1-3 on ``eth0``, a veth whose other end is enslaved to ``br0``). The
+per node (10.213.0.1-3 on ``eth0``, a veth whose other end is enslaved to ``br0``). The test
+runs twice: on those IPv4 addresses, and on IPv6 ones (fd00:213::1-3, the bridge fd00:213::fe;
+unique-local, added without duplicate address detection so they are usable at once). The
 leader is cut off by taking its ``eth0`` down: the majority must elect and keep committing,
 and the isolated old leader must step down by check-quorum (read from its counters file).
 Then the link comes back and the old leader must converge: same term, commit index caught up,
@@ -23,12 +25,17 @@ import sys
 
 import pytest
 
+from aeronpy.endpoints import format_endpoint
+
 from .helpers import LEADER, counters, describe, read_hash_files, settled, wait_until
 
 pytestmark = pytest.mark.netns
 
-SUBNET = "10.213.0"
-BRIDGE_ADDRESS = f"{SUBNET}.254"
+# (address of member i, the bridge's address, prefix length) per address family
+FAMILIES = {
+    "ipv4": (lambda i: f"10.213.0.{i + 1}", "10.213.0.254", 24),
+    "ipv6": (lambda i: f"fd00:213::{i + 1}", "fd00:213::fe", 64),
+}
 CLIENT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "netns_client.py")
 
 
@@ -54,7 +61,9 @@ def _netns_unavailable() -> str | None:
 class Namespaces:
     """The bridge namespace and one namespace per node; ``close()`` deletes them all."""
 
-    def __init__(self, members: int):
+    def __init__(self, members: int, family: str = "ipv4"):
+        self.member_address, self.bridge_address, self.prefix = FAMILIES[family]
+        self.family = family
         tag = f"ap{os.getpid() % 100000}"
         self.bridge = f"{tag}-br"
         self.nodes = [f"{tag}-n{i}" for i in range(members)]
@@ -69,18 +78,27 @@ class Namespaces:
             self.created.append(ns)
             self.exec(ns, "ip", "link", "set", "lo", "up")
         self.exec(self.bridge, "ip", "link", "add", "br0", "type", "bridge")
-        self.exec(self.bridge, "ip", "addr", "add", f"{BRIDGE_ADDRESS}/24", "dev", "br0")
+        self.exec(self.bridge, "ip", "addr", "add", f"{self.bridge_address}/{self.prefix}",
+                  "dev", "br0", *self._nodad)
         self.exec(self.bridge, "ip", "link", "set", "br0", "up")
         for i, ns in enumerate(self.nodes):
             self.exec(self.bridge, "ip", "link", "add", f"vb{i}", "type", "veth",
                       "peer", "name", "eth0", "netns", ns)
             self.exec(self.bridge, "ip", "link", "set", f"vb{i}", "master", "br0", "up")
-            self.exec(ns, "ip", "addr", "add", f"{self.address(i)}/24", "dev", "eth0")
+            if self.family == "ipv6":
+                # Linux drops an interface's IPv6 addresses when it goes down unless told to
+                # keep them; the cut below takes eth0 down, as a pulled cable would not
+                self.exec(ns, "sysctl", "-q", "-w", "net.ipv6.conf.eth0.keep_addr_on_down=1")
+            self.exec(ns, "ip", "addr", "add", f"{self.address(i)}/{self.prefix}", "dev", "eth0",
+                      *self._nodad)
             self.exec(ns, "ip", "link", "set", "eth0", "up")
 
-    @staticmethod
-    def address(member: int) -> str:
-        return f"{SUBNET}.{member + 1}"
+    @property
+    def _nodad(self) -> tuple:
+        return ("nodad",) if self.family == "ipv6" else ()
+
+    def address(self, member: int) -> str:
+        return self.member_address(member)
 
     def set_link(self, member: int, up: bool) -> None:
         self.exec(self.nodes[member], "ip", "link", "set", "eth0", "up" if up else "down")
@@ -125,13 +143,13 @@ class NetnsClient:
                 self.proc.wait(timeout=5)
 
 
-@pytest.fixture
+@pytest.fixture(params=sorted(FAMILIES))
 def namespaces(request):
     reason = _netns_unavailable()
     if reason is not None:
         print(f"netns test skipped: {reason}")
         pytest.skip(reason)
-    ns = Namespaces(3)
+    ns = Namespaces(3, request.param)
     request.addfinalizer(ns.close)      # registered before build: a half-built set is removed too
     ns.build()
     return ns
@@ -150,7 +168,8 @@ def test_isolated_leader_steps_down_majority_commits_and_it_converges_after_heal
         client = NetnsClient(ns.bridge, pc.ingress_endpoints, pc.env)
         connected = client.read(20)
         assert connected["ok"] and connected["connected"], connected
-        assert connected["local"].startswith(BRIDGE_ADDRESS + ":"), connected  # not 127.0.0.1
+        bridge = format_endpoint(ns.bridge_address, 0)[:-1]        # "10.213.0.254:", "[fd00:213::fe]:"
+        assert connected["local"].startswith(bridge), connected      # not loopback
         assert [client.add() for _ in range(5)] == [1, 2, 3, 4, 5]
         term = counters(pc, leader)["leadership_term"]
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import logging
 import os
 import signal
 import sys
@@ -140,7 +141,17 @@ def cmd_node(args: argparse.Namespace) -> int:
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: object) -> None:
-        log.info("received %s: closing", signal.Signals(signum).name)
+        name = signal.Signals(signum).name
+        if stop.is_set():
+            # A second signal while closing: close() waits for the duty cycle, and a service
+            # callback that never returns would hold it for ever. Exit now, as kill -9 would:
+            # what the log holds stays (the page cache outlives the process), on_terminate
+            # is not called, and the others elect a leader if this member led.
+            log.warning("received %s again while closing: exiting at once, without finishing "
+                        "the close (as kill -9 would)", name)
+            logging.shutdown()
+            os._exit(128 + signum)
+        log.info("received %s: closing (send it again to exit at once)", name)
         stop.set()
 
     for signum in (signal.SIGTERM, signal.SIGINT):

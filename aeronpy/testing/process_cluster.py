@@ -110,6 +110,16 @@ class MemberExitedError(RuntimeError):
         self.exited = exited           # member -> exit code (None: still running, not up)
 
 
+def ipv6_loopback_available() -> bool:
+    """True when this machine can bind ``::1`` (an IPv6 cluster's tests need it)."""
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
 def free_udp_ports(count: int, host: str = "127.0.0.1") -> List[int]:
     """Ports that were free for UDP (and TCP, for admin/metrics) a moment ago, all distinct,
     on ``host`` (an IPv4 or IPv6 address)."""

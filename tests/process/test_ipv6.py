@@ -17,23 +17,15 @@ import pytest
 
 import aeronpy
 from aeronpy.endpoints import split_endpoint
+from aeronpy.testing.process_cluster import ipv6_loopback_available
 
 from .helpers import add, counters, describe, wait_until
 
 pytestmark = pytest.mark.process
 
 
-def _has_ipv6_loopback() -> bool:
-    try:
-        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s:
-            s.bind(("::1", 0))
-        return True
-    except OSError:
-        return False
-
-
-# Skipped, visibly, only on a machine without IPv6 loopback; CI's has it.
-requires_ipv6 = pytest.mark.skipif(not _has_ipv6_loopback(), reason="no IPv6 loopback (::1)")
+# skipped, visibly, only on a machine without IPv6 loopback; CI's has it
+requires_ipv6 = pytest.mark.skipif(not ipv6_loopback_available(), reason="no IPv6 loopback (::1)")
 
 
 @requires_ipv6

@@ -9,21 +9,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from aeronpy._udp import UdpSocket, address_family, address_key, address_tuple
+from aeronpy.testing.process_cluster import ipv6_loopback_available
 from aeronpy.transport import UdpTransport
 
 PATHS = pytest.mark.parametrize("use_mmsg", [True, False], ids=["mmsg", "portable"])
 
 
-def _has_ipv6_loopback() -> bool:
-    try:
-        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s:
-            s.bind(("::1", 0))
-        return True
-    except OSError:
-        return False
-
-
-requires_ipv6 = pytest.mark.skipif(not _has_ipv6_loopback(), reason="no IPv6 loopback (::1)")
+requires_ipv6 = pytest.mark.skipif(not ipv6_loopback_available(), reason="no IPv6 loopback (::1)")
 
 
 def drain(sock, expect, tries=200):
@@ -124,7 +116,7 @@ def test_an_ipv4_socket_refuses_any_other_key(bad):
     with UdpSocket("127.0.0.1", 0) as s:
         with pytest.raises(ValueError, match=r"this socket's family \(IPv4\)"):
             s.queue(bad, b"x")
-        if _has_ipv6_loopback():
+        if ipv6_loopback_available():
             with pytest.raises(ValueError, match=r"\(IPv4\)"):
                 s.queue_frame(address_key("::1", 9), b"x")
         assert s.queued == 0

@@ -457,11 +457,16 @@ class KVClient(_ClientThread):
 
 
 # ---------------------------------------------------------------------------------- the soak
+DEFAULT_HOST = "127.0.0.1"
+
+
 class Soak:
     """One run: :meth:`run` returns the :class:`SoakOutcome` (see the module docstring)."""
 
     def __init__(self, seconds: float, seed: int, verbose: bool = True, keep_dir: bool = False,
-                 file_sync: str = "none", kv_timeout_s: float = KV_TIMEOUT_S, overlap: bool = False):
+                 file_sync: str = "none", kv_timeout_s: float = KV_TIMEOUT_S, overlap: bool = False,
+                 host: str = DEFAULT_HOST):
+        self.host = host              # the members' loopback address: ::1 soaks IPv6
         self.seconds = seconds
         self.seed = seed
         self.rng = random.Random(seed)
@@ -485,6 +490,8 @@ class Soak:
             out += f" --kv-timeout {self.kv_timeout_s:g}"
         if self.overlap:
             out += " --overlap"
+        if self.host != DEFAULT_HOST:
+            out += f" --host {self.host}"
         return out
 
     def say(self, message: str) -> None:
@@ -680,6 +687,7 @@ class Soak:
         self.say(f"seed {self.seed}, {self.seconds:g} s, dir {self.dir}; "
                  + RERUN_HINT.format(seconds=self.seconds, seed=self.seed, options=self.options()))
         self.pc = pc = ProcessCluster(members=3, services=SERVICES, base_dir=os.path.join(self.dir, "cluster"),
+                                      host=self.host,
                                       config={**CLUSTER_CONFIG, "file_sync": self.file_sync},
                                       env={"AERONPY_HASH_DIR": hash_dir})
         clients: List[_ClientThread] = []
@@ -901,11 +909,11 @@ class Soak:
 
 def run_soak(seconds: float, seed: int, verbose: bool = True, keep_on_failure: bool = True,
              file_sync: str = "none", kv_timeout_s: float = KV_TIMEOUT_S,
-             overlap: bool = False) -> Tuple[SoakOutcome, List[str]]:
+             overlap: bool = False, host: str = DEFAULT_HOST) -> Tuple[SoakOutcome, List[str]]:
     """Run one soak and check it: (outcome, failures). A failure list ends with the re-run
     command; on failure the cluster's directory (logs, data dirs) is kept and named."""
     soak = Soak(seconds, seed, verbose=verbose, file_sync=file_sync, kv_timeout_s=kv_timeout_s,
-                overlap=overlap)
+                overlap=overlap, host=host)
     failures: List[str] = []
     try:
         outcome = soak.run()
@@ -938,12 +946,14 @@ def main(argv=None) -> int:
     parser.add_argument("--overlap", action="store_true",
                         help="restart killed members without waiting for them to be up, so the "
                              "next fault may hit a member still recovering")
+    parser.add_argument("--host", default=DEFAULT_HOST,
+                        help="the members' loopback address (default 127.0.0.1; ::1 soaks IPv6)")
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1 << 31)
     print(f"soak seed {seed}", flush=True)
     outcome, failures = run_soak(args.seconds, seed, verbose=not args.quiet, file_sync=args.file_sync,
-                                 kv_timeout_s=args.kv_timeout, overlap=args.overlap)
+                                 kv_timeout_s=args.kv_timeout, overlap=args.overlap, host=args.host)
     print("faults:", json.dumps(outcome.faults))
     print("summary:", summary(outcome))
     if failures:

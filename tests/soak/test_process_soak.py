@@ -233,6 +233,21 @@ def test_the_soak_rejects_a_failed_cas_that_reports_a_stale_value(monkeypatch):
     assert any(f.startswith("linearizability") and "not linearizable" in f for f in failures), failures
 
 
+def test_a_soak_on_ipv6_says_so_in_its_rerun_command(monkeypatch):
+    """--host ::1 soaks an IPv6 cluster; a failure's re-run command must carry it."""
+    from aeronpy.testing import soak
+    seen = {}
+
+    def fake_run_soak(seconds, seed, **kw):
+        seen.update(kw)
+        return _good_outcome(), []
+    monkeypatch.setattr(soak, "run_soak", fake_run_soak)
+    assert soak.main(["--seconds", "1", "--seed", "3", "--host", "::1", "--quiet"]) == 0
+    assert seen["host"] == "::1"
+    assert soak.Soak(1, 3, host="::1").options() == " --host ::1"
+    assert soak.Soak(1, 3).options() == ""
+
+
 # ------------------------------------------------------------------ the soak (opt-in)
 @pytest.mark.slow
 @pytest.mark.process

@@ -247,6 +247,22 @@ def test_a_soak_on_ipv6_says_so_in_its_rerun_command(monkeypatch):
     assert soak.Soak(1, 3, host="::1").options() == " --host ::1"
     assert soak.Soak(1, 3).options() == ""
 
+    class Built(Exception):
+        pass
+
+    def fake_cluster(**kw):
+        seen["cluster"] = kw
+        raise Built
+    from aeronpy.testing import process_cluster
+    monkeypatch.setattr(process_cluster, "ProcessCluster", fake_cluster)   # run() imports it
+    run = soak.Soak(1, 3, verbose=False, host="::1")
+    try:
+        with pytest.raises(Built):
+            run.run()
+    finally:
+        run.cleanup(False)
+    assert seen["cluster"]["host"] == "::1"            # the cluster it starts is on IPv6
+
 
 # ------------------------------------------------------------------ the soak (opt-in)
 @pytest.mark.slow

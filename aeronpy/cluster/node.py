@@ -496,6 +496,16 @@ class ClusterNode:
             self._close_deferred()     # invoker mode: the caller sees node.closed
         return work
 
+    def _settled(self) -> bool:
+        """Nothing a cycle that just did work left for an immediate next one: no Ready (new
+        entries, commits, messages to send); nothing the module has due now (egress, acks,
+        service messages to propose, a timer); no fsync, snapshot or admin action in
+        progress."""
+        return (self._pending is None and not self._sync_signalled
+                and not self.core.has_ready() and not self.snapshots.busy
+                and not self._admin.pending
+                and self.module.next_due_ns() - self._cluster_offset_ns > self._clock())
+
     def _idle_park_s(self) -> float:
         """How long the idle strategy may park after an empty cycle: 1 ms while the node did
         work in the last _QUIET_NS or has something in progress; else until the earliest
@@ -772,12 +782,17 @@ class ClusterNode:
     def _run(self) -> None:
         idle = self._idle.idle
         stop = self._stop
+        settled = self._settled
         while not stop.is_set():
             try:
                 work = self._cycle()
             except BaseException:     # recorded by _cycle (node.failure)
                 break
-            idle(work)
+            # After a cycle that did work, the next one usually finds nothing (~5 us each, one
+            # or two per request on every member): park instead when nothing is left for it.
+            # A datagram that came meanwhile ends the park at once; a timer waits at most the
+            # 1 ms park that follows work anyway.
+            idle(0 if work and settled() else work)
         if self._stop_by_action or self._close_after_cycle:
             self._close_deferred()
 

@@ -258,3 +258,80 @@ def test_an_idle_leader_sends_no_stream_heartbeat_after_its_own(tmp_path):
 def test_negative_control_unstamped_transports_draw_a_heartbeat_per_heartbeat(tmp_path, monkeypatch):
     monkeypatch.setattr(ClusterNode, "_stamp_transports", lambda self, now_ns: None)
     assert _idle_leader_stream_heartbeats(tmp_path) >= 10
+
+
+# ------------------------------------------------------------------ no empty cycle after work
+@pytest.mark.parametrize("left", ["service message", "timer due", "egress", "ready", "fsync",
+                                  "snapshot", "admin"])
+def test_a_cycle_that_leaves_something_is_followed_by_another_at_once(tmp_path, monkeypatch,
+                                                                      left):
+    """After a cycle that did work, the duty-cycle thread parks at once instead of running
+    an empty confirming cycle (~5 us per request and member), unless the cycle left something
+    that needs a cycle now: a service message to propose (a service's cluster.offer), a
+    timer due, egress queued, a Ready, an fsync, a snapshot or an admin action. A park there
+    would hold it back up to 1 ms."""
+    node = _leader(tmp_path, ClusteredService())
+    try:
+        _settled_park_s(node)
+        assert node._settled()                                   # the control: nothing left
+        module = node.module
+        if left == "service message":
+            module.pending_service_messages[1] = (0, b"to the log")
+        elif left == "timer due":
+            module.timers.schedule(0, 7, node._cluster_clock())
+        elif left == "egress":
+            module.egress.put(-1, (1, 2, 3, b"x"))
+        elif left == "ready":
+            assert node.core.propose(15, b"entry") > 0     # a plain entry type of the core's range
+        elif left == "fsync":
+            monkeypatch.setattr(node, "_pending", object())
+        elif left == "snapshot":
+            monkeypatch.setattr(type(node.snapshots), "busy", property(lambda self: True))
+        else:
+            monkeypatch.setattr(node._admin, "pending", True)
+        assert not node._settled()
+    finally:
+        node.close()
+
+
+def test_the_duty_cycle_thread_parks_right_after_work_when_settled(tmp_path, monkeypatch):
+    """Traced on a started leader: a cycle that did work is followed by a park, not by an
+    empty cycle run at once (the old loop ran one after every cycle that did work)."""
+    from aeronpy import ClusterClient
+    from aeronpy.testing.services import EchoService
+    node = _leader(tmp_path, EchoService())
+    client = None
+    trace = []                       # "W" a cycle with work, "E" an empty one, "P" a park
+    real_cycle, real_park = node._cycle, node._idle._park
+
+    def traced_cycle():
+        work = real_cycle()
+        trace.append("W" if work else "E")
+        return work
+
+    def traced_park(timeout_s):
+        trace.append("P")
+        return real_park(timeout_s)
+    try:
+        endpoint = f"127.0.0.1:{node.ingress.local_address[1]}"
+        client = ClusterClient.open(endpoint)
+        assert wait_until(lambda: node.do_work() >= 0 and client.do_work() >= 0
+                          and client.is_connected, 10.0)
+        monkeypatch.setattr(node, "_cycle", traced_cycle)
+        monkeypatch.setattr(node._idle, "_park", traced_park)
+        node.start()
+        for _ in range(20):
+            got = []
+            client.offer(b"ping")
+            assert wait_until(lambda: client.poll_egress(lambda c, p: got.append(1)) >= 0
+                              and got, 5.0)
+    finally:
+        if client is not None:
+            client.close()
+        node.close()
+    text = "".join(trace)
+    working = text.count("W")
+    assert working >= 20, text
+    # "WE": an empty cycle straight after work; now only when a cycle left something (rare)
+    assert text.count("WE") <= working // 4, text
+    assert text.count("WP") >= working // 2, text

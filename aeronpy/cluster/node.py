@@ -60,8 +60,9 @@ _ELECTION_STATE, _CM_STATE, _SESSIONS = (int(_S.ELECTION_STATE), int(_S.CONSENSU
 _ERRORS = int(_S.ERRORS)
 # While a node is busy (cycle after cycle with work) its counters are published at most this
 # often; the first empty cycle after work publishes at once, as does a role or leader change,
-# so a reader sees a node that has gone quiet (a request answered, an entry applied) as fresh
-# as before. Duty-cycle figures are gathered locally in between.
+# so a reader sees a node that has gone quiet (a request answered, an entry applied) at most
+# about a millisecond late: that cycle runs after the park that follows work (_run).
+# Duty-cycle figures are gathered locally in between.
 _COUNTERS_INTERVAL_NS = 1 * _MS
 # An idle node parks until its next timer is due rather than 1 ms at a time (each empty cycle
 # after a 1 ms park cost 3-5 % of a core per idle node), but only once it has done no work for

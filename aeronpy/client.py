@@ -448,10 +448,6 @@ class ClusterClient:
         self.close()
 
 
-def _split_endpoint(endpoint: str) -> tuple[str, int]:
-    return split_endpoint(endpoint)
-
-
 def local_host_for(endpoints: Sequence[str]) -> str:
     """The address a client binds so that the members can answer it (its session's response
     endpoint): loopback (127.0.0.1 or ::1, the members' address family) when every member is
@@ -463,7 +459,7 @@ def local_host_for(endpoints: Sequence[str]) -> str:
     remote = []
     families = set()
     for endpoint in endpoints:
-        host, port = _split_endpoint(endpoint)
+        host, port = split_endpoint(endpoint)
         try:
             family, ip = resolve(host)
         except OSError as exc:
@@ -543,7 +539,7 @@ class UdpClientTransport:
             # named that this client cannot resolve) fails every send to it, not only the first
             # (after which its sends used to vanish without a word)
             peer_id = len(self._peers)
-            self._udp.add_peer(peer_id, *_split_endpoint(endpoint))
+            self._udp.add_peer(peer_id, *split_endpoint(endpoint))
             self._peers[endpoint] = peer_id
         return peer_id
 

@@ -21,7 +21,6 @@ from cpython.memoryview cimport PyMemoryView_FromMemory
 from cpython.buffer cimport PyBUF_READ
 from libc.stdint cimport uint64_t
 
-
 from ipaddress import IPv6Address as _IPv6Address
 
 from aeronpy.endpoints import resolve as _resolve

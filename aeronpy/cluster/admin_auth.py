@@ -446,7 +446,8 @@ class AdminGate:
             address = ip_literal(host)       # one spelling per address: "0:0::1" is "::1"
         except ValueError:
             return False
-        return port == own_port and (host in self.own or str(address) in self.own)
+        return port == own_port and (host in self.own
+                                     or (address is not None and str(address) in self.own))
 
     def _forget_expired(self, now: float) -> None:
         admitted = self._admitted

@@ -261,12 +261,11 @@ def _look_up(endpoint: str, addresses: dict, deadline: float, timeout_s: float) 
     on a thread given what is left of ``timeout_s`` (TimeoutError naming the host past it)."""
     import socket
 
-    from aeronpy.client import _split_endpoint
     from aeronpy.cluster.config import lookup_within
-    from aeronpy.endpoints import ip_literal, resolve
+    from aeronpy.endpoints import ip_literal, resolve, split_endpoint
     if endpoint in addresses:
         return
-    host, port = _split_endpoint(endpoint)
+    host, port = split_endpoint(endpoint)
     try:
         literal = ip_literal(host)
     except ValueError as exc:

@@ -44,7 +44,7 @@ import time
 import weakref
 from typing import Callable, Dict, Iterable, List, Optional, Sequence
 
-from aeronpy.endpoints import format_endpoint
+from aeronpy.endpoints import format_endpoint, resolve
 from aeronpy.testing.waits import wait_until
 
 class _LiveClusters(weakref.WeakSet):
@@ -123,7 +123,7 @@ def ipv6_loopback_available() -> bool:
 def free_udp_ports(count: int, host: str = "127.0.0.1") -> List[int]:
     """Ports that were free for UDP (and TCP, for admin/metrics) a moment ago, all distinct,
     on ``host`` (an IPv4 or IPv6 address)."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    family, host = resolve(host)
     ports: List[int] = []
     rng = random.Random()
     deadline = time.monotonic() + 10.0

@@ -4,7 +4,9 @@ Both systems run 3 separate processes on 127.0.0.1 and replicate every message b
 answered. aeronpy hosts :class:`aeronpy.testing.services.EchoService` (the reply is the message)
 and is driven by one :class:`aeronpy.ClusterClient` in this process; PySyncObj replicates a
 counter whose command carries the same payload, submitted from its leader process (it has no
-separate client), see :mod:`aeronpy.testing.pysyncobj_harness`. Parts, per message size:
+separate client), see :mod:`aeronpy.testing.pysyncobj_harness`; its one-at-a-time latency is
+also measured with the commands sent from a client process over UDP, the same path as
+aeronpy's (client -> leader -> followers -> leader -> client). Parts, per message size:
 
 * **throughput**: aeronpy with windowed asynchronous offers (``THROUGHPUT_WINDOW`` in flight,
   client window and reply cache raised to match; also with the default window of 256);
@@ -422,6 +424,7 @@ def run_pysyncobj(sizes: Sequence[int], duration_s: float, rate: float,
         for size in sizes:
             results.append(harness.run("throughput", duration_s, size))
             results.append(harness.run("latency", duration_s, size, rate))
+            results.append(harness.run("latency-client", duration_s, size, rate))
         for size in throughput_only_sizes:
             results.append(harness.run("throughput", duration_s, size))
         results.append(harness.run("failover", duration_s, sizes[0]))
@@ -437,6 +440,10 @@ def _find(results: List[dict], mode: str, size: Optional[int] = None) -> Optiona
         if r.get("mode") == mode and (size is None or r.get("msg_size") == size):
             return r
     return None
+
+
+# the rows of PySyncObj's one-at-a-time run with its commands sent from a client process
+CLIENT_ROWS = "PySyncObj via client,"
 
 
 def compare(aeron: List[dict], pso: List[dict], sizes: Sequence[int]) -> List[dict]:
@@ -464,6 +471,11 @@ def compare(aeron: List[dict], pso: List[dict], sizes: Sequence[int]) -> List[di
                 a and a["latency"][key], p and p["latency"][key], False)
         row(f"1-at-a-time {size} B achieved (/s)", a and round(a["achieved_rate"]),
             p and round(p["achieved_rate"]), True)
+        c = _find(pso, "latency-client", size)
+        if c is not None:     # the same path on both: PySyncObj's commands from a client process
+            for key in ("p50_us", "p90_us", "p99_us"):
+                row(f"  {CLIENT_ROWS} {size} B {key.replace('_us', '')} (us)",
+                    a and a["latency"][key], c["latency"][key], False)
     for size in sizes:    # the offered rate held: aeronpy pipelines, PySyncObj cannot (sync)
         a = _find(aeron, "latency", size)
         for key in ("p50_us", "p90_us", "p99_us", "p99_9_us", "max_us"):
@@ -530,8 +542,11 @@ def format_table(report: dict) -> str:
     for r in report["rows"]:
         ratio = "-" if r["ratio"] is None else f"{r['ratio']:.2f}x"
         lines.append(f"{r['metric']:38}{_fmt(r['aeronpy']):>12}{_fmt(r['pysyncobj']):>12}{ratio:>8}")
-    lines += ["", "ratio: how many times better aeronpy is (higher throughput, lower latency/gap)",
-              "settings:"]
+    lines += ["", "ratio: how many times better aeronpy is (higher throughput, lower latency/gap)"]
+    if any(r["metric"].lstrip().startswith(CLIENT_ROWS) for r in report["rows"]):
+        lines.append(f"'{CLIENT_ROWS}': PySyncObj's commands sent from a client process over "
+                     "UDP, as aeronpy's are (the rows above them: submitted inside its leader)")
+    lines.append("settings:")
     seen = set()
     for r in report["aeronpy"] + report["pysyncobj"]:
         key = (r["system"], r["mode"])
@@ -569,7 +584,8 @@ def write_plots(report: dict, directory: str) -> List[str]:
     fig, ax = plt.subplots(figsize=(8, 5))
     curves = {("aeronpy", "latency"): ("tab:blue", "aeronpy open loop"),
               ("aeronpy", "latency-serial"): ("tab:green", "aeronpy 1 at a time"),
-              ("pysyncobj", "latency"): ("tab:orange", "PySyncObj 1 at a time")}
+              ("pysyncobj", "latency"): ("tab:orange", "PySyncObj 1 at a time"),
+              ("pysyncobj", "latency-client"): ("tab:red", "PySyncObj 1 at a time, client process")}
     for system in ("aeronpy", "pysyncobj"):
         for r in report[system]:
             curve = curves.get((system, r["mode"]))

@@ -17,6 +17,14 @@ its stdout pipe. Modes, each on a fresh cluster:
   longer than the gap, the next starts at once (so the achieved rate is reported). Latency is
   measured from the call's start; ``corrected`` also counts the wait behind a late call
   (from the scheduled start), the coordinated-omission view.
+* ``latency-client``: the ``latency`` settings, with the commands coming from a client process
+  (this harness's own) instead of from inside the leader, so the request's path has the same
+  processes and hops as aeronpy's one-at-a-time figure: client -> leader -> followers ->
+  leader -> client. PySyncObj has no client protocol, so the leader process gets a minimal
+  one: a UDP socket in PySyncObj's own poller (served on its tick thread, no thread hand-off),
+  each datagram an 8-byte tag and the payload, submitted with a callback that sends the tag
+  and the payload back once the command is applied. The client sends one at a time on the
+  ``latency`` schedule and blocks in the kernel until the answer comes.
 * ``failover``: default settings; kill -9 the leader, then both survivors submit a command
   every 5 ms; the gap is from the kill to the first command committed after it.
 
@@ -48,11 +56,12 @@ PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath
 # wrapper bench/pysyncobj_bench.py points it at itself so its children are named after it
 NODE_COMMAND: List[str] = [sys.executable, "-m", "aeronpy.testing.pysyncobj_harness"]
 
-MODES = ("throughput", "latency", "failover")
+MODES = ("throughput", "latency", "latency-client", "failover")
 LEADER_WAIT_S = 20.0          # bound on electing the first leader
 REPLY_SLACK_S = 15.0          # bound on a child's answer beyond the run's own duration
 THROUGHPUT_WINDOW = 2000      # commands in flight in throughput mode
 MAX_LATENCY_SAMPLES = 200_000
+CALL_TIMEOUT_S = 1.0          # one command's bound in the latency modes (counted as a timeout)
 FAILOVER_PROBE_INTERVAL_S = 0.005
 FAILOVER_LIMIT_S = 15.0
 
@@ -73,7 +82,7 @@ def _die_with_parent() -> None:
 
 def _node_conf(mode: str):
     from pysyncobj import SyncObjConf
-    if mode == "latency":
+    if mode in ("latency", "latency-client"):
         return SyncObjConf(appendEntriesUseBatch=False, dynamicMembershipChange=False)
     return SyncObjConf(dynamicMembershipChange=False)     # PySyncObj's defaults (batched)
 
@@ -130,9 +139,10 @@ def _run_throughput(node, duration_s: float, msg_size: int) -> Dict[str, Any]:
             "window": THROUGHPUT_WINDOW}
 
 
-def _run_latency(node, duration_s: float, msg_size: int, rate: float) -> Dict[str, Any]:
+def _paced(call, duration_s: float, rate: float) -> Dict[str, Any]:
+    """One ``call()`` at a time (True: answered, False: timed out or failed), started on a
+    ``rate``/s schedule; a late answer starts the next at once. Both latency modes use it."""
     from aeronpy.testing.histogram import Histogram
-    payload = b"x" * msg_size
     hist, corrected = Histogram(), Histogram()
     gap_ns = int(1e9 / rate)
     count_max = min(MAX_LATENCY_SAMPLES, int(rate * duration_s) + 1)
@@ -153,9 +163,7 @@ def _run_latency(node, duration_s: float, msg_size: int, rate: float) -> Dict[st
                 pass
         begin = time.monotonic_ns()
         sent += 1
-        try:
-            node.apply_command(payload, sync=True, timeout=1.0)
-        except Exception:                           # SyncObjException: timeout or failure
+        if not call():
             timeouts += 1
             continue
         end = time.monotonic_ns()
@@ -165,6 +173,112 @@ def _run_latency(node, duration_s: float, msg_size: int, rate: float) -> Dict[st
     return {"commands": hist.count, "elapsed_s": elapsed, "offered_rate": rate,
             "achieved_rate": hist.count / elapsed, "timeouts": timeouts,
             "histogram": hist.to_dict(), "corrected": corrected.to_dict()}
+
+
+def _run_latency(node, duration_s: float, msg_size: int, rate: float) -> Dict[str, Any]:
+    payload = b"x" * msg_size
+
+    def call() -> bool:
+        try:
+            node.apply_command(payload, sync=True, timeout=CALL_TIMEOUT_S)
+        except Exception:                           # SyncObjException: timeout or failure
+            return False
+        return True
+
+    return _paced(call, duration_s, rate)
+
+
+# the leader's UDP front-end (latency-client mode): kept here so the socket lives as long as
+# the process, and its counts are reported to the parent
+_FRONTEND: Dict[str, Any] = {}
+TAG_BYTES = 8
+ANSWER_OK, ANSWER_FAILED = b"\x01", b"\x00"
+
+
+def _serve_udp(node) -> Dict[str, Any]:
+    """Open the UDP front-end on this process (once) and return its port. It is served on
+    PySyncObj's tick thread: the socket is registered in the node's own poller (PollPoller's
+    registration is safe beside a running poll; it takes effect at the next one, within
+    autoTickPeriod). A datagram is ``tag (8 bytes) + payload``; the answer, once the command is
+    applied (or has failed), is ``tag + ANSWER_OK + payload`` (or ``ANSWER_FAILED``)."""
+    if "sock" in _FRONTEND:
+        return {"port": _FRONTEND["sock"].getsockname()[1]}
+    from pysyncobj import FAIL_REASON
+    from pysyncobj.poller import POLL_EVENT_TYPE
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.setblocking(False)
+    counts = {"received": 0, "short": 0, "answered": 0, "failed": 0}
+
+    def on_readable(descr, event) -> None:
+        for _ in range(64):                          # bounded per wake-up; poll comes back
+            try:
+                data, addr = sock.recvfrom(65536)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                return
+            counts["received"] += 1
+            if len(data) < TAG_BYTES:
+                counts["short"] += 1
+                continue
+            tag, payload = data[:TAG_BYTES], data[TAG_BYTES:]
+
+            def done(result, error, tag=tag, payload=payload, addr=addr) -> None:
+                ok = error == FAIL_REASON.SUCCESS
+                counts["answered" if ok else "failed"] += 1
+                try:
+                    sock.sendto(tag + (ANSWER_OK + payload if ok else ANSWER_FAILED), addr)
+                except OSError:
+                    pass
+
+            node.apply_command(payload, callback=done)
+
+    node._poller.subscribe(sock.fileno(), on_readable, POLL_EVENT_TYPE.READ)
+    _FRONTEND.update(sock=sock, counts=counts)
+    return {"port": sock.getsockname()[1]}
+
+
+def _frontend_counts() -> Dict[str, Any]:
+    return dict(_FRONTEND.get("counts", {}))
+
+
+def _run_client_latency(port: int, duration_s: float, msg_size: int,
+                        rate: float) -> Dict[str, Any]:
+    """The client of ``latency-client`` mode (in the harness's process): one command at a time
+    to the leader's UDP front-end, blocking in the kernel for the answer (1 s at most). An
+    answer to an earlier, timed-out command (another tag) is read past, not counted."""
+    payload = b"x" * msg_size
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.connect(("127.0.0.1", port))
+    stale = [0]
+    tag_no = [0]
+    try:
+        def call() -> bool:
+            tag_no[0] += 1
+            tag = tag_no[0].to_bytes(TAG_BYTES, "little")
+            sock.send(tag + payload)
+            deadline = time.monotonic() + CALL_TIMEOUT_S
+            while True:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                sock.settimeout(left)
+                try:
+                    answer = sock.recv(65536)
+                except socket.timeout:
+                    return False
+                if answer[:TAG_BYTES] != tag:
+                    stale[0] += 1
+                    continue
+                return answer[TAG_BYTES:TAG_BYTES + 1] == ANSWER_OK and \
+                    answer[TAG_BYTES + 1:] == payload
+
+        result = _paced(call, duration_s, rate)
+    finally:
+        sock.close()
+    result["stale_answers"] = stale[0]
+    return result
 
 
 def _run_probe(node, msg_size: int, limit_s: float) -> Dict[str, Any]:
@@ -218,6 +332,10 @@ def node_main(self_addr: str, partners: List[str], mode: str) -> None:
                 reply(_run_throughput(node, cmd["duration_s"], cmd["msg_size"]))
             elif kind == "latency":
                 reply(_run_latency(node, cmd["duration_s"], cmd["msg_size"], cmd["rate"]))
+            elif kind == "serve_udp":
+                reply(_serve_udp(node))
+            elif kind == "frontend_counts":
+                reply(_frontend_counts())
             elif kind == "probe":
                 reply(_run_probe(node, cmd["msg_size"], cmd["limit_s"]))
             elif kind == "quit":
@@ -349,11 +467,19 @@ def run(mode: str, duration_s: float, msg_size: int, rate: Optional[float] = Non
             result["settings"] = "batched (appendEntriesUseBatch=True, default), async callbacks"
             result.update(leader.ask({"cmd": "throughput", "duration_s": duration_s,
                                       "msg_size": msg_size}, timeout))
-        elif mode == "latency":
+        elif mode in ("latency", "latency-client"):
             rate = rate or 10_000.0
-            result["settings"] = "unbatched (appendEntriesUseBatch=False), sync one at a time"
-            reply = leader.ask({"cmd": "latency", "duration_s": duration_s, "msg_size": msg_size,
-                                "rate": rate}, timeout)
+            if mode == "latency":
+                result["settings"] = "unbatched (appendEntriesUseBatch=False), sync one at a time"
+                reply = leader.ask({"cmd": "latency", "duration_s": duration_s,
+                                    "msg_size": msg_size, "rate": rate}, timeout)
+            else:
+                result["settings"] = ("unbatched (appendEntriesUseBatch=False), one at a time "
+                                      "from a client process over UDP")
+                port = leader.ask({"cmd": "serve_udp"}, 5.0)["port"]
+                time.sleep(0.1)        # the registration takes effect at the tick's next poll
+                reply = _run_client_latency(port, duration_s, msg_size, rate)
+                reply["frontend"] = leader.ask({"cmd": "frontend_counts"}, 5.0)
             hist = Histogram.from_dict(reply.pop("histogram"))
             corrected = Histogram.from_dict(reply.pop("corrected"))
             result.update(reply)
@@ -391,7 +517,7 @@ def _format(result: Dict[str, Any]) -> str:
     head = f"pysyncobj {result['mode']:<10} {result['msg_size']:>4} B  "
     if result["mode"] == "throughput":
         return head + f"{result['msgs_per_s']:>10,.0f} msgs/s   [{result['settings']}]"
-    if result["mode"] == "latency":
+    if result["mode"] in ("latency", "latency-client"):
         lat = result["latency"]
         return head + (f"p50 {lat['p50_us']} us  p90 {lat['p90_us']}  p99 {lat['p99_us']}  "
                        f"p99.9 {lat['p99_9_us']}  max {lat['max_us']}  at "
@@ -434,7 +560,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             for mode in modes:
                 if mode == "failover" and size != sizes[0]:
                     continue                       # the gap does not depend on the payload
-                result = run(mode, duration, size, args.rate if mode == "latency" else None)
+                result = run(mode, duration, size,
+                             args.rate if mode in ("latency", "latency-client") else None)
                 results.append(result)
                 if not args.json:
                     print(_format(result), flush=True)

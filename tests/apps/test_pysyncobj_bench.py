@@ -35,12 +35,16 @@ def test_quick_run_reports_every_mode_and_leaves_no_process(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     results = {r["mode"]: r for r in json.loads(proc.stdout)["results"]}
     print(json.dumps(results, indent=1))
-    assert set(results) == {"throughput", "latency", "failover"}
+    assert set(results) == {"throughput", "latency", "latency-client", "failover"}
     assert results["throughput"]["commands"] > 0 and results["throughput"]["failed"] == 0
     latency = results["latency"]
     assert latency["latency"]["count"] == latency["commands"] > 0
     assert latency["latency"]["p50_us"] <= latency["latency"]["p99_us"] <= latency["latency"]["max_us"]
     assert "appendEntriesUseBatch=False" in latency["settings"]
+    via_client = results["latency-client"]       # from this process, over the leader's UDP port
+    assert via_client["latency"]["count"] == via_client["commands"] > 0
+    assert via_client["frontend"]["answered"] >= via_client["commands"]
+    assert via_client["frontend"]["short"] == 0 and via_client["stale_answers"] == 0
     assert results["failover"]["failover_gap_ms"] is not None
     if sys.platform.startswith("linux"):
         assert _node_processes() == []
@@ -56,3 +60,57 @@ def test_bad_arguments_are_refused():
         pysyncobj_bench.run("sideways", 1.0, 32)
     with pytest.raises(ValueError, match="positive"):
         pysyncobj_bench.run("latency", 1.0, 0)
+
+
+class _FakePoller:
+    def __init__(self):
+        self.callbacks = {}
+
+    def subscribe(self, descr, callback, mask):
+        self.callbacks[descr] = callback
+
+
+class _FakeNode:
+    """What the front-end uses of a SyncObj: its poller and the replicated call with a
+    callback, answered here at once with the given outcome."""
+
+    def __init__(self, outcome):
+        self._poller = _FakePoller()
+        self.outcome = outcome
+        self.payloads = []
+
+    def apply_command(self, payload, callback):
+        self.payloads.append(payload)
+        callback(len(self.payloads), self.outcome)
+
+
+def test_the_leaders_udp_front_end_answers_by_tag_and_counts_short_datagrams(monkeypatch):
+    pytest.importorskip("pysyncobj")
+    import socket
+    from pysyncobj import FAIL_REASON
+    from aeronpy.testing import pysyncobj_harness as harness
+    for outcome, answer in ((FAIL_REASON.SUCCESS, harness.ANSWER_OK),
+                            (FAIL_REASON.QUEUE_FULL, harness.ANSWER_FAILED)):
+        monkeypatch.setattr(harness, "_FRONTEND", {})
+        node = _FakeNode(outcome)
+        port = harness._serve_udp(node)["port"]
+        [(fd, on_readable)] = node._poller.callbacks.items()
+        client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        client.settimeout(5.0)
+        try:
+            client.connect(("127.0.0.1", port))
+            client.send(b"short")                       # under a tag's 8 bytes: dropped, counted
+            client.send(b"T" * harness.TAG_BYTES + b"payload")
+            import time
+            deadline = time.monotonic() + 5.0
+            while harness._frontend_counts()["received"] < 2 and time.monotonic() < deadline:
+                on_readable(fd, 1)
+            reply = client.recv(1000)
+        finally:
+            client.close()
+            harness._FRONTEND["sock"].close()
+        assert node.payloads == [b"payload"]
+        ok = answer == harness.ANSWER_OK
+        assert reply == b"T" * harness.TAG_BYTES + answer + (b"payload" if ok else b"")
+        counts = harness._frontend_counts()
+        assert counts == {"received": 2, "short": 1, "answered": int(ok), "failed": int(not ok)}

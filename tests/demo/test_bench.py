@@ -33,6 +33,13 @@ def test_quick_bench_reports_numbers_for_both_systems(tmp_path):
         assert rows[metric]["pysyncobj"] and rows[metric]["pysyncobj"] > 0, metric
         assert rows[metric]["ratio"] and rows[metric]["ratio"] > 0, metric
     assert rows["open loop 32 B p50 (us)"]["aeronpy"] > 0
+    # the like-for-like row: PySyncObj's commands from a client process, as aeronpy's are
+    via_client = rows[f"  {bench.CLIENT_ROWS} 32 B p50 (us)"]
+    assert via_client["aeronpy"] == rows["1-at-a-time 32 B p50 (us)"]["aeronpy"]
+    assert via_client["pysyncobj"] > 0 and via_client["ratio"] > 0
+    [client_run] = [r for r in report["pysyncobj"] if r["mode"] == "latency-client"]
+    front = client_run["frontend"]             # every command the client timed went through it
+    assert front["answered"] >= client_run["commands"] > 0 and front["short"] == 0
     [open_loop] = [r for r in report["aeronpy"] if r["mode"] == "latency" and r["msg_size"] == 32]
     cpu = open_loop["cpu_us_per_request"]         # every process of the run, from /proc
     assert {"leader", "client", "all"} <= set(cpu) and len(cpu) == 5
@@ -55,6 +62,7 @@ def test_ratios_say_how_many_times_better_aeronpy_is():
             "latency": {"p50_us": 400.0, "p90_us": 1, "p99_us": 1, "p99_9_us": 1, "max_us": 1}},
            {"system": "pysyncobj", "mode": "failover", "msg_size": 32, "failover_gap_ms": 250.0}]
     rows = {r["metric"]: r["ratio"] for r in bench.compare(aeron, pso, [32])}
+    assert not any(bench.CLIENT_ROWS in m for m in rows)       # that run was not made
     assert rows["throughput 32 B (msgs/s)"] == 3.0           # higher is better
     assert rows["1-at-a-time 32 B p50 (us)"] == 4.0          # lower is better
     assert rows["failover gap (ms)"] == 0.5                  # aeronpy worse here
@@ -63,6 +71,32 @@ def test_ratios_say_how_many_times_better_aeronpy_is():
     assert targets["failover gap < 1 s"]["met"] is True
     assert targets["throughput >= 200,000 msgs/s"]["met"] is False
     assert targets["p50 <= 100 us at 10k/s (open loop)"]["met"] is None
+
+
+def test_pysyncobj_via_a_client_has_rows_of_its_own():
+    aeron = [{"system": "aeronpy", "mode": "latency-serial", "msg_size": 32, "achieved_rate": 10.0,
+              "latency": {"p50_us": 200.0, "p90_us": 300.0, "p99_us": 400.0, "p99_9_us": 1,
+                          "max_us": 1}}]
+    pso = [{"system": "pysyncobj", "mode": "latency", "msg_size": 32, "achieved_rate": 5.0,
+            "latency": {"p50_us": 100.0, "p90_us": 1, "p99_us": 1, "p99_9_us": 1, "max_us": 1}},
+           {"system": "pysyncobj", "mode": "latency-client", "msg_size": 32, "achieved_rate": 4.0,
+            "latency": {"p50_us": 300.0, "p90_us": 300.0, "p99_us": 200.0, "p99_9_us": 1,
+                        "max_us": 1}}]
+    rows = {r["metric"]: r for r in bench.compare(aeron, pso, [32])}
+    assert rows["1-at-a-time 32 B p50 (us)"]["ratio"] == 0.5         # inside its leader
+    p50 = rows[f"  {bench.CLIENT_ROWS} 32 B p50 (us)"]
+    assert (p50["aeronpy"], p50["pysyncobj"], p50["ratio"]) == (200.0, 300.0, 1.5)
+    assert rows[f"  {bench.CLIENT_ROWS} 32 B p90 (us)"]["ratio"] == 1.0
+    assert rows[f"  {bench.CLIENT_ROWS} 32 B p99 (us)"]["ratio"] == 0.5
+    # the target stays on the in-leader figure, PySyncObj's best case
+    targets = bench.check_targets(aeron, list(rows.values()))
+    assert targets["p50 >= 5x better than PySyncObj"]["achieved"] == 0.5
+    report = {"machine": {}, "duration_s": 1, "rows": list(rows.values()), "aeronpy": aeron,
+              "pysyncobj": pso, "targets": {}, "pysyncobj_version": "0.3.17"}
+    table = bench.format_table(report)
+    assert f"'{bench.CLIENT_ROWS}': PySyncObj's commands sent from a client process" in table
+    report["rows"] = [r for r in report["rows"] if bench.CLIENT_ROWS not in r["metric"]]
+    assert "from a client process over UDP, as" not in bench.format_table(report)
 
 
 def test_bad_arguments_are_refused(capsys):

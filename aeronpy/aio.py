@@ -1,8 +1,11 @@
 """``AsyncClusterClient``: the cluster client for asyncio applications.
 
-``await client.request(...)`` suspends only the calling task; one background task runs the
-client's duty cycle (poll the network, keepalives, re-sends) and completes the futures of
-waiting requests. Same session logic and guarantees as :class:`aeronpy.ClusterClient`.
+``await client.request(...)`` suspends only the calling task. The event loop's reader callback
+for the client's socket runs a duty cycle as soon as a datagram is there and completes the
+futures of the requests it answers in that pass of the loop; one background task runs the
+cycles the client's timers need (keepalives, re-sends, the streams' STATUS) and takes a
+failure of either as the client's end. Same session logic and guarantees as
+:class:`aeronpy.ClusterClient`.
 
 Between cycles with nothing to do the task waits on the event loop for the client's socket to
 become readable, or for the client's timers: ``TICK_S`` just after work or while a request
@@ -21,6 +24,7 @@ stopped).
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import sys
 from types import TracebackType
@@ -91,6 +95,14 @@ async def _await_session(client: ClusterClient, loop: asyncio.AbstractEventLoop,
             loop.remove_reader(fd)
 
 
+def _expire(future: asyncio.Future, correlation_id: int, timeout_s: float) -> None:
+    """A request's timeout: its future fails, unless the reply came first."""
+    if not future.done():
+        future.set_exception(ClusterTimeoutError(
+            f"no reply to correlation id {correlation_id} within {timeout_s}s "
+            "(it may still be applied, never twice)"))
+
+
 def _add_note(error: BaseException, note: str) -> None:
     if hasattr(error, "add_note"):                # Python 3.11+
         error.add_note(note)
@@ -113,6 +125,8 @@ class AsyncClusterClient:
         self._loop: Optional[asyncio.AbstractEventLoop] = None   # connect()'s: the client's
         self._closed = False
         self._wake: Optional[asyncio.Event] = None   # ends the background task's wait
+        self._wait_until_s = 0.0    # loop time the background task's current wait ends
+        self._reader_error: Optional[Exception] = None   # a cycle in _on_readable raised it
         self._watchers: set = set()      # events of wait_for_egress/wait_for_window callers
         self._failure: Optional[str] = None   # why the background task ended, if not by close()
         self._failure_cause: Optional[BaseException] = None   # what it raised, if it did
@@ -201,7 +215,10 @@ class AsyncClusterClient:
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         readable = asyncio.Event()
-        fd = _watch_socket(loop, self._client._transport, readable.set)
+        # A readable socket runs a cycle in the reader's own callback (_on_readable), which
+        # completes a reply's future in that pass of the loop: waking this task for it first
+        # cost the reply two more passes (bench/aio_latency.py). The task runs the timers.
+        fd = _watch_socket(loop, self._client._transport, functools.partial(self._on_readable, loop))
         if fd < 0:
             while not self._closed:
                 work = self._client.do_work()
@@ -213,6 +230,8 @@ class AsyncClusterClient:
         self._wake = readable
         try:
             while not self._closed:
+                if self._reader_error is not None:
+                    raise self._reader_error  # a cycle in the reader failed: the task's failure
                 work = self._client.do_work()
                 self._complete_waiting()
                 if work:
@@ -221,13 +240,37 @@ class AsyncClusterClient:
                     await asyncio.sleep(0)    # let other tasks run between busy cycles
                     continue
                 readable.clear()
-                tick = loop.call_later(self._idle_wait_s(), readable.set)
+                wait_s = self._idle_wait_s()
+                self._wait_until_s = loop.time() + wait_s
+                tick = loop.call_later(wait_s, readable.set)
                 try:
                     await readable.wait()
                 finally:
                     tick.cancel()
         finally:
             loop.remove_reader(fd)
+
+    def _on_readable(self, loop: asyncio.AbstractEventLoop) -> None:
+        """The socket is readable: one cycle of the client here. A failure is kept for the
+        background task to raise (its failure path, as if its own cycle had raised); the task
+        is woken when this cycle did work and the task would otherwise sleep past the tick
+        that follows work (its timers may be due sooner now)."""
+        if self._reader_error is not None or self._closed:
+            return
+        try:
+            work = self._client.do_work()
+            self._complete_waiting()
+        except Exception as exc:
+            self._reader_error = exc
+            if self._wake is not None:
+                self._wake.set()
+            return
+        if work:
+            now = loop.time()
+            self._last_work_s = now
+            self._tell_watchers()
+            if self._wait_until_s - now > TICK_S and self._wake is not None:
+                self._wake.set()
 
     def _idle_wait_s(self) -> float:
         """How long the background task waits for the socket after a cycle with no work:
@@ -384,16 +427,16 @@ class AsyncClusterClient:
             raise ClusterClosedError(str(self._core.error or "closed"))
         future = loop.create_future()
         self._waiting[correlation_id] = future
+        # the timeout is a timer on the future itself, not asyncio.wait_for: its wrapper costs
+        # the reply one more pass of the event loop (bench/aio_latency.py)
+        timer = loop.call_at(deadline, _expire, future, correlation_id, timeout_s)
         try:
             if self._client._stamp is not None:
                 self._client._stamp()     # the transport's time may be the task's last poll
             self._client.flush()      # on the wire now, not at the background task's next cycle
-            return await asyncio.wait_for(future, max(0.0, deadline - loop.time()))
-        except asyncio.TimeoutError:
-            raise ClusterTimeoutError(
-                f"no reply to correlation id {correlation_id} within {timeout_s}s "
-                "(it may still be applied, never twice)") from None
+            return await future
         finally:                      # timed out, cancelled, or the send failed: let go of it
+            timer.cancel()
             if self._waiting.pop(correlation_id, None) is not None:
                 self._core.abandon(correlation_id)
 

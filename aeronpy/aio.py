@@ -7,12 +7,13 @@ cycles the client's timers need (keepalives, re-sends, the streams' STATUS) and 
 failure of either as the client's end. Same session logic and guarantees as
 :class:`aeronpy.ClusterClient`.
 
-Between cycles with nothing to do the task waits on the event loop for the client's socket to
-become readable, or for the client's timers: ``TICK_S`` just after work or while a request
-waits, like the blocking client's ``backoff()``, else until the next timer is due
-(``ClusterClient.next_due_ns``: a keepalive, a re-send, a stream's STATUS), at most
-``IDLE_WAIT_MAX_S``. A reply is handled when it arrives, and an idle client wakes tens of
-times a second rather than 1,000. ``connect()`` waits the same way, for the socket or its
+Between cycles with nothing to do the task waits for the client's timers: ``TICK_S`` just
+after work or while a request waits, like the blocking client's ``backoff()``, else until the
+next timer is due (``ClusterClient.next_due_ns``: a keepalive, a re-send, a stream's STATUS),
+at most ``IDLE_WAIT_MAX_S``; ``offer()`` ends the wait at once, and so does a reader's cycle
+that did work while more than ``TICK_S`` of the wait was left (a timer may be due sooner
+now). A reply is handled when it arrives, and an idle client wakes tens of times a second
+rather than 1,000. ``connect()`` waits the same way, for the socket or its
 next connect attempt (a handful of wake-ups a connect). A transport without a socket (the
 in-memory ones), or an event loop without socket readers (Windows' proactor loop), is polled
 every ``poll_interval_s`` instead.
@@ -95,6 +96,13 @@ async def _await_session(client: ClusterClient, loop: asyncio.AbstractEventLoop,
             loop.remove_reader(fd)
 
 
+def _release(waiter: asyncio.Future) -> None:
+    """End a wait_for_egress/wait_for_window wait (work was done, the client closed, or the
+    wait's time is up: the waiter checks again which)."""
+    if not waiter.done():
+        waiter.set_result(None)
+
+
 def _expire(future: asyncio.Future, correlation_id: int, timeout_s: float) -> None:
     """A request's timeout: its future fails, unless the reply came first."""
     if not future.done():
@@ -127,7 +135,8 @@ class AsyncClusterClient:
         self._wake: Optional[asyncio.Event] = None   # ends the background task's wait
         self._wait_until_s = 0.0    # loop time the background task's current wait ends
         self._reader_error: Optional[Exception] = None   # a cycle in _on_readable raised it
-        self._watchers: set = set()      # events of wait_for_egress/wait_for_window callers
+        self._reader_fd = -1        # the socket _on_readable watches
+        self._watchers: set = set()      # futures of wait_for_egress/wait_for_window callers
         self._failure: Optional[str] = None   # why the background task ended, if not by close()
         self._failure_cause: Optional[BaseException] = None   # what it raised, if it did
         self._failure_reported = False   # a request or a wait has raised it to its caller
@@ -187,8 +196,13 @@ class AsyncClusterClient:
         else:
             cause = task.exception()      # retrieved: no "exception was never retrieved"
             why = f"the client's background task failed: {cause!r}"
-        if self._closed:
+        if self._closed or self._failure is not None:   # closed, or failed in the reader
             return
+        self._fail(why, cause)
+
+    def _fail(self, why: str, cause: Optional[BaseException]) -> None:
+        """Nothing will complete requests any more: the waiting ones fail now, with ``cause``
+        (what the task or the reader's cycle raised), and later calls at once."""
         self._failure, self._failure_cause = why, cause
         for future in self._waiting.values():
             if not future.done():
@@ -219,6 +233,7 @@ class AsyncClusterClient:
         # completes a reply's future in that pass of the loop: waking this task for it first
         # cost the reply two more passes (bench/aio_latency.py). The task runs the timers.
         fd = _watch_socket(loop, self._client._transport, functools.partial(self._on_readable, loop))
+        self._reader_fd = fd
         if fd < 0:
             while not self._closed:
                 work = self._client.do_work()
@@ -261,9 +276,13 @@ class AsyncClusterClient:
             work = self._client.do_work()
             self._complete_waiting()
         except Exception as exc:
+            # the client's end, now: the waiting requests fail with it, offer() returns
+            # CLOSED and close() reports it even if it cancels the task before it raises
             self._reader_error = exc
+            loop.remove_reader(self._reader_fd)
+            self._fail(f"the client's background task failed: {exc!r}", exc)
             if self._wake is not None:
-                self._wake.set()
+                self._wake.set()              # the task ends with it too
             return
         if work:
             now = loop.time()
@@ -273,18 +292,18 @@ class AsyncClusterClient:
                 self._wake.set()
 
     def _idle_wait_s(self) -> float:
-        """How long the background task waits for the socket after a cycle with no work:
-        TICK_S while work came in the last TICK_S or a request waits for its reply, else
-        until the client's next timer (``ClusterClient.next_due_ns``), at most IDLE_WAIT_MAX_S.
-        A reply, or an offer from another task, ends the wait at once."""
+        """How long the background task waits after a cycle with no work: TICK_S while work
+        came in the last TICK_S or a request waits for its reply, else until the client's next
+        timer (``ClusterClient.next_due_ns``), at most IDLE_WAIT_MAX_S. An offer ends the wait
+        at once, and so does a reader's cycle with work while more than TICK_S is left."""
         if self._waiting or asyncio.get_running_loop().time() - self._last_work_s < TICK_S:
             return TICK_S
         due_s = (self._client.next_due_ns() - self._client._clock()) / 1e9
         return min(max(due_s, TICK_S), IDLE_WAIT_MAX_S)
 
     def _tell_watchers(self) -> None:
-        for event in self._watchers:
-            event.set()
+        for waiter in self._watchers:
+            _release(waiter)
 
     async def _wait_until(self, ready: Callable[[], bool], timeout_s: float,
                           ready_first: bool = False) -> bool:
@@ -295,23 +314,25 @@ class AsyncClusterClient:
         loop = self._own_loop()
         deadline = loop.time() + timeout_s
         while True:
-            event = asyncio.Event()
-            self._watchers.add(event)         # before the check: a cycle after it sets it
+            # a bare future and a timer, as request() has: an Event's wait() under
+            # asyncio.wait_for took the waiter two more passes of the event loop
+            waiter = loop.create_future()
+            self._watchers.add(waiter)        # before the check: a cycle after it sets it
+            timer = None
             try:
                 if ready_first and ready():
                     return True
                 self._raise_if_closed()
                 if ready():
                     return True
-                remaining = deadline - loop.time()
-                if remaining <= 0:
+                if deadline - loop.time() <= 0:
                     return False
-                try:
-                    await asyncio.wait_for(event.wait(), remaining)
-                except asyncio.TimeoutError:
-                    pass                      # checked once more: ready, closed, or False
+                timer = loop.call_at(deadline, _release, waiter)
+                await waiter                  # then checked once more: ready, closed, or False
             finally:
-                self._watchers.discard(event)
+                if timer is not None:
+                    timer.cancel()
+                self._watchers.discard(waiter)
 
     async def wait_for_egress(self, timeout_s: float) -> bool:
         """Wait, without blocking the event loop, until a response no ``request`` claimed is
@@ -394,7 +415,8 @@ class AsyncClusterClient:
         return self._client.session_terms
 
     def poll_egress(self, on_message: Callable[[int, memoryview], object], limit: int = 1 << 30) -> int:
-        """Responses not claimed by a request (the background task already polls the network)."""
+        """Responses not claimed by a request (the socket's reader and the background task
+        already poll the network)."""
         if type(limit) is not int or limit < 0 or not callable(on_message):
             check_poll(on_message, limit)
         return self._core.poll(on_message, limit)
@@ -502,12 +524,16 @@ class AsyncClusterClient:
             raise failure
 
     def _unreported_failure(self) -> Optional[ClusterClosedError]:
-        task = self._task
-        if self._failure_reported or task is None or not task.done() or task.cancelled():
+        if self._failure_reported:
             return None
-        cause = task.exception()
+        cause: Optional[BaseException] = self._reader_error   # whatever became of the task
         if cause is None:
-            return None
+            task = self._task
+            if task is None or not task.done() or task.cancelled():
+                return None
+            cause = task.exception()
+            if cause is None:
+                return None
         self._failure_reported = True
         error = ClusterClosedError(self._failure or f"the client's background task failed: {cause!r}")
         error.__cause__ = cause

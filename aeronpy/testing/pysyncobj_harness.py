@@ -251,33 +251,43 @@ def _run_client_latency(port: int, duration_s: float, msg_size: int,
     payload = b"x" * msg_size
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.connect(("127.0.0.1", port))
-    stale = [0]
+    counts = {"stale_answers": 0, "failed_answers": 0, "send_errors": 0}
     tag_no = [0]
     try:
         def call() -> bool:
+            """False (no sample) on a timeout, a failed or wrong answer, or a socket error
+            (an ICMP refusal once the leader is gone): counted, never a crash of the run."""
             tag_no[0] += 1
             tag = tag_no[0].to_bytes(TAG_BYTES, "little")
-            sock.send(tag + payload)
             deadline = time.monotonic() + CALL_TIMEOUT_S
-            while True:
-                left = deadline - time.monotonic()
-                if left <= 0:
+            try:
+                sock.send(tag + payload)
+                while True:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        return False
+                    sock.settimeout(left)
+                    try:
+                        answer = sock.recv(65536)
+                    except socket.timeout:
+                        return False
+                    if answer[:TAG_BYTES] != tag:
+                        counts["stale_answers"] += 1
+                        continue
+                    if answer[TAG_BYTES:TAG_BYTES + 1] == ANSWER_OK and \
+                            answer[TAG_BYTES + 1:] == payload:
+                        return True
+                    counts["failed_answers"] += 1
                     return False
-                sock.settimeout(left)
-                try:
-                    answer = sock.recv(65536)
-                except socket.timeout:
-                    return False
-                if answer[:TAG_BYTES] != tag:
-                    stale[0] += 1
-                    continue
-                return answer[TAG_BYTES:TAG_BYTES + 1] == ANSWER_OK and \
-                    answer[TAG_BYTES + 1:] == payload
+            except OSError:
+                counts["send_errors"] += 1
+                time.sleep(min(0.01, max(0.0, deadline - time.monotonic())))  # no hot loop
+                return False
 
         result = _paced(call, duration_s, rate)
     finally:
         sock.close()
-    result["stale_answers"] = stale[0]
+    result.update(counts)            # "timeouts" counts every call without a sample
     return result
 
 

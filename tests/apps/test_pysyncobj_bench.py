@@ -114,3 +114,28 @@ def test_the_leaders_udp_front_end_answers_by_tag_and_counts_short_datagrams(mon
         assert reply == b"T" * harness.TAG_BYTES + answer + (b"payload" if ok else b"")
         counts = harness._frontend_counts()
         assert counts == {"received": 2, "short": 1, "answered": int(ok), "failed": int(not ok)}
+
+
+def test_the_client_counts_a_refused_or_silent_leader_instead_of_crashing():
+    """The leader gone (nothing on its port: ICMP refusals on loopback) or silent: every call is
+    counted without a latency sample, and the run ends on time."""
+    import socket
+    import time
+    from aeronpy.testing import pysyncobj_harness as harness
+    probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()                                        # nobody listens there now
+    start = time.monotonic()
+    result = harness._run_client_latency(port, 0.3, 32, 100.0)
+    assert time.monotonic() - start < 0.3 + harness.CALL_TIMEOUT_S + 1.0
+    assert result["commands"] == 0
+    assert result["timeouts"] > 0
+    assert result["send_errors"] + result["failed_answers"] <= result["timeouts"]
+    silent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)   # bound, never answers
+    silent.bind(("127.0.0.1", 0))
+    try:
+        result = harness._run_client_latency(silent.getsockname()[1], 0.2, 32, 100.0)
+    finally:
+        silent.close()
+    assert result["commands"] == 0 and result["timeouts"] >= 1 and result["send_errors"] == 0

@@ -9,12 +9,14 @@ is tests/cluster/test_review2_aio.py's."""
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 
 import pytest
 
 from aeronpy import aio
 from aeronpy.cluster import protocol as P
+from aeronpy.cluster.codes import CLOSED
 from aeronpy.errors import ClusterClosedError, ClusterTimeoutError
 
 from .test_review2_aio import SESSION_ID, SocketTransport, _connect, _run
@@ -156,3 +158,63 @@ def test_work_done_in_the_reader_wakes_an_idle_background_task_for_its_timers():
     assert long_wait > aio.TICK_S, long_wait
     assert got and pushed == [b"pushed"]
     assert woken_idle
+
+
+@pytest.mark.parametrize("requests_pending", [True, False])
+def test_a_failure_in_the_reader_is_not_lost_to_a_close_that_cancels_the_task_first(requests_pending):
+    """The reader's cycle fails and, in the same pass of the loop, another task's close()
+    cancels the background task before it could raise the failure (a review's reproduction:
+    a second socket's reader releases the closing task). The failure is the client's at once:
+    a waiting request fails with it as the cause, and with none waiting close() raises it."""
+    async def main():
+        transport = SocketTransport()
+        client = await _connect(transport)
+        loop = asyncio.get_running_loop()
+        transport.answer = False
+        pending = None
+        if requests_pending:
+            pending = asyncio.create_task(client.request(b"x", timeout_s=5.0))
+        await asyncio.sleep(0.02)
+        a, b = socket.socketpair()
+        a.setblocking(False)
+        go = loop.create_future()
+
+        def other_reader():
+            loop.remove_reader(a.fileno())
+            a.recv(10)
+            if not go.done():
+                go.set_result(None)
+
+        async def closer():
+            await go
+            try:
+                await client.close()
+                return None
+            except ClusterClosedError as exc:
+                return exc
+
+        closing = asyncio.create_task(closer())
+        await asyncio.sleep(0)
+        loop.add_reader(a.fileno(), other_reader)
+        transport.fail_polls = 1
+        b.send(b"!")
+        transport._tx.send(b"!")                     # both readable in the same select
+        closed_with = await closing
+        request_error = None
+        if pending is not None:
+            try:
+                await pending
+            except ClusterClosedError as exc:
+                request_error = exc
+        later = client.offer(b"later")
+        a.close()
+        b.close()
+        return closed_with, request_error, later
+
+    closed_with, request_error, later = _run(main())
+    told = request_error if requests_pending else closed_with
+    assert isinstance(told, ClusterClosedError), (closed_with, request_error)
+    assert isinstance(told.__cause__, OSError) and "unreachable" in str(told.__cause__)
+    if requests_pending:
+        assert closed_with is None          # told once, to the request: close() does not repeat it
+    assert later == CLOSED

@@ -17,6 +17,7 @@ from cpython.buffer cimport (PyBUF_SIMPLE, PyBuffer_IsContiguous, PyBuffer_Relea
                              PyObject_GetBuffer)
 from cpython.memoryview cimport PyMemoryView_Check, PyMemoryView_GET_BUFFER
 from cpython.object cimport PyObject
+from cpython.time cimport monotonic_ns
 
 from libc.stdint cimport int64_t, uint8_t, uint32_t
 from libc.string cimport memcpy
@@ -501,9 +502,11 @@ cdef object _ON_SESSION_MESSAGE = "on_session_message"
 
 
 def apply_session_run(module, log, int64_t index, int64_t hi, list handlers, invoke,
-                      bint acking, bint check_ready) -> int:
+                      bint acking, bint check_ready, int64_t deadline_ns=0) -> int:
     """ConsensusModule._apply_session_message for each SESSION_MESSAGE from ``index`` up to
-    ``hi`` or the first other entry; returns the first index not applied. ``handlers``: the
+    ``hi`` or the first other entry, or until ``time.monotonic_ns()`` reaches ``deadline_ns``
+    (0: no deadline; read after each entry, so one entry at least is applied); returns the
+    first index not applied. ``handlers``: the
     hosted services, whose on_session_message is called as ServiceContainer.invoke would (looked
     up on each call, as invoke's getattr does: a service may replace its handler inside a run,
     and members split the log into runs differently); None: call
@@ -620,6 +623,8 @@ def apply_session_run(module, log, int64_t index, int64_t hi, list handlers, inv
                 if module._leader_ready:
                     check_ready = False
                     acking = True
+            if deadline_ns and monotonic_ns() >= deadline_ns:
+                break
     finally:
         reply._end_run()
     return index

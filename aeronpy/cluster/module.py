@@ -22,6 +22,7 @@ session already had applied are answered from the reply cache instead of being p
 from __future__ import annotations
 
 import enum
+import time
 from collections import Counter, OrderedDict
 from typing import Any, BinaryIO, Callable, Optional, Sequence
 
@@ -314,29 +315,36 @@ class ConsensusModule(LeaderDuties, AckHold, TermEntryChecks):
         return LeaderDuties.next_due_ns(self)
 
     # ---- applying committed entries -----------------------------------------------------
-    def apply_ready(self, ready: Any, now_ns: int) -> int:
-        """Apply the committed range a core ``Ready`` names, from ``core.log``. Runs of
-        SESSION_MESSAGE entries (nearly all of a busy log) take a fast path."""
+    def apply_ready(self, ready: Any, now_ns: int, budget_ns: int = 0) -> int:
+        """Apply the committed range a core ``Ready`` names, from ``core.log``; returns the
+        first index of it not applied: ``ready.apply_hi`` unless ``budget_ns`` (> 0) of wall
+        time ran out first (read after each entry, so one is applied at least), when the
+        driver applies the rest in its next duty cycles. Runs of SESSION_MESSAGE entries
+        (nearly all of a busy log) take a fast path."""
         self._now_ns = now_ns
         self._sync_role()
         log = self.core.log
         type_at = log.type_at
-        start = index = max(ready.apply_lo, self.applied_index + 1)
+        index = max(ready.apply_lo, self.applied_index + 1)
         hi = ready.apply_hi
+        deadline_ns = time.monotonic_ns() + budget_ns if budget_ns > 0 else 0
         while index < hi:
             entry_type = type_at(index)
             if entry_type == E.SESSION_MESSAGE and self.container.failure is None \
                     and not self._halted:      # halted: apply() counts and skips each entry
-                run_end = self._apply_session_messages(log, index, hi)
+                run_end = self._apply_session_messages(log, index, hi, deadline_ns)
                 if run_end <= index:      # a broken run must fail here, not spin forever
                     raise AssertionError(f"the run of session messages at {index} applied nothing")
                 index = run_end
             else:
                 self.apply(index, log.term_at(index), entry_type, log.payload_at(index))
                 index += 1
-        return max(hi - start, 0)
+            if deadline_ns and index < hi and time.monotonic_ns() >= deadline_ns:
+                self.counters["apply_budget_spent"] += 1
+                break
+        return max(index, ready.apply_lo)
 
-    def _apply_session_messages(self, log: Any, index: int, hi: int) -> int:
+    def _apply_session_messages(self, log: Any, index: int, hi: int, deadline_ns: int = 0) -> int:
         """``apply`` for consecutive SESSION_MESSAGE entries from ``index`` (below ``hi``);
         returns the first index not applied. The compiled loop (_applypath.apply_session_run)
         does what _apply_session_message and _deliver do per entry, with everything that
@@ -349,7 +357,7 @@ class ConsensusModule(LeaderDuties, AckHold, TermEntryChecks):
         """
         cls = type(self)
         if cls._apply_session_message is not _INLINED[0] or cls._deliver is not _INLINED[1]:
-            return self._apply_session_messages_via_hooks(log, index, hi)
+            return self._apply_session_messages_via_hooks(log, index, hi, deadline_ns)
         container = self.container
         invoke = container.invoke
         # call the services directly, as container.invoke would (their on_session_message
@@ -359,11 +367,12 @@ class ConsensusModule(LeaderDuties, AckHold, TermEntryChecks):
         self._in_apply = True
         try:
             return apply_session_run(self, log, index, hi, handlers, invoke, self.leader_ready,
-                                     self._role is _LEADER and not self._leader_ready)
+                                     self._role is _LEADER and not self._leader_ready, deadline_ns)
         finally:
             self._in_apply = False
 
-    def _apply_session_messages_via_hooks(self, log: Any, index: int, hi: int) -> int:
+    def _apply_session_messages_via_hooks(self, log: Any, index: int, hi: int,
+                                          deadline_ns: int = 0) -> int:
         """The run of SESSION_MESSAGE entries through _apply_session_message (see above)."""
         type_at, payload_at = log.type_at, log.payload_at
         unpack, header = E.SESSION_MESSAGE_STRUCT.unpack_from, E.SESSION_MESSAGE_HEADER_BYTES
@@ -389,6 +398,8 @@ class ConsensusModule(LeaderDuties, AckHold, TermEntryChecks):
                 if check_ready:
                     self._check_ready()
                     check_ready = not self._leader_ready
+                if deadline_ns and time.monotonic_ns() >= deadline_ns:
+                    break
         finally:
             self._in_apply = False
         return index

@@ -71,6 +71,14 @@ _COUNTERS_INTERVAL_NS = 1 * _MS
 _QUIET_NS = 1 * _MS
 _IDLE_PARK_MAX_NS = 50 * _MS
 _PARK_NS = 1 * _MS
+# A duty cycle applies committed entries for at most this share of heartbeat_interval_ms (and
+# 1 ms at least), then leaves the rest to the next cycles, after the sockets and timers: a burst
+# of slow service callbacks (each well under the election timeout, hundreds of ms together)
+# held a whole cycle, heartbeats and acknowledgements waited behind it on every member alike,
+# and leaders were deposed (a user's trial, 2026-11-28). The clock is read after each entry.
+_APPLY_BUDGET_SHARE = 0.2
+# a cycle longer than heartbeat_interval_ms is logged, at most once per this (_note_slow_cycle)
+_SLOW_CYCLE_WARN_NS = 10_000 * _MS
 # close() waits for the duty-cycle thread to end (a service callback or on_take_snapshot may
 # hold it for long), saying so every this many seconds: it never closes beside a running cycle
 _DUTY_THREAD_JOIN_S = 5.0
@@ -195,6 +203,10 @@ class ClusterNode:
         self._cluster_clock = epoch_anchored_clock()
         self._cluster_offset_ns = self._cluster_clock.offset_ns
         self._stop_by_action = False      # a cluster shutdown/abort told this node to close
+        self._apply_budget_ns = max(_MS, int(config.heartbeat_interval_ms * _MS * _APPLY_BUDGET_SHARE))
+        self._slow_cycle_ns = config.heartbeat_interval_ms * _MS   # longer: _note_slow_cycle
+        self._slow_cycles = 0
+        self._slow_cycle_warn_at_ns = 0
 
         # -- archive and recovery ---------------------------------------------------------
         check_identity(config.data_dir, config.cluster_id, config.member_id)
@@ -484,6 +496,8 @@ class ClusterNode:
         self._cycles_unpublished += 1
         if cycle_ns > self._cycle_max_ns:
             self._cycle_max_ns = cycle_ns
+            if cycle_ns > self._slow_cycle_ns:
+                self._note_slow_cycle(cycle_ns, end_ns)
         if end_ns >= self._counters_due_ns or (not work and self._work_unpublished):
             self._counters_due_ns = end_ns + _COUNTERS_INTERVAL_NS
             self._work_unpublished = False
@@ -496,6 +510,24 @@ class ClusterNode:
         if (self._stop_by_action or self._close_after_cycle) and self._thread is None:
             self._close_deferred()     # invoker mode: the caller sees node.closed
         return work
+
+    def _note_slow_cycle(self, cycle_ns: int, now_ns: int) -> None:
+        """A cycle longer than heartbeat_interval_ms: heartbeats and acknowledgements waited
+        behind it, and elections follow if it happens often or lasts long. Said at most once
+        per _SLOW_CYCLE_WARN_NS (with how many since), so an operator sees the cause rather
+        than only the elections. Only cycles that set a new maximum since the counters were
+        last published are looked at (a cheap test on every cycle)."""
+        self._slow_cycles += 1
+        if now_ns < self._slow_cycle_warn_at_ns:
+            return
+        self.log.warning(
+            "a duty cycle took %.0f ms, longer than heartbeat_interval_ms (%d ms; %d such "
+            "cycle(s) since the last warning): heartbeats and acknowledgements waited behind "
+            "it. A service callback or on_take_snapshot this slow risks elections "
+            "(docs/programming.md, 'Slow callbacks')", cycle_ns / 1e6,
+            self.config.heartbeat_interval_ms, self._slow_cycles)
+        self._slow_cycles = 0
+        self._slow_cycle_warn_at_ns = now_ns + _SLOW_CYCLE_WARN_NS
 
     def _settled(self) -> bool:
         """Nothing a cycle that just did work left for an immediate next one: no Ready (new
@@ -615,7 +647,8 @@ class ClusterNode:
         kind = type(exc).__name__
         if kind not in self._auth_error_kinds and len(self._auth_error_kinds) < 64:
             self._auth_error_kinds.add(kind)
-            self.log.error("authenticator raised %r: the connect was refused", exc)
+            self.log.error("authenticator raised %r: the connect was refused", exc,
+                           exc_info=(type(exc), exc, exc.__traceback__))
         else:
             self._drop_log.record(f"connect refused: the authenticator raised {kind}")
 
@@ -692,7 +725,13 @@ class ClusterNode:
         if rd.messages and not rd.send_first:
             self._send_messages(rd.messages)
         if rd.apply_hi > rd.apply_lo:
-            self.module.apply_ready(rd, now_ns + self._cluster_offset_ns)
+            end = self.module.apply_ready(rd, now_ns + self._cluster_offset_ns,
+                                          self._apply_budget_ns)
+            if end < rd.apply_hi:
+                # the budget ran out: the rest is applied in the next cycles, after the
+                # sockets and timers (advance() takes this as what was applied, and the core
+                # hands the rest out again), so slow callbacks cannot starve heartbeats
+                rd.apply_hi = end
             if type(self)._send_egress is _SEND_EGRESS:
                 # the replies go out now, not after the rest of the cycle: the client waits
                 self.module.drain_egress_encoded(self.ingress.send, self._encode)

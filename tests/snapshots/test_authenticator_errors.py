@@ -35,7 +35,12 @@ def test_a_raising_authenticator_refuses_the_client_and_the_node_goes_on(tmp_pat
         node = cluster.nodes[leader]
         assert node.failure is None and not node.closed
         assert node.module.counters["authenticator_errors"] == 2
-        assert sum("authenticator raised KeyError" in r.getMessage() for r in caplog.records) == 1
+        said = [r for r in caplog.records if "authenticator raised KeyError" in r.getMessage()]
+        assert len(said) == 1
+        # "the first of each kind in full" (docs/programming.md): with its traceback, which
+        # names the line of the application's authenticator that raised
+        assert said[0].exc_info is not None and said[0].exc_info[0] is KeyError
+        assert "return {b\"good\": True}[bytes(credentials)]" in logging.Formatter().formatException(said[0].exc_info)
         with ClusterClient.connect(cluster.endpoints, timeout_s=10, credentials=b"good") as client:
             assert add(client) == 1
     finally:

@@ -30,9 +30,13 @@ from aeronpy.testing.sim_snapshots import SimNodeSnapshots, SimSnapshotOptions
 _FAST_KINDS = (AppendEntries, AppendResponse)    # what aeronpy._steppath may take
 READY_ROUNDS_MAX = 16   # a Ready can enable another (commit after persist); never loop forever
 
-REJOIN_BUGS = ("rejoin_mark_off",)
-"""Negative control of the rejoining mark (switched on by tests and the swarm's ``--bug``
-only): a member started on an empty disk is never marked, as before the mark existed."""
+REJOIN_BUGS = ("rejoin_mark_off", "apply_cap_skips_rest")
+"""Negative controls of the simulated member's own logic (switched on by tests and the swarm's
+``--bug`` only). ``rejoin_mark_off``: a member started on an empty disk is never marked, as
+before the mark existed. ``apply_cap_skips_rest``: a member whose apply cap cuts a Ready
+short applies the capped part but leaves the Ready's range whole, so advance() takes the rest
+as applied and that member never applies it (what a driver that forgot to shorten the range
+when its apply budget ran out would do)."""
 _REJOIN_BUGS: set = set()
 
 
@@ -68,8 +72,10 @@ class _ApplyRange:
 
 class SimMember:
     def __init__(self, member_id: int, core_config, module_config, disk, services: list, rng, sim, checker,
-                 snapshot_options: SimSnapshotOptions | None = None, jobs=None):
+                 snapshot_options: SimSnapshotOptions | None = None, jobs=None, apply_cap: int = 0):
         self.member_id = member_id
+        self.apply_cap = apply_cap       # entries applied per Ready at most (0: all; SimCluster)
+        self.apply_capped = 0            # Readies whose apply range it shortened
         self.disk = disk
         self.alive = True
         self._sim = sim                  # send_member(src, dst, msg) / send_egress(src, client_ref, msg)
@@ -246,10 +252,22 @@ class SimMember:
             applied = rd.apply_hi > rd.apply_lo
             if applied:
                 lo = max(rd.apply_lo, module.applied_index + 1)
+                apply_range = rd
+                if self.apply_cap and rd.apply_hi - lo > self.apply_cap:
+                    # as ClusterNode when its apply budget runs out: advance() takes the
+                    # shortened range as applied and the core hands the rest out again
+                    if "apply_cap_skips_rest" in _REJOIN_BUGS:
+                        apply_range = _ApplyRange(rd.apply_lo, lo + self.apply_cap)
+                    else:
+                        rd.apply_hi = lo + self.apply_cap
+                    self.apply_capped += 1
+                    self._sim.apply_capped += 1
                 for index in range(lo, rd.apply_hi):
                     checker.on_apply(self, index)
                 points = checker.snapshot_points(lo, rd.apply_hi)
-                if points:
+                if apply_range is not rd:
+                    module.apply_ready(apply_range, now_ns)      # the negative control
+                elif points:
                     # stop at each index some member snapshotted: compare the replayed state
                     start = lo
                     for point in points:

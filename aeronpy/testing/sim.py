@@ -48,7 +48,7 @@ class SimCluster:
                  authenticator: Authenticator | None = None, segment_bytes: int = DEFAULT_SIM_SEGMENT_BYTES,
                  module_options: dict | None = None, snapshot_log_bytes: int = 0, snapshots_to_keep: int = 1,
                  snapshot_chunk_bytes: int = 512, snapshot_write_ms: float = 2.0,
-                 fast_step_path: bool = True):
+                 fast_step_path: bool = True, apply_caps: tuple = ()):
         if members < 1:
             raise ValueError(f"members: need at least 1, got {members}")
         self.seed = seed
@@ -61,6 +61,14 @@ class SimCluster:
                             f"member calls for its own state, got the instance {service!r}: "
                             f"pass service={type(service).__name__}")
         self._service_factory = service or ClusteredService
+        # how many committed entries a member applies per Ready at most (0: all), one drawn per
+        # member incarnation: a ClusterNode whose apply budget runs out applies the rest in
+        # later cycles. Drawn apart from the seeded generators, so a seed's course without
+        # apply_caps stays as it was.
+        self.apply_caps = tuple(apply_caps)
+        self.apply_capped = 0                    # Readies whose apply range a cap shortened
+        if any(type(c) is not int or c < 0 for c in self.apply_caps):
+            raise ValueError(f"apply_caps: ints >= 0 (0: no cap), got {apply_caps!r}")
         self._master_rng = random.Random(seed)
         derive = self._master_rng.getrandbits
         self._net_rng = random.Random(derive(64))
@@ -387,8 +395,10 @@ class SimCluster:
         jobs = SimJobs(self._schedule_in, int(self.snapshot_options.write_delay_ms * MS),
                        lambda: self._incarnation[m] == incarnation and self.members[m] is not None,
                        lambda *parts: self._note(m, *parts))
+        apply_cap = (random.Random(f"apply-cap-{self.seed}-{m}-{incarnation}").choice(self.apply_caps)
+                     if self.apply_caps else 0)
         member = SimMember(m, self._configs[m], self.module_config, self.disks[m], services, rng, self,
-                           self.checker, self.snapshot_options, jobs)
+                           self.checker, self.snapshot_options, jobs, apply_cap=apply_cap)
         self.members[m] = member
         self._last_services[m] = services
         self._last_modules[m] = member.module

@@ -317,10 +317,11 @@ class ConsensusModule(LeaderDuties, AckHold, TermEntryChecks):
     # ---- applying committed entries -----------------------------------------------------
     def apply_ready(self, ready: Any, now_ns: int, budget_ns: int = 0) -> int:
         """Apply the committed range a core ``Ready`` names, from ``core.log``; returns the
-        first index of it not applied: ``ready.apply_hi`` unless ``budget_ns`` (> 0) of wall
-        time ran out first (read after each entry, so one is applied at least), when the
-        driver applies the rest in its next duty cycles. Runs of SESSION_MESSAGE entries
-        (nearly all of a busy log) take a fast path."""
+        first index not applied: ``ready.apply_hi`` or more (more when this module had applied
+        past the range already) unless ``budget_ns`` (> 0) of wall time ran out first (read
+        after each entry, so one is applied at least), when the driver applies the rest in its
+        next duty cycles. Runs of SESSION_MESSAGE entries (nearly all of a busy log) take a
+        fast path."""
         self._now_ns = now_ns
         self._sync_role()
         log = self.core.log

@@ -205,6 +205,7 @@ class ClusterNode:
         self._stop_by_action = False      # a cluster shutdown/abort told this node to close
         self._apply_budget_ns = max(_MS, int(config.heartbeat_interval_ms * _MS * _APPLY_BUDGET_SHARE))
         self._slow_cycle_ns = config.heartbeat_interval_ms * _MS   # longer: _note_slow_cycle
+        self._backlog: list = []      # (term, committed index) while applying behind: _note_backlog
         self._slow_cycles = 0
         self._slow_cycle_warn_at_ns = 0
 
@@ -511,6 +512,29 @@ class ClusterNode:
             self._close_deferred()     # invoker mode: the caller sees node.closed
         return work
 
+    def _note_backlog(self, term: int, committed: int) -> None:
+        """Entries up to ``committed`` were known committed while this member was in ``term``,
+        and some are not applied yet (the apply budget ran out). A shutdown or abort entry
+        among them is acted on as one ordered in that term (``committed_in_term``): its term
+        may have ended before the member reached it, and the leader that ordered it may
+        already have stopped."""
+        backlog = self._backlog
+        if backlog and backlog[-1][0] == term:
+            backlog[-1] = (term, max(backlog[-1][1], committed))
+        else:
+            backlog.append((term, committed))
+        applied = self.module.applied_index
+        while backlog and backlog[0][1] <= applied:
+            backlog.pop(0)
+
+    def committed_in_term(self, index: int, term: int) -> bool:
+        """This member learned that ``index`` was committed while it was in ``term``: in the
+        current term, or during a backlog of committed entries it applies over several cycles
+        (_note_backlog). What NodeAdmin asks of a shutdown or abort entry before acting on it."""
+        if term == self.core.term:
+            return True
+        return any(t == term and index <= upto for t, upto in self._backlog)
+
     def _note_slow_cycle(self, cycle_ns: int, now_ns: int) -> None:
         """A cycle longer than heartbeat_interval_ms: heartbeats and acknowledgements waited
         behind it, and elections follow if it happens often or lasts long. Said at most once
@@ -725,18 +749,22 @@ class ClusterNode:
         if rd.messages and not rd.send_first:
             self._send_messages(rd.messages)
         if rd.apply_hi > rd.apply_lo:
+            committed_hi = rd.apply_hi
             end = self.module.apply_ready(rd, now_ns + self._cluster_offset_ns,
                                           self._apply_budget_ns)
-            if end < rd.apply_hi:
+            if end < committed_hi:
                 # the budget ran out: the rest is applied in the next cycles, after the
                 # sockets and timers (advance() takes this as what was applied, and the core
                 # hands the rest out again), so slow callbacks cannot starve heartbeats
                 rd.apply_hi = end
+                self._note_backlog(self.core.term, committed_hi - 1)
+            elif self._backlog:
+                self._backlog.clear()          # caught up
             if type(self)._send_egress is _SEND_EGRESS:
                 # the replies go out now, not after the rest of the cycle: the client waits
                 self.module.drain_egress_encoded(self.ingress.send, self._encode)
                 self.ingress.flush()
-            self.archive.note_commit_index(rd.apply_hi - 1)
+            self.archive.note_commit_index(committed_hi - 1)
         if rd.role_changed is not None or rd.leader_changed:
             self._admin.on_role_change()
             self._counters_due_ns = 0      # a reader sees a new role or leader at once

@@ -299,7 +299,9 @@ class NodeAdmin:
     def _on_stop_action(self, index: int, action: int, name: str) -> None:
         core = self.core
         ordered_in = core.log.term_at(index)
-        if ordered_in != core.term or self.stop_action:
+        # live: this member learned the entry was committed in the term that ordered it (a
+        # member applying a backlog may reach it only after that term ended)
+        if not self.node.committed_in_term(index, ordered_in) or self.stop_action:
             self.log.warning("cluster %s at index %d ignored: ordered in term %d, this member is "
                              "in term %d (history from before a restart or a leader change)",
                              name, index, ordered_in, core.term)
@@ -362,7 +364,8 @@ class NodeAdmin:
             waiting = [m for m, pr in leader_state.progress.items()
                        if now_ns - pr.last_heard_ns < _QUIET_HEARTBEATS * self._heartbeat_ns]
             self.log.warning("stopping while members %s still answer: they may not have "
-                             "learned that index %d is committed", waiting, self.stop_index)
+                             "learned that index %d is committed, or not applied it yet",
+                             waiting, self.stop_index)
             return True
         quiet_ns = _QUIET_HEARTBEATS * self._heartbeat_ns
         return all(now_ns - pr.last_heard_ns >= quiet_ns for pr in leader_state.progress.values())

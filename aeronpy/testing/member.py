@@ -250,7 +250,9 @@ class SimMember:
             if rd.role_changed is not None:
                 checker.on_role_change(self, rd.role_changed)
             applied = rd.apply_hi > rd.apply_lo
+            capped = False
             if applied:
+                committed_hi = rd.apply_hi
                 lo = max(rd.apply_lo, module.applied_index + 1)
                 apply_range = rd
                 if self.apply_cap and rd.apply_hi - lo > self.apply_cap:
@@ -262,6 +264,7 @@ class SimMember:
                         rd.apply_hi = lo + self.apply_cap
                     self.apply_capped += 1
                     self._sim.apply_capped += 1
+                    capped = True
                 for index in range(lo, rd.apply_hi):
                     checker.on_apply(self, index)
                 points = checker.snapshot_points(lo, rd.apply_hi)
@@ -277,10 +280,14 @@ class SimMember:
                     module.apply_ready(_ApplyRange(start, rd.apply_hi), now_ns)
                 else:
                     module.apply_ready(rd, now_ns)
-                disk.archive.note_commit_index(rd.apply_hi - 1)
+                disk.archive.note_commit_index(committed_hi - 1)
                 checker.after_apply(self, lo, rd.apply_hi)
             if rd.snapshot_requests:
                 self.snapshots.on_snapshot_requests(rd.snapshot_requests, now_ns)
             core.advance(rd)
             if applied:
                 self.snapshots.after_apply()
+            if capped:
+                # as a node, whose next cycle polls its sockets and runs its timers before the
+                # rest: this member's next event (a message, its tick) applies more
+                break

@@ -12,8 +12,10 @@ import time
 
 import pytest
 
-from aeronpy import ClusterClient
-from aeronpy.cluster import node as node_module
+from aeronpy import ClusterClient, Role
+from aeronpy.cluster.admin_client import admin_request
+from aeronpy.cluster.node import ClusterNode
+from aeronpy.cluster.node_admin import ADMIN_SHUTDOWN
 from aeronpy.service import ClusteredService
 
 from .test_review_node_close import _three, _wait
@@ -105,3 +107,60 @@ def test_a_cycle_longer_than_the_heartbeat_interval_is_logged_once_with_the_caus
     assert "longer than heartbeat_interval_ms (50 ms" in message and "service callback" in message
     took_ms = float(message.split("took ")[1].split(" ms")[0])
     assert took_ms >= 120
+
+
+class _FollowersSlow(ClusteredService):
+    """Slow on followers only: they apply a backlog the leader is long done with."""
+
+    def on_start(self, cluster, snapshot):
+        self.cluster = cluster
+
+    def on_session_message(self, session, timestamp_ns, message):
+        if self.cluster.role != Role.LEADER:
+            time.sleep(0.025)
+        session.offer(bytes(message))
+
+
+def _shutdown_behind(tmp_path, monkeypatch, live_by_term_only: bool):
+    """120 messages the leader applies at once and the followers over ~3 s, then a cluster
+    shutdown: the leader stops after its quit linger, the followers elect a new term before
+    they reach the shutdown entry (a review's reproduction)."""
+    if live_by_term_only:      # the control: the check before the fix, the entry's term only
+        monkeypatch.setattr(ClusterNode, "committed_in_term",
+                            lambda self, index, term: term == self.core.term)
+    nodes, leader = _three(tmp_path, services=_FollowersSlow)
+    try:
+        endpoints = [f"127.0.0.1:{leader.config.members[i].ingress_port}" for i in range(3)]
+        client = ClusterClient.connect(endpoints[leader.member_id], timeout_s=10)
+        try:
+            for i in range(120):
+                assert client.offer(b"m%d" % i) > 0
+            client.flush()
+            replies = []
+            deadline = time.monotonic() + 15
+            while len(replies) < 120 and time.monotonic() < deadline:
+                client.poll_egress(lambda _cid, payload: replies.append(1))
+                client.wait_for_egress(0.01)
+        finally:
+            client.close()
+        assert len(replies) == 120
+        _endpoint, code, payload = admin_request(endpoints, endpoints[leader.member_id],
+                                                 ADMIN_SHUTDOWN, b"", 10)
+        assert code == 0, payload
+        assert _wait(lambda: leader.closed, 20)
+        _wait(lambda: all(n.closed for n in nodes), 8)   # the followers' backlog: ~3 s at most
+        return [n.closed for n in nodes], [n._admin.stop_index for n in nodes]
+    finally:
+        for n in nodes:
+            n.close()
+
+
+def test_a_shutdown_stops_followers_that_reach_it_only_after_their_term_ended(tmp_path, monkeypatch):
+    closed, stopped_at = _shutdown_behind(tmp_path, monkeypatch, live_by_term_only=False)
+    assert closed == [True] * 3, stopped_at
+    assert len(set(stopped_at)) == 1 and stopped_at[0] > 120, stopped_at
+
+
+def test_control_deciding_by_the_current_term_alone_leaves_the_followers_running(tmp_path, monkeypatch):
+    closed, stopped_at = _shutdown_behind(tmp_path, monkeypatch, live_by_term_only=True)
+    assert closed.count(True) == 1 and stopped_at.count(0) == 2, (closed, stopped_at)

@@ -30,27 +30,27 @@ from aeronpy.testing.sim_snapshots import SimNodeSnapshots, SimSnapshotOptions
 _FAST_KINDS = (AppendEntries, AppendResponse)    # what aeronpy._steppath may take
 READY_ROUNDS_MAX = 16   # a Ready can enable another (commit after persist); never loop forever
 
-REJOIN_BUGS = ("rejoin_mark_off", "apply_cap_skips_rest")
+MEMBER_BUGS = ("rejoin_mark_off", "apply_cap_skips_rest")
 """Negative controls of the simulated member's own logic (switched on by tests and the swarm's
 ``--bug`` only). ``rejoin_mark_off``: a member started on an empty disk is never marked, as
 before the mark existed. ``apply_cap_skips_rest``: a member whose apply cap cuts a Ready
 short applies the capped part but leaves the Ready's range whole, so advance() takes the rest
 as applied and that member never applies it (what a driver that forgot to shorten the range
 when its apply budget ran out would do)."""
-_REJOIN_BUGS: set = set()
+_MEMBER_BUGS: set = set()
 
 
 @contextlib.contextmanager
-def rejoin_bugs(names):
-    """Switch the named REJOIN_BUGS on for the duration (the swarm's --bug)."""
-    saved = set(_REJOIN_BUGS)
-    _REJOIN_BUGS.clear()
-    _REJOIN_BUGS.update(names)
+def member_bugs(names):
+    """Switch the named MEMBER_BUGS on for the duration (the swarm's --bug)."""
+    saved = set(_MEMBER_BUGS)
+    _MEMBER_BUGS.clear()
+    _MEMBER_BUGS.update(names)
     try:
         yield
     finally:
-        _REJOIN_BUGS.clear()
-        _REJOIN_BUGS.update(saved)
+        _MEMBER_BUGS.clear()
+        _MEMBER_BUGS.update(saved)
 
 
 class MemberStopped(Exception):
@@ -101,7 +101,7 @@ class SimMember:
             disk.new_member = False
             if not disk.rejoin_mark:
                 empty = False
-        if "rejoin_mark_off" not in _REJOIN_BUGS and (empty or disk.rejoin_mark):
+        if "rejoin_mark_off" not in _MEMBER_BUGS and (empty or disk.rejoin_mark):
             disk.rejoin_mark = True
             self.core.rejoining = True
         self._step_path = StepPath(self.core).on_message if sim.fast_step_path else None
@@ -258,7 +258,7 @@ class SimMember:
                 if self.apply_cap and rd.apply_hi - lo > self.apply_cap:
                     # as ClusterNode when its apply budget runs out: advance() takes the
                     # shortened range as applied and the core hands the rest out again
-                    if "apply_cap_skips_rest" in _REJOIN_BUGS:
+                    if "apply_cap_skips_rest" in _MEMBER_BUGS:
                         apply_range = _ApplyRange(rd.apply_lo, lo + self.apply_cap)
                     else:
                         rd.apply_hi = lo + self.apply_cap

@@ -52,7 +52,7 @@ from aeronpy.core.quorum import quorum_size
 from aeronpy.errors import ClusterClosedError, ClusterTimeoutError, NotConnectedError
 from aeronpy.service import ClusteredService, Role
 from aeronpy.testing.invariants import InvariantViolation
-from aeronpy.testing.member import REJOIN_BUGS, rejoin_bugs
+from aeronpy.testing.member import MEMBER_BUGS, member_bugs
 from aeronpy.testing.sim import SimCluster
 from aeronpy.testing.sim_snapshots import SNAPSHOT_BUGS, snapshot_bugs
 
@@ -197,7 +197,7 @@ def run_seed(seed: int, fault_phase_ms: float = FAULT_PHASE_MS, liveness_within_
     test of aeronpy._steppath compares the two runs' traces).
     ``wipes=True`` (or ``"in_step"``) adds data-dir wipes under the documented precondition
     and the wipe window; ``"non_empty"`` wipes under a weaker one (``_wipe_allowed``)."""
-    unknown = set(bugs) - core_config.KNOWN_BUGS - set(SNAPSHOT_BUGS) - set(REJOIN_BUGS)
+    unknown = set(bugs) - core_config.KNOWN_BUGS - set(SNAPSHOT_BUGS) - set(MEMBER_BUGS)
     if unknown:
         raise ValueError(f"unknown bug switch(es): {sorted(unknown)}")
     saved = set(core_config._BUGS)
@@ -205,7 +205,7 @@ def run_seed(seed: int, fault_phase_ms: float = FAULT_PHASE_MS, liveness_within_
     core_config._BUGS.update(b for b in bugs if b in core_config.KNOWN_BUGS)
     try:
         with snapshot_bugs([b for b in bugs if b in SNAPSHOT_BUGS]), \
-                rejoin_bugs([b for b in bugs if b in REJOIN_BUGS]):
+                member_bugs([b for b in bugs if b in MEMBER_BUGS]):
             return _run_seed(seed, fault_phase_ms, liveness_within_ms, mid_ready_crashes, fast_step_path,
                              targeted_windows, wipes)
     finally:
@@ -742,7 +742,7 @@ def main(argv=None) -> int:
     parser.add_argument("--start", type=int, default=0, help="first seed")
     parser.add_argument("--seed", type=int, default=None, help="run (replay) this one seed only")
     parser.add_argument("--bug", action="append", default=[],
-                        choices=sorted(core_config.KNOWN_BUGS | set(SNAPSHOT_BUGS) | set(REJOIN_BUGS)),
+                        choices=sorted(core_config.KNOWN_BUGS | set(SNAPSHOT_BUGS) | set(MEMBER_BUGS)),
                         help="switch on a deliberate bug (negative control)")
     parser.add_argument("--fault-ms", type=float, default=FAULT_PHASE_MS, help="simulated ms of the fault phase")
     parser.add_argument("--wipes", nargs="?", const="in_step", default=False, choices=WIPE_PRECONDITIONS,

@@ -11,7 +11,7 @@ import pytest
 
 from aeronpy.core import Role, _BUGS
 from aeronpy.testing import InvariantViolation
-from aeronpy.testing.member import rejoin_bugs
+from aeronpy.testing.member import member_bugs
 from aeronpy.testing.swarm import run_seed
 
 from .helpers import RAW_ENTRY, make_sim, propose, wait_leader
@@ -160,7 +160,7 @@ def _failures(scenario, seeds, errors=(InvariantViolation,)) -> list:
 
 
 def test_control_the_walkthrough_loses_entries_without_the_mark():
-    with rejoin_bugs(["rejoin_mark_off"]):
+    with member_bugs(["rejoin_mark_off"]):
         caught = _failures(_walkthrough, range(1, 6), (InvariantViolation, AssertionError))
     assert len(caught) == 5, caught        # the entries lost, or 0's lost term reused: two leaders
     assert all("invariant broken" in c for c in caught) and any("leader completeness" in c for c in caught), caught

@@ -91,6 +91,9 @@ REFUSAL_COUNTERS: tuple = (
      "(logged)"),
     ("core", "follower_lost_acknowledged_entries",
      "Times a follower turned out to have lost entries it had acknowledged"),
+    ("module", "apply_budget_spent",
+     "Duty cycles that stopped applying committed entries when their time budget ran out (the "
+     "rest in the next cycles): slow service callbacks (docs/programming.md, 'Slow callbacks')"),
 )
 REFUSAL_EXTRA_SLOTS: tuple = tuple((name, COUNTER, text) for _, name, text in REFUSAL_COUNTERS)
 

@@ -14,6 +14,7 @@ import pytest
 
 from aeronpy import ClusterClient, Role
 from aeronpy.cluster.admin_client import admin_request
+from aeronpy.cluster.counters import CountersReader
 from aeronpy.cluster.node import ClusterNode
 from aeronpy.cluster.node_admin import ADMIN_SHUTDOWN
 from aeronpy.service import ClusteredService
@@ -28,6 +29,11 @@ class _Slow(ClusteredService):
     def on_session_message(self, session, timestamp_ns, message):
         time.sleep(CALLBACK_S)
         session.offer(bytes(message))
+
+
+def _published(node, name: str) -> int:
+    with CountersReader(node.config.data_dir) as reader:
+        return reader.read()[name]
 
 
 def _burst(tmp_path, budget: bool):
@@ -54,6 +60,8 @@ def _burst(tmp_path, budget: bool):
         assert _wait(lambda: all(n.module.applied_index >= leader.module.applied_index
                                  for n in nodes), 20)
         spent = [n.module.counters["apply_budget_spent"] for n in nodes]
+        # published in the counters file too, for describe and the metrics
+        assert _wait(lambda: [_published(n, "apply_budget_spent") for n in nodes] == spent, 5)
         terms = [n.term for n in nodes]
         return term, terms, sorted(replies), spent
     finally:

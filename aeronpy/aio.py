@@ -111,6 +111,11 @@ def _expire(future: asyncio.Future, correlation_id: int, timeout_s: float) -> No
             "(it may still be applied, never twice)"))
 
 
+def _failed(cause: Optional[BaseException]) -> str:
+    """What a client whose cycle raised ``cause`` says it died of (the task's or the reader's)."""
+    return f"the client's background task failed: {cause!r}"
+
+
 def _add_note(error: BaseException, note: str) -> None:
     if hasattr(error, "add_note"):                # Python 3.11+
         error.add_note(note)
@@ -195,7 +200,7 @@ class AsyncClusterClient:
             why = "the client's background task was cancelled (its event loop ended?)"
         else:
             cause = task.exception()      # retrieved: no "exception was never retrieved"
-            why = f"the client's background task failed: {cause!r}"
+            why = _failed(cause)
         if self._closed or self._failure is not None:   # closed, or failed in the reader
             return
         self._fail(why, cause)
@@ -266,10 +271,10 @@ class AsyncClusterClient:
             loop.remove_reader(fd)
 
     def _on_readable(self, loop: asyncio.AbstractEventLoop) -> None:
-        """The socket is readable: one cycle of the client here. A failure is kept for the
-        background task to raise (its failure path, as if its own cycle had raised); the task
-        is woken when this cycle did work and the task would otherwise sleep past the tick
-        that follows work (its timers may be due sooner now)."""
+        """The socket is readable: one cycle of the client here. A failure ends the client at
+        once (``_fail``; the background task is woken to end with it too); the task is also
+        woken when this cycle did work and the task would otherwise sleep past the tick that
+        follows work (its timers may be due sooner now)."""
         if self._reader_error is not None or self._closed:
             return
         try:
@@ -280,7 +285,7 @@ class AsyncClusterClient:
             # CLOSED and close() reports it even if it cancels the task before it raises
             self._reader_error = exc
             loop.remove_reader(self._reader_fd)
-            self._fail(f"the client's background task failed: {exc!r}", exc)
+            self._fail(_failed(exc), exc)
             if self._wake is not None:
                 self._wake.set()              # the task ends with it too
             return
@@ -535,7 +540,7 @@ class AsyncClusterClient:
             if cause is None:
                 return None
         self._failure_reported = True
-        error = ClusterClosedError(self._failure or f"the client's background task failed: {cause!r}")
+        error = ClusterClosedError(self._failure or _failed(cause))
         error.__cause__ = cause
         return error
 

@@ -57,6 +57,7 @@ PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath
 NODE_COMMAND: List[str] = [sys.executable, "-m", "aeronpy.testing.pysyncobj_harness"]
 
 MODES = ("throughput", "latency", "latency-client", "failover")
+LATENCY_MODES = ("latency", "latency-client")   # one at a time, unbatched, on a rate schedule
 LEADER_WAIT_S = 20.0          # bound on electing the first leader
 REPLY_SLACK_S = 15.0          # bound on a child's answer beyond the run's own duration
 THROUGHPUT_WINDOW = 2000      # commands in flight in throughput mode
@@ -82,7 +83,7 @@ def _die_with_parent() -> None:
 
 def _node_conf(mode: str):
     from pysyncobj import SyncObjConf
-    if mode in ("latency", "latency-client"):
+    if mode in LATENCY_MODES:
         return SyncObjConf(appendEntriesUseBatch=False, dynamicMembershipChange=False)
     return SyncObjConf(dynamicMembershipChange=False)     # PySyncObj's defaults (batched)
 
@@ -214,9 +215,7 @@ def _serve_udp(node) -> Dict[str, Any]:
         for _ in range(64):                          # bounded per wake-up; poll comes back
             try:
                 data, addr = sock.recvfrom(65536)
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError:
+            except OSError:                          # drained (BlockingIOError) or closed
                 return
             counts["received"] += 1
             if len(data) < TAG_BYTES:
@@ -477,7 +476,7 @@ def run(mode: str, duration_s: float, msg_size: int, rate: Optional[float] = Non
             result["settings"] = "batched (appendEntriesUseBatch=True, default), async callbacks"
             result.update(leader.ask({"cmd": "throughput", "duration_s": duration_s,
                                       "msg_size": msg_size}, timeout))
-        elif mode in ("latency", "latency-client"):
+        elif mode in LATENCY_MODES:
             rate = rate or 10_000.0
             if mode == "latency":
                 result["settings"] = "unbatched (appendEntriesUseBatch=False), sync one at a time"
@@ -527,7 +526,7 @@ def _format(result: Dict[str, Any]) -> str:
     head = f"pysyncobj {result['mode']:<10} {result['msg_size']:>4} B  "
     if result["mode"] == "throughput":
         return head + f"{result['msgs_per_s']:>10,.0f} msgs/s   [{result['settings']}]"
-    if result["mode"] in ("latency", "latency-client"):
+    if result["mode"] in LATENCY_MODES:
         lat = result["latency"]
         return head + (f"p50 {lat['p50_us']} us  p90 {lat['p90_us']}  p99 {lat['p99_us']}  "
                        f"p99.9 {lat['p99_9_us']}  max {lat['max_us']}  at "
@@ -571,7 +570,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                 if mode == "failover" and size != sizes[0]:
                     continue                       # the gap does not depend on the payload
                 result = run(mode, duration, size,
-                             args.rate if mode in ("latency", "latency-client") else None)
+                             args.rate if mode in LATENCY_MODES else None)
                 results.append(result)
                 if not args.json:
                     print(_format(result), flush=True)

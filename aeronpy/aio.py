@@ -12,8 +12,8 @@ after work or while a request waits, like the blocking client's ``backoff()``, e
 next timer is due (``ClusterClient.next_due_ns``: a keepalive, a re-send, a stream's STATUS),
 at most ``IDLE_WAIT_MAX_S``; ``offer()`` ends the wait at once, and so does a reader's cycle
 that did work while more than ``TICK_S`` of the wait was left (a timer may be due sooner
-now). A reply is handled when it arrives, and an idle client wakes tens of times a second
-rather than 1,000. ``connect()`` waits the same way, for the socket or its
+now). A reply is handled when it arrives, and an idle client wakes about 110 times a second
+rather than 1,000 (bench/RESULTS.md section 9). ``connect()`` waits the same way, for the socket or its
 next connect attempt (a handful of wake-ups a connect). A transport without a socket (the
 in-memory ones), or an event loop without socket readers (Windows' proactor loop), is polled
 every ``poll_interval_s`` instead.
@@ -25,6 +25,7 @@ stopped).
 from __future__ import annotations
 
 import asyncio
+import collections
 import functools
 import logging
 import sys
@@ -103,6 +104,17 @@ def _release(waiter: asyncio.Future) -> None:
         waiter.set_result(None)
 
 
+_SILENCE_ADVICE = ("an AsyncClusterClient sends them from its background task every "
+                   "{keepalive_ms} ms while idle, so its event loop ran nothing else that long "
+                   "(a blocking call in a coroutine, or the loop stopped)")
+
+
+def _give_up_turn(waiter: asyncio.Future) -> None:
+    """A request's time is up while it waits in line for window room."""
+    if not waiter.done():
+        waiter.set_result(False)
+
+
 def _expire(future: asyncio.Future, correlation_id: int, timeout_s: float) -> None:
     """A request's timeout: its future fails, unless the reply came first."""
     if not future.done():
@@ -142,6 +154,11 @@ class AsyncClusterClient:
         self._reader_error: Optional[Exception] = None   # a cycle in _on_readable raised it
         self._reader_fd = -1        # the socket _on_readable watches
         self._watchers: set = set()      # futures of wait_for_egress/wait_for_window callers
+        # request() callers waiting for window room, oldest first (done ones are skipped when
+        # they come to the head), and how many were let go and have not offered yet: room
+        # goes to them in order, as much as there is (_pass_turns)
+        self._room_queue: collections.deque = collections.deque()
+        self._turns_out = 0
         self._failure: Optional[str] = None   # why the background task ended, if not by close()
         self._failure_cause: Optional[BaseException] = None   # what it raised, if it did
         self._failure_reported = False   # a request or a wait has raised it to its caller
@@ -173,6 +190,7 @@ class AsyncClusterClient:
             client._transport.close()
             raise client._core.error or NotConnectedError("connect failed")
         self = cls(client, poll_interval_s)
+        client._core.silence_advice = _SILENCE_ADVICE
         self._loop = loop
         self._task = loop.create_task(self._run(), name="aeronpy-client")
         self._task.add_done_callback(self._task_done)
@@ -220,14 +238,16 @@ class AsyncClusterClient:
         error.__cause__ = self._failure_cause
         return error
 
-    def _raise_if_closed(self) -> None:
+    def _raise_if_closed(self, unsent: bool = False) -> None:
         """ClusterClosedError once the client cannot go on: the background task's failure
-        (with what it raised as the cause), close(), or the session's end."""
+        (with what it raised as the cause), close(), or the session's end. ``unsent``: for a
+        request that was not sent (close() says so: the caller may send it elsewhere)."""
         if self._failure is not None:
             self._failure_reported = True
             raise self._failure_error()
         if self._closed:
-            raise ClusterClosedError("the client was closed")
+            raise ClusterClosedError("the client was closed before the request was sent: it "
+                                     "was not applied" if unsent else "the client was closed")
         if self._core.state is ClientState.CLOSED:
             raise ClusterClosedError(str(self._core.error or "closed"))
 
@@ -309,6 +329,51 @@ class AsyncClusterClient:
     def _tell_watchers(self) -> None:
         for waiter in self._watchers:
             _release(waiter)
+        if self._room_queue:
+            self._pass_turns()
+
+    def _pass_turns(self) -> None:
+        """Let the request() callers that waited longest offer, as many as the window has
+        room for beside those let go already; every one once the client is closed or failed
+        (each then raises). Waking every waiter at each cycle instead let whichever ran first
+        take the room: the oldest waited longest, and each slot cost a retry per waiter."""
+        queue = self._room_queue
+        ending = self._closed or self._failure is not None
+        room = self._core._window_messages - len(self._core._window) - self._turns_out
+        while queue and (ending or room > 0):
+            waiter = queue.popleft()
+            if not waiter.done():         # else it timed out or was cancelled while waiting
+                waiter.set_result(True)
+                self._turns_out += 1
+                room -= 1
+
+    async def _wait_turn(self, loop: asyncio.AbstractEventLoop, deadline: float,
+                         again: bool) -> bool:
+        """Wait in line for window room (FIFO); True once let go, False at ``deadline``.
+        ``again``: it was let go but found the window full (an offer() of the application's
+        took the room), so it waits at the head."""
+        waiter = loop.create_future()
+        if again:
+            self._room_queue.appendleft(waiter)
+        else:
+            self._room_queue.append(waiter)
+        self._pass_turns()                # room already and nobody ahead: let go at once
+        timer = loop.call_at(deadline, _give_up_turn, waiter)
+        try:
+            turn = await waiter
+        except BaseException:
+            if waiter.done() and not waiter.cancelled() and waiter.result():
+                self._turn_used()         # let go, then cancelled before it ran: pass it on
+                self._pass_turns()
+            raise
+        finally:
+            timer.cancel()
+        if turn:
+            self._turn_used()
+        return turn
+
+    def _turn_used(self) -> None:
+        self._turns_out = max(0, self._turns_out - 1)
 
     async def _wait_until(self, ready: Callable[[], bool], timeout_s: float,
                           ready_first: bool = False) -> bool:
@@ -435,19 +500,28 @@ class AsyncClusterClient:
             service_id = check_service_id(service_id)
         loop = self._own_loop()
         deadline = loop.time() + timeout_s
-        while True:
-            if self._failure is not None or self._closed:
-                self._raise_if_closed()       # before the offer: nothing is sent
-            correlation_id = self._core.offer(payload, service_id, self._client._clock(), expect_reply=True)
-            if correlation_id != BACK_PRESSURED:
-                break
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                raise ClusterTimeoutError(f"send window full for {timeout_s}s")
-            # woken when the background task's cycle frees window room (or close), not a
-            # sleep-poll; a wait that ends at once still yields, never a spin on the loop
-            if await self._wait_until(self._window_has_room, remaining):
-                await asyncio.sleep(0)
+        turn = False
+        try:
+            while True:
+                if self._failure is not None or self._closed:
+                    self._raise_if_closed(unsent=True)    # before the offer: nothing is sent
+                # behind others waiting for room it waits its turn (first come, first sent);
+                # let go, it offers at once
+                if turn or not self._room_queue:
+                    correlation_id = self._core.offer(payload, service_id, self._client._clock(),
+                                                      expect_reply=True)
+                    if correlation_id != BACK_PRESSURED:
+                        break
+                if deadline - loop.time() <= 0:
+                    raise ClusterTimeoutError(f"send window full for {timeout_s}s: the request "
+                                              "was not sent")
+                # let go by the background task's cycle that frees window room (or by close), in
+                # the order the requests came: not a sleep-poll, nor a race of every waiter
+                turn = await self._wait_turn(loop, deadline, again=turn)
+        except BaseException:
+            if self._room_queue:
+                self._pass_turns()    # room it was let go for (then refused the payload) is not lost
+            raise
         if correlation_id == NOT_CONNECTED:
             raise NotConnectedError("not connected to the cluster")
         if correlation_id == CLOSED:
@@ -504,7 +578,9 @@ class AsyncClusterClient:
         if self._loop is None or not self._loop.is_closed():   # a closed loop's can't complete
             for future in self._waiting.values():
                 if not future.done():
-                    future.set_exception(ClusterClosedError("the client was closed"))
+                    future.set_exception(ClusterClosedError(
+                        "the client was closed with the request sent and no reply yet: it may "
+                        "have been applied, or be applied later (never twice)"))
         self._waiting.clear()
 
     def _close_from_another_loop(self) -> None:
@@ -520,7 +596,15 @@ class AsyncClusterClient:
         try:
             task = self._task
             if task is not None and not task.done() and not owner.is_closed():
-                task.cancel()         # ends (and drops its reader) if that loop runs again
+                if self._reader_fd >= 0:
+                    owner.remove_reader(self._reader_fd)
+                task.cancel()         # ends if that loop runs again; if it never does, the
+                # task is collected pending, which asyncio logs as an error: nothing is lost
+                # by it (the client is closed here), so that message is turned off
+                try:
+                    task._log_destroy_pending = False
+                except AttributeError:     # another asyncio: only the message differs
+                    pass
             self._fail_waiting()
         finally:
             self._client.close()

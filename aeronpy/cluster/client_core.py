@@ -226,6 +226,10 @@ class ClientCore(ClientSessionBase):
         self._window_messages = self.config.window_messages
         self._inbox_max = self.config.inbox_max
         self._keepalive_interval_ns = self.config.keepalive_interval_ns
+        # why a client goes silent, for the expiry's error (the asyncio client says its own)
+        self.silence_advice = ("a client sends its keepalives only inside its calls "
+                               "(poll_egress, do_work, request), so call one at least every "
+                               "{keepalive_ms} ms while idle (its keepalive interval)")
         # the cluster's session timeout, learnt at connect (protocol 2); 0: not known. A client
         # that sent nothing for this long has lost its session: offer() then returns CLOSED and
         # sends nothing, where the message would have been refused unapplied.
@@ -406,9 +410,8 @@ class ClientCore(ClientSessionBase):
         self._fail(ClusterClosedError(
             f"the session expired: this client sent nothing for {idle_s:.1f} s, and the cluster "
             f"closes a session silent for session_timeout_ms ({self._session_expiry_ns // _MS}); "
-            "a client sends its keepalives only inside its calls (poll_egress, do_work, request), "
-            f"so call one at least every {self._keepalive_interval_ns // _MS} ms while idle "
-            "(its keepalive interval). Connect a new client; "
+            + self.silence_advice.format(keepalive_ms=self._keepalive_interval_ns // _MS)
+            + ". Connect a new client; "
             + ("the message just offered was not sent, and " if offering else "")
             + "any sent before and not answered may or may not have been applied "
             f"({len(self._window)} were waiting)"))

@@ -191,19 +191,40 @@ class BackoffIdleStrategy(IdleStrategy):
 
 def select_waiter(sockets: Iterable,
                   note: Optional[Callable[[list], object]] = None) -> Callable[[float], bool]:
-    """A ``waiter`` that parks in ``select`` on ``sockets`` (objects with ``fileno()`` or fds).
+    """A ``waiter`` that parks until one of ``sockets`` (objects with ``fileno()`` or fds)
+    is readable, or for ``timeout_s``.
 
     Returns True when one became readable; ``note(readable)``, when given, is told which
-    after every park (a node polls only those in the cycle that follows). On Windows
-    ``select`` needs sockets, which is all a node waits on.
+    (the objects given, in their order) after every park: a node polls only those in the
+    cycle that follows. Parks in ``poll`` where there is one: ``select`` refuses descriptors
+    from 1024 up, which an application holding many files or connections hands a node it
+    embeds (its duty cycle died at the first park). ``poll`` waits in whole milliseconds, so a
+    timeout is rounded to the nearest, at least 1 ms (a node parks 1 ms or longer anyway).
+    Elsewhere (Windows, sockets only) ``select``.
     """
-    fds = list(sockets)
+    objs = list(sockets)
+    fds = [o if isinstance(o, int) else o.fileno() for o in objs]
+    if not hasattr(select, "poll"):
+        def wait_select(timeout_s: float) -> bool:
+            readable, _, _ = select.select(objs, (), (), timeout_s)
+            if note is not None:
+                note([o for o in objs if o in readable])
+            return bool(readable)
+        return wait_select
+
+    poller = select.poll()
+    for fd in fds:
+        poller.register(fd, select.POLLIN)
+    by_fd = dict(zip(fds, objs))
 
     def wait(timeout_s: float) -> bool:
-        readable, _, _ = select.select(fds, (), (), timeout_s)
+        ms = max(1, round(timeout_s * 1000)) if timeout_s > 0 else 0
+        events = poller.poll(ms)
         if note is not None:
-            note(readable)
-        return bool(readable)
+            # POLLERR/POLLHUP/POLLNVAL count as readable, as select reports them: the next
+            # receive finds the error and handles it
+            note([by_fd[fd] for fd, _ in events if fd in by_fd])
+        return bool(events)
 
     return wait
 

@@ -192,6 +192,12 @@ class ClusterNode:
         self._closed = False          # close() has begun: the duty cycle does nothing more
         self._close_done = threading.Event()   # close() has finished every closer
         self._close_lock = threading.Lock()
+        # Held by every do_work() and by close() from its hand-over to the end: an
+        # application driving the node itself (invoker mode) and a close() from another
+        # thread (a signal or HTTP handler) would otherwise run two cycles at once, or close
+        # sockets and the archive under a running one. Reentrant: close() from a callback
+        # runs at the end of the do_work() that holds it.
+        self._drive_lock = threading.RLock()
         self._close_claimed = False   # one close() runs; others wait for it (or return)
         self._closing_thread = None   # ... the thread running it (a re-entrant call returns)
         self._cycle_thread = None     # the thread inside _cycle now (close() from a callback)
@@ -367,8 +373,13 @@ class ClusterNode:
         self._consensus_fd, self._ingress_fd = fds[0], fds[1]
         self._woken_by = None        # after a park: the fds select found readable
         self._last_work_ns = 0       # the end of the last duty cycle that did work
-        self._idle = idle_strategy_from_name(config.idle_strategy,
-                                             waiter=select_waiter(fds, note=self._note_woken),
+        # While a Ready waits for its fsync the cycle leaves peer messages in the consensus
+        # socket, so a park that watched it returned at once, the whole sync long (a busy
+        # loop, 20,000 empty parks a second on a leader under file_sync data): it waits on
+        # the rest then, and the sync pipe ends it.
+        self._wait_all = select_waiter(fds, note=self._note_woken)
+        self._wait_syncing = select_waiter(fds[1:], note=self._note_woken)
+        self._idle = idle_strategy_from_name(config.idle_strategy, waiter=self._park,
                                              park_s=self._idle_park_s)
         self._pending = None          # a Ready waiting for its fsync (file_sync != "none")
         self._file_sync = config.file_sync != "none"
@@ -470,7 +481,8 @@ class ClusterNode:
         if thread is not None and thread is not threading.current_thread():
             raise RuntimeError(f"node {self.member_id} runs its own duty-cycle thread "
                                "(start()): do not also call do_work()")
-        return self._cycle()
+        with self._drive_lock:
+            return self._cycle()
 
     def _cycle(self) -> int:
         if self._closed:
@@ -583,6 +595,12 @@ class ClusterNode:
             if d < due:
                 due = d
         return max(due - now, _PARK_NS) / 1e9
+
+    def _park(self, timeout_s: float) -> bool:
+        """The idle strategy's waiter: until a datagram, a wake-up pipe byte or timeout_s."""
+        if self._pending is None:
+            return self._wait_all(timeout_s)
+        return self._wait_syncing(timeout_s)
 
     def _note_woken(self, readable: list) -> None:
         """After a park: which fds select found readable (the next cycle polls only those)."""
@@ -856,11 +874,17 @@ class ClusterNode:
                 work = self._cycle()
             except BaseException:     # recorded by _cycle (node.failure)
                 break
-            # After a cycle that did work, the next one usually finds nothing (~5 us each, one
-            # or two per request on every member): park instead when nothing is left for it.
-            # A datagram that came meanwhile ends the park at once; a timer waits at most the
-            # 1 ms park that follows work anyway.
-            idle(0 if work and settled() else work)
+            try:
+                # After a cycle that did work, the next one usually finds nothing (~5 us each,
+                # one or two per request on every member): park instead when nothing is left
+                # for it. A datagram that came meanwhile ends the park at once; a timer waits
+                # at most the 1 ms park that follows work anyway.
+                idle(0 if work and settled() else work)
+            except BaseException as exc:
+                # the park failing (a descriptor the waiter refuses, say) ends the thread as
+                # a failed cycle does: recorded, never a member that silently stops
+                self._fail(exc)
+                break
         if self._stop_by_action or self._close_after_cycle:
             self._close_deferred()
 
@@ -902,8 +926,9 @@ class ClusterNode:
 
         One call closes; a concurrent one waits for it, a re-entrant one (from on_terminate)
         returns. Called from inside a duty cycle (a service callback), it closes once that
-        cycle is done. It waits for the duty-cycle thread to end, however long a callback
-        holds it: closing beside a running cycle raised and left the node open."""
+        cycle is done. It waits for the duty-cycle thread to end (in invoker mode, for a
+        do_work() running on another thread), however long a callback holds it: closing
+        beside a running cycle raised and left the node open."""
         me = threading.current_thread()
         if self._cycle_thread is me and not self._close_claimed:
             # inside a duty cycle (a service callback): the cycle must finish (its Ready be
@@ -931,6 +956,18 @@ class ClusterNode:
                 thread.join(timeout=_DUTY_THREAD_JOIN_S)
                 waited += _DUTY_THREAD_JOIN_S
             self._thread = None
+        drive, waited = self._drive_lock, 0.0
+        while not drive.acquire(timeout=_DUTY_THREAD_JOIN_S):
+            waited += _DUTY_THREAD_JOIN_S
+            self.log.warning("close: a do_work() call is still busy after %.0f s (a service "
+                             "callback or snapshot running?): waiting for it", waited)
+        try:
+            self._close_driven(transfer_timeout_ms)
+        finally:
+            drive.release()
+
+    def _close_driven(self, transfer_timeout_ms: Optional[int]) -> None:
+        """close() once no other thread can run a cycle: hand over, then close everything."""
         if self.failure is None and self.core.role == Role.LEADER and not self._admin.stopping:
             try:
                 self._hand_over(transfer_timeout_ms or 2 * self.config.election_timeout_ms)

@@ -717,6 +717,11 @@ class Archive:
         if not self._recovered:
             raise RuntimeError("call recover() before writing to the archive")
 
+    def fail_writing(self, exc: BaseException, doing: str) -> ArchiveIOError:
+        """A write of the node's into the data dir failed (a received snapshot's): the
+        archive refuses writes from now on, and the error to stop with says what and why."""
+        return self._fail(exc, doing)
+
     def _fail(self, exc: BaseException, doing: str) -> ArchiveIOError:
         if self._failure is None:
             code = getattr(exc, "errno", None)

@@ -816,8 +816,13 @@ class ClusterNode:
         self.failure = exc
         self._values[_ERRORS] += 1
         self._admin.failed()
-        self._errors.record(exc)
+        # logged first, and a record that fails (a full disk) only adds a line: the reason
+        # for stopping is told either way
         self.log.error("node stopping after an unrecoverable error: %r", exc)
+        try:
+            self._errors.record(exc)
+        except Exception as record_exc:  # noqa: BLE001
+            self.log.error("could not record it in errors.log: %r", record_exc)
 
     # ------------------------------------------------------------------ read-only views
     @property

@@ -7,6 +7,7 @@ not match the services).
 """
 from __future__ import annotations
 
+import errno
 import os
 import struct
 import threading
@@ -115,6 +116,28 @@ def describe_traceback(error: "BaseException | str", max_bytes: int = _ERR_DETAI
     return text.encode(errors="replace")[:max_bytes].decode(errors="ignore")
 
 
+def _allocate(fd: int, size: int) -> None:
+    """Give the file's first ``size`` bytes real blocks (ENOSPC now, not SIGBUS later):
+    posix_fallocate where the filesystem has it, else zeros written over what reads as a
+    hole (a filesystem may still keep written zeros as a hole; the best it offers)."""
+    fallocate = getattr(os, "posix_fallocate", None)
+    if fallocate is not None:
+        try:
+            fallocate(fd, 0, size)
+            return
+        except OSError as exc:
+            if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL, getattr(errno, "ENOTSUP", -1)):
+                raise
+    if os.fstat(fd).st_blocks * 512 >= size:
+        return
+    chunk = 1 << 16
+    for at in range(0, size, chunk):
+        block = os.pread(fd, min(chunk, size - at), at)
+        if not any(block):
+            os.pwrite(fd, bytes(len(block)), at)
+    os.fsync(fd)
+
+
 class ErrorLog:
     """A bounded ring of distinct errors in ``DATA_DIR/errors.log``, kept across restarts.
 
@@ -155,7 +178,15 @@ class ErrorLog:
                 f.seek(_ERR_DETAIL_BYTES_OFFSET)
                 f.write(_ERR_DETAIL_LEN.pack(_ERR_DETAIL_BYTES))
         self._file = os.fdopen(open_regular(self.path, os.O_RDWR), "r+b")
-        self._map = mmap.mmap(self._file.fileno(), size)
+        try:
+            # every page allocated before it is mapped: a store into a hole the disk has no
+            # room for is SIGBUS, and the member died of it unrecorded at its first error on
+            # a full disk (the file was sparse: written 4 KiB, truncated to its size)
+            _allocate(self._file.fileno(), size)
+            self._map = mmap.mmap(self._file.fileno(), size)
+        except BaseException:
+            self._file.close()
+            raise
         self._next_seq = memoryview(self._map)[_ERR_NEXT_SEQ_OFFSET:_ERR_NEXT_SEQ_OFFSET + 8].cast("q")
         self._recent: dict = self._records_in_file()   # text -> seq of its record
         self._lock = threading.Lock()

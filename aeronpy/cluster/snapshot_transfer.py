@@ -221,7 +221,15 @@ class SnapshotReceiver:
         if key != self._key or msg.offset != self.received:
             return InstallSnapshotResponse(core.term, msg.snapshot_index,
                                            self.received if key == self._key else 0, False)
-        self._writer.write(msg.data)
+        try:
+            self._writer.write(msg.data)
+        except OSError as exc:
+            # the member cannot go on without it (its log starts after the snapshot): it
+            # stops, saying what and why, and leaves no partial file on a full disk
+            self.abort()
+            raise hooks.archive.fail_writing(
+                exc, f"writing the snapshot at index {msg.snapshot_index} received from "
+                     f"member {from_id}") from exc
         self.received += len(msg.data)
         if msg.done:
             if self.received != msg.total_bytes:

@@ -79,6 +79,54 @@ def test_log_survives_restart_and_capacity_change_recreates(tmp_path):
     assert [e.text for e in read_errors(tmp_path)] == ["x"]
 
 
+def _allocated(path) -> int:
+    import os
+    return os.stat(path).st_blocks * 512
+
+
+def test_the_error_log_has_every_page_allocated_before_it_is_mapped(tmp_path):
+    """A sparse errors.log (its header written, then truncated to size) is mapped: on a full
+    disk the first record into a hole killed the member with SIGBUS, unrecorded and unlogged
+    (an operator's disk-full trial). Every page now has its blocks from the start, and an old
+    sparse file gets them when opened."""
+    import os
+    log = ErrorLog(tmp_path)
+    path = tmp_path / ERRORS_FILE
+    size = os.path.getsize(path)
+    assert _allocated(path) >= size
+    log.record("kept")
+    log.close()
+    with open(path, "r+b") as f:                      # an old, sparse one: holes punched
+        data = f.read()
+        f.seek(0)
+        f.truncate(0)
+        f.write(data[:4096])
+        f.truncate(size)
+    assert _allocated(path) < size                    # the control: it is sparse now
+    log = ErrorLog(tmp_path)
+    assert _allocated(path) >= size
+    log.record("after")
+    log.close()
+    assert [e.text for e in read_errors(tmp_path)] == ["kept", "after"]
+
+
+def test_a_failing_error_record_still_leaves_the_reason_in_the_log(tmp_path, caplog):
+    from tests.ops.opsfiles import one_member_node
+    node = one_member_node(tmp_path)
+    try:
+        def no_room(*_a, **_k):
+            raise OSError(28, "No space left on device")
+        node._errors.record = no_room
+        with caplog.at_level("ERROR"):
+            node._fail(RuntimeError("the cause"))
+        text = caplog.text
+        assert "unrecoverable error: RuntimeError('the cause')" in text
+        assert "could not record it in errors.log" in text
+        assert isinstance(node.failure, RuntimeError)
+    finally:
+        node.close()
+
+
 def test_read_errors_missing_and_foreign(tmp_path):
     assert read_errors(tmp_path) == []
     (tmp_path / ERRORS_FILE).write_bytes(b"garbage" * 20)

@@ -82,3 +82,37 @@ def test_a_received_snapshot_that_cannot_be_read_back_is_discarded_not_leaked():
     writer = arc.begin_snapshot(5, 1)
     writer.write(good)
     assert verify_and_commit(writer).index == 5 and len(arc.recorded_snapshots()) == 1
+
+
+def test_a_received_snapshot_that_does_not_fit_stops_the_member_saying_so():
+    """A lagging member installing a snapshot on a full disk stopped with a bare
+    OSError(28) and left the partial file behind (an operator's disk-full trial)."""
+    import errno
+    from types import SimpleNamespace
+
+    import pytest
+
+    from aeronpy.archive import Archive, MemFileSystem
+    from aeronpy.archive.errors import ArchiveIOError
+    from aeronpy.cluster.snapshot_transfer import SnapshotReceiver
+    from aeronpy.core.messages import InstallSnapshot
+    from aeronpy.service import Role
+
+    fs = MemFileSystem()
+    arc = Archive.open("/d", fs=fs)
+    arc.recover()
+    used = sum(len(fs.read_file(f"/d/{name}")) for name in fs.listdir("/d")
+               if fs.exists(f"/d/{name}") and not name.endswith("/"))
+    fs.capacity_bytes = used + 1000                  # room for a first chunk, not a second
+    hooks = SimpleNamespace(core=SimpleNamespace(term=3, role=Role.FOLLOWER, commit_index=10),
+                            archive=arc)
+    receiver = SnapshotReceiver(hooks)
+    first = InstallSnapshot(3, 50, 2, 0, 4000, False, b"a" * 800)
+    assert receiver.on_chunk(1, first).success
+    with pytest.raises(ArchiveIOError) as caught:
+        receiver.on_chunk(1, InstallSnapshot(3, 50, 2, 800, 4000, False, b"b" * 800))
+    message = str(caught.value)
+    assert caught.value.errno == errno.ENOSPC
+    assert "the disk is full" in message and "snapshot at index 50" in message
+    assert "from member 1" in message and "restart" in message
+    assert [n for n in fs.listdir("/d") if "snap" in n] == [], "a partial snapshot was left"

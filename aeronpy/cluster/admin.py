@@ -144,7 +144,13 @@ def _cluster_action(data_dir: str, action: str, timeout_s: float) -> dict:
                      and e.index == index]
             result["snapshot"] = _entry_dict(final[-1]) if final else None
             result["completed"] = result["completed"] and bool(final)
-    if not result["completed"]:
+    if not result["completed"] and want is None and action == "shutdown" and stopped \
+            and result.get("stopped_at_index") == index:
+        result["problem"] = (f"this member stopped at the shutdown (log index {index}) without "
+                             "its final snapshot, which it could not write (see 'aeronpy tool "
+                             "errors' and the node log); nothing is lost: at its next start it "
+                             "replays the log instead")
+    elif not result["completed"]:
         result["problem"] = (f"this member did not show the {action} (log index {index}) within "
                              f"{timeout_s:g} s (state {state}, commit_index {commit_index}, "
                              f"stopped {stopped}); see 'aeronpy tool describe' and the node logs")

@@ -185,3 +185,29 @@ def test_when_the_queued_snapshot_fails_too_the_tool_says_so_at_once(tmp_path, m
     assert len(writes.calls) == 2, writes.calls
     assert result["recorded"] is False and "snapshot failed" in result["problem"], result
     assert outcome["took"] < 10, outcome
+
+
+def test_a_shutdown_whose_final_snapshot_failed_is_reported_as_that(tmp_path, monkeypatch):
+    """The member stopped at the shutdown's index without its final snapshot (it could not be
+    written): the tool said it 'did not show the shutdown ... within 20 s', which reads as a
+    timeout (an operator's disk-full trial)."""
+    node = one_member_node(tmp_path)
+
+    def no_room(*_args):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr(snapshotting, "write_snapshot_file", no_room)
+    outcome = {}
+    try:
+        leading(node)
+        tool = threading.Thread(target=lambda: outcome.update(
+            result=admin.shutdown(str(tmp_path / "n0"), timeout_s=15)), daemon=True)
+        tool.start()
+        drive(node, lambda: node.closed, 20, "stopped by the shutdown")
+        tool.join(20)
+    finally:
+        node.close()
+    result = outcome["result"]
+    assert result["completed"] is False and result["stopped"] is True, result
+    assert result["stopped_at_index"] == result["index"]
+    assert "without its final snapshot" in result["problem"], result
+    assert "did not show" not in result["problem"]

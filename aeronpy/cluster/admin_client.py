@@ -146,8 +146,14 @@ def plan_recovery(data_dir: str) -> dict:
                            f"what it had reported kept (up to index {reported}); see "
                            "docs/archive-format.md, 'Corruption'")
     elif gap:
-        plan["problem"] = (f"the log starts at index {first_indexes[0]} but recovery needs it from "
-                           f"{start}: the snapshot that covered the gap is unusable")
+        # recovery does what it does with any tail past what was reported kept: it cuts it
+        # (the member then catches up from the leader), it does not refuse
+        why = ("no snapshot covers the gap" if not skipped else
+               "the snapshot that covered the gap is unusable")
+        plan["note"] = (f"a node would cut the log at index {stop.index}: the log starts at "
+                        f"index {first_indexes[0]} but recovery needs it from {start} ({why}), "
+                        "and the node had reported nothing past it kept; the segments after "
+                        "the gap are dropped and the member catches up from the leader")
     elif not stop.clean:
         plan["note"] = (f"a node would cut the log at index {stop.index} ({stop.reason}): a torn "
                         "or damaged tail past what it had reported kept")

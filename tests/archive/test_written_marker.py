@@ -313,3 +313,37 @@ def test_a_note_left_behind_by_a_run_that_kept_none_is_ignored():
     after = DurableMarker(fs, "/d")
     after.load()
     assert after.acknowledged(boot) == (0, 0)
+
+
+@pytest.mark.parametrize("marker_kept", [False, True], ids=["nothing-reported", "reported"])
+def test_recovery_plan_agrees_with_recovery_on_a_log_that_starts_too_late(tmp_path, marker_kept):
+    """The data dir emptied under a running member (rm -rf): it went on writing later segments
+    and no marker. The tool said 'the snapshot that covered the gap is unusable' (a refusal)
+    where the node cut the log (nothing had been reported kept) and started, catching up as an
+    emptied member (an operator's trial). Where the marker still reports the lost entries,
+    both refuse."""
+    from aeronpy.cluster import admin
+    if marker_kept and OsFileSystem().boot_id() is None:
+        pytest.skip("no boot id on this OS")
+    arc = _killed_archive(str(tmp_path), 100)
+    first = arc._segments.segments[0].path
+    assert len(arc._segments.segments) >= 2
+    os.remove(first)
+    if not marker_kept:
+        os.remove(os.path.join(str(tmp_path), DURABLE_MARKER_FILE))
+    plan = admin.recovery_plan(str(tmp_path))
+    assert plan["log_end"] == 0 and "no segment holds index 1" in plan["log_end_reason"]
+    again = Archive.open(str(tmp_path), file_sync="none", segment_bytes=4096, fs=OsFileSystem())
+    try:
+        if marker_kept:
+            assert "refuse to start" in plan["problem"], plan
+            with pytest.raises(ArchiveCorruptError):
+                again.recover()
+        else:
+            assert "problem" not in plan, plan
+            assert "would cut the log at index 1" in plan["note"], plan
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)     # the marker is missing
+                assert again.recover().log.last_index == 0
+    finally:
+        again.close()

@@ -90,6 +90,7 @@ class Archive:
         self._background = background_sync
         self._syncer: BackgroundSyncer | None = None
         self._recovered = False
+        self._state_seen = False      # node.state existed at a check_files(): it must stay
         self._closed = False
         self._failure: ArchiveIOError | None = None
         self._durable = 0
@@ -716,6 +717,31 @@ class Archive:
                                  f"failure: {self._failure}", self._failure.errno)
         if not self._recovered:
             raise RuntimeError("call recover() before writing to the archive")
+
+    def check_files(self) -> None:
+        """Raise ArchiveIOError (and refuse writes from now on) if a file the archive writes
+        was deleted under it: the segment being appended to, the durable marker, or the node
+        state once saved. The node would go on acknowledging entries written into a file
+        with no name, all lost at its next start; it stops instead (checked once a second)."""
+        if self._failure is not None or self._closed:
+            return
+        segments = self._segments.segments
+        held = [(self._marker.path, self._marker.handle)]
+        if segments and segments[-1].handle is not None:
+            held.append((segments[-1].path, segments[-1].handle))
+        gone = [path for path, handle in held if handle is not None and self.fs.unlinked(handle)]
+        state_path = f"{self.data_dir}/{NODE_STATE_FILE}"
+        if self._state_seen and not self.fs.exists(state_path):
+            gone.append(state_path)
+        elif not self._state_seen:
+            self._state_seen = self.fs.exists(state_path)
+        if gone:
+            self._failure = ArchiveIOError(
+                f"archive {self.data_dir}: {', '.join(gone)} deleted while the node ran (it "
+                "went on writing into files with no name, all lost at its next start); the "
+                "node stops rather than acknowledge more. Restart it: it recovers what is "
+                "left in the data dir and catches up from the leader", errno_codes.ENOENT)
+            raise self._failure
 
     def fail_writing(self, exc: BaseException, doing: str) -> ArchiveIOError:
         """A write of the node's into the data dir failed (a received snapshot's): the

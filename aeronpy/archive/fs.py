@@ -223,6 +223,7 @@ class FileSystem:
     def remove(self, path: str) -> None: raise NotImplementedError
     def boot_id(self) -> bytes | None: return None
     def map_shared(self, handle: Any, size: int) -> Any: return None
+    def unlinked(self, handle: Any) -> bool: return False
 
 
 # --------------------------------------------------------------------------------------------
@@ -314,6 +315,10 @@ class OsFileSystem(FileSystem):
     def boot_id(self) -> bytes | None:
         return _os_boot_id()
 
+    def unlinked(self, handle: int) -> bool:
+        """The open file has no name any more (deleted under us)."""
+        return os.fstat(handle).st_nlink == 0
+
     def map_shared(self, handle: int, size: int):
         """The file's first ``size`` bytes mapped shared, after allocating them (so a store
         never meets a hole a full disk cannot fill: that would be SIGBUS, not an error)."""
@@ -394,6 +399,10 @@ class MemFileSystem(FileSystem):
         self._faults: list = []               # [op, errno, skip, torn]
         self.sync_calls = 0
         self._boots = 0                       # power failures so far: names the boot
+
+    def unlinked(self, handle) -> bool:
+        inode = handle.inode
+        return not any(node is inode for names in self._dirs.values() for node in names.values())
 
     # -- fault injection ---------------------------------------------------------------------
     def fail(self, op: str, err: int = errno.EIO, skip: int = 0, torn: bool = True) -> None:

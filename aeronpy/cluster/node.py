@@ -64,6 +64,7 @@ _ERRORS = int(_S.ERRORS)
 # about a millisecond late: that cycle runs after the park that follows work (_run).
 # Duty-cycle figures are gathered locally in between.
 _COUNTERS_INTERVAL_NS = 1 * _MS
+_FILES_CHECK_NS = 1000 * _MS     # how often the data dir's files are checked still there
 # An idle node parks until its next timer is due rather than 1 ms at a time (each empty cycle
 # after a 1 ms park cost 3-5 % of a core per idle node), but only once it has done no work for
 # _QUIET_NS: anything in progress (a stream's re-NAK, a retry) keeps the 1 ms rhythm. A park
@@ -227,7 +228,12 @@ class ClusterNode:
                       recovered.commit_index,
                       "none" if snap is None else f"index {snap.index} term {snap.term}")
         cut = getattr(recovered, "cut", None)
-        if cut is not None and not cut.clean:
+        if cut is not None and not cut.clean and cut.reason.startswith("no segment holds"):
+            self.log.warning("recovery dropped the log from index %d on (%s): the segments "
+                             "after the gap held nothing the member had reported kept (its "
+                             "files deleted while it ran?); it catches up from the leader",
+                             cut.index, cut.reason)
+        elif cut is not None and not cut.clean:
             self.log.warning("recovery cut the log at index %d (%s, %s offset %s): a torn or "
                              "damaged tail past the durable region was removed", cut.index,
                              cut.reason, cut.path, cut.offset)
@@ -390,6 +396,7 @@ class ClusterNode:
         # leader's commit index to catch up to (the compiled path would skip that)
         self._fast_step = _not_taken if self.core.rejoining else self._step_path.on_message
         self._counters_due_ns = 0
+        self._files_check_due_ns = 0
         self._cycles_unpublished = 0   # duty cycles run since the last publish
         self._work_unpublished = False # a cycle did work since the last publish
         self._cycle_max_ns = 0         # the longest of them
@@ -641,6 +648,9 @@ class ClusterNode:
             work += self.module.drain_egress(self._send_egress, wire=True)
         work += self.consensus.do_work(now_ns)
         work += self.ingress.do_work(now_ns)
+        if now_ns >= self._files_check_due_ns:
+            self._files_check_due_ns = now_ns + _FILES_CHECK_NS
+            self.archive.check_files()       # deleted under us (rm -rf): stop, said why
         return work
 
     def _stamp_transports(self, now_ns: int) -> None:

@@ -347,3 +347,28 @@ def test_recovery_plan_agrees_with_recovery_on_a_log_that_starts_too_late(tmp_pa
                 assert again.recover().log.last_index == 0
     finally:
         again.close()
+
+
+@pytest.mark.parametrize("victim", ["none", "segment", "marker", "node.state"])
+def test_check_files_finds_a_file_deleted_under_the_archive(victim):
+    """A data dir emptied under a running member: it went on acknowledging entries written
+    into files with no name, lost at its next start (an operator's trial). check_files()
+    (the node calls it once a second) says so and the archive refuses writes."""
+    from aeronpy.archive.errors import ArchiveIOError
+    from aeronpy.archive.node_state import NODE_STATE_FILE
+    fs = MemFileSystem()
+    arc, rec = open_mem(fs, "none")
+    fill(arc, rec.log, 10, 1)
+    arc.save_hard_state(1, 0)
+    arc.check_files()                                   # the control: all there
+    path = {"segment": arc._segments.segments[-1].path, "marker": arc._marker.path,
+            "node.state": f"{arc.data_dir}/{NODE_STATE_FILE}"}.get(victim)
+    if path is None:
+        arc.check_files()
+        return
+    fs.remove(path)
+    with pytest.raises(ArchiveIOError, match="deleted while the node ran") as caught:
+        arc.check_files()
+    assert path in str(caught.value)
+    with pytest.raises(ArchiveIOError):
+        fill(arc, rec.log, 1, 1)                        # no more writes

@@ -338,7 +338,8 @@ class AsyncClusterClient:
         (each then raises). Waking every waiter at each cycle instead let whichever ran first
         take the room: the oldest waited longest, and each slot cost a retry per waiter."""
         queue = self._room_queue
-        ending = self._closed or self._failure is not None
+        ending = (self._closed or self._failure is not None
+                  or self._core.state is ClientState.CLOSED)
         room = self._core._window_messages - len(self._core._window) - self._turns_out
         while queue and (ending or room > 0):
             waiter = queue.popleft()
@@ -424,6 +425,8 @@ class AsyncClusterClient:
         return len(self._core._window) < self._core._window_messages
 
     def _complete_waiting(self) -> None:
+        if self._room_queue and self._core.state is ClientState.CLOSED:
+            self._pass_turns()      # the session ended (perhaps in a cycle that did no work)
         if not self._waiting:
             return
         core = self._core
@@ -507,7 +510,7 @@ class AsyncClusterClient:
                     self._raise_if_closed(unsent=True)    # before the offer: nothing is sent
                 # behind others waiting for room it waits its turn (first come, first sent);
                 # let go, it offers at once
-                if turn or not self._room_queue:
+                if turn or (not self._room_queue and self._turns_out == 0):
                     correlation_id = self._core.offer(payload, service_id, self._client._clock(),
                                                       expect_reply=True)
                     if correlation_id != BACK_PRESSURED:

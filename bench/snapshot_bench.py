@@ -110,6 +110,13 @@ def bench_large_snapshot(size: int, directory: str) -> dict:
             th.join()
             total_wall = time.perf_counter() - t0
         stats = node.snapshots.snapshotter.stats
+        # the tool sees the snapshot once its file is recorded; the duty cycle notes its time
+        # a moment later (Snapshotter.poll): wait for that, or the figures read 0
+        deadline = time.monotonic() + 10
+        while stats.taken == 0 and time.monotonic() < deadline:
+            time.sleep(0.005)
+        if stats.taken == 0:
+            raise SystemExit(f"the snapshot was not taken: {admin_result}")
         return {"bytes": stats.last_bytes, "pause_s": stats.last_pause_ns / 1e9,
                 "total_s": stats.last_total_ns / 1e9, "admin_wall_s": total_wall,
                 "requests_during": len(lat), "max_request_s": max(lat) if lat else 0.0}

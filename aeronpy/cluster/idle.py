@@ -189,6 +189,9 @@ class BackoffIdleStrategy(IdleStrategy):
         return self._park_s
 
 
+_FD_SETSIZE = 1024     # select() refuses descriptors from here up (Linux, macOS)
+
+
 def select_waiter(sockets: Iterable,
                   note: Optional[Callable[[list], object]] = None) -> Callable[[float], bool]:
     """A ``waiter`` that parks until one of ``sockets`` (objects with ``fileno()`` or fds)
@@ -196,15 +199,15 @@ def select_waiter(sockets: Iterable,
 
     Returns True when one became readable; ``note(readable)``, when given, is told which
     (the objects given, in their order) after every park: a node polls only those in the
-    cycle that follows. Parks in ``poll`` where there is one: ``select`` refuses descriptors
-    from 1024 up, which an application holding many files or connections hands a node it
-    embeds (its duty cycle died at the first park). ``poll`` waits in whole milliseconds, so a
-    timeout is rounded to the nearest, at least 1 ms (a node parks 1 ms or longer anyway).
-    Elsewhere (Windows, sockets only) ``select``.
+    cycle that follows. Parks in ``select``, to the microsecond; where a descriptor is 1024
+    or more, which ``select`` refuses (an application holding many files or connections
+    hands such ones to a node it embeds: its duty cycle died at the first park), in ``poll``,
+    which waits in whole milliseconds: a timeout is rounded up, so a timer may be served up
+    to 1 ms late, never early.
     """
     objs = list(sockets)
     fds = [o if isinstance(o, int) else o.fileno() for o in objs]
-    if not hasattr(select, "poll"):
+    if not hasattr(select, "poll") or max(fds, default=0) < _FD_SETSIZE:
         def wait_select(timeout_s: float) -> bool:
             readable, _, _ = select.select(objs, (), (), timeout_s)
             if note is not None:
@@ -218,7 +221,7 @@ def select_waiter(sockets: Iterable,
     by_fd = dict(zip(fds, objs))
 
     def wait(timeout_s: float) -> bool:
-        ms = max(1, round(timeout_s * 1000)) if timeout_s > 0 else 0
+        ms = max(1, -(-int(timeout_s * 1e6) // 1000)) if timeout_s > 0 else 0   # ceil: never early
         events = poller.poll(ms)
         if note is not None:
             # POLLERR/POLLHUP/POLLNVAL count as readable, as select reports them: the next

@@ -956,7 +956,10 @@ class ClusterNode:
             if not claimed:
                 self._closing_thread = me
         if claimed:                    # closing already (possibly on the duty-cycle thread)
-            if me is not self._closing_thread and me is not self._thread:
+            # not from inside a cycle (a callback on the application's thread in invoker mode):
+            # the closer waits for that cycle (_drive_lock), so waiting for it here is a deadlock
+            if me is not self._closing_thread and me is not self._thread \
+                    and self._cycle_thread is not me:
                 self._close_done.wait(timeout=30.0)
             return
         thread = self._thread

@@ -130,11 +130,13 @@ def _allocate(fd: int, size: int) -> None:
                 raise
     if os.fstat(fd).st_blocks * 512 >= size:
         return
-    chunk = 1 << 16
+    chunk, page = 1 << 16, 4096
     for at in range(0, size, chunk):
         block = os.pread(fd, min(chunk, size - at), at)
-        if not any(block):
-            os.pwrite(fd, bytes(len(block)), at)
+        for off in range(0, len(block), page):     # a page at a time: a chunk holding the
+            piece = block[off:off + page]          # header is mostly hole all the same
+            if not any(piece):
+                os.pwrite(fd, piece, at + off)
     os.fsync(fd)
 
 

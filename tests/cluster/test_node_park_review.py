@@ -215,3 +215,97 @@ def test_close_from_another_thread_waits_for_the_applications_do_work(tmp_path, 
     else:
         # the failure the lock prevents: the services closed under the running callback
         assert svc.events[:2] == ["terminate", "close returned"], svc.events
+
+
+class _ClosesInside(ClusteredService):
+    """b"close": waits until told, then closes the node from the callback."""
+
+    def __init__(self):
+        self.node = None
+        self.inside = threading.Event()
+        self.go = threading.Event()
+        self.took = None
+
+    def on_session_message(self, session, timestamp_ns, message):
+        if bytes(message) == b"close":
+            self.inside.set()
+            self.go.wait(10)
+            started = time.monotonic()
+            self.node.close()
+            self.took = time.monotonic() - started
+        session.offer(message)
+
+
+def test_close_from_a_callback_while_another_thread_closes_does_not_wait_for_it(tmp_path):
+    """Invoker mode: thread B's close() claims the close and waits for the application's
+    cycle (the drive lock); a callback in that cycle then calls close() too and waited 30 s
+    for B's to finish: each waited for the other (a review of the lock)."""
+    svc = _ClosesInside()
+    node = one_member_node(tmp_path, svc)
+    svc.node = node
+    stop = threading.Event()
+
+    def drive():
+        while not stop.is_set() and not node.closed:
+            try:
+                node.do_work()
+            except Exception:  # noqa: BLE001 - a closed node's last cycle
+                return
+            time.sleep(0.0005)
+
+    driver = threading.Thread(target=drive, daemon=True)
+    driver.start()
+    client = None
+    try:
+        assert _wait(lambda: node.role == Role.LEADER), "no leader"
+        client = ClusterClient.connect(node.config.ingress_endpoints, timeout_s=5)
+        client.offer(b"close")
+        client.flush()
+        assert svc.inside.wait(5)
+        closer = threading.Thread(target=node.close, daemon=True)
+        closer.start()
+        assert _wait(lambda: node._close_claimed, 5)
+        svc.go.set()
+        closer.join(15)
+        assert not closer.is_alive() and node.closed
+        assert svc.took is not None and svc.took < 5, svc.took
+    finally:
+        svc.go.set()
+        stop.set()
+        driver.join(15)
+        if client is not None:
+            client.close()
+        node.close()
+
+
+def test_select_waiter_parks_in_poll_above_1024_and_never_wakes_early(high_descriptors,
+                                                                    monkeypatch):
+    asked = []
+    real_poll = select.poll
+
+    class Recording:
+        def __init__(self):
+            self.inner = real_poll()
+
+        def register(self, fd, events):
+            self.inner.register(fd, events)
+
+        def poll(self, ms):
+            asked.append(ms)
+            return self.inner.poll(ms)
+    monkeypatch.setattr(select, "poll", Recording)
+    a, b = socket.socketpair()
+    try:
+        assert a.fileno() >= 1024
+        seen = []
+        wait = idle_module.select_waiter([a, b.fileno()], note=seen.append)
+        # poll waits whole milliseconds: rounded up, never down (a timer served early finds
+        # itself not due and parks once more, a whole millisecond)
+        assert wait(0.0012) is False and seen[-1] == [] and asked[-1] == 2
+        assert wait(0.00001) is False and asked[-1] == 1
+        assert wait(0) is False and asked[-1] == 0
+        b.send(b"1")
+        assert wait(1.0) is True and seen[-1] == [a] and asked[-1] == 1000
+    finally:
+        a.close()
+        b.close()

@@ -175,3 +175,82 @@ def test_close_from_another_loop_leaves_no_pending_task_to_complain(caplog):
     del client, loop
     gc.collect()
     assert not [r for r in caplog.records if "destroyed but it is pending" in r.getMessage()]
+
+
+# ---- a review of the line (it broke two things) ------------------------------------------
+
+class _ClosingAfterFirst(SocketTransport):
+    """Answers message 0, then closes the session (EVENT_CLOSED) instead of answering."""
+
+    def send(self, endpoint, message):
+        if type(message) is P.SessionMessage and _index(message) >= 1:
+            self.sent.append((endpoint, message))
+            if _index(message) == 1:
+                event = P.SessionEvent(0, SESSION_ID, P.EVENT_CLOSED, 0, 1, "closed by admin")
+                asyncio.get_running_loop().call_later(0.05, self._arrive, event)
+            return
+        super().send(endpoint, message)
+
+
+def test_requests_in_line_fail_at_once_when_the_cluster_closes_the_session():
+    # they waited out their whole timeout and then said "send window full"
+    async def main():
+        client = await _connect(_ClosingAfterFirst(), window_messages=1)
+        try:
+            assert await client.request(b"0") == b"re:0"
+            started = time.monotonic()
+            tasks = [asyncio.create_task(client.request(b"%d" % i, timeout_s=3.0))
+                     for i in range(1, 5)]
+            errors = await asyncio.gather(*tasks, return_exceptions=True)
+            return errors, time.monotonic() - started
+        finally:
+            await client.close()
+
+    errors, took = _run(main())
+    assert all(isinstance(e, ClusterClosedError) for e in errors), errors
+    assert took < 2.0, took
+
+
+def test_a_request_let_go_keeps_its_place_before_a_new_one():
+    """A reply wakes its task before the request its cycle let go runs: that task's next
+    request took the room (sent order [0, 2, 1]), and a task sending one after another could
+    keep a waiter out until its timeout."""
+    async def main():
+        transport = SocketTransport(latency_s=0.01)
+        client = await _connect(transport, window_messages=1)
+        try:
+            async def chain():
+                await client.request(b"0", timeout_s=5.0)
+                return await client.request(b"2", timeout_s=5.0)
+            first = asyncio.create_task(chain())
+            await asyncio.sleep(0)
+            second = asyncio.create_task(client.request(b"1", timeout_s=5.0))
+            await asyncio.gather(first, second)
+            return [_index(m) for _, m in transport.sent if type(m) is P.SessionMessage]
+        finally:
+            await client.close()
+
+    assert _run(main()) == [0, 1, 2]
+
+
+def test_a_waiter_is_not_kept_out_by_a_task_sending_in_a_loop():
+    async def main():
+        transport = SocketTransport(latency_s=0.002)
+        client = await _connect(transport, window_messages=1)
+        stop = False
+
+        async def busy():
+            i = 1000
+            while not stop:
+                await client.request(b"%d" % i, timeout_s=5.0)
+                i += 1
+        loop_task = asyncio.create_task(busy())
+        try:
+            await asyncio.sleep(0.01)
+            return await client.request(b"1", timeout_s=1.0)
+        finally:
+            stop = True
+            await loop_task
+            await client.close()
+
+    assert _run(main()) == b"re:1"

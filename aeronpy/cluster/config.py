@@ -64,7 +64,8 @@ KEY_DOCS: tuple = (
      "`from_toml(path, member_id=N)` or `aeronpy node --member-id N` so one file serves all."),
     ("data_dir", '"aeronpy-data/member-{member_id}"', "Directory for the log, snapshots, "
      "counters and error log; `{member_id}` is replaced, so one file can serve every member. "
-     "Relative paths are relative to the working directory. Must be creatable and writable."),
+     "Relative paths are relative to the working directory when the configuration is read (and "
+     "made absolute then). Must be creatable and writable."),
     ("file_sync", '"none"', 'When appended log data is fsynced: "none" (left to the OS, as '
      'Aeron level 0: survives kill -9 but not power loss of a majority), "data" (fdatasync of the '
      'log before acknowledging, level 1), "full" (data and metadata, level 2). The vote record is '
@@ -328,7 +329,11 @@ class NodeConfig:
         if not isinstance(self.data_dir, (str, os.PathLike)) or not str(self.data_dir) \
                 or "\0" in str(self.data_dir):
             raise ConfigError("data_dir", f"must be a non-empty path, got {self.data_dir!r}")
-        put("data_dir", os.fspath(self.data_dir).replace("{member_id}", str(self.member_id)))
+        # absolute from here on: an application embedding a node that later changes its
+        # working directory would otherwise have its files looked for (and new segments made)
+        # elsewhere
+        put("data_dir", os.path.abspath(
+            os.fspath(self.data_dir).replace("{member_id}", str(self.member_id))))
         put("file_sync", _choice("file_sync", self.file_sync, FILE_SYNC_LEVELS))
         put("idle_strategy", _choice("idle_strategy", self.idle_strategy, IDLE_STRATEGIES))
         put("log_level", _choice("log_level", self.log_level, LOG_LEVELS, fold=str.upper))

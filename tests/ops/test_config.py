@@ -73,7 +73,16 @@ def test_documented_defaults():
             cfg.session_timeout_ms) == (200, 50, 400, 10000)
     assert cfg.idle_strategy == "backoff" and cfg.mtu_bytes == 1408 and cfg.file_sync == "none"
     assert cfg.metrics_http_port is None and cfg.secret is None and cfg.log_level == "INFO"
-    assert cfg.data_dir == "aeronpy-data/member-0"
+    assert cfg.data_dir == os.path.abspath("aeronpy-data/member-0")
+
+
+def test_a_relative_data_dir_is_made_absolute_when_read(tmp_path, monkeypatch):
+    """An embedding application that changes its working directory later: the node's files
+    were looked for (and new segments made) under the new one (a review)."""
+    monkeypatch.chdir(tmp_path)
+    cfg = NodeConfig.from_dict(raw(data_dir="data/m{member_id}"), member_id=2)
+    monkeypatch.chdir("/")
+    assert cfg.data_dir == str(tmp_path / "data" / "m2")
 
 
 def test_frozen_and_replace_revalidates():

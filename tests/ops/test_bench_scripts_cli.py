@@ -85,3 +85,19 @@ def test_idle_cpu_measures_every_node_and_the_async_client(tmp_path):
     assert sorted(result["nodes"]) == ["0", "1", "2"]
     assert sorted(v["role"] for v in result["nodes"].values()) == ["follower", "follower", "leader"]
     assert result["async_client"]["request_after_idle"] is True
+
+
+def test_aio_burst_refuses_bad_sizes(tmp_path):
+    proc = _script("aio_burst.py", "--tasks", "ten", timeout=60, cwd=tmp_path)
+    assert proc.returncode == 2 and "comma-separated whole numbers" in proc.stderr
+
+
+@pytest.mark.process
+def test_aio_burst_runs_both_ways_and_keeps_the_order(tmp_path):
+    proc = _script("aio_burst.py", "--tasks", "600", "--rounds", "1", timeout=150, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = proc.stdout.splitlines()
+    assert any("client's own line" in line for line in lines), proc.stdout
+    assert any("Semaphore in front" in line for line in lines), proc.stdout
+    own = next(line for line in lines if "client's own line" in line)
+    assert own.endswith("largest displacement 0"), own      # first come, first answered

@@ -23,16 +23,9 @@ import pytest
 from aeronpy import ClusterClient, Role
 from aeronpy.cluster import idle as idle_module
 from aeronpy.service import ClusteredService
+from aeronpy.testing.waits import wait_until
 from tests.ops.opsfiles import one_member_node
 
-
-def _wait(predicate, timeout_s: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.005)
-    return predicate()
 
 
 @pytest.fixture
@@ -59,7 +52,7 @@ def high_descriptors():
 
 def _serve_one_request(node) -> bytes:
     node.start()
-    assert _wait(lambda: node.role == Role.LEADER or node.failure is not None), "no leader"
+    assert wait_until(lambda: node.role == Role.LEADER or node.failure is not None, 10), "no leader"
     assert node.failure is None, node.failure
     client = ClusterClient.connect(node.config.ingress_endpoints, timeout_s=5)
     try:
@@ -87,7 +80,7 @@ def test_a_park_that_fails_is_recorded_as_the_nodes_failure(tmp_path, high_descr
     node = one_member_node(tmp_path)
     try:
         node.start()
-        assert _wait(lambda: node.failure is not None, 5), "the park's error went unrecorded"
+        assert wait_until(lambda: node.failure is not None, 5), "the park's error went unrecorded"
         assert isinstance(node.failure, ValueError)
         node._thread.join(5)
         assert not node._thread.is_alive()      # the duty cycle ended, as after a failed cycle
@@ -189,7 +182,7 @@ def test_close_from_another_thread_waits_for_the_applications_do_work(tmp_path, 
     client = None
     closer = None
     try:
-        assert _wait(lambda: node.role == Role.LEADER), "no leader"
+        assert wait_until(lambda: node.role == Role.LEADER, 10), "no leader"
         client = ClusterClient.connect(node.config.ingress_endpoints, timeout_s=5)
         assert client.request(b"a", timeout_s=5) == b"a"
         client.offer(b"slow")
@@ -257,14 +250,14 @@ def test_close_from_a_callback_while_another_thread_closes_does_not_wait_for_it(
     driver.start()
     client = None
     try:
-        assert _wait(lambda: node.role == Role.LEADER), "no leader"
+        assert wait_until(lambda: node.role == Role.LEADER, 10), "no leader"
         client = ClusterClient.connect(node.config.ingress_endpoints, timeout_s=5)
         client.offer(b"close")
         client.flush()
         assert svc.inside.wait(5)
         closer = threading.Thread(target=node.close, daemon=True)
         closer.start()
-        assert _wait(lambda: node._close_claimed, 5)
+        assert wait_until(lambda: node._close_claimed, 5)
         svc.go.set()
         closer.join(15)
         assert not closer.is_alive() and node.closed

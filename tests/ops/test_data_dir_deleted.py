@@ -6,28 +6,20 @@ from __future__ import annotations
 
 import os
 import shutil
-import time
 
 from aeronpy import ClusterClient, Role
+from aeronpy.testing.waits import wait_until
 from tests.ops.opsfiles import one_member_node
 
-
-def _wait(predicate, timeout_s: float) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return predicate()
 
 
 def test_a_member_whose_data_dir_is_emptied_stops_saying_why(tmp_path):
     node = one_member_node(tmp_path).start()
     try:
-        assert _wait(lambda: node.role == Role.LEADER, 10)
+        assert wait_until(lambda: node.role == Role.LEADER, 10)
         with ClusterClient.connect(node.config.ingress_endpoints, timeout_s=5) as client:
             assert client.request(b"before", timeout_s=5) == b"before"
-            assert not _wait(lambda: node.failure is not None, 1.5)     # the control
+            assert not wait_until(lambda: node.failure is not None, 1.5)     # the control
             data_dir = node.config.data_dir
             for name in os.listdir(data_dir):
                 path = os.path.join(data_dir, name)
@@ -35,7 +27,7 @@ def test_a_member_whose_data_dir_is_emptied_stops_saying_why(tmp_path):
                     shutil.rmtree(path)
                 else:
                     os.remove(path)
-            assert _wait(lambda: node.failure is not None, 5), "the member did not notice"
+            assert wait_until(lambda: node.failure is not None, 5), "the member did not notice"
         message = str(node.failure)
         assert "deleted while the node ran" in message and ".seg" in message
     finally:

@@ -180,7 +180,8 @@ class ClusterClient:
             limit = config.max_message_bytes
             transport = UdpClientTransport(endpoint_list, bind_host=bind_host,
                                            config=StreamConfig.for_message_bytes(
-                                               client_stream_message_bytes(limit)))
+                                               client_stream_message_bytes(limit),
+                                               heartbeat_interval_ns=config.stream_heartbeat_interval_ns))
         try:
             core = ClientCore(endpoint_list, transport.local_endpoint, config, rng, credentials,
                               encoded_messages=bool(getattr(transport, "sends_encoded", False)))

@@ -154,6 +154,9 @@ class ClientConfig:
     keepalive_interval_ns: int = 1000 * _MS
     resend_timeout_ns: int = 500 * _MS   # no acknowledgement for this long: re-send the window
     abandoned_max: int = 4096            # correlation ids of timed-out requests remembered
+    # how soon unacknowledged data is followed by a stream HEARTBEAT, which exposes a lost
+    # lone request (or, from the cluster's side, reply) to the receiver: what one costs
+    stream_heartbeat_interval_ns: int = 20 * _MS
     # the newest protocol spoken; a cluster that only speaks an older one is asked again in it
     protocol_version: int = P.CLIENT_PROTOCOL_VERSION
 

@@ -315,9 +315,11 @@ class ClusterNode:
         # capped it whatever the config said, and a bigger entry stopped the leader).
         consensus_bytes = config.max_append_bytes + client_stream_message_bytes(
             config.max_message_bytes)
+        stream_hb_ns = config.stream_heartbeat_interval_ms * _MS
         self.consensus = UdpTransport(me.host, me.consensus_port, config.cluster_id, config.member_id,
                                       secret=secret, mtu=config.mtu_bytes, stream_id=CONSENSUS_STREAM_ID,
-                                      config=StreamConfig.for_message_bytes(consensus_bytes),
+                                      config=StreamConfig.for_message_bytes(
+                                          consensus_bytes, heartbeat_interval_ns=stream_hb_ns),
                                       rcvbuf_bytes=config.socket_rcvbuf_bytes,
                                       sndbuf_bytes=config.socket_sndbuf_bytes)
         for peer in config.peers:
@@ -333,7 +335,8 @@ class ClusterNode:
                                     # over max_message_bytes reaches the module, which answers
                                     # MessageTooLargeError instead of a silent transport drop)
                                     config=StreamConfig.for_message_bytes(
-                                        client_stream_message_bytes(config.max_message_bytes)),
+                                        client_stream_message_bytes(config.max_message_bytes),
+                                        heartbeat_interval_ns=stream_hb_ns),
                                     rcvbuf_bytes=config.socket_rcvbuf_bytes,
                                     sndbuf_bytes=config.socket_sndbuf_bytes)
 

@@ -425,7 +425,8 @@ def test_negative_control_a_validator_that_raises_is_found(tmp_path, monkeypatch
 
 def test_stream_heartbeat_interval_reaches_every_stream(tmp_path):
     """How soon a lost lone datagram is exposed (a stream HEARTBEAT after unacknowledged data):
-    20 ms fixed before; a packet-loss trial put the p99 at 1 % loss at 21 ms because of it."""
+    20 ms fixed before (still the default); a packet-loss trial put the p99 at 1 % loss at 21 ms
+    because of it."""
     from aeronpy import ClientConfig, ClusterClient
     from tests.ops.opsfiles import one_member_node
     node = one_member_node(tmp_path, stream_heartbeat_interval_ms=3)

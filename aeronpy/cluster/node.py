@@ -16,7 +16,7 @@ import os
 import random
 import threading
 import time
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 from aeronpy import _codec
 from aeronpy._steppath import StepPath
@@ -969,23 +969,24 @@ class ClusterNode:
         if thread is not None and thread is not me:
             self._stop.set()
             self._wake()
-            thread.join(timeout=_DUTY_THREAD_JOIN_S)
-            waited = _DUTY_THREAD_JOIN_S
-            while thread.is_alive():
-                self.log.warning("close: the duty cycle is still busy after %.0f s (a service "
-                                 "callback or snapshot running?): waiting for it", waited)
-                thread.join(timeout=_DUTY_THREAD_JOIN_S)
-                waited += _DUTY_THREAD_JOIN_S
+            self._wait_busy(lambda t: (thread.join(t), not thread.is_alive())[1],
+                            "the duty cycle")
             self._thread = None
-        drive, waited = self._drive_lock, 0.0
-        while not drive.acquire(timeout=_DUTY_THREAD_JOIN_S):
-            waited += _DUTY_THREAD_JOIN_S
-            self.log.warning("close: a do_work() call is still busy after %.0f s (a service "
-                             "callback or snapshot running?): waiting for it", waited)
+        drive = self._drive_lock
+        self._wait_busy(lambda t: drive.acquire(timeout=t), "a do_work() call")
         try:
             self._close_driven(transfer_timeout_ms)
         finally:
             drive.release()
+
+    def _wait_busy(self, done: Callable[[float], bool], what: str) -> None:
+        """close() waiting for a running cycle, however long (``done(timeout_s)`` is True
+        once it ended), saying so every _DUTY_THREAD_JOIN_S."""
+        waited = 0.0
+        while not done(_DUTY_THREAD_JOIN_S):
+            waited += _DUTY_THREAD_JOIN_S
+            self.log.warning("close: %s is still busy after %.0f s (a service callback or "
+                             "snapshot running?): waiting for it", what, waited)
 
     def _close_driven(self, transfer_timeout_ms: Optional[int]) -> None:
         """close() once no other thread can run a cycle: hand over, then close everything."""

@@ -23,7 +23,9 @@ needs none). Nothing is ever removed: the file grows by 128 bytes per term and p
 """
 from __future__ import annotations
 
+import logging
 import struct
+import threading
 from dataclasses import dataclass
 
 from .._crc import crc32c
@@ -31,6 +33,8 @@ from .errors import ArchiveCorruptError
 from .fs import FileSystem
 
 RECORDING_LOG_FILE = "recording.log"
+_log = logging.getLogger(__name__)
+
 ENTRY_BYTES = 128
 TERM_START = 1
 SNAPSHOT = 2
@@ -107,6 +111,10 @@ class RecordingLog:
         self.size = 0
         self.file_size = 0        # bytes in the file (more than size: a tail not cut yet)
         self.damaged_at = None    # offset of a whole entry that failed its checksum, if any
+        # Snapshot records come from the snapshot thread, term starts from the duty cycle: an
+        # append takes the offset and writes under this lock (held through a snapshot record's
+        # sync; a term start waits for it only when a term begins during that sync).
+        self._append_lock = threading.Lock()
 
     def load(self, cut: bool = True) -> None:
         """Read every entry; cut a torn tail (and sync the cut). With ``cut=False`` the file is
@@ -160,7 +168,12 @@ class RecordingLog:
             return SnapshotEntry(index, term, name[:name_len].decode("utf-8", "replace"), checksum, ts)
         return None
 
-    def _append(self, raw: bytes, sync: bool) -> None:
+    def _append(self, raw: bytes, sync: bool, entry) -> None:
+        with self._append_lock:
+            self._append_locked(raw, sync)
+            self.entries.append(entry)
+
+    def _append_locked(self, raw: bytes, sync: bool) -> None:
         if self.handle is None:
             fresh = not self.fs.exists(self.path)
             self.handle = self.fs.open_file(self.path, create=True)
@@ -184,14 +197,12 @@ class RecordingLog:
         self.file_size = max(self.file_size, self.size)
 
     def append_term_start(self, term: int, index: int, sync: bool) -> None:
-        self._append(_encode(TERM_START, term, index), sync)
-        self.entries.append(TermStart(term, index))
+        self._append(_encode(TERM_START, term, index), sync, TermStart(term, index))
 
     def append_snapshot(self, entry: SnapshotEntry) -> None:
         """Always synced: recovery and purging trust recorded snapshots."""
         self._append(_encode(SNAPSHOT, entry.term, entry.index, entry.timestamp_ns,
-                             entry.checksum, entry.name), sync=True)
-        self.entries.append(entry)
+                             entry.checksum, entry.name), True, entry)
 
     def snapshots(self) -> list:
         """Recorded snapshots, oldest first. A file recorded again (a snapshot taken again at the
@@ -215,7 +226,17 @@ class RecordingLog:
         starts = tuple(live_term_starts(self.entries, log_end, term_at))
         return RecoveryPlan(snapshot, snapshot.index + 1 if snapshot else 1, starts)
 
-    def close(self) -> None:
-        if self.handle is not None:
-            self.fs.close(self.handle)
-            self.handle = None
+    def close(self, wait_s: float = 5.0) -> None:
+        """Close the file; an append still running on another thread (a snapshot record's
+        sync that hangs) is waited for at most ``wait_s``, then the handle is left open for
+        it rather than closed under it (the descriptor could be reused by then)."""
+        if not self._append_lock.acquire(timeout=wait_s):
+            _log.warning("%s: an append is still running after %.0f s; not closing it under it",
+                         self.path, wait_s)
+            return
+        try:
+            if self.handle is not None:
+                self.fs.close(self.handle)
+                self.handle = None
+        finally:
+            self._append_lock.release()

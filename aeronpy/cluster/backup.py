@@ -383,6 +383,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             print(f"aeronpy backup --restore-to: {exc}", file=sys.stderr)
             return 2
         print(f"restored {len(copied)} files into {args.restore_to}")
+        # members started empty that are a majority elect one of themselves, and its empty
+        # log then overwrites the restored one (docs/backup.md, step 2)
+        print("restore into every member of the new cluster, or at least a majority, before "
+              "starting any: a majority started empty runs from an empty state")
         return 0
     if args.config is None:
         parser.error("--config is required to back up a cluster")

@@ -67,6 +67,7 @@ cdef class StreamSender:
         self._recent_retransmits = {}   # position -> ns of last resend
         self._last_emit_ns = now_ns
         self._last_setup_ns = -(1 << 62)
+        self._quiet_heartbeats = 0      # tail HEARTBEATs since data last moved (_heartbeat_due_ns)
 
     @property
     def low_position(self) -> int:
@@ -120,6 +121,7 @@ cdef class StreamSender:
                 self._next += 1
                 self.sent_position = end
                 self._last_emit_ns = now_ns
+                self._quiet_heartbeats = 0
                 self._c.data_frames_out += 1
             elif position - acked < self.receiver_window:
                 self._transmit_new(now_ns)
@@ -157,6 +159,7 @@ cdef class StreamSender:
         if sent:
             self._next = i
             self._last_emit_ns = now_ns
+            self._quiet_heartbeats = 0
             self._c.data_frames_out += sent
         return sent
 
@@ -170,6 +173,7 @@ cdef class StreamSender:
         self.receiver_window = window_bytes
         if consumed_position > self.acked_position:
             self.acked_position = consumed_position
+            self._quiet_heartbeats = 0
             self._release_acked()
         return self._transmit_new(now_ns)
 
@@ -238,6 +242,8 @@ cdef class StreamSender:
             self._emit(self._writer.heartbeat(self.sent_position))
             self._last_emit_ns = now_ns
             self._c.heartbeats_sent += 1
+            if self.sent_position > self.acked_position and self._quiet_heartbeats < 62:
+                self._quiet_heartbeats += 1
             work += 1
         if len(self._recent_retransmits) > 64:
             self._purge_recent(now_ns)
@@ -252,10 +258,19 @@ cdef class StreamSender:
 
     cdef int64_t _heartbeat_due_ns(self):
         """The next HEARTBEAT: soon while data is unacknowledged, slowly when idle (the one
-        rule of do_work and next_due_ns)."""
-        cdef int64_t interval = self._heartbeat_interval_ns \
-            if self.sent_position > self.acked_position else self._idle_interval_ns
-        return self._last_emit_ns + interval
+        rule of do_work and next_due_ns). Each tail HEARTBEAT left unanswered doubles the next
+        gap, up to the idle interval: a receiver that is not reading (a blocking client between
+        requests) is probed a few times, not every heartbeat_interval_ns until it reads."""
+        cdef int64_t interval = self._heartbeat_interval_ns, cap = self._idle_interval_ns
+        cdef int k = self._quiet_heartbeats
+        if self.sent_position <= self.acked_position:
+            return self._last_emit_ns + cap
+        if cap < interval:
+            cap = interval
+        while k > 0 and interval < cap:
+            interval *= 2
+            k -= 1
+        return self._last_emit_ns + (interval if interval < cap else cap)
 
 
 cdef class TransportCore:
@@ -270,7 +285,13 @@ cdef class TransportCore:
         peer = self._peers.get(peer_id)
         if peer is None:
             return NOT_CONNECTED
-        return (<StreamSender?>peer.sender)._offer_c(payload, self._now_ns)
+        result = (<StreamSender?>peer.sender)._offer_c(payload, self._now_ns)
+        image = peer.image
+        if image is not None and result > 0:
+            # our STATUS for the peer's stream rides in the same datagram: a request's reply
+            # acknowledges it, so its sender does not HEARTBEAT after a lone message
+            (<StreamReceiver?>image)._piggyback_status(self._now_ns)
+        return result
 
 
 cdef class StreamReceiver:
@@ -298,6 +319,7 @@ cdef class StreamReceiver:
         self._last_status_ns = -(1 << 62)
         self._last_status_position = -1
         self._status_threshold = config.window_bytes // 4
+        self._piggyback_gap_ns = config.status_piggyback_ns
 
     def on_data(self, int64_t position, int fragment_flags, int32_t message_length, payload,
                 handler, peer_id, int64_t now_ns) -> int:
@@ -499,6 +521,15 @@ cdef class StreamReceiver:
         self._last_status_ns = now_ns
         self._last_status_position = self.expected_position
         self._c.status_sent += 1
+        return 0
+
+    cdef int _piggyback_status(self, int64_t now_ns) except -1:
+        """A STATUS to go with our DATA to the peer (``TransportCore.send``): when something
+        is consumed that no STATUS reported and the last STATUS is ``status_piggyback_ns``
+        old (at most one per that interval, however many messages we send)."""
+        if self.expected_position != self._last_status_position and \
+                now_ns - self._last_status_ns >= self._piggyback_gap_ns:
+            return self._send_status(now_ns) + 1
         return 0
 
     def do_work(self, int64_t now_ns) -> int:

@@ -156,7 +156,7 @@ class ClientConfig:
     abandoned_max: int = 4096            # correlation ids of timed-out requests remembered
     # how soon unacknowledged data is followed by a stream HEARTBEAT, which exposes a lost
     # lone request (or, from the cluster's side, reply) to the receiver: what one costs
-    stream_heartbeat_interval_ns: int = 20 * _MS
+    stream_heartbeat_interval_ns: int = 5 * _MS
     # the newest protocol spoken; a cluster that only speaks an older one is asked again in it
     protocol_version: int = P.CLIENT_PROTOCOL_VERSION
 

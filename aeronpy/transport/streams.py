@@ -13,7 +13,8 @@ Positions count payload bytes from 0 at the start of a sender incarnation (epoch
   inside its window, NAKs gaps (rate-limited), and reassembles fragmented messages in a buffer
   bounded by ``max_message_bytes``.
 - HEARTBEAT frames carry the sender's transmitted position so a lost tail is detected, and
-  prove liveness. A receiver that asks for data the sender no longer holds (it restarted and
+  prove liveness. A STATUS rides with the receiver's own DATA to the sender when it can
+  (``UdpTransport.send``), so a request's reply acknowledges it and no HEARTBEAT follows. A receiver that asks for data the sender no longer holds (it restarted and
   its new image starts at 0) gets a SETUP frame naming the lowest position still held, and
   jumps there (the messages in between are lost, which consensus tolerates).
 """
@@ -40,7 +41,9 @@ class StreamConfig:
     nak_retry_ns: int = 5_000_000            # re-NAK a gap that is still open after this
     retransmit_linger_ns: int = 2_000_000    # ignore NAKs for a range resent this recently
     status_interval_ns: int = 20_000_000     # STATUS this often while consumption advances
-    heartbeat_interval_ns: int = 20_000_000  # HEARTBEAT after this long silent with data unacked
+    status_piggyback_ns: int = 200_000       # a STATUS rides on our DATA if the last is this old
+    heartbeat_interval_ns: int = 5_000_000   # HEARTBEAT after this long silent with data unacked
+    #                                          (each unanswered one doubles it, to idle_interval_ns)
     idle_interval_ns: int = 100_000_000      # HEARTBEAT / STATUS keep-alive of an idle stream
     setup_linger_ns: int = 5_000_000         # at most one SETUP per this interval
 
@@ -64,7 +67,7 @@ class StreamConfig:
                              f"{self.window_bytes}")
         if self.max_message_bytes < 1 or self.send_buffer_bytes < self.max_message_bytes:
             raise ValueError("need 1 <= max_message_bytes <= send_buffer_bytes")
-        for name in ("nak_retry_ns", "retransmit_linger_ns", "status_interval_ns",
+        for name in ("nak_retry_ns", "retransmit_linger_ns", "status_interval_ns", "status_piggyback_ns",
                      "heartbeat_interval_ns", "idle_interval_ns", "setup_linger_ns"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0")

@@ -26,6 +26,7 @@ cdef class StreamSender:
     cdef readonly dict _recent_retransmits
     cdef readonly int64_t _last_emit_ns
     cdef int64_t _last_setup_ns
+    cdef readonly int _quiet_heartbeats
     cdef int64_t _low_position(self)
     cdef object _offer_c(self, object payload, int64_t now_ns)
     cdef int _transmit_new(self, int64_t now_ns) except -1
@@ -52,6 +53,7 @@ cdef class StreamReceiver:
     cdef Py_ssize_t _assembly_offset
     cdef Py_ssize_t _assembly_length
     cdef int64_t _last_nak_ns, _last_nak_position, _last_status_ns, _status_threshold
+    cdef int64_t _piggyback_gap_ns
     cdef readonly int64_t _last_status_position
     cdef int64_t _status_due_ns(self)
     cdef int _on_data_c(self, int64_t position, int fragment_flags, int32_t message_length,
@@ -65,6 +67,7 @@ cdef class StreamReceiver:
     cdef int64_t _gap_end(self)
     cdef int _maybe_nak(self, int64_t now_ns) except -1
     cdef int _send_status(self, int64_t now_ns) except -1
+    cdef int _piggyback_status(self, int64_t now_ns) except -1
 
 cdef class AdmissionCore:
     cdef public FrameReader reader

@@ -425,8 +425,8 @@ def test_negative_control_a_validator_that_raises_is_found(tmp_path, monkeypatch
 
 def test_stream_heartbeat_interval_reaches_every_stream(tmp_path):
     """How soon a lost lone datagram is exposed (a stream HEARTBEAT after unacknowledged data):
-    20 ms fixed before (still the default); a packet-loss trial put the p99 at 1 % loss at 21 ms
-    because of it."""
+    20 ms fixed before; a packet-loss trial put the p99 at 1 % loss at 21 ms because of it. The
+    default is 5 ms since a STATUS rides with each reply (2026-11-28)."""
     from aeronpy import ClientConfig, ClusterClient
     from tests.ops.opsfiles import one_member_node
     node = one_member_node(tmp_path, stream_heartbeat_interval_ms=3)
@@ -441,7 +441,8 @@ def test_stream_heartbeat_interval_reaches_every_stream(tmp_path):
             client.close()
     finally:
         node.close()
-    assert NodeConfig.from_dict(raw(), member_id=0).stream_heartbeat_interval_ms == 20
+    assert NodeConfig.from_dict(raw(), member_id=0).stream_heartbeat_interval_ms == 5
+    assert ClientConfig().stream_heartbeat_interval_ns == 5_000_000
     for bad in (0, 1001, 2.5):
         with pytest.raises(ConfigError) as e:
             NodeConfig.from_dict(raw(stream_heartbeat_interval_ms=bad), member_id=0)

@@ -40,6 +40,7 @@ class StreamSender:
         self._recent_retransmits: dict[int, int] = {}   # position -> ns of last resend
         self._last_emit_ns = now_ns
         self._last_setup_ns = -(1 << 62)
+        self._quiet_heartbeats = 0      # tail HEARTBEATs since data last moved
 
     @property
     def low_position(self) -> int:
@@ -83,6 +84,7 @@ class StreamSender:
                 self._next += 1
                 self.sent_position = end
                 self._last_emit_ns = now_ns
+                self._quiet_heartbeats = 0
                 self._c.data_frames_out += 1
             elif position - acked < self.receiver_window:
                 self._transmit_new(now_ns)
@@ -120,6 +122,7 @@ class StreamSender:
         if sent:
             self._next = i
             self._last_emit_ns = now_ns
+            self._quiet_heartbeats = 0
             self._c.data_frames_out += sent
         return sent
 
@@ -133,6 +136,7 @@ class StreamSender:
         self.receiver_window = window_bytes
         if consumed_position > self.acked_position:
             self.acked_position = consumed_position
+            self._quiet_heartbeats = 0
             self._release_acked()
         return self._transmit_new(now_ns)
 
@@ -190,12 +194,16 @@ class StreamSender:
         """Timers: transmit what the window now allows; HEARTBEAT when silent (soon while
         data is unacknowledged, to expose a lost tail; slowly when idle, for liveness)."""
         work = self._transmit_new(now_ns) if self._next < len(self._frames) else 0
-        interval = self._cfg.heartbeat_interval_ns if self.sent_position > self.acked_position \
-            else self._cfg.idle_interval_ns
+        hb, idle = self._cfg.heartbeat_interval_ns, self._cfg.idle_interval_ns
+        unacked = self.sent_position > self.acked_position
+        # unanswered tail HEARTBEATs double the gap, never past max(idle, hb)
+        interval = min(hb * 2 ** min(self._quiet_heartbeats, 62), max(idle, hb)) if unacked else idle
         if now_ns - self._last_emit_ns >= interval:
             self._emit(self._writer.heartbeat(self.sent_position))
             self._last_emit_ns = now_ns
             self._c.heartbeats_sent += 1
+            if unacked and self._quiet_heartbeats < 62:
+                self._quiet_heartbeats += 1
             work += 1
         if self._recent_retransmits and len(self._recent_retransmits) > 64:
             self._purge_recent(now_ns)

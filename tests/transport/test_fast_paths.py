@@ -31,7 +31,7 @@ def _state(obj, names):
 
 # ---------------------------------------------------------------- sender
 SENDER_FIELDS = ("tail_position", "sent_position", "acked_position", "receiver_window",
-                 "low_position", "_head", "_next", "_last_emit_ns")
+                 "low_position", "_head", "_next", "_last_emit_ns", "_quiet_heartbeats")
 
 
 class _DoubleCountingSender(reference.StreamSender):

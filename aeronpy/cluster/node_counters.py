@@ -35,10 +35,22 @@ PUBLISH_PERIOD_NS = 10_000_000   # fresh enough for any reader; cheap at ~5 us a
 RESTART_DROP_REASONS = frozenset(("stale_epoch", "beyond_window"))
 RESTART_DROPS_GRACE_S = 10.0
 
+# Stream counters published besides the standard NAK/retransmit slots: (slot, counter attribute
+# of TransportCounters, help), summed over both transports.
+STREAM_COUNTERS: tuple = (
+    ("stream_heartbeats_sent", "heartbeats_sent",
+     "Stream HEARTBEATs sent: tail probes of unacknowledged data and idle keep-alives"),
+    ("stream_status_sent", "status_sent",
+     "Stream STATUS frames sent (acknowledgements, alone or riding with data)"),
+    ("stream_duplicates", "duplicates",
+     "Stream DATA frames received that were already delivered or held (resends that crossed "
+     "the original, or duplication on the network)"),
+)
+
 # Extra slots a node declares when it creates its counters file.
 TRANSPORT_EXTRA_SLOTS: tuple = tuple(
     (f"transport_drop_{reason}", COUNTER, f"Transport drops: {reason.replace('_', ' ')}")
-    for reason in DROP_REASONS)
+    for reason in DROP_REASONS) + tuple((slot, COUNTER, text) for slot, _, text in STREAM_COUNTERS)
 
 # Refusals and drops the consensus module (``module``) and the core (``core``) count in dicts
 # of their own: copied into slots of the same names at each publish, so operators see them.
@@ -136,6 +148,8 @@ class TransportCounterPublisher:
         self._clock = clock
         self._restart_at = clock()   # this node's start: peers still send about its last run
         self._peer_restarts = 0
+        self._stream_slots = tuple((writer.index(slot), attr) for slot, attr, _ in STREAM_COUNTERS
+                                   if slot in writer.names)
         # (reason, standard slot index, detail slot index), resolved once
         self._reason_slots = tuple(
             (reason, int(_STANDARD_DROP_SLOT.get(reason, SlotId.DROPS_OTHER)),
@@ -177,6 +191,8 @@ class TransportCounterPublisher:
         v[_NAKS_SENT] = naks_sent
         v[_NAKS_RECEIVED] = naks_received
         v[_RETRANSMITS] = retransmits
+        for slot, attr in self._stream_slots:
+            v[slot] = sum(getattr(t.counters, attr) for t in self._transports)
         totals = dict.fromkeys(_DROP_SLOTS, 0)
         totals[_MALFORMED] = self.decode_drops
         totals[_TOO_LARGE] = truncated

@@ -41,6 +41,7 @@ class Transport:
         self.socket = SimpleNamespace(datagrams_in=0, datagrams_out=0, bytes_in=0, bytes_out=0,
                                       truncated=0)
         self.counters = SimpleNamespace(naks_sent=0, naks_received=0, retransmits=0,
+                                        heartbeats_sent=0, status_sent=0, duplicates=0,
                                         peer_restarts=0, drops=Counter())
 
 

@@ -115,6 +115,7 @@ class RecordingLog:
         # append takes the offset and writes under this lock (held through a snapshot record's
         # sync; a term start waits for it only when a term begins during that sync).
         self._append_lock = threading.Lock()
+        self._closed = False      # close() was called: no append reopens the file
 
     def load(self, cut: bool = True) -> None:
         """Read every entry; cut a torn tail (and sync the cut). With ``cut=False`` the file is
@@ -174,6 +175,8 @@ class RecordingLog:
             self.entries.append(entry)
 
     def _append_locked(self, raw: bytes, sync: bool) -> None:
+        if self._closed:
+            raise OSError(9, f"{self.path} is closed")
         if self.handle is None:
             fresh = not self.fs.exists(self.path)
             self.handle = self.fs.open_file(self.path, create=True)
@@ -230,6 +233,7 @@ class RecordingLog:
         """Close the file; an append still running on another thread (a snapshot record's
         sync that hangs) is waited for at most ``wait_s``, then the handle is left open for
         it rather than closed under it (the descriptor could be reused by then)."""
+        self._closed = True
         if not self._append_lock.acquire(timeout=wait_s):
             _log.warning("%s: an append is still running after %.0f s; not closing it under it",
                          self.path, wait_s)

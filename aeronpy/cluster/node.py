@@ -202,6 +202,7 @@ class ClusterNode:
         self._close_claimed = False   # one close() runs; others wait for it (or return)
         self._closing_thread = None   # ... the thread running it (a re-entrant call returns)
         self._cycle_thread = None     # the thread inside _cycle now (close() from a callback)
+        self._driving = None          # the thread inside do_work() now
         self._close_after_cycle = None  # close() asked from inside a cycle: (timeout_ms,)
         self._thread: Optional[threading.Thread] = None
         self._stop = threading.Event()
@@ -487,12 +488,20 @@ class ClusterNode:
         """One duty cycle; returns how much work it did (0 lets the idle strategy back off).
         For invoker mode: a node started with ``start()`` runs its own duty-cycle thread, and
         a call from another thread raises RuntimeError (two drivers corrupt the core)."""
-        thread = self._thread
-        if thread is not None and thread is not threading.current_thread():
-            raise RuntimeError(f"node {self.member_id} runs its own duty-cycle thread "
-                               "(start()): do not also call do_work()")
+        me = threading.current_thread()
         with self._drive_lock:
-            return self._cycle()
+            thread = self._thread      # under the lock: start() sets it holding the lock
+            if thread is not None and thread is not me:
+                raise RuntimeError(f"node {self.member_id} runs its own duty-cycle thread "
+                                   "(start()): do not also call do_work()")
+            self._driving = me         # close() from a signal handler here defers to the end
+            try:
+                work = self._cycle()
+            finally:
+                self._driving = None
+            if (self._stop_by_action or self._close_after_cycle) and self._thread is None:
+                self._close_deferred()     # invoker mode: the caller sees node.closed
+            return work
 
     def _cycle(self) -> int:
         if self._closed:
@@ -530,8 +539,6 @@ class ClusterNode:
             self._work_unpublished = True    # published by the first empty cycle after it
         if work:
             self._last_work_ns = end_ns
-        if (self._stop_by_action or self._close_after_cycle) and self._thread is None:
-            self._close_deferred()     # invoker mode: the caller sees node.closed
         return work
 
     def _note_backlog(self, term: int, committed: int) -> None:
@@ -869,9 +876,18 @@ class ClusterNode:
             raise RuntimeError("node is closed: a closed node cannot be started again")
         if self.failure is not None:
             raise RuntimeError(f"node {self.member_id} failed and stopped: {self.failure!r}")
-        self._thread = threading.Thread(target=self._pin_then_run,
-                                        name=f"aeronpy-node-{self.member_id}", daemon=True)
-        self._thread.start()
+        if not self._drive_lock.acquire(blocking=False):
+            raise RuntimeError(f"node {self.member_id}: do_work() is running on another "
+                               "thread: do not also start() it")
+        try:
+            thread = threading.Thread(target=self._pin_then_run,
+                                      name=f"aeronpy-node-{self.member_id}", daemon=True)
+            if self._close_claimed:     # closed meanwhile (a signal handler's close())
+                raise RuntimeError("node is closed: a closed node cannot be started again")
+            self._thread = thread
+        finally:
+            self._drive_lock.release()
+        thread.start()
         return self
 
     def _pin_then_run(self) -> None:
@@ -887,7 +903,7 @@ class ClusterNode:
         idle = self._idle.idle
         stop = self._stop
         settled = self._settled
-        while not stop.is_set():
+        while not stop.is_set() and not self._close_claimed:
             try:
                 work = self._cycle()
             except BaseException:     # recorded by _cycle (node.failure)
@@ -948,7 +964,7 @@ class ClusterNode:
         do_work() running on another thread), however long a callback holds it: closing
         beside a running cycle raised and left the node open."""
         me = threading.current_thread()
-        if self._cycle_thread is me and not self._close_claimed:
+        if (self._cycle_thread is me or self._driving is me) and not self._close_claimed:
             # inside a duty cycle (a service callback): the cycle must finish (its Ready be
             # advanced) before a hand-over, and nothing may close under the running apply
             self._close_after_cycle = (transfer_timeout_ms,)
@@ -963,7 +979,8 @@ class ClusterNode:
             # the closer waits for that cycle (_drive_lock), so waiting for it here is a deadlock
             if me is not self._closing_thread and me is not self._thread \
                     and self._cycle_thread is not me:
-                self._close_done.wait(timeout=30.0)
+                # as long as the first close waits (it returned after 30 s, the node still open)
+                self._wait_busy(self._close_done.wait, "another close()")
             return
         thread = self._thread
         if thread is not None and thread is not me:

@@ -32,10 +32,11 @@ from __future__ import annotations
 
 import io
 import logging
+import queue
 import struct
 import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, Callable, List, Optional, Sequence
 
@@ -163,25 +164,60 @@ def read_snapshot_file(archive: Any, info: Any) -> SnapshotContents:
 
 # ---------------------------------------------------------------------------------- background
 class BackgroundJobs:
-    """One worker thread for file work, or inline execution (the simulator's MemFileSystem is
-    single-threaded). ``submit`` returns a Future either way."""
+    """One daemon worker thread for file work, or inline execution (the simulator's
+    MemFileSystem is single-threaded). ``submit`` returns a Future either way.
+
+    Not a ThreadPoolExecutor: its shutdown, and the interpreter's exit, join the worker with
+    no bound, so a job stuck on a hung disk held ``ClusterNode.close()`` (and the process's
+    exit) for ever; here ``close(timeout_s)`` gives up and the daemon thread is left to it."""
 
     def __init__(self, threaded: bool, name: str):
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name) if threaded else None
+        self._queue = queue.SimpleQueue() if threaded else None
+        self._thread = None
+        self._closed = False
+        if threaded:
+            self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+            self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            future, fn, args = item
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(fn(*args))
+            except BaseException as exc:
+                future.set_exception(exc)
 
     def submit(self, fn: Callable, *args) -> Future:
-        if self._pool is not None:
-            return self._pool.submit(fn, *args)
+        if self._closed:
+            raise RuntimeError("background jobs are closed")
         future: Future = Future()
+        if self._queue is not None:
+            self._queue.put((future, fn, args))
+            return future
         try:
             future.set_result(fn(*args))
         except BaseException as exc:  # handed to the poller, like the threaded case
             future.set_exception(exc)
         return future
 
-    def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True)
+    def close(self, timeout_s: Optional[float] = None) -> bool:
+        """Run what was submitted, then stop; False if the worker is still busy after
+        ``timeout_s`` (None: wait for it)."""
+        if self._queue is None:
+            return True
+        if not self._closed:
+            self._closed = True
+            self._queue.put(None)
+        self._thread.join(timeout_s)
+        return not self._thread.is_alive()
+
+
+SNAPSHOT_CLOSE_TIMEOUT_S = 30.0
 
 
 def write_snapshot_file(archive: Any, index: int, term: int, timestamp_ns: int, parts: Sequence):
@@ -396,8 +432,12 @@ class Snapshotter:
             self.last_snapshot_index = max(self.last_snapshot_index, self.kept[-1].index)
 
     def close(self) -> None:
-        self.wait()
-        self._jobs.close()
+        if self.wait(SNAPSHOT_CLOSE_TIMEOUT_S):
+            self._jobs.close()
+            return
+        self.log.warning("snapshot at index %d still being written after %.0f s (a hung "
+                         "disk?): closing without it", self._inflight.index, SNAPSHOT_CLOSE_TIMEOUT_S)
+        self._jobs.close(0.0)       # its thread is a daemon: it cannot hold the exit either
 
 
 # ---------------------------------------------------------------------------------- recovery

@@ -85,8 +85,8 @@ class SimJobs:
         except BaseException as exc:   # handed to the poller, as the threaded executor does
             future.set_exception(exc)
 
-    def close(self) -> None:
-        pass
+    def close(self, timeout_s: float | None = None) -> bool:
+        return True
 
 
 class SimNodeSnapshots(NodeSnapshots):

@@ -237,10 +237,12 @@ class ProcessCluster:
         host: str = "127.0.0.1",
         hosts: Optional[Sequence[str]] = None,
         wrap_command: Optional[Callable[[int, List[str]], List[str]]] = None,
+        ports: Optional[Sequence[Dict[str, int]]] = None,
     ):
         """``hosts`` gives each member its own address (default: ``host`` for all);
         ``wrap_command(member, argv)`` may prefix a child's command line (for example with
-        ``ip netns exec NS``)."""
+        ``ip netns exec NS``); ``ports``: each member's ``consensus_port``, ``ingress_port``
+        and ``admin_port`` (default: free ports picked at random)."""
         self.members = members
         self.services = _service_specs(services)      # before any port or directory is taken
         self._own_dir = base_dir is None
@@ -252,11 +254,18 @@ class ProcessCluster:
         self.wrap_command = wrap_command
         self.cluster_id = cluster_id
         self.extra_config = dict(config or {})
-        ports = free_udp_ports(3 * members, host)
-        self.member_ports = [
-            {"consensus_port": ports[3 * i], "ingress_port": ports[3 * i + 1], "admin_port": ports[3 * i + 2]}
-            for i in range(members)
-        ]
+        if ports is not None:
+            if len(ports) != members:
+                raise ValueError(f"ports: {len(ports)} entries for {members} members")
+            self.member_ports = [{key: int(p[key]) for key in ("consensus_port", "ingress_port",
+                                                               "admin_port")} for p in ports]
+        else:
+            free = free_udp_ports(3 * members, host)
+            self.member_ports = [
+                {"consensus_port": free[3 * i], "ingress_port": free[3 * i + 1],
+                 "admin_port": free[3 * i + 2]}
+                for i in range(members)
+            ]
         # Children run in base_dir (never the source tree, whose aeronpy lacks the compiled
         # modules when the package is installed) and import the same aeronpy as this process:
         # a PYTHONPATH in ``env`` adds its directories after that aeronpy's, never before.

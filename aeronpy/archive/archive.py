@@ -785,16 +785,25 @@ class Archive:
                 self._marker.sync()
         finally:
             self._closed = True
+            sync_ended = True
             if self._syncer is not None:
-                self._syncer.stop(max(0.0, deadline - time.monotonic()))
+                sync_ended = self._syncer.stop(max(0.0, deadline - time.monotonic()))
             if self._remover is not None:
                 # a reopened archive must not meet half-deleted files (what is left past the
                 # limit is only stale segments, which recovery ignores; the remover says so)
                 self._remover.close(max(0.0, min(30.0, deadline - time.monotonic())))
-            self._release_files()
+            self._release_files(sync_ended)
 
-    def _release_files(self) -> None:
-        for close in (self._segments.close, self._recording_log.close, self._marker.close):
+    def _release_files(self, sync_ended: bool = True) -> None:
+        closes = [self._segments.close, self._recording_log.close, self._marker.close]
+        if not sync_ended:
+            # the sync thread still holds the segments' and the marker's descriptors (a hung
+            # fsync, then the marker's write): closed under it, a reused number would take
+            # that write into another file. Left open; the process is going anyway.
+            _log.warning("archive %s: the sync thread is still busy (a hung disk?): the log's "
+                         "segment files and durable.pos are left open for it", self.data_dir)
+            closes = [self._recording_log.close]
+        for close in closes:
             try:
                 close()
             except OSError:  # a handle the OS already dropped; keep closing the others

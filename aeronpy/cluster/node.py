@@ -369,6 +369,9 @@ class ClusterNode:
         # up to ~130 us late with a ~100 us fsync).
         self._sync_pipe = None
         self._sync_signalled = False  # set after each byte written: drain only then
+        # the sync thread's write and close()'s closing of the pipe exclude each other: a
+        # write to a descriptor closed meanwhile could reach whatever reused its number
+        self._sync_pipe_lock = threading.Lock()
         if self.archive.on_synced(self._signal_synced):
             self._sync_pipe = os.pipe()
             for fd in self._sync_pipe:
@@ -725,14 +728,16 @@ class ClusterNode:
 
     def _signal_synced(self) -> None:
         """On the archive's sync thread: wake the duty cycle (a full pipe is woken already)."""
-        pipe = self._sync_pipe
-        if pipe is not None:
+        with self._sync_pipe_lock:
+            pipe = self._sync_pipe
+            if pipe is None:
+                return
             try:
                 os.write(pipe[1], b"\0")
-            except OSError:          # BlockingIOError: a wake-up is waiting; EBADF: closed
+            except OSError:          # BlockingIOError: a wake-up is waiting already
                 pass
-            # after the write: a duty cycle that sees the flag finds every byte written so far
-            self._sync_signalled = True
+        # after the write: a duty cycle that sees the flag finds every byte written so far
+        self._sync_signalled = True
 
     def _process_ready(self, now_ns: int) -> int:
         archive = self.archive
@@ -1087,7 +1092,8 @@ class ClusterNode:
                 os.close(fd)
 
     def _close_sync_pipe(self) -> None:
-        pipe, self._sync_pipe = self._sync_pipe, None
+        with self._sync_pipe_lock:
+            pipe, self._sync_pipe = self._sync_pipe, None
         if pipe is not None:
             for fd in pipe:
                 os.close(fd)

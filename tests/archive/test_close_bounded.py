@@ -66,3 +66,47 @@ def test_close_with_a_hung_sync_waits_one_limit_and_names_what_is_not_durable(mo
     assert raised is not None, "a sync that did not finish is a failure (node.failure, errors.log)"
     said = str(raised) + " ".join(r.getMessage() for r in caplog.records)
     assert "11..15" in said and "may not be durable" in said, said
+
+
+def test_close_leaves_the_hung_sync_threads_files_open(monkeypatch, caplog):
+    """The sync thread that close() gave up on still holds the segments' and the durable
+    marker's descriptors (it fsyncs the one, then writes the other): closing them under it let
+    a reused descriptor number take its write into another file (thread audit)."""
+    monkeypatch.setattr(archive_module, "CLOSE_SYNC_TIMEOUT_S", 0.3, raising=False)
+    fs = MemFileSystem()
+    arc = Archive.open("/data", file_sync="data", segment_bytes=4096, fs=fs, background_sync=True)
+    log = arc.recover().log
+    for i in range(5):
+        log.append(1, 16, b"entry %d" % i)
+    arc.append_from(log, 1, 6)
+    hung = threading.Event()
+    release = threading.Event()
+    real_sync = fs.fdatasync
+    closed_while_hung = []
+    real_close = fs.close
+
+    def hang(handle):
+        hung.set()
+        release.wait(20)                 # bounded: the test ends it below
+        return real_sync(handle)
+
+    def close(handle):
+        if hung.is_set() and not release.is_set():
+            closed_while_hung.append(handle.path)
+        return real_close(handle)
+    monkeypatch.setattr(fs, "fdatasync", hang)
+    monkeypatch.setattr(fs, "fsync", hang)
+    monkeypatch.setattr(fs, "close", close)
+    try:
+        with caplog.at_level(logging.WARNING, logger="aeronpy.archive"):
+            try:
+                arc.close()
+            except ArchiveIOError:
+                pass                     # the unfinished sync is a failure (the test above)
+        assert hung.is_set()
+        held = [p for p in closed_while_hung if p.endswith(".seg") or "durable" in p]
+        assert held == [], f"closed under the hung sync thread: {held}"
+        assert "left open" in caplog.text
+    finally:
+        release.set()
+        monkeypatch.undo()

@@ -229,3 +229,45 @@ def test_close_with_a_hung_snapshot_job_returns(tmp_path, monkeypatch):
         if closer is not None:
             closer.join(20)
         node.close()
+
+
+def test_a_sync_wake_up_never_writes_to_a_closed_pipe(tmp_path, monkeypatch):
+    """The archive's sync thread wakes the duty cycle with a byte on a pipe
+    (``_signal_synced``); close() closes that pipe. The sync thread read the pipe's descriptors,
+    then wrote: a close in between left it writing to a closed descriptor, or to whatever had
+    taken the number by then (a byte into another file or socket)."""
+    node = one_member_node(tmp_path, file_sync="data")
+    try:
+        assert node._sync_pipe is not None
+        read_fd, write_fd = node._sync_pipe
+        pipe_inode = os.fstat(write_fd).st_ino
+        entered = threading.Event()
+        proceed = threading.Event()
+        seen = []
+        real_write = os.write
+
+        def write(fd, data):
+            if threading.current_thread().name == "fake-syncer":
+                entered.set()
+                proceed.wait(5)
+                try:
+                    seen.append(os.fstat(fd).st_ino == pipe_inode)
+                except OSError:
+                    seen.append(False)          # closed under the write
+            return real_write(fd, data)
+        monkeypatch.setattr(node_module.os, "write", write)
+        syncer = threading.Thread(target=node._signal_synced, name="fake-syncer")
+        syncer.start()
+        assert entered.wait(5)
+        closer = threading.Thread(target=node._close_sync_pipe, name="closer")
+        closer.start()
+        closer.join(1.0)                        # a fix holds it until the write is done
+        proceed.set()
+        syncer.join(5)
+        closer.join(5)
+        assert not syncer.is_alive() and not closer.is_alive()
+        assert seen == [True], "the wake-up byte went to a closed (or reused) descriptor"
+        assert node._sync_pipe is None
+    finally:
+        monkeypatch.undo()
+        node.close()

@@ -192,7 +192,7 @@ class ClusterNode:
         self.failure: Optional[BaseException] = None
         self._closed = False          # close() has begun: the duty cycle does nothing more
         self._close_done = threading.Event()   # close() has finished every closer
-        self._close_lock = threading.Lock()
+        self._close_claim: dict = {}  # "closer": (thread, token) of the close() that closes
         # Held by every do_work() and by close() from its hand-over to the end: an
         # application driving the node itself (invoker mode) and a close() from another
         # thread (a signal or HTTP handler) would otherwise run two cycles at once, or close
@@ -975,18 +975,21 @@ class ClusterNode:
             self._close_after_cycle = (transfer_timeout_ms,)
             self._stop.set()
             return
-        with self._close_lock:
-            claimed, self._close_claimed = self._close_claimed, True
-            if not claimed:
-                self._closing_thread = me
-        if claimed:                    # closing already (possibly on the duty-cycle thread)
+        # The first caller claims the close: one dict.setdefault, atomic, no lock. (With a lock,
+        # a signal handler's close() interrupting the claim on the same thread blocked on it
+        # for ever.) Each call has its own token, so a call re-entered on the closer's thread
+        # (on_terminate, a signal handler) knows it is not the closer, and returns.
+        token = object()
+        closer, closer_token = self._close_claim.setdefault("closer", (me, token))
+        if closer_token is not token:  # closing already (possibly on the duty-cycle thread)
             # not from inside a cycle (a callback on the application's thread in invoker mode):
             # the closer waits for that cycle (_drive_lock), so waiting for it here is a deadlock
-            if me is not self._closing_thread and me is not self._thread \
-                    and self._cycle_thread is not me:
+            if me is not closer and me is not self._thread and self._cycle_thread is not me:
                 # as long as the first close waits (it returned after 30 s, the node still open)
                 self._wait_busy(self._close_done.wait, "another close()")
             return
+        self._closing_thread = me
+        self._close_claimed = True
         thread = self._thread
         if thread is not None and thread is not me:
             self._stop.set()

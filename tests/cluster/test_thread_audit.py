@@ -271,3 +271,33 @@ def test_a_sync_wake_up_never_writes_to_a_closed_pipe(tmp_path, monkeypatch):
     finally:
         monkeypatch.undo()
         node.close()
+
+
+def test_a_signal_handler_closing_the_node_while_close_claims_it(tmp_path):
+    """A signal handler's close() landing inside the first close()'s claim, on the same thread:
+    the claim was a non-reentrant lock held there, so the handler blocked on it for ever. Now
+    it sees the close is its own thread's and returns; the interrupted close finishes."""
+    node = one_member_node(tmp_path)
+    assert _drive_until(node, lambda: node.role == Role.LEADER), "no leader"
+    returned = []
+
+    class _Claim(dict):
+        armed = True
+
+        def setdefault(self, key, value):
+            won = super().setdefault(key, value)
+            if _Claim.armed:
+                _Claim.armed = False
+                sig.arrive()            # between the claim and the rest of close()
+            return won
+    with _SignalCloses(node) as sig:
+        real_handler = sig._handler
+
+        def handler(signum, frame):
+            real_handler(signum, frame)
+            returned.append(node.closed)
+        signal.signal(signal.SIGUSR1, handler)
+        node._close_claim = _Claim()
+        node.close()
+    assert sig.fired == 1 and returned == [False]     # the handler's call returned at once
+    assert node.closed and node.failure is None

@@ -175,13 +175,14 @@ class ClusterClient:
                             f"{type(clock).__name__}")
         endpoint_list = parse_endpoints(endpoints)
         if transport is None:
-            from aeronpy.cluster.module_config import client_stream_message_bytes
+            from aeronpy.cluster.module_config import CLIENT_STREAM_IDLE_NS, client_stream_message_bytes
             from aeronpy.transport.streams import StreamConfig
             limit = config.max_message_bytes
             transport = UdpClientTransport(endpoint_list, bind_host=bind_host,
                                            config=StreamConfig.for_message_bytes(
                                                client_stream_message_bytes(limit),
-                                               heartbeat_interval_ns=config.stream_heartbeat_interval_ns))
+                                               heartbeat_interval_ns=config.stream_heartbeat_interval_ns,
+                                               idle_interval_ns=CLIENT_STREAM_IDLE_NS))
         try:
             core = ClientCore(endpoint_list, transport.local_endpoint, config, rng, credentials,
                               encoded_messages=bool(getattr(transport, "sends_encoded", False)))

@@ -264,13 +264,17 @@ cdef class StreamSender:
         cdef int64_t interval = self._heartbeat_interval_ns, cap = self._idle_interval_ns
         cdef int k = self._quiet_heartbeats
         if self.sent_position <= self.acked_position:
-            return self._last_emit_ns + cap
-        if cap < interval:
-            cap = interval
-        while k > 0 and interval < cap:
-            interval *= 2
-            k -= 1
-        return self._last_emit_ns + (interval if interval < cap else cap)
+            interval = cap
+        else:
+            if cap < interval:
+                cap = interval
+            while k > 0 and interval < cap:
+                interval = cap if interval > cap // 2 else interval * 2
+                k -= 1
+        # saturating: an interval near the int64 limit ("never") must not wrap to the past
+        if self._last_emit_ns > 0 and interval > INT64_MAX - self._last_emit_ns:
+            return INT64_MAX
+        return self._last_emit_ns + interval
 
 
 cdef class TransportCore:

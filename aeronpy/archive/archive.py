@@ -799,9 +799,11 @@ class Archive:
         if not sync_ended:
             # the sync thread still holds the segments' and the marker's descriptors (a hung
             # fsync, then the marker's write): closed under it, a reused number would take
-            # that write into another file. Left open; the process is going anyway.
+            # that write into another file. Left open for it: restart the process before this
+            # data dir is opened again (that thread may still write durable.pos when it ends).
             _log.warning("archive %s: the sync thread is still busy (a hung disk?): the log's "
-                         "segment files and durable.pos are left open for it", self.data_dir)
+                         "segment files and durable.pos are left open for it; restart the "
+                         "process before opening this data dir again", self.data_dir)
             closes = [self._recording_log.close]
         for close in closes:
             try:

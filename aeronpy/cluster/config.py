@@ -97,7 +97,11 @@ KEY_DOCS: tuple = (
     ("max_sessions", "1000", "Client sessions the cluster holds open at once; the leader refuses "
      "a connect beyond it with an error the client raises (`NotConnectedError`), so a flood of "
      "connects cannot grow every member's memory and snapshots without bound. Sessions free "
-     "their place when closed or timed out. The leader counts its connects in flight too; "
+     "their place when closed or timed out. Each member's ingress also admits at most "
+     "max(1024, 2 x max_sessions + 64) client transports (a client past that is dropped "
+     "unanswered and counted, `transport_drop_too_many_clients`); a closed session's client "
+     "gives its transport place back 0.5 s after the close, a refused or silent one after "
+     "session_timeout_ms. The leader counts its connects in flight too; "
      "those a failed leader left in flight can take a new leader past it once. One client "
      "can take every place (there is no per-client share): use an `authenticator` where "
      "clients are not trusted."),

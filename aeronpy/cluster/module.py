@@ -547,6 +547,8 @@ class ConsensusModule(LeaderDuties, AckHold, TermEntryChecks):
             leader_local.pop(s.session_id, None)
         self._proposed_closes.discard(s.session_id)
         self._forget_acks(s.session_id)
+        if self.config.on_session_closed is not None:
+            self.config.on_session_closed(s.response_endpoint)
 
     def _apply_session_message(self, session_id: int, seq: int, correlation_id: int,
                                service_id: int, payload: memoryview) -> None:

@@ -34,7 +34,8 @@ from aeronpy.cluster.restored import read_restored_log_end
 from aeronpy.cluster.logsetup import BurstLogger, node_logger
 from aeronpy.cluster.module import ConsensusModule
 from aeronpy.cluster.protocol import NewLeaderEvent
-from aeronpy.cluster.module_config import (Authenticator, ModuleConfig, client_stream_message_bytes,
+from aeronpy.cluster.module_config import (CLIENT_STREAM_IDLE_NS, Authenticator, ModuleConfig,
+                                           client_stream_message_bytes,
                                            members_digest)
 from aeronpy.cluster.node_admin import ADMIN_EXTRA_SLOTS, ENUM_NAMES as _ENUM_NAMES, NodeAdmin
 from aeronpy.cluster.node_counters import (REFUSAL_EXTRA_SLOTS, TRANSPORT_EXTRA_SLOTS,
@@ -83,6 +84,9 @@ _SLOW_CYCLE_WARN_NS = 10_000 * _MS
 # close() waits for the duty-cycle thread to end (a service callback or on_take_snapshot may
 # hold it for long), saying so every this many seconds: it never closes beside a running cycle
 _DUTY_THREAD_JOIN_S = 5.0
+# A closed session's client keeps its ingress transport place this long (its SessionEvent
+# CLOSED delivered, repaired by NAK if lost), then frees it (_on_session_closed)
+_CLOSED_CLIENT_GRACE_NS = 500 * _MS
 
 
 def load_authenticator(spec: str) -> Authenticator:
@@ -252,6 +256,7 @@ class ClusterNode:
         # the module's settings before the core: a leader writes its values of those every
         # member must share into its term's first entry, after its service list
         self._client_of_endpoint: dict = {}
+        self._endpoint_of_client: dict = {}     # the reverse: a lost client's entry in O(1)
         module_config = ModuleConfig(
             members={m.id: format_endpoint(m.host, m.ingress_port) for m in config.members},
             session_timeout_ns=config.session_timeout_ms * _MS,
@@ -262,6 +267,7 @@ class ClusterNode:
             authenticator=authenticator or Authenticator(),
             client_ref_of_endpoint=self._client_of_endpoint.get,
             on_authenticator_error=self._on_authenticator_error,
+            on_session_closed=self._on_session_closed,
             members_digest=members_digest(config.members),
             restored_log_end=restored_log_end)
         voters = tuple(m.id for m in config.members)
@@ -331,13 +337,17 @@ class ClusterNode:
                                     secret=None, mtu=config.mtu_bytes,
                                     accept_clients=True, on_new_client=self._on_new_client,
                                     on_client_lost=self._on_client_lost,
+                                    # room for every session and as many clients again on
+                                    # their way in or out (refused, or closed and not yet let go)
+                                    max_clients=max(1024, 2 * config.max_sessions + 64),
                                     client_timeout_ns=max(config.session_timeout_ms * _MS, 1_000 * _MS),
                                     # (never below the stream default: a message a little
                                     # over max_message_bytes reaches the module, which answers
                                     # MessageTooLargeError instead of a silent transport drop)
                                     config=StreamConfig.for_message_bytes(
                                         client_stream_message_bytes(config.max_message_bytes),
-                                        heartbeat_interval_ns=stream_hb_ns),
+                                        heartbeat_interval_ns=stream_hb_ns,
+                                        idle_interval_ns=CLIENT_STREAM_IDLE_NS),
                                     rcvbuf_bytes=config.socket_rcvbuf_bytes,
                                     sndbuf_bytes=config.socket_sndbuf_bytes)
 
@@ -479,12 +489,24 @@ class ClusterNode:
 
     # ------------------------------------------------------------------ client bookkeeping
     def _on_new_client(self, peer_id: int, address: tuple) -> None:
-        self._client_of_endpoint[format_endpoint(address[0], address[1])] = peer_id
+        endpoint = format_endpoint(address[0], address[1])
+        self._client_of_endpoint[endpoint] = peer_id
+        self._endpoint_of_client[peer_id] = endpoint
 
     def _on_client_lost(self, peer_id: int) -> None:
-        for endpoint, ref in list(self._client_of_endpoint.items()):
-            if ref == peer_id:
-                del self._client_of_endpoint[endpoint]
+        # (a scan of every endpoint here made a mass expiry of N clients cost O(N^2): 79 ms
+        # of one duty cycle for 1,000 of them)
+        endpoint = self._endpoint_of_client.pop(peer_id, None)
+        if endpoint is not None and self._client_of_endpoint.get(endpoint) == peer_id:
+            del self._client_of_endpoint[endpoint]
+
+    def _on_session_closed(self, endpoint: str) -> None:
+        """A session closed (applied here): its client's transport place is freed
+        _CLOSED_CLIENT_GRACE_NS later, long enough for the close to reach it (and be
+        repaired if lost), instead of after session_timeout_ms of its silence."""
+        ref = self._client_of_endpoint.get(endpoint)
+        if ref is not None:
+            self.ingress.expire_client(ref, _CLOSED_CLIENT_GRACE_NS)
 
     # ------------------------------------------------------------------ duty cycle
     def do_work(self) -> int:
@@ -502,9 +524,12 @@ class ClusterNode:
                 work = self._cycle()
             finally:
                 self._driving = None
-            if (self._stop_by_action or self._close_after_cycle) and self._thread is None:
-                self._close_deferred()     # invoker mode: the caller sees node.closed
-            return work
+            deferred = (self._stop_by_action or self._close_after_cycle) and self._thread is None
+        if deferred:
+            # invoker mode: the caller sees node.closed. Outside the drive lock: a close()
+            # another thread claimed meanwhile waits for that lock, and this one for it
+            self._close_deferred()
+        return work
 
     def _cycle(self) -> int:
         if self._closed:
@@ -898,6 +923,8 @@ class ClusterNode:
     def _pin_then_run(self) -> None:
         """The duty-cycle thread: pin itself to ``cpu_affinity`` and take ``sched_policy``
         (when set), then loop."""
+        if self._close_claimed:        # closed before this thread ran: nothing to pin or fail
+            return
         if self.config.cpu_affinity is not None and not self._pin_duty_cycle_thread():
             return
         if self.config.sched_policy != "normal" and not self._set_duty_cycle_policy():
@@ -994,8 +1021,9 @@ class ClusterNode:
         if thread is not None and thread is not me:
             self._stop.set()
             self._wake()
-            self._wait_busy(lambda t: (thread.join(t), not thread.is_alive())[1],
-                            "the duty cycle")
+            if thread.ident is not None:   # not one start() set but had not started yet
+                self._wait_busy(lambda t: (thread.join(t), not thread.is_alive())[1],
+                                "the duty cycle")
             self._thread = None
         drive = self._drive_lock
         self._wait_busy(lambda t: drive.acquire(timeout=t), "a do_work() call")

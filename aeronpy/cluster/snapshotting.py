@@ -432,11 +432,15 @@ class Snapshotter:
             self.last_snapshot_index = max(self.last_snapshot_index, self.kept[-1].index)
 
     def close(self) -> None:
-        if self.wait(SNAPSHOT_CLOSE_TIMEOUT_S):
-            self._jobs.close()
+        """Wait for the jobs thread to finish what it holds (this node's snapshot, a received
+        one being made durable, one the wait's poll took from the queue): one bound in all,
+        SNAPSHOT_CLOSE_TIMEOUT_S, then it is left to its daemon thread (a hung disk)."""
+        deadline = time.monotonic() + SNAPSHOT_CLOSE_TIMEOUT_S
+        if self.wait(SNAPSHOT_CLOSE_TIMEOUT_S) and \
+                self._jobs.close(max(0.0, deadline - time.monotonic())):
             return
-        self.log.warning("snapshot at index %d still being written after %.0f s (a hung "
-                         "disk?): closing without it", self._inflight.index, SNAPSHOT_CLOSE_TIMEOUT_S)
+        self.log.warning("a snapshot job is still running after %.0f s (a hung disk?): closing "
+                         "without it", SNAPSHOT_CLOSE_TIMEOUT_S)
         self._jobs.close(0.0)       # its thread is a daemon: it cannot hold the exit either
 
 

@@ -245,18 +245,18 @@ class ProcessCluster:
         and ``admin_port`` (default: free ports picked at random)."""
         self.members = members
         self.services = _service_specs(services)      # before any port or directory is taken
+        if hosts is not None and len(hosts) != members:
+            raise ValueError(f"hosts: {len(hosts)} addresses for {members} members")
+        if ports is not None and len(ports) != members:
+            raise ValueError(f"ports: {len(ports)} entries for {members} members")
         self._own_dir = base_dir is None
         self.base_dir = os.path.abspath(base_dir or tempfile.mkdtemp(prefix="aeronpy-cluster-"))
         self.host = host
         self.hosts = list(hosts) if hosts is not None else [host] * members
-        if len(self.hosts) != members:
-            raise ValueError(f"hosts: {len(self.hosts)} addresses for {members} members")
         self.wrap_command = wrap_command
         self.cluster_id = cluster_id
         self.extra_config = dict(config or {})
         if ports is not None:
-            if len(ports) != members:
-                raise ValueError(f"ports: {len(ports)} entries for {members} members")
             self.member_ports = [{key: int(p[key]) for key in ("consensus_port", "ingress_port",
                                                                "admin_port")} for p in ports]
         else:

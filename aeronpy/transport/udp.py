@@ -46,7 +46,7 @@ class Peer:
     """One remote endpoint: where to send, our stream to it, its stream to us."""
 
     __slots__ = ("peer_id", "address_key", "sender", "image", "epoch", "retired_epochs",
-                 "last_heard_ns", "is_client", "emit", "source_key", "writer")
+                 "last_heard_ns", "is_client", "emit", "source_key", "writer", "expire_ns")
 
     def __init__(self, peer_id: int, address_key_: int, sender: StreamSender, emit, is_client: bool,
                  epoch: Optional[int], now_ns: int, writer: Optional[FrameWriter] = None):
@@ -61,6 +61,7 @@ class Peer:
         self.last_heard_ns: Optional[int] = None
         self.is_client = is_client
         self.source_key: Optional[int] = None   # where the current incarnation's frames come from
+        self.expire_ns: Optional[int] = None    # a client let go at this time (expire_client)
 
     @property
     def address(self) -> tuple:
@@ -206,6 +207,18 @@ class UdpTransport(TransportCore):
                 peer.peer_id = alias
         return True
 
+    def expire_client(self, peer_id: int, after_ns: int) -> bool:
+        """Let a client go ``after_ns`` from now, however it keeps sending (its session
+        closed: the place it holds among ``max_clients`` is freed then, not only after
+        ``client_timeout_ns`` of silence). False when there is no such client."""
+        peer = self._peers.get(peer_id)
+        if peer is None or not peer.is_client:
+            return False
+        at = self._now_ns + after_ns
+        if peer.expire_ns is None or at < peer.expire_ns:
+            peer.expire_ns = at
+        return True
+
     def _lose_client(self, peer_id: int) -> None:
         """Forget a client (timed out, or replaced by a new epoch from its address)."""
         self.remove_peer(peer_id)
@@ -307,6 +320,9 @@ class UdpTransport(TransportCore):
                 if peer.epoch is not None:       # the member restarted: fresh image
                     retire_epoch(peer.retired_epochs, peer.epoch)
                     self.counters.peer_restarts += 1
+                    # our tail probes to it start again at the shortest gap: the new image
+                    # finds what it lacks (NAK, SETUP) from the next one
+                    peer.sender._quiet_heartbeats = 0
                     if peer.image is not None and peer.image._assembly is not None:
                         self.counters.drops["incomplete_message"] += 1   # its message is lost
                 peer.epoch = epoch
@@ -358,7 +374,8 @@ class UdpTransport(TransportCore):
                 work += peer.sender.do_work(now)
                 if peer.image is not None:
                     work += peer.image.do_work(now)
-                if peer.is_client and now - (peer.last_heard_ns or now) > self.client_timeout_ns:
+                if peer.is_client and (now - (peer.last_heard_ns or now) > self.client_timeout_ns
+                                       or (peer.expire_ns is not None and now >= peer.expire_ns)):
                     lost.append(peer.peer_id)
             for peer_id in lost:
                 self._lose_client(peer_id)
@@ -384,6 +401,8 @@ class UdpTransport(TransportCore):
                 d = peer.last_heard_ns + client_timeout_ns + 1
                 if d < due:
                     due = d
+            if peer.expire_ns is not None and peer.expire_ns < due:
+                due = peer.expire_ns
         return max(due, self._next_timer_ns)
 
     def wait_readable(self, timeout_ns: int) -> bool:

@@ -26,7 +26,7 @@ cdef class StreamSender:
     cdef readonly dict _recent_retransmits
     cdef readonly int64_t _last_emit_ns
     cdef int64_t _last_setup_ns
-    cdef readonly int _quiet_heartbeats
+    cdef public int _quiet_heartbeats      # udp.py restarts the probes for a restarted peer
     cdef int64_t _low_position(self)
     cdef object _offer_c(self, object payload, int64_t now_ns)
     cdef int _transmit_new(self, int64_t now_ns) except -1

@@ -13,12 +13,16 @@ DOC = os.path.join(os.path.dirname(__file__), "..", "..", "docs", "operations.md
 
 
 def _documented_names(text: str) -> set:
-    """Backquoted names in the first cell of the doc's table rows."""
+    """Backquoted names in the first cell of the rows of the counters table (the one headed
+    ``| counter | kind | meaning |``; other tables' names do not count)."""
     names = set()
-    for line in text.splitlines():
-        if line.startswith("| `"):
-            first_cell = line.split("|")[1]
-            names.update(re.findall(r"`([a-z0-9_/]+)`", first_cell))
+    lines = text.splitlines()
+    start = lines.index("| counter | kind | meaning |")
+    for line in lines[start + 2:]:
+        if not line.startswith("|"):
+            break                # the table ends at its first non-row line
+        first_cell = line.split("|")[1]
+        names.update(re.findall(r"`([a-z0-9_/]+)`", first_cell))
     expanded = set()
     for name in names:           # `frames_in/out` names frames_in and frames_out
         if "/" in name:

@@ -140,3 +140,39 @@ def test_control_a_fixed_interval_would_probe_every_interval():
     # the rule without the back-off, with the same driver: one probe every 5 ms
     cfg = StreamConfig(heartbeat_interval_ns=5 * MS, idle_interval_ns=5 * MS)
     assert _heartbeat_times(cfg, 40 * MS) == [5, 10, 15, 20, 25, 30, 35, 40]
+
+
+def test_a_restarted_peer_is_probed_at_the_shortest_gap_again():
+    """Probes backed off to a peer that did not answer; once it is heard again under a new
+    epoch (a restart), its new image learns what it lacks from our next probe, so the
+    back-off starts again (else up to idle_interval_ns later)."""
+    cfg = StreamConfig(heartbeat_interval_ns=5 * MS, idle_interval_ns=100 * MS,
+                       status_interval_ns=10_000 * MS)
+    a, b, ca, cb = _pair(cfg)
+    b2 = None
+    try:
+        assert b.send(0, b"hello") > 0       # a knows b's first epoch
+        b.flush()
+        assert _poll_until(a, [], 1)
+        assert a.send(1, b"lost") > 0
+        a.flush()
+        for _ in range(40):                  # 40 ms of timers, nobody answering
+            ca.now += MS
+            a.do_work(ca.now)
+        sender = a._peers[1].sender
+        assert sender._quiet_heartbeats >= 3
+        port = b.local_address[1]
+        b.close()
+        b2 = UdpTransport(LOOPBACK, port, 7, 1, config=cfg, clock=cb)   # member 1, new epoch
+        b2.add_peer(0, *a.local_address)
+        assert b2.send(0, b"back") > 0
+        b2.flush()
+        got = []
+        assert _poll_until(a, got, 1)
+        assert a.counters.peer_restarts == 1
+        assert sender._quiet_heartbeats == 0
+    finally:
+        a.close()
+        b.close()
+        if b2 is not None:
+            b2.close()

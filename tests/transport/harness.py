@@ -168,3 +168,13 @@ def pair(cluster_id=7, secret=None, use_mmsg=True, via=None, config=None, epochs
         a.add_peer(1, *b.local_address)
         b.add_peer(0, *a.local_address)
     return Endpoint(a), Endpoint(b), proxies
+
+
+class FakeClock:
+    """A transport clock the test moves by hand (``clock.now += ...``), in ns."""
+
+    def __init__(self, now_ns: int = 10_000_000):
+        self.now = now_ns
+
+    def __call__(self) -> int:
+        return self.now

@@ -4,21 +4,14 @@ silence (a gateway closing and reopening sessions filled the table with closed o
 from __future__ import annotations
 
 from aeronpy.transport.udp import CLIENT_SENDER_ID, UdpTransport
+from tests.transport.harness import FakeClock
 
 MS = 1_000_000
 LOOPBACK = "127.0.0.1"
 
 
-class _Clock:
-    def __init__(self):
-        self.now = 10 * MS
-
-    def __call__(self):
-        return self.now
-
-
 def _member_and_client():
-    clock = _Clock()
+    clock = FakeClock()
     lost = []
     member = UdpTransport(LOOPBACK, 0, 7, 0, accept_clients=True, clock=clock,
                           client_timeout_ns=10_000 * MS, on_client_lost=lost.append)

@@ -16,21 +16,14 @@ from aeronpy._frame import HEARTBEAT, FrameReader, FrameWriter
 from aeronpy.transport.counters import TransportCounters
 from aeronpy.transport.streams import StreamConfig, StreamSender
 from aeronpy.transport.udp import UdpTransport
+from tests.transport.harness import FakeClock
 
 MS = 1_000_000
 LOOPBACK = "127.0.0.1"
 
 
-class _Clock:
-    def __init__(self):
-        self.now = 10 * MS
-
-    def __call__(self):
-        return self.now
-
-
 def _pair(config):
-    ca, cb = _Clock(), _Clock()
+    ca, cb = FakeClock(), FakeClock()
     a = UdpTransport(LOOPBACK, 0, 7, 0, config=config, clock=ca)
     b = UdpTransport(LOOPBACK, 0, 7, 1, config=config, clock=cb)
     a.add_peer(1, *b.local_address)

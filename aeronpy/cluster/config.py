@@ -99,9 +99,9 @@ KEY_DOCS: tuple = (
      "connects cannot grow every member's memory and snapshots without bound. Sessions free "
      "their place when closed or timed out. Each member's ingress also admits at most "
      "max(1024, 2 x max_sessions + 64) client transports (a client past that is dropped "
-     "unanswered and counted, `transport_drop_too_many_clients`); a closed session's client "
-     "gives its transport place back 0.5 s after the close, a refused or silent one after "
-     "session_timeout_ms. The leader counts its connects in flight too; "
+     "unanswered and counted, `transport_drop_too_many_clients`); a client gives its transport "
+     "place back 0.5 s after its session closed or its connect was refused, a silent one "
+     "after session_timeout_ms. The leader counts its connects in flight too; "
      "those a failed leader left in flight can take a new leader past it once. One client "
      "can take every place (there is no per-client share): use an `authenticator` where "
      "clients are not trusted."),

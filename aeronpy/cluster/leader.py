@@ -57,9 +57,18 @@ class LeaderDuties:
                     self.config.connect_ok_detail(self.config.members.get(self.member_id, ""),
                                                   m.protocol_version))
 
+    def _refuse_connect(self, client_ref: object, correlation_id: int, code: int,
+                        detail: str) -> None:
+        """Answer a connect with its refusal; the client's transport place goes soon after
+        (ModuleConfig.on_connect_refused), not only after session_timeout_ms of silence."""
+        self._event(client_ref, correlation_id, 0, code, detail)
+        if self.config.on_connect_refused is not None:
+            self.config.on_connect_refused(client_ref)
+
     def _on_connect(self, client_ref: object, m: Any) -> None:
         if not self.config.accepts_protocol(m.protocol_version):
             self.counters["connect_bad_version"] += 1
+            # (its place is kept: the client asks again, in an older version, from it)
             self._event(client_ref, m.correlation_id, 0, P.EVENT_ERROR,
                         f"protocol version {m.protocol_version} not supported (cluster speaks "
                         f"{P.OLDEST_CLIENT_PROTOCOL_VERSION} to {self.config.protocol_version})")
@@ -70,7 +79,7 @@ class LeaderDuties:
         endpoint = m.response_endpoint
         if not isinstance(endpoint, str) or not endpoint or len(endpoint.encode()) > MAX_ENDPOINT_BYTES:
             self.counters["connect_bad_endpoint"] += 1
-            self._event(client_ref, m.correlation_id, 0, P.EVENT_ERROR, "bad response_endpoint")
+            self._refuse_connect(client_ref, m.correlation_id, P.EVENT_ERROR, "bad response_endpoint")
             return
         existing = self.sessions.find_client(endpoint, m.client_nonce)
         if (existing is not None and existing.connect_correlation_id == m.correlation_id
@@ -90,8 +99,8 @@ class LeaderDuties:
             accepted = False
         if not accepted:
             self.counters["authentication_rejected"] += 1
-            self._event(client_ref, m.correlation_id, 0, P.EVENT_AUTHENTICATION_REJECTED,
-                        "credentials rejected")
+            self._refuse_connect(client_ref, m.correlation_id, P.EVENT_AUTHENTICATION_REJECTED,
+                                 "credentials rejected")
             return
         if existing is not None:        # a re-sent connect whose session is already open
             self._answer_open_session(client_ref, m, existing)
@@ -104,8 +113,8 @@ class LeaderDuties:
             # refused before anything is logged: every member holds every session, so the
             # bound is on all of them (the count is replicated state; any leader applies it)
             self.counters["connect_session_limit"] += 1
-            self._event(client_ref, m.correlation_id, 0, P.EVENT_ERROR,
-                        f"too many sessions: the cluster holds at most {limit} (max_sessions)")
+            self._refuse_connect(client_ref, m.correlation_id, P.EVENT_ERROR,
+                                 f"too many sessions: the cluster holds at most {limit} (max_sessions)")
             return
         if self._propose(E.SESSION_OPEN, E.encode_session_open(
                 self._stamp(), m.correlation_id, m.client_nonce, endpoint)):

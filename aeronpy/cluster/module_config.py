@@ -103,6 +103,9 @@ class ModuleConfig:
     # told the response endpoint of each session closed (every member, as it applies the
     # close): the node lets that client's transport place go soon after
     on_session_closed: Optional[Callable[[str], None]] = None
+    # told the client reference of each connect the leader refused (authentication, max_sessions,
+    # version, endpoint): the node lets that client's transport place go soon after, too
+    on_connect_refused: Optional[Callable[[object], None]] = None
 
     def __post_init__(self) -> None:
         for name in ("session_timeout_ns", "max_message_bytes", "egress_queue_max",

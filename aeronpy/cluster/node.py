@@ -84,8 +84,8 @@ _SLOW_CYCLE_WARN_NS = 10_000 * _MS
 # close() waits for the duty-cycle thread to end (a service callback or on_take_snapshot may
 # hold it for long), saying so every this many seconds: it never closes beside a running cycle
 _DUTY_THREAD_JOIN_S = 5.0
-# A closed session's client keeps its ingress transport place this long (its SessionEvent
-# CLOSED delivered, repaired by NAK if lost), then frees it (_on_session_closed)
+# A closed session's client, or one whose connect was refused, keeps its ingress transport
+# place this long (the answer delivered, repaired by NAK if lost), then frees it (_let_client_go)
 _CLOSED_CLIENT_GRACE_NS = 500 * _MS
 
 
@@ -268,6 +268,7 @@ class ClusterNode:
             client_ref_of_endpoint=self._client_of_endpoint.get,
             on_authenticator_error=self._on_authenticator_error,
             on_session_closed=self._on_session_closed,
+            on_connect_refused=self._let_client_go,
             members_digest=members_digest(config.members),
             restored_log_end=restored_log_end)
         voters = tuple(m.id for m in config.members)
@@ -506,7 +507,12 @@ class ClusterNode:
         repaired if lost), instead of after session_timeout_ms of its silence."""
         ref = self._client_of_endpoint.get(endpoint)
         if ref is not None:
-            self.ingress.expire_client(ref, _CLOSED_CLIENT_GRACE_NS)
+            self._let_client_go(ref)
+
+    def _let_client_go(self, client_ref) -> None:
+        """A client with no session here (closed, or its connect refused): its transport place
+        is freed _CLOSED_CLIENT_GRACE_NS from now, once the answer has reached it."""
+        self.ingress.expire_client(client_ref, _CLOSED_CLIENT_GRACE_NS)
 
     # ------------------------------------------------------------------ duty cycle
     def do_work(self) -> int:

@@ -73,3 +73,29 @@ def test_max_sessions_above_1024_can_all_be_open(make_cluster):
     finally:
         for client in clients:
             client.close()
+
+
+def test_refused_connects_free_their_place(make_cluster):
+    """Connects refused by max_sessions (a gateway over its quota, retrying with new clients)
+    each held a transport place for session_timeout_ms, so past max(1024, ...) places the next
+    ones were dropped unanswered ("no member answered") instead of refused with the clear
+    error. Now a refused client's place goes 0.5 s after the refusal."""
+    pc = make_cluster(members=1, config={"max_sessions": 1}).start()
+    assert pc.leader(timeout_s=20) is not None, describe(pc)
+    holder = aeronpy.ClusterClient.connect(pc.ingress_endpoints, timeout_s=5.0)
+    try:
+        refused, start = 0, time.monotonic()
+        deadline = start + 40.0
+        while refused < TRANSPORT_CLIENTS_MAX + 200 and time.monotonic() < deadline:
+            ahead = start + refused / 300 - time.monotonic()     # at most 300 a second
+            if ahead > 0:
+                time.sleep(ahead)
+            with pytest.raises(aeronpy.NotConnectedError) as e:
+                aeronpy.ClusterClient.connect(pc.ingress_endpoints, timeout_s=2.0)
+            assert "max_sessions" in str(e.value), f"connect {refused + 1}: {e.value}"
+            refused += 1
+        if refused <= TRANSPORT_CLIENTS_MAX:
+            pytest.skip(f"only {refused} connects in 40 s: too slow a machine to reach the bound")
+        assert counters(pc, 0).get("transport_drop_too_many_clients") == 0
+    finally:
+        holder.close()

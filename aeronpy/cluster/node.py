@@ -196,15 +196,15 @@ class ClusterNode:
         self.failure: Optional[BaseException] = None
         self._closed = False          # close() has begun: the duty cycle does nothing more
         self._close_done = threading.Event()   # close() has finished every closer
-        self._close_claim: dict = {}  # "closer": (thread, token) of the close() that closes
+        # "closer": (thread, token) of the one close() that closes; others wait for it (or
+        # return, on its own thread): see close()
+        self._close_claim: dict = {}
         # Held by every do_work() and by close() from its hand-over to the end: an
         # application driving the node itself (invoker mode) and a close() from another
         # thread (a signal or HTTP handler) would otherwise run two cycles at once, or close
         # sockets and the archive under a running one. Reentrant: close() from a callback
         # runs at the end of the do_work() that holds it.
         self._drive_lock = threading.RLock()
-        self._close_claimed = False   # one close() runs; others wait for it (or return)
-        self._closing_thread = None   # ... the thread running it (a re-entrant call returns)
         self._cycle_thread = None     # the thread inside _cycle now (close() from a callback)
         self._driving = None          # the thread inside do_work() now
         self._close_after_cycle = None  # close() asked from inside a cycle: (timeout_ms,)
@@ -536,6 +536,11 @@ class ClusterNode:
             # another thread claimed meanwhile waits for that lock, and this one for it
             self._close_deferred()
         return work
+
+    @property
+    def _close_claimed(self) -> bool:
+        """A close() has claimed the node (the claim itself, not a copy of it)."""
+        return "closer" in self._close_claim
 
     def _cycle(self) -> int:
         if self._closed:
@@ -1021,8 +1026,6 @@ class ClusterNode:
                 # as long as the first close waits (it returned after 30 s, the node still open)
                 self._wait_busy(self._close_done.wait, "another close()")
             return
-        self._closing_thread = me
-        self._close_claimed = True
         thread = self._thread
         if thread is not None and thread is not me:
             self._stop.set()

@@ -14,7 +14,8 @@ Positions count payload bytes from 0 at the start of a sender incarnation (epoch
   bounded by ``max_message_bytes``.
 - HEARTBEAT frames carry the sender's transmitted position so a lost tail is detected, and
   prove liveness. A STATUS rides with the receiver's own DATA to the sender when it can
-  (``UdpTransport.send``), so a request's reply acknowledges it and no HEARTBEAT follows. A receiver that asks for data the sender no longer holds (it restarted and
+  (``UdpTransport.send``), so a request's reply acknowledges it and no HEARTBEAT follows.
+  A receiver that asks for data the sender no longer holds (it restarted and
   its new image starts at 0) gets a SETUP frame naming the lowest position still held, and
   jumps there (the messages in between are lost, which consensus tolerates).
 """

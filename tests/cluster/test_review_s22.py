@@ -115,7 +115,6 @@ def test_a_signal_handler_closing_the_node_just_before_the_thread_starts(tmp_pat
         node.close()
         if not node.closed:                 # the claim is stuck: close it for the cleanup
             node._close_claim.clear()
-            node._close_claimed = False
             node._thread = None
             node.close()
 

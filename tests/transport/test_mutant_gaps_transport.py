@@ -6,18 +6,15 @@ import time
 from aeronpy._frame import UNFRAGMENTED, FrameWriter
 from aeronpy._udp import address_key
 from aeronpy.transport import UdpTransport
-from tests.transport.harness import Endpoint, LOOPBACK, run_until
+from tests.transport.harness import Endpoint, LOOPBACK, pair, run_until
 
 
 def test_a_replayed_frame_of_a_members_earlier_run_from_its_own_address_is_a_stale_epoch():
     # (mutant U04: the old epoch not retired at a restart.) test_restart's replay comes from a
     # stranger's address and is refused before its epoch is looked at; this one comes from the
     # member's own address, where only the retired epoch tells it from a second restart.
-    b = Endpoint(UdpTransport(LOOPBACK, 0, 7, 1, epoch=900))
-    a = Endpoint(UdpTransport(LOOPBACK, 0, 7, 0, epoch=111))
+    a, b, _ = pair(epochs=(111, 900))
     a_port = a.t.local_address[1]
-    b.t.add_peer(0, LOOPBACK, a_port)
-    a.t.add_peer(1, *b.t.local_address)
     try:
         a.queue(1, [b"old-%d" % i for i in range(5)])
         assert run_until(lambda: len(b.got(0)) == 5, [a, b], timeout_s=10)

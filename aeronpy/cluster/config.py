@@ -227,8 +227,13 @@ class MemberConfig:
         if not isinstance(raw, Mapping):
             raise ConfigError(where, "must be a table with id, host, consensus_port, ingress_port")
         for key in raw:
-            if key not in _MEMBER_KEYS:
-                raise ConfigError(f"{where}.{key}", "unknown member key" + _suggest(key, _MEMBER_KEYS))
+            if key in _MEMBER_KEYS:
+                continue
+            if key in _NODE_KEYS:
+                # in TOML a key after a [[members]] header belongs to that table
+                raise ConfigError(f"{where}.{key}", "a node key, not a member key: in a TOML file "
+                                  "write it above the first [[members]] table")
+            raise ConfigError(f"{where}.{key}", "unknown member key" + _suggest(key, _MEMBER_KEYS))
         for key in ("id", "host", "consensus_port", "ingress_port"):
             if key not in raw:
                 raise ConfigError(f"{where}.{key}", "required member key is missing")
@@ -726,3 +731,5 @@ def _key_table() -> str:
 
 
 NodeConfig.__doc__ = (NodeConfig.__doc__ or "") + "\n\n" + _key_table() + "\n"
+# the keys of a node's own table (MemberConfig.from_dict names one found in a member's)
+_NODE_KEYS = frozenset(field.name for field in dataclasses.fields(NodeConfig))

@@ -138,6 +138,19 @@ def service_names(services: Sequence[ClusteredService]) -> list:
     return [_service_name(s) for s in services]
 
 
+def renamed_service_hint(theirs: Sequence[str], ours: Sequence[str]) -> str:
+    """The advice for a service list that differs only in names: a class renamed or moved is
+    another service unless it keeps its old name (``service_name``)."""
+    if len(theirs) != len(ours):
+        return ""
+    pairs = [(old, new) for old, new in zip(theirs, ours) if old != new]
+    example = pairs[0] if pairs else ("module:Class", "module:Class")
+    return (f". If a service class was renamed or moved (here {example[0]!r} became "
+            f"{example[1]!r}?), it is the same service under a new name: give the class the "
+            f"attribute service_name = {example[0]!r} and start the members again, nothing "
+            "else; never empty a data dir for that")
+
+
 def service_set_tail(services: Sequence[ClusteredService]) -> bytes:
     """What a leader writes into its term's first entry (and a snapshot into its header): the
     services it hosts (`service_names`), which every member checks it hosts too."""

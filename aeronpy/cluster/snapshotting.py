@@ -135,7 +135,7 @@ def decode_snapshot(data) -> SnapshotContents:
 def check_service_names(contents: SnapshotContents, services: Sequence, path: str) -> None:
     """Refuse (SnapshotFileError) a snapshot taken by other services than these, or by the
     same in another order: each stream would be handed to another service."""
-    from aeronpy.cluster.container import service_names, service_set_of
+    from aeronpy.cluster.container import renamed_service_hint, service_names, service_set_of
     theirs = service_set_of(contents.service_names)
     if theirs is None:
         return                                   # version 1, or names unknown
@@ -144,7 +144,7 @@ def check_service_names(contents: SnapshotContents, services: Sequence, path: st
         raise SnapshotFileError(
             f"snapshot {path} was taken by services {theirs}; this member hosts {ours}: each "
             "service would be given another's state. Host the same services in the same order "
-            "(docs/operations.md, 'Changing the set of services')")
+            f"(docs/operations.md, 'Changing the set of services'){renamed_service_hint(theirs, ours)}")
 
 
 def snapshot_cluster_time(head) -> int:

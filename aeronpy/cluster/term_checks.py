@@ -8,7 +8,7 @@ config, counters and the two listener lists it sets up.
 from __future__ import annotations
 
 from aeronpy.cluster.container import (ConfigMismatchError, ServiceSetError, parse_term_entry_tail,
-                                       service_names)
+                                       renamed_service_hint, service_names)
 
 
 def _shown_value(text: str, limit: int = 24) -> str:
@@ -45,7 +45,7 @@ class TermEntryChecks:
                 f"member hosts {ours}: members hosting other services diverge. Find the member "
                 "whose --service list differs from the cluster's, stop it, and start it with "
                 "the right list on an empty data dir (docs/operations.md, 'Changing the set "
-                "of services')")
+                f"of services'){renamed_service_hint(theirs, ours)}")
             for listener in self.service_set_listeners:
                 listener(error)
 

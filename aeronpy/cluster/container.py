@@ -226,6 +226,13 @@ class ServiceSetError(AeronpyError):
     raised: the member cannot tell whether it or the leader is the misconfigured one."""
 
 
+class StateDivergenceError(AeronpyError):
+    """This member's snapshot at a log index differs from the leader's at the same index (their
+    checksums, state_digests.py): the services' states have come apart, typically through a
+    service that is not deterministic. Reported (log, errors.log, counter), not raised: the
+    member cannot tell whether it or the leader holds the wrong state."""
+
+
 class ConfigMismatchError(AeronpyError):
     """The leader whose term entry this member applies runs with other values of settings
     every member must share (ModuleConfig.replicated_settings): their states diverge where

@@ -13,7 +13,7 @@ SESSION_CLOSE      i64 session_id | i32 reason (aeronpy.CloseReason)
 SESSION_MESSAGE    i64 session_id | i64 seq | i64 correlation_id | i32 service_id | payload...
 TIMER_FIRE         i32 service_id | i64 correlation_id | i64 timer_seq
 SERVICE_MESSAGE    i32 service_id | i64 pending_id | payload...
-CLUSTER_ACTION     i32 action | i64 argument
+CLUSTER_ACTION     i32 action | i64 argument [| u32 checksum: ACTION_STATE_DIGEST only]
 =================  =========================================================================
 
 A session id is the log index of its SESSION_OPEN entry: unique forever, and known to every
@@ -52,6 +52,9 @@ ACTION_RESUME = 3
 ACTION_SHUTDOWN = 4
 ACTION_ABORT = 5
 CLUSTER_ACTIONS = (ACTION_SNAPSHOT, ACTION_SUSPEND, ACTION_RESUME, ACTION_SHUTDOWN, ACTION_ABORT)
+# The leader's checksum of its snapshot at log index ``argument`` (state_digests.py); only a
+# leader proposes it, never an admin request. Older members ignore an action they do not know.
+ACTION_STATE_DIGEST = 6
 
 _SESSION_OPEN = struct.Struct("<qqqH")
 _SESSION_CLOSE = struct.Struct("<qqi")
@@ -60,6 +63,7 @@ _TIMER_FIRE = struct.Struct("<qiqq")
 _SERVICE_MESSAGE = struct.Struct("<qiq")
 _CLUSTER_ACTION = struct.Struct("<qiq")
 _TIMESTAMP = struct.Struct("<q")
+_U32 = struct.Struct("<I")
 
 SESSION_MESSAGE_HEADER_BYTES = _SESSION_MESSAGE.size
 SESSION_MESSAGE_STRUCT = _SESSION_MESSAGE     # the module's apply fast path unpacks in place
@@ -111,6 +115,7 @@ class ClusterAction(NamedTuple):
     timestamp_ns: int
     action: int
     argument: int
+    checksum: int = 0             # ACTION_STATE_DIGEST: the snapshot's checksum
 
 
 # ---- encoders ---------------------------------------------------------------------------
@@ -142,6 +147,10 @@ def encode_service_message(timestamp_ns: int, service_id: int, pending_id: int, 
 
 def encode_cluster_action(timestamp_ns: int, action: int, argument: int = 0) -> bytes:
     return _CLUSTER_ACTION.pack(timestamp_ns, action, argument)
+
+
+def encode_state_digest(timestamp_ns: int, snapshot_index: int, checksum: int) -> bytes:
+    return _CLUSTER_ACTION.pack(timestamp_ns, ACTION_STATE_DIGEST, snapshot_index) + _U32.pack(checksum)
 
 
 # ---- decoders ---------------------------------------------------------------------------
@@ -191,7 +200,12 @@ def decode_service_message(payload) -> ServiceMessage:
 
 def decode_cluster_action(payload) -> ClusterAction:
     _need(payload, _CLUSTER_ACTION.size, "CLUSTER_ACTION")
-    return ClusterAction(*_CLUSTER_ACTION.unpack_from(payload, 0))
+    timestamp_ns, action, argument = _CLUSTER_ACTION.unpack_from(payload, 0)
+    if action == ACTION_STATE_DIGEST:
+        _need(payload, _CLUSTER_ACTION.size + _U32.size, "CLUSTER_ACTION state digest")
+        return ClusterAction(timestamp_ns, action, argument,
+                             _U32.unpack_from(payload, _CLUSTER_ACTION.size)[0])
+    return ClusterAction(timestamp_ns, action, argument)
 
 
 def entry_timestamp_ns(payload) -> int:

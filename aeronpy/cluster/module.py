@@ -115,6 +115,8 @@ class ConsensusModule(LeaderDuties, AckHold, TermEntryChecks):
         self.cluster_action_listeners: list[Callable[[int, int, int], None]] = []
         self.service_set_listeners: list = []      # fn(ServiceSetError) on a list mismatch
         self.config_mismatch_listeners: list = []  # fn(ConfigMismatchError) on a settings mismatch
+        # fn(index, snapshot_index, checksum) for each leader's snapshot digest (state_digests.py)
+        self.state_digest_listeners: list[Callable[[int, int, int], None]] = []
         # the node's SessionMessage frames: the common case compiled, the rest through
         # on_session_message (csrc/_ingress.pyx)
         self.ingress_path = IngressPath(self)
@@ -283,6 +285,15 @@ class ConsensusModule(LeaderDuties, AckHold, TermEntryChecks):
                 # nothing else goes into the log behind it (until a resume is applied)
                 self._proposals_held = action
         return index
+
+    def propose_state_digest(self, snapshot_index: int, checksum: int) -> int:
+        """Leader only: append the checksum of its snapshot at ``snapshot_index`` for the
+        members to compare with theirs (state_digests.py); the log index, or 0 when not leader
+        or the cluster is stopping."""
+        if not self.is_leader or self._halted or self._proposals_held in _TERMINAL_ACTIONS:
+            return 0
+        return self.core.propose(E.CLUSTER_ACTION,
+                                 E.encode_state_digest(self._stamp(), snapshot_index, checksum))
 
     def halt_applying(self) -> None:
         """Stop applying entries (the driver calls it while the shutdown or abort entry is
@@ -459,6 +470,10 @@ class ConsensusModule(LeaderDuties, AckHold, TermEntryChecks):
             else:
                 self._deliver(entry.service_id, None, entry.payload)
         elif entry_type == E.CLUSTER_ACTION:
+            if entry.action == E.ACTION_STATE_DIGEST:
+                for digest_listener in self.state_digest_listeners:
+                    digest_listener(index, entry.argument, entry.checksum)
+                return
             self._apply_cluster_action(entry.action)
             for listener in self.cluster_action_listeners:
                 listener(self.applied_index, entry.action, entry.argument)

@@ -476,6 +476,9 @@ class ClusterNode:
         self.snapshots.snapshotter.pause_listeners.append(self._fit_timeouts_to_pause)
         self.module.service_set_listeners.append(self._on_service_set_mismatch)
         self.module.config_mismatch_listeners.append(self._on_config_mismatch)
+        from aeronpy.cluster.state_digests import StateDigests
+        self.state_digests = StateDigests(self.module, self.snapshots.snapshotter,
+                                          self._on_config_mismatch)
         return self.snapshots.open_recovered(recovered)
 
     def _replay_committed(self) -> None:
@@ -1146,7 +1149,8 @@ class ClusterNode:
 
     def _on_config_mismatch(self, error: BaseException) -> None:
         """A term's leader runs with other values of the settings every member must share
-        (ConsensusModule._check_settings): said as a service-list mismatch is, no stop."""
+        (ConsensusModule._check_settings), or a snapshot of another state than the leader's
+        (StateDigests): said as a service-list mismatch is, no stop."""
         self.log.error("%s", error)
         self._errors.record(error)
 

@@ -79,6 +79,15 @@ REFUSAL_COUNTERS: tuple = (
     ("module", "config_mismatches",
      "Term entries whose leader runs with other values of the settings every member must share "
      "(max_timers, reply_cache_messages, max_message_bytes ...; logged)"),
+    ("module", "state_digests_proposed",
+     "Checksums of this leader's own snapshots appended to the log for the members to compare"),
+    ("module", "state_digests_checked",
+     "Leaders' snapshot checksums compared with this member's own snapshot at the same index"),
+    ("module", "state_divergences",
+     "Those that differed: this member's state is not the leader's (a non-deterministic "
+     "service; logged, in errors.log)"),
+    ("module", "state_digests_unchecked",
+     "Leaders' snapshot checksums this member had no snapshot at that index to compare with"),
     ("core", "votes_withheld_rejoining",
      "Canvass and ballot requests refused while this member, started on an empty data dir, has "
      "not caught up (a candidate with a non-empty log)"),

@@ -25,6 +25,7 @@ from aeronpy.cluster.module import ConsensusModule
 from aeronpy.core import RaftCore
 from aeronpy.core.messages import AppendEntries, AppendResponse
 from aeronpy.service import Role
+from aeronpy.cluster.state_digests import StateDigests
 from aeronpy.testing.sim_snapshots import SimNodeSnapshots, SimSnapshotOptions
 
 _FAST_KINDS = (AppendEntries, AppendResponse)    # what aeronpy._steppath may take
@@ -112,6 +113,11 @@ class SimMember:
         # as ClusterNode: the snapshot machinery, the recovered snapshot, on_start, replay
         self.snapshots = SimNodeSnapshots(self, snapshot_options or SimSnapshotOptions(), jobs,
                                           lambda: sim.now_ns)
+        if snapshot_options is not None and snapshot_options.state_digests:
+            # as ClusterNode: members compare snapshot checksums through the log (a difference
+            # is a divergence the checker's own state comparison should have caught first)
+            StateDigests(self.module, self.snapshots.snapshotter,
+                         lambda error: checker.fail(f"member {member_id}: {error}"))
         self.module.start(self.snapshots.open_recovered(recovered))
         if recovered.snapshot is not None:
             sim.snapshot_totals["snapshot_restarts"] += 1

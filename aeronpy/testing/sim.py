@@ -48,7 +48,7 @@ class SimCluster:
                  authenticator: Authenticator | None = None, segment_bytes: int = DEFAULT_SIM_SEGMENT_BYTES,
                  module_options: dict | None = None, snapshot_log_bytes: int = 0, snapshots_to_keep: int = 1,
                  snapshot_chunk_bytes: int = 512, snapshot_write_ms: float = 2.0,
-                 fast_step_path: bool = True, apply_caps: tuple = ()):
+                 fast_step_path: bool = True, apply_caps: tuple = (), state_digests: bool = False):
         if members < 1:
             raise ValueError(f"members: need at least 1, got {members}")
         self.seed = seed
@@ -92,7 +92,7 @@ class SimCluster:
                                           client_ref_of_endpoint=self._client_of_endpoint.get,
                                           **(module_options or {}))
         self.snapshot_options = SimSnapshotOptions(snapshot_log_bytes, snapshots_to_keep, snapshot_chunk_bytes,
-                                                   snapshot_write_ms)
+                                                   snapshot_write_ms, state_digests)
         self.snapshot_totals = {"snapshots_recorded": 0, "snapshots_installed": 0, "snapshot_restarts": 0}
         self.crashed_mid_ready = 0               # armed members that crashed (crash_mid_ready)
         self.crashed_after_vote = 0              # armed members that crashed (crash_after_vote)

@@ -45,6 +45,9 @@ class SimSnapshotOptions:
     snapshots_to_keep: int = 1
     chunk_bytes: int = 512          # small, so a transfer is many chunks on the faulty network
     write_delay_ms: float = 2.0     # background job latency in simulated time; 0 = inline
+    state_digests: bool = False     # members compare snapshot checksums through the log, as
+    #                                 nodes do (off by default: the extra entries would change the
+    #                                 course of the seeds earlier tests pin)
 
     def __post_init__(self):
         if self.snapshot_log_bytes < 0 or self.snapshots_to_keep < 1 or self.chunk_bytes < 1 \

@@ -186,7 +186,8 @@ def replay_command(seed: int, bugs=(), wipes: bool | str = False) -> str:
 
 def run_seed(seed: int, fault_phase_ms: float = FAULT_PHASE_MS, liveness_within_ms: float = LIVENESS_WITHIN_MS,
              bugs=(), mid_ready_crashes: bool = True, fast_step_path: bool = True,
-             targeted_windows: bool = True, wipes: bool | str = False) -> SeedResult:
+             targeted_windows: bool = True, wipes: bool | str = False,
+             state_digests: bool = False) -> SeedResult:
     """One swarm run; never raises for a cluster failure (the result says what broke).
 
     ``mid_ready_crashes=False`` leaves out the crash_mid_ready fault and its random draw, so a
@@ -196,7 +197,8 @@ def run_seed(seed: int, fault_phase_ms: float = FAULT_PHASE_MS, liveness_within_
     ``fast_step_path=False`` steps every message through ``RaftCore.step`` (the differential
     test of aeronpy._steppath compares the two runs' traces).
     ``wipes=True`` (or ``"in_step"``) adds data-dir wipes under the documented precondition
-    and the wipe window; ``"non_empty"`` wipes under a weaker one (``_wipe_allowed``)."""
+    and the wipe window; ``"non_empty"`` wipes under a weaker one (``_wipe_allowed``).
+    ``state_digests=True``: members compare snapshot checksums through the log, as nodes do."""
     unknown = set(bugs) - core_config.KNOWN_BUGS - set(SNAPSHOT_BUGS) - set(MEMBER_BUGS)
     if unknown:
         raise ValueError(f"unknown bug switch(es): {sorted(unknown)}")
@@ -207,7 +209,7 @@ def run_seed(seed: int, fault_phase_ms: float = FAULT_PHASE_MS, liveness_within_
         with snapshot_bugs([b for b in bugs if b in SNAPSHOT_BUGS]), \
                 member_bugs([b for b in bugs if b in MEMBER_BUGS]):
             return _run_seed(seed, fault_phase_ms, liveness_within_ms, mid_ready_crashes, fast_step_path,
-                             targeted_windows, wipes)
+                             targeted_windows, wipes, state_digests)
     finally:
         core_config._BUGS.clear()
         core_config._BUGS.update(saved)
@@ -265,7 +267,8 @@ class Traffic:
 
 def _run_seed(seed: int, fault_phase_ms: float, liveness_within_ms: float,
               mid_ready_crashes: bool = True, fast_step_path: bool = True,
-              targeted_windows: bool = True, wipes: bool | str = False) -> SeedResult:
+              targeted_windows: bool = True, wipes: bool | str = False,
+              state_digests: bool = False) -> SeedResult:
     plan = random.Random(f"swarm-plan-{seed}")
     members = plan.choice((3, 3, 3, 5, 5))
     file_sync = plan.choice(("data", "full", "none"))
@@ -280,7 +283,7 @@ def _run_seed(seed: int, fault_phase_ms: float, liveness_within_ms: float,
                      pre_vote=pre_vote, check_quorum=check_quorum, snapshot_log_bytes=snapshot_log_bytes,
                      snapshots_to_keep=snapshots_to_keep, snapshot_chunk_bytes=plan.choice((128, 512, 4096)),
                      snapshot_write_ms=plan.choice((0.0, 2.0, 20.0)),
-                     fast_step_path=fast_step_path, apply_caps=APPLY_CAPS)
+                     fast_step_path=fast_step_path, apply_caps=APPLY_CAPS, state_digests=state_digests)
     faults = {"members": members, "file_sync": file_sync, "max_append_bytes": max_append_bytes,
               "pre_vote": pre_vote, "snapshot_log_bytes": snapshot_log_bytes, "snapshots_to_keep": snapshots_to_keep,
               "partition": 0, "cut": 0, "heal": 0, "crash": 0, "power_fail": 0, "restart": 0,

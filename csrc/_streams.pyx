@@ -324,6 +324,9 @@ cdef class StreamReceiver:
         self._last_status_position = -1
         self._status_threshold = config.window_bytes // 4
         self._piggyback_gap_ns = config.status_piggyback_ns
+        self._status_prompt_ns = config.status_prompt_ns
+        self._last_data_ns = -(1 << 62)     # the last DATA that moved consumption on
+        self._progress_ns = -(1 << 62)      # the first DATA that no STATUS has reported yet
 
     def on_data(self, int64_t position, int fragment_flags, int32_t message_length, payload,
                 handler, peer_id, int64_t now_ns) -> int:
@@ -347,6 +350,7 @@ cdef class StreamReceiver:
                 self._assembly is None and not self._pending:
             # the common case: the next whole message, nothing held out of order
             self.expected_position = end
+            self._note_progress(expected, now_ns)
             self._c.messages_in += 1
             handler(peer_id, payload)
             if end > self.high_position:
@@ -362,6 +366,7 @@ cdef class StreamReceiver:
         delivered = self._accept(fragment_flags, message_length, payload, length, handler, peer_id)
         if self._pending:
             delivered += self._drain_pending(handler, peer_id, now_ns)
+        self._note_progress(expected, now_ns)
         if end > self.high_position:
             self.high_position = end
         if self.expected_position - self._last_status_position >= self._status_threshold:
@@ -527,6 +532,15 @@ cdef class StreamReceiver:
         self._c.status_sent += 1
         return 0
 
+    cdef void _note_progress(self, int64_t before, int64_t now_ns) noexcept:
+        """Consumption moved on from ``before``: the time of the first progress no STATUS has
+        reported, and of the latest (``_status_due_ns``)."""
+        if self.expected_position == before:
+            return
+        if before == self._last_status_position:
+            self._progress_ns = now_ns
+        self._last_data_ns = now_ns
+
     cdef int _piggyback_status(self, int64_t now_ns) except -1:
         """A STATUS to go with our DATA to the peer (``TransportCore.send``): when something
         is consumed that no STATUS reported and the last STATUS is ``status_piggyback_ns``
@@ -558,11 +572,17 @@ cdef class StreamReceiver:
         return due
 
     cdef int64_t _status_due_ns(self):
-        """The next STATUS: soon after progress, slowly when idle (the one rule of do_work
-        and next_due_ns)."""
-        cdef int64_t interval = self._status_interval_ns \
-            if self.expected_position != self._last_status_position else self._idle_interval_ns
-        return self._last_status_ns + interval
+        """The next STATUS (the one rule of do_work and next_due_ns): slowly when idle; after
+        progress, once the sender has been quiet ``status_prompt_ns`` (a lone message is
+        acknowledged before the sender's first tail HEARTBEAT, and not at once: a reply sent
+        meanwhile carries the STATUS), or ``status_interval_ns`` after the progress began."""
+        cdef int64_t start, due, quiet
+        if self.expected_position == self._last_status_position:
+            return self._last_status_ns + self._idle_interval_ns
+        start = self._progress_ns if self._progress_ns > self._last_status_ns else self._last_status_ns
+        due = start + self._status_interval_ns
+        quiet = self._last_data_ns + self._status_prompt_ns
+        return quiet if quiet < due else due
 
 
 cdef class AdmissionCore:

@@ -43,6 +43,8 @@ class StreamConfig:
     retransmit_linger_ns: int = 2_000_000    # ignore NAKs for a range resent this recently
     status_interval_ns: int = 20_000_000     # STATUS this often while consumption advances
     status_piggyback_ns: int = 200_000       # a STATUS rides on our DATA if the last is this old
+    status_prompt_ns: int = 2_000_000        # else STATUS once the sender is this long quiet
+    #                                          (below heartbeat_interval_ns: no tail HEARTBEAT)
     heartbeat_interval_ns: int = 5_000_000   # HEARTBEAT after this long silent with data unacked
     #                                          (each unanswered one doubles it, to idle_interval_ns)
     idle_interval_ns: int = 100_000_000      # HEARTBEAT / STATUS keep-alive of an idle stream
@@ -69,6 +71,6 @@ class StreamConfig:
         if self.max_message_bytes < 1 or self.send_buffer_bytes < self.max_message_bytes:
             raise ValueError("need 1 <= max_message_bytes <= send_buffer_bytes")
         for name in ("nak_retry_ns", "retransmit_linger_ns", "status_interval_ns", "status_piggyback_ns",
-                     "heartbeat_interval_ns", "idle_interval_ns", "setup_linger_ns"):
+                     "status_prompt_ns", "heartbeat_interval_ns", "idle_interval_ns", "setup_linger_ns"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0")

@@ -53,7 +53,7 @@ cdef class StreamReceiver:
     cdef Py_ssize_t _assembly_offset
     cdef Py_ssize_t _assembly_length
     cdef int64_t _last_nak_ns, _last_nak_position, _last_status_ns, _status_threshold
-    cdef int64_t _piggyback_gap_ns
+    cdef int64_t _piggyback_gap_ns, _status_prompt_ns, _last_data_ns, _progress_ns
     cdef readonly int64_t _last_status_position
     cdef int64_t _status_due_ns(self)
     cdef int _on_data_c(self, int64_t position, int fragment_flags, int32_t message_length,
@@ -68,6 +68,7 @@ cdef class StreamReceiver:
     cdef int _maybe_nak(self, int64_t now_ns) except -1
     cdef int _send_status(self, int64_t now_ns) except -1
     cdef int _piggyback_status(self, int64_t now_ns) except -1
+    cdef void _note_progress(self, int64_t before, int64_t now_ns) noexcept
 
 cdef class AdmissionCore:
     cdef public FrameReader reader

@@ -231,6 +231,15 @@ class StreamReceiver:
         self._last_status_ns = -(1 << 62)
         self._last_status_position = -1
         self._status_threshold = config.window_bytes // 4
+        self._last_data_ns = -(1 << 62)     # the last DATA that moved consumption on
+        self._progress_ns = -(1 << 62)      # the first DATA that no STATUS has reported yet
+
+    def _note_progress(self, before: int, now_ns: int) -> None:
+        if self.expected_position == before:
+            return
+        if before == self._last_status_position:
+            self._progress_ns = now_ns
+        self._last_data_ns = now_ns
 
     def on_data(self, position: int, fragment_flags: int, message_length: int, payload,
                 handler, peer_id: int, now_ns: int) -> int:
@@ -243,6 +252,7 @@ class StreamReceiver:
                 and not self._pending:
             # the common case, inlined: the next whole message, nothing held out of order
             self.expected_position = end
+            self._note_progress(expected, now_ns)
             self._c.messages_in += 1
             handler(peer_id, payload)
             if end > self.high_position:
@@ -258,6 +268,7 @@ class StreamReceiver:
         delivered = self._accept(fragment_flags, message_length, payload, length, handler, peer_id)
         if self._pending:
             delivered += self._drain_pending(handler, peer_id, now_ns)
+        self._note_progress(expected, now_ns)
         if end > self.high_position:
             self.high_position = end
         if self.expected_position - self._last_status_position >= self._status_threshold:
@@ -390,9 +401,12 @@ class StreamReceiver:
                 now_ns - self._last_nak_ns >= self._cfg.nak_retry_ns:
             self._maybe_nak(now_ns)
             work += 1
-        interval = self._cfg.status_interval_ns \
-            if self.expected_position != self._last_status_position else self._cfg.idle_interval_ns
-        if now_ns - self._last_status_ns >= interval:
+        if self.expected_position == self._last_status_position:
+            due = self._last_status_ns + self._cfg.idle_interval_ns
+        else:   # the sender quiet for status_prompt_ns, or status_interval_ns after progress began
+            due = min(self._last_data_ns + self._cfg.status_prompt_ns,
+                      max(self._progress_ns, self._last_status_ns) + self._cfg.status_interval_ns)
+        if now_ns >= due:
             self._send_status(now_ns)
             work += 1
         return work

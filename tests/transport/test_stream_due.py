@@ -43,7 +43,7 @@ def test_a_receiver_is_due_at_its_status_after_progress_then_at_its_keepalive():
     deliver(rx, to_rx.take(), got, now=5 * MS)
     assert got == [b"m", b"n"]
     due = rx.next_due_ns()
-    assert due == 1 * MS + CFG.status_interval_ns               # progress: the short interval
+    assert due == 5 * MS + CFG.status_prompt_ns                 # progress: once the sender is quiet
     _nothing_before_something_at(rx, to_tx, due)
     assert rx.next_due_ns() == due + CFG.idle_interval_ns
     _nothing_before_something_at(rx, to_tx, rx.next_due_ns())

@@ -1,0 +1,322 @@
+"""Network partitions on a real cluster: does it keep exactly-once and agreement, and recover?
+
+    sudo python bench/partition_trial [--scenarios a,b,c,d,e,f,g] [--phase-s 10] [--settle-s 10]
+                                      [--recovery-bound-s 10] [--seed N] [--base-port PORT]
+                                      [--node-config KEY=VALUE ...]
+                                      [--json OUT] [--keep] [--negative-control]
+
+The loss trial's cluster, service and clients (bench/loss_trial: three ``aeronpy node``
+processes on loopback running ApplyCountingService, two paced blocking clients, one closed-loop
+blocking client, one asyncio client, every request with a 2 s timeout). Each scenario is a
+phase of ``--phase-s`` seconds during which an iptables chain hooked first in INPUT drops the
+datagrams of some member-to-member directions (by consensus source and destination port: a
+member sends all consensus traffic from its consensus port), then a heal (the rules removed)
+and ``--settle-s`` seconds of settling:
+
+  a  the leader cut from both followers, both directions (clients still reach every member)
+  b  one-way: the leader's datagrams reach the followers, nothing comes back to it
+  c  one-way: the followers hear nothing from the leader, the leader hears them
+  d  one follower isolated
+  e  a bridge: X sees both others, the other two cannot see each other; e1 X a follower,
+     e2 X the leader
+  f  flapping: 0-2 random pairs cut one way or both, changed every 200-500 ms (seeded: the
+     seed N is printed and --seed N replays it; the phase at position i uses seed N + i, so
+     "f,f" runs two different schedules)
+  g  the leader's ingress port unreachable from clients (members fine): what Raft cannot fix
+  h, i (not run by default) one-way between the leader and one follower: h the follower is
+     not heard by the leader, i the follower does not hear the leader
+
+"The leader" is the member leading when the phase starts. Per phase the table gives the
+acknowledged requests/s, timeouts and closed sessions of requests sent during the cut,
+elections (rise of the highest leadership term) during the cut and after the heal, the
+longest stretch with no acknowledgement to any client and to the worst client, then after
+the heal: the first acknowledgement, the time until every client had one, and until the
+members agreed on one leader (every member's counters name the same leader in the same term,
+and that member's say it leads: what ``aeronpy tool list-members`` shows), the time two
+members both counted themselves leader, the spread of commit indexes at the end of the settle
+and errors the members recorded.
+
+Verdict: exactly-once and agreement (loss_trial.checker), and recovery: after each heal every
+client is acknowledged again, and the members agree on one leader, within
+``--recovery-bound-s`` (10 s: an election takes well under 1 s with the default 200 ms election
+timeout; a client whose session was lost reconnects within its 5 s connect timeout and its
+next request then has a 2 s timeout, which leaves 3 s to spare); a member error is a violation
+too. Exit status: 0 held; 1 a violation or the run could not be checked; 2 a prerequisite is
+missing (root, iptables) or the chain of an earlier run is left (the message gives the command
+that removes it). The chain is removed at the end, also on an error, Ctrl-C or SIGTERM.
+``--negative-control`` makes every member apply its 100th message twice (the verdict must fail).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Dict, List, Mapping, Optional, Sequence
+
+BENCH_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path[:0] = [os.path.dirname(BENCH_DIR), BENCH_DIR]   # the repository's aeronpy; bench's packages
+
+import loss_trial.__main__ as loss_main  # noqa: E402  (its CLIENTS, SERVICE and load_results)
+from aeronpy.testing.process_cluster import ProcessCluster, child_env  # noqa: E402
+from loss_trial.checker import ACKED, check_agreement, check_exactly_once  # noqa: E402
+from loss_trial.service import DOUBLE_APPLY_ENV  # noqa: E402
+from partition_trial import cutter  # noqa: E402
+from partition_trial.metrics import (client_tag, format_table, phase_row,  # noqa: E402
+                                     recovery_violations)
+from partition_trial.plan import (DEFAULT_SCENARIOS, HEALED, SCENARIOS, describe,  # noqa: E402
+                                  expand_scenarios, flapping_schedule, partition_for)
+
+MEMBERS = loss_main.MEMBERS
+WARMUP_S = 2.0
+CLIENT_TAIL_S = 10.0                 # clients outlive the last settle (phases drift by iptables calls)
+SAMPLE_INTERVAL_S = 0.1
+KEPT_COUNTERS = ("role", "leadership_term", "leader_id", "commit_index", "append_index", "errors",
+                 "elections_held", "sessions_open")
+
+
+def _raise_exit(signum, frame):
+    raise SystemExit(128 + signum)
+
+
+def _snapshot(cluster: ProcessCluster) -> Dict[int, Optional[Dict[str, int]]]:
+    out = {}
+    for member in range(MEMBERS):
+        counters = cluster.read_counters(member)
+        out[member] = None if counters is None else {k: counters[k] for k in KEPT_COUNTERS if k in counters}
+    return out
+
+
+def _observe(cluster: ProcessCluster, duration_s: float, schedule, samples: list, steps: list) -> None:
+    """Run for ``duration_s``: apply each (offset_s, partition) of ``schedule`` when due and
+    sample every member's counters every SAMPLE_INTERVAL_S into ``samples``."""
+    start = time.monotonic()
+    pending = list(schedule)
+    while True:
+        elapsed = time.monotonic() - start
+        if elapsed >= duration_s:
+            return
+        while pending and pending[0][0] <= elapsed:
+            _, partition = pending.pop(0)
+            cutter.apply(partition, cluster.member_ports)
+            steps.append([round(time.time(), 3), describe(partition)])
+        samples.append((time.time(), _snapshot(cluster)))
+        due = min(pending[0][0], duration_s) if pending else duration_s
+        time.sleep(max(0.0, min(SAMPLE_INTERVAL_S, start + due - time.monotonic())))
+
+
+def run_trial(args, work_dir: str, problems: List[str]) -> Dict[str, object]:
+    out_dir = os.path.join(work_dir, "out")
+    os.makedirs(out_dir)
+    env = {"PYTHONPATH": BENCH_DIR, "AERONPY_HASH_DIR": out_dir}
+    if args.negative_control:
+        env[DOUBLE_APPLY_ENV] = "100"
+    ports = [{"consensus_port": args.base_port + 10 * i, "ingress_port": args.base_port + 10 * i + 1,
+              "admin_port": args.base_port + 10 * i + 2} for i in range(MEMBERS)]
+    cluster = ProcessCluster(MEMBERS, services=[loss_main.SERVICE], base_dir=os.path.join(work_dir, "cluster"),
+                             env=env, ports=ports, config=args.node_config)
+    clients: List[subprocess.Popen] = []
+    phases: List[Dict[str, object]] = []
+    try:
+        cluster.start()
+        if cluster.leader(timeout_s=20) is None:
+            problems.append("no leader within 20 s")
+            return {}
+        cluster.check_running(wait_up_s=10)
+        clients_s = WARMUP_S + len(args.phases) * (args.phase_s + args.settle_s) + CLIENT_TAIL_S
+        for kind, tag, rate in loss_main.CLIENTS:
+            with open(os.path.join(work_dir, f"client-{tag}.log"), "wb") as log:
+                clients.append(subprocess.Popen(
+                    [sys.executable, "-c", loss_main.CLIENT_MAIN,
+                     kind, tag, cluster.ingress_endpoints, str(clients_s), str(rate),
+                     os.path.join(out_dir, f"client-{tag}.json")],
+                    env=child_env(BENCH_DIR), cwd=work_dir, stdout=log, stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL, start_new_session=True))
+        clients_end = time.monotonic() + clients_s
+        time.sleep(WARMUP_S)
+        for index, name in enumerate(args.phases):
+            leader = cluster.leader(timeout_s=5)
+            if leader is None:
+                problems.append(f"phase {index} ({name}): no leader when it started; member 0 taken as the leader")
+                leader = 0
+            schedule = (flapping_schedule(args.seed + index, args.phase_s) if name == "f"
+                        else [(0.0, partition_for(name, leader))])
+            phase = {"index": index, "name": name, "leader": leader, "samples": [], "steps": [],
+                     "partition": describe(schedule[0][1]) if name != "f" else f"flapping, seed {args.seed + index}",
+                     "counters_before": _snapshot(cluster), "t0": time.time()}
+            _observe(cluster, args.phase_s, schedule, phase["samples"], phase["steps"])
+            cutter.apply(HEALED, cluster.member_ports)
+            phase["t1"], phase["counters_heal"] = time.time(), _snapshot(cluster)
+            _observe(cluster, args.settle_s, [], phase["samples"], phase["steps"])
+            phase["t2"], phase["counters_after"] = time.time(), _snapshot(cluster)
+            phases.append(phase)
+            after = {m: (c["role"], c["leadership_term"], c["leader_id"]) if c else None
+                     for m, c in phase["counters_after"].items()}
+            print(f"phase {index} ({name}, leader {leader}, {phase['partition']}) done; "
+                  f"(role, term, leader) per member after the settle: {after}", flush=True)
+        cutter.apply(HEALED, cluster.member_ports)
+        cluster.check_running()
+        for client in clients:
+            try:
+                client.wait(timeout=max(1.0, clients_end + 30 - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                problems.append(f"client {client.args[4]} still running 30 s after its end: killed")
+        try:
+            cluster.wait_settled(timeout_s=30)
+        except TimeoutError as e:
+            problems.append(str(e))
+        for member in range(MEMBERS):
+            cluster.kill(member, signal.SIGTERM, wait_s=30)
+        return {"phases": phases, "out_dir": out_dir, "member_errors": _member_errors(cluster)}
+    finally:
+        for client in clients:
+            if client.poll() is None:
+                client.kill()
+                client.wait(timeout=10)
+        cluster.close(remove=False)
+
+
+def _member_errors(cluster: ProcessCluster) -> List[str]:
+    """The errors each member recorded (``aeronpy tool errors``) and its log's error lines."""
+    found = []
+    for member in range(MEMBERS):
+        tool = subprocess.run([sys.executable, "-m", "aeronpy", "tool", "errors", "--data-dir",
+                               cluster.data_dir(member), "--json"], capture_output=True, text=True,
+                              timeout=30, env=child_env(BENCH_DIR))
+        try:
+            found += [f"member {member} errors: {json.dumps(e)[:400]}" for e in json.loads(tool.stdout)]
+        except ValueError:
+            found.append(f"member {member}: aeronpy tool errors failed: {(tool.stdout + tool.stderr)[:300]}")
+        try:
+            with open(cluster.log_path(member), errors="replace") as f:
+                found += [f"member {member} log: {line.rstrip()[:400]}" for line in f
+                          if "Traceback" in line or " ERROR " in line or "CRITICAL" in line]
+        except OSError:
+            pass
+    return found
+
+
+def _config_item(item: str):
+    """"key=123" -> ("key", 123); "key=text" -> ("key", "text")."""
+    key, sep, value = item.partition("=")
+    if not sep or not key.strip():
+        raise ValueError(f"expected KEY=VALUE, got {item!r}")
+    try:
+        return key.strip(), int(value)
+    except ValueError:
+        return key.strip(), value.strip()
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--scenarios", default=DEFAULT_SCENARIOS,
+                        help="comma-separated letters, run in that order: " +
+                             "; ".join(f"{k}: {v}" for k, v in SCENARIOS.items()))
+    parser.add_argument("--phase-s", type=float, default=10.0, help="seconds each partition lasts")
+    parser.add_argument("--settle-s", type=float, default=10.0, help="seconds after each heal")
+    parser.add_argument("--recovery-bound-s", type=float, default=10.0,
+                        help="after a heal, every client acknowledged and one leader within this")
+    parser.add_argument("--seed", type=int, default=None, help="seed of the flapping phases (default: random)")
+    parser.add_argument("--base-port", type=int, default=39000,
+                        help="member i uses base + 10i .. base + 10i + 2")
+    parser.add_argument("--node-config", metavar="KEY=VALUE", action="append", default=[],
+                        help="a cluster.toml key for every member, e.g. snapshot_log_bytes=8388608 "
+                             "(snapshots during the cuts); repeatable")
+    parser.add_argument("--json", metavar="OUT", help="write the table, samples and verdict as JSON")
+    parser.add_argument("--keep", action="store_true", help="keep the work directory (logs, records)")
+    parser.add_argument("--negative-control", action="store_true", help="members apply their 100th message twice")
+    args = parser.parse_args(argv)
+    try:
+        args.phases = expand_scenarios(args.scenarios)
+    except ValueError as e:
+        parser.error(f"--scenarios: {e}")
+    try:
+        args.node_config = dict(_config_item(item) for item in args.node_config)
+    except ValueError as e:
+        parser.error(f"--node-config: {e}")
+    if args.phase_s <= 0 or not 0 < args.recovery_bound_s <= args.settle_s or not 1024 <= args.base_port <= 65500:
+        parser.error("--phase-s > 0, 0 < --recovery-bound-s <= --settle-s, --base-port in [1024, 65500]")
+    if args.seed is None:
+        args.seed = random.SystemRandom().randrange(1 << 31)
+    if "f" in args.phases:
+        print(f"flapping seed: {args.seed} (--seed {args.seed} replays the schedules; the flapping phase "
+              "at position i uses seed + i)", flush=True)
+    why_not = cutter.missing_prerequisite()
+    if why_not is None:
+        why_not = cutter.install_chain()
+        if why_not:
+            cutter.remove_chain()                         # ours, half installed
+    if why_not:
+        print(f"partition_trial: {why_not}", file=sys.stderr)
+        return 2
+    for signum in (signal.SIGTERM, signal.SIGHUP):        # Ctrl-C raises KeyboardInterrupt already
+        signal.signal(signum, _raise_exit)
+    work_dir = tempfile.mkdtemp(prefix="aeronpy-partition-trial-")
+    problems: List[str] = []
+    trial: Dict[str, object] = {}
+    try:
+        trial = run_trial(args, work_dir, problems)
+        if trial:
+            trial["loaded"] = loss_main.load_results(trial["out_dir"], problems)
+    except KeyboardInterrupt:
+        print("partition_trial: interrupted", file=sys.stderr)
+        return 130
+    except RuntimeError as e:                             # a member exited, iptables refused a rule
+        problems.append(f"run stopped: {e}")
+    finally:
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(signum, signal.SIG_IGN)         # a second Ctrl-C must not skip the clean-up
+        if not cutter.remove_chain():
+            print(f"partition_trial: could not remove the chain; run: {cutter.remove_chain_command()}",
+                  file=sys.stderr)
+        if not args.keep:
+            shutil.rmtree(work_dir, ignore_errors=True)
+    return report(args, trial, problems, work_dir)
+
+
+def report(args, trial: Mapping, problems: List[str], work_dir: str) -> int:
+    rows: List[Dict[str, object]] = []
+    violations: List[str] = []
+    acked = 0
+    member_errors = list(trial.get("member_errors", []))
+    if trial:
+        records, applied = trial["loaded"]
+        requests = [(r[3], r[2], r[4]) for r in records]
+        acked = sum(1 for _, outcome, _ in requests if outcome == ACKED)
+        tags = sorted({client_tag(r[3]) for r in records})
+        violations = check_exactly_once(requests, applied, range(MEMBERS)) + check_agreement(applied)
+        rows = [phase_row(phase, records, tags) for phase in trial["phases"]]
+        violations += recovery_violations(rows, args.recovery_bound_s)
+        print(format_table(rows))
+        for r in rows:
+            print(f"phase {r['phase']} ({r['scenario']}): leader {r['leader']}, cut {r['partition']}; "
+                  f"after the settle the agreed leader is {r['leader_after']}")
+        violations += [f"member error: {line}" for line in member_errors[:20]]
+    failures = problems + violations
+    print(f"{acked} acknowledged requests; " + ("exactly-once, agreement and recovery held" if not failures else
+          f"FAILED, {len(failures)} violations or problems:"))
+    for line in failures[:30]:
+        print("  " + line)
+    if len(failures) > 30:
+        print(f"  ... and {len(failures) - 30} more")
+    if args.keep:
+        print(f"work directory kept: {work_dir}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"scenarios": args.phases, "phase_s": args.phase_s, "settle_s": args.settle_s,
+                       "recovery_bound_s": args.recovery_bound_s, "seed": args.seed,
+                       "negative_control": args.negative_control, "acked": acked, "phases": rows,
+                       "timelines": [{"phase": p["index"], "steps": p["steps"], "samples": p["samples"]}
+                                     for p in trial.get("phases", [])],
+                       "ok": not failures, "failures": failures}, f, indent=1)
+    return 0 if not failures else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -14,6 +14,7 @@ the cause, and errors.log in its data dir holds the traceback (``aeronpy tool er
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import json
 import logging
@@ -26,6 +27,7 @@ from typing import Callable, Optional, Sequence
 from aeronpy.errors import AeronpyError, ConfigError
 
 EXIT_OK, EXIT_NO, EXIT_USAGE, EXIT_NOT_AVAILABLE, EXIT_NODE_FAILED = 0, 1, 2, 3, 4
+_DISK_FULL_ERRNOS = (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))
 EXIT_INTERRUPTED = 130                  # 128 + SIGINT, as a shell reports a Ctrl-C
 TIMEOUT_MAX_S = 3600.0                  # --timeout: above an hour is a typo (milliseconds?)
 
@@ -207,9 +209,11 @@ def _failed_at_start(config: object, exc: Exception, log: object) -> int:
     snapshot_error = _import_optional("aeronpy.cluster.snapshotting")
     snapshot_error = getattr(snapshot_error, "SnapshotFileError", ()) if snapshot_error else ()
     logged = True
+    disk_full = (isinstance(exc, OSError) and not isinstance(exc, AeronpyError)
+                 and exc.errno in _DISK_FULL_ERRNOS)
     if isinstance(exc, service_error):
         pass          # the service container has logged it with the service's traceback
-    elif isinstance(exc, (AeronpyError, snapshot_error)):
+    elif isinstance(exc, (AeronpyError, snapshot_error)) or disk_full:
         log.debug("start-up failure", exc_info=exc)   # the message says it all
         logged = False
     else:
@@ -228,8 +232,12 @@ def _failed_at_start(config: object, exc: Exception, log: object) -> int:
                 "this member with the --service list the cluster was started with (adding a "
                 "service to an existing cluster: docs/operations.md, \"Changing the set of "
                 "services\")")
+    cause = f"{type(exc).__name__}: {exc}"
+    if disk_full:     # a file of the data dir's the disk had no room for (counters.dat, ...)
+        cause = (f"the disk is full under data dir {config.data_dir} ({cause}): free space "
+                 "and start the node again")
     _err(f"aeronpy node: member {config.member_id} failed while starting and stopped: "
-         f"{type(exc).__name__}: {exc}{hint} ({where})")
+         f"{cause}{hint} ({where})")
     return EXIT_NODE_FAILED
 
 

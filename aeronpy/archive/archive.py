@@ -691,12 +691,14 @@ class Archive:
 
     # -- snapshots ---------------------------------------------------------------------------
     def begin_snapshot(self, index: int, term: int) -> SnapshotWriter:
-        """A writable file for the snapshot taken at (``index``, ``term``); `commit()` it."""
+        """A writable file for the snapshot taken at (``index``, ``term``); `commit()` it.
+
+        A file that cannot be made (ENOSPC: exhausted inodes, a full directory block) raises
+        the OSError as it is, as a refused write of its bytes does: the archive stays
+        writable, since nothing of the log was touched. The caller decides whether it is
+        fatal (a received snapshot: `fail_writing`; one of the member's own: not)."""
         self._check_writable()
-        try:
-            return SnapshotWriter(self.fs, self.data_dir, self._recording_log, index, term)
-        except OSError as exc:
-            raise self._fail(exc, "starting a snapshot")
+        return SnapshotWriter(self.fs, self.data_dir, self._recording_log, index, term)
 
     def latest_valid_snapshot(self) -> SnapshotInfo | None:
         return latest_valid_snapshot(self.fs, self.data_dir, self._recording_log)[0]
@@ -819,9 +821,13 @@ class Archive:
 
 
 def _check_data_dir(fs: FileSystem, data_dir: str) -> None:
+    """A data dir that cannot be used is a DataDirError (a configuration error, exit status 2);
+    one refused for lack of space is an ArchiveIOError (a full disk, status 4: it passes once
+    space is freed, so a supervisor must not take it for a permanent misconfiguration)."""
     try:
         fs.makedirs(data_dir)
     except OSError as exc:
+        _raise_if_disk_full(exc, data_dir, "creating it")
         raise DataDirError(data_dir, f"cannot create it ({exc.strerror or exc})") from exc
     probe = f"{data_dir}/.write-probe"
     try:
@@ -832,4 +838,18 @@ def _check_data_dir(fs: FileSystem, data_dir: str) -> None:
             fs.close(h)
         fs.remove(probe)
     except OSError as exc:
+        try:
+            fs.remove(probe)          # made, then refused its bytes (a full disk)
+        except OSError:
+            pass
+        _raise_if_disk_full(exc, data_dir, "checking that it takes writes")
         raise DataDirError(data_dir, f"not writable ({exc.strerror or exc})") from exc
+
+
+_DISK_FULL_ERRNOS = (errno_codes.ENOSPC, getattr(errno_codes, "EDQUOT", errno_codes.ENOSPC))
+
+
+def _raise_if_disk_full(exc: OSError, data_dir: str, doing: str) -> None:
+    if exc.errno in _DISK_FULL_ERRNOS:
+        raise ArchiveIOError(f"archive {data_dir}: the disk is full while {doing} ({exc}): "
+                             "free space and start the node again", exc.errno) from exc

@@ -383,6 +383,12 @@ class SegmentLog:
             self.fs.pwrite(h, encode_segment_header(first_index, prev_term, capacity), 0)
         except BaseException:
             self.fs.close(h)
+            # nothing is in it (past the log's end): left, a restart would read its missing
+            # header as damage ("recovery cut the log ... damaged") after a full disk
+            try:
+                self.fs.remove(path)
+            except OSError:
+                pass
             raise
         seg = Segment(path, first_index, prev_term, capacity)
         seg.handle = h

@@ -721,6 +721,8 @@ def _probe_data_dir(path: str) -> None:
         os.close(fd)
         os.unlink(probe)
     except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return    # a full disk (no inode left), not a bad setting: the start says so (status 4)
         raise ConfigError("data_dir", f"{path!r} is not writable: {exc.strerror or exc}") from None
 
 

@@ -228,9 +228,14 @@ class CountersWriter:
         check_regular_if_present(self.path, _REPLACE_HINT)
         tmp = f"{self.path}.{os.getpid()}.tmp"
         try:
-            with open(tmp, "wb") as f:
-                f.write(buf)
-            os.replace(tmp, self.path)
+            try:
+                with open(tmp, "wb") as f:
+                    f.write(buf)
+                os.replace(tmp, self.path)
+            except OSError as exc:
+                if exc.filename is None:      # a refused write names no file: name it
+                    raise OSError(exc.errno, exc.strerror, tmp) from exc
+                raise
         except BaseException:
             try:
                 os.unlink(tmp)
@@ -289,6 +294,52 @@ class CountersWriter:
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+
+
+def mark_failed_in_place(data_dir: "str | os.PathLike", pid: Optional[int] = None,
+                         errors: int = 1) -> None:
+    """Overwrite the ``counters.dat`` already in ``data_dir`` as a FAILED run of ``pid``
+    (this process) that never closed: every slot back to its initial value, then
+    ``consensus_module_state`` FAILED and ``errors``. Only bytes the file has are written, so
+    it works on a disk too full for a new file (a start that failed there: the earlier run's
+    file would otherwise still say "stopped cleanly"). Its metadata stays the earlier run's.
+    Raises OSError (FileNotFoundError when there is none, `CountersUnavailableError` for a
+    file that is not a counters file)."""
+    path = os.path.join(os.fspath(data_dir), COUNTERS_FILE)
+    fd = open_regular(path, os.O_RDWR, hint=_REPLACE_HINT)
+    try:
+        head = os.pread(fd, _HEADER_BYTES, 0)
+        if len(head) < _HEADER_BYTES:
+            raise CountersUnavailableError(f"{path} is too short to be a counters file")
+        (magic, version, layout_id, _pid, _start_ns, _member, _cluster, slot_count,
+         labels_offset, values_offset, *_rest) = _HEADER.unpack_from(head, 0)
+        size = os.fstat(fd).st_size
+        if magic != _MAGIC or version != _VERSION or values_offset % 8 \
+                or values_offset + 8 * slot_count > size \
+                or labels_offset + _LABEL.size * slot_count > size:
+            raise CountersUnavailableError(f"{path} is not a counters file this aeronpy writes")
+        labels = os.pread(fd, _LABEL.size * slot_count, labels_offset)
+        names = []
+        for i in range(slot_count):
+            _kind, name_len, _help_len, name, _help = _LABEL.unpack_from(labels, _LABEL.size * i)
+            names.append(name[:name_len].decode(errors="replace"))
+        if _layout_id(names) != layout_id:
+            raise CountersUnavailableError(f"{path}: label table does not match its layout id")
+        initial = {name: value for name, _kind, value, _help in STANDARD_SLOTS}
+        values = [initial.get(name, 0) for name in names]
+        if "consensus_module_state" in names:
+            values[names.index("consensus_module_state")] = int(ConsensusModuleState.FAILED)
+        if "errors" in names:
+            values[names.index("errors")] = errors
+        if "last_update_ns" in names:
+            values[names.index("last_update_ns")] = time.time_ns()
+        # values first, then who wrote them, then "running" (not closed): a reader in between
+        # sees a failed node (state FAILED, file closed), never a clean stop of this run
+        os.pwrite(fd, struct.pack(f"<{slot_count}q", *values), values_offset)
+        os.pwrite(fd, struct.pack("<qq", os.getpid() if pid is None else pid, time.time_ns()), 16)
+        os.pwrite(fd, struct.pack("<q", WRITER_RUNNING), _WRITER_STATE_OFFSET)
+    finally:
+        os.close(fd)
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from typing import Optional
 
 import mmap
 
+from aeronpy.archive.errors import ArchiveIOError
 from aeronpy.archive.fs import NotARegularFileError, open_regular, read_regular
 from aeronpy.cluster.counters import CountersUnavailableError, pid_alive
 from aeronpy.errors import ConfigError
@@ -317,6 +318,7 @@ except ImportError:  # pragma: no cover - Windows
 
 
 _PID_FILE_MAX_BYTES = 64
+_DISK_FULL_ERRNOS = (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))
 
 
 def read_pid(data_dir: "str | os.PathLike") -> Optional[int]:
@@ -353,7 +355,12 @@ class PidFile:
         self.path = os.path.join(self.data_dir, PID_FILE)
         self._file = None
 
-    def acquire(self) -> "PidFile":
+    def acquire(self, write_pid: bool = True) -> "PidFile":
+        """Take the data dir's lock and (``write_pid``) write this process's pid into the file.
+
+        A pid write refused by the disk (full) raises `ArchiveIOError` naming the file; the
+        lock is not kept. ``write_pid=False`` takes the lock only (`record_failed_start`: the
+        data dir of a start that failed, perhaps on a full disk)."""
         os.makedirs(self.data_dir, exist_ok=True)
         # a FIFO, device or directory there is refused (NotARegularFileError), never opened
         # in a way that could block or written through
@@ -369,15 +376,30 @@ class PidFile:
                 other = read_pid(self.data_dir)
                 if other and other != os.getpid() and pid_alive(other) is not False:
                     raise ConfigError("data_dir", f"{self.data_dir} is in use by pid {other}")
-            f.seek(0)
-            f.truncate()
-            f.write(f"{os.getpid()}\n")
-            f.flush()
+            if write_pid:
+                self._write_pid(f.fileno())
         except BaseException:
-            f.close()
+            try:
+                f.close()      # nothing buffered: the pid goes through the descriptor
+            except OSError:
+                pass
             raise
         self._file = f
         return self
+
+    def _write_pid(self, fd: int) -> None:
+        # through the descriptor, not the text layer: a refused write is met here, once,
+        # and not again by a flush at close
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        except OSError as exc:
+            if exc.errno in _DISK_FULL_ERRNOS:
+                hint = "the disk is full: free space and start the node again"
+            else:
+                hint = "fix the data dir's disk and start the node again"
+            raise ArchiveIOError(f"cannot write the node's pid to {self.path} ({exc}): {hint}",
+                                 exc.errno) from exc
 
     def release(self) -> None:
         if self._file is not None:
@@ -402,14 +424,17 @@ def record_failed_start(config, error: BaseException, *, extra_slots=(), enum_na
     before failing), or one whose lock it can take now. Returns whether the error is in
     ``errors.log``: False, writing nothing, for a data dir another running node holds (or
     that cannot be written); a ``counters.dat`` that cannot be written (a directory in its
-    place, say) does not keep the error out of ``errors.log``."""
-    from aeronpy.cluster.counters import ConsensusModuleState, CountersWriter, SlotId
+    place, say) does not keep the error out of ``errors.log``. With no room for a new
+    ``counters.dat`` (a full disk), the one there is marked FAILED in place."""
+    from aeronpy.cluster.counters import (ConsensusModuleState, CountersWriter, SlotId,
+                                          mark_failed_in_place)
 
     data_dir = os.fspath(config.data_dir)
     lock = None
     if read_pid(data_dir) != os.getpid():
         try:
-            lock = PidFile(data_dir).acquire()
+            # the lock only: a pid write could be what the disk refused (full)
+            lock = PidFile(data_dir).acquire(write_pid=False)
         except (ConfigError, OSError):
             return False
     recorded = False
@@ -433,7 +458,12 @@ def record_failed_start(config, error: BaseException, *, extra_slots=(), enum_na
             # mapping goes with the writer object; what was stored stays in the file.
             del writer
         except OSError:
-            pass
+            # no room for a new file (a full disk): the earlier run's, overwritten in place,
+            # so it does not go on saying "stopped cleanly"
+            try:
+                mark_failed_in_place(data_dir)
+            except OSError:
+                pass
     finally:
         if lock is not None:
             lock.release()

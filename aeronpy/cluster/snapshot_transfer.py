@@ -24,6 +24,7 @@ import time
 from collections import deque
 from typing import Any, Callable, Optional
 
+from aeronpy.archive.errors import ArchiveIOError
 from aeronpy.core.messages import InstallSnapshot, InstallSnapshotResponse
 from aeronpy._crc import crc32c
 from aeronpy.cluster.snapshotting import (SnapshotFileError, check_service_names, decode_snapshot,
@@ -213,16 +214,21 @@ class SnapshotReceiver:
         key = (from_id, msg.term, msg.snapshot_index, msg.snapshot_term)
         if self._committing is not None:
             return None                     # the previous transfer is being made durable
-        if msg.offset == 0 and key != self._key:
+        starts = msg.offset == 0 and key != self._key      # a new transfer: its file is made below
+        if starts:
             self.abort()
-            self._key = key
-            self._writer = hooks.archive.begin_snapshot(msg.snapshot_index, msg.snapshot_term)
-            self.received = 0
-        if key != self._key or msg.offset != self.received:
+        elif key != self._key or msg.offset != self.received:
             return InstallSnapshotResponse(core.term, msg.snapshot_index,
                                            self.received if key == self._key else 0, False)
         try:
+            if starts:
+                self._writer = hooks.archive.begin_snapshot(msg.snapshot_index, msg.snapshot_term)
+                self._key = key
+                self.received = 0
             self._writer.write(msg.data)
+        except ArchiveIOError:
+            self.abort()
+            raise                 # the archive refused already (failed or closed): as it says
         except OSError as exc:
             # the member cannot go on without it (its log starts after the snapshot): it
             # stops, saying what and why, and leaves no partial file on a full disk

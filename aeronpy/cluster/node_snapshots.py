@@ -236,6 +236,11 @@ class NodeSnapshots:
                 code, payload = serve_backup_request(self, kind, bytes(msg.payload))
             except (ValueError, OSError, struct.error) as exc:   # struct.error: too short
                 code, payload = ADMIN_ERROR, f"bad backup request: {exc}".encode()
+            except Exception as exc:
+                # a fault in serving it (an IndexError at an edge, say) fails this request,
+                # never the member: the backup asks another member or again
+                self.log.warning("backup request failed: %r", exc, exc_info=True)
+                code, payload = ADMIN_ERROR, f"backup request failed: {exc!r}".encode()
         else:
             code, payload = ADMIN_ERROR, f"unknown admin request type {kind}".encode()
         return code, payload

@@ -301,6 +301,8 @@ def cmd_tool(args: argparse.Namespace) -> int:
     kwargs = {}
     if getattr(args, "timeout", None) is not None:
         kwargs["timeout_s"] = args.timeout
+    if getattr(args, "to", None) is not None:
+        kwargs["to"] = args.to
     try:
         data = admin.COMMAND_FUNCTIONS[command](data_dir, **kwargs)
     except admin.AdminNotAvailableError as exc:
@@ -439,6 +441,8 @@ TOOL_HELP = {
     "resume": "resume sequencing after suspend",
     "shutdown": "orderly shutdown with a final snapshot on every member",
     "abort": "stop every member without a snapshot",
+    "transfer-leadership": "hand the leadership to another member (--to ID, default the most "
+                           "up-to-date follower)",
     "recording-log": "the recording log: term starts and snapshots",
     "recovery-plan": "what a node started on this data dir would load and replay",
     "new-member": "prepare an empty data dir for a member that has never run (never for one that ran)",
@@ -458,6 +462,16 @@ def request_timeouts() -> dict:
         if param is not None:
             timeouts[name] = param.default
     return timeouts
+
+
+def _member_id(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a member id (an integer)") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: a member id is 0 or more")
+    return value
 
 
 def _positive_seconds(text: str) -> float:
@@ -517,6 +531,9 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--serve-metrics", type=_tcp_port, default=None, metavar="PORT",
                            help="serve http://127.0.0.1:PORT/metrics until interrupted "
                                 "(0: a free port, printed)")
+        if name == "transfer-leadership":
+            p.add_argument("--to", type=_member_id, default=None, metavar="ID",
+                           help="the member to hand it to (default: the follower most up to date)")
         if name in timeouts:
             p.add_argument("--timeout", type=_positive_seconds, default=None, metavar="SECONDS",
                            help="how long to wait for the cluster's answer and for the effect "

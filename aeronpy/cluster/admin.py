@@ -20,13 +20,14 @@ from __future__ import annotations
 import math
 import numbers
 import os
+import struct
 import time
 
 from aeronpy.errors import AeronpyError
 
 
-ADMIN_COMMANDS = ("snapshot", "suspend", "resume", "shutdown", "abort", "recording-log",
-                  "recovery-plan")
+ADMIN_COMMANDS = ("snapshot", "suspend", "resume", "shutdown", "abort", "transfer-leadership",
+                  "recording-log", "recovery-plan")
 
 
 class AdminNotAvailableError(AeronpyError):
@@ -76,6 +77,60 @@ def shutdown(data_dir: "str | os.PathLike", timeout_s: float = 30.0) -> dict:
 def abort(data_dir: "str | os.PathLike", timeout_s: float = 10.0) -> dict:
     """Stop every member at one log position without a snapshot."""
     return _cluster_action(os.fspath(data_dir), "abort", timeout_s)
+
+
+def transfer_leadership(data_dir: "str | os.PathLike", to: "int | None" = None,
+                        timeout_s: float = 10.0) -> dict:
+    """Hand the leadership from the cluster's leader to member ``to`` (default: the follower
+    most up to date), as a leader stopped with SIGTERM does, without stopping anything: before
+    maintenance of the leader's machine, or when clients cannot reach it while its peers can.
+    Sent through this member (followed to the leader). Returns once this member's counters
+    name the successor as leader (``completed``), or ``timeout_s`` passed."""
+    from aeronpy.cluster.admin_client import (_members_from_counters, request_through_member,
+                                              require_running)
+    from aeronpy.cluster.counters import CountersReader, CountersUnavailableError
+    from aeronpy.cluster.node_admin import ADMIN_TRANSFER_LEADERSHIP
+
+    timeout_s = check_timeout(timeout_s)
+    if to is not None and (isinstance(to, bool) or not isinstance(to, int) or to < 0):
+        raise ValueError(f"to must be a member id (an int >= 0) or None, got {to!r}")
+    member_id, members = _members_from_counters(data_dir := os.fspath(data_dir))
+    require_running(data_dir, member_id, "transfer-leadership")
+
+    def read() -> dict:
+        try:
+            with CountersReader(data_dir) as reader:
+                return reader.read()
+        except CountersUnavailableError:
+            return {}
+
+    before = read()
+    deadline = time.monotonic() + timeout_s
+    endpoint, successor = request_through_member(
+        data_dir, member_id, members, ADMIN_TRANSFER_LEADERSHIP, "the leadership transfer",
+        timeout_s, struct.pack("<q", -1 if to is None else to))
+    result = {"leader_endpoint": endpoint, "to": successor, "member_id": member_id,
+              "term_before": before.get("leadership_term")}
+    values = before
+    while True:
+        values = read() or values
+        if values.get("leader_id") == successor and \
+                values.get("leadership_term", 0) > (before.get("leadership_term") or 0):
+            break
+        if time.monotonic() >= deadline:
+            break
+        time.sleep(0.02)
+    result["leader"] = values.get("leader_id")
+    result["term"] = values.get("leadership_term")
+    result["completed"] = result["leader"] == successor and \
+        (result["term"] or 0) > (before.get("leadership_term") or 0)
+    if not result["completed"]:
+        result["problem"] = (f"this member did not see member {successor} lead within "
+                             f"{timeout_s:g} s (leader {result['leader']}, term {result['term']}); "
+                             "a transfer the successor does not take up ends after an election "
+                             "timeout with the old leader still leading: see 'aeronpy tool "
+                             "describe' and the node logs")
+    return result
 
 
 def _cluster_action(data_dir: str, action: str, timeout_s: float) -> dict:
@@ -178,6 +233,7 @@ def new_member(data_dir: "str | os.PathLike") -> dict:
 
 COMMAND_FUNCTIONS = {
     "snapshot": snapshot, "suspend": suspend, "resume": resume, "shutdown": shutdown,
-    "abort": abort, "recording-log": recording_log, "recovery-plan": recovery_plan,
+    "abort": abort, "transfer-leadership": transfer_leadership,
+    "recording-log": recording_log, "recovery-plan": recovery_plan,
     "new-member": new_member,
 }

@@ -292,7 +292,7 @@ def _look_up(endpoint: str, addresses: dict, deadline: float, timeout_s: float) 
 
 
 def request_through_member(data_dir: str, member_id: int, members: list, request_type: int,
-                           what: str, timeout_s: float) -> tuple:
+                           what: str, timeout_s: float, args: bytes = b"") -> tuple:
     """Send one admin request through this member's ingress endpoint, following redirects to
     the leader; returns (the leader's endpoint, the log index the leader gave the action)."""
     from aeronpy.cluster.node_snapshots import ADMIN_OK
@@ -307,7 +307,7 @@ def request_through_member(data_dir: str, member_id: int, members: list, request
     except (OSError, ValueError) as exc:
         raise AdminError(f"cannot read the admin key in {data_dir}: {exc}") from exc
     endpoint, code, payload = admin_request(endpoints, format_endpoint(me["host"], me["ingress_port"]),
-                                            request_type, b"", timeout_s, key=key)
+                                            request_type, args, timeout_s, key=key)
     if code != ADMIN_OK:
         raise AdminError(f"{endpoint} refused {what}: {payload.decode(errors='replace')}")
     return endpoint, _I64.unpack(payload)[0]

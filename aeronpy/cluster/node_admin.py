@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import logging
 import struct
-from typing import Any
+from typing import Any, Optional
 
 from aeronpy.endpoints import format_endpoint
 from aeronpy.cluster import entries as E
@@ -47,6 +47,7 @@ ADMIN_SUSPEND = 2
 ADMIN_RESUME = 3
 ADMIN_SHUTDOWN = 4
 ADMIN_ABORT = 5
+ADMIN_TRANSFER_LEADERSHIP = 6       # payload: i64 target member id, -1 for the best follower
 ADMIN_ACTIONS = {ADMIN_SUSPEND: E.ACTION_SUSPEND, ADMIN_RESUME: E.ACTION_RESUME,
                  ADMIN_SHUTDOWN: E.ACTION_SHUTDOWN, ADMIN_ABORT: E.ACTION_ABORT}
 ACTION_NAMES = {E.ACTION_SNAPSHOT: "snapshot", E.ACTION_SUSPEND: "suspend",
@@ -127,6 +128,8 @@ class NodeAdmin:
         self._quit_started_ns = 0
         self.stop_requested = False
         self._answers: dict = {}
+        self._transfer: Optional[tuple] = None   # a transfer request do_work is to start
+        self._announce_until_ns = 0              # a transfer started: tell clients its outcome
         self.module.cluster_action_listeners.append(self.on_cluster_action)
         self.snapshotter.listeners.append(self._on_snapshot_recorded)
         self.snapshotter.failure_listeners.append(self._on_snapshot_failed)
@@ -204,6 +207,7 @@ class NodeAdmin:
                 "%s leadership of term %d: now %s in term %d, leader %s (%s)",
                 "handed over" if given else "lost", self._led_term, role.name, core.term,
                 _leader_text(core), reason)
+
         else:
             self.log.info("role %s, leader %s, term %d", role.name, _leader_text(core), core.term)
         if leading:
@@ -230,6 +234,21 @@ class NodeAdmin:
                          request_tag)
             return
         msg = P.AdminRequest(msg.correlation_id, kind, result)
+        if kind == ADMIN_TRANSFER_LEADERSHIP:
+            answer = self._answers.get((client_ref, msg.correlation_id))
+            if answer is not None:     # re-sent (the answer was lost): never a second transfer
+                self.respond(client_ref, msg.correlation_id, kind, *answer, request_tag)
+                return
+            refusal = self._check_transfer(result)
+            if refusal is not None:
+                self.respond(client_ref, msg.correlation_id, kind, *refusal, request_tag)
+                return
+            # the core takes nothing while a Ready waits for its fsync: started in do_work,
+            # which runs once none does, and answered there
+            self._transfer = (client_ref, msg.correlation_id, kind, request_tag,
+                              _I64.unpack(result)[0])
+            self.pending = True
+            return
         if kind not in ADMIN_ACTIONS:
             if kind == self._snapshot_kind and self._refuse_snapshot(client_ref,
                                                                      msg.correlation_id):
@@ -244,11 +263,69 @@ class NodeAdmin:
         if answer is None:            # a re-sent request is answered again, never re-proposed
             answer = self._propose(ADMIN_ACTIONS[kind])
             if answer[0] != self._not_leader:
-                if len(self._answers) >= _ANSWERS_KEPT:
-                    del self._answers[next(iter(self._answers))]
-                self._answers[key] = answer
+                self._remember(key, answer)
         code, payload = answer
         self.respond(client_ref, msg.correlation_id, kind, code, payload, request_tag)
+
+    def _remember(self, key: tuple, answer: tuple) -> None:
+        if len(self._answers) >= _ANSWERS_KEPT:
+            del self._answers[next(iter(self._answers))]
+        self._answers[key] = answer
+
+    def _check_transfer(self, args: bytes) -> Optional[tuple]:
+        """(code, payload) refusing a leadership transfer request, None to go ahead."""
+        module = self.module
+        if not module.is_leader:
+            leader = self.core.leader_id
+            endpoint = module.config.members.get(leader, "") if leader is not None else ""
+            return self._not_leader, endpoint.encode()
+        if len(args) != _I64.size:
+            return self._error, b"bad transfer request: expected the target member id (i64)"
+        target = _I64.unpack(args)[0]
+        if self.stop_action or module._proposals_held in (E.ACTION_SHUTDOWN, E.ACTION_ABORT):
+            return self._error, b"the cluster is stopping"
+        if target == self.node.member_id:
+            return self._error, f"member {target} leads already".encode()
+        if target != -1 and target not in self.core.config.voters:
+            return self._error, (f"member {target} is not a voting member of this cluster "
+                                 f"(members {sorted(self.core.config.voters)})").encode()
+        return None
+
+    def _start_transfer(self, now_ns: int) -> None:
+        """The transfer asked for by the tool, now that the core takes steps: started (the
+        answer names the successor the leader chose) or refused."""
+        client_ref, correlation_id, kind, request_tag, target = self._transfer
+        self._transfer = None
+        refusal = self._check_transfer(_I64.pack(target))
+        if refusal is not None:
+            self.respond(client_ref, correlation_id, kind, *refusal, request_tag)
+            return
+        core = self.core
+        chosen = core.leader_state.best_transfer_target() if target == -1 else target
+        if chosen is None or not core.transfer_leadership(chosen, now_ns):
+            self.respond(client_ref, correlation_id, kind, self._error,
+                         b"no follower to hand leadership to", request_tag)
+            return
+        self.handing_over = True
+        # until the successor is known: then our clients hear of it from us (_announce)
+        self._announce_until_ns = now_ns + 4 * core.config.election_timeout_ns
+        self.log.info("leadership transfer to member %d requested by the tool (term %d)",
+                      chosen, core.term)
+        self._remember((client_ref, correlation_id), (self._ok, _I64.pack(chosen)))
+        self.respond(client_ref, correlation_id, kind, self._ok, _I64.pack(chosen), request_tag)
+
+    def _announce(self, now_ns: int) -> bool:
+        """After a transfer the tool asked for: once a successor leads, send our clients the
+        NEW_LEADER event naming it (as close() does), since its own reaches only the clients
+        its ingress heard from; give up when the transfer ended without one. True when done."""
+        core = self.core
+        if core.role != Role.LEADER and core.leader_id not in (None, self.node.member_id):
+            self.node._tell_clients_the_new_leader()
+        elif now_ns < self._announce_until_ns and not (
+                core.role == Role.LEADER and core.leader_state.transfer_target is None):
+            return False                        # still handing over
+        self._announce_until_ns = 0
+        return True
 
     def _refuse_snapshot(self, client_ref: int, correlation_id: int) -> bool:
         """A snapshot asked for once a shutdown or abort was ordered: its entry would follow the
@@ -323,7 +400,15 @@ class NodeAdmin:
 
     # ------------------------------------------------------------------ each duty cycle
     def do_work(self, now_ns: int) -> int:
-        """Finish what an applied action started; 0 when there is nothing to do yet."""
+        """Finish what an applied action started, or start a leadership transfer; 0 when
+        there is nothing to do yet."""
+        if self._transfer is not None:
+            self._start_transfer(now_ns)
+            self.pending = bool(self.phase) or bool(self._announce_until_ns)
+            return 1
+        if self._announce_until_ns and self._announce(now_ns):
+            self.pending = bool(self.phase)
+            return 1
         phase = self.phase
         snapshotter = self.snapshotter
         if phase == _S.SNAPSHOT and not self.stop_action:

@@ -303,7 +303,8 @@ def test_request_commands_take_a_timeout(command, counters_dir, capsys):
 
 
 def test_request_commands_are_the_admin_requests():
-    assert set(cli.request_timeouts()) == {"snapshot", "suspend", "resume", "shutdown", "abort"}
+    assert set(cli.request_timeouts()) == {"snapshot", "suspend", "resume", "shutdown", "abort",
+                                             "transfer-leadership"}
 
 
 def test_snapshot_prints_key_value_lines_and_json_as_before(counters_dir, capsys, monkeypatch):

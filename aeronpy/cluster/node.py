@@ -44,6 +44,7 @@ from aeronpy.cluster.nodefiles import ErrorLog, PidFile
 from aeronpy.cluster.node_snapshots import TRANSFER_MESSAGES as _TRANSFER_MESSAGES
 from aeronpy.cluster.protocol import AdminRequest as _AdminRequest
 from aeronpy.core import CoreConfig, RaftCore
+from aeronpy.core.messages import TimeoutNow
 from aeronpy.service import ClusteredService, Role
 from aeronpy.transport.streams import StreamConfig
 from aeronpy.transport.udp import UdpTransport
@@ -1061,6 +1062,8 @@ class ClusterNode:
             except Exception as exc:  # a failure (recorded by the cycle) or a failed hand-over
                 if self.failure is None:
                     self.log.warning("leadership hand-over failed: %r", exc)
+        elif self.failure is not None and self.core.role == Role.LEADER:
+            self._ask_successor_to_stand()
         self._closed = True
         self._admin.closing()
         try:
@@ -1232,6 +1235,25 @@ class ClusterNode:
         else:
             self.log.info("leadership handed over to member %d (now %s)", core.leader_id,
                           Role(int(core.role)).name)
+
+    def _ask_successor_to_stand(self) -> None:
+        """A leader that failed (its disk full, say) cannot run its core any more (a Ready may
+        wait for a sync that never comes), but its followers need not wait out the leader
+        heartbeat timeout and an election to notice: the follower most up to date is told to
+        stand now (TimeoutNow, as a leadership transfer does). Safe whatever it holds: the
+        election's votes decide, as after any timeout."""
+        leader_state = self.core.leader_state
+        target = leader_state.best_transfer_target() if leader_state is not None else None
+        if target is None:
+            return
+        try:
+            self.consensus.send(target, self._encode(TimeoutNow(self.core.term)))
+            for _ in range(5):           # out before the sockets close
+                self.consensus.do_work(self._clock())
+        except Exception as exc:  # noqa: BLE001 - best effort on the way out
+            self.log.warning("could not ask member %d to stand for election: %r", target, exc)
+            return
+        self.log.info("this leader failed: member %d asked to stand for election now", target)
 
     def _tell_clients_the_new_leader(self) -> None:
         """Send each session a NEW_LEADER event naming our successor, from this member.

@@ -13,15 +13,17 @@ from aeronpy.cluster.node_snapshots import ADMIN_OK, ADMIN_SNAPSHOT
 from .cluster_helpers import LocalCluster, add, applied_everywhere
 
 
-def _ask(transport, endpoint: str, correlation_id: int, timeout_s: float = 10.0):
-    """Send one AdminRequest(snapshot) with this correlation id; its AdminResponse."""
+def _ask(transport, endpoint: str, correlation_id: int, timeout_s: float = 10.0,
+         request_type: int = ADMIN_SNAPSHOT, payload: bytes = b""):
+    """Send one AdminRequest (a snapshot by default) with this correlation id; its
+    AdminResponse."""
     answers: list = []
 
     def on_message(msg) -> None:
         if type(msg) is P.AdminResponse and msg.correlation_id == correlation_id:
             answers.append(msg)
 
-    transport.send(endpoint, P.AdminRequest(correlation_id, ADMIN_SNAPSHOT, b""))
+    transport.send(endpoint, P.AdminRequest(correlation_id, request_type, payload))
     deadline = time.monotonic() + timeout_s
     while not answers and time.monotonic() < deadline:
         if transport.poll(on_message) == 0:

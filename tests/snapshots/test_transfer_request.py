@@ -6,29 +6,18 @@ import struct
 import time
 
 from aeronpy.client import UdpClientTransport
-from aeronpy.cluster import protocol as P
 from aeronpy.cluster.node_admin import ADMIN_TRANSFER_LEADERSHIP
 from aeronpy.cluster.node_snapshots import ADMIN_ERROR, ADMIN_NOT_LEADER, ADMIN_OK
 
 from .cluster_helpers import LocalCluster
+from .test_admin_requests import _ask as ask
 
 ANY = struct.pack("<q", -1)
 
 
-def _ask(transport, endpoint: str, correlation_id: int, payload: bytes, timeout_s: float = 10.0):
-    answers: list = []
-
-    def on_message(msg) -> None:
-        if type(msg) is P.AdminResponse and msg.correlation_id == correlation_id:
-            answers.append(msg)
-
-    transport.send(endpoint, P.AdminRequest(correlation_id, ADMIN_TRANSFER_LEADERSHIP, payload))
-    deadline = time.monotonic() + timeout_s
-    while not answers and time.monotonic() < deadline:
-        if transport.poll(on_message) == 0:
-            time.sleep(0.001)
-    assert answers, f"no answer to admin request {correlation_id} within {timeout_s} s"
-    return answers[0]
+def _ask(transport, endpoint: str, correlation_id: int, payload: bytes):
+    return ask(transport, endpoint, correlation_id, request_type=ADMIN_TRANSFER_LEADERSHIP,
+               payload=payload)
 
 
 def test_a_resent_transfer_request_is_answered_again_without_a_second_transfer(tmp_path):

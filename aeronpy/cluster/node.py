@@ -370,6 +370,7 @@ class ClusterNode:
                                                   + REFUSAL_EXTRA_SLOTS,
                                                   enum_names=_ENUM_NAMES)
         self._values = self.counters.values
+        self._lag_slot = self.counters.index("follower_lag_max")
         self._admin = NodeAdmin(self)    # after the replay: replayed shutdowns are history
         self._transport_counters = TransportCounterPublisher(
             self.counters, (self.consensus, self.ingress),
@@ -875,6 +876,11 @@ class ClusterNode:
         if core.election.transition_count != admin.transitions_seen or core.term != admin.term_seen:
             admin.observe_election()
         v[_CM_STATE] = admin.state_code
+        # a follower that is down, cut off one way or slow shows here, while its own role
+        # and counters may look healthy (the partition trial's one-way cut)
+        leader_state = core.leader_state
+        v[self._lag_slot] = 0 if leader_state is None else max(
+            (core.log.last_index - pr.match for pr in leader_state.progress.values()), default=0)
         self.counters.touch()
 
     def _fail(self, exc: BaseException) -> None:

@@ -59,6 +59,8 @@ ADMIN_EXTRA_SLOTS: tuple = (
     ("stopped_at_index", GAUGE, "Log index of the shutdown/abort entry this node stopped at"),
     ("admin_rejected", COUNTER, "Admin requests refused: no valid tag (with a secret) or sent "
                                 "from another machine (without one)"),
+    ("follower_lag_max", GAUGE, "On the leader: log entries the follower furthest behind has not "
+                                "acknowledged (0 on other members)"),
 )
 ENUM_NAMES = {"election_state": ElectionState, "consensus_module_state": ConsensusModuleState}
 

@@ -50,19 +50,14 @@ from typing import Dict, List, Optional, Sequence
 BENCH_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path[:0] = [os.path.dirname(BENCH_DIR), BENCH_DIR]   # the repository's aeronpy; these packages
 
-from diskfull_trial.cluster import (CONFIG, SERVICE, DiskCluster, load_applied, load_records,  # noqa: E402
-                                    offline_tools, start_clients, stop_all)
+from diskfull_trial.cluster import CLIENTS, CONFIG, DiskCluster, offline_tools, stop_all  # noqa: E402
 from diskfull_trial.disks import Disks, MountError  # noqa: E402
 from diskfull_trial.scenarios import SCENARIOS, Ctx  # noqa: E402
-from loss_trial.checker import ACKED, TIMED_OUT, check_agreement, check_exactly_once  # noqa: E402
-from loss_trial.service import DOUBLE_APPLY_ENV  # noqa: E402
+from loss_trial import harness  # noqa: E402
+from loss_trial.checker import ACKED, TIMED_OUT, check_exactly_once  # noqa: E402
 
 WARMUP_S = 4.0
 CLIENT_S = {"follower": 35.0, "leader": 40.0, "two": 50.0, "start-full": 75.0, "install": 45.0}
-
-
-def _raise_exit(signum, frame):
-    raise SystemExit(128 + signum)
 
 
 def acked_in_windows(records: List[list], windows: Sequence[tuple]) -> List[str]:
@@ -95,9 +90,6 @@ def run_scenario(name: str, index: int, args, root: str) -> Dict[str, object]:
     os.makedirs(out_dir)
     problems: List[str] = []
     disks = Disks(os.path.join(work_dir, "disks"), args.fs, args.size_mib * 1024 * 1024)
-    base = args.base_port + 100 * index
-    ports = [{"consensus_port": base + 10 * i, "ingress_port": base + 10 * i + 1,
-              "admin_port": base + 10 * i + 2} for i in range(3)]
     result: Dict[str, object] = {"scenario": name, "fs": args.fs, "file_sync": args.file_sync}
     cluster = None
     clients = []
@@ -105,18 +97,13 @@ def run_scenario(name: str, index: int, args, root: str) -> Dict[str, object]:
     try:
         for m in range(3):
             disks.mount(m)
-        cluster = DiskCluster(disks, members=3, services=[SERVICE], base_dir=os.path.join(work_dir, "cluster"),
-                              env={"PYTHONPATH": BENCH_DIR, "AERONPY_HASH_DIR": out_dir,
-                                   **({DOUBLE_APPLY_ENV: "100"} if args.negative_control else {})},
-                              ports=ports,
-                              config={**CONFIG, "file_sync": args.file_sync})
-        cluster.start()
-        if cluster.leader(timeout_s=20) is None:
-            problems.append("no leader within 20 s")
+        cluster = harness.new_cluster(work_dir, out_dir, args.negative_control, DiskCluster, disks=disks,
+                                      ports=harness.member_ports(args.base_port + 100 * index),
+                                      config={**CONFIG, "file_sync": args.file_sync})
+        if not harness.start_cluster(cluster, problems):
             return result
-        cluster.check_running(wait_up_s=10)
         client_s = CLIENT_S[name]
-        clients = start_clients(cluster, work_dir, out_dir, WARMUP_S + client_s)
+        clients = harness.start_clients(cluster, work_dir, out_dir, WARMUP_S + client_s, CLIENTS)
         clients_end = time.monotonic() + WARMUP_S + client_s
         time.sleep(WARMUP_S)
         ctx = Ctx(cluster, disks, work_dir, problems)
@@ -128,11 +115,7 @@ def run_scenario(name: str, index: int, args, root: str) -> Dict[str, object]:
         result["events"] = ctx.events
         if time.monotonic() > clients_end:
             result["note"] = "the clients stopped before the scenario ended"
-        for client in clients:
-            try:
-                client.wait(timeout=max(1.0, clients_end + 30 - time.monotonic()))
-            except Exception:  # noqa: BLE001
-                problems.append("a client ran 30 s past its end: killed")
+        harness.wait_clients(clients, clients_end, problems, late="a client ran 30 s past its end: killed")
         for m in range(3):
             if not cluster.alive(m):
                 problems.append(f"member {m} not running at the end: {cluster.tail_log(m, 3)}")
@@ -151,22 +134,13 @@ def run_scenario(name: str, index: int, args, root: str) -> Dict[str, object]:
             for command, entry in tools.items():
                 if entry.get("rc") != 0 or "traceback" in entry or entry.get("problem"):
                     problems.append(f"member {m}: aeronpy tool {command} at the end: {entry}")
-        records = load_records(out_dir, problems)
-        applied = load_applied(out_dir, 3)
-        requests = [(r[3], r[2], r[4]) for r in records]
-        result["acked"] = sum(1 for _, outcome, _ in requests if outcome == ACKED)
-        result["sent"] = len(requests)
-        violations = (check_exactly_once(requests, applied, range(3)) + check_agreement(applied)
-                      + acked_in_windows(records, ctx.windows))
+        records = harness.load_records(out_dir, problems, CLIENTS, hint="")
+        result["acked"], result["sent"], violations = harness.verdict(records, harness.load_applied(out_dir))
+        violations += acked_in_windows(records, ctx.windows)
         result["violations"] = violations[:30]
         result["violation_count"] = len(violations)
     finally:
-        for client in clients:
-            if client.poll() is None:
-                client.kill()
-                client.wait(timeout=10)
-        if cluster is not None:
-            cluster.close(remove=False)
+        harness.close(cluster, clients)
         umount_problems = disks.unmount_all(keep_copy_in=os.path.join(work_dir, "kept") if args.keep else None)
         problems += umount_problems
         result["problems"] = problems
@@ -198,7 +172,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print("diskfull_trial: must run as root (it mounts file systems)", file=sys.stderr)
         return 2
     for signum in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(signum, _raise_exit)
+        signal.signal(signum, harness.raise_exit)
     root = tempfile.mkdtemp(prefix="aeronpy-diskfull-", dir=args.work_dir)
     results = []
     try:

@@ -1,6 +1,7 @@
 """The pieces every disk-full scenario uses: a ProcessCluster whose members' data dirs live on
-the trial's own small file systems, the load clients of the loss trial, and what a member did
-(exit status, the lines of its log that tell why, liveness, offline tool verdicts)."""
+the trial's own small file systems, and what a member did (exit status, the lines of its log
+that tell why, liveness, offline tool verdicts). The service, the load clients and their
+results are the loss trial's (loss_trial.harness)."""
 from __future__ import annotations
 
 import json
@@ -15,9 +16,8 @@ from typing import Dict, List, Optional
 from aeronpy.testing.process_cluster import ProcessCluster, child_env
 
 from diskfull_trial.disks import Disks
+from loss_trial.harness import BENCH_DIR
 
-SERVICE = "loss_trial.service:ApplyCountingService"
-CLIENT_MAIN = "import sys; from loss_trial.clients import client_main; client_main(sys.argv[1:])"
 # (kind, tag, requests/s; 0: closed loop): the closed-loop one fills segments quickly
 CLIENTS = (("sync", "s0", 100.0), ("sync", "b0", 0.0), ("async", "a0", 25.0))
 # a secret makes every member keep admin.key and admin.seen, two more files a full disk hits
@@ -26,7 +26,6 @@ CONFIG = {"segment_bytes": 64 * 1024, "file_sync": "data", "snapshot_log_bytes":
 TELLING = re.compile(r"disk is full|No space|Errno 28|Traceback|failed|refuses|cut the log|"
                      r"snapshot at index|not recorded|WARNING|ERROR", re.I)
 OFFLINE_TOOLS = ("recovery-plan", "recording-log", "errors")
-BENCH_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 class DiskCluster(ProcessCluster):
@@ -38,43 +37,6 @@ class DiskCluster(ProcessCluster):
 
     def data_dir(self, member: int) -> str:
         return self.disks.data_dir(member)
-
-
-def start_clients(cluster: ProcessCluster, work_dir: str, out_dir: str, duration_s: float) -> List[subprocess.Popen]:
-    clients = []
-    for kind, tag, rate in CLIENTS:
-        with open(os.path.join(work_dir, f"client-{tag}.log"), "wb") as log:
-            clients.append(subprocess.Popen(
-                [sys.executable, "-c", CLIENT_MAIN, kind, tag, cluster.ingress_endpoints,
-                 str(duration_s), str(rate), os.path.join(out_dir, f"client-{tag}.json")],
-                env=child_env(BENCH_DIR), cwd=work_dir, stdout=log, stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL, start_new_session=True))
-    return clients
-
-
-def load_records(out_dir: str, problems: List[str]) -> List[list]:
-    """[sent_at, latency_ns, outcome, payload, reply, paced] of every request of every client."""
-    records = []
-    for _, tag, _ in CLIENTS:
-        try:
-            with open(os.path.join(out_dir, f"client-{tag}.json")) as f:
-                result = json.load(f)
-        except (OSError, ValueError) as e:
-            problems.append(f"client {tag}: no result ({e})")
-            continue
-        records += [r + [result["paced"]] for r in result["records"]]
-    return records
-
-
-def load_applied(out_dir: str, members: int) -> Dict[int, Optional[dict]]:
-    applied: Dict[int, Optional[dict]] = {}
-    for member in range(members):
-        try:
-            with open(os.path.join(out_dir, f"member-{member}.json")) as f:
-                applied[member] = json.load(f)["applied"]
-        except (OSError, ValueError):
-            applied[member] = None
-    return applied
 
 
 def log_since(cluster: ProcessCluster, member: int, offset: int) -> str:

@@ -25,6 +25,31 @@ def free_bytes(path: str) -> int:
     return st.f_bavail * st.f_frsize
 
 
+def fill_ballast(path: str, keep_bytes: int = 0) -> None:
+    """Grow the file ``path`` until at most ``keep_bytes`` stay free on its file system (0:
+    until a write fails with ENOSPC, the last partial pages too). Used by
+    tests/process/test_disk_full_real.py as well."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    try:
+        target = free_bytes(os.path.dirname(path)) - keep_bytes
+        if target > 0:
+            try:
+                os.posix_fallocate(fd, os.lseek(fd, 0, os.SEEK_END), target)
+            except OSError as e:
+                if e.errno != errno.ENOSPC:
+                    raise
+        block = CHUNK_BYTES
+        while keep_bytes == 0 and block >= 1:         # unbuffered writes, smaller and smaller
+            try:
+                os.write(fd, b"\0" * block)
+            except OSError as e:
+                if e.errno != errno.ENOSPC:
+                    raise
+                block //= 16
+    finally:
+        os.close(fd)
+
+
 class MountError(RuntimeError):
     """A file system could not be made or mounted (not root, no loop device, no tmpfs)."""
 
@@ -71,26 +96,7 @@ class Disks:
     def fill(self, member: int, keep_bytes: int = 0) -> int:
         """Grow the ballast until at most ``keep_bytes`` stay free (0: until a write fails
         with ENOSPC); returns the bytes left free."""
-        path = self.ballast(member)
-        target = free_bytes(self.mount_point(member)) - keep_bytes
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-        try:
-            if target > 0:
-                try:
-                    os.posix_fallocate(fd, os.lseek(fd, 0, os.SEEK_END), target)
-                except OSError as e:
-                    if e.errno != errno.ENOSPC:
-                        raise
-            block = CHUNK_BYTES
-            while keep_bytes == 0 and block >= 1:     # the last partial blocks too (unbuffered)
-                try:
-                    os.write(fd, b"\0" * block)
-                except OSError as e:
-                    if e.errno != errno.ENOSPC:
-                        raise
-                    block //= 16
-        finally:
-            os.close(fd)
+        fill_ballast(self.ballast(member), keep_bytes)
         return free_bytes(self.mount_point(member))
 
     def free(self, member: int) -> int:

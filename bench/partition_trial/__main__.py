@@ -52,37 +52,28 @@ import argparse
 import json
 import os
 import random
-import shutil
-import signal
 import subprocess
 import sys
-import tempfile
 import time
 from typing import Dict, List, Mapping, Optional, Sequence
 
 BENCH_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path[:0] = [os.path.dirname(BENCH_DIR), BENCH_DIR]   # the repository's aeronpy; bench's packages
 
-import loss_trial.__main__ as loss_main  # noqa: E402  (its CLIENTS, SERVICE and load_results)
 from aeronpy.testing.process_cluster import ProcessCluster, child_env  # noqa: E402
-from loss_trial.checker import ACKED, check_agreement, check_exactly_once  # noqa: E402
-from loss_trial.service import DOUBLE_APPLY_ENV  # noqa: E402
+from loss_trial import harness  # noqa: E402
 from partition_trial import cutter  # noqa: E402
 from partition_trial.metrics import (client_tag, format_table, phase_row,  # noqa: E402
                                      recovery_violations)
 from partition_trial.plan import (DEFAULT_SCENARIOS, HEALED, SCENARIOS, describe,  # noqa: E402
                                   expand_scenarios, flapping_schedule, partition_for)
 
-MEMBERS = loss_main.MEMBERS
+MEMBERS = harness.MEMBERS
 WARMUP_S = 2.0
 CLIENT_TAIL_S = 10.0                 # clients outlive the last settle (phases drift by iptables calls)
 SAMPLE_INTERVAL_S = 0.1
 KEPT_COUNTERS = ("role", "leadership_term", "leader_id", "commit_index", "append_index", "errors",
                  "elections_held", "sessions_open")
-
-
-def _raise_exit(signum, frame):
-    raise SystemExit(128 + signum)
 
 
 def _snapshot(cluster: ProcessCluster) -> Dict[int, Optional[Dict[str, int]]]:
@@ -114,30 +105,15 @@ def _observe(cluster: ProcessCluster, duration_s: float, schedule, samples: list
 def run_trial(args, work_dir: str, problems: List[str]) -> Dict[str, object]:
     out_dir = os.path.join(work_dir, "out")
     os.makedirs(out_dir)
-    env = {"PYTHONPATH": BENCH_DIR, "AERONPY_HASH_DIR": out_dir}
-    if args.negative_control:
-        env[DOUBLE_APPLY_ENV] = "100"
-    ports = [{"consensus_port": args.base_port + 10 * i, "ingress_port": args.base_port + 10 * i + 1,
-              "admin_port": args.base_port + 10 * i + 2} for i in range(MEMBERS)]
-    cluster = ProcessCluster(MEMBERS, services=[loss_main.SERVICE], base_dir=os.path.join(work_dir, "cluster"),
-                             env=env, ports=ports, config=args.node_config)
+    cluster = harness.new_cluster(work_dir, out_dir, args.negative_control,
+                                  ports=harness.member_ports(args.base_port), config=args.node_config)
     clients: List[subprocess.Popen] = []
     phases: List[Dict[str, object]] = []
     try:
-        cluster.start()
-        if cluster.leader(timeout_s=20) is None:
-            problems.append("no leader within 20 s")
+        if not harness.start_cluster(cluster, problems):
             return {}
-        cluster.check_running(wait_up_s=10)
         clients_s = WARMUP_S + len(args.phases) * (args.phase_s + args.settle_s) + CLIENT_TAIL_S
-        for kind, tag, rate in loss_main.CLIENTS:
-            with open(os.path.join(work_dir, f"client-{tag}.log"), "wb") as log:
-                clients.append(subprocess.Popen(
-                    [sys.executable, "-c", loss_main.CLIENT_MAIN,
-                     kind, tag, cluster.ingress_endpoints, str(clients_s), str(rate),
-                     os.path.join(out_dir, f"client-{tag}.json")],
-                    env=child_env(BENCH_DIR), cwd=work_dir, stdout=log, stderr=subprocess.STDOUT,
-                    stdin=subprocess.DEVNULL, start_new_session=True))
+        clients = harness.start_clients(cluster, work_dir, out_dir, clients_s)
         clients_end = time.monotonic() + clients_s
         time.sleep(WARMUP_S)
         for index, name in enumerate(args.phases):
@@ -161,25 +137,10 @@ def run_trial(args, work_dir: str, problems: List[str]) -> Dict[str, object]:
             print(f"phase {index} ({name}, leader {leader}, {phase['partition']}) done; "
                   f"(role, term, leader) per member after the settle: {after}", flush=True)
         cutter.apply(HEALED, cluster.member_ports)
-        cluster.check_running()
-        for client in clients:
-            try:
-                client.wait(timeout=max(1.0, clients_end + 30 - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                problems.append(f"client {client.args[4]} still running 30 s after its end: killed")
-        try:
-            cluster.wait_settled(timeout_s=30)
-        except TimeoutError as e:
-            problems.append(str(e))
-        for member in range(MEMBERS):
-            cluster.kill(member, signal.SIGTERM, wait_s=30)
+        harness.end_run(cluster, clients, clients_end, problems)
         return {"phases": phases, "out_dir": out_dir, "member_errors": _member_errors(cluster)}
     finally:
-        for client in clients:
-            if client.poll() is None:
-                client.kill()
-                client.wait(timeout=10)
-        cluster.close(remove=False)
+        harness.close(cluster, clients)
 
 
 def _member_errors(cluster: ProcessCluster) -> List[str]:
@@ -247,37 +208,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if "f" in args.phases:
         print(f"flapping seed: {args.seed} (--seed {args.seed} replays the schedules; the flapping phase "
               "at position i uses seed + i)", flush=True)
-    why_not = cutter.missing_prerequisite()
-    if why_not is None:
-        why_not = cutter.install_chain()
-        if why_not:
-            cutter.remove_chain()                         # ours, half installed
-    if why_not:
-        print(f"partition_trial: {why_not}", file=sys.stderr)
-        return 2
-    for signum in (signal.SIGTERM, signal.SIGHUP):        # Ctrl-C raises KeyboardInterrupt already
-        signal.signal(signum, _raise_exit)
-    work_dir = tempfile.mkdtemp(prefix="aeronpy-partition-trial-")
-    problems: List[str] = []
-    trial: Dict[str, object] = {}
-    try:
-        trial = run_trial(args, work_dir, problems)
-        if trial:
-            trial["loaded"] = loss_main.load_results(trial["out_dir"], problems)
-    except KeyboardInterrupt:
-        print("partition_trial: interrupted", file=sys.stderr)
-        return 130
-    except RuntimeError as e:                             # a member exited, iptables refused a rule
-        problems.append(f"run stopped: {e}")
-    finally:
-        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-            signal.signal(signum, signal.SIG_IGN)         # a second Ctrl-C must not skip the clean-up
-        if not cutter.remove_chain():
-            print(f"partition_trial: could not remove the chain; run: {cutter.remove_chain_command()}",
-                  file=sys.stderr)
-        if not args.keep:
-            shutil.rmtree(work_dir, ignore_errors=True)
-    return report(args, trial, problems, work_dir)
+    return harness.run_in_chain("partition_trial", args, run_trial, report, chain=cutter.CHAIN, verb="cuts",
+                                probe_statistic=False)
 
 
 def report(args, trial: Mapping, problems: List[str], work_dir: str) -> int:
@@ -287,10 +219,8 @@ def report(args, trial: Mapping, problems: List[str], work_dir: str) -> int:
     member_errors = list(trial.get("member_errors", []))
     if trial:
         records, applied = trial["loaded"]
-        requests = [(r[3], r[2], r[4]) for r in records]
-        acked = sum(1 for _, outcome, _ in requests if outcome == ACKED)
+        acked, _, violations = harness.verdict(records, applied)
         tags = sorted({client_tag(r[3]) for r in records})
-        violations = check_exactly_once(requests, applied, range(MEMBERS)) + check_agreement(applied)
         rows = [phase_row(phase, records, tags) for phase in trial["phases"]]
         violations += recovery_violations(rows, args.recovery_bound_s)
         print(format_table(rows))
@@ -298,24 +228,13 @@ def report(args, trial: Mapping, problems: List[str], work_dir: str) -> int:
             print(f"phase {r['phase']} ({r['scenario']}): leader {r['leader']}, cut {r['partition']}; "
                   f"after the settle the agreed leader is {r['leader_after']}")
         violations += [f"member error: {line}" for line in member_errors[:20]]
-    failures = problems + violations
-    print(f"{acked} acknowledged requests; " + ("exactly-once, agreement and recovery held" if not failures else
-          f"FAILED, {len(failures)} violations or problems:"))
-    for line in failures[:30]:
-        print("  " + line)
-    if len(failures) > 30:
-        print(f"  ... and {len(failures) - 30} more")
-    if args.keep:
-        print(f"work directory kept: {work_dir}")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"scenarios": args.phases, "phase_s": args.phase_s, "settle_s": args.settle_s,
-                       "recovery_bound_s": args.recovery_bound_s, "seed": args.seed,
-                       "negative_control": args.negative_control, "acked": acked, "phases": rows,
-                       "timelines": [{"phase": p["index"], "steps": p["steps"], "samples": p["samples"]}
-                                     for p in trial.get("phases", [])],
-                       "ok": not failures, "failures": failures}, f, indent=1)
-    return 0 if not failures else 1
+    return harness.finish_report(
+        args, acked, "exactly-once, agreement and recovery held", problems + violations, work_dir,
+        {"scenarios": args.phases, "phase_s": args.phase_s, "settle_s": args.settle_s,
+         "recovery_bound_s": args.recovery_bound_s, "seed": args.seed,
+         "negative_control": args.negative_control, "acked": acked, "phases": rows,
+         "timelines": [{"phase": p["index"], "steps": p["steps"], "samples": p["samples"]}
+                       for p in trial.get("phases", [])]})
 
 
 if __name__ == "__main__":

@@ -417,19 +417,26 @@ def test_a_transfer_of_an_earlier_term_is_dropped_not_continued():
     assert calls == ["close"] and snaps.senders == {} and reports == []
 
 
-def test_a_snapshot_transfer_without_progress_gives_up():
-    # (mutants X02: no give-up; X03: no resend after the ack timeout.) A follower that stopped
-    # answering kept the leader resending the unacknowledged chunks every ack timeout, for
-    # ever, and the core never heard; and a lost chunk must be sent again.
-    from aeronpy.cluster.snapshot_transfer import ACK_TIMEOUT_NS, GIVE_UP_NS, SnapshotSender
-    data = bytes(range(256)) * 4
+def _snapshot_sender(data: bytes, chunk_bytes: int):
+    """An unthreaded SnapshotSender of ``data`` (snapshot 100 of TERM) from member 5 to member
+    2; ``sent`` gathers the offset of every chunk it sends."""
+    from aeronpy.cluster.snapshot_transfer import SnapshotSender
     fs = SimpleNamespace(open_file=lambda path: path,
                          pread=lambda handle, size, offset: data[offset:offset + size],
                          close=lambda handle: None)
     info = SimpleNamespace(index=100, term=TERM, size=len(data), path="snap-100", checksum=None)
     sent = []
     sender = SnapshotSender(2, 5, info, fs, lambda member, m: sent.append(m.offset) or 1, 0,
-                            threaded=False, chunk_bytes=256)
+                            threaded=False, chunk_bytes=chunk_bytes)
+    return sender, sent
+
+
+def test_a_snapshot_transfer_without_progress_gives_up():
+    # (mutants X02: no give-up; X03: no resend after the ack timeout.) A follower that stopped
+    # answering kept the leader resending the unacknowledged chunks every ack timeout, for
+    # ever, and the core never heard; and a lost chunk must be sent again.
+    from aeronpy.cluster.snapshot_transfer import ACK_TIMEOUT_NS, GIVE_UP_NS
+    sender, sent = _snapshot_sender(bytes(range(256)) * 4, chunk_bytes=256)
     now = 0
     while now <= GIVE_UP_NS and sender.done is None:
         sender.do_work(now)
@@ -481,15 +488,8 @@ def test_installing_a_snapshot_over_an_entry_of_another_term_drops_the_whole_log
 def test_a_snapshot_transfer_keeps_at_most_inflight_chunks_unacknowledged():
     # (mutant X04: no bound.) Without acknowledgements the leader sent the whole file, four
     # chunks a cycle, into a follower that may not keep up: INFLIGHT_CHUNKS is the bound.
-    from aeronpy.cluster.snapshot_transfer import INFLIGHT_CHUNKS, SnapshotSender
-    data = bytes(64 * 100)
-    fs = SimpleNamespace(open_file=lambda path: path,
-                         pread=lambda handle, size, offset: data[offset:offset + size],
-                         close=lambda handle: None)
-    info = SimpleNamespace(index=100, term=TERM, size=len(data), path="snap-100", checksum=None)
-    sent = []
-    sender = SnapshotSender(2, 5, info, fs, lambda member, m: sent.append(m.offset) or 1, 0,
-                            threaded=False, chunk_bytes=100)
+    from aeronpy.cluster.snapshot_transfer import INFLIGHT_CHUNKS
+    sender, sent = _snapshot_sender(bytes(64 * 100), chunk_bytes=100)
     for cycle in range(20):
         sender.do_work(cycle * 1000)
     assert sent == [i * 100 for i in range(INFLIGHT_CHUNKS)]

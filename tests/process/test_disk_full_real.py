@@ -8,7 +8,7 @@ docs/operations.md ("A full disk"): a member whose data dir fills stops with sta
 what it was writing) and catches up; the others go on meanwhile."""
 from __future__ import annotations
 
-import errno
+import importlib.util
 import json
 import os
 import signal
@@ -40,28 +40,18 @@ class _TmpfsCluster(ProcessCluster):
         return os.path.join(self.disk_dirs[member], "data")
 
 
+# bench/diskfull_trial/disks.py (stdlib only) loaded by path, nothing of bench/ on sys.path:
+# the trial's ballast filler
+_spec = importlib.util.spec_from_file_location(
+    "diskfull_trial_disks", os.path.join(os.path.dirname(__file__), "..", "..", "bench", "diskfull_trial", "disks.py"))
+_bench_disks = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_bench_disks)
+
+
 def _fill(disk: str, keep_bytes: int = 0) -> None:
-    """A ballast file beside the data dir takes every free byte (the last partial pages too)."""
-    fd = os.open(os.path.join(disk, "ballast"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-    try:
-        st = os.statvfs(disk)
-        target = st.f_bavail * st.f_frsize - keep_bytes
-        if target > 0:
-            try:
-                os.posix_fallocate(fd, os.lseek(fd, 0, os.SEEK_END), target)
-            except OSError as e:
-                if e.errno != errno.ENOSPC:
-                    raise
-        block = 65536
-        while keep_bytes == 0 and block >= 1:
-            try:
-                os.write(fd, bytes(block))
-            except OSError as e:
-                if e.errno != errno.ENOSPC:
-                    raise
-                block //= 16
-    finally:
-        os.close(fd)
+    """A ballast file beside the data dir takes every free byte (the last partial pages too),
+    or all but ``keep_bytes``."""
+    _bench_disks.fill_ballast(os.path.join(disk, "ballast"), keep_bytes)
 
 
 @pytest.fixture

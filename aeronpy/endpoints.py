@@ -96,6 +96,7 @@ def format_endpoint(host: str, port: int) -> str:
 
 def split_endpoint(endpoint: str) -> Tuple[str, int]:
     """``(host, port)`` of ``host:port`` or ``[ipv6]:port`` (the host without brackets)."""
+    endpoint = endpoint.strip()       # blanks around one endpoint (a line read from a file)
     if ";" in endpoint or any(c.isspace() for c in endpoint):
         # two endpoints joined by the wrong separator: said so, not taken for a bad IPv6 host
         raise ValueError(f"endpoint {endpoint!r}: separate endpoints with commas, "

@@ -45,6 +45,7 @@ from aeronpy.cluster.node_snapshots import TRANSFER_MESSAGES as _TRANSFER_MESSAG
 from aeronpy.cluster.protocol import AdminRequest as _AdminRequest
 from aeronpy.core import CoreConfig, RaftCore
 from aeronpy.core.messages import TimeoutNow
+from aeronpy.core.progress import PROBE
 from aeronpy.service import ClusteredService, Role
 from aeronpy.transport.streams import StreamConfig
 from aeronpy.transport.udp import UdpTransport
@@ -148,6 +149,19 @@ def epoch_anchored_clock(wall_ns=time.time_ns, mono_ns=time.monotonic_ns):
 
     now_ns.offset_ns = offset
     return now_ns
+
+
+def follower_lag_max(core: "RaftCore") -> int:
+    """The ``follower_lag_max`` gauge: on a leader, the log entries its furthest follower has
+    not acknowledged; 0 elsewhere. A follower that has not answered this leader yet (match 0,
+    probing) counts from the probe's index, not from 0: a new leader knows no match, and its
+    whole log is not what the follower lacks (it read that after every election)."""
+    leader_state = core.leader_state
+    if leader_state is None:
+        return 0
+    last = core.log.last_index
+    return max((last - (pr.match or (pr.next - 1 if pr.mode == PROBE else 0))
+                for pr in leader_state.progress.values()), default=0)
 
 
 def adaptive_timeouts_ns(pause_ns: int, election_ns: int, leader_ns: int,
@@ -878,9 +892,7 @@ class ClusterNode:
         v[_CM_STATE] = admin.state_code
         # a follower that is down, cut off one way or slow shows here, while its own role
         # and counters may look healthy (the partition trial's one-way cut)
-        leader_state = core.leader_state
-        v[self._lag_slot] = 0 if leader_state is None else max(
-            (core.log.last_index - pr.match for pr in leader_state.progress.values()), default=0)
+        v[self._lag_slot] = follower_lag_max(core)
         self.counters.touch()
 
     def _fail(self, exc: BaseException) -> None:

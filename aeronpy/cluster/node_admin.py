@@ -277,7 +277,9 @@ class NodeAdmin:
     def _check_transfer(self, args: bytes) -> Optional[tuple]:
         """(code, payload) refusing a leadership transfer request, None to go ahead."""
         module = self.module
-        if not module.is_leader:
+        # the core too: it drops leader_state the moment it steps down (core.tick, a higher
+        # term polled), the module's role follows only with that Ready, after do_work
+        if not module.is_leader or self.core.leader_state is None:
             leader = self.core.leader_id
             endpoint = module.config.members.get(leader, "") if leader is not None else ""
             return self._not_leader, endpoint.encode()
@@ -326,6 +328,8 @@ class NodeAdmin:
         elif now_ns < self._announce_until_ns and not (
                 core.role == Role.LEADER and core.leader_state.transfer_target is None):
             return False                        # still handing over
+        if core.role == Role.LEADER and core.leader_state.transfer_target is None:
+            self.handing_over = False           # it ended with us leading: a later loss is lost
         self._announce_until_ns = 0
         return True
 
@@ -416,7 +420,8 @@ class NodeAdmin:
         if phase == _S.SNAPSHOT and not self.stop_action:
             if not snapshotter.in_progress:          # an admin snapshot finished
                 self.phase = 0
-                self.pending = False
+                # a transfer still being announced keeps do_work running
+                self.pending = bool(self._announce_until_ns)
                 return 1
             return 0
         if phase == _S.SNAPSHOT:

@@ -12,7 +12,8 @@ own is recorded if it is still being written) and reports a mismatch as a
 counted in ``state_divergences``. It does not stop the member, which cannot tell whether it
 or the leader holds the wrong state (compare all members' ``aeronpy tool recording-log``).
 A member without a snapshot at that index (another automatic trigger point, a failed or
-purged snapshot) counts ``state_digests_unchecked``. Cost: one small entry per snapshot.
+purged snapshot, one overtaken by a snapshot installed from the leader) counts
+``state_digests_unchecked``. Cost: one small entry per snapshot.
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from typing import Any, Callable
 
 from aeronpy.cluster.container import StateDivergenceError
 
-PENDING_MAX = 16          # digests kept while this member's own snapshot is still being written
+PENDING_MAX = 16          # digests kept for this member's own snapshot while it is being written
 
 
 class StateDigests:
@@ -29,7 +30,8 @@ class StateDigests:
         self.snapshotter = snapshotter
         self.report = report
         self.counters = module.counters
-        self._pending: dict[int, tuple[int, int]] = {}   # snapshot index -> (checksum, log index)
+        # snapshot index -> [(checksum, log index)...]: only for the snapshot in flight
+        self._pending: dict[int, list[tuple[int, int]]] = {}
         module.state_digest_listeners.append(self.on_digest)
         snapshotter.listeners.append(self.on_own_snapshot)
         snapshotter.failure_listeners.append(self.on_own_failure)
@@ -38,13 +40,18 @@ class StateDigests:
     def on_own_snapshot(self, info: Any) -> None:
         if self.module.is_leader and self.module.propose_state_digest(info.index, info.checksum):
             self.counters["state_digests_proposed"] += 1
-        pending = self._pending.pop(info.index, None)
-        if pending is not None:
+        for pending in self._pending.pop(info.index, ()):
             self._compare(info.index, info.checksum, *pending)
 
     def on_own_failure(self, index: int, exc: BaseException) -> None:
-        if self._pending.pop(index, None) is not None:
-            self.counters["state_digests_unchecked"] += 1
+        self.counters["state_digests_unchecked"] += len(self._pending.pop(index, ()))
+
+    def _drop_stale(self, inflight_index: int) -> None:
+        """Digests kept for a snapshot no longer in flight: one overtaken by a snapshot
+        installed from the leader is dropped by Snapshotter.poll with no listener told, and
+        they would hold their place for good (PENDING_MAX of them stopped every comparison)."""
+        for snapshot_index in [k for k in self._pending if k != inflight_index]:
+            self.counters["state_digests_unchecked"] += len(self._pending.pop(snapshot_index))
 
     # ---- a leader's digest, applied in log order ----------------------------------------
     def on_digest(self, index: int, snapshot_index: int, checksum: int) -> None:
@@ -53,9 +60,11 @@ class StateDigests:
             self._compare(snapshot_index, own.checksum, checksum, index)
             return
         inflight = self.snapshotter._inflight
-        if inflight is not None and inflight.index == snapshot_index and \
-                len(self._pending) < PENDING_MAX:
-            self._pending[snapshot_index] = (checksum, index)
+        self._drop_stale(-1 if inflight is None else inflight.index)
+        waiting = self._pending.setdefault(snapshot_index, []) \
+            if inflight is not None and inflight.index == snapshot_index else None
+        if waiting is not None and len(waiting) < PENDING_MAX:
+            waiting.append((checksum, index))
             return
         self.counters["state_digests_unchecked"] += 1
 

@@ -6,8 +6,8 @@ A fresh 3-node ``ProcessCluster`` (EchoService, default config) and one blocking
 warms up, then sends ``--count`` requests paced at ``--rate`` per second, polling between them
 (waking for its own timers: ``next_due_ns``).
 Printed: the round-trip latency (p50, p90, p99, max) and, per request, the datagrams the client
-received and each member's stream STATUS and HEARTBEAT frames beyond what the same members
-send idle for as long (measured right after). A request needs one datagram back (its reply,
+received and each member's datagrams sent and stream STATUS and HEARTBEAT frames beyond what the
+same members send idle for as long (measured right after). A request needs one datagram back (its reply,
 which carries the acknowledgement of the request); anything more is a wake-up of the client
 and work for the members.
 
@@ -28,7 +28,7 @@ from aeronpy import ClusterClient  # noqa: E402
 from aeronpy.testing.process_cluster import ProcessCluster  # noqa: E402
 
 SERVICE = "aeronpy.testing.services:EchoService"
-KINDS = ("stream_status_sent", "stream_heartbeats_sent")
+KINDS = ("stream_status_sent", "stream_heartbeats_sent", "frames_out")
 
 
 def _percentile(sorted_values, q: float) -> float:
@@ -99,8 +99,9 @@ def main(argv=None) -> None:
     print(f"client: {result['client_datagrams_received_per_request']} datagrams received per request")
     for m, row in result["members_beyond_idle_per_request"].items():
         role = "leader  " if row["leader"] else "follower"
-        print(f"member {m} ({role}): per request beyond idle: STATUS {row['stream_status_sent']}, "
-              f"HEARTBEAT {row['stream_heartbeats_sent']}")
+        print(f"member {m} ({role}): per request beyond idle: datagrams {row['frames_out']} "
+              f"(STATUS {row['stream_status_sent']}, HEARTBEAT {row['stream_heartbeats_sent']}; a "
+              "STATUS may ride in a datagram with data)")
 
 
 if __name__ == "__main__":

@@ -35,9 +35,12 @@ class DemoRun:
         self.tmp = str(tmp_path / "tmp")
         os.mkdir(self.tmp)
         env = child_env(*([extra_path] if extra_path else []), TMPDIR=self.tmp)
+        # SIGHUP as a terminal leaves it, whatever the test runner inherited (under nohup it is
+        # ignored, and the demo keeps an ignored SIGHUP ignored, as it should)
         self.proc = subprocess.Popen([sys.executable, "-m", "aeronpy", "demo", *ARGS],
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
-                                     cwd=str(tmp_path), stdin=subprocess.DEVNULL)
+                                     cwd=str(tmp_path), stdin=subprocess.DEVNULL,
+                                     preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_DFL))
         self.err = b""
 
     def wait_for(self, text: str, timeout_s: float = 60) -> None:

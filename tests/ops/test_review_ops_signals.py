@@ -26,8 +26,8 @@ def start_node(tmp_path, ignore_sighup=False):
 
     def preexec():
         os.setsid()                  # its own session: no terminal of ours reaches it
-        if ignore_sighup:
-            signal.signal(signal.SIGHUP, signal.SIG_IGN)      # as nohup does
+        # as nohup does, or as a terminal leaves it (whatever the test runner inherited)
+        signal.signal(signal.SIGHUP, signal.SIG_IGN if ignore_sighup else signal.SIG_DFL)
     return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                             env=child_env(), cwd=str(tmp_path), preexec_fn=preexec)
 

@@ -63,7 +63,8 @@ sys.path[:0] = [os.path.dirname(BENCH_DIR), BENCH_DIR]   # the repository's aero
 from aeronpy.testing.process_cluster import ProcessCluster, child_env  # noqa: E402
 from loss_trial import harness  # noqa: E402
 from partition_trial import cutter  # noqa: E402
-from partition_trial.metrics import (client_tag, format_table, phase_row,  # noqa: E402
+from loss_trial.clients import MAX_REQUESTS_PER_CLIENT  # noqa: E402
+from partition_trial.metrics import (client_tag, finished_clients, format_table, phase_row,  # noqa: E402
                                      recovery_violations)
 from partition_trial.plan import (DEFAULT_SCENARIOS, HEALED, SCENARIOS, describe,  # noqa: E402
                                   expand_scenarios, flapping_schedule, partition_for)
@@ -221,7 +222,12 @@ def report(args, trial: Mapping, problems: List[str], work_dir: str) -> int:
         records, applied = trial["loaded"]
         acked, _, violations = harness.verdict(records, applied)
         tags = sorted({client_tag(r[3]) for r in records})
-        rows = [phase_row(phase, records, tags) for phase in trial["phases"]]
+        finished = finished_clients(records, MAX_REQUESTS_PER_CLIENT)
+        for tag, last in sorted(finished.items()):
+            print(f"client {tag} sent its quota of {MAX_REQUESTS_PER_CLIENT:,} requests and stopped "
+                  f"{last - trial['phases'][0]['t0']:.1f} s after the first cut: later phases owe it "
+                  "nothing")
+        rows = [phase_row(phase, records, tags, finished) for phase in trial["phases"]]
         violations += recovery_violations(rows, args.recovery_bound_s)
         print(format_table(rows))
         for r in rows:

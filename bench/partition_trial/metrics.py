@@ -22,6 +22,20 @@ def client_tag(payload: str) -> str:
     return payload.split(":", 1)[0].split(".", 1)[0]
 
 
+def finished_clients(records: Sequence[list], quota: int) -> Dict[str, float]:
+    """Client tag -> the time of its last request, for each client that sent its whole quota
+    of requests (loss_trial.clients.MAX_REQUESTS_PER_CLIENT, a bound on its memory) and so
+    stopped before the run's end: after that it is owed no acknowledgement. A client that hangs
+    sends fewer and stays owed."""
+    counts: Dict[str, int] = {}
+    last: Dict[str, float] = {}
+    for r in records:
+        tag = client_tag(r[3])
+        counts[tag] = counts.get(tag, 0) + 1
+        last[tag] = max(last.get(tag, r[0]), r[0])
+    return {tag: last[tag] for tag, n in counts.items() if n >= quota}
+
+
 def ack_times(records: Sequence[list]) -> List[Tuple[float, str]]:
     """(wall-clock time the reply arrived, client tag) of every acknowledged request, in time order."""
     return sorted((r[0] + r[1] / 1e9, client_tag(r[3])) for r in records if r[2] == ACKED)
@@ -103,10 +117,13 @@ def stuck_members(heal: Mapping[int, Optional[Mapping[str, int]]],
     return sorted(m for m, c in after.items() if c is None or c["commit_index"] < reached)
 
 
-def phase_row(phase: Mapping, records: Sequence[list], tags: Sequence[str]) -> Dict[str, object]:
+def phase_row(phase: Mapping, records: Sequence[list], tags: Sequence[str],
+              finished: Optional[Mapping[str, float]] = None) -> Dict[str, object]:
     """One line of the table. ``phase``: name, leader, t0 (cut), t1 (heal), t2 (end of settle),
-    counters_before / counters_heal / counters_after, samples."""
+    counters_before / counters_heal / counters_after, samples. ``finished``: clients that sent
+    their whole quota (`finished_clients`), owed nothing after their last request."""
     t0, t1, t2 = phase["t0"], phase["t1"], phase["t2"]
+    tags = [t for t in tags if t not in (finished or {}) or finished[t] >= t1]
     during = [r for r in records if t0 <= r[0] < t1]
     acks = ack_times(records)
     per_client_gap = {tag: longest_gap([t for t, g in acks if g == tag], t0, t1) for tag in tags}

@@ -164,3 +164,24 @@ def test_a_member_that_did_not_catch_up_after_the_heal_is_stuck():
 def test_table_prints_never_for_a_phase_without_recovery():
     row = metrics.phase_row(_phase([]), [], ["s0"])
     assert "never" in metrics.format_table([row])
+
+
+def test_a_client_that_sent_its_quota_is_owed_nothing_after_it_but_a_hung_one_is():
+    """The closed-loop client stops at its quota of requests (a bound on its memory); on a fast
+    machine it reached it mid-run, and the phases after were failed for it ('never acknowledged
+    after the heal'). A client that stops short of its quota (hung) still fails them."""
+    from loss_trial.checker import ACKED
+    from partition_trial.metrics import finished_clients, phase_row
+    phase = {"index": 0, "name": "a", "leader": 0, "t0": 100.0, "t1": 110.0, "t2": 120.0,
+             "counters_before": {}, "counters_heal": {}, "counters_after": {}, "samples": []}
+    steady = [[t, 1_000_000, ACKED, f"s0:{i}", "1"] for i, t in enumerate(range(90, 120))]
+    capped = [[90.0 + i * 0.01, 1_000_000, ACKED, f"b0:{i}", "1"] for i in range(500)]   # ends at 95
+    quota = 500
+    finished = finished_clients(steady + capped, quota)
+    assert set(finished) == {"b0"}
+    row = phase_row(phase, steady + capped, ["b0", "s0"], finished)
+    assert row["unrecovered_clients"] == []
+    # control: the same client with one request fewer than its quota is a hung client
+    short = capped[:-1]
+    row = phase_row(phase, steady + short, ["b0", "s0"], finished_clients(steady + short, quota))
+    assert row["unrecovered_clients"] == ["b0"]

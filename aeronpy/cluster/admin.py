@@ -104,26 +104,27 @@ def transfer_leadership(data_dir: "str | os.PathLike", to: "int | None" = None,
         except CountersUnavailableError:
             return {}
 
-    before = read()
+    values = read()
+    term_before = values.get("leadership_term")
     deadline = time.monotonic() + timeout_s
     endpoint, successor = request_through_member(
         data_dir, member_id, members, ADMIN_TRANSFER_LEADERSHIP, "the leadership transfer",
         timeout_s, struct.pack("<q", -1 if to is None else to))
     result = {"leader_endpoint": endpoint, "to": successor, "member_id": member_id,
-              "term_before": before.get("leadership_term")}
-    values = before
+              "term_before": term_before}
+
+    def successor_leads(values: dict) -> bool:
+        return values.get("leader_id") == successor and \
+            (values.get("leadership_term") or 0) > (term_before or 0)
+
     while True:
         values = read() or values
-        if values.get("leader_id") == successor and \
-                values.get("leadership_term", 0) > (before.get("leadership_term") or 0):
-            break
-        if time.monotonic() >= deadline:
+        if successor_leads(values) or time.monotonic() >= deadline:
             break
         time.sleep(0.02)
     result["leader"] = values.get("leader_id")
     result["term"] = values.get("leadership_term")
-    result["completed"] = result["leader"] == successor and \
-        (result["term"] or 0) > (before.get("leadership_term") or 0)
+    result["completed"] = successor_leads(values)
     if not result["completed"]:
         result["problem"] = (f"this member did not see member {successor} lead within "
                              f"{timeout_s:g} s (leader {result['leader']}, term {result['term']}); "

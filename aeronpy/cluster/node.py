@@ -490,11 +490,11 @@ class ClusterNode:
         from aeronpy.cluster.node_snapshots import NodeSnapshots
         self.snapshots = NodeSnapshots(self)
         self.snapshots.snapshotter.pause_listeners.append(self._fit_timeouts_to_pause)
-        self.module.service_set_listeners.append(self._on_service_set_mismatch)
-        self.module.config_mismatch_listeners.append(self._on_config_mismatch)
+        self.module.service_set_listeners.append(self._on_divergence)
+        self.module.config_mismatch_listeners.append(self._on_divergence)
         from aeronpy.cluster.state_digests import StateDigests
         self.state_digests = StateDigests(self.module, self.snapshots.snapshotter,
-                                          self._on_config_mismatch)
+                                          self._on_divergence)
         return self.snapshots.open_recovered(recovered)
 
     def _replay_committed(self) -> None:
@@ -1162,16 +1162,11 @@ class ClusterNode:
             for fd in pipe:
                 os.close(fd)
 
-    def _on_service_set_mismatch(self, error: BaseException) -> None:
-        """A term's leader hosts another service list (ConsensusModule._check_service_set):
-        said loudly (log and errors.log, where `aeronpy tool describe` shows it), no stop."""
-        self.log.error("%s", error)
-        self._errors.record(error)
-
-    def _on_config_mismatch(self, error: BaseException) -> None:
-        """A term's leader runs with other values of the settings every member must share
-        (ConsensusModule._check_settings), or a snapshot of another state than the leader's
-        (StateDigests): said as a service-list mismatch is, no stop."""
+    def _on_divergence(self, error: BaseException) -> None:
+        """This member and a leader disagree on what every member must share: the service list
+        (ConsensusModule._check_service_set), the settings (ConsensusModule._check_settings) or
+        a snapshot's state (StateDigests). Said loudly (log and errors.log, where `aeronpy tool
+        describe` shows it), no stop: the member cannot tell which side is wrong."""
         self.log.error("%s", error)
         self._errors.record(error)
 

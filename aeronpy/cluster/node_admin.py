@@ -71,6 +71,11 @@ _QUIET_HEARTBEATS = 3          # a follower silent this many heartbeat intervals
 _ANSWERS_KEPT = 64             # AdminResponses kept for re-sent requests (same correlation id)
 
 
+def _not_leader_answer(core: Any, module: Any) -> tuple:
+    from aeronpy.cluster.node_snapshots import not_leader_answer   # loaded with the node
+    return not_leader_answer(core, module)
+
+
 def _leader_text(core: Any) -> str:
     """The leader as a log line names it: "not known yet" rather than None mid-election."""
     return "not known yet" if core.leader_id is None else str(core.leader_id)
@@ -209,7 +214,6 @@ class NodeAdmin:
                 "%s leadership of term %d: now %s in term %d, leader %s (%s)",
                 "handed over" if given else "lost", self._led_term, role.name, core.term,
                 _leader_text(core), reason)
-
         else:
             self.log.info("role %s, leader %s, term %d", role.name, _leader_text(core), core.term)
         if leading:
@@ -269,6 +273,12 @@ class NodeAdmin:
         code, payload = answer
         self.respond(client_ref, msg.correlation_id, kind, code, payload, request_tag)
 
+    @property
+    def _stop_ordered(self) -> bool:
+        """A shutdown or abort is applied here, or this leader proposed one."""
+        return bool(self.stop_action) or self.module._proposals_held in (E.ACTION_SHUTDOWN,
+                                                                         E.ACTION_ABORT)
+
     def _remember(self, key: tuple, answer: tuple) -> None:
         if len(self._answers) >= _ANSWERS_KEPT:
             del self._answers[next(iter(self._answers))]
@@ -280,13 +290,11 @@ class NodeAdmin:
         # the core too: it drops leader_state the moment it steps down (core.tick, a higher
         # term polled), the module's role follows only with that Ready, after do_work
         if not module.is_leader or self.core.leader_state is None:
-            leader = self.core.leader_id
-            endpoint = module.config.members.get(leader, "") if leader is not None else ""
-            return self._not_leader, endpoint.encode()
+            return _not_leader_answer(self.core, module)
         if len(args) != _I64.size:
             return self._error, b"bad transfer request: expected the target member id (i64)"
         target = _I64.unpack(args)[0]
-        if self.stop_action or module._proposals_held in (E.ACTION_SHUTDOWN, E.ACTION_ABORT):
+        if self._stop_ordered:
             return self._error, b"the cluster is stopping"
         if target == self.node.member_id:
             return self._error, f"member {target} leads already".encode()
@@ -323,12 +331,12 @@ class NodeAdmin:
         NEW_LEADER event naming it (as close() does), since its own reaches only the clients
         its ingress heard from; give up when the transfer ended without one. True when done."""
         core = self.core
+        still_leading = core.role == Role.LEADER and core.leader_state.transfer_target is None
         if core.role != Role.LEADER and core.leader_id not in (None, self.node.member_id):
             self.node._tell_clients_the_new_leader()
-        elif now_ns < self._announce_until_ns and not (
-                core.role == Role.LEADER and core.leader_state.transfer_target is None):
+        elif now_ns < self._announce_until_ns and not still_leading:
             return False                        # still handing over
-        if core.role == Role.LEADER and core.leader_state.transfer_target is None:
+        if still_leading:
             self.handing_over = False           # it ended with us leading: a later loss is lost
         self._announce_until_ns = 0
         return True
@@ -354,10 +362,8 @@ class NodeAdmin:
     def _propose(self, action: int) -> tuple:
         module = self.module
         if not module.is_leader:
-            leader = self.core.leader_id
-            endpoint = module.config.members.get(leader, "") if leader is not None else ""
-            return self._not_leader, endpoint.encode()
-        if self.stop_action or module._proposals_held in (E.ACTION_SHUTDOWN, E.ACTION_ABORT):
+            return _not_leader_answer(self.core, module)
+        if self._stop_ordered:
             return self._error, b"the cluster is already stopping"
         index = module.propose_cluster_action(action, 0)
         if not index:

@@ -33,6 +33,14 @@ RETRY_AFTER_NS = 100_000_000      # after a failed transfer, wait this long befo
 _SNAPSHOT_ANSWERS_KEPT = 64     # answers kept for re-sent snapshot requests (same correlation id)
 
 
+def not_leader_answer(core: Any, module: Any) -> tuple:
+    """An admin request's answer from a member that does not lead: the leader's ingress
+    endpoint (empty when none is known), which the tool asks next."""
+    leader = core.leader_id
+    endpoint = module.config.members.get(leader, "") if leader is not None else ""
+    return ADMIN_NOT_LEADER, endpoint.encode()
+
+
 class NodeSnapshots:
     def __init__(self, node: Any, threaded: bool = True, *, jobs: Any = None,
                  clock: Optional[Callable[[], int]] = None, chunk_bytes: int = CHUNK_BYTES):
@@ -248,9 +256,7 @@ class NodeSnapshots:
     def _admin_snapshot(self) -> tuple:
         module = self.module
         if not module.is_leader:
-            leader = self.core.leader_id
-            endpoint = module.config.members.get(leader, "") if leader is not None else ""
-            return ADMIN_NOT_LEADER, endpoint.encode()
+            return not_leader_answer(self.core, module)
         index = module.propose_cluster_action(E.ACTION_SNAPSHOT, 0)
         if not index:
             return ADMIN_ERROR, b"the leader refused the proposal (handing over?)"

@@ -121,7 +121,7 @@ class NodeSnapshots:
         """A failed attempt is retried after RETRY_AFTER_NS, not at once: the core asks again as
         soon as it hears of the failure, and a transfer failing fast (a damaged file) would
         otherwise restart every duty cycle and flood the follower (found by the simulator)."""
-        info = next((s for s in self.snapshotter.kept if s.index == index and s.term == term), None)
+        info = self._snapshot_to_send(index, term)
         if info is None or self.core.role != Role.LEADER:
             self.log.warning("member %d needs snapshot %d/%d, which this node does not hold",
                              member_id, index, term)
@@ -133,6 +133,18 @@ class NodeSnapshots:
         self.senders[member_id] = SnapshotSender(member_id, self.core.term, info, self.archive.fs,
                                                  self._send, now_ns, self.threaded,
                                                  chunk_bytes=self.chunk_bytes)
+
+    def _snapshot_to_send(self, index: int, term: int) -> Any:
+        """The newest kept snapshot at or after the one the core asked for (its log base), so
+        the follower replays only the entries after it. Safe: the leader's log holds every
+        entry after its base, a kept snapshot is recorded (fsynced) and at or below the commit
+        index; the core counts the follower from its base, and the follower's answer to the
+        next append (below its own base: "matches up to my commit") moves it up at once."""
+        kept = self.snapshotter.kept
+        newest = kept[-1] if kept else None          # kept is in index order
+        if newest is not None and newest.index >= index and newest.index <= self.core.commit_index:
+            return newest
+        return next((s for s in kept if s.index == index and s.term == term), None)
 
     def after_apply(self) -> None:
         self.snapshotter.after_apply()

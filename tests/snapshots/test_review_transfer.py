@@ -6,7 +6,11 @@ drops the file from retention and tries to take a fresh snapshot at its applied 
 idle cluster that index is the newest kept snapshot's, so no snapshot is taken, and the
 in-memory log still starts at the damaged one. The core then asked for the damaged snapshot
 again every 100 ms ("needs snapshot ..., which this node does not hold"): the lagging follower
-never caught up until enough new entries came for another snapshot."""
+never caught up until enough new entries came for another snapshot.
+
+Since the leader sends its newest kept snapshot (not its log base), the damaged file here is
+the newest: once its transfer fails and it is dropped, the follower must get the older intact
+one (tests/snapshots/test_install_newest_snapshot.py damages the oldest instead)."""
 from tests.sim.test_snapshots_sim import batch, converged, follower_of, make, offer_all
 
 
@@ -17,7 +21,7 @@ def _damage(sim, member: int, info) -> None:
     fs.close(handle)
 
 
-def test_a_damaged_oldest_kept_snapshot_on_an_idle_leader_does_not_strand_a_follower():
+def test_a_damaged_newest_kept_snapshot_on_an_idle_leader_does_not_strand_a_follower():
     sim = make(93, snapshot_log_bytes=0, snapshot_write_ms=0, snapshots_to_keep=2)
     client = sim.client()
     sent = offer_all(sim, client, batch(b"s", 10))
@@ -36,7 +40,7 @@ def test_a_damaged_oldest_kept_snapshot_on_an_idle_leader_does_not_strand_a_foll
     kept = snapshots.snapshotter.kept
     assert len(kept) == 2 and sim.core(leader).log.base_index == kept[0].index
     assert sim.core(leader).applied_index == kept[1].index       # idle since the newest
-    _damage(sim, leader, kept[0])
+    _damage(sim, leader, kept[1])
     sim.heal()
     assert sim.run_until(lambda: snapshots.transfers_failed >= 1, 500)
     # no new client entries: the follower must catch up from the intact snapshot alone

@@ -119,6 +119,25 @@ def _election_state_names() -> dict:
     return {-1: "UNKNOWN", **{int(s): s.name for s in ElectionState}}
 
 
+def knows_a_leader(role: int, leader_id: int, election_state: int) -> bool:
+    """Whether a member's published figures show a live leader: it leads, or it names a
+    leader and is in no election (CANVASS, NOMINATE, CANDIDATE_BALLOT: the leader it names is
+    only the last one it knew). The rule of the ``no_leader_since_ns`` slot and of
+    ``aeronpy tool describe``'s "no leader since"."""
+    if role == int(Role.LEADER):
+        return True
+    return leader_id >= 0 and election_state not in _ELECTION_STATES_WITHOUT_LEADER
+
+
+def _election_states_without_leader() -> tuple:
+    from aeronpy.core.election import ElectionState
+    return tuple(int(s) for s in (ElectionState.CANVASS, ElectionState.NOMINATE,
+                                  ElectionState.CANDIDATE_BALLOT))
+
+
+_ELECTION_STATES_WITHOUT_LEADER = _election_states_without_leader()
+
+
 DEFAULT_ENUM_NAMES: dict = {
     "role": {-1: "UNKNOWN", **{int(r): r.name for r in Role}},
     "election_state": _election_state_names(),

@@ -14,6 +14,8 @@ drop reasons fold into the standard drop slots (``oversize`` and socket truncati
 ``drops_other``). The node's own decode failures (a well-formed frame whose message does not
 decode) are added to ``drops_malformed``. The exact per-reason breakdown is kept in the extra
 slots ``transport_drop_<reason>`` (every reason of `aeronpy.transport.counters.DROP_REASONS`).
+It also keeps ``no_leader_since_ns`` (when this member last lost its leader; 0 while it has
+one) from the role, leader and election state the node itself published.
 """
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ import logging
 import time
 from typing import Callable, Optional, Sequence
 
-from aeronpy.cluster.counters import COUNTER, CountersWriter, SlotId
+from aeronpy.cluster.counters import COUNTER, GAUGE, CountersWriter, SlotId, knows_a_leader
 from aeronpy.transport.counters import DROP_REASONS
 
 PUBLISH_PERIOD_NS = 10_000_000   # fresh enough for any reader; cheap at ~5 us a publish
@@ -47,10 +49,20 @@ STREAM_COUNTERS: tuple = (
      "the original, or duplication on the network)"),
 )
 
-# Extra slots a node declares when it creates its counters file.
+# Derived at each publish from the figures the node itself published (role, leader_id,
+# election_state), so they need no hook in the duty cycle; they lag those by up to period_ns.
+NO_LEADER_SINCE = "no_leader_since_ns"
+LEADER_EXTRA_SLOTS: tuple = (
+    (NO_LEADER_SINCE, GAUGE,
+     "Wall clock (ns) since when this member knows no live leader; 0 while it has one"),
+)
+
+# Extra slots a node declares when it creates its counters file (the leader slots ride with
+# the transport's: this tuple is the one the node and the CLI pass for this module).
 TRANSPORT_EXTRA_SLOTS: tuple = tuple(
     (f"transport_drop_{reason}", COUNTER, f"Transport drops: {reason.replace('_', ' ')}")
-    for reason in DROP_REASONS) + tuple((slot, COUNTER, text) for slot, _, text in STREAM_COUNTERS)
+    for reason in DROP_REASONS) + tuple((slot, COUNTER, text) for slot, _, text in STREAM_COUNTERS) \
+    + LEADER_EXTRA_SLOTS
 
 # Refusals and drops the consensus module (``module``) and the core (``core``) count in dicts
 # of their own: copied into slots of the same names at each publish, so operators see them.
@@ -134,16 +146,20 @@ _FRAMES_IN, _FRAMES_OUT, _BYTES_IN, _BYTES_OUT = (int(SlotId.FRAMES_IN), int(Slo
 _NAKS_SENT, _NAKS_RECEIVED, _RETRANSMITS = (int(SlotId.NAKS_SENT), int(SlotId.NAKS_RECEIVED),
                                             int(SlotId.RETRANSMITS))
 _MALFORMED, _TOO_LARGE = int(SlotId.DROPS_MALFORMED), int(SlotId.DROPS_TOO_LARGE)
+_ROLE, _LEADER_ID, _ELECTION_STATE = (int(SlotId.ROLE), int(SlotId.LEADER_ID),
+                                      int(SlotId.ELECTION_STATE))
 
 
 class TransportCounterPublisher:
     """Copies the counters of ``transports`` into ``writer`` (see the module docstring)."""
 
     def __init__(self, writer: CountersWriter, transports: Sequence, period_ns: int = PUBLISH_PERIOD_NS,
-                 sources: Optional[dict] = None, clock: Callable[[], float] = time.monotonic):
+                 sources: Optional[dict] = None, clock: Callable[[], float] = time.monotonic,
+                 wall_clock: Callable[[], int] = time.time_ns):
         """``sources``: ``{"module": dict, "core": dict}``, the counter dicts whose
         `REFUSAL_COUNTERS` are copied into their slots (when the writer declared them).
-        ``clock`` (seconds) times the grace after a restart (`RESTART_DROPS_GRACE_S`)."""
+        ``clock`` (seconds) times the grace after a restart (`RESTART_DROPS_GRACE_S`);
+        ``wall_clock`` (ns since the epoch) stamps ``no_leader_since_ns``."""
         self._writer = writer
         self._dict_slots = tuple((sources[owner], name, writer.index(name))
                                  for owner, name, _ in REFUSAL_COUNTERS
@@ -155,6 +171,9 @@ class TransportCounterPublisher:
         self.decode_drops = 0        # bumped by the node for messages that fail to decode
         self.drop_log = None         # a logsetup.BurstLogger: drops logged as bursts, per reason
         self._clock = clock
+        self._wall_clock = wall_clock
+        self._no_leader_slot = (writer.index(NO_LEADER_SINCE) if NO_LEADER_SINCE in writer.names
+                                else None)
         self._restart_at = clock()   # this node's start: peers still send about its last run
         self._peer_restarts = 0
         self._stream_slots = tuple((writer.index(slot), attr) for slot, attr, _ in STREAM_COUNTERS
@@ -228,5 +247,11 @@ class TransportCounterPublisher:
             v[slot] = n
         for counts, name, slot in self._dict_slots:
             v[slot] = counts.get(name, 0)
+        slot = self._no_leader_slot
+        if slot is not None:
+            if knows_a_leader(v[_ROLE], v[_LEADER_ID], v[_ELECTION_STATE]):
+                v[slot] = 0
+            elif v[slot] == 0:          # kept through CANVASS -> NOMINATE -> BALLOT -> CANVASS
+                v[slot] = self._wall_clock()
         if drop_log is not None:
             drop_log.flush()

@@ -15,7 +15,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Optional
 
-from aeronpy.cluster.counters import CountersReader, CountersUnavailableError
+from aeronpy.cluster.counters import CountersReader, CountersUnavailableError, knows_a_leader
 from aeronpy.cluster.metrics import prometheus_text
 from aeronpy.cluster.nodefiles import read_errors, read_pid
 from aeronpy.core.election import ElectionState
@@ -128,6 +128,7 @@ def describe(data_dir: str) -> ToolResult:
     with reader:
         header, status, values = reader.header, reader.status(), reader.read()
         errors = _safe_errors(data_dir)
+        no_leader = _no_leader(values) if status.running else None
         data = {
             "data_dir": os.path.abspath(data_dir), "cluster_id": header.cluster_id,
             "member_id": header.member_id, "pid": header.pid,
@@ -136,12 +137,12 @@ def describe(data_dir: str) -> ToolResult:
             "members": reader.members, "counters": values,
             "counter_names": {s: reader.enum_name(s, values[s]) for s in reader.enum_names
                               if s in values and reader.enum_name(s, values[s])},
-            "errors": len(errors),
+            "errors": len(errors), "no_leader": no_leader,
         }
         lines = [f"data dir     {data['data_dir']}",
                  f"cluster      {header.cluster_id}, member {header.member_id}",
                  f"started      {data['start_time']} (pid {header.pid})",
-                 f"status       {status.state}: {status.detail}",
+                 f"status       {status.state}: {status.detail}" + _no_leader_text(no_leader),
                  f"last update  {iso_time(values.get('last_update_ns', 0))}"]
         if not status.running:
             lines.append(f"note         {_NOT_LIVE}")
@@ -192,6 +193,35 @@ _ELECTING = (ElectionState.CANVASS, ElectionState.NOMINATE, ElectionState.CANDID
 def _electing(values: dict) -> bool:
     """An election runs on this member: the leader it names is only the last one it knew."""
     return values.get("election_state") in _ELECTING
+
+
+_NO_LEADER_DOING = {
+    "CANVASS": "canvassing (pre-vote), no quorum of members has granted it yet",
+    "NOMINATE": "nominated itself, about to ask for votes",
+    "CANDIDATE_BALLOT": "asking for votes (ballot)",
+}
+
+
+def _no_leader(values: dict) -> Optional[dict]:
+    """None while the member leads or follows a leader; else since when it has had none (from
+    ``no_leader_since_ns``: None when not published yet, or by an aeronpy without it)."""
+    state = values.get("election_state", -1)
+    if knows_a_leader(values["role"], values["leader_id"], state):
+        return None
+    since_ns = values.get("no_leader_since_ns", 0)
+    name = ElectionState(state).name if state in ElectionState._value2member_map_ else None
+    return {"since": iso_time(since_ns) if since_ns > 0 else None,
+            "age_s": max(0, (time.time_ns() - since_ns) // 10**9) if since_ns > 0 else None,
+            "election_state": name}
+
+
+def _no_leader_text(no_leader: Optional[dict]) -> str:
+    if no_leader is None:
+        return ""
+    when = (f" since {no_leader['since']} ({age_text(no_leader['age_s'])} ago)"
+            if no_leader["since"] else "")
+    doing = _NO_LEADER_DOING.get(no_leader["election_state"], "waiting to hear from a leader")
+    return f"; no leader{when}: {doing}"
 
 
 def _leader_text(values: dict) -> str:

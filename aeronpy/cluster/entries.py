@@ -52,6 +52,9 @@ ACTION_RESUME = 3
 ACTION_SHUTDOWN = 4
 ACTION_ABORT = 5
 CLUSTER_ACTIONS = (ACTION_SNAPSHOT, ACTION_SUSPEND, ACTION_RESUME, ACTION_SHUTDOWN, ACTION_ABORT)
+# ACTION_SNAPSHOT's argument: 0 an admin request, SNAPSHOT_AUTOMATIC the leader's
+# snapshot_log_bytes (older members read every snapshot action alike)
+SNAPSHOT_AUTOMATIC = 1
 # The leader's checksum of its snapshot at log index ``argument`` (state_digests.py); only a
 # leader proposes it, never an admin request. Older members ignore an action they do not know.
 ACTION_STATE_DIGEST = 6

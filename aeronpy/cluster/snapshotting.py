@@ -7,9 +7,10 @@ memory at one log index. Everything slow (writing the file, its checksum, fsync,
 recording it) runs on one background thread; the duty cycle only polls for the result and
 then compacts (drops the in-memory log prefix and purges whole segment files), both cheap.
 
-Triggers: a CLUSTER_ACTION snapshot entry (admin request: every member snapshots at the same
-index) and, per member, once the log appended since the last snapshot passes
-``snapshot_log_bytes``. Retention: the newest ``snapshots_to_keep`` snapshots and the log
+Triggers: a CLUSTER_ACTION snapshot entry (every member snapshots at the same index): an
+admin request, or the leader's log appended since its last snapshot passing
+``snapshot_log_bytes``; and, per member, that log passing twice ``snapshot_log_bytes``
+(followers of a leader that asks later or never). Retention: the newest ``snapshots_to_keep`` snapshots and the log
 after the oldest of them are kept, so recovery can still fall back to an older snapshot when
 the newest fails its checksum; everything below is purged (disk stays bounded).
 
@@ -272,6 +273,7 @@ class Snapshotter:
         self._jobs = jobs if jobs is not None else BackgroundJobs(threaded, "aeronpy-snapshot")
         self._inflight: Optional[_InFlight] = None
         self._queued: Optional[int] = None        # an admin snapshot requested while one is in flight
+        self._automatic_asked = 0                 # log index of this leader's last automatic ask
         self.last_snapshot_index = initial_index
         self.kept: list = []                      # SnapshotInfo of the snapshots kept, oldest first
         self.stats = SnapshotStats()
@@ -282,20 +284,39 @@ class Snapshotter:
 
     # ------------------------------------------------------------------ triggers
     def on_cluster_action(self, index: int, action: int, argument: int) -> None:
-        if action == E.ACTION_SNAPSHOT:
+        if action != E.ACTION_SNAPSHOT:
+            return
+        if argument != E.SNAPSHOT_AUTOMATIC:
             self.take(index, "admin request")
+        elif self.snapshot_log_bytes > 0:          # 0: this member's automatic ones are off
+            self.take(index, "the leader's log passed snapshot_log_bytes")
 
     def after_apply(self) -> None:
-        """Automatic trigger: enough log since the last snapshot (checked after each batch)."""
+        """Automatic trigger: enough log since the last snapshot (checked after each batch).
+        A leader asks every member to snapshot at one log index (a CLUSTER_ACTION, as an admin
+        snapshot), so the members' checksums can be compared there (state_digests.py); a
+        follower takes one of its own only past twice the limit (its leader's is off or lower)."""
         if self.snapshot_log_bytes <= 0 or self._inflight is not None:
             return
-        applied = self.module.applied_index
+        module = self.module
+        applied = module.applied_index
         log = self.core.log
         lo = max(self.last_snapshot_index, log.base_index) + 1
         if applied < lo:
             return
-        if log.size_between(lo, applied + 1) >= self.snapshot_log_bytes:
-            self.take(applied, "log passed snapshot_log_bytes")
+        size = log.size_between(lo, applied + 1)
+        if size < self.snapshot_log_bytes:
+            return
+        if module.is_leader:
+            if self._automatic_asked > applied:
+                return                              # asked already: not applied yet
+            index = module.propose_cluster_action(E.ACTION_SNAPSHOT, E.SNAPSHOT_AUTOMATIC)
+            if index:
+                self._automatic_asked = index
+                return
+        elif size < 2 * self.snapshot_log_bytes:
+            return
+        self.take(applied, "log passed snapshot_log_bytes")
 
     # ------------------------------------------------------------------ taking
     @property
@@ -311,7 +332,7 @@ class Snapshotter:
         if index <= self.last_snapshot_index:
             return False
         if self._inflight is not None:
-            self._queued = index if reason == "admin request" else self._queued
+            self._queued = index if reason != "log passed snapshot_log_bytes" else self._queued
             return False
         started = self._clock()
         term = self.core.log.term_at(index)

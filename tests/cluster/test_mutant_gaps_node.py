@@ -54,6 +54,12 @@ class _Module:
         self.cluster_time_ns = 0
         self.container = _Container(services or [_ServiceA()])
         self.restored = []
+        self.is_leader = False
+        self.proposed = []                      # (action, argument) of the leader's proposals
+
+    def propose_cluster_action(self, action: int, argument: int = 0) -> int:
+        self.proposed.append((action, argument))
+        return 3 + len(self.proposed)           # the log index it would be appended at
 
     def snapshot_state(self) -> bytes:
         return b"module"
@@ -119,14 +125,35 @@ def _snapshotter(entries=10, applied=None, log_bytes=0, keep=1):
 
 def test_the_automatic_snapshot_is_taken_once_the_log_reaches_snapshot_log_bytes():
     # (mutant P03: taken only once the log passed the setting, not when it reached it.)
+    # A leader asks for it through the log; it asks once, until its ask is applied.
     probe = _Core(3).log
     three = probe.size_between(1, 4)
     s, module, core, _archive, jobs = _snapshotter(entries=3, applied=2, log_bytes=three)
+    module.is_leader = True
     s.after_apply()
-    assert jobs.jobs == []                     # the control: two entries are less
+    assert module.proposed == []               # the control: two entries are less
     module.applied_index = 3
     s.after_apply()
-    assert [args[1] for args, _f in jobs.jobs] == [3]   # write_snapshot_file(archive, index, ...)
+    s.after_apply()
+    assert module.proposed == [(E.ACTION_SNAPSHOT, E.SNAPSHOT_AUTOMATIC)]
+    assert jobs.jobs == []                     # taken when the ask is applied, at its index
+    core.log.append(TERM, 16, bytes(10))
+    module.applied_index = 4
+    s.on_cluster_action(4, E.ACTION_SNAPSHOT, E.SNAPSHOT_AUTOMATIC)
+    assert [args[1] for args, _f in jobs.jobs] == [4]   # write_snapshot_file(archive, index, ...)
+
+
+def test_a_follower_takes_an_automatic_snapshot_of_its_own_at_twice_the_setting():
+    # Its leader asks at the setting; a leader whose setting is off or higher never does.
+    probe = _Core(6).log
+    three = probe.size_between(1, 4)
+    assert probe.size_between(1, 7) == 2 * three
+    s, module, core, _archive, jobs = _snapshotter(entries=6, applied=5, log_bytes=three)
+    s.after_apply()
+    assert jobs.jobs == [] and module.proposed == []     # the control: past once, not twice
+    module.applied_index = 6
+    s.after_apply()
+    assert [args[1] for args, _f in jobs.jobs] == [6] and module.proposed == []
 
 
 def test_an_admin_snapshot_asked_while_one_is_written_is_taken_after_it():
@@ -552,3 +579,11 @@ def test_a_fault_serving_a_backup_request_fails_the_request_not_the_member(monke
     code, payload = snapshots.on_admin_request(7, SimpleNamespace(request_type=BACKUP_QUERY,
                                                                   payload=b"\0" * 16, correlation_id=1))
     assert code == ADMIN_ERROR and b"IndexError" in payload
+
+
+def test_a_member_with_automatic_snapshots_off_ignores_the_leaders_automatic_ask():
+    s, module, core, _archive, jobs = _snapshotter(entries=4, applied=4, log_bytes=0)
+    s.on_cluster_action(4, E.ACTION_SNAPSHOT, E.SNAPSHOT_AUTOMATIC)
+    assert jobs.jobs == []
+    s.on_cluster_action(4, E.ACTION_SNAPSHOT, 0)            # the control: an admin request
+    assert [args[1] for args, _f in jobs.jobs] == [4]

@@ -53,3 +53,28 @@ def test_a_deterministic_service_is_checked_everywhere_and_nothing_is_reported()
     assert divergences == [0, 0, 0]
     assert not any("StateDivergenceError" in text for text in errors)
     assert all(json.loads(text) is not None for text in errors)
+
+
+def test_automatic_snapshots_are_compared_too():
+    """With only automatic snapshots (snapshot_log_bytes), the leader asks for each through the
+    log, so all members take it at one index and compare checksums: the random-number service is
+    reported without an operator's snapshot. (Before, each member snapshotted where its own
+    applied batches crossed the limit, and most digests found nothing to compare with.)"""
+    cluster = E2ECluster(["e2e.tally_services:NoisyTally"],
+                         config={"authenticator": "e2e.e2e_services:PasswordAuthenticator",
+                                 "snapshot_log_bytes": 2048})
+    try:
+        leader = cluster.start_and_wait()
+        with cluster.connect() as client:
+            for _ in range(150):
+                assert client.request(b"+", timeout_s=10.0) == b"ok"
+        followers = [m for m in range(3) if m != leader]
+
+        def reported() -> bool:
+            return all((cluster.counter(m, "state_divergences") or 0) >= 1 for m in followers)
+        assert cluster.wait_for(reported, 20.0, 0.1), [cluster.read_counters(m) for m in range(3)]
+        assert cluster.counter(leader, "state_divergences") == 0
+        assert all((cluster.counter(m, "state_digests_unchecked") or 0) == 0 for m in range(3)), \
+            [cluster.read_counters(m) for m in range(3)]
+    finally:
+        cluster.close()

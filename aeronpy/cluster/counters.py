@@ -501,7 +501,11 @@ class CountersReader:
         now_ns = time.time_ns() if now_ns is None else now_ns
         header = self.header
         pid = header.pid
-        age_s = max(0.0, (now_ns - self.value("last_update_ns")) / 1e9)
+        last_update_ns = self.value("last_update_ns")
+        age_s = max(0.0, (now_ns - last_update_ns) / 1e9)
+        # stamped ahead of this host's clock: it was stepped back since, and a live node would
+        # have re-stamped within ms (read as its age, a hung node would look fresh for that long)
+        ahead_s = (last_update_ns - now_ns) / 1e9
         alive = None
         if self.value("consensus_module_state") == ConsensusModuleState.FAILED and (
                 header.writer_state == WRITER_CLOSED or (alive := pid_alive(pid)) is False):
@@ -520,6 +524,11 @@ class CountersReader:
             return NodeStatus("stale", pid, f"{who} counters not updated for {age_s:.1f} s: the "
                                             "node is hung, or the pid now belongs to another "
                                             "process", age_s)
+        if ahead_s > self.stale_after_s:
+            return NodeStatus("stale", pid, f"pid {pid}: counters last updated {ahead_s:.1f} s "
+                                            "ahead of this host's clock: the clock was stepped "
+                                            "back since and the node has not updated them (hung)",
+                              age_s)
         return NodeStatus("running", pid, f"node running (pid {pid})", age_s)
 
     def close(self) -> None:

@@ -270,8 +270,13 @@ class LeaderDuties:
             return 0
         due = self._session_check_due_ns
         timer_due = self.timers.next_deadline()
-        # a timer fires once max(now, the last stamp) reaches it (tick's leader_time_ns)
-        return due if timer_due is None or timer_due >= due else timer_due
+        if timer_due is None:
+            return due
+        # a timer fires once max(now, the last stamp) reaches it (tick's leader_time_ns): on a
+        # leader whose clock is behind the last stamp, one the stamp has reached is due now
+        if timer_due <= self._last_stamp_ns:
+            return 0
+        return due if timer_due >= due else timer_due
 
     def _propose_session_timeouts(self, now_ns: int) -> int:
         """Propose the close of every session silent for ``session_timeout_ns``. Returns how

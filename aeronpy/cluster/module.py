@@ -22,6 +22,7 @@ session already had applied are answered from the reply cache instead of being p
 from __future__ import annotations
 
 import enum
+import logging
 import time
 from collections import Counter, OrderedDict
 from typing import Any, BinaryIO, Callable, Optional, Sequence
@@ -48,6 +49,9 @@ __all__ = ["ConsensusModule", "ModuleState", "ServiceError"]
 _LEADER = Role.LEADER      # a global: Role.LEADER is an enum class attribute lookup, slow on 3.11
 _HOLDING_ACTIONS = (E.ACTION_SUSPEND, E.ACTION_SHUTDOWN, E.ACTION_ABORT)
 _TERMINAL_ACTIONS = (E.ACTION_SHUTDOWN, E.ACTION_ABORT)
+# a leader this far behind the last stamp warns: its cluster time stands still meanwhile
+CLOCK_BEHIND_WARN_NS = 1_000_000_000
+_log = logging.getLogger("aeronpy.cluster")
 
 
 class ModuleState(enum.Enum):
@@ -239,6 +243,13 @@ class ConsensusModule(LeaderDuties, AckHold, TermEntryChecks):
             return
         self._leader_ready = True
         self._last_stamp_ns = max(self._last_stamp_ns, self.cluster_time_ns)
+        behind_ns = self._last_stamp_ns - self._now_ns
+        if behind_ns > CLOCK_BEHIND_WARN_NS:
+            self.counters["leader_clock_behind"] += 1
+            _log.warning("this member leads with its clock %.1f s behind cluster time (the last "
+                         "entry's): cluster time stands still, and no timer fires, until its "
+                         "clock catches up. A member whose clock ran ahead has led, or this "
+                         "one's is wrong (docs/operations.md, 'Cluster time')", behind_ns / 1e9)
         self.timers.rebuild_heap()
         # Replies dropped while catching up hold nothing: the client may have had them from the
         # old leader (then it never re-sends them, and a hold would stall it), and one that

@@ -91,6 +91,9 @@ REFUSAL_COUNTERS: tuple = (
     ("module", "config_mismatches",
      "Term entries whose leader runs with other values of the settings every member must share "
      "(max_timers, reply_cache_messages, max_message_bytes ...; logged)"),
+    ("module", "leader_clock_behind",
+     "Leaderships this member took with its clock over 1 s behind cluster time (it stands still "
+     "until the clock catches up; logged)"),
     ("module", "state_digests_proposed",
      "Checksums of this leader's own snapshots appended to the log for the members to compare"),
     ("module", "state_digests_checked",

@@ -602,6 +602,11 @@ class ClientCore(ClientSessionBase):
             self._count("egress_not_for_us")
             return
         if event.code == P.EVENT_CLOSED:
+            if event.leadership_term < self.leadership_term:
+                # from a leader of an older term (one that was stopped and resumed, answering
+                # a keepalive probe about a session a newer leader opened): not final
+                self._count("stale_closes")
+                return
             detail = event.detail
             if detail == "unknown session":   # gone: timed out while this client was quiet
                 detail += (" (it was closed, most likely timed out: no call for "

@@ -214,6 +214,12 @@ class LeaderDuties:
         if not self._leader_ready:
             self.counters["ingress_leader_not_ready"] += 1
             return
+        if m.leadership_term > self._leadership_term:
+            # the client has heard of a newer term: this leader is stale (stopped and resumed,
+            # say) and may not know the session; unanswered, never "unknown session" (a
+            # client's word cannot depose a leader: a forged term would)
+            self.counters["keepalive_newer_term"] += 1
+            return
         if self._session_of(client_ref, m.session_id, 0) is not None:
             self._last_heard_ns[m.session_id] = self._now_ns
 

@@ -91,6 +91,8 @@ REFUSAL_COUNTERS: tuple = (
     ("module", "config_mismatches",
      "Term entries whose leader runs with other values of the settings every member must share "
      "(max_timers, reply_cache_messages, max_message_bytes ...; logged)"),
+    ("module", "keepalive_newer_term",
+     "Keepalives naming a newer leadership term than this leader's (it is stale; unanswered)"),
     ("module", "leader_clock_behind",
      "Leaderships this member took with its clock over 1 s behind cluster time (it stands still "
      "until the clock catches up; logged)"),

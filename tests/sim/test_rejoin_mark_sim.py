@@ -267,7 +267,8 @@ def test_wipes_off_keeps_every_seeds_course():
     assert run_seed(7, wipes=False).trace == run_seed(7).trace
 
 
-@pytest.mark.parametrize("seed, bug", [(3298, "rejoin_follows_unheard"), (7180, "rejoin_lifts_below_term")])
+@pytest.mark.parametrize("seed, bug", [(3298, "rejoin_follows_unheard"), (7180, "rejoin_lifts_below_term"),
+                                       (11545, "rejoin_lifts_below_term")])
 def test_the_weaker_wipe_precondition_runs_clean(seed, bug):
     """``--wipes non_empty`` allows a deposed leader at the wipe. Seed 3298 had the wiped
     member follow it (RaftCore.rejoin_follows); seed 2661 had the mark lifted at a new
@@ -277,7 +278,8 @@ def test_the_weaker_wipe_precondition_runs_clean(seed, bug):
     with its rule off when clients began sending their window start on every NEW_LEADER
     event; 7180 and 8431 (found by searching seeds 0-8500 with the rule off) broke leader
     completeness the same way, and 7180 still does; 8431 stopped when leaders began asking for
-    automatic snapshots through the log (2026-11-28)."""
+    automatic snapshots through the log (2026-11-28), and a search of seeds 0-11571 with the
+    rule off found 11545 in its place (and 11571)."""
     result = run_seed(seed, wipes="non_empty")
     assert result.ok, result.error
     broken = run_seed(seed, wipes="non_empty", bugs=(bug,))

@@ -573,7 +573,10 @@ class ConsensusModule(LeaderDuties, AckHold, TermEntryChecks):
             leader_local.pop(s.session_id, None)
         self._proposed_closes.discard(s.session_id)
         self._forget_acks(s.session_id)
-        if self.config.on_session_closed is not None:
+        if self.config.on_session_closed is not None and \
+                not self.sessions.has_endpoint(s.response_endpoint):
+            # another open session answers there (its client reconnected from the same
+            # address): the transport place is now that client's
             self.config.on_session_closed(s.response_endpoint)
 
     def _apply_session_message(self, session_id: int, seq: int, correlation_id: int,

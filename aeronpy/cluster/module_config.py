@@ -101,7 +101,8 @@ class ModuleConfig:
     # told of each exception the authenticator raised (the node logs it, rate-limited)
     on_authenticator_error: Optional[Callable[[BaseException], None]] = None
     # told the response endpoint of each session closed (every member, as it applies the
-    # close): the node lets that client's transport place go soon after
+    # close) unless another open session answers there: the node lets that client's
+    # transport place go soon after
     on_session_closed: Optional[Callable[[str], None]] = None
     # told the client reference of each connect the leader refused (authentication, max_sessions,
     # version, endpoint): the node lets that client's transport place go soon after, too

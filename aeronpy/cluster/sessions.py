@@ -26,8 +26,12 @@ class SessionTable:
     def __init__(self) -> None:
         self._by_id: dict[int, SessionState] = {}
         self._by_client: dict[tuple[str, int], int] = {}   # (endpoint, nonce) -> session id
+        self._per_endpoint: dict[str, int] = {}             # endpoint -> open sessions there
 
     def open(self, state: SessionState) -> None:
+        if state.session_id not in self._by_id:
+            endpoint = state.response_endpoint
+            self._per_endpoint[endpoint] = self._per_endpoint.get(endpoint, 0) + 1
         self._by_id[state.session_id] = state
         self._by_client[(state.response_endpoint, state.client_nonce)] = state.session_id
 
@@ -36,7 +40,16 @@ class SessionTable:
         if state is not None:
             state.closed = True
             self._by_client.pop((state.response_endpoint, state.client_nonce), None)
+            endpoint = state.response_endpoint
+            left = self._per_endpoint.pop(endpoint) - 1
+            if left:
+                self._per_endpoint[endpoint] = left
         return state
+
+    def has_endpoint(self, response_endpoint: str) -> bool:
+        """Whether an open session answers to this endpoint (a client that reconnected from
+        the address of one whose session is still open shares it)."""
+        return response_endpoint in self._per_endpoint
 
     def get(self, session_id: int) -> Optional[SessionState]:
         return self._by_id.get(session_id)
@@ -59,3 +72,4 @@ class SessionTable:
     def clear(self) -> None:
         self._by_id.clear()
         self._by_client.clear()
+        self._per_endpoint.clear()

@@ -18,7 +18,7 @@ import json
 import os
 from typing import Optional
 
-from aeronpy.archive.fs import read_regular
+from aeronpy.archive.fs import OsFileSystem, read_regular
 
 RESTORED_MARKER_FILE = "restored.json"
 _MARKER_MAX_BYTES = 4096
@@ -34,6 +34,7 @@ def write_restored_marker(data_dir: str, log_end: int, source: str) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
+    OsFileSystem().sync_dir(data_dir)      # the rename itself survives a power loss
 
 
 def read_restored_log_end(data_dir: str) -> tuple[int, Optional[str]]:

@@ -19,7 +19,11 @@ every earlier write of the file), so that is an `ArchiveCorruptError`.
 
 TERM_START entries are the member's term history: the node records (term, first index) once
 per term its log receives (`Archive.record_term_starts`), unsynced (informational: recovery
-needs none). Nothing is ever removed: the file grows by 128 bytes per term and per snapshot.
+needs none). The file grows by 128 bytes per term and per snapshot; once it holds
+``COMPACT_SNAPSHOT_RECORDS`` snapshot records, the append of the next one rewrites it with the
+live term starts and the records of the snapshots whose files still exist (a synced copy
+renamed over it), so a member that snapshots every few seconds for months neither grows the
+file and its in-memory list without bound nor scans them at every snapshot.
 """
 from __future__ import annotations
 
@@ -33,6 +37,8 @@ from .errors import ArchiveCorruptError
 from .fs import FileSystem
 
 RECORDING_LOG_FILE = "recording.log"
+COMPACTING_SUFFIX = ".compacting"     # the rewrite in progress (a crash leaves it: unused)
+COMPACT_SNAPSHOT_RECORDS = 256
 _log = logging.getLogger(__name__)
 
 ENTRY_BYTES = 128
@@ -116,6 +122,9 @@ class RecordingLog:
         # sync; a term start waits for it only when a term begins during that sync).
         self._append_lock = threading.Lock()
         self._closed = False      # close() was called: no append reopens the file
+        self.snapshot_records = 0  # SnapshotEntry records in ``entries``
+        self.compactions = 0
+        self.compact_at = COMPACT_SNAPSHOT_RECORDS
 
     def load(self, cut: bool = True) -> None:
         """Read every entry; cut a torn tail (and sync the cut). With ``cut=False`` the file is
@@ -141,6 +150,7 @@ class RecordingLog:
             if bad_at is None:
                 parsed.append(entry)
         self.entries = parsed
+        self.snapshot_records = sum(isinstance(e, SnapshotEntry) for e in parsed)
         self.size = len(parsed) * ENTRY_BYTES
         self.file_size = len(raw)
         self.damaged_at = bad_at     # a whole entry that fails its checksum (None: none)
@@ -173,6 +183,53 @@ class RecordingLog:
         with self._append_lock:
             self._append_locked(raw, sync)
             self.entries.append(entry)
+            if isinstance(entry, SnapshotEntry):
+                self.snapshot_records += 1
+                if self.snapshot_records >= self.compact_at and self.damaged_at is None:
+                    self._compact_locked()
+
+    def _compact_locked(self) -> None:
+        """Rewrite the file with the live term starts, then the latest record of each snapshot
+        whose file still exists (in file order). Skipped, with a warning, if that would change
+        the term history (a history no sound log gives) or the rewrite fails: the file as it
+        was stays in use, and the next try comes COMPACT_SNAPSHOT_RECORDS records later."""
+        self.compact_at = self.snapshot_records + COMPACT_SNAPSHOT_RECORDS
+        live = live_term_starts(self.entries)
+        kept = [e for e in self.snapshots() if self.fs.exists(f"{self.directory}/{e.name}")]
+        entries = live + kept
+        if live_term_starts(entries) != live:
+            _log.warning("%s: not compacted: dropping the records of deleted snapshots would "
+                         "change the term history", self.path)
+            return
+        tmp = self.path + COMPACTING_SUFFIX
+        raw = b"".join(_encode(TERM_START, e.term, e.index) if isinstance(e, TermStart) else
+                       _encode(SNAPSHOT, e.term, e.index, e.timestamp_ns, e.checksum, e.name)
+                       for e in entries)
+        try:
+            handle = self.fs.open_file(tmp, create=True)
+            try:
+                self.fs.truncate(handle, 0)
+                self.fs.pwrite(handle, raw, 0)
+                self.fs.fdatasync(handle)
+            finally:
+                self.fs.close(handle)
+            if self.handle is not None:
+                self.fs.close(self.handle)
+                self.handle = None                 # reopened (the new file) at the next append
+            self.fs.rename(tmp, self.path)
+        except OSError as exc:
+            _log.warning("%s: compaction failed, the file stays as it is: %r", self.path, exc)
+            return
+        # renamed: the new file is the one appended to from now on, whatever happens next
+        self.entries = entries
+        self.snapshot_records = len(kept)
+        self.compact_at = len(kept) + COMPACT_SNAPSHOT_RECORDS
+        self.size = self.file_size = len(raw)
+        self.compactions += 1
+        try:
+            self.fs.sync_dir(self.directory)
+        except OSError as exc:        # either file is sound: a crash finds the old or the new
+            _log.warning("%s: compacted, but syncing its directory failed: %r", self.path, exc)
 
     def _append_locked(self, raw: bytes, sync: bool) -> None:
         if self._closed:

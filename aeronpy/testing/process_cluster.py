@@ -453,7 +453,12 @@ class ProcessCluster:
         except Exception:
             return False
         try:
-            return reader.header.start_time_ns >= self._spawned_ns.get(member, 0)
+            # this run's counters file: its pid is the one spawned (a wrapper that execs keeps
+            # it), or it started after the spawn (a wrapper that forks; a member whose clock is
+            # behind this process's fails that test, and needs a wrapper that execs)
+            header, proc = reader.header, self.procs.get(member)
+            return (proc is not None and header.pid == proc.pid) or \
+                header.start_time_ns >= self._spawned_ns.get(member, 0)
         except Exception:
             return False
         finally:

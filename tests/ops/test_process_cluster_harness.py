@@ -331,3 +331,20 @@ def test_a_member_whose_port_is_taken_is_reported(tmp_path):
         pc.start_member(2)
         pc.check_running(wait_up_s=60)                      # up: counters written by this run
         assert all(pc.alive(i) for i in range(3))
+
+
+def test_a_member_whose_clock_is_behind_counts_as_up(tmp_path):
+    """_is_up took a member's counters file for its own only if it was stamped after the spawn
+    by this process's clock: a member run with its wall clock behind (bench/clock_trial) never
+    counted as up. The spawned pid in the file's header is enough."""
+    with ProcessCluster(members=1, base_dir=str(tmp_path)) as pc:
+        pc.start()
+        assert wait_until(lambda: pc._is_up(0), 20)
+        pc._spawned_ns[0] = time.time_ns() + 3600 * 10**9        # as if an hour behind us
+        assert pc._is_up(0)
+        real = pc.procs[0]
+        pc.procs[0] = type("Other", (), {"pid": -1, "poll": lambda self: None})()
+        try:
+            assert not pc._is_up(0)        # the control: another run's file, stamped before
+        finally:
+            pc.procs[0] = real

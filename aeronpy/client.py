@@ -72,6 +72,7 @@ CONNECT_OPTIONS = tuple(ConnectOptions.__annotations__)
 # default costs offer() an identity test; any other id a class test and a range test, with
 # SERVICE_ID_MAX written out (a constant, not a global lookup)
 _ZERO = 0
+WINDOW_BYTES_HEADROOM = 64 * 1024    # of the stream's send buffer, for non-session messages
 assert SERVICE_ID_MAX == 2147483647
 
 
@@ -147,6 +148,11 @@ class ClusterClient:
         self._transport = transport
         self._clock = clock
         self._closed = False
+        buffer_bytes = getattr(transport, "send_buffer_bytes", 0)
+        if buffer_bytes and getattr(transport, "sends_encoded", False):
+            # offer() says BACK_PRESSURED before the stream would refuse a message: room kept
+            # for the keepalives and control messages that share the stream
+            core._window_bytes_max = max(1, buffer_bytes - WINDOW_BYTES_HEADROOM)
         self._send_now = getattr(transport, "flush", None)
         # a transport that can hand over EgressMessages by their fields (no message objects)
         self._poll_fields = getattr(transport, "poll_fields", None)
@@ -528,6 +534,12 @@ class UdpClientTransport:
             raise
         host, port = self._udp.local_address[:2]
         self.local_endpoint = format_endpoint(canonical_host(host), port)
+
+    @property
+    def send_buffer_bytes(self) -> int:
+        """The bytes the stream to one member holds unacknowledged: the client bounds its
+        window of unanswered messages below it (``ClusterClient``)."""
+        return self._udp.config.send_buffer_bytes
 
     @property
     def decode_errors(self) -> int:

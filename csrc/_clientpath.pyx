@@ -176,6 +176,12 @@ cdef class ClientSessionBase:
         if len(window) >= self._window_messages:
             self._bump("back_pressured")
             return BACK_PRESSURED
+        if self._window_bytes_max and window and \
+                self._window_bytes + SESSION_MESSAGE_HEADER_LENGTH + size > self._window_bytes_max:
+            # the bytes the stream to the leader can hold: past them it would refuse the
+            # message, which would then go out only with a stall's re-send (big messages)
+            self._bump("back_pressured")
+            return BACK_PRESSURED
         # the numbers are taken only once the message is built: a payload the encoder refuses
         # (a str, say) must not use up a seq the cluster would then wait for for ever
         correlation_id = self._next_correlation_id
@@ -197,6 +203,8 @@ cdef class ClientSessionBase:
         if not window:
             self._last_progress_ns = now_ns
         window.append(message)
+        if self._window_bytes_max:
+            self._window_bytes += SESSION_MESSAGE_HEADER_LENGTH + size
         if expect_reply:
             self._awaiting.add(correlation_id)
         self.outgoing.append((self.leader_endpoint, message))
@@ -255,7 +263,9 @@ cdef class ClientSessionBase:
             base = self._window_base
             if ack_seq == base:
                 while window and base in answered:
-                    window.popleft()
+                    released = window.popleft()
+                    if self._window_bytes_max:
+                        self._window_bytes -= len(released)
                     base += 1
                 self._window_base = base
                 self._last_progress_ns = now_ns

@@ -253,6 +253,11 @@ class ClientCore(ClientSessionBase):
         # released only from the front, so a deque and the seq of its first entry
         self._window: deque = deque()
         self._window_base = 1
+        # a bound on the window's bytes (0: none): the transport's send buffer to a member,
+        # set by ClusterClient (messages are then encoded bytes), so that the stream never
+        # refuses a message offer() accepted (1 MiB messages filled an 8 MiB stream at 7)
+        self._window_bytes_max = 0
+        self._window_bytes = 0
         # the highest ack_seq of a SessionAck of the newest leadership term heard from (an
         # older leader's ack may lie above a new leader's hold), and whether the last one came
         # below the window's released prefix (held by the leader, or a late duplicate)
@@ -467,8 +472,12 @@ class ClientCore(ClientSessionBase):
         window = self._window
         count = min(ack_seq - self._window_base + 1, len(window))
         if count > 0:
-            for _ in range(count):
-                window.popleft()
+            if self._window_bytes_max:
+                for _ in range(count):
+                    self._window_bytes -= len(window.popleft())
+            else:
+                for _ in range(count):
+                    window.popleft()
             self._window_base += count
             self._released(now_ns)
 
@@ -478,7 +487,9 @@ class ClientCore(ClientSessionBase):
         answered = self._answered
         base = first = self._window_base
         while window and base in answered:
-            window.popleft()
+            released = window.popleft()
+            if self._window_bytes_max:
+                self._window_bytes -= len(released)
             base += 1
         if base != first:
             self._window_base = base

@@ -289,6 +289,8 @@ class ConsensusModule(LeaderDuties, AckHold, TermEntryChecks):
             raise ValueError(f"unknown cluster action {action}")
         if not self.is_leader:
             return 0
+        if action == E.ACTION_SNAPSHOT and (self._halted or self._proposals_held in _TERMINAL_ACTIONS):
+            return 0           # nothing is applied past a stop entry (as the admin path refuses)
         index = self.core.propose(E.CLUSTER_ACTION, E.encode_cluster_action(self._stamp(), action, argument))
         if index:
             self.counters["cluster_actions_proposed"] += 1
@@ -544,6 +546,8 @@ class ConsensusModule(LeaderDuties, AckHold, TermEntryChecks):
             s, opened = SessionState(index, e.response_endpoint, e.client_nonce, e.correlation_id,
                                      self.cluster_time_ns), True
             self.sessions.open(s)
+            if self.config.on_session_opened is not None:
+                self.config.on_session_opened(e.response_endpoint)
         if self.is_leader:
             pending = self._pending_connects.pop(key, None)
             client_ref = pending[0] if pending else self.config.client_ref(e.response_endpoint)

@@ -104,6 +104,10 @@ class ModuleConfig:
     # close) unless another open session answers there: the node lets that client's
     # transport place go soon after
     on_session_closed: Optional[Callable[[str], None]] = None
+    # told the response endpoint of each session opened (every member, as it applies the
+    # open): a client that closed and reconnected at once from the same address keeps the
+    # transport place its old session's close was letting go
+    on_session_opened: Optional[Callable[[str], None]] = None
     # told the client reference of each connect the leader refused (authentication, max_sessions,
     # version, endpoint): the node lets that client's transport place go soon after, too
     on_connect_refused: Optional[Callable[[object], None]] = None

@@ -283,6 +283,7 @@ class ClusterNode:
             client_ref_of_endpoint=self._client_of_endpoint.get,
             on_authenticator_error=self._on_authenticator_error,
             on_session_closed=self._on_session_closed,
+            on_session_opened=self._on_session_opened,
             on_connect_refused=self._let_client_go,
             members_digest=members_digest(config.members),
             restored_log_end=restored_log_end)
@@ -527,6 +528,13 @@ class ClusterNode:
         ref = self._client_of_endpoint.get(endpoint)
         if ref is not None:
             self._let_client_go(ref)
+
+    def _on_session_opened(self, endpoint: str) -> None:
+        """A session opened (applied here): a client whose place a close was freeing (it
+        closed and connected again at once, from the same address) keeps it."""
+        ref = self._client_of_endpoint.get(endpoint)
+        if ref is not None:
+            self.ingress.keep_client(ref)
 
     def _let_client_go(self, client_ref) -> None:
         """A client with no session here (closed, or its connect refused): its transport place

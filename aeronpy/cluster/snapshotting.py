@@ -273,7 +273,7 @@ class Snapshotter:
         self._jobs = jobs if jobs is not None else BackgroundJobs(threaded, "aeronpy-snapshot")
         self._inflight: Optional[_InFlight] = None
         self._queued: Optional[int] = None        # an admin snapshot requested while one is in flight
-        self._automatic_asked = 0                 # log index of this leader's last automatic ask
+        self._automatic_asked = (0, 0)            # (log index, term) of this leader's last ask
         self.last_snapshot_index = initial_index
         self.kept: list = []                      # SnapshotInfo of the snapshots kept, oldest first
         self.stats = SnapshotStats()
@@ -308,15 +308,16 @@ class Snapshotter:
         if size < self.snapshot_log_bytes:
             return
         if module.is_leader:
-            if self._automatic_asked > applied:
-                return                              # asked already: not applied yet
+            asked, asked_term = self._automatic_asked
+            term = self.core.term
+            if not module.leader_ready or (asked > applied and asked_term == term):
+                return        # its backlog (a predecessor's ask, maybe) first; or ours pending
             index = module.propose_cluster_action(E.ACTION_SNAPSHOT, E.SNAPSHOT_AUTOMATIC)
             if index:
-                self._automatic_asked = index
-                return
-        elif size < 2 * self.snapshot_log_bytes:
-            return
-        self.take(applied, "log passed snapshot_log_bytes")
+                self._automatic_asked = (index, term)
+            return            # refused (handing over, stopping): never one of its own at 1x
+        if size >= 2 * self.snapshot_log_bytes:
+            self.take(applied, "log passed snapshot_log_bytes")
 
     # ------------------------------------------------------------------ taking
     @property

@@ -219,6 +219,15 @@ class UdpTransport(TransportCore):
             peer.expire_ns = at
         return True
 
+    def keep_client(self, peer_id: int) -> bool:
+        """Undo ``expire_client``: a session opened at the client's address again. False when
+        there is no such client."""
+        peer = self._peers.get(peer_id)
+        if peer is None or not peer.is_client:
+            return False
+        peer.expire_ns = None
+        return True
+
     def _lose_client(self, peer_id: int) -> None:
         """Forget a client (timed out, or replaced by a new epoch from its address)."""
         self.remove_peer(peer_id)

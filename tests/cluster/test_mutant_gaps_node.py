@@ -55,6 +55,7 @@ class _Module:
         self.container = _Container(services or [_ServiceA()])
         self.restored = []
         self.is_leader = False
+        self.leader_ready = True                # read only while is_leader
         self.proposed = []                      # (action, argument) of the leader's proposals
 
     def propose_cluster_action(self, action: int, argument: int = 0) -> int:
@@ -74,6 +75,7 @@ class _Module:
 
 class _Core:
     def __init__(self, entries: int):
+        self.term = TERM
         self.log = LogIndex()
         for _ in range(entries):
             self.log.append(TERM, 16, bytes(10))

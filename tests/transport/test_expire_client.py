@@ -72,3 +72,19 @@ def test_only_clients_expire_and_an_earlier_time_wins():
     finally:
         member.close()
         client.close()
+
+
+def test_keep_client_undoes_an_expiry():
+    """A session opened at the client's address again (it closed and reconnected at once from
+    the same port): the node keeps the place its old session's close was letting go."""
+    member, client, clock, lost, ref = _member_and_client()
+    try:
+        assert member.expire_client(ref, 500 * MS)
+        assert member.keep_client(ref)
+        assert not member.keep_client(-999)             # no such client
+        clock.now += 501 * MS
+        member.do_work(clock.now)
+        assert member.client_ids() == [ref] and lost == []
+    finally:
+        member.close()
+        client.close()

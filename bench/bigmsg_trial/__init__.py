@@ -1,0 +1,1 @@
+"""Big messages on a real cluster: see __main__.py."""

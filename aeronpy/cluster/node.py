@@ -235,6 +235,9 @@ class ClusterNode:
         self._backlog: list = []      # (term, committed index) while applying behind: _note_backlog
         self._slow_cycles = 0
         self._slow_cycle_warn_at_ns = 0
+        self._pending_since_ns = 0          # when the Ready in _pending began to wait
+        self._pending_slow = False          # that wait was counted as slow already
+        self._slow_sync_warn_at_ns = 0
 
         # -- archive and recovery ---------------------------------------------------------
         check_identity(config.data_dir, config.cluster_id, config.member_id)
@@ -643,10 +646,30 @@ class ClusterNode:
             "a duty cycle took %.0f ms, longer than heartbeat_interval_ms (%d ms; %d such "
             "cycle(s) since the last warning): heartbeats and acknowledgements waited behind "
             "it. A service callback or on_take_snapshot this slow risks elections "
-            "(docs/programming.md, 'Slow callbacks')", cycle_ns / 1e6,
+            "(docs/programming.md, 'Slow callbacks'); so does a slow disk, where a new term's "
+            "vote record or a truncation is synced on this thread", cycle_ns / 1e6,
             self.config.heartbeat_interval_ms, self._slow_cycles)
         self._slow_cycles = 0
         self._slow_cycle_warn_at_ns = now_ns + _SLOW_CYCLE_WARN_NS
+
+    def _note_slow_sync(self, now_ns: int) -> None:
+        """The Ready in _pending has waited for its log sync longer than heartbeat_interval_ms:
+        meanwhile the core takes no step (no heartbeats, acknowledgements or commits). Counted
+        once per sync (``slow_log_syncs``), said at most once per _SLOW_CYCLE_WARN_NS: an
+        operator then sees the disk behind the elections or the latency (a bench trial's
+        leader with 50-100 ms syncs kept office and held the cluster to its disk's pace)."""
+        self._pending_slow = True
+        counters = self.core.counters
+        counters["slow_log_syncs"] = counters.get("slow_log_syncs", 0) + 1
+        if now_ns < self._slow_sync_warn_at_ns:
+            return
+        self._slow_sync_warn_at_ns = now_ns + _SLOW_CYCLE_WARN_NS
+        self.log.warning(
+            "this member's log sync (file_sync = %r) has kept the consensus module waiting %.0f "
+            "ms, longer than heartbeat_interval_ms (%d ms): no heartbeats, acknowledgements or "
+            "commits go out while it lasts. The data dir's disk is slow (docs/operations.md, "
+            "'A slow disk'); slow_log_syncs counts these", self.config.file_sync,
+            (now_ns - self._pending_since_ns) / 1e6, self.config.heartbeat_interval_ms)
 
     def _settled(self) -> bool:
         """Nothing a cycle that just did work left for an immediate next one: no Ready (new
@@ -815,6 +838,8 @@ class ClusterNode:
                 pass
         if pending is not None:
             if archive.poll_synced() < pending.persist_hi - 1:
+                if not self._pending_slow and now_ns - self._pending_since_ns > self._slow_cycle_ns:
+                    self._note_slow_sync(now_ns)
                 return 0
             self._pending = None
             self._finish_ready(pending, now_ns)
@@ -838,6 +863,7 @@ class ClusterNode:
                 archive.request_sync()
                 if archive.poll_synced() < rd.persist_hi - 1:
                     self._pending = rd       # group commit: finish when the syncer is done
+                    self._pending_since_ns, self._pending_slow = now_ns, False
                     return 1
         self._finish_ready(rd, now_ns)
         return 1

@@ -127,6 +127,9 @@ REFUSAL_COUNTERS: tuple = (
     ("core", "votes_refused_ballot_tag",
      "Canvass and ballot requests refused because the candidate hosts another service list "
      "(logged)"),
+    ("core", "slow_log_syncs",
+     "Log syncs (file_sync data or full) that kept the consensus module waiting longer than "
+     "heartbeat_interval_ms: no heartbeats or commits meanwhile; a slow disk (logged)"),
     ("core", "follower_lost_acknowledged_entries",
      "Times a follower turned out to have lost entries it had acknowledged"),
     ("module", "apply_budget_spent",

@@ -185,7 +185,9 @@ class RecordingLog:
             self.entries.append(entry)
             if isinstance(entry, SnapshotEntry):
                 self.snapshot_records += 1
-                if self.snapshot_records >= self.compact_at and self.damaged_at is None:
+                # not while a damaged tail waits to be cut (the evidence of a refused start);
+                # once cut, damaged_at still reports it, and compaction goes on
+                if self.snapshot_records >= self.compact_at and self.file_size == self.size:
                     self._compact_locked()
 
     def _compact_locked(self) -> None:

@@ -106,3 +106,24 @@ def test_the_swarm_holds_with_a_rewrite_every_few_snapshots(monkeypatch):
     failed = [r for r in (run_seed(seed) for seed in range(40)) if not r.ok]
     assert failed == [], failed[0].error
     assert sum(done) >= 20, sum(done)
+
+
+def test_a_log_whose_damaged_tail_was_cut_is_compacted_again(monkeypatch):
+    """A damaged last entry (cut at the start) left damaged_at set for the life of the process,
+    and compaction never ran there (found by the review of today's changes)."""
+    monkeypatch.setattr(R, "COMPACT_SNAPSHOT_RECORDS", 3)
+    fs = MemFileSystem()
+    log = _log(fs)
+    log.append_term_start(1, 1, sync=True)
+    h = fs.open_file(f"{DIR}/{R.RECORDING_LOG_FILE}")
+    fs.pwrite(h, b"\\x01" * R.ENTRY_BYTES, R.ENTRY_BYTES)     # a damaged entry after it
+    fs.fdatasync(h)
+    fs.close(h)
+    log = RecordingLog(fs, DIR)
+    log.load(cut=False)
+    assert log.damaged_at == R.ENTRY_BYTES                    # the control: seen
+    log.cut_torn_tail()
+    for i in range(3):
+        log.append_snapshot(_snapshot(fs, 10 + i, 1, keep_file=i == 2))
+    assert log.compactions == 1
+    assert [e.index for e in log.snapshots()] == [12]

@@ -46,11 +46,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from typing import Dict, List, Mapping, Optional, Sequence
 
@@ -62,7 +60,7 @@ from bigmsg_trial import plan  # noqa: E402
 from bigmsg_trial.clients import REQUEST_TIMEOUT_S, rss_anon  # noqa: E402
 from bigmsg_trial.faults import CHAIN, set_faults  # noqa: E402
 from bigmsg_trial.service import NEGATIVE_ENV  # noqa: E402
-from loss_trial import harness, netfilter  # noqa: E402
+from loss_trial import harness  # noqa: E402
 from loss_trial.checker import ACKED, CLOSED, TIMED_OUT, check_agreement, check_exactly_once  # noqa: E402
 
 MEMBERS = harness.MEMBERS
@@ -326,43 +324,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         parser.error(f"--scenarios: unknown {unknown}; known: {', '.join(plan.SCENARIOS)}")
     if args.phase_s <= 0 or args.recovery_bound_s <= 0 or not 1024 <= args.base_port <= 65500:
         parser.error("--phase-s > 0, --recovery-bound-s > 0, --base-port in [1024, 65500]")
-    return run_in_chain(args)
-
-
-def run_in_chain(args) -> int:
-    """harness.run_in_chain without its loss-trial loading: install the chain (exit 2 if it
-    cannot be), run, remove the chain also on an error, Ctrl-C or SIGTERM, then judge."""
-    why_not = netfilter.missing_prerequisite(CHAIN, "drops and duplicates datagrams")
-    if why_not is None:
-        why_not = netfilter.install_chain(CHAIN, probe_statistic=True)
-        if why_not:
-            netfilter.remove_chain(CHAIN)
-    if why_not:
-        print(f"bigmsg_trial: {why_not}", file=sys.stderr)
-        return 2
-    for signum in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(signum, harness.raise_exit)
-    work_dir = tempfile.mkdtemp(prefix="aeronpy-bigmsg-trial-")
-    problems: List[str] = []
-    trial: Dict[str, object] = {}
-    try:
-        trial = run_trial(args, work_dir, problems)
-    except KeyboardInterrupt:
-        print("bigmsg_trial: interrupted", file=sys.stderr)
-        return 130
-    except RuntimeError as e:                  # a member exited, iptables refused a rule
-        problems.append(f"run stopped: {e}")
-    finally:
-        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-            signal.signal(signum, signal.SIG_IGN)
-        if not netfilter.remove_chain(CHAIN):
-            print(f"bigmsg_trial: could not remove the chain; run: {netfilter.remove_chain_command(CHAIN)}",
-                  file=sys.stderr)
-    try:
-        return report(args, trial, problems, work_dir)
-    finally:
-        if not args.keep:
-            shutil.rmtree(work_dir, ignore_errors=True)
+    return harness.run_in_chain("bigmsg_trial", args, run_trial, report, chain=CHAIN,
+                                verb="drops and duplicates datagrams", probe_statistic=True, load=False)
 
 
 if __name__ == "__main__":

@@ -54,7 +54,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import sys
 import tempfile
 import time
@@ -64,28 +63,10 @@ BENCH_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path[:0] = [os.path.dirname(BENCH_DIR), BENCH_DIR]   # the repository's aeronpy; bench's packages
 
 from clock_trial import checks, plan, shim  # noqa: E402
-from clock_trial.driver import member_ports  # noqa: E402
+from loss_trial import harness  # noqa: E402
 
 PORT_RANGE = (38000, 38999)
 SCENARIO_PORT_STEP = 100              # each scenario its own ports: nothing of the last one lingers
-
-
-def raise_exit(signum, frame):
-    raise SystemExit(128 + signum)
-
-
-def ports_in_use(base_port: int) -> List[int]:
-    taken = []
-    for ports in member_ports(base_port):
-        for port in ports.values():
-            for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
-                with socket.socket(socket.AF_INET, kind) as s:
-                    try:
-                        s.bind(("127.0.0.1", port))
-                    except OSError:
-                        taken.append(port)
-                        break
-    return taken
 
 
 def run_scenario(name: str, base_port: int, lib: str, work_dir: str, negative_control: bool) -> dict:
@@ -128,12 +109,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.base_port < PORT_RANGE[0] or last_port > PORT_RANGE[1]:
         parser.error(f"--base-port: the scenarios need {args.base_port}..{last_port}, within "
                      f"{PORT_RANGE[0]}-{PORT_RANGE[1]}")
-    taken = [p for i in range(len(names)) for p in ports_in_use(args.base_port + SCENARIO_PORT_STEP * i)]
+    taken = [p for i in range(len(names)) for p in harness.ports_in_use(args.base_port + SCENARIO_PORT_STEP * i)]
     if taken:
         print(f"clock_trial: ports {taken} are in use (another run?): choose another --base-port", file=sys.stderr)
         return 2
     for signum in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(signum, raise_exit)
+        signal.signal(signum, harness.raise_exit)
     work_dir = tempfile.mkdtemp(prefix="aeronpy-clock-trial-")
     results = []
     try:

@@ -15,17 +15,13 @@ from aeronpy.cluster.counters import CountersReader
 from aeronpy.testing.process_cluster import ProcessCluster, child_env
 
 from clock_trial import checks, plan, probe, shim
+from loss_trial import harness
 
 BENCH_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MEMBERS = 3
 SERVICE = "clock_trial.probe:ClockProbe"
 POLL_SLEEP_S = 0.005
 LOG_PROBLEM_MARKS = ("Traceback", " ERROR ", "CRITICAL")
-
-
-def member_ports(base: int) -> List[Dict[str, int]]:
-    return [{"consensus_port": base + 10 * i, "ingress_port": base + 10 * i + 1,
-             "admin_port": base + 10 * i + 2} for i in range(MEMBERS)]
 
 
 class Trial:
@@ -37,7 +33,7 @@ class Trial:
         for path in self.shift_files.values():
             shim.write_shift(path, 0)
         self.pc = ProcessCluster(members=MEMBERS, services=[SERVICE], base_dir=os.path.join(work_dir, "cluster"),
-                                 ports=member_ports(base_port),
+                                 ports=harness.member_ports(base_port, MEMBERS),
                                  config={"session_timeout_ms": plan.SESSION_TIMEOUT_MS},
                                  env={"PYTHONPATH": BENCH_DIR, probe.OUT_ENV: self.out_dir},
                                  wrap_command=self._wrap)

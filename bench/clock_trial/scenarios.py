@@ -50,19 +50,27 @@ def failover(trial: Trial, offset_s: float) -> None:
     trial.collect("failover")
 
 
-def restart(trial: Trial) -> None:
-    """Member 1 restarted 1 h behind, made leader; restarted 1 h ahead, made leader; then
-    member 0 (true clock) made leader. Each phase schedules a +2 s timer once its leader leads."""
+def _start_true_clocks(trial: Trial, timers) -> bool:
+    """Every member on the true clock, member 0 made leader (False if it cannot be); clients p0
+    and p1 ping, cmd starts the 1 s chain and schedules ``timers`` ((id, delay_ms) pairs)."""
     for member in range(MEMBERS):
         trial.start(member, 0.0)
     if not trial.ensure_leader(0, "first"):
-        return
+        return False
     for name, active in (("p0", True), ("p1", True), ("cmd", False)):
         trial.connect(name, active)
     trial.pump(1.0)
     trial.command("cmd", b"chain")
-    for cid, delay_ms in plan.RESTART_TIMERS:
+    for cid, delay_ms in timers:
         trial.command("cmd", b"timer %d %d" % (cid, delay_ms))
+    return True
+
+
+def restart(trial: Trial) -> None:
+    """Member 1 restarted 1 h behind, made leader; restarted 1 h ahead, made leader; then
+    member 0 (true clock) made leader. Each phase schedules a +2 s timer once its leader leads."""
+    if not _start_true_clocks(trial, plan.RESTART_TIMERS):
+        return
     trial.pump(1.5)
     for phase, member, offset_s, cid in (("minus", 1, -plan.HOUR_S, 300), ("plus", 1, plan.HOUR_S, 301),
                                          ("back", 0, 0.0, 302)):
@@ -86,16 +94,8 @@ def restart(trial: Trial) -> None:
 
 def step(trial: Trial) -> None:
     """Member 0 leads (every clock true); its wall clock is stepped per plan.STEP_SHIFTS."""
-    for member in range(MEMBERS):
-        trial.start(member, 0.0)
-    if not trial.ensure_leader(0, "first"):
+    if not _start_true_clocks(trial, plan.STEP_TIMERS):
         return
-    for name, active in (("p0", True), ("p1", True), ("cmd", False)):
-        trial.connect(name, active)
-    trial.pump(1.0)
-    trial.command("cmd", b"chain")
-    for cid, delay_ms in plan.STEP_TIMERS:
-        trial.command("cmd", b"timer %d %d" % (cid, delay_ms))
     elapsed = 0.0
     for at_s, offset_s in plan.STEP_SHIFTS:
         trial.pump(at_s - elapsed)

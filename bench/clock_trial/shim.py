@@ -2,18 +2,16 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import time
 
+from loss_trial import shim as compiled_shim
+from loss_trial.shim import ShimUnavailable
+
 SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "clockshift.c")
 SHIFT_ENV = "CLOCKSHIFT_FILE"
 CHECK_SHIFT_S = 3600
-
-
-class ShimUnavailable(Exception):
-    """gcc is missing, the shim does not build, or it does not shift the clock: the trial cannot run."""
 
 
 def write_shift(path: str, offset_s: float) -> None:
@@ -33,15 +31,7 @@ def env_prefix(lib: str, shift_file: str) -> list:
 def build(work_dir: str) -> str:
     """Compile the shim into ``work_dir`` and check it moves CLOCK_REALTIME (and only that)
     of a Python child; returns the library's path."""
-    gcc = shutil.which("gcc")
-    if gcc is None:
-        raise ShimUnavailable("gcc not found: the clock shim (bench/clock_trial/clockshift.c) is compiled at "
-                              "run time; install gcc (apt-get install gcc)")
-    lib = os.path.join(work_dir, "clockshift.so")
-    built = subprocess.run([gcc, "-shared", "-fPIC", "-O2", "-Wall", "-o", lib, SOURCE, "-ldl"],
-                           capture_output=True, text=True, timeout=120)
-    if built.returncode != 0:
-        raise ShimUnavailable(f"gcc could not build the clock shim: {(built.stdout + built.stderr).strip()[-600:]}")
+    lib = compiled_shim.build(SOURCE, os.path.join(work_dir, "clockshift.so"), "the clock shim")
     shift_file = os.path.join(work_dir, "shim-check.shift")
     write_shift(shift_file, CHECK_SHIFT_S)
     probe = "import time; print(time.time_ns(), time.monotonic_ns())"

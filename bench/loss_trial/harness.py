@@ -1,13 +1,15 @@
-"""What the cluster trials (loss_trial, partition_trial, diskfull_trial) share: a cluster of
+"""What the cluster trials (bench/*_trial) share: a cluster of
 ``aeronpy node`` processes running ApplyCountingService, the load client processes, the end of
-a run (clients waited for, members settled and stopped), their results, the verdict's tail, and
-a run inside an iptables chain that is removed whatever happens."""
+a run (clients waited for, members settled and stopped), their results, the verdict's tail, a
+run in a work directory (and inside an iptables chain) cleaned up whatever happens, and the
+members' ports, errors and ``--node-config`` items."""
 from __future__ import annotations
 
 import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -28,6 +30,10 @@ MEMBERS = 3
 CLIENTS = (("sync", "s0", 200.0), ("sync", "s1", 200.0), ("sync", "b0", 0.0), ("async", "a0", 50.0))
 CLIENT_LATE = "client {tag} still running 30 s after its end: killed"
 NO_RESULT_HINT = "; see client-{tag}.log (--keep keeps it)"
+
+
+class MissingPrerequisite(Exception):
+    """What the trial needs is missing (gcc, a shim that works): exit status 2, not a finding."""
 
 
 def raise_exit(signum, frame):
@@ -163,11 +169,44 @@ def finish_report(args, acked: int, held: str, failures: List[str], work_dir: st
     return 0 if not failures else 1
 
 
+def run_in_work_dir(name: str, args, run_trial: Callable, report: Callable, *, load: bool = True,
+                    clean_up: Callable[[], None] = lambda: None) -> int:
+    """Run ``run_trial(args, work_dir, problems)`` in a fresh work directory (removed at the end
+    unless ``args.keep``), with SIGTERM and SIGHUP raising SystemExit into the ``finally``s; with
+    ``load``, load what the clients and members wrote; call ``clean_up`` whatever happens, then
+    return ``report(args, trial, problems, work_dir)``. Ctrl-C: 130; MissingPrerequisite: 2."""
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, raise_exit)
+    work_dir = tempfile.mkdtemp(prefix=f"aeronpy-{name.replace('_', '-')}-")
+    problems: List[str] = []
+    trial: Dict[str, object] = {}
+    try:
+        try:
+            trial = run_trial(args, work_dir, problems)
+            if trial and load:
+                trial["loaded"] = load_records(trial["out_dir"], problems), load_applied(trial["out_dir"])
+        except MissingPrerequisite as e:
+            print(f"{name}: {e}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            print(f"{name}: interrupted", file=sys.stderr)
+            return 130
+        except RuntimeError as e:                         # a member exited, iptables refused a rule
+            problems.append(f"run stopped: {e}")
+        finally:
+            for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+                signal.signal(signum, signal.SIG_IGN)     # a second Ctrl-C must not skip the clean-up
+            clean_up()
+        return report(args, trial, problems, work_dir)
+    finally:
+        if not args.keep:
+            shutil.rmtree(work_dir, ignore_errors=True)
+
+
 def run_in_chain(name: str, args, run_trial: Callable, report: Callable, *, chain: str, verb: str,
-                 probe_statistic: bool) -> int:
-    """Install the iptables ``chain`` (exit 2 if it cannot be), run ``run_trial(args, work_dir,
-    problems)`` in a fresh work directory, load what the clients and members wrote, remove the
-    chain (also on an error, Ctrl-C or SIGTERM) and return ``report(args, trial, problems, work_dir)``."""
+                 probe_statistic: bool, load: bool = True) -> int:
+    """Install the iptables ``chain`` (exit 2 if it cannot be), then :func:`run_in_work_dir`,
+    removing the chain at the end (also on an error, Ctrl-C or SIGTERM)."""
     why_not = netfilter.missing_prerequisite(chain, verb)
     if why_not is None:
         why_not = netfilter.install_chain(chain, probe_statistic)
@@ -176,26 +215,56 @@ def run_in_chain(name: str, args, run_trial: Callable, report: Callable, *, chai
     if why_not:
         print(f"{name}: {why_not}", file=sys.stderr)
         return 2
-    for signum in (signal.SIGTERM, signal.SIGHUP):        # Ctrl-C raises KeyboardInterrupt already
-        signal.signal(signum, raise_exit)
-    work_dir = tempfile.mkdtemp(prefix=f"aeronpy-{name.replace('_', '-')}-")
-    problems: List[str] = []
-    trial: Dict[str, object] = {}
-    try:
-        trial = run_trial(args, work_dir, problems)
-        if trial:
-            trial["loaded"] = load_records(trial["out_dir"], problems), load_applied(trial["out_dir"])
-    except KeyboardInterrupt:
-        print(f"{name}: interrupted", file=sys.stderr)
-        return 130
-    except RuntimeError as e:                             # a member exited, iptables refused a rule
-        problems.append(f"run stopped: {e}")
-    finally:
-        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-            signal.signal(signum, signal.SIG_IGN)         # a second Ctrl-C must not skip the clean-up
+
+    def remove_chain() -> None:
         if not netfilter.remove_chain(chain):
             print(f"{name}: could not remove the chain; run: {netfilter.remove_chain_command(chain)}",
                   file=sys.stderr)
-        if not args.keep:
-            shutil.rmtree(work_dir, ignore_errors=True)
-    return report(args, trial, problems, work_dir)
+
+    return run_in_work_dir(name, args, run_trial, report, load=load, clean_up=remove_chain)
+
+
+def ports_in_use(base_port: int) -> List[int]:
+    """The cluster's ports (UDP consensus and ingress, TCP and UDP admin) that cannot be bound now."""
+    taken = []
+    for ports in member_ports(base_port):
+        for port in ports.values():
+            for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
+                with socket.socket(socket.AF_INET, kind) as s:
+                    try:
+                        s.bind(("127.0.0.1", port))
+                    except OSError:
+                        taken.append(port)
+                        break
+    return taken
+
+
+def config_item(item: str) -> Tuple[str, object]:
+    """"key=123" -> ("key", 123); "key=text" -> ("key", "text") (``--node-config``)."""
+    key, sep, value = item.partition("=")
+    if not sep or not key.strip():
+        raise ValueError(f"expected KEY=VALUE, got {item!r}")
+    try:
+        return key.strip(), int(value)
+    except ValueError:
+        return key.strip(), value.strip()
+
+
+def member_errors(cluster: ProcessCluster) -> List[str]:
+    """The errors each member recorded (``aeronpy tool errors``) and its log's error lines."""
+    found = []
+    for member in range(cluster.members):
+        tool = subprocess.run([sys.executable, "-m", "aeronpy", "tool", "errors", "--data-dir",
+                               cluster.data_dir(member), "--json"], capture_output=True, text=True,
+                              timeout=30, env=child_env(BENCH_DIR))
+        try:
+            found += [f"member {member} errors: {json.dumps(e)[:400]}" for e in json.loads(tool.stdout)]
+        except ValueError:
+            found.append(f"member {member}: aeronpy tool errors failed: {(tool.stdout + tool.stderr)[:300]}")
+        try:
+            with open(cluster.log_path(member), errors="replace") as f:
+                found += [f"member {member} log: {line.rstrip()[:400]}" for line in f
+                          if "Traceback" in line or " ERROR " in line or "CRITICAL" in line]
+        except OSError:
+            pass
+    return found

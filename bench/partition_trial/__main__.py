@@ -49,7 +49,6 @@ that removes it). The chain is removed at the end, also on an error, Ctrl-C or S
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import random
 import subprocess
@@ -60,7 +59,7 @@ from typing import Dict, List, Mapping, Optional, Sequence
 BENCH_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path[:0] = [os.path.dirname(BENCH_DIR), BENCH_DIR]   # the repository's aeronpy; bench's packages
 
-from aeronpy.testing.process_cluster import ProcessCluster, child_env  # noqa: E402
+from aeronpy.testing.process_cluster import ProcessCluster  # noqa: E402
 from loss_trial import harness  # noqa: E402
 from partition_trial import cutter  # noqa: E402
 from loss_trial.clients import MAX_REQUESTS_PER_CLIENT  # noqa: E402
@@ -139,40 +138,9 @@ def run_trial(args, work_dir: str, problems: List[str]) -> Dict[str, object]:
                   f"(role, term, leader) per member after the settle: {after}", flush=True)
         cutter.apply(HEALED, cluster.member_ports)
         harness.end_run(cluster, clients, clients_end, problems)
-        return {"phases": phases, "out_dir": out_dir, "member_errors": _member_errors(cluster)}
+        return {"phases": phases, "out_dir": out_dir, "member_errors": harness.member_errors(cluster)}
     finally:
         harness.close(cluster, clients)
-
-
-def _member_errors(cluster: ProcessCluster) -> List[str]:
-    """The errors each member recorded (``aeronpy tool errors``) and its log's error lines."""
-    found = []
-    for member in range(MEMBERS):
-        tool = subprocess.run([sys.executable, "-m", "aeronpy", "tool", "errors", "--data-dir",
-                               cluster.data_dir(member), "--json"], capture_output=True, text=True,
-                              timeout=30, env=child_env(BENCH_DIR))
-        try:
-            found += [f"member {member} errors: {json.dumps(e)[:400]}" for e in json.loads(tool.stdout)]
-        except ValueError:
-            found.append(f"member {member}: aeronpy tool errors failed: {(tool.stdout + tool.stderr)[:300]}")
-        try:
-            with open(cluster.log_path(member), errors="replace") as f:
-                found += [f"member {member} log: {line.rstrip()[:400]}" for line in f
-                          if "Traceback" in line or " ERROR " in line or "CRITICAL" in line]
-        except OSError:
-            pass
-    return found
-
-
-def _config_item(item: str):
-    """"key=123" -> ("key", 123); "key=text" -> ("key", "text")."""
-    key, sep, value = item.partition("=")
-    if not sep or not key.strip():
-        raise ValueError(f"expected KEY=VALUE, got {item!r}")
-    try:
-        return key.strip(), int(value)
-    except ValueError:
-        return key.strip(), value.strip()
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -199,7 +167,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except ValueError as e:
         parser.error(f"--scenarios: {e}")
     try:
-        args.node_config = dict(_config_item(item) for item in args.node_config)
+        args.node_config = dict(harness.config_item(item) for item in args.node_config)
     except ValueError as e:
         parser.error(f"--node-config: {e}")
     if args.phase_s <= 0 or not 0 < args.recovery_bound_s <= args.settle_s or not 1024 <= args.base_port <= 65500:

@@ -161,19 +161,34 @@ def recovery_violations(rows: Sequence[Mapping], bound_s: float) -> List[str]:
     violations = []
     for r in rows:
         where = f"phase {r['phase']} ({r['scenario']})"
-        if r["unrecovered_clients"]:
-            violations.append(f"{where}: clients {', '.join(r['unrecovered_clients'])} never acknowledged after the heal")
-        elif r["all_clients_acked_after_heal_s"] is not None and r["all_clients_acked_after_heal_s"] > bound_s:
-            violations.append(f"{where}: a client waited {r['all_clients_acked_after_heal_s']:.1f} s after the heal "
-                              f"for an acknowledgement (bound {bound_s:g} s)")
-        agreed = r["leader_agreed_after_heal_s"]
-        if agreed is None or agreed > bound_s:
-            violations.append(f"{where}: members did not agree on one leader within {bound_s:g} s of the heal")
-        if r["stuck_members"]:
-            violations.append(f"{where}: members {r['stuck_members']} did not reach, by the end of the settle, "
-                              "the commit index the cluster had at the heal")
-        if r["errors"]:
-            violations.append(f"{where}: members recorded {r['errors']} errors (errors.log)")
+        violations += late_recovery(where, r, bound_s, "heal") + settle_violations(where, r, "at the heal")
+    return violations
+
+
+def late_recovery(where: str, r: Mapping, bound_s: float, event: str) -> List[str]:
+    """A client not acknowledged again after the ``event`` ("heal", "resume": the row's
+    ``*_after_<event>_s`` figures) within ``bound_s``, or no one leader agreed on within it."""
+    violations = []
+    acked_s, agreed_s = r[f"all_clients_acked_after_{event}_s"], r[f"leader_agreed_after_{event}_s"]
+    if r["unrecovered_clients"]:
+        violations.append(f"{where}: clients {', '.join(r['unrecovered_clients'])} never acknowledged after the {event}")
+    elif acked_s is not None and acked_s > bound_s:
+        violations.append(f"{where}: a client waited {acked_s:.1f} s after the {event} "
+                          f"for an acknowledgement (bound {bound_s:g} s)")
+    if agreed_s is None or agreed_s > bound_s:
+        violations.append(f"{where}: members did not agree on one leader within {bound_s:g} s of the {event}")
+    return violations
+
+
+def settle_violations(where: str, r: Mapping, when: str) -> List[str]:
+    """A member that did not reach by the end of the settle the commit index the cluster had
+    ``when`` (e.g. "at the heal"), and errors the members recorded."""
+    violations = []
+    if r["stuck_members"]:
+        violations.append(f"{where}: members {r['stuck_members']} did not reach, by the end of the settle, "
+                          f"the commit index the cluster had {when}")
+    if r["errors"]:
+        violations.append(f"{where}: members recorded {r['errors']} errors (errors.log)")
     return violations
 
 

@@ -53,21 +53,18 @@ import argparse
 import json
 import os
 import random
-import shutil
-import signal
-import socket
 import subprocess
 import sys
-import tempfile
 import time
 from typing import Dict, List, Mapping, Optional, Sequence
 
 BENCH_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path[:0] = [os.path.dirname(BENCH_DIR), BENCH_DIR]   # the repository's aeronpy; bench's packages
 
-from aeronpy.cluster.counters import ConsensusModuleState, CountersReader  # noqa: E402
+from aeronpy.cluster.counters import ConsensusModuleState  # noqa: E402
 from aeronpy.testing.process_cluster import ProcessCluster, child_env  # noqa: E402
 from loss_trial import harness  # noqa: E402
+from loss_trial.sampler import Sampler, observe_until  # noqa: E402
 from partition_trial.metrics import client_tag  # noqa: E402
 from pause_trial import plan  # noqa: E402
 from pause_trial.metrics import format_table, recovery_violations, step_row, unexplained_errors  # noqa: E402
@@ -77,51 +74,8 @@ MEMBERS = harness.MEMBERS
 WARMUP_S = 2.0
 CLIENT_TAIL_S = 15.0                 # clients outlive the last settle (steps drift: leader waits, the tool)
 STEP_SLACK_S = 3.0                   # per step, for the same reason
-SAMPLE_INTERVAL_S = 0.05
 SNAPSHOT_SEEN_WITHIN_S = 8.0         # scenario f: the tool's request reaches the leader
-KEPT_COUNTERS = ("role", "leadership_term", "leader_id", "commit_index", "append_index", "errors",
-                 "elections_held", "sessions_open", "consensus_module_state", "snapshot_count",
-                 "max_duty_cycle_ns")
 DEFAULT_SESSION_TIMEOUT_MS = 10_000
-
-
-class Sampler:
-    """Every member's counters, from readers kept open (re-opened when one fails)."""
-
-    def __init__(self, cluster: ProcessCluster) -> None:
-        self.cluster = cluster
-        self.readers: Dict[int, Optional[CountersReader]] = {m: None for m in range(MEMBERS)}
-
-    def read(self, member: int) -> Optional[Dict[str, int]]:
-        reader = self.readers[member]
-        try:
-            if reader is None or reader.replaced():
-                if reader is not None:
-                    reader.close()
-                reader = self.readers[member] = CountersReader(self.cluster.data_dir(member))
-            values = reader.read()
-            return {k: values[k] for k in KEPT_COUNTERS if k in values}
-        except Exception:
-            self.readers[member] = None
-            return None
-
-    def snapshot(self) -> Dict[int, Optional[Dict[str, int]]]:
-        return {m: self.read(m) for m in range(MEMBERS)}
-
-    def close(self) -> None:
-        for reader in self.readers.values():
-            if reader is not None:
-                reader.close()
-
-
-def _observe_until(deadline: float, sampler: Sampler, samples: list) -> None:
-    """Sample every SAMPLE_INTERVAL_S until ``deadline`` (monotonic), returning at it."""
-    while True:
-        now = time.monotonic()
-        if now >= deadline:
-            return
-        samples.append((time.time(), sampler.snapshot()))
-        time.sleep(max(0.0, min(SAMPLE_INTERVAL_S, deadline - time.monotonic())))
 
 
 def _current_leader(cluster: ProcessCluster, timeout_s: float) -> Optional[int]:
@@ -167,13 +121,18 @@ def _start_probe(cluster: ProcessCluster, tag: str, work_dir: str, out_dir: str,
                                 stdin=subprocess.DEVNULL, start_new_session=True)
 
 
-def _finish_probe(probe: subprocess.Popen, name: str, tag: str, out_dir: str, problems: List[str]) -> Optional[dict]:
+def _wait_or_kill(proc: subprocess.Popen, problems: List[str], late: str) -> None:
+    """Wait 30 s for ``proc``; still running then, it is killed and ``late`` is a problem."""
     try:
-        probe.wait(timeout=30)
+        proc.wait(timeout=30)
     except subprocess.TimeoutExpired:
-        probe.kill()
-        probe.wait(timeout=10)
-        problems.append(f"step {name}: probe client {tag} still running 30 s after its end: killed")
+        proc.kill()
+        proc.wait(timeout=10)
+        problems.append(late)
+
+
+def _finish_probe(probe: subprocess.Popen, name: str, tag: str, out_dir: str, problems: List[str]) -> Optional[dict]:
+    _wait_or_kill(probe, problems, f"step {name}: probe client {tag} still running 30 s after its end: killed")
     try:
         with open(os.path.join(out_dir, f"probe-{tag}.json")) as f:
             return json.load(f)
@@ -198,7 +157,7 @@ def run_step(step: plan.Step, cluster: ProcessCluster, clients: Mapping[str, sub
     start, record["t0"] = time.monotonic(), time.time()
     tool = probe = None
     for offset, duration in step.pauses:
-        _observe_until(start + offset, sampler, samples)
+        observe_until(start + offset, sampler, samples)
         if step.target == plan.CLIENTS:
             targets = [(tag, clients[tag].pid) for tag in step.clients]
             was_leader = False
@@ -224,22 +183,17 @@ def run_step(step: plan.Step, cluster: ProcessCluster, clients: Mapping[str, sub
             if step.probe and probe is None:
                 probe = _start_probe(cluster, record["probe_tag"], work_dir, os.path.join(work_dir, "out"),
                                      step.paused_s + args.phase_s)
-            _observe_until(stopped_at + duration, sampler, samples)
+            observe_until(stopped_at + duration, sampler, samples)
         finally:
             for _, pgid in targets:
                 pauser.resume(pgid)
         record["pauses"].append([[what for what, _ in targets], t_stop, time.time(), was_leader])
     record["t_resume"] = record["pauses"][-1][2] if record["pauses"] else time.time()
     record["counters_resume"] = sampler.snapshot()
-    _observe_until(time.monotonic() + args.phase_s, sampler, samples)
+    observe_until(time.monotonic() + args.phase_s, sampler, samples)
     record["t_end"], record["counters_after"] = time.time(), sampler.snapshot()
     if tool is not None:
-        try:
-            tool.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            tool.kill()
-            tool.wait(timeout=10)
-            problems.append(f"step {step.name}: aeronpy tool snapshot still running 30 s after the resume: killed")
+        _wait_or_kill(tool, problems, f"step {step.name}: aeronpy tool snapshot still running 30 s after the resume: killed")
         with open(os.path.join(work_dir, "snapshot-tool.log"), errors="replace") as f:
             record["snapshot_tool"] = {"exit_status": tool.returncode, "output": f.read()[-1500:]}
     if probe is not None:
@@ -274,56 +228,11 @@ def run_trial(args, work_dir: str, problems: List[str], pauser: Pauser) -> Dict[
                   f"per member after the settle: {after}", flush=True)
         pauser.resume_all()
         harness.end_run(cluster, clients, clients_end, problems)
-        return {"steps": steps, "out_dir": out_dir, "member_errors": member_errors(cluster)}
+        return {"steps": steps, "out_dir": out_dir, "member_errors": harness.member_errors(cluster)}
     finally:
         pauser.resume_all()                               # before anything is killed
         sampler.close()
         harness.close(cluster, clients)
-
-
-def member_errors(cluster: ProcessCluster) -> List[str]:
-    """The errors each member recorded (``aeronpy tool errors``) and its log's error lines."""
-    found = []
-    for member in range(MEMBERS):
-        tool = subprocess.run([sys.executable, "-m", "aeronpy", "tool", "errors", "--data-dir",
-                               cluster.data_dir(member), "--json"], capture_output=True, text=True,
-                              timeout=30, env=child_env(BENCH_DIR))
-        try:
-            found += [f"member {member} errors: {json.dumps(e)[:400]}" for e in json.loads(tool.stdout)]
-        except ValueError:
-            found.append(f"member {member}: aeronpy tool errors failed: {(tool.stdout + tool.stderr)[:300]}")
-        try:
-            with open(cluster.log_path(member), errors="replace") as f:
-                found += [f"member {member} log: {line.rstrip()[:400]}" for line in f
-                          if "Traceback" in line or " ERROR " in line or "CRITICAL" in line]
-        except OSError:
-            pass
-    return found
-
-
-def ports_in_use(base_port: int) -> List[int]:
-    """The cluster's ports (UDP consensus and ingress, TCP and UDP admin) that cannot be bound now."""
-    taken = []
-    for ports in harness.member_ports(base_port):
-        for port in ports.values():
-            for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
-                with socket.socket(socket.AF_INET, kind) as s:
-                    try:
-                        s.bind(("127.0.0.1", port))
-                    except OSError:
-                        taken.append(port)
-                        break
-    return taken
-
-
-def _config_item(item: str):
-    key, sep, value = item.partition("=")
-    if not sep or not key.strip():
-        raise ValueError(f"expected KEY=VALUE, got {item!r}")
-    try:
-        return key.strip(), int(value)
-    except ValueError:
-        return key.strip(), value.strip()
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -350,10 +259,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         args.seed = random.SystemRandom().randrange(1 << 31)
     try:
         args.steps = plan.expand_scenarios(args.scenarios, args.seed, args.phase_s)
-        args.node_config = dict(_config_item(item) for item in args.node_config)
+        args.node_config = dict(harness.config_item(item) for item in args.node_config)
     except ValueError as e:
         parser.error(str(e))
-    taken = ports_in_use(args.base_port)
+    taken = harness.ports_in_use(args.base_port)
     if taken:
         print(f"pause_trial: ports {taken} are in use (another run?): choose another --base-port", file=sys.stderr)
         return 2
@@ -364,31 +273,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 def run(args) -> int:
-    """Run the trial in a fresh work directory; every stopped process is continued whatever
-    happens (SIGTERM and SIGHUP raise SystemExit into the ``finally``s, Ctrl-C KeyboardInterrupt)."""
+    """Run the trial; every stopped process is continued whatever happens (SIGTERM and SIGHUP
+    raise SystemExit into the ``finally``s, Ctrl-C KeyboardInterrupt)."""
     pauser = Pauser()
-    for signum in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(signum, harness.raise_exit)
-    work_dir = tempfile.mkdtemp(prefix="aeronpy-pause-trial-")
-    problems: List[str] = []
-    trial: Dict[str, object] = {}
-    try:
-        trial = run_trial(args, work_dir, problems, pauser)
-        if trial:
-            trial["loaded"] = (harness.load_records(trial["out_dir"], problems),
-                               harness.load_applied(trial["out_dir"]))
-    except KeyboardInterrupt:
-        print("pause_trial: interrupted", file=sys.stderr)
-        return 130
-    except RuntimeError as e:                             # a member exited (MemberExitedError)
-        problems.append(f"run stopped: {e}")
-    finally:
-        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-            signal.signal(signum, signal.SIG_IGN)         # a second Ctrl-C must not skip the clean-up
-        pauser.resume_all()
-        if not args.keep:
-            shutil.rmtree(work_dir, ignore_errors=True)
-    return report(args, trial, problems, work_dir)
+    return harness.run_in_work_dir("pause_trial", args, lambda *a: run_trial(*a, pauser), report,
+                                   clean_up=pauser.resume_all)
 
 
 def report(args, trial: Mapping, problems: List[str], work_dir: str) -> int:

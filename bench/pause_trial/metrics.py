@@ -15,7 +15,8 @@ from typing import Dict, List, Mapping, Optional, Sequence
 
 from loss_trial.checker import ACKED, CLOSED, TIMED_OUT
 from partition_trial.metrics import (LEADER_ROLE, ack_times, agreed_leader, client_tag, counter_rise,
-                                     first_ack_after, longest_gap, max_term, stuck_members)
+                                     first_ack_after, late_recovery, longest_gap, max_term, settle_violations,
+                                     stuck_members)
 
 # ERROR/Traceback lines a pause explains: none so far. Each entry: (step targets, substring).
 EXPLAINED_ERRORS: Sequence[tuple] = ()
@@ -173,21 +174,10 @@ def recovery_violations(rows: Sequence[Mapping], bound_s: float, session_timeout
         if probe is not None and (probe["outcomes"].get(CLOSED) or probe["first_ack_after_resume_s"] is None):
             violations.append(f"{where}: the probe client, never paused, had its session closed or was not "
                               f"acknowledged after the resume: {probe}")
-        if r["unrecovered_clients"]:
-            violations.append(f"{where}: clients {', '.join(r['unrecovered_clients'])} never acknowledged after the resume")
-        elif r["all_clients_acked_after_resume_s"] is not None and r["all_clients_acked_after_resume_s"] > bound_s:
-            violations.append(f"{where}: a client waited {r['all_clients_acked_after_resume_s']:.1f} s after the "
-                              f"resume for an acknowledgement (bound {bound_s:g} s)")
-        agreed = r["leader_agreed_after_resume_s"]
-        if agreed is None or agreed > bound_s:
-            violations.append(f"{where}: members did not agree on one leader within {bound_s:g} s of the resume")
+        violations += late_recovery(where, r, bound_s, "resume")
         if r["stale_leader_s"] is None or r["stale_leader_s"] > bound_s:
             violations.append(f"{where}: the resumed leader still led in an old term {bound_s:g} s after the resume")
-        if r["stuck_members"]:
-            violations.append(f"{where}: members {r['stuck_members']} did not reach, by the end of the settle, "
-                              "the commit index the cluster had at the resume")
-        if r["errors"]:
-            violations.append(f"{where}: members recorded {r['errors']} errors (errors.log)")
+        violations += settle_violations(where, r, "at the resume")
         if r["closed_unpaused"]:
             violations.append(f"{where}: {r['closed_unpaused']} requests of clients that were not paused "
                               "ended with their session closed")

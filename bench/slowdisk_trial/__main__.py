@@ -46,10 +46,8 @@ import argparse
 import os
 import random
 import shutil
-import signal
 import subprocess
 import sys
-import tempfile
 import time
 from typing import Dict, List, Mapping, Optional, Sequence
 
@@ -58,27 +56,18 @@ sys.path[:0] = [os.path.dirname(BENCH_DIR), BENCH_DIR]   # the repository's aero
 
 from loss_trial import harness  # noqa: E402
 from loss_trial.clients import REQUEST_TIMEOUT_S  # noqa: E402
+from loss_trial.sampler import Sampler, observe_until  # noqa: E402
 from partition_trial.metrics import client_tag  # noqa: E402
-from pause_trial.__main__ import Sampler, member_errors, ports_in_use  # noqa: E402
 from pause_trial.metrics import unexplained_errors  # noqa: E402
 from slowdisk_trial import plan  # noqa: E402
 from slowdisk_trial.metrics import format_table, recovery_violations, step_row  # noqa: E402
-from slowdisk_trial.shim import ShimUnavailable, SlowSyncShim  # noqa: E402
+from slowdisk_trial.shim import SlowSyncShim  # noqa: E402
 
 MEMBERS = harness.MEMBERS
 WARMUP_S = 2.0
 CLIENT_TAIL_S = 10.0                 # clients outlive the last settle (a leader search may take 5 s)
 STEP_SLACK_S = 6.0                   # per step: the leader search at its start
-SAMPLE_INTERVAL_S = 0.05
 ELECTION_S = 1.0                     # one election: 200-400 ms timeout, pre-vote and vote round trips
-
-
-def _observe_until(deadline: float, sampler: Sampler, samples: list) -> None:
-    while True:
-        if time.monotonic() >= deadline:
-            return
-        samples.append((time.time(), sampler.snapshot()))
-        time.sleep(max(0.0, min(SAMPLE_INTERVAL_S, deadline - time.monotonic())))
 
 
 def run_step(step: plan.Step, cluster, sampler: Sampler, shim: SlowSyncShim, args,
@@ -97,12 +86,12 @@ def run_step(step: plan.Step, cluster, sampler: Sampler, shim: SlowSyncShim, arg
     try:
         for member in targets:
             shim.set(member, step.slowness)
-        _observe_until(start + args.phase_s, sampler, samples)
+        observe_until(start + args.phase_s, sampler, samples)
     finally:
         shim.all_fast()
     record["t_fast"] = time.time()
     record["counters_fast"], record["shim_fast"] = sampler.snapshot(), shim.all_stats()
-    _observe_until(time.monotonic() + args.settle_s, sampler, samples)
+    observe_until(time.monotonic() + args.settle_s, sampler, samples)
     record["t_end"], record["counters_after"] = time.time(), sampler.snapshot()
     record["shim_after"] = shim.all_stats()
     cluster.check_running()                               # a member that died: MemberExitedError
@@ -134,7 +123,7 @@ def run_trial(args, work_dir: str, problems: List[str], shim: SlowSyncShim) -> D
                   f"(role, term, leader) after the settle: {after}", flush=True)
         shim.all_fast()
         harness.end_run(cluster, clients, clients_end, problems)
-        return {"steps": steps, "out_dir": out_dir, "member_errors": member_errors(cluster),
+        return {"steps": steps, "out_dir": out_dir, "member_errors": harness.member_errors(cluster),
                 "shim_end": shim.all_stats()}
     finally:
         shim.all_fast()                                   # members stopped at the end stop quickly
@@ -171,7 +160,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print("slowdisk_trial: gcc not found on PATH: the slow-sync shim (slowsync.c) is compiled at run time; "
               "install gcc", file=sys.stderr)
         return 2
-    taken = ports_in_use(args.base_port)
+    taken = harness.ports_in_use(args.base_port)
     if taken:
         print(f"slowdisk_trial: ports {taken} are in use (another run?): choose another --base-port", file=sys.stderr)
         return 2
@@ -180,34 +169,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 def run(args) -> int:
-    """Run the trial in a fresh work directory (removed unless --keep); SIGTERM and SIGHUP
-    raise SystemExit into the ``finally``s, so members and clients are killed whatever happens."""
-    for signum in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(signum, harness.raise_exit)
-    work_dir = tempfile.mkdtemp(prefix="aeronpy-slowdisk-trial-")
-    problems: List[str] = []
-    trial: Dict[str, object] = {}
-    try:
-        try:
-            shim = SlowSyncShim(work_dir, MEMBERS, args.seed)
-        except ShimUnavailable as e:
-            print(f"slowdisk_trial: {e}", file=sys.stderr)
-            return 2
-        trial = run_trial(args, work_dir, problems, shim)
-        if trial:
-            trial["loaded"] = (harness.load_records(trial["out_dir"], problems),
-                               harness.load_applied(trial["out_dir"]))
-    except KeyboardInterrupt:
-        print("slowdisk_trial: interrupted", file=sys.stderr)
-        return 130
-    except RuntimeError as e:                             # a member exited (MemberExitedError)
-        problems.append(f"run stopped: {e}")
-    finally:
-        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-            signal.signal(signum, signal.SIG_IGN)         # a second Ctrl-C must not skip the clean-up
-        if not args.keep:
-            shutil.rmtree(work_dir, ignore_errors=True)
-    return report(args, trial, problems, work_dir)
+    """Build the shim and run the trial in a fresh work directory (removed unless --keep); members
+    and clients are killed whatever happens (harness.run_in_work_dir)."""
+    def run_with_shim(args, work_dir: str, problems: List[str]) -> Dict[str, object]:
+        return run_trial(args, work_dir, problems, SlowSyncShim(work_dir, MEMBERS, args.seed))
+
+    return harness.run_in_work_dir("slowdisk_trial", args, run_with_shim, report)
 
 
 def _disk_line(shim_end: Mapping[int, Optional[Mapping[str, int]]]) -> str:

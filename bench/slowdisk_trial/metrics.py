@@ -17,7 +17,7 @@ from typing import Dict, List, Mapping, Optional, Sequence
 
 from loss_trial.checker import ACKED, CLOSED, TIMED_OUT
 from partition_trial.metrics import (LEADER_ROLE, ack_times, agreed_leader, counter_rise, first_ack_after,
-                                     longest_gap, max_term, stuck_members)
+                                     longest_gap, max_term, settle_violations, stuck_members)
 
 SHIM_FIELDS = ("calls", "slowed", "injected_ns", "real_ns", "real_max_ns")
 
@@ -143,11 +143,7 @@ def recovery_violations(rows: Sequence[Mapping], bounds_s: Mapping[str, float]) 
         if r["leader_agreed_s"] is None or r["leader_agreed_s"] > bound:
             violations.append(f"{where}: the members did not agree on one leader within {bound:g} s of the "
                               "disks turning fast")
-        if r["stuck_members"]:
-            violations.append(f"{where}: members {r['stuck_members']} did not reach, by the end of the settle, "
-                              "the commit index the cluster had when the disks turned fast")
-        if r["errors"]:
-            violations.append(f"{where}: members recorded {r['errors']} errors (errors.log)")
+        violations += settle_violations(where, r, "when the disks turned fast")
         if r["closed"]:
             violations.append(f"{where}: {r['closed']} requests ended with their session closed")
     return violations

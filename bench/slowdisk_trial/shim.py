@@ -3,32 +3,19 @@ statistics files: :meth:`SlowSyncShim.set` changes a running member's disk speed
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
 from typing import Dict, List, Optional
 
+from loss_trial import shim as compiled_shim
 from slowdisk_trial.metrics import parse_shim_stats
 from slowdisk_trial.plan import FAST, Slowness
 
 SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "slowsync.c")
 
 
-class ShimUnavailable(Exception):
-    """gcc is missing or the shim does not build: a prerequisite, not a finding."""
-
-
 def build(out_dir: str, compiler: Optional[str] = None) -> str:
     """Compile slowsync.c into ``out_dir``; the shared object's path."""
-    gcc = compiler or shutil.which("gcc")
-    if gcc is None:
-        raise ShimUnavailable("gcc not found on PATH: the slow-sync shim (slowsync.c) is built at run time; "
-                              "install gcc (apt-get install gcc)")
-    target = os.path.join(out_dir, "slowsync.so")
-    done = subprocess.run([gcc, "-O2", "-Wall", "-shared", "-fPIC", "-o", target, SOURCE, "-ldl", "-lpthread"],
-                          capture_output=True, text=True, timeout=120)
-    if done.returncode != 0 or not os.path.exists(target):
-        raise ShimUnavailable(f"gcc could not build {SOURCE}: {(done.stdout + done.stderr).strip()[:600]}")
-    return target
+    return compiled_shim.build(SOURCE, os.path.join(out_dir, "slowsync.so"), "the slow-sync shim",
+                               ("-ldl", "-lpthread"), compiler)
 
 
 class SlowSyncShim:

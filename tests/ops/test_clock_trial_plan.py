@@ -178,7 +178,9 @@ def test_failover_sessions_other_than_the_silent_one_must_stay_open():
         "the run did not reach a failover (no kill of member 0 or no new leader)"]
 
 
-def restart_run(bug=None, skip_warning=None):
+def true_clocks_model(timers, bug=None):
+    """As scenarios._start_true_clocks: every clock true, member 0 leads, p0, p1 and cmd
+    connect, cmd starts the chain and schedules ``timers``."""
     m = Model(bug)
     for member in range(3):
         m.start(member, 0.0)
@@ -187,8 +189,13 @@ def restart_run(bug=None, skip_warning=None):
         m.event("connect", client=name, session=sid)
     m.advance(1.0)
     m.schedule(CHAIN, 1000)
-    for cid, delay_ms in plan.RESTART_TIMERS:
+    for cid, delay_ms in timers:
         m.schedule(cid, delay_ms)
+    return m
+
+
+def restart_run(bug=None, skip_warning=None):
+    m = true_clocks_model(plan.RESTART_TIMERS, bug)
     m.advance(1.5)
     for phase, member, offset_s, cid in (("minus", 1, -plan.HOUR_S, 300), ("plus", 1, plan.HOUR_S, 301),
                                          ("back", 0, 0.0, 302)):
@@ -234,16 +241,7 @@ def test_restarts_as_documented_hold_and_broken_ones_fail():
 def step_run(follow_step=False, shim_took=True):
     """Member 0 leads; its wall clock steps per plan.STEP_SHIFTS. ``follow_step``: cluster time
     follows the stepped wall clock (what an unanchored clock would do)."""
-    m = Model()
-    for member in range(3):
-        m.start(member, 0.0)
-    m.lead(0, "first")
-    for sid, name in enumerate(("p0", "p1", "cmd"), 1):
-        m.event("connect", client=name, session=sid)
-    m.advance(1.0)
-    m.schedule(CHAIN, 1000)
-    for cid, delay_ms in plan.STEP_TIMERS:
-        m.schedule(cid, delay_ms)
+    m = true_clocks_model(plan.STEP_TIMERS)
     elapsed = 0.0
     for at_s, offset_s in plan.STEP_SHIFTS:
         m.advance(at_s - elapsed)

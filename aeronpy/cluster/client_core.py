@@ -258,6 +258,14 @@ class ClientCore(ClientSessionBase):
         # refuses a message offer() accepted (1 MiB messages filled an 8 MiB stream at 7)
         self._window_bytes_max = 0
         self._window_bytes = 0
+        # a busy client's keepalive to each other member in turn, this often (0: none; set by
+        # ClusterClient for UDP): a member can send to a client only once it has heard from
+        # it, so without it a new leader's NEW_LEADER event did not reach a client that had
+        # messages in flight all along, which learnt of the failover only by its 500 ms
+        # re-send timeout (kill -9 failovers took 250 or 500 ms, about half each). None of
+        # this in SimCluster, whose network lets any member reach any client.
+        self._probe_interval_ns = 0
+        self._probe_due_ns = 0                # 0: none sent yet (the first round goes to all)
         # the highest ack_seq of a SessionAck of the newest leadership term heard from (an
         # older leader's ack may lie above a new leader's hold), and whether the last one came
         # below the window's released prefix (held by the leader, or a late duplicate)
@@ -537,6 +545,8 @@ class ClientCore(ClientSessionBase):
                 # request after a quiet failover take over 1 s.
                 self.leader_endpoint = self._next_endpoint(self.leader_endpoint)
                 self._resend_window(now_ns)
+            if self._probe_interval_ns and self._window and now_ns >= self._probe_due_ns:
+                self._probe_members(now_ns)
             if now_ns - self._last_sent_ns >= self._keepalive_interval_ns:
                 keepalive = P.SessionKeepAlive(self.session_id, self.leadership_term)
                 self._send(self.leader_endpoint, keepalive, now_ns)
@@ -572,7 +582,22 @@ class ClientCore(ClientSessionBase):
             resend = self._last_progress_ns + self.config.resend_timeout_ns
             if resend < due:
                 due = resend
+            if self._probe_interval_ns and self._probe_due_ns < due:
+                due = self._probe_due_ns
         return due        # (an idle client's probe of another member goes with a keepalive)
+
+    def _probe_members(self, now_ns: int) -> None:
+        """A keepalive to the next member other than the leader (to each of them the first
+        time), outside the session's own sends: it refreshes the leader's view of nothing, and
+        a follower's answer (a redirect naming the leader we know) changes nothing here."""
+        others = len(self.endpoints) - 1
+        if others < 1:
+            return
+        keepalive = P.SessionKeepAlive(self.session_id, self.leadership_term)
+        for _ in range(others if self._probe_due_ns == 0 else 1):
+            self.outgoing.append((self._next_endpoint(self.leader_endpoint), keepalive))
+            self._count("member_probes")
+        self._probe_due_ns = now_ns + self._probe_interval_ns
 
     def _next_endpoint(self, avoid: Optional[str]) -> str:
         for _ in range(len(self.endpoints)):
@@ -627,6 +652,8 @@ class ClientCore(ClientSessionBase):
         elif event.code == P.EVENT_REDIRECT:
             if not event.detail:
                 self._count("no_leader_answers")
+            elif event.correlation_id == 0 and event.detail == self.leader_endpoint:
+                self._count("leader_confirmed")      # a probed member names our leader
             else:
                 self._count("redirects")
             if event.detail and event.detail != self.leader_endpoint:

@@ -33,9 +33,13 @@ from .snapshots import (SNAPSHOT_PREFIX, SNAPSHOT_SUFFIX, SNAPSHOT_TMP_SUFFIX, S
 from .syncer import BackgroundSyncer
 
 FILE_SYNC_LEVELS = ("none", "data", "full")
-# After a power loss, up to this much of the most recently synced log may lie beyond the
-# durable marker on disk (so outside the corruption check; a torn tail there is still cut).
+# After a power loss, the most recently synced log (this much of it, or MARKER_SYNC_SLOW_FACTOR
+# data syncs' worth, when the syncer was idle between batches) may lie beyond the durable
+# marker on disk: outside the corruption check, kept if intact (a torn tail there is cut).
 MARKER_SYNC_INTERVAL_S = 0.1
+# and at most every this many times the last data sync's duration: on a disk whose syncs take
+# 50 ms, a marker sync after each batch doubled every round's cost (the slow-disk trial)
+MARKER_SYNC_SLOW_FACTOR = 10
 # `close()` waits at most this long in all for the sync thread (its final sync, then its stop):
 # a hung disk makes close fail after one limit, not after several waits of it in a row.
 CLOSE_SYNC_TIMEOUT_S = 60.0
@@ -97,6 +101,7 @@ class Archive:
         self._requested = 0
         self._commit = 0
         self._marker_synced_at = 0.0
+        self._last_data_sync_s = 0.0        # how long the last batch's data syncs took
         # term of the last live recorded term start (None: unknown): an append whose last entry
         # has this term records nothing (`record_term_starts`' one compare per append)
         self.recorded_term: int | None = None
@@ -511,22 +516,28 @@ class Archive:
 
     def _sync_batch(self, target: int, handles: list, sync_dir: bool) -> None:
         """Runs on the syncer thread (or inline): data first, then the marker that claims it."""
+        started = time.monotonic()
         for h in handles:
             self._sync_handle(h)
         if sync_dir:
             self.fs.sync_dir(self.data_dir)
+        self._last_data_sync_s = time.monotonic() - started
         if self._closed:      # a sync that hung past close(): its files are closed, claim nothing
             return
         self._marker.write(target, self._commit_for_marker(), sync=False)
 
     def _idle_sync(self) -> None:
         """Sync the durable marker when the syncer has nothing else to do -- but on the
-        background thread at most every MARKER_SYNC_INTERVAL_S, so an idle-between-batches
-        workload does not pay two device flushes per group commit. (Inline, as in the
+        background thread at most every MARKER_SYNC_INTERVAL_S, and every
+        MARKER_SYNC_SLOW_FACTOR times the last data sync's duration, so an idle-between-batches
+        workload does not pay two device flushes per group commit, on a fast disk or a slow
+        one. A marker that lags only narrows what recovery can call corruption rather than a
+        torn tail; the entries it has not claimed yet are kept if intact. (Inline, as in the
         simulator, every time: deterministic, and free in memory.)"""
         if self._syncer is not None:
             now = time.monotonic()
-            if now - self._marker_synced_at < MARKER_SYNC_INTERVAL_S:
+            interval = max(MARKER_SYNC_INTERVAL_S, MARKER_SYNC_SLOW_FACTOR * self._last_data_sync_s)
+            if now - self._marker_synced_at < interval:
                 return
             self._marker_synced_at = now
         if not self._closed:

@@ -340,7 +340,9 @@ class AsyncClusterClient:
         queue = self._room_queue
         ending = (self._closed or self._failure is not None
                   or self._core.state is ClientState.CLOSED)
-        room = self._core._window_messages - len(self._core._window) - self._turns_out
+        core = self._core
+        room = core._window_messages - len(core._window) - self._turns_out \
+            if core.has_window_room() else 0
         while queue and (ending or room > 0):
             waiter = queue.popleft()
             if not waiter.done():         # else it timed out or was cancelled while waiting
@@ -421,8 +423,9 @@ class AsyncClusterClient:
         return await self._wait_until(self._window_has_room, timeout_s)
 
     def _window_has_room(self) -> bool:
-        # the window offer() keeps to, which connect may have lowered to the cluster's reply cache
-        return len(self._core._window) < self._core._window_messages
+        # the window offer() keeps to: its count, which connect may have lowered to the
+        # cluster's reply cache, and its bytes (ClientCore.has_window_room)
+        return self._core.has_window_room()
 
     def _complete_waiting(self) -> None:
         if self._room_queue and self._core.state is ClientState.CLOSED:

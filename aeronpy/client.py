@@ -153,7 +153,7 @@ class ClusterClient:
             # offer() says BACK_PRESSURED before the stream would refuse a message: room kept
             # for the keepalives and control messages that share the stream
             core._window_bytes_max = max(1, buffer_bytes - WINDOW_BYTES_HEADROOM)
-        if getattr(transport, "sends_encoded", False):
+        if getattr(transport, "sends_encoded", False) and len(core.endpoints) > 1:
             # over UDP a member answers only clients it has heard from (ClientCore)
             core._probe_interval_ns = core.config.keepalive_interval_ns // \
                 max(1, len(core.endpoints) - 1)

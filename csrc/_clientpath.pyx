@@ -180,6 +180,7 @@ cdef class ClientSessionBase:
                 self._window_bytes + SESSION_MESSAGE_HEADER_LENGTH + size > self._window_bytes_max:
             # the bytes the stream to the leader can hold: past them it would refuse the
             # message, which would then go out only with a stall's re-send (big messages)
+            self._bytes_wanted = SESSION_MESSAGE_HEADER_LENGTH + size
             self._bump("back_pressured")
             return BACK_PRESSURED
         # the numbers are taken only once the message is built: a payload the encoder refuses
@@ -205,6 +206,8 @@ cdef class ClientSessionBase:
         window.append(message)
         if self._window_bytes_max:
             self._window_bytes += SESSION_MESSAGE_HEADER_LENGTH + size
+            if self._bytes_wanted:
+                self._bytes_wanted = 0
         if expect_reply:
             self._awaiting.add(correlation_id)
         self.outgoing.append((self.leader_endpoint, message))

@@ -266,6 +266,9 @@ class ClientCore(ClientSessionBase):
         # this in SimCluster, whose network lets any member reach any client.
         self._probe_interval_ns = 0
         self._probe_due_ns = 0                # 0: none sent yet (the first round goes to all)
+        # the encoded size of the last message offer() refused for the window's bytes (0:
+        # none since the last accepted): AsyncClusterClient waits for that much room
+        self._bytes_wanted = 0
         # the highest ack_seq of a SessionAck of the newest leadership term heard from (an
         # older leader's ack may lie above a new leader's hold), and whether the last one came
         # below the window's released prefix (held by the leader, or a late duplicate)
@@ -586,6 +589,16 @@ class ClientCore(ClientSessionBase):
                 due = self._probe_due_ns
         return due        # (an idle client's probe of another member goes with a keepalive)
 
+    def has_window_room(self) -> bool:
+        """Whether offer() would take a message now as far as the window goes: fewer than
+        window_messages in flight, and room in its byte bound for the last message it refused
+        for bytes (any message fits an empty window)."""
+        window = self._window
+        if len(window) >= self._window_messages:
+            return False
+        wanted = self._bytes_wanted
+        return not (wanted and window and self._window_bytes + wanted > self._window_bytes_max)
+
     def _probe_members(self, now_ns: int) -> None:
         """A keepalive to the next member other than the leader (to each of them the first
         time), outside the session's own sends: it refreshes the leader's view of nothing, and
@@ -597,7 +610,9 @@ class ClientCore(ClientSessionBase):
         for _ in range(others if self._probe_due_ns == 0 else 1):
             self.outgoing.append((self._next_endpoint(self.leader_endpoint), keepalive))
             self._count("member_probes")
-        self._probe_due_ns = now_ns + self._probe_interval_ns
+        # each member once per keepalive interval: the session's, which its terms may lower
+        self._probe_due_ns = now_ns + min(self._probe_interval_ns,
+                                          max(1, self._keepalive_interval_ns // others))
 
     def _next_endpoint(self, avoid: Optional[str]) -> str:
         for _ in range(len(self.endpoints)):

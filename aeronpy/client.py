@@ -154,9 +154,9 @@ class ClusterClient:
             # for the keepalives and control messages that share the stream
             core._window_bytes_max = max(1, buffer_bytes - WINDOW_BYTES_HEADROOM)
         if getattr(transport, "sends_encoded", False) and len(core.endpoints) > 1:
-            # over UDP a member answers only clients it has heard from (ClientCore)
-            core._probe_interval_ns = core.config.keepalive_interval_ns // \
-                max(1, len(core.endpoints) - 1)
+            # over UDP a member answers only clients it has heard from (ClientCore spreads
+            # the probes over the other members)
+            core._probe_interval_ns = core.config.keepalive_interval_ns
         self._send_now = getattr(transport, "flush", None)
         # a transport that can hand over EgressMessages by their fields (no message objects)
         self._poll_fields = getattr(transport, "poll_fields", None)

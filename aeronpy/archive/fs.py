@@ -185,11 +185,14 @@ def read_regular(path: str, max_bytes: int | None = None, hint: str | None = Non
     return buf
 
 
-def write_replace(fs: "FileSystem", directory: str, name: str, data) -> None:
+def write_replace(fs: "FileSystem", directory: str, name: str, data, *, tmp_suffix: str = ".tmp",
+                  sync_directory: bool = True) -> None:
     """Atomically replace ``directory/name`` with ``data``, durable on return: a temporary
-    file written and fsynced, renamed over the old one, the directory synced."""
+    file written and fsynced, renamed over the old one, the directory synced (unless
+    ``sync_directory`` is false: a caller that must know whether the rename was done syncs
+    the directory itself)."""
     path = f"{directory}/{name}"
-    tmp = path + ".tmp"
+    tmp = path + tmp_suffix
     h = fs.open_file(tmp, create=True)
     try:
         fs.truncate(h, 0)
@@ -198,7 +201,8 @@ def write_replace(fs: "FileSystem", directory: str, name: str, data) -> None:
     finally:
         fs.close(h)
     fs.rename(tmp, path)
-    fs.sync_dir(directory)
+    if sync_directory:
+        fs.sync_dir(directory)
 
 
 class FileSystem:

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 
 from .._crc import crc32c
 from .errors import ArchiveCorruptError
-from .fs import FileSystem
+from .fs import FileSystem, write_replace
 
 RECORDING_LOG_FILE = "recording.log"
 COMPACTING_SUFFIX = ".compacting"     # the rewrite in progress (a crash leaves it: unused)
@@ -203,22 +203,16 @@ class RecordingLog:
             _log.warning("%s: not compacted: dropping the records of deleted snapshots would "
                          "change the term history", self.path)
             return
-        tmp = self.path + COMPACTING_SUFFIX
         raw = b"".join(_encode(TERM_START, e.term, e.index) if isinstance(e, TermStart) else
                        _encode(SNAPSHOT, e.term, e.index, e.timestamp_ns, e.checksum, e.name)
                        for e in entries)
         try:
-            handle = self.fs.open_file(tmp, create=True)
-            try:
-                self.fs.truncate(handle, 0)
-                self.fs.pwrite(handle, raw, 0)
-                self.fs.fdatasync(handle)
-            finally:
-                self.fs.close(handle)
             if self.handle is not None:
                 self.fs.close(self.handle)
-                self.handle = None                 # reopened (the new file) at the next append
-            self.fs.rename(tmp, self.path)
+                self.handle = None                 # reopened (whichever file) at the next append
+            # the directory is synced below: a failure there must not hide the rename
+            write_replace(self.fs, self.directory, RECORDING_LOG_FILE, raw,
+                          tmp_suffix=COMPACTING_SUFFIX, sync_directory=False)
         except OSError as exc:
             _log.warning("%s: compaction failed, the file stays as it is: %r", self.path, exc)
             return

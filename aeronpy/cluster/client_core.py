@@ -258,8 +258,8 @@ class ClientCore(ClientSessionBase):
         # refuses a message offer() accepted (1 MiB messages filled an 8 MiB stream at 7)
         self._window_bytes_max = 0
         self._window_bytes = 0
-        # a busy client's keepalive to each other member in turn, this often (0: none; set by
-        # ClusterClient for UDP): a member can send to a client only once it has heard from
+        # a busy client's keepalive to each other member in turn, each at most this long apart
+        # (0: none; set by ClusterClient for UDP): a member can send to a client only once it has heard from
         # it, so without it a new leader's NEW_LEADER event did not reach a client that had
         # messages in flight all along, which learnt of the failover only by its 500 ms
         # re-send timeout (kill -9 failovers took 250 or 500 ms, about half each). None of

@@ -10,8 +10,8 @@ then compacts (drops the in-memory log prefix and purges whole segment files), b
 Triggers: a CLUSTER_ACTION snapshot entry (every member snapshots at the same index): an
 admin request, or the leader's log appended since its last snapshot passing
 ``snapshot_log_bytes``; and, per member, that log passing twice ``snapshot_log_bytes``
-(followers of a leader that asks later or never). Retention: the newest ``snapshots_to_keep`` snapshots and the log
-after the oldest of them are kept, so recovery can still fall back to an older snapshot when
+(followers of a leader that asks later or never). Retention: the newest
+``snapshots_to_keep`` snapshots and the log after the oldest of them are kept, so recovery can still fall back to an older snapshot when
 the newest fails its checksum; everything below is purged (disk stays bounded).
 
 Snapshot file layout (inside the archive's checksummed snapshot file), little-endian::
@@ -256,6 +256,11 @@ class _InFlight:
     size: int
 
 
+# the reason of a snapshot this member takes on its own trigger: the only one not queued
+# behind a snapshot in flight (take)
+_OWN_AUTOMATIC = "log passed snapshot_log_bytes"
+
+
 class Snapshotter:
     """Snapshots of one node. The node calls: ``on_cluster_action`` (module listener),
     ``after_apply`` (after each applied batch), ``poll`` (each duty cycle), ``close``."""
@@ -317,7 +322,7 @@ class Snapshotter:
                 self._automatic_asked = (index, term)
             return            # refused (handing over, stopping): never one of its own at 1x
         if size >= 2 * self.snapshot_log_bytes:
-            self.take(applied, "log passed snapshot_log_bytes")
+            self.take(applied, _OWN_AUTOMATIC)
 
     # ------------------------------------------------------------------ taking
     @property
@@ -333,7 +338,7 @@ class Snapshotter:
         if index <= self.last_snapshot_index:
             return False
         if self._inflight is not None:
-            self._queued = index if reason != "log passed snapshot_log_bytes" else self._queued
+            self._queued = index if reason != _OWN_AUTOMATIC else self._queued
             return False
         started = self._clock()
         term = self.core.log.term_at(index)

@@ -83,6 +83,10 @@ _PARK_NS = 1 * _MS
 _APPLY_BUDGET_SHARE = 0.2
 # a cycle longer than heartbeat_interval_ms is logged, at most once per this (_note_slow_cycle)
 _SLOW_CYCLE_WARN_NS = 10_000 * _MS
+# A leader whose log sync has made no progress this long hands the leadership over: it goes on
+# committing on its followers' copies meanwhile, but a disk that slow is failing, and the
+# cluster is one member short of its fault tolerance while it leads (docs/operations.md)
+_LEADER_SYNC_STALL_NS = 2_000 * _MS
 # close() waits for the duty-cycle thread to end (a service callback or on_take_snapshot may
 # hold it for long), saying so every this many seconds: it never closes beside a running cycle
 _DUTY_THREAD_JOIN_S = 5.0
@@ -237,6 +241,12 @@ class ClusterNode:
         self._slow_cycle_warn_at_ns = 0
         self._pending_since_ns = 0          # when the Ready in _pending began to wait
         self._pending_slow = False          # that wait was counted as slow already
+        # A leader's Ready is advanced before its sync finishes (advance(rd, durable=False)):
+        # the last index written but not yet reported durable to the core (0: none), and
+        # since when the oldest of those writes has waited
+        self._unsynced_hi = 0
+        self._unsynced_since_ns = 0         # (reset whenever the sync makes progress)
+        self._stall_handed_over = False     # this stall made the leader hand over already
         self._slow_sync_warn_at_ns = 0
 
         # -- archive and recovery ---------------------------------------------------------
@@ -652,18 +662,52 @@ class ClusterNode:
         self._slow_cycles = 0
         self._slow_cycle_warn_at_ns = now_ns + _SLOW_CYCLE_WARN_NS
 
-    def _note_slow_sync(self, now_ns: int) -> None:
-        """The Ready in _pending has waited for its log sync longer than heartbeat_interval_ms:
-        meanwhile the core takes no step (no heartbeats, acknowledgements or commits). Counted
-        once per sync (``slow_log_syncs``), said at most once per _SLOW_CYCLE_WARN_NS: an
-        operator then sees the disk behind the elections or the latency (a bench trial's
-        leader with 50-100 ms syncs kept office and held the cluster to its disk's pace)."""
+    def _check_leader_sync(self, now_ns: int) -> None:
+        """Writes this member led with still wait for their sync, which made no progress since
+        _unsynced_since_ns: past heartbeat_interval_ms that is a slow sync (_note_slow_sync);
+        past _LEADER_SYNC_STALL_NS a leader hands the leadership to its most up-to-date
+        follower, once per stall (``leader_sync_stalls``)."""
+        waited = now_ns - self._unsynced_since_ns
+        if not self._pending_slow and waited > self._slow_cycle_ns:
+            self._note_slow_sync(now_ns, leading=True)
+        if waited <= _LEADER_SYNC_STALL_NS or self._stall_handed_over:
+            return
+        core = self.core
+        if core.role != Role.LEADER:
+            return
+        self._stall_handed_over = True
+        counters = core.counters
+        counters["leader_sync_stalls"] = counters.get("leader_sync_stalls", 0) + 1
+        handed = core.transfer_leadership(None, now_ns)
+        self.log.warning(
+            "this leader's log sync has made no progress for %.1f s (file_sync = %r): %s. Its "
+            "disk is failing or overloaded (docs/operations.md, 'A slow disk')", waited / 1e9,
+            self.config.file_sync, "handing the leadership over" if handed
+            else "no follower to hand the leadership to")
+
+    def _note_slow_sync(self, now_ns: int, leading: bool = False) -> None:
+        """A log sync has run longer than heartbeat_interval_ms. On a follower (the Ready in
+        _pending waits for it) the core takes no step meanwhile: no heartbeats,
+        acknowledgements or commits. A leader (``leading``: its writes since
+        _unsynced_since_ns) steps on and commits on its followers' acknowledgements, but its
+        disk is still slow. Counted once per sync (``slow_log_syncs``), said at most once per
+        _SLOW_CYCLE_WARN_NS: an operator then sees the disk behind the elections or the
+        latency."""
         self._pending_slow = True
         counters = self.core.counters
         counters["slow_log_syncs"] = counters.get("slow_log_syncs", 0) + 1
         if now_ns < self._slow_sync_warn_at_ns:
             return
         self._slow_sync_warn_at_ns = now_ns + _SLOW_CYCLE_WARN_NS
+        if leading:
+            self.log.warning(
+                "this leader's log sync (file_sync = %r) has run %.0f ms, longer than "
+                "heartbeat_interval_ms (%d ms): meanwhile entries commit only on its "
+                "followers' copies, so one more slow or lost member stalls the cluster. The "
+                "data dir's disk is slow (docs/operations.md, 'A slow disk'); slow_log_syncs "
+                "counts these", self.config.file_sync,
+                (now_ns - self._unsynced_since_ns) / 1e6, self.config.heartbeat_interval_ms)
+            return
         self.log.warning(
             "this member's log sync (file_sync = %r) has kept the consensus module waiting %.0f "
             "ms, longer than heartbeat_interval_ms (%d ms): no heartbeats, acknowledgements or "
@@ -842,9 +886,22 @@ class ClusterNode:
                     self._note_slow_sync(now_ns)
                 return 0
             self._pending = None
+            self._unsynced_hi = 0          # the wait covered every earlier write too
             self._finish_ready(pending, now_ns)
             return 1
         core = self.core
+        if self._unsynced_hi:
+            synced = archive.poll_synced()
+            before = core.persisted_index
+            core.note_durable(synced)      # the leader's own copy counts from here (commits)
+            if synced >= self._unsynced_hi:
+                self._unsynced_hi = 0
+            elif core.persisted_index > before:
+                # progress: what is left waits for the next sync, timed from now
+                self._unsynced_since_ns, self._pending_slow = now_ns, False
+                self._stall_handed_over = False
+            else:
+                self._check_leader_sync(now_ns)
         if not core.has_ready():
             return 0
         rd = core.ready()
@@ -861,10 +918,22 @@ class ClusterNode:
             archive.record_term_starts(core.log, rd.persist_lo, rd.persist_hi)  # once per term
             if self._file_sync:
                 archive.request_sync()
-                if archive.poll_synced() < rd.persist_hi - 1:
-                    self._pending = rd       # group commit: finish when the syncer is done
-                    self._pending_since_ns, self._pending_slow = now_ns, False
-                    return 1
+        if self._file_sync and archive.poll_synced() < rd.persist_hi - 1:
+            if rd.send_first:
+                # a leader's: it steps on while the syncer works and commits on its followers'
+                # acknowledgements meanwhile; its own copy counts once the sync is reported
+                if not self._unsynced_hi:
+                    self._unsynced_since_ns, self._pending_slow = now_ns, False
+                    self._stall_handed_over = False
+                self._unsynced_hi = rd.persist_hi - 1
+                self._finish_ready(rd, now_ns, durable=False)
+                return 1
+            # Anything else promises what is written (an acknowledgement, a vote), so it waits
+            # for every write so far: this Ready's (group commit: finish when the syncer is
+            # done) and any a leader left syncing before it stepped down.
+            self._pending = rd
+            self._pending_since_ns, self._pending_slow = now_ns, False
+            return 1
         self._finish_ready(rd, now_ns)
         return 1
 
@@ -877,7 +946,7 @@ class ClusterNode:
         # the leader's commit) waits for these, not for our apply, egress and timers.
         self.consensus.flush()
 
-    def _finish_ready(self, rd, now_ns: int) -> None:
+    def _finish_ready(self, rd, now_ns: int, durable: bool = True) -> None:
         if rd.messages and not rd.send_first:
             self._send_messages(rd.messages)
         if rd.apply_hi > rd.apply_lo:
@@ -902,7 +971,7 @@ class ClusterNode:
             self._counters_due_ns = 0      # a reader sees a new role or leader at once
         if rd.snapshot_requests:
             self.snapshots.on_snapshot_requests(rd.snapshot_requests, now_ns)
-        self.core.advance(rd)
+        self.core.advance(rd, durable)
         if rd.apply_hi > rd.apply_lo:
             self.snapshots.after_apply()
 

@@ -323,6 +323,9 @@ def install_snapshot(core: Any, archive: Any, module: Any, info: Any) -> None:
     # the archive may have dropped a suffix the core still holds (its copy there was stale):
     # the core persists it again from the archive's end
     core.persisted_index = min(core.persisted_index, max(archive.written_index, index))
+    # what the archive holds past the snapshot (an ex-leader's may still be syncing)
+    core.written_index = max(index, min(core.written_index, log.last_index, archive.written_index))
+    core.persisted_index = min(core.persisted_index, core.written_index)
     archive.note_commit_index(index)
     module.restore_state(contents.module_state)
     module.start(contents.service_files())

@@ -47,7 +47,10 @@ class RaftCore:
             commit_index = min(max(commit_index, log.base_index), log.last_index)
         self.commit_index = commit_index
         self.applied_index = commit_index
-        self.persisted_index = log.last_index
+        # written_index: the last entry handed to the driver to write; persisted_index: the
+        # last one the driver reported durable. They differ only on a leader whose driver
+        # advanced a Ready before its sync finished (advance(rd, durable=False)).
+        self.written_index = self.persisted_index = log.last_index
         self.verified_index = 0           # follower: last index known to match this term's leader
         self.last_leader_contact_ns = None
         self.now_ns = 0                   # latest time given by the driver
@@ -207,7 +210,7 @@ class RaftCore:
         if leader_state is not None and leader_state.broadcast_pending:
             leader_state.broadcast()
         return bool(self._messages or self._pending_hard_state is not None or self._truncate_from is not None
-                    or self.log.last_index > self.persisted_index or self.commit_index > self.applied_index
+                    or self.log.last_index > self.written_index or self.commit_index > self.applied_index
                     or self.role != self._reported_role or self.leader_id != self._reported_leader
                     or self._snapshot_requests)
 
@@ -225,7 +228,7 @@ class RaftCore:
         send_first = leader_state is not None and hard_state is None and truncate_from is None
         if _config._BUGS and "acks_before_persist" in _config._BUGS:
             send_first = True
-        rd = Ready(truncate_from, hard_state, self.persisted_index + 1,
+        rd = Ready(truncate_from, hard_state, self.written_index + 1,
                    self.log.last_index + 1, self._messages, self.applied_index + 1, self.commit_index + 1,
                    self.commit_index, role_changed, leader_changed, self._snapshot_requests, send_first)
         self._messages = []
@@ -237,15 +240,36 @@ class RaftCore:
         self._awaiting_advance = rd
         return rd
 
-    def advance(self, rd: Ready) -> None:
-        """The driver persisted, sent and applied everything in ``rd``."""
+    def advance(self, rd: Ready, durable: bool = True) -> None:
+        """The driver persisted, sent and applied everything in ``rd``.
+
+        ``durable=False``: it wrote the Ready's entries but their sync has not finished (a
+        leader's Ready, ``rd.send_first``, only). The core steps on meanwhile, so the leader
+        counts its followers' acknowledgements while its own disk syncs (Raft thesis 10.2.1);
+        its own copy counts towards a quorum only once the driver calls ``note_durable``."""
         if rd is not self._awaiting_advance:
             raise RuntimeError("advance() must be given the Ready returned by the last ready()")
+        if not durable and not rd.send_first:
+            raise ValueError("advance(rd, durable=False): only a Ready that sends first (a "
+                             "leader's) may be advanced before its write is durable")
         self._awaiting_advance = None
-        self.persisted_index = rd.persist_hi - 1
+        self.written_index = rd.persist_hi - 1
+        if durable or "leader_counts_unsynced" in _config._BUGS:
+            self.persisted_index = rd.persist_hi - 1
         self.applied_index = rd.apply_hi - 1
         if self.leader_state is not None:
             self.leader_state.maybe_commit()   # our own log is durable further now
+
+    def note_durable(self, index: int) -> None:
+        """The driver's log is durable up to ``index`` (a sync that finished after
+        ``advance(rd, durable=False)``). Capped at what was handed out since the last cut, so
+        a sync of entries a truncation has since replaced claims nothing."""
+        self._check_not_awaiting()
+        index = min(index, self.written_index)
+        if index > self.persisted_index:
+            self.persisted_index = index
+            if self.leader_state is not None:
+                self.leader_state.maybe_commit()
 
     # ================================================================ helpers for election/replication
     def withholds_vote(self, candidate_last_index: int) -> bool:
@@ -381,8 +405,9 @@ class RaftCore:
     def truncate_log(self, index: int) -> None:
         """Drop entries from ``index`` on, in memory now and on disk in the next Ready."""
         self.log.truncate_from(index)
-        if index <= self.persisted_index:
-            self.persisted_index = index - 1
+        if index <= self.written_index:
+            self.written_index = index - 1
+            self.persisted_index = min(self.persisted_index, index - 1)
             if self._truncate_from is None or index < self._truncate_from:
                 self._truncate_from = index
         if self.verified_index >= index:

@@ -8,18 +8,21 @@ class Ready:
     1. ``truncate_from``: cut the persisted log from this index (None: nothing to cut).
     2. ``hard_state`` (None: unchanged) saved and synced; entries ``[persist_lo, persist_hi)``
        of ``core.log`` written (and synced per policy).
-    3. ``messages``: ``(to_member_id, message)`` pairs, sent only after 1 and 2 are durable:
-       a vote or an acknowledgement must never outrun the state it promises. Except when
-       ``send_first`` is True: then they may go out before 1 and 2 (see below).
+    3. ``messages``: ``(to_member_id, message)`` pairs, sent only after 1 and 2 are durable,
+       and every entry written for earlier Readies too: a vote or an acknowledgement must
+       never outrun the state it promises. Except when ``send_first`` is True: then they may
+       go out before 1 and 2 (see below).
     4. apply committed entries ``[apply_lo, apply_hi)`` of ``core.log`` to the state machine.
     ``snapshot_requests``: ``(member_id, snapshot_index, snapshot_term)`` of followers that need
     a snapshot because the entries they lack were compacted away; report the outcome with
     ``core.report_snapshot``.
     ``send_first``: this member leads and the Ready saves no hard state and cuts nothing, so
     its messages promise nothing about this member's disk (appends, heartbeats, refusals).
-    The leader's own copy of new entries counts towards a quorum only from ``advance(rd)``
-    on, so the followers may write theirs while the leader writes (and syncs) its own
-    (Raft thesis, 10.2.1): one disk write on a request's path instead of two in a row.
+    The leader's own copy of new entries counts towards a quorum only once durable, so the
+    followers may write theirs while the leader writes (and syncs) its own (Raft thesis,
+    10.2.1): one disk write on a request's path instead of two in a row. Such a Ready may
+    even be advanced before its sync finishes (``advance(rd, durable=False)``, then
+    ``note_durable(index)``): the leader steps on and commits on its followers' copies.
     """
 
     __slots__ = ("truncate_from", "hard_state", "persist_lo", "persist_hi", "messages",

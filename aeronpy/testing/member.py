@@ -73,10 +73,18 @@ class _ApplyRange:
 
 class SimMember:
     def __init__(self, member_id: int, core_config, module_config, disk, services: list, rng, sim, checker,
-                 snapshot_options: SimSnapshotOptions | None = None, jobs=None, apply_cap: int = 0):
+                 snapshot_options: SimSnapshotOptions | None = None, jobs=None, apply_cap: int = 0,
+                 leader_sync_lag_ns: int = 0):
         self.member_id = member_id
         self.apply_cap = apply_cap       # entries applied per Ready at most (0: all; SimCluster)
         self.apply_capped = 0            # Readies whose apply range it shortened
+        # As a ClusterNode's leader, whose background sync finishes after it advanced the
+        # Ready (advance(rd, durable=False)): this member, leading, syncs its writes only at
+        # its first event this long after (0: at once). Meanwhile a power failure loses them.
+        self.leader_sync_lag_ns = leader_sync_lag_ns
+        self._unsynced_hi = 0            # the last index written but not synced (0: none)
+        self._sync_due_ns = 0
+        self.lagged_syncs = 0            # leader Readies advanced before their sync
         self.disk = disk
         self.alive = True
         self._sim = sim                  # send_member(src, dst, msg) / send_egress(src, client_ref, msg)
@@ -201,6 +209,12 @@ class SimMember:
         self.module.drain_egress(self._send_egress)
         self._checker.after_event(self)
 
+    def _sync_unsynced(self) -> None:
+        archive = self.disk.archive
+        archive.request_sync()
+        self._unsynced_hi = 0
+        self.core.note_durable(archive.poll_synced())
+
     def _check_rejoined(self) -> None:
         """As ClusterNode._check_rejoined: the core's rule lifts the mark, on disk first."""
         core = self.core
@@ -229,6 +243,8 @@ class SimMember:
         checker = self._checker
         module = self.module
         for _ in range(READY_ROUNDS_MAX):
+            if self._unsynced_hi and now_ns >= self._sync_due_ns:
+                self._sync_unsynced()          # the node's syncer finished: the core hears it
             if not core.has_ready():
                 break
             rd = core.ready()
@@ -242,13 +258,28 @@ class SimMember:
                 disk.truncate_from(rd.truncate_from)
             if rd.hard_state is not None:
                 disk.save_hard_state(rd.hard_state.term, rd.hard_state.voted_for)
+            durable = True
             if rd.persist_hi > rd.persist_lo:
                 disk.append_from(core.log, rd.persist_lo, rd.persist_hi)
-                if self._sync:
+                if self._sync and rd.send_first and self.leader_sync_lag_ns:
+                    if not self._unsynced_hi:
+                        self._sync_due_ns = now_ns + self.leader_sync_lag_ns
+                    self._unsynced_hi = rd.persist_hi - 1
+                    self.lagged_syncs += 1
+                    self._sim.lagged_syncs += 1
+                    durable = False
+                elif self._sync:
                     disk.archive.request_sync()     # MemFileSystem: the group commit is inline
+                    self._unsynced_hi = 0           # (it covers earlier lagged writes too)
                     if disk.archive.poll_synced() < rd.persist_hi - 1:
                         raise AssertionError(f"member {self.member_id}: the inline sync left "
                                              f"{rd.persist_hi - 1} not durable")
+            elif self._unsynced_hi and rd.send_first:
+                durable = False                     # a heartbeat Ready behind a lagged write
+            if self._unsynced_hi and not rd.send_first:
+                # as the node: what a non-leader Ready sends promises every write so far
+                disk.archive.request_sync()
+                self._unsynced_hi = 0
             checker.on_persisted(self, rd)
             # ---- _finish_ready: send only what is durable (unless sent first), then apply
             if not rd.send_first:
@@ -290,7 +321,7 @@ class SimMember:
                 checker.after_apply(self, lo, rd.apply_hi)
             if rd.snapshot_requests:
                 self.snapshots.on_snapshot_requests(rd.snapshot_requests, now_ns)
-            core.advance(rd)
+            core.advance(rd, durable)
             if applied:
                 self.snapshots.after_apply()
             if capped:

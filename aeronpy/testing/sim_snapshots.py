@@ -109,6 +109,10 @@ class SimNodeSnapshots(NodeSnapshots):
         self.member.send_transfer(peer_id, msg)
         return 1
 
+    def can_install(self) -> bool:
+        # as the node: not while writes this member led with are still syncing
+        return not self.member._unsynced_hi
+
     def install(self, info) -> None:
         super().install(info)
         self.member.on_snapshot_installed(info)

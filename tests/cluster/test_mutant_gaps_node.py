@@ -498,7 +498,7 @@ def test_installing_a_snapshot_over_an_entry_of_another_term_drops_the_whole_log
     from aeronpy.cluster.snapshot_transfer import install_snapshot
     core = _Core(8)                               # entries 1..8 of TERM (an old leader's)
     core.commit_index, core.applied_index = 3, 3
-    core.persisted_index = core.verified_index = 8
+    core.persisted_index = core.verified_index = core.written_index = 8
     data = b"".join(bytes(p) for p in encode_snapshot(5, TERM + 1, 0, b"module", [b"service"],
                                                       service_set_tail([_ServiceA()])))
     resets = []
@@ -510,7 +510,7 @@ def test_installing_a_snapshot_over_an_entry_of_another_term_drops_the_whole_log
     info = SimpleNamespace(index=5, term=TERM + 1, size=len(data), path="snap-5")
     install_snapshot(core, archive, module, info)
     assert (core.log.base_index, core.log.last_index) == (5, 5)
-    assert core.verified_index == core.persisted_index == 5 and core.commit_index == 5
+    assert core.verified_index == core.persisted_index == core.written_index == 5 and core.commit_index == 5
     assert resets == [(5, TERM + 1, False)]
 
 

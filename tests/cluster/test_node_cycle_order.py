@@ -99,10 +99,10 @@ def _reply_out_before_advance(tmp_path, cls) -> bool:
         seen = []
         real_advance = node.core.advance
 
-        def advance(rd):
+        def advance(rd, durable=True):
             if rd.apply_hi > rd.apply_lo:
                 seen.append(len(node.module.egress))     # replies still queued at advance
-            return real_advance(rd)
+            return real_advance(rd, durable)
         node.core.advance = advance
         got = []
         client.offer(b"ping")

@@ -1,0 +1,189 @@
+"""A leader steps on while its own fsync runs (``advance(rd, durable=False)``).
+
+With ``file_sync = "data"`` a leader used to take no step until its own sync was done: a slow
+leader disk (50 ms syncs) set the whole cluster's pace, and a sync longer than the election
+timeout cost it office (no heartbeats while it waited; bench/slowdisk_trial). Now the leader
+advances its Ready as soon as it has written it, counts its followers' acknowledgements
+meanwhile, and counts its own copy only once the sync thread reports it (Raft thesis 10.2.1).
+
+The tests hold the leader's fsync on real files and watch: an entry commits on the followers'
+copies; it does not commit on one follower and the leader's unsynced copy (the negative
+control counts that copy and sees it commit); a held leader keeps office; and a leader that
+steps down with writes still syncing acknowledges nothing of them until they are durable.
+"""
+from __future__ import annotations
+
+import time
+
+from aeronpy.core import config as core_config
+from aeronpy.core.raft import RaftCore
+from aeronpy.service import Role
+
+from .fakes import hold_fdatasync
+from .test_node_send_first import RAW_ENTRY, _nodes, _pump
+
+
+def _settled_cluster(tmp_path):
+    nodes = _nodes(tmp_path)
+    assert _pump(nodes, lambda: any(n.role == Role.LEADER for n in nodes), 10.0), "no leader"
+
+    def settled():
+        leaders = [n for n in nodes if n.role == Role.LEADER]
+        if len(leaders) != 1 or any(n.core.leader_id != leaders[0].member_id for n in nodes):
+            return False
+        last = leaders[0].core.log.last_index
+        return all(n.commit_index >= last and n.archive.durable_index >= last for n in nodes)
+    assert _pump(nodes, settled, 10.0), "did not settle"
+    leader = next(n for n in nodes if n.role == Role.LEADER)
+    return nodes, leader, [n for n in nodes if n is not leader]
+
+
+def _close(nodes):
+    for node in nodes:
+        node.close()
+
+
+def test_a_leader_commits_on_its_followers_while_its_fsync_is_held(tmp_path):
+    nodes, leader, followers = _settled_cluster(tmp_path)
+    gate = None
+    try:
+        term = leader.core.term
+        gate = hold_fdatasync(leader.archive)
+        index = leader.core.propose(RAW_ENTRY, b"payload")
+        assert _pump(nodes, lambda: leader.commit_index >= index, 5.0), \
+            f"not committed while the leader's sync was held (commit {leader.commit_index})"
+        assert leader.archive.durable_index < index              # the hold was real
+        assert leader.core.persisted_index < index               # and not counted
+        assert leader.core.applied_index >= index                # applied, answered
+        # three election timeouts more: its heartbeats go on, so nobody stands
+        _pump(nodes, lambda: False, 0.6)
+        assert leader.role == Role.LEADER and leader.core.term == term
+        assert all(f.core.leader_id == leader.member_id for f in followers)
+        gate.set()
+        assert _pump(nodes, lambda: leader.core.persisted_index >= index, 10.0)
+        assert leader.archive.durable_index >= index
+        for node in nodes:
+            assert node.failure is None, node.failure
+    finally:
+        if gate is not None:
+            gate.set()
+        _close(nodes)
+
+
+def _commit_with_one_follower_while_held(tmp_path):
+    """The leader's fsync held and one follower stopped (not run): returns (the entry's index,
+    the leader's commit after pumping the other two for a while, its durable index then)."""
+    nodes, leader, followers = _settled_cluster(tmp_path)
+    gate = None
+    try:
+        running = [leader, followers[0]]
+        gate = hold_fdatasync(leader.archive)
+        index = leader.core.propose(RAW_ENTRY, b"payload")
+        _pump(running, lambda: leader.commit_index >= index, 0.15)   # < election timeout
+        commit, durable = leader.commit_index, leader.archive.durable_index
+        gate.set()
+        assert _pump(running, lambda: leader.commit_index >= index, 10.0)   # and now it does
+        return index, commit, durable
+    finally:
+        if gate is not None:
+            gate.set()
+        _close(nodes)
+
+
+def test_a_leaders_unsynced_copy_does_not_count_towards_a_quorum(tmp_path):
+    index, commit, durable = _commit_with_one_follower_while_held(tmp_path)
+    assert durable < index
+    assert commit < index, "committed on one follower and the leader's copy still syncing"
+
+
+def test_negative_control_counting_the_unsynced_copy_commits(tmp_path, monkeypatch):
+    monkeypatch.setattr(core_config, "_BUGS", {"leader_counts_unsynced"})
+    index, commit, durable = _commit_with_one_follower_while_held(tmp_path)
+    assert durable < index
+    assert commit >= index
+
+
+def test_negative_control_a_leader_that_waits_for_its_sync_commits_nothing_meanwhile(
+        tmp_path, monkeypatch):
+    """As before this change: every Ready of the leader waits for its write (send_first off,
+    so it is not advanced before its sync): nothing commits while the leader's fsync is held."""
+    original = RaftCore.ready
+
+    def ready_without_send_first(self):
+        rd = original(self)
+        rd.send_first = False
+        return rd
+    monkeypatch.setattr(RaftCore, "ready", ready_without_send_first)
+    nodes, leader, _followers = _settled_cluster(tmp_path)
+    gate = None
+    try:
+        gate = hold_fdatasync(leader.archive)
+        index = leader.core.propose(RAW_ENTRY, b"payload")
+        _pump(nodes, lambda: leader.commit_index >= index, 0.15)
+        assert leader.commit_index < index
+    finally:
+        if gate is not None:
+            gate.set()
+        _close(nodes)
+
+
+def test_a_leader_that_steps_down_acknowledges_its_unsynced_writes_only_once_durable(tmp_path):
+    nodes, leader, followers = _settled_cluster(tmp_path)
+    gate = None
+    try:
+        gate = hold_fdatasync(leader.archive, hold_s=20.0)
+        index = leader.core.propose(RAW_ENTRY, b"payload")
+        assert _pump(nodes, lambda: leader.commit_index >= index, 5.0)
+        assert leader.core.transfer_leadership(None, time.monotonic_ns())
+        assert _pump(nodes, lambda: any(f.role == Role.LEADER for f in followers), 5.0), \
+            "no successor took over"
+        successor = next(f for f in followers if f.role == Role.LEADER)
+        assert _pump(nodes, lambda: successor.commit_index > index, 5.0)
+        successor_last = successor.core.log.last_index
+        # the old leader's Readies since it stepped down (its vote, then acknowledgements)
+        # wait for every write so far, its held ones too: it has said nothing of them
+        assert leader.core.role == Role.FOLLOWER and leader._pending is not None
+        assert leader.archive.durable_index < index
+        old = successor.core.leader_state.progress[leader.member_id]
+        assert old.match < index, f"acknowledged {old.match} with {leader.archive.durable_index} durable"
+        gate.set()
+        assert _pump(nodes, lambda: old.match >= successor_last, 10.0)
+        assert leader.archive.durable_index >= successor_last
+        for node in nodes:
+            assert node.failure is None, node.failure
+    finally:
+        if gate is not None:
+            gate.set()
+        _close(nodes)
+
+
+def test_a_leader_whose_sync_stalls_hands_the_leadership_over(tmp_path, caplog):
+    """A sync with no progress for _LEADER_SYNC_STALL_NS (2 s): the disk is failing, and while
+    it leads the cluster commits only on its followers' copies. It hands over, once, and says
+    so; the test above (0.6 s held) is the control in which it keeps office."""
+    from aeronpy.cluster import node as node_module
+    nodes, leader, followers = _settled_cluster(tmp_path)
+    gate = None
+    try:
+        gate = hold_fdatasync(leader.archive, hold_s=20.0)
+        index = leader.core.propose(RAW_ENTRY, b"payload")
+        assert _pump(nodes, lambda: leader.commit_index >= index, 5.0)
+        started = time.monotonic()
+        assert _pump(nodes, lambda: any(f.role == Role.LEADER for f in followers),
+                     node_module._LEADER_SYNC_STALL_NS / 1e9 + 3.0), "nobody took over"
+        assert time.monotonic() - started > 1.0                   # not before the stall bound
+        assert leader.core.counters.get("leader_sync_stalls") == 1
+        assert any("made no progress" in r.getMessage() and "handing the leadership over"
+                   in r.getMessage() for r in caplog.records)
+        successor = next(f for f in followers if f.role == Role.LEADER)
+        assert _pump(nodes, lambda: successor.commit_index > index, 5.0)
+        gate.set()
+        last = successor.core.log.last_index
+        assert _pump(nodes, lambda: leader.archive.durable_index >= last
+                     and leader.commit_index >= last, 10.0)
+        for node in nodes:
+            assert node.failure is None, node.failure
+    finally:
+        if gate is not None:
+            gate.set()
+        _close(nodes)

@@ -18,6 +18,12 @@ pytestmark = pytest.mark.process
 ADD = struct.Struct("<q")
 
 
+def _state(pid: int) -> str:
+    """The process state letter from /proc (T: stopped)."""
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().rsplit(")", 1)[1].split()[0]
+
+
 def test_the_leader_shows_a_stopped_follower_falling_behind_and_catching_up():
     with ProcessCluster(services=("aeronpy.testing.services:CounterService",)) as pc:
         pc.start()
@@ -34,6 +40,9 @@ def test_the_leader_shows_a_stopped_follower_falling_behind_and_catching_up():
             assert wait_until(lambda: lag() == 0, 10.0), lag()          # all caught up
             assert (pc.read_counters(follower) or {}).get("follower_lag_max") == 0
             os.kill(pc.procs[follower].pid, signal.SIGSTOP)
+            # the stop is not instant: a follower still running took the first append once
+            # (lag 199 of 200); wait until the kernel reports it stopped
+            assert wait_until(lambda: _state(pc.procs[follower].pid) in ("T", "t"), 5.0)
             try:
                 for _ in range(200):
                     client.request(ADD.pack(1), timeout_s=5.0)           # the other two commit

@@ -487,6 +487,11 @@ class Archive:
                     raise self._fail(exc, "syncing the log")
         return self.durable_index
 
+    def sync_progress_ns(self) -> int:
+        """``time.monotonic_ns()`` when the sync thread last finished a step (a data sync or
+        the marker's idle sync); 0 when syncs run inline."""
+        return 0 if self._syncer is None else self._syncer.last_step_ns
+
     def sync(self, timeout_s: float = SYNC_WAIT_TIMEOUT_S) -> int:
         """Block until everything written is durable (under ``none``: synced anyway, for a
         clean shutdown). Returns the durable index. ``timeout_s`` bounds the wait for the sync
@@ -624,7 +629,12 @@ class Archive:
         if index > newest + 1:
             raise ValueError(f"purge_below({index}): no snapshot covers the entries below it "
                              f"(newest snapshot at {newest})")
-        self._drain()
+        if self._syncer is not None:
+            self.poll_synced()       # unpins what the sync thread finished
+            if self._segments.purge_touches_pinned(index):
+                # a segment to delete is in a running sync: wait for it (rare: the snapshot
+                # covers whole segments written since the last sync finished)
+                self._drain()
         try:
             return self._segments.purge_below(index)
         except OSError as exc:

@@ -463,6 +463,14 @@ class SegmentLog:
         if not self.segments:  # removed the first one: the log is empty at its base
             self.base_index, self.base_term = seg.first_index - 1, seg.prev_term
 
+    def purge_touches_pinned(self, index: int) -> bool:
+        """Whether ``purge_below(index)`` would close a handle an in-flight sync uses."""
+        if not self._pinned:
+            return False
+        segs = self.segments
+        return any(id(segs[i]) in self._pinned for i in range(len(segs) - 1)
+                   if segs[i + 1].first_index <= index)
+
     def purge_below(self, index: int) -> int:
         """Delete whole segments whose records all lie below ``index`` (the last segment is
         always kept), through ``remove_path``. Returns how many files it deleted (or handed

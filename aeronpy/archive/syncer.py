@@ -27,6 +27,10 @@ class BackgroundSyncer:
         self._busy = False
         self._stopping = False
         self.completed = 0                      # highest index made durable
+        # time.monotonic_ns() when the thread last finished a step (a batch, or the idle
+        # housekeeping): a caller timing a stall counts from here, not from its own request,
+        # which may have waited behind a marker sync it did not ask for
+        self.last_step_ns = time.monotonic_ns()
         self.error: BaseException | None = None
         # Called on this thread each time ``completed`` advances (before the idle housekeeping),
         # so a duty cycle parked in select can be woken instead of finding out at its next park.
@@ -84,11 +88,13 @@ class BackgroundSyncer:
                 with self._cond:
                     self.completed = max(self.completed, target)
                     idle = not self._has_work
+                self.last_step_ns = time.monotonic_ns()
                 notify = self.on_complete
                 if notify is not None:
                     notify()
                 if idle:
                     self._when_idle()
+                    self.last_step_ns = time.monotonic_ns()
             except BaseException as exc:  # kept for the duty cycle; nothing more is synced
                 with self._cond:
                     self.error = exc

@@ -16,8 +16,9 @@ and on shared cores the CPU a node burns on empty cycles is what its peers need 
 that datagram. What is not a datagram waits at most 1 ms, as in a backoff's longest park
 (timers, the client's resend), unless ``park_s`` names another length: a node passes its own
 (``ClusterNode._idle_park_s``), which parks until its next timer is due once it has been idle
-for a millisecond. A node whose Ready waits for its fsync adds a pipe to the sockets, which
-its sync thread writes when the sync is done, and one that close() writes.
+for a millisecond. A node with file_sync data or full adds a pipe to the sockets, which its
+sync thread writes when a sync is done (writes it advanced past then count), and one that
+close() writes.
 
 Every strategy counts what it did (``spins``, ``yields``, ``parks``) and takes its sleep and
 yield functions as arguments, so tests check the behaviour, never the timing.

@@ -249,8 +249,8 @@ class NodeAdmin:
             if refusal is not None:
                 self.respond(client_ref, msg.correlation_id, kind, *refusal, request_tag)
                 return
-            # the core takes nothing while a Ready waits for its fsync: started in do_work,
-            # which runs once none does, and answered there
+            # started in do_work (between Readies, where the core takes a transfer), and
+            # answered there
             self._transfer = (client_ref, msg.correlation_id, kind, request_tag,
                               _I64.unpack(result)[0])
             self.pending = True

@@ -128,8 +128,15 @@ REFUSAL_COUNTERS: tuple = (
      "Canvass and ballot requests refused because the candidate hosts another service list "
      "(logged)"),
     ("core", "slow_log_syncs",
-     "Log syncs (file_sync data or full) that kept the consensus module waiting longer than "
-     "heartbeat_interval_ms: no heartbeats or commits meanwhile; a slow disk (logged)"),
+     "Log syncs (file_sync data or full) without progress for longer than "
+     "heartbeat_interval_ms: a follower's acknowledgements and votes waited, a leader's commits "
+     "needed its followers' copies; a slow disk (logged)"),
+    ("core", "leader_sync_stalls",
+     "Times this member, leading, found its log sync without progress for 2 s and handed the "
+     "leadership over (logged)"),
+    ("core", "held_messages_dropped",
+     "Acknowledgements and votes dropped while waiting for this member's log sync: more than "
+     "1024 Readies' worth waited (a hung disk), or a truncation cut what they acknowledged"),
     ("core", "follower_lost_acknowledged_entries",
      "Times a follower turned out to have lost entries it had acknowledged"),
     ("module", "apply_budget_spent",

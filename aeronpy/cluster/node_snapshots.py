@@ -151,9 +151,9 @@ class NodeSnapshots:
 
     # ------------------------------------------------------------------ each duty cycle
     def can_install(self) -> bool:
-        # nothing waiting for a sync: not a Ready, nor writes it led with (their sync would
-        # race the reset of the log)
-        return self.node._pending is None and not self.node._unsynced_hi
+        # no write waiting for its sync (nor messages held for it): a follower that needs a
+        # snapshot gets no appends meanwhile, so this comes within one sync
+        return not self.node._unsynced_hi
 
     def install(self, info: Any) -> None:
         install_snapshot(self.core, self.archive, self.module, info)

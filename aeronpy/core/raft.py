@@ -243,15 +243,14 @@ class RaftCore:
     def advance(self, rd: Ready, durable: bool = True) -> None:
         """The driver persisted, sent and applied everything in ``rd``.
 
-        ``durable=False``: it wrote the Ready's entries but their sync has not finished (a
-        leader's Ready, ``rd.send_first``, only). The core steps on meanwhile, so the leader
-        counts its followers' acknowledgements while its own disk syncs (Raft thesis 10.2.1);
-        its own copy counts towards a quorum only once the driver calls ``note_durable``."""
+        ``durable=False``: it wrote the Ready's entries but their sync has not finished. The
+        core steps on meanwhile: a leader counts its followers' acknowledgements while its own
+        disk syncs (Raft thesis 10.2.1), its own copy counting only once the driver calls
+        ``note_durable``; a follower takes the next appends. The driver holds back the
+        messages of any Ready that is not ``send_first`` until every entry written so far is
+        durable (an acknowledgement or a vote must not outrun what it promises)."""
         if rd is not self._awaiting_advance:
             raise RuntimeError("advance() must be given the Ready returned by the last ready()")
-        if not durable and not rd.send_first:
-            raise ValueError("advance(rd, durable=False): only a Ready that sends first (a "
-                             "leader's) may be advanced before its write is durable")
         self._awaiting_advance = None
         self.written_index = rd.persist_hi - 1
         if durable or "leader_counts_unsynced" in _config._BUGS:
@@ -307,7 +306,11 @@ class RaftCore:
             return True
         # and an entry of the leader's own term: the leader's commit index can lag what is
         # committed (a new leader commits its predecessors' entries only with its first one),
-        # and every entry committed before its term precedes that first one
+        # and every entry committed before its term precedes that first one. A sync still
+        # running can leave the durable end below a snapshot just taken (entries applied
+        # before they were durable here): its term is unknown then, so not yet.
+        if held < self.log.base_index:
+            return False
         return held > 0 and self.log.term_at(held) == self.term
 
     def rejoin_follows(self, leader: int) -> bool:

@@ -74,17 +74,19 @@ class _ApplyRange:
 class SimMember:
     def __init__(self, member_id: int, core_config, module_config, disk, services: list, rng, sim, checker,
                  snapshot_options: SimSnapshotOptions | None = None, jobs=None, apply_cap: int = 0,
-                 leader_sync_lag_ns: int = 0):
+                 sync_lag_ns: int = 0):
         self.member_id = member_id
         self.apply_cap = apply_cap       # entries applied per Ready at most (0: all; SimCluster)
         self.apply_capped = 0            # Readies whose apply range it shortened
-        # As a ClusterNode's leader, whose background sync finishes after it advanced the
-        # Ready (advance(rd, durable=False)): this member, leading, syncs its writes only at
-        # its first event this long after (0: at once). Meanwhile a power failure loses them.
-        self.leader_sync_lag_ns = leader_sync_lag_ns
+        # As a ClusterNode, whose background sync finishes after it advanced the Ready
+        # (advance(rd, durable=False)): this member syncs its writes only at its first event
+        # this long after (0: at once). Meanwhile a power failure loses them, and what a
+        # Ready that is not a leader's send_first one sends is held (_held) until then.
+        self.sync_lag_ns = sync_lag_ns
         self._unsynced_hi = 0            # the last index written but not synced (0: none)
         self._sync_due_ns = 0
-        self.lagged_syncs = 0            # leader Readies advanced before their sync
+        self._held: list = []            # (index, messages): sent once durable up to index
+        self.lagged_syncs = 0            # Readies advanced before their sync
         self.disk = disk
         self.alive = True
         self._sim = sim                  # send_member(src, dst, msg) / send_egress(src, client_ref, msg)
@@ -213,7 +215,14 @@ class SimMember:
         archive = self.disk.archive
         archive.request_sync()
         self._unsynced_hi = 0
-        self.core.note_durable(archive.poll_synced())
+        synced = archive.poll_synced()
+        self.core.note_durable(synced)
+        self._release_held(synced)
+
+    def _release_held(self, synced: int) -> None:
+        held = self._held
+        while held and held[0][0] <= synced:
+            self._send_list(held.pop(0)[1])
 
     def _check_rejoined(self) -> None:
         """As ClusterNode._check_rejoined: the core's rule lifts the mark, on disk first."""
@@ -226,9 +235,12 @@ class SimMember:
         self._sim.rejoins_completed += 1
 
     def _send_messages(self, rd) -> None:
+        self._send_list(rd.messages)
+
+    def _send_list(self, messages) -> None:
         send = self._sim.send_member
         checker = self._checker
-        for to, msg in rd.messages:
+        for to, msg in messages:
             checker.on_send(self, to, msg)
             send(self.member_id, to, msg)
 
@@ -256,34 +268,33 @@ class SimMember:
             if rd.truncate_from is not None:
                 checker.before_truncate(self, rd.truncate_from)
                 disk.truncate_from(rd.truncate_from)
+                self._unsynced_hi = min(self._unsynced_hi, rd.truncate_from - 1)
+                self._held.clear()      # as the node: acknowledgements of cut entries go
             if rd.hard_state is not None:
                 disk.save_hard_state(rd.hard_state.term, rd.hard_state.voted_for)
             durable = True
             if rd.persist_hi > rd.persist_lo:
                 disk.append_from(core.log, rd.persist_lo, rd.persist_hi)
-                if self._sync and rd.send_first and self.leader_sync_lag_ns:
+                if self._sync and self.sync_lag_ns:
                     if not self._unsynced_hi:
-                        self._sync_due_ns = now_ns + self.leader_sync_lag_ns
+                        self._sync_due_ns = now_ns + self.sync_lag_ns
                     self._unsynced_hi = rd.persist_hi - 1
                     self.lagged_syncs += 1
                     self._sim.lagged_syncs += 1
-                    durable = False
                 elif self._sync:
                     disk.archive.request_sync()     # MemFileSystem: the group commit is inline
-                    self._unsynced_hi = 0           # (it covers earlier lagged writes too)
                     if disk.archive.poll_synced() < rd.persist_hi - 1:
                         raise AssertionError(f"member {self.member_id}: the inline sync left "
                                              f"{rd.persist_hi - 1} not durable")
-            elif self._unsynced_hi and rd.send_first:
-                durable = False                     # a heartbeat Ready behind a lagged write
-            if self._unsynced_hi and not rd.send_first:
-                # as the node: what a non-leader Ready sends promises every write so far
-                disk.archive.request_sync()
-                self._unsynced_hi = 0
+            if self._unsynced_hi:
+                durable = False                     # this Ready's writes, or earlier ones
             checker.on_persisted(self, rd)
             # ---- _finish_ready: send only what is durable (unless sent first), then apply
-            if not rd.send_first:
-                self._send_messages(rd)
+            if not rd.send_first and rd.messages:
+                if durable:
+                    self._send_messages(rd)
+                else:                               # until every write so far is durable
+                    self._held.append((rd.persist_hi - 1, rd.messages))
             if rd.role_changed is not None:
                 checker.on_role_change(self, rd.role_changed)
             applied = rd.apply_hi > rd.apply_lo

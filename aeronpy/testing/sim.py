@@ -49,7 +49,7 @@ class SimCluster:
                  module_options: dict | None = None, snapshot_log_bytes: int = 0, snapshots_to_keep: int = 1,
                  snapshot_chunk_bytes: int = 512, snapshot_write_ms: float = 2.0,
                  fast_step_path: bool = True, apply_caps: tuple = (), state_digests: bool = False,
-                 leader_sync_lags_ms: tuple = ()):
+                 sync_lags_ms: tuple = ()):
         if members < 1:
             raise ValueError(f"members: need at least 1, got {members}")
         self.seed = seed
@@ -67,14 +67,14 @@ class SimCluster:
         # later cycles. Drawn apart from the seeded generators, so a seed's course without
         # apply_caps stays as it was.
         self.apply_caps = tuple(apply_caps)
-        # how long a leading member's writes wait for their sync after it advanced past them
-        # (SimMember.leader_sync_lag_ns; 0: synced at once), one drawn per member incarnation,
-        # apart from the seeded generators as apply_caps
-        self.leader_sync_lags_ms = tuple(leader_sync_lags_ms)
-        if any(not isinstance(v, (int, float)) or v < 0 for v in self.leader_sync_lags_ms):
-            raise ValueError(f"leader_sync_lags_ms: numbers >= 0, got {leader_sync_lags_ms!r}")
+        # how long a member's writes wait for their sync after it advanced past them
+        # (SimMember.sync_lag_ns; 0: synced at once), one drawn per member incarnation, apart
+        # from the seeded generators as apply_caps
+        self.sync_lags_ms = tuple(sync_lags_ms)
+        if any(not isinstance(v, (int, float)) or v < 0 for v in self.sync_lags_ms):
+            raise ValueError(f"sync_lags_ms: numbers >= 0, got {sync_lags_ms!r}")
         self.apply_capped = 0                    # Readies whose apply range a cap shortened
-        self.lagged_syncs = 0                    # leader Readies advanced before their sync
+        self.lagged_syncs = 0                    # Readies advanced before their sync
         if any(type(c) is not int or c < 0 for c in self.apply_caps):
             raise ValueError(f"apply_caps: ints >= 0 (0: no cap), got {apply_caps!r}")
         self._master_rng = random.Random(seed)
@@ -405,11 +405,11 @@ class SimCluster:
                        lambda *parts: self._note(m, *parts))
         apply_cap = (random.Random(f"apply-cap-{self.seed}-{m}-{incarnation}").choice(self.apply_caps)
                      if self.apply_caps else 0)
-        lag_ms = (random.Random(f"sync-lag-{self.seed}-{m}-{incarnation}").choice(self.leader_sync_lags_ms)
-                  if self.leader_sync_lags_ms else 0)
+        lag_ms = (random.Random(f"sync-lag-{self.seed}-{m}-{incarnation}").choice(self.sync_lags_ms)
+                  if self.sync_lags_ms else 0)
         member = SimMember(m, self._configs[m], self.module_config, self.disks[m], services, rng, self,
                            self.checker, self.snapshot_options, jobs, apply_cap=apply_cap,
-                           leader_sync_lag_ns=int(lag_ms * MS))
+                           sync_lag_ns=int(lag_ms * MS))
         self.members[m] = member
         self._last_services[m] = services
         self._last_modules[m] = member.module

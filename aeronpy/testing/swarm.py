@@ -66,9 +66,9 @@ SNAPSHOT_LOG_BYTES = (0, 150, 300, 800)   # per seed; 0: admin snapshots only
 # entries a member incarnation applies per Ready at most (0: all), as a ClusterNode whose apply
 # budget runs out leaves the rest to later cycles (SimCluster apply_caps)
 APPLY_CAPS = (0, 0, 1, 2, 5)
-# how long a leader's writes may wait for their sync while it steps on (SimCluster
-# leader_sync_lags_ms; the node's background syncer): 0 syncs at once
-LEADER_SYNC_LAGS_MS = (0, 0, 1, 5, 30)
+# how long a member's writes may wait for their sync while it steps on (SimCluster
+# sync_lags_ms; the node's background syncer): 0 syncs at once
+SYNC_LAGS_MS = (0, 0, 1, 5, 30)
 WINDOW_PHASE = (0.2, 0.8)      # the targeted windows run in this part of the fault phase
 WINDOW_SETTLE_MS = 1000        # a window waits up to this long for a leader with caught-up followers
 VOTE_WINDOW_MS = 250           # voters stay armed to crash after voting at most this long
@@ -287,7 +287,7 @@ def _run_seed(seed: int, fault_phase_ms: float, liveness_within_ms: float,
                      snapshots_to_keep=snapshots_to_keep, snapshot_chunk_bytes=plan.choice((128, 512, 4096)),
                      snapshot_write_ms=plan.choice((0.0, 2.0, 20.0)),
                      fast_step_path=fast_step_path, apply_caps=APPLY_CAPS, state_digests=state_digests,
-                     leader_sync_lags_ms=LEADER_SYNC_LAGS_MS)
+                     sync_lags_ms=SYNC_LAGS_MS)
     faults = {"members": members, "file_sync": file_sync, "max_append_bytes": max_append_bytes,
               "pre_vote": pre_vote, "snapshot_log_bytes": snapshot_log_bytes, "snapshots_to_keep": snapshots_to_keep,
               "partition": 0, "cut": 0, "heal": 0, "crash": 0, "power_fail": 0, "restart": 0,

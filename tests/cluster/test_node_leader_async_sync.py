@@ -140,9 +140,9 @@ def test_a_leader_that_steps_down_acknowledges_its_unsynced_writes_only_once_dur
         successor = next(f for f in followers if f.role == Role.LEADER)
         assert _pump(nodes, lambda: successor.commit_index > index, 5.0)
         successor_last = successor.core.log.last_index
-        # the old leader's Readies since it stepped down (its vote, then acknowledgements)
+        # the old leader's messages since it stepped down (its vote, then acknowledgements)
         # wait for every write so far, its held ones too: it has said nothing of them
-        assert leader.core.role == Role.FOLLOWER and leader._pending is not None
+        assert leader.core.role == Role.FOLLOWER and leader._held
         assert leader.archive.durable_index < index
         old = successor.core.leader_state.progress[leader.member_id]
         assert old.match < index, f"acknowledged {old.match} with {leader.archive.durable_index} durable"
@@ -187,3 +187,71 @@ def test_a_leader_whose_sync_stalls_hands_the_leadership_over(tmp_path, caplog):
         if gate is not None:
             gate.set()
         _close(nodes)
+
+
+def _follower_held(tmp_path):
+    """One follower's fsync held: returns (entries A and B, what the follower's log, durable
+    end and the leader's count of it were during the hold, its count after release)."""
+    nodes, leader, followers = _settled_cluster(tmp_path)
+    gate = None
+    try:
+        slow, fast = followers
+        gate = hold_fdatasync(slow.archive, hold_s=20.0)
+        a = leader.core.propose(RAW_ENTRY, b"a")
+        assert _pump(nodes, lambda: leader.commit_index >= a, 5.0)     # the leader and `fast`
+        b = leader.core.propose(RAW_ENTRY, b"b")
+        _pump(nodes, lambda: slow.core.log.last_index >= b and leader.commit_index >= b, 2.0)
+        progress = leader.core.leader_state.progress[slow.member_id]
+        during = (slow.core.log.last_index, slow.archive.durable_index, progress.match,
+                  bool(slow._held))
+        gate.set()
+        _pump(nodes, lambda: progress.match >= b, 10.0)
+        for node in nodes:
+            assert node.failure is None, node.failure
+        return a, b, during, progress.match
+    finally:
+        if gate is not None:
+            gate.set()
+        _close(nodes)
+
+
+def test_a_follower_takes_appends_while_its_fsync_is_held_and_acknowledges_once_durable(tmp_path):
+    """A follower used to take no step while its sync ran; now it takes the next appends
+    (group commit across syncs) and holds its acknowledgements until they are durable."""
+    a, b, (last, durable, match, held), after = _follower_held(tmp_path)
+    assert last >= b                            # it took both appends during the hold
+    assert durable < a                          # the hold was real
+    assert match < a and held, "acknowledged entries it had not synced"
+    assert after >= b                           # and acknowledged them once released
+
+
+def test_negative_control_a_follower_acknowledging_before_its_sync_is_seen(tmp_path, monkeypatch):
+    monkeypatch.setattr(core_config, "_BUGS", {"acks_before_persist"})
+    a, b, (last, durable, match, held), after = _follower_held(tmp_path)
+    assert durable < a
+    assert match >= a
+
+
+def test_released_acknowledgements_are_folded_to_the_highest_per_leader_and_term():
+    """A sync releases one acknowledgement per append that came in while it ran; only the
+    highest per (leader, term) goes, every other message in order. The highest, not the
+    last: a re-sent older append is acknowledged with a lower match after a higher one."""
+    from collections import deque
+    from types import SimpleNamespace
+    from aeronpy.cluster.node import ClusterNode
+    from aeronpy.core.messages import AppendResponse, HeartbeatResponse, Vote
+    sent = []
+    fake = SimpleNamespace(_held=deque(), _send_messages=sent.extend)
+    refusal = AppendResponse(3, False, 4, 2, 1)
+    fake._held.extend([
+        (5, [(0, AppendResponse(3, True, 5, 0, 0)), (0, HeartbeatResponse(3, 5))]),
+        (7, [(0, AppendResponse(3, True, 7, 0, 0)), (1, Vote(4, True, False))]),
+        (8, [(0, AppendResponse(3, True, 6, 0, 0)), (0, refusal),
+             (2, AppendResponse(4, True, 8, 0, 0))]),
+        (9, [(0, AppendResponse(3, True, 9, 0, 0))]),          # not durable yet
+    ])
+    assert ClusterNode._release_held(fake, 8) == 1
+    assert sent == [(0, HeartbeatResponse(3, 5)), (0, AppendResponse(3, True, 7, 0, 0)),
+                    (1, Vote(4, True, False)), (0, refusal), (2, AppendResponse(4, True, 8, 0, 0))]
+    assert [index for index, _ in fake._held] == [9]
+    assert ClusterNode._release_held(fake, 8) == 0 and len(sent) == 5

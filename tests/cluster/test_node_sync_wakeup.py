@@ -33,9 +33,9 @@ def _node(tmp_path, file_sync="data"):
 
 
 def _syncing(node) -> bool:
-    """A write waits for its fsync: a follower's Ready (_pending), or a leader's writes it
-    advanced past (_unsynced_hi; the core counts them once the sync is reported)."""
-    return node._pending is not None or node._unsynced_hi != 0
+    """Writes wait for their fsync (the node advanced past them; the core counts them once
+    the sync is reported)."""
+    return node._unsynced_hi != 0
 
 
 def _settle(node):

@@ -40,10 +40,9 @@ def _node(tmp_path, service=None, **config) -> ClusterNode:
 def _settle(node: ClusterNode) -> None:
     deadline = time.monotonic() + 10.0
     while time.monotonic() < deadline and (node.role != Role.LEADER or node.commit_index < 1
-                                           or node._pending is not None or node._unsynced_hi):
+                                           or node._unsynced_hi):
         node.do_work()
-    assert node.role == Role.LEADER and node.commit_index >= 1 and node._pending is None \
-        and not node._unsynced_hi
+    assert node.role == Role.LEADER and node.commit_index >= 1 and not node._unsynced_hi
 
 
 def _eio(*_args, **_kwargs):

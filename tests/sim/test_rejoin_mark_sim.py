@@ -267,8 +267,8 @@ def test_wipes_off_keeps_every_seeds_course():
     assert run_seed(7, wipes=False).trace == run_seed(7).trace
 
 
-@pytest.mark.parametrize("seed, bug", [(3298, "rejoin_follows_unheard"), (7180, "rejoin_lifts_below_term"),
-                                       (11545, "rejoin_lifts_below_term")])
+@pytest.mark.parametrize("seed, bug", [(3298, "rejoin_follows_unheard"), (11571, "rejoin_lifts_below_term"),
+                                       (14515, "rejoin_lifts_below_term")])
 def test_the_weaker_wipe_precondition_runs_clean(seed, bug):
     """``--wipes non_empty`` allows a deposed leader at the wipe. Seed 3298 had the wiped
     member follow it (RaftCore.rejoin_follows); seed 2661 had the mark lifted at a new
@@ -279,7 +279,10 @@ def test_the_weaker_wipe_precondition_runs_clean(seed, bug):
     event; 7180 and 8431 (found by searching seeds 0-8500 with the rule off) broke leader
     completeness the same way, and 7180 still does; 8431 stopped when leaders began asking for
     automatic snapshots through the log (2026-11-28), and a search of seeds 0-11571 with the
-    rule off found 11545 in its place (and 11571)."""
+    rule off found 11545 in its place (and 11571). When members began to step on while
+    their log syncs run (the simulator's sync_lags_ms), 7180 and 11545 stopped; a search of
+    seeds 0-14515 with each rule off found 3298 still, and 11571 and 14515 (9795 broke
+    another invariant)."""
     result = run_seed(seed, wipes="non_empty")
     assert result.ok, result.error
     broken = run_seed(seed, wipes="non_empty", bugs=(bug,))
@@ -322,3 +325,13 @@ def test_a_first_leader_dying_before_its_first_commit_is_replaced(seed):
     with core_bugs({"rejoin_first_term_waits"}):
         elected_before_the_fix, _ = _first_leader_dies_at_once(seed)
     assert not elected_before_the_fix
+
+
+@pytest.mark.parametrize("seed", [50088, 50308, 50531, 50705])
+def test_a_snapshot_past_the_durable_end_leaves_the_rejoin_rule_standing(seed):
+    """Once members stepped on while their log syncs ran (sync_lags_ms), a rejoining member
+    could apply committed entries before they were durable on its own disk and snapshot past
+    its durable end; RaftCore.rejoin_caught_up then asked the term of an entry compacted away
+    and raised IndexError (these four seeds, found by the swarm with --wipes)."""
+    result = run_seed(seed, wipes=True)
+    assert result.ok, result.error

@@ -20,22 +20,7 @@ from aeronpy.core.raft import RaftCore
 from aeronpy.service import Role
 
 from .fakes import hold_fdatasync
-from .test_node_send_first import RAW_ENTRY, _nodes, _pump
-
-
-def _settled_cluster(tmp_path):
-    nodes = _nodes(tmp_path)
-    assert _pump(nodes, lambda: any(n.role == Role.LEADER for n in nodes), 10.0), "no leader"
-
-    def settled():
-        leaders = [n for n in nodes if n.role == Role.LEADER]
-        if len(leaders) != 1 or any(n.core.leader_id != leaders[0].member_id for n in nodes):
-            return False
-        last = leaders[0].core.log.last_index
-        return all(n.commit_index >= last and n.archive.durable_index >= last for n in nodes)
-    assert _pump(nodes, settled, 10.0), "did not settle"
-    leader = next(n for n in nodes if n.role == Role.LEADER)
-    return nodes, leader, [n for n in nodes if n is not leader]
+from .test_node_send_first import RAW_ENTRY, _pump, _settled_cluster
 
 
 def _close(nodes):

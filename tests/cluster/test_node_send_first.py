@@ -38,14 +38,13 @@ def _pump(nodes, until, within_s):
     return wait_until(cycle_then_check, within_s, interval_s=0.0005)
 
 
-def _held_leader_sync(tmp_path, hold_s):
-    """Elect, settle, hold the leader's fsync, propose one entry and pump for ``hold_s``.
-    Returns (index, follower log ends during the hold, followers' durable ends, leader's
-    durable end during the hold, leader's commit after release)."""
+def _settled_cluster(tmp_path):
+    """Three nodes, elected and settled: one leader all follow, everything committed and
+    durable everywhere. Returns (nodes, leader, followers); closes them if that fails."""
     nodes = _nodes(tmp_path)
     try:
         assert _pump(nodes, lambda: any(n.role == Role.LEADER for n in nodes), 10.0), "no leader"
-        # settled: one leader all follow, everything committed and durable everywhere
+
         def settled():
             leaders = [n for n in nodes if n.role == Role.LEADER]
             if len(leaders) != 1 or any(n.core.leader_id != leaders[0].member_id for n in nodes):
@@ -53,8 +52,20 @@ def _held_leader_sync(tmp_path, hold_s):
             last = leaders[0].core.log.last_index
             return all(n.commit_index >= last and n.archive.durable_index >= last for n in nodes)
         assert _pump(nodes, settled, 10.0), "did not settle"
-        leader = next(n for n in nodes if n.role == Role.LEADER)
-        followers = [n for n in nodes if n is not leader]
+    except BaseException:
+        for node in nodes:
+            node.close()
+        raise
+    leader = next(n for n in nodes if n.role == Role.LEADER)
+    return nodes, leader, [n for n in nodes if n is not leader]
+
+
+def _held_leader_sync(tmp_path, hold_s):
+    """Elect, settle, hold the leader's fsync, propose one entry and pump for ``hold_s``.
+    Returns (index, follower log ends during the hold, followers' durable ends, leader's
+    durable end during the hold, leader's commit after release)."""
+    nodes, leader, followers = _settled_cluster(tmp_path)
+    try:
         last = leader.core.log.last_index
         gate = hold_fdatasync(leader.archive)
         index = leader.core.propose(RAW_ENTRY, b"payload")

@@ -30,7 +30,7 @@ import traceback
 
 from aeronpy.service import Role
 
-from .test_node_send_first import RAW_ENTRY, _nodes, _pump
+from .test_node_send_first import RAW_ENTRY, _pump, _settled_cluster
 
 
 # ---------------------------------------------------------------------------------- 1
@@ -74,16 +74,10 @@ def _hold_log_syncs(archive, hold_s: float):
 
 
 def test_a_leaders_snapshot_does_not_wait_for_its_own_sync(tmp_path):
-    nodes = _nodes(tmp_path)
+    nodes = []
     gate = None
     try:
-        assert _pump(nodes, lambda: any(n.role == Role.LEADER for n in nodes), 10.0), "no leader"
-        leader = next(n for n in nodes if n.role == Role.LEADER)
-
-        def settled():
-            last = leader.core.log.last_index
-            return all(n.commit_index >= last and n.archive.durable_index >= last for n in nodes)
-        assert _pump(nodes, settled, 10.0), "did not settle"
+        nodes, leader, followers = _settled_cluster(tmp_path)
         term = leader.core.term
         gate, waits = _hold_log_syncs(leader.archive, hold_s=1.0)
         index = leader.core.propose(RAW_ENTRY, b"payload")
@@ -122,18 +116,11 @@ def test_a_closing_leader_with_a_sync_in_flight_reports_its_successor(tmp_path, 
     import logging
     import time
     caplog.set_level(logging.INFO)
-    nodes = _nodes(tmp_path)
+    nodes = []
     gate = None
     closer = None
     try:
-        assert _pump(nodes, lambda: any(n.role == Role.LEADER for n in nodes), 10.0), "no leader"
-        leader = next(n for n in nodes if n.role == Role.LEADER)
-        followers = [n for n in nodes if n is not leader]
-
-        def settled():
-            last = leader.core.log.last_index
-            return all(n.commit_index >= last and n.archive.durable_index >= last for n in nodes)
-        assert _pump(nodes, settled, 10.0), "did not settle"
+        nodes, leader, followers = _settled_cluster(tmp_path)
         gate, _waits = _hold_log_syncs(leader.archive, hold_s=2.0)
         index = leader.core.propose(RAW_ENTRY, b"payload")
         assert _pump(nodes, lambda: leader.commit_index >= index, 5.0)
@@ -172,15 +159,9 @@ def test_a_slow_but_working_leader_disk_is_not_taken_for_a_stall(tmp_path):
     no request waits), then for its own: 2.4 s with no progress on the node's clock, and the
     leader hands over (leader_sync_stalls) though no sync ever stalled."""
     import time
-    nodes = _nodes(tmp_path)
+    nodes = []
     try:
-        assert _pump(nodes, lambda: any(n.role == Role.LEADER for n in nodes), 10.0), "no leader"
-        leader = next(n for n in nodes if n.role == Role.LEADER)
-
-        def settled():
-            last = leader.core.log.last_index
-            return all(n.commit_index >= last and n.archive.durable_index >= last for n in nodes)
-        assert _pump(nodes, settled, 10.0), "did not settle"
+        nodes, leader, followers = _settled_cluster(tmp_path)
         term = leader.core.term
         archive = leader.archive
         syncer_thread = archive._syncer._thread

@@ -256,7 +256,7 @@ class ClusterNode:
         self._unsynced_hi = 0
         self._unsynced_since_ns = 0
         self._sync_slow = False             # this wait was counted as slow already
-        self._stall_handed_over = False     # this stall made the leader hand over already
+        self._stall_handover_ns = 0         # when this stall last made the leader hand over
         self._held: deque = deque()
         self._slow_sync_warn_at_ns = 0
 
@@ -672,15 +672,17 @@ class ClusterNode:
         """Writes still wait for their sync, and the sync thread has finished nothing since
         _unsynced_since_ns (nor since its last step: a marker sync it ran first is progress
         too): past heartbeat_interval_ms that is a slow sync (_note_slow_sync); past
-        _LEADER_SYNC_STALL_NS a leader hands the leadership to its most up-to-date follower,
-        once per stall (``leader_sync_stalls``)."""
+        _LEADER_SYNC_STALL_NS a leader hands the leadership to its most up-to-date follower
+        (``leader_sync_stalls``), again each _LEADER_SYNC_STALL_NS the stall lasts while it
+        still leads (a transfer that found no taker in time is aborted)."""
         waited = now_ns - max(self._unsynced_since_ns, self.archive.sync_progress_ns())
         core = self.core
         if not self._sync_slow and waited > self._slow_cycle_ns:
-            self._note_slow_sync(now_ns, leading=core.role == Role.LEADER)
-        if waited <= _LEADER_SYNC_STALL_NS or self._stall_handed_over or core.role != Role.LEADER:
+            self._note_slow_sync(now_ns, waited, leading=core.role == Role.LEADER)
+        if waited <= _LEADER_SYNC_STALL_NS or core.role != Role.LEADER \
+                or now_ns - self._stall_handover_ns <= _LEADER_SYNC_STALL_NS:
             return
-        self._stall_handed_over = True
+        self._stall_handover_ns = now_ns
         counters = core.counters
         counters["leader_sync_stalls"] = counters.get("leader_sync_stalls", 0) + 1
         handed = core.transfer_leadership(None, now_ns)
@@ -690,7 +692,7 @@ class ClusterNode:
             self.config.file_sync, "handing the leadership over" if handed
             else "no follower to hand the leadership to")
 
-    def _note_slow_sync(self, now_ns: int, leading: bool) -> None:
+    def _note_slow_sync(self, now_ns: int, waited_ns: int, leading: bool) -> None:
         """A log sync has made no progress for longer than heartbeat_interval_ms. A follower's
         acknowledgements and votes wait for it; a leader (``leading``) commits on its
         followers' copies meanwhile. Counted once per wait (``slow_log_syncs``), said at most
@@ -708,15 +710,14 @@ class ClusterNode:
                 "heartbeat_interval_ms (%d ms): meanwhile entries commit only on its "
                 "followers' copies, so one more slow or lost member stalls the cluster. The "
                 "data dir's disk is slow (docs/operations.md, 'A slow disk'); slow_log_syncs "
-                "counts these", self.config.file_sync,
-                (now_ns - self._unsynced_since_ns) / 1e6, self.config.heartbeat_interval_ms)
+                "counts these", self.config.file_sync, waited_ns / 1e6,
+                self.config.heartbeat_interval_ms)
             return
         self.log.warning(
             "this member's log sync (file_sync = %r) has run %.0f ms, longer than "
             "heartbeat_interval_ms (%d ms): its acknowledgements and votes wait for it. The data "
             "dir's disk is slow (docs/operations.md, 'A slow disk'); slow_log_syncs counts "
-            "these", self.config.file_sync,
-            (now_ns - self._unsynced_since_ns) / 1e6, self.config.heartbeat_interval_ms)
+            "these", self.config.file_sync, waited_ns / 1e6, self.config.heartbeat_interval_ms)
 
     def _settled(self) -> bool:
         """Nothing a cycle that just did work left for an immediate next one: no Ready (new
@@ -901,7 +902,7 @@ class ClusterNode:
             elif core.persisted_index > before:
                 # progress: what is left waits for the next sync, timed from now
                 self._unsynced_since_ns, self._sync_slow = now_ns, False
-                self._stall_handed_over = False
+                self._stall_handover_ns = 0
             else:
                 self._check_sync(now_ns)
         if not core.has_ready():
@@ -941,7 +942,7 @@ class ClusterNode:
         # write so far (_held); a leader's own copy counts once the sync is reported.
         if not self._unsynced_hi:
             self._unsynced_since_ns, self._sync_slow = now_ns, False
-            self._stall_handed_over = False
+            self._stall_handover_ns = 0
         self._unsynced_hi = rd.persist_hi - 1
         if rd.messages and not rd.send_first:
             self._hold(rd.persist_hi - 1, rd.messages)

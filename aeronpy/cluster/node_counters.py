@@ -136,7 +136,7 @@ REFUSAL_COUNTERS: tuple = (
      "leadership over (logged)"),
     ("core", "held_messages_dropped",
      "Acknowledgements and votes dropped while waiting for this member's log sync: more than "
-     "1024 Readies' worth waited (a hung disk), or a truncation cut what they acknowledged"),
+     "1024 Readies' worth waited (a hung disk), or a truncation dropped all that waited"),
     ("core", "follower_lost_acknowledged_entries",
      "Times a follower turned out to have lost entries it had acknowledged"),
     ("module", "apply_budget_spent",

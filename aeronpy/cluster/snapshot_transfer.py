@@ -210,6 +210,11 @@ class SnapshotReceiver:
         if msg.term != core.term or core.role == Role.LEADER:
             return None
         if msg.snapshot_index <= core.commit_index:
+            # held already, committed: but "done" promises it durably (the leader counts it),
+            # and a member's commit index can run ahead of its sync: until that catches up,
+            # no answer (the leader sends the chunk again)
+            if msg.snapshot_index > core.persisted_index:
+                return None
             return InstallSnapshotResponse(core.term, msg.snapshot_index, msg.total_bytes, True)
         key = (from_id, msg.term, msg.snapshot_index, msg.snapshot_term)
         if self._committing is not None:

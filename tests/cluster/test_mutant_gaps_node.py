@@ -552,11 +552,17 @@ def test_a_follower_that_committed_the_snapshot_index_answers_done_without_a_tra
 
     def no_file(*_args):
         raise AssertionError("a transfer was started")
-    hooks = SimpleNamespace(core=SimpleNamespace(term=5, role=Role.FOLLOWER, commit_index=100),
+    hooks = SimpleNamespace(core=SimpleNamespace(term=5, role=Role.FOLLOWER, commit_index=100,
+                                                 persisted_index=100),
                             archive=SimpleNamespace(begin_snapshot=no_file))
     receiver = SnapshotReceiver(hooks)
     answer = receiver.on_chunk(0, InstallSnapshot(5, 100, 4, 0, 1000, False, b"x" * 10))
     assert answer == InstallSnapshotResponse(5, 100, 1000, True)
+    # committed but its sync still running (the second review of e5a1035): no answer yet,
+    # and no transfer; the leader sends the chunk again
+    hooks.core.persisted_index = 99
+    assert receiver.on_chunk(0, InstallSnapshot(5, 100, 4, 0, 1000, False, b"x" * 10)) is None
+    hooks.core.persisted_index = 100
     # the control: one past the commit index is transferred
     hooks.core.commit_index = 99
     with pytest.raises(AssertionError, match="a transfer was started"):

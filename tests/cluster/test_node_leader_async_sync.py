@@ -240,3 +240,35 @@ def test_released_acknowledgements_are_folded_to_the_highest_per_leader_and_term
                     (1, Vote(4, True, False)), (0, refusal), (2, AppendResponse(4, True, 8, 0, 0))]
     assert [index for index, _ in fake._held] == [9]
     assert ClusterNode._release_held(fake, 8) == 0 and len(sent) == 5
+
+
+def test_a_stalled_leader_whose_hand_over_found_no_taker_tries_again(tmp_path, monkeypatch):
+    """Second review: the hand-over was once per stall, so a transfer that found no taker
+    (aborted) left a leader with a dead disk in office for good. It now tries again each 2 s
+    the stall lasts. The first attempt is made to find no follower here."""
+    from aeronpy.cluster import node as node_module
+    nodes, leader, followers = _settled_cluster(tmp_path)
+    gate = None
+    try:
+        real = leader.core.transfer_leadership
+        calls = []
+
+        def first_finds_nobody(target=None, now_ns=None):
+            calls.append(now_ns)
+            return False if len(calls) == 1 else real(target, now_ns)
+        monkeypatch.setattr(leader.core, "transfer_leadership", first_finds_nobody)
+        gate = hold_fdatasync(leader.archive, hold_s=20.0)
+        index = leader.core.propose(RAW_ENTRY, b"payload")
+        assert _pump(nodes, lambda: leader.commit_index >= index, 5.0)
+        stall_s = node_module._LEADER_SYNC_STALL_NS / 1e9
+        assert _pump(nodes, lambda: any(f.role == Role.LEADER for f in followers),
+                     2 * stall_s + 4.0), f"nobody took over ({len(calls)} attempts)"
+        assert len(calls) == 2 and leader.core.counters.get("leader_sync_stalls") == 2
+        assert calls[1] - calls[0] > node_module._LEADER_SYNC_STALL_NS
+        gate.set()
+        for node in nodes:
+            assert node.failure is None, node.failure
+    finally:
+        if gate is not None:
+            gate.set()
+        _close(nodes)

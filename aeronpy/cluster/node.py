@@ -683,8 +683,7 @@ class ClusterNode:
                 or now_ns - self._stall_handover_ns <= _LEADER_SYNC_STALL_NS:
             return
         self._stall_handover_ns = now_ns
-        counters = core.counters
-        counters["leader_sync_stalls"] = counters.get("leader_sync_stalls", 0) + 1
+        core.counters_add("leader_sync_stalls")
         handed = core.transfer_leadership(None, now_ns)
         self.log.warning(
             "this leader's log sync has made no progress for %.1f s (file_sync = %r): %s. Its "
@@ -699,8 +698,7 @@ class ClusterNode:
         once per _SLOW_CYCLE_WARN_NS: an operator then sees the disk behind the elections or
         the latency."""
         self._sync_slow = True
-        counters = self.core.counters
-        counters["slow_log_syncs"] = counters.get("slow_log_syncs", 0) + 1
+        self.core.counters_add("slow_log_syncs")
         if now_ns < self._slow_sync_warn_at_ns:
             return
         self._slow_sync_warn_at_ns = now_ns + _SLOW_CYCLE_WARN_NS
@@ -737,8 +735,8 @@ class ClusterNode:
         transport counters (they lag by at most its 10 ms), at most _IDLE_PARK_MAX_NS. A
         park ends at once on a datagram, so only timers wait for it."""
         now = self._clock()
-        if now - self._last_work_ns < _QUIET_NS or self._sync_signalled or self._admin.pending or self.snapshots.busy \
-                or self._stop.is_set():
+        if now - self._last_work_ns < _QUIET_NS or self._sync_signalled or self._admin.pending \
+                or self.snapshots.busy or self._stop.is_set():
             return _PARK_NS / 1e9
         due = now + _IDLE_PARK_MAX_NS
         for d in (self.core.next_due_ns(),
@@ -900,9 +898,7 @@ class ClusterNode:
             if synced >= self._unsynced_hi:
                 self._unsynced_hi = 0
             elif core.persisted_index > before:
-                # progress: what is left waits for the next sync, timed from now
-                self._unsynced_since_ns, self._sync_slow = now_ns, False
-                self._stall_handover_ns = 0
+                self._start_sync_wait(now_ns)   # progress: what is left waits for the next
             else:
                 self._check_sync(now_ns)
         if not core.has_ready():
@@ -941,8 +937,7 @@ class ClusterNode:
         # acknowledgements, a vote: any Ready but a leader's send_first one) waits for every
         # write so far (_held); a leader's own copy counts once the sync is reported.
         if not self._unsynced_hi:
-            self._unsynced_since_ns, self._sync_slow = now_ns, False
-            self._stall_handover_ns = 0
+            self._start_sync_wait(now_ns)
         self._unsynced_hi = rd.persist_hi - 1
         if rd.messages and not rd.send_first:
             self._hold(rd.persist_hi - 1, rd.messages)
@@ -950,18 +945,19 @@ class ClusterNode:
         self._finish_ready(rd, now_ns, durable=False)
         return work + 1
 
+    def _start_sync_wait(self, now_ns: int) -> None:
+        """Writes wait for a sync from now: its slow-sync and stall timing start afresh."""
+        self._unsynced_since_ns, self._sync_slow, self._stall_handover_ns = now_ns, False, 0
+
     def _hold(self, index: int, messages: list) -> None:
         held = self._held
         if len(held) >= _HELD_READIES_MAX:
-            dropped = held.popleft()[1]
-            counters = self.core.counters
-            counters["held_messages_dropped"] = counters.get("held_messages_dropped", 0) + len(dropped)
+            self.core.counters_add("held_messages_dropped", len(held.popleft()[1]))
         held.append((index, messages))
 
     def _drop_held(self) -> None:
-        counters = self.core.counters
-        counters["held_messages_dropped"] = counters.get("held_messages_dropped", 0) + sum(
-            len(messages) for _index, messages in self._held)
+        self.core.counters_add("held_messages_dropped",
+                               sum(len(messages) for _index, messages in self._held))
         self._held.clear()
 
     def _release_held(self, synced: int) -> int:

@@ -48,8 +48,8 @@ class RaftCore:
         self.commit_index = commit_index
         self.applied_index = commit_index
         # written_index: the last entry handed to the driver to write; persisted_index: the
-        # last one the driver reported durable. They differ only on a leader whose driver
-        # advanced a Ready before its sync finished (advance(rd, durable=False)).
+        # last one the driver reported durable. They differ while the driver's sync of a Ready
+        # it advanced already runs (advance(rd, durable=False), then note_durable).
         self.written_index = self.persisted_index = log.last_index
         self.verified_index = 0           # follower: last index known to match this term's leader
         self.last_leader_contact_ns = None

@@ -234,9 +234,6 @@ class SimMember:
         self._fast_step = self._step_path
         self._sim.rejoins_completed += 1
 
-    def _send_messages(self, rd) -> None:
-        self._send_list(rd.messages)
-
     def _send_list(self, messages) -> None:
         send = self._sim.send_member
         checker = self._checker
@@ -261,7 +258,7 @@ class SimMember:
                 break
             rd = core.ready()
             if rd.send_first:
-                self._send_messages(rd)     # a leader's: they promise nothing about our disk
+                self._send_list(rd.messages)     # a leader's: they promise nothing about our disk
             if self.crash_at_next_write and rd.must_persist:
                 raise CrashedMidReady(f"member {self.member_id} crashed before writing a Ready "
                                       f"({len(rd.messages) if rd.send_first else 0} messages already sent)")
@@ -292,7 +289,7 @@ class SimMember:
             # ---- _finish_ready: send only what is durable (unless sent first), then apply
             if not rd.send_first and rd.messages:
                 if durable:
-                    self._send_messages(rd)
+                    self._send_list(rd.messages)
                 else:                               # until every write so far is durable
                     self._held.append((rd.persist_hi - 1, rd.messages))
             if rd.role_changed is not None:

@@ -47,6 +47,7 @@ from aeronpy.cluster.protocol import AdminRequest as _AdminRequest
 from aeronpy.core import CoreConfig, RaftCore
 from aeronpy.core.messages import AppendResponse as _AppendResponse, TimeoutNow
 from aeronpy.core.progress import PROBE
+from aeronpy.core.ready import split_vouching as _split_vouching
 from aeronpy.service import ClusteredService, Role
 from aeronpy.transport.streams import StreamConfig
 from aeronpy.transport.udp import UdpTransport
@@ -251,8 +252,8 @@ class ClusterNode:
         # A Ready is advanced before its sync finishes (advance(rd, durable=False)): the core
         # steps on meanwhile. _unsynced_hi: the last index written but not yet reported durable
         # to the core (0: none); _unsynced_since_ns: since when the sync has made no progress;
-        # _held: (index, messages) of Readies whose messages promise what is written (a
-        # follower's acknowledgements, votes), sent once the log is durable up to index
+        # _held: (index, messages): a follower's acknowledgements (vouches_for_log), sent once
+        # the log is durable up to index
         self._unsynced_hi = 0
         self._unsynced_since_ns = 0
         self._sync_slow = False             # this wait was counted as slow already
@@ -933,15 +934,16 @@ class ClusterNode:
             self._finish_ready(rd, now_ns)
             return work + 1
         # The sync runs on its thread (group commit: what arrives meanwhile joins the next) and
-        # the core steps on. What this Ready sends that promises what is written (a follower's
-        # acknowledgements, a vote: any Ready but a leader's send_first one) waits for every
-        # write so far (_held); a leader's own copy counts once the sync is reported.
+        # the core steps on. A follower's acknowledgements (any Ready but a leader's send_first
+        # one) wait for every write so far (_held); its votes, refusals and heartbeat replies
+        # go now (vouches_for_log). A leader's own copy counts once the sync is reported.
         if not self._unsynced_hi:
             self._start_sync_wait(now_ns)
         self._unsynced_hi = rd.persist_hi - 1
         if rd.messages and not rd.send_first:
-            self._hold(rd.persist_hi - 1, rd.messages)
-            rd.messages = []
+            rd.messages, vouching = _split_vouching(rd.messages)
+            if vouching:
+                self._hold(rd.persist_hi - 1, vouching)
         self._finish_ready(rd, now_ns, durable=False)
         return work + 1
 

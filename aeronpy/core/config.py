@@ -24,12 +24,14 @@ follows the first leader it hears, as before the rule of RaftCore.rejoin_follows
 ``rejoin_lifts_below_term`` (the rejoining mark lifts at the leader's commit index alone),
 ``rejoin_first_term_waits`` (in term 1 too the mark waits for a committed entry: an
 availability control, not a safety one), ``leader_counts_unsynced`` (a leader's copy counts
-towards a quorum at ``advance(rd, durable=False)``, before its sync finished).
+towards a quorum at ``advance(rd, durable=False)``, before its sync finished),
+``holds_all_messages`` (a driver holds every message of a Ready for its sync, votes and
+heartbeat replies too, not just acknowledgements: a liveness control).
 """
 KNOWN_BUGS = frozenset({"vote_not_persisted", "commit_old_term_by_counting", "truncate_matching_entries",
                         "acks_before_persist", "rejoin_follows_unheard",
                         "rejoin_lifts_below_term", "rejoin_first_term_waits",
-                        "leader_counts_unsynced"})
+                        "leader_counts_unsynced", "holds_all_messages"})
 
 
 class CoreConfig:

@@ -1,6 +1,9 @@
 """The value the core hands its driver: everything to do next, in the order it must be done."""
 from __future__ import annotations
 
+from aeronpy.core import config as _config
+from aeronpy.core.messages import AppendResponse as _AppendResponse
+
 
 class Ready:
     """One batch of work for the driver. Do it in field order, then call ``core.advance(rd)``.
@@ -8,10 +11,11 @@ class Ready:
     1. ``truncate_from``: cut the persisted log from this index (None: nothing to cut).
     2. ``hard_state`` (None: unchanged) saved and synced; entries ``[persist_lo, persist_hi)``
        of ``core.log`` written (and synced per policy).
-    3. ``messages``: ``(to_member_id, message)`` pairs, sent only after 1 and 2 are durable,
-       and every entry written for earlier Readies too: a vote or an acknowledgement must
-       never outrun the state it promises. Except when ``send_first`` is True: then they may
-       go out before 1 and 2 (see below).
+    3. ``messages``: ``(to_member_id, message)`` pairs, sent only after 1 and 2 are done.
+       An accepted AppendResponse (``vouches_for_log``) waits further, until every entry
+       written so far, for this Ready and earlier ones, is durable: an acknowledgement must
+       never outrun the log it promises. When ``send_first`` is True the messages may go out
+       before 1 and 2 (see below).
     4. apply committed entries ``[apply_lo, apply_hi)`` of ``core.log`` to the state machine.
     ``snapshot_requests``: ``(member_id, snapshot_index, snapshot_term)`` of followers that need
     a snapshot because the entries they lack were compacted away; report the outcome with
@@ -53,3 +57,26 @@ class Ready:
     def __repr__(self) -> str:
         return ("Ready(" + ", ".join(f"{k}={getattr(self, k)!r}" for k in self.__slots__
                                      if k != "messages") + f", messages={len(self.messages)})")
+
+
+def vouches_for_log(msg) -> bool:
+    """Whether ``msg`` vouches for this member's log and so must wait for its sync: only an
+    accepted AppendResponse does (its match_index counts towards the leader's commit).
+
+    The rest of a Ready's messages go once its hard state is saved (``save_hard_state`` syncs
+    at once whatever ``file_sync`` says): a granted vote needs only that record, and its log
+    check against a written but unsynced log errs towards refusing; a refusal's conflict hint
+    and a heartbeat reply's ``last_index`` only steer the leader's probe. Held, they were
+    late by a whole sync: followers with syncs slower than ``leader_heartbeat_timeout_ms``
+    made their leader step down, and their votes could not elect another.
+    Bug switch ``holds_all_messages`` holds every message, as before (the liveness control)."""
+    return (type(msg) is _AppendResponse and msg.success) or "holds_all_messages" in _config._BUGS
+
+
+def split_vouching(messages: list):
+    """``(free, vouching)``: the messages that may go now and those that wait for the sync
+    (``vouches_for_log``), each in their order."""
+    free, vouching = [], []
+    for item in messages:
+        (vouching if vouches_for_log(item[1]) else free).append(item)
+    return free, vouching

@@ -24,6 +24,7 @@ from aeronpy.cluster.container import ServiceError
 from aeronpy.cluster.module import ConsensusModule
 from aeronpy.core import RaftCore
 from aeronpy.core.messages import AppendEntries, AppendResponse
+from aeronpy.core.ready import split_vouching
 from aeronpy.service import Role
 from aeronpy.cluster.state_digests import StateDigests
 from aeronpy.testing.sim_snapshots import SimNodeSnapshots, SimSnapshotOptions
@@ -80,12 +81,13 @@ class SimMember:
         self.apply_capped = 0            # Readies whose apply range it shortened
         # As a ClusterNode, whose background sync finishes after it advanced the Ready
         # (advance(rd, durable=False)): this member syncs its writes only at its first event
-        # this long after (0: at once). Meanwhile a power failure loses them, and what a
-        # Ready that is not a leader's send_first one sends is held (_held) until then.
+        # this long after (0: at once). Meanwhile a power failure loses them, and the
+        # acknowledgements of a Ready that is not a leader's send_first one are held (_held)
+        # until then (split_vouching; its other messages go at once).
         self.sync_lag_ns = sync_lag_ns
         self._unsynced_hi = 0            # the last index written but not synced (0: none)
         self._sync_due_ns = 0
-        self._held: list = []            # (index, messages): sent once durable up to index
+        self._held: list = []            # (index, acknowledgements): sent once durable up to index
         self.lagged_syncs = 0            # Readies advanced before their sync
         self.disk = disk
         self.alive = True
@@ -290,8 +292,11 @@ class SimMember:
             if not rd.send_first and rd.messages:
                 if durable:
                     self._send_list(rd.messages)
-                else:                               # until every write so far is durable
-                    self._held.append((rd.persist_hi - 1, rd.messages))
+                else:   # acknowledgements wait until every write so far is durable, the rest go
+                    free, vouching = split_vouching(rd.messages)
+                    self._send_list(free)
+                    if vouching:
+                        self._held.append((rd.persist_hi - 1, vouching))
             if rd.role_changed is not None:
                 checker.on_role_change(self, rd.role_changed)
             applied = rd.apply_hi > rd.apply_lo

@@ -78,6 +78,7 @@ SCENARIOS: Dict[str, str] = {
     "d": "the leader's syncs mostly fast, 1 in 50 (at random) takes 300-800 ms",
     # extra, not in the default run
     "e": "the leader's syncs take 50 ms, 100 ms, 150 ms (below and near the election timeout)",
+    "f": "both followers' syncs take 500 ms (past the leader's heartbeat timeout, 400 ms)",
 }
 DEFAULT_SCENARIOS = "0,a,b,c,d"
 
@@ -100,6 +101,8 @@ def steps_for(letter: str) -> List[Step]:
     if letter == "e":
         return [Step(f"e{i + 1}", LEADER, _ms(ms), f"leader {ms:g} ms/sync")
                 for i, ms in enumerate((50, 100, 150))]
+    if letter == "f":
+        return [Step("f", FOLLOWERS, _ms(500), "both followers 500 ms/sync")]
     raise ValueError(f"unknown scenario {letter!r}: choose from {', '.join(SCENARIOS)}")
 
 

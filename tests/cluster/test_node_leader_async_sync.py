@@ -91,7 +91,9 @@ def test_negative_control_counting_the_unsynced_copy_commits(tmp_path, monkeypat
 def test_negative_control_a_leader_that_waits_for_its_sync_commits_nothing_meanwhile(
         tmp_path, monkeypatch):
     """As before this change: every Ready of the leader waits for its write (send_first off,
-    so it is not advanced before its sync): nothing commits while the leader's fsync is held."""
+    and every message of such a Ready held until the sync, as the node did before only
+    acknowledgements were held): nothing commits while the leader's fsync is held."""
+    monkeypatch.setattr(core_config, "_BUGS", {"holds_all_messages"})
     original = RaftCore.ready
 
     def ready_without_send_first(self):

@@ -30,6 +30,9 @@ def test_scenarios_expand_into_the_steps_the_brief_names():
     assert [(s.name, s.slowness.delay_us) for s in plan.expand_scenarios("e")] == [
         ("e1", 50_000), ("e2", 100_000), ("e3", 150_000)]           # extra: not in the default run
     assert "e" not in plan.DEFAULT_SCENARIOS
+    assert [(s.name, s.target, s.slowness.delay_us) for s in plan.expand_scenarios("f")] == [
+        ("f", plan.FOLLOWERS, 500_000)]
+    assert "f" not in plan.DEFAULT_SCENARIOS
     with pytest.raises(ValueError, match="unknown scenario 'z'"):
         plan.expand_scenarios("a,z")
     with pytest.raises(ValueError, match="no scenario"):

@@ -694,7 +694,7 @@ class ClusterNode:
 
     def _note_slow_sync(self, now_ns: int, waited_ns: int, leading: bool) -> None:
         """A log sync has made no progress for longer than heartbeat_interval_ms. A follower's
-        acknowledgements and votes wait for it; a leader (``leading``) commits on its
+        acknowledgements wait for it; a leader (``leading``) commits on its
         followers' copies meanwhile. Counted once per wait (``slow_log_syncs``), said at most
         once per _SLOW_CYCLE_WARN_NS: an operator then sees the disk behind the elections or
         the latency."""
@@ -714,7 +714,7 @@ class ClusterNode:
             return
         self.log.warning(
             "this member's log sync (file_sync = %r) has run %.0f ms, longer than "
-            "heartbeat_interval_ms (%d ms): its acknowledgements and votes wait for it. The data "
+            "heartbeat_interval_ms (%d ms): its acknowledgements wait for it. The data "
             "dir's disk is slow (docs/operations.md, 'A slow disk'); slow_log_syncs counts "
             "these", self.config.file_sync, waited_ns / 1e6, self.config.heartbeat_interval_ms)
 

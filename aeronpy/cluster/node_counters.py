@@ -129,7 +129,7 @@ REFUSAL_COUNTERS: tuple = (
      "(logged)"),
     ("core", "slow_log_syncs",
      "Log syncs (file_sync data or full) without progress for longer than "
-     "heartbeat_interval_ms: a follower's acknowledgements and votes waited, a leader's commits "
+     "heartbeat_interval_ms: a follower's acknowledgements waited, a leader's commits "
      "needed its followers' copies; a slow disk (logged)"),
     ("core", "leader_sync_stalls",
      "Times this member, leading, found its log sync without progress for 2 s and handed the "

@@ -247,8 +247,9 @@ class RaftCore:
         core steps on meanwhile: a leader counts its followers' acknowledgements while its own
         disk syncs (Raft thesis 10.2.1), its own copy counting only once the driver calls
         ``note_durable``; a follower takes the next appends. The driver holds back the
-        messages of any Ready that is not ``send_first`` until every entry written so far is
-        durable (an acknowledgement or a vote must not outrun what it promises)."""
+        accepted AppendResponses of any Ready that is not ``send_first`` until every entry
+        written so far is durable (an acknowledgement must not outrun the log it promises;
+        ``ready.vouches_for_log``)."""
         if rd is not self._awaiting_advance:
             raise RuntimeError("advance() must be given the Ready returned by the last ready()")
         self._awaiting_advance = None

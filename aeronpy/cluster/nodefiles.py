@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import struct
 import threading
 import time
@@ -43,6 +44,24 @@ _ERR_DETAIL_BYTES = 3584                  # a record and its traceback: 4 KiB
 _ERR_DETAIL_LEN = struct.Struct("<I")
 _TRACEBACK_FRAMES = 8                     # the last frames of each exception in the chain
 _TRACEBACK_LINE_MAX = 300
+# A disk-full error names what it was writing when the space ran out, and that carries the
+# log index: the entries being appended (`appending entries N..M`), a snapshot's temporary
+# file (`snapshot-<index>-<term>.snap.tmp`), the received snapshot's index and sender. A full
+# disk fails so at every index (each snapshot of the member's own, each start under a
+# supervisor), so the identity of such an error is its text with the numbers left out: one
+# entry whose count rises, not one per index filling the ring and pushing older errors out.
+_DISK_FULL_TEXT = re.compile(rb"\[Errno (?:%d|%d)\]|the disk is full"
+                             % (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)))
+_NUMBER = re.compile(rb"\d+")
+
+
+def _identity(raw: bytes) -> bytes:
+    """What makes two records the same error: the text itself, or for a disk-full error
+    (errno ENOSPC or EDQUOT, or "the disk is full" in its message) the text with every
+    number replaced, so that the index it failed at does not count."""
+    if _DISK_FULL_TEXT.search(raw):
+        return _NUMBER.sub(b"#", raw)
+    return raw
 
 
 @dataclass(frozen=True)
@@ -150,6 +169,9 @@ class ErrorLog:
     traceback of its first occurrence (`describe_traceback`); the oldest is overwritten when
     full. Records are written count-last, so a concurrent reader skips (count 0) a record being
     written. A log written before tracebacks were kept is extended in place, its records kept.
+    Disk-full errors that differ only in their numbers (the log index they failed at) are one
+    error (`_identity`): their record shows the latest one's text, and the traceback (with
+    the index) of the first.
     """
 
     def __init__(self, data_dir: "str | os.PathLike", capacity: int = 256) -> None:
@@ -191,20 +213,21 @@ class ErrorLog:
             self._file.close()
             raise
         self._next_seq = memoryview(self._map)[_ERR_NEXT_SEQ_OFFSET:_ERR_NEXT_SEQ_OFFSET + 8].cast("q")
-        self._recent: dict = self._records_in_file()   # text -> seq of its record
+        self._recent: dict = self._records_in_file()   # identity -> seq of its record
         self._lock = threading.Lock()
 
     def _records_in_file(self) -> dict:
-        """text -> seq of the records already in the ring (a log kept from an earlier run):
-        an error seen again after a restart bumps its record, as within one run, so a member
-        that fails the same way at every start keeps one entry, not one per start. Where a
-        text is in the ring twice (written before this was done), the newer record counts."""
+        """identity (`_identity`) -> seq of the records already in the ring (a log kept from
+        an earlier run): an error seen again after a restart bumps its record, as within one
+        run, so a member that fails the same way at every start keeps one entry, not one per
+        start. Where an identity is in the ring twice (written before this was done), the
+        newer record counts."""
         m, next_seq, recent = self._map, self._next_seq[0], {}
         for seq in range(max(0, next_seq - self.capacity), max(0, next_seq)):
             at = _ERR_HEADER_BYTES + (seq % self.capacity) * _ERR_RECORD_BYTES
             _first, _last, count, length = _ERR_RECORD.unpack_from(m, at)
             if count > 0 and length <= _ERR_TEXT_MAX:
-                recent[bytes(m[at + _ERR_RECORD.size:at + _ERR_RECORD.size + length])] = seq
+                recent[_identity(bytes(m[at + _ERR_RECORD.size:at + _ERR_RECORD.size + length]))] = seq
         return recent
 
     def _existing_layout(self, ring: int) -> Optional[int]:
@@ -235,14 +258,24 @@ class ErrorLog:
         text = describe_error(error)
         raw = text.encode(errors="replace")[:_ERR_TEXT_MAX].decode(errors="ignore").encode()
         now_ns = time.time_ns() if now_ns is None else now_ns
+        key = _identity(raw)
         with self._lock:
             if self._map is None:
                 return
             m, seq = self._map, self._next_seq[0]
-            old = self._recent.get(raw)
+            old = self._recent.get(key)
             if old is not None and old > seq - 1 - self.capacity and old < seq:
                 at = _ERR_HEADER_BYTES + (old % self.capacity) * _ERR_RECORD_BYTES
                 (count,) = struct.unpack_from("<q", m, at + 16)
+                text_at = at + _ERR_RECORD.size
+                (length,) = struct.unpack_from("<I", m, at + 24)
+                if m[text_at:text_at + length] != raw:
+                    # the same disk-full error at another index: the record shows the latest
+                    # text (the first one's stays in its traceback), rewritten as a new
+                    # record is, so a concurrent reader skips it meanwhile (count 0)
+                    struct.pack_into("<q", m, at + 16, 0)
+                    m[text_at:text_at + len(raw)] = raw
+                    struct.pack_into("<I", m, at + 24, len(raw))
                 struct.pack_into("<q", m, at + 8, now_ns)
                 struct.pack_into("<q", m, at + 16, count + 1)
                 return
@@ -258,7 +291,7 @@ class ErrorLog:
             _ERR_RECORD.pack_into(m, at, now_ns, now_ns, 0, len(raw))
             struct.pack_into("<q", m, at + 16, 1)                     # publish
             self._next_seq[0] = seq + 1
-            self._recent[raw] = seq
+            self._recent[key] = seq
             if len(self._recent) > 4 * self.capacity:
                 self._recent = {k: s for k, s in self._recent.items() if s > seq - self.capacity}
 

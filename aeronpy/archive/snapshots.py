@@ -36,7 +36,9 @@ def snapshot_name(index: int, term: int) -> str:
 
 class SnapshotWriter(io.RawIOBase):
     """A writable binary file for `ClusteredService.on_take_snapshot`; `commit()` publishes it,
-    `abort()` (or closing without commit) discards it."""
+    `abort()` (or closing without commit) discards it. Whatever fails on the way (the
+    constructor's truncate, a write, the commit's sync or rename) leaves no temporary file
+    once the writer is aborted; a constructor that raises has removed it itself."""
 
     def __init__(self, fs: FileSystem, directory: str, recording_log: RecordingLog,
                  index: int, term: int):
@@ -45,11 +47,22 @@ class SnapshotWriter(io.RawIOBase):
         self.index, self.term = index, term
         self.name = snapshot_name(index, term)
         self._tmp = f"{directory}/{self.name}{SNAPSHOT_TMP_SUFFIX}"
-        self._handle = fs.open_file(self._tmp, create=True)
-        fs.truncate(self._handle, 0)
         self._pos = 0
         self._crc = 0
+        self._handle = None
+        self._done = True                   # nothing to discard until the file is made
+        self._handle = fs.open_file(self._tmp, create=True)
         self._done = False
+        try:
+            fs.truncate(self._handle, 0)    # a file left by an earlier attempt starts empty
+        except BaseException:
+            # the file exists now, and the caller gets no writer to abort: discard it here
+            # (a full disk failed each snapshot so, leaving a file and a handle each time)
+            try:
+                self.abort()
+            except OSError:
+                pass                        # the truncate's error is the one to report
+            raise
 
     def writable(self) -> bool:
         return True
@@ -74,10 +87,12 @@ class SnapshotWriter(io.RawIOBase):
         if self._done:
             raise ValueError("snapshot already committed or aborted")
         self._fs.fsync(self._handle)
-        self._fs.close(self._handle)
-        self._done = True
+        handle, self._handle = self._handle, None
+        self._fs.close(handle)
         final = f"{self._dir}/{self.name}"
         self._fs.rename(self._tmp, final)
+        # done only once renamed: a failed rename leaves the temporary file to abort()
+        self._done = True
         self._fs.sync_dir(self._dir)
         self._recording_log.append_snapshot(
             SnapshotEntry(self.index, self.term, self.name, self._crc, timestamp_ns))
@@ -86,8 +101,12 @@ class SnapshotWriter(io.RawIOBase):
     def abort(self) -> None:
         if not self._done:
             self._done = True
-            self._fs.close(self._handle)
-            self._fs.remove(self._tmp)
+            handle, self._handle = self._handle, None
+            try:
+                if handle is not None:          # None: closed by a commit that failed later
+                    self._fs.close(handle)
+            finally:
+                self._fs.remove(self._tmp)
 
     def close(self) -> None:
         self.abort()

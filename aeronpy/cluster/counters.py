@@ -123,7 +123,10 @@ def knows_a_leader(role: int, leader_id: int, election_state: int) -> bool:
     """Whether a member's published figures show a live leader: it leads, or it names a
     leader and is in no election (CANVASS, NOMINATE, CANDIDATE_BALLOT: the leader it names is
     only the last one it knew). The rule of the ``no_leader_since_ns`` slot and of
-    ``aeronpy tool describe``'s "no leader since"."""
+    ``aeronpy tool describe``'s "no leader since", with one more: a member that names a
+    leader it has not heard since its last canvass (one a quorum refused) has none either;
+    the node sees that (RaftCore.heard_leader_since_campaign), the figures do not, so
+    describe also goes by the slot."""
     if role == int(Role.LEADER):
         return True
     return leader_id >= 0 and election_state not in _ELECTION_STATES_WITHOUT_LEADER

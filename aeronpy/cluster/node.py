@@ -416,6 +416,7 @@ class ClusterNode:
             self.counters, (self.consensus, self.ingress),
             sources={"module": self.module.counters, "core": self.core.counters})
         self._transport_counters.drop_log = self._drop_log
+        self._transport_counters.leader_heard = self.core.heard_leader_since_campaign
         fds = [self.consensus.socket.fileno(), self.ingress.socket.fileno()]
         # A background sync that completes writes a byte here, so a duty cycle parked while
         # writes wait for their fsync wakes at once (it used to find out at its next short

@@ -15,7 +15,8 @@ drop reasons fold into the standard drop slots (``oversize`` and socket truncati
 decode) are added to ``drops_malformed``. The exact per-reason breakdown is kept in the extra
 slots ``transport_drop_<reason>`` (every reason of `aeronpy.transport.counters.DROP_REASONS`).
 It also keeps ``no_leader_since_ns`` (when this member last lost its leader; 0 while it has
-one) from the role, leader and election state the node itself published.
+one) from the role, leader and election state the node itself published, and whether the
+member heard that leader since it last stood for election (``leader_heard``).
 """
 from __future__ import annotations
 
@@ -49,8 +50,8 @@ STREAM_COUNTERS: tuple = (
      "the original, or duplication on the network)"),
 )
 
-# Derived at each publish from the figures the node itself published (role, leader_id,
-# election_state), so they need no hook in the duty cycle; they lag those by up to period_ns.
+# Derived from the figures the node itself published (role, leader_id, election_state) and
+# `TransportCounterPublisher.leader_heard`, each time the node publishes them (maybe_publish).
 NO_LEADER_SINCE = "no_leader_since_ns"
 LEADER_EXTRA_SLOTS: tuple = (
     (NO_LEADER_SINCE, GAUGE,
@@ -185,6 +186,10 @@ class TransportCounterPublisher:
         self._next_ns = 0
         self.decode_drops = 0        # bumped by the node for messages that fail to decode
         self.drop_log = None         # a logsetup.BurstLogger: drops logged as bursts, per reason
+        # set by the node: RaftCore.heard_leader_since_campaign. A member whose canvass was
+        # refused names its last leader again without hearing it: it still has none. None:
+        # naming a leader outside an election counts as having one
+        self.leader_heard: Optional[Callable[[], bool]] = None
         self._clock = clock
         self._wall_clock = wall_clock
         self._no_leader_slot = (writer.index(NO_LEADER_SINCE) if NO_LEADER_SINCE in writer.names
@@ -200,10 +205,15 @@ class TransportCounterPublisher:
             for reason in DROP_REASONS)
 
     def maybe_publish(self, now_ns: int) -> None:
-        """Publish if ``period_ns`` has passed since the last time (cheap otherwise)."""
+        """Publish if ``period_ns`` has passed since the last time (cheap otherwise). The
+        ``no_leader_since_ns`` gauge is derived at every call, in the duty cycle that published
+        the role and leader it comes from, not up to ``period_ns`` later: ``aeronpy tool
+        describe`` goes by both, and would say "no leader" for a while after one was heard."""
         if now_ns >= self._next_ns:
             self._next_ns = now_ns + self._period_ns
             self.publish()
+        elif self._no_leader_slot is not None:
+            self._publish_no_leader()
 
     def due_after(self, work_ns: int) -> int:
         """When the next ``maybe_publish`` would copy figures changed by work done at
@@ -262,11 +272,18 @@ class TransportCounterPublisher:
             v[slot] = n
         for counts, name, slot in self._dict_slots:
             v[slot] = counts.get(name, 0)
-        slot = self._no_leader_slot
-        if slot is not None:
-            if knows_a_leader(v[_ROLE], v[_LEADER_ID], v[_ELECTION_STATE]):
-                v[slot] = 0
-            elif v[slot] == 0:          # kept through CANVASS -> NOMINATE -> BALLOT -> CANVASS
-                v[slot] = self._wall_clock()
+        if self._no_leader_slot is not None:
+            self._publish_no_leader()
         if drop_log is not None:
             drop_log.flush()
+
+    def _publish_no_leader(self) -> None:
+        v, slot, heard = self._values, self._no_leader_slot, self.leader_heard
+        # a leader named outside an election but not heard since the last canvass (one a
+        # quorum refused) is only the last one known: the time it was lost stays until it is
+        # heard again. The canvass itself lasts a round trip, too short to be seen here.
+        if knows_a_leader(v[_ROLE], v[_LEADER_ID], v[_ELECTION_STATE]) \
+                and (heard is None or heard()):
+            v[slot] = 0
+        elif v[slot] == 0:          # kept through CANVASS -> NOMINATE -> BALLOT -> CANVASS
+            v[slot] = self._wall_clock()

@@ -204,11 +204,13 @@ _NO_LEADER_DOING = {
 
 def _no_leader(values: dict) -> Optional[dict]:
     """None while the member leads or follows a leader; else since when it has had none (from
-    ``no_leader_since_ns``: None when not published yet, or by an aeronpy without it)."""
+    ``no_leader_since_ns``: None when not published yet, or by an aeronpy without it). A set
+    ``no_leader_since_ns`` counts even while the member names a leader outside an election:
+    its canvass was refused and it has not heard that leader since."""
     state = values.get("election_state", -1)
-    if knows_a_leader(values["role"], values["leader_id"], state):
-        return None
     since_ns = values.get("no_leader_since_ns", 0)
+    if knows_a_leader(values["role"], values["leader_id"], state) and since_ns <= 0:
+        return None
     name = ElectionState(state).name if state in ElectionState._value2member_map_ else None
     return {"since": iso_time(since_ns) if since_ns > 0 else None,
             "age_s": max(0, (time.time_ns() - since_ns) // 10**9) if since_ns > 0 else None,

@@ -44,7 +44,7 @@ class Election:
     """Owns the election timers and the canvass/ballot tallies of one member's core."""
 
     __slots__ = ("core", "state", "deadline_ns", "granted", "rejected", "transition_count",
-                 "history", "campaign_is_transfer")
+                 "history", "campaign_is_transfer", "campaign_ns")
 
     def __init__(self, core):
         self.core = core
@@ -55,6 +55,9 @@ class Election:
         self.transition_count = 0
         self.history: list = []       # (now_ns, from_state, to_state, reason), bounded
         self.campaign_is_transfer = False
+        # when this member last canvassed or asked for votes (None: never): a leader it names
+        # but has not heard from since is only its last one (RaftCore.heard_leader_since_campaign)
+        self.campaign_ns = None
 
     # ---------------------------------------------------------------- state changes
     def _transition(self, new_state: ElectionState, now_ns: int, reason: str) -> None:
@@ -82,6 +85,7 @@ class Election:
 
     def _enter_canvass(self, now_ns: int) -> None:
         core = self.core
+        self.campaign_ns = now_ns
         self.granted = {core.member_id}
         self.rejected = set()
         self.reset_timer(now_ns)
@@ -105,6 +109,7 @@ class Election:
 
     def _enter_candidate_ballot(self, now_ns: int) -> None:
         core = self.core
+        self.campaign_ns = now_ns
         core.become_candidate(now_ns)
         self.granted = {core.member_id}
         self.rejected = set()

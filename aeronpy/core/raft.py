@@ -397,6 +397,18 @@ class RaftCore:
         contact = self.last_leader_contact_ns
         return contact is not None and now_ns - contact < self.config.election_timeout_ns
 
+    def heard_leader_since_campaign(self) -> bool:
+        """Whether this member leads, or has heard from a leader since it last canvassed or
+        asked for votes. A member whose canvass a quorum refuses (they still hear a leader it
+        does not) names its last leader again (FOLLOWER_READY, ``leader_id`` kept) without
+        having heard it: False then, until the leader's next message is accepted. The node's
+        ``no_leader_since_ns`` gauge goes by it."""
+        if self.role == Role.LEADER:
+            return True
+        started = self.election.campaign_ns
+        contact = self.last_leader_contact_ns
+        return started is None or (contact is not None and contact >= started)
+
     def record_vote(self, candidate: int) -> None:
         self.voted_for = candidate
         if "vote_not_persisted" in _config._BUGS:

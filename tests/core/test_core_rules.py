@@ -66,6 +66,32 @@ def test_lease_expires_after_election_timeout():
     assert vote.granted and vote.term == term + 1 and net[1].term == term
 
 
+def test_a_refused_canvass_names_the_last_leader_but_not_as_heard():
+    """A follower cut off from its leader (the others still hear it) canvasses; the quorum
+    refuses and it follows that leader again (FOLLOWER_READY, leader_id kept) though it has
+    heard nothing from it: heard_leader_since_campaign() says so (no_leader_since_ns keeps the
+    time it lost its leader), until the leader's next message reaches it."""
+    net = PaperNet(3)
+    net.elect(0)
+    assert net[2].leader_id == 0 and net[2].heard_leader_since_campaign()
+    canvassed = False
+    for _ in range(100):                         # 1 s: the leader heartbeats member 1 only
+        net.tick(0, 10)
+        net.tick(1)
+        net.tick(2)
+        net.take(src=0, dst=2, kind=Heartbeat)   # lost on the way to member 2
+        net.take(src=0, dst=2, kind=AppendEntries)
+        canvassed |= net[2].election_state == ElectionState.CANVASS
+        net.deliver_all()
+    assert canvassed and net[1].counters["canvass_refused"] >= 1
+    assert net[2].election_state == ElectionState.FOLLOWER_READY and net[2].leader_id == 0
+    assert any(reason == "canvass lost" for *_, reason in net[2].election.history)
+    assert not net[2].heard_leader_since_campaign()
+    net.tick(0, 60)                              # the next heartbeat gets through
+    net.deliver_all()
+    assert net[2].leader_id == 0 and net[2].heard_leader_since_campaign()
+
+
 # ------------------------------------------------------------------ check-quorum
 def test_leader_steps_down_without_quorum():
     net = PaperNet(3)

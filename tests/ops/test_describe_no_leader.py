@@ -82,6 +82,18 @@ def test_describe_no_leader_known_and_not_yet_timed(writer):
     assert result.data["no_leader"]["since"] is None and result.data["no_leader"]["age_s"] is None
 
 
+def test_describe_says_no_leader_after_a_refused_canvass(writer):
+    """A member whose canvass a quorum refused names its last leader again (FOLLOWER_READY)
+    though it has not heard it: the gauge keeps the time it lost it, and describe says so."""
+    since = time.time_ns() - 7 * S
+    _set(writer, Role.FOLLOWER, 0, ElectionState.FOLLOWER_READY, since)
+    result = tool.describe(writer.data_dir)
+    line = _status_line(result.text)
+    assert f"no leader since {tool.iso_time(since)} (7 s ago)" in line, line
+    assert "waiting to hear from a leader" in line, line
+    assert result.data["no_leader"]["election_state"] == "FOLLOWER_READY"
+
+
 def test_a_stopped_members_last_values_are_not_read_as_now(writer):
     _set(writer, Role.FOLLOWER, 0, ElectionState.CANVASS, time.time_ns() - 5 * S)
     writer.close()
@@ -145,6 +157,42 @@ def test_the_publisher_records_when_the_member_lost_its_leader_and_keeps_it():
     assert publish(Role.LEADER, 2, ElectionState.LEADER_READY) == 0            # leads itself
 
 
+def test_the_publisher_keeps_the_time_through_a_refused_canvass():
+    """A member whose canvass a quorum refuses follows its last leader again (FOLLOWER_READY,
+    leader_id kept) without hearing it: the gauge keeps the time it lost the leader until it
+    hears one (``leader_heard``: RaftCore.heard_leader_since_campaign). Before, it read 0
+    between canvasses."""
+    from aeronpy.cluster.node_counters import TransportCounterPublisher
+    wall = [1_000 * S]
+    heard = [True]
+    w = _Writer()
+    publisher = TransportCounterPublisher(w, (_Transport(),), wall_clock=lambda: wall[0])
+    publisher.leader_heard = lambda: heard[0]
+    slot = w.index(SLOT)
+
+    def publish(state, leader_id=0, role=Role.FOLLOWER):
+        w.values[SlotId.ROLE], w.values[SlotId.LEADER_ID] = int(role), leader_id
+        w.values[SlotId.ELECTION_STATE] = int(state)
+        publisher.publish()
+        wall[0] += S
+        return w.values[slot]
+
+    assert publish(ElectionState.FOLLOWER_READY) == 0                  # following member 0
+    heard[0] = False                                                   # it canvasses
+    lost = wall[0]
+    assert publish(ElectionState.CANVASS) == lost
+    for _ in range(3):                         # refused: member 0 named again, never heard
+        assert publish(ElectionState.FOLLOWER_READY) == lost
+    heard[0] = True                                                    # its heartbeat arrives
+    assert publish(ElectionState.FOLLOWER_READY) == 0
+    # a canvass refused between two publishes (it takes a round trip; they come every 10 ms)
+    heard[0] = False
+    lost = wall[0]
+    assert publish(ElectionState.FOLLOWER_READY) == lost
+    heard[0] = True                           # the core's rule: True while it leads
+    assert publish(ElectionState.LEADER_READY, 2, Role.LEADER) == 0    # it leads now
+
+
 def test_the_publisher_works_on_a_counters_file_without_the_slot():
     from aeronpy.cluster.node_counters import TransportCounterPublisher
     w = _Writer(with_slot=False)
@@ -183,3 +231,67 @@ def test_the_last_survivor_of_a_real_cluster_says_no_leader_since_it_lost_it(tmp
         assert result.data["no_leader"]["since"] == tool.iso_time(since)
     finally:
         pc.close()
+
+
+# ------------------------------------------------------------------ an in-process cluster
+def test_a_member_cut_off_from_its_leader_whose_canvass_is_refused_has_no_leader():
+    """The leader's messages to one follower are lost except its answers to a canvass; the
+    third member still hears the leader, so it and the leader refuse the lone follower's
+    canvass, which then names its leader again between canvasses. The gauge (and describe)
+    must say it has had no leader since its first canvass, until the leader's messages reach
+    it again. Before, it read 0 nearly always: the canvass lasts a round trip."""
+    from aeronpy.cluster.counters import CountersReader
+    from aeronpy.core.messages import Vote
+    from aeronpy.testing.inproc import inproc_cluster
+    with inproc_cluster() as (nodes, pump, _client):
+        leader = next(n for n in nodes if n.role == Role.LEADER)
+        lone = next(n for n in nodes if n is not leader)
+        leader_id = leader.config.member_id
+        reader = CountersReader(lone.config.data_dir)
+
+        def pump_until(predicate, timeout_s: float) -> bool:
+            deadline = time.monotonic() + timeout_s
+            while time.monotonic() < deadline:
+                pump()
+                if predicate():
+                    return True
+                time.sleep(0.0005)
+            return False
+        assert pump_until(lambda: reader.read()["leader_id"] == leader_id
+                          and reader.read()[SLOT] == 0, 5), reader.read()     # control
+        cut = [True]
+        deliver = lone._on_consensus_message
+
+        def from_peer(peer_id, payload):
+            # decoded only to pick the canvass answers out: the node decodes again
+            if cut[0] and peer_id == leader_id and type(lone._decode(payload)) is not Vote:
+                return
+            deliver(peer_id, payload)
+        lone._on_consensus_message = from_peer
+        history = lone.core.election.history
+        seen = len(history)
+        assert pump_until(lambda: any(reason == "canvass lost" for *_, reason in history[seen:])
+                          and lone.core.election_state == ElectionState.FOLLOWER_READY, 10), \
+            history[seen:]
+        samples = []
+        deadline = time.monotonic() + 0.3                 # the time between two canvasses
+        while time.monotonic() < deadline:
+            pump()
+            samples.append(reader.read())
+            time.sleep(0.0005)
+        refused = [v for v in samples if v["election_state"] == int(ElectionState.FOLLOWER_READY)
+                   and v["leader_id"] == leader_id]
+        assert refused, samples[-1]
+        assert all(v[SLOT] > 0 for v in refused), \
+            f"{sum(v[SLOT] == 0 for v in refused)} of {len(refused)} samples read 0"
+        since = refused[-1][SLOT]
+        assert all(v[SLOT] == since for v in refused)                      # kept, not restamped
+        assert 0 < time.time_ns() - since < 30 * S
+        result = tool.describe(lone.config.data_dir)
+        assert result.data["no_leader"] is not None, result.text
+        assert result.data["no_leader"]["since"] == tool.iso_time(reader.read()[SLOT])
+        cut[0] = False                                    # the leader's messages arrive again
+        assert pump_until(lambda: reader.read()[SLOT] == 0, 5), reader.read()
+        assert reader.read()["leader_id"] == leader_id
+        assert tool.describe(lone.config.data_dir).data["no_leader"] is None
+        reader.close()

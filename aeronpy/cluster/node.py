@@ -47,7 +47,7 @@ from aeronpy.cluster.protocol import AdminRequest as _AdminRequest
 from aeronpy.core import CoreConfig, RaftCore
 from aeronpy.core.messages import AppendResponse as _AppendResponse, TimeoutNow
 from aeronpy.core.progress import PROBE
-from aeronpy.core.ready import split_vouching as _split_vouching
+from aeronpy.core.ready import SYNC_STALL_NS as _SYNC_STALL_NS, split_vouching as _split_vouching
 from aeronpy.service import ClusteredService, Role
 from aeronpy.transport.streams import StreamConfig
 from aeronpy.transport.udp import UdpTransport
@@ -85,10 +85,10 @@ _PARK_NS = 1 * _MS
 _APPLY_BUDGET_SHARE = 0.2
 # a cycle longer than heartbeat_interval_ms is logged, at most once per this (_note_slow_cycle)
 _SLOW_CYCLE_WARN_NS = 10_000 * _MS
-# A leader whose log sync has made no progress this long hands the leadership over: it goes on
-# committing on its followers' copies meanwhile, but a disk that slow is failing, and the
-# cluster is one member short of its fault tolerance while it leads (docs/operations.md)
-_LEADER_SYNC_STALL_NS = 2_000 * _MS
+# _SYNC_STALL_NS (core.ready.SYNC_STALL_NS, 2 s): a member whose log sync has made no progress
+# this long has a failing disk. A leader hands the leadership over: it goes on committing on
+# its followers' copies meanwhile, but the cluster is one member short of its fault tolerance
+# while it leads. Any member holds all it sends until the sync moves (_check_sync).
 # A follower whose log sync runs leaves the leader's appends in the socket this long (they are
 # taken in one batch when the sync is done, as when a follower waited for every sync): on a
 # fast disk that is cheaper than taking each on its own and holding its acknowledgement (an
@@ -257,6 +257,7 @@ class ClusterNode:
         self._unsynced_hi = 0
         self._unsynced_since_ns = 0
         self._sync_slow = False             # this wait was counted as slow already
+        self._sync_stalled = False          # ... and has made no progress for _SYNC_STALL_NS
         self._stall_handover_ns = 0         # when this stall last made the leader hand over
         self._held: deque = deque()
         self._slow_sync_warn_at_ns = 0
@@ -673,16 +674,29 @@ class ClusterNode:
     def _check_sync(self, now_ns: int) -> None:
         """Writes still wait for their sync, and the sync thread has finished nothing since
         _unsynced_since_ns (nor since its last step: a marker sync it ran first is progress
-        too): past heartbeat_interval_ms that is a slow sync (_note_slow_sync); past
-        _LEADER_SYNC_STALL_NS a leader hands the leadership to its most up-to-date follower
-        (``leader_sync_stalls``), again each _LEADER_SYNC_STALL_NS the stall lasts while it
-        still leads (a transfer that found no taker in time is aborted)."""
+        too): past heartbeat_interval_ms that is a slow sync (_note_slow_sync). Past
+        _SYNC_STALL_NS the member holds everything it sends until the sync moves
+        (``sync_stalls``; a follower's heartbeat replies would keep a leader that can commit
+        nothing through it in office), and a leader hands the leadership to its most
+        up-to-date follower (``leader_sync_stalls``), again each _SYNC_STALL_NS the stall
+        lasts while it still leads (a transfer that found no taker in time is aborted)."""
         waited = now_ns - max(self._unsynced_since_ns, self.archive.sync_progress_ns())
         core = self.core
         if not self._sync_slow and waited > self._slow_cycle_ns:
             self._note_slow_sync(now_ns, waited, leading=core.role == Role.LEADER)
-        if waited <= _LEADER_SYNC_STALL_NS or core.role != Role.LEADER \
-                or now_ns - self._stall_handover_ns <= _LEADER_SYNC_STALL_NS:
+        if waited <= _SYNC_STALL_NS:
+            return
+        if not self._sync_stalled:
+            self._sync_stalled = True
+            core.counters_add("sync_stalls")
+            if core.role != Role.LEADER:
+                self.log.warning(
+                    "this member's log sync has made no progress for %.1f s (file_sync = %r): "
+                    "until it does, this member answers nothing (no heartbeat reply, vote or "
+                    "acknowledgement), so its leader does not count on it. Its disk is failing "
+                    "or overloaded (docs/operations.md, 'A slow disk')", waited / 1e9,
+                    self.config.file_sync)
+        if core.role != Role.LEADER or now_ns - self._stall_handover_ns <= _SYNC_STALL_NS:
             return
         self._stall_handover_ns = now_ns
         core.counters_add("leader_sync_stalls")
@@ -942,7 +956,7 @@ class ClusterNode:
             self._start_sync_wait(now_ns)
         self._unsynced_hi = rd.persist_hi - 1
         if rd.messages and not rd.send_first:
-            rd.messages, vouching = _split_vouching(rd.messages)
+            rd.messages, vouching = _split_vouching(rd.messages, self._sync_stalled)
             if vouching:
                 self._hold(rd.persist_hi - 1, vouching)
         self._finish_ready(rd, now_ns, durable=False)
@@ -951,6 +965,7 @@ class ClusterNode:
     def _start_sync_wait(self, now_ns: int) -> None:
         """Writes wait for a sync from now: its slow-sync and stall timing start afresh."""
         self._unsynced_since_ns, self._sync_slow, self._stall_handover_ns = now_ns, False, 0
+        self._sync_stalled = False
 
     def _hold(self, index: int, messages: list) -> None:
         held = self._held

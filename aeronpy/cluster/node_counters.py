@@ -135,9 +135,14 @@ REFUSAL_COUNTERS: tuple = (
     ("core", "leader_sync_stalls",
      "Times this member, leading, found its log sync without progress for 2 s and handed the "
      "leadership over (logged)"),
+    ("core", "sync_stalls",
+     "Times this member's log sync made no progress for 2 s: until it did, the member held "
+     "everything it sent (heartbeat replies and votes too), so no leader counted on it "
+     "(a follower's logged)"),
     ("core", "held_messages_dropped",
-     "Acknowledgements and votes dropped while waiting for this member's log sync: more than "
-     "1024 Readies' worth waited (a hung disk), or a truncation dropped all that waited"),
+     "Messages dropped while waiting for this member's log sync (acknowledgements; anything "
+     "during a 2 s stall): more than 1024 Readies' worth waited (a hung disk), or a "
+     "truncation dropped all that waited"),
     ("core", "follower_lost_acknowledged_entries",
      "Times a follower turned out to have lost entries it had acknowledged"),
     ("module", "apply_budget_spent",

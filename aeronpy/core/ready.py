@@ -59,6 +59,14 @@ class Ready:
                                      if k != "messages") + f", messages={len(self.messages)})")
 
 
+# A driver whose log sync has made no progress this long has a failing disk. As leader it hands
+# the leadership over; as any member it holds every message with its acknowledgements
+# (split_vouching(stalled=True)): its heartbeat replies would keep a leader that can commit
+# nothing through it in office, and its refusals of canvasses (it hears that leader) would
+# stop the members with working disks from electing another (a review's simulator run).
+SYNC_STALL_NS = 2_000_000_000
+
+
 def vouches_for_log(msg) -> bool:
     """Whether ``msg`` vouches for this member's log and so must wait for its sync: only an
     accepted AppendResponse does (its match_index counts towards the leader's commit).
@@ -73,9 +81,12 @@ def vouches_for_log(msg) -> bool:
     return (type(msg) is _AppendResponse and msg.success) or "holds_all_messages" in _config._BUGS
 
 
-def split_vouching(messages: list):
+def split_vouching(messages: list, stalled: bool = False):
     """``(free, vouching)``: the messages that may go now and those that wait for the sync
-    (``vouches_for_log``), each in their order."""
+    (``vouches_for_log``), each in their order. ``stalled``: the sync has made no progress
+    for ``SYNC_STALL_NS``; then every message waits (nothing is free)."""
+    if stalled:
+        return [], messages
     free, vouching = [], []
     for item in messages:
         (vouching if vouches_for_log(item[1]) else free).append(item)

@@ -24,7 +24,7 @@ from aeronpy.cluster.container import ServiceError
 from aeronpy.cluster.module import ConsensusModule
 from aeronpy.core import RaftCore
 from aeronpy.core.messages import AppendEntries, AppendResponse
-from aeronpy.core.ready import split_vouching
+from aeronpy.core.ready import SYNC_STALL_NS, split_vouching
 from aeronpy.service import Role
 from aeronpy.cluster.state_digests import StateDigests
 from aeronpy.testing.sim_snapshots import SimNodeSnapshots, SimSnapshotOptions
@@ -87,6 +87,9 @@ class SimMember:
         self.sync_lag_ns = sync_lag_ns
         self._unsynced_hi = 0            # the last index written but not synced (0: none)
         self._sync_due_ns = 0
+        self._unsynced_since_ns = 0      # when the writes waiting for that sync began
+        self._stall_handover_ns = 0      # as the node: a stalled leader hands over each SYNC_STALL_NS
+        self.sync_stalls = 0             # Readies whose messages all waited for a stalled sync
         self._held: list = []            # (index, acknowledgements): sent once durable up to index
         self.lagged_syncs = 0            # Readies advanced before their sync
         self.disk = disk
@@ -221,6 +224,11 @@ class SimMember:
         self.core.note_durable(synced)
         self._release_held(synced)
 
+    def _sync_stalled(self, now_ns: int) -> bool:
+        """As ClusterNode._check_sync: the sync has run SYNC_STALL_NS without finishing (the
+        simulator's syncs finish whole, so no progress means not finished)."""
+        return bool(self._unsynced_hi) and now_ns - self._unsynced_since_ns > SYNC_STALL_NS
+
     def _release_held(self, synced: int) -> None:
         held = self._held
         while held and held[0][0] <= synced:
@@ -256,6 +264,10 @@ class SimMember:
         for _ in range(READY_ROUNDS_MAX):
             if self._unsynced_hi and now_ns >= self._sync_due_ns:
                 self._sync_unsynced()          # the node's syncer finished: the core hears it
+            elif self._sync_stalled(now_ns) and core.role == Role.LEADER \
+                    and now_ns - self._stall_handover_ns > SYNC_STALL_NS:
+                self._stall_handover_ns = now_ns   # as ClusterNode._check_sync
+                core.transfer_leadership(None, now_ns)
             if not core.has_ready():
                 break
             rd = core.ready()
@@ -277,6 +289,7 @@ class SimMember:
                 if self._sync and self.sync_lag_ns:
                     if not self._unsynced_hi:
                         self._sync_due_ns = now_ns + self.sync_lag_ns
+                        self._unsynced_since_ns = now_ns
                     self._unsynced_hi = rd.persist_hi - 1
                     self.lagged_syncs += 1
                     self._sim.lagged_syncs += 1
@@ -293,7 +306,9 @@ class SimMember:
                 if durable:
                     self._send_list(rd.messages)
                 else:   # acknowledgements wait until every write so far is durable, the rest go
-                    free, vouching = split_vouching(rd.messages)
+                    stalled = self._sync_stalled(now_ns)
+                    self.sync_stalls += stalled
+                    free, vouching = split_vouching(rd.messages, stalled)
                     self._send_list(free)
                     if vouching:
                         self._held.append((rd.persist_hi - 1, vouching))

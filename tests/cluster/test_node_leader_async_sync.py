@@ -145,7 +145,7 @@ def test_a_leader_that_steps_down_acknowledges_its_unsynced_writes_only_once_dur
 
 
 def test_a_leader_whose_sync_stalls_hands_the_leadership_over(tmp_path, caplog):
-    """A sync with no progress for _LEADER_SYNC_STALL_NS (2 s): the disk is failing, and while
+    """A sync with no progress for _SYNC_STALL_NS (2 s): the disk is failing, and while
     it leads the cluster commits only on its followers' copies. It hands over, once, and says
     so; the test above (0.6 s held) is the control in which it keeps office."""
     from aeronpy.cluster import node as node_module
@@ -157,7 +157,7 @@ def test_a_leader_whose_sync_stalls_hands_the_leadership_over(tmp_path, caplog):
         assert _pump(nodes, lambda: leader.commit_index >= index, 5.0)
         started = time.monotonic()
         assert _pump(nodes, lambda: any(f.role == Role.LEADER for f in followers),
-                     node_module._LEADER_SYNC_STALL_NS / 1e9 + 3.0), "nobody took over"
+                     node_module._SYNC_STALL_NS / 1e9 + 3.0), "nobody took over"
         assert time.monotonic() - started > 1.0                   # not before the stall bound
         assert leader.core.counters.get("leader_sync_stalls") == 1
         assert any("made no progress" in r.getMessage() and "handing the leadership over"
@@ -262,11 +262,11 @@ def test_a_stalled_leader_whose_hand_over_found_no_taker_tries_again(tmp_path, m
         gate = hold_fdatasync(leader.archive, hold_s=20.0)
         index = leader.core.propose(RAW_ENTRY, b"payload")
         assert _pump(nodes, lambda: leader.commit_index >= index, 5.0)
-        stall_s = node_module._LEADER_SYNC_STALL_NS / 1e9
+        stall_s = node_module._SYNC_STALL_NS / 1e9
         assert _pump(nodes, lambda: any(f.role == Role.LEADER for f in followers),
                      2 * stall_s + 4.0), f"nobody took over ({len(calls)} attempts)"
         assert len(calls) == 2 and leader.core.counters.get("leader_sync_stalls") == 2
-        assert calls[1] - calls[0] > node_module._LEADER_SYNC_STALL_NS
+        assert calls[1] - calls[0] > node_module._SYNC_STALL_NS
         gate.set()
         for node in nodes:
             assert node.failure is None, node.failure

@@ -84,3 +84,52 @@ def test_only_accepted_acknowledgements_vouch_for_the_log():
 def test_negative_control_the_bug_switch_makes_every_message_vouch(monkeypatch):
     monkeypatch.setattr(core_config, "_BUGS", {"holds_all_messages"})
     assert vouches_for_log(HeartbeatResponse(3, 9)) and vouches_for_log(Vote(4, True, False))
+
+
+def _heard_during_a_stall(tmp_path, stall_ns=None, monkeypatch=None):
+    """One follower's fsync held for 3.5 s (past the 2 s stall bound) while entries are
+    proposed. Returns (when the leader last heard that follower, seconds after the hold
+    began, sampled at the end of the hold; the follower's sync_stalls; the other's)."""
+    import time
+    from aeronpy.cluster import node as node_module
+    if stall_ns is not None:
+        monkeypatch.setattr(node_module, "_SYNC_STALL_NS", stall_ns)
+    nodes, leader, followers = _settled_cluster(tmp_path)
+    gate = None
+    try:
+        hung, fine = followers
+        gate = hold_fdatasync(hung.archive, hold_s=20.0)
+        t0_ns = time.monotonic_ns()
+        index = leader.core.propose(RAW_ENTRY, b"payload")
+        assert _pump(nodes, lambda: leader.commit_index >= index, 5.0)   # on `fine`
+        _pump(nodes, lambda: False, 3.5)
+        heard_s = (leader.core.leader_state.progress[hung.member_id].last_heard_ns - t0_ns) / 1e9
+        assert leader.role == Role.LEADER                 # `fine` keeps its quorum
+        gate.set()
+        assert _pump(nodes, lambda: leader.core.leader_state.progress[hung.member_id].match
+                     >= index, 10.0), "the stalled follower did not catch up once its sync moved"
+        for node in nodes:
+            assert node.failure is None, node.failure
+        return heard_s, hung.core.counters.get("sync_stalls", 0), \
+            fine.core.counters.get("sync_stalls", 0)
+    finally:
+        if gate is not None:
+            gate.set()
+        for node in nodes:
+            node.close()
+
+
+def test_a_follower_whose_sync_stalls_stops_answering_heartbeats(tmp_path, caplog):
+    """Past 2 s without sync progress a member holds everything it sends: its leader stops
+    hearing it (a leader that could commit only through it would step down) until the sync
+    moves; then it answers and catches up."""
+    heard_s, stalls, others = _heard_during_a_stall(tmp_path)
+    assert 1.5 < heard_s < 3.0, f"last heard {heard_s:.2f} s into a 3.5 s hold"
+    assert stalls == 1 and others == 0
+    assert any("made no progress" in r.getMessage() and "answers nothing" in r.getMessage()
+               for r in caplog.records)
+
+
+def test_negative_control_without_the_stall_bound_it_answers_throughout(tmp_path, monkeypatch):
+    heard_s, stalls, _others = _heard_during_a_stall(tmp_path, 10 ** 12, monkeypatch)
+    assert heard_s > 3.3 and stalls == 0

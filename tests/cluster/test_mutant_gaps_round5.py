@@ -293,11 +293,12 @@ def _stalled_node(role):
 
 
 def test_only_a_leader_hands_over_on_a_stalled_sync():
-    stall = node_mod._LEADER_SYNC_STALL_NS
+    stall = node_mod._SYNC_STALL_NS
     follower = _stalled_node(Role.FOLLOWER)
     follower._process_ready(1_000_000 + stall + 1_000_000)
     assert follower.core.counters["slow_log_syncs"] == 1
     assert "leader_sync_stalls" not in follower.core.counters and not follower.core.transfers
+    assert follower.core.counters["sync_stalls"] == 1 and follower._sync_stalled
     leader = _stalled_node(Role.LEADER)
     leader._process_ready(1_000_000 + stall)                # not past it yet
     assert not leader.core.transfers

@@ -15,22 +15,10 @@ from __future__ import annotations
 import math
 from typing import Dict, List, Mapping, Optional, Sequence
 
+from aeronpy.testing.slowdisk import SHIM_FIELDS, parse_shim_stats  # noqa: F401
 from loss_trial.checker import ACKED, CLOSED, TIMED_OUT
 from partition_trial.metrics import (LEADER_ROLE, ack_times, agreed_leader, counter_rise, first_ack_after,
                                      longest_gap, max_term, settle_violations, stuck_members)
-
-SHIM_FIELDS = ("calls", "slowed", "injected_ns", "real_ns", "real_max_ns")
-
-
-def parse_shim_stats(text: str) -> Optional[Dict[str, int]]:
-    """The shim's statistics line (slowsync.c ``record``); None if torn or empty."""
-    fields = text.split()
-    if len(fields) < len(SHIM_FIELDS):
-        return None
-    try:
-        return dict(zip(SHIM_FIELDS, (int(f) for f in fields[:len(SHIM_FIELDS)])))
-    except ValueError:
-        return None
 
 
 def shim_delta(before: Optional[Mapping[str, int]], after: Optional[Mapping[str, int]]) -> Dict[str, int]:

@@ -10,48 +10,10 @@ from __future__ import annotations
 
 from typing import Dict, List, NamedTuple, Optional, Sequence
 
+# the shim's setting and control line live with the shim, in the package (the soak uses them too)
+from aeronpy.testing.slowdisk import FAST, Slowness, parse_control_line  # noqa: F401
+
 NONE, LEADER, FOLLOWER, FOLLOWERS = "none", "leader", "follower", "followers"
-
-
-class Slowness(NamedTuple):
-    """One setting of the shim (slowsync.c): each affected sync call sleeps ``delay_us`` plus a
-    uniform 0..``jitter_us``; every ``every_n``-th call is affected (``random``: each call with
-    chance 1/every_n)."""
-    delay_us: int = 0
-    every_n: int = 1
-    jitter_us: int = 0
-    random: bool = False
-
-    def control_line(self) -> str:
-        """The control file's one line (the format slowsync.c reads)."""
-        return f"{self.delay_us} {self.every_n} {self.jitter_us} {1 if self.random else 0}\n"
-
-    def describe(self) -> str:
-        if self.delay_us <= 0:
-            return "fast"
-        span = (f"{self.delay_us / 1000:g} ms" if not self.jitter_us
-                else f"{self.delay_us / 1000:g}-{(self.delay_us + self.jitter_us) / 1000:g} ms")
-        if self.every_n == 1:
-            return f"every sync {span}"
-        return f"{'1 in' if self.random else 'every'} {self.every_n} syncs {span}"
-
-
-FAST = Slowness()
-
-
-def parse_control_line(text: str) -> Slowness:
-    """The inverse of control_line, as lenient as the shim: an empty or unreadable line is fast,
-    missing fields keep their defaults, a non-positive every_n counts as 1."""
-    fields = text.split()
-    try:
-        values = [int(f) for f in fields[:4]]
-    except ValueError:
-        return FAST
-    if not values:
-        return FAST
-    values += [0, 1, 0, 0][len(values):]
-    delay, every, jitter, rnd = values
-    return Slowness(max(delay, 0), every if every > 0 else 1, max(jitter, 0), rnd != 0)
 
 
 class Step(NamedTuple):

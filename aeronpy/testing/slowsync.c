@@ -1,4 +1,5 @@
-/* LD_PRELOAD shim of the slow-disk trial: fsync, fdatasync, msync(MS_SYNC) and sync_file_range
+/* LD_PRELOAD shim of the slow-disk trial (bench/slowdisk_trial) and the soak's --slow-disks
+ * (aeronpy/testing/slowdisk.py): fsync, fdatasync, msync(MS_SYNC) and sync_file_range
  * sleep a configured time, then do the real call (the shim only slows, it never fails a call).
  *
  * $SLOWSYNC_FILE names a control file of one line, re-read at most every 10 ms so the trial can

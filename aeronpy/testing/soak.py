@@ -23,6 +23,15 @@ and stops the cluster with ``aeronpy tool shutdown`` and checks (:func:`evaluate
 4. no member exited except by the soak's own kills and the final shutdown (exit status 0),
    and no member's ``errors.log`` or log has an error.
 
+With ``--slow-disks`` (``file_sync`` data or full only) every member runs under the slow-sync
+shim (:mod:`aeronpy.testing.slowdisk`; gcc needed) and the fault loop also slows disks for 1-4 s:
+the leader's (syncs 20 ms-1 s, or 2.5 s, past the 2 s after which a leader hands over), one or
+both followers' (20-600 ms), or one member's with a kill of it or of the leader in the middle of
+the window and a restart (the restarted member's disk stays slow until the window ends); every
+disk is fast again at the window's end. The summary adds the members' ``slow_log_syncs``,
+``leader_sync_stalls`` and ``held_messages_dropped`` counters (summed over their runs) and the
+sync calls the shim slowed.
+
 The fault sequence and delays come from the seed; thread timing does not, so a re-run with the
 same seed replays the same faults, not the same interleaving. Every wait is bounded.
 """
@@ -73,7 +82,8 @@ KV_TIMEOUT_S = 4.0                   # longer than a failover: most ops survive 
 RERUN_HINT = ("re-run: python -m aeronpy.testing.soak --seconds {seconds:g} --seed {seed}{options}"
               "   (or AERONPY_LONG=1 AERONPY_SOAK_SECONDS={seconds:g} AERONPY_SOAK_SEED={seed}"
               " python -m pytest -s -p no:warnings tests/soak -k soak_under; the pytest form takes"
-              " --file-sync as AERONPY_SOAK_FILE_SYNC and has no --kv-timeout/--overlap)")
+              " --file-sync as AERONPY_SOAK_FILE_SYNC, --slow-disks as -k slow_disks, and has no"
+              " --kv-timeout/--overlap)")
 
 # errors.log entries or log lines that the faults the soak injects may legitimately cause.
 # Empty: any error is reported.
@@ -458,6 +468,40 @@ class KVClient(_ClientThread):
 
 # ---------------------------------------------------------------------------------- the soak
 DEFAULT_HOST = "127.0.0.1"
+SLOW_WINDOW_S = (1.0, 4.0)           # how long a slow-disk fault keeps disks slow
+LEADER_SYNC_MS = 1000                # a slowed leader's syncs: 20 ms up to this ...
+STALL_SYNC_MS = 2500                 # ... or this, past the node's 2 s leader sync stall bound
+STALL_SHARE = 0.25                   # of the slowed leaders
+FOLLOWER_SYNC_MS = 600               # a slowed follower's syncs: 20 ms up to this
+SYNC_COUNTERS = ("slow_log_syncs", "leader_sync_stalls", "held_messages_dropped")
+
+
+@dataclasses.dataclass(frozen=True)
+class FaultDraw:
+    """One fault's random numbers, drawn from the seeded rng before it acts (Soak.draw_fault).
+    The fields after ``pick2`` are drawn only with --slow-disks."""
+    gap_s: float                     # the wait before it
+    kind: str
+    delay: float                     # 0.2-3 s: how long a killed member stays down
+    pause_s: float
+    pick: float                      # 0..1: which member
+    pick2: float
+    window_s: float = 0.0            # how long the disks are slow
+    sync_span: Tuple[float, float] = (0.0, 0.0)   # 0..1 each: the bounds of a slowed sync's time
+    stall: bool = False              # a slowed leader's syncs take STALL_SYNC_MS
+    kill_at: float = 0.5             # share of the window before slow_then_kill's kill
+    kill_leader: bool = False        # slow_then_kill kills the leader, not the slowed member
+
+    def slowness(self, leader: bool):
+        """The shim setting of a slowed leader (``leader``) or follower: each sync a uniform time
+        between the two drawn bounds (20 ms up to the role's ceiling), or a stalled leader's."""
+        from aeronpy.testing.slowdisk import Slowness
+
+        if leader and self.stall:
+            return Slowness(STALL_SYNC_MS * 1000)
+        ceiling = LEADER_SYNC_MS if leader else FOLLOWER_SYNC_MS
+        lo, hi = sorted(round(20 + u * (ceiling - 20)) * 1000 for u in self.sync_span)   # whole ms
+        return Slowness(lo, 1, hi - lo)
 
 
 class Soak:
@@ -465,7 +509,13 @@ class Soak:
 
     def __init__(self, seconds: float, seed: int, verbose: bool = True, keep_dir: bool = False,
                  file_sync: str = "none", kv_timeout_s: float = KV_TIMEOUT_S, overlap: bool = False,
-                 host: str = DEFAULT_HOST):
+                 host: str = DEFAULT_HOST, slow_disks: bool = False):
+        if slow_disks and file_sync not in ("data", "full"):
+            raise ValueError(f"slow disks need file_sync 'data' or 'full' (with {file_sync!r} no member "
+                             "syncs its log, so a slow disk slows nothing)")
+        self.slow_disks = slow_disks  # every member under the slow-sync shim; slow-disk faults
+        self.shim = None
+        self.counter_runs: Dict[Tuple[int, int, int], Dict[str, int]] = {}   # (member, pid, start) -> SYNC_COUNTERS
         self.host = host              # the members' loopback address: ::1 soaks IPv6
         self.seconds = seconds
         self.seed = seed
@@ -492,6 +542,8 @@ class Soak:
             out += " --overlap"
         if self.host != DEFAULT_HOST:
             out += f" --host {self.host}"
+        if self.slow_disks:
+            out += " --slow-disks"
         return out
 
     def say(self, message: str) -> None:
@@ -541,9 +593,38 @@ class Soak:
                 f"member {m} had exit status {code!r} when the soak SIGKILLed it (expected -9: "
                 f"it had exited on its own); log tail:\n{self.pc.tail_log(m, 15)}")
 
+    def start(self, m: int) -> None:
+        self.bank_counters(m)            # the run that ended: its counters.dat is replaced now
+        self.pc.start_member(m)
+
+    def bank_counters(self, m: int) -> None:
+        """Keep the SYNC_COUNTERS of the member's latest run (its counters.dat, readable after
+        it stopped), by pid and start time: a node starts them at zero, so the run's figures
+        are the sum over its runs. Nothing if unreadable."""
+        from aeronpy.cluster.counters import CountersReader
+
+        try:
+            reader = CountersReader(self.pc.data_dir(m))
+        except Exception:
+            return
+        try:
+            h = reader.header
+            values = reader.read()
+            self.counter_runs[(m, h.pid, h.start_time_ns)] = {k: values[k] for k in SYNC_COUNTERS if k in values}
+        finally:
+            reader.close()
+
+    def sync_counters(self) -> Dict[int, Dict[str, int]]:
+        """SYNC_COUNTERS per member, summed over its runs."""
+        out: Dict[int, Dict[str, int]] = {m: dict.fromkeys(SYNC_COUNTERS, 0) for m in range(self.pc.members)}
+        for (m, _pid, _start), values in self.counter_runs.items():
+            for k, v in values.items():
+                out[m][k] += v
+        return out
+
     def restart(self, members) -> None:
         for m in members:
-            self.pc.start_member(m)
+            self.start(m)
         if not self.overlap:
             self.wait_up(members)
 
@@ -586,17 +667,32 @@ class Soak:
     # -- the fault loop ----------------------------------------------------------------------
     FAULTS = (("kill_leader", 3), ("kill_follower", 3), ("pause", 3), ("kill_two", 1), ("snapshot", 2),
               ("snapshot_then_kill", 1))
+    SLOW_DISK_FAULTS = (("slow_leader", 2), ("slow_followers", 2), ("slow_then_kill", 3))   # --slow-disks
 
-    def one_fault(self) -> None:
+    def fault_table(self) -> tuple:
+        return self.FAULTS + (self.SLOW_DISK_FAULTS if self.slow_disks else ())
+
+    def draw_fault(self) -> "FaultDraw":
+        """The next fault's random numbers, all drawn before it acts, so the sequence depends on
+        the seed only. Without --slow-disks the draws are the ones the soak always made."""
         rng = self.rng
-        kinds, weights = zip(*self.FAULTS)
+        gap_s = rng.uniform(0.3, 3.0)
+        kinds, weights = zip(*self.fault_table())
         kind = rng.choices(kinds, weights)[0]
-        members = list(range(self.pc.members))
-        # draw every random number up front, so the sequence depends on the seed only
         delay = round(rng.uniform(0.2, 3.0), 2)
         pause_s = round(rng.uniform(0.2, 1.5), 2)
         pick = rng.random()
         pick2 = rng.random()
+        if not self.slow_disks:
+            return FaultDraw(gap_s, kind, delay, pause_s, pick, pick2)
+        return FaultDraw(gap_s, kind, delay, pause_s, pick, pick2,
+                         window_s=round(rng.uniform(*SLOW_WINDOW_S), 2),
+                         sync_span=(rng.random(), rng.random()), stall=rng.random() < STALL_SHARE,
+                         kill_at=round(rng.uniform(0.25, 0.6), 2), kill_leader=rng.random() < 0.3)
+
+    def one_fault(self, draw: "FaultDraw") -> None:
+        kind, delay, pause_s, pick, pick2 = draw.kind, draw.delay, draw.pause_s, draw.pick, draw.pick2
+        members = list(range(self.pc.members))
         leader = self.leader(5.0)
         if leader is None:
             self.problem(f"no leader within 5 s before a fault at "
@@ -657,22 +753,60 @@ class Soak:
                     tool.wait(5.0)
                 if tool.stdout is not None:
                     tool.stdout.close()
-        else:
+        elif kind == "snapshot":
             target = members[int(pick * len(members))]
             code, text = self.tool("snapshot", target, 5.0)
             self.fault(kind, member=target, leader=leader, exit_status=code,
                        answer=text[-300:] if code != 0 else "")
+        else:
+            self.slow_disk_fault(draw, leader, followers)
+
+    def slow_disk_fault(self, draw: "FaultDraw", leader: Optional[int], followers: List[int]) -> None:
+        """slow_leader, slow_followers or slow_then_kill: disks slow for ``draw.window_s``, then
+        every disk fast again."""
+        members = list(range(self.pc.members))
+        lead = leader if leader is not None else members[int(draw.pick * len(members))]
+        if draw.kind == "slow_leader":
+            slowed, kill = [lead], None
+        elif draw.kind == "slow_followers":
+            slowed = followers if draw.pick2 < 0.5 else [followers[int(draw.pick * len(followers))]]
+            kill = None
+        elif draw.kind == "slow_then_kill":
+            slowed = [lead if draw.pick < 0.5 else followers[int(draw.pick2 * len(followers))]]
+            kill = lead if draw.kill_leader else slowed[0]
+        else:
+            raise ValueError(f"unknown fault kind {draw.kind!r}")
+        slowness = draw.slowness(leader=slowed == [lead])
+        window = draw.window_s
+        detail = dict(members=slowed, leader=leader, syncs=slowness.describe(), window_s=window)
+        if kill is not None:
+            kill_at = round(window * draw.kill_at, 2)
+            down = round(max(0.1, min(draw.delay, (window - kill_at) / 2)), 2)
+            detail.update(killed=kill, kill_at_s=kill_at, down_s=down)
+        self.fault(draw.kind, **detail)
+        start = time.monotonic()
+        try:
+            for m in slowed:
+                self.shim.set(m, slowness)
+            if kill is not None:
+                time.sleep(max(0.0, start + kill_at - time.monotonic()))
+                self.kill(kill)
+                time.sleep(down)
+                self.restart([kill])
+            time.sleep(max(0.0, start + window - time.monotonic()))
+        finally:
+            self.shim.all_fast()
 
     def run_faults(self, until: float) -> None:
         n = 0
         while time.monotonic() < until and n < 100_000:
             n += 1
-            gap = self.rng.uniform(0.3, 3.0)
-            time.sleep(max(0.0, min(gap, until - time.monotonic())))
+            draw = self.draw_fault()
+            time.sleep(max(0.0, min(draw.gap_s, until - time.monotonic())))
             self.check_running()
             if time.monotonic() >= until:
                 break
-            self.one_fault()
+            self.one_fault(draw)
             self.check_running()
 
     # -- whole run ------------------------------------------------------------------------------
@@ -686,10 +820,15 @@ class Soak:
         os.makedirs(hash_dir)
         self.say(f"seed {self.seed}, {self.seconds:g} s, dir {self.dir}; "
                  + RERUN_HINT.format(seconds=self.seconds, seed=self.seed, options=self.options()))
+        if self.slow_disks:
+            from aeronpy.testing.slowdisk import SlowSyncShim
+
+            self.shim = SlowSyncShim(self.dir, 3, self.seed)        # ShimUnavailable: no gcc
         self.pc = pc = ProcessCluster(members=3, services=SERVICES, base_dir=os.path.join(self.dir, "cluster"),
                                       host=self.host,
                                       config={**CLUSTER_CONFIG, "file_sync": self.file_sync},
-                                      env={"AERONPY_HASH_DIR": hash_dir})
+                                      env={"AERONPY_HASH_DIR": hash_dir},
+                                      wrap_command=self.shim.wrap if self.shim is not None else None)
         clients: List[_ClientThread] = []
         recorder = HistoryRecorder()
         failed = True
@@ -742,6 +881,7 @@ class Soak:
                 self.collect_logs()
             out.stats["node_logs"] = self.log_stats()
             pc.close(remove=False)
+            self.disk_stats()
         return out
 
     def heal(self) -> None:
@@ -749,9 +889,11 @@ class Soak:
         for m in list(self.paused):
             pc.resume(m)
             self.paused.discard(m)
+        if self.shim is not None:
+            self.shim.all_fast()
         down = [m for m in range(pc.members) if not pc.alive(m)]
         for m in down:
-            pc.start_member(m)
+            self.start(m)
         self.wait_up(range(pc.members), 60.0)
         if pc.leader(30.0) is None:
             self.problem("no leader 30 s after healing\n" + self.describe())
@@ -900,6 +1042,22 @@ class Soak:
                     kinds[kind] = kinds.get(kind, 0) + 1
         return stats
 
+    def disk_stats(self) -> None:
+        """The slow-disk figures of the summary (after the members stopped): the slow-disk faults
+        by kind, the members' SYNC_COUNTERS summed over their runs, the sync calls the shim saw
+        and slowed."""
+        if not self.slow_disks:
+            return
+        stats = self.outcome.stats
+        kinds = dict(self.SLOW_DISK_FAULTS)
+        stats["slow_disk_faults"] = {k: sum(1 for f in self.outcome.faults if f["kind"] == k) for k in kinds}
+        for m in range(self.pc.members):
+            self.bank_counters(m)
+        stats["sync_counters"] = self.sync_counters()
+        if self.shim is not None:
+            stats["shim_syncs_calls_slowed"] = {m: [t.get("calls", 0), t.get("slowed", 0)] for m, t in
+                                                ((m, self.shim.total_stats(m)) for m in range(self.pc.members))}
+
     def cleanup(self, keep: bool) -> None:
         if self.pc is not None:
             self.pc.close(remove=False)
@@ -909,11 +1067,12 @@ class Soak:
 
 def run_soak(seconds: float, seed: int, verbose: bool = True, keep_on_failure: bool = True,
              file_sync: str = "none", kv_timeout_s: float = KV_TIMEOUT_S,
-             overlap: bool = False, host: str = DEFAULT_HOST) -> Tuple[SoakOutcome, List[str]]:
+             overlap: bool = False, host: str = DEFAULT_HOST,
+             slow_disks: bool = False) -> Tuple[SoakOutcome, List[str]]:
     """Run one soak and check it: (outcome, failures). A failure list ends with the re-run
     command; on failure the cluster's directory (logs, data dirs) is kept and named."""
     soak = Soak(seconds, seed, verbose=verbose, file_sync=file_sync, kv_timeout_s=kv_timeout_s,
-                overlap=overlap, host=host)
+                overlap=overlap, host=host, slow_disks=slow_disks)
     failures: List[str] = []
     try:
         outcome = soak.run()
@@ -948,12 +1107,25 @@ def main(argv=None) -> int:
                              "next fault may hit a member still recovering")
     parser.add_argument("--host", default=DEFAULT_HOST,
                         help="the members' loopback address (default 127.0.0.1; ::1 soaks IPv6)")
+    parser.add_argument("--slow-disks", action="store_true",
+                        help="run every member under the slow-sync shim (gcc needed) and add slow-disk "
+                             "faults: the leader's, followers', or one with a kill (--file-sync data or full)")
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
+    if args.slow_disks and args.file_sync == "none":
+        parser.error("--slow-disks needs --file-sync data or full: with file_sync none no member syncs "
+                     "its log, so a slow disk slows nothing")
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1 << 31)
     print(f"soak seed {seed}", flush=True)
-    outcome, failures = run_soak(args.seconds, seed, verbose=not args.quiet, file_sync=args.file_sync,
-                                 kv_timeout_s=args.kv_timeout, overlap=args.overlap, host=args.host)
+    from aeronpy.testing.slowdisk import ShimUnavailable
+
+    try:
+        outcome, failures = run_soak(args.seconds, seed, verbose=not args.quiet, file_sync=args.file_sync,
+                                     kv_timeout_s=args.kv_timeout, overlap=args.overlap, host=args.host,
+                                     slow_disks=args.slow_disks)
+    except ShimUnavailable as exc:
+        print(f"soak: --slow-disks: {exc}", file=sys.stderr)
+        return 2
     print("faults:", json.dumps(outcome.faults))
     print("summary:", summary(outcome))
     if failures:

@@ -7,6 +7,9 @@ random, printed). A failure names the seed and the command that re-runs it::
     AERONPY_LONG=1 AERONPY_SOAK_SECONDS=120 AERONPY_SOAK_SEED=42 python -m pytest -s -p no:warnings tests/soak
     python -m aeronpy.testing.soak --seconds 120 --seed 42
 
+``test_process_cluster_soak_with_slow_disks`` (same opt-in) is the soak with ``--slow-disks``
+(``--file-sync data``; gcc needed).
+
 The negative controls show that each end-of-run check can fail: the fast ones (in the default
 run, no cluster) feed :func:`evaluate` a hand-made run and broken copies of it; the soak test
 also breaks copies of its own real run's outcome and asserts they are rejected.
@@ -19,6 +22,9 @@ import json
 import math
 import os
 import random
+import shutil
+import subprocess
+import sys
 import time
 
 import pytest
@@ -264,13 +270,158 @@ def test_a_soak_on_ipv6_says_so_in_its_rerun_command(monkeypatch):
     assert seen["cluster"]["host"] == "::1"            # the cluster it starts is on IPv6
 
 
+# ------------------------------------------------------------------ --slow-disks (fast)
+def _capture_main(monkeypatch, argv):
+    """soak.main(argv) with run_soak faked: (exit status, run_soak's keywords)."""
+    from aeronpy.testing import soak
+    seen = {}
+
+    def fake_run_soak(seconds, seed, **kw):
+        seen.update(kw)
+        return _good_outcome(), []
+    monkeypatch.setattr(soak, "run_soak", fake_run_soak)
+    return soak.main(argv + ["--seconds", "1", "--seed", "3", "--quiet"]), seen
+
+
+def test_slow_disks_option_needs_file_sync_data_or_full(monkeypatch, capsys):
+    from aeronpy.testing import soak
+    for sync in ("data", "full"):
+        code, seen = _capture_main(monkeypatch, ["--slow-disks", "--file-sync", sync])
+        assert code == 0 and seen["slow_disks"] is True and seen["file_sync"] == sync
+        assert soak.Soak(1, 3, file_sync=sync, slow_disks=True).options() == f" --file-sync {sync} --slow-disks"
+    code, seen = _capture_main(monkeypatch, ["--file-sync", "data"])
+    assert code == 0 and seen["slow_disks"] is False
+    for argv in (["--slow-disks"], ["--slow-disks", "--file-sync", "none"]):
+        with pytest.raises(SystemExit) as exc:
+            _capture_main(monkeypatch, argv)
+        assert exc.value.code == 2
+        assert "--slow-disks needs --file-sync data or full" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="file_sync 'data' or 'full'"):
+        soak.Soak(1, 3, slow_disks=True)
+
+
+def test_slow_disks_without_gcc_is_a_clear_error(monkeypatch, capsys):
+    """gcc is needed only for --slow-disks: without it the soak says so (status 2) and starts
+    no cluster."""
+    from aeronpy.testing import process_cluster, slowdisk, soak
+    monkeypatch.setattr(slowdisk.shutil, "which", lambda name: None)
+    monkeypatch.setattr(process_cluster, "ProcessCluster", None)      # any use would fail
+    assert soak.main(["--seconds", "1", "--seed", "3", "--quiet", "--file-sync", "data", "--slow-disks"]) == 2
+    assert "gcc not found on PATH" in capsys.readouterr().err
+
+
+def _draws(seed, slow_disks, n=300):
+    from aeronpy.testing.soak import Soak
+    run = Soak(1, seed, verbose=False, file_sync="data", slow_disks=slow_disks)
+    return [run.draw_fault() for _ in range(n)]
+
+
+def test_fault_draws_depend_on_the_seed_only():
+    from aeronpy.testing.soak import FOLLOWER_SYNC_MS, LEADER_SYNC_MS, STALL_SYNC_MS, Soak
+    assert _draws(11, True) == _draws(11, True)
+    assert _draws(11, True) != _draws(12, True)
+    kinds = {d.kind for d in _draws(11, True)}
+    assert kinds == {k for k, _ in Soak.FAULTS + Soak.SLOW_DISK_FAULTS}
+    # without --slow-disks a seed still draws what the soak always drew (its faults replay)
+    rng = random.Random(11)
+    kinds, weights = zip(*Soak.FAULTS)
+    old = [(rng.uniform(0.3, 3.0), rng.choices(kinds, weights)[0], round(rng.uniform(0.2, 3.0), 2),
+            round(rng.uniform(0.2, 1.5), 2), rng.random(), rng.random()) for _ in range(300)]
+    assert [(d.gap_s, d.kind, d.delay, d.pause_s, d.pick, d.pick2) for d in _draws(11, False)] == old
+    # the slowed syncs stay in the bounds the soak names
+    stalls = 0
+    for d in _draws(11, True):
+        assert 1.0 <= d.window_s <= 4.0 and 0.25 <= d.kill_at <= 0.6
+        lead, follower = d.slowness(leader=True), d.slowness(leader=False)
+        if d.stall:
+            stalls += 1
+            assert lead.delay_us == STALL_SYNC_MS * 1000 and lead.jitter_us == 0
+        else:
+            assert 20_000 <= lead.delay_us <= lead.delay_us + lead.jitter_us <= LEADER_SYNC_MS * 1000
+        assert 20_000 <= follower.delay_us <= follower.delay_us + follower.jitter_us <= FOLLOWER_SYNC_MS * 1000
+    assert 0 < stalls < 300
+
+
+class _FakeCluster:
+    """Stands in for ProcessCluster in a slow-disk fault: members 0-2, member 1 leads."""
+    members = 3
+
+    def __init__(self, events):
+        self.events = events
+
+    def leader(self, timeout_s):
+        return 1
+
+    def kill(self, m, sig, wait_s):
+        self.events.append(("kill", m))
+        return -sig
+
+    def start_member(self, m):
+        self.events.append(("start", m))
+
+    def data_dir(self, m):
+        return "/nonexistent"
+
+
+class _FakeShim:
+    def __init__(self, events):
+        self.events = events
+
+    def set(self, m, slowness):
+        self.events.append(("slow", m, slowness.describe()))
+
+    def all_fast(self):
+        self.events.append(("fast",))
+
+
+@pytest.mark.parametrize("kind, pick, pick2, kill_leader, expected", [
+    ("slow_leader", 0.0, 0.0, False, [("slow", 1, "every sync 2500 ms"), ("fast",)]),
+    ("slow_followers", 0.9, 0.7, False, [("slow", 2, "every sync 20-600 ms"), ("fast",)]),
+    ("slow_followers", 0.0, 0.2, False, [("slow", 0, "every sync 20-600 ms"),
+                                         ("slow", 2, "every sync 20-600 ms"), ("fast",)]),
+    ("slow_then_kill", 0.2, 0.0, False, [("slow", 1, "every sync 2500 ms"), ("kill", 1), ("start", 1), ("fast",)]),
+    ("slow_then_kill", 0.8, 0.0, False, [("slow", 0, "every sync 20-600 ms"), ("kill", 0), ("start", 0), ("fast",)]),
+    ("slow_then_kill", 0.8, 0.9, True, [("slow", 2, "every sync 20-600 ms"), ("kill", 1), ("start", 1), ("fast",)]),
+])
+def test_a_slow_disk_fault_slows_kills_and_restarts_then_makes_every_disk_fast(kind, pick, pick2, kill_leader,
+                                                                               expected):
+    from aeronpy.testing.soak import FaultDraw, Soak
+    events = []
+    run = Soak(1, 3, verbose=False, file_sync="data", slow_disks=True, overlap=True)   # overlap: no wait_up
+    run.pc, run.shim = _FakeCluster(events), _FakeShim(events)
+    draw = FaultDraw(0.0, kind, 0.05, 0.2, pick, pick2, window_s=0.2, sync_span=(0.0, 1.0), stall=True,
+                     kill_at=0.5, kill_leader=kill_leader)
+    started = time.monotonic()
+    run.one_fault(draw)
+    assert events == expected
+    assert time.monotonic() - started >= 0.2            # the window lasts its time
+    record = run.outcome.faults[-1]
+    assert record["kind"] == kind and record["leader"] == 1 and record["window_s"] == 0.2
+    assert ("killed" in record) == (kind == "slow_then_kill")
+
+
+@pytest.mark.skipif(shutil.which("gcc") is None or not sys.platform.startswith("linux"), reason="needs gcc, Linux")
+def test_the_shim_keeps_statistics_per_start_and_sums_them(tmp_path):
+    """A restarted member counts its syncs from zero: the soak sums the runs' statistics."""
+    from aeronpy.testing.slowdisk import Slowness, SlowSyncShim
+    shim = SlowSyncShim(str(tmp_path), 2, seed=1)
+    shim.set(0, Slowness(1, 2))                           # every 2nd sync of member 0 sleeps 1 us
+    script = ("import os, sys\nfd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT)\n"
+              "for _ in range(int(sys.argv[2])): os.fsync(fd)\n")
+    for syncs in (4, 6):
+        argv = shim.wrap(0, [sys.executable, "-c", script, str(tmp_path / "data"), str(syncs)])
+        subprocess.run(argv, check=True, timeout=60)
+        assert shim.stats(0)["calls"] == syncs
+    total = shim.total_stats(0)
+    assert (total["calls"], total["slowed"], total["injected_ns"]) == (10, 5, 5000)
+    assert shim.stats(1) is None and shim.total_stats(1) == {}
+
+
 # ------------------------------------------------------------------ the soak (opt-in)
-@pytest.mark.slow
-@pytest.mark.process
-def test_process_cluster_soak_under_random_faults():
+def _soak_and_check(**kw):
     seed = int(os.environ.get("AERONPY_SOAK_SEED") or random.SystemRandom().randrange(1 << 31))
-    print(f"\nsoak seed {seed} ({SECONDS:g} s)")
-    outcome, failures = run_soak(SECONDS, seed, file_sync=os.environ.get("AERONPY_SOAK_FILE_SYNC", "none"))
+    print(f"\nsoak seed {seed} ({SECONDS:g} s) {kw}")
+    outcome, failures = run_soak(SECONDS, seed, **kw)
     print("summary:", summary(outcome))
     assert not failures, "soak failed (seed %d):\n%s\nfaults: %s\nsummary: %s" % (
         seed, "\n".join(failures), outcome.faults, summary(outcome))
@@ -283,3 +434,20 @@ def test_process_cluster_soak_under_random_faults():
         rejected = evaluate(_broken(outcome, how))
         assert any(f.startswith(check) for f in rejected), \
             f"seed {seed}: the {how!r} copy of the real run passed the {check} check: {rejected}"
+    return outcome
+
+
+@pytest.mark.slow
+@pytest.mark.process
+def test_process_cluster_soak_under_random_faults():
+    _soak_and_check(file_sync=os.environ.get("AERONPY_SOAK_FILE_SYNC", "none"))
+
+
+@pytest.mark.slow
+@pytest.mark.process
+@pytest.mark.skipif(shutil.which("gcc") is None or not sys.platform.startswith("linux"), reason="needs gcc, Linux")
+def test_process_cluster_soak_with_slow_disks():
+    """The soak with --slow-disks (file_sync AERONPY_SOAK_FILE_SYNC if data or full, else data)."""
+    sync = os.environ.get("AERONPY_SOAK_FILE_SYNC", "data")
+    outcome = _soak_and_check(file_sync=sync if sync in ("data", "full") else "data", slow_disks=True)
+    assert sum(outcome.stats["slow_disk_faults"].values()) > 0 or SECONDS < 20, summary(outcome)

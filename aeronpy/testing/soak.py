@@ -1055,8 +1055,11 @@ class Soak:
             self.bank_counters(m)
         stats["sync_counters"] = self.sync_counters()
         if self.shim is not None:
-            stats["shim_syncs_calls_slowed"] = {m: [t.get("calls", 0), t.get("slowed", 0)] for m, t in
-                                                ((m, self.shim.total_stats(m)) for m in range(self.pc.members))}
+            totals = {m: self.shim.total_stats(m) for m in range(self.pc.members)}
+            stats["shim_syncs_calls_slowed"] = {m: [t.get("calls", 0), t.get("slowed", 0)] for m, t in totals.items()}
+            if sum(stats["slow_disk_faults"].values()) and not any(t.get("slowed") for t in totals.values()):
+                self.problem("slow-disk faults ran but the shim slowed no member's sync (its statistics "
+                             f"{totals}): the members did not run under it")
 
     def cleanup(self, keep: bool) -> None:
         if self.pc is not None:

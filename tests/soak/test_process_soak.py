@@ -400,6 +400,37 @@ def test_a_slow_disk_fault_slows_kills_and_restarts_then_makes_every_disk_fast(k
     assert ("killed" in record) == (kind == "slow_then_kill")
 
 
+class _StatsShim:
+    def __init__(self, slowed):
+        self.slowed = slowed
+
+    def total_stats(self, m):
+        return {"calls": 100, "slowed": self.slowed} if self.slowed is not None else {}
+
+
+@pytest.mark.parametrize("slowed", [None, 0, 7])
+def test_the_summary_counts_slow_disk_faults_and_a_shim_that_slowed_nothing_fails_the_run(slowed):
+    """Negative control of the set-up: slow-disk faults with no sync slowed (the members not
+    under the shim) is a harness problem, so the run fails rather than passing untested."""
+    from aeronpy.testing.soak import Soak
+    run = Soak(1, 3, verbose=False, file_sync="data", slow_disks=True)
+    run.pc, run.shim = _FakeCluster([]), _StatsShim(slowed)
+    run.counter_runs = {(0, 11, 1): {"slow_log_syncs": 2, "leader_sync_stalls": 1, "held_messages_dropped": 0},
+                        (0, 12, 2): {"slow_log_syncs": 3, "leader_sync_stalls": 0, "held_messages_dropped": 4}}
+    run.outcome.faults = [{"kind": "slow_leader"}, {"kind": "pause"}, {"kind": "slow_then_kill"},
+                          {"kind": "slow_leader"}]
+    run.disk_stats()
+    stats = run.outcome.stats
+    assert stats["slow_disk_faults"] == {"slow_leader": 2, "slow_followers": 0, "slow_then_kill": 1}
+    assert stats["sync_counters"][0] == {"slow_log_syncs": 5, "leader_sync_stalls": 1, "held_messages_dropped": 4}
+    assert stats["sync_counters"][2] == {"slow_log_syncs": 0, "leader_sync_stalls": 0, "held_messages_dropped": 0}
+    failures = evaluate(dataclasses.replace(_good_outcome(), harness_problems=run.outcome.harness_problems))
+    if slowed:
+        assert failures == [] and stats["shim_syncs_calls_slowed"][1] == [100, 7]
+    else:
+        assert any(f.startswith("harness: slow-disk faults ran but the shim slowed no") for f in failures), failures
+
+
 @pytest.mark.skipif(shutil.which("gcc") is None or not sys.platform.startswith("linux"), reason="needs gcc, Linux")
 def test_the_shim_keeps_statistics_per_start_and_sums_them(tmp_path):
     """A restarted member counts its syncs from zero: the soak sums the runs' statistics."""

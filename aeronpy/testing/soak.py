@@ -54,6 +54,7 @@ import time
 from typing import Dict, List, Optional, Tuple
 
 from aeronpy.testing.services import CounterService, KeyValueService, _write_hash_file
+from aeronpy.testing.slowdisk import ShimUnavailable, Slowness
 
 _MS = 1_000_000
 _ONE = struct.Struct("<q")
@@ -492,11 +493,9 @@ class FaultDraw:
     kill_at: float = 0.5             # share of the window before slow_then_kill's kill
     kill_leader: bool = False        # slow_then_kill kills the leader, not the slowed member
 
-    def slowness(self, leader: bool):
+    def slowness(self, leader: bool) -> Slowness:
         """The shim setting of a slowed leader (``leader``) or follower: each sync a uniform time
         between the two drawn bounds (20 ms up to the role's ceiling), or a stalled leader's."""
-        from aeronpy.testing.slowdisk import Slowness
-
         if leader and self.stall:
             return Slowness(STALL_SYNC_MS * 1000)
         ceiling = LEADER_SYNC_MS if leader else FOLLOWER_SYNC_MS
@@ -1120,8 +1119,6 @@ def main(argv=None) -> int:
                      "its log, so a slow disk slows nothing")
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1 << 31)
     print(f"soak seed {seed}", flush=True)
-    from aeronpy.testing.slowdisk import ShimUnavailable
-
     try:
         outcome, failures = run_soak(args.seconds, seed, verbose=not args.quiet, file_sync=args.file_sync,
                                      kv_timeout_s=args.kv_timeout, overlap=args.overlap, host=args.host,

@@ -489,8 +489,16 @@ class Archive:
 
     def sync_progress_ns(self) -> int:
         """``time.monotonic_ns()`` when the sync thread last finished a step (a data sync or
-        the marker's idle sync); 0 when syncs run inline."""
+        the marker's idle sync) or one sync call within one; 0 when syncs run inline."""
         return 0 if self._syncer is None else self._syncer.last_step_ns
+
+    def _sync_call_done(self) -> None:
+        """One sync call of a step returned: the disk works, if slowly. A step syncs every
+        dirty segment and maybe the directory, so several slow calls in a row (1 s each, say)
+        made one step of over 2 s and looked like a stall (the soak with slow disks)."""
+        syncer = self._syncer
+        if syncer is not None:
+            syncer.last_step_ns = time.monotonic_ns()
 
     def sync(self, timeout_s: float = SYNC_WAIT_TIMEOUT_S) -> int:
         """Block until everything written is durable (under ``none``: synced anyway, for a
@@ -524,8 +532,10 @@ class Archive:
         started = time.monotonic()
         for h in handles:
             self._sync_handle(h)
+            self._sync_call_done()
         if sync_dir:
             self.fs.sync_dir(self.data_dir)
+            self._sync_call_done()
         self._last_data_sync_s = time.monotonic() - started
         if self._closed:      # a sync that hung past close(): its files are closed, claim nothing
             return

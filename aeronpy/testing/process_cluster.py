@@ -120,17 +120,33 @@ def ipv6_loopback_available() -> bool:
         return False
 
 
+def _port_range() -> tuple:
+    """Where free_udp_ports draws from: 20000 up to the kernel's ephemeral ports (Linux's
+    ip_local_port_range; 60000 where it cannot be read or leaves too few). A member killed and
+    restarted binds its port again; in the ephemeral range any socket bound to port 0 (a
+    client's, this machine's other tests') could take it meanwhile, and the restart failed
+    with "already in use" (a slow-disk soak beside other work, 2026-11-29)."""
+    low, high = 20000, 60000
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            ephemeral_low = int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return low, high
+    return (low, ephemeral_low) if ephemeral_low - low >= 2000 else (low, high)
+
+
 def free_udp_ports(count: int, host: str = "127.0.0.1") -> List[int]:
     """Ports that were free for UDP (and TCP, for admin/metrics) a moment ago, all distinct,
-    on ``host`` (an IPv4 or IPv6 address)."""
+    on ``host`` (an IPv4 or IPv6 address), below the kernel's ephemeral ports (_port_range)."""
     family, host = resolve(host)
     ports: List[int] = []
     rng = random.Random()
+    low, high = _port_range()
     deadline = time.monotonic() + 10.0
     while len(ports) < count:
         if time.monotonic() > deadline:
             raise RuntimeError("could not find free ports on loopback")
-        port = rng.randrange(20000, 60000)
+        port = rng.randrange(low, high)
         if port in ports:
             continue
         ok = True

@@ -29,7 +29,7 @@ the leader's (syncs 20 ms-1 s, or 2.5 s, past the 2 s after which a leader hands
 both followers' (20-600 ms), or one member's with a kill of it or of the leader in the middle of
 the window and a restart (the restarted member's disk stays slow until the window ends); every
 disk is fast again at the window's end. The summary adds the members' ``slow_log_syncs``,
-``leader_sync_stalls`` and ``held_messages_dropped`` counters (summed over their runs) and the
+``leader_sync_stalls``, ``sync_stalls`` and ``held_messages_dropped`` counters (summed over their runs) and the
 sync calls the shim slowed.
 
 The fault sequence and delays come from the seed; thread timing does not, so a re-run with the
@@ -474,7 +474,7 @@ LEADER_SYNC_MS = 1000                # a slowed leader's syncs: 20 ms up to this
 STALL_SYNC_MS = 2500                 # ... or this, past the node's 2 s leader sync stall bound
 STALL_SHARE = 0.25                   # of the slowed leaders
 FOLLOWER_SYNC_MS = 600               # a slowed follower's syncs: 20 ms up to this
-SYNC_COUNTERS = ("slow_log_syncs", "leader_sync_stalls", "held_messages_dropped")
+SYNC_COUNTERS = ("slow_log_syncs", "leader_sync_stalls", "sync_stalls", "held_messages_dropped")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -415,15 +415,19 @@ def test_the_summary_counts_slow_disk_faults_and_a_shim_that_slowed_nothing_fail
     from aeronpy.testing.soak import Soak
     run = Soak(1, 3, verbose=False, file_sync="data", slow_disks=True)
     run.pc, run.shim = _FakeCluster([]), _StatsShim(slowed)
-    run.counter_runs = {(0, 11, 1): {"slow_log_syncs": 2, "leader_sync_stalls": 1, "held_messages_dropped": 0},
-                        (0, 12, 2): {"slow_log_syncs": 3, "leader_sync_stalls": 0, "held_messages_dropped": 4}}
+    run.counter_runs = {(0, 11, 1): {"slow_log_syncs": 2, "leader_sync_stalls": 1, "sync_stalls": 1,
+                                     "held_messages_dropped": 0},
+                        (0, 12, 2): {"slow_log_syncs": 3, "leader_sync_stalls": 0, "sync_stalls": 2,
+                                     "held_messages_dropped": 4}}
     run.outcome.faults = [{"kind": "slow_leader"}, {"kind": "pause"}, {"kind": "slow_then_kill"},
                           {"kind": "slow_leader"}]
     run.disk_stats()
     stats = run.outcome.stats
     assert stats["slow_disk_faults"] == {"slow_leader": 2, "slow_followers": 0, "slow_then_kill": 1}
-    assert stats["sync_counters"][0] == {"slow_log_syncs": 5, "leader_sync_stalls": 1, "held_messages_dropped": 4}
-    assert stats["sync_counters"][2] == {"slow_log_syncs": 0, "leader_sync_stalls": 0, "held_messages_dropped": 0}
+    assert stats["sync_counters"][0] == {"slow_log_syncs": 5, "leader_sync_stalls": 1, "sync_stalls": 3,
+                                         "held_messages_dropped": 4}
+    assert stats["sync_counters"][2] == {"slow_log_syncs": 0, "leader_sync_stalls": 0, "sync_stalls": 0,
+                                         "held_messages_dropped": 0}
     failures = evaluate(dataclasses.replace(_good_outcome(), harness_problems=run.outcome.harness_problems))
     if slowed:
         assert failures == [] and stats["shim_syncs_calls_slowed"][1] == [100, 7]

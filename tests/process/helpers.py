@@ -27,19 +27,33 @@ def wait_until(predicate: Callable[[], bool], timeout_s: float, interval_s: floa
     return _wait_until(predicate, timeout_s, interval_s)
 
 
-def settled(pc, members: Iterable[int]) -> bool:
-    """True when every member in ``members`` has committed all it appended, at one index.
+def _one_index(pc, members) -> Optional[tuple]:
+    seen = [counters(pc, m) for m in members]
+    indexes = {(c.get("commit_index"), c.get("append_index")) for c in seen}
+    if len(indexes) != 1:
+        return None
+    commit, append = indexes.pop()
+    return (commit, append) if commit is not None and commit == append else None
+
+
+def settled(pc, members: Iterable[int], hold_s: float = 0.08) -> bool:
+    """True when every member in ``members`` has committed all it appended, at one index, and
+    still shows that index ``hold_s`` later (more than a heartbeat interval).
 
     Before stopping members to compare their final states, equal commit indexes alone are not
     enough: a client can hold the last reply before the leader's counters show that commit, and
     then every member still reads the previous index (a follower stopped then records one add
-    fewer). Waiting until nothing appended is uncommitted anywhere closes that window."""
-    seen = [counters(pc, m) for m in members]
-    indexes = {(c.get("commit_index"), c.get("append_index")) for c in seen}
-    if len(indexes) != 1:
+    fewer). Waiting until nothing appended is uncommitted anywhere narrows that window; it
+    remained open while every member's counters were a publish behind (the leader's and the
+    followers' alike still showing the index before the last add: a follower one add short,
+    once under load, 2026-11-29). Within ``hold_s`` the leader publishes its new commit, which
+    the followers learn from its next heartbeat, so a stale agreement does not hold."""
+    members = list(members)
+    first = _one_index(pc, members)
+    if first is None:
         return False
-    commit, append = indexes.pop()
-    return commit is not None and commit == append
+    time.sleep(hold_s)
+    return _one_index(pc, members) == first
 
 
 def add(client, amount: int = 1, timeout_s: float = 5.0) -> int:

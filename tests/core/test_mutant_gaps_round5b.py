@@ -1,5 +1,5 @@
 """Mutation testing, round 5b (the async sync, second half): what the core's mutants showed
-no fast test held (RaftCore.truncate_log, has_ready)."""
+no fast test held (RaftCore.truncate_log, has_ready, note_durable)."""
 from __future__ import annotations
 
 from .harness import PaperNet
@@ -58,3 +58,18 @@ def test_the_rejoin_mark_waits_for_the_target_to_be_durable_not_only_committed()
     assert not follower.rejoin_caught_up()
     follower.note_durable(index)
     assert follower.rejoin_caught_up()
+
+
+def test_a_sync_of_cut_entries_claims_nothing_past_the_written_end():
+    """(Round 5.) RaftCore.note_durable is capped at what the driver was handed since the
+    last cut: a sync that finishes after a truncation claims none of the cut entries."""
+    _net, follower, index = _follower_with_an_append(durable=False)   # its sync still running
+    assert follower.written_index == index and follower.persisted_index < index
+    assert follower.commit_index < index
+    follower.truncate_log(index)                   # cut before that sync finished
+    rd = follower.ready()
+    assert rd.truncate_from == index
+    follower.advance(rd, durable=False)
+    follower.note_durable(index)                   # the old sync reports the cut entry
+    assert follower.written_index == index - 1
+    assert follower.persisted_index == index - 1

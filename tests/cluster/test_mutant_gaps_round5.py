@@ -17,7 +17,7 @@ from aeronpy.service import Role
 from aeronpy.testing.waits import wait_until
 
 from .fakes import hold_fdatasync
-from .test_node_send_first import RAW_ENTRY, _pump, _settled_cluster
+from .test_node_send_first import RAW_ENTRY, _holding, _pump, _settled_cluster
 
 
 def _close(nodes):
@@ -35,10 +35,9 @@ def test_a_leader_reports_its_finished_sync_to_the_core_in_the_cycle_that_sees_i
     """The cycle that finds the sync done tells the core (note_durable), which commits on the
     leader's copy and one follower's at once, not at the next Ready (a heartbeat later)."""
     nodes, leader, followers = _settled_cluster(tmp_path)
-    gate = None
-    try:
+    with _holding(nodes) as hold:
         running = [leader, followers[0]]           # the other follower is stopped
-        gate = hold_fdatasync(leader.archive)
+        gate = hold(leader.archive)
         index = leader.core.propose(RAW_ENTRY, b"payload")
         progress = leader.core.leader_state.progress[followers[0].member_id]
         assert _pump(running, lambda: progress.match >= index, 5.0)
@@ -48,10 +47,6 @@ def test_a_leader_reports_its_finished_sync_to_the_core_in_the_cycle_that_sees_i
         leader.do_work()
         assert leader.core.persisted_index >= index
         assert leader.commit_index >= index
-    finally:
-        if gate is not None:
-            gate.set()
-        _close(nodes)
 
 
 def _follower_holding_an_ack(tmp_path, both_followers=True, **hold):

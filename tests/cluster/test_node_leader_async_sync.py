@@ -19,21 +19,14 @@ from aeronpy.core import config as core_config
 from aeronpy.core.raft import RaftCore
 from aeronpy.service import Role
 
-from .fakes import hold_fdatasync
-from .test_node_send_first import RAW_ENTRY, _pump, _settled_cluster
-
-
-def _close(nodes):
-    for node in nodes:
-        node.close()
+from .test_node_send_first import RAW_ENTRY, _holding, _pump, _settled_cluster
 
 
 def test_a_leader_commits_on_its_followers_while_its_fsync_is_held(tmp_path):
     nodes, leader, followers = _settled_cluster(tmp_path)
-    gate = None
-    try:
+    with _holding(nodes) as hold:
         term = leader.core.term
-        gate = hold_fdatasync(leader.archive)
+        gate = hold(leader.archive)
         index = leader.core.propose(RAW_ENTRY, b"payload")
         assert _pump(nodes, lambda: leader.commit_index >= index, 5.0), \
             f"not committed while the leader's sync was held (commit {leader.commit_index})"
@@ -49,30 +42,21 @@ def test_a_leader_commits_on_its_followers_while_its_fsync_is_held(tmp_path):
         assert leader.archive.durable_index >= index
         for node in nodes:
             assert node.failure is None, node.failure
-    finally:
-        if gate is not None:
-            gate.set()
-        _close(nodes)
 
 
 def _commit_with_one_follower_while_held(tmp_path):
     """The leader's fsync held and one follower stopped (not run): returns (the entry's index,
     the leader's commit after pumping the other two for a while, its durable index then)."""
     nodes, leader, followers = _settled_cluster(tmp_path)
-    gate = None
-    try:
+    with _holding(nodes) as hold:
         running = [leader, followers[0]]
-        gate = hold_fdatasync(leader.archive)
+        gate = hold(leader.archive)
         index = leader.core.propose(RAW_ENTRY, b"payload")
         _pump(running, lambda: leader.commit_index >= index, 0.15)   # < election timeout
         commit, durable = leader.commit_index, leader.archive.durable_index
         gate.set()
         assert _pump(running, lambda: leader.commit_index >= index, 10.0)   # and now it does
         return index, commit, durable
-    finally:
-        if gate is not None:
-            gate.set()
-        _close(nodes)
 
 
 def test_a_leaders_unsynced_copy_does_not_count_towards_a_quorum(tmp_path):
@@ -102,23 +86,17 @@ def test_negative_control_a_leader_that_waits_for_its_sync_commits_nothing_meanw
         return rd
     monkeypatch.setattr(RaftCore, "ready", ready_without_send_first)
     nodes, leader, _followers = _settled_cluster(tmp_path)
-    gate = None
-    try:
-        gate = hold_fdatasync(leader.archive)
+    with _holding(nodes) as hold:
+        hold(leader.archive)
         index = leader.core.propose(RAW_ENTRY, b"payload")
         _pump(nodes, lambda: leader.commit_index >= index, 0.15)
         assert leader.commit_index < index
-    finally:
-        if gate is not None:
-            gate.set()
-        _close(nodes)
 
 
 def test_a_leader_that_steps_down_acknowledges_its_unsynced_writes_only_once_durable(tmp_path):
     nodes, leader, followers = _settled_cluster(tmp_path)
-    gate = None
-    try:
-        gate = hold_fdatasync(leader.archive, hold_s=20.0)
+    with _holding(nodes) as hold:
+        gate = hold(leader.archive, hold_s=20.0)
         index = leader.core.propose(RAW_ENTRY, b"payload")
         assert _pump(nodes, lambda: leader.commit_index >= index, 5.0)
         assert leader.core.transfer_leadership(None, time.monotonic_ns())
@@ -138,10 +116,6 @@ def test_a_leader_that_steps_down_acknowledges_its_unsynced_writes_only_once_dur
         assert leader.archive.durable_index >= successor_last
         for node in nodes:
             assert node.failure is None, node.failure
-    finally:
-        if gate is not None:
-            gate.set()
-        _close(nodes)
 
 
 def test_a_leader_whose_sync_stalls_hands_the_leadership_over(tmp_path, caplog):
@@ -150,9 +124,8 @@ def test_a_leader_whose_sync_stalls_hands_the_leadership_over(tmp_path, caplog):
     so; the test above (0.6 s held) is the control in which it keeps office."""
     from aeronpy.cluster import node as node_module
     nodes, leader, followers = _settled_cluster(tmp_path)
-    gate = None
-    try:
-        gate = hold_fdatasync(leader.archive, hold_s=20.0)
+    with _holding(nodes) as hold:
+        gate = hold(leader.archive, hold_s=20.0)
         index = leader.core.propose(RAW_ENTRY, b"payload")
         assert _pump(nodes, lambda: leader.commit_index >= index, 5.0)
         started = time.monotonic()
@@ -170,20 +143,15 @@ def test_a_leader_whose_sync_stalls_hands_the_leadership_over(tmp_path, caplog):
                      and leader.commit_index >= last, 10.0)
         for node in nodes:
             assert node.failure is None, node.failure
-    finally:
-        if gate is not None:
-            gate.set()
-        _close(nodes)
 
 
 def _follower_held(tmp_path):
     """One follower's fsync held: returns (entries A and B, what the follower's log, durable
     end and the leader's count of it were during the hold, its count after release)."""
     nodes, leader, followers = _settled_cluster(tmp_path)
-    gate = None
-    try:
+    with _holding(nodes) as hold:
         slow, fast = followers
-        gate = hold_fdatasync(slow.archive, hold_s=20.0)
+        gate = hold(slow.archive, hold_s=20.0)
         a = leader.core.propose(RAW_ENTRY, b"a")
         assert _pump(nodes, lambda: leader.commit_index >= a, 5.0)     # the leader and `fast`
         b = leader.core.propose(RAW_ENTRY, b"b")
@@ -196,10 +164,6 @@ def _follower_held(tmp_path):
         for node in nodes:
             assert node.failure is None, node.failure
         return a, b, during, progress.match
-    finally:
-        if gate is not None:
-            gate.set()
-        _close(nodes)
 
 
 def test_a_follower_takes_appends_while_its_fsync_is_held_and_acknowledges_once_durable(tmp_path):
@@ -250,8 +214,7 @@ def test_a_stalled_leader_whose_hand_over_found_no_taker_tries_again(tmp_path, m
     the stall lasts. The first attempt is made to find no follower here."""
     from aeronpy.cluster import node as node_module
     nodes, leader, followers = _settled_cluster(tmp_path)
-    gate = None
-    try:
+    with _holding(nodes) as hold:
         real = leader.core.transfer_leadership
         calls = []
 
@@ -259,7 +222,7 @@ def test_a_stalled_leader_whose_hand_over_found_no_taker_tries_again(tmp_path, m
             calls.append(now_ns)
             return False if len(calls) == 1 else real(target, now_ns)
         monkeypatch.setattr(leader.core, "transfer_leadership", first_finds_nobody)
-        gate = hold_fdatasync(leader.archive, hold_s=20.0)
+        gate = hold(leader.archive, hold_s=20.0)
         index = leader.core.propose(RAW_ENTRY, b"payload")
         assert _pump(nodes, lambda: leader.commit_index >= index, 5.0)
         stall_s = node_module._SYNC_STALL_NS / 1e9
@@ -270,7 +233,3 @@ def test_a_stalled_leader_whose_hand_over_found_no_taker_tries_again(tmp_path, m
         gate.set()
         for node in nodes:
             assert node.failure is None, node.failure
-    finally:
-        if gate is not None:
-            gate.set()
-        _close(nodes)

@@ -8,6 +8,8 @@ turns send_first off and sees them get nothing while the leader's fsync is held.
 """
 from __future__ import annotations
 
+import contextlib
+
 from aeronpy.cluster.config import NodeConfig
 from aeronpy.cluster.node import ClusterNode
 from aeronpy.core import config as core_config
@@ -59,6 +61,26 @@ def _settled_cluster(tmp_path):
         raise
     leader = next(n for n in nodes if n.role == Role.LEADER)
     return nodes, leader, [n for n in nodes if n is not leader]
+
+
+@contextlib.contextmanager
+def _holding(nodes):
+    """For a test that holds fsyncs: yields ``hold(archive, **kw)`` (fakes.hold_fdatasync,
+    returning its gate). On the way out, however the test ends, every gate is opened and
+    every node closed."""
+    gates = []
+
+    def hold(archive, **kw):
+        gate = hold_fdatasync(archive, **kw)
+        gates.append(gate)
+        return gate
+    try:
+        yield hold
+    finally:
+        for gate in gates:
+            gate.set()
+        for node in nodes:
+            node.close()
 
 
 def _held_leader_sync(tmp_path, hold_s):

@@ -14,8 +14,7 @@ from aeronpy.core.messages import AppendResponse, HeartbeatResponse, Vote
 from aeronpy.core.ready import split_vouching, vouches_for_log
 from aeronpy.service import Role
 
-from .fakes import hold_fdatasync
-from .test_node_send_first import RAW_ENTRY, _pump, _settled_cluster
+from .test_node_send_first import RAW_ENTRY, _holding, _pump, _settled_cluster
 
 _HELD_S = 1.5    # > 3 x leader_heartbeat_timeout_ms (400 ms) of the test cluster
 
@@ -26,10 +25,9 @@ def _both_followers_held(tmp_path):
     leader's commit and its count of the followers during the hold, whether the entry
     committed once released)."""
     nodes, leader, followers = _settled_cluster(tmp_path)
-    gates = []
-    try:
+    with _holding(nodes) as hold:
         term = leader.core.term
-        gates = [hold_fdatasync(f.archive, hold_s=20.0) for f in followers]
+        gates = [hold(f.archive, hold_s=20.0) for f in followers]
         index = leader.core.propose(RAW_ENTRY, b"payload")
         lost = _pump(nodes, lambda: leader.role != Role.LEADER or leader.core.term != term,
                      _HELD_S)
@@ -43,11 +41,6 @@ def _both_followers_held(tmp_path):
         for node in nodes:
             assert node.failure is None, node.failure
         return term, lost, leader.core.term, index, during, matches, committed
-    finally:
-        for gate in gates:
-            gate.set()
-        for node in nodes:
-            node.close()
 
 
 def test_a_leader_keeps_office_while_both_followers_syncs_are_held(tmp_path):
@@ -95,10 +88,9 @@ def _heard_during_a_stall(tmp_path, stall_ns=None, monkeypatch=None):
     if stall_ns is not None:
         monkeypatch.setattr(node_module, "_SYNC_STALL_NS", stall_ns)
     nodes, leader, followers = _settled_cluster(tmp_path)
-    gate = None
-    try:
+    with _holding(nodes) as hold:
         hung, fine = followers
-        gate = hold_fdatasync(hung.archive, hold_s=20.0)
+        gate = hold(hung.archive, hold_s=20.0)
         t0_ns = time.monotonic_ns()
         index = leader.core.propose(RAW_ENTRY, b"payload")
         assert _pump(nodes, lambda: leader.commit_index >= index, 5.0)   # on `fine`
@@ -112,11 +104,6 @@ def _heard_during_a_stall(tmp_path, stall_ns=None, monkeypatch=None):
             assert node.failure is None, node.failure
         return heard_s, hung.core.counters.get("sync_stalls", 0), \
             fine.core.counters.get("sync_stalls", 0)
-    finally:
-        if gate is not None:
-            gate.set()
-        for node in nodes:
-            node.close()
 
 
 def test_a_follower_whose_sync_stalls_stops_answering_heartbeats(tmp_path, caplog):
